@@ -1,0 +1,309 @@
+package agent
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Config is the agent configuration file (CONTRACT §4). Every default is
+// applied by Defaults and documented in the README.
+type Config struct {
+	Version    int              `json:"version"`
+	Device     DeviceConfig     `json:"device"`
+	DataDir    string           `json:"dataDir"`
+	Mode       string           `json:"mode"`
+	Indicators IndicatorsConfig `json:"indicators"`
+	DNS        DNSConfig        `json:"dns"`
+	SNI        SNIConfig        `json:"sni"`
+	Warn       WarnConfig       `json:"warn"`
+	Telemetry  TelemetryConfig  `json:"telemetry"`
+	Control    ControlConfig    `json:"control"`
+	Metrics    MetricsConfig    `json:"metrics"`
+
+	// Path is the file the config was read from ("" for the embedded default).
+	Path string `json:"-"`
+}
+
+type DeviceConfig struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+type IndicatorsConfig struct {
+	Source          string `json:"source"`
+	TokenFile       string `json:"tokenFile"`
+	PublicKey       string `json:"publicKey"`
+	CAFile          string `json:"caFile"`
+	LongPollSeconds int    `json:"longPollSeconds"`
+}
+
+type DNSConfig struct {
+	Capture             bool     `json:"capture"`
+	Listen              []string `json:"listen"`
+	Upstreams           []string `json:"upstreams"`
+	BlockAnswer         string   `json:"blockAnswer"`
+	SyntheticTTLSeconds int      `json:"syntheticTtlSeconds"`
+	StripECH            *bool    `json:"stripEch"`
+}
+
+type SNIConfig struct {
+	Enabled    bool   `json:"enabled"`
+	QUIC       string `json:"quic"`
+	FailClosed bool   `json:"failClosed"`
+}
+
+type WarnConfig struct {
+	SinkAddress string `json:"sinkAddress"`
+	LocalCA     bool   `json:"localCA"`
+}
+
+type TelemetryConfig struct {
+	Endpoint      string   `json:"endpoint"`
+	ChunkBytes    int64    `json:"chunkBytes"`
+	ChunkRecords  int      `json:"chunkRecords"`
+	ChunkInterval Duration `json:"chunkInterval"`
+	SpoolBytes    int64    `json:"spoolBytes"`
+	Privacy       string   `json:"privacy"`
+}
+
+type ControlConfig struct {
+	Socket string `json:"socket"`
+}
+
+type MetricsConfig struct {
+	Listen string `json:"listen"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("1h", "90s").
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like \"1h\" or \"90s\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Mode values (CONTRACT §1).
+const (
+	ModeOff   = "off"
+	ModeAudit = "audit"
+	ModeBlock = "block"
+)
+
+// SystemConfigPath is where the service looks for its configuration.
+func SystemConfigPath() string {
+	if runtime.GOOS == "windows" {
+		pd := os.Getenv("ProgramData")
+		if pd == "" {
+			pd = `C:\ProgramData`
+		}
+		return filepath.Join(pd, "netward", "netward.json")
+	}
+	return "/etc/netward/netward.json"
+}
+
+//go:embed default.json
+var defaultConfigJSON []byte
+
+// DefaultConfigJSON is the embedded default configuration `netward run` uses
+// when there is no config file (CONTRACT §3).
+func DefaultConfigJSON() []byte { return bytes.Clone(defaultConfigJSON) }
+
+// DefaultConfig returns the embedded default with defaults applied and the data
+// directory under the user's state directory.
+func DefaultConfig() (*Config, error) {
+	c, err := ParseConfig(defaultConfigJSON, "(embedded default)")
+	if err != nil {
+		return nil, fmt.Errorf("embedded default config: %w", err)
+	}
+	c.Path = ""
+	if c.DataDir == "" {
+		c.DataDir = userStateDir()
+	}
+	return c, nil
+}
+
+func userStateDir() string {
+	if runtime.GOOS != "windows" {
+		if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+			return filepath.Join(d, "netward")
+		}
+		if h, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(h, ".local", "state", "netward")
+		}
+	} else if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "netward")
+	}
+	return filepath.Join(os.TempDir(), "netward")
+}
+
+// LoadConfig reads and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(b, path)
+}
+
+// ParseConfig decodes a config strictly: unknown keys and trailing data are
+// errors naming the key and the file. Defaults are applied, then the result is
+// validated.
+func ParseConfig(b []byte, name string) (*Config, error) {
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, explainJSON(b, err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: trailing data after the JSON object; a config file holds exactly one object", name)
+	}
+	c.Path = name
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+// explainJSON turns encoding/json errors into messages with a line number and,
+// for unknown keys, the key's name.
+func explainJSON(b []byte, err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		line := 1 + bytes.Count(b[:min(int(syn.Offset), len(b))], []byte("\n"))
+		return fmt.Errorf("line %d: %v", line, syn)
+	case errors.As(err, &typ):
+		line := 1 + bytes.Count(b[:min(int(typ.Offset), len(b))], []byte("\n"))
+		return fmt.Errorf("line %d: key %q: value of type %s where %s was expected", line, typ.Field, typ.Value, typ.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		key := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return fmt.Errorf("unknown key %s; see the README for the keys netward understands", key)
+	}
+	return err
+}
+
+func (c *Config) applyDefaults() {
+	if c.Version == 0 {
+		c.Version = 1
+	}
+	if c.Device.ID == "" {
+		c.Device.ID = "auto"
+	}
+	if c.Device.Name == "" {
+		c.Device.Name = "auto"
+	}
+	if c.DataDir == "" && c.Path != "(embedded default)" {
+		if runtime.GOOS == "windows" {
+			c.DataDir = filepath.Join(filepath.Dir(SystemConfigPath()), "data")
+		} else {
+			c.DataDir = "/var/lib/netward"
+		}
+	}
+	if c.Mode == "" {
+		c.Mode = ModeBlock
+	}
+	if c.Indicators.LongPollSeconds == 0 {
+		c.Indicators.LongPollSeconds = 60
+	}
+	if len(c.DNS.Listen) == 0 {
+		if c.DNS.Capture {
+			c.DNS.Listen = []string{"127.0.0.153:53", "[::1]:53"}
+		} else {
+			c.DNS.Listen = []string{"127.0.0.1:15353"}
+		}
+	}
+	if c.DNS.BlockAnswer == "" {
+		c.DNS.BlockAnswer = "nxdomain"
+	}
+	if c.DNS.SyntheticTTLSeconds == 0 {
+		c.DNS.SyntheticTTLSeconds = 10
+	}
+	if c.DNS.StripECH == nil {
+		t := true
+		c.DNS.StripECH = &t
+	}
+	if c.SNI.QUIC == "" {
+		c.SNI.QUIC = "inspect"
+	}
+	if c.Warn.SinkAddress == "" {
+		c.Warn.SinkAddress = "127.0.0.154"
+	}
+	if c.Telemetry.ChunkBytes == 0 {
+		c.Telemetry.ChunkBytes = 4 << 20
+	}
+	if c.Telemetry.ChunkRecords == 0 {
+		c.Telemetry.ChunkRecords = 4000
+	}
+	if c.Telemetry.ChunkInterval == 0 {
+		c.Telemetry.ChunkInterval = Duration(time.Hour)
+	}
+	if c.Telemetry.SpoolBytes == 0 {
+		c.Telemetry.SpoolBytes = 256 << 20
+	}
+	if c.Telemetry.Privacy == "" {
+		c.Telemetry.Privacy = "full"
+	}
+	if c.Control.Socket == "" {
+		if runtime.GOOS == "windows" {
+			c.Control.Socket = `\\.\pipe\netward`
+		} else {
+			c.Control.Socket = "/run/netward/netward.sock"
+		}
+	}
+}
+
+// Validate checks values that the JSON decoder cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Version != 1 {
+		errs = append(errs, fmt.Errorf("key \"version\": %d is not supported; this netward reads version 1", c.Version))
+	}
+	switch c.Mode {
+	case ModeOff, ModeAudit, ModeBlock:
+	default:
+		errs = append(errs, fmt.Errorf("key \"mode\": %q is not one of off, audit, block", c.Mode))
+	}
+	switch c.DNS.BlockAnswer {
+	case "nxdomain", "nullip", "sink":
+	default:
+		errs = append(errs, fmt.Errorf("key \"dns.blockAnswer\": %q is not one of nxdomain, nullip, sink", c.DNS.BlockAnswer))
+	}
+	if c.DNS.SyntheticTTLSeconds < 0 || c.DNS.SyntheticTTLSeconds > 86400 {
+		errs = append(errs, fmt.Errorf("key \"dns.syntheticTtlSeconds\": %d is outside 0..86400", c.DNS.SyntheticTTLSeconds))
+	}
+	switch c.SNI.QUIC {
+	case "inspect", "block", "allow":
+	default:
+		errs = append(errs, fmt.Errorf("key \"sni.quic\": %q is not one of inspect, block, allow", c.SNI.QUIC))
+	}
+	switch c.Telemetry.Privacy {
+	case "full", "noProcess", "pseudonymous":
+	default:
+		errs = append(errs, fmt.Errorf("key \"telemetry.privacy\": %q is not one of full, noProcess, pseudonymous", c.Telemetry.Privacy))
+	}
+	if c.Indicators.LongPollSeconds < 0 || c.Indicators.LongPollSeconds > 3600 {
+		errs = append(errs, fmt.Errorf("key \"indicators.longPollSeconds\": %d is outside 0..3600", c.Indicators.LongPollSeconds))
+	}
+	if c.Telemetry.ChunkBytes < 0 || c.Telemetry.ChunkRecords < 0 || c.Telemetry.SpoolBytes < 0 || c.Telemetry.ChunkInterval < 0 {
+		errs = append(errs, errors.New("telemetry sizes and intervals must not be negative"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/netward/netward/agent"
+)
+
+func runCommand() *command {
+	c := &command{
+		name:    "run",
+		usage:   "netward run [--config FILE] [--log-level LEVEL] [--log-json]",
+		short:   "Run the agent in the foreground (what the service runs).",
+		example: "netward run --config /etc/netward/netward.json",
+	}
+	c.run = func(ctx context.Context, env *Env, args []string) error {
+		fs := newFlags(env, c)
+		cfgPath := fs.String("config", "", "config file (default: "+agent.SystemConfigPath()+" if it exists, else the embedded default)")
+		level := fs.String("log-level", "info", "debug, info, warn or error")
+		logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return usageErrorf("unexpected argument %q", fs.Arg(0))
+		}
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(*level)); err != nil {
+			return usageErrorf("--log-level %q: want debug, info, warn or error", *level)
+		}
+		opts := &slog.HandlerOptions{Level: lv}
+		var h slog.Handler = slog.NewTextHandler(env.Stderr, opts)
+		if *logJSON {
+			h = slog.NewJSONHandler(env.Stderr, opts)
+		}
+		log := slog.New(h)
+
+		cfg, err := loadRunConfig(*cfgPath)
+		if err != nil {
+			return failf("%w", err)
+		}
+		a, err := agent.New(cfg, log)
+		if err != nil {
+			return failf("%w", err)
+		}
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := a.Run(ctx); err != nil {
+			return failf("%w", err)
+		}
+		return nil
+	}
+	return c
+}
+
+// loadRunConfig reads --config, else the system config file if it exists,
+// else the embedded default.
+func loadRunConfig(path string) (*agent.Config, error) {
+	if path != "" {
+		return agent.LoadConfig(path)
+	}
+	cfg, err := agent.LoadConfig(agent.SystemConfigPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return agent.DefaultConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w (pass --config to use another file)", err)
+	}
+	return cfg, nil
+}
