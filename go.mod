@@ -1,7 +1,7 @@
 module github.com/netward/netward
 
-go 1.26.0
+go 1.25.0
 
 require golang.org/x/net v0.47.0
 
-require golang.org/x/text v0.43.0 // indirect
+require golang.org/x/text v0.31.0 // indirect
