@@ -23,6 +23,7 @@ type Agent struct {
 	log    *slog.Logger
 	now    func() time.Time
 	policy atomic.Pointer[filter.Policy]
+	sinks  []RecordSink
 	// settings are the feed settings in force (mode, convertWarnToBlock, ...).
 	settings atomic.Pointer[FeedSettings]
 

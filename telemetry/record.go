@@ -1,0 +1,57 @@
+// Package telemetry records network transactions and protection events and
+// ships them to the console in chunks (CONTRACT §6).
+package telemetry
+
+import "time"
+
+// ActionType values (CONTRACT §6, after the DeviceNetworkEvents table).
+const (
+	ConnectionSuccess                = "ConnectionSuccess"
+	ConnectionFailed                 = "ConnectionFailed"
+	NetworkProtectionBlocked         = "NetworkProtectionBlocked"
+	NetworkProtectionWarned          = "NetworkProtectionWarned"
+	NetworkProtectionAudited         = "NetworkProtectionAudited"
+	NetworkProtectionUserBypassEvent = "NetworkProtectionUserBypassEvent"
+	DnsQueryResponse                 = "DnsQueryResponse"
+)
+
+// Protocol values.
+const (
+	ProtoTCP  = "Tcp"
+	ProtoUDP  = "Udp"
+	ProtoQUIC = "Quic"
+	ProtoDNS  = "Dns"
+)
+
+// Source values: which interceptor produced the record.
+const (
+	SourceDNS       = "dns"
+	SourceSNI       = "sni"
+	SourceQUIC      = "quic"
+	SourceHTTP      = "http"
+	SourceIP        = "ip"
+	SourceConntrack = "conntrack"
+)
+
+// Record is one network transaction or protection event, one NDJSON line of a
+// chunk. Field names are the wire format of CONTRACT §6; do not rename.
+type Record struct {
+	Timestamp                    time.Time `json:"Timestamp"`
+	DeviceId                     string    `json:"DeviceId"`
+	DeviceName                   string    `json:"DeviceName"`
+	ActionType                   string    `json:"ActionType"`
+	RemoteIP                     string    `json:"RemoteIP,omitempty"`
+	RemotePort                   int       `json:"RemotePort,omitempty"`
+	RemoteUrl                    string    `json:"RemoteUrl,omitempty"`
+	LocalIP                      string    `json:"LocalIP,omitempty"`
+	LocalPort                    int       `json:"LocalPort,omitempty"`
+	Protocol                     string    `json:"Protocol,omitempty"`
+	BytesSent                    int64     `json:"BytesSent,omitempty"`
+	BytesReceived                int64     `json:"BytesReceived,omitempty"`
+	InitiatingProcessId          int       `json:"InitiatingProcessId,omitempty"`
+	InitiatingProcessFileName    string    `json:"InitiatingProcessFileName,omitempty"`
+	InitiatingProcessAccountName string    `json:"InitiatingProcessAccountName,omitempty"`
+	IndicatorId                  string    `json:"IndicatorId,omitempty"`
+	Application                  string    `json:"Application,omitempty"`
+	Source                       string    `json:"Source,omitempty"`
+}
