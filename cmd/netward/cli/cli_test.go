@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test re-run this binary as the real CLI
+// (NETWARD_CLI_CHILD=1 netward-args...), so lifecycle tests exercise signals
+// and exit codes of a real process.
+func TestMain(m *testing.M) {
+	if os.Getenv("NETWARD_CLI_CHILD") == "1" {
+		os.Exit(Run(context.Background(), &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}, args)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		wantStderr string
+	}{
+		{"no arguments", nil, ExitUsage, ""},
+		{"unknown command", []string{"frobnicate"}, ExitUsage, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"version", "--frob"}, ExitUsage, "flag provided but not defined"},
+		{"extra argument", []string{"version", "extra"}, ExitUsage, `unexpected argument "extra"`},
+		{"help", []string{"--help"}, ExitOK, ""},
+		{"command help", []string{"version", "--help"}, ExitOK, ""},
+		{"version", []string{"version"}, ExitOK, ""},
+		{"run with missing config", []string{"run", "--config", "/nonexistent/netward.json"}, ExitFailed, "no such file"},
+		{"run with bad log level", []string{"run", "--log-level", "loud"}, ExitUsage, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("netward %q exit = %d, want %d (stderr %q)", tt.args, code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.wantStderr) {
+				t.Errorf("netward %q stderr = %q, want it to contain %q", tt.args, stderr, tt.wantStderr)
+			}
+		})
+	}
+}
+
+func TestHelpHasExample(t *testing.T) {
+	for _, c := range commands() {
+		code, out, _ := runCLI(t, c.name, "--help")
+		if code != ExitOK || !strings.Contains(out, "Example:") || !strings.Contains(out, "Usage: netward "+c.name) {
+			t.Errorf("netward %s --help = %d %q, want usage and an example", c.name, code, out)
+		}
+	}
+}
+
+func TestVersionJSON(t *testing.T) {
+	code, out, _ := runCLI(t, "version", "--json")
+	if code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	var v map[string]string
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("version --json is not JSON: %v\n%s", err, out)
+	}
+	for _, k := range []string{"version", "commit", "goVersion", "platform"} {
+		if v[k] == "" {
+			t.Errorf("version --json lacks %q: %s", k, out)
+		}
+	}
+}
+
+// TestRunStopsCleanlyOnSignal runs the real CLI in a child process and checks
+// that SIGINT and SIGTERM stop it with exit code 0 (what systemd expects).
+func TestRunStopsCleanlyOnSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "netward.json")
+			// An unused listen port keeps parallel runs apart.
+			if err := os.WriteFile(cfg, []byte(`{"dataDir": "`+dir+`", "dns": {"listen": ["127.0.0.1:0"]}, "control": {"socket": "`+filepath.Join(dir, "s.sock")+`"}}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(os.Args[0], "run", "--config", cfg)
+			cmd.Env = append(os.Environ(), "NETWARD_CLI_CHILD=1")
+			var logs syncBuffer
+			cmd.Stderr = &logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(logs.String(), "netward agent running") {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatalf("agent did not report running; logs:\n%s", logs.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("exit after %v = %d (%v), want 0; logs:\n%s", sig, code, err, logs.String())
+			}
+			if !strings.Contains(logs.String(), "netward agent stopped") {
+				t.Errorf("no clean-stop log line:\n%s", logs.String())
+			}
+		})
+	}
+}
