@@ -57,6 +57,9 @@ type Config struct {
 	// the page retries; default: the same URL on the same origin. Tests point
 	// it at another server.
 	Target func(site, requestURI string) string
+	// NoPage is called with the server name of an HTTPS request that gets no
+	// page (no local CA), so the agent can notify the user instead. May be nil.
+	NoPage func(name string)
 	// OrgText is an optional sentence from the organisation shown on every page.
 	OrgText string
 	Now     func() time.Time
@@ -122,12 +125,15 @@ func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if s.cfg.CA == nil {
-				return nil, errors.New("no local CA configured (warn.localCA is false); HTTPS pages are not available")
-			}
 			name, err := filter.CanonicalName(hello.ServerName)
 			if err != nil || hello.ServerName == "" {
 				return nil, fmt.Errorf("no usable server name in the TLS handshake")
+			}
+			if s.cfg.CA == nil {
+				if s.cfg.NoPage != nil {
+					s.cfg.NoPage(name)
+				}
+				return nil, errors.New("no local CA configured (warn.localCA is false); HTTPS pages are not available")
 			}
 			// Only names the policy knows get a certificate: the CA signs
 			// nothing else.
