@@ -22,6 +22,7 @@ type pageData struct {
 	PollMs   int
 	Nonce    string // CSP nonce of the inline script
 	Expires  string
+	Bypassed bool
 	Continue string // the continue endpoint
 }
 
@@ -65,7 +66,7 @@ footer{margin-top:2rem;font-size:.85rem;color:#52525b}
 <p>Your organisation does not allow <strong>{{.Site}}</strong>{{if .App}} ({{.App}}){{end}} on this device.</p>
 {{else if eq .Kind "wait"}}
 <h1>Opening {{.Site}}…</h1>
-<p role="status">You chose to continue{{if .Expires}} until {{.Expires}}{{end}}. This device still remembers the old address of the site for a few seconds; the page opens by itself as soon as it can.</p>
+<p role="status">{{if .Bypassed}}You chose to continue{{if .Expires}} until {{.Expires}}{{end}}.{{else}}This site is not blocked now.{{end}} This device still remembers the old address of the site for a few seconds; the page opens by itself as soon as it can.</p>
 <p><a href="{{.Target}}">Open {{.Site}} now</a></p>
 {{else}}
 <h1>netward</h1>

@@ -264,6 +264,7 @@ func (s *Server) pageFor(w http.ResponseWriter, r *http.Request, name string, d 
 		if s.cfg.Target != nil {
 			pd.Target = s.cfg.Target(name, uri)
 		}
+		pd.Bypassed = d.Verdict == filter.VerdictBypassed
 		if !d.BypassExpires.IsZero() {
 			pd.Expires = d.BypassExpires.Local().Format("15:04 on 2 Jan 2006")
 		}

@@ -117,7 +117,7 @@ func TestPages(t *testing.T) {
 		{"warned.test", 403, []string{"warned.test", "Demo", "Monitored app: Demo", "https://intranet.example/apps", "Continue to warned.test", "netward"}, []string{"<script"}},
 		{"sub.warned.test:80", 403, []string{"sub.warned.test", "Continue"}, nil},
 		{"blocked.test", 403, []string{"This site is blocked", "Unsanctioned"}, []string{"Continue", "javascript:", "<script"}},
-		{"free.test", 200, []string{"Opening free.test", `http-equiv="refresh"`, "<script nonce="}, nil},
+		{"free.test", 200, []string{"Opening free.test", "not blocked now", `http-equiv="refresh"`, "<script nonce="}, []string{"You chose"}},
 		{"bad_host!", 400, []string{"does not name a site"}, nil},
 	}
 	for _, tc := range tests {
