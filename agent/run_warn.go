@@ -78,10 +78,11 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 	}
 	srv, err := warnpage.New(warnpage.Config{
 		Decide: a.DecideName,
-		Continue: func(name string) (time.Time, error) {
-			e, err := a.CreateBypass(name, "", bypass.HowPage)
+		Continue: func(name, user string) (time.Time, error) {
+			e, err := a.CreateBypass(name, user, bypass.HowPage)
 			return e.Expires, err
 		},
+		PeerUser: warnpage.LocalPeerUser,
 		Links: func() warnpage.Links {
 			s := a.Settings()
 			return warnpage.Links{Warn: s.WarnRedirectURL, Block: s.BlockRedirectURL}

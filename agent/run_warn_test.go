@@ -6,7 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
+	"os/user"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -234,11 +238,14 @@ func TestPagesOnSink(t *testing.T) {
 		t.Skip("binding port 80 needs root")
 	}
 	c := &clock{t: time.Now()}
-	startWarnAgent(t, t.TempDir(), c)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, testSink+":80")
-		}}}
+	a := startWarnAgent(t, t.TempDir(), c)
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Timeout: 5 * time.Second, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, testSink+":80")
+			}}}
 	resp, err := client.Get("http://warned.test/x")
 	if err != nil {
 		t.Fatal(err)
@@ -246,6 +253,31 @@ func TestPagesOnSink(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 403 || !strings.Contains(string(b), "Continue to warned.test") {
-		t.Errorf("sink page: %d\n%s", resp.StatusCode, b)
+		t.Fatalf("sink page: %d\n%s", resp.StatusCode, b)
+	}
+	tok := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(string(b))
+	if tok == nil {
+		t.Fatal("no token")
+	}
+	req, _ := http.NewRequest("POST", "http://warned.test/.netward/continue", strings.NewReader(url.Values{"token": {tok[1]}, "path": {"/x"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://warned.test")
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("Continue: %d", resp.StatusCode)
+	}
+	// The page knows which local account's socket connected: the bypass and
+	// its event name it.
+	me, _ := user.Current()
+	l := a.ListBypasses()
+	if len(l) != 1 || l[0].Who != me.Username || l[0].How != bypass.HowPage {
+		t.Errorf("bypasses = %+v, want one by %s from the page", l, me.Username)
+	}
+	if r := <-a.records; r.InitiatingProcessAccountName != me.Username || r.Source != telemetry.SourceHTTP {
+		t.Errorf("bypass event = %+v", r)
 	}
 }

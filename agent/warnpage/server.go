@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -39,8 +40,12 @@ type Links struct{ Warn, Block string }
 type Config struct {
 	// Decide is the agent's current decision for a host name (a.DecideName).
 	Decide func(name string) filter.Decision
-	// Continue creates the bypass for name and returns when it is durable.
-	Continue func(name string) (expires time.Time, err error)
+	// Continue creates the bypass for name by user ("" = the device) and
+	// returns when it is durable.
+	Continue func(name, user string) (expires time.Time, err error)
+	// PeerUser names the local account that owns the client's socket
+	// (LocalPeerUser); nil or "" makes the bypass device-wide.
+	PeerUser func(client, server netip.AddrPort) string
 	// Links returns the organisation's links in force; may be nil.
 	Links func() Links
 	// Key is the per-install HMAC secret (LoadOrCreateKey).
@@ -358,13 +363,33 @@ func (s *Server) handleContinue(w http.ResponseWriter, r *http.Request) {
 		s.pageFor(w, r, name, d, path)
 		return
 	}
-	if _, err := s.cfg.Continue(name); err != nil {
+	if _, err := s.cfg.Continue(name, s.peerUser(r)); err != nil {
 		s.cfg.Log.Error("warn page: could not create the bypass", "site", name, "err", err)
 		s.errorPage(w, http.StatusInternalServerError, "netward could not record your choice: "+err.Error())
 		return
 	}
 	// POST-redirect-GET: the GET shows the waiting page, which retries the site.
 	http.Redirect(w, r, path, http.StatusSeeOther)
+}
+
+// peerUser is the local account that sent r, or "".
+func (s *Server) peerUser(r *http.Request) string {
+	if s.cfg.PeerUser == nil {
+		return ""
+	}
+	client, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return ""
+	}
+	server, err := netip.ParseAddrPort(la.String())
+	if err != nil {
+		return ""
+	}
+	return s.cfg.PeerUser(client, server)
 }
 
 type status struct {

@@ -30,6 +30,7 @@ type policy struct {
 	p        *filter.Policy
 	bypassed map[string]bool
 	calls    int
+	user     string
 }
 
 func newPolicy(t testing.TB) *policy {
@@ -52,7 +53,7 @@ func (p *policy) decide(name string) filter.Decision {
 	})
 }
 
-func (p *policy) cont(name string) (time.Time, error) {
+func (p *policy) cont(name, user string) (time.Time, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.p.MatchName(name)
@@ -60,6 +61,7 @@ func (p *policy) cont(name string) (time.Time, error) {
 		return time.Time{}, errors.New("not warned")
 	}
 	p.calls++
+	p.user = user
 	p.bypassed[m.Rule.Value] = true
 	return time.Now().Add(time.Hour), nil
 }
