@@ -40,6 +40,12 @@ func browser(t *testing.T, hosts map[string]string) context.Context {
 		rules = append(rules, "MAP "+h+" "+addr)
 	}
 	rules = append(rules, "MAP * ~NOTFOUND", "EXCLUDE 127.0.0.1")
+	// Not t.TempDir: Chromium's helper processes may still write to the
+	// profile for a moment after the browser exits.
+	profile, err := os.MkdirTemp("", "nwwarn-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -52,13 +58,24 @@ func browser(t *testing.T, hosts map[string]string) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("host-resolver-rules", strings.Join(rules, ",")),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(900, 760),
 	}
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelC := chromedp.NewContext(actx)
 	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	t.Cleanup(func() {
+		cancelT()
+		cancelC()
+		cancelA()
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", profile)
+	})
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("start Chromium: %v", err)
 	}
