@@ -93,18 +93,8 @@ func (d *DBus) Notify(ctx context.Context, n Notice, cont func()) error {
 }
 
 func notifyBus(ctx context.Context, b Bus, n Notice, cont func()) error {
-	conn, err := dbus.Dial(b.Address, dbus.WithContext(ctx))
+	conn, err := dialSession(b)
 	if err != nil {
-		return err
-	}
-	// EXTERNAL authentication with our own uid; the bus checks it against
-	// the socket's peer credentials.
-	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		conn.Close()
-		return err
-	}
-	if err := conn.Hello(); err != nil {
-		conn.Close()
 		return err
 	}
 	obj := conn.Object(notifDest, notifPath)

@@ -5,8 +5,11 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,9 +45,28 @@ func TestDBusNotification(t *testing.T) {
 		}
 		t.Skip("dbus-daemon missing (apt-get install dbus)")
 	}
-	sock := filepath.Join(t.TempDir(), "bus")
+	// As root, the bus belongs to another user (nobody), like a desktop
+	// user's session bus seen from the root agent.
+	uid := os.Getuid()
+	var cred *syscall.Credential
+	dir, err := os.MkdirTemp("", "nwwarn-bus-") // t.TempDir's parent is closed to other users
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if u, err := user.Lookup("nobody"); err == nil && os.Geteuid() == 0 {
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("session bus owned by uid %d, test runs as uid %d", uid, os.Geteuid())
+	sock := filepath.Join(dir, "bus")
 	addr := "unix:path=" + sock
 	d := exec.Command("dbus-daemon", "--session", "--nofork", "--address="+addr, "--print-address")
+	d.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	out, err := d.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +79,9 @@ func TestDBusNotification(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srvConn, err := dbus.Connect(addr)
+	srvConn, err := dialSession(Bus{Address: addr, UID: uid})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("connect to the bus of uid %d: %v", uid, err)
 	}
 	defer srvConn.Close()
 	srv := &notificationServer{conn: srvConn, got: make(chan []string, 2)}
@@ -70,7 +92,7 @@ func TestDBusNotification(t *testing.T) {
 		t.Fatalf("RequestName: %v %v", reply, err)
 	}
 
-	b := &DBus{Buses: func(string) []Bus { return []Bus{{Address: addr, UID: os.Getuid()}} }}
+	b := &DBus{Buses: func(string) []Bus { return []Bus{{Address: addr, UID: uid}} }}
 	continued := make(chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
