@@ -3,8 +3,20 @@ module github.com/netward/netward
 go 1.25.0
 
 require (
+	github.com/chromedp/chromedp v0.14.2
+	github.com/godbus/dbus/v5 v5.2.4
+	go.etcd.io/bbolt v1.5.0
 	golang.org/x/net v0.47.0
-	golang.org/x/sync v0.18.0
+	golang.org/x/sync v0.20.0
+	golang.org/x/sys v0.45.0
 )
 
-require golang.org/x/text v0.31.0 // indirect
+require (
+	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327 // indirect
+	github.com/chromedp/sysutil v1.1.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20250725192818-e39067aee2d2 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/pool v0.2.1 // indirect
+	github.com/gobwas/ws v1.4.0 // indirect
+	golang.org/x/text v0.31.0 // indirect
+)

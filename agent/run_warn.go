@@ -2,24 +2,336 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
-	"github.com/netward/netward/filter"
-
 	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/agent/notify"
+	"github.com/netward/netward/agent/warnpage"
+	"github.com/netward/netward/filter"
+	"github.com/netward/netward/telemetry"
 )
 
-// warnState is the agent's warn component state.
-type warnState struct{}
+// warnState is the warn component: the bypass store, the block/warn page
+// server at the sink address, and desktop notifications.
+type warnState struct {
+	store    atomic.Pointer[bypass.Store] // nil until startWarn: nothing is bypassed
+	notifier atomic.Pointer[notify.Notifier]
+	wake     chan struct{} // reschedules the purge after a new bypass
+}
 
-// startWarn starts the warn component: it does any synchronous set-up, then runs its
-// long-lived goroutines in g, which must return when ctx is done.
+// defaultBypassDuration applies when neither the indicator nor the feed sets
+// one (CONTRACT §2).
+const defaultBypassDuration = 24 * time.Hour
+
+// startWarn opens the bypass store (so every interceptor started after it sees
+// bypasses that survived a restart), then serves the pages and notifications.
 func (a *Agent) startWarn(ctx context.Context, g *errgroup.Group) error {
+	store, err := bypass.Open(bypass.Config{Path: filepath.Join(a.cfg.DataDir, "bypass.db"), Log: a.log}, a.now())
+	if err != nil {
+		return err
+	}
+	a.warn.wake = make(chan struct{}, 1)
+	a.warn.store.Store(store)
+	g.Go(func() error { return a.purgeBypasses(ctx, store) })
+
+	n := notify.New(notify.Config{
+		Log: a.log, Now: a.now,
+		Continue: func(nt notify.Notice) {
+			if _, err := a.CreateBypass(nt.Name, nt.User, bypass.HowPage); err != nil {
+				a.log.Warn("continue from a notification failed", "site", nt.Name, "err", err)
+			}
+		},
+		Undelivered: func(nt notify.Notice, err error) {
+			// The protection event itself is emitted by the interceptor and
+			// shows in `netward events`; the log says nobody saw a notice.
+			a.log.Info("user not notified: no desktop session", "site", nt.Name, "user", nt.User, "blocked", nt.Blocked, "err", err)
+		},
+	})
+	a.warn.notifier.Store(n)
+	g.Go(func() error { return n.Run(ctx) })
+
+	return a.startPages(ctx, g)
+}
+
+// startPages binds the sink's ports 80 and 443 and serves the pages. Binding
+// them needs privileges; without them the agent logs why and runs without
+// pages (blocked names then get no explanation page, never a failed agent).
+func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
+	key, err := warnpage.LoadOrCreateKey(a.cfg.DataDir)
+	if err != nil {
+		a.log.Warn("warn pages disabled: no secret key", "err", err)
+		return nil
+	}
+	var ca *warnpage.CA
+	if a.cfg.Warn.LocalCA {
+		if ca, err = warnpage.LoadOrCreateCA(a.cfg.DataDir, a.now); err != nil {
+			a.log.Warn("HTTPS warn pages disabled: local CA unusable", "err", err)
+			ca = nil
+		}
+	}
+	srv, err := warnpage.New(warnpage.Config{
+		Decide: a.DecideName,
+		Continue: func(name, user string) (time.Time, error) {
+			e, err := a.CreateBypass(name, user, bypass.HowPage)
+			return e.Expires, err
+		},
+		PeerUser: warnpage.LocalPeerUser,
+		Links: func() warnpage.Links {
+			s := a.Settings()
+			return warnpage.Links{Warn: s.WarnRedirectURL, Block: s.BlockRedirectURL}
+		},
+		Key:  key,
+		CA:   ca,
+		Wait: time.Duration(a.cfg.DNS.SyntheticTTLSeconds+1) * time.Second,
+		NoPage: func(name string) {
+			a.NotifyUser(a.DecideName(name), name, "")
+		},
+		Now: a.now,
+		Log: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	sink := a.cfg.Warn.SinkAddress
+	var lc net.ListenConfig
+	httpLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(sink, "80"))
+	if err != nil {
+		a.log.Warn("warn and block pages disabled: cannot listen on the sink address (binding port 80 needs root or CAP_NET_BIND_SERVICE)",
+			"addr", net.JoinHostPort(sink, "80"), "err", err)
+		return nil
+	}
+	httpsLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(sink, "443"))
+	if err != nil {
+		a.log.Warn("HTTPS to the sink disabled: cannot listen on port 443", "addr", net.JoinHostPort(sink, "443"), "err", err)
+		httpsLn = nil
+	}
+	a.log.Info("warn and block pages served", "addr", sink, "https", httpsLn != nil, "localCA", ca != nil)
+	g.Go(func() error {
+		if err := srv.Serve(ctx, httpLn, httpsLn); err != nil {
+			a.log.Error("warn page server stopped", "err", err)
+		}
+		return nil
+	})
 	return nil
 }
 
+// policyCheck is how often the purge loop looks for a new policy to prune
+// bypasses against (PruneBypasses may also be called right after SetPolicy).
+const policyCheck = 10 * time.Second
+
+// purgeBypasses drops expired bypasses exactly when the next one expires
+// (lookups already ignore them; purging keeps the store small), prunes
+// bypasses whose indicator is no longer a Warn when the policy changes, and
+// closes the store when ctx ends.
+func (a *Agent) purgeBypasses(ctx context.Context, store *bypass.Store) error {
+	defer store.Close()
+	tick := time.NewTicker(policyCheck)
+	defer tick.Stop()
+	seen := a.Policy()
+	for {
+		var fire <-chan time.Time
+		var timer *time.Timer
+		if next := store.NextExpiry(); !next.IsZero() {
+			timer = time.NewTimer(max(next.Sub(a.now()), 0))
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		case <-a.warn.wake:
+		case <-tick.C:
+			if p := a.Policy(); p != seen {
+				seen = p
+				a.PruneBypasses()
+			}
+		case <-fire:
+			if n, err := store.Purge(a.now()); err != nil {
+				a.log.Warn("purge expired bypasses", "err", err)
+			} else if n > 0 {
+				a.log.Info("bypasses expired", "count", n)
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// PruneBypasses removes the bypasses whose indicator is no longer a Warn in
+// the active policy (it became a Block, or disappeared): CONTRACT §2 says
+// such a bypass is removed. Lookups never apply them anyway (they check the
+// current match); pruning makes the removal durable, so the bypass does not
+// come back if the indicator later returns to Warn. Call after SetPolicy.
+func (a *Agent) PruneBypasses() {
+	store := a.warn.store.Load()
+	if store == nil {
+		return
+	}
+	live := map[string]bool{}
+	for _, r := range a.Policy().Rules() {
+		if r.Action != filter.Warn {
+			continue
+		}
+		if r.Application != "" {
+			live["app:"+r.Application] = true
+		} else {
+			live[r.Type.String()+":"+r.Value] = true
+		}
+	}
+	n, err := store.Remove(func(e bypass.Entry) bool { return !live[e.Target()] })
+	if err != nil {
+		a.log.Warn("prune bypasses", "err", err)
+	} else if n > 0 {
+		a.log.Info("bypasses removed: their indicator is no longer a Warn", "count", n)
+	}
+}
+
 // bypassFor reports whether a Warn match has an active bypass on this device.
-// The warn component owns the bypass store; until it exists nothing is bypassed.
+// The DNS answer is host-wide and carries no user, so a bypass by any user of
+// the device counts here. Lock-free and allocation-free.
 func (a *Agent) bypassFor(m filter.Match) (time.Time, bool) {
+	if s := a.warn.store.Load(); s != nil {
+		return s.Active(m, "", a.now())
+	}
 	return time.Time{}, false
+}
+
+// DecideNameUser is DecideName for interceptors that know the user (SNI
+// with the socket's owner): a bypass counts only if that user, or the whole
+// device, created it. user "" is DecideName.
+func (a *Agent) DecideNameUser(name, user string) filter.Decision {
+	return filter.Decide(a.Policy().MatchName(name), a.filterSettings(), func(m filter.Match) (time.Time, bool) {
+		if s := a.warn.store.Load(); s != nil {
+			return s.Active(m, user, a.now())
+		}
+		return time.Time{}, false
+	})
+}
+
+// bypassDuration is the indicator's duration, else the feed's, else 24 h.
+func (a *Agent) bypassDuration(r *filter.Rule) time.Duration {
+	if r != nil && r.BypassDuration > 0 {
+		return r.BypassDuration
+	}
+	if h := a.Settings().BypassDurationHours; h > 0 {
+		return time.Duration(h * float64(time.Hour))
+	}
+	return defaultBypassDuration
+}
+
+// CreateBypass lets user (or, with user "", the whole device) continue past
+// the Warn for name. how is bypass.HowPage or bypass.HowCLI. It returns once
+// the bypass is on disk, and emits a NetworkProtectionUserBypassEvent. A
+// Block can never be bypassed: errors.Is(err, bypass.ErrBlock); a name with
+// no Warn indicator gives bypass.ErrNotWarned.
+func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
+	store := a.warn.store.Load()
+	if store == nil {
+		return bypass.Entry{}, errors.New("the bypass store is not open yet; retry in a moment")
+	}
+	n, err := filter.CanonicalName(name)
+	if err != nil {
+		return bypass.Entry{}, fmt.Errorf("%q is not a host name: %w", name, err)
+	}
+	m := a.Policy().MatchName(n)
+	switch {
+	case m.Action == filter.Block:
+		return bypass.Entry{}, fmt.Errorf("%s (indicator %s): %w", n, m.Rule.ID, bypass.ErrBlock)
+	case m.Action == filter.Warn && a.Settings().ConvertWarnToBlock:
+		return bypass.Entry{}, fmt.Errorf("%s: %w (the organisation turns warnings into blocks: convertWarnToBlock)", n, bypass.ErrBlock)
+	case m.Action != filter.Warn:
+		return bypass.Entry{}, fmt.Errorf("%s: %w", n, bypass.ErrNotWarned)
+	}
+	e, err := bypass.NewEntry(m, n, user, how, a.now(), a.bypassDuration(m.Rule))
+	if err != nil {
+		return bypass.Entry{}, err
+	}
+	if err := store.Put(e); err != nil {
+		return bypass.Entry{}, err
+	}
+	select {
+	case a.warn.wake <- struct{}{}:
+	default:
+	}
+	src := ""
+	if how == bypass.HowPage {
+		src = telemetry.SourceHTTP
+	}
+	a.Emit(telemetry.Record{
+		ActionType:                   telemetry.NetworkProtectionUserBypassEvent,
+		RemoteUrl:                    n,
+		IndicatorId:                  m.Rule.ID,
+		Application:                  m.Rule.Application,
+		InitiatingProcessAccountName: user,
+		Source:                       src,
+	})
+	a.log.Info("bypass created", "site", n, "target", e.Target(), "user", e.Who, "how", how, "expires", e.Expires)
+	return e, nil
+}
+
+// ListBypasses returns the active bypasses, soonest expiry first.
+func (a *Agent) ListBypasses() []bypass.Entry {
+	if s := a.warn.store.Load(); s != nil {
+		return s.List(a.now())
+	}
+	return nil
+}
+
+// RevokeBypass removes every bypass for name: the name it was created for,
+// its application, its indicator value, or whatever the name matches now.
+// It returns how many it removed.
+func (a *Agent) RevokeBypass(name string) (int, error) {
+	store := a.warn.store.Load()
+	if store == nil {
+		return 0, errors.New("the bypass store is not open yet; retry in a moment")
+	}
+	target := ""
+	if n, err := filter.CanonicalName(name); err == nil {
+		name = n
+		if m := a.Policy().MatchName(n); m.Rule != nil {
+			if m.Rule.Application != "" {
+				target = "app:" + m.Rule.Application
+			} else {
+				target = m.Rule.Type.String() + ":" + m.Rule.Value
+			}
+		}
+	}
+	return store.Remove(func(e bypass.Entry) bool {
+		return e.Matches(name) || (target != "" && e.Target() == target)
+	})
+}
+
+// BypassStats counts active bypasses per application (or indicator value for
+// indicators without one), for `netward status`.
+func (a *Agent) BypassStats() map[string]int {
+	if s := a.warn.store.Load(); s != nil {
+		return s.Stats(a.now())
+	}
+	return map[string]int{}
+}
+
+// NotifyUser tells the logged-in user (user "" = every desktop session) that
+// name was blocked or warned, for connections that cannot show a page
+// (non-browser apps, TLS without the local CA). Rate-limited per name and
+// user; never blocks. Decisions that do not refuse are ignored.
+func (a *Agent) NotifyUser(d filter.Decision, name, user string) {
+	n := a.warn.notifier.Load()
+	if n == nil || !d.Verdict.Blocks() {
+		return
+	}
+	nt := notify.Notice{Name: name, User: user, Blocked: d.Verdict == filter.VerdictBlock}
+	if r := d.Match.Rule; r != nil {
+		nt.App, nt.Reason = r.Application, r.Title
+	}
+	n.Notify(nt)
 }

@@ -68,6 +68,7 @@ func commands() []*command {
 	return []*command{
 		versionCommand(),
 		runCommand(),
+		caCommand(),
 	}
 }
 

@@ -1,0 +1,183 @@
+// Package notify tells the logged-in user about a block or warning when no
+// page can be shown (non-browser apps, HTTPS without the local CA): a desktop
+// notification over the session D-Bus on Linux, a toast on Windows. It is
+// rate-limited per (name, user) and never blocks the caller: notices are
+// queued (bounded) and delivered by Run. When no desktop session can be
+// reached the notice is logged and handed to Undelivered, which the agent
+// turns into an event for `netward events`.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ErrNoSession means no desktop session could be reached.
+var ErrNoSession = errors.New("no desktop session to notify")
+
+// Notice is one thing to tell the user.
+type Notice struct {
+	Name    string // the site
+	User    string // the account, "" when unknown (every desktop session)
+	Blocked bool   // true: blocked; false: warned (the user may continue)
+	App     string
+	Reason  string // the indicator title
+}
+
+// Summary is the notification's one-line title.
+func (n Notice) Summary() string {
+	if n.Blocked {
+		return "netward blocked " + n.Name
+	}
+	return "netward: " + n.Name + " needs your confirmation"
+}
+
+// Body is the notification text: the site, the reason and what to do.
+func (n Notice) Body() string {
+	s := n.Name
+	if n.App != "" {
+		s += " (" + n.App + ")"
+	}
+	if n.Reason != "" {
+		s += ": " + n.Reason
+	}
+	if n.Blocked {
+		return s + ".\nYour organisation does not allow this site."
+	}
+	return s + ".\nTo continue, run: netward bypass " + n.Name
+}
+
+// Backend delivers a notice to the desktop. continueFn, when the backend
+// supports actions, is what a click on "Continue" does; it may be nil.
+type Backend interface {
+	Notify(ctx context.Context, n Notice, continueFn func()) error
+}
+
+// Config configures a Notifier.
+type Config struct {
+	// Backend is the desktop mechanism; nil means DefaultBackend().
+	Backend Backend
+	// Interval is the minimum time between two notices for the same name and
+	// user (default 10 minutes).
+	Interval time.Duration
+	// MaxKeys bounds the rate-limit table (default 4096).
+	MaxKeys int
+	// Queue bounds the notices waiting for delivery (default 64); past it
+	// notices are dropped and counted.
+	Queue int
+	// Continue is called when the user clicks Continue on a warning (backends
+	// with actions only); it creates the bypass.
+	Continue func(n Notice)
+	// Undelivered receives the notices no desktop session could show.
+	Undelivered func(n Notice, err error)
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+type key struct{ name, user string }
+
+// Notifier rate-limits and delivers notices.
+type Notifier struct {
+	cfg     Config
+	queue   chan Notice
+	last    map[key]time.Time // guarded by limiter
+	limiter chan struct{}     // one-slot semaphore: Notify is called from many interceptors
+	dropped int
+}
+
+// New returns a Notifier; Run delivers.
+func New(cfg Config) *Notifier {
+	if cfg.Backend == nil {
+		cfg.Backend = DefaultBackend()
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Minute
+	}
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = 4096
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 64
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	n := &Notifier{cfg: cfg, queue: make(chan Notice, cfg.Queue), last: map[key]time.Time{}, limiter: make(chan struct{}, 1)}
+	return n
+}
+
+// Notify queues n unless the same name and user were notified within the
+// interval. It never blocks; it reports whether n was queued.
+func (n *Notifier) Notify(nt Notice) bool {
+	now := n.cfg.Now()
+	k := key{nt.Name, nt.User}
+	n.limiter <- struct{}{}
+	if t, ok := n.last[k]; ok && now.Sub(t) < n.cfg.Interval {
+		<-n.limiter
+		return false
+	}
+	if len(n.last) >= n.cfg.MaxKeys {
+		for kk, t := range n.last {
+			if now.Sub(t) >= n.cfg.Interval {
+				delete(n.last, kk)
+			}
+		}
+		if len(n.last) >= n.cfg.MaxKeys {
+			clear(n.last) // bounded: worst case one extra notice per name
+		}
+	}
+	n.last[k] = now
+	select {
+	case n.queue <- nt:
+		<-n.limiter
+		return true
+	default:
+		n.dropped++
+		<-n.limiter
+		return false
+	}
+}
+
+// Run delivers queued notices until ctx ends.
+func (n *Notifier) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case nt := <-n.queue:
+			n.deliver(ctx, nt)
+		}
+	}
+}
+
+func (n *Notifier) deliver(ctx context.Context, nt Notice) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var cont func()
+	if !nt.Blocked && n.cfg.Continue != nil {
+		cont = func() { n.cfg.Continue(nt) }
+	}
+	err := n.cfg.Backend.Notify(dctx, nt, cont)
+	if err == nil {
+		n.cfg.Log.Debug("notified the user", "site", nt.Name, "user", nt.User)
+		return
+	}
+	n.cfg.Log.Info("could not show a desktop notification; recorded as an event instead",
+		"site", nt.Name, "user", nt.User, "blocked", nt.Blocked, "err", err)
+	if n.cfg.Undelivered != nil {
+		n.cfg.Undelivered(nt, err)
+	}
+}
+
+// noBackend is the backend for platforms without a desktop mechanism.
+type noBackend struct{ why string }
+
+func (b noBackend) Notify(context.Context, Notice, func()) error {
+	return fmt.Errorf("%w: %s", ErrNoSession, b.why)
+}
