@@ -209,7 +209,7 @@ func (c *Collector) parse(body []byte, device string) ([]Record, int, error) {
 	}
 	lr := &io.LimitedReader{R: zr, N: c.cfg.MaxDecompressed + 1}
 	sc := bufio.NewScanner(lr)
-	sc.Buffer(make([]byte, 0, 64<<10), c.cfg.MaxLine)
+	sc.Buffer(make([]byte, 0, min(4096, c.cfg.MaxLine)), c.cfg.MaxLine)
 	var recs []Record
 	line := 0
 	for sc.Scan() {

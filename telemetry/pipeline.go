@@ -58,6 +58,9 @@ type Config struct {
 	Now func() time.Time
 	// Rand returns a uniformly random int64 in [0, n) for backoff jitter.
 	Rand func(n int64) int64
+
+	// sleep waits between upload attempts; tests record the delays.
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.sleep == nil {
+		c.sleep = sleepCtx
 	}
 	if c.Rand == nil {
 		c.Rand = randInt63n

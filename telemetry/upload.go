@@ -71,12 +71,8 @@ func (p *Pipeline) uploadLoop(ctx context.Context) {
 		}
 		attempt++
 		p.cfg.Log.Warn("telemetry upload failed; will retry", "chunk", e.id, "err", err, "retryIn", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if p.cfg.sleep(ctx, delay) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -155,4 +151,16 @@ func randInt63n(n int64) int64 {
 		return 0
 	}
 	return int64(binary.LittleEndian.Uint64(b[:])>>1) % n
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
