@@ -201,7 +201,7 @@ func New(cfg Config) (*Pipeline, error) {
 		pendingGap: make(map[string]int64),
 		ps:         newPseudonymizer(cfg.Salt),
 	}
-	p.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.DefaultCompression)
+	p.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
 	return p, nil
 }
 
@@ -398,16 +398,25 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			// Clean stop: everything accepted so far reaches the disk. The
 			// open journal stays and becomes a chunk at the next start.
-			err := p.commit()
+			err := p.commit(true)
 			if p.open != nil {
 				p.open.f.Close()
 				p.open = nil
 			}
 			return err
 		case <-p.wake:
+			// Producers filled a quarter of the queue (or Flush asked):
+			// journal the batch now to keep memory bounded; fsync only if
+			// someone waits for durability — the ticker fsyncs the rest.
+			err := p.commit(false)
+			if err != nil {
+				p.setError(err)
+				p.cfg.Log.Error("telemetry journal write failed; records are kept in memory and retried", "err", err)
+			}
+			continue
 		case <-t.C:
 		}
-		if err := p.commit(); err != nil {
+		if err := p.commit(true); err != nil {
 			p.setError(err)
 			p.cfg.Log.Error("telemetry journal write failed; records are kept in memory and retried", "err", err)
 		}
@@ -416,7 +425,10 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 
 // commit moves the queue into the journal, fsyncs it (group commit), closes
 // chunks that are full or old, and wakes Flush callers.
-func (p *Pipeline) commit() error {
+//
+// sync=false skips the fsync unless a Flush caller is waiting; the periodic
+// commit always fsyncs, which bounds what a kill -9 can lose.
+func (p *Pipeline) commit(sync bool) error {
 	p.mu.Lock()
 	batch := p.queue
 	p.queue = p.spare[:0]
@@ -437,7 +449,7 @@ func (p *Pipeline) commit() error {
 	if err == nil {
 		err = p.writeGaps()
 	}
-	if err == nil && p.open != nil {
+	if err == nil && p.open != nil && (sync || len(waiters) > 0) {
 		if err = p.open.w.Flush(); err == nil {
 			err = p.open.f.Sync()
 		}
