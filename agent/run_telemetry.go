@@ -2,15 +2,133 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/telemetry"
 )
 
 // telemetryState is the agent's telemetry component state.
-type telemetryState struct{}
+type telemetryState struct {
+	pipe atomic.Pointer[telemetry.Pipeline]
+	// names resolves remote addresses to the name the connection was made
+	// for (the DNS proxy's IP→name map); nil until the DNS component sets it
+	// with SetTelemetryNames before startTelemetry runs.
+	names telemetry.NameLookup
+}
 
-// startTelemetry starts the telemetry component: it does any synchronous set-up, then runs its
-// long-lived goroutines in g, which must return when ctx is done.
+// TelemetryStatus is the telemetry part of `netward status`: spool depth,
+// last upload, quarantined chunks and every counted loss.
+type TelemetryStatus = telemetry.Status
+
+// TelemetryStatus reports the pipeline's state; zero before start.
+func (a *Agent) TelemetryStatus() TelemetryStatus {
+	p := a.tel.pipe.Load()
+	if p == nil {
+		return TelemetryStatus{}
+	}
+	return p.Status()
+}
+
+// SetTelemetryNames gives flow sources (conntrack) the IP→name map. Call it
+// before Run, or from a component that starts before telemetry.
+func (a *Agent) SetTelemetryNames(l telemetry.NameLookup) { a.tel.names = l }
+
+// startTelemetry builds the record pipeline (journal → chunks → spool →
+// uploader) from cfg.Telemetry, registers it as a record sink and, on Linux,
+// starts the conntrack flow source.
 func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
-	return nil
+	tc := a.cfg.Telemetry
+	privacy, err := telemetry.ParsePrivacy(tc.Privacy)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(a.cfg.DataDir, "telemetry")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w (check dataDir)", dir, err)
+	}
+	deviceID, err := a.telemetryDeviceID(dir)
+	if err != nil {
+		return err
+	}
+	deviceName := a.cfg.Device.Name
+	if deviceName == "auto" || deviceName == "" {
+		deviceName, _ = os.Hostname()
+	}
+	var token string
+	if tc.Endpoint != "" && a.cfg.Indicators.TokenFile != "" {
+		b, err := os.ReadFile(a.cfg.Indicators.TokenFile)
+		if err != nil {
+			return fmt.Errorf("telemetry upload token: %w (set indicators.tokenFile to the device token)", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	var salt []byte
+	if privacy == telemetry.PrivacyPseudonymous {
+		if salt, err = readOrCreate(filepath.Join(dir, "tenant-salt"), 32); err != nil {
+			return err
+		}
+	}
+	p, err := telemetry.New(telemetry.Config{
+		Dir:           dir,
+		DeviceID:      deviceID,
+		DeviceName:    deviceName,
+		Endpoint:      tc.Endpoint,
+		Token:         token,
+		ChunkBytes:    tc.ChunkBytes,
+		ChunkRecords:  tc.ChunkRecords,
+		ChunkInterval: time.Duration(tc.ChunkInterval),
+		SpoolBytes:    tc.SpoolBytes,
+		Privacy:       privacy,
+		Salt:          salt,
+		Log:           a.log.With("component", "telemetry"),
+		Now:           a.now,
+	})
+	if err != nil {
+		return err
+	}
+	// Add never blocks: a full queue is counted and reported in a gap record.
+	a.addSink(func(r telemetry.Record) { p.Add(r) })
+	a.tel.pipe.Store(p)
+	g.Go(func() error { return p.Run(ctx) })
+	return a.startFlowSource(ctx, g)
+}
+
+// telemetryDeviceID is the configured device id, or for "auto" a random id
+// created once and kept in dir (so chunk URLs stay stable across restarts).
+func (a *Agent) telemetryDeviceID(dir string) (string, error) {
+	if id := a.cfg.Device.ID; id != "" && id != "auto" {
+		return id, nil
+	}
+	b, err := readOrCreate(filepath.Join(dir, "device-id"), 16)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// readOrCreate returns the n random bytes stored in path, creating them once.
+func readOrCreate(path string, n int) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == n {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	b = make([]byte, n)
+	_, _ = rand.Read(b)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w (check dataDir permissions)", path, err)
+	}
+	return b, nil
 }

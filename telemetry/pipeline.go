@@ -26,7 +26,10 @@ type Config struct {
 	// Dir holds the journal, the spool and the quarantine. Required.
 	Dir string
 	// DeviceID names the device in upload URLs. Required when Endpoint is set.
-	DeviceID string
+	// When set, it overwrites every record's DeviceId (the collector checks
+	// that they match). DeviceName, when set, overwrites DeviceName.
+	DeviceID   string
+	DeviceName string
 	// Endpoint is the console base URL ("https://console.example"); empty
 	// means records are chunked and spooled but not uploaded.
 	Endpoint string
@@ -485,6 +488,12 @@ func (p *Pipeline) writeBatch(batch []Record) (int, error) {
 
 func (p *Pipeline) writeRecord(rec Record) error {
 	r := &rec
+	if p.cfg.DeviceID != "" {
+		r.DeviceId = p.cfg.DeviceID
+	}
+	if p.cfg.DeviceName != "" {
+		r.DeviceName = p.cfg.DeviceName
+	}
 	if y := r.Timestamp.Year(); y < 1 || y > 9999 {
 		// RFC 3339 has four-digit years; a collector would refuse the whole
 		// chunk, so an unset or absurd timestamp becomes the commit time.
