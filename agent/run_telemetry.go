@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/telemetry"
+	"github.com/netward/netward/telemetry/flow"
 )
 
 // telemetryState is the agent's telemetry component state.
@@ -24,19 +25,31 @@ type telemetryState struct {
 	// for (the DNS proxy's IP→name map); nil until the DNS component sets it
 	// with SetTelemetryNames before startTelemetry runs.
 	names telemetry.NameLookup
+	flows atomic.Pointer[flow.Conntrack]
+	// noFlows keeps the conntrack source off (tests: it would watch and
+	// change the root namespace).
+	noFlows bool
 }
 
 // TelemetryStatus is the telemetry part of `netward status`: spool depth,
 // last upload, quarantined chunks and every counted loss.
-type TelemetryStatus = telemetry.Status
+type TelemetryStatus struct {
+	telemetry.Status
+	// Flows are the conntrack source's counters (nil when not running).
+	Flows *flow.Stats `json:"flows,omitempty"`
+}
 
 // TelemetryStatus reports the pipeline's state; zero before start.
 func (a *Agent) TelemetryStatus() TelemetryStatus {
-	p := a.tel.pipe.Load()
-	if p == nil {
-		return TelemetryStatus{}
+	var s TelemetryStatus
+	if p := a.tel.pipe.Load(); p != nil {
+		s.Status = p.Status()
 	}
-	return p.Status()
+	if f := a.tel.flows.Load(); f != nil {
+		st := f.Stats()
+		s.Flows = &st
+	}
+	return s
 }
 
 // SetTelemetryNames gives flow sources (conntrack) the IP→name map. Call it
@@ -100,6 +113,9 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	a.addSink(func(r telemetry.Record) { p.Add(r) })
 	a.tel.pipe.Store(p)
 	g.Go(func() error { return p.Run(ctx) })
+	if a.tel.noFlows {
+		return nil
+	}
 	return a.startFlowSource(ctx, g)
 }
 
