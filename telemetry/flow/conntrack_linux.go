@@ -245,6 +245,11 @@ func (c *Conntrack) started(f *conntrack.Flow) *flowState {
 func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Record)) {
 	st := c.started(f)
 	if st == nil {
+		if !final {
+			// Untracked (table full): report once, at DESTROY, with its
+			// totals, so dumps cannot count the same bytes again.
+			return
+		}
 		st = &flowState{}
 	}
 	// The original direction is the initiator's: for a connection this host
