@@ -32,6 +32,9 @@ type Config struct {
 	DumpInterval time.Duration
 	// MaxFlows bounds the flows tracked in memory (default 65536).
 	MaxFlows int
+	// ReadBuffer is the event socket's receive buffer (default 4 MiB): the
+	// burst of events the kernel can queue before it reports ENOBUFS.
+	ReadBuffer int
 	// Netns, when set, is a network namespace file (/run/netns/NAME) to
 	// watch instead of the agent's own namespace.
 	Netns string
@@ -67,6 +70,9 @@ func New(cfg Config) *Conntrack {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ReadBuffer <= 0 {
+		cfg.ReadBuffer = 4 << 20
 	}
 	return &Conntrack{cfg: cfg, flows: make(map[uint32]*flowState)}
 }
@@ -161,7 +167,7 @@ func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record)) error 
 		if err != nil {
 			return err
 		}
-		_ = conn.SetReadBuffer(4 << 20)
+		_ = conn.SetReadBuffer(c.cfg.ReadBuffer)
 		events := make(chan conntrack.Event, 1024)
 		errs, err := conn.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTDestroy})
 		if err != nil {

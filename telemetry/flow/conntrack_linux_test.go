@@ -186,3 +186,63 @@ func TestConntrackCountsRealTransfers(t *testing.T) {
 		})
 	}
 }
+
+// When the agent falls behind, the kernel drops events and reports ENOBUFS:
+// the source counts the overrun, reopens the socket and heals with a dump.
+func TestConntrackOverrunHealsWithDump(t *testing.T) {
+	e2e.Require(t, "nft", "conntrack")
+	ns := e2e.NewNetns(t, "nwtel")
+	ns.Must(t, "nft", "add table inet nwtel")
+	ns.Must(t, "nft", "add chain inet nwtel out { type filter hook output priority 0; }")
+	ns.Must(t, "nft", "add rule inet nwtel out ct state new counter")
+	nsPath := "/run/netns/" + ns.Name
+
+	release := make(chan struct{})
+	var once sync.Once
+	col := &collector{}
+	emit := func(r telemetry.Record) {
+		once.Do(func() { <-release }) // the first record stalls the event loop
+		col.emit(r)
+	}
+	src := New(Config{Netns: nsPath, DumpInterval: time.Hour, ReadBuffer: 4096})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- src.Run(ctx, emit) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, "first dump", func() bool { return src.Stats().Dumps > 0 })
+	port, closeConn := transfer(t, nsPath, 10, 10)
+	closeConn()
+	ns.Must(t, "conntrack", "-D", "-p", "tcp", "--sport", strconv.Itoa(port))
+	waitFor(t, "the loop to stall on the DESTROY record", func() bool { return src.Stats().Events > 0 })
+	// Flood NEW events while nobody reads them.
+	var ln net.Listener
+	inNetns(t, nsPath, func() { ln, _ = net.Listen("tcp4", "127.0.0.1:0") })
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	inNetns(t, nsPath, func() {
+		for range 3000 {
+			if c, err := net.Dial("tcp4", ln.Addr().String()); err == nil {
+				c.Close()
+			}
+		}
+	})
+	close(release)
+	waitFor(t, "overrun detected and healed", func() bool {
+		st := src.Stats()
+		return st.Overruns > 0 && st.Dumps >= 2
+	})
+	t.Logf("stats after overrun: %+v", src.Stats())
+}

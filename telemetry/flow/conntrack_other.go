@@ -17,6 +17,7 @@ type Config struct {
 	Procs        ProcessLookup
 	DumpInterval time.Duration
 	MaxFlows     int
+	ReadBuffer   int
 	Netns        string
 	Log          *slog.Logger
 	Now          func() time.Time
