@@ -3,9 +3,12 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,7 +94,12 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 	}
+	client, err := consoleClient(a.cfg.Indicators.CAFile)
+	if err != nil {
+		return err
+	}
 	p, err := telemetry.New(telemetry.Config{
+		Client:        client,
 		Dir:           dir,
 		DeviceID:      deviceID,
 		DeviceName:    deviceName,
@@ -147,4 +155,26 @@ func readOrCreate(path string, n int) ([]byte, error) {
 		return nil, fmt.Errorf("write %s: %w (check dataDir permissions)", path, err)
 	}
 	return b, nil
+}
+
+// consoleClient is the HTTP client for the console: TLS verified against the
+// system roots, plus caFile (indicators.caFile) when the console uses a
+// private CA.
+func consoleClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("console CA: %w (check indicators.caFile)", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("console CA %s holds no PEM certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, nil
 }

@@ -217,3 +217,34 @@ func TestUploadQuarantinesRefusedChunk(t *testing.T) {
 		}
 	}
 }
+
+// Uploads verify TLS: an untrusted certificate is an error to retry (never
+// a quarantine, never a success); a client that trusts the CA uploads.
+func TestUploadVerifiesTLS(t *testing.T) {
+	coll, _ := NewCollector(CollectorConfig{Dir: t.TempDir(), Authorize: TokenAuthorizer("secret")})
+	srv := httptest.NewTLSServer(coll)
+	defer srv.Close()
+	dir := t.TempDir()
+	tried := make(chan struct{}, 1)
+	cfg := Config{Dir: dir, DeviceID: "dev-1", Endpoint: srv.URL, Token: "secret", ChunkRecords: 1}
+	cfg.sleep = func(ctx context.Context, d time.Duration) error {
+		select {
+		case tried <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	p, stop := startPipeline(t, cfg)
+	p.Add(rec(0))
+	flush(t, p)
+	<-tried
+	if s := p.Status(); s.UploadedChunks != 0 || s.Quarantined != 0 || !strings.Contains(s.LastError, "certificate") {
+		t.Errorf("status with an untrusted certificate = %+v, want a certificate error and the chunk kept", s)
+	}
+	stop()
+	cfg.Client = srv.Client() // trusts the test CA
+	cfg.sleep = nil
+	p2, _ := startPipeline(t, cfg)
+	waitFor(t, "upload over verified TLS", func() bool { return p2.Status().UploadedChunks == 1 })
+}
