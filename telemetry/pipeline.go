@@ -501,6 +501,12 @@ func (p *Pipeline) writeRecord(rec Record) error {
 	}
 	applyPrivacy(r, p.cfg.Privacy, p.ps)
 	p.line = append(AppendJSON(p.line[:0], r), '\n')
+	if len(p.line) > maxLine {
+		// A collector refuses lines over 64 KiB, and with them the whole
+		// chunk: shorten absurd fields instead of losing their neighbours.
+		clampRecord(r)
+		p.line = append(AppendJSON(p.line[:0], r), '\n')
+	}
 	if p.open != nil && p.open.records > 0 && p.open.bytes+int64(len(p.line)) > p.cfg.ChunkBytes {
 		if err := p.closeOpen(); err != nil {
 			return err
@@ -697,4 +703,19 @@ func validID(s string) bool {
 		}
 	}
 	return true
+}
+
+// maxLine is the longest NDJSON line the pipeline writes (well under the
+// collector's 64 KiB default).
+const maxLine = 16 << 10
+
+// clampRecord cuts every string field to 1 KiB.
+func clampRecord(r *Record) {
+	for _, f := range []*string{&r.DeviceId, &r.DeviceName, &r.ActionType, &r.RemoteIP, &r.RemoteUrl, &r.LocalIP,
+		&r.Protocol, &r.InitiatingProcessFileName, &r.InitiatingProcessAccountName, &r.IndicatorId, &r.Application,
+		&r.Source, &r.GapReason} {
+		if len(*f) > 1024 {
+			*f = (*f)[:1024]
+		}
+	}
 }

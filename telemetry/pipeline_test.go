@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -393,5 +394,22 @@ func TestBackoff(t *testing.T) {
 	}
 	if got := backoff(60, time.Second, time.Minute, hi); got != time.Minute {
 		t.Errorf("backoff(60) = %v, want capped at 1m", got)
+	}
+}
+
+// An absurdly long field is shortened so the line (and its chunk) stays
+// acceptable to the collector.
+func TestLongFieldsAreClamped(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	r := rec(0)
+	r.RemoteUrl = strings.Repeat("a", 100<<10)
+	p.Add(r)
+	stop()
+	_, stop2 := startPipeline(t, Config{Dir: dir})
+	stop2()
+	got := readSpool(t, dir)[0].records[0]
+	if len(got.RemoteUrl) != 1024 || got.IndicatorId != "0" {
+		t.Errorf("RemoteUrl length %d, want clamped to 1024", len(got.RemoteUrl))
 	}
 }
