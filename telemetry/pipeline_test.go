@@ -413,3 +413,16 @@ func TestLongFieldsAreClamped(t *testing.T) {
 		t.Errorf("RemoteUrl length %d, want clamped to 1024", len(got.RemoteUrl))
 	}
 }
+
+// Add is on interceptor hot paths: no allocation once the queue has grown.
+func TestAddAllocs(t *testing.T) {
+	p, err := New(Config{Dir: t.TempDir(), QueueRecords: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rec(1)
+	p.queue = make([]Record, 0, 1<<20)
+	if n := testing.AllocsPerRun(1000, func() { p.Add(r) }); n != 0 {
+		t.Errorf("Add allocates %v times per record, want 0", n)
+	}
+}
