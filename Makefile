@@ -40,7 +40,7 @@ cross:
 
 # Benchmarks, side by side with their baselines; README "Performance" quotes them.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./filter/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./filter/... ./telemetry/...
 
 clean:
 	rm -rf $(BIN)

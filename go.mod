@@ -5,8 +5,11 @@ go 1.25.0
 require (
 	github.com/chromedp/chromedp v0.14.2
 	github.com/godbus/dbus/v5 v5.2.4
+	github.com/mdlayher/netlink v1.9.0
+	github.com/ti-mo/conntrack v0.6.0
+	github.com/ti-mo/netfilter v0.5.3
 	go.etcd.io/bbolt v1.5.0
-	golang.org/x/net v0.47.0
+	golang.org/x/net v0.50.0
 	golang.org/x/sync v0.20.0
 	golang.org/x/sys v0.45.0
 )
@@ -18,5 +21,8 @@ require (
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/gobwas/pool v0.2.1 // indirect
 	github.com/gobwas/ws v1.4.0 // indirect
-	golang.org/x/text v0.31.0 // indirect
+	github.com/google/go-cmp v0.7.0 // indirect
+	github.com/mdlayher/socket v0.5.1 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	golang.org/x/text v0.34.0 // indirect
 )

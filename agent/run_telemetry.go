@@ -2,15 +2,179 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/telemetry"
+	"github.com/netward/netward/telemetry/flow"
 )
 
 // telemetryState is the agent's telemetry component state.
-type telemetryState struct{}
+type telemetryState struct {
+	pipe atomic.Pointer[telemetry.Pipeline]
+	// names resolves remote addresses to the name the connection was made
+	// for (the DNS proxy's IP→name map); nil until the DNS component sets it
+	// with SetTelemetryNames before startTelemetry runs.
+	names telemetry.NameLookup
+	flows atomic.Pointer[flow.Conntrack]
+	// noFlows keeps the conntrack source off (tests: it would watch and
+	// change the root namespace).
+	noFlows bool
+}
 
-// startTelemetry starts the telemetry component: it does any synchronous set-up, then runs its
-// long-lived goroutines in g, which must return when ctx is done.
+// TelemetryStatus is the telemetry part of `netward status`: spool depth,
+// last upload, quarantined chunks and every counted loss.
+type TelemetryStatus struct {
+	telemetry.Status
+	// Flows are the conntrack source's counters (nil when not running).
+	Flows *flow.Stats `json:"flows,omitempty"`
+}
+
+// TelemetryStatus reports the pipeline's state; zero before start.
+func (a *Agent) TelemetryStatus() TelemetryStatus {
+	var s TelemetryStatus
+	if p := a.tel.pipe.Load(); p != nil {
+		s.Status = p.Status()
+	}
+	if f := a.tel.flows.Load(); f != nil {
+		st := f.Stats()
+		s.Flows = &st
+	}
+	return s
+}
+
+// SetTelemetryNames gives flow sources (conntrack) the IP→name map. Call it
+// before Run, or from a component that starts before telemetry.
+func (a *Agent) SetTelemetryNames(l telemetry.NameLookup) { a.tel.names = l }
+
+// startTelemetry builds the record pipeline (journal → chunks → spool →
+// uploader) from cfg.Telemetry, registers it as a record sink and, on Linux,
+// starts the conntrack flow source.
 func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
-	return nil
+	tc := a.cfg.Telemetry
+	privacy, err := telemetry.ParsePrivacy(tc.Privacy)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(a.cfg.DataDir, "telemetry")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w (check dataDir)", dir, err)
+	}
+	deviceID, err := a.telemetryDeviceID(dir)
+	if err != nil {
+		return err
+	}
+	deviceName := a.cfg.Device.Name
+	if deviceName == "auto" || deviceName == "" {
+		deviceName, _ = os.Hostname()
+	}
+	var token string
+	if tc.Endpoint != "" && a.cfg.Indicators.TokenFile != "" {
+		b, err := os.ReadFile(a.cfg.Indicators.TokenFile)
+		if err != nil {
+			return fmt.Errorf("telemetry upload token: %w (set indicators.tokenFile to the device token)", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	var salt []byte
+	if privacy == telemetry.PrivacyPseudonymous {
+		if salt, err = readOrCreate(filepath.Join(dir, "tenant-salt"), 32); err != nil {
+			return err
+		}
+	}
+	client, err := consoleClient(a.cfg.Indicators.CAFile)
+	if err != nil {
+		return err
+	}
+	p, err := telemetry.New(telemetry.Config{
+		Client:        client,
+		Dir:           dir,
+		DeviceID:      deviceID,
+		DeviceName:    deviceName,
+		Endpoint:      tc.Endpoint,
+		Token:         token,
+		ChunkBytes:    tc.ChunkBytes,
+		ChunkRecords:  tc.ChunkRecords,
+		ChunkInterval: time.Duration(tc.ChunkInterval),
+		SpoolBytes:    tc.SpoolBytes,
+		Privacy:       privacy,
+		Salt:          salt,
+		Log:           a.log.With("component", "telemetry"),
+		Now:           a.now,
+	})
+	if err != nil {
+		return err
+	}
+	// Add never blocks: a full queue is counted and reported in a gap record.
+	a.addSink(func(r telemetry.Record) { p.Add(r) })
+	a.tel.pipe.Store(p)
+	g.Go(func() error { return p.Run(ctx) })
+	if a.tel.noFlows {
+		return nil
+	}
+	return a.startFlowSource(ctx, g)
+}
+
+// telemetryDeviceID is the configured device id, or for "auto" a random id
+// created once and kept in dir (so chunk URLs stay stable across restarts).
+func (a *Agent) telemetryDeviceID(dir string) (string, error) {
+	if id := a.cfg.Device.ID; id != "" && id != "auto" {
+		return id, nil
+	}
+	b, err := readOrCreate(filepath.Join(dir, "device-id"), 16)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// readOrCreate returns the n random bytes stored in path, creating them once.
+func readOrCreate(path string, n int) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == n {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	b = make([]byte, n)
+	_, _ = rand.Read(b)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w (check dataDir permissions)", path, err)
+	}
+	return b, nil
+}
+
+// consoleClient is the HTTP client for the console: TLS verified against the
+// system roots, plus caFile (indicators.caFile) when the console uses a
+// private CA.
+func consoleClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("console CA: %w (check indicators.caFile)", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("console CA %s holds no PEM certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, nil
 }

@@ -54,4 +54,21 @@ type Record struct {
 	IndicatorId                  string    `json:"IndicatorId,omitempty"`
 	Application                  string    `json:"Application,omitempty"`
 	Source                       string    `json:"Source,omitempty"`
+
+	// Gap records only (ActionType TelemetryGap).
+	LostRecords int64  `json:"LostRecords,omitempty"`
+	GapReason   string `json:"GapReason,omitempty"`
 }
+
+// ActionTelemetryGap is the ActionType of a gap record: a line the agent adds
+// to a chunk to tell the collector that records were lost before they could be
+// uploaded (spool full, producer queue full, corrupt journal). It is valid
+// NDJSON with the ordinary Timestamp/DeviceId/DeviceName fields, plus
+// LostRecords and GapReason. See docs/telemetry.md.
+const ActionTelemetryGap = "TelemetryGap"
+
+// GapReason values of a gap record.
+const (
+	GapSpoolFull = "spoolFull" // the oldest chunk(s) were dropped because the spool was full
+	GapQueueFull = "queueFull" // producers outran the writer; records were refused at Add
+)

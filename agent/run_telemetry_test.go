@@ -1,0 +1,70 @@
+package agent
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/netward/netward/telemetry"
+)
+
+// The agent's sink reaches a real collector: records emitted by an
+// interceptor are chunked, uploaded and rolled up, and status shows it.
+func TestAgentTelemetryUploads(t *testing.T) {
+	coll, err := telemetry.NewCollector(telemetry.CollectorConfig{Dir: t.TempDir(), Authorize: telemetry.TokenAuthorizer("tok")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(coll)
+	defer srv.Close()
+	cfg, err := DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Device.ID = "dev-7"
+	cfg.Device.Name = "laptop-7"
+	cfg.Indicators.TokenFile = filepath.Join(cfg.DataDir, "token")
+	os.WriteFile(cfg.Indicators.TokenFile, []byte("tok\n"), 0o600)
+	cfg.Telemetry.Endpoint = srv.URL
+	cfg.Telemetry.ChunkRecords = 3
+	cfg.DNS.Listen = []string{"127.0.0.1:0"}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.tel.noFlows = true
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for a.TelemetryStatus().Endpoint == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("telemetry did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 6 {
+		a.Emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com", BytesSent: 10, BytesReceived: 20})
+	}
+	for a.TelemetryStatus().UploadedChunks < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("chunks not uploaded: %+v", a.TelemetryStatus())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ru, err := coll.Rollup("dev-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ru.Transactions != 6 || ru.TotalBytes != 180 || ru.DeviceName != "laptop-7" {
+		t.Errorf("rollup = %+v, want 6 transactions, 180 bytes, device laptop-7", ru)
+	}
+	if s := a.TelemetryStatus(); s.LastUpload.IsZero() {
+		t.Errorf("status = %+v, want a last upload time", s)
+	}
+}

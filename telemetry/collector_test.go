@@ -1,0 +1,175 @@
+package telemetry
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func gz(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func ndjson(recs ...Record) []byte {
+	var b []byte
+	for i := range recs {
+		b = append(AppendJSON(b, &recs[i]), '\n')
+	}
+	return b
+}
+
+func newTestCollector(t *testing.T, cfg CollectorConfig) *httptest.Server {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.Authorize == nil {
+		cfg.Authorize = TokenAuthorizer("secret")
+	}
+	c, err := NewCollector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func doPut(t *testing.T, url string, body []byte, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer secret")
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(msg)
+}
+
+func TestCollectorRejects(t *testing.T) {
+	srv := newTestCollector(t, CollectorConfig{MaxCompressed: 64 << 10, MaxDecompressed: 256 << 10, MaxLine: 4096})
+	good := gz(t, ndjson(rec(1)))
+	// 16 MiB of blank lines compress to ~16 KiB: far under the compressed
+	// limit, 64 times over the decompressed one.
+	bomb := gz(t, bytes.Repeat([]byte("                                       \n"), 16<<20/40))
+	other := rec(1)
+	other.DeviceId = "dev-2"
+	badAction := rec(1)
+	badAction.ActionType = "Hacked"
+	noTime := rec(1)
+	noTime.Timestamp = time.Time{}
+	tests := []struct {
+		name string
+		path string
+		body []byte
+		hdr  map[string]string
+		want int
+	}{
+		{"no token", "/v1/telemetry/dev-1/c1", good, map[string]string{"Authorization": ""}, 401},
+		{"wrong token", "/v1/telemetry/dev-1/c1", good, map[string]string{"Authorization": "Bearer nope"}, 401},
+		{"not gzip encoded", "/v1/telemetry/dev-1/c1", good, map[string]string{"Content-Encoding": "identity"}, 415},
+		{"wrong content type", "/v1/telemetry/dev-1/c1", good, map[string]string{"Content-Type": "text/plain"}, 415},
+		{"bad chunk id", "/v1/telemetry/dev-1/..%2f..%2fx", good, nil, 400},
+		{"gzip bomb", "/v1/telemetry/dev-1/c1", bomb, nil, 413},
+		{"too large compressed", "/v1/telemetry/dev-1/c1", bytes.Repeat([]byte{1}, 65<<10), nil, 413},
+		{"body not gzip", "/v1/telemetry/dev-1/c1", []byte("{}\n"), nil, 400},
+		{"truncated gzip", "/v1/telemetry/dev-1/c1", good[:len(good)-6], nil, 400},
+		{"not json", "/v1/telemetry/dev-1/c1", gz(t, []byte("hello\n")), nil, 400},
+		{"unknown field", "/v1/telemetry/dev-1/c1", gz(t, []byte(`{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","ActionType":"ConnectionSuccess","Evil":1}`+"\n")), nil, 400},
+		{"two values on a line", "/v1/telemetry/dev-1/c1", gz(t, []byte(`{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","ActionType":"ConnectionSuccess"} {}`+"\n")), nil, 400},
+		{"other device's record", "/v1/telemetry/dev-1/c1", gz(t, ndjson(rec(1), other)), nil, 400},
+		{"unknown action", "/v1/telemetry/dev-1/c1", gz(t, ndjson(badAction)), nil, 400},
+		{"no timestamp", "/v1/telemetry/dev-1/c1", gz(t, ndjson(noTime)), nil, 400},
+		{"line too long", "/v1/telemetry/dev-1/c1", gz(t, []byte(`{"DeviceId":"`+strings.Repeat("a", 5000)+`"}`+"\n")), nil, 413},
+		{"empty chunk", "/v1/telemetry/dev-1/c1", gz(t, nil), nil, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, msg := doPut(t, srv.URL+tt.path, tt.body, tt.hdr); code != tt.want {
+				t.Errorf("PUT = %d %q, want %d", code, msg, tt.want)
+			}
+		})
+	}
+	// Nothing rejected was stored: the good chunk is still new.
+	if code, msg := doPut(t, srv.URL+"/v1/telemetry/dev-1/c1", good, nil); code != 201 {
+		t.Errorf("good chunk after rejections = %d %q, want 201", code, msg)
+	}
+}
+
+func TestCollectorIdempotentAndRollups(t *testing.T) {
+	dir := t.TempDir()
+	srv := newTestCollector(t, CollectorConfig{Dir: dir})
+	a := rec(1)
+	a.RemoteUrl, a.Application, a.LocalIP, a.BytesSent, a.BytesReceived = "www.dropbox.com", "Dropbox", "192.0.2.10", 1000, 5000
+	b := rec(2)
+	b.RemoteUrl, b.Application, b.LocalIP, b.BytesSent, b.BytesReceived, b.InitiatingProcessAccountName = "dl.dropbox.com", "Dropbox", "192.0.2.11", 10, 20, "bob"
+	b.Timestamp = a.Timestamp.Add(time.Hour)
+	gap := Record{Timestamp: a.Timestamp, DeviceId: "dev-1", ActionType: ActionTelemetryGap, LostRecords: 40, GapReason: GapSpoolFull}
+	body := gz(t, ndjson(a, b, gap))
+	for i, want := range []int{201, 200, 200} {
+		if code, msg := doPut(t, srv.URL+"/v1/telemetry/dev-1/chunk-1", body, nil); code != want {
+			t.Fatalf("PUT #%d = %d %q, want %d", i+1, code, msg, want)
+		}
+	}
+	// A restarted collector keeps the rollup and still answers 200.
+	c2, _ := NewCollector(CollectorConfig{Dir: dir, Authorize: TokenAuthorizer("secret")})
+	srv2 := httptest.NewServer(c2)
+	defer srv2.Close()
+	if code, _ := doPut(t, srv2.URL+"/v1/telemetry/dev-1/chunk-1", body, nil); code != 200 {
+		t.Errorf("PUT after restart = %d, want 200", code)
+	}
+	ru, err := c2.Rollup("dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ru.Chunks != 1 || ru.Transactions != 2 || ru.BytesSent != 1010 || ru.BytesReceived != 5020 || ru.TotalBytes != 6030 || ru.LostRecords != 40 {
+		t.Errorf("rollup totals = %+v", ru)
+	}
+	if len(ru.Names) != 2 || ru.Names["www.dropbox.com"].BytesReceived != 5000 || ru.Applications["Dropbox"].Transactions != 2 {
+		t.Errorf("apps = %+v / %+v", ru.Names, ru.Applications)
+	}
+	if u := ru.Users["alice"]; u == nil || u.Transactions != 1 || ru.Users["bob"] == nil {
+		t.Errorf("users = %+v", ru.Users)
+	}
+	if ip := ru.LocalIPs["192.0.2.11"]; ip == nil || !ip.FirstSeen.Equal(b.Timestamp) || len(ru.LocalIPs) != 2 {
+		t.Errorf("IP history = %+v", ru.LocalIPs)
+	}
+	// GET returns the same rollup, with auth.
+	req, _ := http.NewRequest("GET", srv2.URL+"/v1/telemetry/dev-1", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Errorf("GET without token = %v %v, want 401", resp.StatusCode, err)
+	}
+	req.Header.Set("Authorization", "Bearer secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET rollup = %v, %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestCollectorNeedsAuth(t *testing.T) {
+	if _, err := NewCollector(CollectorConfig{Dir: t.TempDir()}); err == nil {
+		t.Error("NewCollector without Authorize succeeded, want an error")
+	}
+}

@@ -1,0 +1,343 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+
+	"github.com/netward/netward/telemetry"
+)
+
+// Config configures a Conntrack source.
+type Config struct {
+	// Names maps a remote address to the name it was resolved from.
+	Names telemetry.NameLookup
+	// Procs attributes new flows to processes; nil leaves process fields empty.
+	Procs ProcessLookup
+	// DumpInterval is how often long-lived flows report their byte deltas
+	// (default 5m). A dump also heals lost events.
+	DumpInterval time.Duration
+	// MaxFlows bounds the flows tracked in memory (default 65536).
+	MaxFlows int
+	// ReadBuffer is the event socket's receive buffer (default 4 MiB): the
+	// burst of events the kernel can queue before it reports ENOBUFS.
+	ReadBuffer int
+	// Netns, when set, is a network namespace file (/run/netns/NAME) to
+	// watch instead of the agent's own namespace.
+	Netns string
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Conntrack is the Linux flow source.
+type Conntrack struct {
+	cfg   Config
+	mu    sync.Mutex
+	flows map[uint32]*flowState
+
+	events, overruns, dumps, records, dropped atomic.Uint64
+}
+
+type flowState struct {
+	proc           Process
+	name           string
+	sent, received uint64 // already reported
+}
+
+// New returns a source; Run starts it.
+func New(cfg Config) *Conntrack {
+	if cfg.DumpInterval <= 0 {
+		cfg.DumpInterval = defaultDumpInterval
+	}
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = defaultMaxFlows
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ReadBuffer <= 0 {
+		cfg.ReadBuffer = 4 << 20
+	}
+	return &Conntrack{cfg: cfg, flows: make(map[uint32]*flowState)}
+}
+
+// Stats reports counters.
+func (c *Conntrack) Stats() Stats {
+	c.mu.Lock()
+	n := len(c.flows)
+	c.mu.Unlock()
+	return Stats{Events: c.events.Load(), Overruns: c.overruns.Load(), Dumps: c.dumps.Load(),
+		Records: c.records.Load(), Flows: n, FlowsLimit: c.dropped.Load()}
+}
+
+// EnableAccounting turns on per-flow byte counters and start timestamps
+// (net.netfilter.nf_conntrack_acct and nf_conntrack_timestamp) in the
+// watched namespace. Without acct every flow reports zero bytes.
+func (c *Conntrack) EnableAccounting() error {
+	return c.inNetns(func() error {
+		var errs []error
+		for _, k := range []string{"nf_conntrack_acct", "nf_conntrack_timestamp"} {
+			p := filepath.Join("/proc/sys/net/netfilter", k)
+			if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+				errs = append(errs, fmt.Errorf("enable %s: %w (needs root and the nf_conntrack module)", p, err))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// inNetns runs f on a thread switched into cfg.Netns (files under /proc/sys/net
+// belong to the namespace of the thread that opens them).
+func (c *Conntrack) inNetns(f func() error) error {
+	if c.cfg.Netns == "" {
+		return f()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with its namespace change
+		ns, err := os.Open(c.cfg.Netns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- err
+			return
+		}
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter network namespace %s: %w", c.cfg.Netns, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+func (c *Conntrack) dial() (*conntrack.Conn, error) {
+	cfg := &netlink.Config{}
+	if c.cfg.Netns != "" {
+		ns, err := os.Open(c.cfg.Netns)
+		if err != nil {
+			return nil, err
+		}
+		defer ns.Close()
+		cfg.NetNS = int(ns.Fd())
+	}
+	conn, err := conntrack.Dial(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open conntrack netlink socket: %w (needs CAP_NET_ADMIN)", err)
+	}
+	return conn, nil
+}
+
+// Run watches NEW and DESTROY events and dumps the table every DumpInterval
+// until ctx ends. An event overrun (ENOBUFS: the kernel dropped events
+// because we were slow) is counted, the socket reopened, and the table dumped
+// so flows that ended meanwhile are still reported from the dump.
+func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record)) error {
+	if err := c.EnableAccounting(); err != nil {
+		c.cfg.Log.Warn("conntrack accounting not enabled; byte counts may be zero", "err", err)
+	}
+	dumpConn, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer dumpConn.Close()
+	tick := time.NewTicker(c.cfg.DumpInterval)
+	defer tick.Stop()
+	for {
+		conn, err := c.dial()
+		if err != nil {
+			return err
+		}
+		_ = conn.SetReadBuffer(c.cfg.ReadBuffer)
+		events := make(chan conntrack.Event, 1024)
+		errs, err := conn.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTDestroy})
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("listen for conntrack events: %w", err)
+		}
+		c.dump(dumpConn, emit)
+		lerr := c.listen(ctx, events, errs, tick.C, dumpConn, emit)
+		// Close waits for the worker, which may be blocked sending an event.
+		closed := make(chan struct{})
+		go func() { conn.Close(); close(closed) }()
+	drain:
+		for {
+			select {
+			case <-events:
+			case <-errs:
+			case <-closed:
+				break drain
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(lerr, unix.ENOBUFS) {
+			return fmt.Errorf("conntrack events: %w", lerr)
+		}
+		c.overruns.Add(1)
+		c.cfg.Log.Warn("conntrack event overrun (ENOBUFS); re-reading the flow table")
+	}
+}
+
+func (c *Conntrack) listen(ctx context.Context, events <-chan conntrack.Event, errs <-chan error, tick <-chan time.Time, dumpConn *conntrack.Conn, emit func(telemetry.Record)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errs:
+			return err
+		case <-tick:
+			c.dump(dumpConn, emit)
+		case ev := <-events:
+			c.events.Add(1)
+			if ev.Flow == nil {
+				continue
+			}
+			switch ev.Type {
+			case conntrack.EventNew:
+				c.started(ev.Flow)
+			case conntrack.EventDestroy:
+				c.report(ev.Flow, true, emit)
+			}
+		}
+	}
+}
+
+// started records attribution at connection start: the process may be gone
+// by the time the flow ends.
+func (c *Conntrack) started(f *conntrack.Flow) *flowState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.flows[f.ID]; ok {
+		return st
+	}
+	if len(c.flows) >= c.cfg.MaxFlows {
+		c.dropped.Add(1)
+		return nil
+	}
+	st := &flowState{}
+	local, remote := endpoints(f)
+	if c.cfg.Procs != nil {
+		st.proc, _ = c.cfg.Procs.Lookup(f.TupleOrig.Proto.Protocol, local, remote)
+	}
+	if c.cfg.Names != nil {
+		st.name, _ = c.cfg.Names.Lookup(remote.Addr())
+	}
+	c.flows[f.ID] = st
+	return st
+}
+
+// report emits the bytes a flow moved since its last report; final removes it.
+func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Record)) {
+	st := c.started(f)
+	if st == nil {
+		if !final {
+			// Untracked (table full): report once, at DESTROY, with its
+			// totals, so dumps cannot count the same bytes again.
+			return
+		}
+		st = &flowState{}
+	}
+	// The original direction is the initiator's: for a connection this host
+	// opened, orig bytes are sent and reply bytes are received.
+	sent, recv := f.CountersOrig.Bytes, f.CountersReply.Bytes
+	dSent, dRecv := sub(sent, st.sent), sub(recv, st.received)
+	st.sent, st.received = max(sent, st.sent), max(recv, st.received)
+	if final {
+		c.mu.Lock()
+		delete(c.flows, f.ID)
+		c.mu.Unlock()
+	}
+	if !final && dSent == 0 && dRecv == 0 {
+		return
+	}
+	local, remote := endpoints(f)
+	r := telemetry.Record{
+		Timestamp:                    c.cfg.Now().UTC(),
+		ActionType:                   telemetry.ConnectionSuccess,
+		RemoteIP:                     remote.Addr().String(),
+		RemotePort:                   int(remote.Port()),
+		RemoteUrl:                    st.name,
+		LocalIP:                      local.Addr().String(),
+		LocalPort:                    int(local.Port()),
+		Protocol:                     protoName(f.TupleOrig.Proto.Protocol),
+		BytesSent:                    int64(dSent),
+		BytesReceived:                int64(dRecv),
+		InitiatingProcessId:          st.proc.PID,
+		InitiatingProcessFileName:    st.proc.FileName,
+		InitiatingProcessAccountName: st.proc.Account,
+		Source:                       telemetry.SourceConntrack,
+	}
+	if !f.Timestamp.Start.IsZero() && final {
+		r.Timestamp = f.Timestamp.Start.UTC()
+	}
+	c.records.Add(1)
+	emit(r)
+}
+
+// dump reports byte deltas of every live flow and forgets flows that are no
+// longer in the table (their DESTROY event was lost: they are reported with
+// what the last dump saw).
+func (c *Conntrack) dump(conn *conntrack.Conn, emit func(telemetry.Record)) {
+	flows, err := conn.Dump(nil)
+	if err != nil {
+		c.cfg.Log.Warn("conntrack dump failed", "err", err)
+		return
+	}
+	c.dumps.Add(1)
+	live := make(map[uint32]bool, len(flows))
+	for i := range flows {
+		live[flows[i].ID] = true
+		c.report(&flows[i], false, emit)
+	}
+	c.mu.Lock()
+	for id := range c.flows {
+		if !live[id] {
+			delete(c.flows, id)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func endpoints(f *conntrack.Flow) (local, remote netip.AddrPort) {
+	t := f.TupleOrig
+	return netip.AddrPortFrom(t.IP.SourceAddress.Unmap(), t.Proto.SourcePort),
+		netip.AddrPortFrom(t.IP.DestinationAddress.Unmap(), t.Proto.DestinationPort)
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case unix.IPPROTO_TCP:
+		return telemetry.ProtoTCP
+	case unix.IPPROTO_UDP:
+		return telemetry.ProtoUDP
+	}
+	return ""
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}

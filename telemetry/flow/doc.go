@@ -1,0 +1,40 @@
+// Package flow turns the kernel's connection tracking into telemetry
+// records: one ConnectionSuccess record per finished flow with the bytes sent
+// and received, plus interim records (byte deltas) for long-lived flows.
+//
+// Linux: conntrack over netlink (github.com/ti-mo/conntrack). Windows: see
+// source_windows.go for the design (ETW + IP Helper), not implemented yet.
+package flow
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Process is who opened a connection.
+type Process struct {
+	PID      int
+	FileName string // executable base name
+	Account  string // user name from the socket's UID
+}
+
+// ProcessLookup attributes a connection (protocol number, local and remote
+// endpoints) to a process at connection start.
+type ProcessLookup interface {
+	Lookup(proto uint8, local, remote netip.AddrPort) (Process, bool)
+}
+
+// Stats counts what the source saw; all monotonic.
+type Stats struct {
+	Events     uint64 `json:"events"`
+	Overruns   uint64 `json:"overruns"` // ENOBUFS: events lost by the kernel, healed by a dump
+	Dumps      uint64 `json:"dumps"`
+	Records    uint64 `json:"records"`
+	Flows      int    `json:"flows"`        // tracked now
+	FlowsLimit uint64 `json:"flowsDropped"` // not tracked because the table was full
+}
+
+const (
+	defaultDumpInterval = 5 * time.Minute
+	defaultMaxFlows     = 65536
+)

@@ -1,0 +1,63 @@
+package flow
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/ti-mo/conntrack"
+
+	"github.com/netward/netward/telemetry"
+)
+
+type fakeProcs struct{ calls int }
+
+func (f *fakeProcs) Lookup(uint8, netip.AddrPort, netip.AddrPort) (Process, bool) {
+	f.calls++
+	return Process{PID: 7, FileName: "curl", Account: "alice"}, true
+}
+
+func flowOf(id uint32, sent, recv uint64) *conntrack.Flow {
+	f := &conntrack.Flow{ID: id}
+	f.TupleOrig.IP.SourceAddress = netip.MustParseAddr("192.0.2.10")
+	f.TupleOrig.IP.DestinationAddress = netip.MustParseAddr("203.0.113.5")
+	f.TupleOrig.Proto.Protocol = 6
+	f.TupleOrig.Proto.SourcePort = 50000
+	f.TupleOrig.Proto.DestinationPort = 443
+	f.CountersOrig.Bytes, f.CountersReply.Bytes = sent, recv
+	return f
+}
+
+// Dumps report byte deltas, the DESTROY reports the rest, and the sum over a
+// flow's records equals its final counters. Attribution happens once, at
+// start, and survives until the flow ends.
+func TestReportDeltas(t *testing.T) {
+	procs := &fakeProcs{}
+	c := New(Config{Procs: procs, Names: names{netip.MustParseAddr("203.0.113.5"): "files.example"}, MaxFlows: 2})
+	var got []telemetry.Record
+	emit := func(r telemetry.Record) { got = append(got, r) }
+	c.started(flowOf(1, 0, 0))
+	c.report(flowOf(1, 100, 1000), false, emit)
+	c.report(flowOf(1, 100, 1000), false, emit) // nothing new: no record
+	c.report(flowOf(1, 150, 4000), true, emit)
+	if len(got) != 2 {
+		t.Fatalf("%d records, want 2: %+v", len(got), got)
+	}
+	var s, r int64
+	for _, rec := range got {
+		s += rec.BytesSent
+		r += rec.BytesReceived
+		if rec.InitiatingProcessId != 7 || rec.RemoteUrl != "files.example" || rec.RemotePort != 443 || rec.LocalIP != "192.0.2.10" {
+			t.Errorf("record %+v", rec)
+		}
+	}
+	if s != 150 || r != 4000 || procs.calls != 1 {
+		t.Errorf("sums %d/%d with %d lookups, want 150/4000 with 1", s, r, procs.calls)
+	}
+	// The table is bounded: a third concurrent flow is counted, not tracked.
+	c.started(flowOf(2, 0, 0))
+	c.started(flowOf(3, 0, 0))
+	c.started(flowOf(4, 0, 0))
+	if st := c.Stats(); st.Flows != 2 || st.FlowsLimit != 1 {
+		t.Errorf("stats %+v, want 2 tracked and 1 refused", st)
+	}
+}

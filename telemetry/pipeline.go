@@ -1,0 +1,721 @@
+package telemetry
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Pipeline. Zero values take the defaults of CONTRACT §6.
+type Config struct {
+	// Dir holds the journal, the spool and the quarantine. Required.
+	Dir string
+	// DeviceID names the device in upload URLs. Required when Endpoint is set.
+	// When set, it overwrites every record's DeviceId (the collector checks
+	// that they match). DeviceName, when set, overwrites DeviceName.
+	DeviceID   string
+	DeviceName string
+	// Endpoint is the console base URL ("https://console.example"); empty
+	// means records are chunked and spooled but not uploaded.
+	Endpoint string
+	// Token is sent as "Authorization: Bearer <Token>".
+	Token string
+
+	ChunkBytes    int64         // default 4 MiB of uncompressed NDJSON
+	ChunkRecords  int           // default 4000
+	ChunkInterval time.Duration // default 1h after the chunk's first record
+	SpoolBytes    int64         // default 256 MiB of compressed chunks
+
+	// QueueRecords bounds the in-memory queue between producers and the
+	// writer (default 16384, about 5 MiB of records). Add refuses and counts records past it.
+	QueueRecords int
+	// CommitInterval is the group-commit period: the journal is fsynced at
+	// least this often while records arrive (default 200ms, at most 1s).
+	CommitInterval time.Duration
+
+	Privacy Privacy
+	// Salt keys the pseudonyms of PrivacyPseudonymous (per tenant).
+	Salt []byte
+
+	// Client sends uploads; default verifies TLS with the system roots.
+	Client *http.Client
+	// RetryBase and RetryMax bound the exponential backoff (defaults 1s, 5m).
+	RetryBase, RetryMax time.Duration
+
+	Log *slog.Logger
+	Now func() time.Time
+	// Rand returns a uniformly random int64 in [0, n) for backoff jitter.
+	Rand func(n int64) int64
+
+	// sleep waits between upload attempts; tests record the delays.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+func (c *Config) setDefaults() {
+	if c.ChunkBytes <= 0 {
+		c.ChunkBytes = 4 << 20
+	}
+	if c.ChunkRecords <= 0 {
+		c.ChunkRecords = 4000
+	}
+	if c.ChunkInterval <= 0 {
+		c.ChunkInterval = time.Hour
+	}
+	if c.SpoolBytes <= 0 {
+		c.SpoolBytes = 256 << 20
+	}
+	if c.QueueRecords <= 0 {
+		c.QueueRecords = 16384
+	}
+	if c.CommitInterval <= 0 || c.CommitInterval > time.Second {
+		c.CommitInterval = 200 * time.Millisecond
+	}
+	if c.Client == nil {
+		c.Client = &http.Client{Timeout: 2 * time.Minute}
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Minute
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.sleep == nil {
+		c.sleep = sleepCtx
+	}
+	if c.Rand == nil {
+		c.Rand = randInt63n
+	}
+}
+
+// Status is what `netward status` shows about telemetry.
+type Status struct {
+	Endpoint       string    `json:"endpoint,omitempty"`
+	SpoolChunks    int       `json:"spoolChunks"`
+	SpoolBytes     int64     `json:"spoolBytes"`
+	SpoolRecords   int64     `json:"spoolRecords"`
+	OpenRecords    int64     `json:"openRecords"`
+	QueuedRecords  int       `json:"queuedRecords"`
+	UploadedChunks int64     `json:"uploadedChunks"`
+	LastUpload     time.Time `json:"lastUpload,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
+	Quarantined    int       `json:"quarantinedChunks"`
+	QuarantinedIDs []string  `json:"quarantinedIds,omitempty"`
+	// DroppedQueueFull counts records refused by Add because the queue was full.
+	DroppedQueueFull int64 `json:"droppedQueueFull"`
+	// DroppedSpoolRecords/Chunks count records and chunks evicted from a full spool.
+	DroppedSpoolRecords int64 `json:"droppedSpoolRecords"`
+	DroppedSpoolChunks  int64 `json:"droppedSpoolChunks"`
+}
+
+// Pipeline turns records into durable, gzip-compressed chunks and uploads
+// them in order. Add is safe for concurrent use and never blocks on disk.
+type Pipeline struct {
+	cfg   Config
+	spool spool
+	qdir  string // quarantine
+	jdir  string // journal
+
+	// Producer side: a bounded queue swapped out whole by the writer.
+	mu       sync.Mutex
+	queue    []Record
+	spare    []Record
+	refused  int64 // since the last commit, for the gap record
+	waiters  []chan struct{}
+	wake     chan struct{}
+	spoolSig chan struct{}
+
+	// Writer-owned state.
+	instance   string
+	nextSeq    uint64
+	open       *openChunk
+	pendingGap map[string]int64
+	line       []byte
+	ps         *pseudonymizer
+	gz         *gzip.Writer
+
+	// Status counters.
+	droppedQueue   atomic.Int64
+	droppedRecs    atomic.Int64
+	droppedChunks  atomic.Int64
+	uploaded       atomic.Int64
+	openRecords    atomic.Int64
+	lastUpload     atomic.Int64 // unix nanos
+	statusMu       sync.Mutex
+	lastError      string
+	quarantinedIDs []string
+	quarantined    int
+}
+
+type openChunk struct {
+	id      string
+	seq     uint64
+	f       *os.File
+	w       *bufio.Writer
+	records int64
+	bytes   int64
+	first   time.Time
+}
+
+// New checks cfg and returns a pipeline that has not touched the disk yet.
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("telemetry: Config.Dir is empty; set the agent's dataDir")
+	}
+	if cfg.Endpoint != "" {
+		if cfg.DeviceID == "" {
+			return nil, errors.New("telemetry: an upload endpoint needs a device id")
+		}
+		if !strings.HasPrefix(cfg.Endpoint, "https://") && !strings.HasPrefix(cfg.Endpoint, "http://") {
+			return nil, fmt.Errorf("telemetry: endpoint %q is not an http(s) URL", cfg.Endpoint)
+		}
+		if !validID(cfg.DeviceID) {
+			return nil, fmt.Errorf("telemetry: device id %q may only use letters, digits, '.', '_' and '-' (at most 128)", cfg.DeviceID)
+		}
+	}
+	cfg.setDefaults()
+	p := &Pipeline{
+		cfg:        cfg,
+		spool:      spool{dir: filepath.Join(cfg.Dir, "spool"), limit: cfg.SpoolBytes},
+		qdir:       filepath.Join(cfg.Dir, "quarantine"),
+		jdir:       filepath.Join(cfg.Dir, "journal"),
+		wake:       make(chan struct{}, 1),
+		spoolSig:   make(chan struct{}, 1),
+		pendingGap: make(map[string]int64),
+		ps:         newPseudonymizer(cfg.Salt),
+	}
+	p.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return p, nil
+}
+
+// Add queues r for the journal. It never blocks on disk: it returns false,
+// and counts the record for a gap record, when the queue is full. A record
+// that Add accepted is durable within CommitInterval (see Flush).
+func (p *Pipeline) Add(r Record) bool {
+	p.mu.Lock()
+	if len(p.queue) >= p.cfg.QueueRecords {
+		p.refused++
+		p.mu.Unlock()
+		p.droppedQueue.Add(1)
+		return false
+	}
+	p.queue = append(p.queue, r)
+	n := len(p.queue)
+	p.mu.Unlock()
+	if n == p.cfg.QueueRecords/4 { // commit early under load, before the queue fills
+		p.signal()
+	}
+	return true
+}
+
+func (p *Pipeline) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Flush waits until every record added before the call is fsynced in the
+// journal, or ctx ends. Run must be running.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+	p.signal()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Status reports spool depth, uploads and losses.
+func (p *Pipeline) Status() Status {
+	chunks, bytes, records := p.spool.stats()
+	p.mu.Lock()
+	queued := len(p.queue)
+	p.mu.Unlock()
+	s := Status{
+		Endpoint:            p.cfg.Endpoint,
+		SpoolChunks:         chunks,
+		SpoolBytes:          bytes,
+		SpoolRecords:        records,
+		OpenRecords:         p.openRecords.Load(),
+		QueuedRecords:       queued,
+		UploadedChunks:      p.uploaded.Load(),
+		DroppedQueueFull:    p.droppedQueue.Load(),
+		DroppedSpoolRecords: p.droppedRecs.Load(),
+		DroppedSpoolChunks:  p.droppedChunks.Load(),
+	}
+	if t := p.lastUpload.Load(); t != 0 {
+		s.LastUpload = time.Unix(0, t).UTC()
+	}
+	p.statusMu.Lock()
+	s.LastError = p.lastError
+	s.Quarantined = p.quarantined
+	s.QuarantinedIDs = append([]string(nil), p.quarantinedIDs...)
+	p.statusMu.Unlock()
+	return s
+}
+
+// Run recovers the journal and spool left by a previous run, then writes and
+// uploads until ctx ends. On return every accepted record is fsynced.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.recover(); err != nil {
+		return err
+	}
+	upCtx, cancelUp := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if p.cfg.Endpoint != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.uploadLoop(upCtx)
+		}()
+	}
+	err := p.writeLoop(ctx)
+	cancelUp()
+	wg.Wait()
+	return err
+}
+
+func (p *Pipeline) recover() error {
+	for _, d := range []string{p.cfg.Dir, p.spool.dir, p.qdir, p.jdir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("telemetry: create %s: %w (check dataDir permissions)", d, err)
+		}
+	}
+	inst, err := os.ReadFile(filepath.Join(p.cfg.Dir, "instance"))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("telemetry: %w", err)
+		}
+		// The instance id keeps chunk ids unique for this device even if the
+		// data directory is wiped and the sequence starts again.
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		inst = []byte(hex.EncodeToString(b[:]))
+		if err := writeFileSync(filepath.Join(p.cfg.Dir, "instance"), inst); err != nil {
+			return err
+		}
+	}
+	p.instance = strings.TrimSpace(string(inst))
+	if !validID(p.instance) {
+		return fmt.Errorf("telemetry: %s is corrupt; delete it to start a new chunk sequence", filepath.Join(p.cfg.Dir, "instance"))
+	}
+	if b, err := os.ReadFile(filepath.Join(p.cfg.Dir, "seq")); err == nil {
+		p.nextSeq, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
+	if err := p.spool.load(); err != nil {
+		return err
+	}
+	if s, ok := p.spool.maxSeq(); ok && s >= p.nextSeq {
+		p.nextSeq = s + 1
+	}
+	if des, err := os.ReadDir(p.qdir); err == nil {
+		for _, de := range des {
+			if id, seq, _, ok := parseChunkName(de.Name()); ok {
+				p.quarantined++
+				p.noteQuarantine(id)
+				if seq >= p.nextSeq {
+					p.nextSeq = seq + 1
+				}
+			}
+		}
+	}
+	// A journal left behind (crash or clean stop) becomes a closed chunk now.
+	des, err := os.ReadDir(p.jdir)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	for _, de := range des {
+		id, ok := strings.CutSuffix(de.Name(), ".ndjson")
+		seq, ok2 := parseChunkSeq(id)
+		if !ok || !ok2 {
+			continue
+		}
+		if seq >= p.nextSeq {
+			p.nextSeq = seq + 1
+		}
+		if err := p.recoverJournal(id, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recoverJournal closes a journal found at start. A kill -9 can leave a torn
+// last line (written but not fsynced, so never acknowledged): it is cut off.
+func (p *Pipeline) recoverJournal(id string, seq uint64) error {
+	path := filepath.Join(p.jdir, id+".ndjson")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("telemetry: read journal: %w", err)
+	}
+	end := bytes.LastIndexByte(b, '\n') + 1
+	if end != len(b) {
+		p.cfg.Log.Warn("telemetry journal ends in a torn line; dropping it", "journal", path, "bytes", len(b)-end)
+	}
+	if end == 0 {
+		return os.Remove(path)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	if err := f.Truncate(int64(end)); err != nil {
+		f.Close()
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	oc := &openChunk{id: id, seq: seq, f: f, records: int64(bytes.Count(b[:end], []byte{'\n'})), bytes: int64(end)}
+	return p.closeChunk(oc)
+}
+
+func (p *Pipeline) writeLoop(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Clean stop: everything accepted so far reaches the disk. The
+			// open journal stays and becomes a chunk at the next start.
+			err := p.commit(true)
+			if p.open != nil {
+				p.open.f.Close()
+				p.open = nil
+			}
+			return err
+		case <-p.wake:
+			// Producers filled a quarter of the queue (or Flush asked):
+			// journal the batch now to keep memory bounded; fsync only if
+			// someone waits for durability — the ticker fsyncs the rest.
+			err := p.commit(false)
+			if err != nil {
+				p.setError(err)
+				p.cfg.Log.Error("telemetry journal write failed; records are kept in memory and retried", "err", err)
+			}
+			continue
+		case <-t.C:
+		}
+		if err := p.commit(true); err != nil {
+			p.setError(err)
+			p.cfg.Log.Error("telemetry journal write failed; records are kept in memory and retried", "err", err)
+		}
+	}
+}
+
+// commit moves the queue into the journal, fsyncs it (group commit), closes
+// chunks that are full or old, and wakes Flush callers.
+//
+// sync=false skips the fsync unless a Flush caller is waiting; the periodic
+// commit always fsyncs, which bounds what a kill -9 can lose.
+func (p *Pipeline) commit(sync bool) error {
+	p.mu.Lock()
+	batch := p.queue
+	p.queue = p.spare[:0]
+	p.spare = nil
+	refused := p.refused
+	p.refused = 0
+	waiters := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+
+	if refused > 0 {
+		p.pendingGap[GapQueueFull] += refused
+	}
+	written, err := p.writeBatch(batch)
+	if err == nil && p.open != nil && p.cfg.Now().Sub(p.open.first) >= p.cfg.ChunkInterval {
+		err = p.closeOpen()
+	}
+	if err == nil {
+		err = p.writeGaps()
+	}
+	if err == nil && p.open != nil && (sync || len(waiters) > 0) {
+		if err = p.open.w.Flush(); err == nil {
+			err = p.open.f.Sync()
+		}
+	}
+	if err != nil {
+		// Put the unwritten records back at the head so nothing accepted is
+		// lost on a transient disk error; the queue bound still applies.
+		p.mu.Lock()
+		p.queue = append(batch[written:], p.queue...)
+		p.waiters = append(waiters, p.waiters...)
+		p.mu.Unlock()
+		return err
+	}
+	clear(batch)
+	p.mu.Lock()
+	p.spare = batch[:0]
+	p.mu.Unlock()
+	for _, w := range waiters {
+		close(w)
+	}
+	return nil
+}
+
+// writeBatch journals batch and returns how many records it wrote.
+func (p *Pipeline) writeBatch(batch []Record) (int, error) {
+	for i := range batch {
+		if err := p.writeRecord(batch[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(batch), nil
+}
+
+func (p *Pipeline) writeRecord(rec Record) error {
+	r := &rec
+	if p.cfg.DeviceID != "" {
+		r.DeviceId = p.cfg.DeviceID
+	}
+	if p.cfg.DeviceName != "" {
+		r.DeviceName = p.cfg.DeviceName
+	}
+	if y := r.Timestamp.Year(); y < 1 || y > 9999 {
+		// RFC 3339 has four-digit years; a collector would refuse the whole
+		// chunk, so an unset or absurd timestamp becomes the commit time.
+		r.Timestamp = p.cfg.Now()
+	}
+	applyPrivacy(r, p.cfg.Privacy, p.ps)
+	p.line = append(AppendJSON(p.line[:0], r), '\n')
+	if len(p.line) > maxLine {
+		// A collector refuses lines over 64 KiB, and with them the whole
+		// chunk: shorten absurd fields instead of losing their neighbours.
+		clampRecord(r)
+		p.line = append(AppendJSON(p.line[:0], r), '\n')
+	}
+	if p.open != nil && p.open.records > 0 && p.open.bytes+int64(len(p.line)) > p.cfg.ChunkBytes {
+		if err := p.closeOpen(); err != nil {
+			return err
+		}
+		if err := p.writeGaps(); err != nil {
+			return err
+		}
+		p.line = append(AppendJSON(p.line[:0], r), '\n')
+	}
+	if err := p.appendLine(p.line); err != nil {
+		return err
+	}
+	if p.open.records >= int64(p.cfg.ChunkRecords) {
+		return p.closeOpen()
+	}
+	return nil
+}
+
+func (p *Pipeline) appendLine(line []byte) error {
+	if p.open == nil {
+		if err := p.openNew(); err != nil {
+			return err
+		}
+	}
+	if _, err := p.open.w.Write(line); err != nil {
+		return fmt.Errorf("telemetry: write journal: %w", err)
+	}
+	if p.open.records == 0 {
+		p.open.first = p.cfg.Now()
+	}
+	p.open.records++
+	p.open.bytes += int64(len(line))
+	p.openRecords.Store(p.open.records)
+	return nil
+}
+
+// writeGaps appends one gap record per reason with losses not yet reported.
+func (p *Pipeline) writeGaps() error {
+	for _, reason := range []string{GapSpoolFull, GapQueueFull} {
+		n := p.pendingGap[reason]
+		if n == 0 {
+			continue
+		}
+		g := Record{Timestamp: p.cfg.Now().UTC(), DeviceId: p.cfg.DeviceID, ActionType: ActionTelemetryGap, LostRecords: n, GapReason: reason}
+		p.line = append(AppendJSON(p.line[:0], &g), '\n')
+		if err := p.appendLine(p.line); err != nil {
+			return err
+		}
+		delete(p.pendingGap, reason)
+	}
+	return nil
+}
+
+func (p *Pipeline) openNew() error {
+	seq := p.nextSeq
+	// Persist the next sequence number before using this one, so a chunk id
+	// is never reused even after every chunk has been uploaded and deleted.
+	if err := writeFileSync(filepath.Join(p.cfg.Dir, "seq"), []byte(strconv.FormatUint(seq+1, 10))); err != nil {
+		return err
+	}
+	p.nextSeq++
+	id := formatChunkID(p.instance, seq)
+	f, err := os.OpenFile(filepath.Join(p.jdir, id+".ndjson"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("telemetry: open journal: %w", err)
+	}
+	if err := syncDir(p.jdir); err != nil {
+		f.Close()
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	p.open = &openChunk{id: id, seq: seq, f: f, w: bufio.NewWriterSize(f, 64<<10)}
+	return nil
+}
+
+func (p *Pipeline) closeOpen() error {
+	oc := p.open
+	if err := oc.w.Flush(); err != nil {
+		return fmt.Errorf("telemetry: write journal: %w", err)
+	}
+	if err := p.closeChunk(oc); err != nil {
+		return err
+	}
+	p.open = nil
+	p.openRecords.Store(0)
+	return nil
+}
+
+// closeChunk compresses the journal of oc into the spool (temp file, fsync,
+// rename, fsync dir) and only then removes the journal, so a crash at any
+// point leaves the records in one place or the other, never in neither.
+func (p *Pipeline) closeChunk(oc *openChunk) error {
+	jpath := filepath.Join(p.jdir, oc.id+".ndjson")
+	oc.f.Close()
+	src, err := os.Open(jpath)
+	if err != nil {
+		return fmt.Errorf("telemetry: reopen journal: %w", err)
+	}
+	defer src.Close()
+	e := &chunkEntry{id: oc.id, seq: oc.seq, records: oc.records}
+	tmp := filepath.Join(p.spool.dir, e.name()+".tmp")
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("telemetry: create spool file: %w", err)
+	}
+	p.gz.Reset(dst)
+	_, err = io.Copy(p.gz, io.LimitReader(src, oc.bytes))
+	if err == nil {
+		err = p.gz.Close()
+	}
+	if err == nil {
+		err = dst.Sync()
+	}
+	if fi, serr := dst.Stat(); serr == nil {
+		e.size = fi.Size()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(p.spool.dir, e.name()))
+	}
+	if err == nil {
+		err = syncDir(p.spool.dir)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("telemetry: spool chunk %s: %w (is the disk full?)", oc.id, err)
+	}
+	if err := os.Remove(jpath); err != nil {
+		return fmt.Errorf("telemetry: remove journal: %w", err)
+	}
+	lostRecs, lostChunks := p.spool.add(e)
+	if lostChunks > 0 {
+		p.pendingGap[GapSpoolFull] += lostRecs
+		p.droppedRecs.Add(lostRecs)
+		p.droppedChunks.Add(lostChunks)
+		p.cfg.Log.Warn("telemetry spool full; dropped the oldest chunks", "chunks", lostChunks, "records", lostRecs, "limitBytes", p.cfg.SpoolBytes)
+	}
+	select {
+	case p.spoolSig <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (p *Pipeline) setError(err error) {
+	p.statusMu.Lock()
+	p.lastError = err.Error()
+	p.statusMu.Unlock()
+}
+
+func (p *Pipeline) noteQuarantine(id string) {
+	p.quarantinedIDs = append(p.quarantinedIDs, id)
+	if len(p.quarantinedIDs) > 10 { // status shows the latest few
+		p.quarantinedIDs = p.quarantinedIDs[1:]
+	}
+}
+
+// writeFileSync replaces path atomically and durably.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		return fmt.Errorf("telemetry: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// validID reports whether s is safe as a URL path segment and file name.
+func validID(s string) bool {
+	if s == "" || len(s) > 128 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxLine is the longest NDJSON line the pipeline writes (well under the
+// collector's 64 KiB default).
+const maxLine = 16 << 10
+
+// clampRecord cuts every string field to 1 KiB.
+func clampRecord(r *Record) {
+	for _, f := range []*string{&r.DeviceId, &r.DeviceName, &r.ActionType, &r.RemoteIP, &r.RemoteUrl, &r.LocalIP,
+		&r.Protocol, &r.InitiatingProcessFileName, &r.InitiatingProcessAccountName, &r.IndicatorId, &r.Application,
+		&r.Source, &r.GapReason} {
+		if len(*f) > 1024 {
+			*f = (*f)[:1024]
+		}
+	}
+}

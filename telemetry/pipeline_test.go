@@ -1,0 +1,428 @@
+package telemetry
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is an injected clock the test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)} }
+
+// startPipeline runs p until the test ends and returns a stop function that
+// waits for Run to return.
+func startPipeline(t *testing.T, cfg Config) (*Pipeline, func()) {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return p, stop
+}
+
+func flush(t *testing.T, p *Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+func rec(i int) Record {
+	return Record{Timestamp: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), DeviceId: "dev-1", DeviceName: "laptop",
+		ActionType: ConnectionSuccess, RemoteUrl: "example.com", IndicatorId: strconv.Itoa(i), BytesSent: 100, BytesReceived: 1000,
+		InitiatingProcessId: 42, InitiatingProcessFileName: "curl", InitiatingProcessAccountName: "alice"}
+}
+
+type spooled struct {
+	name    string
+	records []Record
+}
+
+// readSpool returns the spooled chunks in upload order with their records.
+func readSpool(t *testing.T, dir string) []spooled {
+	t.Helper()
+	des, err := os.ReadDir(filepath.Join(dir, "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []spooled
+	for _, de := range des {
+		if _, _, _, ok := parseChunkName(de.Name()); !ok {
+			t.Errorf("unexpected file in spool: %s", de.Name())
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "spool", de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, spooled{de.Name(), decodeChunk(t, b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func decodeChunk(t *testing.T, gz []byte) []Record {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatalf("chunk is not gzip: %v", err)
+	}
+	var recs []Record
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("chunk line %q: %v", sc.Bytes(), err)
+		}
+		recs = append(recs, r)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func TestChunkCloses(t *testing.T) {
+	line := int64(len(AppendJSON(nil, ptr(rec(0))))) + 1
+	tests := []struct {
+		name       string
+		cfg        Config
+		n          int
+		advance    time.Duration
+		wantChunks []int // records per closed chunk
+		wantOpen   int64
+	}{
+		{"by records", Config{ChunkRecords: 10}, 25, 0, []int{10, 10}, 5},
+		{"by bytes", Config{ChunkBytes: 3*line + line/2}, 10, 0, []int{3, 3, 3}, 1},
+		{"by age", Config{ChunkInterval: time.Hour}, 7, time.Hour, []int{7}, 0},
+		{"not yet old", Config{ChunkInterval: time.Hour}, 7, time.Hour - time.Second, nil, 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			cfg := tt.cfg
+			cfg.Dir = t.TempDir()
+			cfg.Now = clk.Now
+			p, _ := startPipeline(t, cfg)
+			for i := range tt.n {
+				if !p.Add(rec(i)) {
+					t.Fatal("Add refused a record with an empty queue")
+				}
+			}
+			flush(t, p)
+			clk.Add(tt.advance)
+			flush(t, p)
+			chunks := readSpool(t, cfg.Dir)
+			var got []int
+			seen := 0
+			for _, c := range chunks {
+				got = append(got, len(c.records))
+				for _, r := range c.records {
+					if r.IndicatorId != strconv.Itoa(seen) {
+						t.Fatalf("record %d out of order: IndicatorId %s", seen, r.IndicatorId)
+					}
+					seen++
+				}
+			}
+			if !slicesEqual(got, tt.wantChunks) {
+				t.Errorf("chunk sizes = %v, want %v", got, tt.wantChunks)
+			}
+			if s := p.Status(); s.OpenRecords != tt.wantOpen {
+				t.Errorf("OpenRecords = %d, want %d", s.OpenRecords, tt.wantOpen)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func slicesEqual(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A clean stop loses nothing: the journal is recovered as a chunk at the
+// next start, and chunk ids keep increasing across restarts.
+func TestCleanStopAndRecovery(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir, ChunkRecords: 4})
+	for i := range 6 {
+		p.Add(rec(i))
+	}
+	stop() // no Flush: Run must commit on its way out
+	if got := len(readSpool(t, dir)); got != 1 {
+		t.Fatalf("after stop: %d spooled chunks, want 1 (the 2 remaining records are in the journal)", got)
+	}
+	p2, stop2 := startPipeline(t, Config{Dir: dir, ChunkRecords: 4})
+	flush(t, p2)
+	p2.Add(rec(6))
+	stop2()
+	p3, stop3 := startPipeline(t, Config{Dir: dir, ChunkRecords: 4})
+	flush(t, p3)
+	stop3()
+	chunks := readSpool(t, dir)
+	var ids []string
+	n := 0
+	for _, c := range chunks {
+		for _, r := range c.records {
+			if r.IndicatorId != strconv.Itoa(n) {
+				t.Errorf("record %d: IndicatorId %s", n, r.IndicatorId)
+			}
+			n++
+		}
+		id, _, _, _ := parseChunkName(c.name)
+		ids = append(ids, id)
+	}
+	if n != 7 || len(chunks) != 3 {
+		t.Errorf("got %d records in %d chunks (%v), want 7 in 3", n, len(chunks), ids)
+	}
+}
+
+// A torn last line (kill -9 between write and fsync) is cut off; every
+// complete line survives.
+func TestRecoverTornJournal(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	for i := range 5 {
+		p.Add(rec(i))
+	}
+	flush(t, p)
+	stop()
+	des, _ := os.ReadDir(filepath.Join(dir, "journal"))
+	if len(des) != 1 {
+		t.Fatalf("journal files = %d, want 1", len(des))
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "journal", des[0].Name()), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","Acti`)
+	f.Close()
+	_, stop2 := startPipeline(t, Config{Dir: dir})
+	stop2()
+	chunks := readSpool(t, dir)
+	if len(chunks) != 1 || len(chunks[0].records) != 5 {
+		t.Fatalf("recovered %d chunks, want 1 with 5 records: %+v", len(chunks), chunks)
+	}
+}
+
+func TestSpoolFullDropsOldestWithGapRecord(t *testing.T) {
+	dir := t.TempDir()
+	// Each chunk of 5 records compresses to a few hundred bytes; a 1 KiB
+	// spool holds only a few of them.
+	p, _ := startPipeline(t, Config{Dir: dir, ChunkRecords: 5, SpoolBytes: 1024})
+	const n = 100
+	for i := range n {
+		p.Add(rec(i))
+		if i%5 == 4 {
+			flush(t, p)
+		}
+	}
+	flush(t, p)
+	st := p.Status()
+	if st.DroppedSpoolChunks == 0 || st.SpoolBytes > 1024+600 {
+		t.Fatalf("status %+v: want dropped chunks and the spool near 1 KiB", st)
+	}
+	chunks := readSpool(t, dir)
+	var got, lost int64
+	for _, c := range chunks {
+		for _, r := range c.records {
+			if r.ActionType == ActionTelemetryGap {
+				if r.GapReason != GapSpoolFull || r.DeviceId != "" && r.DeviceId != "dev-1" {
+					t.Errorf("gap record %+v", r)
+				}
+				lost += r.LostRecords
+				continue
+			}
+			got++
+		}
+	}
+	// Every record is either still spooled, announced by a gap record that
+	// is itself still spooled, or in a chunk dropped together with its gap.
+	// Dropped and open counts include gap lines, so this is ≥, not =.
+	if got >= n || got+st.DroppedSpoolRecords+st.OpenRecords < n {
+		t.Errorf("%d records spooled, %d dropped, %d open: does not account for %d added", got, st.DroppedSpoolRecords, st.OpenRecords, n)
+	}
+	if st.DroppedSpoolRecords < lost {
+		t.Errorf("status counts %d dropped records, gap records in spool announce %d", st.DroppedSpoolRecords, lost)
+	}
+	if lost == 0 {
+		t.Error("no gap record in the spool after drops")
+	}
+}
+
+func TestQueueFullCountsAndReportsGap(t *testing.T) {
+	dir := t.TempDir()
+	p, err := New(Config{Dir: dir, QueueRecords: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not running yet: nothing drains the queue.
+	accepted := 0
+	for i := range 20 {
+		if p.Add(rec(i)) {
+			accepted++
+		}
+	}
+	if accepted != 8 || p.Status().DroppedQueueFull != 12 {
+		t.Fatalf("accepted %d, dropped %d; want 8 and 12", accepted, p.Status().DroppedQueueFull)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	flush(t, p)
+	cancel()
+	<-done
+	_, stop := startPipeline(t, Config{Dir: dir})
+	stop()
+	chunks := readSpool(t, dir)
+	if len(chunks) != 1 {
+		t.Fatalf("%d chunks, want 1", len(chunks))
+	}
+	recs := chunks[0].records
+	last := recs[len(recs)-1]
+	if len(recs) != 9 || last.ActionType != ActionTelemetryGap || last.LostRecords != 12 || last.GapReason != GapQueueFull {
+		t.Errorf("chunk = %d records, last %+v; want 8 records and a queueFull gap of 12", len(recs), last)
+	}
+}
+
+func TestPrivacy(t *testing.T) {
+	tests := []struct {
+		privacy           Privacy
+		wantUser, wantDev func(string) bool
+		wantPID           int
+	}{
+		{PrivacyFull, eq("alice"), eq("laptop"), 42},
+		{PrivacyNoProcess, eq(""), eq("laptop"), 0},
+		{PrivacyPseudonymous, isHash, isHash, 42},
+	}
+	for _, tt := range tests {
+		dir := t.TempDir()
+		p, stop := startPipeline(t, Config{Dir: dir, Privacy: tt.privacy, Salt: []byte("tenant-salt")})
+		p.Add(rec(0))
+		stop()
+		_, stop2 := startPipeline(t, Config{Dir: dir})
+		stop2()
+		r := readSpool(t, dir)[0].records[0]
+		if !tt.wantUser(r.InitiatingProcessAccountName) || !tt.wantDev(r.DeviceName) || r.InitiatingProcessId != tt.wantPID {
+			t.Errorf("privacy %d: user %q device %q pid %d", tt.privacy, r.InitiatingProcessAccountName, r.DeviceName, r.InitiatingProcessId)
+		}
+	}
+	// Pseudonyms are stable per salt and differ between tenants.
+	a, b := newPseudonymizer([]byte("s1")), newPseudonymizer([]byte("s2"))
+	if a.hash("alice") != a.hash("alice") || a.hash("alice") == b.hash("alice") || a.hash("alice") == a.hash("bob") {
+		t.Error("pseudonyms are not a keyed, stable function of the name")
+	}
+}
+
+func eq(s string) func(string) bool { return func(v string) bool { return v == s } }
+func isHash(v string) bool          { return len(v) == 34 && v[:2] == "h:" }
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0}, {"7", 7 * time.Second}, {"-3", 0}, {"999999999", maxRetryAfter},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0}, {"soon", 0},
+	}
+	for _, tt := range tests {
+		if got := parseRetryAfter(tt.in, now); got != tt.want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	lo := func(n int64) int64 { return 0 }
+	hi := func(n int64) int64 { return n - 1 }
+	for attempt, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		if got := backoff(attempt, time.Second, time.Minute, lo); got != want/2 {
+			t.Errorf("backoff(%d) min = %v, want %v", attempt, got, want/2)
+		}
+		if got := backoff(attempt, time.Second, time.Minute, hi); got != want {
+			t.Errorf("backoff(%d) max = %v, want %v", attempt, got, want)
+		}
+	}
+	if got := backoff(60, time.Second, time.Minute, hi); got != time.Minute {
+		t.Errorf("backoff(60) = %v, want capped at 1m", got)
+	}
+}
+
+// An absurdly long field is shortened so the line (and its chunk) stays
+// acceptable to the collector.
+func TestLongFieldsAreClamped(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	r := rec(0)
+	r.RemoteUrl = strings.Repeat("a", 100<<10)
+	p.Add(r)
+	stop()
+	_, stop2 := startPipeline(t, Config{Dir: dir})
+	stop2()
+	got := readSpool(t, dir)[0].records[0]
+	if len(got.RemoteUrl) != 1024 || got.IndicatorId != "0" {
+		t.Errorf("RemoteUrl length %d, want clamped to 1024", len(got.RemoteUrl))
+	}
+}
+
+// Add is on interceptor hot paths: no allocation once the queue has grown.
+func TestAddAllocs(t *testing.T) {
+	p, err := New(Config{Dir: t.TempDir(), QueueRecords: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rec(1)
+	p.queue = make([]Record, 0, 1<<20)
+	if n := testing.AllocsPerRun(1000, func() { p.Add(r) }); n != 0 {
+		t.Errorf("Add allocates %v times per record, want 0", n)
+	}
+}
