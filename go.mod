@@ -4,7 +4,7 @@ go 1.25.0
 
 require (
 	github.com/florianl/go-nfqueue/v2 v2.1.0
-	github.com/google/nftables v0.3.0
+	github.com/google/nftables v0.3.1-0.20251119083706-1db35da82052
 	github.com/gopacket/gopacket v1.6.0
 	github.com/mdlayher/netlink v1.9.0
 	github.com/quic-go/quic-go v0.59.0

@@ -57,10 +57,10 @@ type InspectStats struct {
 }
 
 type inspCounters struct {
-	packets, allowed, blocked          atomic.Uint64
-	named, ipOnly, unreadable          atomic.Uint64
-	quicDropped, deadlineMissed        atomic.Uint64
-	flowsFull, decodeErrors, verdicts  atomic.Uint64
+	packets, allowed, blocked         atomic.Uint64
+	named, ipOnly, unreadable         atomic.Uint64
+	quicDropped, deadlineMissed       atomic.Uint64
+	flowsFull, decodeErrors, verdicts atomic.Uint64
 }
 
 func (c *inspCounters) snapshot() InspectStats {
@@ -96,6 +96,11 @@ type inspEngine struct {
 	stats      *inspCounters
 
 	flows map[inspKey]*inspFlow
+	// decided remembers recent verdicts for a hold period: packets of a flow
+	// queued before its verdict was given (several QUIC datagrams, TCP
+	// retransmissions) reach us after the decision and must get the same mark,
+	// never a second, different decision.
+	decided map[inspKey]inspDone
 
 	parser4 *gopacket.DecodingLayerParser
 	parser6 *gopacket.DecodingLayerParser
@@ -103,13 +108,18 @@ type inspEngine struct {
 	ip6     layers.IPv6
 	tcp     layers.TCP
 	udp     layers.UDP
-	payload gopacket.Payload
+	payload []byte // the transport payload of the packet being decided
 	decoded []gopacket.LayerType
 }
 
 type inspKey struct {
 	proto    uint8
 	src, dst netip.AddrPort
+}
+
+type inspDone struct {
+	mark uint32
+	at   time.Time
 }
 
 type inspFlow struct {
@@ -124,16 +134,16 @@ func newInspEngine(dec InspectDecider, namePorts []uint16, quic string, blockDoT
 	hold time.Duration, maxPackets, maxFlows int, now func() time.Time, emit func(InspectEvent), stats *inspCounters) *inspEngine {
 	e := &inspEngine{dec: dec, quic: quic, blockDoT: blockDoT, failClosed: failClosed, hold: hold,
 		maxPackets: maxPackets, maxFlows: maxFlows, now: now, emit: emit, stats: stats,
-		namePorts: map[uint16]bool{}, doh: map[string]bool{}, flows: map[inspKey]*inspFlow{}}
+		namePorts: map[uint16]bool{}, doh: map[string]bool{}, flows: map[inspKey]*inspFlow{}, decided: map[inspKey]inspDone{}}
 	for _, p := range namePorts {
 		e.namePorts[p] = true
 	}
 	for _, n := range doh {
 		e.doh[strings.ToLower(n)] = true
 	}
-	e.parser4 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &e.ip4, &e.tcp, &e.udp, &e.payload)
+	e.parser4 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &e.ip4, &e.tcp, &e.udp)
 	e.parser4.IgnoreUnsupported = true
-	e.parser6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &e.ip6, &e.tcp, &e.udp, &e.payload)
+	e.parser6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &e.ip6, &e.tcp, &e.udp)
 	e.parser6.IgnoreUnsupported = true
 	return e
 }
@@ -171,8 +181,12 @@ func (e *inspEngine) packet(b []byte) uint32 {
 			dst, _ = netip.AddrFromSlice(e.ip6.DstIP)
 		case layers.LayerTypeTCP:
 			isTCP, proto, sport, dport = true, 6, uint16(e.tcp.SrcPort), uint16(e.tcp.DstPort)
+			// The payload is taken from the transport layer itself: gopacket
+			// would route port 443 to its TLS decoder, which we do not use.
+			e.payload = e.tcp.Payload
 		case layers.LayerTypeUDP:
 			isUDP, proto, sport, dport = true, 17, uint16(e.udp.SrcPort), uint16(e.udp.DstPort)
+			e.payload = e.udp.Payload
 		}
 	}
 	if !src.IsValid() || !dst.IsValid() || (!isTCP && !isUDP) {
@@ -199,11 +213,19 @@ func (e *inspEngine) verdictMark(d filter.Decision) uint32 {
 // finish ends inspection of a flow with decision d and reports it.
 func (e *inspEngine) finish(k inspKey, src, proto, name, path, reason string, d filter.Decision) uint32 {
 	delete(e.flows, k)
+	mark := e.verdictMark(d)
+	if len(e.decided) >= e.maxFlows {
+		e.expire()
+		if len(e.decided) >= e.maxFlows {
+			clear(e.decided)
+		}
+	}
+	e.decided[k] = inspDone{mark, e.now()}
 	if e.emit != nil {
 		e.emit(InspectEvent{Time: e.now(), Source: src, Protocol: proto, Name: name, Path: path,
 			Local: k.src, Remote: k.dst, Decision: d, Reason: reason})
 	}
-	return e.verdictMark(d)
+	return mark
 }
 
 // newFlow returns the flow for k, creating it (and taking the IP decision)
@@ -232,6 +254,20 @@ func (e *inspEngine) expire() {
 			delete(e.flows, k)
 		}
 	}
+	for k, d := range e.decided {
+		if now.Sub(d.at) > e.hold {
+			delete(e.decided, k)
+		}
+	}
+}
+
+// already returns the mark of a flow decided within the hold period.
+func (e *inspEngine) already(k inspKey) (uint32, bool) {
+	d, ok := e.decided[k]
+	if !ok || e.now().Sub(d.at) > e.hold {
+		return 0, false
+	}
+	return d.mark, true
 }
 
 // unreadable is the documented outcome when no name could be read in the
@@ -277,6 +313,10 @@ func (e *inspEngine) tcpPacket(k inspKey) uint32 {
 		return 0
 	}
 	syn := t.SYN && !t.ACK
+	if m, ok := e.already(k); ok && !syn {
+		return m
+	}
+	delete(e.decided, k) // a new SYN on the same 4-tuple is a new connection
 	if !syn && len(e.payload) == 0 {
 		return 0 // a bare ACK carries nothing to decide on
 	}
@@ -380,6 +420,9 @@ func (e *inspEngine) named(k inspKey, f *inspFlow, source, proto, name, path str
 func (e *inspEngine) udpPacket(k inspKey) uint32 {
 	if e.quic == QUICAllow || k.dst.Port() != 443 {
 		return 0
+	}
+	if m, ok := e.already(k); ok {
+		return m
 	}
 	_, known := e.flows[k]
 	f := e.newFlow(k)

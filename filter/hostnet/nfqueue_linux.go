@@ -22,13 +22,11 @@ import (
 	"github.com/netward/netward/filter"
 )
 
-// nfqTableName is the inspector's own table in the ip and ip6 families.
+// nfqTableName is the inspector's own table in the ip and ip6 families. It
+// is created with NFT_TABLE_F_OWNER (Linux 5.12): the table belongs to the
+// netlink socket that created it and the kernel deletes it when that socket
+// closes — also when the agent is killed — so a crash leaves no rule.
 const nfqTableName = "netward_inspect"
-
-// nfqTableFlagOwner is NFT_TABLE_F_OWNER (Linux 5.12): the table belongs to
-// the netlink socket that created it and the kernel deletes it when that
-// socket closes — also when the agent is killed — so a crash leaves no rule.
-const nfqTableFlagOwner = 0x2
 
 // NFQ_FLAG_BYPASS (linux/netfilter/xt_NFQUEUE.h): accept packets when no
 // program listens on the queue, instead of dropping them.
@@ -170,10 +168,14 @@ func (i *Inspector) Run(ctx context.Context) error {
 func (i *Inspector) installRules(nft *nftables.Conn) error {
 	c := &i.cfg
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
-		// A leftover (not owned) table of a previous version would clash.
+		// A leftover table would clash; owner tables cannot outlive their
+		// agent, so only a table another program holds can be here. Each
+		// delete is its own batch: a missing table fails only that batch.
 		nft.DelTable(&nftables.Table{Name: nfqTableName, Family: fam})
 		_ = nft.Flush()
-		t := nft.AddTable(&nftables.Table{Name: nfqTableName, Family: fam, Flags: nfqTableFlagOwner})
+	}
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
+		t := nft.AddTable(&nftables.Table{Name: nfqTableName, Family: fam, Flags: nftables.TableFlagOwner})
 		qc := nft.AddChain(&nftables.Chain{Name: "queue", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
 		vc := nft.AddChain(&nftables.Chain{Name: "verdict", Table: t, Type: nftables.ChainTypeFilter,
