@@ -4,11 +4,16 @@ go 1.25.0
 
 require (
 	github.com/chromedp/chromedp v0.14.2
+	github.com/florianl/go-nfqueue/v2 v2.1.0
 	github.com/godbus/dbus/v5 v5.2.4
+	github.com/google/nftables v0.3.1-0.20251119083706-1db35da82052
+	github.com/gopacket/gopacket v1.6.0
 	github.com/mdlayher/netlink v1.9.0
+	github.com/quic-go/quic-go v0.59.0
 	github.com/ti-mo/conntrack v0.6.0
 	github.com/ti-mo/netfilter v0.5.3
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/crypto v0.48.0
 	golang.org/x/net v0.50.0
 	golang.org/x/sync v0.20.0
 	golang.org/x/sys v0.45.0

@@ -1,0 +1,377 @@
+//go:build linux
+
+package hostnet
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
+)
+
+// The "internet" namespace answers on these documentation addresses.
+const (
+	inspSrvAddr     = "192.0.2.2"
+	inspBlockedAddr = "192.0.2.3" // blocked by an IpAddress rule
+	inspEndpoint    = "192.0.2.1"
+)
+
+// inspTestPolicy is the fixed policy the re-executed agent child enforces.
+func inspTestPolicy() (*filter.Policy, error) {
+	return filter.Compile([]filter.Rule{
+		{Value: "blocked.example", Type: filter.TypeDomain, Action: filter.Block, ID: "1"},
+		{Value: "warned.example", Type: filter.TypeDomain, Action: filter.Warn, ID: "2"},
+		{Value: inspBlockedAddr, Type: filter.TypeIP, Action: filter.Block, ID: "3"},
+		{Value: "http://www.example.com/forbidden/", Type: filter.TypeURL, Action: filter.Block, ID: "4"},
+	})
+}
+
+type inspPolicyDecider struct{ p *filter.Policy }
+
+func (d inspPolicyDecider) decide(m filter.Match) filter.Decision {
+	return filter.Decide(m, filter.Settings{}, func(filter.Match) (time.Time, bool) { return time.Time{}, false })
+}
+func (d inspPolicyDecider) DecideName(n string) filter.Decision { return d.decide(d.p.MatchName(n)) }
+func (d inspPolicyDecider) DecideAddr(a netip.Addr) filter.Decision {
+	return d.decide(d.p.MatchAddr(a))
+}
+func (d inspPolicyDecider) DecideURL(h, p string) filter.Decision {
+	m := d.p.MatchURL(h, p)
+	if m.Rule == nil {
+		m = d.p.MatchName(h)
+	}
+	return d.decide(m)
+}
+
+// TestInspectChild is not a test: it is the entry point of the processes the
+// e2e test starts inside its namespaces (NWINS_CHILD names the role).
+func TestInspectChild(t *testing.T) {
+	role := os.Getenv("NWINS_CHILD")
+	if role == "" {
+		t.Skip("helper process for TestInspectE2E")
+	}
+	if err := inspChild(role, os.Args); err != nil {
+		fmt.Println("FAIL", err)
+		os.Exit(1)
+	}
+	fmt.Println("OK")
+	os.Exit(0)
+}
+
+func inspChild(role string, args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	arg := os.Getenv("NWINS_ARG")
+	switch role {
+	case "agent":
+		p, err := inspTestPolicy()
+		if err != nil {
+			return err
+		}
+		ins, err := NewInspector(InspectConfig{Decider: inspPolicyDecider{p}, AllTCPPorts: true, BlockEncryptedDNS: true,
+			OnDecision: func(e InspectEvent) {
+				fmt.Fprintf(os.Stderr, "decision %s %s %q %s %s %s\n", e.Source, e.Protocol, e.Name, e.Remote, e.Decision.Verdict, e.Reason)
+			},
+			Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+		if err != nil {
+			return err
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- ins.Run(ctx) }()
+		// Ready once the table exists.
+		for i := 0; i < 100; i++ {
+			out, _ := exec.Command("nft", "list", "table", "ip", nfqTableName).CombinedOutput()
+			if strings.Contains(string(out), "queue") {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		fmt.Println("READY")
+		err = <-errc
+		fmt.Fprintf(os.Stderr, "stats %+v\n", ins.Stats())
+		return err
+	case "server":
+		return inspServe(ctx)
+	case "pqtls": // Go client offering X25519MLKEM768: a hello split over 2+ segments
+		d := &net.Dialer{Timeout: 3 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", inspSrvAddr+":443", &tls.Config{ServerName: arg, InsecureSkipVerify: true,
+			CurvePreferences: []tls.CurveID{tls.X25519MLKEM768}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if c.ConnectionState().CurveID != tls.X25519MLKEM768 {
+			return fmt.Errorf("curve %v, want X25519MLKEM768", c.ConnectionState().CurveID)
+		}
+		return nil
+	case "quic":
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		c, err := quic.DialAddr(qctx, inspSrvAddr+":443", &tls.Config{ServerName: arg, InsecureSkipVerify: true, NextProtos: []string{"nwins"}}, nil)
+		if err != nil {
+			return err
+		}
+		defer c.CloseWithError(0, "")
+		s, err := c.OpenStreamSync(qctx)
+		if err != nil {
+			return err
+		}
+		_, _ = s.Write([]byte("ping"))
+		_ = s.Close()
+		b, err := io.ReadAll(s)
+		if err != nil || string(b) != "ping" {
+			return fmt.Errorf("echo %q, %v", b, err)
+		}
+		return nil
+	case "flood": // garbage on 443 from many connections for 2 s
+		deadline := time.Now().Add(2 * time.Second)
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				junk := make([]byte, 700)
+				for time.Now().Before(deadline) {
+					c, err := net.DialTimeout("tcp", inspSrvAddr+":443", time.Second)
+					if err != nil {
+						continue
+					}
+					_, _ = rand.Read(junk)
+					_, _ = c.Write(junk)
+					_ = c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		return nil
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+func inspCert() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nwins"},
+		DNSNames: []string{"*.example", "www.example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// inspServe runs the "internet": HTTPS and HTTP on 443/80 and a QUIC echo
+// on UDP 443, on every address of the namespace.
+func inspServe(ctx context.Context) error {
+	cert, err := inspCert()
+	if err != nil {
+		return err
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "hello %s%s", r.Host, r.URL.Path) })
+	tln, err := tls.Listen("tcp", ":443", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return err
+	}
+	hln, err := net.Listen("tcp", ":80")
+	if err != nil {
+		return err
+	}
+	qln, err := quic.ListenAddr(":443", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"nwins"}}, nil)
+	if err != nil {
+		return err
+	}
+	quiet := log.New(io.Discard, "", 0) // the garbage flood makes the TLS server log every failure
+	go func() { _ = (&http.Server{Handler: h, ErrorLog: quiet}).Serve(tln) }()
+	go func() { _ = http.Serve(hln, h) }()
+	go func() {
+		for {
+			c, err := qln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				s, err := c.AcceptStream(ctx)
+				if err != nil {
+					return
+				}
+				b, _ := io.ReadAll(s)
+				_, _ = s.Write(b)
+				_ = s.Close()
+			}()
+		}
+	}()
+	fmt.Println("READY")
+	<-ctx.Done()
+	_ = qln.Close()
+	return nil
+}
+
+// inspStart starts a child role inside netns ns and waits for READY.
+func inspStart(t *testing.T, ns *e2e.Netns, role string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestInspectChild$")
+	cmd.Env = append(os.Environ(), "NWINS_CHILD="+role)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "READY" {
+				ready <- true
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("%s child exited before it was ready", role)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s child not ready after 10 s", role)
+	}
+	return cmd
+}
+
+// inspRun runs a one-shot child role (a client) in ns.
+func inspRun(ns *e2e.Netns, role, arg string) error {
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestInspectChild$")
+	cmd.Env = append(os.Environ(), "NWINS_CHILD="+role, "NWINS_ARG="+arg)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func curl(ns *e2e.Netns, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, "curl", "-sS", "-k", "--max-time", "4"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestInspectE2E(t *testing.T) {
+	e2e.Require(t, "nft", "curl")
+	ep := e2e.NewNetns(t, "nwins-ep")
+	inet := e2e.NewNetns(t, "nwins-net")
+	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24", inspBlockedAddr + "/24"})
+	inspStart(t, inet, "server")
+	agent := inspStart(t, ep, "agent")
+
+	resolve := func(name, port string) string { return name + ":" + port + ":" + inspSrvAddr }
+	tests := []struct {
+		name    string
+		run     func() (string, error)
+		blocked bool
+		want    string
+	}{
+		{"tls1.3 allowed", func() (string, error) {
+			return curl(ep, "--tlsv1.3", "--resolve", resolve("ok.example", "443"), "https://ok.example/")
+		}, false, "hello ok.example/"},
+		{"tls1.3 blocked name", func() (string, error) {
+			return curl(ep, "--tlsv1.3", "--resolve", resolve("www.blocked.example", "443"), "https://www.blocked.example/")
+		}, true, ""},
+		{"tls1.2 allowed", func() (string, error) {
+			return curl(ep, "--tlsv1.2", "--tls-max", "1.2", "--resolve", resolve("ok.example", "443"), "https://ok.example/")
+		}, false, "hello ok.example/"},
+		{"tls1.2 blocked name", func() (string, error) {
+			return curl(ep, "--tlsv1.2", "--tls-max", "1.2", "--resolve", resolve("blocked.example", "443"), "https://blocked.example/")
+		}, true, ""},
+		{"warn without bypass", func() (string, error) {
+			return curl(ep, "--resolve", resolve("warned.example", "443"), "https://warned.example/")
+		}, true, ""},
+		{"post-quantum split hello allowed", func() (string, error) { return "", inspRun(ep, "pqtls", "pq.example") }, false, ""},
+		{"post-quantum split hello blocked", func() (string, error) { return "", inspRun(ep, "pqtls", "blocked.example") }, true, ""},
+		{"quic allowed", func() (string, error) { return "", inspRun(ep, "quic", "ok.example") }, false, ""},
+		{"quic blocked", func() (string, error) { return "", inspRun(ep, "quic", "blocked.example") }, true, ""},
+		{"http allowed path", func() (string, error) {
+			return curl(ep, "--resolve", resolve("www.example.com", "80"), "http://www.example.com/fine/")
+		}, false, "hello www.example.com/fine/"},
+		{"http blocked url path", func() (string, error) {
+			return curl(ep, "--resolve", resolve("www.example.com", "80"), "http://www.example.com/forbidden/x")
+		}, true, ""},
+		{"ip-literal tls to blocked ip", func() (string, error) { return curl(ep, "https://"+inspBlockedAddr+"/") }, true, ""},
+		{"ip-literal tls allowed", func() (string, error) { return curl(ep, "https://"+inspSrvAddr+"/") }, false, "hello " + inspSrvAddr},
+		{"DoT blocked", func() (string, error) { return curl(ep, "telnet://"+inspSrvAddr+":853", "--max-time", "1") }, true, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := tc.run()
+			if tc.blocked {
+				if err == nil {
+					t.Fatalf("connection succeeded, want it refused: %s", out)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("connection failed, want it allowed: %v %s", err, out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("got %q, want %q", out, tc.want)
+			}
+		})
+	}
+
+	t.Run("garbage flood does not stall others", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() { done <- inspRun(ep, "flood", "") }()
+		time.Sleep(300 * time.Millisecond)
+		for i := 0; i < 3; i++ {
+			if out, err := curl(ep, "--resolve", resolve("ok.example", "443"), "https://ok.example/"); err != nil {
+				t.Errorf("allowed connection during flood: %v %s", err, out)
+			}
+		}
+		if err := <-done; err != nil {
+			t.Errorf("flood: %v", err)
+		}
+	})
+
+	t.Run("kill -9 leaves no rules", func(t *testing.T) {
+		if err := agent.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = agent.Process.Wait()
+		out := ep.Must(t, "nft", "list", "tables")
+		if strings.Contains(out, nfqTableName) {
+			t.Fatalf("owner table survived the agent: %s", out)
+		}
+		if out, err := curl(ep, "--resolve", resolve("blocked.example", "443"), "https://blocked.example/"); err != nil {
+			t.Fatalf("after kill -9 new connections must flow: %v %s", err, out)
+		}
+	})
+}

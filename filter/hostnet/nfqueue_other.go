@@ -1,0 +1,22 @@
+//go:build !linux
+
+package hostnet
+
+import (
+	"context"
+	"errors"
+)
+
+// Inspector is the inline TLS/QUIC/HTTP inspector; only Linux has one.
+type Inspector struct{ stats inspCounters }
+
+// NewInspector fails outside Linux.
+func NewInspector(cfg InspectConfig) (*Inspector, error) {
+	return nil, errors.New("inspect: inline inspection needs Linux netfilter; set sni.enabled to false on this platform")
+}
+
+// Run is never reached outside Linux.
+func (i *Inspector) Run(ctx context.Context) error { return errors.New("inspect: not supported") }
+
+// Stats returns the counters.
+func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
