@@ -16,7 +16,9 @@ func indRunCLI(args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func indTestdata(name string) string { return filepath.Join("..", "..", "..", "testdata", "indicators", name) }
+func indTestdata(name string) string {
+	return filepath.Join("..", "..", "..", "testdata", "indicators", name)
+}
 
 func TestIndicatorsValidate(t *testing.T) {
 	problems := indTestdata("mde-problems.csv")
