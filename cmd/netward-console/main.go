@@ -19,12 +19,14 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: netward-console collect --dir DIR [--listen ADDR] [--token-file F]")
+		fmt.Fprintln(stderr, "usage: netward-console collect --dir DIR [--listen ADDR] [--token-file F]\n       netward-console serve-feed --dir DIR --key KEY [--listen ADDR] [--token T]")
 		return 2
 	}
 	switch args[0] {
 	case "collect":
 		return collectMain(ctx, args[1:], stdout, stderr)
+	case "serve-feed":
+		return serveFeedMain(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "netward-console: unknown command %q\n", args[0])
 	return 2
