@@ -15,7 +15,7 @@ import (
 func installCommand() *command {
 	c := &command{
 		name:    "install",
-		usage:   "netward install [--config FILE] [--print-unit]",
+		usage:   "netward install [--config FILE] [--print-unit [--executable PATH]]",
 		short:   "Install netward as an OS service that starts at boot (systemd, Windows SCM).",
 		example: "sudo netward install --config /etc/netward/netward.json && sudo netward start",
 	}
@@ -23,6 +23,7 @@ func installCommand() *command {
 		fs := newFlags(env, c)
 		cfgPath := fs.String("config", "", "config file the service runs with (default: "+agent.SystemConfigPath()+" if it exists, else the embedded default)")
 		printUnit := fs.Bool("print-unit", false, "print the systemd unit it would install and exit, changing nothing")
+		exePath := fs.String("executable", "", "with --print-unit: the binary path to write into the unit (default: this binary; packagers use /usr/bin/netward)")
 		if err := parse(fs, args); err != nil {
 			return err
 		}
@@ -47,13 +48,19 @@ func installCommand() *command {
 			}
 			sc.ConfigFile, sc.Agent = abs, cfg
 		}
+		if *exePath != "" && !*printUnit {
+			return usageErrorf("--executable only goes with --print-unit; install uses the binary it runs as")
+		}
 		if *printUnit {
-			exe, err := os.Executable()
-			if err == nil {
-				exe, err = filepath.EvalSymlinks(exe)
-			}
-			if err != nil {
-				return failf("find the netward binary: %w", err)
+			exe := *exePath
+			if exe == "" {
+				var err error
+				if exe, err = os.Executable(); err == nil {
+					exe, err = filepath.EvalSymlinks(exe)
+				}
+				if err != nil {
+					return failf("find the netward binary: %w", err)
+				}
 			}
 			var writable []string
 			if sc.Agent != nil {

@@ -16,6 +16,8 @@ func TestServiceVerbsUsage(t *testing.T) {
 	}{
 		{"install extra argument", []string{"install", "now"}, ExitUsage, `unexpected argument "now"`},
 		{"install missing config", []string{"install", "--config", "/nonexistent/netward.json", "--print-unit"}, ExitFailed, "no such file"},
+		{"executable without print-unit", []string{"install", "--executable", "/usr/bin/netward"}, ExitUsage, "--executable only goes with --print-unit"},
+		{"relative executable", []string{"install", "--print-unit", "--executable", "netward"}, ExitFailed, "not an absolute path"},
 		{"uninstall extra argument", []string{"uninstall", "x"}, ExitUsage, `unexpected argument "x"`},
 		{"start unknown flag", []string{"start", "--now"}, ExitUsage, "flag provided but not defined"},
 		{"stop help", []string{"stop", "--help"}, ExitOK, ""},
