@@ -211,3 +211,17 @@ func keyPathOf(p Policy) string {
 	}
 	return k
 }
+
+// TestDocsMapping keeps the mapping table in docs/service.md complete.
+func TestDocsMapping(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "service.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range Policies {
+		row := "| `" + p.Key + "` | `HKLM\\" + keyPathOf(p) + "` | `" + p.ValueName() + "` | " + p.Kind.String()
+		if !strings.Contains(string(b), row) {
+			t.Errorf("docs/service.md lacks the row %q", row)
+		}
+	}
+}
