@@ -22,7 +22,7 @@ func runCommand() *command {
 		short:   "Run the agent in the foreground (what the service runs).",
 		example: "netward run --config /etc/netward/netward.json",
 	}
-	c.run = func(ctx context.Context, env *Env, args []string) error {
+	c.run = func(ctx context.Context, env *Env, args []string) (err error) {
 		fs := newFlags(env, c)
 		cfgPath := fs.String("config", "", "config file (default: "+agent.SystemConfigPath()+" if it exists, else the embedded default)")
 		level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -47,11 +47,18 @@ func runCommand() *command {
 		// stderr, so log to the event log (source registered by install).
 		managed := !svc.Interactive()
 		if managed && winsvc.IsService() {
-			if el, closeLog, err := winsvc.EventLogger(svc.Name, lv); err == nil {
+			if el, closeLog, elErr := winsvc.EventLogger(svc.Name, lv); elErr == nil {
 				log = el
 				defer closeLog()
+				// Errors before the agent runs (config, policy) would
+				// otherwise go to a stderr nobody reads.
+				defer func() {
+					if err != nil {
+						log.Error("netward run failed", "err", err)
+					}
+				}()
 			} else {
-				log.Error("logging to stderr", "err", err)
+				log.Error("logging to stderr", "err", elErr)
 			}
 		}
 
