@@ -12,7 +12,11 @@ esac
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	systemctl enable netward.service
-	systemctl restart netward.service
+	# A service that does not start (e.g. a config it refuses) must not leave
+	# the package half-configured: say where to look instead.
+	if ! systemctl restart netward.service; then
+		echo "netward: the service did not start; see: systemctl status netward; journalctl -u netward" >&2
+	fi
 else
 	systemctl enable netward.service >/dev/null 2>&1 || true
 fi
