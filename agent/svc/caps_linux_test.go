@@ -26,19 +26,16 @@ var capBits = map[string]uint{
 	"CAP_SYS_PTRACE":       19,
 }
 
-// buildNetward builds the CLI once per test binary.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "netward-svc-test-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "netward")
+// buildNetward builds the CLI into a test directory.
+func buildNetward(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "netward")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/netward/netward/cmd/netward").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return bin, nil
-})
+	return bin
+}
 
 type lockedBuf struct {
 	mu sync.Mutex
@@ -65,11 +62,7 @@ func (l *lockedBuf) String() string {
 // pins Capabilities to what the agent really needs.
 func TestCapabilitiesSuffice(t *testing.T) {
 	e2e.Require(t, "setpriv", "nft", "ss", "go")
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
+	bin := buildNetward(t)
 
 	var all []string
 	for _, c := range Capabilities {
@@ -80,15 +73,15 @@ func TestCapabilitiesSuffice(t *testing.T) {
 	}
 	t.Run("unit set", func(t *testing.T) {
 		ns := e2e.NewNetns(t, "nwcap")
-		cmd, logs := startAgent(t, ns, bin, all)
-		waitLog(t, cmd, logs, "netward agent running")
-		waitLog(t, cmd, logs, "inline inspection on") // the inspector starts in the background
+		p := startAgent(t, ns, bin, all)
+		p.waitLog(t, "netward agent running")
+		p.waitLog(t, "inline inspection on") // the inspector starts in the background
 		// The process holds exactly the unit's set, no more.
 		var want uint64
 		for _, c := range all {
 			want |= 1 << capBits[c]
 		}
-		if got := capField(t, cmd.Process.Pid, "CapEff"); got != want {
+		if got := capField(t, p.cmd.Process.Pid, "CapEff"); got != want {
 			t.Errorf("CapEff = %#x, want %#x", got, want)
 		}
 		if out := ns.Must(t, "nft", "list", "tables"); !strings.Contains(out, "netward_inspect") {
@@ -102,49 +95,42 @@ func TestCapabilitiesSuffice(t *testing.T) {
 		}
 		// Nothing was refused for lack of a capability.
 		for _, bad := range []string{"permission denied", "operation not permitted"} {
-			if strings.Contains(strings.ToLower(logs.String()), bad) {
-				t.Errorf("with the unit's capabilities the log says %q:\n%s", bad, logs.String())
+			if strings.Contains(strings.ToLower(p.logs.String()), bad) {
+				t.Errorf("with the unit's capabilities the log says %q:\n%s", bad, p.logs.String())
 			}
 		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("agent exit: %v\n%s", err, logs.String())
+		if err := p.stop(t); err != nil {
+			t.Errorf("agent exit: %v\n%s", err, p.logs.String())
 		}
 	})
 	t.Run("without CAP_NET_ADMIN", func(t *testing.T) {
 		// No nftables, no NFQUEUE: the agent must fail, not run unprotected.
 		ns := e2e.NewNetns(t, "nwcap")
-		cmd, logs := startAgent(t, ns, bin, without(all, "CAP_NET_ADMIN"))
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		p := startAgent(t, ns, bin, without(all, "CAP_NET_ADMIN"))
+		timeout := time.NewTimer(30 * time.Second)
+		defer timeout.Stop()
 		select {
-		case err := <-done:
+		case err := <-p.done:
+			p.done <- err
 			if err == nil {
 				t.Fatal("agent without CAP_NET_ADMIN exited 0")
 			}
-			if !strings.Contains(logs.String(), "operation not permitted") {
-				t.Errorf("log lacks the EPERM:\n%s", logs.String())
+			if !strings.Contains(p.logs.String(), "operation not permitted") {
+				t.Errorf("log lacks the EPERM:\n%s", p.logs.String())
 			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Fatalf("agent without CAP_NET_ADMIN kept running:\n%s", logs.String())
+		case <-timeout.C:
+			t.Fatalf("agent without CAP_NET_ADMIN kept running:\n%s", p.logs.String())
 		}
 	})
 	t.Run("without CAP_NET_BIND_SERVICE", func(t *testing.T) {
 		// The agent runs on, but without its block/warn pages.
 		ns := e2e.NewNetns(t, "nwcap")
-		cmd, logs := startAgent(t, ns, bin, without(all, "CAP_NET_BIND_SERVICE"))
-		waitLog(t, cmd, logs, "netward agent running")
-		if !strings.Contains(logs.String(), "127.0.0.154:80: bind: permission denied") {
-			t.Errorf("log lacks the refused bind:\n%s", logs.String())
+		p := startAgent(t, ns, bin, without(all, "CAP_NET_BIND_SERVICE"))
+		p.waitLog(t, "netward agent running")
+		if !strings.Contains(p.logs.String(), "127.0.0.154:80: bind: permission denied") {
+			t.Errorf("log lacks the refused bind:\n%s", p.logs.String())
 		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		cmd.Wait()
+		p.stop(t)
 	})
 }
 
@@ -158,7 +144,14 @@ func without(list []string, drop string) []string {
 	return out
 }
 
-func startAgent(t *testing.T, ns *e2e.Netns, bin string, caps []string) (*exec.Cmd, *lockedBuf) {
+// agentProc is a running agent; done receives its exit once.
+type agentProc struct {
+	cmd  *exec.Cmd
+	logs *lockedBuf
+	done chan error
+}
+
+func startAgent(t *testing.T, ns *e2e.Netns, bin string, caps []string) *agentProc {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "netward.json")
@@ -179,23 +172,41 @@ func startAgent(t *testing.T, ns *e2e.Netns, bin string, caps []string) (*exec.C
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p := &agentProc{cmd: cmd, logs: logs, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
+		cmd.Process.Kill()
+		<-p.done
 	})
-	return cmd, logs
+	return p
 }
 
-func waitLog(t *testing.T, cmd *exec.Cmd, logs *lockedBuf, want string) {
+// stop sends SIGTERM and returns the exit.
+func (p *agentProc) stop(t *testing.T) error {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the agent's log:\n%s", want, logs.String())
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := <-p.done
+	p.done <- err // for the cleanup
+	return err
+}
+
+func (p *agentProc) waitLog(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(p.logs.String(), want) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("agent exited (%v) before logging %q:\n%s", err, want, p.logs.String())
+		case <-deadline.C:
+			t.Fatalf("no %q in the agent's log:\n%s", want, p.logs.String())
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
