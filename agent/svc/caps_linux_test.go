@@ -2,7 +2,9 @@ package svc
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/internal/e2e"
+	"github.com/netward/netward/telemetry/flow"
 )
 
 // capBits are the capability numbers of linux/capability.h for the names the
@@ -228,4 +231,65 @@ func capField(t *testing.T, pid int, field string) uint64 {
 	}
 	t.Fatalf("/proc/%d/status has no %s", pid, field)
 	return 0
+}
+
+// TestProcessAttributionCapabilities checks the reason given for
+// CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE: the agent's own attribution code
+// (telemetry/flow.SockDiag), run as root with the unit's bounding set, names
+// the process of another user's connection, and cannot without either one.
+// Loopback only; no firewall change.
+func TestProcessAttributionCapabilities(t *testing.T) {
+	e2e.Require(t, "setpriv", "bash")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	// A connection owned by nobody (uid 65534): bash's /dev/tcp, held open
+	// by sleep until the test ends.
+	client := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		"bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; exec sleep 60", port))
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.RemoteAddr().String() // the client's end
+	remote := conn.LocalAddr().String()
+
+	var all []string
+	for _, c := range Capabilities {
+		all = append(all, c.Name)
+	}
+	lookup := func(caps []string) (flow.Process, string) {
+		set := "-all"
+		for _, c := range caps {
+			set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+		}
+		cmd := exec.Command("setpriv", "--inh-caps=-all", "--bounding-set="+set, "--", os.Args[0], local, remote)
+		cmd.Env = append(os.Environ(), "NETWARD_SVC_CHILD=lookup")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("lookup child: %v", err)
+		}
+		var p flow.Process
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatalf("lookup child output %q: %v", out, err)
+		}
+		return p, string(out)
+	}
+	p, out := lookup(all)
+	if p.PID != client.Process.Pid || p.FileName != "sleep" || p.Account != "nobody" {
+		t.Errorf("with the unit's capabilities: %s; want pid %d, sleep, nobody", out, client.Process.Pid)
+	}
+	for _, drop := range []string{"CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"} {
+		if p, out := lookup(without(all, drop)); p.PID != 0 {
+			t.Errorf("without %s the process was still found: %s (the capability would be unnecessary)", drop, out)
+		}
+	}
 }
