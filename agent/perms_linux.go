@@ -9,6 +9,10 @@ import (
 	"syscall"
 )
 
+// Privileged reports whether the process runs as root: the case
+// CheckPermissions guards.
+func Privileged() bool { return os.Geteuid() == 0 }
+
 // CheckPermissions refuses to run as root with a config file or data
 // directory that someone other than root could change: whoever can write the
 // config decides what netward blocks (or turns it off), and whoever can write

@@ -59,3 +59,12 @@ func SDDL(dacl []ACE) string {
 	}
 	return b.String()
 }
+
+// DirSDDL is the protected DACL `netward install` puts on the config and data
+// directories (%ProgramData%\netward and below): full control for SYSTEM and
+// Administrators, read and execute for Users, nothing inherited from
+// %ProgramData% (whose Users may create files and folders). The agent refuses
+// to start from directories others can write (agent.CheckPermissions).
+// OICI: inherited by files and subdirectories; FA: FILE_ALL_ACCESS;
+// 0x1200a9: FILE_GENERIC_READ | FILE_GENERIC_EXECUTE.
+const DirSDDL = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)"

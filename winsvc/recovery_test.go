@@ -1,7 +1,9 @@
 package winsvc
 
 import (
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,5 +36,26 @@ func TestServiceDACL(t *testing.T) {
 	i := slices.IndexFunc(ServiceDACL, func(a ACE) bool { return a.Trustee == "BA" })
 	if i < 0 || !slices.Contains(ServiceDACL[i].Rights, rightStop) || !slices.Contains(ServiceDACL[i].Rights, rightChangeConfig) {
 		t.Errorf("Administrators cannot stop or reconfigure the service: %v", ServiceDACL)
+	}
+}
+
+func TestDirSDDL(t *testing.T) {
+	// Protected (P): nothing inherited from %ProgramData%, whose Users may
+	// create files; full access (FA) only for SYSTEM and Administrators.
+	if !strings.HasPrefix(DirSDDL, "D:P(") {
+		t.Errorf("DirSDDL %s is not a protected DACL", DirSDDL)
+	}
+	aces := regexp.MustCompile(`\(A;OICI;([^;]+);;;([A-Z]+)\)`).FindAllStringSubmatch(DirSDDL, -1)
+	if len(aces) != 3 {
+		t.Fatalf("DirSDDL %s: %d ACEs, want 3", DirSDDL, len(aces))
+	}
+	for _, a := range aces {
+		rights, who := a[1], a[2]
+		if rights == "FA" && who != "SY" && who != "BA" {
+			t.Errorf("%s has full access", who)
+		}
+		if who == "BU" && rights != "0x1200a9" {
+			t.Errorf("Users have %s, want read and execute (0x1200a9)", rights)
+		}
 	}
 }

@@ -3,5 +3,6 @@
 package svc
 
 // postInstall has nothing to add off Windows: the systemd unit carries the
-// restart policy and hardening itself.
-func postInstall(string) error { return nil }
+// restart policy and hardening itself, and systemd creates the state
+// directory with mode 0700.
+func postInstall(string, []string) error { return nil }

@@ -150,10 +150,28 @@ func (m *Manager) Install() error {
 	if err := m.s.Install(); err != nil {
 		return explain("install", err)
 	}
-	if err := postInstall(Name); err != nil {
+	if err := postInstall(Name, m.dirs()); err != nil {
 		return fmt.Errorf("service installed, but configuring it failed: %w; run `netward uninstall` and try again", err)
 	}
 	return nil
+}
+
+// dirs are the directories install locks down on Windows (winsvc.SecureDir):
+// netward's own %ProgramData%\netward, and the data directory when it is
+// inside it or does not exist yet (then netward creates it). A directory the
+// admin already had elsewhere (a config file's folder, an existing dataDir) is
+// never changed: the start-up permission check reports it instead.
+func (m *Manager) dirs() []string {
+	own := filepath.Dir(agent.SystemConfigPath())
+	dirs := []string{own}
+	if m.cfg.Agent != nil && m.cfg.Agent.DataDir != "" {
+		d := filepath.Clean(m.cfg.Agent.DataDir)
+		_, err := os.Stat(d)
+		if rel, rerr := filepath.Rel(own, d); (rerr == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))) || errors.Is(err, os.ErrNotExist) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
 }
 
 // Uninstall removes the service (stop it first).

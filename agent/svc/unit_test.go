@@ -222,3 +222,30 @@ func TestSystemdAnalyzeVerifyCatchesErrors(t *testing.T) {
 		t.Fatal("systemd-analyze verify accepted a unit whose executable does not exist")
 	}
 }
+
+func TestManagerDirs(t *testing.T) {
+	own := filepath.Dir(agent.SystemConfigPath())
+	existing := t.TempDir()
+	tests := []struct {
+		name    string
+		dataDir string
+		want    []string
+	}{
+		{"no config", "", []string{own}},
+		{"inside the config directory", filepath.Join(own, "data"), []string{own, filepath.Join(own, "data")}},
+		{"new directory elsewhere", filepath.Join(existing, "new"), []string{own, filepath.Join(existing, "new")}},
+		{"existing directory elsewhere is left alone", existing, []string{own}},
+		{"a parent of the config directory is left alone", filepath.Dir(own), []string{own}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Manager{}
+			if tt.dataDir != "" {
+				m.cfg.Agent = &agent.Config{DataDir: tt.dataDir}
+			}
+			if got := m.dirs(); !slices.Equal(got, tt.want) {
+				t.Errorf("dirs = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -75,7 +75,7 @@ func runCommand() *command {
 		if len(applied) > 0 {
 			log.Info("group policy overrides the config file", "keys", applied)
 		}
-		if os.Geteuid() == 0 {
+		if agent.Privileged() {
 			if err := agent.CheckPermissions(cfg); err != nil {
 				return failf("refusing to run as root: %w", err)
 			}

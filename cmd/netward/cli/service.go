@@ -41,7 +41,7 @@ func installCommand() *command {
 			if err != nil {
 				return failf("%w", err)
 			}
-			if os.Geteuid() == 0 {
+			if agent.Privileged() {
 				if err := agent.CheckPermissions(cfg); err != nil {
 					return failf("%w", err)
 				}
