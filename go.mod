@@ -8,6 +8,7 @@ require (
 	github.com/godbus/dbus/v5 v5.2.4
 	github.com/google/nftables v0.3.1-0.20251119083706-1db35da82052
 	github.com/gopacket/gopacket v1.6.0
+	github.com/kardianos/service v1.3.0
 	github.com/mdlayher/netlink v1.9.0
 	github.com/quic-go/quic-go v0.59.0
 	github.com/ti-mo/conntrack v0.6.0

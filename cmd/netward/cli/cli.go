@@ -69,6 +69,11 @@ func commands() []*command {
 		versionCommand(),
 		runCommand(),
 		caCommand(),
+		installCommand(),
+		uninstallCommand(),
+		startCommand(),
+		stopCommand(),
+		restartCommand(),
 	}
 }
 
