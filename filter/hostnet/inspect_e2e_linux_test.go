@@ -68,6 +68,25 @@ func (d inspPolicyDecider) DecideURL(h, p string) filter.Decision {
 	return d.decide(m)
 }
 
+// inspSlowDecider delays every decision, so packets wait in the queue.
+type inspSlowDecider struct {
+	next  InspectDecider
+	delay time.Duration
+}
+
+func (d inspSlowDecider) DecideName(n string) filter.Decision {
+	time.Sleep(d.delay)
+	return d.next.DecideName(n)
+}
+func (d inspSlowDecider) DecideAddr(a netip.Addr) filter.Decision {
+	time.Sleep(d.delay)
+	return d.next.DecideAddr(a)
+}
+func (d inspSlowDecider) DecideURL(h, p string) filter.Decision {
+	time.Sleep(d.delay)
+	return d.next.DecideURL(h, p)
+}
+
 // TestInspectChild is not a test: it is the entry point of the processes the
 // e2e test starts inside its namespaces (NWINS_CHILD names the role).
 func TestInspectChild(t *testing.T) {
@@ -93,7 +112,11 @@ func inspChild(role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		ins, err := NewInspector(InspectConfig{Decider: inspPolicyDecider{p}, AllTCPPorts: true, BlockEncryptedDNS: true,
+		var dec InspectDecider = inspPolicyDecider{p}
+		if d, err := time.ParseDuration(os.Getenv("NWINS_SLOW")); err == nil {
+			dec = inspSlowDecider{dec, d}
+		}
+		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: true, BlockEncryptedDNS: true,
 			OnDecision: func(e InspectEvent) {
 				fmt.Fprintf(os.Stderr, "decision %s %s %q %s %s %s\n", e.Source, e.Protocol, e.Name, e.Remote, e.Decision.Verdict, e.Reason)
 			},
@@ -233,11 +256,12 @@ func inspServe(ctx context.Context) error {
 	return nil
 }
 
-// inspStart starts a child role inside netns ns and waits for READY.
-func inspStart(t *testing.T, ns *e2e.Netns, role string) *exec.Cmd {
+// inspStart starts a child role inside netns ns and waits for READY; env
+// adds variables for the child.
+func inspStart(t *testing.T, ns *e2e.Netns, role string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestInspectChild$")
-	cmd.Env = append(os.Environ(), "NWINS_CHILD="+role)
+	cmd.Env = append(append(os.Environ(), "NWINS_CHILD="+role), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -374,4 +398,98 @@ func TestInspectE2E(t *testing.T) {
 			t.Fatalf("after kill -9 new connections must flow: %v %s", err, out)
 		}
 	})
+}
+
+// inspRetransSegs reads the TCP RetransSegs counter (RFC 4022 tcpRetransSegs,
+// SYN retransmissions included) of namespace ns.
+func inspRetransSegs(t *testing.T, ns *e2e.Netns) int {
+	t.Helper()
+	out := ns.Must(t, "cat", "/proc/net/snmp")
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RetransSegs" && i < len(f) {
+				var v int
+				fmt.Sscan(f[i], &v)
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Tcp RetransSegs in /proc/net/snmp: %s", out)
+	return 0
+}
+
+// TestInspectShutdownE2E stops the inspector while packets wait in its queue
+// (every decision takes 100 ms): each of them must still get a verdict, so no
+// client has to retransmit its SYN. It also starts over a leftover table of
+// the same name that a previous version or an admin left behind.
+func TestInspectShutdownE2E(t *testing.T) {
+	e2e.Require(t, "nft", "curl")
+	ep := e2e.NewNetns(t, "nwinsd-ep")
+	inet := e2e.NewNetns(t, "nwinsd-net")
+	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24"})
+	inspStart(t, inet, "server")
+	// A leftover without the owner flag, in one family only.
+	ep.Must(t, "nft", "add table ip "+nfqTableName+"; add chain ip "+nfqTableName+" stale { type filter hook output priority 0; policy accept; }")
+	agent := inspStart(t, ep, "agent", "NWINS_SLOW=100ms")
+	if out := ep.Must(t, "nft", "list", "table", "ip", nfqTableName); strings.Contains(out, "stale") {
+		t.Fatalf("leftover chain survived start-up: %s", out)
+	}
+
+	before := inspRetransSegs(t, ep)
+	const clients = 6
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		go func() {
+			out, err := curl(ep, "--resolve", "www.example.com:80:"+inspSrvAddr, "http://www.example.com/fine/")
+			if err == nil && !strings.Contains(out, "hello") {
+				err = fmt.Errorf("unexpected answer %q", out)
+			}
+			errs <- err
+		}()
+	}
+	// Wait until SYNs are queued behind the slow decisions: the third column
+	// of /proc/net/netfilter/nfnetlink_queue is the packets awaiting a verdict.
+	queued := 0
+	for t0 := time.Now(); queued < clients-2 && time.Since(t0) < 5*time.Second; time.Sleep(10 * time.Millisecond) {
+		f := strings.Fields(ep.Must(t, "cat", "/proc/net/netfilter/nfnetlink_queue"))
+		if len(f) >= 3 {
+			fmt.Sscan(f[2], &queued)
+		}
+	}
+	if queued < clients-2 {
+		t.Fatalf("only %d packets queued; the test needs several waiting at shutdown", queued)
+	}
+	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- agent.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("agent exit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("agent did not stop within 5 s of SIGTERM")
+	}
+	for i := 0; i < clients; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("client during shutdown: %v", err)
+		}
+	}
+	if d := inspRetransSegs(t, ep) - before; d != 0 {
+		t.Errorf("%d TCP segments retransmitted: queued packets were dropped at shutdown instead of getting a verdict", d)
+	}
+	if out := ep.Must(t, "nft", "list", "tables"); strings.Contains(out, nfqTableName) {
+		t.Errorf("table left after shutdown: %s", out)
+	}
 }

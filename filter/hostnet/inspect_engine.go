@@ -54,6 +54,7 @@ type InspectStats struct {
 	Named, IPOnly, Unreadable         uint64
 	QUICDropped, DeadlineMissed       uint64
 	FlowsFull, DecodeErrors, Verdicts uint64
+	VerdictErrors                     uint64
 }
 
 type inspCounters struct {
@@ -61,6 +62,7 @@ type inspCounters struct {
 	named, ipOnly, unreadable         atomic.Uint64
 	quicDropped, deadlineMissed       atomic.Uint64
 	flowsFull, decodeErrors, verdicts atomic.Uint64
+	verdictErrors                     atomic.Uint64
 }
 
 func (c *inspCounters) snapshot() InspectStats {
@@ -69,6 +71,7 @@ func (c *inspCounters) snapshot() InspectStats {
 		Named: c.named.Load(), IPOnly: c.ipOnly.Load(), Unreadable: c.unreadable.Load(),
 		QUICDropped: c.quicDropped.Load(), DeadlineMissed: c.deadlineMissed.Load(),
 		FlowsFull: c.flowsFull.Load(), DecodeErrors: c.decodeErrors.Load(), Verdicts: c.verdicts.Load(),
+		VerdictErrors: c.verdictErrors.Load(),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
@@ -52,12 +53,24 @@ func NewInspector(cfg InspectConfig) (*Inspector, error) {
 func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 
 // Run binds the queue, installs the owner tables and gives every queued
-// packet a verdict until ctx is done. On return the tables are gone and the
-// queue is unbound; packets still queued then are accepted by the kernel
-// (fail-open queue flag and the target's bypass flag).
+// packet a verdict until ctx is done, then stops without dropping a packet:
+//
+//  1. pending decisions return the default verdict at once;
+//  2. the queue chains are emptied (the tables and their hooks stay), so no
+//     new packet enters the queue;
+//  3. the reader answers what is still queued, until the queue has been
+//     quiet for nfqDrainQuiet (at most nfqDrainMax);
+//  4. the tables are deleted and the queue is unbound.
+//
+// The order matters: the kernel drops every packet still queued when a hook
+// is unregistered (deleting a table or chain) or when the queue's socket
+// closes (nfnetlink_queue flushes the instance with NF_DROP). A client would
+// then wait for a retransmission — a SYN waits a whole second.
 func (i *Inspector) Run(ctx context.Context) error {
 	c := &i.cfg
-	dec := &nfqDeadlineDecider{next: c.Decider, deadline: c.Deadline, failClosed: c.FailClosed, missed: &i.stats.deadlineMissed}
+	stop := make(chan struct{})
+	dec := &nfqDeadlineDecider{next: c.Decider, deadline: c.Deadline, failClosed: c.FailClosed,
+		missed: &i.stats.deadlineMissed, stop: stop}
 	cc := *c
 	cc.Decider = dec
 	eng := cc.engine(&i.stats)
@@ -65,9 +78,10 @@ func (i *Inspector) Run(ctx context.Context) error {
 	q, err := nfqueue.Open(&nfqueue.Config{
 		NfQueue:      c.QueueNum,
 		MaxPacketLen: 0xffff,
-		MaxQueueLen:  4096,
+		MaxQueueLen:  nfqMaxQueueLen,
 		Copymode:     nfqueue.NfQnlCopyPacket,
-		// Fail open: when the queue is full the kernel accepts instead of dropping.
+		// Fail open: when the queue is full, or a packet cannot be handed to
+		// us, the kernel accepts it instead of dropping it.
 		Flags:        nfqueue.NfQaCfgFlagFailOpen,
 		WriteTimeout: 100 * time.Millisecond,
 	})
@@ -78,8 +92,28 @@ func (i *Inspector) Run(ctx context.Context) error {
 	_ = q.SetOption(netlink.NoENOBUFS, true)
 
 	qctx, cancelQueue := context.WithCancel(context.Background())
-	var mu sync.Mutex // the engine is single-threaded; the callback goroutine is its owner
+	var (
+		mu   sync.Mutex   // the engine is single-threaded; the callback goroutine is its owner
+		busy atomic.Int32 // callbacks running
+		last atomic.Int64 // when the last callback ended (UnixNano)
+	)
+	decide := func(payload []byte) (mark uint32) {
+		mu.Lock()
+		defer mu.Unlock()
+		defer func() {
+			// A parser bug must cost one packet its inspection, never its
+			// verdict: accept it unmarked (fail-open) and say so.
+			if r := recover(); r != nil {
+				i.stats.decodeErrors.Add(1)
+				c.Log.Error("inspect: packet decision panicked; packet accepted uninspected — please report this", "panic", r)
+				mark = 0
+			}
+		}()
+		return eng.packet(payload)
+	}
 	hook := func(a nfqueue.Attribute) int {
+		busy.Add(1)
+		defer func() { last.Store(time.Now().UnixNano()); busy.Add(-1) }()
 		if a.PacketID == nil {
 			return 0
 		}
@@ -87,17 +121,21 @@ func (i *Inspector) Run(ctx context.Context) error {
 		if a.Payload != nil {
 			payload = *a.Payload
 		}
-		mu.Lock()
-		mark := eng.packet(payload)
-		mu.Unlock()
+		mark := decide(payload)
 		var verr error
-		if mark != 0 {
-			verr = q.SetVerdictWithMark(*a.PacketID, nfqueue.NfAccept, int(mark))
-		} else {
-			verr = q.SetVerdict(*a.PacketID, nfqueue.NfAccept)
+		for try := 0; try < 2; try++ { // one retry: a lost verdict leaves the packet queued until shutdown
+			if mark != 0 {
+				verr = q.SetVerdictWithMark(*a.PacketID, nfqueue.NfAccept, int(mark))
+			} else {
+				verr = q.SetVerdict(*a.PacketID, nfqueue.NfAccept)
+			}
+			if verr == nil {
+				break
+			}
 		}
 		if verr != nil {
-			c.Log.Warn("inspect: verdict failed; the kernel accepts the packet on queue timeout", "err", verr)
+			i.stats.verdictErrors.Add(1)
+			c.Log.Warn("inspect: verdict failed twice; the packet waits in the queue until the inspector stops", "err", verr)
 		} else {
 			i.stats.verdicts.Add(1)
 		}
@@ -122,28 +160,53 @@ func (i *Inspector) Run(ctx context.Context) error {
 		_ = q.Close()
 		return fmt.Errorf("inspect: open nftables netlink: %w", err)
 	}
-	if err := i.installRules(nft); err != nil {
+	tables, queueChains, err := i.installRules(nft)
+	if err != nil {
 		_ = nft.CloseLasting()
 		cancelQueue()
 		_ = q.Close()
 		return err
 	}
-	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "quic", c.QUIC, "allTCPPorts", c.AllTCPPorts)
+	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "quic", c.QUIC, "allTCPPorts", c.AllTCPPorts,
+		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
 
 	<-ctx.Done()
-	// Order matters so every queued packet gets a verdict: first remove the
-	// rules (no new packets enter the queue), then let the reader answer what
-	// is still queued, then unbind.
-	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
-		nft.DelTable(&nftables.Table{Name: nfqTableName, Family: fam})
+	close(stop)
+	for _, ch := range queueChains {
+		nft.FlushChain(ch)
 	}
-	_ = nft.Flush()
+	if err := nft.Flush(); err != nil {
+		c.Log.Warn("inspect: could not empty the queue chains before stopping; packets still queued may be dropped", "err", err)
+	}
+	last.Store(time.Now().UnixNano())
+	for t0 := time.Now(); time.Since(t0) < nfqDrainMax; time.Sleep(5 * time.Millisecond) {
+		if busy.Load() == 0 && time.Since(time.Unix(0, last.Load())) >= nfqDrainQuiet {
+			break
+		}
+	}
+	for _, t := range tables {
+		nft.DelTable(t)
+	}
+	if err := nft.Flush(); err != nil {
+		// Closing the socket below removes the owner tables anyway.
+		c.Log.Debug("inspect: delete tables", "err", err)
+	}
 	_ = nft.CloseLasting()
-	time.Sleep(50 * time.Millisecond)
 	cancelQueue()
 	_ = q.Close()
+	c.Log.Info("inspect: inline inspection off", "stats", fmt.Sprintf("%+v", i.Stats()))
 	return nil
 }
+
+const (
+	// nfqMaxQueueLen bounds the packets waiting for a verdict; past it the
+	// kernel accepts (fail-open flag).
+	nfqMaxQueueLen = 4096
+	// nfqDrainQuiet / nfqDrainMax: at shutdown the queue counts as drained
+	// after this long without a packet, and the wait is bounded.
+	nfqDrainQuiet = 50 * time.Millisecond
+	nfqDrainMax   = 2 * time.Second
+)
 
 // installRules creates the owner tables (ip and ip6) on the lasting conn.
 //
@@ -165,19 +228,31 @@ func (i *Inspector) Run(ctx context.Context) error {
 // This kernel has no native nft "queue" expression (nft_queue), so queueing
 // uses the iptables NFQUEUE target through nft_compat, which works wherever
 // iptables-nft does; xt targets need the ip/ip6 families, not inet.
-func (i *Inspector) installRules(nft *nftables.Conn) error {
+//
+// Everything goes in one batch, so the kernel applies all of it or none: a
+// leftover table of the same name (created without the owner flag by an
+// older version or by hand — an owner table cannot outlive its agent) is
+// deleted in that batch, and only in the families where it exists, because
+// deleting a missing table would fail the whole batch.
+func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, queueChains []*nftables.Chain, err error) {
 	c := &i.cfg
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
-		// A leftover table would clash; owner tables cannot outlive their
-		// agent, so only a table another program holds can be here. Each
-		// delete is its own batch: a missing table fails only that batch.
-		nft.DelTable(&nftables.Table{Name: nfqTableName, Family: fam})
-		_ = nft.Flush()
+		old, err := nft.ListTablesOfFamily(fam)
+		if err != nil {
+			return nil, nil, fmt.Errorf("inspect: list nftables tables (needs root/CAP_NET_ADMIN): %w", err)
+		}
+		for _, t := range old {
+			if t.Name == nfqTableName {
+				c.Log.Info("inspect: removing a leftover table", "family", fam, "table", t.Name, "owned", t.Flags&nftables.TableFlagOwner != 0)
+				nft.DelTable(t)
+			}
+		}
 	}
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		t := nft.AddTable(&nftables.Table{Name: nfqTableName, Family: fam, Flags: nftables.TableFlagOwner})
 		qc := nft.AddChain(&nftables.Chain{Name: "queue", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
+		tables, queueChains = append(tables, t), append(queueChains, qc)
 		vc := nft.AddChain(&nftables.Chain{Name: "verdict", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(10)})
 		add := func(ch *nftables.Chain, e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
@@ -224,12 +299,15 @@ func (i *Inspector) installRules(nft *nftables.Conn) error {
 		}
 	}
 	if err := nft.Flush(); err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("inspect: install nftables rules: the kernel lacks nft_compat/xt_NFQUEUE or owner tables (Linux ≥ 5.12 with CONFIG_NETFILTER_XT_TARGET_NFQUEUE); set sni.enabled to false: %w", err)
+		switch {
+		case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY):
+			return nil, nil, fmt.Errorf("inspect: install nftables rules: table %q is owned by another running process (a second netward agent?); stop it or set sni.enabled to false: %w", nfqTableName, err)
+		case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP):
+			return nil, nil, fmt.Errorf("inspect: install nftables rules: the kernel lacks nft_compat/xt_NFQUEUE or owner tables (Linux ≥ 5.12 with CONFIG_NETFILTER_XT_TARGET_NFQUEUE); set sni.enabled to false: %w", err)
 		}
-		return fmt.Errorf("inspect: install nftables rules: %w", err)
+		return nil, nil, fmt.Errorf("inspect: install nftables rules: %w", err)
 	}
-	return nil
+	return tables, queueChains, nil
 }
 
 func nfqL4(proto byte) []expr.Any {
@@ -277,6 +355,7 @@ type nfqDeadlineDecider struct {
 	deadline   time.Duration
 	failClosed bool
 	missed     interface{ Add(uint64) uint64 }
+	stop       <-chan struct{} // closed at shutdown: answer at once
 }
 
 func (d *nfqDeadlineDecider) within(f func() filter.Decision) filter.Decision {
@@ -288,12 +367,13 @@ func (d *nfqDeadlineDecider) within(f func() filter.Decision) filter.Decision {
 	case r := <-ch:
 		return r
 	case <-t.C:
-		d.missed.Add(1)
-		if d.failClosed {
-			return filter.Decision{Verdict: filter.VerdictBlock, Would: filter.VerdictBlock}
-		}
-		return filter.Decision{}
+	case <-d.stop:
 	}
+	d.missed.Add(1)
+	if d.failClosed {
+		return filter.Decision{Verdict: filter.VerdictBlock, Would: filter.VerdictBlock}
+	}
+	return filter.Decision{}
 }
 
 func (d *nfqDeadlineDecider) DecideName(n string) filter.Decision {
