@@ -32,18 +32,7 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	if !a.cfg.SNI.Enabled {
 		return nil
 	}
-	ins, err := hostnet.NewInspector(hostnet.InspectConfig{
-		Decider: a,
-		// IP rules apply on every TCP port: the SYN of every flow is queued
-		// once; only 443/853/80 are read further for a name.
-		AllTCPPorts:       true,
-		QUIC:              a.cfg.SNI.QUIC,
-		FailClosed:        a.cfg.SNI.FailClosed,
-		BlockEncryptedDNS: a.cfg.DNS.Capture,
-		OnDecision:        a.emitInspect,
-		Log:               a.log,
-		Now:               a.now,
-	})
+	ins, err := hostnet.NewInspector(a.inspectConfig())
 	if err != nil {
 		return fmt.Errorf("sni: %w", err)
 	}
@@ -57,10 +46,40 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	return nil
 }
 
+// inspectConfig is the inspector's configuration from the agent's.
+func (a *Agent) inspectConfig() hostnet.InspectConfig {
+	return hostnet.InspectConfig{
+		Decider: a,
+		// IP rules apply on every TCP port: the SYN of every flow is queued
+		// once; only 443/853/80 are read further for a name.
+		AllTCPPorts: true,
+		// The agent's own sockets (DNS upstreams, feed, uploads) carry
+		// AgentMark and are never queued: the agent must not wait on itself.
+		SkipMark:          hostnet.AgentMark,
+		SkipMask:          0xffffffff,
+		QUIC:              a.cfg.SNI.QUIC,
+		FailClosed:        a.cfg.SNI.FailClosed,
+		BlockEncryptedDNS: a.cfg.DNS.Capture,
+		OnDecision:        a.emitInspect,
+		Log:               a.log,
+		Now:               a.now,
+	}
+}
+
 // emitInspect turns an inspector decision into a telemetry record: every
 // protection event, and a ConnectionSuccess for allowed flows whose name was
-// read (unnamed allowed flows are recorded by conntrack accounting).
+// read (unnamed allowed flows are recorded by conntrack accounting). A
+// refused connection (Block, or Warn without a bypass: the connection is
+// reset) also tells the user, because a reset TLS or QUIC handshake cannot
+// show the warn page; for a Warn the notice says how to continue.
 func (a *Agent) emitInspect(e hostnet.InspectEvent) {
+	if inspNotifies(e) {
+		name := e.Name
+		if name == "" {
+			name = e.Remote.Addr().String()
+		}
+		a.NotifyUser(e.Decision, name, "")
+	}
 	action := ActionTypeFor(e.Decision)
 	if action == "" {
 		switch {
@@ -91,6 +110,21 @@ func (a *Agent) emitInspect(e hostnet.InspectEvent) {
 		r.Application = rule.Application
 	}
 	a.Emit(r)
+}
+
+// inspNotifies reports whether the user hears about decision e: refusals by
+// an indicator. Refusals the user did not ask for by name — encrypted DNS the
+// browser tries in the background (dot, doh), QUIC dropped so the browser
+// falls back to TCP — stay silent; they are in telemetry.
+func inspNotifies(e hostnet.InspectEvent) bool {
+	if !e.Decision.Verdict.Blocks() || e.Decision.Match.Rule == nil {
+		return false
+	}
+	switch e.Reason {
+	case "dot", "doh", "quic-block", "unreadable":
+		return false
+	}
+	return true
 }
 
 var _ hostnet.InspectDecider = (*Agent)(nil)

@@ -117,6 +117,7 @@ func inspChild(role string, args []string) error {
 			dec = inspSlowDecider{dec, d}
 		}
 		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: true, BlockEncryptedDNS: true,
+			SkipMark: AgentMark, SkipMask: 0xffffffff,
 			OnDecision: func(e InspectEvent) {
 				fmt.Fprintf(os.Stderr, "decision %s %s %q %s %s %s\n", e.Source, e.Protocol, e.Name, e.Remote, e.Decision.Verdict, e.Reason)
 			},
@@ -152,6 +153,13 @@ func inspChild(role string, args []string) error {
 			return fmt.Errorf("curve %v, want X25519MLKEM768", c.ConnectionState().CurveID)
 		}
 		return nil
+	case "marked": // the agent's own socket (AgentMark) to a blocked IP: never queued
+		d := &net.Dialer{Timeout: 3 * time.Second, Control: MarkControl(AgentMark)}
+		c, err := tls.DialWithDialer(d, "tcp", inspBlockedAddr+":443", &tls.Config{ServerName: "blocked.example", InsecureSkipVerify: true})
+		if err != nil {
+			return err
+		}
+		return c.Close()
 	case "quic":
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -351,6 +359,7 @@ func TestInspectE2E(t *testing.T) {
 		}, true, ""},
 		{"ip-literal tls to blocked ip", func() (string, error) { return curl(ep, "https://"+inspBlockedAddr+"/") }, true, ""},
 		{"ip-literal tls allowed", func() (string, error) { return curl(ep, "https://"+inspSrvAddr+"/") }, false, "hello " + inspSrvAddr},
+		{"agent's own marked socket passes", func() (string, error) { return "", inspRun(ep, "marked", "") }, false, ""},
 		{"DoT blocked", func() (string, error) { return curl(ep, "telnet://"+inspSrvAddr+":853", "--max-time", "1") }, true, ""},
 	}
 	for _, tc := range tests {
