@@ -55,6 +55,9 @@ var DefaultDoHServers = []string{
 	"dns.twnic.tw", "ordns.he.net", "dns.alidns.com", "doh.pub", "dns.switch.ch",
 }
 
+// DefaultInspectDeadline bounds one packet's decision (InspectConfig.Deadline).
+const DefaultInspectDeadline = 200 * time.Millisecond
+
 func (c *InspectConfig) withDefaults() (InspectConfig, error) {
 	out := *c
 	if out.Decider == nil {
@@ -86,7 +89,7 @@ func (c *InspectConfig) withDefaults() (InspectConfig, error) {
 		out.MaxFlows = DefaultInspectMaxFlows
 	}
 	if out.Deadline <= 0 {
-		out.Deadline = 200 * time.Millisecond
+		out.Deadline = DefaultInspectDeadline
 	}
 	if out.Log == nil {
 		out.Log = slog.New(slog.DiscardHandler)

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,6 +113,17 @@ func inspChild(role string, args []string) error {
 		if err != nil {
 			return err
 		}
+		quiet := os.Getenv("NWINS_QUIET") != "" // benchmarks: no line per decision
+		if f := os.Getenv("NWINS_PROF"); f != "" {
+			pf, err := os.Create(f)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 		var dec InspectDecider = inspPolicyDecider{p}
 		if d, err := time.ParseDuration(os.Getenv("NWINS_SLOW")); err == nil {
 			dec = inspSlowDecider{dec, d}
@@ -119,6 +131,9 @@ func inspChild(role string, args []string) error {
 		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: true, BlockEncryptedDNS: true,
 			SkipMark: AgentMark, SkipMask: 0xffffffff,
 			OnDecision: func(e InspectEvent) {
+				if quiet {
+					return
+				}
 				fmt.Fprintf(os.Stderr, "decision %s %s %q %s %s %s\n", e.Source, e.Protocol, e.Name, e.Remote, e.Decision.Verdict, e.Reason)
 			},
 			Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
@@ -141,6 +156,8 @@ func inspChild(role string, args []string) error {
 		return err
 	case "server":
 		return inspServe(ctx)
+	case "benchsrv":
+		return inspBenchServe(ctx)
 	case "pqtls": // Go client offering X25519MLKEM768: a hello split over 2+ segments
 		d := &net.Dialer{Timeout: 3 * time.Second}
 		c, err := tls.DialWithDialer(d, "tcp", inspSrvAddr+":443", &tls.Config{ServerName: arg, InsecureSkipVerify: true,
@@ -266,7 +283,7 @@ func inspServe(ctx context.Context) error {
 
 // inspStart starts a child role inside netns ns and waits for READY; env
 // adds variables for the child.
-func inspStart(t *testing.T, ns *e2e.Netns, role string, env ...string) *exec.Cmd {
+func inspStart(t testing.TB, ns *e2e.Netns, role string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestInspectChild$")
 	cmd.Env = append(append(os.Environ(), "NWINS_CHILD="+role), env...)

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +18,6 @@ import (
 	"github.com/google/nftables/xt"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/netward/netward/filter"
 )
 
 // nfqTableName is the inspector's own table in the ip and ip6 families. It
@@ -53,14 +50,15 @@ func NewInspector(cfg InspectConfig) (*Inspector, error) {
 func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 
 // Run binds the queue, installs the owner tables and gives every queued
-// packet a verdict until ctx is done, then stops without dropping a packet:
+// packet a verdict until ctx is done — the engine's, or the default one from
+// the watchdog when a decision overruns InspectConfig.Deadline (see
+// inspWatch) — then stops without dropping a packet:
 //
-//  1. pending decisions return the default verdict at once;
-//  2. the queue chains are emptied (the tables and their hooks stay), so no
+//  1. the queue chains are emptied (the tables and their hooks stay), so no
 //     new packet enters the queue;
-//  3. the reader answers what is still queued, until the queue has been
+//  2. the reader answers what is still queued, until the queue has been
 //     quiet for nfqDrainQuiet (at most nfqDrainMax);
-//  4. the tables are deleted and the queue is unbound.
+//  3. the tables are deleted and the queue is unbound.
 //
 // The order matters: the kernel drops every packet still queued when a hook
 // is unregistered (deleting a table or chain) or when the queue's socket
@@ -68,12 +66,8 @@ func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 // then wait for a retransmission — a SYN waits a whole second.
 func (i *Inspector) Run(ctx context.Context) error {
 	c := &i.cfg
-	stop := make(chan struct{})
-	dec := &nfqDeadlineDecider{next: c.Decider, deadline: c.Deadline, failClosed: c.FailClosed,
-		missed: &i.stats.deadlineMissed, stop: stop}
-	cc := *c
-	cc.Decider = dec
-	eng := cc.engine(&i.stats)
+	eng := c.engine(&i.stats)
+	watch := &inspWatch{deadline: c.Deadline}
 
 	q, err := nfqueue.Open(&nfqueue.Config{
 		NfQueue:      c.QueueNum,
@@ -121,7 +115,11 @@ func (i *Inspector) Run(ctx context.Context) error {
 		if a.Payload != nil {
 			payload = *a.Payload
 		}
+		watch.begin(*a.PacketID)
 		mark := decide(payload)
+		if watch.end() {
+			return 0 // the watchdog gave this packet the default verdict
+		}
 		var verr error
 		for try := 0; try < 2; try++ { // one retry: a lost verdict leaves the packet queued until shutdown
 			if mark != 0 {
@@ -153,6 +151,26 @@ func (i *Inspector) Run(ctx context.Context) error {
 		_ = q.Close()
 		return fmt.Errorf("inspect: bind NFQUEUE %d (is another program using it?): %w", c.QueueNum, err)
 	}
+	var watchers sync.WaitGroup
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		watch.run(qctx, func(id uint32) {
+			// The documented default: accept unmarked (the flow is looked at
+			// again on its next packet); with failClosed, the block mark.
+			i.stats.deadlineMissed.Add(1)
+			var err error
+			if c.FailClosed {
+				err = q.SetVerdictWithMark(id, nfqueue.NfAccept, int(InspectMarkBlock))
+			} else {
+				err = q.SetVerdict(id, nfqueue.NfAccept)
+			}
+			if err != nil {
+				i.stats.verdictErrors.Add(1)
+			}
+			c.Log.Warn("inspect: a packet decision overran its deadline; default verdict given", "deadline", c.Deadline, "failClosed", c.FailClosed)
+		})
+	}()
 
 	nft, err := nftables.New(nftables.AsLasting())
 	if err != nil {
@@ -171,7 +189,6 @@ func (i *Inspector) Run(ctx context.Context) error {
 		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
 
 	<-ctx.Done()
-	close(stop)
 	for _, ch := range queueChains {
 		nft.FlushChain(ch)
 	}
@@ -193,6 +210,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 	}
 	_ = nft.CloseLasting()
 	cancelQueue()
+	watchers.Wait()
 	_ = q.Close()
 	c.Log.Info("inspect: inline inspection off", "stats", fmt.Sprintf("%+v", i.Stats()))
 	return nil
@@ -273,6 +291,12 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 		add(qc, append(nfqCtMark(InspectMarkAllow), accept)...)
 		add(qc, append(append(nfqCtMark(InspectMarkBlock), tcp...), reset)...)
 		add(qc, append(nfqCtMark(InspectMarkBlock), drop)...)
+		// A bare ACK (the third packet of the handshake) carries nothing to
+		// decide on; sparing it the trip to userspace saves one of the three
+		// queued packets of a connection. See nfqBareACK.
+		for _, doff := range []uint8{5, 8} { // no options; timestamps (RFC 7323)
+			add(qc, append(nfqBareACK(fam, doff), accept)...)
+		}
 		if c.AllTCPPorts {
 			add(qc, append(tcp, nfqTarget(c.QueueNum))...)
 		} else {
@@ -308,6 +332,39 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 		return nil, nil, fmt.Errorf("inspect: install nftables rules: %w", err)
 	}
 	return tables, queueChains, nil
+}
+
+// nfqBareACK matches a TCP segment with only the ACK flag and no payload,
+// for one TCP header length (doff 32-bit words). nftables cannot add two
+// header fields, so the lengths are matched exactly: IPv4 without options
+// (first byte 0x45) whose total length is 20+4·doff, or IPv6 whose next
+// header is TCP and whose payload length is 4·doff. Anything else — IP
+// options, IPv6 extension headers, other TCP option sizes — does not match
+// and is queued as before, so nothing with payload can slip past.
+func nfqBareACK(fam nftables.TableFamily, doff uint8) []expr.Any {
+	net := func(off, n uint32, want []byte) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: want},
+		}
+	}
+	e := nfqL4(unix.IPPROTO_TCP)
+	if fam == nftables.TableFamilyIPv4 {
+		e = append(e, net(0, 1, []byte{0x45})...)
+		e = append(e, net(2, 2, binaryutil.BigEndian.PutUint16(20+4*uint16(doff)))...)
+	} else {
+		e = append(e, net(6, 1, []byte{unix.IPPROTO_TCP})...)
+		e = append(e, net(4, 2, binaryutil.BigEndian.PutUint16(4*uint16(doff)))...)
+	}
+	return append(e,
+		// data offset: the high nibble of TCP byte 12
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 12, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{doff << 4}},
+		// flags: exactly ACK (CWR/ECE are in byte 13 too; they mean a data or SYN segment)
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x10}},
+	)
 }
 
 func nfqL4(proto byte) []expr.Any {
@@ -346,42 +403,4 @@ func nfqTarget(queue uint16) *expr.Target {
 	binary.NativeEndian.PutUint16(info[4:], nfqFlagBypass)
 	u := xt.Unknown(info)
 	return &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &u}
-}
-
-// nfqDeadlineDecider bounds each decision: past the deadline the packet gets
-// the documented default (allow; block with failClosed) and is counted.
-type nfqDeadlineDecider struct {
-	next       InspectDecider
-	deadline   time.Duration
-	failClosed bool
-	missed     interface{ Add(uint64) uint64 }
-	stop       <-chan struct{} // closed at shutdown: answer at once
-}
-
-func (d *nfqDeadlineDecider) within(f func() filter.Decision) filter.Decision {
-	ch := make(chan filter.Decision, 1)
-	go func() { ch <- f() }()
-	t := time.NewTimer(d.deadline)
-	defer t.Stop()
-	select {
-	case r := <-ch:
-		return r
-	case <-t.C:
-	case <-d.stop:
-	}
-	d.missed.Add(1)
-	if d.failClosed {
-		return filter.Decision{Verdict: filter.VerdictBlock, Would: filter.VerdictBlock}
-	}
-	return filter.Decision{}
-}
-
-func (d *nfqDeadlineDecider) DecideName(n string) filter.Decision {
-	return d.within(func() filter.Decision { return d.next.DecideName(n) })
-}
-func (d *nfqDeadlineDecider) DecideAddr(a netip.Addr) filter.Decision {
-	return d.within(func() filter.Decision { return d.next.DecideAddr(a) })
-}
-func (d *nfqDeadlineDecider) DecideURL(h, p string) filter.Decision {
-	return d.within(func() filter.Decision { return d.next.DecideURL(h, p) })
 }

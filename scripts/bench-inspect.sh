@@ -1,0 +1,47 @@
+#!/bin/sh
+# bench-inspect.sh — inline inspection performance, side by side (issue 8).
+#
+# Runs as root (network namespaces, nftables, NFQUEUE; nothing is changed in
+# the root namespace). Prints:
+#   - ClientHello / QUIC Initial / HTTP parse cost (ns/op, allocs/op) and the
+#     engine's userspace work per TLS connection;
+#   - connection setup (connect + ClientHello + first server byte) in a
+#     namespace pair without and with the inspector: the median latency added
+#     (target <= 200 us) and the setup rate with 8 concurrent clients as a
+#     ratio queued/direct (target >= 0.7x).
+# Usage: scripts/bench-inspect.sh [COUNT]   (COUNT runs of each, default 3;
+# the medians over the runs are reported).
+set -eu
+cd "$(dirname "$0")/.."
+COUNT=${1:-3}
+GO=${GO:-go}
+
+echo "== parsers (filter/inspect) and engine (filter/hostnet)"
+$GO test -run '^$' -bench 'ParseClientHello|QUICInitial|ParseHTTPRequest|HelloLength' -benchmem ./filter/inspect/ | grep '^Benchmark'
+$GO test -run '^$' -bench 'InspEngineFlow' -benchmem ./filter/hostnet/ | grep '^Benchmark'
+
+if [ "$(id -u)" != 0 ]; then
+	echo "connection benchmark skipped: needs root (network namespaces, nftables)" >&2
+	exit 0
+fi
+echo "== connection setup through the queue vs without ($COUNT runs)"
+out=$($GO test -run '^$' -bench 'BenchmarkInspectConnect' -benchtime 1s -count "$COUNT" ./filter/hostnet/ | grep '^BenchmarkInspectConnect')
+echo "$out"
+echo "$out" | awk '
+function median(a, n,   i, j, t) {
+	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j+1] = a[j]; a[j+1] = t }
+	return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+}
+{
+	for (i = 3; i < NF; i++) {
+		if ($(i+1) == "p50-µs") { if ($1 ~ /direct/) ds[++nds] = $i; else qs[++nqs] = $i }
+		if ($(i+1) == "conn/s") { if ($1 ~ /direct/) dr[++ndr] = $i; else qr[++nqr] = $i }
+	}
+}
+END {
+	if (!nds || !nqs || !ndr || !nqr) { print "no results"; exit 1 }
+	d50 = median(ds, nds); q50 = median(qs, nqs); drt = median(dr, ndr); qrt = median(qr, nqr)
+	printf "median connect latency: direct %.0f us, queued %.0f us, added %.0f us (target <= 200)\n", d50, q50, q50 - d50
+	printf "setup rate (8 clients): direct %.0f/s, queued %.0f/s, ratio %.2fx (target >= 0.7x)\n", drt, qrt, qrt / drt
+}'
+echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
