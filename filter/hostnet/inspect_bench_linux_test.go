@@ -174,7 +174,7 @@ func BenchmarkInspectConnect(b *testing.B) {
 
 	b.Run("direct/seq", seq)
 	b.Run("direct/par8", par)
-	agent := inspStart(b, ep, "agent", "NWINS_QUIET=1", "NWINS_PROF="+os.Getenv("NWINS_PROF"), "GOMAXPROCS="+os.Getenv("NWINS_PROCS"))
+	agent := inspStart(b, ep, "agent", "NWINS_QUIET=1", "NWINS_PROF="+os.Getenv("NWINS_PROF"), "GOMAXPROCS="+os.Getenv("NWINS_PROCS"), "NWINS_QUEUES="+os.Getenv("NWINS_QUEUES"))
 	b.Run("queued/seq", seq)
 	b.Run("queued/par8", par)
 	_ = agent.Process.Signal(syscall.SIGTERM)

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -128,7 +129,8 @@ func inspChild(role string, args []string) error {
 		if d, err := time.ParseDuration(os.Getenv("NWINS_SLOW")); err == nil {
 			dec = inspSlowDecider{dec, d}
 		}
-		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: true, BlockEncryptedDNS: true,
+		queues, _ := strconv.Atoi(os.Getenv("NWINS_QUEUES"))
+		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: true, BlockEncryptedDNS: true, Queues: queues,
 			SkipMark: AgentMark, SkipMask: 0xffffffff,
 			OnDecision: func(e InspectEvent) {
 				if quiet {
@@ -483,12 +485,17 @@ func TestInspectShutdownE2E(t *testing.T) {
 		}()
 	}
 	// Wait until SYNs are queued behind the slow decisions: the third column
-	// of /proc/net/netfilter/nfnetlink_queue is the packets awaiting a verdict.
+	// of /proc/net/netfilter/nfnetlink_queue is the packets awaiting a
+	// verdict, one line per queue.
 	queued := 0
 	for t0 := time.Now(); queued < clients-2 && time.Since(t0) < 5*time.Second; time.Sleep(10 * time.Millisecond) {
-		f := strings.Fields(ep.Must(t, "cat", "/proc/net/netfilter/nfnetlink_queue"))
-		if len(f) >= 3 {
-			fmt.Sscan(f[2], &queued)
+		queued = 0
+		for _, line := range strings.Split(ep.Must(t, "cat", "/proc/net/netfilter/nfnetlink_queue"), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 {
+				var n int
+				fmt.Sscan(f[2], &n)
+				queued += n
+			}
 		}
 	}
 	if queued < clients-2 {

@@ -26,9 +26,13 @@ import (
 // closes — also when the agent is killed — so a crash leaves no rule.
 const nfqTableName = "netward_inspect"
 
-// NFQ_FLAG_BYPASS (linux/netfilter/xt_NFQUEUE.h): accept packets when no
-// program listens on the queue, instead of dropping them.
-const nfqFlagBypass = 0x1
+// linux/netfilter/xt_NFQUEUE.h: NFQ_FLAG_BYPASS accepts packets when no
+// program listens on the queue, instead of dropping them; NFQ_FLAG_CPU_FANOUT
+// picks the queue by the sending CPU (queuenum + cpu % queues_total).
+const (
+	nfqFlagBypass    = 0x1
+	nfqFlagCPUFanout = 0x2
+)
 
 // Inspector reads server names from new connections through NFQUEUE and
 // marks each flow allowed or blocked (see docs/inspect.md).
@@ -67,27 +71,8 @@ func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 func (i *Inspector) Run(ctx context.Context) error {
 	c := &i.cfg
 	eng := c.engine(&i.stats)
-	watch := &inspWatch{deadline: c.Deadline}
-
-	q, err := nfqueue.Open(&nfqueue.Config{
-		NfQueue:      c.QueueNum,
-		MaxPacketLen: 0xffff,
-		MaxQueueLen:  nfqMaxQueueLen,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		// Fail open: when the queue is full, or a packet cannot be handed to
-		// us, the kernel accepts it instead of dropping it.
-		Flags:        nfqueue.NfQaCfgFlagFailOpen,
-		WriteTimeout: 100 * time.Millisecond,
-	})
-	if err != nil {
-		return fmt.Errorf("inspect: open NFQUEUE %d (needs root/CAP_NET_ADMIN and the nfnetlink_queue module): %w", c.QueueNum, err)
-	}
-	// ENOBUFS on a busy queue must not end the reader.
-	_ = q.SetOption(netlink.NoENOBUFS, true)
-
-	qctx, cancelQueue := context.WithCancel(context.Background())
 	var (
-		mu   sync.Mutex   // the engine is single-threaded; the callback goroutine is its owner
+		mu   sync.Mutex   // one engine (flow table) for all queues
 		busy atomic.Int32 // callbacks running
 		last atomic.Int64 // when the last callback ended (UnixNano)
 	)
@@ -105,6 +90,91 @@ func (i *Inspector) Run(ctx context.Context) error {
 		}()
 		return eng.packet(payload)
 	}
+
+	qctx, cancelQueue := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	var queues []*nfqueue.Nfqueue
+	closeQueues := func() {
+		cancelQueue()
+		watchers.Wait()
+		for _, q := range queues {
+			_ = q.Close()
+		}
+	}
+	for n := 0; n < c.Queues; n++ {
+		q, err := i.openQueue(qctx, c.QueueNum+uint16(n), decide, &busy, &last, &watchers)
+		if err != nil {
+			closeQueues()
+			return err
+		}
+		queues = append(queues, q)
+	}
+
+	nft, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		closeQueues()
+		return fmt.Errorf("inspect: open nftables netlink: %w", err)
+	}
+	tables, queueChains, err := i.installRules(nft)
+	if err != nil {
+		_ = nft.CloseLasting()
+		closeQueues()
+		return err
+	}
+	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC, "allTCPPorts", c.AllTCPPorts,
+		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
+
+	<-ctx.Done()
+	for _, ch := range queueChains {
+		nft.FlushChain(ch)
+	}
+	if err := nft.Flush(); err != nil {
+		c.Log.Warn("inspect: could not empty the queue chains before stopping; packets still queued may be dropped", "err", err)
+	}
+	last.Store(time.Now().UnixNano())
+	for t0 := time.Now(); time.Since(t0) < nfqDrainMax; time.Sleep(5 * time.Millisecond) {
+		if busy.Load() == 0 && time.Since(time.Unix(0, last.Load())) >= nfqDrainQuiet {
+			break
+		}
+	}
+	for _, t := range tables {
+		nft.DelTable(t)
+	}
+	if err := nft.Flush(); err != nil {
+		// Closing the socket below removes the owner tables anyway.
+		c.Log.Debug("inspect: delete tables", "err", err)
+	}
+	_ = nft.CloseLasting()
+	closeQueues()
+	c.Log.Info("inspect: inline inspection off", "stats", fmt.Sprintf("%+v", i.Stats()))
+	return nil
+}
+
+// openQueue binds NFQUEUE num and starts its reader and its deadline
+// watchdog (tracked by watchers); both stop when qctx ends. Every queue
+// shares the engine through decide: the kernel spreads packets over the
+// queues by CPU (NFQ_FLAG_CPU_FANOUT), so one flow's packets may arrive on
+// different queues, and the reinjection of accepted packets — the bulk of a
+// verdict's cost — runs in parallel outside the engine's lock.
+func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]byte) uint32,
+	busy *atomic.Int32, last *atomic.Int64, watchers *sync.WaitGroup) (*nfqueue.Nfqueue, error) {
+	c := &i.cfg
+	watch := &inspWatch{deadline: c.Deadline}
+	q, err := nfqueue.Open(&nfqueue.Config{
+		NfQueue:      num,
+		MaxPacketLen: 0xffff,
+		MaxQueueLen:  nfqMaxQueueLen,
+		Copymode:     nfqueue.NfQnlCopyPacket,
+		// Fail open: when the queue is full, or a packet cannot be handed to
+		// us, the kernel accepts it instead of dropping it.
+		Flags:        nfqueue.NfQaCfgFlagFailOpen,
+		WriteTimeout: 100 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inspect: open NFQUEUE %d (needs root/CAP_NET_ADMIN and the nfnetlink_queue module): %w", num, err)
+	}
+	// ENOBUFS on a busy queue must not end the reader.
+	_ = q.SetOption(netlink.NoENOBUFS, true)
 	hook := func(a nfqueue.Attribute) int {
 		busy.Add(1)
 		defer func() { last.Store(time.Now().UnixNano()); busy.Add(-1) }()
@@ -143,15 +213,13 @@ func (i *Inspector) Run(ctx context.Context) error {
 		if qctx.Err() != nil {
 			return 1
 		}
-		c.Log.Debug("inspect: queue read error", "err", e)
+		c.Log.Debug("inspect: queue read error", "queue", num, "err", e)
 		return 0
 	}
 	if err := q.RegisterWithErrorFunc(qctx, hook, errfn); err != nil {
-		cancelQueue()
 		_ = q.Close()
-		return fmt.Errorf("inspect: bind NFQUEUE %d (is another program using it?): %w", c.QueueNum, err)
+		return nil, fmt.Errorf("inspect: bind NFQUEUE %d (is another program using it?): %w", num, err)
 	}
-	var watchers sync.WaitGroup
 	watchers.Add(1)
 	go func() {
 		defer watchers.Done()
@@ -171,49 +239,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 			c.Log.Warn("inspect: a packet decision overran its deadline; default verdict given", "deadline", c.Deadline, "failClosed", c.FailClosed)
 		})
 	}()
-
-	nft, err := nftables.New(nftables.AsLasting())
-	if err != nil {
-		cancelQueue()
-		_ = q.Close()
-		return fmt.Errorf("inspect: open nftables netlink: %w", err)
-	}
-	tables, queueChains, err := i.installRules(nft)
-	if err != nil {
-		_ = nft.CloseLasting()
-		cancelQueue()
-		_ = q.Close()
-		return err
-	}
-	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "quic", c.QUIC, "allTCPPorts", c.AllTCPPorts,
-		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
-
-	<-ctx.Done()
-	for _, ch := range queueChains {
-		nft.FlushChain(ch)
-	}
-	if err := nft.Flush(); err != nil {
-		c.Log.Warn("inspect: could not empty the queue chains before stopping; packets still queued may be dropped", "err", err)
-	}
-	last.Store(time.Now().UnixNano())
-	for t0 := time.Now(); time.Since(t0) < nfqDrainMax; time.Sleep(5 * time.Millisecond) {
-		if busy.Load() == 0 && time.Since(time.Unix(0, last.Load())) >= nfqDrainQuiet {
-			break
-		}
-	}
-	for _, t := range tables {
-		nft.DelTable(t)
-	}
-	if err := nft.Flush(); err != nil {
-		// Closing the socket below removes the owner tables anyway.
-		c.Log.Debug("inspect: delete tables", "err", err)
-	}
-	_ = nft.CloseLasting()
-	cancelQueue()
-	watchers.Wait()
-	_ = q.Close()
-	c.Log.Info("inspect: inline inspection off", "stats", fmt.Sprintf("%+v", i.Stats()))
-	return nil
+	return q, nil
 }
 
 const (
@@ -298,14 +324,14 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 			add(qc, append(nfqBareACK(fam, doff), accept)...)
 		}
 		if c.AllTCPPorts {
-			add(qc, append(tcp, nfqTarget(c.QueueNum))...)
+			add(qc, append(tcp, nfqTarget(c.QueueNum, uint16(c.Queues)))...)
 		} else {
 			for _, p := range c.NamePorts {
-				add(qc, append(append(tcp, nfqDport(p)...), nfqTarget(c.QueueNum))...)
+				add(qc, append(append(tcp, nfqDport(p)...), nfqTarget(c.QueueNum, uint16(c.Queues)))...)
 			}
 		}
 		if c.QUIC != QUICAllow {
-			add(qc, append(append(udp, nfqDport(443)...), nfqTarget(c.QueueNum))...)
+			add(qc, append(append(udp, nfqDport(443)...), nfqTarget(c.QueueNum, uint16(c.Queues)))...)
 		}
 
 		for _, m := range []uint32{InspectMarkAllow, InspectMarkBlock} {
@@ -396,11 +422,15 @@ func nfqIfname(n string) []byte {
 
 // nfqTarget is the xt NFQUEUE target, revision 3, with its xt_NFQ_info_v3
 // encoded by hand (host byte order): queuenum u16, queues_total u16, flags u16.
-func nfqTarget(queue uint16) *expr.Target {
+func nfqTarget(queue, total uint16) *expr.Target {
 	info := make([]byte, 6)
+	flags := uint16(nfqFlagBypass)
+	if total > 1 {
+		flags |= nfqFlagCPUFanout
+	}
 	binary.NativeEndian.PutUint16(info[0:], queue)
-	binary.NativeEndian.PutUint16(info[2:], 1)
-	binary.NativeEndian.PutUint16(info[4:], nfqFlagBypass)
+	binary.NativeEndian.PutUint16(info[2:], total)
+	binary.NativeEndian.PutUint16(info[4:], flags)
 	u := xt.Unknown(info)
 	return &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &u}
 }
