@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
 	"github.com/netward/netward/telemetry"
 )
@@ -38,6 +40,10 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	}
 	a.insp.inspector = ins
 	g.Go(func() error {
+		a.followInspectPorts(ctx, ins, time.Second)
+		return nil
+	})
+	g.Go(func() error {
 		if err := ins.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("sni: %w", err)
 		}
@@ -46,13 +52,52 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	return nil
 }
 
+// inspNeedsAllPorts reports whether policy p has IpAddress indicators that
+// need the SYN of connections on every port: any that is not Allowed (Audit
+// too, so the audited connection is recorded). Allowed-only IP rules change
+// nothing for a connection nobody blocks.
+func inspNeedsAllPorts(p *filter.Policy) bool {
+	if p == nil {
+		return false
+	}
+	for _, r := range p.Rules() {
+		if r.Type == filter.TypeIP && r.Action != filter.Allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// followInspectPorts keeps the inspector's all-ports queueing in step with
+// the policy, checking every interval for a new policy (a pointer compare;
+// the rules are scanned only when the policy changed). A new IP indicator
+// therefore applies on non-name ports within one interval; on 443/853/80 it
+// applies at once, since those are always queued.
+func (a *Agent) followInspectPorts(ctx context.Context, ins *hostnet.Inspector, every time.Duration) {
+	last := a.Policy()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if p := a.Policy(); p != last {
+				last = p
+				ins.SetAllTCPPorts(inspNeedsAllPorts(p))
+			}
+		}
+	}
+}
+
 // inspectConfig is the inspector's configuration from the agent's.
 func (a *Agent) inspectConfig() hostnet.InspectConfig {
 	return hostnet.InspectConfig{
 		Decider: a,
-		// IP rules apply on every TCP port: the SYN of every flow is queued
-		// once; only 443/853/80 are read further for a name.
-		AllTCPPorts: true,
+		// IP rules apply on every TCP port: when the policy has any, the SYN
+		// of every flow is queued once; only 443/853/80 are read further
+		// for a name. Kept current by followInspectPorts.
+		AllTCPPorts: inspNeedsAllPorts(a.Policy()),
 		// The agent's own sockets (DNS upstreams, feed, uploads) carry
 		// AgentMark and are never queued: the agent must not wait on itself.
 		SkipMark:          hostnet.AgentMark,

@@ -130,7 +130,8 @@ func inspChild(role string, args []string) error {
 			dec = inspSlowDecider{dec, d}
 		}
 		queues, _ := strconv.Atoi(os.Getenv("NWINS_QUEUES"))
-		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: true, BlockEncryptedDNS: true, Queues: queues,
+		namePortsOnly := os.Getenv("NWINS_NAMEPORTS_ONLY") != "" // SIGUSR1 turns all ports on
+		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: !namePortsOnly, BlockEncryptedDNS: true, Queues: queues,
 			SkipMark: AgentMark, SkipMask: 0xffffffff,
 			OnDecision: func(e InspectEvent) {
 				if quiet {
@@ -144,6 +145,14 @@ func inspChild(role string, args []string) error {
 		}
 		errc := make(chan error, 1)
 		go func() { errc <- ins.Run(ctx) }()
+		if namePortsOnly {
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
+			go func() {
+				<-usr1
+				ins.SetAllTCPPorts(true)
+			}()
+		}
 		// Ready once the table exists.
 		for i := 0; i < 100; i++ {
 			out, _ := exec.Command("nft", "list", "table", "ip", nfqTableName).CombinedOutput()
@@ -253,6 +262,10 @@ func inspServe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	oln, err := net.Listen("tcp", ":8080") // a port that is not a name port
+	if err != nil {
+		return err
+	}
 	qln, err := quic.ListenAddr(":443", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"nwins"}}, nil)
 	if err != nil {
 		return err
@@ -260,6 +273,7 @@ func inspServe(ctx context.Context) error {
 	quiet := log.New(io.Discard, "", 0) // the garbage flood makes the TLS server log every failure
 	go func() { _ = (&http.Server{Handler: h, ErrorLog: quiet}).Serve(tln) }()
 	go func() { _ = http.Serve(hln, h) }()
+	go func() { _ = http.Serve(oln, h) }()
 	go func() {
 		for {
 			c, err := qln.Accept(ctx)
@@ -524,5 +538,40 @@ func TestInspectShutdownE2E(t *testing.T) {
 	}
 	if out := ep.Must(t, "nft", "list", "tables"); strings.Contains(out, nfqTableName) {
 		t.Errorf("table left after shutdown: %s", out)
+	}
+}
+
+// TestInspectPortsE2E: without IP rules needing them, only the name ports
+// are queued (an IP rule does not apply on other ports); SetAllTCPPorts(true)
+// rewrites the queue chains while running and the IP rule applies on every
+// port from the next connection.
+func TestInspectPortsE2E(t *testing.T) {
+	e2e.Require(t, "nft", "curl")
+	ep := e2e.NewNetns(t, "nwinsp-ep")
+	inet := e2e.NewNetns(t, "nwinsp-net")
+	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24", inspBlockedAddr + "/24"})
+	inspStart(t, inet, "server")
+	agent := inspStart(t, ep, "agent", "NWINS_NAMEPORTS_ONLY=1")
+
+	if out, err := curl(ep, "http://"+inspBlockedAddr+":8080/"); err != nil || !strings.Contains(out, "hello") {
+		t.Fatalf("port 8080 is not queued before the switch, want it to pass: %v %s", err, out)
+	}
+	if out, err := curl(ep, "https://"+inspBlockedAddr+"/"); err == nil {
+		t.Fatalf("blocked IP on name port 443 passed: %s", out)
+	}
+	if err := agent.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for t0 := time.Now(); time.Since(t0) < 5*time.Second; time.Sleep(50 * time.Millisecond) {
+		if _, err = curl(ep, "--max-time", "1", "http://"+inspBlockedAddr+":8080/"); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Fatal("after SetAllTCPPorts(true) the blocked IP still passes on port 8080")
+	}
+	if out, err := curl(ep, "http://"+inspSrvAddr+":8080/"); err != nil || !strings.Contains(out, "hello") {
+		t.Fatalf("allowed IP on port 8080 after the switch: %v %s", err, out)
 	}
 }

@@ -37,8 +37,10 @@ const (
 // Inspector reads server names from new connections through NFQUEUE and
 // marks each flow allowed or blocked (see docs/inspect.md).
 type Inspector struct {
-	cfg   InspectConfig
-	stats inspCounters
+	cfg          InspectConfig
+	stats        inspCounters
+	allPorts     atomic.Bool   // queue the SYN of every TCP flow (IP rules on every port)
+	portsChanged chan struct{} // wakes Run to rewrite the queue chains
 }
 
 // NewInspector checks cfg; it starts nothing.
@@ -47,7 +49,24 @@ func NewInspector(cfg InspectConfig) (*Inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Inspector{cfg: c}, nil
+	i := &Inspector{cfg: c, portsChanged: make(chan struct{}, 1)}
+	i.allPorts.Store(c.AllTCPPorts)
+	return i, nil
+}
+
+// SetAllTCPPorts changes, while running, whether the SYN of every TCP flow
+// is queued so IP rules apply on every port (true), or only the name ports
+// and UDP 443 are (false). The agent turns it on when the policy has
+// IpAddress indicators that are not Allowed: without them the SYN on other
+// ports has nothing to be decided by, and skipping it keeps those
+// connections out of userspace entirely.
+func (i *Inspector) SetAllTCPPorts(all bool) {
+	if i.allPorts.Swap(all) != all {
+		select {
+		case i.portsChanged <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Stats returns the inspector's counters.
@@ -121,10 +140,28 @@ func (i *Inspector) Run(ctx context.Context) error {
 		closeQueues()
 		return err
 	}
-	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC, "allTCPPorts", c.AllTCPPorts,
+	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC, "allTCPPorts", i.allPorts.Load(),
 		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
 
-	<-ctx.Done()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-i.portsChanged:
+			// One batch: the chains' rules are replaced atomically and the
+			// hooks stay registered, so no queued packet is lost.
+			all := i.allPorts.Load()
+			for k, qc := range queueChains {
+				nft.FlushChain(qc)
+				i.addQueueRules(nft, tables[k], qc, all)
+			}
+			if err := nft.Flush(); err != nil {
+				c.Log.Warn("inspect: could not change the queued TCP ports; the previous rules stay", "allTCPPorts", all, "err", err)
+			} else {
+				c.Log.Info("inspect: queued TCP ports changed", "allTCPPorts", all)
+			}
+		}
+	}
 	for _, ch := range queueChains {
 		nft.FlushChain(ch)
 	}
@@ -304,36 +341,8 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 		drop := &expr.Verdict{Kind: expr.VerdictDrop}
 		reset := &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}
 		tcp := nfqL4(unix.IPPROTO_TCP)
-		udp := nfqL4(unix.IPPROTO_UDP)
 
-		add(qc, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nfqIfname("lo")}, accept)
-		if c.SkipMask != 0 {
-			add(qc, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-					Mask: binaryutil.NativeEndian.PutUint32(c.SkipMask), Xor: make([]byte, 4)},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(c.SkipMark & c.SkipMask)}, accept)
-		}
-		add(qc, append(nfqCtMark(InspectMarkAllow), accept)...)
-		add(qc, append(append(nfqCtMark(InspectMarkBlock), tcp...), reset)...)
-		add(qc, append(nfqCtMark(InspectMarkBlock), drop)...)
-		// A bare ACK (the third packet of the handshake) carries nothing to
-		// decide on; sparing it the trip to userspace saves one of the three
-		// queued packets of a connection. See nfqBareACK.
-		for _, doff := range []uint8{5, 8} { // no options; timestamps (RFC 7323)
-			add(qc, append(nfqBareACK(fam, doff), accept)...)
-		}
-		if c.AllTCPPorts {
-			add(qc, append(tcp, nfqTarget(c.QueueNum, uint16(c.Queues)))...)
-		} else {
-			for _, p := range c.NamePorts {
-				add(qc, append(append(tcp, nfqDport(p)...), nfqTarget(c.QueueNum, uint16(c.Queues)))...)
-			}
-		}
-		if c.QUIC != QUICAllow {
-			add(qc, append(append(udp, nfqDport(443)...), nfqTarget(c.QueueNum, uint16(c.Queues)))...)
-		}
-
+		i.addQueueRules(nft, t, qc, i.allPorts.Load())
 		for _, m := range []uint32{InspectMarkAllow, InspectMarkBlock} {
 			setCt := []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
@@ -391,6 +400,44 @@ func nfqBareACK(fam nftables.TableFamily, doff uint8) []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x10}},
 	)
+}
+
+// addQueueRules adds the rules of chain "queue" (see installRules) to qc.
+func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nftables.Chain, allPorts bool) {
+	c := &i.cfg
+	add := func(e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: qc, Exprs: e}) }
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	tcp := nfqL4(unix.IPPROTO_TCP)
+	udp := nfqL4(unix.IPPROTO_UDP)
+	target := nfqTarget(c.QueueNum, uint16(c.Queues))
+
+	add(&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nfqIfname("lo")}, accept)
+	if c.SkipMask != 0 {
+		add(&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(c.SkipMask), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(c.SkipMark & c.SkipMask)}, accept)
+	}
+	add(append(nfqCtMark(InspectMarkAllow), accept)...)
+	add(append(append(nfqCtMark(InspectMarkBlock), tcp...), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
+	add(append(nfqCtMark(InspectMarkBlock), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	// A bare ACK (the third packet of the handshake) carries nothing to
+	// decide on; sparing it the trip to userspace saves one of the three
+	// queued packets of a connection. See nfqBareACK.
+	for _, doff := range []uint8{5, 8} { // no options; timestamps (RFC 7323)
+		add(append(nfqBareACK(t.Family, doff), accept)...)
+	}
+	if allPorts {
+		add(append(tcp, target)...)
+	} else {
+		for _, p := range c.NamePorts {
+			add(append(append(tcp, nfqDport(p)...), target)...)
+		}
+	}
+	if c.QUIC != QUICAllow {
+		add(append(append(udp, nfqDport(443)...), target)...)
+	}
 }
 
 func nfqL4(proto byte) []expr.Any {
