@@ -188,6 +188,19 @@ func inspChild(role string, args []string) error {
 			return err
 		}
 		return c.Close()
+	case "dot": // a DoT-like exchange on TCP 853: write, read the echo
+		c, err := net.DialTimeout("tcp", inspSrvAddr+":853", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("\x16\x03\x01")); err != nil {
+			return err
+		}
+		b := make([]byte, 3)
+		_, err = io.ReadFull(c, b)
+		return err
 	case "quic":
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -266,6 +279,19 @@ func inspServe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dln, err := net.Listen("tcp", ":853") // stands in for a DoT server: echoes
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := dln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
 	qln, err := quic.ListenAddr(":443", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"nwins"}}, nil)
 	if err != nil {
 		return err
@@ -350,13 +376,25 @@ func curl(ns *e2e.Netns, args ...string) (string, error) {
 	return string(out), err
 }
 
+// TestInspectE2E runs real clients through the inspector twice: with every
+// TCP port queued from the SYN (the policy has IP rules), and with only the
+// name ports queued from their first data segment (SYNs skip the queue).
 func TestInspectE2E(t *testing.T) {
 	e2e.Require(t, "nft", "curl")
+	for _, mode := range []struct {
+		name string
+		env  []string
+	}{{"all ports", nil}, {"name ports", []string{"NWINS_NAMEPORTS_ONLY=1"}}} {
+		t.Run(mode.name, func(t *testing.T) { inspE2E(t, mode.env...) })
+	}
+}
+
+func inspE2E(t *testing.T, agentEnv ...string) {
 	ep := e2e.NewNetns(t, "nwins-ep")
 	inet := e2e.NewNetns(t, "nwins-net")
 	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24", inspBlockedAddr + "/24"})
 	inspStart(t, inet, "server")
-	agent := inspStart(t, ep, "agent")
+	agent := inspStart(t, ep, "agent", agentEnv...)
 
 	resolve := func(name, port string) string { return name + ":" + port + ":" + inspSrvAddr }
 	tests := []struct {
@@ -393,7 +431,7 @@ func TestInspectE2E(t *testing.T) {
 		{"ip-literal tls to blocked ip", func() (string, error) { return curl(ep, "https://"+inspBlockedAddr+"/") }, true, ""},
 		{"ip-literal tls allowed", func() (string, error) { return curl(ep, "https://"+inspSrvAddr+"/") }, false, "hello " + inspSrvAddr},
 		{"agent's own marked socket passes", func() (string, error) { return "", inspRun(ep, "marked", "") }, false, ""},
-		{"DoT blocked", func() (string, error) { return curl(ep, "telnet://"+inspSrvAddr+":853", "--max-time", "1") }, true, ""},
+		{"DoT blocked", func() (string, error) { return "", inspRun(ep, "dot", "") }, true, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -438,6 +476,9 @@ func TestInspectE2E(t *testing.T) {
 		}
 		if out, err := curl(ep, "--resolve", resolve("blocked.example", "443"), "https://blocked.example/"); err != nil {
 			t.Fatalf("after kill -9 new connections must flow: %v %s", err, out)
+		}
+		if err := inspRun(ep, "dot", ""); err != nil {
+			t.Fatalf("after kill -9 DoT must flow: %v", err)
 		}
 	})
 }

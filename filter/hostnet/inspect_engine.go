@@ -123,7 +123,17 @@ type inspKey struct {
 type inspDone struct {
 	mark uint32
 	at   time.Time
+	// start is the first payload sequence number of a decided TCP flow
+	// (hasStart): a later segment far from it belongs to a new connection
+	// on the same 4-tuple, which must be inspected, not inherit the mark.
+	start    uint32
+	hasStart bool
 }
+
+// inspSameConnWindow bounds how far past its start a segment may be and
+// still count as the decided connection: more than any client sends before
+// its verdict lands in the conntrack mark.
+const inspSameConnWindow = 1 << 22
 
 type inspFlow struct {
 	start   time.Time
@@ -215,6 +225,7 @@ func (e *inspEngine) verdictMark(d filter.Decision) uint32 {
 
 // finish ends inspection of a flow with decision d and reports it.
 func (e *inspEngine) finish(k inspKey, src, proto, name, path, reason string, d filter.Decision) uint32 {
+	f := e.flows[k]
 	delete(e.flows, k)
 	mark := e.verdictMark(d)
 	if len(e.decided) >= e.maxFlows {
@@ -223,7 +234,11 @@ func (e *inspEngine) finish(k inspKey, src, proto, name, path, reason string, d 
 			clear(e.decided)
 		}
 	}
-	e.decided[k] = inspDone{mark, e.now()}
+	done := inspDone{mark: mark, at: e.now()}
+	if f != nil && f.tcp != nil {
+		done.start, done.hasStart = f.tcp.Start()
+	}
+	e.decided[k] = done
 	if e.emit != nil {
 		e.emit(InspectEvent{Time: e.now(), Source: src, Protocol: proto, Name: name, Path: path,
 			Local: k.src, Remote: k.dst, Decision: d, Reason: reason})
@@ -316,10 +331,13 @@ func (e *inspEngine) tcpPacket(k inspKey) uint32 {
 		return 0
 	}
 	syn := t.SYN && !t.ACK
-	if m, ok := e.already(k); ok && !syn {
-		return m
+	if d, ok := e.decided[k]; ok && !syn && e.now().Sub(d.at) <= e.hold &&
+		(!d.hasStart || t.Seq-d.start < inspSameConnWindow) {
+		return d.mark
 	}
-	delete(e.decided, k) // a new SYN on the same 4-tuple is a new connection
+	// A new SYN on the same 4-tuple, or a segment far from the decided
+	// connection's start (its SYN was not queued), is a new connection.
+	delete(e.decided, k)
 	if !syn && len(e.payload) == 0 {
 		return 0 // a bare ACK carries nothing to decide on
 	}

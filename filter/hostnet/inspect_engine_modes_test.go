@@ -239,6 +239,34 @@ func TestInspEngineBounds(t *testing.T) {
 	}
 }
 
+// Without a queued SYN, a connection that reuses a decided 4-tuple is told
+// apart by its sequence numbers and inspected anew.
+func TestInspEngineReusedTuple(t *testing.T) {
+	p, err := filter.Compile([]filter.Rule{{Value: "www.warned.example", Type: filter.TypeDomain, Action: filter.Block, ID: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := (&InspectConfig{Decider: inspTestDecider{p}}).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats inspCounters
+	e := c.engine(&stats)
+	ok, bad := inspHello(t, "ok.example"), inspHello(t, "www.warned.example")
+	const dst = "203.0.113.5"
+	if m := e.packet(inspTCPPacket(t, dst, 443, 1000, false, ok)); m != InspectMarkAllow {
+		t.Fatalf("first connection: mark %#x, want allow", m)
+	}
+	// A retransmission of the decided connection keeps its mark.
+	if m := e.packet(inspTCPPacket(t, dst, 443, 1000, false, ok)); m != InspectMarkAllow {
+		t.Fatalf("retransmission: mark %#x, want allow", m)
+	}
+	// Same 4-tuple, far-away sequence numbers: a new connection.
+	if m := e.packet(inspTCPPacket(t, dst, 443, 0x80000000, false, bad)); m != InspectMarkBlock {
+		t.Fatalf("new connection on the same 4-tuple: mark %#x, want block", m)
+	}
+}
+
 // FuzzInspEngine feeds arbitrary packets to the engine: it must never panic
 // and only ever return one of its three marks. Seeds are the real client
 // captures of testdata/inspect (see its README.md for how each was made:

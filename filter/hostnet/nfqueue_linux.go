@@ -34,6 +34,12 @@ const (
 	nfqFlagCPUFanout = 0x2
 )
 
+// TCP flag bytes (RFC 9293 §3.1).
+const (
+	nfqFlagsSYN = 0x02
+	nfqFlagsACK = 0x10
+)
+
 // Inspector reads server names from new connections through NFQUEUE and
 // marks each flow allowed or blocked (see docs/inspect.md).
 type Inspector struct {
@@ -369,14 +375,14 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 	return tables, queueChains, nil
 }
 
-// nfqBareACK matches a TCP segment with only the ACK flag and no payload,
-// for one TCP header length (doff 32-bit words). nftables cannot add two
+// nfqBareSegment matches a TCP segment whose flags are exactly flags and
+// that carries no payload, for one TCP header length (doff 32-bit words). nftables cannot add two
 // header fields, so the lengths are matched exactly: IPv4 without options
 // (first byte 0x45) whose total length is 20+4·doff, or IPv6 whose next
 // header is TCP and whose payload length is 4·doff. Anything else — IP
 // options, IPv6 extension headers, other TCP option sizes — does not match
 // and is queued as before, so nothing with payload can slip past.
-func nfqBareACK(fam nftables.TableFamily, doff uint8) []expr.Any {
+func nfqBareSegment(fam nftables.TableFamily, doff, flags uint8) []expr.Any {
 	net := func(off, n uint32, want []byte) []expr.Any {
 		return []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
@@ -396,9 +402,9 @@ func nfqBareACK(fam nftables.TableFamily, doff uint8) []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 12, Len: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{doff << 4}},
-		// flags: exactly ACK (CWR/ECE are in byte 13 too; they mean a data or SYN segment)
+		// flags, all eight of byte 13 (CWR and ECE included)
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x10}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{flags}},
 	)
 }
 
@@ -424,9 +430,19 @@ func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nft
 	add(append(nfqCtMark(InspectMarkBlock), &expr.Verdict{Kind: expr.VerdictDrop})...)
 	// A bare ACK (the third packet of the handshake) carries nothing to
 	// decide on; sparing it the trip to userspace saves one of the three
-	// queued packets of a connection. See nfqBareACK.
+	// queued packets of a connection. See nfqBareSegment.
 	for _, doff := range []uint8{5, 8} { // no options; timestamps (RFC 7323)
-		add(append(nfqBareACK(t.Family, doff), accept)...)
+		add(append(nfqBareSegment(t.Family, doff, nfqFlagsACK), accept)...)
+	}
+	// Without IP rules to apply, a SYN without data has nothing to be
+	// decided by either: the name ports are read from their first data
+	// segment, whose sequence number starts the stream. A SYN with data (TCP
+	// Fast Open), with ECN flags or with unusual options does not match and
+	// is queued as before.
+	if !allPorts {
+		for _, doff := range []uint8{10, 8, 11, 5} { // SYN options of 20, 12, 24 and 0 bytes
+			add(append(nfqBareSegment(t.Family, doff, nfqFlagsSYN), accept)...)
+		}
 	}
 	if allPorts {
 		add(append(tcp, target)...)
