@@ -33,15 +33,26 @@ function median(a, n,   i, j, t) {
 	return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
 }
 {
+	split($1, part, "/"); mode = part[2]
 	for (i = 3; i < NF; i++) {
-		if ($(i+1) == "p50-µs") { if ($1 ~ /direct/) ds[++nds] = $i; else qs[++nqs] = $i }
-		if ($(i+1) == "conn/s") { if ($1 ~ /direct/) dr[++ndr] = $i; else qr[++nqr] = $i }
+		if ($(i+1) == "p50-µs") { n = ++nlat[mode]; lat[mode, n] = $i }
+		if ($(i+1) == "conn/s") { n = ++nrate[mode]; rate[mode, n] = $i }
 	}
 }
 END {
-	if (!nds || !nqs || !ndr || !nqr) { print "no results"; exit 1 }
-	d50 = median(ds, nds); q50 = median(qs, nqs); drt = median(dr, ndr); qrt = median(qr, nqr)
-	printf "median connect latency: direct %.0f us, queued %.0f us, added %.0f us (target <= 200)\n", d50, q50, q50 - d50
-	printf "setup rate (8 clients): direct %.0f/s, queued %.0f/s, ratio %.2fx (target >= 0.7x)\n", drt, qrt, qrt / drt
+	if (!nlat["direct"] || !nrate["direct"]) { print "no results"; exit 1 }
+	for (i = 1; i <= nlat["direct"]; i++) a[i] = lat["direct", i]; d50 = median(a, nlat["direct"])
+	for (i = 1; i <= nrate["direct"]; i++) a[i] = rate["direct", i]; drt = median(a, nrate["direct"])
+	printf "direct: median connect %.0f us, setup rate (8 clients) %.0f/s\n", d50, drt
+	split("queued names", modes, " ")
+	desc["queued"] = "policy with IP rules (SYN + hello queued)"
+	desc["names"] = "names only (hello queued)"
+	for (m = 1; m <= 2; m++) {
+		md = modes[m]
+		if (!nlat[md] || !nrate[md]) continue
+		for (i = 1; i <= nlat[md]; i++) a[i] = lat[md, i]; q50 = median(a, nlat[md])
+		for (i = 1; i <= nrate[md]; i++) a[i] = rate[md, i]; qrt = median(a, nrate[md])
+		printf "%s, %s: median connect %.0f us (added %.0f us, target <= 200), rate %.0f/s = %.2fx direct (target >= 0.7x)\n", md, desc[md], q50, q50 - d50, qrt, qrt / drt
+	}
 }'
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
