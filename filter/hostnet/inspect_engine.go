@@ -109,6 +109,7 @@ type inspEngine struct {
 	parser6 *gopacket.DecodingLayerParser
 	ip4     layers.IPv4
 	ip6     layers.IPv6
+	ip6ext  layers.IPv6ExtensionSkipper
 	tcp     layers.TCP
 	udp     layers.UDP
 	payload []byte // the transport payload of the packet being decided
@@ -156,7 +157,11 @@ func newInspEngine(dec InspectDecider, namePorts []uint16, quic string, blockDoT
 	}
 	e.parser4 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &e.ip4, &e.tcp, &e.udp)
 	e.parser4.IgnoreUnsupported = true
-	e.parser6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &e.ip6, &e.tcp, &e.udp)
+	// IPv6 extension headers (hop-by-hop, routing, destination options) are
+	// skipped to reach TCP/UDP: some can be set by unprivileged sockets, and
+	// an undecodable packet is accepted uninspected. (Fragments never reach
+	// the hook: conntrack reassembles them first.)
+	e.parser6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &e.ip6, &e.ip6ext, &e.tcp, &e.udp)
 	e.parser6.IgnoreUnsupported = true
 	return e
 }

@@ -304,3 +304,36 @@ func FuzzInspEngine(f *testing.F) {
 		}
 	})
 }
+
+// An IPv6 destination options header between IPv6 and TCP must not hide
+// the ClientHello.
+func TestInspEngineIPv6Extension(t *testing.T) {
+	p, err := filter.Compile([]filter.Rule{{Value: "www.warned.example", Type: filter.TypeDomain, Action: filter.Block, ID: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := (&InspectConfig{Decider: inspTestDecider{p}}).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats inspCounters
+	e := c.engine(&stats)
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP,
+		SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 443, Seq: 1000, ACK: true, PSH: true, Window: 1000}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		ip, tcp, gopacket.Payload(inspHello(t, "www.warned.example"))); err != nil {
+		t.Fatal(err)
+	}
+	plain := buf.Bytes()
+	// Splice in an 8-byte destination options header (RFC 8200 §4.6): next
+	// header TCP, length 0, one PadN option of 4 bytes.
+	pkt := append(append(append([]byte{}, plain[:40]...), 6, 0, 1, 4, 0, 0, 0, 0), plain[40:]...)
+	pkt[6] = 60 // IPv6 next header: destination options
+	binary.BigEndian.PutUint16(pkt[4:], binary.BigEndian.Uint16(plain[4:])+8)
+	if m := e.packet(pkt); m != InspectMarkBlock {
+		t.Fatalf("mark %#x, want block (stats %+v)", m, stats.snapshot())
+	}
+}
