@@ -1,0 +1,416 @@
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/netward/netward/filter"
+)
+
+// Proxy is the filtering DNS proxy. New starts nothing; Run serves.
+type Proxy struct {
+	cfg   Config
+	stats counters
+	cache *cache
+	ups   atomic.Pointer[upstreams]
+
+	ready   chan struct{}
+	mu      sync.Mutex
+	addrs   []net.Addr
+	baseCtx context.Context
+
+	// downUntil (unix nanoseconds) is set when a query found every upstream
+	// failing: until then queries get SERVFAIL at once instead of each
+	// waiting out the timeout (a counted, logged outage).
+	// flight coalesces identical cache misses into one upstream query.
+	flight singleflight.Group
+
+	downUntil   atomic.Int64
+	consecFails atomic.Int64
+	lastLog     atomic.Int64
+}
+
+// New checks cfg and returns a proxy that has not started anything.
+func New(cfg Config) (*Proxy, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once Run has bound every listen address.
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+// Addrs returns the bound addresses (UDP and TCP for each listen address),
+// valid after Ready.
+func (p *Proxy) Addrs() []net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]net.Addr(nil), p.addrs...)
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Proxy) Stats() Stats {
+	s := p.stats.snapshot()
+	s.CacheEntries = p.cache.len()
+	if u := p.ups.Load(); u != nil {
+		s.Upstreams = append([]string(nil), u.addrs...)
+	}
+	return s
+}
+
+// Run resolves the upstreams, binds every listen address over UDP and TCP
+// and serves until ctx ends; then it stops the servers and returns nil. A
+// listen failure is returned at once.
+func (p *Proxy) Run(ctx context.Context) error {
+	c := &p.cfg
+	ups := make([]string, 0, len(c.Upstreams))
+	for _, u := range c.Upstreams {
+		a, _ := upstreamAddr(u)
+		ups = append(ups, a)
+	}
+	if len(ups) == 0 {
+		var err error
+		if ups, err = hostUpstreams(c.ResolvConf, c.Listen); err != nil {
+			return err
+		}
+	} else {
+		ups = dropSelf(ups, c.Listen)
+		if len(ups) == 0 {
+			return errors.New("dnsproxy: every configured upstream is the proxy itself; set dns.upstreams to real resolvers")
+		}
+	}
+	p.ups.Store(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
+	p.baseCtx = ctx
+
+	var servers []*dns.Server
+	closeAll := func() {
+		for _, s := range servers {
+			if s.PacketConn != nil {
+				_ = s.PacketConn.Close()
+			}
+			if s.Listener != nil {
+				_ = s.Listener.Close()
+			}
+		}
+	}
+	var lc net.ListenConfig
+	for _, l := range c.Listen {
+		pc, err := lc.ListenPacket(ctx, "udp", l)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
+		}
+		// The TCP listener takes the port the UDP socket got (port 0 in tests).
+		tl := l
+		if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok {
+			tl = net.JoinHostPort(ua.IP.String(), fmt.Sprint(ua.Port))
+		}
+		ln, err := lc.Listen(ctx, "tcp", tl)
+		if err != nil {
+			_ = pc.Close()
+			closeAll()
+			return fmt.Errorf("dnsproxy: listen tcp %s: %w", tl, err)
+		}
+		p.mu.Lock()
+		p.addrs = append(p.addrs, pc.LocalAddr(), ln.Addr())
+		p.mu.Unlock()
+		servers = append(servers,
+			&dns.Server{PacketConn: pc, Handler: handler{p, "udp"}, MsgAcceptFunc: acceptQuery, UDPSize: 65535,
+				MsgInvalidFunc: p.invalid},
+			&dns.Server{Listener: netutil.LimitListener(ln, c.MaxTCPConns), Handler: handler{p, "tcp"}, MsgAcceptFunc: acceptQuery,
+				ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxTCPQueries: 256,
+				IdleTimeout: func() time.Duration { return 10 * time.Second }, MsgInvalidFunc: p.invalid})
+	}
+	c.Log.Info("dns proxy listening", "listen", p.Addrs(), "upstreams", ups, "cache", c.CacheSize, "capture", c.Capture)
+	close(p.ready)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.ActivateAndServe(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("dnsproxy: server stopped: %w", err)
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.ShutdownContext(sctx)
+	}
+	closeAll()
+	wg.Wait()
+	return err
+}
+
+// downAfter consecutive all-upstreams failures mark the upstreams down for
+// downFor, during which queries get SERVFAIL at once.
+const (
+	downAfter = 3
+	downFor   = time.Second
+)
+
+// acceptQuery is the server's MsgAcceptFunc, run on the raw header before
+// the message is unpacked: responses are dropped (they may be reflection
+// attempts); opcodes other than QUERY get NOTIMP; anything but exactly one
+// question, or records in the answer/authority sections, or more than one
+// additional record (the OPT; TSIG is not served) get FORMERR.
+func acceptQuery(h dns.Header) dns.MsgAcceptAction {
+	if h.Bits&(1<<15) != 0 { // QR
+		return dns.MsgIgnore
+	}
+	if op := int(h.Bits>>11) & 0xF; op != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
+	}
+	if h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 1 {
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+func (p *Proxy) invalid(m []byte, err error) {
+	p.stats.rejected.Add(1)
+}
+
+type handler struct {
+	p     *Proxy
+	proto string
+}
+
+func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	p := h.p
+	start := p.cfg.Now()
+	p.stats.queries.Add(1)
+	if p.stats.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
+		p.stats.inFlight.Add(-1)
+		p.stats.refused.Add(1)
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeRefused)
+		_ = w.WriteMsg(m)
+		return
+	}
+	defer p.stats.inFlight.Add(-1)
+	var resp *dns.Msg
+	var ede *dns.EDNS0_EDE
+	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
+		// RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS.
+		p.stats.rejected.Add(1)
+		resp = rcodeReply(req, dns.RcodeBadVers)
+	} else {
+		resp, ede = p.answer(req, w.RemoteAddr(), h.proto)
+	}
+	p.finish(req, resp, ede, h.proto == "udp")
+	_ = w.WriteMsg(resp)
+	p.stats.observe(p.cfg.Now().Sub(start))
+}
+
+// finish adds the client-facing OPT record (only if the client sent one:
+// RFC 6891 §7), the Extended DNS Error, and truncates a UDP answer to the
+// client's buffer size (512 without EDNS0, RFC 1035; never above 1232).
+func (p *Proxy) finish(req, resp *dns.Msg, ede *dns.EDNS0_EDE, udp bool) {
+	size := 512
+	if opt := req.IsEdns0(); opt != nil {
+		size = min(max(int(opt.UDPSize()), 512), upstreamUDPSize)
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(upstreamUDPSize)
+		o.SetDo(opt.Do())
+		if ede != nil {
+			o.Option = append(o.Option, ede)
+		}
+		resp.Extra = append(resp.Extra, o)
+	}
+	if udp {
+		resp.Truncate(size)
+	} else {
+		resp.Compress = true
+	}
+}
+
+// answer produces the reply for one accepted query, without the OPT record.
+func (p *Proxy) answer(req *dns.Msg, client net.Addr, proto string) (*dns.Msg, *dns.EDNS0_EDE) {
+	q := req.Question[0]
+	switch {
+	case q.Qclass != dns.ClassINET:
+		// CHAOS (version.bind), HESIOD, ANY: the proxy serves the Internet class only.
+		p.stats.rejected.Add(1)
+		return rcodeReply(req, dns.RcodeRefused), nil
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR || q.Qtype == dns.TypeOPT || q.Qtype == dns.TypeTSIG:
+		p.stats.rejected.Add(1)
+		return rcodeReply(req, dns.RcodeRefused), nil
+	}
+	name := canonical(q.Name)
+	if name == canaryName || (p.cfg.Capture && relayNames[name]) {
+		p.stats.special.Add(1)
+		return negative(req, dns.RcodeNameError, uint32(p.cfg.SyntheticTTL.Seconds())), nil
+	}
+	ev := Event{QName: name, QType: dns.TypeToString[q.Qtype], Proto: proto}
+	if client != nil {
+		if ap, err := netip.ParseAddrPort(client.String()); err == nil {
+			ev.Client = ap
+		}
+	}
+	d := p.cfg.Decider.DecideName(name)
+	if d.Verdict.Blocks() {
+		return p.refuse(req, d, name, ev)
+	}
+
+	do, cd := false, req.CheckingDisabled
+	if opt := req.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	key := cacheKey{name: dns.CanonicalName(q.Name), qtype: q.Qtype, do: do, cd: cd}
+	now := p.cfg.Now()
+	e := p.cache.get(key, now)
+	if e != nil {
+		p.stats.cacheHits.Add(1)
+	} else {
+		p.stats.cacheMisses.Add(1)
+		fk := fmt.Sprintf("%s/%d/%t/%t", key.name, key.qtype, key.do, key.cd)
+		v, err, _ := p.flight.Do(fk, func() (any, error) { return p.resolve(key, q, now) })
+		if err == nil {
+			e = v.(*cached)
+		} else {
+			p.stats.verdict(d.Verdict)
+			p.report(d, name, ev)
+			return rcodeReply(req, dns.RcodeServerFailure), nil
+		}
+	}
+	// Every name in the CNAME chain is decided like the question (CONTRACT §7).
+	for _, target := range e.chain {
+		td := p.cfg.Decider.DecideName(target)
+		if td.Verdict.Blocks() {
+			return p.refuse(req, td, target, ev)
+		}
+		p.report(td, target, ev)
+	}
+	p.stats.verdict(d.Verdict)
+	p.report(d, name, ev)
+	return p.relay(req, e, now), nil
+}
+
+// refuse answers a blocked or warned query and records it.
+func (p *Proxy) refuse(req *dns.Msg, d filter.Decision, name string, ev Event) (*dns.Msg, *dns.EDNS0_EDE) {
+	p.stats.verdict(d.Verdict)
+	p.report(d, name, ev)
+	return p.blockedReply(req, d), &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: edeText(d, name)}
+}
+
+func (p *Proxy) report(d filter.Decision, name string, ev Event) {
+	if p.cfg.OnDecision == nil || (d.Verdict == filter.VerdictAllow && d.Would == filter.VerdictAllow) {
+		return
+	}
+	ev.Name, ev.Decision = name, d
+	p.cfg.OnDecision(ev)
+}
+
+// resolve asks the upstreams and caches what they say. While every upstream
+// is known to be failing, it fails at once.
+func (p *Proxy) resolve(key cacheKey, q dns.Question, now time.Time) (*cached, error) {
+	if until := p.downUntil.Load(); until != 0 && now.UnixNano() < until {
+		p.stats.srvFail.Add(1)
+		return nil, errAllFailed
+	}
+	ups := p.ups.Load()
+	uq := dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}
+	m, _, err := ups.exchange(p.baseCtx, uq, key.do, key.cd)
+	if err != nil {
+		p.stats.srvFail.Add(1)
+		if p.baseCtx.Err() == nil {
+			// Three queries in a row failing on every upstream mark them
+			// down for a second: one name whose servers never answer must
+			// not take the resolver down for every other name.
+			if p.consecFails.Add(1) >= downAfter {
+				p.downUntil.Store(p.cfg.Now().Add(downFor).UnixNano())
+			}
+			if last := p.lastLog.Load(); now.UnixNano()-last > int64(10*time.Second) && p.lastLog.CompareAndSwap(last, now.UnixNano()) {
+				p.cfg.Log.Warn("dns: every upstream failed; answering SERVFAIL (check the network and dns.upstreams)",
+					"upstreams", ups.addrs, "err", err, "servFailTotal", p.stats.srvFail.Load())
+			}
+		}
+		return nil, err
+	}
+	p.consecFails.Store(0)
+	p.downUntil.Store(0)
+	// Keep only what is relayed: no OPT (the client gets its own).
+	extra := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
+	if p.cfg.StripECH && (q.Qtype == dns.TypeHTTPS || q.Qtype == dns.TypeSVCB) {
+		stripECH(m.Answer)
+	}
+	e := &cached{key: key, msg: m, stored: now, chain: cnameChain(m.Answer)}
+	ttl := cacheTTL(m, p.cfg.MinTTL, p.cfg.MaxTTL, p.cfg.MaxNegativeTTL)
+	e.expires = now.Add(ttl)
+	if ttl > 0 {
+		p.cache.put(e)
+	}
+	if p.cfg.Names != nil {
+		name := canonical(q.Name)
+		for _, rr := range m.Answer {
+			switch v := rr.(type) {
+			case *dns.A:
+				if a, ok := netip.AddrFromSlice(v.A); ok {
+					p.cfg.Names.Add(a, name, time.Duration(v.Hdr.Ttl)*time.Second)
+				}
+			case *dns.AAAA:
+				if a, ok := netip.AddrFromSlice(v.AAAA); ok {
+					p.cfg.Names.Add(a, name, time.Duration(v.Hdr.Ttl)*time.Second)
+				}
+			}
+		}
+	}
+	return e, nil
+}
+
+// relay builds the client's reply from an upstream answer: the client's ID,
+// flags and question, the upstream's rcode and records with TTLs aged by the
+// time spent in the cache.
+func (p *Proxy) relay(req *dns.Msg, e *cached, now time.Time) *dns.Msg {
+	up := e.msg
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	m.Rcode = up.Rcode
+	m.AuthenticatedData = up.AuthenticatedData && (req.AuthenticatedData || isDO(req))
+	elapsed := uint32(max(now.Sub(e.stored), 0) / time.Second)
+	remaining := uint32(max(e.expires.Sub(now), 0) / time.Second)
+	m.Answer = ttlAdjusted(up.Answer, elapsed, remaining)
+	m.Ns = ttlAdjusted(up.Ns, elapsed, remaining)
+	m.Extra = ttlAdjusted(up.Extra, elapsed, remaining)
+	return m
+}
+
+func isDO(req *dns.Msg) bool {
+	opt := req.IsEdns0()
+	return opt != nil && opt.Do()
+}
+
+func rcodeReply(req *dns.Msg, rcode int) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.RecursionAvailable = true
+	return m
+}
