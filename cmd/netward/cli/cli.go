@@ -69,6 +69,7 @@ func commands() []*command {
 		versionCommand(),
 		runCommand(),
 		caCommand(),
+		cleanupCommand(),
 	}
 }
 
