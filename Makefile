@@ -8,7 +8,7 @@ BIN      := bin
 TESTFLAGS ?= -race -timeout 15m
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit lint cross bench clean
+.PHONY: all build run test unit lint cross bench bench-dns clean
 
 all: build
 
@@ -41,6 +41,10 @@ cross:
 # Benchmarks, side by side with their baselines; README "Performance" quotes them.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./filter/... ./telemetry/...
+
+# DNS proxy throughput and latency vs dnsmasq with dnsperf (docs/dns.md).
+bench-dns:
+	./scripts/bench-dns.sh
 
 clean:
 	rm -rf $(BIN)
