@@ -27,6 +27,9 @@ type cached struct {
 	// is decided on every hit.
 	chain []string
 	elem  *list.Element
+	// shared is set once the entry is in the cache; until then the one
+	// query that fetched it owns its records and may hand them out as is.
+	shared bool
 }
 
 // cache is a bounded LRU of upstream answers. Decisions are never cached:
@@ -80,6 +83,7 @@ func (c *cache) put(e *cached) {
 		c.lru.Remove(back)
 		delete(c.m, old.key)
 	}
+	e.shared = true
 	e.elem = c.lru.PushFront(e)
 	c.m[e.key] = e
 }

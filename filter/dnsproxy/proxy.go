@@ -91,7 +91,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return errors.New("dnsproxy: every configured upstream is the proxy itself; set dns.upstreams to real resolvers")
 		}
 	}
-	p.ups.Store(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
+	up := newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats)
+	defer up.close()
+	p.ups.Store(up)
 	p.baseCtx = ctx
 
 	var servers []*dns.Server
@@ -262,12 +264,7 @@ func (p *Proxy) answer(req *dns.Msg, client net.Addr, proto string) (*dns.Msg, *
 		p.stats.special.Add(1)
 		return negative(req, dns.RcodeNameError, uint32(p.cfg.SyntheticTTL.Seconds())), nil
 	}
-	ev := Event{QName: name, QType: dns.TypeToString[q.Qtype], Proto: proto}
-	if client != nil {
-		if ap, err := netip.ParseAddrPort(client.String()); err == nil {
-			ev.Client = ap
-		}
-	}
+	ev := evCtx{qname: name, qtype: q.Qtype, client: client, proto: proto}
 	d := p.cfg.Decider.DecideName(name)
 	if d.Verdict.Blocks() {
 		return p.refuse(req, d, name, ev)
@@ -280,14 +277,18 @@ func (p *Proxy) answer(req *dns.Msg, client net.Addr, proto string) (*dns.Msg, *
 	key := cacheKey{name: dns.CanonicalName(q.Name), qtype: q.Qtype, do: do, cd: cd}
 	now := p.cfg.Now()
 	e := p.cache.get(key, now)
+	owned := false
 	if e != nil {
 		p.stats.cacheHits.Add(1)
 	} else {
 		p.stats.cacheMisses.Add(1)
-		fk := fmt.Sprintf("%s/%d/%t/%t", key.name, key.qtype, key.do, key.cd)
-		v, err, _ := p.flight.Do(fk, func() (any, error) { return p.resolve(key, q, now) })
+		fk := flightKey(key)
+		v, err, shared := p.flight.Do(fk, func() (any, error) { return p.resolve(key, q, now) })
 		if err == nil {
 			e = v.(*cached)
+			// Records are ours alone if no other query waited on this
+			// fetch and the cache did not take them.
+			owned = !shared && !e.shared
 		} else {
 			p.stats.verdict(d.Verdict)
 			p.report(d, name, ev)
@@ -304,21 +305,49 @@ func (p *Proxy) answer(req *dns.Msg, client net.Addr, proto string) (*dns.Msg, *
 	}
 	p.stats.verdict(d.Verdict)
 	p.report(d, name, ev)
-	return p.relay(req, e, now), nil
+	return p.relay(req, e, now, owned), nil
+}
+
+func flightKey(k cacheKey) string {
+	b := make([]byte, 0, len(k.name)+4)
+	b = append(b, k.name...)
+	b = append(b, byte(k.qtype>>8), byte(k.qtype))
+	if k.do {
+		b = append(b, 'D')
+	}
+	if k.cd {
+		b = append(b, 'C')
+	}
+	return string(b)
 }
 
 // refuse answers a blocked or warned query and records it.
-func (p *Proxy) refuse(req *dns.Msg, d filter.Decision, name string, ev Event) (*dns.Msg, *dns.EDNS0_EDE) {
+func (p *Proxy) refuse(req *dns.Msg, d filter.Decision, name string, ev evCtx) (*dns.Msg, *dns.EDNS0_EDE) {
 	p.stats.verdict(d.Verdict)
 	p.report(d, name, ev)
 	return p.blockedReply(req, d), &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: edeText(d, name)}
 }
 
-func (p *Proxy) report(d filter.Decision, name string, ev Event) {
+// evCtx is what an Event needs, kept cheap until an Event is produced.
+type evCtx struct {
+	qname  string
+	qtype  uint16
+	client net.Addr
+	proto  string
+}
+
+func (p *Proxy) report(d filter.Decision, name string, c evCtx) {
 	if p.cfg.OnDecision == nil || (d.Verdict == filter.VerdictAllow && d.Would == filter.VerdictAllow) {
 		return
 	}
-	ev.Name, ev.Decision = name, d
+	ev := Event{Name: name, QName: c.qname, QType: dns.TypeToString[c.qtype], Decision: d, Proto: c.proto}
+	switch a := c.client.(type) {
+	case *net.UDPAddr:
+		ev.Client = a.AddrPort()
+	case *net.TCPAddr:
+		ev.Client = a.AddrPort()
+	}
+	ev.Client = netip.AddrPortFrom(ev.Client.Addr().Unmap(), ev.Client.Port())
 	p.cfg.OnDecision(ev)
 }
 
@@ -388,13 +417,20 @@ func (p *Proxy) resolve(key cacheKey, q dns.Question, now time.Time) (*cached, e
 // relay builds the client's reply from an upstream answer: the client's ID,
 // flags and question, the upstream's rcode and records with TTLs aged by the
 // time spent in the cache.
-func (p *Proxy) relay(req *dns.Msg, e *cached, now time.Time) *dns.Msg {
+func (p *Proxy) relay(req *dns.Msg, e *cached, now time.Time, owned bool) *dns.Msg {
 	up := e.msg
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.RecursionAvailable = true
 	m.Rcode = up.Rcode
 	m.AuthenticatedData = up.AuthenticatedData && (req.AuthenticatedData || isDO(req))
+	if owned {
+		// Nobody else has these records. The full slice expressions make
+		// finish's append of the OPT record allocate instead of writing
+		// into the upstream message's spare capacity.
+		m.Answer, m.Ns, m.Extra = up.Answer, up.Ns, up.Extra[:len(up.Extra):len(up.Extra)]
+		return m
+	}
 	elapsed := uint32(max(now.Sub(e.stored), 0) / time.Second)
 	remaining := uint32(max(e.expires.Sub(now), 0) / time.Second)
 	m.Answer = ttlAdjusted(up.Answer, elapsed, remaining)

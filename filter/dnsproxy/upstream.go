@@ -24,6 +24,22 @@ const upstreamUDPSize = 1232
 // errAllFailed is returned when no upstream produced an answer in time.
 var errAllFailed = errors.New("every upstream failed")
 
+// Upstream UDP sockets are pooled: opening and closing a socket per query
+// costs more than the rest of the query. A socket serves one query at a
+// time and at most socketUses queries, then it is closed and a new one (a
+// new random source port) takes its place, so the port an off-path spoofer
+// would have to hit keeps changing (RFC 5452 §9.2). A socket whose query
+// failed is never reused.
+const (
+	socketPool = 256
+	socketUses = 100
+)
+
+type pooledConn struct {
+	net.Conn
+	uses int
+}
+
 // upstreams sends queries to the resolvers with failover.
 type upstreams struct {
 	addrs     []string
@@ -32,13 +48,32 @@ type upstreams struct {
 	preferred atomic.Uint32 // index of the upstream that answered last
 	stats     *counters
 	bufs      sync.Pool
+	pools     []chan *pooledConn // per upstream
 }
 
 func newUpstreams(addrs []string, timeout time.Duration, control func(string, string, syscall.RawConn) error, st *counters) *upstreams {
 	u := &upstreams{addrs: addrs, timeout: timeout, stats: st}
 	u.dialer.Control = control
 	u.bufs.New = func() any { b := make([]byte, 65535); return &b }
+	for range addrs {
+		u.pools = append(u.pools, make(chan *pooledConn, socketPool))
+	}
 	return u
+}
+
+// close closes the pooled sockets.
+func (u *upstreams) close() {
+	for _, p := range u.pools {
+		for {
+			select {
+			case c := <-p:
+				_ = c.Close()
+				continue
+			default:
+			}
+			break
+		}
+	}
 }
 
 // exchange resolves q (the client's question, with its DO/CD wishes) within
@@ -53,8 +88,10 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 	if n == 0 {
 		return nil, "", errAllFailed
 	}
-	ctx, cancel := context.WithTimeout(ctx, u.timeout)
-	defer cancel()
+	// A deadline, not a derived context: deriving from the proxy's context
+	// on every query contends on its lock. ctx is checked between attempts
+	// (shutdown) and bounds dials.
+	deadline := time.Now().Add(u.timeout)
 	attempts := max(n, 2)
 	per := u.timeout / time.Duration(attempts)
 	start := int(u.preferred.Load()) % n
@@ -70,15 +107,17 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 	var lastAddr string
 	var errs []error
 	for k := range attempts {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
 		i := (start + k) % n
 		addr := u.addrs[i]
 		req.Id = dns.Id() // a fresh ID per attempt: a late reply to the last one is ignored
-		actx, acancel := context.WithTimeout(ctx, per)
-		m, err := u.attempt(actx, addr, req)
-		acancel()
+		dl := deadline
+		if next := time.Now().Add(per); next.Before(dl) {
+			dl = next
+		}
+		m, err := u.attempt(ctx, i, dl, req)
 		u.stats.upQueries.Add(1)
 		if err != nil {
 			u.stats.upErrors.Add(1)
@@ -102,8 +141,8 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 
 // attempt asks one upstream over UDP, retrying over TCP when the answer is
 // truncated (RFC 7766).
-func (u *upstreams) attempt(ctx context.Context, addr string, req *dns.Msg) (*dns.Msg, error) {
-	m, err := u.udp(ctx, addr, req)
+func (u *upstreams) attempt(ctx context.Context, i int, deadline time.Time, req *dns.Msg) (*dns.Msg, error) {
+	m, err := u.udp(ctx, i, deadline, req)
 	if err != nil {
 		return nil, err
 	}
@@ -111,34 +150,49 @@ func (u *upstreams) attempt(ctx context.Context, addr string, req *dns.Msg) (*dn
 		return m, nil
 	}
 	u.stats.tcpRetries.Add(1)
-	return u.tcp(ctx, addr, req)
+	tctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return u.tcp(tctx, u.addrs[i], req)
 }
 
-// udp sends req from a fresh connected socket: the kernel picks a random
-// source port (RFC 5452 §9.2) and only datagrams from addr reach it.
-// Datagrams that do not match the ID and question are ignored and counted,
-// and the wait goes on until the deadline.
-func (u *upstreams) udp(ctx context.Context, addr string, req *dns.Msg) (*dns.Msg, error) {
-	wire, err := req.Pack()
-	if err != nil {
-		return nil, err
-	}
-	c, err := u.dialer.DialContext(ctx, "udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := c.Write(wire); err != nil {
-		return nil, err
-	}
+// udp sends req from a connected socket (pooled, see socketPool): the kernel
+// picked a random source port (RFC 5452 §9.2) and only datagrams from the
+// upstream reach it. Datagrams that do not match the ID and question are
+// ignored and counted, and the wait goes on until the deadline.
+func (u *upstreams) udp(ctx context.Context, i int, deadline time.Time, req *dns.Msg) (*dns.Msg, error) {
 	bp := u.bufs.Get().(*[]byte)
 	defer u.bufs.Put(bp)
 	buf := *bp
+	wire, err := req.PackBuffer(buf)
+	if err != nil {
+		return nil, err
+	}
+	var c *pooledConn
+	select {
+	case c = <-u.pools[i]:
+	default:
+		nc, err := u.dialer.DialContext(ctx, "udp", u.addrs[i]) // UDP connect does not block
+		if err != nil {
+			return nil, err
+		}
+		c = &pooledConn{Conn: nc}
+	}
+	ok := false
+	defer func() {
+		c.uses++
+		if ok && c.uses < socketUses {
+			select {
+			case u.pools[i] <- c:
+				return
+			default:
+			}
+		}
+		_ = c.Close()
+	}()
+	_ = c.SetDeadline(deadline)
+	if _, err := c.Write(wire); err != nil {
+		return nil, err
+	}
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -149,6 +203,7 @@ func (u *upstreams) udp(ctx context.Context, addr string, req *dns.Msg) (*dns.Ms
 			u.stats.badReplies.Add(1)
 			continue
 		}
+		ok = true
 		return m, nil
 	}
 }

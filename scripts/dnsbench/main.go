@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -123,7 +124,18 @@ func proxy(args []string) error {
 	list := fs.String("blocklist", "", "domain list")
 	cache := fs.Int("cache", -1, "cache entries (-1: no cache)")
 	inflight := fs.Int("inflight", 4096, "in-flight bound")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here")
 	_ = fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	names, err := readList(*list)
 	if err != nil {
 		return err
