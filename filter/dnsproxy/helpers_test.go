@@ -30,13 +30,24 @@ func (u *testUpstream) setHook(f func(w dns.ResponseWriter, r *dns.Msg) bool) { 
 
 func newTestUpstream(t testing.TB, records ...string) *testUpstream {
 	t.Helper()
+	u := newTestUpstreamAt(t, "127.0.0.1:0", records...)
+	if u == nil {
+		t.Fatal("cannot listen on loopback")
+	}
+	return u
+}
+
+// newTestUpstreamAt is newTestUpstream on a given address; nil if it cannot
+// be bound.
+func newTestUpstreamAt(t testing.TB, at string, records ...string) *testUpstream {
+	t.Helper()
 	u := &testUpstream{zone: map[string][]dns.RR{}}
 	for _, r := range records {
 		u.add(t, r)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp", at)
 	if err != nil {
-		t.Fatal(err)
+		return nil
 	}
 	ln, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
@@ -156,6 +167,12 @@ func startProxy(t testing.TB, cfg Config) (*Proxy, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, runProxy(t, p)
+}
+
+// runProxy runs p until the test ends and returns its first address.
+func runProxy(t testing.TB, p *Proxy) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -170,7 +187,7 @@ func startProxy(t testing.TB, cfg Config) (*Proxy, string) {
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}
-	return p, p.Addrs()[0].String()
+	return p.Addrs()[0].String()
 }
 
 // query sends one question with EDNS0 (when edns) over net and returns the reply.

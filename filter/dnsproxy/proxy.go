@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,8 @@ type Proxy struct {
 	// waiting out the timeout (a counted, logged outage).
 	// flight coalesces identical cache misses into one upstream query.
 	flight singleflight.Group
+
+	resolverEvery time.Duration // tests shorten resolverCheck
 
 	downUntil   atomic.Int64
 	consecFails atomic.Int64
@@ -80,10 +84,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		a, _ := upstreamAddr(u)
 		ups = append(ups, a)
 	}
-	if len(ups) == 0 {
+	hostResolvers := len(ups) == 0
+	if hostResolvers {
 		var err error
 		if ups, err = hostUpstreams(c.ResolvConf, c.Listen); err != nil {
-			return err
+			// Not fatal: blocked names are still answered, the rest get
+			// SERVFAIL until the host has resolvers (watched below).
+			c.Log.Error("dns: no upstream resolver; allowed names get SERVFAIL until one appears", "err", err)
 		}
 	} else {
 		ups = dropSelf(ups, c.Listen)
@@ -91,9 +98,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return errors.New("dnsproxy: every configured upstream is the proxy itself; set dns.upstreams to real resolvers")
 		}
 	}
-	up := newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats)
-	defer up.close()
-	p.ups.Store(up)
+	p.ups.Store(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
+	defer func() { p.ups.Load().close() }()
 	p.baseCtx = ctx
 
 	var servers []*dns.Server
@@ -139,6 +145,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	close(p.ready)
 
 	var wg sync.WaitGroup
+	if hostResolvers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.watchResolvers(ctx)
+		}()
+	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		wg.Add(1)
@@ -162,6 +175,54 @@ func (p *Proxy) Run(ctx context.Context) error {
 	closeAll()
 	wg.Wait()
 	return err
+}
+
+// resolverCheck is how often the host's resolver files are checked for a
+// change (a laptop joining another network gets new resolvers by DHCP).
+const resolverCheck = 5 * time.Second
+
+// watchResolvers re-reads the host's resolvers when their files change and
+// swaps the upstream set; queries in flight finish on the old one.
+func (p *Proxy) watchResolvers(ctx context.Context) {
+	c := &p.cfg
+	stamp := func() string {
+		var b strings.Builder
+		for _, f := range []string{c.ResolvConf, systemdResolvConf} {
+			if st, err := os.Stat(f); err == nil {
+				fmt.Fprintf(&b, "%s %d %d;", f, st.ModTime().UnixNano(), st.Size())
+			}
+		}
+		return b.String()
+	}
+	last := stamp()
+	every := p.resolverEvery
+	if every == 0 {
+		every = resolverCheck
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := stamp()
+		if now == last {
+			continue
+		}
+		last = now
+		ups, err := hostUpstreams(c.ResolvConf, c.Listen)
+		if err != nil {
+			c.Log.Warn("dns: the host's resolvers changed but none is usable; keeping the previous ones", "err", err)
+			continue
+		}
+		old := p.ups.Swap(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
+		c.Log.Info("dns: the host's resolvers changed", "upstreams", ups)
+		// Pooled sockets of the old set are closed; a query still using one
+		// closes it itself when done (the pool is not refilled past close).
+		old.close()
+	}
 }
 
 // downAfter consecutive all-upstreams failures mark the upstreams down for

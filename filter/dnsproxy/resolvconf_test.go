@@ -2,6 +2,9 @@ package dnsproxy
 
 import (
 	"os"
+	"time"
+
+	"github.com/miekg/dns"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -31,5 +34,45 @@ func TestHostUpstreamsDropsSelf(t *testing.T) {
 	}
 	if _, err := hostUpstreams(p, []string{"127.0.0.153:53"}); err == nil {
 		t.Errorf("only the proxy itself: want an error telling to set dns.upstreams")
+	}
+}
+
+// TestHostResolversWatched: the proxy starts with no usable resolver
+// (allowed names get SERVFAIL, blocked ones are still answered), then the
+// host's resolv.conf gains one and the proxy uses it without a restart.
+func TestHostResolversWatched(t *testing.T) {
+	// resolv.conf names servers on port 53: the test upstream must sit there.
+	up := newTestUpstreamAt(t, "127.0.0.77:53", testRecords...)
+	if up == nil {
+		t.Skip("cannot bind 127.0.0.77:53 (needs root)")
+	}
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(rc, []byte("# no resolver yet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{Listen: []string{"127.0.0.1:0"}, ResolvConf: rc, Decider: newDecider(t, testRules()...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.resolverEvery = 20 * time.Millisecond
+	addr := runProxy(t, p)
+	if r := query(t, addr, "udp", "allowed.example", dns.TypeA, false); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("without resolvers: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	if r := query(t, addr, "udp", "bad.example", dns.TypeA, false); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("blocked without resolvers: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
+	}
+	if err := os.WriteFile(rc, []byte("nameserver 127.0.0.77\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		r := query(t, addr, "udp", "allowed.example", dns.TypeA, false)
+		if r.Rcode == dns.RcodeSuccess {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("new resolver not picked up: %s", dns.RcodeToString[r.Rcode])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -49,6 +49,7 @@ type upstreams struct {
 	stats     *counters
 	bufs      sync.Pool
 	pools     []chan *pooledConn // per upstream
+	closed    atomic.Bool
 }
 
 func newUpstreams(addrs []string, timeout time.Duration, control func(string, string, syscall.RawConn) error, st *counters) *upstreams {
@@ -63,6 +64,7 @@ func newUpstreams(addrs []string, timeout time.Duration, control func(string, st
 
 // close closes the pooled sockets.
 func (u *upstreams) close() {
+	u.closed.Store(true)
 	for _, p := range u.pools {
 		for {
 			select {
@@ -180,7 +182,7 @@ func (u *upstreams) udp(ctx context.Context, i int, deadline time.Time, req *dns
 	ok := false
 	defer func() {
 		c.uses++
-		if ok && c.uses < socketUses {
+		if ok && c.uses < socketUses && !u.closed.Load() {
 			select {
 			case u.pools[i] <- c:
 				return
