@@ -120,6 +120,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
 		}
+		// A larger receive buffer absorbs bursts instead of dropping them
+		// (capped by net.core.rmem_max).
+		if uc, ok := pc.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(4 << 20)
+		}
 		// The TCP listener takes the port the UDP socket got (port 0 in tests).
 		tl := l
 		if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok {
