@@ -45,13 +45,20 @@ func newTestUpstreamAt(t testing.TB, at string, records ...string) *testUpstream
 	for _, r := range records {
 		u.add(t, r)
 	}
-	pc, err := net.ListenPacket("udp", at)
-	if err != nil {
-		return nil
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	var pc net.PacketConn
+	var ln net.Listener
+	for {
+		var err error
+		if pc, err = net.ListenPacket("udp", at); err != nil {
+			return nil
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if !strings.HasSuffix(at, ":0") {
+			return nil
+		}
 	}
 	u.addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(u.serve)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -115,26 +116,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	var lc net.ListenConfig
 	for _, l := range c.Listen {
-		pc, err := lc.ListenPacket(ctx, "udp", l)
+		pc, ln, err := listenPair(ctx, &lc, l)
+		if err != nil && unavailable(err) && len(c.Listen) > 1 {
+			// A host without IPv6 (or without that loopback address) still
+			// gets DNS on the other addresses.
+			c.Log.Warn("dns proxy: listen address unavailable on this host; skipping it", "addr", l, "err", err)
+			continue
+		}
 		if err != nil {
 			closeAll()
-			return fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
-		}
-		// A larger receive buffer absorbs bursts instead of dropping them
-		// (capped by net.core.rmem_max).
-		if uc, ok := pc.(*net.UDPConn); ok {
-			_ = uc.SetReadBuffer(4 << 20)
-		}
-		// The TCP listener takes the port the UDP socket got (port 0 in tests).
-		tl := l
-		if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok {
-			tl = net.JoinHostPort(ua.IP.String(), fmt.Sprint(ua.Port))
-		}
-		ln, err := lc.Listen(ctx, "tcp", tl)
-		if err != nil {
-			_ = pc.Close()
-			closeAll()
-			return fmt.Errorf("dnsproxy: listen tcp %s: %w", tl, err)
+			return err
 		}
 		p.mu.Lock()
 		p.addrs = append(p.addrs, pc.LocalAddr(), ln.Addr())
@@ -145,6 +136,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 			&dns.Server{Listener: netutil.LimitListener(ln, c.MaxTCPConns), Handler: handler{p, "tcp"}, MsgAcceptFunc: acceptQuery,
 				ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxTCPQueries: 256,
 				IdleTimeout: func() time.Duration { return 10 * time.Second }, MsgInvalidFunc: p.invalid})
+	}
+	if len(servers) == 0 {
+		return fmt.Errorf("dnsproxy: none of the listen addresses %v exists on this host", c.Listen)
 	}
 	c.Log.Info("dns proxy listening", "listen", p.Addrs(), "upstreams", ups, "cache", c.CacheSize, "capture", c.Capture)
 	close(p.ready)
@@ -180,6 +174,39 @@ func (p *Proxy) Run(ctx context.Context) error {
 	closeAll()
 	wg.Wait()
 	return err
+}
+
+// unavailable reports a listen error meaning the address does not exist
+// here (as opposed to being taken).
+func unavailable(err error) bool {
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)
+}
+
+// listenPair binds UDP and TCP on the same address. With port 0 the TCP
+// listener takes the port the UDP socket got; if TCP has it taken, another
+// pair is tried.
+func listenPair(ctx context.Context, lc *net.ListenConfig, l string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(l)
+	for try := 0; ; try++ {
+		pc, err := lc.ListenPacket(ctx, "udp", l)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
+		}
+		// A larger receive buffer absorbs bursts instead of dropping them
+		// (capped by net.core.rmem_max).
+		if uc, ok := pc.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(4 << 20)
+		}
+		tl := pc.LocalAddr().String()
+		ln, err := lc.Listen(ctx, "tcp", tl)
+		if err == nil {
+			return pc, ln, nil
+		}
+		_ = pc.Close()
+		if port != "0" || try >= 10 {
+			return nil, nil, fmt.Errorf("dnsproxy: listen tcp %s: %w", tl, err)
+		}
+	}
 }
 
 // resolverCheck is how often the host's resolver files are checked for a

@@ -484,3 +484,15 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestUnavailableListenSkipped(t *testing.T) {
+	up := newTestUpstream(t, testRecords...)
+	// 192.0.2.1 is on no interface here: skipped, the loopback one serves.
+	p, addr := startProxy(t, Config{Listen: []string{"192.0.2.1:0", "127.0.0.1:0"}, Upstreams: []string{up.addr}, Decider: newDecider(t)})
+	if r := query(t, addr, "udp", "allowed.example", dns.TypeA, false); len(r.Answer) != 1 {
+		t.Fatalf("answer = %v", r)
+	}
+	if n := len(p.Addrs()); n != 2 {
+		t.Errorf("bound %d sockets, want 2 (UDP+TCP on loopback only)", n)
+	}
+}
