@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/filter/hostnet"
 	"github.com/netward/netward/telemetry"
@@ -147,7 +148,9 @@ func upstreamControl(capture bool) func(network, address string, c syscall.RawCo
 // user about a blocked or warned name (rate-limited by the notifier).
 func (a *Agent) emitDNS(e dnsproxy.Event) {
 	action := ActionTypeFor(e.Decision)
-	if action == "" {
+	if action == "" || e.Decision.Verdict == filter.VerdictBypassed {
+		// A bypassed name resolves normally; the bypass event itself was
+		// recorded once, when the user continued (CreateBypass).
 		return
 	}
 	r := telemetry.Record{
