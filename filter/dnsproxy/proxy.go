@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -217,16 +216,6 @@ const resolverCheck = 5 * time.Second
 // swaps the upstream set; queries in flight finish on the old one.
 func (p *Proxy) watchResolvers(ctx context.Context) {
 	c := &p.cfg
-	stamp := func() string {
-		var b strings.Builder
-		for _, f := range []string{c.ResolvConf, systemdResolvConf} {
-			if st, err := os.Stat(f); err == nil {
-				fmt.Fprintf(&b, "%s %d %d;", f, st.ModTime().UnixNano(), st.Size())
-			}
-		}
-		return b.String()
-	}
-	last := stamp()
 	every := p.resolverEvery
 	if every == 0 {
 		every = resolverCheck
@@ -239,20 +228,14 @@ func (p *Proxy) watchResolvers(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		now := stamp()
-		if now == last {
-			continue
-		}
-		last = now
 		ups, err := hostUpstreams(c.ResolvConf, c.Listen)
-		if err != nil {
-			c.Log.Warn("dns: the host's resolvers changed but none is usable; keeping the previous ones", "err", err)
+		if err != nil || slices.Equal(ups, p.ups.Load().addrs) {
 			continue
 		}
 		old := p.ups.Swap(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
 		c.Log.Info("dns: the host's resolvers changed", "upstreams", ups)
 		// Pooled sockets of the old set are closed; a query still using one
-		// closes it itself when done (the pool is not refilled past close).
+		// closes it itself when done.
 		old.close()
 	}
 }

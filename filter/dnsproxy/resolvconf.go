@@ -34,10 +34,23 @@ func parseResolvConf(b []byte) []string {
 	return out
 }
 
-// hostUpstreams reads the host's resolvers from path, following the
-// systemd-resolved stub to its real upstreams, and drops every address the
-// proxy itself listens on (a loop).
+// hostUpstreams returns the host's resolvers (osResolvers) without the
+// addresses the proxy itself listens on (a loop).
 func hostUpstreams(path string, self []string) ([]string, error) {
+	ups, err := osResolvers(path)
+	if err != nil {
+		return nil, err
+	}
+	out := dropSelf(ups, self)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no usable resolver on this host (only the proxy itself or the systemd stub); set dns.upstreams")
+	}
+	return out, nil
+}
+
+// fileResolvers reads resolv.conf(5) at path, following the systemd-resolved
+// stub to its real upstreams.
+func fileResolvers(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read the host's resolvers from %s: %w (set dns.upstreams)", path, err)
@@ -59,10 +72,6 @@ func hostUpstreams(path string, self []string) ([]string, error) {
 			continue
 		}
 		out = append(out, u)
-	}
-	out = dropSelf(out, self)
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no usable resolver in %s (only the proxy itself or the systemd stub); set dns.upstreams", path)
 	}
 	return out, nil
 }

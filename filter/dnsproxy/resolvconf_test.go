@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"net/netip"
 	"os"
 	"time"
 
@@ -74,5 +75,13 @@ func TestHostResolversWatched(t *testing.T) {
 			t.Fatalf("new resolver not picked up: %s", dns.RcodeToString[r.Rcode])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSiteLocalDefault(t *testing.T) {
+	for a, want := range map[string]bool{"fec0:0:0:ffff::1": true, "fec0:0:0:ffff::3": true, "2001:db8::1": false, "192.0.2.1": false} {
+		if got := isSiteLocalDefault(netip.MustParseAddr(a)); got != want {
+			t.Errorf("isSiteLocalDefault(%s) = %v, want %v", a, got, want)
+		}
 	}
 }
