@@ -164,6 +164,23 @@ func TestCaptureProxy(t *testing.T) {
 			t.Fatalf("after kill -9, dig must reach the real server:\n%s", r.raw)
 		}
 	})
+
+	t.Run("cleanup removes leftovers", func(t *testing.T) {
+		// Tables without an owner (an older agent, a hand-made copy) are
+		// what `netward cleanup` exists for; other tables stay.
+		for _, tbl := range []string{"ip netward_dns", "ip6 netward_dns", "ip netward_inspect", "inet keepme"} {
+			ep.Must(t, "nft", append([]string{"add", "table"}, strings.Fields(tbl)...)...)
+		}
+		cmd := ep.Cmd(testBinary(t), "-test.run=^TestHelperProcess$")
+		cmd.Env = append(cmd.Environ(), helperEnv+"=cleanup")
+		if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "CLEANUP-OK") {
+			t.Fatalf("cleanup: %v\n%s", err, b)
+		}
+		out := ep.Must(t, "nft", "list", "tables")
+		if strings.Contains(out, "netward_") || !strings.Contains(out, "keepme") {
+			t.Fatalf("after cleanup:\n%s", out)
+		}
+	})
 }
 
 func testBinary(t *testing.T) string {

@@ -63,6 +63,10 @@ func TestHelperProcess(t *testing.T) {
 		err = runAuth(ctx)
 	case "proxy":
 		err = runProxy(ctx)
+	case "cleanup":
+		if err = hostnet.Cleanup(); err == nil {
+			fmt.Println("CLEANUP-OK")
+		}
 	case "hostile":
 		err = runHostile(os.Getenv("NETWARD_DNSE2E_TARGET"))
 	default:
