@@ -3,6 +3,8 @@ package dnsproxy
 import (
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,18 @@ func hostileSeeds() [][]byte {
 func FuzzRequest(f *testing.F) {
 	for _, s := range hostileSeeds() {
 		f.Add(s)
+	}
+	// Real queries captured from dig (testdata/*.bin).
+	files, _ := filepath.Glob("testdata/*.bin")
+	if len(files) == 0 {
+		f.Fatal("no captured queries in testdata/")
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	up := newTestUpstream(f, testRecords...)
 	p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Upstreams: []string{up.addr}, Decider: newDecider(f, testRules()...),
