@@ -31,14 +31,15 @@ type Proxy struct {
 	addrs   []net.Addr
 	baseCtx context.Context
 
-	// downUntil (unix nanoseconds) is set when a query found every upstream
-	// failing: until then queries get SERVFAIL at once instead of each
-	// waiting out the timeout (a counted, logged outage).
 	// flight coalesces identical cache misses into one upstream query.
 	flight singleflight.Group
 
 	resolverEvery time.Duration // tests shorten resolverCheck
+	started       atomic.Bool
 
+	// downUntil (unix nanoseconds) is set when queries keep finding every
+	// upstream failing: until then queries get SERVFAIL at once instead of
+	// each waiting out the timeout (a counted, logged outage).
 	downUntil   atomic.Int64
 	consecFails atomic.Int64
 	lastLog     atomic.Int64
@@ -74,10 +75,13 @@ func (p *Proxy) Stats() Stats {
 	return s
 }
 
-// Run resolves the upstreams, binds every listen address over UDP and TCP
+// Run (once per Proxy) resolves the upstreams, binds every listen address over UDP and TCP
 // and serves until ctx ends; then it stops the servers and returns nil. A
 // listen failure is returned at once.
 func (p *Proxy) Run(ctx context.Context) error {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("dnsproxy: Run called twice; create a new Proxy")
+	}
 	c := &p.cfg
 	ups := make([]string, 0, len(c.Upstreams))
 	for _, u := range c.Upstreams {
