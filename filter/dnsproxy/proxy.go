@@ -35,6 +35,12 @@ type Proxy struct {
 	flight singleflight.Group
 
 	resolverEvery time.Duration // tests shorten resolverCheck
+	// slots bounds the goroutines miekg/dns starts, one per UDP datagram:
+	// the reader takes a slot before reading a datagram and the goroutine
+	// gives it back when done (see slotReader). Twice MaxInFlight, so a burst
+	// beyond the in-flight bound is still answered REFUSED; past it the
+	// reader waits and the kernel's socket buffer absorbs or drops.
+	slots chan struct{}
 	started       atomic.Bool
 
 	// downUntil (unix nanoseconds) is set when queries keep finding every
@@ -51,7 +57,8 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{})}, nil
+	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{}),
+		slots: make(chan struct{}, 2*c.MaxInFlight)}, nil
 }
 
 // Ready is closed once Run has bound every listen address.
@@ -134,8 +141,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.addrs = append(p.addrs, pc.LocalAddr(), ln.Addr())
 		p.mu.Unlock()
 		servers = append(servers,
-			&dns.Server{PacketConn: pc, Handler: handler{p, "udp"}, MsgAcceptFunc: acceptQuery, UDPSize: 65535,
-				MsgInvalidFunc: p.invalid},
+			&dns.Server{PacketConn: pc, Handler: handler{p, "udp"}, UDPSize: 65535,
+				MsgAcceptFunc: p.acceptUDP, MsgInvalidFunc: p.invalidUDP,
+				DecorateReader: func(r dns.Reader) dns.Reader { return slotReader{r, p.slots} }},
 			&dns.Server{Listener: netutil.LimitListener(ln, c.MaxTCPConns), Handler: handler{p, "tcp"}, MsgAcceptFunc: acceptQuery,
 				ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxTCPQueries: 256,
 				IdleTimeout: func() time.Duration { return 10 * time.Second }, MsgInvalidFunc: p.invalid})
@@ -273,6 +281,59 @@ func (p *Proxy) invalid(m []byte, err error) {
 	p.stats.rejected.Add(1)
 }
 
+// UDP datagrams hold a slot from the read to the end of their goroutine.
+// miekg/dns ends a datagram's life in exactly one of: MsgInvalidFunc (too
+// short, bad header, or unpack failure), MsgAcceptFunc returning anything
+// but MsgAccept, or the handler; each gives the slot back.
+func (p *Proxy) invalidUDP(m []byte, err error) {
+	p.invalid(m, err)
+	p.release()
+}
+
+func (p *Proxy) acceptUDP(h dns.Header) dns.MsgAcceptAction {
+	a := acceptQuery(h)
+	if a != dns.MsgAccept {
+		p.release()
+	}
+	return a
+}
+
+func (p *Proxy) release() {
+	select {
+	case <-p.slots:
+	default: // never blocks, even if a path released twice
+	}
+}
+
+// slotReader takes a slot before each UDP read (blocking while every slot
+// is taken) and gives it back if the read fails.
+type slotReader struct {
+	dns.Reader
+	slots chan struct{}
+}
+
+func (r slotReader) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+	r.slots <- struct{}{}
+	m, s, err := r.Reader.ReadUDP(conn, timeout)
+	if err != nil {
+		<-r.slots
+	}
+	return m, s, err
+}
+
+func (r slotReader) ReadPacketConn(conn net.PacketConn, timeout time.Duration) ([]byte, net.Addr, error) {
+	pr, ok := r.Reader.(dns.PacketConnReader)
+	if !ok {
+		return nil, nil, errors.New("dnsproxy: reader cannot read a PacketConn")
+	}
+	r.slots <- struct{}{}
+	m, a, err := pr.ReadPacketConn(conn, timeout)
+	if err != nil {
+		<-r.slots
+	}
+	return m, a, err
+}
+
 type handler struct {
 	p     *Proxy
 	proto string
@@ -280,6 +341,9 @@ type handler struct {
 
 func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	p := h.p
+	if h.proto == "udp" {
+		defer p.release()
+	}
 	start := p.cfg.Now()
 	p.stats.queries.Add(1)
 	if p.stats.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {

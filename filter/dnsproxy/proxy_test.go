@@ -496,3 +496,74 @@ func TestUnavailableListenSkipped(t *testing.T) {
 		t.Errorf("bound %d sockets, want 2 (UDP+TCP on loopback only)", n)
 	}
 }
+
+// fakeReader returns a datagram at once for every read.
+type fakeReader struct{ dns.Reader }
+
+func (fakeReader) ReadUDP(*net.UDPConn, time.Duration) ([]byte, *dns.SessionUDP, error) {
+	return make([]byte, 12), nil, nil
+}
+
+// TestSlotReaderBoundsGoroutines: with every slot taken, the reader waits
+// (no new datagram, so no new goroutine) until a goroutine gives one back.
+func TestSlotReaderBoundsGoroutines(t *testing.T) {
+	p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Decider: newDecider(t), MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := slotReader{fakeReader{}, p.slots}
+	for range cap(p.slots) {
+		if _, _, err := r.ReadUDP(nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := make(chan struct{})
+	go func() { _, _, _ = r.ReadUDP(nil, 0); close(read) }()
+	select {
+	case <-read:
+		t.Fatal("read a datagram with every slot taken")
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.release() // one goroutine finished
+	select {
+	case <-read:
+	case <-time.After(5 * time.Second):
+		t.Fatal("reader still waiting after a slot was given back")
+	}
+}
+
+// TestSlotsReturned: after malformed, rejected, refused and answered
+// datagrams, every slot is free again.
+func TestSlotsReturned(t *testing.T) {
+	up := newTestUpstream(t, testRecords...)
+	p, addr := startProxy(t, Config{Upstreams: []string{up.addr}, Decider: newDecider(t, testRules()...)})
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, s := range hostileSeeds() {
+		_, _ = c.Write(s)
+	}
+	// Refused by the header check: a response, an UPDATE, two questions.
+	for _, f := range []func(m *dns.Msg){
+		func(m *dns.Msg) { m.Response = true },
+		func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate },
+		func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) },
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion("allowed.example.", dns.TypeA)
+		f(m)
+		b, _ := m.Pack()
+		_, _ = c.Write(b)
+	}
+	query(t, addr, "udp", "allowed.example", dns.TypeA, false)
+	query(t, addr, "udp", "bad.example", dns.TypeA, false)
+	// One slot stays taken by the reader waiting for the next datagram.
+	for i := 0; len(p.slots) > 1; i++ {
+		if i > 500 {
+			t.Fatalf("%d slots still taken after every datagram was handled", len(p.slots))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
