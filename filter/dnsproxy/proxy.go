@@ -40,8 +40,8 @@ type Proxy struct {
 	// gives it back when done (see slotReader). Twice MaxInFlight, so a burst
 	// beyond the in-flight bound is still answered REFUSED; past it the
 	// reader waits and the kernel's socket buffer absorbs or drops.
-	slots chan struct{}
-	started       atomic.Bool
+	slots   chan struct{}
+	started atomic.Bool
 
 	// downUntil (unix nanoseconds) is set when queries keep finding every
 	// upstream failing: until then queries get SERVFAIL at once instead of
