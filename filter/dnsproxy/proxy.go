@@ -151,7 +151,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if len(servers) == 0 {
 		return fmt.Errorf("dnsproxy: none of the listen addresses %v exists on this host", c.Listen)
 	}
-	c.Log.Info("dns proxy listening", "listen", p.Addrs(), "upstreams", ups, "cache", c.CacheSize, "capture", c.Capture)
+	var bound []string
+	for _, a := range p.Addrs() {
+		bound = append(bound, a.Network()+"/"+a.String())
+	}
+	c.Log.Info("dns proxy listening", "listen", bound, "upstreams", ups, "cache", c.CacheSize, "capture", c.Capture)
 	close(p.ready)
 
 	var wg sync.WaitGroup
