@@ -154,6 +154,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	var bound []string
 	for _, a := range p.Addrs() {
 		bound = append(bound, a.Network()+"/"+a.String())
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil && !ap.Addr().Unmap().IsLoopback() && a.Network() == "udp" {
+			c.Log.Warn("dns proxy serves beyond this host: an open resolver can be abused for traffic amplification; firewall it or listen on loopback",
+				"addr", a.String())
+		}
 	}
 	c.Log.Info("dns proxy listening", "listen", bound, "upstreams", ups, "cache", c.CacheSize, "capture", c.Capture)
 	close(p.ready)
