@@ -23,8 +23,9 @@ import (
 // IP→name map learned from answers (created in New, because telemetry,
 // which starts first, names flows with it).
 type dnsState struct {
-	names *dnsproxy.NameMap
-	proxy atomic.Pointer[dnsproxy.Proxy]
+	names    *dnsproxy.NameMap
+	proxy    atomic.Pointer[dnsproxy.Proxy]
+	captured atomic.Bool // the host's DNS is redirected to the proxy
 }
 
 // initDNS creates the IP→name map and hands it to telemetry. Called by New.
@@ -41,6 +42,10 @@ func (a *Agent) DNSStats() (dnsproxy.Stats, bool) {
 	}
 	return p.Stats(), true
 }
+
+// DNSCaptured reports whether host DNS capture is installed (for `netward
+// status`: interception state).
+func (a *Agent) DNSCaptured() bool { return a.dns.captured.Load() }
 
 // DNSNames is the IP→name map learned from DNS answers (never nil after New).
 func (a *Agent) DNSNames() *dnsproxy.NameMap { return a.dns.names }
@@ -97,8 +102,10 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 	if err := capt.Install(); err != nil {
 		return err
 	}
+	a.dns.captured.Store(true)
 	g.Go(func() error {
 		<-ctx.Done()
+		a.dns.captured.Store(false)
 		return capt.Remove()
 	})
 	return nil
