@@ -8,7 +8,7 @@ BIN      := bin
 TESTFLAGS ?= -race -timeout 15m
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit lint cross bench clean package
+.PHONY: all build run test unit lint cross bench clean package bench-dns
 
 all: build
 
@@ -51,6 +51,9 @@ package:
 	$(GO) run ./cmd/netward install --print-unit --executable /usr/bin/netward > $(BIN)/pkg/netward.service
 	cd deploy/package && $(GO) run . -binary $(abspath $(BIN))/pkg/netward -unit $(abspath $(BIN))/pkg/netward.service \
 		-version $(VERSION) -arch $(PKG_ARCH) -assets . -out $(abspath $(BIN))
+# DNS proxy throughput and latency vs dnsmasq with dnsperf (docs/dns.md).
+bench-dns:
+	./scripts/bench-dns.sh
 
 clean:
 	rm -rf $(BIN)

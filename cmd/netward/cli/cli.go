@@ -74,6 +74,7 @@ func commands() []*command {
 		startCommand(),
 		stopCommand(),
 		restartCommand(),
+		cleanupCommand(),
 	}
 }
 
