@@ -51,6 +51,7 @@ package:
 	$(GO) run ./cmd/netward install --print-unit --executable /usr/bin/netward > $(BIN)/pkg/netward.service
 	cd deploy/package && $(GO) run . -binary $(abspath $(BIN))/pkg/netward -unit $(abspath $(BIN))/pkg/netward.service \
 		-version $(VERSION) -arch $(PKG_ARCH) -assets . -out $(abspath $(BIN))
+
 # DNS proxy throughput and latency vs dnsmasq with dnsperf (docs/dns.md).
 bench-dns:
 	./scripts/bench-dns.sh
