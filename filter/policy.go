@@ -13,8 +13,8 @@ import (
 // (an atomic.Pointer). Lookups never allocate for ASCII names.
 type Policy struct {
 	rules  []Rule
-	names  trie       // DomainName rules; representatives are rule indexes
-	urls   trie       // hosts of Url rules; representatives index urlHosts
+	names  trie       // DomainName rules; node values are rule indexes
+	urls   trie       // hosts of Url rules; node values index groups
 	groups []urlGroup // Url rules per host, urls' representatives
 	ips    ipTable
 }
@@ -114,12 +114,12 @@ func compile(rules []Rule, fpMask uint32) (*Policy, error) {
 	}
 
 	// Real lists have ~1.15 trie nodes per name.
-	b := newTrieBuilder(len(domains)+len(domains)/4, func(i uint32) string { return p.rules[i].Value })
-	for _, i := range domains {
-		b.insert(p.rules[i].Value, i, uint8(p.rules[i].Action))
+	var err error
+	p.names, err = buildTrie(domains, func(i uint32) string { return p.rules[i].Value },
+		func(i uint32) uint8 { return uint8(p.rules[i].Action) }, len(domains)+len(domains)/4, fpMask)
+	if err != nil {
+		return nil, err
 	}
-	p.names = b.build(fpMask)
-	p.names.rules = p.rules
 
 	p.ips = buildIPTable(p.rules, ipIdx, ipPfx)
 
@@ -135,8 +135,6 @@ func compile(rules []Rule, fpMask uint32) (*Policy, error) {
 			}
 			p.groups[g].paths = append(p.groups[g].paths, urlPath{u.Path, i})
 		}
-		hosts := make([]string, len(p.groups))
-		ub := newTrieBuilder(len(p.groups)*2, func(i uint32) string { return hosts[i] })
 		for g := range p.groups {
 			ps := p.groups[g].paths
 			slices.SortStableFunc(ps, func(a, b urlPath) int {
@@ -145,11 +143,15 @@ func compile(rules []Rule, fpMask uint32) (*Policy, error) {
 				}
 				return int(p.rules[b.rule].Action) - int(p.rules[a.rule].Action)
 			})
-			hosts[g] = p.groups[g].host
-			ub.insert(hosts[g], uint32(g), 1)
 		}
-		p.urls = ub.build(fpMask)
-		p.urls.hosts = hosts
+		reps := make([]uint32, len(p.groups))
+		for g := range reps {
+			reps[g] = uint32(g)
+		}
+		if p.urls, err = buildTrie(reps, func(g uint32) string { return p.groups[g].host },
+			func(uint32) uint8 { return 1 }, 2*len(reps), fpMask); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }

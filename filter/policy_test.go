@@ -335,8 +335,9 @@ func sampleQueries(names []string, r *rand.Rand) []string {
 	return qs
 }
 
-// TestFingerprintCollisions forces fingerprint collisions (a mask of a few
-// bits, or none) so that every lookup goes through the exact fallback, and
+// TestFingerprintCollisions masks the sorted half of the suffix hashes down
+// to a few bits (or none), so that a level is one long run of equal
+// fingerprints that probes must scan and tell apart by the other half, and
 // checks the answers against the reference.
 func TestFingerprintCollisions(t *testing.T) {
 	names := readSample(t)

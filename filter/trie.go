@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"errors"
 	"math/rand/v2"
 	"slices"
 )
@@ -9,41 +10,44 @@ import (
 //
 // A name is looked up label by label from the right ("com", then "example",
 // then "www"), and the walk stops at the first label that has no node: most
-// queries are not in any list and end after one or two probes, where a map of
-// whole names has to hash and probe every suffix.
+// queries are not in any list and end there, where a map of whole names has
+// to hash and probe every suffix.
+//
+// Keys. A node is identified by the 64-bit hash of its whole suffix, chained
+// label by label from the right with a random per-Compile seed. Compile
+// builds the trie exactly (labels compared byte for byte) and re-seeds in the
+// astronomically rare case that two suffixes of one depth share a hash, so
+// every node's key is unique. A lookup compares keys only: a name that is in
+// no rule matches one only if its suffix hash equals a stored one, a chance of
+// about 2^-64 per probed slot that cannot be aimed at, because the seed is
+// secret and new for every policy. In exchange a match needs no further
+// memory access: no label bytes, no pointers.
 //
 // Layout. Every node lives in one flat []slot of 12-byte, pointer-free
 // entries (the GC never scans it). Nodes of the same depth form one region of
-// that slice, an open-addressing table keyed by (parent node, label). A
-// region is sorted by the key's 32-bit fingerprint and a key's home position
-// is its fingerprint scaled to the region size, so a probe starts at the home
-// and reads forward only while fingerprints are smaller: the entries it needs
-// are almost always in the one cache line it loaded. The depth-1 region (the
-// TLDs) is a few kilobytes and stays in cache; the regions below are where the
-// cache misses are, and a lookup takes about one per label it matched.
+// that slice, an open-addressing table sorted by the key's upper 32 bits; a
+// key's home position is those bits scaled to the region size, so a probe
+// starts at the home and reads forward only while the entries are smaller:
+// what it needs is almost always in the one cache line it loaded. The
+// depth-1 region (the TLDs) is a few kilobytes and stays in cache.
 //
-// A node's id is its index in slots; a child stores its parent's id, so no
-// node holds pointers to its children and nothing is chased.
-//
-// Labels are not stored at all. Every node records a representative: the index
-// of a rule (or URL host) whose canonical name ends with the node's suffix.
-// The walk compares fingerprints only; when it ends, the deepest node reached
-// is checked once against its representative's name (for a miss that is the
-// hot TLD node). If that check fails, a fingerprint collision led the walk
-// astray, and the lookup is redone checking every candidate exactly
-// (exactWalk). Answers are therefore exact; the fingerprints only make them
-// fast.
+// Because keys depend only on the name, the home slots of all of a query's
+// labels are known before any of them is read: lookup touches them all first,
+// so their cache misses overlap, and then walks. Before that, a blocked Bloom
+// filter of all keys (about one byte per node, so it stays in cache) ends the
+// walk at the first unknown suffix without touching the table at all: that is
+// how most misses end.
 
 // slot is one trie node.
 type slot struct {
-	fp     uint32 // fingerprint of (parent, label); emptyFP marks a free slot
-	parent uint32 // id of the parent node, rootID at depth 1
-	val    uint32 // rep<<tagBits | tag; tag != 0 means the node carries a value
+	fp    uint32 // upper half of the suffix hash (masked in tests); emptyFP marks a free slot
+	check uint32 // lower half of the suffix hash
+	val   uint32 // rep<<tagBits | tag; tag != 0 means the node carries a value
 }
 
 const (
 	emptyFP = ^uint32(0) // larger than every real fingerprint: ends every probe
-	rootID  = ^uint32(0) // the parent of depth-1 nodes; never a slot index
+	rootID  = ^uint32(0) // the parent of depth-1 nodes in the builder
 
 	tagBits = 3
 	tagMask = 1<<tagBits - 1
@@ -57,6 +61,9 @@ const (
 	// loadPct is the fill of each region. Sorted regions keep probes short
 	// even this full.
 	loadPct = 85
+
+	// prefetch is how many levels lookup hashes and touches before walking.
+	prefetch = 8
 )
 
 // level is one depth's region of slots: homes are base..base+size-1, and the
@@ -66,72 +73,79 @@ type level struct {
 	size uint32
 }
 
-// trie is an immutable suffix trie. names(rep) returns the canonical name a
-// representative stands for.
+// trie is an immutable suffix trie. A node's val carries a representative:
+// the rule (or URL host group) index of its value.
 type trie struct {
 	slots  []slot
 	levels []level
+	bloom  []uint64 // blocked Bloom filter of all suffix hashes, len a power of two
 	seed   uint64
 	mask   uint32 // fingerprint mask; all ones except in collision tests
-
-	rules []Rule   // representatives are rule indexes (domain trie) ...
-	hosts []string // ... or indexes into hosts (URL trie) when non-nil
 }
 
-func (t *trie) name(rep uint32) string {
-	if t.hosts != nil {
-		return t.hosts[rep]
-	}
-	return t.rules[rep].Value
-}
-
-// FNV-1a constants (64-bit).
 const (
-	fnvOffset = 0xcbf29ce484222325
-	fnvPrime  = 0x100000001b3
+	hashInit = 0x2545f4914f6cdd1d
+	hashMul  = 0x9e3779b97f4a7c15
 )
 
-// labelHash hashes the label s[start:end] from its last byte to its first,
-// ASCII-lowercased, exactly as the lookup loop in matchName does.
+// labelHash hashes the label s[start:end], ASCII-lowercased, from its last
+// byte to its first, eight bytes to a word. lookup has an inlined copy.
 func labelHash(s string, start, end int) uint64 {
-	h := uint64(fnvOffset)
+	lh, x := uint64(hashInit), uint64(0)
 	for i := end - 1; i >= start; i-- {
 		c := s[i]
 		if c-'A' < 26 {
 			c += 'a' - 'A'
 		}
-		h = (h ^ uint64(c)) * fnvPrime
+		x = x<<8 | uint64(c)
+		if (end-i)&7 == 0 {
+			lh, x = (lh^x)*hashMul, 0
+			lh ^= lh >> 32 // a product only carries upwards; fold the top back
+		}
 	}
-	return h
+	return (lh ^ x ^ uint64(end-start)<<56) * hashMul // the length tells "a" from "\x00a"
 }
 
-// fingerprint mixes a label hash with the parent id (murmur3 finaliser).
-func (t *trie) fingerprint(lh uint64, parent uint32) uint32 {
-	x := lh ^ t.seed ^ uint64(parent)*0x9e3779b97f4a7c15
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	fp := uint32(x>>32) & t.mask
+// chain extends the hash of a suffix by the hash of the label to its left.
+func chain(h, lh uint64) uint64 {
+	x := (h ^ lh) * hashMul
+	x ^= x >> 32
+	x *= 0xd6e8feb86659fd93
+	return x ^ x>>32
+}
+
+// key splits a suffix hash into the sorted fingerprint and the check.
+func (t *trie) key(h uint64) (fp, check uint32) {
+	fp = uint32(h>>32) & t.mask
 	if fp == emptyFP {
 		fp--
 	}
-	return fp
+	return fp, uint32(h)
 }
 
-// find returns the first node at depth index d with fingerprint fp and the
-// given parent, starting from the key's home.
-func (t *trie) find(d int, fp, parent uint32) (uint32, bool) {
+// bloomBits are the filter bits of suffix hash h; the word is chosen by the
+// low bits.
+func bloomBits(h uint64) uint64 { return 1<<(h>>40&63) | 1<<(h>>48&63) }
+
+func (t *trie) mayHave(h uint64) bool {
+	m := bloomBits(h)
+	return t.bloom[uint32(h)&uint32(len(t.bloom)-1)]&m == m
+}
+
+func (t *trie) home(d int, fp uint32) uint32 {
 	lv := t.levels[d]
-	i := lv.base + uint32(uint64(fp)*uint64(lv.size)>>32)
+	return lv.base + uint32(uint64(fp)*uint64(lv.size)>>32)
+}
+
+// find returns the node with key (fp, check), starting from its home i.
+func (t *trie) find(i, fp, check uint32) (uint32, bool) {
 	for {
 		s := &t.slots[i]
 		if s.fp >= fp {
 			if s.fp > fp {
 				return 0, false
 			}
-			if s.parent == parent {
+			if s.check == check {
 				return i, true
 			}
 		}
@@ -139,33 +153,25 @@ func (t *trie) find(d int, fp, parent uint32) (uint32, bool) {
 	}
 }
 
-// suffixIs reports whether node id stands for exactly the (not yet
-// lowercased) suffix q: its representative's name ends in q on a label boundary.
-func (t *trie) suffixIs(id uint32, q string) bool {
-	v := t.name(t.slots[id].val >> tagBits)
-	off := len(v) - len(q)
-	if off < 0 || (off > 0 && v[off-1] != '.') {
-		return false
-	}
-	for i := 0; i < len(q); i++ {
-		c := q[i]
-		if c-'A' < 26 {
-			c += 'a' - 'A'
-		}
-		if v[off+i] != c {
-			return false
-		}
-	}
-	return true
-}
-
 // lookup returns the val of the deepest node on name's path that carries a
 // value, or 0. name is ASCII without a trailing dot; case does not matter.
 func (t *trie) lookup(name string) uint32 {
-	parent, best := rootID, uint32(0)
-	end, start := len(name), len(name)
-	for d := 0; d < len(t.levels) && end > 0; d++ {
-		h := uint64(fnvOffset)
+	if len(t.levels) == 0 {
+		return 0
+	}
+	// Pass 1: hash the labels and touch each level's home slot. The loads
+	// are independent, so their cache misses overlap.
+	var (
+		homes  [prefetch]uint32
+		fps    [prefetch]uint32
+		checks [prefetch]uint32
+		first  [prefetch]uint32
+	)
+	h, end, n := t.seed, len(name), 0
+	for n < prefetch && n < len(t.levels) && end > 0 {
+		// labelHash, inlined: bytes are packed eight to a word and only
+		// every word is multiplied, which keeps the dependency chain short.
+		lh, x := uint64(hashInit), uint64(0)
 		i := end - 1
 		for ; i >= 0; i-- {
 			c := name[i]
@@ -175,38 +181,69 @@ func (t *trie) lookup(name string) uint32 {
 			if c-'A' < 26 {
 				c += 'a' - 'A'
 			}
-			h = (h ^ uint64(c)) * fnvPrime
+			x = x<<8 | uint64(c)
+			if (end-i)&7 == 0 {
+				lh, x = (lh^x)*hashMul, 0
+				lh ^= lh >> 32
+			}
 		}
 		if i+1 == end { // empty label: no node has one
+			end = 0
 			break
 		}
-		id, ok := t.find(d, t.fingerprint(h, parent), parent)
+		h = chain(h, (lh^x^uint64(end-i-1)<<56)*hashMul)
+		if !t.mayHave(h) { // no node has this suffix, so none is deeper
+			end = 0
+			break
+		}
+		fp, check := t.key(h)
+		home := t.home(n, fp)
+		homes[n], fps[n], checks[n], first[n] = home, fp, check, t.slots[home].fp
+		n++
+		end = i
+	}
+	// Pass 2: walk.
+	best, d := uint32(0), 0
+	for ; d < n; d++ {
+		if first[d] > fps[d] {
+			return best
+		}
+		id, ok := t.find(homes[d], fps[d], checks[d])
+		if !ok {
+			return best
+		}
+		if v := t.slots[id].val; v&tagMask != 0 {
+			best = v
+		}
+	}
+	// Deeper than prefetched: go on one label at a time.
+	for ; d < len(t.levels) && end > 0; d++ {
+		i := end - 1
+		for i >= 0 && name[i] != '.' {
+			i--
+		}
+		if i+1 == end {
+			break
+		}
+		h = chain(h, labelHash(name, i+1, end))
+		fp, check := t.key(h)
+		id, ok := t.find(t.home(d, fp), fp, check)
 		if !ok {
 			break
 		}
 		if v := t.slots[id].val; v&tagMask != 0 {
 			best = v
 		}
-		parent, start, end = id, i+1, i
+		end = i
 	}
-	if parent == rootID || t.suffixIs(parent, name[start:]) {
-		return best
-	}
-	var path [maxDepth]uint32
-	for n := t.exactWalk(name, &path) - 1; n >= 0; n-- {
-		if v := t.slots[path[n]].val; v&tagMask != 0 {
-			return v
-		}
-	}
-	return 0
+	return best
 }
 
 // walk stores the nodes on name's path, depth 1 first, in path and returns
-// how many there are. Like lookup it compares fingerprints and then checks the
-// deepest node, falling back to exactWalk.
+// how many there are.
 func (t *trie) walk(name string, path *[maxDepth]uint32) int {
-	parent, n := rootID, 0
-	end, start := len(name), len(name)
+	n := 0
+	h, end := t.seed, len(name)
 	for d := 0; d < len(t.levels) && end > 0; d++ {
 		i := end - 1
 		for i >= 0 && name[i] != '.' {
@@ -215,48 +252,16 @@ func (t *trie) walk(name string, path *[maxDepth]uint32) int {
 		if i+1 == end {
 			break
 		}
-		id, ok := t.find(d, t.fingerprint(labelHash(name, i+1, end), parent), parent)
+		h = chain(h, labelHash(name, i+1, end))
+		if !t.mayHave(h) {
+			break
+		}
+		fp, check := t.key(h)
+		id, ok := t.find(t.home(d, fp), fp, check)
 		if !ok {
 			break
 		}
 		path[n] = id
-		n++
-		parent, start, end = id, i+1, i
-	}
-	if parent == rootID || t.suffixIs(parent, name[start:]) {
-		return n
-	}
-	return t.exactWalk(name, path)
-}
-
-// exactWalk is walk with every fingerprint match checked against its
-// representative's name. It is the slow path after a fingerprint collision.
-func (t *trie) exactWalk(name string, path *[maxDepth]uint32) int {
-	parent, n := rootID, 0
-	end := len(name)
-	for d := 0; d < len(t.levels) && end > 0; d++ {
-		i := end - 1
-		for i >= 0 && name[i] != '.' {
-			i--
-		}
-		if i+1 == end {
-			break
-		}
-		fp := t.fingerprint(labelHash(name, i+1, end), parent)
-		lv := t.levels[d]
-		found := false
-		for j := lv.base + uint32(uint64(fp)*uint64(lv.size)>>32); t.slots[j].fp <= fp; j++ {
-			// The parent is exact (induction), so the candidate is the node
-			// iff its suffix is name[i+1:].
-			if s := &t.slots[j]; s.fp == fp && s.parent == parent && t.suffixIs(j, name[i+1:]) {
-				parent, found = j, true
-				break
-			}
-		}
-		if !found {
-			break
-		}
-		path[n] = parent
 		n++
 		end = i
 	}
@@ -265,13 +270,14 @@ func (t *trie) exactWalk(name string, path *[maxDepth]uint32) int {
 
 // trieBuilder collects nodes in insertion order and then lays them out.
 type trieBuilder struct {
+	seed  uint64
 	nodes []buildNode
 	table []uint32 // open addressing over nodes: id+1, 0 = free
 	name  func(uint32) string
 }
 
 type buildNode struct {
-	lh     uint64 // labelHash of the node's label
+	h      uint64 // hash of the node's suffix (chain)
 	parent uint32 // builder id of the parent, rootID at depth 1
 	rep    uint32
 	off    uint8 // the node's suffix is name(rep)[off:]
@@ -279,34 +285,27 @@ type buildNode struct {
 	tag    uint8
 }
 
-func newTrieBuilder(sizeHint int, name func(uint32) string) *trieBuilder {
+func newTrieBuilder(sizeHint int, seed uint64, name func(uint32) string) *trieBuilder {
 	n := 1024
 	for n < sizeHint*2 {
 		n *= 2
 	}
-	return &trieBuilder{table: make([]uint32, n), nodes: make([]buildNode, 0, sizeHint), name: name}
-}
-
-func buildHash(lh uint64, parent uint32) uint64 {
-	x := lh ^ uint64(parent)*0x9e3779b97f4a7c15
-	x ^= x >> 29
-	x *= 0xbf58476d1ce4e5b9
-	return x ^ x>>32
+	return &trieBuilder{seed: seed, table: make([]uint32, n), nodes: make([]buildNode, 0, sizeHint), name: name}
 }
 
 // insert adds the canonical name s for representative rep. A node's value is
 // replaced only by a larger tag, so on a tie the first rule wins and the
 // larger action wins (CONTRACT §1: Allowed > Warn > Block > Audit).
 func (b *trieBuilder) insert(s string, rep uint32, tag uint8) {
-	parent := rootID
+	parent, h := rootID, b.seed
 	end := len(s)
 	for depth := 0; end > 0; depth++ {
 		start := end - 1
 		for start > 0 && s[start-1] != '.' {
 			start--
 		}
-		lh := labelHash(s, start, end)
-		id := b.findOrAdd(lh, parent, s, start, rep, depth)
+		h = chain(h, labelHash(s, start, end))
+		id := b.findOrAdd(h, parent, s, start, rep, depth)
 		if start == 0 {
 			if n := &b.nodes[id]; tag > n.tag {
 				n.tag, n.rep, n.off = tag, rep, 0
@@ -317,22 +316,22 @@ func (b *trieBuilder) insert(s string, rep uint32, tag uint8) {
 	}
 }
 
-func (b *trieBuilder) findOrAdd(lh uint64, parent uint32, s string, start int, rep uint32, depth int) uint32 {
+func (b *trieBuilder) findOrAdd(h uint64, parent uint32, s string, start int, rep uint32, depth int) uint32 {
 	if len(b.nodes)*2 >= len(b.table) {
 		b.grow()
 	}
 	mask := uint64(len(b.table) - 1)
 	suffix := s[start:]
-	for i := buildHash(lh, parent) & mask; ; i = (i + 1) & mask {
+	for i := h & mask; ; i = (i + 1) & mask {
 		e := b.table[i]
 		if e == 0 {
-			b.nodes = append(b.nodes, buildNode{lh: lh, parent: parent, rep: rep, off: uint8(start), depth: uint8(depth)})
+			b.nodes = append(b.nodes, buildNode{h: h, parent: parent, rep: rep, off: uint8(start), depth: uint8(depth)})
 			id := uint32(len(b.nodes) - 1)
 			b.table[i] = id + 1
 			return id
 		}
 		n := &b.nodes[e-1]
-		if n.lh == lh && n.parent == parent && b.name(n.rep)[n.off:] == suffix {
+		if n.h == h && n.parent == parent && b.name(n.rep)[n.off:] == suffix {
 			return e - 1
 		}
 	}
@@ -343,7 +342,7 @@ func (b *trieBuilder) grow() {
 	mask := uint64(len(t) - 1)
 	for id := range b.nodes {
 		n := &b.nodes[id]
-		i := buildHash(n.lh, n.parent) & mask
+		i := n.h & mask
 		for t[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -353,15 +352,16 @@ func (b *trieBuilder) grow() {
 }
 
 // build lays the nodes out level by level. fpMask is all ones except in tests
-// that force fingerprint collisions.
-func (b *trieBuilder) build(fpMask uint32) trie {
-	t := trie{seed: rand.Uint64(), mask: fpMask}
+// that force fingerprint collisions. It reports false if two nodes of one
+// depth have the same suffix hash; the caller then builds again with another
+// seed.
+func (b *trieBuilder) build(fpMask uint32) (trie, bool) {
+	t := trie{seed: b.seed, mask: fpMask}
 	if len(b.nodes) == 0 {
-		return t
+		return t, true
 	}
 	b.table = nil
-	// Order node ids by depth; ids are assigned parents first, so every
-	// parent is placed before its children.
+	// Order node ids by depth.
 	var counts [maxDepth + 1]int
 	maxD := 0
 	for i := range b.nodes {
@@ -380,7 +380,6 @@ func (b *trieBuilder) build(fpMask uint32) trie {
 		next[d]++
 	}
 	final := make([]uint32, len(b.nodes)) // builder id -> slot index
-	fps := make([]uint32, len(b.nodes))
 	t.levels = make([]level, maxD+1)
 	var keys []uint64
 	base := 0
@@ -388,19 +387,20 @@ func (b *trieBuilder) build(fpMask uint32) trie {
 		ids := order[counts[d]:counts[d+1]]
 		keys = keys[:0]
 		for k, id := range ids {
-			n := &b.nodes[id]
-			p := rootID
-			if n.parent != rootID {
-				p = final[n.parent]
-			}
-			fp := t.fingerprint(n.lh, p)
-			fps[id] = fp
+			fp, _ := t.key(b.nodes[id].h)
 			keys = append(keys, uint64(fp)<<32|uint64(k))
 		}
 		slices.Sort(keys)
 		size := len(ids)*100/loadPct + 1
 		pos := -1
-		for _, key := range keys {
+		for j, key := range keys {
+			// Entries with equal fingerprints are neighbours: their checks
+			// must differ (runs are one long unless a test masks fp).
+			for k := j - 1; k >= 0 && keys[k]>>32 == key>>32; k-- {
+				if uint32(b.nodes[ids[uint32(keys[k])]].h) == uint32(b.nodes[ids[uint32(key)]].h) {
+					return trie{}, false
+				}
+			}
 			home := int(uint64(key>>32) * uint64(size) >> 32)
 			pos = max(home, pos+1)
 			final[ids[uint32(key)]] = uint32(base + pos)
@@ -414,12 +414,34 @@ func (b *trieBuilder) build(fpMask uint32) trie {
 	}
 	for id := range b.nodes {
 		n := &b.nodes[id]
-		p := rootID
-		if n.parent != rootID {
-			p = final[n.parent]
-		}
-		t.slots[final[id]] = slot{fp: fps[id], parent: p, val: n.rep<<tagBits | uint32(n.tag)}
+		fp, check := t.key(n.h)
+		t.slots[final[id]] = slot{fp: fp, check: check, val: n.rep<<tagBits | uint32(n.tag)}
+	}
+	nw := 1
+	for nw*64 < len(b.nodes)*8 {
+		nw *= 2
+	}
+	t.bloom = make([]uint64, nw)
+	for i := range b.nodes {
+		h := b.nodes[i].h
+		t.bloom[uint32(h)&uint32(nw-1)] |= bloomBits(h)
 	}
 	b.nodes = nil
-	return t
+	return t, true
+}
+
+// buildTrie inserts names (name(i) for i in reps, tag(i) their values) and
+// builds, re-seeding after a hash collision. Two collisions in a row mean a
+// broken hash, not bad luck; it gives up rather than loop.
+func buildTrie(reps []uint32, name func(uint32) string, tag func(uint32) uint8, sizeHint int, fpMask uint32) (trie, error) {
+	for attempt := 0; attempt < 4; attempt++ {
+		b := newTrieBuilder(sizeHint, rand.Uint64(), name)
+		for _, i := range reps {
+			b.insert(name(i), i, tag(i))
+		}
+		if t, ok := b.build(fpMask); ok {
+			return t, nil
+		}
+	}
+	return trie{}, errors.New("filter: suffix hashes keep colliding; this is a bug, please report it")
 }
