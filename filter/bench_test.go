@@ -39,9 +39,14 @@ const (
 
 type benchData struct {
 	source  string
-	names   []string // benchRules canonical names, real ones first
-	queries []string
+	names   []string         // benchRules canonical names, real ones first
+	queries map[int][]string // by rule count
 }
+
+var benchSizes = []struct {
+	label string
+	n     int
+}{{"10K", 10_000}, {"1M", benchRules}}
 
 var benchSet = sync.OnceValue(func() *benchData { return makeBenchData(benchRules) })
 
@@ -200,34 +205,51 @@ func makeBenchData(n int) *benchData {
 		}
 	}
 	mg := newNameGen(real, rand.New(rand.NewPCG(7, 7)))
-	for len(d.queries) < benchQueries {
+	var misses []string
+	for len(misses) < benchQueries {
+		q := mg.name()
+		if isCanonical(q) && !listed(q) {
+			misses = append(misses, q)
+		}
+	}
+	d.queries = map[int][]string{}
+	for _, size := range benchSizes {
+		d.queries[size.n] = makeQueries(d.names[:size.n], misses, g.subs, rand.New(rand.NewPCG(uint64(size.n), 3)))
+	}
+	return d
+}
+
+// makeQueries mixes 30 % hits on names (60 % the name itself, 20 % one and
+// 20 % two labels below it) with 70 % misses, half with a trailing dot.
+func makeQueries(names, misses, subs []string, r *rand.Rand) []string {
+	qs := make([]string, 0, benchQueries)
+	for len(qs) < benchQueries {
 		var q string
 		if r.IntN(10) < 3 {
-			q = d.names[r.IntN(len(d.names))]
-			for k := r.IntN(5); k > 2; k-- { // 60 % exact, 20 % one and 20 % two labels below
-				q = g.pick(g.subs) + "." + q
+			q = names[r.IntN(len(names))]
+			for k := r.IntN(5); k > 2; k-- {
+				q = subs[r.IntN(len(subs))] + "." + q
 			}
 		} else {
-			for q = mg.name(); listed(q) || !isCanonical(q); q = mg.name() {
-			}
+			q = misses[r.IntN(len(misses))]
 		}
 		if r.IntN(2) == 0 {
 			q += "."
 		}
-		d.queries = append(d.queries, q)
+		qs = append(qs, q)
 	}
 	// Lay the queries out back to back, as a resolver's or interceptor's
 	// packet buffer would hold them: the query is in cache, the policy is not.
 	var all strings.Builder
-	for _, q := range d.queries {
+	for _, q := range qs {
 		all.WriteString(q)
 	}
 	s, off := all.String(), 0
-	for i, q := range d.queries {
-		d.queries[i] = s[off : off+len(q)]
+	for i, q := range qs {
+		qs[i] = s[off : off+len(q)]
 		off += len(q)
 	}
-	return d
+	return qs
 }
 
 func benchRulesFor(names []string) []Rule {
@@ -254,11 +276,9 @@ func retained[T any](build func() T) (T, uint64) {
 func BenchmarkMatchName(b *testing.B) {
 	d := benchSet()
 	b.Logf("rule set: %d names, %s", len(d.names), d.source)
-	for _, size := range []struct {
-		label string
-		n     int
-	}{{"10K", 10_000}, {"1M", benchRules}} {
+	for _, size := range benchSizes {
 		rules := benchRulesFor(d.names[:size.n])
+		queries := d.queries[size.n]
 		// Both keep a canonical copy of the rules (Policy.Rules()); the
 		// index is what is left after subtracting it.
 		ruleCopy := uint64(len(rules)) * uint64(unsafe.Sizeof(Rule{}))
@@ -271,7 +291,7 @@ func BenchmarkMatchName(b *testing.B) {
 			return p
 		})
 		hits := 0
-		for _, q := range d.queries {
+		for _, q := range queries {
 			got, want := p.MatchName(q), ref.MatchName(q)
 			if got != (Match{want.Action, got.Rule}) || (got.Rule == nil) != (want.Rule == nil) || (got.Rule != nil && got.Rule.Value != want.Rule.Value) {
 				b.Fatalf("MatchName(%q) = %+v, reference %+v", q, got, want)
@@ -280,13 +300,13 @@ func BenchmarkMatchName(b *testing.B) {
 				hits++
 			}
 		}
-		b.Logf("%s: %d of %d queries match (%.0f %%)", size.label, hits, len(d.queries), 100*float64(hits)/float64(len(d.queries)))
+		b.Logf("%s: %d of %d queries match (%.0f %%)", size.label, hits, len(queries), 100*float64(hits)/float64(len(queries)))
 		var mapNs float64
 		b.Run("mapwalk-"+size.label, func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				ref.MatchName(d.queries[i&(benchQueries-1)])
+				ref.MatchName(queries[i&(benchQueries-1)])
 				i++
 			}
 			mapNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
@@ -297,7 +317,7 @@ func BenchmarkMatchName(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				p.MatchName(d.queries[i&(benchQueries-1)])
+				p.MatchName(queries[i&(benchQueries-1)])
 				i++
 			}
 			ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
@@ -320,11 +340,11 @@ func BenchmarkMatchName(b *testing.B) {
 			for b.Loop() {
 				t0 := time.Now()
 				for k := 0; k < 1024; k++ {
-					p.MatchName(d.queries[(i+k)&(benchQueries-1)])
+					p.MatchName(queries[(i+k)&(benchQueries-1)])
 				}
 				t1 := time.Now()
 				for k := 0; k < 1024; k++ {
-					ref.MatchName(d.queries[(i+k)&(benchQueries-1)])
+					ref.MatchName(queries[(i+k)&(benchQueries-1)])
 				}
 				tm += time.Since(t1)
 				tp += t1.Sub(t0)
