@@ -1,11 +1,13 @@
 package filter
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // Policy is a compiled, immutable indicator set. It is safe for any number of
@@ -245,13 +247,25 @@ func (p *Policy) lookupName(name string) (string, bool) {
 	if n := len(name); n > 0 && name[n-1] == '.' {
 		name = name[:n-1]
 	}
-	for i := 0; i < len(name); i++ {
-		if name[i] >= 0x80 {
-			c, err := CanonicalName(name)
-			return c, err == nil
-		}
+	if hasNonASCII(name) {
+		c, err := CanonicalName(name)
+		return c, err == nil
 	}
 	return name, true
+}
+
+// hasNonASCII tests eight bytes at a time.
+func hasNonASCII(s string) bool {
+	b := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
+	var or uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		or |= binary.LittleEndian.Uint64(b[i:])
+	}
+	for ; i < len(b); i++ {
+		or |= uint64(b[i])
+	}
+	return or&0x8080808080808080 != 0
 }
 
 // MatchAddr returns the longest-prefix IP rule for a. An IPv4-mapped IPv6

@@ -1,9 +1,12 @@
 package filter
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
+	"unsafe"
 )
 
 // The domain-suffix trie.
@@ -106,6 +109,51 @@ func labelHash(s string, start, end int) uint64 {
 	return (lh ^ x ^ uint64(end-start)<<56) * hashMul // the length tells "a" from "\x00a"
 }
 
+// labelBack is labelHash for the label that ends before b[end], eight bytes
+// at a time (SWAR, as in "Hacker's Delight" ch. 6): it returns the hash and
+// the label's start, which is end for an empty label.
+func labelBack(b []byte, end int) (uint64, int) {
+	const (
+		ones = 0x0101010101010101
+		low7 = 0x7f7f7f7f7f7f7f7f
+	)
+	lh, n := uint64(hashInit), 0 // n: label bytes hashed so far
+	for end-n >= 8 {
+		w := binary.LittleEndian.Uint64(b[end-n-8:])
+		// Lowercase A-Z: bytes whose low seven bits are in 'A'..'Z' and
+		// whose top bit is clear get 0x20.
+		h7 := w & low7
+		upper := (h7 + (0x80-'A')*ones) &^ (h7 + (0x80-'Z'-1)*ones) &^ w & ^uint64(low7)
+		w |= upper >> 2
+		// Exact per-byte test for '.' (no borrow between bytes).
+		v := w ^ '.'*ones
+		if dots := ^((v&low7 + low7) | v | low7); dots != 0 {
+			k := (63 - bits.LeadingZeros64(dots)) >> 3 // the last dot in w
+			m := 7 - k                                 // label bytes after it
+			x := uint64(0)
+			if m > 0 {
+				x = w >> (uint(k+1) * 8)
+			}
+			return (lh ^ x ^ uint64(n+m)<<56) * hashMul, end - n - m
+		}
+		lh = (lh ^ w) * hashMul
+		lh ^= lh >> 32
+		n += 8
+	}
+	x, i := uint64(0), end-n-1
+	for ; i >= 0; i-- {
+		c := b[i]
+		if c == '.' {
+			break
+		}
+		if c-'A' < 26 {
+			c += 'a' - 'A'
+		}
+		x = x<<8 | uint64(c)
+	}
+	return (lh ^ x ^ uint64(end-1-i)<<56) * hashMul, i + 1
+}
+
 // chain extends the hash of a suffix by the hash of the label to its left.
 func chain(h, lh uint64) uint64 {
 	x := (h ^ lh) * hashMul
@@ -167,31 +215,15 @@ func (t *trie) lookup(name string) uint32 {
 		checks [prefetch]uint32
 		first  [prefetch]uint32
 	)
+	b := unsafe.Slice(unsafe.StringData(name), len(name)) // read only
 	h, end, n := t.seed, len(name), 0
 	for n < prefetch && n < len(t.levels) && end > 0 {
-		// labelHash, inlined: bytes are packed eight to a word and only
-		// every word is multiplied, which keeps the dependency chain short.
-		lh, x := uint64(hashInit), uint64(0)
-		i := end - 1
-		for ; i >= 0; i-- {
-			c := name[i]
-			if c == '.' {
-				break
-			}
-			if c-'A' < 26 {
-				c += 'a' - 'A'
-			}
-			x = x<<8 | uint64(c)
-			if (end-i)&7 == 0 {
-				lh, x = (lh^x)*hashMul, 0
-				lh ^= lh >> 32
-			}
-		}
-		if i+1 == end { // empty label: no node has one
+		lh, i := labelBack(b, end)
+		if i == end { // empty label: no node has one
 			end = 0
 			break
 		}
-		h = chain(h, (lh^x^uint64(end-i-1)<<56)*hashMul)
+		h = chain(h, lh)
 		if !t.mayHave(h) { // no node has this suffix, so none is deeper
 			end = 0
 			break
@@ -200,7 +232,7 @@ func (t *trie) lookup(name string) uint32 {
 		home := t.home(n, fp)
 		homes[n], fps[n], checks[n], first[n] = home, fp, check, t.slots[home].fp
 		n++
-		end = i
+		end = i - 1
 	}
 	// Pass 2: walk.
 	best, d := uint32(0), 0
