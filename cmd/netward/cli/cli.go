@@ -70,6 +70,12 @@ func commands() []*command {
 		runCommand(),
 		caCommand(),
 		indicatorsCommand(),
+		installCommand(),
+		uninstallCommand(),
+		startCommand(),
+		stopCommand(),
+		restartCommand(),
+		cleanupCommand(),
 	}
 }
 
