@@ -78,19 +78,28 @@ func serveFeedMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	mux := http.NewServeMux()
 	mux.Handle(FeedPath, h)
 	// WriteTimeout is left unset: long polls hold a response for minutes.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Requests inherit ctx (BaseContext), so cancelling it ends held long
+	// polls at once and Shutdown does not wait for them.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	fmt.Fprintf(stdout, "public key: %s\nserving indicator feed on http://%s%s\n",
 		base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)), ln.Addr(), FeedPath)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	stopServer := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+		<-errc // Serve has returned: no goroutine outlives serveFeedMain
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = srv.Shutdown(sctx) // long polls end with the context
-			cancel()
+			stopServer()
 			return 0
 		case err := <-errc:
 			fmt.Fprintf(stderr, "netward-console serve-feed: %v\n", err)

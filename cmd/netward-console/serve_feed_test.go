@@ -40,7 +40,9 @@ func TestServeFeed(t *testing.T) {
 	sc := bufio.NewScanner(pr)
 	var pub ed25519.PublicKey
 	var url string
-	for sc.Scan() && url == "" {
+	// Stop scanning once the URL is read: another Scan would block until
+	// serve-feed exits, which it does only after this test cancels it.
+	for url == "" && sc.Scan() {
 		if k, ok := strings.CutPrefix(sc.Text(), "public key: "); ok {
 			b, _ := base64.StdEncoding.DecodeString(k)
 			pub = b
