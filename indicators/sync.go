@@ -1,0 +1,532 @@
+package indicators
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/netward/netward/filter"
+)
+
+// BuiltinDemo is the source of the demo indicator set compiled into the
+// binary; the embedded default config (CONTRACT §3) uses it.
+const BuiltinDemo = "builtin:demo"
+
+//go:embed builtin/demo.json
+var demoFeed []byte
+
+// DemoFeed returns the embedded demo indicator set (a CONTRACT §5 document
+// naming only RFC 2606 / RFC 5737 documentation names and addresses).
+func DemoFeed() []byte { return bytes.Clone(demoFeed) }
+
+// Defaults of SyncConfig.
+const (
+	DefaultMaxBody      = 256 << 20 // a feed of 1,000,000 indicators is ~150 MB of JSON
+	DefaultLongPoll     = 60 * time.Second
+	DefaultMinBackoff   = time.Second
+	DefaultMaxBackoff   = 5 * time.Minute
+	DefaultFileInterval = 250 * time.Millisecond
+)
+
+// SyncConfig configures a Sync.
+type SyncConfig struct {
+	// Source is where the set comes from: an http(s) feed URL (CONTRACT §5),
+	// file:///path (watched for changes; any format Parse detects except a
+	// catalog, which needs tags), or BuiltinDemo.
+	Source string
+	// Token is the device's bearer token for an http(s) feed.
+	Token string
+	// PublicKey, when set, makes every http(s) body carry a valid
+	// Netward-Signature; unsigned or badly signed bodies are rejected and
+	// the last good set stays. It is checked again when the stored set is
+	// restored. file:// and builtin sources are trusted as local files.
+	PublicKey ed25519.PublicKey
+	// MaxBody bounds a feed body or file (default DefaultMaxBody). A bigger
+	// body is rejected without being read to the end.
+	MaxBody int64
+	// LongPoll is the ?wait sent to the feed (default DefaultLongPoll).
+	LongPoll time.Duration
+	// MinBackoff and MaxBackoff bound the exponential back-off (with
+	// jitter) after a failed fetch.
+	MinBackoff, MaxBackoff time.Duration
+	// FileInterval is how often a file:// source is checked for changes; a
+	// change is applied once the file has been still for one interval
+	// (debounce: editors and copy tools write in several steps).
+	FileInterval time.Duration
+	// Action is given to entries of hosts files and domain lists read from a
+	// file:// source (default Block).
+	Action filter.Action
+
+	// Client, when set, is used as is for http(s) feeds. Otherwise a client
+	// is built whose sockets run Control (the agent passes
+	// hostnet.MarkControl(hostnet.AgentMark) so its own traffic is exempt
+	// from capture and inspection) and whose host-name lookups go straight
+	// to the host's resolvers with the same Control (see feedResolver), never
+	// through netward's own DNS proxy.
+	Client  *http.Client
+	Control func(network, address string, c syscall.RawConn) error
+	// RootCAs verifies the feed's TLS certificate (nil: the system roots).
+	RootCAs *x509.CertPool
+
+	// Store, when set, receives every set that compiled, and Restore reads
+	// the last good set from it.
+	Store *Store
+	// Apply receives every new set, in order, from Restore and Run's
+	// goroutine. It must not block for long.
+	Apply func(Update)
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Update is a new indicator set, parsed, validated and compiled.
+type Update struct {
+	Source    string
+	Version   string
+	FetchedAt time.Time
+	// FromStore is true for the set Restore read from the store.
+	FromStore bool
+	// Set is the parsed set (with its settings and problems); Policy is it
+	// compiled at FetchedAt. NextExpiry is when an indicator of Policy
+	// expires (zero: never): compile Set again at that instant.
+	Set        *Set
+	Policy     *filter.Policy
+	NextExpiry time.Time
+}
+
+// SyncStatus is what `netward status` shows about the sync.
+type SyncStatus struct {
+	Source    string    `json:"source"`
+	Version   string    `json:"version"`
+	FetchedAt time.Time `json:"fetchedAt"`
+	// LastCheck is the last time the source answered (200 or 304).
+	LastCheck   time.Time `json:"lastCheck"`
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt"`
+	// Failures counts consecutive failed fetches (0 after a success).
+	Failures int `json:"failures"`
+}
+
+// Errors a fetch can end with; each leaves the last good set in force.
+var (
+	ErrSignature = errors.New("indicator set rejected: signature check failed")
+	ErrTooLarge  = errors.New("indicator set rejected: larger than the size limit")
+)
+
+// Sync follows one indicator source and hands every new compiled set to
+// Apply. NewSync starts nothing; Restore enforces the stored set; Run
+// follows the source until its context ends.
+type Sync struct {
+	cfg    SyncConfig
+	log    *slog.Logger
+	now    func() time.Time
+	client *http.Client
+
+	mu     sync.Mutex
+	status SyncStatus
+	sum    [sha256.Size]byte // of the body in force (file sources skip re-applying it)
+}
+
+// NewSync checks cfg and returns a Sync that has not started anything.
+func NewSync(cfg SyncConfig) (*Sync, error) {
+	if cfg.Source == "" {
+		return nil, errors.New("indicators: no source; set indicators.source to an https:// feed, file:///path or builtin:demo")
+	}
+	if cfg.Apply == nil {
+		return nil, errors.New("indicators: SyncConfig.Apply is nil")
+	}
+	if cfg.PublicKey != nil && len(cfg.PublicKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("indicators: public key has %d bytes; want a %d-byte Ed25519 key", len(cfg.PublicKey), ed25519.PublicKeySize)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.LongPoll <= 0 {
+		cfg.LongPoll = DefaultLongPoll
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(DefaultMaxBackoff, cfg.MinBackoff)
+	}
+	if cfg.FileInterval <= 0 {
+		cfg.FileInterval = DefaultFileInterval
+	}
+	s := &Sync{cfg: cfg, log: cfg.Log, now: cfg.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	switch kind, _, err := sourceKind(cfg.Source); {
+	case err != nil:
+		return nil, err
+	case kind == kindHTTP:
+		s.client = cfg.Client
+		if s.client == nil {
+			s.client = feedClient(cfg.Control, cfg.RootCAs)
+		}
+	}
+	s.status.Source = cfg.Source
+	return s, nil
+}
+
+type kind int
+
+const (
+	kindHTTP kind = iota
+	kindFile
+	kindBuiltin
+)
+
+// sourceKind classifies a source; for file:// it returns the path.
+func sourceKind(src string) (kind, string, error) {
+	if src == BuiltinDemo {
+		return kindBuiltin, "", nil
+	}
+	u, err := url.Parse(src)
+	if err != nil {
+		return 0, "", fmt.Errorf("indicators.source %q: %w", src, err)
+	}
+	switch u.Scheme {
+	case "https", "http":
+		if u.Host == "" {
+			return 0, "", fmt.Errorf("indicators.source %q has no host", src)
+		}
+		return kindHTTP, "", nil
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return 0, "", fmt.Errorf("indicators.source %q: a file URL needs three slashes and an absolute path, like file:///etc/netward/indicators.csv", src)
+		}
+		p := u.Path
+		// file:///C:/dir/x.csv has the path /C:/dir/x.csv (RFC 8089 appendix E.2).
+		if len(p) >= 3 && p[0] == '/' && p[2] == ':' {
+			p = p[1:]
+		}
+		if p == "" {
+			return 0, "", fmt.Errorf("indicators.source %q names no file", src)
+		}
+		return kindFile, p, nil
+	}
+	return 0, "", fmt.Errorf("indicators.source %q: use an https:// feed URL, file:///path or %s", src, BuiltinDemo)
+}
+
+// Status returns the sync's state.
+func (s *Sync) Status() SyncStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *Sync) version() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status.Version
+}
+
+func (s *Sync) fail(err error) {
+	s.mu.Lock()
+	s.status.LastError = err.Error()
+	s.status.LastErrorAt = s.now()
+	s.status.Failures++
+	s.mu.Unlock()
+}
+
+func (s *Sync) checked() {
+	s.mu.Lock()
+	s.status.LastCheck = s.now()
+	s.status.Failures = 0
+	s.mu.Unlock()
+}
+
+// Restore enforces the last good set from the store, without touching the
+// network: its signature is checked again when a public key is configured,
+// then it is compiled and handed to Apply. It reports whether a set was
+// applied. A stored set that fails is logged and ignored (the feed will
+// replace it).
+func (s *Sync) Restore() (bool, error) {
+	if s.cfg.Store == nil {
+		return false, nil
+	}
+	r, ok, err := s.cfg.Store.Load()
+	if err != nil {
+		return false, fmt.Errorf("read the stored indicator set: %w", err)
+	}
+	if !ok {
+		return false, nil
+	}
+	if s.cfg.PublicKey != nil && kindOf(r.Source) == kindHTTP {
+		if err := Verify(s.cfg.PublicKey, r.Body, r.Signature); err != nil {
+			return false, fmt.Errorf("stored indicator set %s from %s: %w; it is not used", r.Version, r.Source, err)
+		}
+	}
+	u, err := s.compile(r.Source, r.Body, r.FetchedAt)
+	if err != nil {
+		return false, fmt.Errorf("stored indicator set %s from %s: %w; it is not used", r.Version, r.Source, err)
+	}
+	u.FromStore = true
+	// The stored set stands for the configured source only if it came from
+	// it; otherwise Run fetches without If-None-Match.
+	s.mu.Lock()
+	if r.Source == s.cfg.Source {
+		s.status.Version = u.Version
+		s.status.FetchedAt = r.FetchedAt
+		s.sum = sha256.Sum256(r.Body)
+	}
+	s.mu.Unlock()
+	s.cfg.Apply(u)
+	return true, nil
+}
+
+func kindOf(src string) kind {
+	k, _, err := sourceKind(src)
+	if err != nil {
+		return -1
+	}
+	return k
+}
+
+// compile parses body as it came from src and compiles it at now.
+func (s *Sync) compile(src string, body []byte, now time.Time) (Update, error) {
+	k, path, err := sourceKind(src)
+	if err != nil {
+		return Update{}, err
+	}
+	format := FormatFeed
+	name := src
+	if k == kindFile {
+		format = DetectFormat(path, body)
+		name = path
+	}
+	set, err := Parse(name, body, format, "", nil, Options{Action: s.cfg.Action, Now: now})
+	if err != nil {
+		return Update{}, err
+	}
+	if set.Version == "" {
+		sum := sha256.Sum256(body)
+		set.Version = "sha256-" + hex.EncodeToString(sum[:8])
+	}
+	p, next, err := set.Compile(now)
+	if err != nil {
+		return Update{}, err
+	}
+	return Update{Source: src, Version: set.Version, FetchedAt: now, Set: set, Policy: p, NextExpiry: next}, nil
+}
+
+// accept compiles a body that passed the transport checks, saves it, and
+// applies it. A body that does not parse or compile changes nothing.
+func (s *Sync) accept(body []byte, sig string) error {
+	now := s.now()
+	u, err := s.compile(s.cfg.Source, body, now)
+	if err != nil {
+		return fmt.Errorf("indicator set rejected, the last good set stays: %w", err)
+	}
+	if s.cfg.Store != nil {
+		// Saved only after it compiled: the store never holds a set that
+		// cannot be enforced at the next start.
+		if err := s.cfg.Store.Save(Record{Body: body, Version: u.Version, Signature: sig, Source: s.cfg.Source, FetchedAt: now}); err != nil {
+			s.log.Error("indicator set applied but not saved; after a restart the previous stored set applies until the source answers", "version", u.Version, "err", err)
+		}
+	}
+	s.mu.Lock()
+	s.status.Version = u.Version
+	s.status.FetchedAt = now
+	s.status.LastCheck = now
+	s.status.LastError = ""
+	s.status.Failures = 0
+	s.sum = sha256.Sum256(body)
+	s.mu.Unlock()
+	s.cfg.Apply(u)
+	return nil
+}
+
+// Run follows the source until ctx ends, then returns nil. Failures are
+// logged and retried; they never end Run, and the last good set stays.
+func (s *Sync) Run(ctx context.Context) error {
+	k, path, _ := sourceKind(s.cfg.Source)
+	switch k {
+	case kindBuiltin:
+		if sha256.Sum256(demoFeed) != s.currentSum() {
+			if err := s.accept(demoFeed, ""); err != nil {
+				return fmt.Errorf("the built-in demo set does not load: %w", err) // a build defect
+			}
+		}
+		<-ctx.Done()
+		return nil
+	case kindFile:
+		return s.runFile(ctx, path)
+	}
+	return s.runHTTP(ctx)
+}
+
+func (s *Sync) currentSum() [sha256.Size]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sum
+}
+
+// backoff is the delay before retry number n (1-based): exponential from
+// MinBackoff, capped at MaxBackoff, with "equal jitter" (half fixed, half
+// random) so a fleet that lost its console does not return in lockstep.
+func (s *Sync) backoff(n int) time.Duration {
+	d := s.cfg.MinBackoff
+	for i := 1; i < n && d < s.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (s *Sync) runHTTP(ctx context.Context) error {
+	failures := 0
+	for ctx.Err() == nil {
+		start := time.Now()
+		changed, err := s.fetch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			failures++
+			s.fail(err)
+			d := s.backoff(failures)
+			s.log.Warn("indicator feed fetch failed; the last good set stays in force", "source", s.cfg.Source,
+				"err", err, "failures", failures, "retryIn", d.Round(time.Millisecond))
+			if !sleep(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		if failures > 0 {
+			s.log.Info("indicator feed reachable again", "source", s.cfg.Source, "afterFailures", failures)
+		}
+		failures = 0
+		// An unchanged answer before the wait ended means the server does not
+		// hold long polls: poll once per wait instead of spinning.
+		if !changed {
+			if rest := s.cfg.LongPoll - time.Since(start); rest > 0 && !sleep(ctx, rest) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// fetch makes one (long-poll) request. changed reports a new set applied.
+func (s *Sync) fetch(ctx context.Context) (changed bool, err error) {
+	u, err := url.Parse(s.cfg.Source)
+	if err != nil {
+		return false, err
+	}
+	q := u.Query()
+	q.Set("wait", strconv.Itoa(int(s.cfg.LongPoll/time.Second)))
+	u.RawQuery = q.Encode()
+	// The server answers at the latest after the wait; a request still open
+	// well past it is stuck (a dead peer behind a NAT) and is abandoned.
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.LongPoll+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return false, err
+	}
+	if s.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	}
+	cur := s.version()
+	if cur != "" {
+		req.Header.Set("If-None-Match", strconv.Quote(cur))
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		s.checked()
+		return false, nil
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return false, fmt.Errorf("feed refused the device token (HTTP %d); check indicators.tokenFile", resp.StatusCode)
+	default:
+		return false, fmt.Errorf("feed answered HTTP %d %s", resp.StatusCode, snippet(resp.Body))
+	}
+	if resp.ContentLength > s.cfg.MaxBody {
+		return false, fmt.Errorf("%w: Content-Length %d > %d bytes", ErrTooLarge, resp.ContentLength, s.cfg.MaxBody)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxBody+1))
+	if err != nil {
+		return false, fmt.Errorf("read feed body: %w", err)
+	}
+	if int64(len(body)) > s.cfg.MaxBody {
+		return false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, s.cfg.MaxBody)
+	}
+	sig := resp.Header.Get(SignatureHeader)
+	if s.cfg.PublicKey != nil {
+		if err := Verify(s.cfg.PublicKey, body, sig); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrSignature, err)
+		}
+	}
+	if sha256.Sum256(body) == s.currentSum() {
+		s.checked() // a server ignoring If-None-Match: same set again
+		return false, nil
+	}
+	if err := s.accept(body, sig); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// snippet is the start of an error body, for the log.
+func snippet(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 200))
+	return strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
+}
+
+// feedClient is the default HTTP client for a feed: sockets run control,
+// and names resolve through feedResolver.
+func feedClient(control func(string, string, syscall.RawConn) error, roots *x509.CertPool) *http.Client {
+	d := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second, Control: control, Resolver: feedResolver(control)}
+	return &http.Client{Transport: &http.Transport{
+		// No proxy from the environment: a service has none, and a
+		// predictable path matters more than following $HTTPS_PROXY.
+		DialContext:         d.DialContext,
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 15 * time.Second,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        2,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
