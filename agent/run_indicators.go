@@ -2,15 +2,287 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/filter"
+	"github.com/netward/netward/indicators"
 )
 
-// indicatorsState is the agent's indicators component state.
-type indicatorsState struct{}
+// IndicatorStoreFile is the last-good store's file in the data directory.
+const IndicatorStoreFile = "indicators.db"
 
-// startIndicators starts the indicators component: it does any synchronous set-up, then runs its
-// long-lived goroutines in g, which must return when ctx is done.
+// maxLoggedProblems bounds the problems logged per loaded set; the rest are
+// counted (`netward indicators validate` lists them all).
+const maxLoggedProblems = 20
+
+// indicatorsState is the indicators component: the sync that follows the
+// source, and the set in force (kept to recompile it when an indicator
+// expires, and for status).
+type indicatorsState struct {
+	sync atomic.Pointer[indicators.Sync]
+	// fileInterval overrides the file:// poll interval (tests).
+	fileInterval time.Duration
+
+	mu         sync.Mutex // serialises policy swaps from the sync and the expiry timer
+	cur        *indicators.Update
+	stats      indicators.Stats
+	nextExpiry time.Time
+	compiledAt time.Time
+	wake       chan struct{} // nextExpiry changed
+}
+
+// IndicatorStatus is the indicators part of `netward status`.
+type IndicatorStatus struct {
+	// Source is the configured indicators.source.
+	Source string `json:"source"`
+	// Version, FetchedAt and FromStore describe the set in force: FromStore
+	// is true while it is the stored last-good set restored at start.
+	Version   string    `json:"version"`
+	FetchedAt time.Time `json:"fetchedAt"`
+	FromStore bool      `json:"fromStore"`
+	// Counts are the indicators in force by action and type, the expired
+	// ones, the http-only Url indicators, and the problems of the set
+	// (Errors: rejected entries; Warnings).
+	Counts indicators.Stats `json:"counts"`
+	// CompiledAt is when the active policy was built (load or expiry).
+	CompiledAt time.Time `json:"compiledAt"`
+	// NextExpiry is when the next indicator in force expires (zero: none).
+	NextExpiry time.Time `json:"nextExpiry"`
+	// LastCheck is when the source last answered; LastError, LastErrorAt
+	// and Failures describe failed fetches since then.
+	LastCheck   time.Time `json:"lastCheck"`
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt"`
+	Failures    int       `json:"failures"`
+}
+
+// IndicatorStatus reports the indicator set in force and the sync's state.
+func (a *Agent) IndicatorStatus() IndicatorStatus {
+	st := IndicatorStatus{Source: a.cfg.Indicators.Source}
+	if s := a.ind.sync.Load(); s != nil {
+		ss := s.Status()
+		st.LastCheck, st.LastError, st.LastErrorAt, st.Failures = ss.LastCheck, ss.LastError, ss.LastErrorAt, ss.Failures
+	}
+	a.ind.mu.Lock()
+	defer a.ind.mu.Unlock()
+	if u := a.ind.cur; u != nil {
+		st.Version, st.FetchedAt, st.FromStore = u.Version, u.FetchedAt, u.FromStore
+	}
+	st.Counts = a.ind.stats
+	st.CompiledAt = a.ind.compiledAt
+	st.NextExpiry = a.ind.nextExpiry
+	return st
+}
+
+// startIndicators enforces the last good set from the store before anything
+// touches the network, then follows indicators.source. A corrupt store is
+// moved aside (logged) and the agent continues with what the source gives.
 func (a *Agent) startIndicators(ctx context.Context, g *errgroup.Group) error {
+	ic := a.cfg.Indicators
+	log := a.log.With("component", "indicators")
+	if ic.Source == "" {
+		log.Warn("no indicators.source configured: no indicator is enforced")
+		return nil
+	}
+	opts, err := a.syncOptions(log)
+	if err != nil {
+		return err
+	}
+	store, err := indicators.OpenStore(indicators.StoreConfig{Path: filepath.Join(a.cfg.DataDir, IndicatorStoreFile), Log: log, Now: a.now})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		return store.Close()
+	})
+	a.ind.wake = make(chan struct{}, 1)
+	opts.Store = store
+	opts.Apply = func(u indicators.Update) { a.applyIndicators(log, u) }
+	s, err := indicators.NewSync(opts)
+	if err != nil {
+		return err
+	}
+	a.ind.sync.Store(s)
+	// The stored set is in force before Sync.Run opens any socket.
+	switch ok, err := s.Restore(); {
+	case err != nil:
+		log.Warn("stored indicator set not used; waiting for the source", "err", err)
+	case !ok:
+		log.Info("no stored indicator set; nothing is enforced until the source answers", "source", ic.Source)
+	}
+	g.Go(func() error { return s.Run(ctx) })
+	g.Go(func() error { return a.expireIndicators(ctx, log) })
 	return nil
+}
+
+// syncOptions turns the config into a SyncConfig (without store and Apply).
+// A bad public key or CA file is a configuration error: starting without the
+// signature check or with the wrong roots would silently weaken the feed.
+// An unreadable token file is not: the stored set stays enforced and the
+// feed's refusal shows in status.
+func (a *Agent) syncOptions(log *slog.Logger) (indicators.SyncConfig, error) {
+	ic := a.cfg.Indicators
+	c := indicators.SyncConfig{
+		Source:       ic.Source,
+		LongPoll:     time.Duration(ic.LongPollSeconds) * time.Second,
+		FileInterval: a.ind.fileInterval,
+		// The feed's sockets carry the agent's mark (exempt from DNS capture
+		// and inspection), and so do its resolver's queries.
+		Control: upstreamControl(a.cfg.DNS.Capture),
+		Log:     log,
+		Now:     a.now,
+	}
+	if ic.TokenFile != "" {
+		b, err := os.ReadFile(ic.TokenFile)
+		if err != nil {
+			log.Error("device token unreadable; fetching the feed without it", "tokenFile", ic.TokenFile, "err", err)
+		} else {
+			c.Token = strings.TrimSpace(string(b))
+		}
+	}
+	if ic.PublicKey != "" {
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(ic.PublicKey))
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return c, fmt.Errorf("key \"indicators.publicKey\": not a base64 Ed25519 public key (32 bytes); copy the key netward-console prints")
+		}
+		c.PublicKey = k
+	}
+	if ic.CAFile != "" {
+		pem, err := os.ReadFile(ic.CAFile)
+		if err != nil {
+			return c, fmt.Errorf("key \"indicators.caFile\": %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return c, fmt.Errorf("key \"indicators.caFile\": %s holds no PEM certificate", ic.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}
+
+// applyIndicators makes a new set the active policy: settings and policy
+// are swapped atomically (no query sees a half-built policy), bypasses of
+// indicators that are no longer Warn are dropped, and the expiry timer is
+// re-armed.
+func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
+	now := a.now()
+	st := u.Set.Stats(now)
+	a.ind.mu.Lock()
+	a.settings.Store(a.feedSettings(u.Set.Settings))
+	a.SetPolicy(u.Policy)
+	a.ind.cur = &u
+	a.ind.stats = st
+	a.ind.nextExpiry = u.NextExpiry
+	a.ind.compiledAt = now
+	a.ind.mu.Unlock()
+	select {
+	case a.ind.wake <- struct{}{}:
+	default:
+	}
+	a.PruneBypasses()
+	log.Info("indicator set loaded", "source", u.Source, "version", u.Version, "fromStore", u.FromStore,
+		"indicators", st.Indicators, "byAction", st.ByAction, "byType", st.ByType, "httpOnly", st.HTTPOnly,
+		"expired", st.Expired, "rejected", st.Errors, "warnings", st.Warnings, "nextExpiry", u.NextExpiry)
+	for i, p := range u.Set.Problems {
+		if i == maxLoggedProblems {
+			log.Warn("more indicator problems not logged; run `netward indicators validate` on the source for all of them",
+				"more", len(u.Set.Problems)-i)
+			break
+		}
+		log.Warn("indicator problem", "at", p.Position.String(), "severity", p.Severity, "problem", p.Message)
+	}
+}
+
+// feedSettings merges the feed's settings with the local config: a mode the
+// feed does not set is the config's.
+func (a *Agent) feedSettings(s indicators.Settings) *FeedSettings {
+	mode, _ := filter.ParseMode(a.cfg.Mode)
+	if s.Mode != "" {
+		if m, ok := filter.ParseMode(s.Mode); ok {
+			mode = m
+		}
+	}
+	return &FeedSettings{
+		Mode: mode, ConvertWarnToBlock: s.ConvertWarnToBlock,
+		WarnRedirectURL: s.WarnRedirectURL, BlockRedirectURL: s.BlockRedirectURL,
+		BypassDurationHours: s.BypassDurationHours,
+	}
+}
+
+// expireIndicators recompiles the set in force at the instant its next
+// indicator expires (CONTRACT §1: it stops applying at expirationTime), with
+// a timer re-armed on every new set, never by polling.
+func (a *Agent) expireIndicators(ctx context.Context, log *slog.Logger) error {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	for {
+		a.ind.mu.Lock()
+		next := a.ind.nextExpiry
+		a.ind.mu.Unlock()
+		var fire <-chan time.Time
+		if !next.IsZero() {
+			t.Reset(max(next.Sub(a.now()), 0))
+			fire = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.ind.wake:
+			t.Stop()
+			continue
+		case <-fire:
+		}
+		a.recompileIndicators(log)
+	}
+}
+
+// recompileIndicators compiles the set in force again, leaving out what has
+// expired.
+func (a *Agent) recompileIndicators(log *slog.Logger) {
+	a.ind.mu.Lock()
+	u := a.ind.cur
+	if u == nil || a.ind.nextExpiry.IsZero() {
+		a.ind.mu.Unlock()
+		return
+	}
+	// Compile at the expiry instant at the earliest, so a timer that fires
+	// a hair early still drops the expired indicator.
+	now := a.now()
+	if now.Before(a.ind.nextExpiry) {
+		now = a.ind.nextExpiry
+	}
+	p, next, err := u.Set.Compile(now)
+	if err != nil { // cannot happen: the same rules compiled before, minus some
+		a.ind.nextExpiry = time.Time{}
+		a.ind.mu.Unlock()
+		a.log.Error("recompiling the indicator set after an expiry failed; the previous policy stays", "err", err)
+		return
+	}
+	a.SetPolicy(p)
+	a.ind.stats = u.Set.Stats(now)
+	a.ind.nextExpiry = next
+	a.ind.compiledAt = a.now()
+	st := a.ind.stats
+	a.ind.mu.Unlock()
+	a.PruneBypasses()
+	log.Info("indicators expired; policy recompiled", "version", u.Version, "indicators", st.Indicators,
+		"expired", st.Expired, "nextExpiry", next)
 }

@@ -190,8 +190,11 @@ type Stats struct {
 	Expired    int            `json:"expired"`
 	ByAction   map[string]int `json:"byAction"`
 	ByType     map[string]int `json:"byType"`
-	Errors     int            `json:"errors"`
-	Warnings   int            `json:"warnings"`
+	// HTTPOnly counts Url indicators with a path: enforceable on plain HTTP
+	// only, never on TLS or QUIC (CONTRACT §1).
+	HTTPOnly int `json:"httpOnly"`
+	Errors   int `json:"errors"`
+	Warnings int `json:"warnings"`
 }
 
 // Stats counts indicators in force at now by action and type.
@@ -206,6 +209,11 @@ func (s *Set) Stats(now time.Time) Stats {
 		st.Indicators++
 		st.ByAction[in.Action.String()]++
 		st.ByType[in.Type.String()]++
+		if in.Type == filter.TypeURL {
+			if u, err := filter.ParseURL(in.Value); err == nil && u.HTTPOnly() {
+				st.HTTPOnly++
+			}
+		}
 	}
 	return st
 }

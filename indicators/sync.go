@@ -279,11 +279,13 @@ func (s *Sync) Restore() (bool, error) {
 			return false, fmt.Errorf("stored indicator set %s from %s: %w; it is not used", r.Version, r.Source, err)
 		}
 	}
-	u, err := s.compile(r.Source, r.Body, r.FetchedAt)
+	// Compiled now, not as of its fetch: what expired meanwhile stays out.
+	u, err := s.compile(r.Source, r.Body, s.now())
 	if err != nil {
 		return false, fmt.Errorf("stored indicator set %s from %s: %w; it is not used", r.Version, r.Source, err)
 	}
 	u.FromStore = true
+	u.FetchedAt = r.FetchedAt
 	// The stored set stands for the configured source only if it came from
 	// it; otherwise Run fetches without If-None-Match.
 	s.mu.Lock()

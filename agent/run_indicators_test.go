@@ -1,0 +1,273 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/filter"
+	"github.com/netward/netward/indicators"
+)
+
+// logBuffer is a goroutine-safe log destination.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// indicatorAgent builds an agent on dataDir following source, with the DNS
+// proxy on an ephemeral loopback port and no root-only component.
+func indicatorAgent(t *testing.T, dataDir, source string, logs *logBuffer) *Agent {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"version": 1, "dataDir": %q, "mode": "block",
+		"indicators": {"source": %q, "longPollSeconds": 30},
+		"dns": {"capture": false, "listen": ["127.0.0.1:0"], "upstreams": ["192.0.2.53:53"]},
+		"sni": {"enabled": false}, "warn": {"sinkAddress": "127.77.3.154"}}`, dataDir, source)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.tel.noFlows = true
+	a.ind.fileInterval = 5 * time.Millisecond
+	return a
+}
+
+func runAgent(t *testing.T, a *Agent) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second) // a failure bound, not a timing check
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func writeIndicators(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path+".tmp", []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const feedV1 = `{"version": "v1", "settings": {"mode": "audit", "warnRedirectUrl": "https://intranet.example/apps"},
+ "indicators": [
+  {"id": "1", "indicatorValue": "blocked.test", "indicatorType": "DomainName", "action": "Block"},
+  {"id": "2", "indicatorValue": "warned.test", "indicatorType": "DomainName", "action": "Warn", "application": "Demo"},
+  {"id": "3", "indicatorValue": "http://blocked.test/path", "indicatorType": "Url", "action": "Block"},
+  {"id": "4", "indicatorValue": "bad name!", "indicatorType": "DomainName", "action": "Block"}]}`
+
+// A running agent follows a file:// source: the set is active with its
+// settings, an edit is applied, and after a restart with the source
+// unreachable the stored set is enforced before the sync starts.
+func TestAgentIndicatorsFileSource(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	src := filepath.Join(dir, "indicators.json")
+	writeIndicators(t, src, feedV1)
+	var logs logBuffer
+	a := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
+	stop := runAgent(t, a)
+
+	waitUntil(t, "the file's set", func() bool { return a.IndicatorStatus().Version == "v1" })
+	if d := a.DecideName("www.blocked.test"); d.Match.Rule == nil || d.Match.Rule.ID != "1" || d.Verdict != filter.VerdictAudit {
+		t.Errorf("www.blocked.test in feed mode audit: %+v, want rule 1 audited", d)
+	}
+	s := a.Settings()
+	if s.Mode != filter.ModeAudit || s.WarnRedirectURL != "https://intranet.example/apps" {
+		t.Errorf("settings = %+v, want the feed's mode audit and warn URL", s)
+	}
+	st := a.IndicatorStatus()
+	if st.Counts.Indicators != 3 || st.Counts.ByAction["Block"] != 2 || st.Counts.ByAction["Warn"] != 1 ||
+		st.Counts.ByType["Url"] != 1 || st.Counts.HTTPOnly != 1 || st.Counts.Errors != 1 || st.FromStore {
+		t.Errorf("status = %+v", st)
+	}
+	waitUntil(t, "the load's log lines", func() bool { return strings.Contains(logs.String(), "bad name!") })
+	for _, want := range []string{"indicator set loaded", "version=v1", "rejected=1", "indicator problem", "bad name!"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+
+	// An edit (now a hosts file, Warn turned off) is applied; the feed
+	// settings are gone, so the config's mode applies again.
+	writeIndicators(t, src, "0.0.0.0 other.test\n")
+	waitUntil(t, "the edit", func() bool { return a.DecideName("other.test").Verdict == filter.VerdictBlock })
+	if d := a.DecideName("blocked.test"); d.Match.Rule != nil {
+		t.Errorf("blocked.test still matches %+v after the edit", d.Match.Rule)
+	}
+	stop()
+
+	// Restart with a feed that cannot be reached: the stored set (the
+	// edited file) is enforced as soon as the component has started,
+	// before any fetch.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String() + "/v1/indicators"
+	ln.Close()
+	a2 := indicatorAgent(t, data, down, &logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	if err := a2.startIndicators(gctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if d := a2.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
+		t.Errorf("restart with the source down: other.test %v, want the stored Block", d.Verdict)
+	}
+	if st := a2.IndicatorStatus(); !st.FromStore || st.Source != down {
+		t.Errorf("status after restart = %+v", st)
+	}
+	waitUntil(t, "a failed fetch", func() bool { return a2.IndicatorStatus().Failures > 0 })
+	if d := a2.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
+		t.Errorf("after a failed fetch: other.test %v, want the stored Block", d.Verdict)
+	}
+	cancel()
+	if err := g.Wait(); err != nil {
+		t.Errorf("indicators component: %v", err)
+	}
+}
+
+// A corrupt store is moved aside with a log line; the agent starts and
+// enforces what its source gives.
+func TestAgentIndicatorsCorruptStore(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, IndicatorStoreFile), bytes.Repeat([]byte("garbage "), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "list.txt")
+	writeIndicators(t, src, "blocked.test\n")
+	var logs logBuffer
+	a := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
+	stop := runAgent(t, a)
+	defer stop()
+	waitUntil(t, "the file's set", func() bool { return a.DecideName("blocked.test").Verdict == filter.VerdictBlock })
+	if !strings.Contains(logs.String(), "moved aside") {
+		t.Errorf("no log line about the corrupt store:\n%s", logs.String())
+	}
+	m, _ := filepath.Glob(filepath.Join(data, IndicatorStoreFile+".corrupt-*"))
+	if len(m) != 1 {
+		t.Errorf("corrupt store not moved aside: %v", m)
+	}
+}
+
+// An indicator stops applying at its expirationTime: the policy is compiled
+// again by a timer, and status shows the next expiry until then.
+func TestAgentIndicatorExpiry(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "indicators.json")
+	exp := time.Now().Add(400 * time.Millisecond).UTC()
+	writeIndicators(t, src, fmt.Sprintf(`{"version": "e1", "indicators": [
+	  {"id": "1", "indicatorValue": "short.test", "indicatorType": "DomainName", "action": "Block", "expirationTime": %q},
+	  {"id": "2", "indicatorValue": "long.test", "indicatorType": "DomainName", "action": "Block"}]}`, exp.Format(time.RFC3339Nano)))
+	var logs logBuffer
+	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
+	stop := runAgent(t, a)
+	defer stop()
+	waitUntil(t, "the set", func() bool { return a.IndicatorStatus().Version == "e1" })
+	// Checked at a time before the expiry: the indicator may already be
+	// gone only if the expiry instant has passed.
+	before := time.Now()
+	st := a.IndicatorStatus()
+	if before.Before(exp) {
+		if !st.NextExpiry.Equal(exp.Truncate(time.Nanosecond)) || st.Counts.Indicators != 2 {
+			t.Errorf("before expiry: status %+v, want next expiry %v and 2 indicators", st, exp)
+		}
+	}
+	waitUntil(t, "the expiry", func() bool { return a.DecideName("short.test").Match.Rule == nil })
+	if now := time.Now(); now.Before(exp) {
+		t.Errorf("short.test stopped matching at %v, before its expiry %v", now, exp)
+	}
+	if d := a.DecideName("long.test"); d.Verdict != filter.VerdictBlock {
+		t.Errorf("long.test %v after the other expired", d.Verdict)
+	}
+	st = a.IndicatorStatus()
+	if !st.NextExpiry.IsZero() || st.Counts.Indicators != 1 || st.Counts.Expired != 1 {
+		t.Errorf("after expiry: %+v", st)
+	}
+	// The log line follows the swap.
+	waitUntil(t, "the recompile's log line", func() bool { return strings.Contains(logs.String(), "indicators expired; policy recompiled") })
+}
+
+// The embedded default config (CONTRACT §3) runs the demo set built into
+// the binary.
+func TestDefaultConfigRunsBuiltinDemo(t *testing.T) {
+	cfg, err := DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Indicators.Source != indicators.BuiltinDemo {
+		t.Fatalf("default source %q, want %q", cfg.Indicators.Source, indicators.BuiltinDemo)
+	}
+	var logs logBuffer
+	a := indicatorAgent(t, t.TempDir(), cfg.Indicators.Source, &logs)
+	stop := runAgent(t, a)
+	defer stop()
+	waitUntil(t, "the demo set", func() bool { return a.DecideName("blocked.netward.example").Verdict == filter.VerdictBlock })
+	if st := a.IndicatorStatus(); st.Counts.Errors != 0 || st.Counts.Indicators == 0 {
+		t.Errorf("demo status %+v", st)
+	}
+}
+
+// A public key that is not one is a configuration error, named.
+func TestAgentIndicatorsBadPublicKey(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`","indicators":{"source":"https://console.example/v1/indicators","publicKey":"bm90IGEga2V5"}}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ctx := errgroup.WithContext(context.Background())
+	err = a.startIndicators(ctx, g)
+	if err == nil || !strings.Contains(err.Error(), "indicators.publicKey") {
+		t.Errorf("startIndicators = %v, want an error naming indicators.publicKey", err)
+	}
+}
