@@ -199,7 +199,7 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 	a.PruneBypasses()
 	log.Info("indicator set loaded", "source", u.Source, "version", u.Version, "fromStore", u.FromStore,
 		"indicators", st.Indicators, "byAction", st.ByAction, "byType", st.ByType, "httpOnly", st.HTTPOnly,
-		"expired", st.Expired, "rejected", st.Errors, "warnings", st.Warnings, "nextExpiry", u.NextExpiry)
+		"expired", st.Expired, "rejected", st.Errors, "warnings", st.Warnings, "nextExpiry", expiryText(u.NextExpiry))
 	for i, p := range u.Set.Problems {
 		if i == maxLoggedProblems {
 			log.Warn("more indicator problems not logged; run `netward indicators validate` on the source for all of them",
@@ -284,5 +284,13 @@ func (a *Agent) recompileIndicators(log *slog.Logger) {
 	a.ind.mu.Unlock()
 	a.PruneBypasses()
 	log.Info("indicators expired; policy recompiled", "version", u.Version, "indicators", st.Indicators,
-		"expired", st.Expired, "nextExpiry", next)
+		"expired", st.Expired, "nextExpiry", expiryText(next))
+}
+
+// expiryText is an expiry instant for the log ("never" for none).
+func expiryText(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
