@@ -433,10 +433,12 @@ func (s *Sync) runHTTP(ctx context.Context) error {
 			s.log.Info("indicator feed reachable again", "source", s.cfg.Source, "afterFailures", failures)
 		}
 		failures = 0
-		// An unchanged answer before the wait ended means the server does not
-		// hold long polls: poll once per wait instead of spinning.
-		if !changed {
-			if rest := s.cfg.LongPoll - time.Since(start); rest > 0 && !sleep(ctx, rest) {
+		// An unchanged answer within a second means the server does not hold
+		// long polls: poll once per LongPoll instead of spinning. A server
+		// that holds requests for less than asked (its own cap) is still
+		// long-polled back to back, so its changes arrive at once.
+		if took := time.Since(start); !changed && took < time.Second {
+			if !sleep(ctx, s.cfg.LongPoll-took) {
 				return nil
 			}
 		}

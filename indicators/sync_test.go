@@ -589,3 +589,30 @@ func TestNewSyncErrors(t *testing.T) {
 		}
 	}
 }
+
+// A server that caps long polls below the client's wait is still followed
+// with back-to-back long polls: after a capped 304 the next request is held
+// at once, so a change is not delayed by a client-side pause.
+func TestSyncServerCapsWait(t *testing.T) {
+	f := &feed{h: NewHandler(HandlerConfig{MaxWait: 1500 * time.Millisecond})}
+	f.srv = httptest.NewServer(f)
+	defer f.srv.Close()
+	f.publish(t, "1", "a.test")
+	ups := make(updates, 8)
+	const wait = 60 * time.Second
+	s, err := NewSync(SyncConfig{Source: f.url(), Apply: ups.apply, LongPoll: wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	ups.next(t)
+	eventually(t, "a capped 304 and the next held request", func() bool { return f.notMod.Load() >= 1 && f.requests.Load() >= 3 })
+	start := time.Now()
+	f.publish(t, "2", "b.test")
+	if up := ups.next(t); up.Version != "2" {
+		t.Fatalf("got %s", up.Version)
+	}
+	if took := time.Since(start); took >= wait/2 {
+		t.Errorf("the change took %v: the client paused instead of long-polling again", took)
+	}
+}
