@@ -411,6 +411,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 func (s *Sync) runHTTP(ctx context.Context) error {
+	defer s.client.CloseIdleConnections() // no keep-alive outlives Run
 	failures := 0
 	for ctx.Err() == nil {
 		start := time.Now()
