@@ -172,6 +172,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-timer:
 			timer = nil
 		case <-r.Context().Done():
+			// The client left (nothing reaches it), or the server is shutting
+			// down: say so, rather than an empty 200 the client would have to
+			// tell from a bad body.
+			http.Error(w, "the feed server is shutting down; retry later", http.StatusServiceUnavailable)
 			return
 		}
 	}

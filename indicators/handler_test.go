@@ -1,6 +1,7 @@
 package indicators
 
 import (
+	"context"
 	"crypto/ed25519"
 	"io"
 	"net/http"
@@ -187,5 +188,25 @@ func TestLoadDir(t *testing.T) {
 	}
 	if m := p.MatchName("dropbox.com"); m.Rule == nil || m.Rule.Application != "dropbox" {
 		t.Errorf("application lost in the round trip: %+v", m.Rule)
+	}
+}
+
+// A long poll cut by the server's shutdown (the request context ends) is
+// answered 503, never an empty 200.
+func TestHandlerLongPollCutByShutdown(t *testing.T) {
+	h := NewHandler(HandlerConfig{})
+	if err := h.SetDocument(doc("1", "a.test")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/indicators?wait=30", nil)
+	req.Header.Set("If-None-Match", `"1"`)
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { h.ServeHTTP(rec, req); close(done) }()
+	cancel()
+	<-done
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", rec.Code)
 	}
 }
