@@ -40,7 +40,7 @@ cross:
 
 # Benchmarks, side by side with their baselines; README "Performance" quotes them.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./filter/... ./telemetry/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./filter/... ./indicators/... ./telemetry/...
 
 # .deb and .rpm (nFPM, its own module in deploy/package so its dependencies stay out of
 # go.mod) for PKG_ARCH, into $(BIN)/. The unit is the one `netward install` writes.

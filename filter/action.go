@@ -56,7 +56,8 @@ var ErrRemediate = fmt.Errorf("action BlockAndRemediate applies to files only; u
 // as Block and Alert as Audit (CONTRACT §1); "Allow" is accepted as Allowed
 // because older MDE exports use it.
 func ParseAction(s string) (Action, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
+	var buf [24]byte
+	switch string(lowerKey(s, &buf)) {
 	case "allowed", "allow":
 		return Allowed, nil
 	case "audit", "alert":
@@ -111,7 +112,8 @@ var ErrFileIndicator = fmt.Errorf("file and certificate indicators are not netwo
 
 // ParseType reads an MDE indicatorType, case-insensitively.
 func ParseType(s string) (Type, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
+	var buf [24]byte
+	switch string(lowerKey(s, &buf)) {
 	case "domainname", "domain":
 		return TypeDomain, nil
 	case "url":
@@ -122,4 +124,23 @@ func ParseType(s string) (Type, error) {
 		return 0, ErrFileIndicator
 	}
 	return 0, fmt.Errorf("unknown indicator type %q; want DomainName, Url or IpAddress", s)
+}
+
+// lowerKey trims s and lowercases it into buf without allocating (feeds
+// carry a million of these keywords); longer strings, which match no
+// keyword anyway, are returned lowercased the ordinary way.
+func lowerKey(s string, buf *[24]byte) []byte {
+	s = strings.TrimSpace(s)
+	if len(s) > len(buf) {
+		return []byte(strings.ToLower(s))
+	}
+	b := buf[:len(s)]
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return b
 }

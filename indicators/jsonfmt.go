@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // jsonIndicator is one indicator in MDE API field names (CONTRACT §5). Fields
@@ -38,6 +39,9 @@ func scalarString(r json.RawMessage) (string, error) {
 		return "", nil
 	}
 	if r[0] == '"' {
+		if len(r) >= 2 && r[len(r)-1] == '"' && bytes.IndexByte(r, '\\') < 0 && utf8.Valid(r) {
+			return string(r[1 : len(r)-1]), nil // no escapes: the bytes are the string
+		}
 		var s string
 		err := json.Unmarshal(r, &s)
 		return s, err
@@ -77,80 +81,157 @@ func (s *Set) addJSON(j *jsonIndicator, index int, prefix string, o Options) {
 	s.add(f, at, 0, 0, index+1, o)
 }
 
-// decodeArray decodes an array of indicators. The fast path decodes all of
-// it at once; if that fails, each element is decoded on its own so that every
-// bad element is reported with its index and field.
-func (s *Set) decodeArray(raw json.RawMessage, prefix string, o Options) {
-	var all []jsonIndicator
-	if err := json.Unmarshal(raw, &all); err == nil {
-		s.Indicators = make([]Indicator, 0, len(all))
-		for i := range all {
-			s.addJSON(&all[i], i, prefix, o)
-		}
-		return
+// streamArray decodes the JSON array of indicators that dec is positioned
+// at, one element at a time: a million-indicator feed is read in one pass
+// without a second copy of its body or a growing slice of raw elements. An
+// element of the wrong shape (a number where a string belongs, not an
+// object) is reported with its index and field and the others still load;
+// the error is non-nil only when the JSON itself is broken, and then the
+// caller rejects the whole document. body is the document dec reads, used
+// only to size the indicator slice.
+func (s *Set) streamArray(dec *json.Decoder, body []byte, prefix string, o Options) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
 	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(raw, &elems); err != nil {
-		s.errorf(Position{Field: strings.TrimSuffix(prefix, ".")}, "not a JSON array of indicators: %v", err)
-		return
+	if tok == nil { // null: no indicators
+		return nil
 	}
-	for i, e := range elems {
-		var j jsonIndicator
-		if err := json.Unmarshal(e, &j); err != nil {
-			x := i
-			p := Position{Index: &x}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return fmt.Errorf("found %v where an array of indicators belongs", tok)
+	}
+	if s.Indicators == nil {
+		// Every indicator names its value once, so this counts them
+		// (over-counting only when the key appears inside a string).
+		s.Indicators = make([]Indicator, 0, bytes.Count(body, []byte(`"indicatorValue"`)))
+	}
+	var j jsonIndicator // reused: one allocation for the whole array
+	for i := 0; dec.More(); i++ {
+		j = jsonIndicator{}
+		if err := dec.Decode(&j); err != nil {
 			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				p.Field = te.Field
-				s.errorf(p, "%s is a JSON %s; want %s", te.Field, te.Value, te.Type)
+			if !errors.As(err, &te) {
+				return err
+			}
+			// A type error leaves the decoder after the element
+			// (encoding/json reads the whole value before it decodes
+			// it), so the remaining elements still load.
+			x := i
+			if te.Field == "" {
+				s.errorf(Position{Index: &x, Field: strings.TrimSuffix(prefix, ".")}, "not an indicator object: a JSON %s", te.Value)
 			} else {
-				s.errorf(p, "not an indicator object: %v", err)
+				s.errorf(Position{Index: &x, Field: prefix + te.Field}, "%s is a JSON %s; want %s", te.Field, te.Value, te.Type)
 			}
 			continue
 		}
 		s.addJSON(&j, i, prefix, o)
 	}
-}
-
-// feedDocument is the CONTRACT §5 body.
-type feedDocument struct {
-	Version     json.RawMessage `json:"version"`
-	GeneratedAt string          `json:"generatedAt"`
-	Settings    *Settings       `json:"settings"`
-	Indicators  json.RawMessage `json:"indicators"`
+	_, err = dec.Token() // ']'
+	return err
 }
 
 // ParseFeed parses a feed document (CONTRACT §5). The error is non-nil only
 // when the body is not a feed document at all; problems with individual
 // indicators or settings are in Set.Problems and those indicators are left
-// out.
+// out. It streams: the body is read once, element by element.
 func ParseFeed(name string, body []byte, o Options) (*Set, error) {
 	s := &Set{Name: name}
-	var doc feedDocument
-	if err := strictTop(body, &doc); err != nil {
-		return nil, fmt.Errorf("%s: not a feed document: %w", name, err)
-	}
-	v, err := scalarString(doc.Version)
-	if err != nil {
-		s.errorf(Position{Field: "version"}, "version: %v", err)
-	}
-	s.Version = v
-	if doc.GeneratedAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, doc.GeneratedAt)
-		if err != nil {
-			s.errorf(Position{Field: "generatedAt"}, "generatedAt %q is not an RFC 3339 timestamp", doc.GeneratedAt)
-		}
-		s.GeneratedAt = t
-	}
-	if doc.Settings != nil {
-		s.Settings = s.validateSettings(*doc.Settings, func(f string) Position { return Position{Field: f} })
-	}
-	if len(doc.Indicators) > 0 && string(doc.Indicators) != "null" {
-		s.decodeArray(doc.Indicators, "", o)
+	if err := s.streamFeed(body, o); err != nil {
+		return nil, fmt.Errorf("%s: not a feed document: %w", name, withLine(body, err))
 	}
 	s.checkDuplicates()
 	s.sortProblems()
 	return s, nil
+}
+
+func (s *Set) streamFeed(body []byte, o Options) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return fmt.Errorf("found %v; a feed document is a JSON object", tok)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "version":
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return err
+			}
+			v, err := scalarString(raw)
+			if err != nil {
+				s.errorf(Position{Field: "version"}, "version: %v", err)
+			}
+			s.Version = v
+		case "generatedAt":
+			var g *string
+			if err := dec.Decode(&g); err != nil {
+				return fieldErr("generatedAt", err)
+			}
+			if g != nil && *g != "" {
+				t, err := time.Parse(time.RFC3339Nano, *g)
+				if err != nil {
+					s.errorf(Position{Field: "generatedAt"}, "generatedAt %q is not an RFC 3339 timestamp", *g)
+				}
+				s.GeneratedAt = t
+			}
+		case "settings":
+			var st *Settings
+			if err := dec.Decode(&st); err != nil {
+				return fieldErr("settings", err)
+			}
+			if st != nil {
+				s.Settings = s.validateSettings(*st, func(f string) Position { return Position{Field: f} })
+			}
+		case "indicators":
+			if err := s.streamArray(dec, body, "", o); err != nil {
+				return err
+			}
+		default: // fields a newer console adds are skipped
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// fieldErr names the top-level field whose value has the wrong JSON type.
+func fieldErr(field string, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("field %q is a JSON %s; want %s", field, te.Value, te.Type)
+	}
+	return err
+}
+
+// withLine adds the line number to a JSON syntax error.
+func withLine(b []byte, err error) error {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		line := 1 + bytes.Count(b[:min(int(syn.Offset), len(b))], []byte("\n"))
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+	return err
 }
 
 // ParseMDEJSON parses indicators as the MDE API returns them: a JSON array,
@@ -170,10 +251,13 @@ func ParseMDEJSON(name string, body []byte, o Options) (*Set, error) {
 	if len(b) == 0 || b[0] != '[' {
 		return nil, fmt.Errorf("%s: not a JSON array of indicators", name)
 	}
-	if err := strictTop(b, new(json.RawMessage)); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := s.streamArray(dec, b, "", o); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, withLine(b, err))
 	}
-	s.decodeArray(b, "", o)
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: trailing data after the JSON value", name)
+	}
 	s.checkDuplicates()
 	s.sortProblems()
 	return s, nil

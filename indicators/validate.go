@@ -52,13 +52,13 @@ type where func(field string) Position
 // it. It reports whether the indicator was loaded.
 func (s *Set) add(f rawFields, at where, line, col, index int, o Options) bool {
 	ok := true
-	typ, err := filter.ParseType(f.typ)
-	if err != nil {
+	typ, typErr := filter.ParseType(f.typ)
+	if typErr != nil {
 		ok = false
-		if errors.Is(err, filter.ErrFileIndicator) {
-			s.errorf(at(fType), "indicator type %q: %v", f.typ, err)
+		if errors.Is(typErr, filter.ErrFileIndicator) {
+			s.errorf(at(fType), "indicator type %q: %v", f.typ, typErr)
 		} else {
-			s.errorf(at(fType), "%v", err)
+			s.errorf(at(fType), "%v", typErr)
 		}
 	}
 	act, err := filter.ParseAction(f.action)
@@ -70,7 +70,7 @@ func (s *Set) add(f rawFields, at where, line, col, index int, o Options) bool {
 	if f.value == "" {
 		ok = false
 		s.errorf(at(fValue), "indicator value is empty")
-	} else if typ, terr := filter.ParseType(f.typ); terr == nil {
+	} else if typErr == nil {
 		v, err := canonicalValue(typ, f.value)
 		if err != nil {
 			ok = false
