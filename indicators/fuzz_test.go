@@ -2,6 +2,8 @@ package indicators
 
 import (
 	"bytes"
+	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -76,5 +78,43 @@ func FuzzDetectAndParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name string, b []byte) {
 		s, err := Parse(name, b, FormatAuto, "t", []byte(`{"a":"Monitored"}`), Options{})
 		checkSet(t, s, err)
+	})
+}
+
+// FuzzFastIndicator holds the scanner's fast path to encoding/json: whatever
+// it accepts must decode to exactly what encoding/json makes of the same
+// bytes, and what it refuses must leave the scanner untouched for
+// encoding/json to read.
+func FuzzFastIndicator(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"7","indicatorValue":"dropbox.com","indicatorType":"DomainName","action":"Warn","title":"t","application":"Dropbox","applicationId":11627,"expirationTime":null,"bypassDurationHours":2.5}`,
+		`{ "id" : 12 , "indicatorValue" : "a\u00e9.example" }`,
+		`{"IndicatorValue":"x","indicatorvalue":"y"}`,
+		`{"action":5}`,
+		`{"extra":{"nested":[1,2]},"indicatorValue":"x"}`,
+		`{"expirationTime":"2099-01-01T00:00:00Z","expirationTime":null}`,
+		`{"bypassDurationHours":1e400}`,
+		`{"bypassDurationHours":-0.0e+1,"title":"\u00ff\ufffd","id":true}`,
+		`{"indicatorValue":"caf` + "\xc3\xa9" + `","title":"` + "\xff" + `"}`,
+		`{}`, `[]`, `{"a":1,}`, `{"id":01}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := &scanner{b: b}
+		var j jsonIndicator
+		if !p.fastIndicator(&j) {
+			if p.i != 0 || !reflect.DeepEqual(j, jsonIndicator{}) {
+				t.Fatalf("refused %q but moved to %d / filled %+v", b, p.i, j)
+			}
+			return
+		}
+		var ref jsonIndicator
+		if err := json.Unmarshal(b[:p.i], &ref); err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json says %v", b[:p.i], err)
+		}
+		if !reflect.DeepEqual(j, ref) {
+			t.Fatalf("%q:\nfast %+v\njson %+v", b[:p.i], j, ref)
+		}
 	})
 }

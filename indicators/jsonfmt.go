@@ -81,53 +81,62 @@ func (s *Set) addJSON(j *jsonIndicator, index int, prefix string, o Options) {
 	s.add(f, at, 0, 0, index+1, o)
 }
 
-// streamArray decodes the JSON array of indicators that dec is positioned
-// at, one element at a time: a million-indicator feed is read in one pass
-// without a second copy of its body or a growing slice of raw elements. An
-// element of the wrong shape (a number where a string belongs, not an
-// object) is reported with its index and field and the others still load;
-// the error is non-nil only when the JSON itself is broken, and then the
-// caller rejects the whole document. body is the document dec reads, used
-// only to size the indicator slice.
-func (s *Set) streamArray(dec *json.Decoder, body []byte, prefix string, o Options) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok == nil { // null: no indicators
+// streamArray decodes the JSON array of indicators at the scanner (or null),
+// one element at a time: a million-indicator feed is read in one pass
+// without a second copy of its body. An element of the wrong shape (a
+// number where a string belongs, not an object) is reported with its index
+// and field and the others still load; the error is non-nil only when the
+// JSON itself is broken, and then the caller rejects the whole document.
+func (s *Set) streamArray(p *scanner, prefix string, o Options) error {
+	if p.lit("null") {
 		return nil
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return fmt.Errorf("found %v where an array of indicators belongs", tok)
+	if !p.eat('[') {
+		return p.errorf("an array of indicators belongs here")
 	}
 	if s.Indicators == nil {
 		// Every indicator names its value once, so this counts them
 		// (over-counting only when the key appears inside a string).
-		s.Indicators = make([]Indicator, 0, bytes.Count(body, []byte(`"indicatorValue"`)))
+		s.Indicators = make([]Indicator, 0, bytes.Count(p.b[p.i:], []byte(`"indicatorValue"`)))
+	}
+	p.ws()
+	if p.eat(']') {
+		return nil
 	}
 	var j jsonIndicator // reused: one allocation for the whole array
-	for i := 0; dec.More(); i++ {
+	for i := 0; ; i++ {
 		j = jsonIndicator{}
-		if err := dec.Decode(&j); err != nil {
-			var te *json.UnmarshalTypeError
-			if !errors.As(err, &te) {
+		if !p.fastIndicator(&j) {
+			raw, err := p.value()
+			if err != nil {
 				return err
 			}
-			// A type error leaves the decoder after the element
-			// (encoding/json reads the whole value before it decodes
-			// it), so the remaining elements still load.
-			x := i
-			if te.Field == "" {
-				s.errorf(Position{Index: &x, Field: strings.TrimSuffix(prefix, ".")}, "not an indicator object: a JSON %s", te.Value)
-			} else {
-				s.errorf(Position{Index: &x, Field: prefix + te.Field}, "%s is a JSON %s; want %s", te.Field, te.Value, te.Type)
+			if err := json.Unmarshal(raw, &j); err != nil {
+				var te *json.UnmarshalTypeError
+				if !errors.As(err, &te) {
+					return &syntaxError{off: p.i, msg: err.Error()}
+				}
+				x := i
+				if te.Field == "" {
+					s.errorf(Position{Index: &x, Field: strings.TrimSuffix(prefix, ".")}, "not an indicator object: a JSON %s", te.Value)
+				} else {
+					s.errorf(Position{Index: &x, Field: prefix + te.Field}, "%s is a JSON %s; want %s", te.Field, te.Value, te.Type)
+				}
+				goto next
 			}
-			continue
 		}
 		s.addJSON(&j, i, prefix, o)
+	next:
+		p.ws()
+		if p.eat(',') {
+			p.ws()
+			continue
+		}
+		if p.eat(']') {
+			return nil
+		}
+		return p.errorf("invalid character after an array element: want , or ]")
 	}
-	_, err = dec.Token() // ']'
-	return err
 }
 
 // ParseFeed parses a feed document (CONTRACT §5). The error is non-nil only
@@ -145,72 +154,93 @@ func ParseFeed(name string, body []byte, o Options) (*Set, error) {
 }
 
 func (s *Set) streamFeed(body []byte, o Options) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return fmt.Errorf("found %v; a feed document is a JSON object", tok)
+	p := &scanner{b: body}
+	p.ws()
+	if !p.eat('{') {
+		return p.errorf("a feed document is a JSON object")
 	}
 	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		key, _ := tok.(string)
-		if seen[key] {
-			return fmt.Errorf("key %q appears twice", key)
-		}
-		seen[key] = true
-		switch key {
-		case "version":
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return err
-			}
-			v, err := scalarString(raw)
+	p.ws()
+	if !p.eat('}') {
+		for {
+			p.ws()
+			rawKey, err := p.value()
 			if err != nil {
-				s.errorf(Position{Field: "version"}, "version: %v", err)
+				return err
 			}
-			s.Version = v
-		case "generatedAt":
-			var g *string
-			if err := dec.Decode(&g); err != nil {
-				return fieldErr("generatedAt", err)
+			var key string
+			if err := json.Unmarshal(rawKey, &key); err != nil {
+				return p.errorf("object keys are strings")
 			}
-			if g != nil && *g != "" {
-				t, err := time.Parse(time.RFC3339Nano, *g)
-				if err != nil {
-					s.errorf(Position{Field: "generatedAt"}, "generatedAt %q is not an RFC 3339 timestamp", *g)
+			if seen[key] {
+				return p.errorf("key %q appears twice", key)
+			}
+			seen[key] = true
+			p.ws()
+			if !p.eat(':') {
+				return p.errorf("want : after the key %q", key)
+			}
+			p.ws()
+			if key == "indicators" {
+				if err := s.streamArray(p, "", o); err != nil {
+					return err
 				}
-				s.GeneratedAt = t
+			} else {
+				raw, err := p.value()
+				if err != nil {
+					return err
+				}
+				if err := s.feedField(key, raw); err != nil {
+					return err
+				}
 			}
-		case "settings":
-			var st *Settings
-			if err := dec.Decode(&st); err != nil {
-				return fieldErr("settings", err)
+			p.ws()
+			if p.eat(',') {
+				continue
 			}
-			if st != nil {
-				s.Settings = s.validateSettings(*st, func(f string) Position { return Position{Field: f} })
+			if p.eat('}') {
+				break
 			}
-		case "indicators":
-			if err := s.streamArray(dec, body, "", o); err != nil {
-				return err
-			}
-		default: // fields a newer console adds are skipped
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return err
-			}
+			return p.errorf("invalid character after an object member: want , or }")
 		}
 	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return err
+	p.ws()
+	if p.i != len(p.b) {
+		return p.errorf("trailing data after the JSON value")
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data after the JSON value")
+	return nil
+}
+
+// feedField reads one top-level member of a feed document other than its
+// indicators. Fields a newer console adds are skipped.
+func (s *Set) feedField(key string, raw json.RawMessage) error {
+	switch key {
+	case "version":
+		v, err := scalarString(raw)
+		if err != nil {
+			s.errorf(Position{Field: "version"}, "version: %v", err)
+		}
+		s.Version = v
+	case "generatedAt":
+		var g *string
+		if err := json.Unmarshal(raw, &g); err != nil {
+			return fieldErr("generatedAt", err)
+		}
+		if g != nil && *g != "" {
+			t, err := time.Parse(time.RFC3339Nano, *g)
+			if err != nil {
+				s.errorf(Position{Field: "generatedAt"}, "generatedAt %q is not an RFC 3339 timestamp", *g)
+			}
+			s.GeneratedAt = t
+		}
+	case "settings":
+		var st *Settings
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fieldErr("settings", err)
+		}
+		if st != nil {
+			s.Settings = s.validateSettings(*st, func(f string) Position { return Position{Field: f} })
+		}
 	}
 	return nil
 }
@@ -226,6 +256,11 @@ func fieldErr(field string, err error) error {
 
 // withLine adds the line number to a JSON syntax error.
 func withLine(b []byte, err error) error {
+	var se *syntaxError
+	if errors.As(err, &se) {
+		line := 1 + bytes.Count(b[:min(se.off, len(b))], []byte("\n"))
+		return fmt.Errorf("line %d: %s", line, se.msg)
+	}
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
 		line := 1 + bytes.Count(b[:min(int(syn.Offset), len(b))], []byte("\n"))
@@ -251,11 +286,11 @@ func ParseMDEJSON(name string, body []byte, o Options) (*Set, error) {
 	if len(b) == 0 || b[0] != '[' {
 		return nil, fmt.Errorf("%s: not a JSON array of indicators", name)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := s.streamArray(dec, b, "", o); err != nil {
+	p := &scanner{b: b}
+	if err := s.streamArray(p, "", o); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, withLine(b, err))
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if p.ws(); p.i != len(b) {
 		return nil, fmt.Errorf("%s: trailing data after the JSON value", name)
 	}
 	s.checkDuplicates()
