@@ -58,16 +58,24 @@ func (e *CompileError) Error() string {
 
 // Compile validates and canonicalises rules and builds a Policy. If any rule is
 // invalid it returns a *CompileError listing all of them with their indexes.
-func Compile(rules []Rule) (*Policy, error) { return compile(rules, ^uint32(0)) }
+func Compile(rules []Rule) (*Policy, error) { return compile(rules, ^uint32(0), false) }
+
+// CompileOwned is Compile for a slice the caller built for this call alone:
+// the Policy keeps rules instead of a copy, so loading a million indicators
+// does not hold two copies of every rule at once. The caller must not use
+// rules afterwards.
+func CompileOwned(rules []Rule) (*Policy, error) { return compile(rules, ^uint32(0), true) }
 
 // compile is Compile with a fingerprint mask; tests pass a small mask to force
-// the trie's collision path.
-func compile(rules []Rule, fpMask uint32) (*Policy, error) {
+// the trie's collision path. owned says the policy may keep rules itself.
+func compile(rules []Rule, fpMask uint32, owned bool) (*Policy, error) {
 	if len(rules) > maxRep {
 		return nil, fmt.Errorf("%d rules is more than the %d a policy can hold; split the indicator feed", len(rules), maxRep)
 	}
-	p := &Policy{rules: make([]Rule, len(rules))}
-	copy(p.rules, rules)
+	p := &Policy{rules: rules}
+	if !owned {
+		p.rules = slices.Clone(rules)
+	}
 	var (
 		errs    []*RuleError
 		domains []uint32

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -353,7 +354,7 @@ func TestFingerprintCollisions(t *testing.T) {
 	ref := refCompile(rs)
 	qs := sampleQueries(names, r)
 	for _, mask := range []uint32{0, 1, 0xff, ^uint32(0)} {
-		p, err := compile(rs, mask)
+		p, err := compile(rs, mask, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -512,7 +513,7 @@ func FuzzPolicyDifferential(f *testing.F) {
 			}
 		}
 		for _, mask := range []uint32{^uint32(0), 1} {
-			p, err := compile(rs, mask)
+			p, err := compile(rs, mask, false)
 			if err != nil {
 				t.Fatalf("Compile of valid rules: %v", err)
 			}
@@ -533,4 +534,35 @@ func FuzzPolicyDifferential(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCompileOwnedMatchesCompile(t *testing.T) {
+	rules := []Rule{
+		{Value: "Example.COM", Type: TypeDomain, Action: Block, ID: "1"},
+		{Value: "ok.example.com", Type: TypeDomain, Action: Allowed, ID: "2"},
+		{Value: "192.0.2.0/24", Type: TypeIP, Action: Warn, ID: "3"},
+	}
+	copied, err := Compile(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rules[0].Value != "Example.COM" {
+		t.Fatalf("Compile changed the caller's rules: %q", rules[0].Value)
+	}
+	owned, err := CompileOwned(slices.Clone(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"www.example.com", "ok.example.com", "example.org"} {
+		a, b := copied.MatchName(name), owned.MatchName(name)
+		if a.Action != b.Action || (a.Rule == nil) != (b.Rule == nil) || a.Rule != nil && a.Rule.ID != b.Rule.ID {
+			t.Errorf("%s: Compile %v, CompileOwned %v", name, a, b)
+		}
+	}
+	if a, b := copied.MatchAddr(netip.MustParseAddr("192.0.2.7")), owned.MatchAddr(netip.MustParseAddr("192.0.2.7")); a.Action != Warn || b.Action != Warn {
+		t.Errorf("192.0.2.7: %v / %v", a.Action, b.Action)
+	}
+	if _, err := CompileOwned([]Rule{{Value: "a..b", Type: TypeDomain, Action: Block}}); err == nil {
+		t.Error("CompileOwned accepted an invalid rule")
+	}
 }

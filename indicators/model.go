@@ -177,7 +177,7 @@ func (s *Set) Rules(now time.Time) (rules []filter.Rule, next time.Time) {
 // it must be compiled again because an indicator expires (zero: never).
 func (s *Set) Compile(now time.Time) (*filter.Policy, time.Time, error) {
 	rules, next := s.Rules(now)
-	p, err := filter.Compile(rules)
+	p, err := filter.CompileOwned(rules) // rules was made for this call
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("compile %s: %w", s.Name, err)
 	}
