@@ -1,15 +1,14 @@
 package indicators
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/netward/netward/internal/resolvconf"
 )
 
 // Where the Go resolver and systemd-resolved keep the host's resolvers.
@@ -51,14 +50,8 @@ func pastStub(address, path string) string {
 	if err != nil {
 		return address
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[0] != "nameserver" {
-			continue
-		}
-		a, err := netip.ParseAddr(f[1])
-		if err != nil || a.String() == systemdStubAddr {
+	for _, a := range resolvconf.Nameservers(b) {
+		if a.String() == systemdStubAddr {
 			continue
 		}
 		return netip.AddrPortFrom(a.WithZone(""), 53).String()

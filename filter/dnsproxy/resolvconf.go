@@ -1,12 +1,11 @@
 package dnsproxy
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
-	"strings"
+
+	"github.com/netward/netward/internal/resolvconf"
 )
 
 // systemdStub is the systemd-resolved stub listener. Forwarding to it while
@@ -19,16 +18,7 @@ var systemdStub = netip.MustParseAddr("127.0.0.53")
 // in order, as host:port.
 func parseResolvConf(b []byte) []string {
 	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[0] != "nameserver" {
-			continue
-		}
-		a, err := netip.ParseAddr(f[1])
-		if err != nil {
-			continue // resolv.conf allows only addresses; skip junk
-		}
+	for _, a := range resolvconf.Nameservers(b) {
 		out = append(out, netip.AddrPortFrom(a, 53).String())
 	}
 	return out
