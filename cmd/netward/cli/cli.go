@@ -69,6 +69,10 @@ func commands() []*command {
 		versionCommand(),
 		runCommand(),
 		caCommand(),
+		statusCommand(),
+		checkCommand(),
+		eventsCommand(),
+		bypassCommand(),
 	}
 }
 
