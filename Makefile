@@ -8,7 +8,7 @@ BIN      := bin
 TESTFLAGS ?= -race -timeout 15m
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit lint cross bench clean
+.PHONY: all build run test unit lint cross bench clean package bench-dns
 
 all: build
 
@@ -41,6 +41,20 @@ cross:
 # Benchmarks, side by side with their baselines; README "Performance" quotes them.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./filter/... ./telemetry/...
+
+# .deb and .rpm (nFPM, its own module in deploy/package so its dependencies stay out of
+# go.mod) for PKG_ARCH, into $(BIN)/. The unit is the one `netward install` writes.
+PKG_ARCH ?= $(shell $(GO) env GOARCH)
+package:
+	@mkdir -p $(BIN)/pkg
+	GOOS=linux GOARCH=$(PKG_ARCH) CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pkg/netward ./cmd/netward
+	$(GO) run ./cmd/netward install --print-unit --executable /usr/bin/netward > $(BIN)/pkg/netward.service
+	cd deploy/package && $(GO) run . -binary $(abspath $(BIN))/pkg/netward -unit $(abspath $(BIN))/pkg/netward.service \
+		-version $(VERSION) -arch $(PKG_ARCH) -assets . -out $(abspath $(BIN))
+
+# DNS proxy throughput and latency vs dnsmasq with dnsperf (docs/dns.md).
+bench-dns:
+	./scripts/bench-dns.sh
 
 clean:
 	rm -rf $(BIN)

@@ -65,6 +65,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.policy.Store(empty)
 	mode, _ := filter.ParseMode(cfg.Mode)
 	a.settings.Store(&FeedSettings{Mode: mode})
+	a.initDNS() // the IP→name map exists before telemetry starts
 	return a, nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
 	"github.com/netward/netward/telemetry"
 )
@@ -32,22 +34,15 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	if !a.cfg.SNI.Enabled {
 		return nil
 	}
-	ins, err := hostnet.NewInspector(hostnet.InspectConfig{
-		Decider: a,
-		// IP rules apply on every TCP port: the SYN of every flow is queued
-		// once; only 443/853/80 are read further for a name.
-		AllTCPPorts:       true,
-		QUIC:              a.cfg.SNI.QUIC,
-		FailClosed:        a.cfg.SNI.FailClosed,
-		BlockEncryptedDNS: a.cfg.DNS.Capture,
-		OnDecision:        a.emitInspect,
-		Log:               a.log,
-		Now:               a.now,
-	})
+	ins, err := hostnet.NewInspector(a.inspectConfig())
 	if err != nil {
 		return fmt.Errorf("sni: %w", err)
 	}
 	a.insp.inspector = ins
+	g.Go(func() error {
+		a.followInspectPorts(ctx, ins, time.Second)
+		return nil
+	})
 	g.Go(func() error {
 		if err := ins.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("sni: %w", err)
@@ -57,10 +52,79 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	return nil
 }
 
+// inspNeedsAllPorts reports whether policy p has IpAddress indicators that
+// need the SYN of connections on every port: any that is not Allowed (Audit
+// too, so the audited connection is recorded). Allowed-only IP rules change
+// nothing for a connection nobody blocks.
+func inspNeedsAllPorts(p *filter.Policy) bool {
+	if p == nil {
+		return false
+	}
+	for _, r := range p.Rules() {
+		if r.Type == filter.TypeIP && r.Action != filter.Allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// followInspectPorts keeps the inspector's all-ports queueing in step with
+// the policy, checking every interval for a new policy (a pointer compare;
+// the rules are scanned only when the policy changed). A new IP indicator
+// therefore applies on non-name ports within one interval; on 443/853/80 it
+// applies at once, since those are always queued.
+func (a *Agent) followInspectPorts(ctx context.Context, ins *hostnet.Inspector, every time.Duration) {
+	last := a.Policy()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if p := a.Policy(); p != last {
+				last = p
+				ins.SetAllTCPPorts(inspNeedsAllPorts(p))
+			}
+		}
+	}
+}
+
+// inspectConfig is the inspector's configuration from the agent's.
+func (a *Agent) inspectConfig() hostnet.InspectConfig {
+	return hostnet.InspectConfig{
+		Decider: a,
+		// IP rules apply on every TCP port: when the policy has any, the SYN
+		// of every flow is queued once; only 443/853/80 are read further
+		// for a name. Kept current by followInspectPorts.
+		AllTCPPorts: inspNeedsAllPorts(a.Policy()),
+		// The agent's own sockets (DNS upstreams, feed, uploads) carry
+		// AgentMark and are never queued: the agent must not wait on itself.
+		SkipMark:          hostnet.AgentMark,
+		SkipMask:          0xffffffff,
+		QUIC:              a.cfg.SNI.QUIC,
+		FailClosed:        a.cfg.SNI.FailClosed,
+		BlockEncryptedDNS: a.cfg.DNS.Capture,
+		OnDecision:        a.emitInspect,
+		Log:               a.log,
+		Now:               a.now,
+	}
+}
+
 // emitInspect turns an inspector decision into a telemetry record: every
 // protection event, and a ConnectionSuccess for allowed flows whose name was
-// read (unnamed allowed flows are recorded by conntrack accounting).
+// read (unnamed allowed flows are recorded by conntrack accounting). A
+// refused connection (Block, or Warn without a bypass: the connection is
+// reset) also tells the user, because a reset TLS or QUIC handshake cannot
+// show the warn page; for a Warn the notice says how to continue.
 func (a *Agent) emitInspect(e hostnet.InspectEvent) {
+	if inspNotifies(e) {
+		name := e.Name
+		if name == "" {
+			name = e.Remote.Addr().String()
+		}
+		a.NotifyUser(e.Decision, name, "")
+	}
 	action := ActionTypeFor(e.Decision)
 	if action == "" {
 		switch {
@@ -91,6 +155,21 @@ func (a *Agent) emitInspect(e hostnet.InspectEvent) {
 		r.Application = rule.Application
 	}
 	a.Emit(r)
+}
+
+// inspNotifies reports whether the user hears about decision e: refusals by
+// an indicator. Refusals the user did not ask for by name — encrypted DNS the
+// browser tries in the background (dot, doh), QUIC dropped so the browser
+// falls back to TCP — stay silent; they are in telemetry.
+func inspNotifies(e hostnet.InspectEvent) bool {
+	if !e.Decision.Verdict.Blocks() || e.Decision.Match.Rule == nil {
+		return false
+	}
+	switch e.Reason {
+	case "dot", "doh", "quic-block", "unreadable":
+		return false
+	}
+	return true
 }
 
 var _ hostnet.InspectDecider = (*Agent)(nil)

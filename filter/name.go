@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -29,6 +30,35 @@ var idnaProfile = idna.New(idna.MapForLookup(), idna.Transitional(false), idna.B
 // and '_' (all-digit labels are fine). Anything else is rejected with an error
 // that says what is wrong; names are never silently mangled.
 func CanonicalName(s string) (string, error) {
+	if isCanonical(s) {
+		return s, nil // the common case: no copy, so Compile keeps the caller's strings
+	}
+	return canonicalName(s)
+}
+
+// isCanonical reports whether s is already in the form CanonicalName returns.
+func isCanonical(s string) bool {
+	if len(s) == 0 || len(s) > maxNameLen {
+		return false
+	}
+	n := 0 // length of the current label
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+			if n++; n > maxLabelLen {
+				return false
+			}
+		case c == '.' && n > 0:
+			n = 0
+		default:
+			return false
+		}
+	}
+	return n > 0
+}
+
+// canonicalName is CanonicalName without the fast path.
+func canonicalName(s string) (string, error) {
 	name := strings.TrimSuffix(s, ".")
 	if name == "" {
 		return "", fmt.Errorf("%w: empty name", ErrInvalidName)
@@ -43,9 +73,15 @@ func CanonicalName(s string) (string, error) {
 			return "", fmt.Errorf("%w %q: empty label (two dots in a row, or a leading dot)", ErrInvalidName, s)
 		}
 		if !isASCII(label) {
+			if !utf8.ValidString(label) { // IDNA would turn the bad bytes into U+FFFD and accept them
+				return "", fmt.Errorf("%w %q: label %q is not valid UTF-8", ErrInvalidName, s, label)
+			}
 			a, err := idnaProfile.ToASCII(label)
 			if err != nil {
 				return "", fmt.Errorf("%w %q: label %q is not a valid internationalised label: %v", ErrInvalidName, s, label, err)
+			}
+			if a == "" { // the label was only characters IDNA maps to nothing
+				return "", fmt.Errorf("%w %q: label %q is empty after IDNA mapping", ErrInvalidName, s, label)
 			}
 			label = a
 		}

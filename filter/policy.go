@@ -1,32 +1,36 @@
 package filter
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"unsafe"
 )
 
 // Policy is a compiled, immutable indicator set. It is safe for any number of
-// concurrent readers; to change policy, Compile a new one and swap a pointer.
-//
-// This is the reference implementation: simple maps. It is replaced by the
-// suffix trie in trie.go.
+// concurrent readers; to change policy, Compile a new one and swap a pointer
+// (an atomic.Pointer). Lookups never allocate for ASCII names.
 type Policy struct {
-	domains map[string]*Rule
-	ips     []*prefixRule
-	urls    map[string][]*urlRule
-	rules   []Rule
+	rules  []Rule
+	names  trie       // DomainName rules; node values are rule indexes
+	urls   trie       // hosts of Url rules; node values index groups
+	groups []urlGroup // Url rules per host, urls' representatives
+	ips    ipTable
 }
 
-type prefixRule struct {
-	prefix netip.Prefix
-	rule   *Rule
+// urlGroup is the Url rules of one canonical host, longest path first and,
+// for equal paths, the winning action first.
+type urlGroup struct {
+	host  string
+	paths []urlPath
 }
 
-type urlRule struct {
+type urlPath struct {
 	path string
-	rule *Rule
+	rule uint32
 }
 
 // RuleError is one invalid rule in a Compile call.
@@ -54,10 +58,24 @@ func (e *CompileError) Error() string {
 
 // Compile validates and canonicalises rules and builds a Policy. If any rule is
 // invalid it returns a *CompileError listing all of them with their indexes.
-func Compile(rules []Rule) (*Policy, error) {
-	p := &Policy{domains: map[string]*Rule{}, urls: map[string][]*urlRule{}, rules: make([]Rule, len(rules))}
+func Compile(rules []Rule) (*Policy, error) { return compile(rules, ^uint32(0)) }
+
+// compile is Compile with a fingerprint mask; tests pass a small mask to force
+// the trie's collision path.
+func compile(rules []Rule, fpMask uint32) (*Policy, error) {
+	if len(rules) > maxRep {
+		return nil, fmt.Errorf("%d rules is more than the %d a policy can hold; split the indicator feed", len(rules), maxRep)
+	}
+	p := &Policy{rules: make([]Rule, len(rules))}
 	copy(p.rules, rules)
-	var errs []*RuleError
+	var (
+		errs    []*RuleError
+		domains []uint32
+		ipIdx   []uint32
+		ipPfx   []netip.Prefix
+		urlIdx  []uint32
+		urlVal  []URL
+	)
 	for i := range p.rules {
 		r := &p.rules[i]
 		if r.Action == 0 || r.Action > Allowed {
@@ -72,9 +90,7 @@ func Compile(rules []Rule) (*Policy, error) {
 				continue
 			}
 			r.Value = n
-			if old := p.domains[n]; old == nil || r.Action > old.Action {
-				p.domains[n] = r
-			}
+			domains = append(domains, uint32(i))
 		case TypeIP:
 			pfx, err := ParsePrefix(r.Value)
 			if err != nil {
@@ -82,7 +98,7 @@ func Compile(rules []Rule) (*Policy, error) {
 				continue
 			}
 			r.Value = pfx.String()
-			p.ips = append(p.ips, &prefixRule{pfx, r})
+			ipIdx, ipPfx = append(ipIdx, uint32(i)), append(ipPfx, pfx)
 		case TypeURL:
 			u, err := ParseURL(r.Value)
 			if err != nil {
@@ -90,13 +106,54 @@ func Compile(rules []Rule) (*Policy, error) {
 				continue
 			}
 			r.Value = u.String()
-			p.urls[u.Host] = append(p.urls[u.Host], &urlRule{u.Path, r})
+			urlIdx, urlVal = append(urlIdx, uint32(i)), append(urlVal, u)
 		default:
 			errs = append(errs, &RuleError{i, r.Value, fmt.Errorf("unknown type %v", r.Type)})
 		}
 	}
 	if len(errs) > 0 {
 		return nil, &CompileError{errs}
+	}
+
+	// Real lists have ~1.15 trie nodes per name.
+	var err error
+	p.names, err = buildTrie(domains, func(i uint32) string { return p.rules[i].Value },
+		func(i uint32) uint8 { return uint8(p.rules[i].Action) }, len(domains)+len(domains)/4, fpMask)
+	if err != nil {
+		return nil, err
+	}
+
+	p.ips = buildIPTable(p.rules, ipIdx, ipPfx)
+
+	if len(urlIdx) > 0 {
+		byHost := map[string]int{}
+		for k, i := range urlIdx {
+			u := urlVal[k]
+			g, ok := byHost[u.Host]
+			if !ok {
+				g = len(p.groups)
+				byHost[u.Host] = g
+				p.groups = append(p.groups, urlGroup{host: u.Host})
+			}
+			p.groups[g].paths = append(p.groups[g].paths, urlPath{u.Path, i})
+		}
+		for g := range p.groups {
+			ps := p.groups[g].paths
+			slices.SortStableFunc(ps, func(a, b urlPath) int {
+				if len(a.path) != len(b.path) {
+					return len(b.path) - len(a.path)
+				}
+				return int(p.rules[b.rule].Action) - int(p.rules[a.rule].Action)
+			})
+		}
+		reps := make([]uint32, len(p.groups))
+		for g := range reps {
+			reps[g] = uint32(g)
+		}
+		if p.urls, err = buildTrie(reps, func(g uint32) string { return p.groups[g].host },
+			func(uint32) uint8 { return 1 }, 2*len(reps), fpMask); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -166,67 +223,90 @@ func ParseURL(s string) (URL, error) {
 	return URL{Host: n, Path: path}, nil
 }
 
-// MatchName returns the most specific domain rule for name (any case, one
-// optional trailing dot).
+// MatchName returns the most specific domain rule for name: the rule for the
+// longest suffix of name on a label boundary (CONTRACT §1). name may be in any
+// case and have one trailing dot; ASCII names (everything DNS, SNI and HTTP
+// carry) are matched without allocating. A name with non-ASCII bytes is first
+// put in canonical form (IDNA, see CanonicalName) and matches nothing if it
+// has none.
 func (p *Policy) MatchName(name string) Match {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	for {
-		if r := p.domains[name]; r != nil {
-			return Match{r.Action, r}
-		}
-		i := strings.IndexByte(name, '.')
-		if i < 0 {
-			return Match{}
-		}
-		name = name[i+1:]
-	}
-}
-
-// MatchAddr returns the longest-prefix IP rule for a.
-func (p *Policy) MatchAddr(a netip.Addr) Match {
-	a = a.Unmap()
-	var best *prefixRule
-	for _, pr := range p.ips {
-		if !pr.prefix.Contains(a) {
-			continue
-		}
-		if best == nil || pr.prefix.Bits() > best.prefix.Bits() ||
-			(pr.prefix.Bits() == best.prefix.Bits() && pr.rule.Action > best.rule.Action) {
-			best = pr
-		}
-	}
-	if best == nil {
+	name, ok := p.lookupName(name)
+	if !ok {
 		return Match{}
 	}
-	return Match{best.rule.Action, best.rule}
+	v := p.names.lookup(name)
+	if v == 0 {
+		return Match{}
+	}
+	r := &p.rules[v>>tagBits]
+	return Match{Action(v & tagMask), r}
+}
+
+// lookupName strips one trailing dot and, for non-ASCII names, canonicalises.
+func (p *Policy) lookupName(name string) (string, bool) {
+	if n := len(name); n > 0 && name[n-1] == '.' {
+		name = name[:n-1]
+	}
+	if hasNonASCII(name) {
+		c, err := CanonicalName(name)
+		return c, err == nil
+	}
+	return name, true
+}
+
+// hasNonASCII tests eight bytes at a time.
+func hasNonASCII(s string) bool {
+	b := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
+	var or uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		or |= binary.LittleEndian.Uint64(b[i:])
+	}
+	for ; i < len(b); i++ {
+		or |= uint64(b[i])
+	}
+	return or&0x8080808080808080 != 0
+}
+
+// MatchAddr returns the longest-prefix IP rule for a. An IPv4-mapped IPv6
+// address matches as IPv4, and a zone is ignored.
+func (p *Policy) MatchAddr(a netip.Addr) Match {
+	i := p.ips.lookup(a.Unmap().WithZone(""))
+	if i < 0 {
+		return Match{}
+	}
+	r := &p.rules[i]
+	return Match{r.Action, r}
 }
 
 // MatchURL returns the Url rule with the longest path prefix on the most
-// specific host that has Url rules.
+// specific host that has Url rules (host as in MatchName; an empty path is
+// "/"). Paths compare case-sensitively, as HTTP does.
 func (p *Policy) MatchURL(host, path string) Match {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if len(p.groups) == 0 {
+		return Match{}
+	}
+	host, ok := p.lookupName(host)
+	if !ok {
+		return Match{}
+	}
 	if path == "" {
 		path = "/"
 	}
-	for {
-		var best *urlRule
-		for _, u := range p.urls[host] {
-			if !strings.HasPrefix(path, u.path) {
-				continue
+	var nodes [maxDepth]uint32
+	for n := p.urls.walk(host, &nodes) - 1; n >= 0; n-- {
+		v := p.urls.slots[nodes[n]].val
+		if v&tagMask == 0 {
+			continue
+		}
+		for _, u := range p.groups[v>>tagBits].paths {
+			if strings.HasPrefix(path, u.path) {
+				r := &p.rules[u.rule]
+				return Match{r.Action, r}
 			}
-			if best == nil || len(u.path) > len(best.path) || (len(u.path) == len(best.path) && u.rule.Action > best.rule.Action) {
-				best = u
-			}
 		}
-		if best != nil {
-			return Match{best.rule.Action, best.rule}
-		}
-		i := strings.IndexByte(host, '.')
-		if i < 0 {
-			return Match{}
-		}
-		host = host[i+1:]
 	}
+	return Match{}
 }
 
 // Rules returns the compiled rules in canonical form, in input order. The

@@ -22,6 +22,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,6 +70,25 @@ func (d inspPolicyDecider) DecideURL(h, p string) filter.Decision {
 	return d.decide(m)
 }
 
+// inspSlowDecider delays every decision, so packets wait in the queue.
+type inspSlowDecider struct {
+	next  InspectDecider
+	delay time.Duration
+}
+
+func (d inspSlowDecider) DecideName(n string) filter.Decision {
+	time.Sleep(d.delay)
+	return d.next.DecideName(n)
+}
+func (d inspSlowDecider) DecideAddr(a netip.Addr) filter.Decision {
+	time.Sleep(d.delay)
+	return d.next.DecideAddr(a)
+}
+func (d inspSlowDecider) DecideURL(h, p string) filter.Decision {
+	time.Sleep(d.delay)
+	return d.next.DecideURL(h, p)
+}
+
 // TestInspectChild is not a test: it is the entry point of the processes the
 // e2e test starts inside its namespaces (NWINS_CHILD names the role).
 func TestInspectChild(t *testing.T) {
@@ -93,8 +114,29 @@ func inspChild(role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		ins, err := NewInspector(InspectConfig{Decider: inspPolicyDecider{p}, AllTCPPorts: true, BlockEncryptedDNS: true,
+		quiet := os.Getenv("NWINS_QUIET") != "" // benchmarks: no line per decision
+		if f := os.Getenv("NWINS_PROF"); f != "" {
+			pf, err := os.Create(f)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		var dec InspectDecider = inspPolicyDecider{p}
+		if d, err := time.ParseDuration(os.Getenv("NWINS_SLOW")); err == nil {
+			dec = inspSlowDecider{dec, d}
+		}
+		queues, _ := strconv.Atoi(os.Getenv("NWINS_QUEUES"))
+		namePortsOnly := os.Getenv("NWINS_NAMEPORTS_ONLY") != "" // SIGUSR1 turns all ports on
+		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: !namePortsOnly, BlockEncryptedDNS: true, Queues: queues,
+			SkipMark: AgentMark, SkipMask: 0xffffffff,
 			OnDecision: func(e InspectEvent) {
+				if quiet {
+					return
+				}
 				fmt.Fprintf(os.Stderr, "decision %s %s %q %s %s %s\n", e.Source, e.Protocol, e.Name, e.Remote, e.Decision.Verdict, e.Reason)
 			},
 			Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
@@ -103,6 +145,14 @@ func inspChild(role string, args []string) error {
 		}
 		errc := make(chan error, 1)
 		go func() { errc <- ins.Run(ctx) }()
+		if namePortsOnly {
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
+			go func() {
+				<-usr1
+				ins.SetAllTCPPorts(true)
+			}()
+		}
 		// Ready once the table exists.
 		for i := 0; i < 100; i++ {
 			out, _ := exec.Command("nft", "list", "table", "ip", nfqTableName).CombinedOutput()
@@ -117,6 +167,8 @@ func inspChild(role string, args []string) error {
 		return err
 	case "server":
 		return inspServe(ctx)
+	case "benchsrv":
+		return inspBenchServe(ctx)
 	case "pqtls": // Go client offering X25519MLKEM768: a hello split over 2+ segments
 		d := &net.Dialer{Timeout: 3 * time.Second}
 		c, err := tls.DialWithDialer(d, "tcp", inspSrvAddr+":443", &tls.Config{ServerName: arg, InsecureSkipVerify: true,
@@ -129,6 +181,26 @@ func inspChild(role string, args []string) error {
 			return fmt.Errorf("curve %v, want X25519MLKEM768", c.ConnectionState().CurveID)
 		}
 		return nil
+	case "marked": // the agent's own socket (AgentMark) to a blocked IP: never queued
+		d := &net.Dialer{Timeout: 3 * time.Second, Control: MarkControl(AgentMark)}
+		c, err := tls.DialWithDialer(d, "tcp", inspBlockedAddr+":443", &tls.Config{ServerName: "blocked.example", InsecureSkipVerify: true})
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	case "dot": // a DoT-like exchange on TCP 853: write, read the echo
+		c, err := net.DialTimeout("tcp", inspSrvAddr+":853", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("\x16\x03\x01")); err != nil {
+			return err
+		}
+		b := make([]byte, 3)
+		_, err = io.ReadFull(c, b)
+		return err
 	case "quic":
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -203,6 +275,23 @@ func inspServe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	oln, err := net.Listen("tcp", ":8080") // a port that is not a name port
+	if err != nil {
+		return err
+	}
+	dln, err := net.Listen("tcp", ":853") // stands in for a DoT server: echoes
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := dln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
 	qln, err := quic.ListenAddr(":443", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"nwins"}}, nil)
 	if err != nil {
 		return err
@@ -210,6 +299,7 @@ func inspServe(ctx context.Context) error {
 	quiet := log.New(io.Discard, "", 0) // the garbage flood makes the TLS server log every failure
 	go func() { _ = (&http.Server{Handler: h, ErrorLog: quiet}).Serve(tln) }()
 	go func() { _ = http.Serve(hln, h) }()
+	go func() { _ = http.Serve(oln, h) }()
 	go func() {
 		for {
 			c, err := qln.Accept(ctx)
@@ -233,11 +323,12 @@ func inspServe(ctx context.Context) error {
 	return nil
 }
 
-// inspStart starts a child role inside netns ns and waits for READY.
-func inspStart(t *testing.T, ns *e2e.Netns, role string) *exec.Cmd {
+// inspStart starts a child role inside netns ns and waits for READY; env
+// adds variables for the child.
+func inspStart(t testing.TB, ns *e2e.Netns, role string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestInspectChild$")
-	cmd.Env = append(os.Environ(), "NWINS_CHILD="+role)
+	cmd.Env = append(append(os.Environ(), "NWINS_CHILD="+role), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -285,13 +376,25 @@ func curl(ns *e2e.Netns, args ...string) (string, error) {
 	return string(out), err
 }
 
+// TestInspectE2E runs real clients through the inspector twice: with every
+// TCP port queued from the SYN (the policy has IP rules), and with only the
+// name ports queued from their first data segment (SYNs skip the queue).
 func TestInspectE2E(t *testing.T) {
 	e2e.Require(t, "nft", "curl")
+	for _, mode := range []struct {
+		name string
+		env  []string
+	}{{"all ports", nil}, {"name ports", []string{"NWINS_NAMEPORTS_ONLY=1"}}} {
+		t.Run(mode.name, func(t *testing.T) { inspE2E(t, mode.env...) })
+	}
+}
+
+func inspE2E(t *testing.T, agentEnv ...string) {
 	ep := e2e.NewNetns(t, "nwins-ep")
 	inet := e2e.NewNetns(t, "nwins-net")
 	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24", inspBlockedAddr + "/24"})
 	inspStart(t, inet, "server")
-	agent := inspStart(t, ep, "agent")
+	agent := inspStart(t, ep, "agent", agentEnv...)
 
 	resolve := func(name, port string) string { return name + ":" + port + ":" + inspSrvAddr }
 	tests := []struct {
@@ -327,7 +430,8 @@ func TestInspectE2E(t *testing.T) {
 		}, true, ""},
 		{"ip-literal tls to blocked ip", func() (string, error) { return curl(ep, "https://"+inspBlockedAddr+"/") }, true, ""},
 		{"ip-literal tls allowed", func() (string, error) { return curl(ep, "https://"+inspSrvAddr+"/") }, false, "hello " + inspSrvAddr},
-		{"DoT blocked", func() (string, error) { return curl(ep, "telnet://"+inspSrvAddr+":853", "--max-time", "1") }, true, ""},
+		{"agent's own marked socket passes", func() (string, error) { return "", inspRun(ep, "marked", "") }, false, ""},
+		{"DoT blocked", func() (string, error) { return "", inspRun(ep, "dot", "") }, true, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,5 +477,142 @@ func TestInspectE2E(t *testing.T) {
 		if out, err := curl(ep, "--resolve", resolve("blocked.example", "443"), "https://blocked.example/"); err != nil {
 			t.Fatalf("after kill -9 new connections must flow: %v %s", err, out)
 		}
+		if err := inspRun(ep, "dot", ""); err != nil {
+			t.Fatalf("after kill -9 DoT must flow: %v", err)
+		}
 	})
+}
+
+// inspRetransSegs reads the TCP RetransSegs counter (RFC 4022 tcpRetransSegs,
+// SYN retransmissions included) of namespace ns.
+func inspRetransSegs(t *testing.T, ns *e2e.Netns) int {
+	t.Helper()
+	out := ns.Must(t, "cat", "/proc/net/snmp")
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RetransSegs" && i < len(f) {
+				var v int
+				fmt.Sscan(f[i], &v)
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Tcp RetransSegs in /proc/net/snmp: %s", out)
+	return 0
+}
+
+// TestInspectShutdownE2E stops the inspector while packets wait in its queue
+// (every decision takes 100 ms): each of them must still get a verdict, so no
+// client has to retransmit its SYN. It also starts over a leftover table of
+// the same name that a previous version or an admin left behind.
+func TestInspectShutdownE2E(t *testing.T) {
+	e2e.Require(t, "nft", "curl")
+	ep := e2e.NewNetns(t, "nwinsd-ep")
+	inet := e2e.NewNetns(t, "nwinsd-net")
+	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24"})
+	inspStart(t, inet, "server")
+	// A leftover without the owner flag, in one family only.
+	ep.Must(t, "nft", "add table ip "+nfqTableName+"; add chain ip "+nfqTableName+" stale { type filter hook output priority 0; policy accept; }")
+	agent := inspStart(t, ep, "agent", "NWINS_SLOW=100ms")
+	if out := ep.Must(t, "nft", "list", "table", "ip", nfqTableName); strings.Contains(out, "stale") {
+		t.Fatalf("leftover chain survived start-up: %s", out)
+	}
+
+	before := inspRetransSegs(t, ep)
+	const clients = 6
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		go func() {
+			out, err := curl(ep, "--resolve", "www.example.com:80:"+inspSrvAddr, "http://www.example.com/fine/")
+			if err == nil && !strings.Contains(out, "hello") {
+				err = fmt.Errorf("unexpected answer %q", out)
+			}
+			errs <- err
+		}()
+	}
+	// Wait until SYNs are queued behind the slow decisions: the third column
+	// of /proc/net/netfilter/nfnetlink_queue is the packets awaiting a
+	// verdict, one line per queue.
+	queued := 0
+	for t0 := time.Now(); queued < clients-2 && time.Since(t0) < 5*time.Second; time.Sleep(10 * time.Millisecond) {
+		queued = 0
+		for _, line := range strings.Split(ep.Must(t, "cat", "/proc/net/netfilter/nfnetlink_queue"), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 {
+				var n int
+				fmt.Sscan(f[2], &n)
+				queued += n
+			}
+		}
+	}
+	if queued < clients-2 {
+		t.Fatalf("only %d packets queued; the test needs several waiting at shutdown", queued)
+	}
+	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- agent.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("agent exit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("agent did not stop within 5 s of SIGTERM")
+	}
+	for i := 0; i < clients; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("client during shutdown: %v", err)
+		}
+	}
+	if d := inspRetransSegs(t, ep) - before; d != 0 {
+		t.Errorf("%d TCP segments retransmitted: queued packets were dropped at shutdown instead of getting a verdict", d)
+	}
+	if out := ep.Must(t, "nft", "list", "tables"); strings.Contains(out, nfqTableName) {
+		t.Errorf("table left after shutdown: %s", out)
+	}
+}
+
+// TestInspectPortsE2E: without IP rules needing them, only the name ports
+// are queued (an IP rule does not apply on other ports); SetAllTCPPorts(true)
+// rewrites the queue chains while running and the IP rule applies on every
+// port from the next connection.
+func TestInspectPortsE2E(t *testing.T) {
+	e2e.Require(t, "nft", "curl")
+	ep := e2e.NewNetns(t, "nwinsp-ep")
+	inet := e2e.NewNetns(t, "nwinsp-net")
+	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24", inspBlockedAddr + "/24"})
+	inspStart(t, inet, "server")
+	agent := inspStart(t, ep, "agent", "NWINS_NAMEPORTS_ONLY=1")
+
+	if out, err := curl(ep, "http://"+inspBlockedAddr+":8080/"); err != nil || !strings.Contains(out, "hello") {
+		t.Fatalf("port 8080 is not queued before the switch, want it to pass: %v %s", err, out)
+	}
+	if out, err := curl(ep, "https://"+inspBlockedAddr+"/"); err == nil {
+		t.Fatalf("blocked IP on name port 443 passed: %s", out)
+	}
+	if err := agent.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for t0 := time.Now(); time.Since(t0) < 5*time.Second; time.Sleep(50 * time.Millisecond) {
+		if _, err = curl(ep, "--max-time", "1", "http://"+inspBlockedAddr+":8080/"); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Fatal("after SetAllTCPPorts(true) the blocked IP still passes on port 8080")
+	}
+	if out, err := curl(ep, "http://"+inspSrvAddr+":8080/"); err != nil || !strings.Contains(out, "hello") {
+		t.Fatalf("allowed IP on port 8080 after the switch: %v %s", err, out)
+	}
 }

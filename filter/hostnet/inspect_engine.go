@@ -54,6 +54,7 @@ type InspectStats struct {
 	Named, IPOnly, Unreadable         uint64
 	QUICDropped, DeadlineMissed       uint64
 	FlowsFull, DecodeErrors, Verdicts uint64
+	VerdictErrors                     uint64
 }
 
 type inspCounters struct {
@@ -61,6 +62,7 @@ type inspCounters struct {
 	named, ipOnly, unreadable         atomic.Uint64
 	quicDropped, deadlineMissed       atomic.Uint64
 	flowsFull, decodeErrors, verdicts atomic.Uint64
+	verdictErrors                     atomic.Uint64
 }
 
 func (c *inspCounters) snapshot() InspectStats {
@@ -69,6 +71,7 @@ func (c *inspCounters) snapshot() InspectStats {
 		Named: c.named.Load(), IPOnly: c.ipOnly.Load(), Unreadable: c.unreadable.Load(),
 		QUICDropped: c.quicDropped.Load(), DeadlineMissed: c.deadlineMissed.Load(),
 		FlowsFull: c.flowsFull.Load(), DecodeErrors: c.decodeErrors.Load(), Verdicts: c.verdicts.Load(),
+		VerdictErrors: c.verdictErrors.Load(),
 	}
 }
 
@@ -106,6 +109,7 @@ type inspEngine struct {
 	parser6 *gopacket.DecodingLayerParser
 	ip4     layers.IPv4
 	ip6     layers.IPv6
+	ip6ext  layers.IPv6ExtensionSkipper
 	tcp     layers.TCP
 	udp     layers.UDP
 	payload []byte // the transport payload of the packet being decided
@@ -120,7 +124,17 @@ type inspKey struct {
 type inspDone struct {
 	mark uint32
 	at   time.Time
+	// start is the first payload sequence number of a decided TCP flow
+	// (hasStart): a later segment far from it belongs to a new connection
+	// on the same 4-tuple, which must be inspected, not inherit the mark.
+	start    uint32
+	hasStart bool
 }
+
+// inspSameConnWindow bounds how far past its start a segment may be and
+// still count as the decided connection: more than any client sends before
+// its verdict lands in the conntrack mark.
+const inspSameConnWindow = 1 << 22
 
 type inspFlow struct {
 	start   time.Time
@@ -143,7 +157,11 @@ func newInspEngine(dec InspectDecider, namePorts []uint16, quic string, blockDoT
 	}
 	e.parser4 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &e.ip4, &e.tcp, &e.udp)
 	e.parser4.IgnoreUnsupported = true
-	e.parser6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &e.ip6, &e.tcp, &e.udp)
+	// IPv6 extension headers (hop-by-hop, routing, destination options) are
+	// skipped to reach TCP/UDP: some can be set by unprivileged sockets, and
+	// an undecodable packet is accepted uninspected. (Fragments never reach
+	// the hook: conntrack reassembles them first.)
+	e.parser6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &e.ip6, &e.ip6ext, &e.tcp, &e.udp)
 	e.parser6.IgnoreUnsupported = true
 	return e
 }
@@ -212,6 +230,7 @@ func (e *inspEngine) verdictMark(d filter.Decision) uint32 {
 
 // finish ends inspection of a flow with decision d and reports it.
 func (e *inspEngine) finish(k inspKey, src, proto, name, path, reason string, d filter.Decision) uint32 {
+	f := e.flows[k]
 	delete(e.flows, k)
 	mark := e.verdictMark(d)
 	if len(e.decided) >= e.maxFlows {
@@ -220,7 +239,11 @@ func (e *inspEngine) finish(k inspKey, src, proto, name, path, reason string, d 
 			clear(e.decided)
 		}
 	}
-	e.decided[k] = inspDone{mark, e.now()}
+	done := inspDone{mark: mark, at: e.now()}
+	if f != nil && f.tcp != nil {
+		done.start, done.hasStart = f.tcp.Start()
+	}
+	e.decided[k] = done
 	if e.emit != nil {
 		e.emit(InspectEvent{Time: e.now(), Source: src, Protocol: proto, Name: name, Path: path,
 			Local: k.src, Remote: k.dst, Decision: d, Reason: reason})
@@ -313,10 +336,13 @@ func (e *inspEngine) tcpPacket(k inspKey) uint32 {
 		return 0
 	}
 	syn := t.SYN && !t.ACK
-	if m, ok := e.already(k); ok && !syn {
-		return m
+	if d, ok := e.decided[k]; ok && !syn && e.now().Sub(d.at) <= e.hold &&
+		(!d.hasStart || t.Seq-d.start < inspSameConnWindow) {
+		return d.mark
 	}
-	delete(e.decided, k) // a new SYN on the same 4-tuple is a new connection
+	// A new SYN on the same 4-tuple, or a segment far from the decided
+	// connection's start (its SYN was not queued), is a new connection.
+	delete(e.decided, k)
 	if !syn && len(e.payload) == 0 {
 		return 0 // a bare ACK carries nothing to decide on
 	}

@@ -7,8 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
@@ -18,8 +18,6 @@ import (
 	"github.com/google/nftables/xt"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/netward/netward/filter"
 )
 
 // nfqTableName is the inspector's own table in the ip and ip6 families. It
@@ -28,15 +26,27 @@ import (
 // closes — also when the agent is killed — so a crash leaves no rule.
 const nfqTableName = "netward_inspect"
 
-// NFQ_FLAG_BYPASS (linux/netfilter/xt_NFQUEUE.h): accept packets when no
-// program listens on the queue, instead of dropping them.
-const nfqFlagBypass = 0x1
+// linux/netfilter/xt_NFQUEUE.h: NFQ_FLAG_BYPASS accepts packets when no
+// program listens on the queue, instead of dropping them; NFQ_FLAG_CPU_FANOUT
+// picks the queue by the sending CPU (queuenum + cpu % queues_total).
+const (
+	nfqFlagBypass    = 0x1
+	nfqFlagCPUFanout = 0x2
+)
+
+// TCP flag bytes (RFC 9293 §3.1).
+const (
+	nfqFlagsSYN = 0x02
+	nfqFlagsACK = 0x10
+)
 
 // Inspector reads server names from new connections through NFQUEUE and
 // marks each flow allowed or blocked (see docs/inspect.md).
 type Inspector struct {
-	cfg   InspectConfig
-	stats inspCounters
+	cfg          InspectConfig
+	stats        inspCounters
+	allPorts     atomic.Bool   // queue the SYN of every TCP flow (IP rules on every port)
+	portsChanged chan struct{} // wakes Run to rewrite the queue chains
 }
 
 // NewInspector checks cfg; it starts nothing.
@@ -45,41 +55,172 @@ func NewInspector(cfg InspectConfig) (*Inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Inspector{cfg: c}, nil
+	i := &Inspector{cfg: c, portsChanged: make(chan struct{}, 1)}
+	i.allPorts.Store(c.AllTCPPorts)
+	return i, nil
+}
+
+// SetAllTCPPorts changes, while running, whether the SYN of every TCP flow
+// is queued so IP rules apply on every port (true), or only the name ports
+// and UDP 443 are (false). The agent turns it on when the policy has
+// IpAddress indicators that are not Allowed: without them the SYN on other
+// ports has nothing to be decided by, and skipping it keeps those
+// connections out of userspace entirely.
+func (i *Inspector) SetAllTCPPorts(all bool) {
+	if i.allPorts.Swap(all) != all {
+		select {
+		case i.portsChanged <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Stats returns the inspector's counters.
 func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 
 // Run binds the queue, installs the owner tables and gives every queued
-// packet a verdict until ctx is done. On return the tables are gone and the
-// queue is unbound; packets still queued then are accepted by the kernel
-// (fail-open queue flag and the target's bypass flag).
+// packet a verdict until ctx is done — the engine's, or the default one from
+// the watchdog when a decision overruns InspectConfig.Deadline (see
+// inspWatch) — then stops without dropping a packet:
+//
+//  1. the queue chains are emptied (the tables and their hooks stay), so no
+//     new packet enters the queue;
+//  2. the reader answers what is still queued, until the queue has been
+//     quiet for nfqDrainQuiet (at most nfqDrainMax);
+//  3. the tables are deleted and the queue is unbound.
+//
+// The order matters: the kernel drops every packet still queued when a hook
+// is unregistered (deleting a table or chain) or when the queue's socket
+// closes (nfnetlink_queue flushes the instance with NF_DROP). A client would
+// then wait for a retransmission — a SYN waits a whole second.
 func (i *Inspector) Run(ctx context.Context) error {
 	c := &i.cfg
-	dec := &nfqDeadlineDecider{next: c.Decider, deadline: c.Deadline, failClosed: c.FailClosed, missed: &i.stats.deadlineMissed}
-	cc := *c
-	cc.Decider = dec
-	eng := cc.engine(&i.stats)
+	eng := c.engine(&i.stats)
+	var (
+		mu   sync.Mutex   // one engine (flow table) for all queues
+		busy atomic.Int32 // callbacks running
+		last atomic.Int64 // when the last callback ended (UnixNano)
+	)
+	decide := func(payload []byte) (mark uint32) {
+		mu.Lock()
+		defer mu.Unlock()
+		defer func() {
+			// A parser bug must cost one packet its inspection, never its
+			// verdict: accept it unmarked (fail-open) and say so.
+			if r := recover(); r != nil {
+				i.stats.decodeErrors.Add(1)
+				c.Log.Error("inspect: packet decision panicked; packet accepted uninspected — please report this", "panic", r)
+				mark = 0
+			}
+		}()
+		return eng.packet(payload)
+	}
 
+	qctx, cancelQueue := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	var queues []*nfqueue.Nfqueue
+	closeQueues := func() {
+		cancelQueue()
+		watchers.Wait()
+		for _, q := range queues {
+			_ = q.Close()
+		}
+	}
+	for n := 0; n < c.Queues; n++ {
+		q, err := i.openQueue(qctx, c.QueueNum+uint16(n), decide, &busy, &last, &watchers)
+		if err != nil {
+			closeQueues()
+			return err
+		}
+		queues = append(queues, q)
+	}
+
+	nft, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		closeQueues()
+		return fmt.Errorf("inspect: open nftables netlink: %w", err)
+	}
+	tables, queueChains, err := i.installRules(nft)
+	if err != nil {
+		_ = nft.CloseLasting()
+		closeQueues()
+		return err
+	}
+	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC, "allTCPPorts", i.allPorts.Load(),
+		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
+
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-i.portsChanged:
+			// One batch: the chains' rules are replaced atomically and the
+			// hooks stay registered, so no queued packet is lost.
+			all := i.allPorts.Load()
+			for k, qc := range queueChains {
+				nft.FlushChain(qc)
+				i.addQueueRules(nft, tables[k], qc, all)
+			}
+			if err := nft.Flush(); err != nil {
+				c.Log.Warn("inspect: could not change the queued TCP ports; the previous rules stay", "allTCPPorts", all, "err", err)
+			} else {
+				c.Log.Info("inspect: queued TCP ports changed", "allTCPPorts", all)
+			}
+		}
+	}
+	for _, ch := range queueChains {
+		nft.FlushChain(ch)
+	}
+	if err := nft.Flush(); err != nil {
+		c.Log.Warn("inspect: could not empty the queue chains before stopping; packets still queued may be dropped", "err", err)
+	}
+	last.Store(time.Now().UnixNano())
+	for t0 := time.Now(); time.Since(t0) < nfqDrainMax; time.Sleep(5 * time.Millisecond) {
+		if busy.Load() == 0 && time.Since(time.Unix(0, last.Load())) >= nfqDrainQuiet {
+			break
+		}
+	}
+	for _, t := range tables {
+		nft.DelTable(t)
+	}
+	if err := nft.Flush(); err != nil {
+		// Closing the socket below removes the owner tables anyway.
+		c.Log.Debug("inspect: delete tables", "err", err)
+	}
+	_ = nft.CloseLasting()
+	closeQueues()
+	c.Log.Info("inspect: inline inspection off", "stats", fmt.Sprintf("%+v", i.Stats()))
+	return nil
+}
+
+// openQueue binds NFQUEUE num and starts its reader and its deadline
+// watchdog (tracked by watchers); both stop when qctx ends. Every queue
+// shares the engine through decide: the kernel spreads packets over the
+// queues by CPU (NFQ_FLAG_CPU_FANOUT), so one flow's packets may arrive on
+// different queues, and the reinjection of accepted packets — the bulk of a
+// verdict's cost — runs in parallel outside the engine's lock.
+func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]byte) uint32,
+	busy *atomic.Int32, last *atomic.Int64, watchers *sync.WaitGroup) (*nfqueue.Nfqueue, error) {
+	c := &i.cfg
+	watch := &inspWatch{deadline: c.Deadline}
 	q, err := nfqueue.Open(&nfqueue.Config{
-		NfQueue:      c.QueueNum,
+		NfQueue:      num,
 		MaxPacketLen: 0xffff,
-		MaxQueueLen:  4096,
+		MaxQueueLen:  nfqMaxQueueLen,
 		Copymode:     nfqueue.NfQnlCopyPacket,
-		// Fail open: when the queue is full the kernel accepts instead of dropping.
+		// Fail open: when the queue is full, or a packet cannot be handed to
+		// us, the kernel accepts it instead of dropping it.
 		Flags:        nfqueue.NfQaCfgFlagFailOpen,
 		WriteTimeout: 100 * time.Millisecond,
 	})
 	if err != nil {
-		return fmt.Errorf("inspect: open NFQUEUE %d (needs root/CAP_NET_ADMIN and the nfnetlink_queue module): %w", c.QueueNum, err)
+		return nil, fmt.Errorf("inspect: open NFQUEUE %d (needs root/CAP_NET_ADMIN and the nfnetlink_queue module): %w", num, err)
 	}
 	// ENOBUFS on a busy queue must not end the reader.
 	_ = q.SetOption(netlink.NoENOBUFS, true)
-
-	qctx, cancelQueue := context.WithCancel(context.Background())
-	var mu sync.Mutex // the engine is single-threaded; the callback goroutine is its owner
 	hook := func(a nfqueue.Attribute) int {
+		busy.Add(1)
+		defer func() { last.Store(time.Now().UnixNano()); busy.Add(-1) }()
 		if a.PacketID == nil {
 			return 0
 		}
@@ -87,17 +228,25 @@ func (i *Inspector) Run(ctx context.Context) error {
 		if a.Payload != nil {
 			payload = *a.Payload
 		}
-		mu.Lock()
-		mark := eng.packet(payload)
-		mu.Unlock()
+		watch.begin(*a.PacketID)
+		mark := decide(payload)
+		if watch.end() {
+			return 0 // the watchdog gave this packet the default verdict
+		}
 		var verr error
-		if mark != 0 {
-			verr = q.SetVerdictWithMark(*a.PacketID, nfqueue.NfAccept, int(mark))
-		} else {
-			verr = q.SetVerdict(*a.PacketID, nfqueue.NfAccept)
+		for try := 0; try < 2; try++ { // one retry: a lost verdict leaves the packet queued until shutdown
+			if mark != 0 {
+				verr = q.SetVerdictWithMark(*a.PacketID, nfqueue.NfAccept, int(mark))
+			} else {
+				verr = q.SetVerdict(*a.PacketID, nfqueue.NfAccept)
+			}
+			if verr == nil {
+				break
+			}
 		}
 		if verr != nil {
-			c.Log.Warn("inspect: verdict failed; the kernel accepts the packet on queue timeout", "err", verr)
+			i.stats.verdictErrors.Add(1)
+			c.Log.Warn("inspect: verdict failed twice; the packet waits in the queue until the inspector stops", "err", verr)
 		} else {
 			i.stats.verdicts.Add(1)
 		}
@@ -107,43 +256,44 @@ func (i *Inspector) Run(ctx context.Context) error {
 		if qctx.Err() != nil {
 			return 1
 		}
-		c.Log.Debug("inspect: queue read error", "err", e)
+		c.Log.Debug("inspect: queue read error", "queue", num, "err", e)
 		return 0
 	}
 	if err := q.RegisterWithErrorFunc(qctx, hook, errfn); err != nil {
-		cancelQueue()
 		_ = q.Close()
-		return fmt.Errorf("inspect: bind NFQUEUE %d (is another program using it?): %w", c.QueueNum, err)
+		return nil, fmt.Errorf("inspect: bind NFQUEUE %d (is another program using it?): %w", num, err)
 	}
-
-	nft, err := nftables.New(nftables.AsLasting())
-	if err != nil {
-		cancelQueue()
-		_ = q.Close()
-		return fmt.Errorf("inspect: open nftables netlink: %w", err)
-	}
-	if err := i.installRules(nft); err != nil {
-		_ = nft.CloseLasting()
-		cancelQueue()
-		_ = q.Close()
-		return err
-	}
-	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "quic", c.QUIC, "allTCPPorts", c.AllTCPPorts)
-
-	<-ctx.Done()
-	// Order matters so every queued packet gets a verdict: first remove the
-	// rules (no new packets enter the queue), then let the reader answer what
-	// is still queued, then unbind.
-	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
-		nft.DelTable(&nftables.Table{Name: nfqTableName, Family: fam})
-	}
-	_ = nft.Flush()
-	_ = nft.CloseLasting()
-	time.Sleep(50 * time.Millisecond)
-	cancelQueue()
-	_ = q.Close()
-	return nil
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		watch.run(qctx, func(id uint32) {
+			// The documented default: accept unmarked (the flow is looked at
+			// again on its next packet); with failClosed, the block mark.
+			i.stats.deadlineMissed.Add(1)
+			var err error
+			if c.FailClosed {
+				err = q.SetVerdictWithMark(id, nfqueue.NfAccept, int(InspectMarkBlock))
+			} else {
+				err = q.SetVerdict(id, nfqueue.NfAccept)
+			}
+			if err != nil {
+				i.stats.verdictErrors.Add(1)
+			}
+			c.Log.Warn("inspect: a packet decision overran its deadline; default verdict given", "deadline", c.Deadline, "failClosed", c.FailClosed)
+		})
+	}()
+	return q, nil
 }
+
+const (
+	// nfqMaxQueueLen bounds the packets waiting for a verdict; past it the
+	// kernel accepts (fail-open flag).
+	nfqMaxQueueLen = 4096
+	// nfqDrainQuiet / nfqDrainMax: at shutdown the queue counts as drained
+	// after this long without a packet, and the wait is bounded.
+	nfqDrainQuiet = 50 * time.Millisecond
+	nfqDrainMax   = 2 * time.Second
+)
 
 // installRules creates the owner tables (ip and ip6) on the lasting conn.
 //
@@ -165,19 +315,31 @@ func (i *Inspector) Run(ctx context.Context) error {
 // This kernel has no native nft "queue" expression (nft_queue), so queueing
 // uses the iptables NFQUEUE target through nft_compat, which works wherever
 // iptables-nft does; xt targets need the ip/ip6 families, not inet.
-func (i *Inspector) installRules(nft *nftables.Conn) error {
+//
+// Everything goes in one batch, so the kernel applies all of it or none: a
+// leftover table of the same name (created without the owner flag by an
+// older version or by hand — an owner table cannot outlive its agent) is
+// deleted in that batch, and only in the families where it exists, because
+// deleting a missing table would fail the whole batch.
+func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, queueChains []*nftables.Chain, err error) {
 	c := &i.cfg
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
-		// A leftover table would clash; owner tables cannot outlive their
-		// agent, so only a table another program holds can be here. Each
-		// delete is its own batch: a missing table fails only that batch.
-		nft.DelTable(&nftables.Table{Name: nfqTableName, Family: fam})
-		_ = nft.Flush()
+		old, err := nft.ListTablesOfFamily(fam)
+		if err != nil {
+			return nil, nil, fmt.Errorf("inspect: list nftables tables (needs root/CAP_NET_ADMIN): %w", err)
+		}
+		for _, t := range old {
+			if t.Name == nfqTableName {
+				c.Log.Info("inspect: removing a leftover table", "family", fam, "table", t.Name, "owned", t.Flags&nftables.TableFlagOwner != 0)
+				nft.DelTable(t)
+			}
+		}
 	}
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		t := nft.AddTable(&nftables.Table{Name: nfqTableName, Family: fam, Flags: nftables.TableFlagOwner})
 		qc := nft.AddChain(&nftables.Chain{Name: "queue", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
+		tables, queueChains = append(tables, t), append(queueChains, qc)
 		vc := nft.AddChain(&nftables.Chain{Name: "verdict", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(10)})
 		add := func(ch *nftables.Chain, e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
@@ -185,30 +347,8 @@ func (i *Inspector) installRules(nft *nftables.Conn) error {
 		drop := &expr.Verdict{Kind: expr.VerdictDrop}
 		reset := &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}
 		tcp := nfqL4(unix.IPPROTO_TCP)
-		udp := nfqL4(unix.IPPROTO_UDP)
 
-		add(qc, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nfqIfname("lo")}, accept)
-		if c.SkipMask != 0 {
-			add(qc, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-					Mask: binaryutil.NativeEndian.PutUint32(c.SkipMask), Xor: make([]byte, 4)},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(c.SkipMark & c.SkipMask)}, accept)
-		}
-		add(qc, append(nfqCtMark(InspectMarkAllow), accept)...)
-		add(qc, append(append(nfqCtMark(InspectMarkBlock), tcp...), reset)...)
-		add(qc, append(nfqCtMark(InspectMarkBlock), drop)...)
-		if c.AllTCPPorts {
-			add(qc, append(tcp, nfqTarget(c.QueueNum))...)
-		} else {
-			for _, p := range c.NamePorts {
-				add(qc, append(append(tcp, nfqDport(p)...), nfqTarget(c.QueueNum))...)
-			}
-		}
-		if c.QUIC != QUICAllow {
-			add(qc, append(append(udp, nfqDport(443)...), nfqTarget(c.QueueNum))...)
-		}
-
+		i.addQueueRules(nft, t, qc, i.allPorts.Load())
 		for _, m := range []uint32{InspectMarkAllow, InspectMarkBlock} {
 			setCt := []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
@@ -224,12 +364,96 @@ func (i *Inspector) installRules(nft *nftables.Conn) error {
 		}
 	}
 	if err := nft.Flush(); err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("inspect: install nftables rules: the kernel lacks nft_compat/xt_NFQUEUE or owner tables (Linux ≥ 5.12 with CONFIG_NETFILTER_XT_TARGET_NFQUEUE); set sni.enabled to false: %w", err)
+		switch {
+		case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY):
+			return nil, nil, fmt.Errorf("inspect: install nftables rules: table %q is owned by another running process (a second netward agent?); stop it or set sni.enabled to false: %w", nfqTableName, err)
+		case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP):
+			return nil, nil, fmt.Errorf("inspect: install nftables rules: the kernel lacks nft_compat/xt_NFQUEUE or owner tables (Linux ≥ 5.12 with CONFIG_NETFILTER_XT_TARGET_NFQUEUE); set sni.enabled to false: %w", err)
 		}
-		return fmt.Errorf("inspect: install nftables rules: %w", err)
+		return nil, nil, fmt.Errorf("inspect: install nftables rules: %w", err)
 	}
-	return nil
+	return tables, queueChains, nil
+}
+
+// nfqBareSegment matches a TCP segment whose flags are exactly flags and
+// that carries no payload, for one TCP header length (doff 32-bit words). nftables cannot add two
+// header fields, so the lengths are matched exactly: IPv4 without options
+// (first byte 0x45) whose total length is 20+4·doff, or IPv6 whose next
+// header is TCP and whose payload length is 4·doff. Anything else — IP
+// options, IPv6 extension headers, other TCP option sizes — does not match
+// and is queued as before, so nothing with payload can slip past.
+func nfqBareSegment(fam nftables.TableFamily, doff, flags uint8) []expr.Any {
+	net := func(off, n uint32, want []byte) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: want},
+		}
+	}
+	e := nfqL4(unix.IPPROTO_TCP)
+	if fam == nftables.TableFamilyIPv4 {
+		e = append(e, net(0, 1, []byte{0x45})...)
+		e = append(e, net(2, 2, binaryutil.BigEndian.PutUint16(20+4*uint16(doff)))...)
+	} else {
+		e = append(e, net(6, 1, []byte{unix.IPPROTO_TCP})...)
+		e = append(e, net(4, 2, binaryutil.BigEndian.PutUint16(4*uint16(doff)))...)
+	}
+	return append(e,
+		// data offset: the high nibble of TCP byte 12
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 12, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{doff << 4}},
+		// flags, all eight of byte 13 (CWR and ECE included)
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{flags}},
+	)
+}
+
+// addQueueRules adds the rules of chain "queue" (see installRules) to qc.
+func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nftables.Chain, allPorts bool) {
+	c := &i.cfg
+	add := func(e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: qc, Exprs: e}) }
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	tcp := nfqL4(unix.IPPROTO_TCP)
+	udp := nfqL4(unix.IPPROTO_UDP)
+	target := nfqTarget(c.QueueNum, uint16(c.Queues))
+
+	add(&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nfqIfname("lo")}, accept)
+	if c.SkipMask != 0 {
+		add(&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(c.SkipMask), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(c.SkipMark & c.SkipMask)}, accept)
+	}
+	add(append(nfqCtMark(InspectMarkAllow), accept)...)
+	add(append(append(nfqCtMark(InspectMarkBlock), tcp...), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
+	add(append(nfqCtMark(InspectMarkBlock), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	// A bare ACK (the third packet of the handshake) carries nothing to
+	// decide on; sparing it the trip to userspace saves one of the three
+	// queued packets of a connection. See nfqBareSegment.
+	for _, doff := range []uint8{5, 8} { // no options; timestamps (RFC 7323)
+		add(append(nfqBareSegment(t.Family, doff, nfqFlagsACK), accept)...)
+	}
+	// Without IP rules to apply, a SYN without data has nothing to be
+	// decided by either: the name ports are read from their first data
+	// segment, whose sequence number starts the stream. A SYN with data (TCP
+	// Fast Open), with ECN flags or with unusual options does not match and
+	// is queued as before.
+	if !allPorts {
+		for _, doff := range []uint8{10, 8, 11, 5} { // SYN options of 20, 12, 24 and 0 bytes
+			add(append(nfqBareSegment(t.Family, doff, nfqFlagsSYN), accept)...)
+		}
+	}
+	if allPorts {
+		add(append(tcp, target)...)
+	} else {
+		for _, p := range c.NamePorts {
+			add(append(append(tcp, nfqDport(p)...), target)...)
+		}
+	}
+	if c.QUIC != QUICAllow {
+		add(append(append(udp, nfqDport(443)...), target)...)
+	}
 }
 
 func nfqL4(proto byte) []expr.Any {
@@ -261,47 +485,15 @@ func nfqIfname(n string) []byte {
 
 // nfqTarget is the xt NFQUEUE target, revision 3, with its xt_NFQ_info_v3
 // encoded by hand (host byte order): queuenum u16, queues_total u16, flags u16.
-func nfqTarget(queue uint16) *expr.Target {
+func nfqTarget(queue, total uint16) *expr.Target {
 	info := make([]byte, 6)
+	flags := uint16(nfqFlagBypass)
+	if total > 1 {
+		flags |= nfqFlagCPUFanout
+	}
 	binary.NativeEndian.PutUint16(info[0:], queue)
-	binary.NativeEndian.PutUint16(info[2:], 1)
-	binary.NativeEndian.PutUint16(info[4:], nfqFlagBypass)
+	binary.NativeEndian.PutUint16(info[2:], total)
+	binary.NativeEndian.PutUint16(info[4:], flags)
 	u := xt.Unknown(info)
 	return &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &u}
-}
-
-// nfqDeadlineDecider bounds each decision: past the deadline the packet gets
-// the documented default (allow; block with failClosed) and is counted.
-type nfqDeadlineDecider struct {
-	next       InspectDecider
-	deadline   time.Duration
-	failClosed bool
-	missed     interface{ Add(uint64) uint64 }
-}
-
-func (d *nfqDeadlineDecider) within(f func() filter.Decision) filter.Decision {
-	ch := make(chan filter.Decision, 1)
-	go func() { ch <- f() }()
-	t := time.NewTimer(d.deadline)
-	defer t.Stop()
-	select {
-	case r := <-ch:
-		return r
-	case <-t.C:
-		d.missed.Add(1)
-		if d.failClosed {
-			return filter.Decision{Verdict: filter.VerdictBlock, Would: filter.VerdictBlock}
-		}
-		return filter.Decision{}
-	}
-}
-
-func (d *nfqDeadlineDecider) DecideName(n string) filter.Decision {
-	return d.within(func() filter.Decision { return d.next.DecideName(n) })
-}
-func (d *nfqDeadlineDecider) DecideAddr(a netip.Addr) filter.Decision {
-	return d.within(func() filter.Decision { return d.next.DecideAddr(a) })
-}
-func (d *nfqDeadlineDecider) DecideURL(h, p string) filter.Decision {
-	return d.within(func() filter.Decision { return d.next.DecideURL(h, p) })
 }

@@ -20,3 +20,6 @@ func (i *Inspector) Run(ctx context.Context) error { return errors.New("inspect:
 
 // Stats returns the counters.
 func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
+
+// SetAllTCPPorts does nothing outside Linux.
+func (i *Inspector) SetAllTCPPorts(all bool) {}

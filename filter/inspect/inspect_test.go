@@ -216,6 +216,9 @@ func TestParseClientHelloMalformed(t *testing.T) {
 	}
 }
 
+// The fuzz seeds are real client handshakes in testdata/inspect; its
+// README.md says how each was captured (curl, openssl s_client, Go crypto/tls
+// offering X25519MLKEM768, quic-go v1 and v2) and capture.go regenerates them.
 func FuzzParseClientHello(f *testing.F) {
 	for _, tc := range tlsCaptures {
 		f.Add(readCapture(f, tc.file))

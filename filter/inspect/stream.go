@@ -131,6 +131,10 @@ type TCPStream struct {
 // NewTCPStream returns a TCPStream keeping at most max bytes.
 func NewTCPStream(max int) *TCPStream { return &TCPStream{Stream: Stream{max: max}} }
 
+// Start returns the sequence number of the stream's first payload byte
+// (ISN+1), and false before any segment set it.
+func (t *TCPStream) Start() (uint32, bool) { return t.isn, t.haveISN }
+
 // Segment adds one TCP segment. syn marks the SYN (its sequence number is the
 // ISN; payload on a SYN, as with TCP Fast Open, starts at ISN+1). Without a
 // SYN the first data segment seen sets the base, which is right unless that

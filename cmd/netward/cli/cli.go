@@ -73,6 +73,12 @@ func commands() []*command {
 		checkCommand(),
 		eventsCommand(),
 		bypassCommand(),
+		installCommand(),
+		uninstallCommand(),
+		startCommand(),
+		stopCommand(),
+		restartCommand(),
+		cleanupCommand(),
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/svc"
+	"github.com/netward/netward/winsvc"
 )
 
 func runCommand() *command {
@@ -20,7 +22,7 @@ func runCommand() *command {
 		short:   "Run the agent in the foreground (what the service runs).",
 		example: "netward run --config /etc/netward/netward.json",
 	}
-	c.run = func(ctx context.Context, env *Env, args []string) error {
+	c.run = func(ctx context.Context, env *Env, args []string) (err error) {
 		fs := newFlags(env, c)
 		cfgPath := fs.String("config", "", "config file (default: "+agent.SystemConfigPath()+" if it exists, else the embedded default)")
 		level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -41,10 +43,42 @@ func runCommand() *command {
 			h = slog.NewJSONHandler(env.Stderr, opts)
 		}
 		log := slog.New(h)
+		// Started by the Windows service control manager: there is no
+		// stderr, so log to the event log (source registered by install).
+		managed := !svc.Interactive()
+		if managed && winsvc.IsService() {
+			if el, closeLog, elErr := winsvc.EventLogger(svc.Name, lv); elErr == nil {
+				log = el
+				defer closeLog()
+				// Errors before the agent runs (config, policy) would
+				// otherwise go to a stderr nobody reads.
+				defer func() {
+					if err != nil {
+						log.Error("netward run failed", "err", err)
+					}
+				}()
+			} else {
+				log.Error("logging to stderr", "err", elErr)
+			}
+		}
 
 		cfg, err := loadRunConfig(*cfgPath)
 		if err != nil {
 			return failf("%w", err)
+		}
+		// Group Policy (HKLM\SOFTWARE\Policies\netward) overrides the file on
+		// Windows; SystemPolicy is nil elsewhere.
+		applied, err := winsvc.ApplyPolicy(cfg, winsvc.SystemPolicy())
+		if err != nil {
+			return failf("%w", err)
+		}
+		if len(applied) > 0 {
+			log.Info("group policy overrides the config file", "keys", applied)
+		}
+		if agent.Privileged() {
+			if err := agent.CheckPermissions(cfg); err != nil {
+				return failf("refusing to run as root: %w", err)
+			}
 		}
 		a, err := agent.New(cfg, log)
 		if err != nil {
@@ -52,7 +86,14 @@ func runCommand() *command {
 		}
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if err := a.Run(ctx); err != nil {
+		run := a.Run
+		if managed {
+			// Under the service manager. On Windows the SCM handler reports
+			// "running" at once and stops the agent on request; systemd and
+			// launchd supervise the plain process.
+			run = func(ctx context.Context) error { return winsvc.Run(ctx, svc.Name, log, a.Run) }
+		}
+		if err := run(ctx); err != nil {
 			return failf("%w", err)
 		}
 		return nil

@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/filter"
+	"github.com/netward/netward/telemetry"
+)
+
+// dnsUpstream is a real miekg server on loopback answering every A query
+// with 192.0.2.1.
+func dnsUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if r.Question[0].Qtype == dns.TypeA {
+			rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN A 192.0.2.1")
+			m.Answer = []dns.RR{rr}
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func TestStartDNS(t *testing.T) {
+	up := dnsUpstream(t)
+	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`",
+		"dns":{"listen":["127.0.0.1:0"],"upstreams":["`+up+`"],"syntheticTtlSeconds":5},
+		"warn":{"sinkAddress":"`+testSink+`"}}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.DNSStats(); ok {
+		t.Errorf("DNSStats before start: ok")
+	}
+	recs := make(chan telemetry.Record, 16)
+	a.addSink(func(r telemetry.Record) { recs <- r })
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	if err := a.startDNS(gctx, g); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		if err := g.Wait(); err != nil {
+			t.Errorf("dns component: %v", err)
+		}
+	}()
+	addr := a.dns.proxy.Load().Addrs()[0].String()
+	ask := func(name string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		m.SetEdns0(1232, false)
+		r, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(m, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	if r := ask("app.example."); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("no policy: %v", r)
+	}
+	if n, ok := a.tel.names.Lookup(netip.MustParseAddr("192.0.2.1")); !ok || n != "app.example" {
+		t.Errorf("telemetry names.Lookup = %q, %v; want app.example (the map must be shared)", n, ok)
+	}
+	p, err := filter.Compile([]filter.Rule{{Value: "example", Type: filter.TypeDomain, Action: filter.Block, ID: "42", Application: "Ex"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetPolicy(p)
+	r := ask("app.example.")
+	if r.Rcode != dns.RcodeNameError {
+		t.Fatalf("next query after SetPolicy: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
+	}
+	select {
+	case rec := <-recs:
+		if rec.ActionType != telemetry.NetworkProtectionBlocked || rec.Source != telemetry.SourceDNS || rec.Protocol != telemetry.ProtoDNS ||
+			rec.RemoteUrl != "app.example" || rec.IndicatorId != "42" || rec.Application != "Ex" || rec.LocalIP != "127.0.0.1" {
+			t.Errorf("record = %+v", rec)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no telemetry record for a blocked query")
+	}
+	st, ok := a.DNSStats()
+	if !ok || st.ByVerdict["block"] != 1 || st.UpstreamQueries != 1 {
+		t.Errorf("DNSStats = %+v, %v", st, ok)
+	}
+}
+
+func TestStartDNSListenError(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`","dns":{"listen":["`+pc.LocalAddr().String()+`"],"upstreams":["192.0.2.1"]}}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, gctx := errgroup.WithContext(context.Background())
+	if err := a.startDNS(gctx, g); err == nil {
+		t.Errorf("startDNS on a taken port: no error")
+	}
+	_ = g.Wait()
+}
+
+func TestCaptureTargets(t *testing.T) {
+	t4, t6 := captureTargets([]net.Addr{
+		&net.TCPAddr{IP: net.ParseIP("127.0.0.153"), Port: 53},
+		&net.UDPAddr{IP: net.ParseIP("127.0.0.153"), Port: 53},
+		&net.UDPAddr{IP: net.ParseIP("::1"), Port: 53},
+	})
+	if t4.String() != "127.0.0.153:53" || t6.String() != "[::1]:53" {
+		t.Errorf("captureTargets = %v, %v", t4, t6)
+	}
+}

@@ -1,0 +1,212 @@
+// Package dnsproxy is netward's filtering DNS proxy: a miekg/dns server that
+// answers every query according to the active policy (CONTRACT §7), relays
+// allowed queries to the upstream resolvers through a bounded, TTL-respecting
+// cache, and learns an IP→name map from the answers it relays.
+//
+// The request chain, in order (each step documented where it is implemented):
+//
+//	accept (header sanity) → in-flight bound → question checks (class, type)
+//	→ special names (DoH canary, iCloud Private Relay) → decision on the name
+//	→ cache or upstream → decision on every CNAME target → ECH strip → reply
+//
+// The decision is taken after the cache, on every query, so a new policy or a
+// bypass applies to the very next query. Imports of github.com/miekg/dns stay
+// inside this package, so a move to its v2 is local.
+package dnsproxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/netward/netward/filter"
+)
+
+// Decider takes the policy decision for a canonical host name. The agent
+// implements it with its one decision function (policy + mode + bypasses).
+// It is called on the hot path and must be safe for concurrent use.
+type Decider interface {
+	DecideName(name string) filter.Decision
+}
+
+// BlockAnswer is what a blocked A query gets (CONTRACT §7).
+type BlockAnswer uint8
+
+const (
+	BlockNXDomain BlockAnswer = iota // A → NXDOMAIN
+	BlockNullIP                      // A → 0.0.0.0, AAAA → ::
+	BlockSink                        // A → the block/warn page address
+)
+
+// ParseBlockAnswer reads the dns.blockAnswer config value.
+func ParseBlockAnswer(s string) (BlockAnswer, error) {
+	switch s {
+	case "nxdomain", "":
+		return BlockNXDomain, nil
+	case "nullip":
+		return BlockNullIP, nil
+	case "sink":
+		return BlockSink, nil
+	}
+	return 0, fmt.Errorf("block answer %q is not one of nxdomain, nullip, sink", s)
+}
+
+// Event is one decision the proxy acted on, handed to Config.OnDecision for
+// telemetry. It is produced only when the decision is not a plain Allow (or
+// would not have been one in block mode).
+type Event struct {
+	// Name is the canonical name the decision is about: the question name,
+	// or the CNAME target that decided the answer.
+	Name string
+	// QName is the canonical question name; it differs from Name when a
+	// CNAME target decided.
+	QName    string
+	QType    string
+	Decision filter.Decision
+	// Client is the address the query came from; Proto is "udp" or "tcp".
+	Client netip.AddrPort
+	Proto  string
+}
+
+// Config configures a Proxy. Zero values take the documented defaults.
+type Config struct {
+	// Listen are host:port addresses to serve on, each over UDP and TCP.
+	// Port 0 picks a free port (tests); see Proxy.Addrs.
+	Listen []string
+	// Upstreams are resolver addresses ("192.0.2.1", "192.0.2.1:53",
+	// "[2001:db8::1]:53"). Empty means the host's own resolvers from
+	// ResolvConf, read once at Run.
+	Upstreams []string
+	// ResolvConf is the resolver file read when Upstreams is empty
+	// (default /etc/resolv.conf; the systemd-resolved stub 127.0.0.53 is
+	// replaced by its real upstreams from /run/systemd/resolve/resolv.conf).
+	ResolvConf string
+	// Timeout bounds one query's whole upstream work, across every attempt
+	// and failover (default 2 s). Past it the client gets SERVFAIL.
+	Timeout time.Duration
+	// UpstreamControl is applied to every upstream socket before it
+	// connects; the agent sets SO_MARK with it so host capture exempts the
+	// proxy's own queries.
+	UpstreamControl func(network, address string, c syscall.RawConn) error
+
+	// CacheSize bounds the cache in entries (default 10000; negative
+	// disables the cache).
+	CacheSize int
+	// MinTTL and MaxTTL clamp how long an answer is cached (defaults 0 and
+	// 1 h); MaxNegativeTTL clamps negative answers (RFC 2308 §5, default 5 min).
+	MinTTL, MaxTTL, MaxNegativeTTL time.Duration
+
+	// MaxInFlight bounds concurrent queries; beyond it a query is answered
+	// REFUSED at once and counted (default 1024).
+	MaxInFlight int
+	// MaxTCPConns bounds concurrent client TCP connections (default 256).
+	MaxTCPConns int
+
+	Decider     Decider
+	BlockAnswer BlockAnswer
+	// Sink is the IPv4 address of the block/warn page server: the A answer
+	// of a warned name (and of a blocked one with BlockSink).
+	Sink netip.Addr
+	// SyntheticTTL is the TTL of blocked and warned answers (default 10 s),
+	// short so a bypass or an unblock takes effect within seconds.
+	SyntheticTTL time.Duration
+	// StripECH removes the ech parameter from HTTPS/SVCB answers.
+	StripECH bool
+	// Capture says host capture is on: iCloud Private Relay names
+	// (mask.icloud.com, mask-h2.icloud.com) then answer NXDOMAIN so Safari
+	// and the OS fall back to the captured resolver.
+	Capture bool
+
+	// Names, if set, learns IP→name pairs from relayed A/AAAA answers.
+	Names *NameMap
+	// OnDecision, if set, is called for every non-Allow decision. It runs on
+	// the query path and must not block.
+	OnDecision func(Event)
+
+	Log *slog.Logger
+	Now func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultTimeout        = 2 * time.Second
+	DefaultCacheSize      = 10000
+	DefaultMaxTTL         = time.Hour
+	DefaultMaxNegativeTTL = 5 * time.Minute
+	DefaultMaxInFlight    = 1024
+	DefaultMaxTCPConns    = 256
+	DefaultSyntheticTTL   = 10 * time.Second
+	defaultResolvConf     = "/etc/resolv.conf"
+	systemdResolvConf     = "/run/systemd/resolve/resolv.conf"
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Listen) == 0 {
+		return c, errors.New("dnsproxy: no listen address; set dns.listen")
+	}
+	for _, l := range c.Listen {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			return c, fmt.Errorf("dnsproxy: listen address %q: %w (want host:port, e.g. 127.0.0.1:15353 or [::1]:53)", l, err)
+		}
+	}
+	for _, u := range c.Upstreams {
+		if _, err := upstreamAddr(u); err != nil {
+			return c, err
+		}
+	}
+	if c.Decider == nil {
+		return c, errors.New("dnsproxy: no Decider")
+	}
+	if c.ResolvConf == "" {
+		c.ResolvConf = defaultResolvConf
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	if c.MaxTTL <= 0 {
+		c.MaxTTL = DefaultMaxTTL
+	}
+	if c.MaxNegativeTTL <= 0 {
+		c.MaxNegativeTTL = DefaultMaxNegativeTTL
+	}
+	if c.MinTTL < 0 || c.MinTTL > c.MaxTTL {
+		return c, fmt.Errorf("dnsproxy: MinTTL %v must be between 0 and MaxTTL %v", c.MinTTL, c.MaxTTL)
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxTCPConns <= 0 {
+		c.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if c.SyntheticTTL <= 0 {
+		c.SyntheticTTL = DefaultSyntheticTTL
+	}
+	if (c.BlockAnswer == BlockSink) && !c.Sink.Is4() {
+		return c, errors.New("dnsproxy: block answer \"sink\" needs an IPv4 sink address (warn.sinkAddress)")
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// upstreamAddr normalises an upstream to host:port (port 53 by default).
+func upstreamAddr(s string) (string, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.String(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, 53).String(), nil
+	}
+	return "", fmt.Errorf("dnsproxy: upstream %q is not an IP address or IP:port (host names would need a resolver to find the resolver)", s)
+}

@@ -1,0 +1,110 @@
+package dnsproxy
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/netward/netward/filter"
+)
+
+// LatencyBounds are the upper bounds of the latency histogram buckets (the
+// last bucket, beyond the final bound, is +Inf). Fixed so Prometheus can
+// export them as a histogram.
+var LatencyBounds = [...]time.Duration{
+	50 * time.Microsecond, 100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+}
+
+// Stats is a snapshot of the proxy's counters.
+type Stats struct {
+	Queries uint64 `json:"queries"`
+	// ByVerdict counts answered queries by verdict: allow, audit, block,
+	// warn, bypassed (a CNAME target's verdict counts when it decided).
+	ByVerdict map[string]uint64 `json:"byVerdict"`
+	// Special counts the DoH canary and iCloud Private Relay NXDOMAINs.
+	Special uint64 `json:"special"`
+
+	CacheHits    uint64 `json:"cacheHits"`
+	CacheMisses  uint64 `json:"cacheMisses"`
+	CacheEntries int    `json:"cacheEntries"`
+
+	UpstreamQueries uint64 `json:"upstreamQueries"`
+	// UpstreamErrors counts failed attempts (timeouts, refused, bad replies);
+	// ServFail counts queries answered SERVFAIL because every upstream failed.
+	UpstreamErrors uint64 `json:"upstreamErrors"`
+	ServFail       uint64 `json:"servFail"`
+	// BadReplies counts upstream datagrams ignored because they did not
+	// match the question and ID (spoofing attempts, late replies).
+	BadReplies uint64 `json:"badReplies"`
+	TCPRetries uint64 `json:"tcpRetries"`
+
+	InFlight int64 `json:"inFlight"`
+	// Refused counts queries refused because MaxInFlight was reached.
+	Refused uint64 `json:"refused"`
+	// Rejected counts queries answered with an error for what they asked
+	// (wrong class, zone transfer, malformed, not a query).
+	Rejected uint64 `json:"rejected"`
+
+	// Latency is the histogram of answer times: Counts[i] is the number of
+	// queries answered within LatencyBounds[i] (and above the previous
+	// bound); the last count is beyond the last bound.
+	LatencyCounts [len(LatencyBounds) + 1]uint64 `json:"latencyCounts"`
+	LatencySum    time.Duration                  `json:"latencySumNs"`
+
+	Upstreams []string `json:"upstreams"`
+}
+
+type counters struct {
+	queries, special             atomic.Uint64
+	verdicts                     [5]atomic.Uint64 // indexed by filter.Verdict
+	cacheHits, cacheMisses       atomic.Uint64
+	upQueries, upErrors, srvFail atomic.Uint64
+	badReplies, tcpRetries       atomic.Uint64
+	inFlight                     atomic.Int64
+	refused, rejected            atomic.Uint64
+	latency                      [len(LatencyBounds) + 1]atomic.Uint64
+	latencySum                   atomic.Int64
+}
+
+func (c *counters) observe(d time.Duration) {
+	i := 0
+	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+		i++
+	}
+	c.latency[i].Add(1)
+	c.latencySum.Add(int64(d))
+}
+
+func (c *counters) verdict(v filter.Verdict) {
+	if int(v) < len(c.verdicts) {
+		c.verdicts[v].Add(1)
+	}
+}
+
+func (c *counters) snapshot() Stats {
+	s := Stats{
+		Queries:         c.queries.Load(),
+		ByVerdict:       map[string]uint64{},
+		Special:         c.special.Load(),
+		CacheHits:       c.cacheHits.Load(),
+		CacheMisses:     c.cacheMisses.Load(),
+		UpstreamQueries: c.upQueries.Load(),
+		UpstreamErrors:  c.upErrors.Load(),
+		ServFail:        c.srvFail.Load(),
+		BadReplies:      c.badReplies.Load(),
+		TCPRetries:      c.tcpRetries.Load(),
+		InFlight:        c.inFlight.Load(),
+		Refused:         c.refused.Load(),
+		Rejected:        c.rejected.Load(),
+		LatencySum:      time.Duration(c.latencySum.Load()),
+	}
+	for v := range c.verdicts {
+		s.ByVerdict[filter.Verdict(v).String()] = c.verdicts[v].Load()
+	}
+	for i := range c.latency {
+		s.LatencyCounts[i] = c.latency[i].Load()
+	}
+	return s
+}

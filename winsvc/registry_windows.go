@@ -1,0 +1,67 @@
+package winsvc
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/windows/registry"
+)
+
+// machinePolicy reads HKLM\SOFTWARE\Policies\netward.
+type machinePolicy struct{}
+
+// SystemPolicy returns the Group Policy registry of this machine.
+func SystemPolicy() Registry { return machinePolicy{} }
+
+func open(subkey string) (registry.Key, error) {
+	path := PolicyKey
+	if subkey != "" {
+		path += `\` + strings.ReplaceAll(subkey, ".", `\`)
+	}
+	return registry.OpenKey(registry.LOCAL_MACHINE, path, registry.QUERY_VALUE|registry.ENUMERATE_SUB_KEYS)
+}
+
+func (machinePolicy) ValueNames(subkey string) ([]string, error) {
+	k, err := open(subkey)
+	if errors.Is(err, registry.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer k.Close()
+	return k.ReadValueNames(-1)
+}
+
+func (machinePolicy) Value(subkey, name string) (Value, error) {
+	k, err := open(subkey)
+	if err != nil {
+		return Value{}, err
+	}
+	defer k.Close()
+	_, typ, err := k.GetValue(name, nil)
+	if err != nil {
+		return Value{}, err
+	}
+	switch typ {
+	case registry.SZ, registry.EXPAND_SZ:
+		s, _, err := k.GetStringValue(name)
+		if err != nil {
+			return Value{}, err
+		}
+		if typ == registry.EXPAND_SZ {
+			if s, err = registry.ExpandString(s); err != nil {
+				return Value{}, err
+			}
+		}
+		return Value{Kind: String, Str: s}, nil
+	case registry.DWORD, registry.QWORD:
+		n, _, err := k.GetIntegerValue(name)
+		return Value{Kind: DWord, Num: n}, err
+	case registry.MULTI_SZ:
+		l, _, err := k.GetStringsValue(name)
+		return Value{Kind: Strings, Strings: l}, err
+	}
+	return Value{}, fmt.Errorf("registry type %d is not REG_SZ, REG_DWORD or REG_MULTI_SZ", typ)
+}
