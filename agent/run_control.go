@@ -105,13 +105,53 @@ type controlBackend struct{ a *Agent }
 func (b controlBackend) CreateBypass(name, user string) (bypass.Entry, error) {
 	return b.a.CreateBypass(name, user, bypass.HowCLI)
 }
-func (b controlBackend) ListBypasses() []bypass.Entry          { return b.a.ListBypasses() }
+func (b controlBackend) ListBypasses() []control.BypassInfo { return b.a.BypassList() }
 func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.RevokeBypass(name) }
 func (b controlBackend) SetMode(mode string) error             { return b.a.SetMode(mode) }
 func (b controlBackend) Reload(ctx context.Context) error      { return b.a.Reload(ctx) }
 func (b controlBackend) Status() control.Status                { return b.a.ControlStatus() }
 func (b controlBackend) Check(q, user string) (control.CheckResult, error) {
 	return b.a.Check(q, user)
+}
+
+// BypassList is `netward bypass --list`: the active bypasses with the title
+// of the indicator each continues past, looked up in the policy in force.
+func (a *Agent) BypassList() []control.BypassInfo {
+	entries := a.ListBypasses()
+	out := make([]control.BypassInfo, 0, len(entries))
+	p := a.Policy()
+	for _, e := range entries {
+		out = append(out, control.BypassInfo{Entry: e, Title: bypassTitle(p, e)})
+	}
+	return out
+}
+
+// bypassTitle finds the indicator a bypass continues past: the rule the
+// name the user continued to matches now, when it is still the bypassed
+// indicator (same application, or same value), else the bypassed indicator
+// value itself.
+func bypassTitle(p *filter.Policy, e bypass.Entry) string {
+	same := func(m filter.Match) bool {
+		r := m.Rule
+		return r != nil && (e.Application != "" && r.Application == e.Application ||
+			e.Application == "" && r.Value == e.Indicator)
+	}
+	if n, err := filter.CanonicalName(e.Name); err == nil {
+		if m := p.MatchName(n); same(m) {
+			return m.Rule.Title
+		}
+	}
+	if e.Indicator != "" && e.IndicatorType == filter.TypeDomain.String() {
+		if m := p.MatchName(e.Indicator); same(m) {
+			return m.Rule.Title
+		}
+	}
+	if addr, err := netip.ParseAddr(e.Name); err == nil {
+		if m := p.MatchAddr(addr.Unmap()); same(m) {
+			return m.Rule.Title
+		}
+	}
+	return ""
 }
 
 // ControlStatus is `netward status`.

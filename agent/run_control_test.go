@@ -115,7 +115,11 @@ func TestControlPeerChild(t *testing.T) {
 	chk, err := c.Check(ctx, "www.warned.test")
 	fmt.Printf("check-after %s %s\n", res(err), chk.Action)
 	l, err := c.ListBypasses(ctx)
-	fmt.Printf("list %s %d\n", res(err), len(l))
+	title := ""
+	if len(l) > 0 {
+		title = l[0].Title
+	}
+	fmt.Printf("list %s %d %s\n", res(err), len(l), title)
 	n := 0
 	err = c.Events(ctx, "", false, func(telemetry.Record) error { n++; return nil })
 	fmt.Printf("events %s %v\n", res(err), n > 0)
@@ -177,7 +181,7 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		"bypass":       "ok " + nobodyName,
 		"bypass-block": "403",
 		"check-after":  "ok bypassed",
-		"list":         "ok 1",
+		"list":         "ok 1 Monitored app: Demo",
 		"events":       "ok true",
 		"revoke":       "403",
 		"mode":         "403",

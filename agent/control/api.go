@@ -35,7 +35,7 @@ type Backend interface {
 	// CreateBypass continues past the Warn for name on behalf of user.
 	// Errors wrap bypass.ErrBlock or bypass.ErrNotWarned when they apply.
 	CreateBypass(name, user string) (bypass.Entry, error)
-	ListBypasses() []bypass.Entry
+	ListBypasses() []BypassInfo
 	RevokeBypass(name string) (int, error)
 	// SetMode changes the enforcement mode until the next indicator update
 	// sets it again.
@@ -159,6 +159,14 @@ type BypassState struct {
 	// Active: a bypass (by this user or the whole device) is in force.
 	Active  bool      `json:"active"`
 	Expires time.Time `json:"expiresAt,omitzero"`
+}
+
+// BypassInfo is one entry of `netward bypass --list --json`: the stored
+// bypass (its fields are inlined) and the title of the indicator it
+// continues past, "" when the indicator is no longer in force.
+type BypassInfo struct {
+	bypass.Entry
+	Title string `json:"title"`
 }
 
 // BypassRequest is the body of POST /v1/bypasses and DELETE /v1/bypasses.

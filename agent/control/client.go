@@ -152,8 +152,8 @@ func (c *Client) Bypass(ctx context.Context, name string) (bypass.Entry, error) 
 }
 
 // ListBypasses returns the active bypasses.
-func (c *Client) ListBypasses(ctx context.Context) ([]bypass.Entry, error) {
-	var l []bypass.Entry
+func (c *Client) ListBypasses(ctx context.Context) ([]BypassInfo, error) {
+	var l []BypassInfo
 	return l, c.do(ctx, http.MethodGet, "/v1/bypasses", nil, nil, &l)
 }
 

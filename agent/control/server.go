@@ -208,7 +208,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, p Peer) error {
 func (s *Server) listBypasses(w http.ResponseWriter, r *http.Request, p Peer) error {
 	list := s.cfg.Backend.ListBypasses()
 	if list == nil {
-		list = []bypass.Entry{}
+		list = []BypassInfo{}
 	}
 	return writeJSON(w, http.StatusOK, list)
 }

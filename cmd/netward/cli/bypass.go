@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/agent/control"
 )
 
@@ -98,19 +97,23 @@ func bypassCommand() *command {
 	return c
 }
 
-func printBypasses(out io.Writer, l []bypass.Entry) {
+func printBypasses(out io.Writer, l []control.BypassInfo) {
 	if len(l) == 0 {
 		fmt.Fprintln(out, "No active bypasses.")
 		return
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	defer w.Flush()
-	fmt.Fprintln(w, "APPLICATION/INDICATOR\tNAME\tUSER\tHOW\tEXPIRES")
+	fmt.Fprintln(w, "APPLICATION/INDICATOR\tTITLE\tNAME\tUSER\tHOW\tEXPIRES")
 	for _, e := range l {
 		target := e.Application
 		if target == "" {
 			target = e.IndicatorType + " " + e.Indicator
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", target, e.Name, e.Who, e.How, e.Expires.UTC().Format(time.RFC3339))
+		title := e.Title
+		if title == "" {
+			title = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", target, title, e.Name, e.Who, e.How, e.Expires.UTC().Format(time.RFC3339))
 	}
 }
