@@ -105,7 +105,7 @@ type controlBackend struct{ a *Agent }
 func (b controlBackend) CreateBypass(name, user string) (bypass.Entry, error) {
 	return b.a.CreateBypass(name, user, bypass.HowCLI)
 }
-func (b controlBackend) ListBypasses() []control.BypassInfo { return b.a.BypassList() }
+func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.BypassList() }
 func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.RevokeBypass(name) }
 func (b controlBackend) SetMode(mode string) error             { return b.a.SetMode(mode) }
 func (b controlBackend) Reload(ctx context.Context) error      { return b.a.Reload(ctx) }
