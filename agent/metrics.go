@@ -14,38 +14,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/internal/version"
 	"github.com/netward/netward/telemetry"
 )
-
-// DNSMetrics are the DNS proxy's counters as the metrics read them. The DNS
-// component hands them over with SetDNSMetrics.
-type DNSMetrics struct {
-	Queries        uint64
-	UpstreamErrors uint64
-	InFlight       int64
-	CacheHits      uint64
-	CacheMisses    uint64
-	// Latency is a histogram of query latency: LatencyBounds are the upper
-	// bounds in seconds (ascending), LatencyCounts the cumulative counts per
-	// bound (same length), LatencyCount/LatencySum the totals.
-	LatencyBounds []float64
-	LatencyCounts []uint64
-	LatencyCount  uint64
-	LatencySum    float64
-}
-
-// SetDNSMetrics registers where `netward status` and the metrics read the DNS
-// proxy's counters; ok=false means the proxy is not running. Call it before
-// Run (or from a component that starts before control).
-func (a *Agent) SetDNSMetrics(f func() (DNSMetrics, bool)) { a.ctl.dnsStats = f }
-
-func (a *Agent) dnsMetrics() (DNSMetrics, bool) {
-	if f := a.ctl.dnsStats; f != nil {
-		return f()
-	}
-	return DNSMetrics{}, false
-}
 
 // metrics is the agent's Prometheus registry (never the global default: two
 // agents in one test binary must not share counters).
@@ -127,12 +99,18 @@ var (
 
 	descInsp = prometheus.NewDesc("netward_inspect_packets_total", "Packets the inline inspector handled, by outcome.", []string{"outcome"}, nil)
 
-	descDNSQueries  = prometheus.NewDesc("netward_dns_queries_total", "DNS queries answered.", nil, nil)
-	descDNSUpErr    = prometheus.NewDesc("netward_dns_upstream_errors_total", "DNS upstream failures.", nil, nil)
-	descDNSInFlight = prometheus.NewDesc("netward_dns_in_flight_queries", "DNS queries being answered now.", nil, nil)
-	descDNSCache    = prometheus.NewDesc("netward_dns_cache_lookups_total", "DNS cache lookups by result.", []string{"result"}, nil)
-	descDNSRatio    = prometheus.NewDesc("netward_dns_cache_hit_ratio", "DNS cache hits / lookups since start.", nil, nil)
-	descDNSLatency  = prometheus.NewDesc("netward_dns_latency_seconds", "DNS query latency.", nil, nil)
+	descDNSQueries   = prometheus.NewDesc("netward_dns_queries_total", "DNS queries received by the proxy.", nil, nil)
+	descDNSByAction  = prometheus.NewDesc("netward_dns_queries_by_action_total", "DNS queries by how they were answered: the decision (allow, audit, block, warn, bypassed), special (DoH canary, Private Relay), rejected (malformed, wrong class, zone transfer) or refused (in-flight bound reached).", []string{"action"}, nil)
+	descDNSUpQueries = prometheus.NewDesc("netward_dns_upstream_queries_total", "Queries sent to upstream resolvers.", nil, nil)
+	descDNSUpErr     = prometheus.NewDesc("netward_dns_upstream_errors_total", "Failed upstream attempts (timeouts, refused, bad replies).", nil, nil)
+	descDNSServFail  = prometheus.NewDesc("netward_dns_servfail_total", "Queries answered SERVFAIL because every upstream failed.", nil, nil)
+	descDNSBadReply  = prometheus.NewDesc("netward_dns_upstream_bad_replies_total", "Upstream datagrams ignored because they did not match the question and ID.", nil, nil)
+	descDNSTCPRetry  = prometheus.NewDesc("netward_dns_upstream_tcp_retries_total", "Truncated upstream answers retried over TCP.", nil, nil)
+	descDNSInFlight  = prometheus.NewDesc("netward_dns_in_flight_queries", "DNS queries being answered now.", nil, nil)
+	descDNSCache     = prometheus.NewDesc("netward_dns_cache_lookups_total", "DNS cache lookups by result.", []string{"result"}, nil)
+	descDNSRatio     = prometheus.NewDesc("netward_dns_cache_hit_ratio", "DNS cache hits / lookups since start (0 before the first lookup).", nil, nil)
+	descDNSEntries   = prometheus.NewDesc("netward_dns_cache_entries", "Answers held in the DNS cache.", nil, nil)
+	descDNSLatency   = prometheus.NewDesc("netward_dns_latency_seconds", "Time from receiving a DNS query to answering it.", nil, nil)
 )
 
 // agentCollector reads the agent's state at scrape time, so the hot paths
@@ -142,7 +120,8 @@ type agentCollector struct{ a *Agent }
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descSwap, descByp, descUp,
 		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine,
-		descInsp, descDNSQueries, descDNSUpErr, descDNSInFlight, descDNSCache, descDNSRatio, descDNSLatency} {
+		descInsp, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
+		descDNSTCPRetry, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
 		ch <- d
 	}
 }
@@ -201,25 +180,62 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	if d, ok := a.dnsMetrics(); ok {
-		counter(descDNSQueries, float64(d.Queries))
-		counter(descDNSUpErr, float64(d.UpstreamErrors))
-		gauge(descDNSInFlight, float64(d.InFlight))
-		counter(descDNSCache, float64(d.CacheHits), "hit")
-		counter(descDNSCache, float64(d.CacheMisses), "miss")
-		if total := d.CacheHits + d.CacheMisses; total > 0 {
-			gauge(descDNSRatio, float64(d.CacheHits)/float64(total))
-		}
-		if len(d.LatencyBounds) == len(d.LatencyCounts) {
-			buckets := make(map[float64]uint64, len(d.LatencyBounds))
-			for i, b := range d.LatencyBounds {
-				buckets[b] = d.LatencyCounts[i]
-			}
-			if h, err := prometheus.NewConstHistogram(descDNSLatency, d.LatencyCount, d.LatencySum, buckets); err == nil {
-				ch <- h
-			}
-		}
+	if d, ok := a.DNSStats(); ok {
+		collectDNS(ch, d)
 	}
+}
+
+// collectDNS exports a snapshot of the DNS proxy's counters.
+func collectDNS(ch chan<- prometheus.Metric, d dnsproxy.Stats) {
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(desc *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v)
+	}
+	counter(descDNSQueries, d.Queries)
+	for _, v := range []filter.Verdict{filter.VerdictAllow, filter.VerdictAudit, filter.VerdictBlock, filter.VerdictWarn, filter.VerdictBypassed} {
+		counter(descDNSByAction, d.ByVerdict[v.String()], v.String())
+	}
+	counter(descDNSByAction, d.Special, "special")
+	counter(descDNSByAction, d.Rejected, "rejected")
+	counter(descDNSByAction, d.Refused, "refused")
+	counter(descDNSUpQueries, d.UpstreamQueries)
+	counter(descDNSUpErr, d.UpstreamErrors)
+	counter(descDNSServFail, d.ServFail)
+	counter(descDNSBadReply, d.BadReplies)
+	counter(descDNSTCPRetry, d.TCPRetries)
+	gauge(descDNSInFlight, float64(d.InFlight))
+	counter(descDNSCache, d.CacheHits, "hit")
+	counter(descDNSCache, d.CacheMisses, "miss")
+	ratio := 0.0
+	if total := d.CacheHits + d.CacheMisses; total > 0 {
+		ratio = float64(d.CacheHits) / float64(total)
+	}
+	gauge(descDNSRatio, ratio)
+	gauge(descDNSEntries, float64(d.CacheEntries))
+	ch <- prometheus.MustNewConstHistogram(descDNSLatency, dnsLatencyCount(d), d.LatencySum.Seconds(), dnsLatencyBuckets(d))
+}
+
+// dnsLatencyBuckets turns the proxy's per-bucket counts into Prometheus'
+// cumulative buckets keyed by upper bound in seconds; the last count (beyond
+// the last bound) is only in the total.
+func dnsLatencyBuckets(d dnsproxy.Stats) map[float64]uint64 {
+	buckets := make(map[float64]uint64, len(dnsproxy.LatencyBounds))
+	var cum uint64
+	for i, b := range dnsproxy.LatencyBounds {
+		cum += d.LatencyCounts[i]
+		buckets[b.Seconds()] = cum
+	}
+	return buckets
+}
+
+func dnsLatencyCount(d dnsproxy.Stats) uint64 {
+	var n uint64
+	for _, c := range d.LatencyCounts {
+		n += c
+	}
+	return n
 }
 
 // setTime is when the indicator set was made: generatedAt, else load time.
@@ -262,6 +278,7 @@ func (a *Agent) serveMetrics(ctx context.Context, g *errgroup.Group, m *metrics,
 		Timeout:             10 * time.Second,
 	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: time.Minute}
+	a.ctl.metricsAddr = ln.Addr().String()
 	a.log.Info("metrics served", "addr", "http://"+ln.Addr().String()+"/metrics")
 	g.Go(func() error {
 		errc := make(chan error, 1)

@@ -27,7 +27,9 @@ type controlState struct {
 	started time.Time
 	ring    *control.Ring
 	socket  string // where the API listens ("" when it could not start)
-	metrics *metrics
+	// metricsAddr is the bound metrics address ("" when metrics are off).
+	metricsAddr string
+	metrics     *metrics
 
 	policy atomic.Pointer[PolicyInfo]
 	swaps  atomic.Uint64
@@ -35,15 +37,15 @@ type controlState struct {
 	errMu sync.Mutex
 	errs  []control.ErrorEntry
 
-	// Wired by other components before Run (see SetDNSMetrics, SetReload).
-	dnsStats func() (DNSMetrics, bool)
-	reload   func(context.Context) error
+	// Wired by the indicator sync before Run (see SetReload).
+	reload func(context.Context) error
 
 	sinksOnce sync.Once
 }
 
 // initControlSinks registers the events ring and the decision counter as
-// record sinks. It runs once; call it before any component emits records.
+// record sinks. New calls it: sinks must be in place before any component
+// starts emitting (addSink takes no lock).
 func (a *Agent) initControlSinks() {
 	a.ctl.sinksOnce.Do(func() {
 		a.ctl.ring = control.NewRing(control.DefaultRingSize)
@@ -55,6 +57,10 @@ func (a *Agent) initControlSinks() {
 	})
 }
 
+// MetricsAddr is the address /metrics is served on ("" when metrics are
+// off); with metrics.listen port 0 it tells the port chosen.
+func (a *Agent) MetricsAddr() string { return a.ctl.metricsAddr }
+
 // ControlSocket is the path the control API listens on ("" when it is off).
 func (a *Agent) ControlSocket() string { return a.ctl.socket }
 
@@ -65,7 +71,6 @@ func (a *Agent) ControlSocket() string { return a.ctl.socket }
 // $XDG_RUNTIME_DIR, and runs without the API if that fails too.
 func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 	a.ctl.started = a.now()
-	a.initControlSinks()
 	if a.ctl.metrics != nil {
 		if err := a.serveMetrics(ctx, g, a.ctl.metrics, a.cfg.Metrics.Listen); err != nil {
 			return err
@@ -184,10 +189,13 @@ func (a *Agent) ControlStatus() control.Status {
 	if t := setTime(pi); !t.IsZero() {
 		st.Indicators.AgeSeconds = int64(now.Sub(t).Seconds())
 	}
-	_, dnsOn := a.dnsMetrics()
+	ds, dnsOn := a.DNSStats()
 	st.Interception = control.InterceptionState{
-		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.cfg.DNS.Capture,
+		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.DNSCaptured(),
 		SNI: a.cfg.SNI.Enabled, QUIC: a.cfg.SNI.QUIC,
+	}
+	if dnsOn {
+		st.Interception.DNSStats, _ = json.Marshal(ds)
 	}
 	if is, ok := a.InspectStats(); ok {
 		st.Interception.Inspect, _ = json.Marshal(is)
@@ -266,7 +274,7 @@ func (a *Agent) Check(query, user string) (control.CheckResult, error) {
 // TLS/QUIC server names, plain-HTTP hosts and paths, and IP addresses.
 func (a *Agent) interceptorsFor(kind string, urlPath bool) ([]string, string) {
 	out := []string{}
-	_, dnsOn := a.dnsMetrics()
+	_, dnsOn := a.DNSStats()
 	sni := a.cfg.SNI.Enabled
 	switch {
 	case kind == "ip":

@@ -17,17 +17,22 @@ type PolicyInfo struct {
 	LoadedAt    time.Time
 }
 
-// NotePolicy records that the policy just installed with SetPolicy is
-// indicator set info; it counts policy swaps. Call it after every SetPolicy.
+// NotePolicy records the version and times of the indicator set just
+// installed with SetPolicy (SetPolicy counts the swap). The indicator sync
+// calls it after every SetPolicy.
 func (a *Agent) NotePolicy(info PolicyInfo) {
 	if info.LoadedAt.IsZero() {
 		info.LoadedAt = a.now()
 	}
 	a.ctl.policy.Store(&info)
-	a.ctl.swaps.Add(1)
 }
 
 // policyInfo returns the last NotePolicy info (zero before the first).
+//
+// INTEGRATION HOOK (indicators): this is the one place `netward status` and
+// the metrics (netward_indicator_set_info, netward_indicator_set_age_seconds)
+// read the indicator set's version and age. Either have the sync call
+// NotePolicy, or make this read a.IndicatorStatus() once that exists.
 func (a *Agent) policyInfo() PolicyInfo {
 	if p := a.ctl.policy.Load(); p != nil {
 		return *p

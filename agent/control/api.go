@@ -102,6 +102,9 @@ type InterceptionState struct {
 	DNSCapture bool     `json:"dnsCapture"`
 	SNI        bool     `json:"sni"`
 	QUIC       string   `json:"quic"`
+	// DNSStats are the DNS proxy's counters when it runs (fields in
+	// docs/dns.md).
+	DNSStats json.RawMessage `json:"dnsStats,omitempty"`
 	// Inspect are the inline inspector's counters when it runs.
 	Inspect json.RawMessage `json:"inspect,omitempty"`
 }
