@@ -65,7 +65,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.policy.Store(empty)
 	mode, _ := filter.ParseMode(cfg.Mode)
 	a.settings.Store(&FeedSettings{Mode: mode})
-	a.initDNS() // the IP→name map exists before telemetry starts
+	a.initDNS()          // the IP→name map exists before telemetry starts
 	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
 }
