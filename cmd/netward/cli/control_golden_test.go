@@ -47,9 +47,10 @@ func (b *goldenBackend) Status() control.Status {
 		Indicators: control.IndicatorStatus{Source: "file:///etc/netward/indicators.json", Version: "42",
 			GeneratedAt: goldenStart.Add(-time.Hour), LoadedAt: goldenStart, AgeSeconds: 7200, Total: 6,
 			ByAction: map[string]int{"Warn": 3, "Block": 2, "Allowed": 1}, HTTPOnly: 1, Swaps: 2},
-		Interception: control.InterceptionState{DNS: true, DNSListen: []string{"127.0.0.1:15353"}, QUIC: "inspect"},
-		Bypasses:     control.BypassStatus{Active: 1, ByTarget: map[string]int{"Demo": 1}},
-		Telemetry:    json.RawMessage(`{"spoolChunks":2,"spoolBytes":2048,"spoolRecords":10,"openRecords":0,"queuedRecords":0,"uploadedChunks":5,"lastUpload":"2026-11-22T09:30:00Z","quarantinedChunks":0,"droppedQueueFull":0,"droppedSpoolRecords":0,"droppedSpoolChunks":0}`),
+		Interception: control.InterceptionState{DNS: true, DNSListen: []string{"127.0.0.1:15353"}, QUIC: "inspect",
+			DNSStats: json.RawMessage(`{"queries":120,"byVerdict":{"allow":110,"block":6,"warn":4},"cacheHits":90,"cacheMisses":30,"upstreamErrors":2,"servFail":1,"inFlight":3}`)},
+		Bypasses:  control.BypassStatus{Active: 1, ByTarget: map[string]int{"Demo": 1}},
+		Telemetry: json.RawMessage(`{"spoolChunks":2,"spoolBytes":2048,"spoolRecords":10,"openRecords":0,"queuedRecords":0,"uploadedChunks":5,"lastUpload":"2026-11-22T09:30:00Z","quarantinedChunks":0,"droppedQueueFull":0,"droppedSpoolRecords":0,"droppedSpoolChunks":0}`),
 		Errors: []control.ErrorEntry{{Time: goldenStart.Add(time.Minute), Component: "indicators",
 			Message: "feed unreachable; keeping set 42"}},
 	}

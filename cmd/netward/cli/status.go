@@ -92,6 +92,22 @@ func printStatus(out io.Writer, st control.Status) {
 		sni, quic = "on", ic.QUIC
 	}
 	fmt.Fprintf(w, "interception\tDNS %s; SNI %s; QUIC %s\n", dns, sni, quic)
+	var ds struct {
+		Queries        uint64 `json:"queries"`
+		CacheHits      uint64 `json:"cacheHits"`
+		CacheMisses    uint64 `json:"cacheMisses"`
+		UpstreamErrors uint64 `json:"upstreamErrors"`
+		ServFail       uint64 `json:"servFail"`
+		InFlight       int64  `json:"inFlight"`
+	}
+	if len(ic.DNSStats) > 0 && json.Unmarshal(ic.DNSStats, &ds) == nil {
+		hit := "no cache lookups yet"
+		if n := ds.CacheHits + ds.CacheMisses; n > 0 {
+			hit = fmt.Sprintf("cache hits %.0f%%", 100*float64(ds.CacheHits)/float64(n))
+		}
+		fmt.Fprintf(w, "\tDNS proxy: %d queries, %s, %d in flight, %d upstream errors, %d SERVFAIL\n",
+			ds.Queries, hit, ds.InFlight, ds.UpstreamErrors, ds.ServFail)
+	}
 
 	if st.Bypasses.Active == 0 {
 		fmt.Fprintf(w, "bypasses\tnone active\n")
