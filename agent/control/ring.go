@@ -60,8 +60,9 @@ func (r *Ring) Add(rec telemetry.Record) {
 		case s.c <- rec:
 		default:
 			// Too slow: cut the follower off rather than block the agent or
-			// drop silently; the handler reports how many it missed.
-			s.dropped = 1 + len(s.c)
+			// drop silently. The records still queued are delivered; this
+			// one is the first missed, and the handler says so.
+			s.dropped = 1
 			delete(r.subs, s)
 			close(s.Done)
 		}
@@ -120,7 +121,8 @@ func (s *Subscription) Close() {
 	}
 }
 
-// Dropped is how many records the follower missed when it was cut off.
+// Dropped is how many records the follower missed when it was cut off (the
+// stream ends there, so later records are not followed at all).
 func (s *Subscription) Dropped() int {
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
