@@ -65,7 +65,8 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.policy.Store(empty)
 	mode, _ := filter.ParseMode(cfg.Mode)
 	a.settings.Store(&FeedSettings{Mode: mode})
-	a.initDNS() // the IP→name map exists before telemetry starts
+	a.initDNS()          // the IP→name map exists before telemetry starts
+	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
 }
 
@@ -73,7 +74,11 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 func (a *Agent) Policy() *filter.Policy { return a.policy.Load() }
 
 // SetPolicy atomically replaces the active policy; the next lookup sees it.
-func (a *Agent) SetPolicy(p *filter.Policy) { a.policy.Store(p) }
+// It counts a policy swap for `netward status` and the metrics.
+func (a *Agent) SetPolicy(p *filter.Policy) {
+	a.policy.Store(p)
+	a.ctl.swaps.Add(1)
+}
 
 // Settings returns the feed settings in force. Never nil.
 func (a *Agent) Settings() *FeedSettings { return a.settings.Load() }

@@ -2,15 +2,306 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/agent/control"
+	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/version"
 )
 
-// controlState is the agent's control component state.
-type controlState struct{}
+// controlState is the control component: the local control API, the
+// `netward events` ring, the metrics, and the status bookkeeping that
+// status.go exposes.
+type controlState struct {
+	started time.Time
+	ring    *control.Ring
+	socket  string // where the API listens ("" when it could not start)
+	// metricsAddr is the bound metrics address ("" when metrics are off).
+	metricsAddr string
+	metrics     *metrics
 
-// startControl starts the control component: it does any synchronous set-up, then runs its
-// long-lived goroutines in g, which must return when ctx is done.
+	policy atomic.Pointer[PolicyInfo]
+	swaps  atomic.Uint64
+
+	errMu sync.Mutex
+	errs  []control.ErrorEntry
+
+	// Wired by the indicator sync before Run (see SetReload).
+	reload func(context.Context) error
+
+	sinksOnce sync.Once
+}
+
+// initControlSinks registers the events ring and the decision counter as
+// record sinks. New calls it: sinks must be in place before any component
+// starts emitting (addSink takes no lock).
+func (a *Agent) initControlSinks() {
+	a.ctl.sinksOnce.Do(func() {
+		a.ctl.ring = control.NewRing(control.DefaultRingSize)
+		a.addSink(a.ctl.ring.Add)
+		if a.cfg.Metrics.Listen != "" {
+			a.ctl.metrics = newMetrics(a)
+			a.addSink(a.ctl.metrics.sink)
+		}
+	})
+}
+
+// MetricsAddr is the address /metrics is served on ("" when metrics are
+// off); with metrics.listen port 0 it tells the port chosen.
+func (a *Agent) MetricsAddr() string { return a.ctl.metricsAddr }
+
+// ControlSocket is the path the control API listens on ("" when it is off).
+func (a *Agent) ControlSocket() string { return a.ctl.socket }
+
+// startControl serves the control API on control.socket and, when
+// metrics.listen is set, the Prometheus metrics. A control socket that cannot
+// be opened is an error for a configured agent; an agent on the embedded
+// default (a user trying netward out without root) falls back to
+// $XDG_RUNTIME_DIR, and runs without the API if that fails too.
 func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
+	a.ctl.started = a.now()
+	if a.ctl.metrics != nil {
+		if err := a.serveMetrics(ctx, g, a.ctl.metrics, a.cfg.Metrics.Listen); err != nil {
+			return err
+		}
+	}
+	path := a.cfg.Control.Socket
+	ln, err := control.Listen(path)
+	if err != nil && a.cfg.Path == "" {
+		if alt := control.UserSocket(os.Getenv); alt != "" && alt != path {
+			a.log.Info("control API: system socket not available, using the user runtime directory", "socket", path, "err", err, "fallback", alt)
+			path = alt
+			ln, err = control.Listen(path)
+		}
+		if err != nil {
+			a.log.Warn("control API disabled: the CLI (status, check, bypass) cannot reach this agent", "err", err)
+			a.NoteError("control", err)
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w (set control.socket in %s to a path the agent can create)", err, a.cfg.Path)
+	}
+	srv, err := control.New(control.Config{Backend: controlBackend{a}, Events: a.ctl.ring, Log: a.log, Now: a.now})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	a.ctl.socket = path
+	a.log.Info("control API listening", "socket", path)
+	g.Go(func() error { return srv.Serve(ctx, ln) })
 	return nil
 }
+
+// controlBackend adapts the agent to control.Backend.
+type controlBackend struct{ a *Agent }
+
+func (b controlBackend) CreateBypass(name, user string) (bypass.Entry, error) {
+	return b.a.CreateBypass(name, user, bypass.HowCLI)
+}
+func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.BypassList() }
+func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.RevokeBypass(name) }
+func (b controlBackend) SetMode(mode string) error             { return b.a.SetMode(mode) }
+func (b controlBackend) Reload(ctx context.Context) error      { return b.a.Reload(ctx) }
+func (b controlBackend) Status() control.Status                { return b.a.ControlStatus() }
+func (b controlBackend) Check(q, user string) (control.CheckResult, error) {
+	return b.a.Check(q, user)
+}
+
+// BypassList is `netward bypass --list`: the active bypasses with the title
+// of the indicator each continues past, looked up in the policy in force.
+func (a *Agent) BypassList() []control.BypassInfo {
+	entries := a.ListBypasses()
+	out := make([]control.BypassInfo, 0, len(entries))
+	p := a.Policy()
+	for _, e := range entries {
+		out = append(out, control.BypassInfo{Entry: e, Title: bypassTitle(p, e)})
+	}
+	return out
+}
+
+// bypassTitle finds the indicator a bypass continues past: the rule the
+// name the user continued to matches now, when it is still the bypassed
+// indicator (same application, or same value), else the bypassed indicator
+// value itself.
+func bypassTitle(p *filter.Policy, e bypass.Entry) string {
+	same := func(m filter.Match) bool {
+		r := m.Rule
+		return r != nil && (e.Application != "" && r.Application == e.Application ||
+			e.Application == "" && r.Value == e.Indicator)
+	}
+	if n, err := filter.CanonicalName(e.Name); err == nil {
+		if m := p.MatchName(n); same(m) {
+			return m.Rule.Title
+		}
+	}
+	if e.Indicator != "" && e.IndicatorType == filter.TypeDomain.String() {
+		if m := p.MatchName(e.Indicator); same(m) {
+			return m.Rule.Title
+		}
+	}
+	if addr, err := netip.ParseAddr(e.Name); err == nil {
+		if m := p.MatchAddr(addr.Unmap()); same(m) {
+			return m.Rule.Title
+		}
+	}
+	return ""
+}
+
+// ControlStatus is `netward status`.
+func (a *Agent) ControlStatus() control.Status {
+	now := a.now()
+	v := version.Get()
+	s := a.Settings()
+	st := control.Status{
+		Version: v.Version, Commit: v.Commit,
+		Mode: s.Mode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
+		StartedAt: a.ctl.started.UTC(), Config: configName(a.cfg),
+		Errors: a.notedErrors(),
+	}
+	if !a.ctl.started.IsZero() {
+		st.UptimeSeconds = int64(now.Sub(a.ctl.started).Seconds())
+	}
+	counts, httpOnly := policyCounts(a.Policy())
+	pi := a.policyInfo()
+	st.Indicators = control.IndicatorStatus{
+		Source: a.cfg.Indicators.Source, Version: pi.Version,
+		GeneratedAt: pi.GeneratedAt.UTC(), LoadedAt: pi.LoadedAt.UTC(),
+		Total: a.Policy().Len(), ByAction: counts, HTTPOnly: httpOnly, Swaps: a.ctl.swaps.Load(),
+	}
+	if pi.GeneratedAt.IsZero() {
+		st.Indicators.GeneratedAt = time.Time{}
+	}
+	if pi.LoadedAt.IsZero() {
+		st.Indicators.LoadedAt = time.Time{}
+	}
+	if t := setTime(pi); !t.IsZero() {
+		st.Indicators.AgeSeconds = int64(now.Sub(t).Seconds())
+	}
+	ds, dnsOn := a.DNSStats()
+	st.Interception = control.InterceptionState{
+		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.DNSCaptured(),
+		SNI: a.cfg.SNI.Enabled, QUIC: a.cfg.SNI.QUIC,
+	}
+	if dnsOn {
+		st.Interception.DNSStats, _ = json.Marshal(ds)
+	}
+	if is, ok := a.InspectStats(); ok {
+		st.Interception.Inspect, _ = json.Marshal(is)
+	}
+	byTarget := a.BypassStats()
+	st.Bypasses.ByTarget = byTarget
+	for _, n := range byTarget {
+		st.Bypasses.Active += n
+	}
+	st.Telemetry, _ = json.Marshal(a.TelemetryStatus())
+	return st
+}
+
+// Check explains the decision for a name, URL or IP address as the user
+// would meet it (bypasses by user or by the whole device count).
+func (a *Agent) Check(query, user string) (control.CheckResult, error) {
+	q := strings.TrimSpace(query)
+	res := control.CheckResult{Query: query, Mode: a.Settings().Mode.String()}
+	bypassFn := func(m filter.Match) (time.Time, bool) {
+		if s := a.warn.store.Load(); s != nil {
+			return s.Active(m, user, a.now())
+		}
+		return time.Time{}, false
+	}
+	var d filter.Decision
+	var urlPath bool
+	if addr, err := netip.ParseAddr(strings.Trim(q, "[]")); err == nil {
+		addr = addr.Unmap()
+		res.Kind, res.Target = "ip", addr.String()
+		d = filter.Decide(a.Policy().MatchAddr(addr), a.filterSettings(), bypassFn)
+	} else if strings.Contains(q, "/") {
+		u, err := filter.ParseURL(q)
+		if err != nil {
+			return res, fmt.Errorf("%q is not a URL netward can match: %v: %w", query, err, control.ErrBadQuery)
+		}
+		res.Kind, res.Target = "url", u.String()
+		p := a.Policy()
+		m := p.MatchURL(u.Host, u.Path)
+		if m.Rule == nil {
+			m = p.MatchName(u.Host)
+		} else {
+			urlPath = u.HTTPOnly() && m.Rule.Type == filter.TypeURL
+		}
+		d = filter.Decide(m, a.filterSettings(), bypassFn)
+	} else {
+		if h, _, err := net.SplitHostPort(q); err == nil {
+			q = h
+		}
+		n, err := filter.CanonicalName(q)
+		if err != nil {
+			return res, fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
+		}
+		res.Kind, res.Target = "name", n
+		d = filter.Decide(a.Policy().MatchName(n), a.filterSettings(), bypassFn)
+	}
+	res.Action, res.Would = d.Verdict.String(), d.Would.String()
+	if r := d.Match.Rule; r != nil {
+		res.Indicator = &control.Indicator{Value: r.Value, Type: r.Type.String(), Action: r.Action.String(),
+			ID: r.ID, Title: r.Title, Application: r.Application, ApplicationID: r.ApplicationID}
+		if r.Type == filter.TypeURL {
+			if u, err := filter.ParseURL(r.Value); err == nil && u.HTTPOnly() {
+				urlPath = true
+			}
+		}
+	}
+	res.Bypass.Possible = d.Match.Action == filter.Warn && !a.Settings().ConvertWarnToBlock
+	if d.Would == filter.VerdictBypassed {
+		res.Bypass.Active, res.Bypass.Expires = true, d.BypassExpires.UTC()
+	}
+	res.Interceptors, res.Note = a.interceptorsFor(res.Kind, urlPath)
+	return res, nil
+}
+
+// interceptorsFor says which running components enforce a decision of this
+// kind. The DNS proxy sees names; the inline inspector (sni.enabled) sees
+// TLS/QUIC server names, plain-HTTP hosts and paths, and IP addresses.
+func (a *Agent) interceptorsFor(kind string, urlPath bool) ([]string, string) {
+	out := []string{}
+	_, dnsOn := a.DNSStats()
+	sni := a.cfg.SNI.Enabled
+	switch {
+	case kind == "ip":
+		if sni {
+			out = append(out, "ip")
+			return out, ""
+		}
+		return out, "IP indicators are enforced by the inline inspector; set sni.enabled to apply them"
+	case urlPath:
+		if sni {
+			out = append(out, "http")
+		}
+		return out, "a Url indicator with a path is enforced on plain HTTP only; over TLS only the host is seen (CONTRACT §1)"
+	}
+	if dnsOn {
+		out = append(out, "dns")
+	}
+	if sni {
+		out = append(out, "sni", "http")
+		if a.cfg.SNI.QUIC == "inspect" {
+			out = append(out, "quic")
+		}
+	}
+	if len(out) == 0 {
+		return out, "no interceptor is running for names: the DNS proxy is off and sni.enabled is false"
+	}
+	return out, ""
+}
+
+var _ control.Backend = controlBackend{}

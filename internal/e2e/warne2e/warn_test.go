@@ -4,12 +4,14 @@
 // namespace runs a real DNS server (dnsmasq) and a real web server on
 // documentation addresses.
 //
-// It needs the netward binary with the DNS proxy and the control API (the
-// `bypass` verb); against a binary without them it skips and says so.
+// It drives the CLI verbs `run`, `status` and `bypass` (a missing verb fails
+// the test). It skips, saying so, while the agent cannot load a file://
+// indicator source yet.
 package warne2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -64,15 +66,28 @@ func netwardBinary(t *testing.T) string {
 	return bin
 }
 
-// requireVerbs skips unless the binary has every verb this test drives.
+// requireVerbs fails unless the binary has every verb this test drives: the
+// binary is built from this tree, so a missing verb is a bug, not a reason
+// to skip.
 func requireVerbs(t *testing.T, bin string, verbs ...string) {
 	t.Helper()
 	for _, v := range verbs {
 		out, err := exec.Command(bin, v, "--help").CombinedOutput()
 		if err != nil || strings.Contains(string(out), "unknown command") {
-			t.Skipf("the netward binary has no %q verb yet (this test needs the DNS proxy and control API merged): %s", v, strings.TrimSpace(string(out)))
+			t.Fatalf("netward %s --help: %v: %s", v, err, strings.TrimSpace(string(out)))
 		}
 	}
+}
+
+// statusJSON is the part of `netward status --json` this test reads.
+type statusJSON struct {
+	Indicators struct {
+		Version string `json:"version"`
+		Total   int    `json:"total"`
+	} `json:"indicators"`
+	Interception struct {
+		DNS bool `json:"dns"`
+	} `json:"interception"`
 }
 
 const indicatorsJSON = `{"version": "1", "generatedAt": "2026-11-22T10:00:00Z",
@@ -89,7 +104,7 @@ const indicatorsJSON = `{"version": "1", "generatedAt": "2026-11-22T10:00:00Z",
 func TestWarnBypassEndToEnd(t *testing.T) {
 	e2e.Require(t, "dig", "curl", "dnsmasq")
 	bin := netwardBinary(t)
-	requireVerbs(t, bin, "run", "bypass")
+	requireVerbs(t, bin, "run", "status", "bypass")
 
 	client := e2e.NewNetns(t, "nwwarn-c")
 	inet := e2e.NewNetns(t, "nwwarn-i")
@@ -157,6 +172,26 @@ func TestWarnBypassEndToEnd(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+	// The agent must have loaded the file:// source before anything else
+	// means something: wait for `netward status --json` to report it.
+	var st statusJSON
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := client.Run(bin, "status", "--json", "--config", cfg)
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Indicators.Version == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			if err == nil && st.Indicators.Version == "" {
+				t.Skipf("the agent runs but loaded no indicators from the file:// source (not built yet): status reports %+v", st.Indicators)
+			}
+			t.Fatalf("netward status --json never reported indicator set 1: %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st.Indicators.Total != 3 || !st.Interception.DNS {
+		t.Errorf("status = %+v, want 3 indicators and the DNS proxy on", st)
 	}
 	waitFor("the warned name to resolve to the sink", 20*time.Second, func() bool { return digA("warned.test") == sinkAddr })
 

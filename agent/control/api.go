@@ -1,0 +1,201 @@
+// Package control is netward's local control API: net/http over a unix
+// socket (Linux and other Unix) or named pipes (Windows), with the peer's OS
+// identity captured per connection. It follows tailscale's local API design:
+// every handler is either a read (any local user) or an admin call (root /
+// Administrators), and requests a web browser could forge (Origin, Referer,
+// foreign Host) are refused, so a web page cannot drive the agent.
+//
+// The JSON types in this file are the stable `--json` shapes of the CLI.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/netward/netward/agent/bypass"
+)
+
+// APIVersion is the path prefix of every endpoint.
+const APIVersion = "/v1"
+
+// Host is the HTTP Host the client sends. The server accepts only Host values
+// in allowedHosts: a browser tricked into talking to the socket through a
+// proxy would send the page's host.
+const Host = "netward"
+
+// Backend is what the server needs from the agent. *agent.Agent implements it
+// through a small adapter; tests use a fake.
+type Backend interface {
+	Status() Status
+	// Check explains the decision for a name, URL or IP address, with the
+	// bypass state for user ("" = the device).
+	Check(query, user string) (CheckResult, error)
+	// CreateBypass continues past the Warn for name on behalf of user.
+	// Errors wrap bypass.ErrBlock or bypass.ErrNotWarned when they apply.
+	CreateBypass(name, user string) (bypass.Entry, error)
+	ListBypasses() []BypassInfo
+	RevokeBypass(name string) (int, error)
+	// SetMode changes the enforcement mode until the next indicator update
+	// sets it again.
+	SetMode(mode string) error
+	// Reload re-reads the indicator source. ErrNotSupported → 501.
+	Reload(ctx context.Context) error
+}
+
+// ErrNotSupported is returned by a Backend for a call this build cannot do.
+var ErrNotSupported = errors.New("not supported by this agent")
+
+// ErrBadQuery wraps Check errors about the query itself (→ 400).
+var ErrBadQuery = errors.New("bad query")
+
+// Peer is the OS identity of the process on the other end of a connection.
+type Peer struct {
+	// Known is false when the OS did not tell (the peer is then a plain user).
+	Known bool   `json:"known"`
+	UID   int    `json:"uid"`
+	PID   int    `json:"pid"`
+	User  string `json:"user"`
+	Admin bool   `json:"admin"`
+}
+
+// Status is `netward status --json`.
+type Status struct {
+	Version            string    `json:"version"`
+	Commit             string    `json:"commit"`
+	Mode               string    `json:"mode"`
+	ConvertWarnToBlock bool      `json:"convertWarnToBlock"`
+	StartedAt          time.Time `json:"startedAt"`
+	UptimeSeconds      int64     `json:"uptimeSeconds"`
+	Config             string    `json:"config"`
+
+	Indicators   IndicatorStatus   `json:"indicators"`
+	Interception InterceptionState `json:"interception"`
+	Bypasses     BypassStatus      `json:"bypasses"`
+	// Telemetry is the telemetry pipeline's status (spool depth, last upload,
+	// losses); its fields are documented in docs/telemetry.md.
+	Telemetry json.RawMessage `json:"telemetry,omitempty"`
+	// Errors are the most recent component errors, newest first.
+	Errors []ErrorEntry `json:"errors"`
+}
+
+// IndicatorStatus describes the indicator set in force.
+type IndicatorStatus struct {
+	Source      string         `json:"source"`
+	Version     string         `json:"version"`
+	GeneratedAt time.Time      `json:"generatedAt,omitzero"`
+	LoadedAt    time.Time      `json:"loadedAt,omitzero"`
+	AgeSeconds  int64          `json:"ageSeconds"`
+	Total       int            `json:"total"`
+	ByAction    map[string]int `json:"byAction"`
+	// HTTPOnly counts Url indicators with a path: enforceable on plain HTTP
+	// only (CONTRACT §1).
+	HTTPOnly int    `json:"httpOnly"`
+	Swaps    uint64 `json:"swaps"`
+}
+
+// InterceptionState says which interceptors run.
+type InterceptionState struct {
+	DNS        bool     `json:"dns"`
+	DNSListen  []string `json:"dnsListen"`
+	DNSCapture bool     `json:"dnsCapture"`
+	SNI        bool     `json:"sni"`
+	QUIC       string   `json:"quic"`
+	// DNSStats are the DNS proxy's counters when it runs (fields in
+	// docs/dns.md).
+	DNSStats json.RawMessage `json:"dnsStats,omitempty"`
+	// Inspect are the inline inspector's counters when it runs.
+	Inspect json.RawMessage `json:"inspect,omitempty"`
+}
+
+// BypassStatus counts active bypasses by application or indicator.
+type BypassStatus struct {
+	Active   int            `json:"active"`
+	ByTarget map[string]int `json:"byTarget"`
+}
+
+// ErrorEntry is one recent component error.
+type ErrorEntry struct {
+	Time      time.Time `json:"time"`
+	Component string    `json:"component"`
+	Message   string    `json:"message"`
+}
+
+// CheckResult is `netward check --json`.
+type CheckResult struct {
+	Query string `json:"query"`
+	// Kind is "name", "url" or "ip".
+	Kind string `json:"kind"`
+	// Target is the canonical name, URL (host+path) or address checked.
+	Target string `json:"target"`
+	// Action is what the agent does now: allow, audit, block, warn, bypassed.
+	Action string `json:"action"`
+	// Would is what block mode would do (differs in audit/off mode).
+	Would string `json:"would"`
+	Mode  string `json:"mode"`
+	// Indicator is the matched indicator, null when none matched.
+	Indicator *Indicator `json:"indicator"`
+	// Interceptors are the components that would enforce the decision
+	// ("dns", "sni", "quic", "http", "ip"); empty when none runs for it.
+	Interceptors []string `json:"interceptors"`
+	// Note explains limits, e.g. a path-bearing URL over TLS.
+	Note   string      `json:"note,omitempty"`
+	Bypass BypassState `json:"bypass"`
+}
+
+// Indicator is the matched indicator of a check.
+type Indicator struct {
+	Value         string `json:"value"`
+	Type          string `json:"type"`
+	Action        string `json:"action"`
+	ID            string `json:"id"`
+	Title         string `json:"title"`
+	Application   string `json:"application"`
+	ApplicationID string `json:"applicationId"`
+}
+
+// BypassState is the bypass part of a check.
+type BypassState struct {
+	// Possible: the match is a Warn the user may continue past.
+	Possible bool `json:"possible"`
+	// Active: a bypass (by this user or the whole device) is in force.
+	Active  bool      `json:"active"`
+	Expires time.Time `json:"expiresAt,omitzero"`
+}
+
+// BypassInfo is one entry of `netward bypass --list --json`: the stored
+// bypass (its fields are inlined) and the title of the indicator it
+// continues past, "" when the indicator is no longer in force.
+type BypassInfo struct {
+	bypass.Entry
+	Title string `json:"title"`
+}
+
+// BypassRequest is the body of POST /v1/bypasses and DELETE /v1/bypasses.
+type BypassRequest struct {
+	Name string `json:"name"`
+}
+
+// RevokeResult is the answer to a revoke.
+type RevokeResult struct {
+	Name    string `json:"name"`
+	Removed int    `json:"removed"`
+}
+
+// ModeRequest is the body of PUT /v1/mode.
+type ModeRequest struct {
+	Mode string `json:"mode"`
+}
+
+// EventError is the last NDJSON line of an event stream that had to end
+// early (a reader too slow to keep up), so no event is dropped silently.
+type EventError struct {
+	Error   string `json:"error"`
+	Dropped int    `json:"dropped"`
+}
+
+// apiError is every error body.
+type apiError struct {
+	Error string `json:"error"`
+}

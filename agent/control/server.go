@@ -1,0 +1,450 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netward/netward/agent/bypass"
+)
+
+// Config configures a Server.
+type Config struct {
+	Backend Backend
+	// Events is the ring `netward events` reads; nil serves no events.
+	Events *Ring
+	Log    *slog.Logger
+	Now    func() time.Time
+	// MaxConns bounds concurrent connections (default 64): the socket is
+	// open to every local user.
+	MaxConns int
+}
+
+// Limits on what a local client can make the agent hold.
+const (
+	maxBody        = 16 << 10
+	maxHeaderBytes = 16 << 10
+	defaultConns   = 64
+)
+
+// allowedHosts are the Host values the API answers. The client sends Host;
+// curl --unix-socket sends "localhost".
+var allowedHosts = []string{Host, "localhost"}
+
+// Server is the control API server. New starts nothing; Serve blocks.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns a server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("control: nil backend")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = defaultConns
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.route("GET /v1/whoami", roleUser, s.whoami)
+	s.route("GET /v1/status", roleUser, s.status)
+	s.route("GET /v1/check", roleUser, s.check)
+	s.route("GET /v1/events", roleUser, s.events)
+	s.route("GET /v1/bypasses", roleUser, s.listBypasses)
+	s.route("POST /v1/bypasses", roleUser, s.createBypass)
+	s.route("DELETE /v1/bypasses", roleAdmin, s.revokeBypass)
+	s.route("PUT /v1/mode", roleAdmin, s.setMode)
+	s.route("POST /v1/reload", roleAdmin, s.reload)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s; this agent serves the %s API", r.Method, r.URL.Path, APIVersion))
+	})
+	return s, nil
+}
+
+// Handler is the API with its guards, for tests and for Serve.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// A browser adds Origin (and often Referer) to every cross-site request,
+	// and cannot omit them from a fetch: refusing them keeps web pages from
+	// driving the API through any path to the socket (DNS rebinding, a proxy).
+	if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
+		writeError(w, http.StatusForbidden, "requests with an Origin or Referer header are refused: the control API is for local programs, not web pages")
+		return
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	ok := false
+	for _, a := range allowedHosts {
+		ok = ok || strings.EqualFold(host, a)
+	}
+	if !ok {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("unexpected Host %q: the control API answers only Host %q", r.Host, Host))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	s.mux.ServeHTTP(w, r)
+}
+
+type role int
+
+const (
+	roleUser role = iota
+	roleAdmin
+)
+
+func (s *Server) route(pattern string, need role, h func(http.ResponseWriter, *http.Request, Peer) error) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p := PeerFrom(r.Context())
+		if need == roleAdmin && !p.Admin {
+			writeError(w, http.StatusForbidden, "this needs root (Linux) or an Administrator (Windows); run it with sudo or from an elevated prompt")
+			return
+		}
+		if err := h(w, r, p); err != nil {
+			var he *httpError
+			if errors.As(err, &he) {
+				writeError(w, he.code, he.msg)
+				return
+			}
+			s.cfg.Log.Warn("control API call failed", "path", r.URL.Path, "peer", p.User, "err", err)
+			writeError(w, http.StatusInternalServerError, err.Error())
+		}
+	})
+}
+
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(apiError{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// readBody decodes one JSON object strictly (unknown fields, trailing data
+// and oversized bodies are errors).
+func readBody(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxBody)}
+		}
+		return badRequest("read request body: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("request body is not the expected JSON object: %v", err)
+	}
+	if dec.More() {
+		return badRequest("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p Peer) error {
+	return writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request, p Peer) error {
+	return writeJSON(w, http.StatusOK, s.cfg.Backend.Status())
+}
+
+func (s *Server) check(w http.ResponseWriter, r *http.Request, p Peer) error {
+	q := r.URL.Query().Get("q")
+	if q == "" {
+		return badRequest("missing ?q=NAME|URL|IP")
+	}
+	res, err := s.cfg.Backend.Check(q, p.User)
+	if errors.Is(err, ErrBadQuery) {
+		return badRequest("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) listBypasses(w http.ResponseWriter, r *http.Request, p Peer) error {
+	list := s.cfg.Backend.ListBypasses()
+	if list == nil {
+		list = []BypassInfo{}
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) createBypass(w http.ResponseWriter, r *http.Request, p Peer) error {
+	var req BypassRequest
+	if err := readBody(r, &req); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		return badRequest("missing \"name\"")
+	}
+	// The bypass is for the caller only: the user comes from the socket's
+	// credentials, never from the request.
+	e, err := s.cfg.Backend.CreateBypass(req.Name, p.User)
+	switch {
+	case errors.Is(err, bypass.ErrBlock):
+		return &httpError{http.StatusForbidden, err.Error()}
+	case errors.Is(err, bypass.ErrNotWarned):
+		return &httpError{http.StatusConflict, err.Error()}
+	case errors.Is(err, bypass.ErrFull):
+		return &httpError{http.StatusInsufficientStorage, err.Error()}
+	case err != nil:
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, e)
+}
+
+func (s *Server) revokeBypass(w http.ResponseWriter, r *http.Request, p Peer) error {
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		return badRequest("missing ?name=NAME")
+	}
+	n, err := s.cfg.Backend.RevokeBypass(name)
+	if err != nil {
+		return err
+	}
+	s.cfg.Log.Info("bypasses revoked through the control API", "name", name, "removed", n, "by", p.User)
+	return writeJSON(w, http.StatusOK, RevokeResult{Name: name, Removed: n})
+}
+
+func (s *Server) setMode(w http.ResponseWriter, r *http.Request, p Peer) error {
+	var req ModeRequest
+	if err := readBody(r, &req); err != nil {
+		return err
+	}
+	switch req.Mode {
+	case "off", "audit", "block":
+	default:
+		return badRequest("mode %q is not one of off, audit, block", req.Mode)
+	}
+	if err := s.cfg.Backend.SetMode(req.Mode); err != nil {
+		return err
+	}
+	s.cfg.Log.Info("mode changed through the control API", "mode", req.Mode, "by", p.User)
+	return writeJSON(w, http.StatusOK, req)
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request, p Peer) error {
+	err := s.cfg.Backend.Reload(r.Context())
+	if errors.Is(err, ErrNotSupported) {
+		return &httpError{http.StatusNotImplemented, "reload is not available in this agent yet: " + err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		Reloaded bool `json:"reloaded"`
+	}{true})
+}
+
+// ParseSince reads ?since=: a duration back from now ("10m") or an RFC 3339
+// time. "" means everything stored.
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("since %q: a duration back from now must not be negative", s)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("since %q is neither a duration like 10m nor an RFC 3339 time", s)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request, p Peer) error {
+	if s.cfg.Events == nil {
+		return &httpError{http.StatusNotImplemented, "this agent keeps no event buffer"}
+	}
+	q := r.URL.Query()
+	since, err := ParseSince(q.Get("since"), s.cfg.Now())
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	follow, _ := strconv.ParseBool(q.Get("follow"))
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	enc := json.NewEncoder(w)
+	if !follow {
+		w.WriteHeader(http.StatusOK)
+		for _, rec := range s.cfg.Events.Since(since) {
+			if err := enc.Encode(rec); err != nil {
+				return nil // the reader went away
+			}
+		}
+		return nil
+	}
+	backlog, sub, err := s.cfg.Events.Follow(since)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	for _, rec := range backlog {
+		if enc.Encode(rec) != nil {
+			return nil
+		}
+	}
+	if rc.Flush() != nil {
+		return nil
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case rec := <-sub.C:
+			if enc.Encode(rec) != nil || rc.Flush() != nil {
+				return nil
+			}
+		case <-sub.Done:
+			// Cut off: send what was queued, then say how much was lost.
+			for {
+				select {
+				case rec := <-sub.C:
+					if enc.Encode(rec) != nil {
+						return nil
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if n := sub.Dropped(); n > 0 {
+				_ = enc.Encode(EventError{Error: "event reader too slow; the agent stopped following", Dropped: n})
+			}
+			_ = rc.Flush()
+			return nil
+		}
+	}
+}
+
+// Serve serves the API on ln until ctx ends, then shuts down: follow streams
+// end with ctx, other requests get a few seconds to finish. ln's connections
+// should carry the peer identity (see Listen).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ln = &limitListener{Listener: ln, sem: make(chan struct{}, s.cfg.MaxConns)}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext: func(c context.Context, conn net.Conn) context.Context {
+			return withPeer(c, peerOf(conn))
+		},
+		ErrorLog: slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("control API: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	<-errc
+	return nil
+}
+
+type peerKey struct{}
+
+func withPeer(ctx context.Context, p Peer) context.Context {
+	return context.WithValue(ctx, peerKey{}, p)
+}
+
+// PeerFrom returns the peer of the request's connection (zero Peer: unknown,
+// not admin).
+func PeerFrom(ctx context.Context) Peer {
+	p, _ := ctx.Value(peerKey{}).(Peer)
+	return p
+}
+
+// peerConn is a connection with its peer identity, read once at accept.
+type peerConn struct {
+	net.Conn
+	peer Peer
+	once sync.Once
+	rel  func()
+}
+
+func (c *peerConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.rel)
+	return err
+}
+
+func peerOf(c net.Conn) Peer {
+	if pc, ok := c.(*peerConn); ok {
+		return pc.peer
+	}
+	return Peer{}
+}
+
+// limitListener bounds concurrent connections and attaches each one's peer
+// identity.
+type limitListener struct {
+	net.Listener
+	sem chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	p := peerIdentity(c)
+	return &peerConn{Conn: c, peer: p, rel: func() { <-l.sem }}, nil
+}

@@ -1,0 +1,177 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/netward/netward/filter"
+)
+
+// scrape fetches /metrics and returns every sample as "name{labels}" →
+// value, parsing the Prometheus text exposition format.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			t.Fatalf("bad exposition line %q", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad value in %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestMetricsScrape runs the DNS proxy against a real upstream and the
+// metrics listener, sends real queries, and scrapes /metrics over HTTP.
+func TestMetricsScrape(t *testing.T) {
+	up := dnsUpstream(t)
+	dir := t.TempDir()
+	cfg, err := ParseConfig(fmt.Appendf(nil, `{"version":1,"dataDir":%q,
+		"dns":{"listen":["127.0.0.1:0"],"upstreams":[%q]},
+		"warn":{"sinkAddress":%q},
+		"control":{"socket":%q},
+		"metrics":{"listen":"127.0.0.1:0"}}`, filepath.Join(dir, "data"), up, controlSink, filepath.Join(dir, "netward.sock")), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := filter.Compile([]filter.Rule{
+		{Value: "blocked.test", Type: filter.TypeDomain, Action: filter.Block, ID: "5"},
+		{Value: "warned.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "1"},
+		{Value: "example.test/dl/", Type: filter.TypeURL, Action: filter.Block, ID: "6"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetPolicy(p)
+	a.NotePolicy(PolicyInfo{Version: "7", GeneratedAt: time.Now().Add(-time.Minute)})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := g.Wait(); err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	for _, start := range []func(context.Context, *errgroup.Group) error{a.startDNS, a.startControl} {
+		if err := start(gctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.MetricsAddr() == "" {
+		t.Fatal("metrics not served")
+	}
+
+	// Before any query: the DNS series exist and are zero.
+	m := scrape(t, a.MetricsAddr())
+	if v, ok := m["netward_dns_queries_total"]; !ok || v != 0 {
+		t.Errorf("netward_dns_queries_total before queries = %v, %v", v, ok)
+	}
+	if v, ok := m["netward_dns_cache_hit_ratio"]; !ok || v != 0 {
+		t.Errorf("netward_dns_cache_hit_ratio before queries = %v, %v", v, ok)
+	}
+
+	addr := a.dns.proxy.Load().Addrs()[0].String()
+	for _, name := range []string{"app.example.", "app.example.", "blocked.test."} {
+		q := new(dns.Msg)
+		q.SetQuestion(name, dns.TypeA)
+		if _, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(q, addr); err != nil {
+			t.Fatalf("query %s: %v", name, err)
+		}
+	}
+
+	m = scrape(t, a.MetricsAddr())
+	want := map[string]float64{
+		`netward_dns_queries_total`:                                 3,
+		`netward_dns_queries_by_action_total{action="allow"}`:       2,
+		`netward_dns_queries_by_action_total{action="block"}`:       1,
+		`netward_dns_queries_by_action_total{action="warn"}`:        0,
+		`netward_dns_queries_by_action_total{action="refused"}`:     0,
+		`netward_dns_upstream_queries_total`:                        1,
+		`netward_dns_upstream_errors_total`:                         0,
+		`netward_dns_in_flight_queries`:                             0,
+		`netward_dns_cache_lookups_total{result="hit"}`:             1,
+		`netward_dns_cache_hit_ratio`:                               0.5,
+		`netward_dns_latency_seconds_count`:                         3,
+		`netward_dns_latency_seconds_bucket{le="+Inf"}`:             3,
+		`netward_decisions_total{action="block",interceptor="dns"}`: 1,
+		`netward_policy_swaps_total`:                                1,
+		`netward_indicators{action="Block"}`:                        2,
+		`netward_indicators{action="Warn"}`:                         1,
+		`netward_indicators_http_only`:                              1,
+		`netward_indicator_set_info{version="7"}`:                   1,
+	}
+	for k, v := range want {
+		got, ok := m[k]
+		if !ok {
+			t.Errorf("%s missing from /metrics", k)
+		} else if got != v {
+			t.Errorf("%s = %v, want %v", k, got, v)
+		}
+	}
+	// Buckets are cumulative and bounded by the total.
+	prev := 0.0
+	n := 0
+	for _, b := range []string{"5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"} {
+		v, ok := m[`netward_dns_latency_seconds_bucket{le="`+b+`"}`]
+		if !ok {
+			t.Errorf("no latency bucket le=%s", b)
+			continue
+		}
+		n++
+		if v < prev || v > 3 {
+			t.Errorf("bucket le=%s = %v after %v: not cumulative", b, v, prev)
+		}
+		prev = v
+	}
+	if s := m["netward_dns_latency_seconds_sum"]; s <= 0 {
+		t.Errorf("netward_dns_latency_seconds_sum = %v, want > 0", s)
+	}
+	if age := m["netward_indicator_set_age_seconds"]; age < 59 {
+		t.Errorf("netward_indicator_set_age_seconds = %v, want about 60", age)
+	}
+	// The agent's own registry: Go runtime metrics are there, and nothing
+	// leaks into (or comes from) the global default registry.
+	if _, ok := m["go_goroutines"]; !ok {
+		t.Error("go_goroutines missing: the Go collector is not registered")
+	}
+}

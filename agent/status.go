@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/netward/netward/agent/control"
+	"github.com/netward/netward/filter"
+)
+
+// PolicyInfo describes the indicator set in force, for `netward status` and
+// the metrics. The indicator sync reports it with NotePolicy.
+type PolicyInfo struct {
+	Version     string
+	GeneratedAt time.Time
+	LoadedAt    time.Time
+}
+
+// NotePolicy records the version and times of the indicator set just
+// installed with SetPolicy (SetPolicy counts the swap). The indicator sync
+// calls it after every SetPolicy.
+func (a *Agent) NotePolicy(info PolicyInfo) {
+	if info.LoadedAt.IsZero() {
+		info.LoadedAt = a.now()
+	}
+	a.ctl.policy.Store(&info)
+}
+
+// policyInfo returns the last NotePolicy info (zero before the first).
+//
+// INTEGRATION HOOK (indicators): this is the one place `netward status` and
+// the metrics (netward_indicator_set_info, netward_indicator_set_age_seconds)
+// read the indicator set's version and age. Either have the sync call
+// NotePolicy, or make this read a.IndicatorStatus() once that exists.
+func (a *Agent) policyInfo() PolicyInfo {
+	if p := a.ctl.policy.Load(); p != nil {
+		return *p
+	}
+	return PolicyInfo{}
+}
+
+// maxNotedErrors bounds the recent-errors list of `netward status`.
+const maxNotedErrors = 10
+
+// NoteError records a component error for `netward status` (the last few,
+// newest first). Components call it for errors the user should see without
+// reading the log.
+func (a *Agent) NoteError(component string, err error) {
+	if err == nil {
+		return
+	}
+	e := control.ErrorEntry{Time: a.now().UTC(), Component: component, Message: err.Error()}
+	a.ctl.errMu.Lock()
+	defer a.ctl.errMu.Unlock()
+	a.ctl.errs = append([]control.ErrorEntry{e}, a.ctl.errs...)
+	if len(a.ctl.errs) > maxNotedErrors {
+		a.ctl.errs = a.ctl.errs[:maxNotedErrors]
+	}
+}
+
+func (a *Agent) notedErrors() []control.ErrorEntry {
+	a.ctl.errMu.Lock()
+	defer a.ctl.errMu.Unlock()
+	return append([]control.ErrorEntry{}, a.ctl.errs...)
+}
+
+// SetMode changes the enforcement mode (off, audit, block) until the next
+// indicator update brings the console's setting.
+func (a *Agent) SetMode(mode string) error {
+	m, ok := filter.ParseMode(mode)
+	if !ok || mode == "" {
+		return fmt.Errorf("mode %q is not one of off, audit, block", mode)
+	}
+	s := *a.Settings()
+	s.Mode = m
+	a.settings.Store(&s)
+	a.log.Info("enforcement mode changed", "mode", m.String())
+	return nil
+}
+
+// Reload re-reads the indicator source now. It needs the indicator sync to
+// register its reload function (SetReload); until then it reports
+// control.ErrNotSupported.
+func (a *Agent) Reload(ctx context.Context) error {
+	if f := a.ctl.reload; f != nil {
+		return f(ctx)
+	}
+	return fmt.Errorf("the indicator sync does not support reload: %w", control.ErrNotSupported)
+}
+
+// SetReload registers the indicator sync's reload function for `/v1/reload`.
+// Call it before Run (or from a component that starts before control).
+func (a *Agent) SetReload(f func(context.Context) error) { a.ctl.reload = f }

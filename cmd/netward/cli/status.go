@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/netward/netward/agent/control"
+	"github.com/netward/netward/telemetry"
+)
+
+func statusCommand() *command {
+	c := &command{
+		name:    "status",
+		usage:   "netward status [--json] [--config FILE | --socket PATH]",
+		short:   "Show the agent's version, mode, indicator set, interception, bypasses, telemetry and last errors.",
+		example: "netward status\nnetward status --json | jq .indicators",
+	}
+	c.run = func(ctx context.Context, env *Env, args []string) error {
+		fs := newFlags(env, c)
+		cf := addClientFlags(fs)
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		if err := noArgs(fs); err != nil {
+			return err
+		}
+		cl, err := cf.client(env)
+		if err != nil {
+			return err
+		}
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return apiErr(err)
+		}
+		if *cf.json {
+			return writeJSON(env.Stdout, st)
+		}
+		printStatus(env.Stdout, st)
+		return nil
+	}
+	return c
+}
+
+func printStatus(out io.Writer, st control.Status) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	defer w.Flush()
+	ver := st.Version
+	if st.Commit != "" {
+		ver += " (" + st.Commit + ")"
+	}
+	fmt.Fprintf(w, "agent\tnetward %s, up %s\n", ver, roundDur(time.Duration(st.UptimeSeconds)*time.Second))
+	mode := st.Mode
+	if st.ConvertWarnToBlock {
+		mode += " (warnings are turned into blocks)"
+	}
+	fmt.Fprintf(w, "mode\t%s\n", mode)
+	fmt.Fprintf(w, "config\t%s\n", st.Config)
+
+	ind := st.Indicators
+	version := ind.Version
+	if version == "" {
+		version = "(none reported)"
+	}
+	age := ""
+	if !ind.GeneratedAt.IsZero() || !ind.LoadedAt.IsZero() {
+		age = ", age " + roundDur(time.Duration(ind.AgeSeconds)*time.Second)
+	}
+	fmt.Fprintf(w, "indicators\tversion %s%s, %d in force: %s\n", version, age, ind.Total, actionCounts(ind.ByAction))
+	if ind.HTTPOnly > 0 {
+		fmt.Fprintf(w, "\t%d http-only (Url with a path: enforced on plain HTTP only)\n", ind.HTTPOnly)
+	}
+	if ind.Source != "" {
+		fmt.Fprintf(w, "\tsource %s\n", ind.Source)
+	}
+
+	ic := st.Interception
+	dns := "off"
+	if ic.DNS {
+		dns = "on " + strings.Join(ic.DNSListen, " ")
+		if ic.DNSCapture {
+			dns += " (host-wide capture)"
+		}
+	}
+	sni, quic := "off", "off"
+	if ic.SNI {
+		sni, quic = "on", ic.QUIC
+	}
+	fmt.Fprintf(w, "interception\tDNS %s; SNI %s; QUIC %s\n", dns, sni, quic)
+	var ds struct {
+		Queries        uint64 `json:"queries"`
+		CacheHits      uint64 `json:"cacheHits"`
+		CacheMisses    uint64 `json:"cacheMisses"`
+		UpstreamErrors uint64 `json:"upstreamErrors"`
+		ServFail       uint64 `json:"servFail"`
+		InFlight       int64  `json:"inFlight"`
+	}
+	if len(ic.DNSStats) > 0 && json.Unmarshal(ic.DNSStats, &ds) == nil {
+		hit := "no cache lookups yet"
+		if n := ds.CacheHits + ds.CacheMisses; n > 0 {
+			hit = fmt.Sprintf("cache hits %.0f%%", 100*float64(ds.CacheHits)/float64(n))
+		}
+		fmt.Fprintf(w, "\tDNS proxy: %d queries, %s, %d in flight, %d upstream errors, %d SERVFAIL\n",
+			ds.Queries, hit, ds.InFlight, ds.UpstreamErrors, ds.ServFail)
+	}
+
+	if st.Bypasses.Active == 0 {
+		fmt.Fprintf(w, "bypasses\tnone active\n")
+	} else {
+		keys := make([]string, 0, len(st.Bypasses.ByTarget))
+		for k := range st.Bypasses.ByTarget {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %d", k, st.Bypasses.ByTarget[k]))
+		}
+		fmt.Fprintf(w, "bypasses\t%d active: %s\n", st.Bypasses.Active, strings.Join(parts, ", "))
+	}
+
+	var ts telemetry.Status
+	if len(st.Telemetry) > 0 && json.Unmarshal(st.Telemetry, &ts) == nil {
+		last := "never"
+		if !ts.LastUpload.IsZero() {
+			last = ts.LastUpload.UTC().Format(time.RFC3339)
+		}
+		dest := ts.Endpoint
+		if dest == "" {
+			dest = "no endpoint (kept locally)"
+		}
+		fmt.Fprintf(w, "telemetry\t%s; spool %d chunks, %d records, %s; last upload %s\n", dest, ts.SpoolChunks, ts.SpoolRecords, humanBytes(ts.SpoolBytes), last)
+		if lost := ts.DroppedQueueFull + ts.DroppedSpoolRecords; lost > 0 {
+			fmt.Fprintf(w, "\t%d records lost (queue full %d, spool full %d)\n", lost, ts.DroppedQueueFull, ts.DroppedSpoolRecords)
+		}
+		if ts.Quarantined > 0 {
+			fmt.Fprintf(w, "\t%d chunks quarantined (refused by the console)\n", ts.Quarantined)
+		}
+		if ts.LastError != "" {
+			fmt.Fprintf(w, "\tlast error: %s\n", ts.LastError)
+		}
+	}
+	if len(st.Errors) == 0 {
+		fmt.Fprintf(w, "errors\tnone\n")
+	}
+	for i, e := range st.Errors {
+		label := ""
+		if i == 0 {
+			label = "errors"
+		}
+		fmt.Fprintf(w, "%s\t%s %s: %s\n", label, e.Time.UTC().Format(time.RFC3339), e.Component, e.Message)
+	}
+}
+
+// actionCounts prints counts in the tie-break order of CONTRACT §1.
+func actionCounts(m map[string]int) string {
+	var parts []string
+	for _, a := range []string{"Allowed", "Warn", "Block", "Audit"} {
+		parts = append(parts, fmt.Sprintf("%d %s", m[a], a))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func roundDur(d time.Duration) string {
+	switch {
+	case d >= time.Hour:
+		return d.Round(time.Minute).String()
+	case d >= time.Minute:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
