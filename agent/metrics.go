@@ -136,8 +136,8 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	gauge(descInfo, 1, version.Get().Version, a.Settings().Mode.String())
-	if !a.ctl.started.IsZero() {
-		gauge(descUp, now.Sub(a.ctl.started).Seconds())
+	if ns := a.ctl.started.Load(); ns != 0 {
+		gauge(descUp, now.Sub(time.Unix(0, ns)).Seconds())
 	}
 
 	counts, httpOnly := policyCounts(a.Policy())

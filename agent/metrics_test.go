@@ -20,6 +20,10 @@ import (
 
 // scrape fetches /metrics and returns every sample as "name{labels}" →
 // value, parsing the Prometheus text exposition format.
+// controlSink is a loopback address for the warn pages of these tests (the
+// warn tests use another).
+const controlSink = "127.77.1.154"
+
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}

@@ -24,7 +24,7 @@ import (
 // `netward events` ring, the metrics, and the status bookkeeping that
 // status.go exposes.
 type controlState struct {
-	started time.Time
+	started atomic.Int64 // unix ns when the control API came up (read by status at any time)
 	ring    *control.Ring
 	socket  string // where the API listens ("" when it could not start)
 	// metricsAddr is the bound metrics address ("" when metrics are off).
@@ -70,7 +70,7 @@ func (a *Agent) ControlSocket() string { return a.ctl.socket }
 // default (a user trying netward out without root) falls back to
 // $XDG_RUNTIME_DIR, and runs without the API if that fails too.
 func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
-	a.ctl.started = a.now()
+	a.ctl.started.Store(a.now().UnixNano())
 	if a.ctl.metrics != nil {
 		if err := a.serveMetrics(ctx, g, a.ctl.metrics, a.cfg.Metrics.Listen); err != nil {
 			return err
@@ -167,11 +167,12 @@ func (a *Agent) ControlStatus() control.Status {
 	st := control.Status{
 		Version: v.Version, Commit: v.Commit,
 		Mode: s.Mode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
-		StartedAt: a.ctl.started.UTC(), Config: configName(a.cfg),
+		Config: configName(a.cfg),
 		Errors: a.notedErrors(),
 	}
-	if !a.ctl.started.IsZero() {
-		st.UptimeSeconds = int64(now.Sub(a.ctl.started).Seconds())
+	if ns := a.ctl.started.Load(); ns != 0 {
+		st.StartedAt = time.Unix(0, ns).UTC()
+		st.UptimeSeconds = int64(now.Sub(st.StartedAt).Seconds())
 	}
 	counts, httpOnly := policyCounts(a.Policy())
 	pi := a.policyInfo()
@@ -188,6 +189,16 @@ func (a *Agent) ControlStatus() control.Status {
 	}
 	if t := setTime(pi); !t.IsZero() {
 		st.Indicators.AgeSeconds = int64(now.Sub(t).Seconds())
+	}
+	if is := a.IndicatorStatus(); a.ind.sync.Load() != nil {
+		st.Indicators.FromStore, st.Indicators.NextExpiry = is.FromStore, is.NextExpiry.UTC()
+		st.Indicators.Rejected, st.Indicators.Failures = is.Counts.Errors, is.Failures
+		if is.LastError != "" {
+			st.Indicators.LastError, st.Indicators.LastErrorAt = is.LastError, is.LastErrorAt.UTC()
+		}
+		if is.NextExpiry.IsZero() {
+			st.Indicators.NextExpiry = time.Time{}
+		}
 	}
 	ds, dnsOn := a.DNSStats()
 	st.Interception = control.InterceptionState{

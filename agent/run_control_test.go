@@ -30,9 +30,6 @@ import (
 	"github.com/netward/netward/telemetry"
 )
 
-// controlSink is a loopback address for the warn pages of these tests (the
-// warn tests use another).
-const controlSink = "127.77.1.154"
 
 // startControlAgent runs the warn and control components of an agent whose
 // socket lives in a directory every user can reach (the peer test connects as

@@ -116,6 +116,7 @@ func (a *Agent) startIndicators(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	a.ind.sync.Store(s)
+	a.SetReload(s.Reload) // `netward reload` (admin): read the source now
 	// The stored set is in force before Sync.Run opens any socket.
 	switch ok, err := s.Restore(); {
 	case err != nil:

@@ -271,3 +271,46 @@ func TestAgentIndicatorsBadPublicKey(t *testing.T) {
 		t.Errorf("startIndicators = %v, want an error naming indicators.publicKey", err)
 	}
 }
+
+// TestAgentIndicatorsReloadAndStatus: `netward status` reports the set the
+// sync put in force, `netward indicators reload` reads the source at once,
+// and a broken source shows in status while the last good set stays.
+func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "indicators.json")
+	writeIndicators(t, src, feedV1)
+	var logs logBuffer
+	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
+	stop := runAgent(t, a)
+	defer stop()
+	waitUntil(t, "the file's set", func() bool { return a.IndicatorStatus().Version == "v1" })
+
+	st := a.ControlStatus().Indicators
+	if st.Version != "v1" || st.Total != 3 || st.Rejected != 1 || st.FromStore || st.LastError != "" || st.LoadedAt.IsZero() {
+		t.Errorf("status indicators = %+v", st)
+	}
+
+	writeIndicators(t, src, `{"indicators": [`) // broken
+	if err := a.Reload(context.Background()); err == nil {
+		t.Fatal("reload of a broken file succeeded")
+	}
+	st = a.ControlStatus().Indicators
+	if st.Version != "v1" || st.LastError == "" || st.Failures == 0 {
+		t.Errorf("after a failed reload: %+v, want v1 in force and the error shown", st)
+	}
+	if d := a.DecideName("blocked.test"); d.Match.Rule == nil {
+		t.Error("the last good set is no longer enforced after a failed reload")
+	}
+
+	writeIndicators(t, src, `{"version": "v2", "indicators": [{"id": "9", "indicatorValue": "new.test", "indicatorType": "DomainName", "action": "Block"}]}`)
+	if err := a.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Synchronous: no waiting for the file watch.
+	if st := a.ControlStatus().Indicators; st.Version != "v2" || st.Total != 1 || st.LastError != "" {
+		t.Errorf("after reload: %+v", st)
+	}
+	if d := a.DecideName("new.test"); d.Verdict != filter.VerdictBlock {
+		t.Errorf("new.test after reload: %v", d.Verdict)
+	}
+}

@@ -27,13 +27,21 @@ func (a *Agent) NotePolicy(info PolicyInfo) {
 	a.ctl.policy.Store(&info)
 }
 
-// policyInfo returns the last NotePolicy info (zero before the first).
-//
-// INTEGRATION HOOK (indicators): this is the one place `netward status` and
-// the metrics (netward_indicator_set_info, netward_indicator_set_age_seconds)
-// read the indicator set's version and age. Either have the sync call
-// NotePolicy, or make this read a.IndicatorStatus() once that exists.
+// policyInfo describes the indicator set in force for `netward status` and
+// the metrics (netward_indicator_set_info, netward_indicator_set_age_seconds):
+// the indicator sync's set when one runs, else the last NotePolicy info
+// (zero before the first).
 func (a *Agent) policyInfo() PolicyInfo {
+	a.ind.mu.Lock()
+	u := a.ind.cur
+	a.ind.mu.Unlock()
+	if u != nil {
+		info := PolicyInfo{Version: u.Version, LoadedAt: u.FetchedAt}
+		if u.Set != nil {
+			info.GeneratedAt = u.Set.GeneratedAt
+		}
+		return info
+	}
 	if p := a.ctl.policy.Load(); p != nil {
 		return *p
 	}

@@ -139,6 +139,10 @@ type Sync struct {
 	now    func() time.Time
 	client *http.Client
 
+	// applyMu orders accept calls: Run and Reload may both bring a body,
+	// and the one applied last must be the one the status names.
+	applyMu sync.Mutex
+
 	mu     sync.Mutex
 	status SyncStatus
 	sum    [sha256.Size]byte // of the body in force (file sources skip re-applying it)
@@ -337,6 +341,11 @@ func (s *Sync) compile(src string, body []byte, now time.Time) (Update, error) {
 // accept compiles a body that passed the transport checks, saves it, and
 // applies it. A body that does not parse or compile changes nothing.
 func (s *Sync) accept(body []byte, sig string) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if sha256.Sum256(body) == s.currentSum() {
+		return nil // the other path applied it meanwhile
+	}
 	now := s.now()
 	u, err := s.compile(s.cfg.Source, body, now)
 	if err != nil {
@@ -380,6 +389,29 @@ func (s *Sync) Run(ctx context.Context) error {
 	return s.runHTTP(ctx)
 }
 
+// Reload reads the source once now, without waiting for a change (the
+// running long poll or file watch goes on): `netward reload` after fixing
+// a feed or editing a file by hand. It returns why the source could not be
+// read or its set was rejected; the last good set stays in force then.
+func (s *Sync) Reload(ctx context.Context) error {
+	k, path, err := sourceKind(s.cfg.Source)
+	if err != nil {
+		return err
+	}
+	switch k {
+	case kindBuiltin:
+		return s.accept(demoFeed, "")
+	case kindFile:
+		err = s.loadFile(path)
+	default:
+		_, err = s.fetch(ctx, 0)
+	}
+	if err != nil {
+		s.fail(err)
+	}
+	return err
+}
+
 func (s *Sync) currentSum() [sha256.Size]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -415,7 +447,7 @@ func (s *Sync) runHTTP(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
 		start := time.Now()
-		changed, err := s.fetch(ctx)
+		changed, err := s.fetch(ctx, s.cfg.LongPoll)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -448,17 +480,17 @@ func (s *Sync) runHTTP(ctx context.Context) error {
 }
 
 // fetch makes one (long-poll) request. changed reports a new set applied.
-func (s *Sync) fetch(ctx context.Context) (changed bool, err error) {
+func (s *Sync) fetch(ctx context.Context, wait time.Duration) (changed bool, err error) {
 	u, err := url.Parse(s.cfg.Source)
 	if err != nil {
 		return false, err
 	}
 	q := u.Query()
-	q.Set("wait", strconv.Itoa(int(s.cfg.LongPoll/time.Second)))
+	q.Set("wait", strconv.Itoa(int(wait/time.Second)))
 	u.RawQuery = q.Encode()
 	// The server answers at the latest after the wait; a request still open
 	// well past it is stuck (a dead peer behind a NAT) and is abandoned.
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.LongPoll+30*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u.String(), nil)
 	if err != nil {

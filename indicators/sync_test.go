@@ -616,3 +616,74 @@ func TestSyncServerCapsWait(t *testing.T) {
 		t.Errorf("the change took %v: the client paused instead of long-polling again", took)
 	}
 }
+
+// TestSyncReload: `netward reload` reads the source at once, while the long
+// poll (held for 30 s here) or the file watch (every hour here) would not
+// have looked yet; a failing source is reported and the last good set stays.
+func TestSyncReload(t *testing.T) {
+	t.Run("feed", func(t *testing.T) {
+		pub, priv := testKey(t)
+		f := newFeed(t, priv)
+		f.publish(t, "1", "one.test")
+		ups := make(updates, 8)
+		s, err := NewSync(SyncConfig{Source: f.url(), Token: "device-token", PublicKey: pub, Apply: ups.apply, LongPoll: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := s.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if up := ups.next(t); up.Version != "1" || action(up.Policy, "one.test") != "Block" {
+			t.Fatalf("first reload: %s", up.Version)
+		}
+		// Unchanged: 304, nothing applied, no error.
+		if err := s.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ups.none(t)
+		if f.notMod.Load() != 1 {
+			t.Errorf("unchanged reload got %d 304s, want 1", f.notMod.Load())
+		}
+		f.mode.Store("tamper")
+		f.publish(t, "2", "two.test")
+		if err := s.Reload(ctx); err == nil || !strings.Contains(err.Error(), "signature") {
+			t.Fatalf("tampered reload = %v, want a signature error", err)
+		}
+		ups.none(t)
+		if st := s.Status(); st.Version != "1" || st.LastError == "" {
+			t.Errorf("status after the failed reload: %+v", st)
+		}
+		f.mode.Store("")
+		if err := s.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if up := ups.next(t); up.Version != "2" {
+			t.Fatalf("reload after the fix: %s", up.Version)
+		}
+	})
+	t.Run("file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "list.txt")
+		writeFile(t, path, "one.test\n")
+		ups := make(updates, 8)
+		s, err := NewSync(SyncConfig{Source: "file://" + filepath.ToSlash(path), Apply: ups.apply, FileInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, s)
+		ups.next(t) // read at start
+		writeFile(t, path, "two.test\n")
+		if err := s.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if up := ups.next(t); action(up.Policy, "two.test") != "Block" || action(up.Policy, "one.test") != "none" {
+			t.Fatalf("after reload: two.test %s one.test %s", action(up.Policy, "two.test"), action(up.Policy, "one.test"))
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Fatalf("reload of a removed file = %v", err)
+		}
+	})
+}

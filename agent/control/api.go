@@ -93,6 +93,18 @@ type IndicatorStatus struct {
 	// only (CONTRACT §1).
 	HTTPOnly int    `json:"httpOnly"`
 	Swaps    uint64 `json:"swaps"`
+	// FromStore is true while the set in force is the last-good set
+	// restored from disk at start (the source has not answered yet).
+	FromStore bool `json:"fromStore,omitempty"`
+	// NextExpiry is when the next indicator in force expires.
+	NextExpiry time.Time `json:"nextExpiry,omitzero"`
+	// Rejected counts entries of the set refused by validation.
+	Rejected int `json:"rejected,omitempty"`
+	// LastError, LastErrorAt and Failures describe failed reads of the
+	// source since it last answered; the set in force stays meanwhile.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	Failures    int       `json:"failures,omitempty"`
 }
 
 // InterceptionState says which interceptors run.

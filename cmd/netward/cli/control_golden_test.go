@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,7 +49,9 @@ func (b *goldenBackend) Status() control.Status {
 		Config: "/etc/netward/netward.json",
 		Indicators: control.IndicatorStatus{Source: "file:///etc/netward/indicators.json", Version: "42",
 			GeneratedAt: goldenStart.Add(-time.Hour), LoadedAt: goldenStart, AgeSeconds: 7200, Total: 6,
-			ByAction: map[string]int{"Warn": 3, "Block": 2, "Allowed": 1}, HTTPOnly: 1, Swaps: 2},
+			ByAction: map[string]int{"Warn": 3, "Block": 2, "Allowed": 1}, HTTPOnly: 1, Swaps: 2,
+			NextExpiry: goldenStart.Add(24 * time.Hour), Rejected: 1, Failures: 2, LastErrorAt: goldenStart.Add(-time.Minute),
+			LastError: "indicator file /etc/netward/indicators.json does not exist; create it or fix indicators.source"},
 		Interception: control.InterceptionState{DNS: true, DNSListen: []string{"127.0.0.1:15353"}, QUIC: "inspect",
 			DNSStats: json.RawMessage(`{"queries":120,"byVerdict":{"allow":110,"block":6,"warn":4},"cacheHits":90,"cacheMisses":30,"upstreamErrors":2,"servFail":1,"inFlight":3}`)},
 		Bypasses:  control.BypassStatus{Active: 1, ByTarget: map[string]int{"Demo": 1}},
@@ -184,12 +187,20 @@ func TestControlGolden(t *testing.T) {
 		{"not-running-bypass", []string{"bypass", "--socket", missing, "warned.test"}, ExitNotRunning},
 		{"not-running-list", []string{"bypass", "--socket", missing, "--list", "--json"}, ExitNotRunning},
 		{"not-running-events", []string{"events", "--socket", missing}, ExitNotRunning},
+		{"indicators-reload", []string{"indicators", "reload"}, ExitOK},
+		{"indicators-reload-json", []string{"indicators", "reload", "--json"}, ExitOK},
+		{"indicators-reload-extra-arg", []string{"indicators", "reload", "now"}, ExitUsage},
+		{"not-running-reload", []string{"indicators", "reload", "--socket", missing}, ExitNotRunning},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := tt.args
 			if !strings.HasPrefix(tt.name, "not-running") {
-				args = append([]string{args[0], "--socket", sock}, args[1:]...)
+				verb := 1
+				if args[0] == "indicators" { // a verb with subcommands
+					verb = 2
+				}
+				args = append(append(slices.Clone(args[:verb]), "--socket", sock), args[verb:]...)
 			}
 			code, stdout, stderr := runCLI(t, args...)
 			if code != tt.code {

@@ -13,22 +13,27 @@ import (
 
 func indicatorsCommand() *command {
 	c := &command{
-		name:  "indicators",
-		usage: "netward indicators validate FILE [--format auto|feed|csv|json|hosts|list|catalog] [--tags FILE] [--action A] [--json]",
-		short: "Check an indicator file offline and report every problem with its line or index.",
+		name: "indicators",
+		usage: "netward indicators validate FILE [--format auto|feed|csv|json|hosts|list|catalog] [--tags FILE] [--action A] [--json]\n" +
+			"       netward indicators reload [--config FILE | --socket PATH]",
+		short: "Check an indicator file offline and report every problem with its line or index; make the agent read its source now (admin).",
 		example: "netward indicators validate indicators.csv\n" +
-			"netward indicators validate catalog.json --tags tags.json --json",
+			"netward indicators validate catalog.json --tags tags.json --json\n" +
+			"sudo netward indicators reload",
 	}
 	c.run = func(ctx context.Context, env *Env, args []string) error {
 		if len(args) == 0 {
-			return usageErrorf("missing subcommand; the only one is \"validate\"")
+			return usageErrorf("missing subcommand; want \"validate\" or \"reload\"")
 		}
 		if args[0] == "-h" || args[0] == "--help" {
 			printCommandHelp(env.Stdout, c, nil)
 			return nil
 		}
+		if args[0] == "reload" {
+			return indicatorsReload(ctx, env, c, args[1:])
+		}
 		if args[0] != "validate" {
-			return usageErrorf("unknown subcommand %q; the only one is \"validate\"", args[0])
+			return usageErrorf("unknown subcommand %q; want \"validate\" or \"reload\"", args[0])
 		}
 		fs := newFlags(env, c)
 		format := fs.String("format", indicators.FormatAuto, "file format: "+strings.Join(indicators.Formats, ", "))
@@ -123,4 +128,34 @@ func countsLine(st indicators.Stats) string {
 		return ""
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// indicatorsReload asks the running agent to read its indicator source now
+// (an admin call: a feed fixed or a file edited need not wait for the next
+// change notification).
+func indicatorsReload(ctx context.Context, env *Env, c *command, args []string) error {
+	fs := newFlags(env, c)
+	cf := addClientFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	cl, err := cf.client(env)
+	if err != nil {
+		return err
+	}
+	if err := cl.Reload(ctx); err != nil {
+		return apiErr(err)
+	}
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return apiErr(err)
+	}
+	if *cf.json {
+		return writeJSON(env.Stdout, st.Indicators)
+	}
+	fmt.Fprintf(env.Stdout, "indicator set %s in force (%d indicators) from %s\n", st.Indicators.Version, st.Indicators.Total, st.Indicators.Source)
+	return nil
 }

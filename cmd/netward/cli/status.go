@@ -78,6 +78,19 @@ func printStatus(out io.Writer, st control.Status) {
 	if ind.Source != "" {
 		fmt.Fprintf(w, "\tsource %s\n", ind.Source)
 	}
+	if ind.FromStore {
+		fmt.Fprintf(w, "\tthe last good set stored on disk (the source has not answered since the start)\n")
+	}
+	if ind.Rejected > 0 {
+		fmt.Fprintf(w, "\t%d entries rejected; run `netward indicators validate` on the source for each problem\n", ind.Rejected)
+	}
+	if !ind.NextExpiry.IsZero() {
+		fmt.Fprintf(w, "\tnext expiry %s\n", ind.NextExpiry.UTC().Format(time.RFC3339))
+	}
+	if ind.LastError != "" {
+		fmt.Fprintf(w, "\tsource failing (%d times, last %s): %s; the set above stays in force\n",
+			ind.Failures, ind.LastErrorAt.UTC().Format(time.RFC3339), ind.LastError)
+	}
 
 	ic := st.Interception
 	dns := "off"
