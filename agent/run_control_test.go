@@ -30,7 +30,6 @@ import (
 	"github.com/netward/netward/telemetry"
 )
 
-
 // startControlAgent runs the warn and control components of an agent whose
 // socket lives in a directory every user can reach (the peer test connects as
 // another uid).
