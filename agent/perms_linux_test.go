@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 func TestCheckPermissions(t *testing.T) {
@@ -78,9 +80,7 @@ func TestCheckPermissions(t *testing.T) {
 }
 
 func TestCheckPermissionsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing a file's owner needs root")
-	}
+	e2e.Require(t) // changing a file's owner needs root
 	root := t.TempDir()
 	p := file(t, root, "netward.json", 0o644)
 	if err := os.Chown(p, 65534, 65534); err != nil {

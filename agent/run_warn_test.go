@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"os/user"
 	"regexp"
 	"strings"
@@ -21,6 +20,8 @@ import (
 	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/telemetry"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 // testSink is a loopback address no other component or test uses.
@@ -234,9 +235,7 @@ func TestBypassForAllocs(t *testing.T) {
 
 // With root, the pages are served on the sink address.
 func TestPagesOnSink(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("binding port 80 needs root")
-	}
+	e2e.Require(t) // binding port 80 needs root
 	c := &clock{t: time.Now()}
 	a := startWarnAgent(t, t.TempDir(), c)
 	jar, _ := cookiejar.New(nil)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 func TestParseResolvConf(t *testing.T) {
@@ -43,9 +45,10 @@ func TestHostUpstreamsDropsSelf(t *testing.T) {
 // host's resolv.conf gains one and the proxy uses it without a restart.
 func TestHostResolversWatched(t *testing.T) {
 	// resolv.conf names servers on port 53: the test upstream must sit there.
+	e2e.Require(t) // port 53 needs root
 	up := newTestUpstreamAt(t, "127.0.0.77:53", testRecords...)
 	if up == nil {
-		t.Skip("cannot bind 127.0.0.77:53 (needs root)")
+		t.Fatal("cannot bind 127.0.0.77:53")
 	}
 	rc := filepath.Join(t.TempDir(), "resolv.conf")
 	if err := os.WriteFile(rc, []byte("# no resolver yet\n"), 0o644); err != nil {

@@ -4,16 +4,15 @@ package hostnet
 
 import (
 	"net"
-	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 func TestMarkControlSetsSOMark(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SO_MARK needs CAP_NET_ADMIN")
-	}
+	e2e.Require(t) // SO_MARK needs CAP_NET_ADMIN
 	lc := net.ListenConfig{Control: MarkControl(AgentMark)}
 	pc, err := lc.ListenPacket(t.Context(), "udp4", "127.0.0.1:0")
 	if err != nil {
