@@ -78,7 +78,9 @@ func (a *Agent) IndicatorStatus() IndicatorStatus {
 	a.ind.mu.Lock()
 	defer a.ind.mu.Unlock()
 	if u := a.ind.cur; u != nil {
-		st.Version, st.FetchedAt, st.FromStore = u.Version, u.FetchedAt, u.FromStore
+		// A restored set stops being "from the store" once the source has
+		// answered, also when it answered "unchanged" (304, same file).
+		st.Version, st.FetchedAt, st.FromStore = u.Version, u.FetchedAt, u.FromStore && st.LastCheck.IsZero()
 	}
 	st.Counts = a.ind.stats
 	st.CompiledAt = a.ind.compiledAt

@@ -168,6 +168,21 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Errorf("indicators component: %v", err)
 	}
+
+	// Restart on the unchanged file: the stored set is restored, and once
+	// the file has been read (same content, nothing re-applied) status no
+	// longer says it comes from the store.
+	stored := a2.IndicatorStatus().Version
+	a3 := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
+	stop3 := runAgent(t, a3)
+	defer stop3()
+	waitUntil(t, "the unchanged file confirmed", func() bool {
+		st := a3.IndicatorStatus()
+		return !st.LastCheck.IsZero() && !st.FromStore
+	})
+	if st := a3.IndicatorStatus(); st.Version != stored {
+		t.Errorf("version after restart on the same file = %q, want %q", st.Version, stored)
+	}
 }
 
 // A corrupt store is moved aside with a log line; the agent starts and

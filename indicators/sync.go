@@ -381,6 +381,7 @@ func (s *Sync) Run(ctx context.Context) error {
 				return fmt.Errorf("the built-in demo set does not load: %w", err) // a build defect
 			}
 		}
+		s.checked() // the source (the binary itself) has answered
 		<-ctx.Done()
 		return nil
 	case kindFile:
