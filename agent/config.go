@@ -195,7 +195,7 @@ func explainJSON(b []byte, err error) error {
 		return fmt.Errorf("line %d: key %q: value of type %s where %s was expected", line, typ.Field, typ.Value, typ.Type)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		key := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		return fmt.Errorf("unknown key %s; see the README for the keys netward understands", key)
+		return fmt.Errorf("unknown key %s; the README's Configuration section lists every key", key)
 	}
 	return err
 }
