@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,7 +191,14 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 	a.ind.mu.Lock()
 	a.settings.Store(a.feedSettings(u.Set.Settings))
 	a.SetPolicy(u.Policy)
-	a.ind.cur = &u
+	kept := u
+	if u.NextExpiry.IsZero() {
+		// Nothing will expire, so the set is never compiled again: keep
+		// only its header. The policy holds the rules; the parsed
+		// indicators (a million of them is ~130 MB) can go.
+		kept.Set = &indicators.Set{Name: u.Set.Name, Version: u.Set.Version, GeneratedAt: u.Set.GeneratedAt, Settings: u.Set.Settings}
+	}
+	a.ind.cur = &kept
 	a.ind.stats = st
 	a.ind.nextExpiry = u.NextExpiry
 	a.ind.compiledAt = now
@@ -211,7 +219,17 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 		}
 		log.Warn("indicator problem", "at", p.Position.String(), "severity", p.Severity, "problem", p.Message)
 	}
+	if len(u.Set.Indicators) >= bigSet {
+		// Loading a big set leaves several times its live size as garbage
+		// (the body, the parse, the build). Give it back to the OS now
+		// rather than at the runtime's leisure: an endpoint agent's RSS
+		// should be its live size.
+		debug.FreeOSMemory()
+	}
 }
+
+// bigSet is the set size from which a load returns freed memory at once.
+const bigSet = 100_000
 
 // feedSettings merges the feed's settings with the local config: a mode the
 // feed does not set is the config's.
