@@ -136,13 +136,7 @@ func countsLine(st indicators.Stats) string {
 func indicatorsReload(ctx context.Context, env *Env, c *command, args []string) error {
 	fs := newFlags(env, c)
 	cf := addClientFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	cl, err := cf.client(env)
+	cl, err := parseNoArgsClient(env, fs, cf, args)
 	if err != nil {
 		return err
 	}

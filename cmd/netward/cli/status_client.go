@@ -88,3 +88,15 @@ func noArgs(fs *flag.FlagSet) error {
 	}
 	return nil
 }
+
+// parseNoArgsClient parses args for a verb that takes flags only and
+// returns the client its flags name.
+func parseNoArgsClient(env *Env, fs *flag.FlagSet, cf clientFlags, args []string) (*control.Client, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if err := noArgs(fs); err != nil {
+		return nil, err
+	}
+	return cf.client(env)
+}
