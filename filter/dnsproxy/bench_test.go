@@ -20,7 +20,7 @@ func benchProxy(b *testing.B, cacheSize int) handler {
 	}
 	p.ups.Store(newUpstreams([]string{up.addr}, time.Second, nil, &p.stats))
 	p.baseCtx = b.Context()
-	return handler{p, "udp"}
+	return handler{p: p, proto: "udp"}
 }
 
 func benchQuery(name string) *dns.Msg {
@@ -86,7 +86,7 @@ func TestAllocationBudget(t *testing.T) {
 	}
 	p.ups.Store(newUpstreams([]string{up.addr}, time.Second, nil, &p.stats))
 	p.baseCtx = t.Context()
-	h := handler{p, "udp"}
+	h := handler{p: p, proto: "udp"}
 	w := &fakeWriter{}
 	for _, tt := range []struct {
 		name   string
