@@ -236,10 +236,8 @@ func listenPair(ctx context.Context, lc *net.ListenConfig, l string) (net.Packet
 		if err != nil {
 			return nil, nil, fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
 		}
-		// A larger receive buffer absorbs bursts instead of dropping them
-		// (capped by net.core.rmem_max).
 		if uc, ok := pc.(*net.UDPConn); ok {
-			_ = uc.SetReadBuffer(4 << 20)
+			setReadBuffer(uc, 4<<20)
 		}
 		tl := pc.LocalAddr().String()
 		ln, err := lc.Listen(ctx, "tcp", tl)
