@@ -11,6 +11,13 @@
 # and RSS with 1M indicators. Loopback only; every process started here is
 # stopped on exit.
 #
+# dnsperf gets a 4 MiB socket buffer (-b): with 500 queries outstanding,
+# the default 208 KiB buffer of its own socket overflows at these rates and
+# its "lost" would count the load generator's drops, not the servers'. The
+# servers' own drops are read from /proc/net/udp and reported separately.
+# net.core.rmem_max is raised to 4 MiB for the run if it is lower, and put
+# back on exit.
+#
 # Needs: go, dnsperf, dnsmasq (apt-get install dnsperf dnsmasq-base).
 # Env: BENCH_SECONDS (per run, default 8), BLOCKLIST.
 set -euo pipefail
@@ -29,13 +36,23 @@ NW_PORT=25401
 DM_PORT=25402
 WORK=$(mktemp -d)
 PIDS=()
+RMEM_WAS=$(sysctl -n net.core.rmem_max)
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$WORK"
+	[ "$(sysctl -n net.core.rmem_max)" = "$RMEM_WAS" ] || sysctl -qw net.core.rmem_max="$RMEM_WAS"
 }
 trap cleanup EXIT INT TERM
+if [ "$RMEM_WAS" -lt 4194304 ]; then
+	sysctl -qw net.core.rmem_max=4194304 || echo "bench-dns: cannot raise net.core.rmem_max (not root?); dnsperf may drop replies itself" >&2
+fi
 
+# drops PORT: datagrams the kernel dropped on the UDP socket bound to
+# 127.0.0.1:PORT (the last column of /proc/net/udp).
+drops() {
+	awk -v p="$(printf '0100007F:%04X' "$1")" '$2 == p { d += $NF } END { print d + 0 }' /proc/net/udp
+}
 go build -o "$WORK/dnsbench" ./scripts/dnsbench
 
 # waitready FILE: wait for a READY line.
@@ -80,7 +97,7 @@ start_dnsmasq() { # cache size (0: none)
 perf() {
 	local extra=()
 	[ -n "${3:-}" ] && extra=(-Q "$3")
-	dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$SECS" -q 500 -t 2 "${extra[@]}" 2>/dev/null |
+	dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$SECS" -q 500 -t 2 -b 4096 "${extra[@]}" 2>/dev/null |
 		awk '/Queries per second/ {q=$4} /Queries lost/ {l=$3} END {printf "%d %d\n", q, l}'
 }
 
@@ -94,8 +111,11 @@ run_set() { # label netward-cache dnsmasq-cache
 			local name=${s%%:*} port=${s#*:}
 			read -r q l < <(perf "$port" "$WORK/$f.txt")
 			local q80=$((q * 8 / 10))
+			local d0 d1
+			d0=$(drops "$port")
 			read -r _ l80 < <(perf "$port" "$WORK/$f.txt" "$q80")
-			R[$label,$f,$name]="$q $l $q80 $l80"
+			d1=$(drops "$port")
+			R[$label,$f,$name]="$q $l $q80 $l80 $((d1 - d0))"
 		done
 	done
 	if [ "$label" = nocache ]; then
@@ -115,15 +135,16 @@ echo "bench-dns: $(nproc) cores, $(wc -l <"$BLOCKLIST") blocked domains, ${SECS}
 run_set nocache -1 0
 run_set cache 100000 100000
 
-printf '\n%-8s %-8s %12s %12s %7s %14s %14s\n' cache queries netward_qps dnsmasq_qps ratio "netward_lost@80%" "dnsmasq_lost@80%"
+printf '\n%-8s %-8s %12s %12s %7s %18s %18s\n' cache queries netward_qps dnsmasq_qps ratio "netward_lost@80%" "dnsmasq_lost@80%"
 for c in nocache cache; do
 	for f in allowed blocked mix; do
-		read -r nq nl nq80 nl80 <<<"${R[$c,$f,netward]}"
-		read -r dq dl dq80 dl80 <<<"${R[$c,$f,dnsmasq]}"
+		read -r nq nl nq80 nl80 nd <<<"${R[$c,$f,netward]}"
+		read -r dq dl dq80 dl80 dd <<<"${R[$c,$f,dnsmasq]}"
 		ratio=$(awk -v a="$nq" -v b="$dq" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-		printf '%-8s %-8s %12s %12s %7s %14s %14s\n' "$c" "$f" "$nq" "$dq" "${ratio}x" "$nl80/$nq80" "$dl80/$dq80"
+		printf '%-8s %-8s %12s %12s %7s %18s %18s\n' "$c" "$f" "$nq" "$dq" "${ratio}x" "$nl80/$nq80 d$nd" "$dl80/$dq80 d$dd"
 	done
 done
+echo "(lost@80%: queries without an answer / the rate sent, 80 % of the peak, for ${SECS}s; dN: datagrams the server's own socket dropped)"
 echo
 echo "latency: $LAT"
 for c in nocache cache; do

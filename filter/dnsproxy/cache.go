@@ -19,8 +19,11 @@ type cacheKey struct {
 // cached is one relayable upstream answer. msg has no OPT record and is never
 // modified after insertion; readers copy what they hand out.
 type cached struct {
-	key     cacheKey
-	msg     *dns.Msg
+	key cacheKey
+	id  string // the cache map's key: key.id()
+	msg *dns.Msg
+	// wire is msg packed for the fast path (nil when it cannot serve it).
+	wire    *wireAnswer
 	stored  time.Time
 	expires time.Time
 	// chain is the canonical CNAME/DNAME targets of the answer in order; each
@@ -37,30 +40,59 @@ type cached struct {
 type cache struct {
 	mu  sync.Mutex
 	max int
-	m   map[cacheKey]*cached
-	lru *list.List // front = most recently used
+	m   map[string]*cached // by cacheKey.id
+	lru *list.List         // front = most recently used
 }
 
 func newCache(max int) *cache {
 	if max < 0 {
 		return nil
 	}
-	return &cache{max: max, m: make(map[cacheKey]*cached, min(max, 4096)), lru: list.New()}
+	return &cache{max: max, m: make(map[string]*cached, min(max, 4096)), lru: list.New()}
 }
 
-func (c *cache) get(k cacheKey, now time.Time) *cached {
+// id is the key's string form, the cache map's key and the singleflight
+// key: the name, the type, and the DO and CD bits.
+func (k cacheKey) id() string {
+	return string(appendID(append(make([]byte, 0, len(k.name)+3), k.name...), k.qtype, k.do, k.cd))
+}
+
+// appendID appends a cache id's suffix to b, which holds the name.
+func appendID(b []byte, qtype uint16, do, cd bool) []byte {
+	var f byte
+	if do {
+		f |= 1
+	}
+	if cd {
+		f |= 2
+	}
+	return append(b, byte(qtype>>8), byte(qtype), f)
+}
+
+// get returns the live entry with the given id (see cacheKey.id).
+func (c *cache) get(id string, now time.Time) *cached {
 	if c == nil {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.m[k]
+	return c.live(c.m[id], now)
+}
+
+// getBytes is get with the id in a byte slice (no allocation).
+func (c *cache) getBytes(id []byte, now time.Time) *cached {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live(c.m[string(id)], now)
+}
+
+func (c *cache) live(e *cached, now time.Time) *cached {
 	if e == nil {
 		return nil
 	}
 	if !now.Before(e.expires) {
 		c.lru.Remove(e.elem)
-		delete(c.m, k)
+		delete(c.m, e.id)
 		return nil
 	}
 	c.lru.MoveToFront(e.elem)
@@ -73,19 +105,19 @@ func (c *cache) put(e *cached) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.m[e.key]; old != nil {
+	if old := c.m[e.id]; old != nil {
 		c.lru.Remove(old.elem)
-		delete(c.m, e.key)
+		delete(c.m, e.id)
 	}
 	for len(c.m) >= c.max {
 		back := c.lru.Back()
 		old := back.Value.(*cached)
 		c.lru.Remove(back)
-		delete(c.m, old.key)
+		delete(c.m, old.id)
 	}
 	e.shared = true
 	e.elem = c.lru.PushFront(e)
-	c.m[e.key] = e
+	c.m[e.id] = e
 }
 
 func (c *cache) len() int {

@@ -96,7 +96,7 @@ func FuzzRequest(f *testing.F) {
 	}
 	p.ups.Store(newUpstreams([]string{up.addr}, 200*time.Millisecond, nil, &p.stats))
 	p.baseCtx = f.Context()
-	h := handler{p, "udp"}
+	h := handler{p: p, proto: "udp"}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) < 12 {
 			return // the server drops what has no header

@@ -35,6 +35,7 @@ type Proxy struct {
 	flight singleflight.Group
 
 	resolverEvery time.Duration // tests shorten resolverCheck
+	miekgUDP      bool          // tests force miekg's UDP server on every address
 	// slots bounds the goroutines miekg/dns starts, one per UDP datagram:
 	// the reader takes a slot before reading a datagram and the goroutine
 	// gives it back when done (see slotReader). Twice MaxInFlight, so a burst
@@ -114,6 +115,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.baseCtx = ctx
 
 	var servers []*dns.Server
+	var udps []*udpServer
 	closeAll := func() {
 		for _, s := range servers {
 			if s.PacketConn != nil {
@@ -122,6 +124,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 			if s.Listener != nil {
 				_ = s.Listener.Close()
 			}
+		}
+		for _, u := range udps {
+			_ = u.conn.Close()
 		}
 	}
 	var lc net.ListenConfig
@@ -140,11 +145,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.mu.Lock()
 		p.addrs = append(p.addrs, pc.LocalAddr(), ln.Addr())
 		p.mu.Unlock()
-		servers = append(servers,
-			&dns.Server{PacketConn: pc, Handler: handler{p, "udp"}, UDPSize: 65535,
+		if uc, ok := pc.(*net.UDPConn); ok && !p.miekgUDP && specific(uc.LocalAddr()) {
+			udps = append(udps, newUDPServer(p, uc))
+		} else {
+			servers = append(servers, &dns.Server{PacketConn: pc, Handler: handler{p, "udp", true}, UDPSize: 65535,
 				MsgAcceptFunc: p.acceptUDP, MsgInvalidFunc: p.invalidUDP,
-				DecorateReader: func(r dns.Reader) dns.Reader { return slotReader{r, p.slots} }},
-			&dns.Server{Listener: netutil.LimitListener(ln, c.MaxTCPConns), Handler: handler{p, "tcp"}, MsgAcceptFunc: acceptQuery,
+				DecorateReader: func(r dns.Reader) dns.Reader { return slotReader{r, p.slots} }})
+		}
+		servers = append(servers,
+			&dns.Server{Listener: netutil.LimitListener(ln, c.MaxTCPConns), Handler: handler{p: p, proto: "tcp"}, MsgAcceptFunc: acceptQuery,
 				ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxTCPQueries: 256,
 				IdleTimeout: func() time.Duration { return 10 * time.Second }, MsgInvalidFunc: p.invalid})
 	}
@@ -170,7 +179,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 			p.watchResolvers(ctx)
 		}()
 	}
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+len(udps))
+	for _, u := range udps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := u.serve(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("dnsproxy: server stopped: %w", err)
+			}
+		}()
+	}
 	for _, s := range servers {
 		wg.Add(1)
 		go func() {
@@ -195,6 +213,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return err
 }
 
+// specific reports whether a is bound to one IP address (not 0.0.0.0 or
+// ::), so replies leave from the address queries came to.
+func specific(a net.Addr) bool {
+	u, ok := a.(*net.UDPAddr)
+	return ok && u.IP != nil && !u.IP.IsUnspecified()
+}
+
 // unavailable reports a listen error meaning the address does not exist
 // here (as opposed to being taken).
 func unavailable(err error) bool {
@@ -211,10 +236,8 @@ func listenPair(ctx context.Context, lc *net.ListenConfig, l string) (net.Packet
 		if err != nil {
 			return nil, nil, fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
 		}
-		// A larger receive buffer absorbs bursts instead of dropping them
-		// (capped by net.core.rmem_max).
 		if uc, ok := pc.(*net.UDPConn); ok {
-			_ = uc.SetReadBuffer(4 << 20)
+			setReadBuffer(uc, 4<<20)
 		}
 		tl := pc.LocalAddr().String()
 		ln, err := lc.Listen(ctx, "tcp", tl)
@@ -345,11 +368,14 @@ func (r slotReader) ReadPacketConn(conn net.PacketConn, timeout time.Duration) (
 type handler struct {
 	p     *Proxy
 	proto string
+	// slotted: the datagram holds a slot taken by slotReader (miekg's UDP
+	// server), given back when the handler ends.
+	slotted bool
 }
 
 func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	p := h.p
-	if h.proto == "udp" {
+	if h.slotted {
 		defer p.release()
 	}
 	start := p.cfg.Now()
@@ -370,7 +396,7 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		p.stats.rejected.Add(1)
 		resp = rcodeReply(req, dns.RcodeBadVers)
 	} else {
-		resp, ede = p.answer(req, w.RemoteAddr(), h.proto)
+		resp, ede = p.answer(req, addrPort(w.RemoteAddr()), h.proto)
 	}
 	p.finish(req, resp, ede, h.proto == "udp")
 	_ = w.WriteMsg(resp)
@@ -400,7 +426,7 @@ func (p *Proxy) finish(req, resp *dns.Msg, ede *dns.EDNS0_EDE, udp bool) {
 }
 
 // answer produces the reply for one accepted query, without the OPT record.
-func (p *Proxy) answer(req *dns.Msg, client net.Addr, proto string) (*dns.Msg, *dns.EDNS0_EDE) {
+func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string) (*dns.Msg, *dns.EDNS0_EDE) {
 	q := req.Question[0]
 	switch {
 	case q.Qclass != dns.ClassINET:
@@ -427,15 +453,15 @@ func (p *Proxy) answer(req *dns.Msg, client net.Addr, proto string) (*dns.Msg, *
 		do = opt.Do()
 	}
 	key := cacheKey{name: dns.CanonicalName(q.Name), qtype: q.Qtype, do: do, cd: cd}
+	id := key.id()
 	now := p.cfg.Now()
-	e := p.cache.get(key, now)
+	e := p.cache.get(id, now)
 	owned := false
 	if e != nil {
 		p.stats.cacheHits.Add(1)
 	} else {
 		p.stats.cacheMisses.Add(1)
-		fk := flightKey(key)
-		v, err, shared := p.flight.Do(fk, func() (any, error) { return p.resolve(key, q, now) })
+		v, err, shared := p.flight.Do(id, func() (any, error) { return p.resolve(key, id, q, now) })
 		if err == nil {
 			e = v.(*cached)
 			// Records are ours alone if no other query waited on this
@@ -460,19 +486,6 @@ func (p *Proxy) answer(req *dns.Msg, client net.Addr, proto string) (*dns.Msg, *
 	return p.relay(req, e, now, owned), nil
 }
 
-func flightKey(k cacheKey) string {
-	b := make([]byte, 0, len(k.name)+4)
-	b = append(b, k.name...)
-	b = append(b, byte(k.qtype>>8), byte(k.qtype))
-	if k.do {
-		b = append(b, 'D')
-	}
-	if k.cd {
-		b = append(b, 'C')
-	}
-	return string(b)
-}
-
 // refuse answers a blocked or warned query and records it.
 func (p *Proxy) refuse(req *dns.Msg, d filter.Decision, name string, ev evCtx) (*dns.Msg, *dns.EDNS0_EDE) {
 	p.stats.verdict(d.Verdict)
@@ -484,28 +497,33 @@ func (p *Proxy) refuse(req *dns.Msg, d filter.Decision, name string, ev evCtx) (
 type evCtx struct {
 	qname  string
 	qtype  uint16
-	client net.Addr
+	client netip.AddrPort
 	proto  string
+}
+
+// addrPort is a client's address and port (zero if it has none).
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 func (p *Proxy) report(d filter.Decision, name string, c evCtx) {
 	if p.cfg.OnDecision == nil || (d.Verdict == filter.VerdictAllow && d.Would == filter.VerdictAllow) {
 		return
 	}
-	ev := Event{Name: name, QName: c.qname, QType: dns.TypeToString[c.qtype], Decision: d, Proto: c.proto}
-	switch a := c.client.(type) {
-	case *net.UDPAddr:
-		ev.Client = a.AddrPort()
-	case *net.TCPAddr:
-		ev.Client = a.AddrPort()
-	}
-	ev.Client = netip.AddrPortFrom(ev.Client.Addr().Unmap(), ev.Client.Port())
+	ev := Event{Name: name, QName: c.qname, QType: dns.TypeToString[c.qtype], Decision: d, Proto: c.proto,
+		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port())}
 	p.cfg.OnDecision(ev)
 }
 
 // resolve asks the upstreams and caches what they say. While every upstream
 // is known to be failing, it fails at once.
-func (p *Proxy) resolve(key cacheKey, q dns.Question, now time.Time) (*cached, error) {
+func (p *Proxy) resolve(key cacheKey, id string, q dns.Question, now time.Time) (*cached, error) {
 	if until := p.downUntil.Load(); until != 0 && now.UnixNano() < until {
 		p.stats.srvFail.Add(1)
 		return nil, errAllFailed
@@ -542,10 +560,11 @@ func (p *Proxy) resolve(key cacheKey, q dns.Question, now time.Time) (*cached, e
 	if p.cfg.StripECH && (q.Qtype == dns.TypeHTTPS || q.Qtype == dns.TypeSVCB) {
 		stripECH(m.Answer)
 	}
-	e := &cached{key: key, msg: m, stored: now, chain: cnameChain(m.Answer)}
+	e := &cached{key: key, id: id, msg: m, stored: now, chain: cnameChain(m.Answer)}
 	ttl := cacheTTL(m, p.cfg.MinTTL, p.cfg.MaxTTL, p.cfg.MaxNegativeTTL)
 	e.expires = now.Add(ttl)
-	if ttl > 0 {
+	if ttl > 0 && p.cache != nil && p.cache.max > 0 {
+		e.wire = packAnswer(m, key.name, q.Qtype)
 		p.cache.put(e)
 	}
 	if p.cfg.Names != nil {

@@ -233,9 +233,10 @@ func TestCacheBound(t *testing.T) {
 	c := newCache(2)
 	now := time.Now()
 	for _, n := range []string{"a.", "b.", "c."} {
-		c.put(&cached{key: cacheKey{name: n, qtype: 1}, msg: new(dns.Msg), stored: now, expires: now.Add(time.Hour)})
+		k := cacheKey{name: n, qtype: 1}
+		c.put(&cached{key: k, id: k.id(), msg: new(dns.Msg), stored: now, expires: now.Add(time.Hour)})
 	}
-	if c.len() != 2 || c.get(cacheKey{name: "a.", qtype: 1}, now) != nil || c.get(cacheKey{name: "c.", qtype: 1}, now) == nil {
+	if c.len() != 2 || c.get(cacheKey{name: "a.", qtype: 1}.id(), now) != nil || c.get(cacheKey{name: "c.", qtype: 1}.id(), now) == nil {
 		t.Errorf("LRU bound: len %d; oldest entry must be evicted", c.len())
 	}
 }
