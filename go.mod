@@ -5,7 +5,6 @@ go 1.25.0
 require (
 	github.com/Microsoft/go-winio v0.6.2
 	github.com/chromedp/chromedp v0.14.2
-	github.com/florianl/go-nfqueue/v2 v2.1.0
 	github.com/godbus/dbus/v5 v5.2.4
 	github.com/google/nftables v0.3.1-0.20251119083706-1db35da82052
 	github.com/gopacket/gopacket v1.6.0

@@ -7,16 +7,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -118,12 +117,12 @@ func (i *Inspector) Run(ctx context.Context) error {
 
 	qctx, cancelQueue := context.WithCancel(context.Background())
 	var watchers sync.WaitGroup
-	var queues []*nfqueue.Nfqueue
+	var queues []*nfqSock
 	closeQueues := func() {
 		cancelQueue()
 		watchers.Wait()
 		for _, q := range queues {
-			_ = q.Close()
+			_ = q.close()
 		}
 	}
 	for n := 0; n < c.Queues; n++ {
@@ -193,54 +192,32 @@ func (i *Inspector) Run(ctx context.Context) error {
 	return nil
 }
 
-// openQueue binds NFQUEUE num and starts its reader and its deadline
-// watchdog (tracked by watchers); both stop when qctx ends. Every queue
-// shares the engine through decide: the kernel spreads packets over the
-// queues by CPU (NFQ_FLAG_CPU_FANOUT), so one flow's packets may arrive on
-// different queues, and the reinjection of accepted packets — the bulk of a
-// verdict's cost — runs in parallel outside the engine's lock.
+// openQueue binds NFQUEUE num and starts its reader (on a thread of its
+// own, see nfqSock) and its deadline watchdog, both tracked by watchers;
+// both stop when qctx ends. Every queue shares the engine through decide:
+// the kernel spreads packets over the queues by CPU (NFQ_FLAG_CPU_FANOUT),
+// so one flow's packets may arrive on different queues, and the
+// reinjection of accepted packets — the bulk of a verdict's cost — runs in
+// parallel outside the engine's lock.
 func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]byte) uint32,
-	busy *atomic.Int32, last *atomic.Int64, watchers *sync.WaitGroup) (*nfqueue.Nfqueue, error) {
+	busy *atomic.Int32, last *atomic.Int64, watchers *sync.WaitGroup) (*nfqSock, error) {
 	c := &i.cfg
 	watch := &inspWatch{deadline: c.Deadline}
-	q, err := nfqueue.Open(&nfqueue.Config{
-		NfQueue:      num,
-		MaxPacketLen: 0xffff,
-		MaxQueueLen:  nfqMaxQueueLen,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		// Fail open: when the queue is full, or a packet cannot be handed to
-		// us, the kernel accepts it instead of dropping it.
-		Flags:        nfqueue.NfQaCfgFlagFailOpen,
-		WriteTimeout: 100 * time.Millisecond,
-	})
+	q, err := openNFQSock(num, nfqMaxQueueLen)
 	if err != nil {
-		return nil, fmt.Errorf("inspect: open NFQUEUE %d (needs root/CAP_NET_ADMIN and the nfnetlink_queue module): %w", num, err)
+		return nil, fmt.Errorf("inspect: bind NFQUEUE %d (needs root/CAP_NET_ADMIN and the nfnetlink_queue module; is another program using the queue?): %w", num, err)
 	}
-	// ENOBUFS on a busy queue must not end the reader.
-	_ = q.SetOption(netlink.NoENOBUFS, true)
-	hook := func(a nfqueue.Attribute) int {
+	answer := func(p nfqPacket) {
 		busy.Add(1)
 		defer func() { last.Store(time.Now().UnixNano()); busy.Add(-1) }()
-		if a.PacketID == nil {
-			return 0
-		}
-		var payload []byte
-		if a.Payload != nil {
-			payload = *a.Payload
-		}
-		watch.begin(*a.PacketID)
-		mark := decide(payload)
+		watch.begin(p.id)
+		mark := decide(p.payload)
 		if watch.end() {
-			return 0 // the watchdog gave this packet the default verdict
+			return // the watchdog gave this packet the default verdict
 		}
 		var verr error
 		for try := 0; try < 2; try++ { // one retry: a lost verdict leaves the packet queued until shutdown
-			if mark != 0 {
-				verr = q.SetVerdictWithMark(*a.PacketID, nfqueue.NfAccept, int(mark))
-			} else {
-				verr = q.SetVerdict(*a.PacketID, nfqueue.NfAccept)
-			}
-			if verr == nil {
+			if verr = q.verdict(p.id, mark); verr == nil {
 				break
 			}
 		}
@@ -250,33 +227,34 @@ func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]by
 		} else {
 			i.stats.verdicts.Add(1)
 		}
-		return 0
 	}
-	errfn := func(e error) int {
-		if qctx.Err() != nil {
-			return 1
+	watchers.Add(2)
+	go func() {
+		defer watchers.Done()
+		// The thread sleeps in recvmsg; locking it keeps the goroutine on
+		// it, so a queued packet wakes exactly this thread.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		buf := make([]byte, 0xffff+4096)
+		for qctx.Err() == nil {
+			err := q.read(buf, answer)
+			if err != nil && err != unix.EAGAIN && err != unix.EINTR && err != unix.ENOBUFS {
+				c.Log.Debug("inspect: queue read error", "queue", num, "err", err)
+				time.Sleep(time.Millisecond) // never spin on a broken socket
+			}
 		}
-		c.Log.Debug("inspect: queue read error", "queue", num, "err", e)
-		return 0
-	}
-	if err := q.RegisterWithErrorFunc(qctx, hook, errfn); err != nil {
-		_ = q.Close()
-		return nil, fmt.Errorf("inspect: bind NFQUEUE %d (is another program using it?): %w", num, err)
-	}
-	watchers.Add(1)
+	}()
 	go func() {
 		defer watchers.Done()
 		watch.run(qctx, func(id uint32) {
 			// The documented default: accept unmarked (the flow is looked at
 			// again on its next packet); with failClosed, the block mark.
 			i.stats.deadlineMissed.Add(1)
-			var err error
+			var mark uint32
 			if c.FailClosed {
-				err = q.SetVerdictWithMark(id, nfqueue.NfAccept, int(InspectMarkBlock))
-			} else {
-				err = q.SetVerdict(id, nfqueue.NfAccept)
+				mark = InspectMarkBlock
 			}
-			if err != nil {
+			if err := q.verdict(id, mark); err != nil {
 				i.stats.verdictErrors.Add(1)
 			}
 			c.Log.Warn("inspect: a packet decision overran its deadline; default verdict given", "deadline", c.Deadline, "failClosed", c.FailClosed)
