@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -40,7 +41,7 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	}
 	a.insp.inspector = ins
 	g.Go(func() error {
-		a.followInspectPorts(ctx, ins, time.Second)
+		a.followInspectIPRules(ctx, ins, time.Second)
 		return nil
 	})
 	g.Go(func() error {
@@ -52,28 +53,34 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	return nil
 }
 
-// inspNeedsAllPorts reports whether policy p has IpAddress indicators that
+// inspIPRules returns the prefixes of policy p's IpAddress indicators that
 // need the SYN of connections on every port: any that is not Allowed (Audit
-// too, so the audited connection is recorded). Allowed-only IP rules change
-// nothing for a connection nobody blocks.
-func inspNeedsAllPorts(p *filter.Policy) bool {
+// too, so the audited connection is recorded). Allowed IP rules change
+// nothing for a connection nobody blocks. The inspector keeps them in the
+// kernel, so only connections to those addresses are queued from the SYN.
+func inspIPRules(p *filter.Policy) []netip.Prefix {
 	if p == nil {
-		return false
+		return nil
 	}
+	var out []netip.Prefix
 	for _, r := range p.Rules() {
-		if r.Type == filter.TypeIP && r.Action != filter.Allowed {
-			return true
+		if r.Type != filter.TypeIP || r.Action == filter.Allowed {
+			continue
+		}
+		if pfx, err := netip.ParsePrefix(r.Value); err == nil { // compiled values are canonical prefixes
+			out = append(out, pfx)
 		}
 	}
-	return false
+	return out
 }
 
-// followInspectPorts keeps the inspector's all-ports queueing in step with
-// the policy, checking every interval for a new policy (a pointer compare;
-// the rules are scanned only when the policy changed). A new IP indicator
-// therefore applies on non-name ports within one interval; on 443/853/80 it
-// applies at once, since those are always queued.
-func (a *Agent) followInspectPorts(ctx context.Context, ins *hostnet.Inspector, every time.Duration) {
+// followInspectIPRules keeps the inspector's IP rules in step with the
+// policy, checking every interval for a new policy (a pointer compare; the
+// rules are scanned only when the policy changed). A new IP indicator
+// therefore applies from the SYN on every port within one interval; on
+// 443/853/80 it applies at once, from the first data segment, since those
+// are always queued.
+func (a *Agent) followInspectIPRules(ctx context.Context, ins *hostnet.Inspector, every time.Duration) {
 	last := a.Policy()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -84,7 +91,7 @@ func (a *Agent) followInspectPorts(ctx context.Context, ins *hostnet.Inspector, 
 		case <-t.C:
 			if p := a.Policy(); p != last {
 				last = p
-				ins.SetAllTCPPorts(inspNeedsAllPorts(p))
+				ins.SetIPRules(inspIPRules(p))
 			}
 		}
 	}
@@ -94,10 +101,10 @@ func (a *Agent) followInspectPorts(ctx context.Context, ins *hostnet.Inspector, 
 func (a *Agent) inspectConfig() hostnet.InspectConfig {
 	return hostnet.InspectConfig{
 		Decider: a,
-		// IP rules apply on every TCP port: when the policy has any, the SYN
-		// of every flow is queued once; only 443/853/80 are read further
-		// for a name. Kept current by followInspectPorts.
-		AllTCPPorts: inspNeedsAllPorts(a.Policy()),
+		// IP rules apply on every TCP port: a flow to an address they may
+		// refuse is queued from its SYN; only 443/853/80 are read further
+		// for a name. Kept current by followInspectIPRules.
+		IPRules: inspIPRules(a.Policy()),
 		// The agent's own sockets (DNS upstreams, feed, uploads) carry
 		// AgentMark and are never queued: the agent must not wait on itself.
 		SkipMark:          hostnet.AgentMark,

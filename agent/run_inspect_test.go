@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -144,5 +145,27 @@ func TestInspectConfig(t *testing.T) {
 		if _, err := hostnet.NewInspector(c); err != nil && runtime.GOOS == "linux" {
 			t.Errorf("%s: NewInspector: %v", tc.json, err)
 		}
+	}
+}
+
+// TestInspIPRules: the inspector is given the prefixes of every IpAddress
+// indicator that may refuse or must record a connection, and nothing else.
+func TestInspIPRules(t *testing.T) {
+	p, err := filter.Compile([]filter.Rule{
+		{Value: "203.0.113.7", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
+		{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Audit, ID: "2"},
+		{Value: "2001:db8::/32", Type: filter.TypeIP, Action: filter.Warn, ID: "3"},
+		{Value: "192.0.2.1", Type: filter.TypeIP, Action: filter.Allowed, ID: "4"},
+		{Value: "bad.example", Type: filter.TypeDomain, Action: filter.Block, ID: "5"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(inspIPRules(p))
+	if want := "[203.0.113.7/32 198.51.100.0/24 2001:db8::/32]"; got != want {
+		t.Errorf("inspIPRules = %s, want %s", got, want)
+	}
+	if inspIPRules(nil) != nil {
+		t.Error("no policy: want no prefixes")
 	}
 }

@@ -44,10 +44,11 @@ END {
 	for (i = 1; i <= nlat["direct"]; i++) a[i] = lat["direct", i]; d50 = median(a, nlat["direct"])
 	for (i = 1; i <= nrate["direct"]; i++) a[i] = rate["direct", i]; drt = median(a, nrate["direct"])
 	printf "direct: median connect %.0f us, setup rate (8 clients) %.0f/s\n", d50, drt
-	split("queued names", modes, " ")
-	desc["queued"] = "policy with IP rules (SYN + hello queued)"
+	split("queued iprules names", modes, " ")
+	desc["queued"] = "IP rule covering the server (SYN + hello queued)"
+	desc["iprules"] = "IP rule elsewhere (hello queued)"
 	desc["names"] = "names only (hello queued)"
-	for (m = 1; m <= 2; m++) {
+	for (m = 1; m <= 3; m++) {
 		md = modes[m]
 		if (!nlat[md] || !nrate[md]) continue
 		for (i = 1; i <= nlat[md]; i++) a[i] = lat[md, i]; q50 = median(a, nlat[md])

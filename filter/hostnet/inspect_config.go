@@ -3,6 +3,7 @@ package hostnet
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -19,9 +20,13 @@ type InspectConfig struct {
 	// NamePorts are the TCP ports whose first bytes are read for a name
 	// (default 443, 853, 80).
 	NamePorts []uint16
-	// AllTCPPorts queues the SYN of every TCP flow so IP rules apply on every
-	// port (set when the policy has IpAddress indicators).
-	AllTCPPorts bool
+	// IPRules are the prefixes of the policy's IpAddress indicators that
+	// are not Allowed: a TCP flow to them is queued from its SYN on every
+	// port, so the rule applies before any byte is sent. Other flows reach
+	// userspace only with their first data segment on a name port (where
+	// IP rules are applied too). Kept in an nftables interval set; change
+	// it while running with Inspector.SetIPRules.
+	IPRules []netip.Prefix
 	// QUIC is "inspect" (default), "block" or "allow".
 	QUIC string
 	// BlockEncryptedDNS blocks DoT (TCP 853) and the DoH server names in DoH

@@ -130,8 +130,22 @@ func inspChild(role string, args []string) error {
 			dec = inspSlowDecider{dec, d}
 		}
 		queues, _ := strconv.Atoi(os.Getenv("NWINS_QUEUES"))
-		namePortsOnly := os.Getenv("NWINS_NAMEPORTS_ONLY") != "" // SIGUSR1 turns all ports on
-		ins, err := NewInspector(InspectConfig{Decider: dec, AllTCPPorts: !namePortsOnly, BlockEncryptedDNS: true, Queues: queues,
+		// The policy's IP rules, as the agent derives them; NWINS_IPRULES
+		// overrides them (benchmarks: 0.0.0.0/0 queues every SYN);
+		// NWINS_NAMEPORTS_ONLY starts without any, until SIGUSR1.
+		ipRules := []netip.Prefix{netip.MustParsePrefix(inspBlockedAddr + "/32")}
+		if v := os.Getenv("NWINS_IPRULES"); v != "" {
+			ipRules = nil
+			for _, f := range strings.Split(v, ",") {
+				ipRules = append(ipRules, netip.MustParsePrefix(f))
+			}
+		}
+		namePortsOnly := os.Getenv("NWINS_NAMEPORTS_ONLY") != ""
+		startRules := ipRules
+		if namePortsOnly {
+			startRules = nil
+		}
+		ins, err := NewInspector(InspectConfig{Decider: dec, IPRules: startRules, BlockEncryptedDNS: true, Queues: queues,
 			SkipMark: AgentMark, SkipMask: 0xffffffff,
 			OnDecision: func(e InspectEvent) {
 				if quiet {
@@ -150,7 +164,7 @@ func inspChild(role string, args []string) error {
 			signal.Notify(usr1, syscall.SIGUSR1)
 			go func() {
 				<-usr1
-				ins.SetAllTCPPorts(true)
+				ins.SetIPRules(ipRules)
 			}()
 		}
 		// Ready once the table exists.
@@ -376,25 +390,35 @@ func curl(ns *e2e.Netns, args ...string) (string, error) {
 	return string(out), err
 }
 
-// TestInspectE2E runs real clients through the inspector twice: with every
-// TCP port queued from the SYN (the policy has IP rules), and with only the
-// name ports queued from their first data segment (SYNs skip the queue).
+// TestInspectE2E runs real clients through the inspector three times: with
+// the policy's IP rule in the kernel set (flows to the blocked address
+// queued from the SYN, others from their first data segment), with every
+// address in the set (every SYN queued), and with no IP rule in the set
+// (the blocked address is then refused on the name ports only).
 func TestInspectE2E(t *testing.T) {
 	e2e.Require(t, "nft", "curl")
 	for _, mode := range []struct {
-		name string
-		env  []string
-	}{{"all ports", nil}, {"name ports", []string{"NWINS_NAMEPORTS_ONLY=1"}}} {
-		t.Run(mode.name, func(t *testing.T) { inspE2E(t, mode.env...) })
+		name    string
+		env     []string
+		wantSet string // in `nft list set ip netward_inspect ipdecide`
+	}{
+		{"ip rules", nil, "elements = { " + inspBlockedAddr + " }"},
+		{"every address", []string{"NWINS_IPRULES=0.0.0.0/0,::/0"}, "elements = { 0.0.0.0/0 }"},
+		{"name ports", []string{"NWINS_NAMEPORTS_ONLY=1"}, "flags interval\n\t}"}, // empty
+	} {
+		t.Run(mode.name, func(t *testing.T) { inspE2E(t, mode.wantSet, mode.env...) })
 	}
 }
 
-func inspE2E(t *testing.T, agentEnv ...string) {
+func inspE2E(t *testing.T, wantSet string, agentEnv ...string) {
 	ep := e2e.NewNetns(t, "nwins-ep")
 	inet := e2e.NewNetns(t, "nwins-net")
 	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24", inspBlockedAddr + "/24"})
 	inspStart(t, inet, "server")
 	agent := inspStart(t, ep, "agent", agentEnv...)
+	if out := ep.Must(t, "nft", "list", "set", "ip", nfqTableName, nfqIPSetName); !strings.Contains(out, wantSet) {
+		t.Errorf("kernel set, want %q:\n%s", wantSet, out)
+	}
 
 	resolve := func(name, port string) string { return name + ":" + port + ":" + inspSrvAddr }
 	tests := []struct {
@@ -582,10 +606,10 @@ func TestInspectShutdownE2E(t *testing.T) {
 	}
 }
 
-// TestInspectPortsE2E: without IP rules needing them, only the name ports
-// are queued (an IP rule does not apply on other ports); SetAllTCPPorts(true)
-// rewrites the queue chains while running and the IP rule applies on every
-// port from the next connection.
+// TestInspectPortsE2E: without IP rules in the kernel set, only the name
+// ports are queued (an IP rule does not apply on other ports); SetIPRules
+// fills the set while running and the IP rule applies on every port from
+// the next connection, while other addresses stay out of the queue.
 func TestInspectPortsE2E(t *testing.T) {
 	e2e.Require(t, "nft", "curl")
 	ep := e2e.NewNetns(t, "nwinsp-ep")
@@ -610,7 +634,10 @@ func TestInspectPortsE2E(t *testing.T) {
 		}
 	}
 	if err == nil {
-		t.Fatal("after SetAllTCPPorts(true) the blocked IP still passes on port 8080")
+		t.Fatal("after SetIPRules the blocked IP still passes on port 8080")
+	}
+	if out := ep.Must(t, "nft", "list", "set", "ip", nfqTableName, nfqIPSetName); !strings.Contains(out, inspBlockedAddr) || strings.Contains(out, inspSrvAddr) {
+		t.Errorf("kernel set after SetIPRules:\n%s", out)
 	}
 	if out, err := curl(ep, "http://"+inspSrvAddr+":8080/"); err != nil || !strings.Contains(out, "hello") {
 		t.Fatalf("allowed IP on port 8080 after the switch: %v %s", err, out)

@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +46,8 @@ const (
 type Inspector struct {
 	cfg          InspectConfig
 	stats        inspCounters
-	allPorts     atomic.Bool   // queue the SYN of every TCP flow (IP rules on every port)
-	portsChanged chan struct{} // wakes Run to rewrite the queue chains
+	ipRules      atomic.Pointer[[]netip.Prefix] // whose SYNs are queued on every port
+	rulesChanged chan struct{}                  // wakes Run to refill the ipdecide sets
 }
 
 // NewInspector checks cfg; it starts nothing.
@@ -54,23 +56,22 @@ func NewInspector(cfg InspectConfig) (*Inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := &Inspector{cfg: c, portsChanged: make(chan struct{}, 1)}
-	i.allPorts.Store(c.AllTCPPorts)
+	i := &Inspector{cfg: c, rulesChanged: make(chan struct{}, 1)}
+	rules := slices.Clone(c.IPRules)
+	i.ipRules.Store(&rules)
 	return i, nil
 }
 
-// SetAllTCPPorts changes, while running, whether the SYN of every TCP flow
-// is queued so IP rules apply on every port (true), or only the name ports
-// and UDP 443 are (false). The agent turns it on when the policy has
-// IpAddress indicators that are not Allowed: without them the SYN on other
-// ports has nothing to be decided by, and skipping it keeps those
-// connections out of userspace entirely.
-func (i *Inspector) SetAllTCPPorts(all bool) {
-	if i.allPorts.Swap(all) != all {
-		select {
-		case i.portsChanged <- struct{}{}:
-		default:
-		}
+// SetIPRules replaces, while running, the prefixes whose TCP flows are
+// queued from the SYN on every port (see InspectConfig.IPRules). The set is
+// swapped in one nftables transaction; a flow already decided keeps its
+// mark.
+func (i *Inspector) SetIPRules(prefixes []netip.Prefix) {
+	rules := slices.Clone(prefixes)
+	i.ipRules.Store(&rules)
+	select {
+	case i.rulesChanged <- struct{}{}:
+	default:
 	}
 }
 
@@ -139,31 +140,40 @@ func (i *Inspector) Run(ctx context.Context) error {
 		closeQueues()
 		return fmt.Errorf("inspect: open nftables netlink: %w", err)
 	}
-	tables, queueChains, err := i.installRules(nft)
+	tables, queueChains, sets, err := i.installRules(nft)
 	if err != nil {
 		_ = nft.CloseLasting()
 		closeQueues()
 		return err
 	}
-	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC, "allTCPPorts", i.allPorts.Load(),
+	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC, "ipRules", len(*i.ipRules.Load()),
 		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
 
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
 			running = false
-		case <-i.portsChanged:
-			// One batch: the chains' rules are replaced atomically and the
-			// hooks stay registered, so no queued packet is lost.
-			all := i.allPorts.Load()
-			for k, qc := range queueChains {
-				nft.FlushChain(qc)
-				i.addQueueRules(nft, tables[k], qc, all)
+		case <-i.rulesChanged:
+			// One transaction: the sets' contents are replaced atomically;
+			// the chains and hooks stay, so no queued packet is lost.
+			rules := *i.ipRules.Load()
+			v4, v6 := ipRanges(rules)
+			for _, set := range sets {
+				nft.FlushSet(set)
+				elems := ipSetElements(v4)
+				if set.KeyType == nftables.TypeIP6Addr {
+					elems = ipSetElements(v6)
+				}
+				if len(elems) > 0 {
+					if err := nft.SetAddElements(set, elems); err != nil {
+						c.Log.Warn("inspect: could not encode the IP rules for the kernel", "err", err)
+					}
+				}
 			}
 			if err := nft.Flush(); err != nil {
-				c.Log.Warn("inspect: could not change the queued TCP ports; the previous rules stay", "allTCPPorts", all, "err", err)
+				c.Log.Warn("inspect: could not change the IP rules queued from the SYN; the previous ones stay", "prefixes", len(rules), "err", err)
 			} else {
-				c.Log.Info("inspect: queued TCP ports changed", "allTCPPorts", all)
+				c.Log.Info("inspect: IP rules queued from the SYN changed", "prefixes", len(rules), "v4Ranges", len(v4), "v6Ranges", len(v6))
 			}
 		}
 	}
@@ -282,7 +292,10 @@ const (
 //	ct mark InspectMarkAllow accept                   (decided flows bypass userspace)
 //	ct mark InspectMarkBlock meta l4proto tcp reject with tcp reset
 //	ct mark InspectMarkBlock drop
-//	meta l4proto tcp [tcp dport {NamePorts}] NFQUEUE num Q bypass   (xt target)
+//	bare ACK (no payload) accept                      (see nfqBareSegment)
+//	meta l4proto tcp ip daddr @ipdecide NFQUEUE num Q bypass      (xt target; IP rules from the SYN)
+//	bare SYN (no payload) accept
+//	meta l4proto tcp tcp dport {NamePorts} NFQUEUE num Q bypass
 //	meta l4proto udp udp dport 443 NFQUEUE num Q bypass             (unless quic allow)
 //
 // Chain "verdict" (output, priority filter+10) acts on the mark the verdict set:
@@ -299,12 +312,12 @@ const (
 // older version or by hand — an owner table cannot outlive its agent) is
 // deleted in that batch, and only in the families where it exists, because
 // deleting a missing table would fail the whole batch.
-func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, queueChains []*nftables.Chain, err error) {
+func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, queueChains []*nftables.Chain, sets []*nftables.Set, err error) {
 	c := &i.cfg
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		old, err := nft.ListTablesOfFamily(fam)
 		if err != nil {
-			return nil, nil, fmt.Errorf("inspect: list nftables tables (needs root/CAP_NET_ADMIN): %w", err)
+			return nil, nil, nil, fmt.Errorf("inspect: list nftables tables (needs root/CAP_NET_ADMIN): %w", err)
 		}
 		for _, t := range old {
 			if t.Name == nfqTableName {
@@ -313,11 +326,20 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 			}
 		}
 	}
+	v4, v6 := ipRanges(*i.ipRules.Load())
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		t := nft.AddTable(&nftables.Table{Name: nfqTableName, Family: fam, Flags: nftables.TableFlagOwner})
+		set := &nftables.Set{Table: t, Name: nfqIPSetName, KeyType: nftables.TypeIPAddr, Interval: true}
+		elems := ipSetElements(v4)
+		if fam == nftables.TableFamilyIPv6 {
+			set.KeyType, elems = nftables.TypeIP6Addr, ipSetElements(v6)
+		}
+		if err := nft.AddSet(set, elems); err != nil {
+			return nil, nil, nil, fmt.Errorf("inspect: nftables set %s: %w", nfqIPSetName, err)
+		}
 		qc := nft.AddChain(&nftables.Chain{Name: "queue", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
-		tables, queueChains = append(tables, t), append(queueChains, qc)
+		tables, queueChains, sets = append(tables, t), append(queueChains, qc), append(sets, set)
 		vc := nft.AddChain(&nftables.Chain{Name: "verdict", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(10)})
 		add := func(ch *nftables.Chain, e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
@@ -326,7 +348,7 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 		reset := &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}
 		tcp := nfqL4(unix.IPPROTO_TCP)
 
-		i.addQueueRules(nft, t, qc, i.allPorts.Load())
+		i.addQueueRules(nft, t, qc, set)
 		for _, m := range []uint32{InspectMarkAllow, InspectMarkBlock} {
 			setCt := []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
@@ -344,13 +366,32 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 	if err := nft.Flush(); err != nil {
 		switch {
 		case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY):
-			return nil, nil, fmt.Errorf("inspect: install nftables rules: table %q is owned by another running process (a second netward agent?); stop it or set sni.enabled to false: %w", nfqTableName, err)
+			return nil, nil, nil, fmt.Errorf("inspect: install nftables rules: table %q is owned by another running process (a second netward agent?); stop it or set sni.enabled to false: %w", nfqTableName, err)
 		case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP):
-			return nil, nil, fmt.Errorf("inspect: install nftables rules: the kernel lacks nft_compat/xt_NFQUEUE or owner tables (Linux ≥ 5.12 with CONFIG_NETFILTER_XT_TARGET_NFQUEUE); set sni.enabled to false: %w", err)
+			return nil, nil, nil, fmt.Errorf("inspect: install nftables rules: the kernel lacks nft_compat/xt_NFQUEUE or owner tables (Linux ≥ 5.12 with CONFIG_NETFILTER_XT_TARGET_NFQUEUE); set sni.enabled to false: %w", err)
 		}
-		return nil, nil, fmt.Errorf("inspect: install nftables rules: %w", err)
+		return nil, nil, nil, fmt.Errorf("inspect: install nftables rules: %w", err)
 	}
-	return tables, queueChains, nil
+	return tables, queueChains, sets, nil
+}
+
+// nfqIPSetName is the interval set, in each table, of the addresses whose
+// TCP flows are queued from the SYN on every port: the prefixes of the
+// policy's IpAddress indicators that are not Allowed.
+const nfqIPSetName = "ipdecide"
+
+// ipSetElements encodes ranges as interval-set elements: each range's first
+// address, and the address after its last flagged as the interval's end
+// (none when the range runs to the top of the address space).
+func ipSetElements(rs []ipRange) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, r := range rs {
+		out = append(out, nftables.SetElement{Key: r.first.AsSlice()})
+		if end := r.last.Next(); end.IsValid() {
+			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return out
 }
 
 // nfqBareSegment matches a TCP segment whose flags are exactly flags and
@@ -387,7 +428,7 @@ func nfqBareSegment(fam nftables.TableFamily, doff, flags uint8) []expr.Any {
 }
 
 // addQueueRules adds the rules of chain "queue" (see installRules) to qc.
-func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nftables.Chain, allPorts bool) {
+func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nftables.Chain, ipSet *nftables.Set) {
 	c := &i.cfg
 	add := func(e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: qc, Exprs: e}) }
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
@@ -412,22 +453,24 @@ func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nft
 	for _, doff := range []uint8{5, 8} { // no options; timestamps (RFC 7323)
 		add(append(nfqBareSegment(t.Family, doff, nfqFlagsACK), accept)...)
 	}
-	// Without IP rules to apply, a SYN without data has nothing to be
-	// decided by either: the name ports are read from their first data
-	// segment, whose sequence number starts the stream. A SYN with data (TCP
-	// Fast Open), with ECN flags or with unusual options does not match and
-	// is queued as before.
-	if !allPorts {
-		for _, doff := range []uint8{10, 8, 11, 5} { // SYN options of 20, 12, 24 and 0 bytes
-			add(append(nfqBareSegment(t.Family, doff, nfqFlagsSYN), accept)...)
-		}
+	// A flow to an address an IP rule may refuse is queued from its SYN, on
+	// every port: the rule applies before any byte is sent. The set is
+	// looked up in the kernel, so every other flow stays out of userspace
+	// until its first data segment on a name port.
+	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+	if t.Family == nftables.TableFamilyIPv6 {
+		daddr.Offset, daddr.Len = 24, 16
 	}
-	if allPorts {
-		add(append(tcp, target)...)
-	} else {
-		for _, p := range c.NamePorts {
-			add(append(append(tcp, nfqDport(p)...), target)...)
-		}
+	add(append(tcp, daddr, &expr.Lookup{SourceRegister: 1, SetName: ipSet.Name, SetID: ipSet.ID}, target)...)
+	// Any other SYN without data has nothing to be decided by: the name
+	// ports are read from their first data segment, whose sequence number
+	// starts the stream. A SYN with data (TCP Fast Open), with ECN flags or
+	// with unusual options does not match and is queued as before.
+	for _, doff := range []uint8{10, 8, 11, 5} { // SYN options of 20, 12, 24 and 0 bytes
+		add(append(nfqBareSegment(t.Family, doff, nfqFlagsSYN), accept)...)
+	}
+	for _, p := range c.NamePorts {
+		add(append(append(tcp, nfqDport(p)...), target)...)
 	}
 	if c.QUIC != QUICAllow {
 		add(append(append(udp, nfqDport(443)...), target)...)

@@ -5,6 +5,7 @@ package hostnet
 import (
 	"context"
 	"errors"
+	"net/netip"
 )
 
 // Inspector is the inline TLS/QUIC/HTTP inspector; only Linux has one.
@@ -21,5 +22,5 @@ func (i *Inspector) Run(ctx context.Context) error { return errors.New("inspect:
 // Stats returns the counters.
 func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 
-// SetAllTCPPorts does nothing outside Linux.
-func (i *Inspector) SetAllTCPPorts(all bool) {}
+// SetIPRules does nothing outside Linux.
+func (i *Inspector) SetIPRules(prefixes []netip.Prefix) {}
