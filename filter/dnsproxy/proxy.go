@@ -180,23 +180,18 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}()
 	}
 	errc := make(chan error, len(servers)+len(udps))
-	for _, u := range udps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := u.serve(); err != nil && ctx.Err() == nil {
+	serve := func(f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("dnsproxy: server stopped: %w", err)
 			}
-		}()
+		})
+	}
+	for _, u := range udps {
+		serve(u.serve)
 	}
 	for _, s := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.ActivateAndServe(); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("dnsproxy: server stopped: %w", err)
-			}
-		}()
+		serve(s.ActivateAndServe)
 	}
 	var err error
 	select {
