@@ -61,13 +61,20 @@ func (s *udpServer) read() error {
 	out := make([]byte, 0, upstreamUDPSize)
 	name := make([]byte, 0, 256)
 	var q wireQuery
+	var failures int
+	var lastWarn time.Time
 	for {
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			// Transient (e.g. a signal); never spin on a broken socket.
+			// Never spin on a broken socket, and say so (rate-limited).
+			failures++
+			if time.Since(lastWarn) >= 10*time.Second {
+				p.cfg.Log.Error("dns: cannot read the UDP socket", "addr", s.conn.LocalAddr().String(), "err", err, "failures", failures)
+				lastWarn = time.Now()
+			}
 			time.Sleep(time.Millisecond)
 			continue
 		}
@@ -182,10 +189,9 @@ func (s *udpServer) general(b []byte, from netip.AddrPort) {
 	m.Id = h.Id
 	m.Response = true
 	m.Opcode = int(h.Bits>>11) & 0xF
-	if m.Opcode == dns.OpcodeQuery {
-		m.RecursionDesired = h.Bits&flagRD != 0
-		m.CheckingDisabled = h.Bits&flagCD != 0
-	}
+	// RD is copied into every response (RFC 1035 §4.1.1), CD too (RFC 4035 §3.2.2).
+	m.RecursionDesired = h.Bits&flagRD != 0
+	m.CheckingDisabled = h.Bits&flagCD != 0
 	m.Rcode = dns.RcodeFormatError
 	if action == dns.MsgRejectNotImplemented {
 		m.Rcode = dns.RcodeNotImplemented

@@ -78,7 +78,7 @@ func parseQuery(b []byte, q *wireQuery, name []byte) ([]byte, bool) {
 		}
 		// 0xC0 and above are compression pointers, 0x40–0xBF reserved
 		// label types: both are beyond 63 (RFC 1035 §4.1.4, RFC 6891 §5).
-		if l > 63 || off+l > len(b) {
+		if l > 63 || off+l > len(b) || off+l-12 > 255 {
 			return name, false
 		}
 		for _, c := range b[off : off+l] {

@@ -388,3 +388,30 @@ func FuzzParseQuery(f *testing.F) {
 		}
 	})
 }
+
+// TestRejectHeaderBits: the own UDP server's FORMERR and NOTIMP replies
+// copy the ID and the RD and CD bits for every opcode, as miekg's server
+// (still serving unspecified addresses) does.
+func TestRejectHeaderBits(t *testing.T) {
+	up := newTestUpstream(t, testRecords...)
+	_, addr := startProxy(t, Config{Upstreams: []string{up.addr}, Decider: newDecider(t, testRules()...)})
+	for _, tt := range []struct {
+		f     func(m *dns.Msg)
+		rcode int
+	}{
+		{func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }, dns.RcodeNotImplemented},
+		{func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }, dns.RcodeFormatError},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion("allowed.example.", dns.TypeA)
+		m.RecursionDesired, m.CheckingDisabled = true, true
+		tt.f(m)
+		r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != tt.rcode || !r.RecursionDesired || !r.CheckingDisabled || r.Opcode != m.Opcode {
+			t.Errorf("opcode %d: reply rcode %s RD %v CD %v opcode %d", m.Opcode, dns.RcodeToString[r.Rcode], r.RecursionDesired, r.CheckingDisabled, r.Opcode)
+		}
+	}
+}

@@ -643,3 +643,33 @@ func TestInspectPortsE2E(t *testing.T) {
 		t.Fatalf("allowed IP on port 8080 after the switch: %v %s", err, out)
 	}
 }
+
+// TestInspectStuckDecisionE2E: a decision that never returns (a bug, a
+// stalled machine) costs its packet the watchdog's default verdict, and the
+// agent still stops promptly on SIGTERM, without waiting for the stuck reader.
+func TestInspectStuckDecisionE2E(t *testing.T) {
+	e2e.Require(t, "nft", "curl")
+	ep := e2e.NewNetns(t, "nwinss-ep")
+	inet := e2e.NewNetns(t, "nwinss-net")
+	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24"})
+	inspStart(t, inet, "server")
+	agent := inspStart(t, ep, "agent", "NWINS_SLOW=1h")
+	// The hello's decision never returns; what curl gets does not matter.
+	_, _ = curl(ep, "--max-time", "2", "--resolve", "www.example.com:80:"+inspSrvAddr, "http://www.example.com/fine/")
+	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- agent.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("agent exit: %v", err)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("agent did not stop within 8 s of SIGTERM with a decision stuck")
+	}
+	if out := ep.Must(t, "nft", "list", "tables"); strings.Contains(out, nfqTableName) {
+		t.Errorf("table left after shutdown: %s", out)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,14 @@ type nfqSock struct {
 	fd    int
 	queue uint16
 	seq   atomic.Uint32
+	// readerDone is closed by readerExit. The socket is closed by whichever
+	// of close and readerExit comes second, so a reader stuck in a decision
+	// never reads or writes a closed (and possibly reused) descriptor.
+	readerDone chan struct{}
+	mu         sync.Mutex
+	closed     bool // close was called
+	exited     bool // readerExit was called
+	hasReader  bool // a reader was started (see startReader)
 }
 
 // NFQUEUE protocol constants (linux/netfilter/nfnetlink.h,
@@ -71,7 +80,7 @@ func openNFQSock(num uint16, maxLen uint32) (*nfqSock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket: %w", err)
 	}
-	s := &nfqSock{fd: fd, queue: num}
+	s := &nfqSock{fd: fd, queue: num, readerDone: make(chan struct{})}
 	fail := func(err error) (*nfqSock, error) { _ = unix.Close(fd); return nil, err }
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fail(fmt.Errorf("netlink bind: %w", err))
@@ -136,12 +145,18 @@ func (s *nfqSock) config(attrs []nlAttr) error {
 	if err := unix.Sendto(s.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("NFQUEUE config: %w", err)
 	}
-	buf := make([]byte, 8192)
-	for range 64 { // skip anything that is not our acknowledgement
+	buf := make([]byte, 0xffff+4096)
+	for tries := 0; tries < 64; tries++ { // until our acknowledgement
 		n, _, err := unix.Recvfrom(s.fd, buf, 0)
+		if err == unix.EINTR { // SO_RCVTIMEO makes recvmsg non-restartable (signal(7))
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("NFQUEUE config: %w", err)
 		}
+		// A packet queued meanwhile (a rule of a previous run still
+		// queueing here) must not be left without a verdict.
+		nfqPackets(buf[:n], func(p nfqPacket) { _ = s.verdict(p.id, 0) })
 		for m := buf[:n]; len(m) >= nlmsgHdrLen; {
 			l := int(binary.NativeEndian.Uint32(m))
 			if l < nlmsgHdrLen || l > len(m) {
@@ -248,8 +263,38 @@ func parseNFQPacket(a []byte) (nfqPacket, bool) {
 }
 
 // close unbinds the queue (packets still queued are dropped by the kernel:
-// the caller drains first) and closes the socket.
+// the caller drains first) and closes the socket, or leaves that to the
+// reader if it has not returned yet.
 func (s *nfqSock) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	_ = s.config([]nlAttr{{nfqaCfgCmd, []byte{nfqnlCfgCmdUnbind, 0, 0, 0}}})
-	return unix.Close(s.fd)
+	if s.exited || !s.hasReader {
+		return unix.Close(s.fd)
+	}
+	return nil
+}
+
+// startReader records that a reader goroutine now owns reading; it must
+// call readerExit when it returns.
+func (s *nfqSock) startReader() {
+	s.mu.Lock()
+	s.hasReader = true
+	s.mu.Unlock()
+}
+
+// readerExit is the reader's last call: it closes the socket if close has
+// already run.
+func (s *nfqSock) readerExit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exited = true
+	close(s.readerDone)
+	if s.closed {
+		_ = unix.Close(s.fd)
+	}
 }

@@ -116,18 +116,33 @@ func (i *Inspector) Run(ctx context.Context) error {
 		return eng.packet(payload)
 	}
 
+	// last is monotonic: nanoseconds since base.
+	base := time.Now()
+	mono := func() int64 { return int64(time.Since(base)) }
+
 	qctx, cancelQueue := context.WithCancel(context.Background())
 	var watchers sync.WaitGroup
 	var queues []*nfqSock
 	closeQueues := func() {
 		cancelQueue()
 		watchers.Wait()
+		// A reader returns within nfqRecvTimeout, unless a decision is stuck
+		// (the watchdog has answered for its packet): then the queue is
+		// unbound without it, and the reader closes the socket when it
+		// comes back (nfqSock.close), so stopping never hangs.
+		wait := time.NewTimer(c.Deadline + nfqRecvTimeout + 500*time.Millisecond)
+		defer wait.Stop()
 		for _, q := range queues {
+			select {
+			case <-q.readerDone:
+			case <-wait.C:
+				c.Log.Error("inspect: a queue reader is stuck in a decision; unbinding its queue without it", "queue", q.queue)
+			}
 			_ = q.close()
 		}
 	}
 	for n := 0; n < c.Queues; n++ {
-		q, err := i.openQueue(qctx, c.QueueNum+uint16(n), decide, &busy, &last, &watchers)
+		q, err := i.openQueue(qctx, c.QueueNum+uint16(n), decide, &busy, &last, mono, &watchers)
 		if err != nil {
 			closeQueues()
 			return err
@@ -171,7 +186,13 @@ func (i *Inspector) Run(ctx context.Context) error {
 				}
 			}
 			if err := nft.Flush(); err != nil {
-				c.Log.Warn("inspect: could not change the IP rules queued from the SYN; the previous ones stay", "prefixes", len(rules), "err", err)
+				c.Log.Warn("inspect: could not change the IP rules queued from the SYN; the previous ones stay, retrying in 5 s", "prefixes", len(rules), "err", err)
+				time.AfterFunc(nfqSetRetry, func() {
+					select {
+					case i.rulesChanged <- struct{}{}:
+					default:
+					}
+				})
 			} else {
 				c.Log.Info("inspect: IP rules queued from the SYN changed", "prefixes", len(rules), "v4Ranges", len(v4), "v6Ranges", len(v6))
 			}
@@ -183,9 +204,9 @@ func (i *Inspector) Run(ctx context.Context) error {
 	if err := nft.Flush(); err != nil {
 		c.Log.Warn("inspect: could not empty the queue chains before stopping; packets still queued may be dropped", "err", err)
 	}
-	last.Store(time.Now().UnixNano())
+	last.Store(mono())
 	for t0 := time.Now(); time.Since(t0) < nfqDrainMax; time.Sleep(5 * time.Millisecond) {
-		if busy.Load() == 0 && time.Since(time.Unix(0, last.Load())) >= nfqDrainQuiet {
+		if busy.Load() == 0 && time.Duration(mono()-last.Load()) >= nfqDrainQuiet {
 			break
 		}
 	}
@@ -210,7 +231,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 // reinjection of accepted packets — the bulk of a verdict's cost — runs in
 // parallel outside the engine's lock.
 func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]byte) uint32,
-	busy *atomic.Int32, last *atomic.Int64, watchers *sync.WaitGroup) (*nfqSock, error) {
+	busy *atomic.Int32, last *atomic.Int64, mono func() int64, watchers *sync.WaitGroup) (*nfqSock, error) {
 	c := &i.cfg
 	watch := &inspWatch{deadline: c.Deadline}
 	q, err := openNFQSock(num, nfqMaxQueueLen)
@@ -219,7 +240,7 @@ func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]by
 	}
 	answer := func(p nfqPacket) {
 		busy.Add(1)
-		defer func() { last.Store(time.Now().UnixNano()); busy.Add(-1) }()
+		defer func() { last.Store(mono()); busy.Add(-1) }()
 		watch.begin(p.id)
 		mark := decide(p.payload)
 		if watch.end() {
@@ -238,20 +259,30 @@ func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]by
 			i.stats.verdicts.Add(1)
 		}
 	}
-	watchers.Add(2)
+	watchers.Add(1)
+	q.startReader()
 	go func() {
-		defer watchers.Done()
+		defer q.readerExit()
 		// The thread sleeps in recvmsg; locking it keeps the goroutine on
 		// it, so a queued packet wakes exactly this thread.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		buf := make([]byte, 0xffff+4096)
+		var failures int
+		var lastWarn time.Time
 		for qctx.Err() == nil {
 			err := q.read(buf, answer)
-			if err != nil && err != unix.EAGAIN && err != unix.EINTR && err != unix.ENOBUFS {
-				c.Log.Debug("inspect: queue read error", "queue", num, "err", err)
-				time.Sleep(time.Millisecond) // never spin on a broken socket
+			if err == nil || err == unix.EAGAIN || err == unix.EINTR || err == unix.ENOBUFS {
+				continue
 			}
+			// Never spin on a broken socket, and say so: meanwhile the
+			// kernel accepts the queue's packets uninspected (fail-open).
+			failures++
+			if time.Since(lastWarn) >= 10*time.Second {
+				c.Log.Error("inspect: cannot read the queue; its packets pass uninspected until it recovers", "queue", num, "err", err, "failures", failures)
+				lastWarn = time.Now()
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}()
 	go func() {
@@ -281,6 +312,9 @@ const (
 	// after this long without a packet, and the wait is bounded.
 	nfqDrainQuiet = 50 * time.Millisecond
 	nfqDrainMax   = 2 * time.Second
+	// nfqSetRetry is how soon a failed update of the IP-rule sets is tried
+	// again (the policy may not change for hours).
+	nfqSetRetry = 5 * time.Second
 )
 
 // installRules creates the owner tables (ip and ip6) on the lasting conn.
