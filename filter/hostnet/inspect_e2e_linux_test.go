@@ -580,19 +580,7 @@ func TestInspectShutdownE2E(t *testing.T) {
 	if queued < clients-2 {
 		t.Fatalf("only %d packets queued; the test needs several waiting at shutdown", queued)
 	}
-	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- agent.Wait() }()
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Errorf("agent exit: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("agent did not stop within 5 s of SIGTERM")
-	}
+	inspStop(t, agent, 5*time.Second)
 	for i := 0; i < clients; i++ {
 		if err := <-errs; err != nil {
 			t.Errorf("client during shutdown: %v", err)
@@ -656,6 +644,16 @@ func TestInspectStuckDecisionE2E(t *testing.T) {
 	agent := inspStart(t, ep, "agent", "NWINS_SLOW=1h")
 	// The hello's decision never returns; what curl gets does not matter.
 	_, _ = curl(ep, "--max-time", "2", "--resolve", "www.example.com:80:"+inspSrvAddr, "http://www.example.com/fine/")
+	inspStop(t, agent, 8*time.Second)
+	if out := ep.Must(t, "nft", "list", "tables"); strings.Contains(out, nfqTableName) {
+		t.Errorf("table left after shutdown: %s", out)
+	}
+}
+
+// inspStop sends the agent child SIGTERM and fails the test unless it exits
+// cleanly within limit.
+func inspStop(t *testing.T, agent *exec.Cmd, limit time.Duration) {
+	t.Helper()
 	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -666,10 +664,7 @@ func TestInspectStuckDecisionE2E(t *testing.T) {
 		if err != nil {
 			t.Errorf("agent exit: %v", err)
 		}
-	case <-time.After(8 * time.Second):
-		t.Fatal("agent did not stop within 8 s of SIGTERM with a decision stuck")
-	}
-	if out := ep.Must(t, "nft", "list", "tables"); strings.Contains(out, nfqTableName) {
-		t.Errorf("table left after shutdown: %s", out)
+	case <-time.After(limit):
+		t.Fatalf("agent did not stop within %v of SIGTERM", limit)
 	}
 }
