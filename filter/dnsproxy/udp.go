@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
 	"github.com/netward/netward/filter"
 )
 
@@ -173,12 +174,12 @@ func (s *udpServer) general(b []byte, from netip.AddrPort) {
 	action := acceptQuery(h)
 	req := new(dns.Msg)
 	if action == dns.MsgAccept {
-		if err := req.Unpack(b); err == nil {
+		err := req.Unpack(b)
+		if err == nil {
 			s.h.ServeDNS(w, req)
 			return
-		} else {
-			p.invalid(b, err)
 		}
+		p.invalid(b, err)
 		action = dns.MsgReject
 	}
 	if action == dns.MsgIgnore {

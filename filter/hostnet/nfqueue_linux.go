@@ -175,11 +175,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 			v4, v6 := ipRanges(rules)
 			for _, set := range sets {
 				nft.FlushSet(set)
-				elems := ipSetElements(v4)
-				if set.KeyType == nftables.TypeIP6Addr {
-					elems = ipSetElements(v6)
-				}
-				if len(elems) > 0 {
+				if elems := ipSetElements(set.Table.Family, v4, v6); len(elems) > 0 {
 					if err := nft.SetAddElements(set, elems); err != nil {
 						c.Log.Warn("inspect: could not encode the IP rules for the kernel", "err", err)
 					}
@@ -364,11 +360,10 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		t := nft.AddTable(&nftables.Table{Name: nfqTableName, Family: fam, Flags: nftables.TableFlagOwner})
 		set := &nftables.Set{Table: t, Name: nfqIPSetName, KeyType: nftables.TypeIPAddr, Interval: true}
-		elems := ipSetElements(v4)
 		if fam == nftables.TableFamilyIPv6 {
-			set.KeyType, elems = nftables.TypeIP6Addr, ipSetElements(v6)
+			set.KeyType = nftables.TypeIP6Addr
 		}
-		if err := nft.AddSet(set, elems); err != nil {
+		if err := nft.AddSet(set, ipSetElements(fam, v4, v6)); err != nil {
 			return nil, nil, nil, fmt.Errorf("inspect: nftables set %s: %w", nfqIPSetName, err)
 		}
 		qc := nft.AddChain(&nftables.Chain{Name: "queue", Table: t, Type: nftables.ChainTypeFilter,
@@ -414,10 +409,15 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 // policy's IpAddress indicators that are not Allowed.
 const nfqIPSetName = "ipdecide"
 
-// ipSetElements encodes ranges as interval-set elements: each range's first
-// address, and the address after its last flagged as the interval's end
-// (none when the range runs to the top of the address space).
-func ipSetElements(rs []ipRange) []nftables.SetElement {
+// ipSetElements encodes the ranges of the table family fam (v4 or v6) as
+// interval-set elements: each range's first address, and the address after
+// its last flagged as the interval's end (none when the range runs to the
+// top of the address space).
+func ipSetElements(fam nftables.TableFamily, v4, v6 []ipRange) []nftables.SetElement {
+	rs := v4
+	if fam == nftables.TableFamilyIPv6 {
+		rs = v6
+	}
 	var out []nftables.SetElement
 	for _, r := range rs {
 		out = append(out, nftables.SetElement{Key: r.first.AsSlice()})
