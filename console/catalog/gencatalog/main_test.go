@@ -25,4 +25,3 @@ func TestGeneratedIsCurrent(t *testing.T) {
 		t.Error("catalog.tsv is stale: run go generate ./console/catalog")
 	}
 }
-
