@@ -57,19 +57,34 @@ func (d Document) Marshal() ([]byte, error) {
 		d.Indicators = []DocIndicator{}
 	}
 	if d.Version == "" {
-		content, err := json.Marshal(struct {
-			S Settings
-			I []DocIndicator
-		}{d.Settings, d.Indicators})
+		v, err := ContentVersion(d.Settings, d.Indicators)
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(content)
-		d.Version = "sha256-" + hex.EncodeToString(sum[:8])
+		d.Version = v
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		return nil, fmt.Errorf("encode feed document: %w", err)
 	}
 	return b, nil
+}
+
+// ContentVersion is the version of a feed with these settings and
+// indicators: a digest of the content, so the same content always has the
+// same version (and ETag) and any change gets a new one. The console's feed
+// publisher uses it too, so its versions read like serve-feed's.
+func ContentVersion(st Settings, in []DocIndicator) (string, error) {
+	if in == nil {
+		in = []DocIndicator{}
+	}
+	content, err := json.Marshal(struct {
+		S Settings
+		I []DocIndicator
+	}{st, in})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(content)
+	return "sha256-" + hex.EncodeToString(sum[:8]), nil
 }
