@@ -254,7 +254,6 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (sec
 	return secret, Principal{Account: a, Session: hash, CSRF: csrf}, nil
 }
 
-
 // Logout ends a session.
 func (s *Service) Logout(ctx context.Context, p Principal) error {
 	if p.Session == "" {
@@ -434,4 +433,19 @@ func (s *Service) ForgetDevice(id string) {
 func BearerToken(r *http.Request) string {
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return strings.TrimSpace(tok)
+}
+
+// EnrollFrom is Enroll with failed attempts rate limited per client
+// address (a wrong key costs a token; right keys never wait).
+func (s *Service) EnrollFrom(ctx context.Context, key, deviceID, name, client string) (string, store.Device, error) {
+	now := s.now()
+	if w := s.limiter.wait("enroll:"+client, now); w > 0 {
+		return "", store.Device{}, &RateLimitedError{RetryAfter: w}
+	}
+	tok, d, err := s.Enroll(ctx, key, deviceID, name)
+	if errors.Is(err, store.ErrKeyInvalid) {
+		s.limiter.fail("enroll:"+client, now)
+		s.log.Warn("enrollment with a bad key", "client", client, "device", deviceID)
+	}
+	return tok, d, err
 }

@@ -225,7 +225,9 @@ func TestPublishFeed(t *testing.T) {
 			t.Errorf("empty store LatestFeed err = %v", err)
 		}
 		build := func(v string) func(int64, time.Time) ([]byte, error) {
-			return func(seq int64, at time.Time) ([]byte, error) { return fmt.Appendf(nil, "%s/%d/%s", v, seq, at.Format(time.RFC3339)), nil }
+			return func(seq int64, at time.Time) ([]byte, error) {
+				return fmt.Appendf(nil, "%s/%d/%s", v, seq, at.Format(time.RFC3339)), nil
+			}
 		}
 		d1, made, err := s.PublishFeed(ctx, "v1", 1, build("v1"))
 		if err != nil || !made || d1.Sequence != 1 {
