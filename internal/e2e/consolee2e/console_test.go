@@ -511,4 +511,3 @@ func countRaw(t *testing.T, dir, action string) (records int64, chunks int) {
 	}
 	return records, chunks
 }
-
