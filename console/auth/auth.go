@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -128,14 +129,22 @@ func CheckRole(role string) error {
 
 func (s *Service) hash(pw string) (string, error) {
 	s.hashing <- struct{}{}
-	defer func() { <-s.hashing }()
+	defer s.doneHashing()
 	return HashPassword(pw, s.cfg.Argon2)
 }
 
 func (s *Service) verify(encoded, pw string) (bool, error) {
 	s.hashing <- struct{}{}
-	defer func() { <-s.hashing }()
+	defer s.doneHashing()
 	return VerifyPassword(encoded, pw)
+}
+
+// doneHashing hands argon2's 64 MiB back to the system at once: sign-ins
+// are rare, and a console otherwise keeps that much resident for minutes
+// after each one.
+func (s *Service) doneHashing() {
+	<-s.hashing
+	debug.FreeOSMemory()
 }
 
 // AddAccount creates an account after checking name, role and password.
