@@ -139,24 +139,12 @@ func (c Bars) draw(w *svgWriter) {
 	}
 	w.elem("desc", desc, "id", id+"-desc")
 	w.nl()
-	for i, t := range axis.ticks {
-		y := num(yp(t))
-		col := gridColor
-		if t == 0 {
-			col = axisColor
-		}
-		w.leaf("line", "x1", "0", "x2", "100%", "y1", y, "y2", y, "stroke", col, "stroke-width", "1")
-		if t != 0 {
-			w.elem("text", axis.labels[i], "x", "0", "y", num(yp(t)-4), "fill", textColor,
-				"stroke", "#fff", "stroke-width", "3", "paint-order", "stroke")
-		}
-	}
-	w.nl()
+	gridLines(w, axis, yp)
 	n := float64(len(buckets))
 	slot := 1 / n
 	barW := slot * 0.68
 	for i, b := range buckets {
-		x := float64(i)*slot + (slot-barW)/2
+		x := gutter + plotW*(float64(i)*slot+(slot-barW)/2)
 		var tip strings.Builder
 		tip.WriteString(format.Stamp(b.T.In(loc), step))
 		for j, v := range b.Values {
@@ -174,23 +162,27 @@ func (c Bars) draw(w *svgWriter) {
 			if y0-y1 < 0.01 {
 				continue
 			}
-			w.leaf("rect", "x", pct(x), "y", num(y1), "width", pct(barW), "height", num(y0-y1), "fill", colors[j])
+			w.leaf("rect", "x", pct(x), "y", num(y1), "width", pct(plotW*barW), "height", num(y0-y1), "fill", colors[j])
 		}
 		w.close("g")
 	}
 	w.nl()
+	gridLabels(w, axis, yp, true)
 	// Label about six bars, centred under them.
 	every := int(math.Ceil(n / 6))
 	span := last.Sub(first) + step
 	var ticks []timeTick
 	for i := 0; i < len(buckets); i += every {
-		ticks = append(ticks, timeTick{at: (float64(i) + 0.5) * slot, label: format.Tick(buckets[i].T.In(loc), span)})
+		ticks = append(ticks, timeTick{at: gutter + plotW*(float64(i)+0.5)*slot, label: format.Tick(buckets[i].T.In(loc), span)})
 	}
 	xTicks(w, ticks, float64(height)-6)
 	w.close("svg")
 	w.nl()
 
-	w.open("table", "class", "visually-hidden", "id", id+"-data")
+	// The wrapper hides the table: a <table> ignores the 1 px width of the
+	// visually-hidden pattern and would widen a phone's page.
+	w.open("div", "class", "visually-hidden")
+	w.open("table", "id", id+"-data")
 	w.elem("caption", c.Title)
 	w.open("thead")
 	w.open("tr")
@@ -211,6 +203,7 @@ func (c Bars) draw(w *svgWriter) {
 	}
 	w.close("tbody")
 	w.close("table")
+	w.close("div")
 	w.nl()
 	w.close("figure")
 }

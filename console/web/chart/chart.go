@@ -6,9 +6,9 @@
 // an io.Writer and its HTML method returns the same fragment as template.HTML
 // for html/template pages. The fragment is a <figure> holding a legend, an
 // <svg role="img"> named by its <title> and described by a generated <desc>
-// summary, and a data table with class "visually-hidden" that screen readers
-// read (the console's stylesheet hides it from sight; without the stylesheet
-// it shows).
+// summary, and a data table in a <div class="visually-hidden"> that screen
+// readers read (the console's stylesheet hides it from sight; without the
+// stylesheet it shows).
 //
 // The SVG is responsive without scaling its text: the outer <svg> is 100%
 // wide and has a fixed pixel height; text and bars are placed in percentages

@@ -96,7 +96,7 @@ func TestGolden(t *testing.T) {
 // allowed are the elements a chart may produce; anything else means a label
 // escaped into markup.
 var allowed = map[string]bool{
-	"figure": true, "ul": true, "li": true, "svg": true, "rect": true, "title": true, "desc": true, "text": true,
+	"figure": true, "div": true, "ul": true, "li": true, "svg": true, "rect": true, "title": true, "desc": true, "text": true,
 	"line": true, "path": true, "circle": true, "g": true, "table": true, "caption": true, "thead": true,
 	"tbody": true, "tr": true, "th": true, "td": true,
 }
@@ -244,8 +244,8 @@ func TestYAxis(t *testing.T) {
 		{0, 7, Count, "0 2 4 6 8"},
 		{0, 3, Count, "0 1 2 3"},
 		{0, 0.2, Count, "0 1"},
-		{0, 950e6, Bytes, "0 MB 250 MB 500 MB 750 MB 1000 MB"},
-		{0, 3.5 * (1 << 30), Bytes, "0 GB 1 GB 2 GB 3 GB 4 GB"},
+		{0, 950e6, Bytes, "0 250 MB 500 MB 750 MB 1000 MB"},
+		{0, 3.5 * (1 << 30), Bytes, "0 1 GB 2 GB 3 GB 4 GB"},
 		{-40, 90, Count, "−50 0 50 100"},
 		{0, 1234567, Count, "0 500,000 1 M 1.5 M"},
 	} {

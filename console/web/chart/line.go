@@ -172,20 +172,10 @@ func (c Line) draw(w *svgWriter) {
 	}
 	w.elem("desc", desc, "id", id+"-desc")
 	w.nl()
-	// Grid and value labels; labels sit above their line at the left edge,
-	// with a halo so a line passing under them stays readable.
-	for i, t := range axis.ticks {
-		y := num(top + yp(t))
-		col := gridColor
-		if t == 0 {
-			col = axisColor
-		}
-		w.leaf("line", "x1", "0", "x2", "100%", "y1", y, "y2", y, "stroke", col, "stroke-width", "1")
-		w.elem("text", axis.labels[i], "x", "0", "y", num(top+yp(t)-4), "fill", textColor,
-			"stroke", "#fff", "stroke-width", "3", "paint-order", "stroke")
-	}
-	w.nl()
-	w.open("svg", "x", "0", "y", num(top), "width", "100%", "height", num(plotH),
+	// Grid lines under the plot, value labels over it: they sit above their
+	// line in the left gutter, with a halo where a line passes under them.
+	gridLines(w, axis, func(v float64) float64 { return top + yp(v) })
+	w.open("svg", "x", pct(gutter), "y", num(top), "width", pct(plotW), "height", num(plotH),
 		"viewBox", "0 0 1000 "+num(plotH), "preserveAspectRatio", "none", "overflow", "visible")
 	base := yp(math.Max(axis.lo, math.Min(0, axis.hi)))
 	for pass := 0; pass < 2; pass++ {
@@ -223,6 +213,7 @@ func (c Line) draw(w *svgWriter) {
 	}
 	w.close("svg")
 	w.nl()
+	gridLabels(w, axis, func(v float64) float64 { return top + yp(v) }, true)
 	// Point markers with tooltips while they stay few; the table has them all.
 	for _, s := range series {
 		if s.finite > 48 || len(s.pts) > 48 {
@@ -232,18 +223,54 @@ func (c Line) draw(w *svgWriter) {
 			if math.IsNaN(pt.V) {
 				continue
 			}
-			w.open("circle", "cx", pct(xf(pt.T)), "cy", num(top+yp(pt.V)), "r", "3", "fill", s.color,
+			w.open("circle", "cx", pct(gutter+plotW*xf(pt.T)), "cy", num(top+yp(pt.V)), "r", "3", "fill", s.color,
 				"stroke", "#fff", "stroke-width", "1.5")
 			w.elem("title", s.name+" · "+format.Stamp(pt.T.In(loc), step)+": "+c.Unit.format(pt.V))
 			w.close("circle")
 		}
 		w.nl()
 	}
-	xTicks(w, timeTicks(from, to, loc, 7), float64(height)-6)
+	ticks := timeTicks(from, to, loc, 7)
+	for i := range ticks {
+		ticks[i].at = gutter + plotW*ticks[i].at
+	}
+	xTicks(w, ticks, float64(height)-6)
 	w.close("svg")
 	w.nl()
 	c.table(w, id, series, step, loc)
 	w.close("figure")
+}
+
+// gutter is the share of the width left of the plot, where the value
+// labels sit, and plotW the plot's share (a sliver is left on the right for
+// the last marker); percentages, so the chart stays responsive.
+const (
+	gutter = 0.08
+	plotW  = 0.91
+)
+
+// gridLines draws the horizontal grid; y maps a value to its pixel row.
+func gridLines(w *svgWriter, axis yAxis, y func(float64) float64) {
+	for _, t := range axis.ticks {
+		col := gridColor
+		if t == 0 {
+			col = axisColor
+		}
+		w.leaf("line", "x1", "0", "x2", "100%", "y1", num(y(t)), "y2", num(y(t)), "stroke", col, "stroke-width", "1")
+	}
+	w.nl()
+}
+
+// gridLabels writes the value labels above their grid lines.
+func gridLabels(w *svgWriter, axis yAxis, y func(float64) float64, zero bool) {
+	for i, t := range axis.ticks {
+		if t == 0 && !zero {
+			continue
+		}
+		w.elem("text", axis.labels[i], "x", "0", "y", num(y(t)-4), "fill", textColor,
+			"stroke", "#fff", "stroke-width", "3", "paint-order", "stroke")
+	}
+	w.nl()
 }
 
 // xTicks writes time labels along the bottom. Every other label has the
@@ -251,9 +278,9 @@ func (c Line) draw(w *svgWriter) {
 func xTicks(w *svgWriter, ticks []timeTick, y float64) {
 	for i, t := range ticks {
 		anchor := "middle"
-		if t.at < 0.04 {
+		if t.at < 0.05 {
 			anchor = "start"
-		} else if t.at > 0.96 {
+		} else if t.at > 0.93 {
 			anchor = "end"
 		}
 		class := "tick"
@@ -352,7 +379,10 @@ func (c Line) table(w *svgWriter, id string, series []linePrep, step time.Durati
 	if sampled < orig {
 		caption += " (sampled: " + format.Int(int64(sampled)) + " of " + format.Int(int64(orig)) + " points)"
 	}
-	w.open("table", "class", "visually-hidden", "id", id+"-data")
+	// The wrapper hides the table: a <table> ignores the 1 px width of the
+	// visually-hidden pattern and would widen a phone's page.
+	w.open("div", "class", "visually-hidden")
+	w.open("table", "id", id+"-data")
 	w.elem("caption", caption)
 	w.open("thead")
 	w.open("tr")
@@ -373,5 +403,6 @@ func (c Line) table(w *svgWriter, id string, series []linePrep, step time.Durati
 	}
 	w.close("tbody")
 	w.close("table")
+	w.close("div")
 	w.nl()
 }

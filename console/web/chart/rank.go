@@ -128,7 +128,10 @@ func (c Ranking) draw(w *svgWriter) {
 	}
 	w.close("svg")
 	w.nl()
-	w.open("table", "class", "visually-hidden", "id", id+"-data")
+	// The wrapper hides the table: a <table> ignores the 1 px width of the
+	// visually-hidden pattern and would widen a phone's page.
+	w.open("div", "class", "visually-hidden")
+	w.open("table", "id", id+"-data")
 	w.elem("caption", c.Title)
 	w.open("thead")
 	w.open("tr")
@@ -149,6 +152,7 @@ func (c Ranking) draw(w *svgWriter) {
 	}
 	w.close("tbody")
 	w.close("table")
+	w.close("div")
 	w.nl()
 	w.close("figure")
 }

@@ -48,6 +48,10 @@ func newYAxis(lo, hi float64, unit Unit, n int) yAxis {
 		}
 	}
 	for _, t := range a.ticks {
+		if t == 0 {
+			a.labels = append(a.labels, "0")
+			continue
+		}
 		if unit == Bytes {
 			a.labels = append(a.labels, format.BytesIn(t, byteUnit))
 		} else {

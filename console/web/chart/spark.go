@@ -52,7 +52,7 @@ func (c Sparkline) draw(w *svgWriter) {
 	}
 	color := c.Color.hex(0)
 	W, H := strconv.Itoa(wd), strconv.Itoa(ht)
-	w.open("svg", "class", "spark", "width", W, "height", H, "viewBox", "0 0 "+W+" "+H, "role", "img",
+	w.open("svg", "class", "spark", "width", W, "height", H, "viewBox", "0 0 "+W+" "+H, "preserveAspectRatio", "none", "role", "img",
 		"aria-label", c.Label+": "+c.summary(ys), "focusable", "false")
 	w.elem("title", c.Label)
 	if len(ys) == 0 {
@@ -89,8 +89,8 @@ func (c Sparkline) draw(w *svgWriter) {
 	area.WriteString("M" + num(px(xs[0])) + " " + num(py(math.Max(lo, 0))) + strings.Replace(line.String(), "M", "L", 1) +
 		"L" + num(px(xs[len(xs)-1])) + " " + num(py(math.Max(lo, 0))) + "Z")
 	w.leaf("path", "d", area.String(), "fill", color, "fill-opacity", "0.15")
-	w.leaf("path", "d", line.String(), "fill", "none", "stroke", color, "stroke-width", "1.5", "stroke-linejoin", "round")
-	w.leaf("circle", "cx", num(px(xs[len(xs)-1])), "cy", num(py(ys[len(ys)-1])), "r", "2", "fill", color)
+	w.leaf("path", "d", line.String(), "fill", "none", "stroke", color, "stroke-width", "1.5", "stroke-linejoin", "round",
+		"vector-effect", "non-scaling-stroke")
 	w.close("svg")
 }
 
