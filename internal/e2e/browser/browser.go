@@ -82,9 +82,16 @@ func New(cfg Config) *Browser {
 	return &Browser{cfg: cfg}
 }
 
-// findChromium returns the browser binary or "".
+// findChromium returns the browser binary or "". An ExecPath that is set
+// is the only candidate: a test that names its browser gets that one.
 func (b *Browser) findChromium() string {
-	for _, p := range []string{b.cfg.ExecPath, os.Getenv("NETWARD_CHROMIUM"), "/usr/bin/chromium"} {
+	if b.cfg.ExecPath != "" {
+		if st, err := os.Stat(b.cfg.ExecPath); err == nil && !st.IsDir() {
+			return b.cfg.ExecPath
+		}
+		return ""
+	}
+	for _, p := range []string{os.Getenv("NETWARD_CHROMIUM"), "/usr/bin/chromium"} {
 		if p == "" {
 			continue
 		}

@@ -179,3 +179,23 @@ func TestScreenshotOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("screenshot %q: %v (%d bytes)", path, err, len(data))
 	}
 }
+
+// Without Chromium a test skips with a message that says how to get it
+// (under NETWARD_E2E=require the same call fails the test instead).
+func TestMissingChromiumSkips(t *testing.T) {
+	t.Setenv("NETWARD_E2E", "")
+	b := New(Config{ExecPath: filepath.Join(t.TempDir(), "no-chromium")})
+	defer b.Close()
+	var sub *testing.T
+	t.Run("page", func(t *testing.T) {
+		sub = t
+		b.NewPage(t, Desktop)
+		t.Error("NewPage returned without Chromium")
+	})
+	if !sub.Skipped() {
+		t.Fatal("the test was not skipped")
+	}
+	if !strings.Contains(b.skip, "apt-get install -y chromium") {
+		t.Errorf("skip message %q does not say how to install Chromium", b.skip)
+	}
+}
