@@ -179,32 +179,14 @@ func (c Bars) draw(w *svgWriter) {
 	w.close("svg")
 	w.nl()
 
-	// The wrapper hides the table: a <table> ignores the 1 px width of the
-	// visually-hidden pattern and would widen a phone's page.
-	w.open("div", "class", "visually-hidden")
-	w.open("table", "id", id+"-data")
-	w.elem("caption", c.Title)
-	w.open("thead")
-	w.open("tr")
-	w.elem("th", "Time", "scope", "col")
-	for _, nm := range names {
-		w.elem("th", nm, "scope", "col")
-	}
-	w.close("tr")
-	w.close("thead")
-	w.open("tbody")
-	for _, b := range buckets {
-		w.open("tr")
-		w.elem("th", format.Stamp(b.T.In(loc), step), "scope", "row")
+	rows := make([]tableRow, len(buckets))
+	for i, b := range buckets {
+		rows[i].head = format.Stamp(b.T.In(loc), step)
 		for _, v := range b.Values {
-			w.elem("td", c.Unit.format(v))
+			rows[i].cells = append(rows[i].cells, c.Unit.format(v))
 		}
-		w.close("tr")
 	}
-	w.close("tbody")
-	w.close("table")
-	w.close("div")
-	w.nl()
+	dataTable(w, id, c.Title, append([]string{"Time"}, names...), rows)
 	w.close("figure")
 }
 

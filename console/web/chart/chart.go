@@ -225,3 +225,38 @@ func emptyChart(w *svgWriter, id, title, height string) {
 	w.elem("text", noData, "x", "50%", "y", "50%", "text-anchor", "middle", "fill", textColor)
 	w.close("svg")
 }
+
+// tableRow is one row of a chart's data table: a row header and its cells.
+type tableRow struct {
+	head  string
+	cells []string
+}
+
+// dataTable writes the chart's data table for screen readers. The wrapper
+// hides it: a <table> ignores the 1 px width of the visually-hidden pattern
+// and would widen a phone's page.
+func dataTable(w *svgWriter, id, caption string, cols []string, rows []tableRow) {
+	w.open("div", "class", "visually-hidden")
+	w.open("table", "id", id+"-data")
+	w.elem("caption", caption)
+	w.open("thead")
+	w.open("tr")
+	for _, c := range cols {
+		w.elem("th", c, "scope", "col")
+	}
+	w.close("tr")
+	w.close("thead")
+	w.open("tbody")
+	for _, r := range rows {
+		w.open("tr")
+		w.elem("th", r.head, "scope", "row")
+		for _, c := range r.cells {
+			w.elem("td", c)
+		}
+		w.close("tr")
+	}
+	w.close("tbody")
+	w.close("table")
+	w.close("div")
+	w.nl()
+}

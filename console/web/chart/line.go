@@ -379,30 +379,16 @@ func (c Line) table(w *svgWriter, id string, series []linePrep, step time.Durati
 	if sampled < orig {
 		caption += " (sampled: " + format.Int(int64(sampled)) + " of " + format.Int(int64(orig)) + " points)"
 	}
-	// The wrapper hides the table: a <table> ignores the 1 px width of the
-	// visually-hidden pattern and would widen a phone's page.
-	w.open("div", "class", "visually-hidden")
-	w.open("table", "id", id+"-data")
-	w.elem("caption", caption)
-	w.open("thead")
-	w.open("tr")
-	w.elem("th", "Time", "scope", "col")
+	cols := []string{"Time"}
 	for _, s := range series {
-		w.elem("th", s.name, "scope", "col")
+		cols = append(cols, s.name)
 	}
-	w.close("tr")
-	w.close("thead")
-	w.open("tbody")
-	for _, r := range rows {
-		w.open("tr")
-		w.elem("th", format.Stamp(r.t.In(loc), step), "scope", "row")
+	out := make([]tableRow, len(rows))
+	for i, r := range rows {
+		out[i].head = format.Stamp(r.t.In(loc), step)
 		for _, v := range r.vals {
-			w.elem("td", c.Unit.format(v))
+			out[i].cells = append(out[i].cells, c.Unit.format(v))
 		}
-		w.close("tr")
 	}
-	w.close("tbody")
-	w.close("table")
-	w.close("div")
-	w.nl()
+	dataTable(w, id, caption, cols, out)
 }

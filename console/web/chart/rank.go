@@ -128,31 +128,10 @@ func (c Ranking) draw(w *svgWriter) {
 	}
 	w.close("svg")
 	w.nl()
-	// The wrapper hides the table: a <table> ignores the 1 px width of the
-	// visually-hidden pattern and would widen a phone's page.
-	w.open("div", "class", "visually-hidden")
-	w.open("table", "id", id+"-data")
-	w.elem("caption", c.Title)
-	w.open("thead")
-	w.open("tr")
-	w.elem("th", "Rank", "scope", "col")
-	w.elem("th", "Name", "scope", "col")
-	w.elem("th", "Value", "scope", "col")
-	w.elem("th", "Details", "scope", "col")
-	w.close("tr")
-	w.close("thead")
-	w.open("tbody")
+	rows := make([]tableRow, len(items))
 	for i, it := range items {
-		w.open("tr")
-		w.elem("td", strconv.Itoa(i+1))
-		w.elem("th", it.Label, "scope", "row")
-		w.elem("td", c.Unit.format(it.Value))
-		w.elem("td", it.Note)
-		w.close("tr")
+		rows[i] = tableRow{head: it.Label, cells: []string{strconv.Itoa(i + 1), c.Unit.format(it.Value), it.Note}}
 	}
-	w.close("tbody")
-	w.close("table")
-	w.close("div")
-	w.nl()
+	dataTable(w, id, c.Title, []string{"Name", "Rank", "Value", "Details"}, rows)
 	w.close("figure")
 }

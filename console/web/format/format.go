@@ -17,15 +17,8 @@ import (
 // bytes). Values below 1 KB are exact ("512 B"); larger ones keep three
 // significant digits ("1.5 MB", "12.3 GB", "512 GB").
 func Bytes(n float64) string {
-	switch {
-	case math.IsNaN(n):
-		return "–"
-	case math.IsInf(n, 1):
-		return "∞"
-	case math.IsInf(n, -1):
-		return "−∞"
-	case n < 0:
-		return "−" + Bytes(-n)
+	if s, ok := special(n, Bytes); ok {
+		return s
 	}
 	const units = "KMGTPE"
 	if n < 1024 {
@@ -71,15 +64,10 @@ func ByteUnit(max float64) int {
 // a million on it switches to a compact form ("1.23 M", "4.5 B") so a number
 // always fits a table cell or an axis label. Fractions are rounded.
 func Count(n float64) string {
+	if s, ok := special(n, Count); ok {
+		return s
+	}
 	switch {
-	case math.IsNaN(n):
-		return "–"
-	case math.IsInf(n, 1):
-		return "∞"
-	case math.IsInf(n, -1):
-		return "−∞"
-	case n < 0:
-		return "−" + Count(-n)
 	case n >= 1e15:
 		return strconv.FormatFloat(n, 'e', 2, 64)
 	case n >= 1e12:
@@ -90,6 +78,22 @@ func Count(n float64) string {
 		return sig3(n/1e6) + " M"
 	}
 	return Int(int64(math.Round(n)))
+}
+
+// special formats what no unit applies to: NaN (missing) as "–", the
+// infinities, and negative values as a minus sign before f(-n).
+func special(n float64, f func(float64) string) (string, bool) {
+	switch {
+	case math.IsNaN(n):
+		return "–", true
+	case math.IsInf(n, 1):
+		return "∞", true
+	case math.IsInf(n, -1):
+		return "−∞", true
+	case n < 0:
+		return "−" + f(-n), true
+	}
+	return "", false
 }
 
 // Int formats n with thousands separators.
