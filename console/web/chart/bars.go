@@ -54,18 +54,9 @@ func (c Bars) Render(w io.Writer) error { return render(w, c.draw) }
 
 func (c Bars) draw(w *svgWriter) {
 	id := chartID(c.ID, "bars", c.Title)
-	loc := c.Location
-	if loc == nil {
-		loc = time.UTC
-	}
-	height := c.Height
-	if height <= 0 || height > 2000 {
-		height = 220
-	}
-	maxBars := c.MaxBars
-	if maxBars <= 0 {
-		maxBars = 120
-	}
+	loc := locOrUTC(c.Location)
+	height := sizeOr(c.Height, 220, 2000)
+	maxBars := sizeOr(c.MaxBars, 120, 1<<30)
 	nl := len(c.Layers)
 	buckets := make([]Bucket, len(c.Buckets))
 	for i, b := range c.Buckets {

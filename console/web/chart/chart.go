@@ -260,3 +260,19 @@ func dataTable(w *svgWriter, id, caption string, cols []string, rows []tableRow)
 	w.close("div")
 	w.nl()
 }
+
+// sizeOr returns v, or def when v is not in 1..limit (zero means default).
+func sizeOr(v, def, limit int) int {
+	if v <= 0 || v > limit {
+		return def
+	}
+	return v
+}
+
+// locOrUTC returns loc, or UTC for nil.
+func locOrUTC(loc *time.Location) *time.Location {
+	if loc == nil {
+		return time.UTC
+	}
+	return loc
+}

@@ -73,18 +73,9 @@ type linePrep struct {
 
 func (c Line) draw(w *svgWriter) {
 	id := chartID(c.ID, "line", c.Title)
-	loc := c.Location
-	if loc == nil {
-		loc = time.UTC
-	}
-	height := c.Height
-	if height <= 0 || height > 2000 {
-		height = 220
-	}
-	maxPts := c.MaxPoints
-	if maxPts <= 0 {
-		maxPts = 240
-	}
+	loc := locOrUTC(c.Location)
+	height := sizeOr(c.Height, 220, 2000)
+	maxPts := sizeOr(c.MaxPoints, 240, 1<<30)
 	series := make([]linePrep, 0, len(c.Series))
 	var minT, maxT time.Time
 	lo, hi := math.Inf(1), math.Inf(-1)

@@ -29,13 +29,7 @@ func (c Sparkline) HTML() template.HTML { return html(c.draw) }
 func (c Sparkline) Render(w io.Writer) error { return render(w, c.draw) }
 
 func (c Sparkline) draw(w *svgWriter) {
-	wd, ht := c.Width, c.Height
-	if wd <= 0 || wd > 2000 {
-		wd = 120
-	}
-	if ht <= 0 || ht > 500 {
-		ht = 32
-	}
+	wd, ht := sizeOr(c.Width, 120, 2000), sizeOr(c.Height, 32, 500)
 	var xs, ys []float64
 	lo, hi := 0.0, math.Inf(-1)
 	peak := math.NaN()
