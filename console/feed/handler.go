@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/store"
@@ -32,22 +31,13 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.checkin(dev.ID, r)
-	var wait time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			http.Error(w, "wait must be a whole number of seconds", http.StatusBadRequest)
-			return
-		}
-		wait = min(time.Duration(n)*time.Second, p.cfg.MaxWait)
+	timer, stop, err := indicators.LongPollTimer(r, p.cfg.MaxWait)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
+	defer stop()
 	inm := r.Header.Get("If-None-Match")
-	var timer <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timer = t.C
-	}
 	var kicked chan struct{}
 	for {
 		cur, changed := p.current()

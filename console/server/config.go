@@ -3,14 +3,13 @@ package server
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/netward/netward/internal/jsonconfig"
 )
 
 // Config is the console's configuration file (docs/console.md lists every
@@ -106,13 +105,8 @@ func LoadConfig(path string) (*Config, error) {
 // that name the key and the file. Defaults are applied, then validated.
 func ParseConfig(b []byte, name string) (*Config, error) {
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, explainJSON(b, err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: trailing data after the JSON object; a config file holds exactly one object", name)
+	if err := jsonconfig.Decode(b, &c, "docs/console.md"); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	c.Path = name
 	c.applyDefaults()
@@ -120,23 +114,6 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	return &c, nil
-}
-
-func explainJSON(b []byte, err error) error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		line := 1 + bytes.Count(b[:min(int(syn.Offset), len(b))], []byte("\n"))
-		return fmt.Errorf("line %d: %v", line, syn)
-	case errors.As(err, &typ):
-		line := 1 + bytes.Count(b[:min(int(typ.Offset), len(b))], []byte("\n"))
-		return fmt.Errorf("line %d: key %q: value of type %s where %s was expected", line, typ.Field, typ.Value, typ.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		key := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		return fmt.Errorf("unknown key %s; docs/console.md lists every key", key)
-	}
-	return err
 }
 
 func (c *Config) applyDefaults() {
