@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/consoletest"
 	"github.com/netward/netward/console/feed"
 	"github.com/netward/netward/console/ingest"
 	"github.com/netward/netward/console/store"
@@ -40,12 +40,8 @@ type session struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "c.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	au := auth.New(auth.Config{Store: st, Argon2: auth.Argon2Params{Time: 1, Memory: 64, Threads: 1}, LoginBurst: 1000})
+	st := consoletest.Store(t)
+	au := consoletest.Auth(st, auth.Config{LoginBurst: 1000})
 	cat, _ := catalog.Parse("app\tdropbox\tCloud storage\tdropbox.com\napp\tslack\tChat\tslack.com\ngroup\tcategory-x\tX\t2\n")
 	pub, err := feed.New(feed.Config{Store: st, Auth: au, Catalog: cat, Key: ed25519.NewKeyFromSeed(make([]byte, 32))})
 	if err != nil {

@@ -8,13 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/consoletest"
 	"github.com/netward/netward/console/store"
 	"github.com/netward/netward/indicators"
 )
@@ -31,16 +31,12 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "c.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := consoletest.Store(t)
 	cat, err := catalog.Parse("app\tdropbox\tCloud storage\tdropbox.com dropboxapi.com\napp\tslack\t\tslack.com\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := auth.New(auth.Config{Store: st, Argon2: auth.Argon2Params{Time: 1, Memory: 64, Threads: 1}})
+	a := consoletest.Auth(st, auth.Config{})
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
 	p, err := New(Config{Store: st, Auth: a, Catalog: cat, Key: key})
 	if err != nil {
@@ -49,11 +45,7 @@ func newFixture(t testing.TB) *fixture {
 	if _, err := p.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	k, _, _ := a.CreateEnrollKey(ctx, "k", "admin", time.Time{})
-	tok, _, err := a.Enroll(ctx, k, "dev1", "laptop")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := consoletest.Enroll(t, a, "dev1")
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	return &fixture{st: st, auth: a, pub: p, srv: srv, token: tok, key: key}

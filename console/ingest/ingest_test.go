@@ -17,6 +17,7 @@ import (
 
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/consoletest"
 	"github.com/netward/netward/console/store"
 )
 
@@ -31,13 +32,8 @@ type fixture struct {
 
 func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "c.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	a := auth.New(auth.Config{Store: st, Argon2: auth.Argon2Params{Time: 1, Memory: 64, Threads: 1}})
+	st := consoletest.Store(t)
+	a := consoletest.Auth(st, auth.Config{})
 	cat, _ := catalog.Parse("app\tdropbox\tCloud storage\tdropbox.com\n")
 	m, _ := cat.NewMatcher()
 	cfg.Store, cfg.Auth, cfg.Dir = st, a, t.TempDir()
@@ -46,11 +42,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, _, _ := a.CreateEnrollKey(ctx, "k", "admin", time.Time{})
-	tok, _, err := a.Enroll(ctx, k, "dev1", "laptop")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := consoletest.Enroll(t, a, "dev1")
 	mux := http.NewServeMux()
 	mux.Handle(Path, in)
 	srv := httptest.NewServer(mux)

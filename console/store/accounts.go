@@ -26,7 +26,7 @@ type Account struct {
 
 const accountCols = "id, name, role, password_hash, created_at, password_changed_at"
 
-func scanAccount(sc interface{ Scan(...any) error }) (Account, error) {
+func scanAccount(sc scanner) (Account, error) {
 	var a Account
 	var c, p int64
 	err := sc.Scan(&a.ID, &a.Name, &a.Role, &a.PasswordHash, &c, &p)
@@ -60,20 +60,7 @@ func (s *Store) Account(ctx context.Context, name string) (Account, error) {
 
 // Accounts lists every account by name.
 func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
-	rows, err := s.query(ctx, "SELECT "+accountCols+" FROM accounts ORDER BY name")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanAccount, "SELECT "+accountCols+" FROM accounts ORDER BY name")
 }
 
 // SetPassword replaces an account's password hash and ends its sessions
@@ -201,7 +188,7 @@ func (s *Store) CreateAPIToken(ctx context.Context, t APIToken) (APIToken, error
 
 const tokenCols = "t.id, t.account_id, a.name, t.name, t.token_hash, t.created_at, t.expires_at, t.last_used_at"
 
-func scanToken(sc interface{ Scan(...any) error }) (APIToken, error) {
+func scanToken(sc scanner) (APIToken, error) {
 	var t APIToken
 	var c, e, l int64
 	err := sc.Scan(&t.ID, &t.AccountID, &t.Account, &t.Name, &t.Hash, &c, &e, &l)
@@ -227,30 +214,10 @@ func (s *Store) APITokenAccount(ctx context.Context, hash string, now time.Time)
 
 // APITokens lists tokens (of one account when accountID > 0).
 func (s *Store) APITokens(ctx context.Context, accountID int64) ([]APIToken, error) {
-	rows, err := s.query(ctx, "SELECT "+tokenCols+" FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE ? = 0 OR t.account_id = ? ORDER BY t.id", accountID, accountID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []APIToken
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanToken, "SELECT "+tokenCols+" FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE ? = 0 OR t.account_id = ? ORDER BY t.id", accountID, accountID)
 }
 
 // DeleteAPIToken revokes a token (of one account when accountID > 0).
 func (s *Store) DeleteAPIToken(ctx context.Context, id, accountID int64) error {
-	r, err := s.exec(ctx, "DELETE FROM api_tokens WHERE id = ? AND (? = 0 OR account_id = ?)", id, accountID, accountID)
-	if err != nil {
-		return err
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return fmt.Errorf("API token %d: %w", id, ErrNotFound)
-	}
-	return nil
+	return s.execOne(ctx, fmt.Sprintf("API token %d", id), "DELETE FROM api_tokens WHERE id = ? AND (? = 0 OR account_id = ?)", id, accountID, accountID)
 }

@@ -37,35 +37,19 @@ func (s *Store) CreateEnrollKey(ctx context.Context, k EnrollKey) (EnrollKey, er
 
 // EnrollKeys lists every key, newest first.
 func (s *Store) EnrollKeys(ctx context.Context) ([]EnrollKey, error) {
-	rows, err := s.query(ctx, "SELECT id, name, key_hash, created_by, created_at, expires_at, revoked_at, uses, last_used_at FROM enrollment_keys ORDER BY id DESC")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []EnrollKey
-	for rows.Next() {
+	return queryAll(ctx, s, func(sc scanner) (EnrollKey, error) {
 		var k EnrollKey
 		var c, e, r, l int64
-		if err := rows.Scan(&k.ID, &k.Name, &k.Hash, &k.CreatedBy, &c, &e, &r, &k.Uses, &l); err != nil {
-			return nil, err
-		}
+		err := sc.Scan(&k.ID, &k.Name, &k.Hash, &k.CreatedBy, &c, &e, &r, &k.Uses, &l)
 		k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromMS(c), fromMS(e), fromMS(r), fromMS(l)
-		out = append(out, k)
-	}
-	return out, rows.Err()
+		return k, err
+	}, "SELECT id, name, key_hash, created_by, created_at, expires_at, revoked_at, uses, last_used_at FROM enrollment_keys ORDER BY id DESC")
 }
 
 // RevokeEnrollKey stops a key from enrolling more devices (devices already
 // enrolled with it keep their tokens).
 func (s *Store) RevokeEnrollKey(ctx context.Context, id int64) error {
-	r, err := s.exec(ctx, "UPDATE enrollment_keys SET revoked_at = ? WHERE id = ? AND revoked_at = 0", ms(s.now()), id)
-	if err != nil {
-		return err
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return fmt.Errorf("enrollment key %d (or already revoked): %w", id, ErrNotFound)
-	}
-	return nil
+	return s.execOne(ctx, fmt.Sprintf("enrollment key %d (or already revoked)", id), "UPDATE enrollment_keys SET revoked_at = ? WHERE id = ? AND revoked_at = 0", ms(s.now()), id)
 }
 
 // Device is an enrolled endpoint.
@@ -96,7 +80,7 @@ func (d Device) Revoked() bool { return !d.RevokedAt.IsZero() }
 
 const deviceCols = "id, name, token_hash, enrollment_key_id, enrolled_at, revoked_at, revoked_by, last_seen_at, last_address, checkin_known, agent_version, os_platform, os_version, sequence_held, last_chunk_at, info_at, logged_on_users"
 
-func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
+func scanDevice(sc scanner) (Device, error) {
 	var d Device
 	var en, rv, ls, lc, ia int64
 	var known int
@@ -171,20 +155,7 @@ func (s *Store) DeviceByToken(ctx context.Context, hash string) (Device, error) 
 
 // Devices lists devices by name.
 func (s *Store) Devices(ctx context.Context) ([]Device, error) {
-	rows, err := s.query(ctx, "SELECT "+deviceCols+" FROM devices ORDER BY name, id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanDevice, "SELECT "+deviceCols+" FROM devices ORDER BY name, id")
 }
 
 // RevokeDevice cuts a device off: its token is refused from now on.
@@ -205,14 +176,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id, by string) error {
 // DeleteDevice removes a device's record (its traffic history stays); the
 // machine may enroll again afterwards.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	r, err := s.exec(ctx, "DELETE FROM devices WHERE id = ?", id)
-	if err != nil {
-		return err
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return fmt.Errorf("device %q: %w", id, ErrNotFound)
-	}
-	return nil
+	return s.execOne(ctx, fmt.Sprintf("device %q", id), "DELETE FROM devices WHERE id = ?", id)
 }
 
 // Checkin is what a feed request tells about a device.

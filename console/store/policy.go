@@ -33,26 +33,19 @@ func (s *Store) CreateCustomApp(ctx context.Context, a CustomApp) (CustomApp, er
 
 // CustomApps lists custom apps in creation order.
 func (s *Store) CustomApps(ctx context.Context) ([]CustomApp, error) {
-	rows, err := s.query(ctx, "SELECT id, name, category, domains, created_by, created_at FROM custom_apps ORDER BY id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []CustomApp
-	for rows.Next() {
+	return queryAll(ctx, s, func(sc scanner) (CustomApp, error) {
 		var a CustomApp
 		var doms string
 		var c int64
-		if err := rows.Scan(&a.ID, &a.Name, &a.Category, &doms, &a.CreatedBy, &c); err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal([]byte(doms), &a.Domains); err != nil {
-			return nil, fmt.Errorf("custom app %q: domains: %w", a.Name, err)
+		if err := sc.Scan(&a.ID, &a.Name, &a.Category, &doms, &a.CreatedBy, &c); err != nil {
+			return a, err
 		}
 		a.CreatedAt = fromMS(c)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		if err := json.Unmarshal([]byte(doms), &a.Domains); err != nil {
+			return a, fmt.Errorf("custom app %q: domains: %w", a.Name, err)
+		}
+		return a, nil
+	}, "SELECT id, name, category, domains, created_by, created_at FROM custom_apps ORDER BY id")
 }
 
 // DeleteCustomApp removes a custom app and its tag.
@@ -80,22 +73,18 @@ type Tag struct {
 
 // Tags returns every tag by app id.
 func (s *Store) Tags(ctx context.Context) (map[string]Tag, error) {
-	rows, err := s.query(ctx, "SELECT app_id, tag, updated_by, updated_at FROM app_tags")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]Tag{}
-	for rows.Next() {
+	list, err := queryAll(ctx, s, func(sc scanner) (Tag, error) {
 		var t Tag
 		var u int64
-		if err := rows.Scan(&t.AppID, &t.Tag, &t.UpdatedBy, &u); err != nil {
-			return nil, err
-		}
+		err := sc.Scan(&t.AppID, &t.Tag, &t.UpdatedBy, &u)
 		t.UpdatedAt = fromMS(u)
+		return t, err
+	}, "SELECT app_id, tag, updated_by, updated_at FROM app_tags")
+	out := make(map[string]Tag, len(list))
+	for _, t := range list {
 		out[t.AppID] = t
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 // SetTag tags an app; an empty tag clears it.
@@ -129,7 +118,7 @@ type Indicator struct {
 
 const indicatorCols = "id, indicator_type, indicator_value, action, title, description, application, application_id, expires_at, bypass_hours, created_by, created_at, updated_at"
 
-func scanIndicator(sc interface{ Scan(...any) error }) (Indicator, error) {
+func scanIndicator(sc scanner) (Indicator, error) {
 	var in Indicator
 	var e, c, u int64
 	err := sc.Scan(&in.ID, &in.Type, &in.Value, &in.Action, &in.Title, &in.Description, &in.Application, &in.ApplicationID, &e, &in.BypassHours, &in.CreatedBy, &c, &u)
@@ -174,20 +163,7 @@ func (s *Store) UpsertIndicators(ctx context.Context, list []Indicator, by strin
 
 // Indicators lists custom indicators by id.
 func (s *Store) Indicators(ctx context.Context) ([]Indicator, error) {
-	rows, err := s.query(ctx, "SELECT "+indicatorCols+" FROM indicators ORDER BY id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Indicator
-	for rows.Next() {
-		in, err := scanIndicator(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanIndicator, "SELECT "+indicatorCols+" FROM indicators ORDER BY id")
 }
 
 // Indicator finds one by id.
@@ -201,14 +177,7 @@ func (s *Store) Indicator(ctx context.Context, id int64) (Indicator, error) {
 
 // DeleteIndicator removes one.
 func (s *Store) DeleteIndicator(ctx context.Context, id int64) error {
-	r, err := s.exec(ctx, "DELETE FROM indicators WHERE id = ?", id)
-	if err != nil {
-		return err
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return fmt.Errorf("indicator %d: %w", id, ErrNotFound)
-	}
-	return nil
+	return s.execOne(ctx, fmt.Sprintf("indicator %d", id), "DELETE FROM indicators WHERE id = ?", id)
 }
 
 // Setting reads a named setting (a JSON document); ok is false when unset.
@@ -344,20 +313,11 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 
 // AuditLog returns the newest entries first.
 func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
-	rows, err := s.query(ctx, "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?", limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
+	return queryAll(ctx, s, func(sc scanner) (AuditEntry, error) {
 		var e AuditEntry
 		var at int64
-		if err := rows.Scan(&at, &e.Actor, &e.Action, &e.Target, &e.Detail); err != nil {
-			return nil, err
-		}
+		err := sc.Scan(&at, &e.Actor, &e.Action, &e.Target, &e.Detail)
 		e.At = fromMS(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	}, "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?", limit)
 }

@@ -94,16 +94,22 @@ type ChunkBatch struct {
 	Info      *DeviceInfo
 }
 
-// Chunk returns a stored chunk's row.
-func (s *Store) Chunk(ctx context.Context, device, chunk string) (ChunkMeta, error) {
+const chunkCols = "device_id, chunk_id, sha256, compressed_bytes, records, received_at, path"
+
+func scanChunk(sc scanner) (ChunkMeta, error) {
 	var c ChunkMeta
 	var at int64
-	err := s.queryRow(ctx, "SELECT device_id, chunk_id, sha256, compressed_bytes, records, received_at, path FROM chunks WHERE device_id = ? AND chunk_id = ?", device, chunk).
-		Scan(&c.DeviceID, &c.ChunkID, &c.SHA256, &c.CompressedBytes, &c.Records, &at, &c.Path)
+	err := sc.Scan(&c.DeviceID, &c.ChunkID, &c.SHA256, &c.CompressedBytes, &c.Records, &at, &c.Path)
+	c.ReceivedAt = fromMS(at)
+	return c, err
+}
+
+// Chunk returns a stored chunk's row.
+func (s *Store) Chunk(ctx context.Context, device, chunk string) (ChunkMeta, error) {
+	c, err := scanChunk(s.queryRow(ctx, "SELECT "+chunkCols+" FROM chunks WHERE device_id = ? AND chunk_id = ?", device, chunk))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, ErrNotFound
 	}
-	c.ReceivedAt = fromMS(at)
 	return c, err
 }
 
@@ -244,43 +250,32 @@ type TrafficTotal struct {
 // DeviceTraffic sums a device's traffic per app × domain over [from, to),
 // busiest first.
 func (s *Store) DeviceTraffic(ctx context.Context, device string, from, to time.Time) ([]TrafficTotal, error) {
-	rows, err := s.query(ctx, "SELECT t.app_id, t.domain, SUM(t.transactions), SUM(t.bytes_sent), SUM(t.bytes_received), SUM(t.blocks), SUM(t.warns), SUM(t.bypasses), SUM(t.audits), SUM(t.failures), "+
+	return queryAll(ctx, s, func(sc scanner) (TrafficTotal, error) {
+		var t TrafficTotal
+		c := &t.Counters
+		err := sc.Scan(&t.AppID, &t.Domain, &c.Transactions, &c.BytesSent, &c.BytesReceived, &c.Blocks, &c.Warns, &c.Bypasses, &c.Audits, &c.Failures, &t.Users)
+		return t, err
+	}, "SELECT t.app_id, t.domain, SUM(t.transactions), SUM(t.bytes_sent), SUM(t.bytes_received), SUM(t.blocks), SUM(t.warns), SUM(t.bypasses), SUM(t.audits), SUM(t.failures), "+
 		"(SELECT COUNT(DISTINCT u.user_name) FROM traffic_hourly_users u WHERE u.device_id = t.device_id AND u.app_id = t.app_id AND u.domain = t.domain AND u.hour >= ? AND u.hour < ?) "+
 		"FROM traffic_hourly t WHERE t.device_id = ? AND t.hour >= ? AND t.hour < ? GROUP BY t.device_id, t.app_id, t.domain ORDER BY SUM(t.transactions) DESC, t.app_id, t.domain",
 		hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []TrafficTotal
-	for rows.Next() {
-		var t TrafficTotal
-		c := &t.Counters
-		if err := rows.Scan(&t.AppID, &t.Domain, &c.Transactions, &c.BytesSent, &c.BytesReceived, &c.Blocks, &c.Warns, &c.Bypasses, &c.Audits, &c.Failures, &t.Users); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }
 
 // DeviceActions counts a device's records per ActionType over [from, to).
 func (s *Store) DeviceActions(ctx context.Context, device string, from, to time.Time) (map[string]int64, error) {
-	rows, err := s.query(ctx, "SELECT action_type, SUM(records) FROM actions_hourly WHERE device_id = ? AND hour >= ? AND hour < ? GROUP BY action_type", device, hourOf(from), hourOf(to))
-	if err != nil {
-		return nil, err
+	type count struct {
+		action string
+		n      int64
 	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var a string
-		var n int64
-		if err := rows.Scan(&a, &n); err != nil {
-			return nil, err
-		}
-		out[a] = n
+	list, err := queryAll(ctx, s, func(sc scanner) (count, error) {
+		var c count
+		return c, sc.Scan(&c.action, &c.n)
+	}, "SELECT action_type, SUM(records) FROM actions_hourly WHERE device_id = ? AND hour >= ? AND hour < ? GROUP BY action_type", device, hourOf(from), hourOf(to))
+	out := make(map[string]int64, len(list))
+	for _, c := range list {
+		out[c.action] = c.n
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 // DeviceSeen lists a device's users (what = "users") or addresses
@@ -295,22 +290,13 @@ func (s *Store) DeviceSeen(ctx context.Context, device, what string) ([]Seen, er
 	default:
 		return nil, fmt.Errorf("store: DeviceSeen(%q)", what)
 	}
-	rows, err := s.query(ctx, q, device)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Seen
-	for rows.Next() {
+	return queryAll(ctx, s, func(sc scanner) (Seen, error) {
 		var v Seen
 		var f, l int64
-		if err := rows.Scan(&v.Value, &v.Interface, &v.MAC, &f, &l); err != nil {
-			return nil, err
-		}
+		err := sc.Scan(&v.Value, &v.Interface, &v.MAC, &f, &l)
 		v.FirstSeen, v.LastSeen = fromMS(f), fromMS(l)
-		out = append(out, v)
-	}
-	return out, rows.Err()
+		return v, err
+	}, q, device)
 }
 
 // ChunkStats counts a device's stored chunks and their records.
@@ -321,22 +307,7 @@ func (s *Store) ChunkStats(ctx context.Context, device string) (chunks, records 
 
 // ChunksBefore lists up to limit chunks received before t (for retention).
 func (s *Store) ChunksBefore(ctx context.Context, t time.Time, limit int) ([]ChunkMeta, error) {
-	rows, err := s.query(ctx, "SELECT device_id, chunk_id, sha256, compressed_bytes, records, received_at, path FROM chunks WHERE received_at < ? ORDER BY received_at LIMIT ?", ms(t), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []ChunkMeta
-	for rows.Next() {
-		var c ChunkMeta
-		var at int64
-		if err := rows.Scan(&c.DeviceID, &c.ChunkID, &c.SHA256, &c.CompressedBytes, &c.Records, &at, &c.Path); err != nil {
-			return nil, err
-		}
-		c.ReceivedAt = fromMS(at)
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanChunk, "SELECT "+chunkCols+" FROM chunks WHERE received_at < ? ORDER BY received_at LIMIT ?", ms(t), limit)
 }
 
 // DeleteChunk forgets a chunk's row (its aggregates stay).
