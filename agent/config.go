@@ -150,29 +150,23 @@ func userStateDir() string {
 	return filepath.Join(os.TempDir(), "netward")
 }
 
+// keysDoc is where every key is documented.
+const keysDoc = "the README's Configuration section"
+
 // LoadConfig reads and validates a config file.
-func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return ParseConfig(b, path)
-}
+func LoadConfig(path string) (*Config, error) { return jsonconfig.Load[Config](path, keysDoc) }
 
 // ParseConfig decodes a config strictly: unknown keys and trailing data are
 // errors naming the key and the file. Defaults are applied, then the result is
 // validated.
-func ParseConfig(b []byte, name string) (*Config, error) {
-	var c Config
-	if err := jsonconfig.Decode(b, &c, "the README's Configuration section"); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
+func ParseConfig(b []byte, name string) (*Config, error) { return jsonconfig.Parse[Config](b, name, keysDoc) }
+
+// Finish records the file name, applies the defaults and validates
+// (jsonconfig.Finisher).
+func (c *Config) Finish(name string) error {
 	c.Path = name
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
-	return &c, nil
+	return c.Validate()
 }
 
 func (c *Config) applyDefaults() {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 
 	"github.com/netward/netward/internal/jsonconfig"
@@ -92,28 +91,22 @@ func DefaultConfig() (*Config, error) {
 	return c, nil
 }
 
+// keysDoc is where every key is documented.
+const keysDoc = "docs/console.md"
+
 // LoadConfig reads and validates a config file.
-func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return ParseConfig(b, path)
-}
+func LoadConfig(path string) (*Config, error) { return jsonconfig.Load[Config](path, keysDoc) }
 
 // ParseConfig decodes strictly: unknown keys and trailing data are errors
 // that name the key and the file. Defaults are applied, then validated.
-func ParseConfig(b []byte, name string) (*Config, error) {
-	var c Config
-	if err := jsonconfig.Decode(b, &c, "docs/console.md"); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
+func ParseConfig(b []byte, name string) (*Config, error) { return jsonconfig.Parse[Config](b, name, keysDoc) }
+
+// Finish records the file name, applies the defaults and validates
+// (jsonconfig.Finisher).
+func (c *Config) Finish(name string) error {
 	c.Path = name
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
-	return &c, nil
+	return c.Validate()
 }
 
 func (c *Config) applyDefaults() {

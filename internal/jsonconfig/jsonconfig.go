@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -44,4 +45,36 @@ func explain(b []byte, err error, keysDoc string) error {
 		return fmt.Errorf("unknown key %s; %s lists every key", key, keysDoc)
 	}
 	return err
+}
+
+// Finisher is a config type that, once decoded from the file called name,
+// records the name, applies its defaults and validates itself.
+type Finisher interface{ Finish(name string) error }
+
+// Parse decodes b (the file name) strictly into a new T and finishes it;
+// every error names the file.
+func Parse[T any, PT interface {
+	*T
+	Finisher
+}](b []byte, name, keysDoc string) (*T, error) {
+	c := PT(new(T))
+	if err := Decode(b, c, keysDoc); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	if err := c.Finish(name); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return (*T)(c), nil
+}
+
+// Load reads the file at path and parses it.
+func Load[T any, PT interface {
+	*T
+	Finisher
+}](path, keysDoc string) (*T, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse[T, PT](b, path, keysDoc)
 }
