@@ -159,7 +159,9 @@ func LoadConfig(path string) (*Config, error) { return jsonconfig.Load[Config](p
 // ParseConfig decodes a config strictly: unknown keys and trailing data are
 // errors naming the key and the file. Defaults are applied, then the result is
 // validated.
-func ParseConfig(b []byte, name string) (*Config, error) { return jsonconfig.Parse[Config](b, name, keysDoc) }
+func ParseConfig(b []byte, name string) (*Config, error) {
+	return jsonconfig.Parse[Config](b, name, keysDoc)
+}
 
 // Finish records the file name, applies the defaults and validates
 // (jsonconfig.Finisher).

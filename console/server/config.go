@@ -99,7 +99,9 @@ func LoadConfig(path string) (*Config, error) { return jsonconfig.Load[Config](p
 
 // ParseConfig decodes strictly: unknown keys and trailing data are errors
 // that name the key and the file. Defaults are applied, then validated.
-func ParseConfig(b []byte, name string) (*Config, error) { return jsonconfig.Parse[Config](b, name, keysDoc) }
+func ParseConfig(b []byte, name string) (*Config, error) {
+	return jsonconfig.Parse[Config](b, name, keysDoc)
+}
 
 // Finish records the file name, applies the defaults and validates
 // (jsonconfig.Finisher).
