@@ -396,7 +396,7 @@ func (a *API) enroll(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (
 		return nil, &withStatus{http.StatusForbidden, err}
 	case errors.Is(err, store.ErrDeviceRevoked):
 		return nil, &withStatus{http.StatusForbidden, err}
-	case err != nil && strings.HasPrefix(err.Error(), "device id"):
+	case errors.Is(err, auth.ErrBadDeviceID):
 		return nil, invalid("%v", err)
 	case err != nil:
 		return nil, err

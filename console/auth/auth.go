@@ -100,6 +100,7 @@ var (
 	ErrCSRF            = errors.New("missing or wrong CSRF token: send the session's csrfToken in the X-CSRF-Token header")
 	ErrBadDeviceToken  = errors.New("unknown device token: enroll the device (netward enroll)")
 	ErrRevoked         = errors.New("this device was revoked by an admin")
+	ErrBadDeviceID     = errors.New("bad device id")
 )
 
 // RateLimitedError says when a client may try to sign in again.
@@ -369,7 +370,7 @@ var deviceIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 // paths, so CONTRACT §6's id alphabet), or nil.
 func CheckDeviceID(id string) error {
 	if !deviceIDRE.MatchString(id) {
-		return fmt.Errorf("device id %q: use 1-128 letters, digits, '.', '_' or '-'", id)
+		return fmt.Errorf("%w %q: use 1-128 letters, digits, '.', '_' or '-'", ErrBadDeviceID, id)
 	}
 	return nil
 }
