@@ -326,3 +326,34 @@ func TestRecover(t *testing.T) {
 		t.Errorf("after a panic = %d", w.Code)
 	}
 }
+
+func TestCustomApps(t *testing.T) {
+	f := newFixture(t)
+	w := f.do(f.admin, "POST", "/api/apps", map[string]any{"name": "Intranet Wiki", "category": "Collaboration", "domains": []string{"Wiki.Corp.Example", "docs.corp.example/private"}})
+	var out struct {
+		ID       string   `json:"id"`
+		Warnings []string `json:"warnings"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &out)
+	if w.Code != 200 || out.ID == "" || len(out.Warnings) != 1 {
+		t.Fatalf("create = %d %s, want an id and a warning for the path entry", w.Code, w.Body)
+	}
+	if w := f.do(f.admin, "POST", "/api/apps", map[string]any{"name": "Bad", "domains": []string{"not a name"}}); w.Code != 400 || !strings.Contains(w.Body.String(), "problems") {
+		t.Errorf("bad domain = %d %s", w.Code, w.Body)
+	}
+	if w := f.do(f.admin, "PUT", "/api/apps/"+out.ID+"/tag", map[string]string{"tag": "Unsanctioned"}); w.Code != 200 || !strings.Contains(w.Body.String(), "not propagated") {
+		t.Fatalf("tag custom app = %d %s", w.Code, w.Body)
+	}
+	if st := f.pub.Status(); st.Indicators != 1 {
+		t.Errorf("feed after tagging a custom app: %+v, want only wiki.corp.example (the path entry is not propagated)", st)
+	}
+	if w := f.do(f.admin, "DELETE", "/api/apps/dropbox", nil); w.Code != 400 {
+		t.Errorf("deleting a shipped app = %d", w.Code)
+	}
+	if w := f.do(f.admin, "DELETE", "/api/apps/"+out.ID, nil); w.Code != 200 {
+		t.Errorf("delete custom app = %d %s", w.Code, w.Body)
+	}
+	if st := f.pub.Status(); st.Indicators != 0 {
+		t.Errorf("feed after deleting the custom app: %+v", st)
+	}
+}

@@ -237,3 +237,29 @@ func TestAcceptsGzip(t *testing.T) {
 		}
 	}
 }
+
+// An expiring custom indicator leaves the feed at its expiry (CONTRACT §1):
+// Run rebuilds without it, as a new sequence.
+func TestFeedDropsExpiredIndicator(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Second)
+	if _, _, err := f.st.UpsertIndicators(ctx, []store.Indicator{{Type: "DomainName", Value: "soon.example", Action: "Block", ExpirationTime: exp}}, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.pub.Publish(ctx)
+	if st.Indicators != 1 {
+		t.Fatalf("before expiry: %+v", st)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- f.pub.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.pub.Status().Indicators != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := f.pub.Status(); got.Indicators != 0 || got.Sequence != st.Sequence+1 {
+		t.Errorf("after expiry: %+v, want sequence %d without the indicator", got, st.Sequence+1)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -339,6 +340,20 @@ func TestIngestChunk(t *testing.T) {
 		}
 		if _, err := s.Chunk(ctx, "d1", "c1"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("deleted chunk err = %v", err)
+		}
+	})
+}
+
+// A database migrated by a newer console is refused, not written to.
+func TestRefusesNewerSchema(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		if _, err := s.exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", 999, "0999_future.sql", 0); err != nil {
+			t.Fatal(err)
+		}
+		err := s.migrate(ctx)
+		if err == nil || !strings.Contains(err.Error(), "schema version 999") {
+			t.Errorf("migrate with a newer schema = %v, want a refusal naming version 999", err)
 		}
 	})
 }
