@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/guard"
 )
 
 // Agent is one running netward instance.
@@ -26,6 +27,9 @@ type Agent struct {
 	sinks  []RecordSink
 	// settings are the feed settings in force (mode, convertWarnToBlock, ...).
 	settings atomic.Pointer[FeedSettings]
+	// panics counts panics recovered per request by every component (DNS,
+	// inspector, control API, pages), exported as a metric.
+	panics *guard.Panics
 
 	// Per-component state, each owned by its run_*.go file.
 	ind  indicatorsState
@@ -57,7 +61,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, now: time.Now}
+	a := &Agent{cfg: cfg, log: log, now: time.Now, panics: guard.New(log)}
 	empty, err := filter.Compile(nil)
 	if err != nil {
 		return nil, err

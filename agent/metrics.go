@@ -97,6 +97,8 @@ var (
 	descTelDropped     = prometheus.NewDesc("netward_telemetry_dropped_records_total", "Telemetry records lost, by reason.", []string{"reason"}, nil)
 	descTelQuarantine  = prometheus.NewDesc("netward_telemetry_quarantined_chunks", "Chunks the console refused, kept aside.", nil, nil)
 
+	descPanics = prometheus.NewDesc("netward_panics_recovered_total", "Requests (DNS queries, packets, API and page requests) whose handling panicked: each got an error answer and the agent went on. Any value above 0 is a bug to report; the log has the stack.", []string{"component"}, nil)
+
 	descInsp = prometheus.NewDesc("netward_inspect_packets_total", "Packets the inline inspector handled, by outcome.", []string{"outcome"}, nil)
 
 	descDNSQueries   = prometheus.NewDesc("netward_dns_queries_total", "DNS queries received by the proxy.", nil, nil)
@@ -120,7 +122,7 @@ type agentCollector struct{ a *Agent }
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descSwap, descByp, descUp,
 		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine,
-		descInsp, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
+		descPanics, descInsp, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
 		descDNSTCPRetry, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
 		ch <- d
 	}
@@ -169,6 +171,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTelDropped, float64(ts.DroppedQueueFull), "queue_full")
 	counter(descTelDropped, float64(ts.DroppedSpoolRecords), "spool_full")
 	gauge(descTelQuarantine, float64(ts.Quarantined))
+
+	for _, c := range []string{"dns", "inspect", "control", "warnpage"} {
+		counter(descPanics, float64(a.panics.Count(c)), c)
+	}
 
 	if is, ok := a.InspectStats(); ok {
 		for _, o := range []struct {

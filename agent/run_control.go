@@ -93,7 +93,7 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return fmt.Errorf("%w (set control.socket in %s to a path the agent can create)", err, a.cfg.Path)
 	}
-	srv, err := control.New(control.Config{Backend: controlBackend{a}, Events: a.ctl.ring, Log: a.log, Now: a.now})
+	srv, err := control.New(control.Config{Backend: controlBackend{a}, Events: a.ctl.ring, Log: a.log, Now: a.now, Panics: a.panics})
 	if err != nil {
 		ln.Close()
 		return err

@@ -113,6 +113,7 @@ func (a *Agent) inspectConfig() hostnet.InspectConfig {
 		FailClosed:        a.cfg.SNI.FailClosed,
 		BlockEncryptedDNS: a.cfg.DNS.Capture,
 		OnDecision:        a.emitInspect,
+		Panics:            a.panics,
 		Log:               a.log,
 		Now:               a.now,
 	}

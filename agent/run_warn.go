@@ -93,8 +93,9 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 		NoPage: func(name string) {
 			a.NotifyUser(a.DecideName(name), name, "")
 		},
-		Now: a.now,
-		Log: a.log,
+		Panics: a.panics,
+		Now:    a.now,
+		Log:    a.log,
 	})
 	if err != nil {
 		return err

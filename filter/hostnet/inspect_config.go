@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/netward/netward/internal/guard"
 )
 
 // InspectConfig configures the inline inspector (NFQUEUE on Linux).
@@ -49,8 +51,12 @@ type InspectConfig struct {
 	Deadline time.Duration
 	// OnDecision receives one event per decided flow. It must not block.
 	OnDecision func(InspectEvent)
-	Log        *slog.Logger
-	Now        func() time.Time
+	// Panics records a panic recovered while deciding one packet (the
+	// packet is accepted unmarked; the inspector goes on). Default: one of
+	// its own, logging to Log.
+	Panics *guard.Panics
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // DefaultDoHServers are public DNS-over-HTTPS server names blocked by SNI
@@ -112,6 +118,9 @@ func (c *InspectConfig) withDefaults() (InspectConfig, error) {
 	}
 	if out.Now == nil {
 		out.Now = time.Now
+	}
+	if out.Panics == nil {
+		out.Panics = guard.New(out.Log)
 	}
 	return out, nil
 }

@@ -101,19 +101,10 @@ func (i *Inspector) Run(ctx context.Context) error {
 		busy atomic.Int32 // callbacks running
 		last atomic.Int64 // when the last callback ended (UnixNano)
 	)
-	decide := func(payload []byte) (mark uint32) {
+	decide := func(payload []byte) uint32 {
 		mu.Lock()
 		defer mu.Unlock()
-		defer func() {
-			// A parser bug must cost one packet its inspection, never its
-			// verdict: accept it unmarked (fail-open) and say so.
-			if r := recover(); r != nil {
-				i.stats.decodeErrors.Add(1)
-				c.Log.Error("inspect: packet decision panicked; packet accepted uninspected — please report this", "panic", r)
-				mark = 0
-			}
-		}()
-		return eng.packet(payload)
+		return eng.decide(payload, c.Panics)
 	}
 
 	// last is monotonic: nanoseconds since base.
