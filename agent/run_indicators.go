@@ -140,14 +140,25 @@ func (a *Agent) startIndicators(ctx context.Context, g *errgroup.Group) error {
 func (a *Agent) syncOptions(log *slog.Logger) (indicators.SyncConfig, error) {
 	ic := a.cfg.Indicators
 	c := indicators.SyncConfig{
-		Source:       ic.Source,
-		LongPoll:     time.Duration(ic.LongPollSeconds) * time.Second,
-		FileInterval: a.ind.fileInterval,
+		Source:            ic.Source,
+		LongPoll:          time.Duration(ic.LongPollSeconds) * time.Second,
+		FileInterval:      a.ind.fileInterval,
+		AllowDefaultRoute: ic.AllowDefaultRoute,
+		MaxDropPercent:    indicators.DefaultMaxDropPercent,
+		// A refused set or an unreachable source is listed under "errors"
+		// in `netward status`, besides the indicators' own lastError.
+		OnError: func(err error) { a.NoteError("indicators", err) },
 		// The feed's sockets carry the agent's mark (exempt from DNS capture
 		// and inspection), and so do its resolver's queries.
 		Control: upstreamControl(a.cfg.DNS.Capture),
 		Log:     log,
 		Now:     a.now,
+	}
+	if d := ic.MaxDropPercent; d != nil {
+		c.MaxDropPercent = *d
+		if *d == 0 {
+			c.MaxDropPercent = indicators.NoInvalidEntries
+		}
 	}
 	if ic.TokenFile != "" {
 		b, err := os.ReadFile(ic.TokenFile)

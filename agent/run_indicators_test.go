@@ -329,3 +329,35 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 		t.Errorf("new.test after reload: %v", d.Verdict)
 	}
 }
+
+// TestAgentBrokenFileKeepsBlocking is issue 14 §3 as the reviewer ran it: a
+// file:// CSV blocking shop.test is replaced by the header and one row with
+// a stray quote. shop.test stays blocked, `netward status` names the error
+// (under the indicators and under "errors"), and reload fails.
+func TestAgentBrokenFileKeepsBlocking(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "indicators.csv")
+	const header = "IndicatorType,IndicatorValue,Action\n"
+	writeIndicators(t, src, header+"DomainName,shop.test,Block\n")
+	var logs logBuffer
+	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
+	stop := runAgent(t, a)
+	defer stop()
+	waitUntil(t, "the file's set", func() bool { return a.DecideName("shop.test").Verdict == filter.VerdictBlock })
+
+	writeIndicators(t, src, header+"DomainName,\"oops,Block\n")
+	waitUntil(t, "the refusal in status", func() bool { return a.ControlStatus().Indicators.LastError != "" })
+	if d := a.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
+		t.Fatalf("shop.test is %v after the broken file; the last good set must stay", d.Verdict)
+	}
+	st := a.ControlStatus()
+	if !strings.Contains(st.Indicators.LastError, "every entry of the new set is invalid") || st.Indicators.Total != 1 {
+		t.Errorf("status indicators = %+v", st.Indicators)
+	}
+	if len(st.Errors) == 0 || st.Errors[0].Component != "indicators" || !strings.Contains(st.Errors[0].Message, "last good set stays") {
+		t.Errorf("status errors = %+v, want the refusal", st.Errors)
+	}
+	if err := a.Reload(context.Background()); err == nil {
+		t.Error("reload of the broken file succeeded; `netward indicators reload` must exit 1")
+	}
+}

@@ -106,6 +106,10 @@ type Set struct {
 	Settings    Settings
 	Indicators  []Indicator
 	Problems    []Problem
+	// Rejected counts entries left out because they were invalid (each
+	// has at least one error problem). Problems with settings, headers or
+	// tags are not entries and are not counted here.
+	Rejected int
 }
 
 // Errors is the number of error problems (rejected indicators or settings).
@@ -144,6 +148,12 @@ func (s *Set) problem(p Position, sev Severity, format string, args ...any) {
 
 func (s *Set) errorf(p Position, format string, args ...any) {
 	s.problem(p, SeverityError, format, args...)
+}
+
+// reject records an error for an entry that is left out, and counts it.
+func (s *Set) reject(p Position, format string, args ...any) {
+	s.Rejected++
+	s.errorf(p, format, args...)
 }
 
 func (s *Set) warnf(p Position, format string, args ...any) {

@@ -44,6 +44,12 @@ const (
 	DefaultMinBackoff   = time.Second
 	DefaultMaxBackoff   = 5 * time.Minute
 	DefaultFileInterval = 250 * time.Millisecond
+	// DefaultMaxDropPercent is SyncConfig.MaxDropPercent's default
+	// (config indicators.maxDropPercent).
+	DefaultMaxDropPercent = 50
+	// NoInvalidEntries is the MaxDropPercent that refuses any set with an
+	// invalid entry (config indicators.maxDropPercent 0).
+	NoInvalidEntries = -1
 )
 
 // SyncConfig configures a Sync.
@@ -74,6 +80,22 @@ type SyncConfig struct {
 	// Action is given to entries of hosts files and domain lists read from a
 	// file:// source (default Block).
 	Action filter.Action
+	// AllowDefaultRoute accepts IpAddress indicators of a whole address
+	// family (0.0.0.0/0, ::/0); see Options.AllowDefaultRoute.
+	AllowDefaultRoute bool
+	// MaxDropPercent refuses a new set when its invalid entries number more
+	// than this percentage of the indicators in force: a source that
+	// breaks (a stray quote, a bad export) must not switch blocking off. A
+	// set with no valid entry at all but some invalid ones is always
+	// refused. Entries removed on purpose are not invalid entries and do
+	// not count. 0 selects DefaultMaxDropPercent; NoInvalidEntries refuses
+	// any set with an invalid entry while a set is in force; 100 allows
+	// any share.
+	MaxDropPercent int
+	// OnError is told about every failure to read or accept the source
+	// (once per distinct message until a success); the agent lists them in
+	// `netward status`. It must not block.
+	OnError func(error)
 
 	// Client, when set, is used as is for http(s) feeds. Otherwise a client
 	// is built whose sockets run Control (the agent passes
@@ -128,6 +150,9 @@ type SyncStatus struct {
 var (
 	ErrSignature = errors.New("indicator set rejected: signature check failed")
 	ErrTooLarge  = errors.New("indicator set rejected: larger than the size limit")
+	// ErrInvalidEntries: the set's invalid entries would drop too much of
+	// the set in force (SyncConfig.MaxDropPercent), or it has no valid one.
+	ErrInvalidEntries = errors.New("indicator set rejected: too many invalid entries")
 )
 
 // Sync follows one indicator source and hands every new compiled set to
@@ -146,6 +171,8 @@ type Sync struct {
 	mu     sync.Mutex
 	status SyncStatus
 	sum    [sha256.Size]byte // of the body in force (file sources skip re-applying it)
+	held   int               // indicators of the set in force, for MaxDropPercent
+	noted  string            // the last failure handed to OnError
 }
 
 // NewSync checks cfg and returns a Sync that has not started anything.
@@ -173,6 +200,14 @@ func NewSync(cfg SyncConfig) (*Sync, error) {
 	}
 	if cfg.FileInterval <= 0 {
 		cfg.FileInterval = DefaultFileInterval
+	}
+	switch {
+	case cfg.MaxDropPercent == 0:
+		cfg.MaxDropPercent = DefaultMaxDropPercent
+	case cfg.MaxDropPercent == NoInvalidEntries:
+		cfg.MaxDropPercent = 0
+	case cfg.MaxDropPercent < 0 || cfg.MaxDropPercent > 100:
+		return nil, fmt.Errorf("indicators: MaxDropPercent %d is outside 0..100", cfg.MaxDropPercent)
 	}
 	s := &Sync{cfg: cfg, log: cfg.Log, now: cfg.Now}
 	if s.log == nil {
@@ -252,13 +287,19 @@ func (s *Sync) fail(err error) {
 	s.status.LastError = err.Error()
 	s.status.LastErrorAt = s.now()
 	s.status.Failures++
+	tell := s.cfg.OnError != nil && err.Error() != s.noted
+	s.noted = err.Error()
 	s.mu.Unlock()
+	if tell {
+		s.cfg.OnError(err)
+	}
 }
 
 func (s *Sync) checked() {
 	s.mu.Lock()
 	s.status.LastCheck = s.now()
 	s.status.Failures = 0
+	s.noted = ""
 	s.mu.Unlock()
 }
 
@@ -298,6 +339,7 @@ func (s *Sync) Restore() (bool, error) {
 		s.status.FetchedAt = r.FetchedAt
 		s.sum = sha256.Sum256(r.Body)
 	}
+	s.held = len(u.Set.Indicators)
 	s.mu.Unlock()
 	s.cfg.Apply(u)
 	return true, nil
@@ -323,7 +365,7 @@ func (s *Sync) compile(src string, body []byte, now time.Time) (Update, error) {
 		format = DetectFormat(path, body)
 		name = path
 	}
-	set, err := Parse(name, body, format, "", nil, Options{Action: s.cfg.Action, Now: now})
+	set, err := Parse(name, body, format, "", nil, Options{Action: s.cfg.Action, Now: now, AllowDefaultRoute: s.cfg.AllowDefaultRoute})
 	if err != nil {
 		return Update{}, err
 	}
@@ -351,6 +393,9 @@ func (s *Sync) accept(body []byte, sig string) error {
 	if err != nil {
 		return fmt.Errorf("indicator set rejected, the last good set stays: %w", err)
 	}
+	if err := s.checkInvalid(u.Set); err != nil {
+		return err
+	}
 	if s.cfg.Store != nil {
 		// Saved only after it compiled: the store never holds a set that
 		// cannot be enforced at the next start.
@@ -365,8 +410,41 @@ func (s *Sync) accept(body []byte, sig string) error {
 	s.status.LastError = ""
 	s.status.Failures = 0
 	s.sum = sha256.Sum256(body)
+	s.held = len(u.Set.Indicators)
+	s.noted = ""
 	s.mu.Unlock()
 	s.cfg.Apply(u)
+	return nil
+}
+
+// checkInvalid refuses a set that its invalid entries make unsafe to
+// apply (issue 14 §3): one with no valid entry but some invalid ones (the
+// source broke as a whole), or one whose invalid entries number more than
+// MaxDropPercent of the indicators in force — a set in force is never
+// replaced by what a bad export or a stray quote leaves of it. A smaller set
+// published on purpose has no invalid entries and passes.
+func (s *Sync) checkInvalid(set *Set) error {
+	if set.Rejected == 0 {
+		return nil
+	}
+	first := ""
+	for _, p := range set.Problems {
+		if p.Severity == SeverityError {
+			first = p.String()
+			break
+		}
+	}
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if len(set.Indicators) == 0 {
+		return fmt.Errorf("%w: every entry of the new set is invalid (%d); the last good set stays in force; first problem: %s (run `netward indicators validate` on the source for all)",
+			ErrInvalidEntries, set.Rejected, first)
+	}
+	if held > 0 && set.Rejected*100 > s.cfg.MaxDropPercent*held {
+		return fmt.Errorf("%w: %d entries of the new set are invalid, more than indicators.maxDropPercent (%d%%) of the %d indicators in force; the last good set stays in force; first problem: %s (run `netward indicators validate` on the source for all)",
+			ErrInvalidEntries, set.Rejected, s.cfg.MaxDropPercent, held, first)
+	}
 	return nil
 }
 
