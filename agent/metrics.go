@@ -81,14 +81,17 @@ func (m *metrics) sink(r telemetry.Record) {
 }
 
 var (
-	descInfo = prometheus.NewDesc("netward_info", "Agent version and enforcement mode (value 1).", []string{"version", "mode"}, nil)
-	descInd  = prometheus.NewDesc("netward_indicators", "Indicators in force by action.", []string{"action"}, nil)
-	descHTTP = prometheus.NewDesc("netward_indicators_http_only", "Url indicators with a path, enforceable on plain HTTP only.", nil, nil)
-	descSet  = prometheus.NewDesc("netward_indicator_set_info", "The indicator set version in force (value 1).", []string{"version"}, nil)
-	descAge  = prometheus.NewDesc("netward_indicator_set_age_seconds", "Seconds since the indicator set was generated (or loaded, when it carries no time).", nil, nil)
-	descSwap = prometheus.NewDesc("netward_policy_swaps_total", "Indicator sets installed since start.", nil, nil)
-	descByp  = prometheus.NewDesc("netward_bypasses_active", "Active Warn bypasses.", nil, nil)
-	descUp   = prometheus.NewDesc("netward_uptime_seconds", "Seconds since the agent started its control component.", nil, nil)
+	descInfo  = prometheus.NewDesc("netward_info", "Agent version and enforcement mode (value 1).", []string{"version", "mode"}, nil)
+	descInd   = prometheus.NewDesc("netward_indicators", "Indicators in force by action.", []string{"action"}, nil)
+	descHTTP  = prometheus.NewDesc("netward_indicators_http_only", "Url indicators with a path, enforceable on plain HTTP only.", nil, nil)
+	descSet   = prometheus.NewDesc("netward_indicator_set_info", "The indicator set version in force (value 1).", []string{"version"}, nil)
+	descAge   = prometheus.NewDesc("netward_indicator_set_age_seconds", "Seconds since the indicator set was generated (or loaded, when it carries no time).", nil, nil)
+	descStale = prometheus.NewDesc("netward_indicator_set_stale", "1 when the feed has not proved the indicator set current for longer than indicators.maxAgeHours (the set stays in force), else 0. https feeds only.", nil, nil)
+	descSeq   = prometheus.NewDesc("netward_indicator_set_sequence", "The feed sequence held (CONTRACT §5 rollback floor).", nil, nil)
+	descFresh = prometheus.NewDesc("netward_indicator_set_freshness_age_seconds", "Seconds since the feed last proved the indicator set current (Netward-Freshness).", nil, nil)
+	descSwap  = prometheus.NewDesc("netward_policy_swaps_total", "Indicator sets installed since start.", nil, nil)
+	descByp   = prometheus.NewDesc("netward_bypasses_active", "Active Warn bypasses.", nil, nil)
+	descUp    = prometheus.NewDesc("netward_uptime_seconds", "Seconds since the agent started its control component.", nil, nil)
 
 	descTelSpoolChunks = prometheus.NewDesc("netward_telemetry_spool_chunks", "Telemetry chunks waiting for upload.", nil, nil)
 	descTelSpoolBytes  = prometheus.NewDesc("netward_telemetry_spool_bytes", "Bytes of telemetry chunks waiting for upload.", nil, nil)
@@ -120,7 +123,7 @@ var (
 type agentCollector struct{ a *Agent }
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descSwap, descByp, descUp,
+	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descStale, descSeq, descFresh, descSwap, descByp, descUp,
 		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine,
 		descPanics, descInsp, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
 		descDNSTCPRetry, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
@@ -151,6 +154,18 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSet, 1, pi.Version)
 	if t := setTime(pi); !t.IsZero() {
 		gauge(descAge, now.Sub(t).Seconds())
+	}
+	if s := a.ind.sync.Load(); s != nil && a.feedSource() {
+		ss := s.Status()
+		stale := 0.0
+		if ss.Stale {
+			stale = 1
+		}
+		gauge(descStale, stale)
+		gauge(descSeq, float64(ss.Sequence))
+		if !ss.FreshAt.IsZero() {
+			gauge(descFresh, now.Sub(ss.FreshAt).Seconds())
+		}
 	}
 	counter(descSwap, float64(a.ctl.swaps.Load()))
 	n := 0

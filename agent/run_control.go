@@ -196,6 +196,13 @@ func (a *Agent) ControlStatus() control.Status {
 		if is.LastError != "" {
 			st.Indicators.LastError, st.Indicators.LastErrorAt = is.LastError, is.LastErrorAt.UTC()
 		}
+		st.Indicators.Sequence, st.Indicators.Stale, st.Indicators.FreshnessError = is.Sequence, is.Stale, is.FreshnessError
+		if !is.FreshAt.IsZero() {
+			st.Indicators.FreshAt = is.FreshAt.UTC()
+		}
+		if a.feedSource() {
+			st.Indicators.MaxAgeHours = a.cfg.Indicators.MaxAgeHours
+		}
 		if is.NextExpiry.IsZero() {
 			st.Indicators.NextExpiry = time.Time{}
 		}

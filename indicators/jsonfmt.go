@@ -221,6 +221,20 @@ func (s *Set) feedField(key string, raw json.RawMessage) error {
 			s.errorf(Position{Field: "version"}, "version: %v", err)
 		}
 		s.Version = v
+	case "sequence":
+		// The rollback rules of CONTRACT §5 order sets by it: a document
+		// whose sequence cannot be read is not a usable feed document.
+		var n *json.Number
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return fieldErr("sequence", err)
+		}
+		if n != nil {
+			v, err := strconv.ParseUint(n.String(), 10, 64)
+			if err != nil {
+				return fmt.Errorf("field \"sequence\" is %s; want a non-negative integer", n)
+			}
+			s.Sequence = v
+		}
 	case "generatedAt":
 		var g *string
 		if err := json.Unmarshal(raw, &g); err != nil {

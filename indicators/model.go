@@ -100,8 +100,11 @@ func (p Problem) String() string { return fmt.Sprintf("%s: %s: %s", p.Position, 
 // Set is a parsed indicator set: what was loaded, and every problem found.
 type Set struct {
 	// Name is the file or source the set was read from (used in positions).
-	Name        string
-	Version     string
+	Name    string
+	Version string
+	// Sequence is a feed document's "sequence" (CONTRACT §5), 0 when it
+	// has none (and for other formats).
+	Sequence    uint64
 	GeneratedAt time.Time
 	Settings    Settings
 	Indicators  []Indicator

@@ -40,9 +40,11 @@ func (f *feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.inm = append(f.inm, r.Header.Get("If-None-Match"))
 	f.mu.Unlock()
-	mode, _ := f.mode.Load().(string)
 	rec := httptest.NewRecorder()
 	f.h.ServeHTTP(rec, r) // blocks for long polls like the real thing
+	// The mode in force when the answer leaves, not when the request came:
+	// a long poll held across a switch must get the new treatment.
+	mode, _ := f.mode.Load().(string)
 	if rec.Code == http.StatusNotModified {
 		f.notMod.Add(1)
 	}

@@ -262,6 +262,7 @@ var knownActions = map[string]bool{
 	ConnectionSuccess: true, ConnectionFailed: true, NetworkProtectionBlocked: true,
 	NetworkProtectionWarned: true, NetworkProtectionAudited: true,
 	NetworkProtectionUserBypassEvent: true, DnsQueryResponse: true, ActionTelemetryGap: true,
+	ActionIndicatorSetStale: true, ActionIndicatorSetFresh: true,
 }
 
 func checkRecord(r *Record, device string) error {
