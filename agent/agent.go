@@ -69,6 +69,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.policy.Store(empty)
 	mode, _ := filter.ParseMode(cfg.Mode)
 	a.settings.Store(&FeedSettings{Mode: mode})
+	a.insp.changed = make(chan struct{}, 1)
 	a.initDNS()          // the IP→name map exists before telemetry starts
 	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
@@ -82,6 +83,7 @@ func (a *Agent) Policy() *filter.Policy { return a.policy.Load() }
 func (a *Agent) SetPolicy(p *filter.Policy) {
 	a.policy.Store(p)
 	a.ctl.swaps.Add(1)
+	a.ipChanged()
 }
 
 // Settings returns the feed settings in force. Never nil.

@@ -102,7 +102,8 @@ var (
 
 	descPanics = prometheus.NewDesc("netward_panics_recovered_total", "Requests (DNS queries, packets, API and page requests) whose handling panicked: each got an error answer and the agent went on. Any value above 0 is a bug to report; the log has the stack.", []string{"component"}, nil)
 
-	descInsp = prometheus.NewDesc("netward_inspect_packets_total", "Packets the inline inspector handled, by outcome.", []string{"outcome"}, nil)
+	descInsp   = prometheus.NewDesc("netward_inspect_packets_total", "Packets the inline inspector handled, by outcome.", []string{"outcome"}, nil)
+	descKernel = prometheus.NewDesc("netward_ip_refused_connections_total", "Connections refused in the kernel by an IpAddress Block or Warn (every protocol but a Warn's TCP) that were recorded (at most 50 a second per rule).", nil, nil)
 
 	descDNSQueries   = prometheus.NewDesc("netward_dns_queries_total", "DNS queries received by the proxy.", nil, nil)
 	descDNSByAction  = prometheus.NewDesc("netward_dns_queries_by_action_total", "DNS queries by how they were answered: the decision (allow, audit, block, warn, bypassed), special (DoH canary, Private Relay), rejected (malformed, wrong class, zone transfer) or refused (in-flight bound reached).", []string{"action"}, nil)
@@ -125,7 +126,7 @@ type agentCollector struct{ a *Agent }
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descStale, descSeq, descFresh, descSwap, descByp, descUp,
 		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine,
-		descPanics, descInsp, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
+		descPanics, descInsp, descKernel, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
 		descDNSTCPRetry, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
 		ch <- d
 	}
@@ -199,6 +200,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 			{"deadline_missed", is.DeadlineMissed}, {"flows_full", is.FlowsFull}, {"decode_error", is.DecodeErrors}} {
 			counter(descInsp, float64(o.v), o.name)
 		}
+		counter(descKernel, float64(is.KernelRefused))
 	}
 
 	if d, ok := a.DNSStats(); ok {

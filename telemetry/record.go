@@ -21,6 +21,9 @@ const (
 	ProtoUDP  = "Udp"
 	ProtoQUIC = "Quic"
 	ProtoDNS  = "Dns"
+	// ProtoICMP is ICMP or ICMPv6: only on records of traffic the kernel
+	// refused by an IP indicator (Source ip).
+	ProtoICMP = "Icmp"
 )
 
 // Source values: which interceptor produced the record.

@@ -46,8 +46,13 @@ type InspectEvent struct {
 	Local    netip.AddrPort
 	Remote   netip.AddrPort
 	Decision filter.Decision
-	Reason   string // why a flow was decided without a name: "unreadable", "dot", "doh", "quic-block", "flows-full"
+	Reason   string // why a flow was decided without a name: "unreadable", "dot", "doh", "quic-block", "flows-full", ReasonKernel
 }
+
+// ReasonKernel is the Reason of an event for a connection the kernel refused
+// by IP verdict (ipblock, ipwarn) without a trip to the queue: its first
+// packet was copied to the agent only to be recorded.
+const ReasonKernel = "kernel"
 
 // InspectStats are the inspector's counters.
 type InspectStats struct {
@@ -59,6 +64,9 @@ type InspectStats struct {
 	// Panics counts packets whose decision panicked (a bug, logged with
 	// its stack); each was accepted unmarked.
 	Panics uint64
+	// KernelRefused counts connections refused in the kernel by IP verdict
+	// whose first packet reached the agent for the record (rate-limited).
+	KernelRefused uint64
 }
 
 type inspCounters struct {
@@ -67,6 +75,7 @@ type inspCounters struct {
 	quicDropped, deadlineMissed       atomic.Uint64
 	flowsFull, decodeErrors, verdicts atomic.Uint64
 	verdictErrors, panics             atomic.Uint64
+	kernelRefused                     atomic.Uint64
 }
 
 func (c *inspCounters) snapshot() InspectStats {
@@ -75,7 +84,7 @@ func (c *inspCounters) snapshot() InspectStats {
 		Named: c.named.Load(), IPOnly: c.ipOnly.Load(), Unreadable: c.unreadable.Load(),
 		QUICDropped: c.quicDropped.Load(), DeadlineMissed: c.deadlineMissed.Load(),
 		FlowsFull: c.flowsFull.Load(), DecodeErrors: c.decodeErrors.Load(), Verdicts: c.verdicts.Load(),
-		VerdictErrors: c.verdictErrors.Load(), Panics: c.panics.Load(),
+		VerdictErrors: c.verdictErrors.Load(), Panics: c.panics.Load(), KernelRefused: c.kernelRefused.Load(),
 	}
 }
 
