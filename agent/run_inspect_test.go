@@ -157,15 +157,8 @@ func TestInspectConfig(t *testing.T) {
 // bypass of a warned address (named as the notice names it: the address)
 // opens it; a Block can never be bypassed.
 func TestAgentIPVerdicts(t *testing.T) {
-	dir := t.TempDir()
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(dir)+`"}`), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := policyAgent(t)
+	dir := a.cfg.DataDir
 	store, err := bypass.Open(bypass.Config{Path: filepath.Join(dir, "bypass.db")}, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -198,15 +191,10 @@ func TestAgentIPVerdicts(t *testing.T) {
 		return strings.Join(parts, " ")
 	}
 
-	p, err := filter.Compile([]filter.Rule{
-		{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
-		{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Allowed, ID: "2"},
-		{Value: "203.0.113.0/24", Type: filter.TypeIP, Action: filter.Warn, ID: "3", Title: "Monitored range"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.SetPolicy(p)
+	a.SetPolicy(compileRules(t,
+		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
+		filter.Rule{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Allowed, ID: "2"},
+		filter.Rule{Value: "203.0.113.0/24", Type: filter.TypeIP, Action: filter.Warn, ID: "3", Title: "Monitored range"}))
 	v := next("policy")
 	if str(v.Block) != "198.51.100.0-198.51.100.6 198.51.100.8-198.51.100.255" || str(v.Warn) != "203.0.113.0-203.0.113.255" {
 		t.Fatalf("after the policy: block %s, warn %s", str(v.Block), str(v.Warn))
@@ -242,23 +230,11 @@ func TestAgentIPVerdicts(t *testing.T) {
 // host:port from the IP rules (before, `check http://198.51.100.7/` said
 // allow for a blocked /24).
 func TestCheckIPLiterals(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := filter.Compile([]filter.Rule{
-		{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "7"},
-		{Value: "2001:db8::/32", Type: filter.TypeIP, Action: filter.Block, ID: "8"},
-		{Value: "example.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "9"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.SetPolicy(p)
+	a := policyAgent(t)
+	a.SetPolicy(compileRules(t,
+		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "7"},
+		filter.Rule{Value: "2001:db8::/32", Type: filter.TypeIP, Action: filter.Block, ID: "8"},
+		filter.Rule{Value: "example.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "9"}))
 	for _, tc := range []struct{ q, kind, target, action, id string }{
 		{"http://198.51.100.7/", "ip", "198.51.100.7", "block", "7"},
 		{"https://198.51.100.7:8443/x", "ip", "198.51.100.7", "block", "7"},
@@ -282,4 +258,27 @@ func TestCheckIPLiterals(t *testing.T) {
 			t.Errorf("check %q = %s %s %s (indicator %q), want %s %s %s (%q)", tc.q, res.Kind, res.Target, res.Action, id, tc.kind, tc.target, tc.action, tc.id)
 		}
 	}
+}
+
+// policyAgent is an agent on a fresh data directory that starts nothing.
+func policyAgent(t *testing.T) *Agent {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func compileRules(t *testing.T, rules ...filter.Rule) *filter.Policy {
+	t.Helper()
+	p, err := filter.Compile(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

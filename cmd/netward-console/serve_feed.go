@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/indicators"
+	"github.com/netward/netward/internal/guard"
 )
 
 // FeedPath is where serve-feed mounts the feed (CONTRACT §5 example URL).
@@ -91,7 +92,9 @@ func serveFeedMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	// WriteTimeout is left unset: long polls hold a response for minutes.
 	// Requests inherit ctx (BaseContext), so cancelling it ends held long
 	// polls at once and Shutdown does not wait for them.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	// A panic while serving one request answers it 500 and is logged
+	// (rate-limited); the feed goes on.
+	srv := &http.Server{Handler: guard.New(log).HTTP("feed", mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	fmt.Fprintf(stdout, "public key: %s\nsequence: %d (state in %s)\nserving indicator feed on http://%s%s\n",
 		base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)), h.Sequence(), *stateFile, ln.Addr(), FeedPath)

@@ -3,7 +3,6 @@
 package hostnet
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"testing"
 
@@ -14,25 +13,11 @@ import (
 // it: nlmsghdr, nfgenmsg, then attributes (a packet header, a prefix, the
 // payload), each padded to 4 octets.
 func kernelLogMsg(payload []byte) []byte {
-	attr := func(b []byte, typ uint16, v []byte) []byte {
-		b = binary.NativeEndian.AppendUint16(b, uint16(4+len(v)))
-		b = binary.NativeEndian.AppendUint16(b, typ)
-		b = append(b, v...)
-		for len(b)%4 != 0 {
-			b = append(b, 0)
-		}
-		return b
-	}
 	body := []byte{unix.AF_INET, 0, 0x3b, 0xf9} // nfgenmsg, group 15353
-	body = attr(body, 1, []byte{0x08, 0x00, 3, 0})
-	body = attr(body, 10, []byte("x\x00"))
-	body = attr(body, nfulaPayload, payload)
-	m := binary.NativeEndian.AppendUint32(nil, uint32(nlmsgHdrLen+len(body)))
-	m = binary.NativeEndian.AppendUint16(m, nfnlSubsysULOG<<8|nfulnlMsgPacket)
-	m = binary.NativeEndian.AppendUint16(m, 0)
-	m = binary.NativeEndian.AppendUint32(m, 0)
-	m = binary.NativeEndian.AppendUint32(m, 0)
-	return append(m, body...)
+	body = kernelAttr(body, 1, []byte{0x08, 0x00, 3, 0})
+	body = kernelAttr(body, 10, []byte("x\x00"))
+	body = kernelAttr(body, nfulaPayload, payload)
+	return kernelMsg(nfnlSubsysULOG<<8|nfulnlMsgPacket, body)
 }
 
 func TestParseRefused(t *testing.T) {

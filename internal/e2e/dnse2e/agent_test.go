@@ -114,12 +114,7 @@ func TestAgentBinary(t *testing.T) {
 		// Issue 14: the 12-byte header with QDCOUNT=1 and no question
 		// killed the agent (and with it the capture). runHostile sends it
 		// among other malformed datagrams, then checks answers go on.
-		cmd := ep.Cmd(testBinary(t), "-test.run=^TestHelperProcess$")
-		cmd.Env = append(cmd.Environ(), helperEnv+"=hostile", "NETWARD_DNSE2E_TARGET=192.0.2.1:53")
-		b, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(b), "STILL-ANSWERING") {
-			t.Fatalf("hostile client: %v\n%s", err, b)
-		}
+		hostileClient(t, ep)
 		select {
 		case <-exited:
 			t.Fatalf("the agent exited on hostile input:\n%s", log.String())
