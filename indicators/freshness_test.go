@@ -400,3 +400,27 @@ func TestSyncFileSourceExempt(t *testing.T) {
 		t.Errorf("file status %+v: no freshness or floor for files", st)
 	}
 }
+
+// TestSyncRestoreWithoutState: a store written before the feed state
+// existed (an upgraded agent) restores the floor and the freshness from the
+// stored set's own sequence and generatedAt.
+func TestSyncRestoreWithoutState(t *testing.T) {
+	pub, priv := testKey(t)
+	st := openTestStore(t, filepath.Join(t.TempDir(), "indicators.db"))
+	body, _ := seqDoc(9, freshStart, "old.test").Marshal()
+	src := "https://console.example/v1/indicators"
+	if err := st.Save(Record{Body: body, Version: "v", Signature: "ed25519=" + b64(ed25519.Sign(priv, body)), Source: src, FetchedAt: freshStart}); err != nil {
+		t.Fatal(err)
+	}
+	ups := make(updates, 1)
+	s, err := NewSync(SyncConfig{Source: src, PublicKey: pub, Store: st, Apply: ups.apply, Now: func() time.Time { return freshStart.Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Restore(); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if got := s.Status(); got.Sequence != 9 || !got.FreshAt.Equal(freshStart) || got.Stale {
+		t.Errorf("restored without state: %+v", got)
+	}
+}

@@ -392,6 +392,14 @@ func (s *Sync) Restore() (bool, error) {
 		s.status.Version = u.Version
 		s.status.FetchedAt = r.FetchedAt
 		s.sum = sha256.Sum256(r.Body)
+		if kindOf(r.Source) == kindHTTP {
+			// A store written before the feed state existed (or whose
+			// state was lost) still has the set: its own sequence and
+			// generatedAt are a floor and a proof of freshness.
+			if st, err := s.advance(s.state, u); err == nil {
+				s.state = st
+			}
+		}
 	}
 	s.held = len(u.Set.Indicators)
 	s.mu.Unlock()
