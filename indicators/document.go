@@ -10,7 +10,13 @@ import (
 
 // Document is the feed body of CONTRACT §5, for producing a feed.
 type Document struct {
-	Version     string         `json:"version"`
+	Version string `json:"version"`
+	// Sequence only grows from one published set to the next (CONTRACT §5
+	// rollback rules); 0 means an unsequenced feed. It is not part of the
+	// version: the version is the content digest.
+	Sequence uint64 `json:"sequence,omitempty"`
+	// GeneratedAt is when the sequence was made (not when it is served), so
+	// every replica signs the same bytes for one sequence.
 	GeneratedAt time.Time      `json:"generatedAt"`
 	Settings    Settings       `json:"settings"`
 	Indicators  []DocIndicator `json:"indicators"`
@@ -57,19 +63,33 @@ func (d Document) Marshal() ([]byte, error) {
 		d.Indicators = []DocIndicator{}
 	}
 	if d.Version == "" {
-		content, err := json.Marshal(struct {
-			S Settings
-			I []DocIndicator
-		}{d.Settings, d.Indicators})
+		v, err := d.ContentVersion()
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(content)
-		d.Version = "sha256-" + hex.EncodeToString(sum[:8])
+		d.Version = v
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		return nil, fmt.Errorf("encode feed document: %w", err)
 	}
 	return b, nil
+}
+
+// ContentVersion is the digest of the settings and indicators that Marshal
+// uses as the version when d has none: the same content always has the same
+// version, whatever its sequence or generatedAt.
+func (d Document) ContentVersion() (string, error) {
+	if d.Indicators == nil {
+		d.Indicators = []DocIndicator{}
+	}
+	content, err := json.Marshal(struct {
+		S Settings
+		I []DocIndicator
+	}{d.Settings, d.Indicators})
+	if err != nil {
+		return "", fmt.Errorf("encode feed document: %w", err)
+	}
+	sum := sha256.Sum256(content)
+	return "sha256-" + hex.EncodeToString(sum[:8]), nil
 }
