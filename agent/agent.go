@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/guard"
 )
 
 // Agent is one running netward instance.
@@ -26,6 +27,9 @@ type Agent struct {
 	sinks  []RecordSink
 	// settings are the feed settings in force (mode, convertWarnToBlock, ...).
 	settings atomic.Pointer[FeedSettings]
+	// panics counts panics recovered per request by every component (DNS,
+	// inspector, control API, pages), exported as a metric.
+	panics *guard.Panics
 
 	// Per-component state, each owned by its run_*.go file.
 	ind  indicatorsState
@@ -57,7 +61,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, now: time.Now}
+	a := &Agent{cfg: cfg, log: log, now: time.Now, panics: guard.New(log)}
 	empty, err := filter.Compile(nil)
 	if err != nil {
 		return nil, err
@@ -65,6 +69,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.policy.Store(empty)
 	mode, _ := filter.ParseMode(cfg.Mode)
 	a.settings.Store(&FeedSettings{Mode: mode})
+	a.insp.changed = make(chan struct{}, 1)
 	a.initDNS()          // the IP→name map exists before telemetry starts
 	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
@@ -78,6 +83,7 @@ func (a *Agent) Policy() *filter.Policy { return a.policy.Load() }
 func (a *Agent) SetPolicy(p *filter.Policy) {
 	a.policy.Store(p)
 	a.ctl.swaps.Add(1)
+	a.ipChanged()
 }
 
 // Settings returns the feed settings in force. Never nil.

@@ -43,6 +43,16 @@ type IndicatorsConfig struct {
 	PublicKey       string `json:"publicKey"`
 	CAFile          string `json:"caFile"`
 	LongPollSeconds int    `json:"longPollSeconds"`
+	// MaxAgeHours: a feed set whose freshness proof (CONTRACT §5) is older
+	// stays in force but is reported stale (default 72).
+	MaxAgeHours int `json:"maxAgeHours"`
+	// MaxDropPercent: a new set whose invalid entries number more than this
+	// share of the indicators in force is refused (default 50; 0 refuses
+	// any invalid entry; 100 allows any). nil until defaults are applied.
+	MaxDropPercent *int `json:"maxDropPercent"`
+	// AllowDefaultRoute accepts IpAddress indicators 0.0.0.0/0 and ::/0
+	// (otherwise refused: they would apply to every connection).
+	AllowDefaultRoute bool `json:"allowDefaultRoute"`
 }
 
 type DNSConfig struct {
@@ -194,6 +204,13 @@ func (c *Config) applyDefaults() {
 	if c.Indicators.LongPollSeconds == 0 {
 		c.Indicators.LongPollSeconds = 60
 	}
+	if c.Indicators.MaxAgeHours == 0 {
+		c.Indicators.MaxAgeHours = 72
+	}
+	if c.Indicators.MaxDropPercent == nil {
+		d := 50
+		c.Indicators.MaxDropPercent = &d
+	}
 	if len(c.DNS.Listen) == 0 {
 		if c.DNS.Capture {
 			c.DNS.Listen = []string{"127.0.0.153:53", "[::1]:53"}
@@ -272,6 +289,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Indicators.LongPollSeconds < 0 || c.Indicators.LongPollSeconds > 3600 {
 		errs = append(errs, fmt.Errorf("key \"indicators.longPollSeconds\": %d is outside 0..3600", c.Indicators.LongPollSeconds))
+	}
+	if c.Indicators.MaxAgeHours < 0 || c.Indicators.MaxAgeHours > 24*366 {
+		errs = append(errs, fmt.Errorf("key \"indicators.maxAgeHours\": %d is outside 1..8784 (one year)", c.Indicators.MaxAgeHours))
+	}
+	if d := c.Indicators.MaxDropPercent; d != nil && (*d < 0 || *d > 100) {
+		errs = append(errs, fmt.Errorf("key \"indicators.maxDropPercent\": %d is outside 0..100", *d))
 	}
 	if c.Telemetry.ChunkBytes < 0 || c.Telemetry.ChunkRecords < 0 || c.Telemetry.SpoolBytes < 0 || c.Telemetry.ChunkInterval < 0 {
 		errs = append(errs, errors.New("telemetry sizes and intervals must not be negative"))

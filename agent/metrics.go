@@ -81,14 +81,17 @@ func (m *metrics) sink(r telemetry.Record) {
 }
 
 var (
-	descInfo = prometheus.NewDesc("netward_info", "Agent version and enforcement mode (value 1).", []string{"version", "mode"}, nil)
-	descInd  = prometheus.NewDesc("netward_indicators", "Indicators in force by action.", []string{"action"}, nil)
-	descHTTP = prometheus.NewDesc("netward_indicators_http_only", "Url indicators with a path, enforceable on plain HTTP only.", nil, nil)
-	descSet  = prometheus.NewDesc("netward_indicator_set_info", "The indicator set version in force (value 1).", []string{"version"}, nil)
-	descAge  = prometheus.NewDesc("netward_indicator_set_age_seconds", "Seconds since the indicator set was generated (or loaded, when it carries no time).", nil, nil)
-	descSwap = prometheus.NewDesc("netward_policy_swaps_total", "Indicator sets installed since start.", nil, nil)
-	descByp  = prometheus.NewDesc("netward_bypasses_active", "Active Warn bypasses.", nil, nil)
-	descUp   = prometheus.NewDesc("netward_uptime_seconds", "Seconds since the agent started its control component.", nil, nil)
+	descInfo  = prometheus.NewDesc("netward_info", "Agent version and enforcement mode (value 1).", []string{"version", "mode"}, nil)
+	descInd   = prometheus.NewDesc("netward_indicators", "Indicators in force by action.", []string{"action"}, nil)
+	descHTTP  = prometheus.NewDesc("netward_indicators_http_only", "Url indicators with a path, enforceable on plain HTTP only.", nil, nil)
+	descSet   = prometheus.NewDesc("netward_indicator_set_info", "The indicator set version in force (value 1).", []string{"version"}, nil)
+	descAge   = prometheus.NewDesc("netward_indicator_set_age_seconds", "Seconds since the indicator set was generated (or loaded, when it carries no time).", nil, nil)
+	descStale = prometheus.NewDesc("netward_indicator_set_stale", "1 when the feed has not proved the indicator set current for longer than indicators.maxAgeHours (the set stays in force), else 0. https feeds only.", nil, nil)
+	descSeq   = prometheus.NewDesc("netward_indicator_set_sequence", "The feed sequence held (CONTRACT §5 rollback floor).", nil, nil)
+	descFresh = prometheus.NewDesc("netward_indicator_set_freshness_age_seconds", "Seconds since the feed last proved the indicator set current (Netward-Freshness).", nil, nil)
+	descSwap  = prometheus.NewDesc("netward_policy_swaps_total", "Indicator sets installed since start.", nil, nil)
+	descByp   = prometheus.NewDesc("netward_bypasses_active", "Active Warn bypasses.", nil, nil)
+	descUp    = prometheus.NewDesc("netward_uptime_seconds", "Seconds since the agent started its control component.", nil, nil)
 
 	descTelSpoolChunks = prometheus.NewDesc("netward_telemetry_spool_chunks", "Telemetry chunks waiting for upload.", nil, nil)
 	descTelSpoolBytes  = prometheus.NewDesc("netward_telemetry_spool_bytes", "Bytes of telemetry chunks waiting for upload.", nil, nil)
@@ -97,7 +100,10 @@ var (
 	descTelDropped     = prometheus.NewDesc("netward_telemetry_dropped_records_total", "Telemetry records lost, by reason.", []string{"reason"}, nil)
 	descTelQuarantine  = prometheus.NewDesc("netward_telemetry_quarantined_chunks", "Chunks the console refused, kept aside.", nil, nil)
 
-	descInsp = prometheus.NewDesc("netward_inspect_packets_total", "Packets the inline inspector handled, by outcome.", []string{"outcome"}, nil)
+	descPanics = prometheus.NewDesc("netward_panics_recovered_total", "Requests (DNS queries, packets, API and page requests) whose handling panicked: each got an error answer and the agent went on. Any value above 0 is a bug to report; the log has the stack.", []string{"component"}, nil)
+
+	descInsp   = prometheus.NewDesc("netward_inspect_packets_total", "Packets the inline inspector handled, by outcome.", []string{"outcome"}, nil)
+	descKernel = prometheus.NewDesc("netward_ip_refused_connections_total", "Connections refused in the kernel by an IpAddress Block or Warn (every protocol but a Warn's TCP) that were recorded (at most 50 a second per rule).", nil, nil)
 
 	descDNSQueries   = prometheus.NewDesc("netward_dns_queries_total", "DNS queries received by the proxy.", nil, nil)
 	descDNSByAction  = prometheus.NewDesc("netward_dns_queries_by_action_total", "DNS queries by how they were answered: the decision (allow, audit, block, warn, bypassed), special (DoH canary, Private Relay), rejected (malformed, wrong class, zone transfer) or refused (in-flight bound reached).", []string{"action"}, nil)
@@ -118,9 +124,9 @@ var (
 type agentCollector struct{ a *Agent }
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descSwap, descByp, descUp,
+	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descStale, descSeq, descFresh, descSwap, descByp, descUp,
 		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine,
-		descInsp, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
+		descPanics, descInsp, descKernel, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
 		descDNSTCPRetry, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
 		ch <- d
 	}
@@ -150,6 +156,18 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	if t := setTime(pi); !t.IsZero() {
 		gauge(descAge, now.Sub(t).Seconds())
 	}
+	if s := a.ind.sync.Load(); s != nil && a.feedSource() {
+		ss := s.Status()
+		stale := 0.0
+		if ss.Stale {
+			stale = 1
+		}
+		gauge(descStale, stale)
+		gauge(descSeq, float64(ss.Sequence))
+		if !ss.FreshAt.IsZero() {
+			gauge(descFresh, now.Sub(ss.FreshAt).Seconds())
+		}
+	}
 	counter(descSwap, float64(a.ctl.swaps.Load()))
 	n := 0
 	for _, v := range a.BypassStats() {
@@ -170,6 +188,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTelDropped, float64(ts.DroppedSpoolRecords), "spool_full")
 	gauge(descTelQuarantine, float64(ts.Quarantined))
 
+	for _, c := range []string{"dns", "inspect", "control", "warnpage"} {
+		counter(descPanics, float64(a.panics.Count(c)), c)
+	}
+
 	if is, ok := a.InspectStats(); ok {
 		for _, o := range []struct {
 			name string
@@ -178,6 +200,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 			{"deadline_missed", is.DeadlineMissed}, {"flows_full", is.FlowsFull}, {"decode_error", is.DecodeErrors}} {
 			counter(descInsp, float64(o.v), o.name)
 		}
+		counter(descKernel, float64(is.KernelRefused))
 	}
 
 	if d, ok := a.DNSStats(); ok {

@@ -157,6 +157,19 @@ func TestMetricsScrape(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, got, v)
 		}
 	}
+	for _, c := range []string{"dns", "inspect", "control", "warnpage"} {
+		if v, ok := m[`netward_panics_recovered_total{component="`+c+`"}`]; !ok || v != 0 {
+			t.Errorf("netward_panics_recovered_total{component=%q} = %v, %v; want 0", c, v, ok)
+		}
+	}
+	// Every component reports its recovered panics to the agent's counter.
+	if p := a.dns.proxy.Load(); p.Stats().Panics != 0 || a.panics.Count("dns") != 0 {
+		t.Error("panics before any")
+	}
+	a.panics.Recovered("dns", "simulated")
+	if v := scrape(t, a.MetricsAddr())[`netward_panics_recovered_total{component="dns"}`]; v != 1 {
+		t.Errorf("after one recovered panic the metric is %v, want 1", v)
+	}
 	// Buckets are cumulative and bounded by the total.
 	prev := 0.0
 	n := 0

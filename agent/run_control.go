@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -93,7 +92,7 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return fmt.Errorf("%w (set control.socket in %s to a path the agent can create)", err, a.cfg.Path)
 	}
-	srv, err := control.New(control.Config{Backend: controlBackend{a}, Events: a.ctl.ring, Log: a.log, Now: a.now})
+	srv, err := control.New(control.Config{Backend: controlBackend{a}, Events: a.ctl.ring, Log: a.log, Now: a.now, Panics: a.panics})
 	if err != nil {
 		ln.Close()
 		return err
@@ -196,6 +195,13 @@ func (a *Agent) ControlStatus() control.Status {
 		if is.LastError != "" {
 			st.Indicators.LastError, st.Indicators.LastErrorAt = is.LastError, is.LastErrorAt.UTC()
 		}
+		st.Indicators.Sequence, st.Indicators.Stale, st.Indicators.FreshnessError = is.Sequence, is.Stale, is.FreshnessError
+		if !is.FreshAt.IsZero() {
+			st.Indicators.FreshAt = is.FreshAt.UTC()
+		}
+		if a.feedSource() {
+			st.Indicators.MaxAgeHours = a.cfg.Indicators.MaxAgeHours
+		}
 		if is.NextExpiry.IsZero() {
 			st.Indicators.NextExpiry = time.Time{}
 		}
@@ -231,37 +237,16 @@ func (a *Agent) Check(query, user string) (control.CheckResult, error) {
 		}
 		return time.Time{}, false
 	}
-	var d filter.Decision
-	var urlPath bool
-	if addr, err := netip.ParseAddr(strings.Trim(q, "[]")); err == nil {
-		addr = addr.Unmap()
-		res.Kind, res.Target = "ip", addr.String()
-		d = filter.Decide(a.Policy().MatchAddr(addr), a.filterSettings(), bypassFn)
-	} else if strings.Contains(q, "/") {
-		u, err := filter.ParseURL(q)
-		if err != nil {
-			return res, fmt.Errorf("%q is not a URL netward can match: %v: %w", query, err, control.ErrBadQuery)
-		}
-		res.Kind, res.Target = "url", u.String()
-		p := a.Policy()
-		m := p.MatchURL(u.Host, u.Path)
-		if m.Rule == nil {
-			m = p.MatchName(u.Host)
-		} else {
-			urlPath = u.HTTPOnly() && m.Rule.Type == filter.TypeURL
-		}
-		d = filter.Decide(m, a.filterSettings(), bypassFn)
-	} else {
-		if h, _, err := net.SplitHostPort(q); err == nil {
-			q = h
-		}
-		n, err := filter.CanonicalName(q)
-		if err != nil {
-			return res, fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
-		}
-		res.Kind, res.Target = "name", n
-		d = filter.Decide(a.Policy().MatchName(n), a.filterSettings(), bypassFn)
+	// An IP literal — alone, as host:port or as a URL's host — is decided
+	// by the IP rules, as the inspector decides a connection to it.
+	tg, err := filter.ParseTarget(q)
+	if err != nil {
+		return res, fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
 	}
+	res.Kind, res.Target = tg.Kind.String(), tg.String()
+	m := matchTarget(a.Policy(), tg)
+	d := filter.Decide(m, a.filterSettings(), bypassFn)
+	urlPath := tg.Kind == filter.TargetURL && m.Rule != nil && m.Rule.Type == filter.TypeURL && tg.URL.HTTPOnly()
 	res.Action, res.Would = d.Verdict.String(), d.Would.String()
 	if r := d.Match.Rule; r != nil {
 		res.Indicator = &control.Indicator{Value: r.Value, Type: r.Type.String(), Action: r.Action.String(),

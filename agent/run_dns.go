@@ -73,6 +73,7 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		Capture:         dc.Capture,
 		Names:           a.dns.names,
 		OnDecision:      a.emitDNS,
+		Panics:          a.panics,
 		Log:             a.log.With("component", "dns"),
 		Now:             a.now,
 	})

@@ -19,6 +19,9 @@ import (
 
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/indicators"
+	"github.com/netward/netward/internal/osinfo"
+	"github.com/netward/netward/internal/version"
+	"github.com/netward/netward/telemetry"
 )
 
 // IndicatorStoreFile is the last-good store's file in the data directory.
@@ -42,7 +45,23 @@ type indicatorsState struct {
 	nextExpiry time.Time
 	compiledAt time.Time
 	wake       chan struct{} // nextExpiry changed
+
+	// Freshness reporting (watchFreshness): since when the feed set is
+	// stale (zero: it is not), and when its stale record was last emitted.
+	freshMu     sync.Mutex
+	staleSince  time.Time
+	staleRecord time.Time
+	// freshEvery overrides freshCheck (tests).
+	freshEvery time.Duration
 }
+
+// freshCheck is how often the agent looks whether the feed set went stale
+// (or fresh again); staleRepeat how often the stale record is repeated
+// while it lasts, so a console reading any hour's chunks sees it.
+const (
+	freshCheck  = time.Minute
+	staleRepeat = time.Hour
+)
 
 // IndicatorStatus is the indicators part of `netward status`.
 type IndicatorStatus struct {
@@ -67,6 +86,12 @@ type IndicatorStatus struct {
 	LastError   string    `json:"lastError,omitempty"`
 	LastErrorAt time.Time `json:"lastErrorAt"`
 	Failures    int       `json:"failures"`
+	// Sequence, FreshAt, Stale and FreshnessError are the feed's rollback
+	// floor and freshness (CONTRACT §5; https feeds only).
+	Sequence       uint64    `json:"sequence"`
+	FreshAt        time.Time `json:"freshAt"`
+	Stale          bool      `json:"stale"`
+	FreshnessError string    `json:"freshnessError,omitempty"`
 }
 
 // IndicatorStatus reports the indicator set in force and the sync's state.
@@ -75,6 +100,7 @@ func (a *Agent) IndicatorStatus() IndicatorStatus {
 	if s := a.ind.sync.Load(); s != nil {
 		ss := s.Status()
 		st.LastCheck, st.LastError, st.LastErrorAt, st.Failures = ss.LastCheck, ss.LastError, ss.LastErrorAt, ss.Failures
+		st.Sequence, st.FreshAt, st.Stale, st.FreshnessError = ss.Sequence, ss.FreshAt, ss.Stale, ss.FreshnessError
 	}
 	a.ind.mu.Lock()
 	defer a.ind.mu.Unlock()
@@ -129,7 +155,92 @@ func (a *Agent) startIndicators(ctx context.Context, g *errgroup.Group) error {
 	}
 	g.Go(func() error { return s.Run(ctx) })
 	g.Go(func() error { return a.expireIndicators(ctx, log) })
+	if indicators.IsFeedSource(ic.Source) {
+		g.Go(func() error { return a.watchFreshness(ctx, log) })
+	}
 	return nil
+}
+
+// feedSource reports whether indicators.source is an https feed (the
+// freshness rules apply to it).
+func (a *Agent) feedSource() bool { return indicators.IsFeedSource(a.cfg.Indicators.Source) }
+
+// watchFreshness checks every freshCheck whether the feed set went stale.
+func (a *Agent) watchFreshness(ctx context.Context, log *slog.Logger) error {
+	every := a.ind.freshEvery
+	if every <= 0 {
+		every = freshCheck
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			a.checkFreshness(log)
+		}
+	}
+}
+
+// checkFreshness reports a change in the feed set's freshness (CONTRACT §5):
+// going stale is logged, listed in `netward status` errors and recorded in
+// telemetry (IndicatorSetStale, repeated hourly while it lasts); a proof
+// arriving again is logged and recorded (IndicatorSetFresh). The set stays in
+// force throughout: a stale set still protects better than none.
+func (a *Agent) checkFreshness(log *slog.Logger) {
+	s := a.ind.sync.Load()
+	if s == nil {
+		return
+	}
+	st := s.Status()
+	now := a.now()
+	a.ind.freshMu.Lock()
+	was := !a.ind.staleSince.IsZero()
+	var action string
+	switch {
+	case st.Stale && !was:
+		a.ind.staleSince, a.ind.staleRecord = now, now
+		action = telemetry.ActionIndicatorSetStale
+	case st.Stale && now.Sub(a.ind.staleRecord) >= staleRepeat:
+		a.ind.staleRecord = now
+		action = telemetry.ActionIndicatorSetStale
+	case !st.Stale && was:
+		a.ind.staleSince, a.ind.staleRecord = time.Time{}, time.Time{}
+		action = telemetry.ActionIndicatorSetFresh
+	}
+	a.ind.freshMu.Unlock()
+	if action == "" {
+		return
+	}
+	a.Emit(telemetry.Record{ActionType: action, PolicySequence: st.Sequence, PolicyVersion: st.Version, PolicyFreshAt: st.FreshAt})
+	switch {
+	case action == telemetry.ActionIndicatorSetFresh:
+		log.Info("indicator set is current again: the console proved it", "version", st.Version, "sequence", st.Sequence, "freshAt", st.FreshAt)
+	case !was:
+		err := fmt.Errorf("indicator set %s (sequence %d) is stale: the console last proved it current at %s, more than indicators.maxAgeHours (%d) ago; it stays in force (%s)",
+			st.Version, st.Sequence, freshText(st.FreshAt), a.cfg.Indicators.MaxAgeHours, staleReason(st))
+		log.Warn(err.Error())
+		a.NoteError("indicators", err)
+	}
+}
+
+func freshText(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// staleReason says what a stale set usually means.
+func staleReason(st indicators.SyncStatus) string {
+	switch {
+	case st.LastError != "":
+		return "the feed is failing: " + st.LastError
+	case st.FreshnessError != "":
+		return "the feed answers but proves nothing: " + st.FreshnessError
+	}
+	return "the feed answers with an old proof: a frozen or replayed path between console and agent, or a console that stopped re-signing"
 }
 
 // syncOptions turns the config into a SyncConfig (without store and Apply).
@@ -140,14 +251,28 @@ func (a *Agent) startIndicators(ctx context.Context, g *errgroup.Group) error {
 func (a *Agent) syncOptions(log *slog.Logger) (indicators.SyncConfig, error) {
 	ic := a.cfg.Indicators
 	c := indicators.SyncConfig{
-		Source:       ic.Source,
-		LongPoll:     time.Duration(ic.LongPollSeconds) * time.Second,
-		FileInterval: a.ind.fileInterval,
+		Source:            ic.Source,
+		LongPoll:          time.Duration(ic.LongPollSeconds) * time.Second,
+		FileInterval:      a.ind.fileInterval,
+		AllowDefaultRoute: ic.AllowDefaultRoute,
+		MaxDropPercent:    indicators.DefaultMaxDropPercent,
+		MaxAge:            time.Duration(ic.MaxAgeHours) * time.Hour,
+		// The check-in every feed request carries (CONTRACT §5).
+		Agent: indicators.AgentInfo{Version: version.Get().Version, Platform: osinfo.Platform(), OSVersion: osinfo.Version()},
+		// A refused set or an unreachable source is listed under "errors"
+		// in `netward status`, besides the indicators' own lastError.
+		OnError: func(err error) { a.NoteError("indicators", err) },
 		// The feed's sockets carry the agent's mark (exempt from DNS capture
 		// and inspection), and so do its resolver's queries.
 		Control: upstreamControl(a.cfg.DNS.Capture),
 		Log:     log,
 		Now:     a.now,
+	}
+	if d := ic.MaxDropPercent; d != nil {
+		c.MaxDropPercent = *d
+		if *d == 0 {
+			c.MaxDropPercent = indicators.NoInvalidEntries
+		}
 	}
 	if ic.TokenFile != "" {
 		b, err := os.ReadFile(ic.TokenFile)

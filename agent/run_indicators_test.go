@@ -3,13 +3,18 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +22,7 @@ import (
 
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/indicators"
+	"github.com/netward/netward/telemetry"
 )
 
 // logBuffer is a goroutine-safe log destination.
@@ -327,5 +333,153 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 	}
 	if d := a.DecideName("new.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("new.test after reload: %v", d.Verdict)
+	}
+}
+
+// TestAgentBrokenFileKeepsBlocking is issue 14 §3 as the reviewer ran it: a
+// file:// CSV blocking shop.test is replaced by the header and one row with
+// a stray quote. shop.test stays blocked, `netward status` names the error
+// (under the indicators and under "errors"), and reload fails.
+func TestAgentBrokenFileKeepsBlocking(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "indicators.csv")
+	const header = "IndicatorType,IndicatorValue,Action\n"
+	writeIndicators(t, src, header+"DomainName,shop.test,Block\n")
+	var logs logBuffer
+	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
+	stop := runAgent(t, a)
+	defer stop()
+	waitUntil(t, "the file's set", func() bool { return a.DecideName("shop.test").Verdict == filter.VerdictBlock })
+
+	writeIndicators(t, src, header+"DomainName,\"oops,Block\n")
+	waitUntil(t, "the refusal in status", func() bool { return a.ControlStatus().Indicators.LastError != "" })
+	if d := a.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
+		t.Fatalf("shop.test is %v after the broken file; the last good set must stay", d.Verdict)
+	}
+	st := a.ControlStatus()
+	if !strings.Contains(st.Indicators.LastError, "every entry of the new set is invalid") || st.Indicators.Total != 1 {
+		t.Errorf("status indicators = %+v", st.Indicators)
+	}
+	if len(st.Errors) == 0 || st.Errors[0].Component != "indicators" || !strings.Contains(st.Errors[0].Message, "last good set stays") {
+		t.Errorf("status errors = %+v, want the refusal", st.Errors)
+	}
+	if err := a.Reload(context.Background()); err == nil {
+		t.Error("reload of the broken file succeeded; `netward indicators reload` must exit 1")
+	}
+}
+
+// TestAgentFeedStaleReported is issue 14 §2 in the agent: a feed set whose
+// last proof of freshness is older than indicators.maxAgeHours stays in
+// force and is reported stale — status (with the error listed), the
+// metric, and a telemetry record (repeated hourly); a current proof makes
+// it fresh again, recorded too.
+func TestAgentFeedStaleReported(t *testing.T) {
+	seed := make([]byte, ed25519.SeedSize)
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := t0
+	clk := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	h := indicators.NewHandler(indicators.HandlerConfig{Key: priv, Now: clk})
+	if err := h.SetDocument(indicators.Document{Sequence: 4, GeneratedAt: t0, Indicators: []indicators.DocIndicator{
+		{ID: "1", IndicatorValue: "blocked.test", IndicatorType: "DomainName", Action: "Block"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var frozen atomic.Bool // the path answers 304 without a proof, for ever
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if frozen.Load() && r.Header.Get("If-None-Match") != "" {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	cfg, err := ParseConfig(fmt.Appendf(nil, `{"version": 1, "dataDir": %q,
+		"indicators": {"source": %q, "publicKey": %q, "longPollSeconds": 1, "maxAgeHours": 72},
+		"dns": {"listen": ["127.0.0.1:0"], "upstreams": ["192.0.2.53:53"]}, "warn": {"sinkAddress": "127.77.3.154"}}`,
+		filepath.Join(dir, "data"), srv.URL+"/v1/indicators", pub), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	a, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.now = clk
+	a.tel.noFlows = true
+	a.ind.freshEvery = time.Hour // checkFreshness is called by hand below
+	stop := runAgent(t, a)
+	defer stop()
+	waitUntil(t, "the feed's set", func() bool { return a.DecideName("blocked.test").Verdict == filter.VerdictBlock })
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	m := newMetrics(a)
+	gauge := func(name string) float64 {
+		mfs, err := m.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("metric %s missing", name)
+		return 0
+	}
+	records := func(action string) int {
+		n := 0
+		for _, r := range a.ctl.ring.Since(time.Time{}) {
+			if r.ActionType == action {
+				n++
+				if r.PolicySequence != 4 || r.PolicyVersion == "" {
+					t.Errorf("record %+v lacks the sequence or version", r)
+				}
+			}
+		}
+		return n
+	}
+	a.checkFreshness(log)
+	if st := a.ControlStatus().Indicators; st.Stale || st.Sequence != 4 || st.MaxAgeHours != 72 || gauge("netward_indicator_set_stale") != 0 {
+		t.Fatalf("fresh set: %+v", st)
+	}
+
+	// Freeze the path, and once its first answer is in (the long poll in
+	// flight before got a real proof), let 73 hours pass.
+	frozen.Store(true)
+	waitUntil(t, "an answer from the frozen path", func() bool {
+		return a.IndicatorStatus().FreshnessError != ""
+	})
+	advance(73 * time.Hour)
+	a.checkFreshness(log)
+	st := a.ControlStatus()
+	if !st.Indicators.Stale || gauge("netward_indicator_set_stale") != 1 || gauge("netward_indicator_set_sequence") != 4 {
+		t.Fatalf("after 73 h behind a frozen path: %+v", st.Indicators)
+	}
+	if a.DecideName("blocked.test").Verdict != filter.VerdictBlock {
+		t.Error("a stale set must stay in force")
+	}
+	if len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "is stale") {
+		t.Errorf("status errors = %+v", st.Errors)
+	}
+	if n := records(telemetry.ActionIndicatorSetStale); n != 1 {
+		t.Errorf("%d stale records, want 1", n)
+	}
+	a.checkFreshness(log) // within the hour: not repeated
+	advance(time.Hour)
+	a.checkFreshness(log) // an hour later: repeated
+	if n := records(telemetry.ActionIndicatorSetStale); n != 2 {
+		t.Errorf("%d stale records after an hour, want 2", n)
+	}
+
+	frozen.Store(false)
+	waitUntil(t, "a current proof", func() bool { return !a.IndicatorStatus().Stale })
+	a.checkFreshness(log)
+	if n := records(telemetry.ActionIndicatorSetFresh); n != 1 || gauge("netward_indicator_set_stale") != 0 {
+		t.Errorf("fresh again: %d records", n)
 	}
 }

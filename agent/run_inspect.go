@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -17,6 +16,7 @@ import (
 // inspectState is the agent's inspect component state.
 type inspectState struct {
 	inspector *hostnet.Inspector
+	changed   chan struct{} // see ipChanged; made by New
 }
 
 // InspectStats returns the inline inspector's counters, and false when
@@ -35,13 +35,14 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	if !a.cfg.SNI.Enabled {
 		return nil
 	}
+	since := a.ipKey() // before the verdicts in inspectConfig are computed
 	ins, err := hostnet.NewInspector(a.inspectConfig())
 	if err != nil {
 		return fmt.Errorf("sni: %w", err)
 	}
 	a.insp.inspector = ins
 	g.Go(func() error {
-		a.followInspectIPRules(ctx, ins, time.Second)
+		a.followIPVerdicts(ctx, ins.SetIP, since, time.Second)
 		return nil
 	})
 	g.Go(func() error {
@@ -53,35 +54,18 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	return nil
 }
 
-// inspIPRules returns the prefixes of policy p's IpAddress indicators that
-// need the SYN of connections on every port: any that is not Allowed (Audit
-// too, so the audited connection is recorded). Allowed IP rules change
-// nothing for a connection nobody blocks. The inspector keeps them in the
-// kernel, so only connections to those addresses are queued from the SYN.
-func inspIPRules(p *filter.Policy) []netip.Prefix {
-	if p == nil {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, r := range p.Rules() {
-		if r.Type != filter.TypeIP || r.Action == filter.Allowed {
-			continue
-		}
-		if pfx, err := netip.ParsePrefix(r.Value); err == nil { // compiled values are canonical prefixes
-			out = append(out, pfx)
-		}
-	}
-	return out
-}
-
-// followInspectIPRules keeps the inspector's IP rules in step with the
-// policy, checking every interval for a new policy (a pointer compare; the
-// rules are scanned only when the policy changed). A new IP indicator
-// therefore applies from the SYN on every port within one interval; on
-// 443/853/80 it applies at once, from the first data segment, since those
-// are always queued.
-func (a *Agent) followInspectIPRules(ctx context.Context, ins *hostnet.Inspector, every time.Duration) {
-	last := a.Policy()
+// followIPVerdicts keeps the kernel's IP verdicts (the inspector's ipblock,
+// ipwarn and ipdecide sets) in step with the decision: the policy, the
+// settings (mode, convertWarnToBlock) and the bypasses. It recomputes them
+// when one of those changed — told at once by SetPolicy, SetMode and bypass
+// changes (ipChanged), and checked every interval (cheap pointer and
+// counter compares) for what nobody announced: a bypass that expired, new
+// feed settings.
+//
+// since is the key the verdicts in force were computed from, taken before
+// computing them: a change in between is then seen as one.
+func (a *Agent) followIPVerdicts(ctx context.Context, setIP func(filter.IPVerdicts), since ipKey, every time.Duration) {
+	last := since
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -89,11 +73,36 @@ func (a *Agent) followInspectIPRules(ctx context.Context, ins *hostnet.Inspector
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if p := a.Policy(); p != last {
-				last = p
-				ins.SetIPRules(inspIPRules(p))
-			}
+		case <-a.insp.changed:
 		}
+		if k := a.ipKey(); k != last {
+			last = k
+			setIP(a.IPVerdicts())
+		}
+	}
+}
+
+// ipKey identifies what the IP verdicts are computed from.
+type ipKey struct {
+	policy   *filter.Policy
+	settings *FeedSettings
+	bypasses uint64
+}
+
+func (a *Agent) ipKey() ipKey {
+	k := ipKey{policy: a.Policy(), settings: a.Settings()}
+	if s := a.warn.store.Load(); s != nil {
+		k.bypasses = s.Generation()
+	}
+	return k
+}
+
+// ipChanged tells followIPVerdicts that the policy, the mode or the
+// bypasses changed (it never blocks).
+func (a *Agent) ipChanged() {
+	select {
+	case a.insp.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -101,10 +110,11 @@ func (a *Agent) followInspectIPRules(ctx context.Context, ins *hostnet.Inspector
 func (a *Agent) inspectConfig() hostnet.InspectConfig {
 	return hostnet.InspectConfig{
 		Decider: a,
-		// IP rules apply on every TCP port: a flow to an address they may
-		// refuse is queued from its SYN; only 443/853/80 are read further
-		// for a name. Kept current by followInspectIPRules.
-		IPRules: inspIPRules(a.Policy()),
+		// IP indicators in the kernel: Block on every protocol, Warn on
+		// every protocol but TCP (which is queued from its SYN on every
+		// port, like Audit); only 443/853/80 are read further for a name.
+		// Kept current by followIPVerdicts.
+		IP: a.IPVerdicts(),
 		// The agent's own sockets (DNS upstreams, feed, uploads) carry
 		// AgentMark and are never queued: the agent must not wait on itself.
 		SkipMark:          hostnet.AgentMark,
@@ -113,6 +123,7 @@ func (a *Agent) inspectConfig() hostnet.InspectConfig {
 		FailClosed:        a.cfg.SNI.FailClosed,
 		BlockEncryptedDNS: a.cfg.DNS.Capture,
 		OnDecision:        a.emitInspect,
+		Panics:            a.panics,
 		Log:               a.log,
 		Now:               a.now,
 	}

@@ -2,12 +2,15 @@ package agent
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"net/netip"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
@@ -148,24 +151,134 @@ func TestInspectConfig(t *testing.T) {
 	}
 }
 
-// TestInspIPRules: the inspector is given the prefixes of every IpAddress
-// indicator that may refuse or must record a connection, and nothing else.
-func TestInspIPRules(t *testing.T) {
-	p, err := filter.Compile([]filter.Rule{
-		{Value: "203.0.113.7", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
-		{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Audit, ID: "2"},
-		{Value: "2001:db8::/32", Type: filter.TypeIP, Action: filter.Warn, ID: "3"},
-		{Value: "192.0.2.1", Type: filter.TypeIP, Action: filter.Allowed, ID: "4"},
-		{Value: "bad.example", Type: filter.TypeDomain, Action: filter.Block, ID: "5"},
-	})
+// TestAgentIPVerdicts is issue 14 §4 in the agent: the kernel's IP verdicts
+// come from the one decision — policy (longest prefix), mode,
+// convertWarnToBlock and bypasses — and follow each change at once. A
+// bypass of a warned address (named as the notice names it: the address)
+// opens it; a Block can never be bypassed.
+func TestAgentIPVerdicts(t *testing.T) {
+	a := policyAgent(t)
+	dir := a.cfg.DataDir
+	store, err := bypass.Open(bypass.Config{Path: filepath.Join(dir, "bypass.db")}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fmt.Sprint(inspIPRules(p))
-	if want := "[203.0.113.7/32 198.51.100.0/24 2001:db8::/32]"; got != want {
-		t.Errorf("inspIPRules = %s, want %s", got, want)
+	defer store.Close()
+	a.warn.store.Store(store)
+	a.warn.wake = make(chan struct{}, 1)
+
+	got := make(chan filter.IPVerdicts, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	since := a.ipKey()
+	go func() { a.followIPVerdicts(ctx, func(v filter.IPVerdicts) { got <- v }, since, time.Hour); close(done) }()
+	defer func() { cancel(); <-done }()
+	next := func(what string) filter.IPVerdicts {
+		t.Helper()
+		select {
+		case v := <-got:
+			return v
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no new IP verdicts (the change was not announced)", what)
+		}
+		return filter.IPVerdicts{}
 	}
-	if inspIPRules(nil) != nil {
-		t.Error("no policy: want no prefixes")
+	str := func(f filter.FamilyRanges) string {
+		var parts []string
+		for _, r := range f.V4 {
+			parts = append(parts, r.First.String()+"-"+r.Last.String())
+		}
+		return strings.Join(parts, " ")
 	}
+
+	a.SetPolicy(compileRules(t,
+		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
+		filter.Rule{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Allowed, ID: "2"},
+		filter.Rule{Value: "203.0.113.0/24", Type: filter.TypeIP, Action: filter.Warn, ID: "3", Title: "Monitored range"}))
+	v := next("policy")
+	if str(v.Block) != "198.51.100.0-198.51.100.6 198.51.100.8-198.51.100.255" || str(v.Warn) != "203.0.113.0-203.0.113.255" {
+		t.Fatalf("after the policy: block %s, warn %s", str(v.Block), str(v.Warn))
+	}
+	if _, err := a.CreateBypass("198.51.100.9", "alice", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
+		t.Errorf("bypass of a blocked address: %v, want ErrBlock", err)
+	}
+	e, err := a.CreateBypass("203.0.113.9", "alice", bypass.HowCLI)
+	if err != nil || e.Indicator != "203.0.113.0/24" || e.IndicatorType != "IpAddress" {
+		t.Fatalf("bypass of a warned address: %+v %v", e, err)
+	}
+	if v := next("bypass"); v.Warn.Len() != 0 || str(v.Inspect) != "203.0.113.0-203.0.113.255" || v.Block.Len() != 2 {
+		t.Errorf("after the bypass: %+v", v)
+	}
+	if res, err := a.Check("http://203.0.113.9/", "alice"); err != nil || res.Kind != "ip" || res.Action != "bypassed" {
+		t.Errorf("check of an IP-literal URL after the bypass: %+v %v", res, err)
+	}
+	if n, err := a.RevokeBypass("203.0.113.9"); n != 1 || err != nil {
+		t.Fatalf("revoke: %d %v", n, err)
+	}
+	if v := next("revoke"); str(v.Warn) != "203.0.113.0-203.0.113.255" {
+		t.Errorf("after the revoke: warn %s", str(v.Warn))
+	}
+	if err := a.SetMode("audit"); err != nil {
+		t.Fatal(err)
+	}
+	if v := next("mode"); v.Block.Len() != 0 || v.Warn.Len() != 0 || v.Inspect.Len() != 3 {
+		t.Errorf("audit mode: %+v", v)
+	}
+}
+
+// TestCheckIPLiterals: `netward check` answers IP-literal URLs and
+// host:port from the IP rules (before, `check http://198.51.100.7/` said
+// allow for a blocked /24).
+func TestCheckIPLiterals(t *testing.T) {
+	a := policyAgent(t)
+	a.SetPolicy(compileRules(t,
+		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "7"},
+		filter.Rule{Value: "2001:db8::/32", Type: filter.TypeIP, Action: filter.Block, ID: "8"},
+		filter.Rule{Value: "example.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "9"}))
+	for _, tc := range []struct{ q, kind, target, action, id string }{
+		{"http://198.51.100.7/", "ip", "198.51.100.7", "block", "7"},
+		{"https://198.51.100.7:8443/x", "ip", "198.51.100.7", "block", "7"},
+		{"198.51.100.7:443", "ip", "198.51.100.7", "block", "7"},
+		{"[2001:db8::1]:443", "ip", "2001:db8::1", "block", "8"},
+		{"http://[2001:db8::1]/", "ip", "2001:db8::1", "block", "8"},
+		{"198.51.100.7", "ip", "198.51.100.7", "block", "7"},
+		{"203.0.113.7:80", "ip", "203.0.113.7", "allow", ""},
+		{"www.example.com:443", "name", "www.example.com", "warn", "9"},
+	} {
+		res, err := a.Check(tc.q, "")
+		if err != nil {
+			t.Errorf("check %q: %v", tc.q, err)
+			continue
+		}
+		id := ""
+		if res.Indicator != nil {
+			id = res.Indicator.ID
+		}
+		if res.Kind != tc.kind || res.Target != tc.target || res.Action != tc.action || id != tc.id {
+			t.Errorf("check %q = %s %s %s (indicator %q), want %s %s %s (%q)", tc.q, res.Kind, res.Target, res.Action, id, tc.kind, tc.target, tc.action, tc.id)
+		}
+	}
+}
+
+// policyAgent is an agent on a fresh data directory that starts nothing.
+func policyAgent(t *testing.T) *Agent {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func compileRules(t *testing.T, rules ...filter.Rule) *filter.Policy {
+	t.Helper()
+	p, err := filter.Compile(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -93,8 +93,9 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 		NoPage: func(name string) {
 			a.NotifyUser(a.DecideName(name), name, "")
 		},
-		Now: a.now,
-		Log: a.log,
+		Panics: a.panics,
+		Now:    a.now,
+		Log:    a.log,
 	})
 	if err != nil {
 		return err
@@ -230,20 +231,21 @@ func (a *Agent) bypassDuration(r *filter.Rule) time.Duration {
 }
 
 // CreateBypass lets user (or, with user "", the whole device) continue past
-// the Warn for name. how is bypass.HowPage or bypass.HowCLI. It returns once
-// the bypass is on disk, and emits a NetworkProtectionUserBypassEvent. A
-// Block can never be bypassed: errors.Is(err, bypass.ErrBlock); a name with
-// no Warn indicator gives bypass.ErrNotWarned.
+// the Warn for name — a host name, or an IP address a Warn IP indicator
+// covers (the notice of a refused connection names it). how is
+// bypass.HowPage or bypass.HowCLI. It returns once the bypass is on disk,
+// and emits a NetworkProtectionUserBypassEvent. A Block can never be
+// bypassed: errors.Is(err, bypass.ErrBlock); a name with no Warn indicator
+// gives bypass.ErrNotWarned.
 func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
 	store := a.warn.store.Load()
 	if store == nil {
 		return bypass.Entry{}, errors.New("the bypass store is not open yet; retry in a moment")
 	}
-	n, err := filter.CanonicalName(name)
+	n, m, err := a.bypassTarget(name)
 	if err != nil {
-		return bypass.Entry{}, fmt.Errorf("%q is not a host name: %w", name, err)
+		return bypass.Entry{}, err
 	}
-	m := a.Policy().MatchName(n)
 	switch {
 	case m.Action == filter.Block:
 		return bypass.Entry{}, fmt.Errorf("%s (indicator %s): %w", n, m.Rule.ID, bypass.ErrBlock)
@@ -259,6 +261,7 @@ func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
 	if err := store.Put(e); err != nil {
 		return bypass.Entry{}, err
 	}
+	a.ipChanged() // a continued IP Warn opens the address for every protocol
 	select {
 	case a.warn.wake <- struct{}{}:
 	default:
@@ -279,6 +282,19 @@ func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
 	return e, nil
 }
 
+// bypassTarget reads what a user continues past: a host name (domain rules)
+// or an IP address (IP rules); URLs and ports are not bypass targets.
+func (a *Agent) bypassTarget(name string) (string, filter.Match, error) {
+	t, err := filter.ParseTarget(name)
+	if err != nil || t.Kind == filter.TargetURL {
+		if err == nil {
+			err = errors.New("a URL is not a bypass target")
+		}
+		return "", filter.Match{}, fmt.Errorf("%q is not a host name or IP address: %w", name, err)
+	}
+	return t.String(), matchTarget(a.Policy(), t), nil
+}
+
 // ListBypasses returns the active bypasses, soonest expiry first.
 func (a *Agent) ListBypasses() []bypass.Entry {
 	if s := a.warn.store.Load(); s != nil {
@@ -296,9 +312,9 @@ func (a *Agent) RevokeBypass(name string) (int, error) {
 		return 0, errors.New("the bypass store is not open yet; retry in a moment")
 	}
 	target := ""
-	if n, err := filter.CanonicalName(name); err == nil {
+	if n, m, err := a.bypassTarget(name); err == nil {
 		name = n
-		if m := a.Policy().MatchName(n); m.Rule != nil {
+		if m.Rule != nil {
 			if m.Rule.Application != "" {
 				target = "app:" + m.Rule.Application
 			} else {
@@ -306,9 +322,13 @@ func (a *Agent) RevokeBypass(name string) (int, error) {
 			}
 		}
 	}
-	return store.Remove(func(e bypass.Entry) bool {
+	n, err := store.Remove(func(e bypass.Entry) bool {
 		return e.Matches(name) || (target != "" && e.Target() == target)
 	})
+	if n > 0 {
+		a.ipChanged() // a warned address closes again on every protocol
+	}
+	return n, err
 }
 
 // BypassStats counts active bypasses per application (or indicator value for

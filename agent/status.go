@@ -83,6 +83,7 @@ func (a *Agent) SetMode(mode string) error {
 	s := *a.Settings()
 	s.Mode = m
 	a.settings.Store(&s)
+	a.ipChanged()
 	a.log.Info("enforcement mode changed", "mode", m.String())
 	return nil
 }

@@ -52,7 +52,7 @@ func ParseCatalog(catalogName string, catalog []byte, tagsName string, tags []by
 	for i, app := range apps {
 		at := func(field string) Position { x := i; return Position{Index: &x, Field: field} }
 		if strings.TrimSpace(app.App) == "" {
-			s.errorf(at("app"), "app has no name")
+			s.reject(at("app"), "app has no name")
 			continue
 		}
 		tg, ok := tagged[strings.ToLower(app.App)]

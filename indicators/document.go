@@ -10,7 +10,13 @@ import (
 
 // Document is the feed body of CONTRACT §5, for producing a feed.
 type Document struct {
-	Version     string         `json:"version"`
+	Version string `json:"version"`
+	// Sequence only grows from one published set to the next (CONTRACT §5
+	// rollback rules); 0 means an unsequenced feed. It is not part of the
+	// version: the version is the content digest.
+	Sequence uint64 `json:"sequence,omitempty"`
+	// GeneratedAt is when the sequence was made (not when it is served), so
+	// every replica signs the same bytes for one sequence.
 	GeneratedAt time.Time      `json:"generatedAt"`
 	Settings    Settings       `json:"settings"`
 	Indicators  []DocIndicator `json:"indicators"`
@@ -57,7 +63,7 @@ func (d Document) Marshal() ([]byte, error) {
 		d.Indicators = []DocIndicator{}
 	}
 	if d.Version == "" {
-		v, err := ContentVersion(d.Settings, d.Indicators)
+		v, err := d.ContentVersion()
 		if err != nil {
 			return nil, err
 		}
@@ -70,20 +76,19 @@ func (d Document) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// ContentVersion is the version of a feed with these settings and
-// indicators: a digest of the content, so the same content always has the
-// same version (and ETag) and any change gets a new one. The console's feed
-// publisher uses it too, so its versions read like serve-feed's.
-func ContentVersion(st Settings, in []DocIndicator) (string, error) {
-	if in == nil {
-		in = []DocIndicator{}
+// ContentVersion is the digest of the settings and indicators that Marshal
+// uses as the version when d has none: the same content always has the same
+// version, whatever its sequence or generatedAt.
+func (d Document) ContentVersion() (string, error) {
+	if d.Indicators == nil {
+		d.Indicators = []DocIndicator{}
 	}
 	content, err := json.Marshal(struct {
 		S Settings
 		I []DocIndicator
-	}{st, in})
+	}{d.Settings, d.Indicators})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("encode feed document: %w", err)
 	}
 	sum := sha256.Sum256(content)
 	return "sha256-" + hex.EncodeToString(sum[:8]), nil

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/netward/netward/filter"
 )
 
 // checkSet asserts the invariants every parser promises on any input: every
@@ -19,6 +21,16 @@ func checkSet(t *testing.T, s *Set, err error) {
 	for _, p := range s.Problems {
 		if p.Severity == "" || p.Message == "" {
 			t.Fatalf("empty problem %+v", p)
+		}
+	}
+	// Each rejected entry has at least one error problem.
+	if s.Rejected > s.Errors() {
+		t.Fatalf("%d entries rejected but only %d errors", s.Rejected, s.Errors())
+	}
+	// Without the explicit opt-in no indicator covers a whole family.
+	for _, in := range s.Indicators {
+		if in.Type == filter.TypeIP && isDefaultRoute(in.Value) {
+			t.Fatalf("default route %q loaded without AllowDefaultRoute", in.Value)
 		}
 	}
 	if _, _, cerr := s.Compile(testNow); cerr != nil {

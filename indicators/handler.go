@@ -25,8 +25,21 @@ type HandlerConfig struct {
 	Key ed25519.PrivateKey
 	// MaxWait caps a long poll's ?wait (default 5 minutes).
 	MaxWait time.Duration
-	Log     *slog.Logger
+	// FreshnessEvery is how often the Netward-Freshness proof sent with
+	// every 200 and 304 is signed anew (default DefaultFreshnessEvery): an
+	// agent reads the proof's time as how current its set is, so it must
+	// never be older than this.
+	FreshnessEvery time.Duration
+	// OnCheckIn, when set, receives every request's parsed Netward-Agent
+	// header (CONTRACT §5 check-in). It must not block.
+	OnCheckIn func(r *http.Request, a AgentInfo)
+	Log       *slog.Logger
+	Now       func() time.Time
 }
+
+// DefaultFreshnessEvery is HandlerConfig.FreshnessEvery's default: CONTRACT
+// §5 asks for a proof re-signed at least hourly.
+const DefaultFreshnessEvery = time.Hour
 
 // Handler serves an indicator feed (CONTRACT §5): the current body with its
 // version as ETag, 304 for a matching If-None-Match, and long polls
@@ -43,7 +56,12 @@ type Handler struct {
 type published struct {
 	body    []byte
 	version string
+	seq     uint64
 	sig     string
+	// fresh is the Netward-Freshness value for (seq, version), signed at
+	// freshAt; guarded by Handler.mu.
+	fresh   string
+	freshAt time.Time
 }
 
 // NewHandler returns a handler with no set published: requests get 503
@@ -51,6 +69,12 @@ type published struct {
 func NewHandler(cfg HandlerConfig) *Handler {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 5 * time.Minute
+	}
+	if cfg.FreshnessEvery <= 0 {
+		cfg.FreshnessEvery = DefaultFreshnessEvery
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	log := cfg.Log
 	if log == nil {
@@ -70,29 +94,65 @@ func (h *Handler) SetDocument(d Document) error {
 }
 
 // SetBody publishes a feed body as is. It must be a feed document with a
-// version; a body with the version already published is a no-op.
+// version; a body with the version and sequence already published is a
+// no-op. Its sequence must not go back (CONTRACT §5): lower than the one
+// published, or equal with another version, is an error — agents would
+// refuse it as a rollback.
 func (h *Handler) SetBody(body []byte) error {
-	s, err := ParseFeed("body", body, Options{})
+	s, err := ParseFeed("body", body, Options{AllowDefaultRoute: true})
 	if err != nil {
 		return err
 	}
 	if s.Version == "" {
 		return errors.New("feed document has no version; clients need one for If-None-Match")
 	}
-	p := &published{body: body, version: s.Version}
+	p := &published{body: body, version: s.Version, seq: s.Sequence}
 	if h.cfg.Key != nil {
 		p.sig = "ed25519=" + base64.StdEncoding.EncodeToString(ed25519.Sign(h.cfg.Key, body))
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.cur != nil && h.cur.version == p.version {
-		return nil
+	if c := h.cur; c != nil {
+		switch {
+		case p.seq < c.seq:
+			return fmt.Errorf("feed document sequence %d is lower than the %d published; agents would refuse it as a rollback", p.seq, c.seq)
+		case p.seq == c.seq && p.seq > 0 && p.version != c.version:
+			return fmt.Errorf("feed document sequence %d is already published with version %s; a new version needs a higher sequence", p.seq, c.version)
+		case p.seq == c.seq && p.version == c.version:
+			return nil
+		}
 	}
 	h.cur = p
 	close(h.changed)
 	h.changed = make(chan struct{})
-	h.log.Info("indicator set published", "version", p.version, "bytes", len(body), "indicators", len(s.Indicators))
+	h.log.Info("indicator set published", "version", p.version, "sequence", p.seq, "bytes", len(body), "indicators", len(s.Indicators))
 	return nil
+}
+
+// Sequence is the published sequence (0 before the first, or unsequenced).
+func (h *Handler) Sequence() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cur == nil {
+		return 0
+	}
+	return h.cur.seq
+}
+
+// freshness returns the Netward-Freshness value for p, signing it anew when
+// the one held is FreshnessEvery old; "" without a key.
+func (h *Handler) freshness(p *published) string {
+	if h.cfg.Key == nil {
+		return ""
+	}
+	now := h.cfg.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p.fresh == "" || now.Sub(p.freshAt) >= h.cfg.FreshnessEvery || now.Before(p.freshAt) {
+		f := SignFreshness(h.cfg.Key, p.seq, p.version, now)
+		p.fresh, p.freshAt = f.String(), f.At
+	}
+	return p.fresh
 }
 
 // Version is the published version ("" before the first).
@@ -131,6 +191,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer stop()
+	if h.cfg.OnCheckIn != nil {
+		if v := r.Header.Get(AgentHeader); v != "" {
+			if a, err := ParseAgentInfo(v); err == nil {
+				h.cfg.OnCheckIn(r, a)
+			}
+		}
+	}
 	inm := r.Header.Get("If-None-Match")
 	for {
 		cur, changed := h.current()
@@ -141,6 +208,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			hd.Set("Cache-Control", "no-cache")
 			if cur.sig != "" {
 				hd.Set(SignatureHeader, cur.sig)
+			}
+			if f := h.freshness(cur); f != "" {
+				hd.Set(FreshnessHeader, f)
 			}
 			hd.Set("Content-Length", strconv.Itoa(len(cur.body)))
 			w.WriteHeader(http.StatusOK)
@@ -155,6 +225,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			w.Header().Set("ETag", strconv.Quote(cur.version))
+			if f := h.freshness(cur); f != "" {
+				w.Header().Set(FreshnessHeader, f)
+			}
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}

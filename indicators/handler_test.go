@@ -210,3 +210,108 @@ func TestHandlerLongPollCutByShutdown(t *testing.T) {
 		t.Errorf("status %d, want 503", rec.Code)
 	}
 }
+
+// TestHandlerSequenceAndFreshness: the handler refuses to publish a lower
+// sequence (or the same one with other content), sends a Netward-Freshness
+// proof with every 200 and 304, re-signs it once it is FreshnessEvery old,
+// and hands each request's check-in to OnCheckIn.
+func TestHandlerSequenceAndFreshness(t *testing.T) {
+	pub, priv := testKey(t)
+	clk := &clock{t: freshStart}
+	var checkIns []AgentInfo
+	h := NewHandler(HandlerConfig{Key: priv, Now: clk.now, OnCheckIn: func(_ *http.Request, a AgentInfo) { checkIns = append(checkIns, a) }})
+	if err := h.SetDocument(seqDoc(5, freshStart, "a.test")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		d    Document
+		want string
+	}{
+		{seqDoc(4, freshStart, "b.test"), "lower than the 5 published"},
+		{seqDoc(5, freshStart, "b.test"), "already published with version"},
+		{doc("", "c.test"), "lower than the 5 published"}, // unsequenced after sequenced
+	} {
+		if err := h.SetDocument(tc.d); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("SetDocument(seq %d) = %v, want %q", tc.d.Sequence, err, tc.want)
+		}
+	}
+	if err := h.SetDocument(seqDoc(5, freshStart, "a.test")); err != nil || h.Sequence() != 5 {
+		t.Errorf("republishing the same set: %v", err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	proof := func(inm string) (int, Freshness) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		req.Header.Set(AgentHeader, "version=1.0; os=linux/Debian 12; seq=4")
+		if inm != "" {
+			req.Header.Set("If-None-Match", inm)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		f, err := ParseFreshness(resp.Header.Get(FreshnessHeader))
+		if err != nil {
+			t.Fatalf("%d without a proof: %v", resp.StatusCode, err)
+		}
+		if err := f.Verify(pub, h.Version()); err != nil || f.Seq != 5 {
+			t.Fatalf("proof %+v: %v", f, err)
+		}
+		return resp.StatusCode, f
+	}
+	code, f1 := proof("")
+	if code != 200 || !f1.At.Equal(freshStart) {
+		t.Errorf("200: %d %v", code, f1.At)
+	}
+	clk.add(30 * time.Minute)
+	if code, f := proof(`"` + h.Version() + `"`); code != 304 || !f.At.Equal(freshStart) {
+		t.Errorf("304 within the hour: %d at %v, want the same proof", code, f.At)
+	}
+	clk.add(31 * time.Minute)
+	if _, f := proof(`"` + h.Version() + `"`); !f.At.Equal(freshStart.Add(61 * time.Minute)) {
+		t.Errorf("after an hour the proof is at %v, want re-signed now", f.At)
+	}
+	if len(checkIns) != 3 || checkIns[0] != (AgentInfo{Version: "1.0", Platform: "linux", OSVersion: "Debian 12", Seq: 4}) {
+		t.Errorf("check-ins = %+v", checkIns)
+	}
+	// Without a key there is nothing to prove with: no header.
+	nh := NewHandler(HandlerConfig{})
+	_ = nh.SetDocument(seqDoc(1, freshStart, "a.test"))
+	rec := httptest.NewRecorder()
+	nh.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Header().Get(FreshnessHeader) != "" {
+		t.Error("an unsigned feed sent a freshness proof")
+	}
+}
+
+// TestParseFeedSequence: the sequence is read as a non-negative integer; a
+// document whose sequence cannot be read is not a usable feed document.
+func TestParseFeedSequence(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		seq  uint64
+		bad  bool
+	}{
+		{`{"version":"1","sequence":42,"indicators":[]}`, 42, false},
+		{`{"version":"1","sequence":null,"indicators":[]}`, 0, false},
+		{`{"version":"1","indicators":[]}`, 0, false},
+		{`{"version":"1","sequence":18446744073709551615,"indicators":[]}`, 1<<64 - 1, false},
+		{`{"version":"1","sequence":-1,"indicators":[]}`, 0, true},
+		{`{"version":"1","sequence":1.5,"indicators":[]}`, 0, true},
+		{`{"version":"1","sequence":true,"indicators":[]}`, 0, true},
+		{`{"version":"1","sequence":18446744073709551616,"indicators":[]}`, 0, true},
+	} {
+		s, err := ParseFeed("f", []byte(tc.body), Options{})
+		if tc.bad {
+			if err == nil {
+				t.Errorf("ParseFeed(%s) accepted the sequence", tc.body)
+			}
+			continue
+		}
+		if err != nil || s.Sequence != tc.seq {
+			t.Errorf("ParseFeed(%s) = %v, %v; want sequence %d", tc.body, s, err, tc.seq)
+		}
+	}
+}

@@ -65,11 +65,11 @@ func (s *Set) addJSON(j *jsonIndicator, index int, prefix string, o Options) {
 	f := rawFields{typ: j.IndicatorType, value: j.IndicatorValue, action: j.Action, title: j.Title, app: j.Application}
 	var err error
 	if f.id, err = scalarString(j.ID); err != nil {
-		s.errorf(at(fID), "id: %v", err)
+		s.reject(at(fID), "id: %v", err)
 		return
 	}
 	if f.appID, err = scalarString(j.ApplicationID); err != nil {
-		s.errorf(at("applicationId"), "applicationId: %v", err)
+		s.reject(at("applicationId"), "applicationId: %v", err)
 		return
 	}
 	if j.ExpirationTime != nil {
@@ -118,9 +118,9 @@ func (s *Set) streamArray(p *scanner, prefix string, o Options) error {
 				}
 				x := i
 				if te.Field == "" {
-					s.errorf(Position{Index: &x, Field: strings.TrimSuffix(prefix, ".")}, "not an indicator object: a JSON %s", te.Value)
+					s.reject(Position{Index: &x, Field: strings.TrimSuffix(prefix, ".")}, "not an indicator object: a JSON %s", te.Value)
 				} else {
-					s.errorf(Position{Index: &x, Field: prefix + te.Field}, "%s is a JSON %s; want %s", te.Field, te.Value, te.Type)
+					s.reject(Position{Index: &x, Field: prefix + te.Field}, "%s is a JSON %s; want %s", te.Field, te.Value, te.Type)
 				}
 				goto next
 			}
@@ -221,6 +221,20 @@ func (s *Set) feedField(key string, raw json.RawMessage) error {
 			s.errorf(Position{Field: "version"}, "version: %v", err)
 		}
 		s.Version = v
+	case "sequence":
+		// The rollback rules of CONTRACT §5 order sets by it: a document
+		// whose sequence cannot be read is not a usable feed document.
+		var n *json.Number
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return fieldErr("sequence", err)
+		}
+		if n != nil {
+			v, err := strconv.ParseUint(n.String(), 10, 64)
+			if err != nil {
+				return fmt.Errorf("field \"sequence\" is %s; want a non-negative integer", n)
+			}
+			s.Sequence = v
+		}
 	case "generatedAt":
 		var g *string
 		if err := json.Unmarshal(raw, &g); err != nil {

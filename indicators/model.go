@@ -100,12 +100,19 @@ func (p Problem) String() string { return fmt.Sprintf("%s: %s: %s", p.Position, 
 // Set is a parsed indicator set: what was loaded, and every problem found.
 type Set struct {
 	// Name is the file or source the set was read from (used in positions).
-	Name        string
-	Version     string
+	Name    string
+	Version string
+	// Sequence is a feed document's "sequence" (CONTRACT §5), 0 when it
+	// has none (and for other formats).
+	Sequence    uint64
 	GeneratedAt time.Time
 	Settings    Settings
 	Indicators  []Indicator
 	Problems    []Problem
+	// Rejected counts entries left out because they were invalid (each
+	// has at least one error problem). Problems with settings, headers or
+	// tags are not entries and are not counted here.
+	Rejected int
 }
 
 // Errors is the number of error problems (rejected indicators or settings).
@@ -144,6 +151,12 @@ func (s *Set) problem(p Position, sev Severity, format string, args ...any) {
 
 func (s *Set) errorf(p Position, format string, args ...any) {
 	s.problem(p, SeverityError, format, args...)
+}
+
+// reject records an error for an entry that is left out, and counts it.
+func (s *Set) reject(p Position, format string, args ...any) {
+	s.Rejected++
+	s.errorf(p, format, args...)
 }
 
 func (s *Set) warnf(p Position, format string, args ...any) {

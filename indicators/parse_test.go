@@ -290,3 +290,114 @@ func TestDetectFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestParseCSVRecoversAfterBadQuote is issue 14 §3: a stray quote on one row
+// swallowed every row after it (encoding/csv reads on to the next quote).
+// Now the row is reported and skipped, and the next line is read.
+func TestParseCSVRecoversAfterBadQuote(t *testing.T) {
+	tests := []struct {
+		name     string
+		csv      string
+		values   []string
+		problems []string
+	}{
+		{"unterminated quote on row 3 of 4",
+			"IndicatorType,IndicatorValue,Action\nDomainName,a.example,Block\nDomainName,\"oops,Block\nDomainName,b.example,Block\n",
+			[]string{"a.example", "b.example"}, []string{"q.csv:3:", "the row is skipped"}},
+		{"bare quote inside a field",
+			"IndicatorType,IndicatorValue,Action\nDomainName,x\"y.example,Block\nDomainName,b.example,Warn\r\n",
+			[]string{"b.example"}, []string{"q.csv:2:13: error: bare \" in non-quoted-field"}},
+		{"two bad rows, CRLF, blank lines, a good multi-line quoted title between",
+			"IndicatorType,IndicatorValue,Action,Title\r\nDomainName,\"bad,Block,t\r\n\r\nDomainName,c.example,Block,\"two\r\nlines\"\r\nDomainName,d\"x,Block,t\r\nDomainName,e.example,Block,t\r\n",
+			[]string{"c.example", "e.example"}, []string{"q.csv:2:", "q.csv:6:"}},
+		{"bad quote on the last line", "IndicatorType,IndicatorValue,Action\nDomainName,f.example,Block\nDomainName,\"g",
+			[]string{"f.example"}, []string{"q.csv:3:"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ParseCSV("q.csv", strings.NewReader(tc.csv), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, in := range s.Indicators {
+				got = append(got, in.Value)
+			}
+			if strings.Join(got, " ") != strings.Join(tc.values, " ") {
+				t.Errorf("loaded %v, want %v; problems:\n%s", got, tc.values, strings.Join(problemStrings(s), "\n"))
+			}
+			errs := 0
+			for _, p := range s.Problems {
+				if p.Severity == SeverityError {
+					errs++
+				}
+			}
+			if errs != s.Rejected || errs == 0 {
+				t.Errorf("%d errors, Rejected = %d", errs, s.Rejected)
+			}
+			all := strings.Join(problemStrings(s), "\n")
+			for _, w := range tc.problems {
+				if !strings.Contains(all, w) {
+					t.Errorf("problems lack %q:\n%s", w, all)
+				}
+			}
+		})
+	}
+	// The indicators after a recovery keep their real line numbers.
+	s, _ := ParseCSV("q.csv", strings.NewReader(tests[2].csv), Options{})
+	if p := s.Pos(1); p.Line != 7 {
+		t.Errorf("e.example is at line %d, want 7", p.Line)
+	}
+}
+
+// TestParseHostsBareAddressesAndDefaultRoute is issue 14 §5.
+func TestParseHostsBareAddressesAndDefaultRoute(t *testing.T) {
+	text := "0.0.0.0/0\n::/0\n198.51.100.7\n0.0.0.0\n127.0.0.1\n::ffff:0.0.0.0/96\n203.0.113.0/24\nok.example\n"
+	s, err := ParseHosts("l.txt", strings.NewReader(text), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblems(t, s,
+		`l.txt:1:1: error: IpAddress "0.0.0.0/0" covers every address`,
+		`l.txt:2:1: error: IpAddress "::/0" covers every address`,
+		`l.txt:3:1: warning: 198.51.100.7 alone on a line is loaded as an IpAddress indicator (Block every connection to it)`,
+		`l.txt:4:1: warning: 0.0.0.0 alone on a line: a hosts line without names; nothing loaded`,
+		`l.txt:5:1: warning: 127.0.0.1 alone on a line`,
+		`l.txt:6:1: error: IpAddress "::ffff:0.0.0.0/96" covers every address`,
+	)
+	var got []string
+	for _, in := range s.Indicators {
+		got = append(got, in.Value)
+	}
+	if strings.Join(got, " ") != "198.51.100.7/32 203.0.113.0/24 ok.example" {
+		t.Errorf("loaded %v", got)
+	}
+	if s.Rejected != 3 {
+		t.Errorf("Rejected = %d, want 3", s.Rejected)
+	}
+	// The explicit opt-in loads them, still with a warning.
+	s, err = ParseHosts("l.txt", strings.NewReader("0.0.0.0/0\n"), Options{AllowDefaultRoute: true})
+	if err != nil || len(s.Indicators) != 1 || s.Indicators[0].Value != "0.0.0.0/0" {
+		t.Fatalf("allowed: %v %+v", err, s)
+	}
+	wantProblems(t, s, `l.txt:1:1: warning: IpAddress "0.0.0.0/0" covers every address (allowed by indicators.allowDefaultRoute)`)
+	// Every format refuses it, not only lists.
+	s, err = ParseCSV("d.csv", strings.NewReader("IndicatorType,IndicatorValue,Action\nIpAddress,::/0,Allowed\n"), Options{})
+	if err != nil || len(s.Indicators) != 0 || s.Rejected != 1 {
+		t.Errorf("CSV ::/0: %v %v", err, problemStrings(s))
+	}
+}
+
+// TestParseHostsLongLineSkipped: a line over the limit is reported and
+// skipped; the lines after it still load.
+func TestParseHostsLongLineSkipped(t *testing.T) {
+	text := "a.example\n" + strings.Repeat("x", maxLine+10) + "\nb.example\n"
+	s, err := ParseHosts("long.txt", strings.NewReader(text), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblems(t, s, "long.txt:2: error: line longer than")
+	if len(s.Indicators) != 2 || s.Indicators[1].Value != "b.example" || s.Pos(1).Line != 3 {
+		t.Errorf("loaded %+v", s.Indicators)
+	}
+}

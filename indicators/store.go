@@ -3,6 +3,7 @@ package indicators
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,25 @@ type Record struct {
 	Signature string
 	Source    string
 	FetchedAt time.Time
+	// State is the feed state saved with the set, in the same transaction.
+	State FeedState
+}
+
+// FeedState is what the sync keeps across restarts besides the set itself:
+// the rollback floor and the freshness of the set held (CONTRACT §5).
+type FeedState struct {
+	// KeyID names what the floor belongs to: the feed's public key
+	// ("ed25519:<hex of its SHA-256>") or, for an unsigned feed, its source
+	// URL. A different one resets the floor.
+	KeyID string
+	// Seq is the highest sequence accepted under KeyID, Version the set
+	// version at that sequence.
+	Seq     uint64
+	Version string
+	// FreshAt is the latest time the console vouched that the set held is
+	// its current one (a verified Netward-Freshness, or the set's
+	// generatedAt); zero for sources the rules exempt.
+	FreshAt time.Time
 }
 
 // StoreConfig configures OpenStore.
@@ -39,13 +59,15 @@ type Store struct {
 }
 
 var (
-	bucketLastGood = []byte("lastgood")
-	keyBody        = []byte("body")
-	keySum         = []byte("sha256")
-	keyVersion     = []byte("version")
-	keySignature   = []byte("signature")
-	keySource      = []byte("source")
-	keyFetchedAt   = []byte("fetchedAt")
+	bucketFeedState = []byte("feedstate")
+	keyState        = []byte("state")
+	bucketLastGood  = []byte("lastgood")
+	keyBody         = []byte("body")
+	keySum          = []byte("sha256")
+	keyVersion      = []byte("version")
+	keySignature    = []byte("signature")
+	keySource       = []byte("source")
+	keyFetchedAt    = []byte("fetchedAt")
 )
 
 // OpenStore opens (or creates) the store. A database that bbolt cannot open
@@ -146,12 +168,56 @@ func (s *Store) Save(r Record) error {
 				return err
 			}
 		}
-		return nil
+		return putState(tx, r.State)
 	})
 	if err != nil {
 		return fmt.Errorf("save indicator set %s: %w (check free space in dataDir)", r.Version, err)
 	}
 	return nil
+}
+
+// SaveState replaces the stored feed state alone (a freshness proof on a
+// 304 raises it without a new set).
+func (s *Store) SaveState(st FeedState) error {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return putState(tx, st) }); err != nil {
+		return fmt.Errorf("save the feed state: %w (check free space in dataDir)", err)
+	}
+	return nil
+}
+
+func putState(tx *bolt.Tx, st FeedState) error {
+	b, err := tx.CreateBucketIfNotExists(bucketFeedState)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return b.Put(keyState, v)
+}
+
+// LoadState returns the stored feed state (zero when there is none; a
+// state that does not decode is reported and read as zero: the floor
+// starts again, it never blocks a start).
+func (s *Store) LoadState() (FeedState, error) {
+	var st FeedState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFeedState)
+		if b == nil {
+			return nil
+		}
+		v := b.Get(keyState)
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &st); err != nil {
+			st = FeedState{}
+			return fmt.Errorf("stored feed state is unreadable: %w", err)
+		}
+		return nil
+	})
+	return st, err
 }
 
 // Load returns the stored set; ok is false when there is none.
@@ -177,6 +243,12 @@ func (s *Store) Load() (r Record, ok bool, err error) {
 		_ = r.FetchedAt.UnmarshalText(b.Get(keyFetchedAt))
 		return nil
 	})
+	if err == nil {
+		var serr error
+		if r.State, serr = s.LoadState(); serr != nil {
+			s.log.Warn("feed state not read; the rollback floor starts again from the next set", "err", serr)
+		}
+	}
 	return r, ok, err
 }
 

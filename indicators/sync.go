@@ -44,6 +44,18 @@ const (
 	DefaultMinBackoff   = time.Second
 	DefaultMaxBackoff   = 5 * time.Minute
 	DefaultFileInterval = 250 * time.Millisecond
+	// DefaultMaxDropPercent is SyncConfig.MaxDropPercent's default
+	// (config indicators.maxDropPercent).
+	DefaultMaxDropPercent = 50
+	// NoInvalidEntries is the MaxDropPercent that refuses any set with an
+	// invalid entry (config indicators.maxDropPercent 0).
+	NoInvalidEntries = -1
+	// DefaultMaxAge is SyncConfig.MaxAge's default (72 hours).
+	DefaultMaxAge = 72 * time.Hour
+	// stateSaveEvery bounds how often a freshness proof that only moves
+	// FreshAt forward is written to the store (a long-polling agent gets
+	// one per minute).
+	stateSaveEvery = 10 * time.Minute
 )
 
 // SyncConfig configures a Sync.
@@ -74,6 +86,30 @@ type SyncConfig struct {
 	// Action is given to entries of hosts files and domain lists read from a
 	// file:// source (default Block).
 	Action filter.Action
+	// AllowDefaultRoute accepts IpAddress indicators of a whole address
+	// family (0.0.0.0/0, ::/0); see Options.AllowDefaultRoute.
+	AllowDefaultRoute bool
+	// MaxDropPercent refuses a new set when its invalid entries number more
+	// than this percentage of the indicators in force: a source that
+	// breaks (a stray quote, a bad export) must not switch blocking off. A
+	// set with no valid entry at all but some invalid ones is always
+	// refused. Entries removed on purpose are not invalid entries and do
+	// not count. 0 selects DefaultMaxDropPercent; NoInvalidEntries refuses
+	// any set with an invalid entry while a set is in force; 100 allows
+	// any share.
+	MaxDropPercent int
+	// MaxAge is how old the console's latest proof that the set held is
+	// current may be before status reports the set stale (default
+	// DefaultMaxAge; config indicators.maxAgeHours). A stale set stays in
+	// force. https feeds only: file:// and builtin: sources are exempt.
+	MaxAge time.Duration
+	// Agent is the check-in sent as the Netward-Agent header with every
+	// feed request (CONTRACT §5); Sync fills in Seq.
+	Agent AgentInfo
+	// OnError is told about every failure to read or accept the source
+	// (once per distinct message until a success); the agent lists them in
+	// `netward status`. It must not block.
+	OnError func(error)
 
 	// Client, when set, is used as is for http(s) feeds. Otherwise a client
 	// is built whose sockets run Control (the agent passes
@@ -122,12 +158,29 @@ type SyncStatus struct {
 	LastErrorAt time.Time `json:"lastErrorAt"`
 	// Failures counts consecutive failed fetches (0 after a success).
 	Failures int `json:"failures"`
+	// Sequence is the highest feed sequence accepted (the rollback floor;
+	// 0: unsequenced feed, or not an https source).
+	Sequence uint64 `json:"sequence"`
+	// FreshAt is the latest time the console vouched that the set held is
+	// its current one; Stale is true once that is older than MaxAge. Both
+	// apply to https feeds only (zero and false otherwise).
+	FreshAt time.Time `json:"freshAt"`
+	Stale   bool      `json:"stale"`
+	// FreshnessError says why the last answer did not prove freshness
+	// (no or bad Netward-Freshness header, a replayed one).
+	FreshnessError string `json:"freshnessError,omitempty"`
 }
 
 // Errors a fetch can end with; each leaves the last good set in force.
 var (
 	ErrSignature = errors.New("indicator set rejected: signature check failed")
 	ErrTooLarge  = errors.New("indicator set rejected: larger than the size limit")
+	// ErrInvalidEntries: the set's invalid entries would drop too much of
+	// the set in force (SyncConfig.MaxDropPercent), or it has no valid one.
+	ErrInvalidEntries = errors.New("indicator set rejected: too many invalid entries")
+	// ErrRollback: the body's sequence is lower than the one held, or
+	// equal with another version (CONTRACT §5) — a replayed older set.
+	ErrRollback = errors.New("indicator set rejected: older than the set in force (rollback)")
 )
 
 // Sync follows one indicator source and hands every new compiled set to
@@ -146,6 +199,12 @@ type Sync struct {
 	mu     sync.Mutex
 	status SyncStatus
 	sum    [sha256.Size]byte // of the body in force (file sources skip re-applying it)
+	held   int               // indicators of the set in force, for MaxDropPercent
+	noted  string            // the last failure handed to OnError
+	// state is the rollback floor and freshness (https feeds); saved is
+	// what the store holds of it.
+	state, saved FeedState
+	keyID        string
 }
 
 // NewSync checks cfg and returns a Sync that has not started anything.
@@ -174,6 +233,17 @@ func NewSync(cfg SyncConfig) (*Sync, error) {
 	if cfg.FileInterval <= 0 {
 		cfg.FileInterval = DefaultFileInterval
 	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	switch {
+	case cfg.MaxDropPercent == 0:
+		cfg.MaxDropPercent = DefaultMaxDropPercent
+	case cfg.MaxDropPercent == NoInvalidEntries:
+		cfg.MaxDropPercent = 0
+	case cfg.MaxDropPercent < 0 || cfg.MaxDropPercent > 100:
+		return nil, fmt.Errorf("indicators: MaxDropPercent %d is outside 0..100", cfg.MaxDropPercent)
+	}
 	s := &Sync{cfg: cfg, log: cfg.Log, now: cfg.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -191,7 +261,20 @@ func NewSync(cfg SyncConfig) (*Sync, error) {
 		}
 	}
 	s.status.Source = cfg.Source
+	s.keyID = floorKeyID(cfg.PublicKey, cfg.Source)
+	s.state.KeyID = s.keyID
 	return s, nil
+}
+
+// floorKeyID names what a rollback floor belongs to: the feed's signing key,
+// or for an unsigned feed its URL. A new key resets the floor (CONTRACT §5:
+// the recovery after a console is restored without its sequence).
+func floorKeyID(pub ed25519.PublicKey, source string) string {
+	if pub == nil {
+		return "source:" + source
+	}
+	sum := sha256.Sum256(pub)
+	return "ed25519:" + hex.EncodeToString(sum[:])
 }
 
 type kind int
@@ -238,7 +321,12 @@ func sourceKind(src string) (kind, string, error) {
 func (s *Sync) Status() SyncStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.status
+	st := s.status
+	if kindOf(s.cfg.Source) == kindHTTP {
+		st.Sequence, st.FreshAt = s.state.Seq, s.state.FreshAt
+		st.Stale = st.Version != "" && s.now().Sub(st.FreshAt) > s.cfg.MaxAge
+	}
+	return st
 }
 
 func (s *Sync) version() string {
@@ -252,13 +340,19 @@ func (s *Sync) fail(err error) {
 	s.status.LastError = err.Error()
 	s.status.LastErrorAt = s.now()
 	s.status.Failures++
+	tell := s.cfg.OnError != nil && err.Error() != s.noted
+	s.noted = err.Error()
 	s.mu.Unlock()
+	if tell {
+		s.cfg.OnError(err)
+	}
 }
 
 func (s *Sync) checked() {
 	s.mu.Lock()
 	s.status.LastCheck = s.now()
 	s.status.Failures = 0
+	s.noted = ""
 	s.mu.Unlock()
 }
 
@@ -271,6 +365,7 @@ func (s *Sync) Restore() (bool, error) {
 	if s.cfg.Store == nil {
 		return false, nil
 	}
+	s.restoreState()
 	r, ok, err := s.cfg.Store.Load()
 	if err != nil {
 		return false, fmt.Errorf("read the stored indicator set: %w", err)
@@ -297,11 +392,46 @@ func (s *Sync) Restore() (bool, error) {
 		s.status.Version = u.Version
 		s.status.FetchedAt = r.FetchedAt
 		s.sum = sha256.Sum256(r.Body)
+		if kindOf(r.Source) == kindHTTP {
+			// A store written before the feed state existed (or whose
+			// state was lost) still has the set: its own sequence and
+			// generatedAt are a floor and a proof of freshness.
+			if st, err := s.advance(s.state, u); err == nil {
+				s.state = st
+			}
+		}
 	}
+	s.held = len(u.Set.Indicators)
 	s.mu.Unlock()
 	s.cfg.Apply(u)
 	return true, nil
 }
+
+// restoreState adopts the stored rollback floor and freshness when they
+// belong to the configured key (or unsigned source); a different key
+// starts a new floor, and says so.
+func (s *Sync) restoreState() {
+	st, err := s.cfg.Store.LoadState()
+	if err != nil {
+		s.log.Warn("feed state not read; the rollback floor starts again from the next set", "err", err)
+		return
+	}
+	switch {
+	case st.KeyID == "":
+	case st.KeyID != s.keyID:
+		s.log.Warn("the feed's signing key (or unsigned source) changed: the rollback floor is reset (CONTRACT §5)",
+			"previousSequence", st.Seq, "previous", st.KeyID, "now", s.keyID)
+	default:
+		s.mu.Lock()
+		s.state, s.saved = st, st
+		s.mu.Unlock()
+	}
+}
+
+// IsFeedSource reports whether src is an http(s) feed: the sources the
+// rollback and freshness rules of CONTRACT §5 apply to (file:// and
+// builtin: are exempt).
+func IsFeedSource(src string) bool { return kindOf(src) == kindHTTP }
 
 func kindOf(src string) kind {
 	k, _, err := sourceKind(src)
@@ -323,7 +453,7 @@ func (s *Sync) compile(src string, body []byte, now time.Time) (Update, error) {
 		format = DetectFormat(path, body)
 		name = path
 	}
-	set, err := Parse(name, body, format, "", nil, Options{Action: s.cfg.Action, Now: now})
+	set, err := Parse(name, body, format, "", nil, Options{Action: s.cfg.Action, Now: now, AllowDefaultRoute: s.cfg.AllowDefaultRoute})
 	if err != nil {
 		return Update{}, err
 	}
@@ -339,8 +469,10 @@ func (s *Sync) compile(src string, body []byte, now time.Time) (Update, error) {
 }
 
 // accept compiles a body that passed the transport checks, saves it, and
-// applies it. A body that does not parse or compile changes nothing.
-func (s *Sync) accept(body []byte, sig string) error {
+// applies it. A body that does not parse or compile, or that the rollback
+// or invalid-entry rules refuse, changes nothing. fresh is the response's
+// Netward-Freshness header (https feeds).
+func (s *Sync) accept(body []byte, sig, fresh string) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if sha256.Sum256(body) == s.currentSum() {
@@ -351,22 +483,187 @@ func (s *Sync) accept(body []byte, sig string) error {
 	if err != nil {
 		return fmt.Errorf("indicator set rejected, the last good set stays: %w", err)
 	}
+	s.mu.Lock()
+	st := s.state
+	s.mu.Unlock()
+	if kindOf(s.cfg.Source) == kindHTTP {
+		if st, err = s.advance(st, u); err != nil {
+			return err
+		}
+		var problem string
+		st, problem = s.applyFreshness(st, fresh, u.Version, now)
+		s.noteFreshness(problem)
+	}
+	if err := s.checkInvalid(u.Set); err != nil {
+		return err
+	}
 	if s.cfg.Store != nil {
 		// Saved only after it compiled: the store never holds a set that
 		// cannot be enforced at the next start.
-		if err := s.cfg.Store.Save(Record{Body: body, Version: u.Version, Signature: sig, Source: s.cfg.Source, FetchedAt: now}); err != nil {
+		if err := s.cfg.Store.Save(Record{Body: body, Version: u.Version, Signature: sig, Source: s.cfg.Source, FetchedAt: now, State: st}); err != nil {
 			s.log.Error("indicator set applied but not saved; after a restart the previous stored set applies until the source answers", "version", u.Version, "err", err)
+		} else {
+			s.mu.Lock()
+			s.saved = st
+			s.mu.Unlock()
 		}
 	}
 	s.mu.Lock()
+	s.state = st
 	s.status.Version = u.Version
 	s.status.FetchedAt = now
 	s.status.LastCheck = now
 	s.status.LastError = ""
 	s.status.Failures = 0
 	s.sum = sha256.Sum256(body)
+	s.held = len(u.Set.Indicators)
+	s.noted = ""
 	s.mu.Unlock()
 	s.cfg.Apply(u)
+	return nil
+}
+
+// advance applies the rollback rules of CONTRACT §5 to a new feed set u
+// against the floor st: a sequence lower than the floor, or equal to it
+// with another version, is a replayed older set and refused. It returns the
+// floor with u accepted. An unsequenced feed (sequence 0 while the floor is
+// 0) is accepted as before sequences existed; once a feed has sent a
+// sequence, a body without one is lower and refused.
+func (s *Sync) advance(st FeedState, u Update) (FeedState, error) {
+	seq := u.Set.Sequence
+	switch {
+	case seq < st.Seq:
+		return st, fmt.Errorf("%w: its sequence %d is lower than the %d held (version %s); a replayed or stale feed — the set in force stays",
+			ErrRollback, seq, st.Seq, st.Version)
+	case seq == st.Seq && seq > 0 && u.Version != st.Version:
+		return st, fmt.Errorf("%w: its sequence %d is the one held but its version %s is not %s; a console publishes one version per sequence — the set in force stays",
+			ErrRollback, seq, u.Version, st.Version)
+	}
+	st.Seq, st.Version = seq, u.Version
+	// A newer set is at least as fresh as the moment it was made (and as
+	// the proof for the set it replaces: it was made after that).
+	if g := u.Set.GeneratedAt; g.After(st.FreshAt) {
+		st.FreshAt = g
+	}
+	return st, nil
+}
+
+// applyFreshness moves st forward with the response's Netward-Freshness
+// header fresh, a proof for version (the body's on a 200, the one held on a
+// 304). Without a public key the transport is trusted, as it is for the
+// body: the answer itself is fresh now. With one, the header must verify
+// with the key for version, and its sequence must not be below the floor;
+// then its time is how fresh the set held is, and its sequence raises the
+// floor (the console may have republished the same content under a later
+// sequence). problem says why a header did not count ("" when it did).
+func (s *Sync) applyFreshness(st FeedState, fresh, version string, now time.Time) (FeedState, string) {
+	if s.cfg.PublicKey == nil {
+		if now.After(st.FreshAt) {
+			st.FreshAt = now
+		}
+		return st, ""
+	}
+	if fresh == "" {
+		return st, "the answer carried no " + FreshnessHeader + " header (a console before CONTRACT §5 freshness, or a path that strips it)"
+	}
+	f, err := ParseFreshness(fresh)
+	if err != nil {
+		return st, err.Error()
+	}
+	if err := f.Verify(s.cfg.PublicKey, version); err != nil {
+		return st, err.Error()
+	}
+	if f.Seq < st.Seq {
+		return st, fmt.Sprintf("%s for sequence %d, below the %d held: a replayed proof", FreshnessHeader, f.Seq, st.Seq)
+	}
+	st.Seq = f.Seq
+	if f.At.After(st.FreshAt) {
+		st.FreshAt = f.At
+	}
+	return st, ""
+}
+
+// noteFreshness records why the last answer did not prove freshness, and
+// logs each new reason once.
+func (s *Sync) noteFreshness(problem string) {
+	s.mu.Lock()
+	changed := problem != s.status.FreshnessError
+	s.status.FreshnessError = problem
+	s.mu.Unlock()
+	if changed && problem != "" {
+		s.log.Warn("indicator feed answer did not prove freshness; the set stays in force and is reported stale once its last proof is older than indicators.maxAgeHours",
+			"source", s.cfg.Source, "problem", problem)
+	}
+}
+
+// refresh takes the freshness proof of an answer that brought no new set
+// (a 304, or the body in force again) for the version held, and saves the
+// state when the floor rose or the proof moved on by stateSaveEvery.
+func (s *Sync) refresh(fresh, version string) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.Lock()
+	st := s.state
+	s.mu.Unlock()
+	st, problem := s.applyFreshness(st, fresh, version, s.now())
+	s.noteFreshness(problem)
+	s.mu.Lock()
+	s.state = st
+	save := s.cfg.Store != nil && (st.Seq != s.saved.Seq || st.FreshAt.Sub(s.saved.FreshAt) >= stateSaveEvery)
+	s.mu.Unlock()
+	if !save {
+		return
+	}
+	if err := s.cfg.Store.SaveState(st); err != nil {
+		s.log.Warn("feed freshness not saved; after a restart the set may show stale until the next answer", "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.saved = st
+	s.mu.Unlock()
+}
+
+// agentInfo is the Netward-Agent check-in: the configured agent identity
+// and the sequence held.
+func (s *Sync) agentInfo() AgentInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.cfg.Agent
+	if a.Version == "" {
+		a.Version = "unknown"
+	}
+	a.Seq = s.state.Seq
+	return a
+}
+
+// checkInvalid refuses a set that its invalid entries make unsafe to
+// apply (issue 14 §3): one with no valid entry but some invalid ones (the
+// source broke as a whole), or one whose invalid entries number more than
+// MaxDropPercent of the indicators in force — a set in force is never
+// replaced by what a bad export or a stray quote leaves of it. A smaller set
+// published on purpose has no invalid entries and passes.
+func (s *Sync) checkInvalid(set *Set) error {
+	if set.Rejected == 0 {
+		return nil
+	}
+	first := ""
+	for _, p := range set.Problems {
+		if p.Severity == SeverityError {
+			first = p.String()
+			break
+		}
+	}
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if len(set.Indicators) == 0 {
+		return fmt.Errorf("%w: every entry of the new set is invalid (%d); the last good set stays in force; first problem: %s (run `netward indicators validate` on the source for all)",
+			ErrInvalidEntries, set.Rejected, first)
+	}
+	if held > 0 && set.Rejected*100 > s.cfg.MaxDropPercent*held {
+		return fmt.Errorf("%w: %d entries of the new set are invalid, more than indicators.maxDropPercent (%d%%) of the %d indicators in force; the last good set stays in force; first problem: %s (run `netward indicators validate` on the source for all)",
+			ErrInvalidEntries, set.Rejected, s.cfg.MaxDropPercent, held, first)
+	}
 	return nil
 }
 
@@ -377,7 +674,7 @@ func (s *Sync) Run(ctx context.Context) error {
 	switch k {
 	case kindBuiltin:
 		if sha256.Sum256(demoFeed) != s.currentSum() {
-			if err := s.accept(demoFeed, ""); err != nil {
+			if err := s.accept(demoFeed, "", ""); err != nil {
 				return fmt.Errorf("the built-in demo set does not load: %w", err) // a build defect
 			}
 		}
@@ -401,7 +698,7 @@ func (s *Sync) Reload(ctx context.Context) error {
 	}
 	switch k {
 	case kindBuiltin:
-		return s.accept(demoFeed, "")
+		return s.accept(demoFeed, "", "")
 	case kindFile:
 		err = s.loadFile(path)
 	default:
@@ -505,6 +802,7 @@ func (s *Sync) fetch(ctx context.Context, wait time.Duration) (changed bool, err
 		req.Header.Set("If-None-Match", strconv.Quote(cur))
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set(AgentHeader, s.agentInfo().String())
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return false, err
@@ -514,6 +812,7 @@ func (s *Sync) fetch(ctx context.Context, wait time.Duration) (changed bool, err
 	case http.StatusOK:
 	case http.StatusNotModified:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		s.refresh(resp.Header.Get(FreshnessHeader), cur)
 		s.checked()
 		return false, nil
 	case http.StatusUnauthorized, http.StatusForbidden:
@@ -538,10 +837,13 @@ func (s *Sync) fetch(ctx context.Context, wait time.Duration) (changed bool, err
 		}
 	}
 	if sha256.Sum256(body) == s.currentSum() {
-		s.checked() // a server ignoring If-None-Match: same set again
+		// A server ignoring If-None-Match: the same set again, and maybe
+		// a newer proof that it is still current.
+		s.refresh(resp.Header.Get(FreshnessHeader), s.version())
+		s.checked()
 		return false, nil
 	}
-	if err := s.accept(body, sig); err != nil {
+	if err := s.accept(body, sig, resp.Header.Get(FreshnessHeader)); err != nil {
 		return false, err
 	}
 	return true, nil

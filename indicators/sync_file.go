@@ -90,5 +90,5 @@ func (s *Sync) loadFile(path string) error {
 		s.checked()
 		return nil
 	}
-	return s.accept(body, "")
+	return s.accept(body, "", "")
 }

@@ -40,9 +40,11 @@ func (f *feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.inm = append(f.inm, r.Header.Get("If-None-Match"))
 	f.mu.Unlock()
-	mode, _ := f.mode.Load().(string)
 	rec := httptest.NewRecorder()
 	f.h.ServeHTTP(rec, r) // blocks for long polls like the real thing
+	// The mode in force when the answer leaves, not when the request came:
+	// a long poll held across a switch must get the new treatment.
+	mode, _ := f.mode.Load().(string)
 	if rec.Code == http.StatusNotModified {
 		f.notMod.Add(1)
 	}
@@ -686,4 +688,98 @@ func TestSyncReload(t *testing.T) {
 			t.Fatalf("reload of a removed file = %v", err)
 		}
 	})
+}
+
+// TestSyncInvalidEntriesKeepTheLastGoodSet is issue 14 §3: a file:// CSV
+// whose one row lost a quote loaded as an empty set (blocking off, status
+// "errors none", reload exit 0). Now such a set is refused with a reason,
+// the last good set stays, Reload returns the error, and OnError hears it
+// once; sets made smaller on purpose, or with few invalid entries, apply.
+func TestSyncInvalidEntriesKeepTheLastGoodSet(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "indicators.csv")
+	const header = "IndicatorType,IndicatorValue,Action\n"
+	writeFile(t, path, header+"DomainName,shop.test,Block\nDomainName,a.test,Block\nDomainName,b.test,Block\nDomainName,c.test,Block\n")
+	ups := make(updates, 8)
+	var mu sync.Mutex
+	var told []string
+	s, err := NewSync(SyncConfig{Source: "file://" + filepath.ToSlash(path), Apply: ups.apply, FileInterval: time.Hour,
+		OnError: func(err error) { mu.Lock(); told = append(told, err.Error()); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if up := ups.next(t); action(up.Policy, "shop.test") != "Block" {
+		t.Fatal("first set not applied")
+	}
+	steps := []struct {
+		name    string
+		body    string
+		refused string // "" = applied
+	}{
+		{"the issue's file: the header and one row with a stray quote", header + "DomainName,\"oops,Block\n", "every entry of the new set is invalid"},
+		{"three of four rows invalid", header + "DomainName,shop.test,Block\nDomainName,a..test,Block\nDomainName,b..test,Block\nDomainName,c..test,Block\n", "more than indicators.maxDropPercent (50%) of the 4 indicators in force"},
+		{"one of four invalid", header + "DomainName,shop.test,Block\nDomainName,a.test,Block\nDomainName,b.test,Block\nDomainName,c..test,Block\n", ""},
+		{"removed on purpose: one indicator left, none invalid", header + "DomainName,shop.test,Block\n", ""},
+		{"a whole-file parse failure", "IndicatorType,IndicatorValue\nDomainName,x.test\n", "header lacks column(s) Action"},
+	}
+	for _, st := range steps {
+		writeFile(t, path, st.body)
+		err := s.Reload(ctx)
+		if st.refused == "" {
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			ups.next(t)
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), st.refused) {
+			t.Fatalf("%s: Reload = %v, want an error with %q", st.name, err, st.refused)
+		}
+		ups.none(t)
+		if got := s.Status().LastError; got != err.Error() {
+			t.Errorf("%s: status lastError %q", st.name, got)
+		}
+		if err := s.Reload(ctx); err == nil {
+			t.Fatalf("%s: a second reload must fail the same way", st.name)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(told) != 3 {
+		t.Errorf("OnError heard %d failures, want 3 (one per distinct failure):\n%s", len(told), strings.Join(told, "\n"))
+	}
+	for i, w := range []string{"every entry", "maxDropPercent", "header lacks"} {
+		if i < len(told) && !strings.Contains(told[i], w) {
+			t.Errorf("OnError %d = %q, want %q", i, told[i], w)
+		}
+	}
+}
+
+func TestSyncMaxDropPercentSettings(t *testing.T) {
+	for _, tc := range []struct {
+		setting int
+		ok      bool // 1 invalid entry of 4 held (25 %)
+	}{{0, true}, {NoInvalidEntries, false}, {20, false}, {25, true}, {100, true}} {
+		path := filepath.Join(t.TempDir(), "l.txt")
+		writeFile(t, path, "a.test\nb.test\nc.test\nd.test\n")
+		ups := make(updates, 8)
+		s, err := NewSync(SyncConfig{Source: "file://" + filepath.ToSlash(path), Apply: ups.apply, MaxDropPercent: tc.setting})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, path, "a.test\nb.test\nc.test\nbad..test\n")
+		if err := s.Reload(context.Background()); (err == nil) != tc.ok {
+			t.Errorf("MaxDropPercent %d: Reload = %v, want ok=%v", tc.setting, err, tc.ok)
+		}
+	}
+	if _, err := NewSync(SyncConfig{Source: BuiltinDemo, Apply: func(Update) {}, MaxDropPercent: 101}); err == nil {
+		t.Error("MaxDropPercent 101 accepted")
+	}
 }

@@ -19,6 +19,12 @@ type Options struct {
 	// Now is used to warn about indicators that have already expired; zero
 	// disables that warning (the compiler drops them anyway).
 	Now time.Time
+	// AllowDefaultRoute accepts IpAddress indicators of a whole address
+	// family (0.0.0.0/0, ::/0). Without it they are rejected: one such line
+	// — often a routing-table line pasted into a list — would Block (or
+	// Warn, or queue) every connection of the machine. The agent's
+	// indicators.allowDefaultRoute and validate's --allow-default-route set it.
+	AllowDefaultRoute bool
 }
 
 func (o Options) action() filter.Action {
@@ -72,9 +78,15 @@ func (s *Set) add(f rawFields, at where, line, col, index int, o Options) bool {
 		s.errorf(at(fValue), "indicator value is empty")
 	} else if typErr == nil {
 		v, err := canonicalValue(typ, f.value)
-		if err != nil {
+		switch {
+		case err != nil:
 			ok = false
 			s.errorf(at(fValue), "%s %q: %v", typ, f.value, err)
+		case typ == filter.TypeIP && isDefaultRoute(v) && !o.AllowDefaultRoute:
+			ok = false
+			s.errorf(at(fValue), "%s %q covers every address: as an indicator it would apply %s to all traffic of the machine; it is refused unless indicators.allowDefaultRoute is true (validate: --allow-default-route)", typ, f.value, f.action)
+		case typ == filter.TypeIP && isDefaultRoute(v):
+			s.warnf(at(fValue), "%s %q covers every address (allowed by indicators.allowDefaultRoute): more specific indicators still win (CONTRACT §1)", typ, f.value)
 		}
 		value = v
 	}
@@ -98,6 +110,7 @@ func (s *Set) add(f rawFields, at where, line, col, index int, o Options) bool {
 		}
 	}
 	if !ok {
+		s.Rejected++
 		return false
 	}
 	if !exp.IsZero() && !o.Now.IsZero() && !exp.After(o.Now) {
@@ -136,6 +149,11 @@ func canonicalValue(t filter.Type, v string) (string, error) {
 	}
 	return "", fmt.Errorf("unknown type %v", t)
 }
+
+// isDefaultRoute reports whether the canonical IP value v is a whole address
+// family: 0.0.0.0/0 or ::/0 (IPv4-mapped ::ffff:0:0/96 is 0.0.0.0/0 once
+// canonical).
+func isDefaultRoute(v string) bool { return strings.HasSuffix(v, "/0") }
 
 // parseTime reads an expiration time: RFC 3339 (what MDE exports), or the
 // same without a zone (read as UTC, as MDE does), or a date (midnight UTC).

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/netward/netward/internal/guard"
 )
 
 // CollectorConfig configures the console's telemetry collector.
@@ -34,8 +36,12 @@ type CollectorConfig struct {
 	MaxLine                        int
 	// MaxKeys bounds each per-device rollup map (apps, users, IPs); default 10000.
 	MaxKeys int
-	Log     *slog.Logger
-	Now     func() time.Time
+	// Panics records a panic recovered while serving one request (the
+	// request gets a 500 and the agent retries the chunk; the collector
+	// goes on). Default: its own, logging to Log.
+	Panics *guard.Panics
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // TokenAuthorizer accepts one shared bearer token for every device.
@@ -48,8 +54,9 @@ func TokenAuthorizer(token string) func(deviceID, got string) bool {
 // Collector is the http.Handler for PUT /v1/telemetry/{deviceId}/{chunkId}
 // (CONTRACT §6) and GET /v1/telemetry/{deviceId} (the device's rollup).
 type Collector struct {
-	cfg CollectorConfig
-	mux *http.ServeMux
+	cfg     CollectorConfig
+	mux     *http.ServeMux
+	handler http.Handler // mux behind the panic guard
 
 	mu      sync.Mutex // serializes stores and rollup updates
 	rollups map[string]*DeviceRollup
@@ -118,16 +125,20 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Panics == nil {
+		cfg.Panics = guard.New(cfg.Log)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
 	c := &Collector{cfg: cfg, mux: http.NewServeMux(), rollups: make(map[string]*DeviceRollup)}
 	c.mux.HandleFunc("PUT /v1/telemetry/{device}/{chunk}", c.put)
 	c.mux.HandleFunc("GET /v1/telemetry/{device}", c.get)
+	c.handler = cfg.Panics.HTTP("collector", c.mux)
 	return c, nil
 }
 
-func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.ServeHTTP(w, r) }
+func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.handler.ServeHTTP(w, r) }
 
 func (c *Collector) authorized(r *http.Request, device string) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -251,6 +262,7 @@ var knownActions = map[string]bool{
 	ConnectionSuccess: true, ConnectionFailed: true, NetworkProtectionBlocked: true,
 	NetworkProtectionWarned: true, NetworkProtectionAudited: true,
 	NetworkProtectionUserBypassEvent: true, DnsQueryResponse: true, ActionTelemetryGap: true,
+	ActionIndicatorSetStale: true, ActionIndicatorSetFresh: true,
 }
 
 func checkRecord(r *Record, device string) error {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/internal/guard"
 )
 
 func gz(t testing.TB, b []byte) []byte {
@@ -171,5 +173,28 @@ func TestCollectorIdempotentAndRollups(t *testing.T) {
 func TestCollectorNeedsAuth(t *testing.T) {
 	if _, err := NewCollector(CollectorConfig{Dir: t.TempDir()}); err == nil {
 		t.Error("NewCollector without Authorize succeeded, want an error")
+	}
+}
+
+// TestCollectorPanicRecovered: a panic while serving one upload answers it
+// 500 (the agent keeps the chunk and retries), is counted, and the
+// collector goes on.
+func TestCollectorPanicRecovered(t *testing.T) {
+	panics := guard.New(nil)
+	srv := newTestCollector(t, CollectorConfig{Panics: panics, Authorize: func(device, tok string) bool {
+		if device == "crash" {
+			panic("authorizer bug")
+		}
+		return tok == "secret"
+	}})
+	body := gz(t, ndjson(Record{Timestamp: time.Now().UTC(), DeviceId: "dev1", ActionType: ConnectionSuccess}))
+	if code, _ := doPut(t, srv.URL+"/v1/telemetry/crash/c1", body, nil); code != http.StatusInternalServerError {
+		t.Errorf("crash: %d, want 500", code)
+	}
+	if code, msg := doPut(t, srv.URL+"/v1/telemetry/dev1/c1", body, nil); code != http.StatusCreated {
+		t.Errorf("after the panic: %d %s, want 201", code, msg)
+	}
+	if n := panics.Count("collector"); n != 1 {
+		t.Errorf("counted %d panics, want 1", n)
 	}
 }

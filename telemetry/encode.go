@@ -35,6 +35,14 @@ func AppendJSON(dst []byte, r *Record) []byte {
 	dst = optString(dst, `,"Source":`, r.Source)
 	dst = optInt(dst, `,"LostRecords":`, r.LostRecords)
 	dst = optString(dst, `,"GapReason":`, r.GapReason)
+	if r.PolicySequence != 0 {
+		dst = strconv.AppendUint(append(dst, `,"PolicySequence":`...), r.PolicySequence, 10)
+	}
+	dst = optString(dst, `,"PolicyVersion":`, r.PolicyVersion)
+	if !r.PolicyFreshAt.IsZero() {
+		dst = append(dst, `,"PolicyFreshAt":"`...)
+		dst = append(r.PolicyFreshAt.UTC().AppendFormat(dst, time.RFC3339Nano), '"')
+	}
 	return append(dst, '}')
 }
 

@@ -25,6 +25,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		{"escapes", Record{Timestamp: time.Unix(1, 5).UTC(), DeviceId: "d\"\\\n\t\r\x01\x1f", ActionType: "x", RemoteUrl: "ünïcode.example</script>&"}},
 		{"invalid utf8", Record{Timestamp: time.Unix(1, 0).UTC(), DeviceId: "a\xffb\xc3", ActionType: "x"}},
 		{"gap", Record{Timestamp: time.Unix(2, 0).UTC(), DeviceId: "d", ActionType: ActionTelemetryGap, LostRecords: 17, GapReason: GapSpoolFull}},
+		{"stale set", Record{Timestamp: time.Unix(3, 0).UTC(), DeviceId: "d", ActionType: ActionIndicatorSetStale, PolicySequence: 42, PolicyVersion: "sha256-8dd57a82caa63708", PolicyFreshAt: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}},
 		{"non-UTC", Record{Timestamp: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), DeviceId: "d", ActionType: "x"}},
 	}
 	for _, tt := range tests {

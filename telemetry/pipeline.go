@@ -717,7 +717,7 @@ const maxLine = 16 << 10
 func clampRecord(r *Record) {
 	for _, f := range []*string{&r.DeviceId, &r.DeviceName, &r.ActionType, &r.RemoteIP, &r.RemoteUrl, &r.LocalIP,
 		&r.Protocol, &r.InitiatingProcessFileName, &r.InitiatingProcessAccountName, &r.IndicatorId, &r.Application,
-		&r.Source, &r.GapReason} {
+		&r.Source, &r.GapReason, &r.PolicyVersion} {
 		if len(*f) > 1024 {
 			*f = (*f)[:1024]
 		}

@@ -21,6 +21,9 @@ const (
 	ProtoUDP  = "Udp"
 	ProtoQUIC = "Quic"
 	ProtoDNS  = "Dns"
+	// ProtoICMP is ICMP or ICMPv6: only on records of traffic the kernel
+	// refused by an IP indicator (Source ip).
+	ProtoICMP = "Icmp"
 )
 
 // Source values: which interceptor produced the record.
@@ -58,6 +61,13 @@ type Record struct {
 	// Gap records only (ActionType TelemetryGap).
 	LostRecords int64  `json:"LostRecords,omitempty"`
 	GapReason   string `json:"GapReason,omitempty"`
+
+	// Indicator set freshness records only (ActionType IndicatorSetStale,
+	// IndicatorSetFresh): the feed sequence and version the device holds
+	// and when the console last proved them current (CONTRACT §5).
+	PolicySequence uint64    `json:"PolicySequence,omitempty"`
+	PolicyVersion  string    `json:"PolicyVersion,omitempty"`
+	PolicyFreshAt  time.Time `json:"PolicyFreshAt,omitzero"`
 }
 
 // ActionTelemetryGap is the ActionType of a gap record: a line the agent adds
@@ -66,6 +76,17 @@ type Record struct {
 // NDJSON with the ordinary Timestamp/DeviceId/DeviceName fields, plus
 // LostRecords and GapReason. See docs/telemetry.md.
 const ActionTelemetryGap = "TelemetryGap"
+
+// ActionIndicatorSetStale is the ActionType of the record an agent adds
+// when the indicator set it holds from a feed has had no proof of being
+// current for longer than indicators.maxAgeHours (a feed path that answers
+// 304 for ever, or replays an old answer, looks like this), and again every
+// hour while that lasts; ActionIndicatorSetFresh when a proof arrives again.
+// The set stays in force either way. See docs/feed.md.
+const (
+	ActionIndicatorSetStale = "IndicatorSetStale"
+	ActionIndicatorSetFresh = "IndicatorSetFresh"
+)
 
 // GapReason values of a gap record.
 const (

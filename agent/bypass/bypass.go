@@ -121,6 +121,7 @@ type Store struct {
 	log  *slog.Logger
 	mu   sync.Mutex // serialises writers; readers never take it
 	snap atomic.Pointer[snapshot]
+	gen  atomic.Uint64 // bumped on every change of the entries
 }
 
 var bucket = []byte("bypass.v1")
@@ -419,7 +420,13 @@ func (s *Store) publish(entries []Entry) {
 		}
 	}
 	s.snap.Store(sn)
+	s.gen.Add(1)
 }
+
+// Generation changes whenever an entry is added, replaced or removed
+// (expiries are removed by Purge), so an owner can tell cheaply whether
+// anything computed from the bypasses must be computed again.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
 
 // Matches reports whether e concerns name: its application, indicator value
 // or the name it was created for, compared case-insensitively. `netward bypass

@@ -105,6 +105,18 @@ type IndicatorStatus struct {
 	LastError   string    `json:"lastError,omitempty"`
 	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 	Failures    int       `json:"failures,omitempty"`
+	// Sequence is the feed sequence held (CONTRACT §5): the rollback
+	// floor. 0 for file:// and builtin: sources and unsequenced feeds.
+	Sequence uint64 `json:"sequence,omitempty"`
+	// FreshAt is when the console last proved the set held current
+	// (Netward-Freshness); Stale is true once that is more than
+	// MaxAgeHours ago — the set stays in force, but a frozen or replayed
+	// feed path looks like this. FreshnessError says why the last answer
+	// proved nothing. https feeds only.
+	FreshAt        time.Time `json:"freshAt,omitzero"`
+	Stale          bool      `json:"stale,omitempty"`
+	MaxAgeHours    int       `json:"maxAgeHours,omitempty"`
+	FreshnessError string    `json:"freshnessError,omitempty"`
 }
 
 // InterceptionState says which interceptors run.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/internal/guard"
 )
 
 // Config configures a Server.
@@ -28,6 +29,10 @@ type Config struct {
 	// MaxConns bounds concurrent connections (default 64): the socket is
 	// open to every local user.
 	MaxConns int
+	// Panics records a panic recovered while serving one request (the
+	// request gets a 500; the server goes on). Default: its own, logging
+	// to Log.
+	Panics *guard.Panics
 }
 
 // Limits on what a local client can make the agent hold.
@@ -61,6 +66,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = defaultConns
 	}
+	if cfg.Panics == nil {
+		cfg.Panics = guard.New(cfg.Log)
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	s.route("GET /v1/whoami", roleUser, s.whoami)
 	s.route("GET /v1/status", roleUser, s.status)
@@ -78,7 +86,9 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler is the API with its guards, for tests and for Serve.
-func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+func (s *Server) Handler() http.Handler {
+	return s.cfg.Panics.HTTP("control", http.HandlerFunc(s.serveHTTP))
+}
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// A browser adds Origin (and often Referer) to every cross-site request,

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/guard"
 )
 
 const (
@@ -67,8 +68,11 @@ type Config struct {
 	NoPage func(name string)
 	// OrgText is an optional sentence from the organisation shown on every page.
 	OrgText string
-	Now     func() time.Time
-	Log     *slog.Logger
+	// Panics records a panic recovered while serving one request (the
+	// request gets a 500; the pages go on). Default: its own, logging to Log.
+	Panics *guard.Panics
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // Server is the warn/block page server. New starts nothing; Serve and Run do.
@@ -100,6 +104,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Links == nil {
 		cfg.Links = func() Links { return Links{} }
 	}
+	if cfg.Panics == nil {
+		cfg.Panics = guard.New(cfg.Log)
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	s.mux.HandleFunc(continuePath, s.handleContinue)
 	s.mux.HandleFunc(statusPath, s.handleStatus)
@@ -108,7 +115,9 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler returns the HTTP handler of the pages.
-func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+func (s *Server) Handler() http.Handler {
+	return s.cfg.Panics.HTTP("warnpage", http.HandlerFunc(s.serveHTTP))
+}
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/guard"
 )
 
 // policy is a small real decision source: a compiled filter.Policy plus a set
@@ -417,3 +418,41 @@ func decodeExp(tok string) uint64 {
 }
 
 func base64RawURL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// TestPagePanicRecovered: a panic while serving one page (here in the
+// decision) answers that request 500, is counted, and the pages go on.
+func TestPagePanicRecovered(t *testing.T) {
+	p := newPolicy(t)
+	panics := guard.New(nil)
+	s, err := New(Config{Key: testKey, Panics: panics, Continue: p.cont,
+		Decide: func(name string) filter.Decision {
+			if name == "crash.test" {
+				panic("decision bug")
+			}
+			return p.decide(name)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(host string) int {
+		req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("crash.test"); code != http.StatusInternalServerError {
+		t.Errorf("crash.test: %d, want 500", code)
+	}
+	if code := get("blocked.test"); code != http.StatusForbidden {
+		t.Errorf("after the panic, blocked.test: %d, want the block page (403)", code)
+	}
+	if n := panics.Count("warnpage"); n != 1 {
+		t.Errorf("counted %d panics, want 1", n)
+	}
+}

@@ -27,16 +27,6 @@ func DefaultSettings() indicators.Settings {
 	return indicators.Settings{Mode: "block", BypassDurationHours: 24}
 }
 
-// wireDoc is the feed body: indicators.Document plus the sequence of
-// CONTRACT §5 (agents that predate it ignore the field).
-type wireDoc struct {
-	Version     string                    `json:"version"`
-	Sequence    int64                     `json:"sequence"`
-	GeneratedAt time.Time                 `json:"generatedAt"`
-	Settings    indicators.Settings       `json:"settings"`
-	Indicators  []indicators.DocIndicator `json:"indicators"`
-}
-
 // Content is what the feed says at one moment, before it gets a sequence.
 type Content struct {
 	Version    string
@@ -47,13 +37,10 @@ type Content struct {
 	Warnings []string
 }
 
-// Body marshals the content as the document of sequence seq made at at.
+// Body marshals the content as the document of sequence seq made at at
+// (CONTRACT §5: the sequence is in the signed body).
 func (c *Content) Body(seq int64, at time.Time) ([]byte, error) {
-	ind := c.Indicators
-	if ind == nil {
-		ind = []indicators.DocIndicator{}
-	}
-	return json.Marshal(wireDoc{Version: c.Version, Sequence: seq, GeneratedAt: at.UTC(), Settings: c.Settings, Indicators: ind})
+	return indicators.Document{Version: c.Version, Sequence: uint64(seq), GeneratedAt: at.UTC(), Settings: c.Settings, Indicators: c.Indicators}.Marshal()
 }
 
 // Settings reads the feed settings (defaults when unset).
@@ -72,7 +59,7 @@ func Settings(ctx context.Context, st *store.Store) (indicators.Settings, error)
 // CheckSettings validates settings with the agent's own feed parser, so the
 // console never publishes a setting an agent would refuse.
 func CheckSettings(s indicators.Settings) []indicators.Problem {
-	b, err := json.Marshal(wireDoc{Version: "check", Settings: s, Indicators: []indicators.DocIndicator{}})
+	b, err := indicators.Document{Version: "check", Settings: s}.Marshal()
 	if err != nil {
 		return []indicators.Problem{{Severity: indicators.SeverityError, Message: err.Error()}}
 	}
@@ -167,7 +154,7 @@ func Build(ctx context.Context, st *store.Store, cat *catalog.Catalog, now time.
 		}
 		c.Indicators = append(c.Indicators, di)
 	}
-	if c.Version, err = indicators.ContentVersion(c.Settings, c.Indicators); err != nil {
+	if c.Version, err = (indicators.Document{Settings: c.Settings, Indicators: c.Indicators}).ContentVersion(); err != nil {
 		return nil, err
 	}
 	return c, nil

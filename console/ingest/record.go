@@ -16,7 +16,8 @@ import (
 const ActionDeviceInfo = "DeviceInfo"
 
 // record is one NDJSON line: telemetry.Record plus the CONTRACT §6 fields
-// of machine records and RepeatCount. Unknown fields are ignored, so a
+// of machine records and RepeatCount that it does not carry yet (when it
+// does, these outer fields shadow its own, with the same JSON names). Unknown fields are ignored, so a
 // newer agent's chunks are taken.
 type record struct {
 	telemetry.Record
@@ -24,7 +25,6 @@ type record struct {
 	OSPlatform     string          `json:"OSPlatform"`
 	OSVersion      string          `json:"OSVersion"`
 	AgentVersion   string          `json:"AgentVersion"`
-	PolicySequence int64           `json:"PolicySequence"`
 	IPAddresses    []ipAddress     `json:"IPAddresses"`
 	LoggedOnUsers  json.RawMessage `json:"LoggedOnUsers"`
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/guard"
 )
 
 // Decider takes the policy decision for a canonical host name. The agent
@@ -127,6 +128,11 @@ type Config struct {
 	// the query path and must not block.
 	OnDecision func(Event)
 
+	// Panics records a panic recovered while answering one query (that
+	// query gets SERVFAIL; the proxy goes on). Default: one of its own,
+	// logging to Log. The agent passes its shared one, exported as a metric.
+	Panics *guard.Panics
+
 	Log *slog.Logger
 	Now func() time.Time
 }
@@ -196,6 +202,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Panics == nil {
+		c.Panics = guard.New(c.Log)
 	}
 	return c, nil
 }

@@ -370,11 +370,31 @@ type handler struct {
 
 func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	p := h.p
+	defer func() {
+		// A bug while answering one query costs that query a SERVFAIL,
+		// never the process: with capture on, a dead proxy would take the
+		// owner tables, and so the protection, with it (issue 14).
+		if v := recover(); v != nil {
+			p.stats.panics.Add(1)
+			p.cfg.Panics.Recovered("dns", v)
+			m := new(dns.Msg)
+			m.SetRcode(req, dns.RcodeServerFailure)
+			_ = w.WriteMsg(m)
+		}
+	}()
 	if h.slotted {
 		defer p.release()
 	}
 	start := p.cfg.Now()
 	p.stats.queries.Add(1)
+	if len(req.Question) != 1 {
+		// The header announced one question (acceptQuery checked it) but
+		// the message ended before it: miekg/dns unpacks a short message
+		// without error. RFC 1035 §4.1.1: a malformed query gets FORMERR.
+		p.stats.rejected.Add(1)
+		_ = w.WriteMsg(rcodeReply(req, dns.RcodeFormatError))
+		return
+	}
 	if p.stats.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
 		p.stats.inFlight.Add(-1)
 		p.stats.refused.Add(1)

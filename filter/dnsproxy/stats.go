@@ -46,6 +46,9 @@ type Stats struct {
 	// Rejected counts queries answered with an error for what they asked
 	// (wrong class, zone transfer, malformed, not a query).
 	Rejected uint64 `json:"rejected"`
+	// Panics counts queries answered SERVFAIL because answering them
+	// panicked (a bug; the panic is logged with its stack).
+	Panics uint64 `json:"panics"`
 
 	// Latency is the histogram of answer times: Counts[i] is the number of
 	// queries answered within LatencyBounds[i] (and above the previous
@@ -63,7 +66,7 @@ type counters struct {
 	upQueries, upErrors, srvFail atomic.Uint64
 	badReplies, tcpRetries       atomic.Uint64
 	inFlight                     atomic.Int64
-	refused, rejected            atomic.Uint64
+	refused, rejected, panics    atomic.Uint64
 	latency                      [len(LatencyBounds) + 1]atomic.Uint64
 	latencySum                   atomic.Int64
 }
@@ -98,6 +101,7 @@ func (c *counters) snapshot() Stats {
 		InFlight:        c.inFlight.Load(),
 		Refused:         c.refused.Load(),
 		Rejected:        c.rejected.Load(),
+		Panics:          c.panics.Load(),
 		LatencySum:      time.Duration(c.latencySum.Load()),
 	}
 	for v := range c.verdicts {

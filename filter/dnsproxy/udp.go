@@ -80,7 +80,7 @@ func (s *udpServer) read() error {
 			continue
 		}
 		pkt := buf[:n]
-		if p.fastUDP(s.conn, pkt, from, &q, &out, &name) {
+		if s.fast(pkt, from, &q, &out, &name) {
 			continue
 		}
 		p.slots <- struct{}{} // wait for a slot: the socket buffer absorbs the burst
@@ -90,6 +90,25 @@ func (s *udpServer) read() error {
 			s.general(b, from)
 		})
 	}
+}
+
+// fast is fastUDP for one datagram of the reader's loop: a panic in it is
+// recovered, counted and answered SERVFAIL, so the reader (and the process)
+// goes on with the next datagram.
+func (s *udpServer) fast(pkt []byte, from netip.AddrPort, q *wireQuery, out, name *[]byte) (done bool) {
+	p := s.p
+	defer func() {
+		if v := recover(); v != nil {
+			p.stats.panics.Add(1)
+			p.cfg.Panics.Recovered("dns", v)
+			if h, ok := wireHeader(pkt); ok && h.Bits&flagQR == 0 {
+				w := &udpWriter{conn: s.conn, to: from}
+				_ = w.WriteMsg(headerReply(h, dns.RcodeServerFailure))
+			}
+			done = true
+		}
+	}()
+	return p.fastUDP(s.conn, pkt, from, q, out, name)
 }
 
 // fastUDP answers pkt from the wire if it is a common-form query whose
@@ -159,18 +178,19 @@ func (p *Proxy) fastAnswer(q *wireQuery, name *[]byte, now time.Time, from netip
 func (s *udpServer) general(b []byte, from netip.AddrPort) {
 	p := s.p
 	w := &udpWriter{conn: s.conn, to: from}
-	if len(b) < 12 {
+	h, ok := wireHeader(b)
+	if !ok {
 		p.invalid(b, errors.New("no header"))
 		return
 	}
-	h := dns.Header{
-		Id:      binary.BigEndian.Uint16(b),
-		Bits:    binary.BigEndian.Uint16(b[2:]),
-		Qdcount: binary.BigEndian.Uint16(b[4:]),
-		Ancount: binary.BigEndian.Uint16(b[6:]),
-		Nscount: binary.BigEndian.Uint16(b[8:]),
-		Arcount: binary.BigEndian.Uint16(b[10:]),
-	}
+	defer func() {
+		// The handler recovers its own panics; this covers the unpacking.
+		if v := recover(); v != nil {
+			p.stats.panics.Add(1)
+			p.cfg.Panics.Recovered("dns", v)
+			_ = w.WriteMsg(headerReply(h, dns.RcodeServerFailure))
+		}
+	}()
 	action := acceptQuery(h)
 	req := new(dns.Msg)
 	if action == dns.MsgAccept {
@@ -185,7 +205,31 @@ func (s *udpServer) general(b []byte, from netip.AddrPort) {
 	if action == dns.MsgIgnore {
 		return
 	}
-	// Only the header is echoed: what failed to unpack is not repeated.
+	rcode := dns.RcodeFormatError
+	if action == dns.MsgRejectNotImplemented {
+		rcode = dns.RcodeNotImplemented
+	}
+	_ = w.WriteMsg(headerReply(h, rcode))
+}
+
+// wireHeader reads the 12-byte DNS header at the start of b (RFC 1035 §4.1.1).
+func wireHeader(b []byte) (dns.Header, bool) {
+	if len(b) < 12 {
+		return dns.Header{}, false
+	}
+	return dns.Header{
+		Id:      binary.BigEndian.Uint16(b),
+		Bits:    binary.BigEndian.Uint16(b[2:]),
+		Qdcount: binary.BigEndian.Uint16(b[4:]),
+		Ancount: binary.BigEndian.Uint16(b[6:]),
+		Nscount: binary.BigEndian.Uint16(b[8:]),
+		Arcount: binary.BigEndian.Uint16(b[10:]),
+	}, true
+}
+
+// headerReply is a reply to the query with header h that carries only a
+// header: what failed to unpack (or to answer) is not repeated.
+func headerReply(h dns.Header, rcode int) *dns.Msg {
 	m := new(dns.Msg)
 	m.Id = h.Id
 	m.Response = true
@@ -193,11 +237,8 @@ func (s *udpServer) general(b []byte, from netip.AddrPort) {
 	// RD is copied into every response (RFC 1035 §4.1.1), CD too (RFC 4035 §3.2.2).
 	m.RecursionDesired = h.Bits&flagRD != 0
 	m.CheckingDisabled = h.Bits&flagCD != 0
-	m.Rcode = dns.RcodeFormatError
-	if action == dns.MsgRejectNotImplemented {
-		m.Rcode = dns.RcodeNotImplemented
-	}
-	_ = w.WriteMsg(m)
+	m.Rcode = rcode
+	return m
 }
 
 // udpWriter is the dns.ResponseWriter of a general-path datagram.

@@ -3,8 +3,10 @@ package hostnet
 import (
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"time"
+
+	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/guard"
 )
 
 // InspectConfig configures the inline inspector (NFQUEUE on Linux).
@@ -17,16 +19,22 @@ type InspectConfig struct {
 	// better than 1, so one is the default.
 	QueueNum uint16
 	Queues   int
+	// LogGroup is the NFLOG group the kernel copies the first packet of
+	// each connection it refuses by IP verdict to, so it is recorded
+	// (default QueueNum; log groups and queues are separate numbers).
+	LogGroup uint16
 	// NamePorts are the TCP ports whose first bytes are read for a name
 	// (default 443, 853, 80).
 	NamePorts []uint16
-	// IPRules are the prefixes of the policy's IpAddress indicators that
-	// are not Allowed: a TCP flow to them is queued from its SYN on every
-	// port, so the rule applies before any byte is sent. Other flows reach
-	// userspace only with their first data segment on a name port (where
-	// IP rules are applied too). Kept in an nftables interval set; change
-	// it while running with Inspector.SetIPRules.
-	IPRules []netip.Prefix
+	// IP is what the kernel does with traffic to the addresses of the
+	// policy's IpAddress indicators (filter.Policy.IPVerdicts): Block
+	// ranges are refused on every protocol without a trip to userspace,
+	// Warn ranges drop everything but TCP, and TCP flows to Inspect ranges
+	// are queued from their SYN on every port, so the rule applies before
+	// any byte is sent. Other flows reach userspace only with their first
+	// data segment on a name port (where IP rules are applied too). Kept in
+	// nftables interval sets; change it while running with Inspector.SetIP.
+	IP filter.IPVerdicts
 	// QUIC is "inspect" (default), "block" or "allow".
 	QUIC string
 	// BlockEncryptedDNS blocks DoT (TCP 853) and the DoH server names in DoH
@@ -49,8 +57,12 @@ type InspectConfig struct {
 	Deadline time.Duration
 	// OnDecision receives one event per decided flow. It must not block.
 	OnDecision func(InspectEvent)
-	Log        *slog.Logger
-	Now        func() time.Time
+	// Panics records a panic recovered while deciding one packet (the
+	// packet is accepted unmarked; the inspector goes on). Default: one of
+	// its own, logging to Log.
+	Panics *guard.Panics
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // DefaultDoHServers are public DNS-over-HTTPS server names blocked by SNI
@@ -78,6 +90,9 @@ func (c *InspectConfig) withDefaults() (InspectConfig, error) {
 	}
 	if out.Queues <= 0 {
 		out.Queues = 1
+	}
+	if out.LogGroup == 0 {
+		out.LogGroup = out.QueueNum
 	}
 	if int(out.QueueNum)+out.Queues > 1<<16 {
 		return out, fmt.Errorf("inspect: queues %d..%d exceed the NFQUEUE number range", out.QueueNum, int(out.QueueNum)+out.Queues-1)
@@ -112,6 +127,9 @@ func (c *InspectConfig) withDefaults() (InspectConfig, error) {
 	}
 	if out.Now == nil {
 		out.Now = time.Now
+	}
+	if out.Panics == nil {
+		out.Panics = guard.New(out.Log)
 	}
 	return out, nil
 }

@@ -26,11 +26,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/internal/e2e"
@@ -43,8 +47,29 @@ const (
 	inspEndpoint    = "192.0.2.1"
 )
 
-// inspTestPolicy is the fixed policy the re-executed agent child enforces.
+// Addresses of the IP-verdict test (TestInspectIPVerdictsE2E), all in the
+// internet namespace: a blocked /29 with one Allowed address inside, a
+// warned address, and IPv6.
+const (
+	ipvAllowedInBlock = "192.0.2.4"   // Allowed /32 inside the Block 192.0.2.0/29
+	ipvWarned         = "192.0.2.9"   // Warn
+	ipvBlocked6       = "2001:db8::3" // Block
+	ipvFree6          = "2001:db8::2"
+)
+
+// inspTestPolicy is the fixed policy the re-executed agent child enforces
+// (NWINS_POLICY=ip: the IP-verdict test's).
 func inspTestPolicy() (*filter.Policy, error) {
+	if os.Getenv("NWINS_POLICY") == "ip" {
+		return filter.Compile([]filter.Rule{
+			{Value: "192.0.2.0/29", Type: filter.TypeIP, Action: filter.Block, ID: "b4"}, // .2 .3 .4 ...
+			{Value: inspSrvAddr, Type: filter.TypeIP, Action: filter.Allowed, ID: "srv"},
+			{Value: inspEndpoint, Type: filter.TypeIP, Action: filter.Allowed, ID: "ep"},
+			{Value: ipvAllowedInBlock, Type: filter.TypeIP, Action: filter.Allowed, ID: "a4"},
+			{Value: ipvWarned, Type: filter.TypeIP, Action: filter.Warn, ID: "w4"},
+			{Value: ipvBlocked6 + "/128", Type: filter.TypeIP, Action: filter.Block, ID: "b6"},
+		})
+	}
 	return filter.Compile([]filter.Rule{
 		{Value: "blocked.example", Type: filter.TypeDomain, Action: filter.Block, ID: "1"},
 		{Value: "warned.example", Type: filter.TypeDomain, Action: filter.Warn, ID: "2"},
@@ -53,10 +78,22 @@ func inspTestPolicy() (*filter.Policy, error) {
 	})
 }
 
-type inspPolicyDecider struct{ p *filter.Policy }
+// inspPolicyDecider decides with a policy; bypassed (when set) makes every
+// Warn bypassed, as a user continuing would.
+type inspPolicyDecider struct {
+	p        *filter.Policy
+	bypassed *atomic.Bool
+}
+
+func (d inspPolicyDecider) bypass(filter.Match) (time.Time, bool) {
+	if d.bypassed != nil && d.bypassed.Load() {
+		return time.Now().Add(time.Hour), true
+	}
+	return time.Time{}, false
+}
 
 func (d inspPolicyDecider) decide(m filter.Match) filter.Decision {
-	return filter.Decide(m, filter.Settings{}, func(filter.Match) (time.Time, bool) { return time.Time{}, false })
+	return filter.Decide(m, filter.Settings{}, d.bypass)
 }
 func (d inspPolicyDecider) DecideName(n string) filter.Decision { return d.decide(d.p.MatchName(n)) }
 func (d inspPolicyDecider) DecideAddr(a netip.Addr) filter.Decision {
@@ -125,27 +162,32 @@ func inspChild(role string, args []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		var dec InspectDecider = inspPolicyDecider{p}
+		bypassed := new(atomic.Bool)
+		pd := inspPolicyDecider{p, bypassed}
+		var dec InspectDecider = pd
 		if d, err := time.ParseDuration(os.Getenv("NWINS_SLOW")); err == nil {
 			dec = inspSlowDecider{dec, d}
 		}
 		queues, _ := strconv.Atoi(os.Getenv("NWINS_QUEUES"))
-		// The policy's IP rules, as the agent derives them; NWINS_IPRULES
-		// overrides them (benchmarks: 0.0.0.0/0 queues every SYN);
-		// NWINS_NAMEPORTS_ONLY starts without any, until SIGUSR1.
-		ipRules := []netip.Prefix{netip.MustParsePrefix(inspBlockedAddr + "/32")}
+		// The policy's IP verdicts, as the agent derives them; NWINS_IPRULES
+		// replaces them by prefixes whose TCP is queued from the SYN
+		// (benchmarks: 0.0.0.0/0 queues every SYN, nothing refused in the
+		// kernel); NWINS_NAMEPORTS_ONLY starts without any, until SIGUSR1.
+		// SIGUSR2 bypasses every Warn (the user continued).
+		ipRules := p.IPVerdicts(filter.Settings{}, pd.bypass)
 		if v := os.Getenv("NWINS_IPRULES"); v != "" {
-			ipRules = nil
+			var pfx []netip.Prefix
 			for _, f := range strings.Split(v, ",") {
-				ipRules = append(ipRules, netip.MustParsePrefix(f))
+				pfx = append(pfx, netip.MustParsePrefix(f))
 			}
+			ipRules = filter.IPVerdicts{Inspect: filter.PrefixRanges(pfx)}
 		}
 		namePortsOnly := os.Getenv("NWINS_NAMEPORTS_ONLY") != ""
 		startRules := ipRules
 		if namePortsOnly {
-			startRules = nil
+			startRules = filter.IPVerdicts{}
 		}
-		ins, err := NewInspector(InspectConfig{Decider: dec, IPRules: startRules, BlockEncryptedDNS: true, Queues: queues,
+		ins, err := NewInspector(InspectConfig{Decider: dec, IP: startRules, BlockEncryptedDNS: true, Queues: queues,
 			SkipMark: AgentMark, SkipMask: 0xffffffff,
 			OnDecision: func(e InspectEvent) {
 				if quiet {
@@ -164,9 +206,16 @@ func inspChild(role string, args []string) error {
 			signal.Notify(usr1, syscall.SIGUSR1)
 			go func() {
 				<-usr1
-				ins.SetIPRules(ipRules)
+				ins.SetIP(ipRules)
 			}()
 		}
+		usr2 := make(chan os.Signal, 1)
+		signal.Notify(usr2, syscall.SIGUSR2)
+		go func() {
+			<-usr2
+			bypassed.Store(true)
+			ins.SetIP(p.IPVerdicts(filter.Settings{}, pd.bypass))
+		}()
 		// Ready once the table exists.
 		for i := 0; i < 100; i++ {
 			out, _ := exec.Command("nft", "list", "table", "ip", nfqTableName).CombinedOutput()
@@ -234,6 +283,24 @@ func inspChild(role string, args []string) error {
 			return fmt.Errorf("echo %q, %v", b, err)
 		}
 		return nil
+	case "udp": // a datagram to the UDP echo on port 9999 of arg, and its echo back
+		c, err := net.Dial("udp", net.JoinHostPort(arg, "9999"))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(1500 * time.Millisecond))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		b := make([]byte, 16)
+		n, err := c.Read(b)
+		if err != nil || string(b[:n]) != "ping" {
+			return fmt.Errorf("udp echo %q: %v", b[:n], err)
+		}
+		return nil
+	case "icmp": // one ICMP echo request to arg and its reply (RFC 792, RFC 4443)
+		return inspPing(arg)
 	case "flood": // garbage on 443 from many connections for 2 s
 		deadline := time.Now().Add(2 * time.Second)
 		var wg sync.WaitGroup
@@ -311,6 +378,24 @@ func inspServe(ctx context.Context) error {
 		return err
 	}
 	quiet := log.New(io.Discard, "", 0) // the garbage flood makes the TLS server log every failure
+	// A UDP echo on port 9999 of each address, so a reply leaves from the
+	// address the datagram came to (a connected client socket checks it).
+	for _, a := range []string{inspSrvAddr, inspBlockedAddr, ipvAllowedInBlock, ipvWarned, ipvFree6, ipvBlocked6} {
+		uc, err := net.ListenPacket("udp", net.JoinHostPort(a, "9999"))
+		if err != nil {
+			continue // not an address of this test's topology
+		}
+		go func() {
+			b := make([]byte, 1500)
+			for {
+				n, from, err := uc.ReadFrom(b)
+				if err != nil {
+					return
+				}
+				_, _ = uc.WriteTo(b[:n], from)
+			}
+		}()
+	}
 	go func() { _ = (&http.Server{Handler: h, ErrorLog: quiet}).Serve(tln) }()
 	go func() { _ = http.Serve(hln, h) }()
 	go func() { _ = http.Serve(oln, h) }()
@@ -337,13 +422,58 @@ func inspServe(ctx context.Context) error {
 	return nil
 }
 
+// inspPing sends one ICMP (or ICMPv6) echo request to addr and waits up to
+// 1.5 s for its reply.
+func inspPing(addr string) error {
+	dst := netip.MustParseAddr(addr)
+	network, proto, typ := "ip4:icmp", 1, icmp.Type(ipv4.ICMPTypeEcho)
+	if dst.Is6() {
+		network, proto, typ = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest
+	}
+	c, err := icmp.ListenPacket(network, "")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: os.Getpid() & 0xffff, Seq: 1, Data: []byte("netward")}}
+	b, err := msg.Marshal(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return fmt.Errorf("send echo: %w", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("no echo reply from %s: %w", addr, err)
+		}
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || from.String() != dst.String() {
+			continue
+		}
+		if e, ok := m.Body.(*icmp.Echo); ok && (m.Type == ipv4.ICMPTypeEchoReply || m.Type == ipv6.ICMPTypeEchoReply) && e.ID == os.Getpid()&0xffff {
+			return nil
+		}
+	}
+}
+
 // inspStart starts a child role inside netns ns and waits for READY; env
 // adds variables for the child.
 func inspStart(t testing.TB, ns *e2e.Netns, role string, env ...string) *exec.Cmd {
 	t.Helper()
+	return inspStartTo(t, ns, role, os.Stderr, env...)
+}
+
+// inspStartTo is inspStart with the child's stderr (its log and decision
+// lines) written to stderr.
+func inspStartTo(t testing.TB, ns *e2e.Netns, role string, stderr io.Writer, env ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestInspectChild$")
 	cmd.Env = append(append(os.Environ(), "NWINS_CHILD="+role), env...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -391,33 +521,37 @@ func curl(ns *e2e.Netns, args ...string) (string, error) {
 }
 
 // TestInspectE2E runs real clients through the inspector three times: with
-// the policy's IP rule in the kernel set (flows to the blocked address
-// queued from the SYN, others from their first data segment), with every
-// address in the set (every SYN queued), and with no IP rule in the set
-// (the blocked address is then refused on the name ports only).
+// the policy's IP verdicts in the kernel sets (the blocked address refused
+// there, other flows queued from their first data segment), with every
+// address queued from the SYN (nothing refused in the kernel: the engine
+// decides), and with no IP rule in the sets (the blocked address is then
+// refused on the name ports only).
 func TestInspectE2E(t *testing.T) {
 	e2e.Require(t, "nft", "curl")
+	const empty = "flags interval\n\t}"
 	for _, mode := range []struct {
-		name    string
-		env     []string
-		wantSet string // in `nft list set ip netward_inspect ipdecide`
+		name     string
+		env      []string
+		wantSets map[string]string // set name → text in `nft list set ip netward_inspect NAME`
 	}{
-		{"ip rules", nil, "elements = { " + inspBlockedAddr + " }"},
-		{"every address", []string{"NWINS_IPRULES=0.0.0.0/0,::/0"}, "elements = { 0.0.0.0/0 }"},
-		{"name ports", []string{"NWINS_NAMEPORTS_ONLY=1"}, "flags interval\n\t}"}, // empty
+		{"ip rules", nil, map[string]string{nfqBlockSetName: "elements = { " + inspBlockedAddr + " }", nfqIPSetName: empty}},
+		{"every address", []string{"NWINS_IPRULES=0.0.0.0/0,::/0"}, map[string]string{nfqIPSetName: "elements = { 0.0.0.0/0 }", nfqBlockSetName: empty}},
+		{"name ports", []string{"NWINS_NAMEPORTS_ONLY=1"}, map[string]string{nfqIPSetName: empty, nfqBlockSetName: empty, nfqWarnSetName: empty}},
 	} {
-		t.Run(mode.name, func(t *testing.T) { inspE2E(t, mode.wantSet, mode.env...) })
+		t.Run(mode.name, func(t *testing.T) { inspE2E(t, mode.wantSets, mode.env...) })
 	}
 }
 
-func inspE2E(t *testing.T, wantSet string, agentEnv ...string) {
+func inspE2E(t *testing.T, wantSets map[string]string, agentEnv ...string) {
 	ep := e2e.NewNetns(t, "nwins-ep")
 	inet := e2e.NewNetns(t, "nwins-net")
 	e2e.Link(t, ep, []string{inspEndpoint + "/24"}, inet, []string{inspSrvAddr + "/24", inspBlockedAddr + "/24"})
 	inspStart(t, inet, "server")
 	agent := inspStart(t, ep, "agent", agentEnv...)
-	if out := ep.Must(t, "nft", "list", "set", "ip", nfqTableName, nfqIPSetName); !strings.Contains(out, wantSet) {
-		t.Errorf("kernel set, want %q:\n%s", wantSet, out)
+	for set, want := range wantSets {
+		if out := ep.Must(t, "nft", "list", "set", "ip", nfqTableName, set); !strings.Contains(out, want) {
+			t.Errorf("kernel set %s, want %q:\n%s", set, want, out)
+		}
 	}
 
 	resolve := func(name, port string) string { return name + ":" + port + ":" + inspSrvAddr }
@@ -594,10 +728,10 @@ func TestInspectShutdownE2E(t *testing.T) {
 	}
 }
 
-// TestInspectPortsE2E: without IP rules in the kernel set, only the name
-// ports are queued (an IP rule does not apply on other ports); SetIPRules
-// fills the set while running and the IP rule applies on every port from
-// the next connection, while other addresses stay out of the queue.
+// TestInspectPortsE2E: without IP rules in the kernel sets, only the name
+// ports are queued (an IP rule does not apply on other ports); SetIP fills
+// the sets while running and the IP Block applies on every port from the
+// next packet, in the kernel, while other addresses stay out of the queue.
 func TestInspectPortsE2E(t *testing.T) {
 	e2e.Require(t, "nft", "curl")
 	ep := e2e.NewNetns(t, "nwinsp-ep")
@@ -622,10 +756,10 @@ func TestInspectPortsE2E(t *testing.T) {
 		}
 	}
 	if err == nil {
-		t.Fatal("after SetIPRules the blocked IP still passes on port 8080")
+		t.Fatal("after SetIP the blocked IP still passes on port 8080")
 	}
-	if out := ep.Must(t, "nft", "list", "set", "ip", nfqTableName, nfqIPSetName); !strings.Contains(out, inspBlockedAddr) || strings.Contains(out, inspSrvAddr) {
-		t.Errorf("kernel set after SetIPRules:\n%s", out)
+	if out := ep.Must(t, "nft", "list", "set", "ip", nfqTableName, nfqBlockSetName); !strings.Contains(out, inspBlockedAddr) || strings.Contains(out, inspSrvAddr) {
+		t.Errorf("kernel set after SetIP:\n%s", out)
 	}
 	if out, err := curl(ep, "http://"+inspSrvAddr+":8080/"); err != nil || !strings.Contains(out, "hello") {
 		t.Fatalf("allowed IP on port 8080 after the switch: %v %s", err, out)
@@ -667,4 +801,150 @@ func inspStop(t *testing.T, agent *exec.Cmd, limit time.Duration) {
 	case <-time.After(limit):
 		t.Fatalf("agent did not stop within %v of SIGTERM", limit)
 	}
+}
+
+// inspLog collects a child's stderr.
+type inspLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *inspLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *inspLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// waitFor waits (a failure bound, not a timing check) until cond holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for t0 := time.Now(); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Since(t0) > 5*time.Second {
+			t.Errorf("timed out waiting for %s", what)
+			return
+		}
+	}
+}
+
+// nfqQueued is the number of packets ever queued to this namespace's
+// NFQUEUE instances: the id_sequence column (the 8th) of
+// /proc/net/netfilter/nfnetlink_queue, summed.
+func nfqQueued(t *testing.T, ns *e2e.Netns) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(ns.Must(t, "cat", "/proc/net/netfilter/nfnetlink_queue"), "\n") {
+		if f := strings.Fields(line); len(f) >= 8 {
+			var v int
+			fmt.Sscan(f[7], &v)
+			n += v
+		}
+	}
+	return n
+}
+
+// TestInspectIPVerdictsE2E is issue 14 §4: an IP Block refuses every
+// protocol to its addresses in the kernel, without a queue trip (before, only
+// TCP and UDP 443 were queued and other UDP and ICMP passed); a more specific
+// Allowed prefix inside it passes; a Warn keeps TCP going to the inspector
+// and drops the other protocols until the user continues, after which all
+// pass; a kill -9 leaves everything flowing.
+func TestInspectIPVerdictsE2E(t *testing.T) {
+	e2e.Require(t, "nft", "curl")
+	ep := e2e.NewNetns(t, "nwipv-ep")
+	inet := e2e.NewNetns(t, "nwipv-net")
+	e2e.Link(t, ep, []string{inspEndpoint + "/24", "2001:db8::1/64"}, inet,
+		[]string{inspSrvAddr + "/24", inspBlockedAddr + "/24", ipvAllowedInBlock + "/24", ipvWarned + "/24", ipvFree6 + "/64", ipvBlocked6 + "/64"})
+	inspStart(t, inet, "server")
+	var log inspLog
+	agent := inspStartTo(t, ep, "agent", &log, "NWINS_POLICY=ip")
+
+	type outcome struct{ tcp, udp, icmp bool } // true: passes
+	probe := func(addr string) outcome {
+		host := addr
+		if strings.Contains(addr, ":") {
+			host = "[" + addr + "]"
+		}
+		var o outcome
+		out, err := curl(ep, "--max-time", "2", "http://"+host+":8080/")
+		o.tcp = err == nil && strings.Contains(out, "hello")
+		o.udp = inspRun(ep, "udp", addr) == nil
+		o.icmp = inspRun(ep, "icmp", addr) == nil
+		return o
+	}
+	check := func(t *testing.T, cases map[string]outcome) {
+		t.Helper()
+		for addr, want := range cases {
+			if got := probe(addr); got != want {
+				t.Errorf("%s: tcp/udp/icmp pass = %v, want %v", addr, got, want)
+			}
+		}
+	}
+	all, none := outcome{true, true, true}, outcome{}
+
+	t.Run("block drops every protocol in the kernel", func(t *testing.T) {
+		before := nfqQueued(t, ep)
+		check(t, map[string]outcome{inspBlockedAddr: none, ipvBlocked6: none})
+		if after := nfqQueued(t, ep); after != before {
+			t.Errorf("%d packets to blocked addresses went to the queue; want none (decided in the kernel)", after-before)
+		}
+		out := ep.Must(t, "nft", "list", "table", "ip", nfqTableName)
+		counted := false
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "@"+nfqBlockSetName) && strings.Contains(l, "counter packets") && !strings.Contains(l, "counter packets 0 ") {
+				counted = true
+			}
+		}
+		if !counted {
+			t.Errorf("the ipblock rules did not count the drops:\n%s", out)
+		}
+		// Each refusal is still recorded: its first packet was copied to
+		// the agent (NFLOG) and decided for the record.
+		for _, want := range []string{
+			`decision ip Tcp "" ` + inspBlockedAddr + `:8080 block kernel`,
+			`decision ip Udp "" ` + inspBlockedAddr + `:9999 block kernel`,
+			`decision ip Icmp "" ` + inspBlockedAddr + `:0 block kernel`,
+			`decision ip Udp "" [` + ipvBlocked6 + `]:9999 block kernel`,
+			`decision ip Icmp "" [` + ipvBlocked6 + `]:0 block kernel`,
+		} {
+			waitFor(t, "the record "+want, func() bool { return strings.Contains(log.String(), want) })
+		}
+	})
+	t.Run("more specific allowed and free addresses pass", func(t *testing.T) {
+		check(t, map[string]outcome{ipvAllowedInBlock: all, inspSrvAddr: all, ipvFree6: all})
+	})
+	t.Run("warn without bypass: TCP refused by the inspector, the rest dropped", func(t *testing.T) {
+		before := nfqQueued(t, ep)
+		check(t, map[string]outcome{ipvWarned: none})
+		if nfqQueued(t, ep) == before {
+			t.Error("TCP to the warned address was not queued: the user gets no notice and no per-user bypass")
+		}
+		for _, want := range []string{`decision ip Tcp "" ` + ipvWarned + `:8080 warn`, `decision ip Udp "" ` + ipvWarned + `:9999 warn kernel`} {
+			waitFor(t, "the record "+want, func() bool { return strings.Contains(log.String(), want) })
+		}
+	})
+	t.Run("a bypass lets every protocol through, never a block", func(t *testing.T) {
+		if err := agent.Process.Signal(syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		var got outcome
+		for t0 := time.Now(); time.Since(t0) < 5*time.Second; time.Sleep(50 * time.Millisecond) {
+			if got = probe(ipvWarned); got == all {
+				break
+			}
+		}
+		if got != all {
+			t.Fatalf("warned address after the bypass: %v, want every protocol to pass", got)
+		}
+		check(t, map[string]outcome{inspBlockedAddr: none, ipvBlocked6: none})
+	})
+	t.Run("kill -9 fails open", func(t *testing.T) {
+		if err := agent.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = agent.Process.Wait()
+		for range 50 {
+			if !strings.Contains(ep.Must(t, "nft", "list", "tables"), nfqTableName) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		check(t, map[string]outcome{inspBlockedAddr: all, ipvBlocked6: all})
+	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/inspect"
+	"github.com/netward/netward/internal/guard"
 )
 
 // Packet marks the inspector puts on a verdict. A rule copies them to the
@@ -45,8 +46,13 @@ type InspectEvent struct {
 	Local    netip.AddrPort
 	Remote   netip.AddrPort
 	Decision filter.Decision
-	Reason   string // why a flow was decided without a name: "unreadable", "dot", "doh", "quic-block", "flows-full"
+	Reason   string // why a flow was decided without a name: "unreadable", "dot", "doh", "quic-block", "flows-full", ReasonKernel
 }
+
+// ReasonKernel is the Reason of an event for a connection the kernel refused
+// by IP verdict (ipblock, ipwarn) without a trip to the queue: its first
+// packet was copied to the agent only to be recorded.
+const ReasonKernel = "kernel"
 
 // InspectStats are the inspector's counters.
 type InspectStats struct {
@@ -55,6 +61,12 @@ type InspectStats struct {
 	QUICDropped, DeadlineMissed       uint64
 	FlowsFull, DecodeErrors, Verdicts uint64
 	VerdictErrors                     uint64
+	// Panics counts packets whose decision panicked (a bug, logged with
+	// its stack); each was accepted unmarked.
+	Panics uint64
+	// KernelRefused counts connections refused in the kernel by IP verdict
+	// whose first packet reached the agent for the record (rate-limited).
+	KernelRefused uint64
 }
 
 type inspCounters struct {
@@ -62,7 +74,8 @@ type inspCounters struct {
 	named, ipOnly, unreadable         atomic.Uint64
 	quicDropped, deadlineMissed       atomic.Uint64
 	flowsFull, decodeErrors, verdicts atomic.Uint64
-	verdictErrors                     atomic.Uint64
+	verdictErrors, panics             atomic.Uint64
+	kernelRefused                     atomic.Uint64
 }
 
 func (c *inspCounters) snapshot() InspectStats {
@@ -71,7 +84,7 @@ func (c *inspCounters) snapshot() InspectStats {
 		Named: c.named.Load(), IPOnly: c.ipOnly.Load(), Unreadable: c.unreadable.Load(),
 		QUICDropped: c.quicDropped.Load(), DeadlineMissed: c.deadlineMissed.Load(),
 		FlowsFull: c.flowsFull.Load(), DecodeErrors: c.decodeErrors.Load(), Verdicts: c.verdicts.Load(),
-		VerdictErrors: c.verdictErrors.Load(),
+		VerdictErrors: c.verdictErrors.Load(), Panics: c.panics.Load(), KernelRefused: c.kernelRefused.Load(),
 	}
 }
 
@@ -164,6 +177,20 @@ func newInspEngine(dec InspectDecider, namePorts []uint16, quic string, blockDoT
 	e.parser6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &e.ip6, &e.ip6ext, &e.tcp, &e.udp)
 	e.parser6.IgnoreUnsupported = true
 	return e
+}
+
+// decide is packet with a panic recovered: a parser or decision bug costs
+// one packet its inspection, never its verdict — it is accepted unmarked
+// (fail-open), counted, and logged with its stack by panics (rate-limited).
+func (e *inspEngine) decide(b []byte, panics *guard.Panics) (mark uint32) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.stats.panics.Add(1)
+			panics.Recovered("inspect", r)
+			mark = 0
+		}
+	}()
+	return e.packet(b)
 }
 
 // packet decides one outgoing IP packet and returns the mark to put on it:

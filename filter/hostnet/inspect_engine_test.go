@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/guard"
 )
 
 type inspTestDecider struct{ p *filter.Policy }
@@ -95,5 +96,37 @@ func TestInspEngineTLS(t *testing.T) {
 	}
 	if len(events) != 3 || events[0].Source != "sni" || events[0].Name != "blocked.example.org" || events[2].Source != "ip" {
 		t.Errorf("events = %+v", events)
+	}
+}
+
+// panicAddr is a decider whose IP decision panics, as a bug would.
+type panicAddr struct{ inspTestDecider }
+
+func (panicAddr) DecideAddr(netip.Addr) filter.Decision { panic("decision bug") }
+
+// TestInspEngineDecidePanic: a panic while deciding a packet accepts the
+// packet unmarked (fail-open), is counted, and the next packet is decided.
+func TestInspEngineDecidePanic(t *testing.T) {
+	p, err := filter.Compile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := InspectConfig{Decider: panicAddr{inspTestDecider{p}}, Panics: guard.New(nil)}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats inspCounters
+	e := c.engine(&stats)
+	for range 3 {
+		if m := e.decide(inspTCPPacket(t, "198.51.100.7", 22, 1, true, nil), c.Panics); m != 0 {
+			t.Fatalf("mark = %#x, want 0 (accepted unmarked)", m)
+		}
+	}
+	if got := stats.snapshot().Panics; got != 3 {
+		t.Errorf("Panics = %d, want 3", got)
+	}
+	if got := c.Panics.Count("inspect"); got != 3 {
+		t.Errorf("guard count = %d, want 3", got)
 	}
 }

@@ -4,7 +4,6 @@ package hostnet
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -118,14 +117,21 @@ type nlAttr struct {
 
 // appendMsg appends one nfnetlink message of the queue subsystem.
 func (s *nfqSock) appendMsg(b []byte, msgType uint16, flags uint16, attrs ...nlAttr) []byte {
+	return appendNFMsg(b, nfnlSubsysQueue<<8|msgType, flags, s.seq.Add(1), s.queue, attrs...)
+}
+
+// appendNFMsg appends one nfnetlink message (linux/netfilter/nfnetlink.h):
+// the netlink header, struct nfgenmsg with resID (the queue or log group),
+// and the attributes.
+func appendNFMsg(b []byte, typ, flags uint16, seq uint32, resID uint16, attrs ...nlAttr) []byte {
 	start := len(b)
 	b = binary.NativeEndian.AppendUint32(b, 0) // length, set below
-	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysQueue<<8|msgType)
+	b = binary.NativeEndian.AppendUint16(b, typ)
 	b = binary.NativeEndian.AppendUint16(b, flags)
-	b = binary.NativeEndian.AppendUint32(b, s.seq.Add(1))
+	b = binary.NativeEndian.AppendUint32(b, seq)
 	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel
 	b = append(b, unix.AF_UNSPEC, unix.NFNETLINK_V0)
-	b = binary.BigEndian.AppendUint16(b, s.queue)
+	b = binary.BigEndian.AppendUint16(b, resID)
 	for _, a := range attrs {
 		b = binary.NativeEndian.AppendUint16(b, uint16(4+len(a.data)))
 		b = binary.NativeEndian.AppendUint16(b, a.typ)
@@ -145,18 +151,24 @@ func (s *nfqSock) config(attrs []nlAttr) error {
 	if err := unix.Sendto(s.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("NFQUEUE config: %w", err)
 	}
+	// A packet queued meanwhile (a rule of a previous run still queueing
+	// here) must not be left without a verdict.
+	return awaitAck(s.fd, seq, "NFQUEUE config", func(d []byte) { nfqPackets(d, func(p nfqPacket) { _ = s.verdict(p.id, 0) }) })
+}
+
+// awaitAck reads fd until the acknowledgement of request seq and returns
+// its error; other datagrams read meanwhile go to other.
+func awaitAck(fd int, seq uint32, what string, other func(datagram []byte)) error {
 	buf := make([]byte, 0xffff+4096)
 	for tries := 0; tries < 64; tries++ { // until our acknowledgement
-		n, _, err := unix.Recvfrom(s.fd, buf, 0)
+		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err == unix.EINTR { // SO_RCVTIMEO makes recvmsg non-restartable (signal(7))
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("NFQUEUE config: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		// A packet queued meanwhile (a rule of a previous run still
-		// queueing here) must not be left without a verdict.
-		nfqPackets(buf[:n], func(p nfqPacket) { _ = s.verdict(p.id, 0) })
+		other(buf[:n])
 		for m := buf[:n]; len(m) >= nlmsgHdrLen; {
 			l := int(binary.NativeEndian.Uint32(m))
 			if l < nlmsgHdrLen || l > len(m) {
@@ -164,14 +176,14 @@ func (s *nfqSock) config(attrs []nlAttr) error {
 			}
 			if binary.NativeEndian.Uint16(m[4:]) == unix.NLMSG_ERROR && binary.NativeEndian.Uint32(m[8:]) == seq && l >= nlmsgHdrLen+4 {
 				if e := int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen:])); e != 0 {
-					return fmt.Errorf("NFQUEUE config: %w", unix.Errno(-e))
+					return fmt.Errorf("%s: %w", what, unix.Errno(-e))
 				}
 				return nil
 			}
 			m = m[(l+3)&^3:]
 		}
 	}
-	return errors.New("NFQUEUE config: no acknowledgement")
+	return fmt.Errorf("%s: no acknowledgement", what)
 }
 
 // appendVerdict appends the verdict for packet id: accept, with mark set

@@ -16,23 +16,31 @@ import (
 // nfnetlink_queue.c builds it: nlmsghdr, nfgenmsg, then attributes, each
 // padded to 4 octets.
 func kernelPacketMsg(id uint32, payload []byte) []byte {
-	attr := func(b []byte, typ uint16, v []byte) []byte {
-		b = binary.NativeEndian.AppendUint16(b, uint16(4+len(v)))
-		b = binary.NativeEndian.AppendUint16(b, typ)
-		b = append(b, v...)
-		for len(b)%4 != 0 {
-			b = append(b, 0)
-		}
-		return b
-	}
 	var hdr [7]byte // packet_id, hw_protocol, hook
 	binary.BigEndian.PutUint32(hdr[:], id)
 	body := []byte{unix.AF_INET, 0, 0, 7} // nfgenmsg, queue 7
-	body = attr(body, nfqaPacketHdr, hdr[:])
-	body = attr(body, nfqaMark, []byte{0, 0, 0, 1})
-	body = attr(body, nfqaPayload, payload)
+	body = kernelAttr(body, nfqaPacketHdr, hdr[:])
+	body = kernelAttr(body, nfqaMark, []byte{0, 0, 0, 1})
+	body = kernelAttr(body, nfqaPayload, payload)
+	return kernelMsg(nfnlSubsysQueue<<8|nfqnlMsgPacket, body)
+}
+
+// kernelAttr appends a netlink attribute padded to 4 octets, as the kernel
+// lays them out.
+func kernelAttr(b []byte, typ uint16, v []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(v)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, v...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// kernelMsg is a netlink message of type typ from the kernel carrying body.
+func kernelMsg(typ uint16, body []byte) []byte {
 	m := binary.NativeEndian.AppendUint32(nil, uint32(nlmsgHdrLen+len(body)))
-	m = binary.NativeEndian.AppendUint16(m, nfnlSubsysQueue<<8|nfqnlMsgPacket)
+	m = binary.NativeEndian.AppendUint16(m, typ)
 	m = binary.NativeEndian.AppendUint16(m, 0)
 	m = binary.NativeEndian.AppendUint32(m, 0)
 	m = binary.NativeEndian.AppendUint32(m, 0)

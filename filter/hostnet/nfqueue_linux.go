@@ -7,9 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +17,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
+
+	"github.com/netward/netward/filter"
 )
 
 // nfqTableName is the inspector's own table in the ip and ip6 families. It
@@ -46,8 +46,8 @@ const (
 type Inspector struct {
 	cfg          InspectConfig
 	stats        inspCounters
-	ipRules      atomic.Pointer[[]netip.Prefix] // whose SYNs are queued on every port
-	rulesChanged chan struct{}                  // wakes Run to refill the ipdecide sets
+	ip           atomic.Pointer[filter.IPVerdicts] // the kernel's IP verdicts (ipblock, ipwarn, ipdecide)
+	rulesChanged chan struct{}                     // wakes Run to refill the sets
 }
 
 // NewInspector checks cfg; it starts nothing.
@@ -57,18 +57,17 @@ func NewInspector(cfg InspectConfig) (*Inspector, error) {
 		return nil, err
 	}
 	i := &Inspector{cfg: c, rulesChanged: make(chan struct{}, 1)}
-	rules := slices.Clone(c.IPRules)
-	i.ipRules.Store(&rules)
+	ip := c.IP
+	i.ip.Store(&ip)
 	return i, nil
 }
 
-// SetIPRules replaces, while running, the prefixes whose TCP flows are
-// queued from the SYN on every port (see InspectConfig.IPRules). The set is
-// swapped in one nftables transaction; a flow already decided keeps its
-// mark.
-func (i *Inspector) SetIPRules(prefixes []netip.Prefix) {
-	rules := slices.Clone(prefixes)
-	i.ipRules.Store(&rules)
+// SetIP replaces, while running, the kernel's IP verdicts (see
+// InspectConfig.IP). The three sets of each family are refilled in one
+// nftables transaction: no packet sees a half-updated state. A TCP flow
+// already decided keeps its mark, unless its address is now in ipblock.
+func (i *Inspector) SetIP(v filter.IPVerdicts) {
+	i.ip.Store(&v)
 	select {
 	case i.rulesChanged <- struct{}{}:
 	default:
@@ -101,19 +100,10 @@ func (i *Inspector) Run(ctx context.Context) error {
 		busy atomic.Int32 // callbacks running
 		last atomic.Int64 // when the last callback ended (UnixNano)
 	)
-	decide := func(payload []byte) (mark uint32) {
+	decide := func(payload []byte) uint32 {
 		mu.Lock()
 		defer mu.Unlock()
-		defer func() {
-			// A parser bug must cost one packet its inspection, never its
-			// verdict: accept it unmarked (fail-open) and say so.
-			if r := recover(); r != nil {
-				i.stats.decodeErrors.Add(1)
-				c.Log.Error("inspect: packet decision panicked; packet accepted uninspected — please report this", "panic", r)
-				mark = 0
-			}
-		}()
-		return eng.packet(payload)
+		return eng.decide(payload, c.Panics)
 	}
 
 	// last is monotonic: nanoseconds since base.
@@ -149,6 +139,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 		}
 		queues = append(queues, q)
 	}
+	i.startRefusedLog(qctx, &watchers)
 
 	nft, err := nftables.New(nftables.AsLasting())
 	if err != nil {
@@ -161,7 +152,9 @@ func (i *Inspector) Run(ctx context.Context) error {
 		closeQueues()
 		return err
 	}
-	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC, "ipRules", len(*i.ipRules.Load()),
+	ip := i.ip.Load()
+	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC,
+		"ipBlockRanges", ip.Block.Len(), "ipWarnRanges", ip.Warn.Len(), "ipInspectRanges", ip.Inspect.Len(),
 		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
 
 	for running := true; running; {
@@ -171,18 +164,19 @@ func (i *Inspector) Run(ctx context.Context) error {
 		case <-i.rulesChanged:
 			// One transaction: the sets' contents are replaced atomically;
 			// the chains and hooks stay, so no queued packet is lost.
-			rules := *i.ipRules.Load()
-			v4, v6 := ipRanges(rules)
-			for _, set := range sets {
-				nft.FlushSet(set)
-				if elems := ipSetElements(set.Table.Family, v4, v6); len(elems) > 0 {
-					if err := nft.SetAddElements(set, elems); err != nil {
-						c.Log.Warn("inspect: could not encode the IP rules for the kernel", "err", err)
+			ip := i.ip.Load()
+			for _, ts := range sets {
+				for _, s := range ts.fill(ip) {
+					nft.FlushSet(s.set)
+					if len(s.elems) > 0 {
+						if err := nft.SetAddElements(s.set, s.elems); err != nil {
+							c.Log.Warn("inspect: could not encode the IP rules for the kernel", "set", s.set.Name, "err", err)
+						}
 					}
 				}
 			}
 			if err := nft.Flush(); err != nil {
-				c.Log.Warn("inspect: could not change the IP rules queued from the SYN; the previous ones stay, retrying in 5 s", "prefixes", len(rules), "err", err)
+				c.Log.Warn("inspect: could not change the kernel's IP verdict sets; the previous ones stay, retrying in 5 s", "err", err)
 				time.AfterFunc(nfqSetRetry, func() {
 					select {
 					case i.rulesChanged <- struct{}{}:
@@ -190,7 +184,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 					}
 				})
 			} else {
-				c.Log.Info("inspect: IP rules queued from the SYN changed", "prefixes", len(rules), "v4Ranges", len(v4), "v6Ranges", len(v6))
+				c.Log.Info("inspect: kernel IP verdicts changed", "blockRanges", ip.Block.Len(), "warnRanges", ip.Warn.Len(), "inspectRanges", ip.Inspect.Len())
 			}
 		}
 	}
@@ -217,6 +211,44 @@ func (i *Inspector) Run(ctx context.Context) error {
 	closeQueues()
 	c.Log.Info("inspect: inline inspection off", "stats", fmt.Sprintf("%+v", i.Stats()))
 	return nil
+}
+
+// startRefusedLog reads the NFLOG group of the rules that refuse by IP
+// verdict in the kernel, and turns each logged packet into an event (Source
+// "ip", Reason "kernel"), decided again with DecideAddr for the indicator
+// that refused it, so the refusal is recorded and the user told. Without
+// nfnetlink_log the refusals still happen, unrecorded (logged once). The
+// reader stops with qctx; watchers waits for it.
+func (i *Inspector) startRefusedLog(qctx context.Context, watchers *sync.WaitGroup) {
+	c := &i.cfg
+	s, err := openNFLogSock(c.LogGroup)
+	if err != nil {
+		c.Log.Warn("inspect: cannot read the NFLOG group of IP refusals; they are enforced but not recorded", "group", c.LogGroup, "err", err)
+		return
+	}
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		defer s.close()
+		buf := make([]byte, 64<<10)
+		for qctx.Err() == nil {
+			err := s.read(buf, func(p []byte) {
+				f, ok := parseRefused(p)
+				if !ok {
+					return
+				}
+				i.stats.kernelRefused.Add(1)
+				if c.OnDecision == nil {
+					return
+				}
+				c.OnDecision(InspectEvent{Time: c.Now(), Source: "ip", Protocol: f.proto, Local: f.local, Remote: f.remote,
+					Decision: c.Decider.DecideAddr(f.remote.Addr()), Reason: ReasonKernel})
+			})
+			if err != nil && err != unix.EAGAIN && err != unix.EINTR && err != unix.ENOBUFS {
+				time.Sleep(10 * time.Millisecond) // never spin on a broken socket
+			}
+		}
+	}()
 }
 
 // openQueue binds NFQUEUE num and starts its reader (on a thread of its
@@ -311,6 +343,10 @@ const (
 	// nfqSetRetry is how soon a failed update of the IP-rule sets is tried
 	// again (the policy may not change for hours).
 	nfqSetRetry = 5 * time.Second
+	// nflogRate bounds the refused packets copied to the agent per second
+	// per rule (and its burst): enough to record every connection a person
+	// makes, never a flood the agent must keep up with.
+	nflogRate = 50
 )
 
 // installRules creates the owner tables (ip and ip6) on the lasting conn.
@@ -319,6 +355,10 @@ const (
 //
 //	oifname "lo" accept
 //	meta mark & SkipMask == SkipMark accept          (the agent's own traffic)
+//	ip daddr @ipblock meta l4proto tcp reject with tcp reset   (IP Block: every protocol,
+//	ip daddr @ipblock drop                                      in the kernel, no queue trip)
+//	ip daddr @ipwarn meta l4proto != tcp drop        (IP Warn without a bypass: TCP goes on
+//	                                                  to the queue, the rest is dropped)
 //	ct mark InspectMarkAllow accept                   (decided flows bypass userspace)
 //	ct mark InspectMarkBlock meta l4proto tcp reject with tcp reset
 //	ct mark InspectMarkBlock drop
@@ -342,7 +382,7 @@ const (
 // older version or by hand — an owner table cannot outlive its agent) is
 // deleted in that batch, and only in the families where it exists, because
 // deleting a missing table would fail the whole batch.
-func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, queueChains []*nftables.Chain, sets []*nftables.Set, err error) {
+func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, queueChains []*nftables.Chain, sets []ipSets, err error) {
 	c := &i.cfg
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		old, err := nft.ListTablesOfFamily(fam)
@@ -356,19 +396,25 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 			}
 		}
 	}
-	v4, v6 := ipRanges(*i.ipRules.Load())
+	ip := i.ip.Load()
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		t := nft.AddTable(&nftables.Table{Name: nfqTableName, Family: fam, Flags: nftables.TableFlagOwner})
-		set := &nftables.Set{Table: t, Name: nfqIPSetName, KeyType: nftables.TypeIPAddr, Interval: true}
-		if fam == nftables.TableFamilyIPv6 {
-			set.KeyType = nftables.TypeIP6Addr
+		newSet := func(name string) *nftables.Set {
+			set := &nftables.Set{Table: t, Name: name, KeyType: nftables.TypeIPAddr, Interval: true}
+			if fam == nftables.TableFamilyIPv6 {
+				set.KeyType = nftables.TypeIP6Addr
+			}
+			return set
 		}
-		if err := nft.AddSet(set, ipSetElements(fam, v4, v6)); err != nil {
-			return nil, nil, nil, fmt.Errorf("inspect: nftables set %s: %w", nfqIPSetName, err)
+		ts := ipSets{block: newSet(nfqBlockSetName), warn: newSet(nfqWarnSetName), decide: newSet(nfqIPSetName)}
+		for _, f := range ts.fill(ip) {
+			if err := nft.AddSet(f.set, f.elems); err != nil {
+				return nil, nil, nil, fmt.Errorf("inspect: nftables set %s: %w", f.set.Name, err)
+			}
 		}
 		qc := nft.AddChain(&nftables.Chain{Name: "queue", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
-		tables, queueChains, sets = append(tables, t), append(queueChains, qc), append(sets, set)
+		tables, queueChains, sets = append(tables, t), append(queueChains, qc), append(sets, ts)
 		vc := nft.AddChain(&nftables.Chain{Name: "verdict", Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(10)})
 		add := func(ch *nftables.Chain, e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
@@ -377,7 +423,7 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 		reset := &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}
 		tcp := nfqL4(unix.IPPROTO_TCP)
 
-		i.addQueueRules(nft, t, qc, set)
+		i.addQueueRules(nft, t, qc, ts)
 		for _, m := range []uint32{InspectMarkAllow, InspectMarkBlock} {
 			setCt := []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
@@ -404,24 +450,52 @@ func (i *Inspector) installRules(nft *nftables.Conn) (tables []*nftables.Table, 
 	return tables, queueChains, sets, nil
 }
 
-// nfqIPSetName is the interval set, in each table, of the addresses whose
-// TCP flows are queued from the SYN on every port: the prefixes of the
-// policy's IpAddress indicators that are not Allowed.
-const nfqIPSetName = "ipdecide"
+// The interval sets of each table, filled from filter.IPVerdicts:
+//
+//   - ipblock: addresses refused on every protocol (IP Block), in the kernel;
+//   - ipwarn: addresses whose non-TCP traffic is dropped (IP Warn without a
+//     bypass; its TCP goes to the queue through ipdecide);
+//   - ipdecide: addresses whose TCP flows are queued from the SYN on every
+//     port for a decision or a record (Warn, bypassed Warn, Audit, and in
+//     audit/off mode the would-be Blocks).
+const (
+	nfqBlockSetName = "ipblock"
+	nfqWarnSetName  = "ipwarn"
+	nfqIPSetName    = "ipdecide"
+)
+
+// ipSets are one table's IP verdict sets.
+type ipSets struct{ block, warn, decide *nftables.Set }
+
+// setFill is a set and the elements it must hold.
+type setFill struct {
+	set   *nftables.Set
+	elems []nftables.SetElement
+}
+
+// fill pairs each of ts's sets with its elements from ip.
+func (ts ipSets) fill(ip *filter.IPVerdicts) []setFill {
+	fam := ts.block.Table.Family
+	return []setFill{
+		{ts.block, ipSetElements(fam, ip.Block)},
+		{ts.warn, ipSetElements(fam, ip.Warn)},
+		{ts.decide, ipSetElements(fam, ip.Inspect)},
+	}
+}
 
 // ipSetElements encodes the ranges of the table family fam (v4 or v6) as
 // interval-set elements: each range's first address, and the address after
 // its last flagged as the interval's end (none when the range runs to the
 // top of the address space).
-func ipSetElements(fam nftables.TableFamily, v4, v6 []ipRange) []nftables.SetElement {
-	rs := v4
+func ipSetElements(fam nftables.TableFamily, rs filter.FamilyRanges) []nftables.SetElement {
+	ranges := rs.V4
 	if fam == nftables.TableFamilyIPv6 {
-		rs = v6
+		ranges = rs.V6
 	}
 	var out []nftables.SetElement
-	for _, r := range rs {
-		out = append(out, nftables.SetElement{Key: r.first.AsSlice()})
-		if end := r.last.Next(); end.IsValid() {
+	for _, r := range ranges {
+		out = append(out, nftables.SetElement{Key: r.First.AsSlice()})
+		if end := r.Last.Next(); end.IsValid() {
 			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
 		}
 	}
@@ -462,7 +536,7 @@ func nfqBareSegment(fam nftables.TableFamily, doff, flags uint8) []expr.Any {
 }
 
 // addQueueRules adds the rules of chain "queue" (see installRules) to qc.
-func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nftables.Chain, ipSet *nftables.Set) {
+func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nftables.Chain, ts ipSets) {
 	c := &i.cfg
 	add := func(e ...expr.Any) { nft.AddRule(&nftables.Rule{Table: t, Chain: qc, Exprs: e}) }
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
@@ -478,6 +552,38 @@ func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nft
 				Mask: binaryutil.NativeEndian.PutUint32(c.SkipMask), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(c.SkipMark & c.SkipMask)}, accept)
 	}
+	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+	if t.Family == nftables.TableFamilyIPv6 {
+		daddr.Offset, daddr.Len = 24, 16
+	}
+	in := func(set *nftables.Set) []expr.Any {
+		return []expr.Any{daddr, &expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID}}
+	}
+	// The first packet of each refused connection is copied to the
+	// agent's NFLOG group (headers only, at most nflogRate a second) so
+	// it is recorded; the verdict does not wait for it.
+	logNew := func(match ...expr.Any) {
+		add(append(match,
+			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+			&expr.Limit{Type: expr.LimitTypePkts, Rate: nflogRate, Unit: expr.LimitTimeSecond, Burst: nflogRate},
+			&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: c.LogGroup, Snaplen: nflogSnaplen})...)
+	}
+	notTCP := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_TCP}}}
+	logNew(in(ts.block)...)
+	logNew(append(in(ts.warn), notTCP...)...)
+	// IP Block: every protocol refused in the kernel, before the conntrack
+	// marks (a flow decided earlier is cut when its address becomes
+	// blocked); TCP gets a reset so the client fails at once. Counted.
+	add(append(append(in(ts.block), tcp...), &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
+	add(append(in(ts.block), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})...)
+	// IP Warn without a bypass: TCP goes on to the queue below (the
+	// inspector decides it per user and tells the user); anything else is
+	// dropped until a bypass takes the address out of the set.
+	add(append(append(in(ts.warn), notTCP...), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})...)
 	add(append(nfqCtMark(InspectMarkAllow), accept)...)
 	add(append(append(nfqCtMark(InspectMarkBlock), tcp...), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
 	add(append(nfqCtMark(InspectMarkBlock), &expr.Verdict{Kind: expr.VerdictDrop})...)
@@ -491,11 +597,7 @@ func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nft
 	// every port: the rule applies before any byte is sent. The set is
 	// looked up in the kernel, so every other flow stays out of userspace
 	// until its first data segment on a name port.
-	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
-	if t.Family == nftables.TableFamilyIPv6 {
-		daddr.Offset, daddr.Len = 24, 16
-	}
-	add(append(tcp, daddr, &expr.Lookup{SourceRegister: 1, SetName: ipSet.Name, SetID: ipSet.ID}, target)...)
+	add(append(append(tcp, in(ts.decide)...), target)...)
 	// Any other SYN without data has nothing to be decided by: the name
 	// ports are read from their first data segment, whose sequence number
 	// starts the stream. A SYN with data (TCP Fast Open), with ECN flags or

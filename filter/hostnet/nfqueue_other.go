@@ -5,7 +5,8 @@ package hostnet
 import (
 	"context"
 	"errors"
-	"net/netip"
+
+	"github.com/netward/netward/filter"
 )
 
 // Inspector is the inline TLS/QUIC/HTTP inspector; only Linux has one.
@@ -22,5 +23,5 @@ func (i *Inspector) Run(ctx context.Context) error { return errors.New("inspect:
 // Stats returns the counters.
 func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 
-// SetIPRules does nothing outside Linux.
-func (i *Inspector) SetIPRules(prefixes []netip.Prefix) {}
+// SetIP does nothing outside Linux.
+func (i *Inspector) SetIP(v filter.IPVerdicts) {}

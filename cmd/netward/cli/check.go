@@ -76,7 +76,7 @@ func printCheck(out io.Writer, r control.CheckResult) {
 	switch {
 	case r.Bypass.Active:
 		fmt.Fprintf(w, "bypass\tactive until %s\n", r.Bypass.Expires.UTC().Format(time.RFC3339))
-	case r.Bypass.Possible && r.Kind == "name":
+	case r.Bypass.Possible && (r.Kind == "name" || r.Kind == "ip"):
 		fmt.Fprintf(w, "bypass\tnone; continue with 'netward bypass %s'\n", r.Target)
 	case r.Bypass.Possible:
 		fmt.Fprintf(w, "bypass\tnone; continue from the warn page\n")

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/agent/control"
 )
 
 // TestMain lets a test re-run this binary as the real CLI
@@ -122,5 +124,36 @@ func TestRunStopsCleanlyOnSignal(t *testing.T) {
 				t.Errorf("no clean-stop log line:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// TestPrintStatusFreshness: a feed set shows its sequence and proof time;
+// a stale one says so, and why it matters, without hiding the set.
+func TestPrintStatusFreshness(t *testing.T) {
+	at := time.Date(2026, 11, 19, 10, 0, 0, 0, time.UTC)
+	st := control.Status{Version: "1", Mode: "block", Indicators: control.IndicatorStatus{
+		Source: "https://console.example/v1/indicators", Version: "sha256-1", Total: 3, Sequence: 42,
+		FreshAt: at, MaxAgeHours: 72}}
+	var b strings.Builder
+	printStatus(&b, st)
+	if !strings.Contains(b.String(), "sequence 42, proved current 2026-11-19T10:00:00Z") {
+		t.Errorf("fresh:\n%s", b.String())
+	}
+	st.Indicators.Stale = true
+	st.Indicators.FreshnessError = "the answer carried no Netward-Freshness header"
+	b.Reset()
+	printStatus(&b, st)
+	for _, want := range []string{"STALE: the console last proved this set current 2026-11-19T10:00:00Z, more than indicators.maxAgeHours (72) ago; it stays in force",
+		"last answer proved nothing: the answer carried no Netward-Freshness header", "version sha256-1"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("stale status lacks %q:\n%s", want, b.String())
+		}
+	}
+	// file:// and builtin: sources are exempt: no freshness lines.
+	st.Indicators = control.IndicatorStatus{Source: "file:///etc/netward/x.csv", Version: "v"}
+	b.Reset()
+	printStatus(&b, st)
+	if strings.Contains(b.String(), "proved") || strings.Contains(b.String(), "STALE") {
+		t.Errorf("file source shows freshness:\n%s", b.String())
 	}
 }

@@ -14,7 +14,7 @@ import (
 func indicatorsCommand() *command {
 	c := &command{
 		name: "indicators",
-		usage: "netward indicators validate FILE [--format auto|feed|csv|json|hosts|list|catalog] [--tags FILE] [--action A] [--json]\n" +
+		usage: "netward indicators validate FILE [--format auto|feed|csv|json|hosts|list|catalog] [--tags FILE] [--action A] [--allow-default-route] [--json]\n" +
 			"       netward indicators reload [--config FILE | --socket PATH]",
 		short: "Check an indicator file offline and report every problem with its line or index; make the agent read its source now (admin).",
 		example: "netward indicators validate indicators.csv\n" +
@@ -39,6 +39,7 @@ func indicatorsCommand() *command {
 		format := fs.String("format", indicators.FormatAuto, "file format: "+strings.Join(indicators.Formats, ", "))
 		tags := fs.String("tags", "", "tags file for an app catalog (app → Unsanctioned, Monitored, Sanctioned)")
 		action := fs.String("action", "Block", "action for hosts files and lists, which carry none")
+		allowDefault := fs.Bool("allow-default-route", false, "accept IpAddress 0.0.0.0/0 and ::/0 (as indicators.allowDefaultRoute does)")
 		asJSON := fs.Bool("json", false, "print JSON")
 		if err := parse(fs, args[1:]); err != nil {
 			return err
@@ -68,7 +69,7 @@ func indicatorsCommand() *command {
 		if detected == indicators.FormatAuto {
 			detected = indicators.DetectFormat(file, b)
 		}
-		set, err := indicators.Parse(file, b, detected, *tags, tagBytes, indicators.Options{Action: act, Now: time.Now()})
+		set, err := indicators.Parse(file, b, detected, *tags, tagBytes, indicators.Options{Action: act, Now: time.Now(), AllowDefaultRoute: *allowDefault})
 		if err != nil {
 			return failf("%v", err)
 		}

@@ -46,6 +46,23 @@ func TestIndicatorsValidate(t *testing.T) {
 		{"hosts as warn", []string{"indicators", "validate", "--action", "Warn", indTestdata("stevenblack-excerpt.hosts")}, ExitOK, []string{
 			"(hosts): 30 indicators loaded, 0 expired, 0 errors, 0 warnings (Warn 30)",
 		}, "", false},
+		// Issue 14 §3 and §5: every bad row reported, the good rows kept;
+		// a default route and bare addresses in a list called out.
+		{"csv with a stray quote", []string{"indicators", "validate", writeTemp(t, "q.csv",
+			"IndicatorType,IndicatorValue,Action\nDomainName,a.example,Block\nDomainName,\"oops,Block\nDomainName,b.example,Block\n")}, ExitFailed, []string{
+			"q.csv:3:", "the row is skipped",
+			"(csv): 2 indicators loaded, 0 expired, 1 errors, 0 warnings (Block 2)",
+		}, "", false},
+		{"list with a default route", []string{"indicators", "validate", writeTemp(t, "l.txt", "0.0.0.0/0\n::/0\n198.51.100.7\nok.example\n")}, ExitFailed, []string{
+			"l.txt:1:1: error: IpAddress \"0.0.0.0/0\" covers every address",
+			"l.txt:2:1: error: IpAddress \"::/0\" covers every address",
+			"l.txt:3:1: warning: 198.51.100.7 alone on a line is loaded as an IpAddress indicator",
+			"(hosts): 2 indicators loaded, 0 expired, 2 errors, 1 warnings (Block 2)",
+		}, "", false},
+		{"default route allowed explicitly", []string{"indicators", "validate", "--allow-default-route", writeTemp(t, "d.txt", "0.0.0.0/0\n")}, ExitOK, []string{
+			"warning: IpAddress \"0.0.0.0/0\" covers every address (allowed by indicators.allowDefaultRoute)",
+			"1 indicators loaded, 0 expired, 0 errors, 1 warnings (Block 1)",
+		}, "", false},
 		{"catalog needs tags", []string{"indicators", "validate", indTestdata("catalog-excerpt.json")}, ExitFailed, nil, "give the tags file too (--tags FILE)", true},
 		{"catalog", []string{"indicators", "validate", indTestdata("catalog-excerpt.json"), "--tags", indTestdata("tags.txt")}, ExitOK, []string{
 			"[5].domains[1]: warning: \"google.com/drive\" has a path and is not propagated",
@@ -81,6 +98,17 @@ func TestIndicatorsValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeTemp writes a file named name with content into a temporary
+// directory and returns its path.
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestIndicatorsValidateJSON(t *testing.T) {

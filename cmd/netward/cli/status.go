@@ -85,6 +85,21 @@ func printStatus(out io.Writer, st control.Status) {
 		fmt.Fprintf(w, "\tsource failing (%d times, last %s): %s; the set above stays in force\n",
 			ind.Failures, ind.LastErrorAt.UTC().Format(time.RFC3339), ind.LastError)
 	}
+	if ind.MaxAgeHours > 0 {
+		proved := "never"
+		if !ind.FreshAt.IsZero() {
+			proved = ind.FreshAt.UTC().Format(time.RFC3339)
+		}
+		if ind.Stale {
+			fmt.Fprintf(w, "\tSTALE: the console last proved this set current %s, more than indicators.maxAgeHours (%d) ago; it stays in force (a feed path that answers 304 for ever or replays old answers looks like this)\n",
+				proved, ind.MaxAgeHours)
+		} else {
+			fmt.Fprintf(w, "\tsequence %d, proved current %s\n", ind.Sequence, proved)
+		}
+		if ind.FreshnessError != "" {
+			fmt.Fprintf(w, "\tlast answer proved nothing: %s\n", ind.FreshnessError)
+		}
+	}
 
 	ic := st.Interception
 	dns := "off"

@@ -388,6 +388,27 @@ func story(t *testing.T, dsn string) {
 	apiDone := time.Since(t0)
 	waitFor(t, "dig through the agent to be blocked", 10*time.Second, func() bool { return blocked(dnsPort, "www.dropbox.com") }, &agentLog)
 	took := time.Since(t0)
+	// The agent's next feed request checks in (Netward-Agent): the console
+	// knows its version, OS and that it holds the new sequence.
+	var feedSt struct {
+		Sequence int64 `json:"sequence"`
+	}
+	a.do("GET", "/api/feed", nil, &feedSt)
+	var checkin struct {
+		Device struct {
+			CheckinKnown bool   `json:"checkinKnown"`
+			AgentVersion string `json:"agentVersion"`
+			OSPlatform   string `json:"osPlatform"`
+			SequenceHeld int64  `json:"sequenceHeld"`
+			Stale        bool   `json:"stale"`
+		} `json:"device"`
+	}
+	waitFor(t, "the check-in with the new sequence", 10*time.Second, func() bool {
+		return a.do("GET", "/api/devices/"+dev, nil, &checkin) == 200 && checkin.Device.SequenceHeld == feedSt.Sequence
+	}, &agentLog)
+	if d := checkin.Device; !d.CheckinKnown || d.AgentVersion == "" || d.OSPlatform != "linux" || d.Stale {
+		t.Errorf("check-in = %+v, want a known linux agent holding sequence %d, not stale", d, feedSt.Sequence)
+	}
 	t.Logf("tag → enforcement: %v (API call %v) [%s]", took.Round(time.Millisecond), apiDone.Round(time.Millisecond), storeName(dsn))
 	if took > 2*time.Second {
 		t.Errorf("the tag took %v to reach the agent, want ≤ 2 s", took)

@@ -132,12 +132,7 @@ func TestCaptureProxy(t *testing.T) {
 	runChecks(t, ep, captureChecks)
 
 	t.Run("hostile input", func(t *testing.T) {
-		cmd := ep.Cmd(testBinary(t), "-test.run=^TestHelperProcess$")
-		cmd.Env = append(cmd.Environ(), helperEnv+"=hostile", "NETWARD_DNSE2E_TARGET=192.0.2.1:53")
-		b, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(b), "STILL-ANSWERING") {
-			t.Fatalf("hostile client: %v\n%s", err, b)
-		}
+		hostileClient(t, ep)
 		if proxy.ProcessState != nil {
 			t.Fatalf("proxy exited")
 		}
@@ -181,6 +176,18 @@ func TestCaptureProxy(t *testing.T) {
 			t.Fatalf("after cleanup:\n%s", out)
 		}
 	})
+}
+
+// hostileClient runs the hostile helper (runHostile) in ep against the
+// captured resolver address, and fails t unless answers go on after it.
+func hostileClient(t *testing.T, ep *e2e.Netns) {
+	t.Helper()
+	cmd := ep.Cmd(testBinary(t), "-test.run=^TestHelperProcess$")
+	cmd.Env = append(cmd.Environ(), helperEnv+"=hostile", "NETWARD_DNSE2E_TARGET=192.0.2.1:53")
+	b, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "STILL-ANSWERING") {
+		t.Fatalf("hostile client: %v\n%s", err, b)
+	}
 }
 
 func testBinary(t *testing.T) string {

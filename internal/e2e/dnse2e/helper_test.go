@@ -69,6 +69,8 @@ func TestHelperProcess(t *testing.T) {
 		}
 	case "hostile":
 		err = runHostile(os.Getenv("NETWARD_DNSE2E_TARGET"))
+	case "probe":
+		err = runProbe(ctx, os.Getenv("NETWARD_DNSE2E_TARGET"))
 	default:
 		err = fmt.Errorf("unknown helper %q", mode)
 	}
@@ -216,7 +218,9 @@ func runHostile(target string) error {
 	chaos.SetQuestion("version.bind.", dns.TypeTXT)
 	chaos.Question[0].Qclass = dns.ClassCHAOS
 	cw, _ := chaos.Pack()
-	for _, p := range [][]byte{ok[:5], ok[:14], long, loop, gw, cw, {}} {
+	// Issue 14: the bare header with QDCOUNT=1 and no question.
+	bare := []byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+	for _, p := range [][]byte{ok[:5], ok[:14], long, loop, gw, cw, {}, bare} {
 		if _, err := c.Write(p); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
@@ -236,8 +240,37 @@ func runHostile(target string) error {
 	return fmt.Errorf("no answer after hostile input")
 }
 
+// runProbe asks target for bad.test every millisecond (each try waits at
+// most 5 ms for its answer) until one comes back NXDOMAIN — blocked — and
+// prints "BLOCKED <unix ns>" then. It measures how soon a restarted agent
+// enforces its stored set: before the agent's capture is in place the
+// query reaches the real server and gets an address.
+func runProbe(ctx context.Context, target string) error {
+	q := new(dns.Msg)
+	q.SetQuestion("bad.test.", dns.TypeA)
+	c := &dns.Client{Timeout: 5 * time.Millisecond}
+	fmt.Println("READY")
+	for ctx.Err() == nil {
+		r, _, err := c.Exchange(q, target)
+		if err == nil && r.Rcode == dns.RcodeNameError {
+			fmt.Println("BLOCKED", time.Now().UnixNano())
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return ctx.Err()
+}
+
 // helper starts a helper process in ns and waits for its READY line.
 func helper(t *testing.T, ns string, mode string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd, _ := startHelper(t, ns, mode, env...)
+	return cmd
+}
+
+// startHelper is helper that also returns the lines the helper prints after
+// READY (the channel is closed when it exits).
+func startHelper(t *testing.T, ns string, mode string, env ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -255,14 +288,27 @@ func helper(t *testing.T, ns string, mode string, env ...string) *exec.Cmd {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
 	ready := make(chan string, 1)
+	lines := make(chan string, 16)
 	go func() {
+		defer close(lines)
 		sc := bufio.NewScanner(out)
+		started := false
 		for sc.Scan() {
-			if l := sc.Text(); l == "READY" || strings.HasPrefix(l, "ERROR") {
+			l := sc.Text()
+			switch {
+			case !started && (l == "READY" || strings.HasPrefix(l, "ERROR")):
+				started = true
 				ready <- l
+			case started:
+				select {
+				case lines <- l:
+				default:
+				}
 			}
 		}
-		close(ready)
+		if !started {
+			close(ready)
+		}
 	}()
 	select {
 	case l := <-ready:
@@ -272,5 +318,5 @@ func helper(t *testing.T, ns string, mode string, env ...string) *exec.Cmd {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("helper %s did not start", mode)
 	}
-	return cmd
+	return cmd, lines
 }

@@ -1,0 +1,5 @@
+//go:build !linux && !windows
+
+package osinfo
+
+func version() string { return "" }
