@@ -21,12 +21,12 @@ const ActionDeviceInfo = "DeviceInfo"
 // newer agent's chunks are taken.
 type record struct {
 	telemetry.Record
-	RepeatCount    int64           `json:"RepeatCount"`
-	OSPlatform     string          `json:"OSPlatform"`
-	OSVersion      string          `json:"OSVersion"`
-	AgentVersion   string          `json:"AgentVersion"`
-	IPAddresses    []ipAddress     `json:"IPAddresses"`
-	LoggedOnUsers  json.RawMessage `json:"LoggedOnUsers"`
+	RepeatCount   int64           `json:"RepeatCount"`
+	OSPlatform    string          `json:"OSPlatform"`
+	OSVersion     string          `json:"OSVersion"`
+	AgentVersion  string          `json:"AgentVersion"`
+	IPAddresses   []ipAddress     `json:"IPAddresses"`
+	LoggedOnUsers json.RawMessage `json:"LoggedOnUsers"`
 }
 
 type ipAddress struct {
