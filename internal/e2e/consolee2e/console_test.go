@@ -28,12 +28,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/internal/pgtest"
 )
 
@@ -91,47 +90,6 @@ func require(t *testing.T) {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
-	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// start runs c until the test ends (SIGTERM, then SIGKILL after 10 s).
-func start(t *testing.T, c *exec.Cmd) {
-	t.Helper()
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = c.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = c.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = c.Process.Kill()
-			<-done
-		}
-	})
-}
-
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool, logs ...*syncBuf) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			for _, l := range logs {
-				t.Logf("log:\n%s", l.String())
-			}
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -279,11 +237,11 @@ func story(t *testing.T, dsn string) {
 	writeJSON(t, cfgPath, cfg)
 
 	// 1. Start the console; read its address, fingerprint and password.
-	var consoleLog syncBuf
+	var consoleLog e2e.SyncBuf
 	srv := exec.Command(bins.console, "serve", "--config", cfgPath)
 	out, _ := srv.StdoutPipe()
 	srv.Stderr = &consoleLog
-	start(t, srv)
+	e2e.Start(t, srv)
 	var base, fingerprint, password string
 	sc := bufio.NewScanner(out)
 	for password == "" && sc.Scan() {
@@ -362,12 +320,12 @@ func story(t *testing.T, dsn string) {
 		t.Errorf("enroll with a wrong fingerprint: %v: %s", err, out)
 	}
 
-	var agentLog syncBuf
+	var agentLog e2e.SyncBuf
 	ag := exec.Command(bins.agent, "run", "--config", agentCfg)
 	ag.Stdout, ag.Stderr = &agentLog, &agentLog
-	start(t, ag)
+	e2e.Start(t, ag)
 	dev := enrolled.DeviceID
-	waitFor(t, "the agent's first feed request (check-in)", 20*time.Second, func() bool {
+	e2e.WaitFor(t, "the agent's first feed request (check-in)", 20*time.Second, func() bool {
 		var d struct {
 			Device struct {
 				LastSeenAt time.Time `json:"lastSeenAt"`
@@ -386,7 +344,7 @@ func story(t *testing.T, dsn string) {
 		t.Fatalf("tag = %d", code)
 	}
 	apiDone := time.Since(t0)
-	waitFor(t, "dig through the agent to be blocked", 10*time.Second, func() bool { return blocked(dnsPort, "www.dropbox.com") }, &agentLog)
+	e2e.WaitFor(t, "dig through the agent to be blocked", 10*time.Second, func() bool { return blocked(dnsPort, "www.dropbox.com") }, &agentLog)
 	took := time.Since(t0)
 	// The agent's next feed request checks in (Netward-Agent): the console
 	// knows its version, OS and that it holds the new sequence.
@@ -403,7 +361,7 @@ func story(t *testing.T, dsn string) {
 			Stale        bool   `json:"stale"`
 		} `json:"device"`
 	}
-	waitFor(t, "the check-in with the new sequence", 10*time.Second, func() bool {
+	e2e.WaitFor(t, "the check-in with the new sequence", 10*time.Second, func() bool {
 		return a.do("GET", "/api/devices/"+dev, nil, &checkin) == 200 && checkin.Device.SequenceHeld == feedSt.Sequence
 	}, &agentLog)
 	if d := checkin.Device; !d.CheckinKnown || d.AgentVersion == "" || d.OSPlatform != "linux" || d.Stale {
@@ -417,14 +375,14 @@ func story(t *testing.T, dsn string) {
 	// 5. The block is a record; its chunk is uploaded, the proxy drops the
 	// console's 201, the agent retries, the console answers 200 and counts
 	// it once.
-	waitFor(t, "a chunk stored, its answer dropped and the upload retried", 30*time.Second, func() bool {
+	e2e.WaitFor(t, "a chunk stored, its answer dropped and the upload retried", 30*time.Second, func() bool {
 		return proxy.dropped.Load() == 1 && proxy.puts.Load() >= 2
 	}, &agentLog)
 	var ing struct {
 		Created    int64 `json:"created"`
 		Duplicates int64 `json:"duplicates"`
 	}
-	waitFor(t, "the retried chunk acknowledged as a duplicate", 10*time.Second, func() bool {
+	e2e.WaitFor(t, "the retried chunk acknowledged as a duplicate", 10*time.Second, func() bool {
 		return a.do("GET", "/api/ingest", nil, &ing) == 200 && ing.Duplicates >= 1
 	}, &agentLog, &consoleLog)
 	time.Sleep(1500 * time.Millisecond) // let any chunk in flight land
@@ -482,7 +440,7 @@ func story(t *testing.T, dsn string) {
 	}
 	// The running agent's own next upload is refused too.
 	blocked(dnsPort, "dropbox.com")
-	waitFor(t, "the agent's upload refused after revocation", 20*time.Second, func() bool {
+	e2e.WaitFor(t, "the agent's upload refused after revocation", 20*time.Second, func() bool {
 		return strings.Contains(agentLog.String(), "status=403")
 	}, &agentLog)
 }
