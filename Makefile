@@ -8,7 +8,7 @@ BIN      := bin
 TESTFLAGS ?= -race -timeout 15m
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit lint cross bench clean package bench-dns
+.PHONY: all build run console test unit lint cross bench clean package bench-dns
 
 all: build
 
@@ -19,6 +19,12 @@ build:
 # interception, the built-in demo indicators. Try: dig @127.0.0.1 -p 15353 example.com
 run: build
 	./$(BIN)/netward run
+
+# The console on its embedded default: SQLite store and data under
+# ./netward-console-data, HTTPS on 127.0.0.1:8443 with a self-signed
+# certificate (its fingerprint and the first admin password are printed).
+console: build
+	./$(BIN)/netward-console serve
 
 # Everything: formatting, vet, unit + end-to-end tests (e2e tests need root and
 # skip without it unless NETWARD_E2E=require), and the cross builds.

@@ -3,15 +3,14 @@ package agent
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
+
+	"github.com/netward/netward/internal/jsonconfig"
 )
 
 // Config is the agent configuration file (CONTRACT §4). Every default is
@@ -161,53 +160,25 @@ func userStateDir() string {
 	return filepath.Join(os.TempDir(), "netward")
 }
 
+// keysDoc is where every key is documented.
+const keysDoc = "the README's Configuration section"
+
 // LoadConfig reads and validates a config file.
-func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return ParseConfig(b, path)
-}
+func LoadConfig(path string) (*Config, error) { return jsonconfig.Load[Config](path, keysDoc) }
 
 // ParseConfig decodes a config strictly: unknown keys and trailing data are
 // errors naming the key and the file. Defaults are applied, then the result is
 // validated.
 func ParseConfig(b []byte, name string) (*Config, error) {
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, explainJSON(b, err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: trailing data after the JSON object; a config file holds exactly one object", name)
-	}
-	c.Path = name
-	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
-	}
-	return &c, nil
+	return jsonconfig.Parse[Config](b, name, keysDoc)
 }
 
-// explainJSON turns encoding/json errors into messages with a line number and,
-// for unknown keys, the key's name.
-func explainJSON(b []byte, err error) error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		line := 1 + bytes.Count(b[:min(int(syn.Offset), len(b))], []byte("\n"))
-		return fmt.Errorf("line %d: %v", line, syn)
-	case errors.As(err, &typ):
-		line := 1 + bytes.Count(b[:min(int(typ.Offset), len(b))], []byte("\n"))
-		return fmt.Errorf("line %d: key %q: value of type %s where %s was expected", line, typ.Field, typ.Value, typ.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		key := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		return fmt.Errorf("unknown key %s; the README's Configuration section lists every key", key)
-	}
-	return err
+// Finish records the file name, applies the defaults and validates
+// (jsonconfig.Finisher).
+func (c *Config) Finish(name string) error {
+	c.Path = name
+	c.applyDefaults()
+	return c.Validate()
 }
 
 func (c *Config) applyDefaults() {

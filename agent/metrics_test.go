@@ -123,7 +123,12 @@ func TestMetricsScrape(t *testing.T) {
 		}
 	}
 
-	m = scrape(t, a.MetricsAddr())
+	// The latency of a query is observed just after its answer is written,
+	// so a scrape right after the third answer may not see it yet.
+	waitUntil(t, "the third query's latency", func() bool {
+		m = scrape(t, a.MetricsAddr())
+		return m[`netward_dns_latency_seconds_count`] >= 3
+	})
 	want := map[string]float64{
 		`netward_dns_queries_total`:                                 3,
 		`netward_dns_queries_by_action_total{action="allow"}`:       2,

@@ -185,15 +185,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var wait time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			http.Error(w, "wait must be a number of seconds", http.StatusBadRequest)
-			return
-		}
-		wait = min(time.Duration(n)*time.Second, h.cfg.MaxWait)
+	timer, stop, err := LongPollTimer(r, h.cfg.MaxWait)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
+	defer stop()
 	if h.cfg.OnCheckIn != nil {
 		if v := r.Header.Get(AgentHeader); v != "" {
 			if a, err := ParseAgentInfo(v); err == nil {
@@ -202,12 +199,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	inm := r.Header.Get("If-None-Match")
-	var timer <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timer = t.C
-	}
 	for {
 		cur, changed := h.current()
 		if cur != nil && !etagMatches(inm, cur.version) {

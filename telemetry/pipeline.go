@@ -110,6 +110,9 @@ func (c *Config) setDefaults() {
 
 // Status is what `netward status` shows about telemetry.
 type Status struct {
+	// DeviceID is the id in every record and upload path (device.id
+	// resolved: "auto" never shows here).
+	DeviceID       string    `json:"deviceId"`
 	Endpoint       string    `json:"endpoint,omitempty"`
 	SpoolChunks    int       `json:"spoolChunks"`
 	SpoolBytes     int64     `json:"spoolBytes"`
@@ -258,6 +261,7 @@ func (p *Pipeline) Status() Status {
 	queued := len(p.queue)
 	p.mu.Unlock()
 	s := Status{
+		DeviceID:            p.cfg.DeviceID,
 		Endpoint:            p.cfg.Endpoint,
 		SpoolChunks:         chunks,
 		SpoolBytes:          bytes,

@@ -23,7 +23,7 @@ func TestCollectUsage(t *testing.T) {
 		{"no auth choice", []string{"collect", "--dir", t.TempDir()}, 2},
 		{"cert without key", []string{"collect", "--dir", t.TempDir(), "--no-auth", "--tls-cert", "x"}, 2},
 		{"missing token file", []string{"collect", "--dir", t.TempDir(), "--token-file", "/nonexistent/token"}, 1},
-		{"unknown command", []string{"serve"}, 2},
+		{"unknown command", []string{"no-such-verb"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,12 +17,27 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
+const usage = `usage: netward-console serve [--config FILE]          the console: feed, ingest, enrollment, admin API
+       netward-console admin add|passwd|list|remove …    manage console accounts
+       netward-console config default | check --config FILE
+       netward-console licenses
+       netward-console collect --dir DIR …              (standalone collector, see README)
+       netward-console serve-feed --dir DIR --key KEY …  (standalone file-driven feed, see README)`
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: netward-console collect --dir DIR [--listen ADDR] [--token-file F]\n       netward-console serve-feed --dir DIR --key KEY [--listen ADDR] [--token T]")
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	switch args[0] {
+	case "serve":
+		return serveMain(ctx, args[1:], stdout, stderr)
+	case "admin":
+		return adminMain(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "config":
+		return configMain(args[1:], stdout, stderr)
+	case "licenses":
+		return licensesMain(stdout)
 	case "collect":
 		return collectMain(ctx, args[1:], stdout, stderr)
 	case "serve-feed":

@@ -80,6 +80,7 @@ func commands() []*command {
 		stopCommand(),
 		restartCommand(),
 		cleanupCommand(),
+		enrollCommand(),
 	}
 }
 

@@ -75,6 +75,14 @@ func runCommand() *command {
 		if len(applied) > 0 {
 			log.Info("group policy overrides the config file", "keys", applied)
 		}
+		if err := agent.ResolveIdentity(cfg); err != nil {
+			return failf("%w", err)
+		}
+		if e, err := agent.ApplyEnrollment(cfg); err != nil {
+			return failf("%w", err)
+		} else if e != nil {
+			log.Info("enrolled with a console", "console", e.Console, "device", cfg.Device.ID, "feed", cfg.Indicators.Source)
+		}
 		if agent.Privileged() {
 			if err := agent.CheckPermissions(cfg); err != nil {
 				return failf("refusing to run as root: %w", err)

@@ -3,7 +3,6 @@
 package dnse2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,15 +27,6 @@ func feed(version string, extra string) string {
   {"id": "203", "indicatorValue": "audited.test", "indicatorType": "DomainName", "action": "Audit", "title": "e2e audit"}%s
  ]}`, version, extra)
 }
-
-// syncBuf is a goroutine-safe buffer for the agent's log.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestAgentBinary runs the real `netward run` with dns.capture in the
 // endpoint namespace, its policy from a file:// indicator source, and checks
@@ -66,7 +55,7 @@ func TestAgentBinary(t *testing.T) {
 	}
 	_, ep := topology(t)
 	agent := ep.Cmd(bin, "run", "--config", cfg, "--log-level", "debug")
-	var log syncBuf
+	var log e2e.SyncBuf
 	agent.Stdout, agent.Stderr = &log, &log
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
@@ -182,7 +171,7 @@ func TestAgentBinary(t *testing.T) {
 		var took []time.Duration
 		for round := range 5 {
 			_, lines := startHelper(t, ep.Name, "probe", "NETWARD_DNSE2E_TARGET=192.0.2.1:53")
-			var rlog syncBuf
+			var rlog e2e.SyncBuf
 			restarted := ep.Cmd(bin, "run", "--config", cfg)
 			restarted.Stdout, restarted.Stderr = &rlog, &rlog
 			t0 := time.Now()

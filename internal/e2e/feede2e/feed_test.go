@@ -8,14 +8,11 @@ package feede2e
 
 import (
 	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,14 +25,6 @@ const (
 	feedURL    = "http://console.test:8470/v1/indicators"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func build(t *testing.T, dir, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(dir, filepath.Base(pkg))
@@ -43,30 +32,6 @@ func build(t *testing.T, dir, pkg string) string {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
-}
-
-// start starts c and stops it (SIGTERM) when the test ends.
-func start(t *testing.T, c *exec.Cmd) (stop func()) {
-	t.Helper()
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = c.Wait(); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			_ = c.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = c.Process.Kill()
-				<-done
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
 }
 
 var (
@@ -81,20 +46,6 @@ func blocked(ns *e2e.Netns, name string) bool {
 	st := statusRE.FindStringSubmatch(out)
 	ede := edeRE.FindStringSubmatch(out)
 	return st != nil && st[1] == "NXDOMAIN" && ede != nil && strings.Contains(ede[1], "blocked "+name)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool, logs ...*syncBuf) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			for _, l := range logs {
-				t.Logf("log:\n%s", l.String())
-			}
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // TestFeedNeverResolvedThroughTheProxy blocks the console's own name with
@@ -114,7 +65,7 @@ func TestFeedNeverResolvedThroughTheProxy(t *testing.T) {
 	inet := e2e.NewNetns(t, "nwfeed-i")
 	e2e.Link(t, client, []string{clientAddr + "/24"}, inet, []string{inetAddr + "/24"})
 
-	start(t, inet.Cmd("dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+	e2e.Start(t, inet.Cmd("dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
 		"--listen-address="+inetAddr, "--port=53", "--user=root",
 		"--address=/console.test/"+inetAddr, "--address=/later.test/"+inetAddr))
 
@@ -125,7 +76,7 @@ func TestFeedNeverResolvedThroughTheProxy(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(feedDir, "block.txt"), []byte("console.test\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var srvLog syncBuf
+	var srvLog e2e.SyncBuf
 	startFeed := func() (pub string, stop func()) {
 		srv := inet.Cmd(console, "serve-feed", "--dir", feedDir, "--key", filepath.Join(dir, "key"),
 			"--listen", inetAddr+":8470", "--token", "device-token")
@@ -134,7 +85,7 @@ func TestFeedNeverResolvedThroughTheProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv.Stderr = &srvLog
-		stop = start(t, srv)
+		stop = e2e.Start(t, srv)
 		sc := bufio.NewScanner(srvOut)
 		for pub == "" && sc.Scan() {
 			pub, _ = strings.CutPrefix(sc.Text(), "public key: ")
@@ -171,11 +122,11 @@ func TestFeedNeverResolvedThroughTheProxy(t *testing.T) {
 
 	// 1. First start: the set is fetched and console.test is blocked for
 	// every ordinary lookup (so host capture is installed).
-	var log1 syncBuf
+	var log1 e2e.SyncBuf
 	a1 := client.Cmd(nw, "run", "--config", cfg)
 	a1.Stdout, a1.Stderr = &log1, &log1
-	stop1 := start(t, a1)
-	waitFor(t, "console.test to be blocked", func() bool { return blocked(client, "console.test") }, &log1, &srvLog)
+	stop1 := e2e.Start(t, a1)
+	e2e.WaitFor(t, "console.test to be blocked", 20*time.Second, func() bool { return blocked(client, "console.test") }, &log1, &srvLog)
 
 	// 2. The console restarts with a new indicator. The agent's held long
 	// poll breaks; to reconnect it must resolve console.test again, now
@@ -185,16 +136,16 @@ func TestFeedNeverResolvedThroughTheProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, stopFeed = startFeed()
-	waitFor(t, "later.test to be blocked", func() bool { return blocked(client, "later.test") }, &log1, &srvLog)
+	e2e.WaitFor(t, "later.test to be blocked", 20*time.Second, func() bool { return blocked(client, "later.test") }, &log1, &srvLog)
 	stop1()
 
 	// 3. Restart with the console down: the stored set is enforced.
 	stopFeed()
-	var log2 syncBuf
+	var log2 e2e.SyncBuf
 	a2 := client.Cmd(nw, "run", "--config", cfg)
 	a2.Stdout, a2.Stderr = &log2, &log2
-	start(t, a2)
-	waitFor(t, "the stored set after a restart", func() bool { return blocked(client, "later.test") && blocked(client, "console.test") }, &log2)
+	e2e.Start(t, a2)
+	e2e.WaitFor(t, "the stored set after a restart", 20*time.Second, func() bool { return blocked(client, "later.test") && blocked(client, "console.test") }, &log2)
 	if l := log2.String(); !strings.Contains(l, "fromStore=true") {
 		t.Errorf("the restart did not enforce the stored set:\n%s", l)
 	}

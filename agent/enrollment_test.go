@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseFingerprint(t *testing.T) {
+	want := strings.Repeat("ab", 32)
+	for _, in := range []string{want, strings.ToUpper(want), "sha256:" + want, strings.TrimSuffix(strings.Repeat("AB:", 32), ":")} {
+		if b, err := ParseFingerprint(in); err != nil || fmt.Sprintf("%x", b) != want {
+			t.Errorf("ParseFingerprint(%q) = %x, %v", in, b, err)
+		}
+	}
+	for _, bad := range []string{"", "ab", strings.Repeat("zz", 32)} {
+		if _, err := ParseFingerprint(bad); err == nil {
+			t.Errorf("ParseFingerprint(%q) accepted", bad)
+		}
+	}
+}
+
+func TestEnrollPinsAndApplies(t *testing.T) {
+	var gotKey string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]string
+		json.NewDecoder(r.Body).Decode(&in)
+		gotKey = in["key"]
+		if in["key"] != "nwe_good" {
+			w.WriteHeader(403)
+			fmt.Fprint(w, `{"error":"enrollment key unknown, revoked or expired"}`)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]string{"deviceId": in["deviceId"], "token": "nwd_tok",
+			"feedUrl": "https://" + r.Host + "/v1/indicators", "telemetryEndpoint": "https://" + r.Host, "publicKey": "cGs="})
+	}))
+	defer srv.Close()
+	sum := sha256.Sum256(srv.Certificate().Raw)
+	dir := t.TempDir()
+	ctx := context.Background()
+	opts := EnrollOptions{Console: srv.URL, Key: "nwe_good", Fingerprint: fmt.Sprintf("%X", sum), DataDir: dir, DeviceID: "d1", DeviceName: "pc"}
+
+	wrong := opts
+	wrong.Fingerprint = strings.Repeat("00", 32)
+	if _, err := Enroll(ctx, wrong); err == nil || !strings.Contains(err.Error(), "pinned") {
+		t.Errorf("wrong fingerprint err = %v", err)
+	}
+	if gotKey != "" {
+		t.Error("the key was sent to a console whose certificate did not match the pin")
+	}
+	bad := opts
+	bad.Key = "nwe_bad"
+	if _, err := Enroll(ctx, bad); err == nil || !strings.Contains(err.Error(), "refused the enrollment (403)") {
+		t.Errorf("bad key err = %v", err)
+	}
+	if _, err := Enroll(ctx, EnrollOptions{Console: srv.URL, Key: "nwe_good", DataDir: dir, DeviceID: "d1"}); err == nil || !strings.Contains(err.Error(), "--fingerprint") {
+		t.Errorf("self-signed without a pin err = %v, want a hint to pass --fingerprint", err)
+	}
+	e, err := Enroll(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{DeviceTokenFile, EnrollmentFile, ConsoleCertFile} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want 0600", f, st, err)
+		}
+	}
+	cfg := &Config{DataDir: dir, Indicators: IndicatorsConfig{Source: "builtin:demo", TokenFile: "/etc/netward/token"}}
+	got, err := ApplyEnrollment(cfg)
+	if err != nil || got == nil || got.DeviceID != e.DeviceID {
+		t.Fatalf("ApplyEnrollment = %+v, %v", got, err)
+	}
+	ic := cfg.Indicators
+	if ic.Source != e.FeedURL || ic.TokenFile != filepath.Join(dir, DeviceTokenFile) || ic.PublicKey != "cGs=" ||
+		ic.CAFile != filepath.Join(dir, ConsoleCertFile) || cfg.Telemetry.Endpoint != e.TelemetryEndpoint {
+		t.Errorf("config after ApplyEnrollment = %+v / %q", ic, cfg.Telemetry.Endpoint)
+	}
+	// A config that names its own feed keeps it; the token still wins.
+	own := &Config{DataDir: dir, Indicators: IndicatorsConfig{Source: "https://other.example/feed", PublicKey: "own"}, Telemetry: TelemetryConfig{Endpoint: "https://collector.example"}}
+	if _, err := ApplyEnrollment(own); err != nil {
+		t.Fatal(err)
+	}
+	if own.Indicators.Source != "https://other.example/feed" || own.Indicators.PublicKey != "own" || own.Telemetry.Endpoint != "https://collector.example" ||
+		own.Indicators.TokenFile != filepath.Join(dir, DeviceTokenFile) {
+		t.Errorf("explicit config overridden: %+v", own)
+	}
+	if e, err := ApplyEnrollment(&Config{DataDir: t.TempDir()}); e != nil || err != nil {
+		t.Errorf("not enrolled: %+v, %v", e, err)
+	}
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestAdminVerbs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "console.json")
+	os.WriteFile(cfg, []byte(`{"dataDir":"`+filepath.Join(dir, "data")+`"}`), 0o600)
+	runAdmin := func(stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := adminMain(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, _ := runAdmin("", "add", "alice", "--role", "admin", "--config", cfg); code != 0 || !strings.Contains(out, "password (shown once): ") {
+		t.Fatalf("add = %d %q", code, out)
+	}
+	if code, _, errs := runAdmin("short\n", "add", "bob", "--password-stdin", "--config", cfg); code != 1 || !strings.Contains(errs, "shorter than 12") {
+		t.Errorf("short password = %d %q", code, errs)
+	}
+	if code, out, _ := runAdmin("a long enough password\n", "add", "bob", "--password-stdin", "--config", cfg); code != 0 || strings.Contains(out, "shown once") {
+		t.Errorf("add from stdin = %d %q", code, out)
+	}
+	if code, _, errs := runAdmin("", "add", "alice", "--config", cfg); code != 1 || !strings.Contains(errs, "already exists") {
+		t.Errorf("duplicate = %d %q", code, errs)
+	}
+	code, out, _ := runAdmin("", "list", "--json", "--config", cfg)
+	var list []struct{ Name, Role string }
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || list[0].Role != "admin" || list[1].Role != "viewer" {
+		t.Errorf("list = %d %s", code, out)
+	}
+	if code, _, _ := runAdmin("", "passwd", "bob", "--config", cfg); code != 0 {
+		t.Errorf("passwd = %d", code)
+	}
+	if code, _, errs := runAdmin("", "remove", "alice", "--config", cfg); code != 1 || !strings.Contains(errs, "last admin") {
+		t.Errorf("removing the last admin = %d %q", code, errs)
+	}
+	if code, _, _ := runAdmin("", "remove", "bob", "--config", cfg); code != 0 {
+		t.Errorf("remove = %d", code)
+	}
+	if code, _, _ := runAdmin("", "frobnicate", "x"); code != 2 {
+		t.Errorf("unknown verb = %d", code)
+	}
+	var out2, errb bytes.Buffer
+	if code := configMain([]string{"check", "--config", cfg}, &out2, &errb); code != 0 {
+		t.Errorf("config check = %d %s", code, errb.String())
+	}
+	os.WriteFile(cfg, []byte(`{"lisen":"x"}`), 0o600)
+	if code := configMain([]string{"check", "--config", cfg}, &out2, &errb); code != 1 || !strings.Contains(errb.String(), `unknown key "lisen"`) {
+		t.Errorf("config check of a typo = %d %s", code, errb.String())
+	}
+}

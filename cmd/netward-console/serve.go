@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/netward/netward/console/server"
+)
+
+// serveMain runs the console: netward-console serve [--config FILE].
+func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "console config file (default: the embedded default, data under ./netward-console-data)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: netward-console serve [--config FILE]")
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "netward-console: %v\n", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	if cfg.Path == "" {
+		log.Info("running on the embedded default config", "dataDir", cfg.DataDir, "listen", cfg.Listen)
+	}
+	if err := server.New(cfg, log, stdout).Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "netward-console: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func loadConfig(path string) (*server.Config, error) {
+	if path == "" {
+		return server.DefaultConfig()
+	}
+	return server.LoadConfig(path)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

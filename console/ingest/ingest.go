@@ -1,0 +1,465 @@
+// Package ingest takes the agents' telemetry chunks (CONTRACT §6): it
+// checks the device's token against the upload path, keeps the raw gzip
+// NDJSON under the data directory, and adds the chunk's aggregates to the
+// store in one transaction, once per chunk id. Chunks of one device are
+// taken in order; different devices proceed in parallel, with the memory
+// that concurrent decompression may use bounded (past it: 503 with
+// Retry-After, which the agent's uploader honours).
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/netward/netward/console/auth"
+	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/store"
+)
+
+// Matcher names the catalog app of a host.
+type Matcher interface {
+	Match(host string) (catalog.App, bool)
+}
+
+// Config configures the Ingest.
+type Config struct {
+	Store *store.Store
+	Auth  *auth.Service
+	// Matcher returns the current app matcher (custom apps change it).
+	Matcher func() Matcher
+	// Dir keeps raw chunks as <date>/<device>/<chunk>.ndjson.gz.
+	Dir string
+	// MaxCompressed bounds a request body (default 8 MiB); MaxDecompressed
+	// the NDJSON inside (default 64 MiB; an agent closes chunks at 4 MiB);
+	// MaxLine one record (default 64 KiB); MaxRecords the lines of a chunk
+	// (default 200,000). Past any of them: 413.
+	MaxCompressed, MaxDecompressed int64
+	MaxLine, MaxRecords            int
+	// MemoryBudget bounds the bytes that uploads being processed may hold at
+	// once (their compressed body plus a fixed working set each; default
+	// 64 MiB). An upload that cannot be admitted within AdmitWait (default
+	// 2 s) gets 503 with Retry-After of RetryAfter (default 30 s) plus up to
+	// half of it again as jitter, so a fleet does not come back at once.
+	MemoryBudget int64
+	AdmitWait    time.Duration
+	RetryAfter   time.Duration
+	// Retention keeps raw chunks this long (default 90 days).
+	Retention time.Duration
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+// perUpload is the working set of one upload besides its body: the gzip
+// window and buffers, the line buffer, and the aggregates.
+const perUpload = 1 << 20
+
+// Ingest is the http.Handler for PUT /v1/telemetry/{deviceId}/{chunkId}.
+type Ingest struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	budget *semaphore.Weighted
+
+	mu    sync.Mutex
+	locks map[string]*deviceLock
+
+	stats Stats
+}
+
+type deviceLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// Stats counts what ingest did since start.
+type Stats struct {
+	Created        atomic.Int64
+	Duplicates     atomic.Int64
+	Conflicts      atomic.Int64
+	Refused        atomic.Int64
+	TooLarge       atomic.Int64
+	Busy           atomic.Int64
+	Records        atomic.Int64
+	UnknownActions atomic.Int64
+	InFlight       atomic.Int64
+}
+
+// Snapshot is Stats as plain numbers.
+type Snapshot struct {
+	Created        int64 `json:"created"`
+	Duplicates     int64 `json:"duplicates"`
+	Conflicts      int64 `json:"conflicts"`
+	Refused        int64 `json:"refused"`
+	TooLarge       int64 `json:"tooLarge"`
+	Busy           int64 `json:"busy"`
+	Records        int64 `json:"records"`
+	UnknownActions int64 `json:"unknownActions"`
+	InFlight       int64 `json:"inFlight"`
+}
+
+// New checks the config and creates Dir; it starts nothing.
+func New(cfg Config) (*Ingest, error) {
+	if cfg.Store == nil || cfg.Auth == nil || cfg.Dir == "" {
+		return nil, errors.New("ingest: Store, Auth and Dir are required")
+	}
+	if cfg.MaxCompressed <= 0 {
+		cfg.MaxCompressed = 8 << 20
+	}
+	if cfg.MaxDecompressed <= 0 {
+		cfg.MaxDecompressed = 64 << 20
+	}
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = 64 << 10
+	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 200000
+	}
+	if cfg.MemoryBudget <= 0 {
+		cfg.MemoryBudget = 64 << 20
+	}
+	cfg.MemoryBudget = max(cfg.MemoryBudget, cfg.MaxCompressed+perUpload)
+	if cfg.AdmitWait <= 0 {
+		cfg.AdmitWait = 2 * time.Second
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 30 * time.Second
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 90 * 24 * time.Hour
+	}
+	if cfg.Matcher == nil {
+		cfg.Matcher = func() Matcher { return nil }
+	}
+	in := &Ingest{cfg: cfg, log: cfg.Log, now: cfg.Now, budget: semaphore.NewWeighted(cfg.MemoryBudget), locks: map[string]*deviceLock{}}
+	if in.log == nil {
+		in.log = slog.New(slog.DiscardHandler)
+	}
+	if in.now == nil {
+		in.now = time.Now
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	return in, nil
+}
+
+// Stats returns the counters.
+func (in *Ingest) Stats() Snapshot {
+	s := &in.stats
+	return Snapshot{Created: s.Created.Load(), Duplicates: s.Duplicates.Load(), Conflicts: s.Conflicts.Load(), Refused: s.Refused.Load(),
+		TooLarge: s.TooLarge.Load(), Busy: s.Busy.Load(), Records: s.Records.Load(), UnknownActions: s.UnknownActions.Load(), InFlight: s.InFlight.Load()}
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// httpError is an answer with a status.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func fail(code int, format string, args ...any) error {
+	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	code, err := in.put(w, r)
+	var he *httpError
+	switch {
+	case err == nil:
+		w.WriteHeader(code)
+		return
+	case errors.As(err, &he):
+		code = he.code
+	default:
+		in.log.Error("ingest: chunk not stored", "path", r.URL.Path, "err", err)
+		code = http.StatusInternalServerError
+	}
+	switch code {
+	case http.StatusRequestEntityTooLarge:
+		in.stats.TooLarge.Add(1)
+	case http.StatusServiceUnavailable:
+		in.stats.Busy.Add(1)
+		ra := in.cfg.RetryAfter + time.Duration(rand.Int64N(int64(in.cfg.RetryAfter/2)+1))
+		w.Header().Set("Retry-After", strconv.Itoa(int(ra.Seconds())))
+	case http.StatusConflict:
+		in.stats.Conflicts.Add(1)
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="netward"`)
+		in.stats.Refused.Add(1)
+	case http.StatusForbidden:
+		in.stats.Refused.Add(1)
+	}
+	http.Error(w, err.Error(), code)
+}
+
+func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
+	if r.Method != http.MethodPut {
+		w.Header().Set("Allow", "PUT")
+		return 0, fail(http.StatusMethodNotAllowed, "use PUT /v1/telemetry/{deviceId}/{chunkId}")
+	}
+	device, chunk := r.PathValue("device"), r.PathValue("chunk")
+	if !idRE.MatchString(device) || !idRE.MatchString(chunk) {
+		return 0, fail(http.StatusBadRequest, "device and chunk ids may only use letters, digits, '.', '_' and '-' (at most 128)")
+	}
+	dev, err := in.cfg.Auth.Device(r.Context(), auth.BearerToken(r))
+	switch {
+	case errors.Is(err, auth.ErrRevoked):
+		return 0, fail(http.StatusForbidden, "%v", err)
+	case errors.Is(err, auth.ErrBadDeviceToken):
+		return 0, fail(http.StatusUnauthorized, "%v", err)
+	case err != nil:
+		return 0, fail(http.StatusServiceUnavailable, "device check failed; retry later")
+	case dev.ID != device:
+		return 0, fail(http.StatusForbidden, "this device token belongs to device %q, not %q", dev.ID, device)
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "gzip" {
+		return 0, fail(http.StatusUnsupportedMediaType, "Content-Encoding must be gzip, not %q", ce)
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-ndjson") {
+		return 0, fail(http.StatusUnsupportedMediaType, "Content-Type must be application/x-ndjson, not %q", ct)
+	}
+	if r.ContentLength > in.cfg.MaxCompressed {
+		return 0, fail(http.StatusRequestEntityTooLarge, "chunk is %d bytes; the limit is %d", r.ContentLength, in.cfg.MaxCompressed)
+	}
+	weight := in.cfg.MaxCompressed + perUpload
+	if r.ContentLength >= 0 {
+		weight = r.ContentLength + perUpload
+	}
+	actx, cancel := context.WithTimeout(r.Context(), in.cfg.AdmitWait)
+	err = in.budget.Acquire(actx, weight)
+	cancel()
+	if err != nil {
+		return 0, fail(http.StatusServiceUnavailable, "the console is busy taking other chunks; retry after the Retry-After delay")
+	}
+	defer in.budget.Release(weight)
+	in.stats.InFlight.Add(1)
+	defer in.stats.InFlight.Add(-1)
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.cfg.MaxCompressed))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return 0, fail(http.StatusRequestEntityTooLarge, "chunk is larger than %d bytes", in.cfg.MaxCompressed)
+		}
+		return 0, fail(http.StatusBadRequest, "read body: %v", err)
+	}
+	sum := sha256.Sum256(body)
+	digest := hex.EncodeToString(sum[:])
+
+	unlock := in.lockDevice(device)
+	defer unlock()
+	if code, err, done := in.already(r.Context(), device, chunk, digest); done {
+		return code, err
+	}
+	b, err := in.parse(body, device)
+	if err != nil {
+		return 0, err
+	}
+	now := in.now().UTC()
+	rel := filepath.Join(now.Format("2006-01-02"), device, chunk+".ndjson.gz")
+	if err := writeFile(filepath.Join(in.cfg.Dir, rel), body); err != nil {
+		return 0, fmt.Errorf("store raw chunk: %w", err)
+	}
+	b.Meta = store.ChunkMeta{DeviceID: device, ChunkID: chunk, SHA256: digest, CompressedBytes: int64(len(body)), Records: b.records, ReceivedAt: now, Path: rel}
+	switch err := in.cfg.Store.IngestChunk(r.Context(), &b.ChunkBatch); {
+	case errors.Is(err, store.ErrDuplicateChunk):
+		in.stats.Duplicates.Add(1)
+		return http.StatusOK, nil
+	case errors.Is(err, store.ErrChunkConflict):
+		return 0, fail(http.StatusConflict, "chunk %s of device %s is already stored with different content; a chunk id names one chunk for ever", chunk, device)
+	case err != nil:
+		return 0, fmt.Errorf("aggregate chunk: %w", err)
+	}
+	in.stats.Created.Add(1)
+	in.stats.Records.Add(b.records)
+	in.stats.UnknownActions.Add(b.unknown)
+	return http.StatusCreated, nil
+}
+
+// already answers a chunk id the store has: 200 for the same bytes (a
+// retry; nothing is counted again), 409 for other bytes.
+func (in *Ingest) already(ctx context.Context, device, chunk, digest string) (int, error, bool) {
+	c, err := in.cfg.Store.Chunk(ctx, device, chunk)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return 0, nil, false
+	case err != nil:
+		return 0, fail(http.StatusServiceUnavailable, "database unavailable; retry later"), true
+	case c.SHA256 == digest:
+		in.stats.Duplicates.Add(1)
+		return http.StatusOK, nil, true
+	}
+	return 0, fail(http.StatusConflict, "chunk %s of device %s is already stored with different content; a chunk id names one chunk for ever", chunk, device), true
+}
+
+// lockDevice serialises one device's chunks (in order of arrival) without
+// holding up other devices.
+func (in *Ingest) lockDevice(id string) func() {
+	in.mu.Lock()
+	l := in.locks[id]
+	if l == nil {
+		l = &deviceLock{}
+		in.locks[id] = l
+	}
+	l.refs++
+	in.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		in.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(in.locks, id)
+		}
+		in.mu.Unlock()
+	}
+}
+
+// parse streams the gzip body line by line into aggregates: memory stays
+// at one line and the aggregates, however far the chunk decompresses.
+func (in *Ingest) parse(body []byte, device string) (*batch, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, "body is not gzip: %v", err)
+	}
+	lr := &io.LimitedReader{R: zr, N: in.cfg.MaxDecompressed + 1}
+	sc := bufio.NewScanner(lr)
+	sc.Buffer(make([]byte, 0, min(64<<10, in.cfg.MaxLine)), in.cfg.MaxLine)
+	b := newBatch(in.cfg.Matcher())
+	line := 0
+	for sc.Scan() {
+		line++
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		if int(b.records) >= in.cfg.MaxRecords {
+			return nil, fail(http.StatusRequestEntityTooLarge, "chunk has more than %d records", in.cfg.MaxRecords)
+		}
+		var rec record
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			if lr.N <= 0 { // the line was cut by the limit, not broken
+				return nil, fail(http.StatusRequestEntityTooLarge, "chunk decompresses to more than %d bytes", in.cfg.MaxDecompressed)
+			}
+			return nil, fail(http.StatusBadRequest, "line %d: not a telemetry record: %v", line, err)
+		}
+		if err := rec.check(device); err != nil {
+			return nil, fail(http.StatusBadRequest, "line %d: %v", line, err)
+		}
+		b.add(&rec)
+	}
+	if lr.N <= 0 {
+		return nil, fail(http.StatusRequestEntityTooLarge, "chunk decompresses to more than %d bytes", in.cfg.MaxDecompressed)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fail(http.StatusRequestEntityTooLarge, "line %d is longer than %d bytes", line+1, in.cfg.MaxLine)
+		}
+		return nil, fail(http.StatusBadRequest, "body is not valid gzip: %v", err)
+	}
+	if b.records == 0 {
+		return nil, fail(http.StatusBadRequest, "chunk has no records")
+	}
+	return b, nil
+}
+
+// writeFile writes data durably: a temporary file, fsync, rename, fsync of
+// the directory.
+func writeFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".chunk-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if _, err := f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Run removes raw chunks past the retention period, hourly, until ctx ends.
+func (in *Ingest) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := in.Expire(ctx); err != nil && ctx.Err() == nil {
+			in.log.Error("ingest: retention pass failed", "err", err)
+		} else if n > 0 {
+			in.log.Info("ingest: raw chunks past retention removed", "chunks", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Expire removes raw chunks received before now minus the retention (the
+// aggregates stay) and returns how many.
+func (in *Ingest) Expire(ctx context.Context) (int, error) {
+	cut := in.now().Add(-in.cfg.Retention)
+	total := 0
+	for {
+		old, err := in.cfg.Store.ChunksBefore(ctx, cut, 500)
+		if err != nil || len(old) == 0 {
+			return total, err
+		}
+		for _, c := range old {
+			p := filepath.Join(in.cfg.Dir, filepath.Clean("/" + c.Path)[1:])
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return total, err
+			}
+			_ = os.Remove(filepath.Dir(p))               // the device dir, once empty
+			_ = os.Remove(filepath.Dir(filepath.Dir(p))) // the date dir, once empty
+			if err := in.cfg.Store.DeleteChunk(ctx, c.DeviceID, c.ChunkID); err != nil {
+				return total, err
+			}
+			total++
+		}
+	}
+}
+
+// Path is the route to mount the handler on.
+const Path = "PUT /v1/telemetry/{device}/{chunk}"

@@ -1,0 +1,272 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netward/netward/console/auth"
+	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/consoletest"
+	"github.com/netward/netward/console/store"
+)
+
+type fixture struct {
+	st    *store.Store
+	auth  *auth.Service
+	in    *Ingest
+	srv   *httptest.Server
+	dir   string
+	token string
+}
+
+func newFixture(t testing.TB, cfg Config) *fixture {
+	t.Helper()
+	st := consoletest.Store(t)
+	a := consoletest.Auth(st, auth.Config{})
+	cat, _ := catalog.Parse("app\tdropbox\tCloud storage\tdropbox.com\n")
+	m, _ := cat.NewMatcher()
+	cfg.Store, cfg.Auth, cfg.Dir = st, a, t.TempDir()
+	cfg.Matcher = func() Matcher { return m }
+	in, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := consoletest.Enroll(t, a, "dev1")
+	mux := http.NewServeMux()
+	mux.Handle(Path, in)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &fixture{st: st, auth: a, in: in, srv: srv, dir: cfg.Dir, token: tok}
+}
+
+func gz(lines ...string) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	for _, l := range lines {
+		zw.Write([]byte(l + "\n"))
+	}
+	zw.Close()
+	return b.Bytes()
+}
+
+func (f *fixture) put(t testing.TB, device, chunk string, body []byte) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/"+device+"/"+chunk, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+const ts = "2026-12-01T10:15:00Z"
+
+func rec(action, extra string) string {
+	return `{"Timestamp":"` + ts + `","DeviceId":"dev1","DeviceName":"laptop","ActionType":"` + action + `"` + extra + `}`
+}
+
+func TestIngestCountsOnce(t *testing.T) {
+	f := newFixture(t, Config{})
+	ctx := context.Background()
+	body := gz(
+		rec("ConnectionSuccess", `,"RemoteUrl":"www.dropbox.com","BytesSent":100,"BytesReceived":1000,"InitiatingProcessAccountName":"alice","LocalIP":"192.0.2.10"`),
+		rec("NetworkProtectionBlocked", `,"RemoteUrl":"dropbox.com","InitiatingProcessAccountName":"bob"`),
+		rec("DnsQueryResponse", `,"RemoteUrl":"unknown.example","RepeatCount":5`),
+		rec("SomethingFromTheFuture", `,"NewField":{"x":1}`),
+		rec("DeviceInfo", `,"OSPlatform":"linux","OSVersion":"Debian 12","AgentVersion":"1.4","PolicySequence":3,"IPAddresses":[{"Interface":"eth0","Address":"192.0.2.10","Mac":"02:00:00:00:00:01"}],"LoggedOnUsers":["alice","carol"]`),
+	)
+	for i, want := range []int{201, 200, 200} {
+		if got := f.put(t, "dev1", "c1", body).StatusCode; got != want {
+			t.Fatalf("PUT #%d = %d, want %d", i+1, got, want)
+		}
+	}
+	if got := f.put(t, "dev1", "c1", gz(rec("ConnectionSuccess", ""))).StatusCode; got != http.StatusConflict {
+		t.Errorf("same id, other content = %d, want 409", got)
+	}
+	from, to := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	tr, err := f.st.DeviceTraffic(ctx, "dev1", from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.TrafficTotal{}
+	for _, r := range tr {
+		got[r.AppID+"|"+r.Domain] = r
+	}
+	if d := got["dropbox|www.dropbox.com"]; d.Transactions != 1 || d.BytesReceived != 1000 || d.Users != 1 {
+		t.Errorf("www.dropbox.com = %+v, want counted once with 1000 bytes in and 1 user", d)
+	}
+	if d := got["dropbox|dropbox.com"]; d.Blocks != 1 {
+		t.Errorf("dropbox.com blocks = %+v", d)
+	}
+	if d := got["|unknown.example"]; d.Transactions != 5 {
+		t.Errorf("unknown.example (RepeatCount 5) = %+v, want 5 transactions under no app", d)
+	}
+	acts, _ := f.st.DeviceActions(ctx, "dev1", from, to)
+	if acts["SomethingFromTheFuture"] != 1 || acts["DeviceInfo"] != 1 {
+		t.Errorf("actions = %v, want the unknown ActionType counted", acts)
+	}
+	if s := f.in.Stats(); s.Created != 1 || s.Duplicates != 2 || s.Conflicts != 1 || s.Records != 5 || s.UnknownActions != 1 {
+		t.Errorf("stats = %+v", s)
+	}
+	d, _ := f.st.Device(ctx, "dev1")
+	if d.OSVersion != "Debian 12" || strings.Join(d.LoggedOnUsers, ",") != "alice,carol" {
+		t.Errorf("device info = %+v", d)
+	}
+	addrs, _ := f.st.DeviceSeen(ctx, "dev1", "addresses")
+	if len(addrs) != 1 || addrs[0].Interface != "eth0" {
+		t.Errorf("addresses = %+v", addrs)
+	}
+	users, _ := f.st.DeviceSeen(ctx, "dev1", "users")
+	if len(users) != 3 {
+		t.Errorf("users = %+v, want alice, bob, carol", users)
+	}
+	c, _ := f.st.Chunk(ctx, "dev1", "c1")
+	raw, err := os.ReadFile(filepath.Join(f.dir, c.Path))
+	if err != nil || !bytes.Equal(raw, body) {
+		t.Errorf("raw chunk at %s: %v", c.Path, err)
+	}
+}
+
+func TestIngestRefuses(t *testing.T) {
+	f := newFixture(t, Config{MaxDecompressed: 1 << 20, MaxCompressed: 64 << 10})
+	ctx := context.Background()
+	ok := gz(rec("ConnectionSuccess", ""))
+	tests := []struct {
+		name   string
+		device string
+		body   []byte
+		token  string
+		want   int
+	}{
+		{"other device's path", "dev2", gz(strings.ReplaceAll(rec("ConnectionSuccess", ""), "dev1", "dev2")), "", 403},
+		{"record of another device", "dev1", gz(strings.ReplaceAll(rec("ConnectionSuccess", ""), `"DeviceId":"dev1"`, `"DeviceId":"dev9"`)), "", 400},
+		{"no token", "dev1", ok, "none", 401},
+		{"shared token of the old collector", "dev1", ok, "s3cret", 401},
+		{"not gzip", "dev1", []byte("plain"), "", 400},
+		{"not json", "dev1", gz("{"), "", 400},
+		{"no records", "dev1", gz(""), "", 400},
+		{"no timestamp", "dev1", gz(`{"DeviceId":"dev1","ActionType":"ConnectionSuccess"}`), "", 400},
+		{"bad port", "dev1", gz(rec("ConnectionSuccess", `,"RemotePort":70000`)), "", 400},
+		{"gzip bomb", "dev1", gz(strings.Repeat(rec("ConnectionSuccess", `,"Pad":"`+strings.Repeat("x", 1000)+`"`)+"\n", 2000)), "", 413},
+		{"line too long", "dev1", gz(rec("ConnectionSuccess", `,"Pad":"`+strings.Repeat("y", 70<<10)+`"`)), "", 413},
+		{"body too large", "dev1", bytes.Repeat([]byte{1}, 65<<10), "", 413},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			saved := f.token
+			switch tt.token {
+			case "none":
+				f.token = ""
+			case "":
+			default:
+				f.token = tt.token
+			}
+			defer func() { f.token = saved }()
+			if got := f.put(t, tt.device, "x"+strconv.Itoa(i), tt.body).StatusCode; got != tt.want {
+				t.Errorf("PUT = %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if n, _, _ := f.st.ChunkStats(ctx, "dev1"); n != 0 {
+		t.Errorf("%d refused chunks were stored", n)
+	}
+	// A revoked device is refused.
+	if err := f.st.RevokeDevice(ctx, "dev1", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	f.auth.ForgetDevice("dev1")
+	if got := f.put(t, "dev1", "after-revoke", ok).StatusCode; got != http.StatusForbidden {
+		t.Errorf("revoked device PUT = %d, want 403", got)
+	}
+}
+
+// Past the memory budget an upload waits briefly, then gets 503 with a
+// Retry-After the agent's uploader honours.
+func TestIngestBusy(t *testing.T) {
+	f := newFixture(t, Config{MemoryBudget: 1, AdmitWait: 50 * time.Millisecond, RetryAfter: 10 * time.Second})
+	if err := f.in.budget.Acquire(context.Background(), f.in.cfg.MemoryBudget); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/dev1/busy", bytes.NewReader(gz(rec("ConnectionSuccess", ""))))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusServiceUnavailable || ra < 10 || ra > 15 {
+		t.Errorf("busy PUT = %d, Retry-After %q; want 503 with 10-15 s", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	f.in.budget.Release(f.in.cfg.MemoryBudget)
+	if got := f.put(t, "dev1", "busy", gz(rec("ConnectionSuccess", ""))).StatusCode; got != 201 {
+		t.Errorf("after the budget frees = %d, want 201", got)
+	}
+}
+
+func TestExpire(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	f := newFixture(t, Config{Retention: 24 * time.Hour, Now: func() time.Time { return now }})
+	if got := f.put(t, "dev1", "old", gz(rec("ConnectionSuccess", `,"RemoteUrl":"dropbox.com"`))).StatusCode; got != 201 {
+		t.Fatal(got)
+	}
+	c, _ := f.st.Chunk(context.Background(), "dev1", "old")
+	now = now.Add(25 * time.Hour)
+	n, err := f.in.Expire(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("Expire = %d, %v", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, c.Path)); !os.IsNotExist(err) {
+		t.Errorf("raw chunk still there: %v", err)
+	}
+	tr, _ := f.st.DeviceTraffic(context.Background(), "dev1", now.Add(-48*time.Hour), now)
+	if len(tr) != 1 {
+		t.Errorf("aggregates after retention = %+v, want kept", tr)
+	}
+}
+
+// BenchmarkIngestLargeChunks: six 52 KB uploads that decompress to 15 MiB
+// each (the case that took the old collector from 18 MB to 744 MB).
+func BenchmarkIngestLargeChunks(b *testing.B) {
+	f := newFixture(b, Config{})
+	line := rec("ConnectionSuccess", `,"RemoteUrl":"www.dropbox.com","BytesSent":1`)
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	n := (15 << 20) / (len(line) + 1)
+	for range n {
+		zw.Write([]byte(line + "\n"))
+	}
+	zw.Close()
+	body := buf.Bytes()
+	b.ReportMetric(float64(len(body)), "compressed-bytes")
+	b.ResetTimer()
+	for i := range b.N {
+		done := make(chan int, 6)
+		for j := range 6 {
+			go func() { done <- f.put(b, "dev1", fmt.Sprintf("b%d-%d", i, j), body).StatusCode }()
+		}
+		for range 6 {
+			if c := <-done; c != 201 && c != 413 {
+				b.Fatalf("PUT = %d", c)
+			}
+		}
+	}
+}

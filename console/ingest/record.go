@@ -1,0 +1,211 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/store"
+	"github.com/netward/netward/telemetry"
+)
+
+// ActionDeviceInfo is the machine record's ActionType (CONTRACT §6).
+const ActionDeviceInfo = "DeviceInfo"
+
+// record is one NDJSON line: telemetry.Record plus the CONTRACT §6 fields
+// of machine records and RepeatCount that it does not carry yet (when it
+// does, these outer fields shadow its own, with the same JSON names). Unknown fields are ignored, so a
+// newer agent's chunks are taken.
+type record struct {
+	telemetry.Record
+	RepeatCount   int64           `json:"RepeatCount"`
+	OSPlatform    string          `json:"OSPlatform"`
+	OSVersion     string          `json:"OSVersion"`
+	AgentVersion  string          `json:"AgentVersion"`
+	IPAddresses   []ipAddress     `json:"IPAddresses"`
+	LoggedOnUsers json.RawMessage `json:"LoggedOnUsers"`
+}
+
+type ipAddress struct {
+	Interface string `json:"Interface"`
+	Address   string `json:"Address"`
+	Mac       string `json:"Mac"`
+}
+
+// users reads LoggedOnUsers: a list of names, or of objects naming the
+// user in UserName, AccountName or Name.
+func (r *record) users() []string {
+	b := bytes.TrimSpace(r.LoggedOnUsers)
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	var names []string
+	if json.Unmarshal(b, &names) == nil {
+		return names
+	}
+	var objs []map[string]any
+	if json.Unmarshal(b, &objs) != nil {
+		return nil
+	}
+	for _, o := range objs {
+		for _, k := range []string{"UserName", "AccountName", "Name", "User"} {
+			if s, ok := o[k].(string); ok && s != "" {
+				names = append(names, s)
+				break
+			}
+		}
+	}
+	return names
+}
+
+// limits on one record's strings, so a hostile chunk cannot make the
+// database hold megabyte keys.
+const (
+	maxName  = 255
+	maxUsers = 64
+	maxAddrs = 256
+)
+
+// check rejects a record the aggregates cannot take.
+func (r *record) check(device string) error {
+	switch {
+	case r.Timestamp.IsZero():
+		return errors.New("Timestamp is missing")
+	case r.Timestamp.Year() < 2000 || r.Timestamp.Year() > 9999:
+		return fmt.Errorf("Timestamp %s is out of range", r.Timestamp.Format(time.RFC3339))
+	case r.DeviceId != device:
+		return fmt.Errorf("DeviceId %q does not match the upload URL's device %q", r.DeviceId, device)
+	case r.ActionType == "" || len(r.ActionType) > 64:
+		return errors.New("ActionType is missing or longer than 64 bytes")
+	case r.RemotePort < 0 || r.RemotePort > 65535 || r.LocalPort < 0 || r.LocalPort > 65535:
+		return errors.New("port outside 0..65535")
+	case r.BytesSent < 0 || r.BytesReceived < 0 || r.LostRecords < 0 || r.RepeatCount < 0:
+		return errors.New("negative byte, record or repeat count")
+	case len(r.RemoteUrl) > 2048 || len(r.InitiatingProcessAccountName) > maxName || len(r.LocalIP) > 64 || len(r.DeviceName) > maxName:
+		return errors.New("a field is longer than its limit (RemoteUrl 2048, names 255, LocalIP 64 bytes)")
+	}
+	return nil
+}
+
+// batch accumulates one chunk's aggregates.
+type batch struct {
+	store.ChunkBatch
+	matcher interface {
+		Match(string) (catalog.App, bool)
+	}
+	records, unknown int64
+}
+
+func newBatch(m interface {
+	Match(string) (catalog.App, bool)
+}) *batch {
+	return &batch{matcher: m, ChunkBatch: store.ChunkBatch{
+		Traffic: map[store.TrafficKey]*store.Counters{}, Users: map[store.UserKey]struct{}{},
+		Actions: map[store.ActionKey]int64{}, People: map[string]*store.Seen{}, Addresses: map[string]*store.Seen{},
+	}}
+}
+
+func seen(m map[string]*store.Seen, key string, at time.Time) *store.Seen {
+	s, ok := m[key]
+	if !ok {
+		s = &store.Seen{Value: key, FirstSeen: at, LastSeen: at}
+		m[key] = s
+	}
+	if at.Before(s.FirstSeen) {
+		s.FirstSeen = at
+	}
+	if at.After(s.LastSeen) {
+		s.LastSeen = at
+	}
+	return s
+}
+
+// known ActionTypes that stand for a transaction, with the counter each
+// adds to besides transactions.
+var transactionActions = map[string]func(*store.Counters, int64){
+	telemetry.ConnectionSuccess:                func(*store.Counters, int64) {},
+	telemetry.DnsQueryResponse:                 func(*store.Counters, int64) {},
+	telemetry.ConnectionFailed:                 func(c *store.Counters, n int64) { c.Failures += n },
+	telemetry.NetworkProtectionBlocked:         func(c *store.Counters, n int64) { c.Blocks += n },
+	telemetry.NetworkProtectionWarned:          func(c *store.Counters, n int64) { c.Warns += n },
+	telemetry.NetworkProtectionAudited:         func(c *store.Counters, n int64) { c.Audits += n },
+	telemetry.NetworkProtectionUserBypassEvent: func(c *store.Counters, n int64) { c.Bypasses += n },
+}
+
+// add counts one record. Every ActionType, known or not, is counted per
+// hour; transactions go into the device × hour × app × domain aggregate.
+func (b *batch) add(r *record) {
+	b.records++
+	ts := r.Timestamp.UTC()
+	hour := store.HourOf(ts)
+	b.Actions[store.ActionKey{Hour: hour, ActionType: r.ActionType}]++
+	if r.ActionType == ActionDeviceInfo {
+		b.addInfo(r, ts)
+		return
+	}
+	count, ok := transactionActions[r.ActionType]
+	if !ok {
+		if r.ActionType != telemetry.ActionTelemetryGap {
+			b.unknown++
+		}
+		return
+	}
+	n := max(r.RepeatCount, 1)
+	domain := catalog.HostOf(r.RemoteUrl)
+	appID := ""
+	if domain != "" && b.matcher != nil {
+		if a, ok := b.matcher.Match(domain); ok {
+			appID = a.ID
+		}
+	}
+	k := store.TrafficKey{Hour: hour, AppID: appID, Domain: domain}
+	c := b.Traffic[k]
+	if c == nil {
+		c = &store.Counters{}
+		b.Traffic[k] = c
+	}
+	c.Transactions += n
+	c.BytesSent += r.BytesSent
+	c.BytesReceived += r.BytesReceived
+	count(c, n)
+	if u := r.InitiatingProcessAccountName; u != "" {
+		b.Users[store.UserKey{TrafficKey: k, User: u}] = struct{}{}
+		seen(b.People, u, ts)
+	}
+	if r.LocalIP != "" {
+		seen(b.Addresses, r.LocalIP, ts)
+	}
+}
+
+func (b *batch) addInfo(r *record, ts time.Time) {
+	users := r.users()
+	if len(users) > maxUsers {
+		users = users[:maxUsers]
+	}
+	for _, u := range users {
+		if u != "" && len(u) <= maxName {
+			seen(b.People, u, ts)
+		}
+	}
+	for i, a := range r.IPAddresses {
+		if i == maxAddrs || a.Address == "" || len(a.Address) > 64 {
+			break
+		}
+		s := seen(b.Addresses, a.Address, ts)
+		s.Interface, s.MAC = truncate(a.Interface, 64), truncate(a.Mac, 64)
+	}
+	if b.Info == nil || !ts.Before(b.Info.At) {
+		b.Info = &store.DeviceInfo{At: ts, Name: r.DeviceName, OSPlatform: truncate(r.OSPlatform, 64), OSVersion: truncate(r.OSVersion, maxName),
+			AgentVersion: truncate(r.AgentVersion, 64), LoggedOnUsers: users}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

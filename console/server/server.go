@@ -1,0 +1,205 @@
+// Package server is `netward-console serve`: one process with the
+// indicator feed, telemetry ingest, device enrollment and the admin JSON
+// API on one store, over HTTPS.
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/netward/netward/console/api"
+	"github.com/netward/netward/console/auth"
+	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/feed"
+	"github.com/netward/netward/console/ingest"
+	"github.com/netward/netward/console/store"
+)
+
+// Server runs the console.
+type Server struct {
+	cfg *Config
+	log *slog.Logger
+	out io.Writer // where the address, fingerprint and first password go
+	// Argon2 overrides the password cost (tests); zero: the default.
+	Argon2 auth.Argon2Params
+}
+
+// New builds the Server; it starts nothing.
+func New(cfg *Config, log *slog.Logger, out io.Writer) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	return &Server{cfg: cfg, log: log, out: out}
+}
+
+// signingKeyName is the store secret holding the feed's Ed25519 seed; in
+// the database, so every replica signs with one key.
+const signingKeyName = "feed-signing-key"
+
+// Run serves until ctx ends, then shuts down and returns nil (or the error
+// that stopped it).
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	st, err := store.Open(ctx, store.Config{DSN: cfg.Store.DSN, Log: s.log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	au := auth.New(auth.Config{Store: st, Log: s.log, Argon2: s.Argon2,
+		SessionIdle: time.Duration(cfg.Auth.SessionIdleHours) * time.Hour, SessionMax: time.Duration(cfg.Auth.SessionMaxDays) * 24 * time.Hour,
+		LoginBurst: cfg.Auth.LoginBurst})
+	seed, err := st.Secret(ctx, signingKeyName, func() ([]byte, error) {
+		b := make([]byte, ed25519.SeedSize)
+		_, err := rand.Read(b)
+		return b, err
+	})
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return fmt.Errorf("feed signing key: %v (%d bytes)", err, len(seed))
+	}
+	key := ed25519.NewKeyFromSeed(seed)
+	builtin, err := catalog.Builtin()
+	if err != nil {
+		return err
+	}
+	var matcher atomic.Pointer[catalog.Matcher]
+	rebuild := func(ctx context.Context) {
+		cat, err := feed.Catalog(ctx, st, builtin)
+		if err == nil {
+			var m *catalog.Matcher
+			if m, err = cat.NewMatcher(); err == nil {
+				matcher.Store(m)
+				return
+			}
+		}
+		s.log.Error("app matcher not rebuilt; the previous one stays", "err", err)
+	}
+	rebuild(ctx)
+	pub, err := feed.New(feed.Config{Store: st, Auth: au, Catalog: builtin, Key: key, Log: s.log,
+		MaxWait: time.Duration(cfg.Feed.MaxWaitSeconds) * time.Second, RefreshInterval: time.Duration(cfg.Feed.RefreshSeconds) * time.Second,
+		CheckinInterval: time.Duration(cfg.Feed.CheckinSeconds) * time.Second, FreshnessInterval: time.Duration(cfg.Feed.FreshnessMinutes) * time.Minute})
+	if err != nil {
+		return err
+	}
+	if _, err := pub.Publish(ctx); err != nil {
+		return err
+	}
+	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: filepath.Join(cfg.DataDir, "chunks"), Log: s.log,
+		Matcher:       func() ingest.Matcher { return matcher.Load() },
+		MaxCompressed: cfg.Ingest.MaxChunkBytes, MaxDecompressed: cfg.Ingest.MaxDecompressedBytes, MemoryBudget: cfg.Ingest.MemoryBudgetBytes,
+		RetryAfter: time.Duration(cfg.Ingest.RetryAfterSeconds) * time.Second, Retention: time.Duration(cfg.Ingest.RetentionDays) * 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	cert, created, err := loadOrCreateCert(cfg.TLS, cfg.DataDir, time.Now())
+	if err != nil {
+		return err
+	}
+	fp := Fingerprint(cert.Certificate[0])
+	selfSigned := cfg.TLS.CertFile == ""
+	apiFP := ""
+	if selfSigned {
+		apiFP = fp
+	}
+	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: builtin, CatalogChanged: rebuild, Fingerprint: apiFP, Log: s.log})
+
+	mux := http.NewServeMux()
+	mux.Handle(feed.Path, pub)
+	mux.Handle(ingest.Path, ing)
+	mux.Handle("/api/", a)
+	mux.Handle("/v1/enroll", a)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "netward console\n\nThe admin JSON API is under /api/ (docs/console.md). Agents use /v1/indicators, /v1/telemetry and /v1/enroll.\n")
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (key \"listen\"): %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           api.Recover(s.log, mux),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute, // a chunk upload; long polls only write
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// Requests inherit ctx: cancelling it ends held long polls at once.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+
+	fmt.Fprintf(s.out, "netward-console serving https://%s\n", ln.Addr())
+	if selfSigned {
+		note := ""
+		if created {
+			note = " (new self-signed certificate)"
+		}
+		fmt.Fprintf(s.out, "certificate SHA-256 fingerprint%s: %s\n", note, fp)
+	}
+	fmt.Fprintf(s.out, "feed public key: %s\n", base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
+	name, pw, err := au.Bootstrap(ctx)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("create the first admin: %w", err)
+	}
+	if pw != "" {
+		fmt.Fprintf(s.out, "initial admin account %q, password (shown once, change it after signing in): %s\n", name, pw)
+	}
+
+	var wg sync.WaitGroup
+	bg, stop := context.WithCancel(ctx)
+	defer stop()
+	for _, run := range []func(context.Context) error{pub.Run, ing.Run, func(ctx context.Context) error { return cleanSessions(ctx, st) }} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(bg) }()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = srv.Shutdown(sctx)
+		cancel()
+		<-errc
+	}
+	stop()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// cleanSessions removes expired sessions hourly.
+func cleanSessions(ctx context.Context, st *store.Store) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			_, _ = st.DeleteExpiredSessions(ctx, time.Now())
+		}
+	}
+}

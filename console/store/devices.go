@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// EnrollKey is an enrollment key (the secret is stored as its SHA-256).
+type EnrollKey struct {
+	ID         int64     `json:"id"`
+	Name       string    `json:"name"`
+	Hash       string    `json:"-"`
+	CreatedBy  string    `json:"createdBy"`
+	CreatedAt  time.Time `json:"createdAt"`
+	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
+	RevokedAt  time.Time `json:"revokedAt,omitzero"`
+	Uses       int64     `json:"uses"`
+	LastUsedAt time.Time `json:"lastUsedAt,omitzero"`
+}
+
+// Errors of Enroll.
+var (
+	ErrKeyInvalid    = errors.New("enrollment key unknown, revoked or expired")
+	ErrDeviceRevoked = errors.New("device was revoked; an admin must delete its record before it can enroll again")
+)
+
+// CreateEnrollKey stores a key.
+func (s *Store) CreateEnrollKey(ctx context.Context, k EnrollKey) (EnrollKey, error) {
+	err := s.w.QueryRowContext(ctx, s.q("INSERT INTO enrollment_keys (name, key_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id"),
+		k.Name, k.Hash, k.CreatedBy, ms(k.CreatedAt), ms(k.ExpiresAt)).Scan(&k.ID)
+	return k, err
+}
+
+// EnrollKeys lists every key, newest first.
+func (s *Store) EnrollKeys(ctx context.Context) ([]EnrollKey, error) {
+	return queryAll(ctx, s, func(sc scanner) (EnrollKey, error) {
+		var k EnrollKey
+		var c, e, r, l int64
+		err := sc.Scan(&k.ID, &k.Name, &k.Hash, &k.CreatedBy, &c, &e, &r, &k.Uses, &l)
+		k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromMS(c), fromMS(e), fromMS(r), fromMS(l)
+		return k, err
+	}, "SELECT id, name, key_hash, created_by, created_at, expires_at, revoked_at, uses, last_used_at FROM enrollment_keys ORDER BY id DESC")
+}
+
+// RevokeEnrollKey stops a key from enrolling more devices (devices already
+// enrolled with it keep their tokens).
+func (s *Store) RevokeEnrollKey(ctx context.Context, id int64) error {
+	return s.execOne(ctx, fmt.Sprintf("enrollment key %d (or already revoked)", id), "UPDATE enrollment_keys SET revoked_at = ? WHERE id = ? AND revoked_at = 0", ms(s.now()), id)
+}
+
+// Device is an enrolled endpoint.
+type Device struct {
+	ID              string    `json:"id"`
+	Name            string    `json:"name"`
+	TokenHash       string    `json:"-"`
+	EnrollmentKeyID int64     `json:"enrollmentKeyId"`
+	EnrolledAt      time.Time `json:"enrolledAt"`
+	RevokedAt       time.Time `json:"revokedAt,omitzero"`
+	RevokedBy       string    `json:"revokedBy,omitempty"`
+	LastSeenAt      time.Time `json:"lastSeenAt,omitzero"`
+	LastAddress     string    `json:"lastAddress,omitempty"`
+	// CheckinKnown is false until the agent sent a Netward-Agent header
+	// (older agents do not): the four fields below are then unknown.
+	CheckinKnown  bool      `json:"checkinKnown"`
+	AgentVersion  string    `json:"agentVersion,omitempty"`
+	OSPlatform    string    `json:"osPlatform,omitempty"`
+	OSVersion     string    `json:"osVersion,omitempty"`
+	SequenceHeld  int64     `json:"sequenceHeld"`
+	LastChunkAt   time.Time `json:"lastChunkAt,omitzero"`
+	InfoAt        time.Time `json:"infoAt,omitzero"`
+	LoggedOnUsers []string  `json:"loggedOnUsers,omitempty"`
+}
+
+// Revoked reports whether an admin revoked the device.
+func (d Device) Revoked() bool { return !d.RevokedAt.IsZero() }
+
+const deviceCols = "id, name, token_hash, enrollment_key_id, enrolled_at, revoked_at, revoked_by, last_seen_at, last_address, checkin_known, agent_version, os_platform, os_version, sequence_held, last_chunk_at, info_at, logged_on_users"
+
+func scanDevice(sc scanner) (Device, error) {
+	var d Device
+	var en, rv, ls, lc, ia int64
+	var known int
+	var users string
+	err := sc.Scan(&d.ID, &d.Name, &d.TokenHash, &d.EnrollmentKeyID, &en, &rv, &d.RevokedBy, &ls, &d.LastAddress, &known,
+		&d.AgentVersion, &d.OSPlatform, &d.OSVersion, &d.SequenceHeld, &lc, &ia, &users)
+	d.EnrolledAt, d.RevokedAt, d.LastSeenAt, d.LastChunkAt, d.InfoAt = fromMS(en), fromMS(rv), fromMS(ls), fromMS(lc), fromMS(ia)
+	d.CheckinKnown = known != 0
+	if users != "" {
+		d.LoggedOnUsers = strings.Split(users, "\n")
+	}
+	return d, err
+}
+
+// Enroll checks an enrollment key and registers (or re-registers) the
+// device with a new token hash, in one transaction. Re-enrolling replaces
+// the device's token, so a machine that lost its data dir enrolls again
+// under the same id; a revoked device cannot.
+func (s *Store) Enroll(ctx context.Context, keyHash string, d Device) (Device, error) {
+	now := s.now()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var keyID, exp, rev int64
+		err := tx.QueryRowContext(ctx, s.q("SELECT id, expires_at, revoked_at FROM enrollment_keys WHERE key_hash = ?"), keyHash).Scan(&keyID, &exp, &rev)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && (rev != 0 || (exp != 0 && exp <= ms(now)))) {
+			return ErrKeyInvalid
+		}
+		if err != nil {
+			return err
+		}
+		var revoked int64
+		err = tx.QueryRowContext(ctx, s.q("SELECT revoked_at FROM devices WHERE id = ?"), d.ID).Scan(&revoked)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, s.q("INSERT INTO devices (id, name, token_hash, enrollment_key_id, enrolled_at) VALUES (?, ?, ?, ?, ?)"),
+				d.ID, d.Name, d.TokenHash, keyID, ms(now))
+		case err != nil:
+		case revoked != 0:
+			return ErrDeviceRevoked
+		default:
+			_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET name = ?, token_hash = ?, enrollment_key_id = ?, enrolled_at = ? WHERE id = ?"),
+				d.Name, d.TokenHash, keyID, ms(now), d.ID)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q("UPDATE enrollment_keys SET uses = uses + 1, last_used_at = ? WHERE id = ?"), ms(now), keyID)
+		return err
+	})
+	if err != nil {
+		return Device{}, err
+	}
+	return s.Device(ctx, d.ID)
+}
+
+// Device finds a device by id.
+func (s *Store) Device(ctx context.Context, id string) (Device, error) {
+	d, err := scanDevice(s.queryRow(ctx, "SELECT "+deviceCols+" FROM devices WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("device %q: %w", id, ErrNotFound)
+	}
+	return d, err
+}
+
+// DeviceByToken finds the device a token hash belongs to.
+func (s *Store) DeviceByToken(ctx context.Context, hash string) (Device, error) {
+	d, err := scanDevice(s.queryRow(ctx, "SELECT "+deviceCols+" FROM devices WHERE token_hash = ?", hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, ErrNotFound
+	}
+	return d, err
+}
+
+// Devices lists devices by name.
+func (s *Store) Devices(ctx context.Context) ([]Device, error) {
+	return queryAll(ctx, s, scanDevice, "SELECT "+deviceCols+" FROM devices ORDER BY name, id")
+}
+
+// RevokeDevice cuts a device off: its token is refused from now on.
+func (s *Store) RevokeDevice(ctx context.Context, id, by string) error {
+	r, err := s.exec(ctx, "UPDATE devices SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at = 0", ms(s.now()), by, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		if _, err := s.Device(ctx, id); err != nil {
+			return err
+		}
+		return nil // already revoked
+	}
+	return nil
+}
+
+// DeleteDevice removes a device's record (its traffic history stays); the
+// machine may enroll again afterwards.
+func (s *Store) DeleteDevice(ctx context.Context, id string) error {
+	return s.execOne(ctx, fmt.Sprintf("device %q", id), "DELETE FROM devices WHERE id = ?", id)
+}
+
+// Checkin is what a feed request tells about a device.
+type Checkin struct {
+	DeviceID string
+	At       time.Time
+	Address  string
+	// Known is false when the agent sent no (valid) Netward-Agent header.
+	Known                           bool
+	AgentVersion, OSPlatform, OSVer string
+	Sequence                        int64
+}
+
+// SaveCheckins records a batch of check-ins in one transaction (the feed
+// buffers them, so a fleet's long polls cost one write per interval, not
+// one per request).
+func (s *Store) SaveCheckins(ctx context.Context, cs []Checkin) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		plain, err := tx.PrepareContext(ctx, s.q("UPDATE devices SET last_seen_at = ?, last_address = ? WHERE id = ? AND last_seen_at <= ?"))
+		if err != nil {
+			return err
+		}
+		defer plain.Close()
+		full, err := tx.PrepareContext(ctx, s.q("UPDATE devices SET last_seen_at = ?, last_address = ?, checkin_known = 1, agent_version = ?, os_platform = ?, os_version = ?, sequence_held = ? WHERE id = ? AND last_seen_at <= ?"))
+		if err != nil {
+			return err
+		}
+		defer full.Close()
+		for _, c := range cs {
+			if c.Known {
+				_, err = full.ExecContext(ctx, ms(c.At), c.Address, c.AgentVersion, c.OSPlatform, c.OSVer, c.Sequence, c.DeviceID, ms(c.At))
+			} else {
+				_, err = plain.ExecContext(ctx, ms(c.At), c.Address, c.DeviceID, ms(c.At))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/netward/netward/internal/pgtest"
+)
+
+// pg is this package's private PostgreSQL cluster (nil when unavailable;
+// pgErr says why).
+var (
+	pg    *pgtest.Cluster
+	pgErr error
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("NETWARD_E2E") != "off" {
+		pg, pgErr = pgtest.Start()
+	} else {
+		pgErr = errors.New("NETWARD_E2E=off")
+	}
+	code := m.Run()
+	if pg != nil {
+		pg.Stop()
+	}
+	os.Exit(code)
+}
+
+// eachStore runs f against a fresh SQLite store and a fresh PostgreSQL
+// database: the one suite both backends must pass.
+func eachStore(t *testing.T, f func(t *testing.T, s *Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		s, err := Open(context.Background(), Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "console.db")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		if pg == nil {
+			msg := fmt.Sprintf("PostgreSQL store tests need a private cluster: %v", pgErr)
+			if pgtest.Required() {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+		dsn, err := pg.NewDatabase("store")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(context.Background(), Config{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f(t, s)
+	})
+}

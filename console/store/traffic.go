@@ -1,0 +1,322 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ChunkMeta is one ingested telemetry chunk; the raw gzip NDJSON is at Path
+// (relative to the console's chunk directory).
+type ChunkMeta struct {
+	DeviceID        string    `json:"deviceId"`
+	ChunkID         string    `json:"chunkId"`
+	SHA256          string    `json:"sha256"`
+	CompressedBytes int64     `json:"compressedBytes"`
+	Records         int64     `json:"records"`
+	ReceivedAt      time.Time `json:"receivedAt"`
+	Path            string    `json:"path"`
+}
+
+// TrafficKey is the aggregation key below the device: the hour (Unix
+// seconds of its start), the app (catalog id, "" for none) and the domain
+// ("" for records without one).
+type TrafficKey struct {
+	Hour   int64
+	AppID  string
+	Domain string
+}
+
+// Counters are what a record adds to its aggregate.
+type Counters struct {
+	Transactions  int64 `json:"transactions"`
+	BytesSent     int64 `json:"bytesSent"`
+	BytesReceived int64 `json:"bytesReceived"`
+	Blocks        int64 `json:"blocks"`
+	Warns         int64 `json:"warns"`
+	Bypasses      int64 `json:"bypasses"`
+	Audits        int64 `json:"audits"`
+	Failures      int64 `json:"failures"`
+}
+
+// Add sums o into c.
+func (c *Counters) Add(o Counters) {
+	c.Transactions += o.Transactions
+	c.BytesSent += o.BytesSent
+	c.BytesReceived += o.BytesReceived
+	c.Blocks += o.Blocks
+	c.Warns += o.Warns
+	c.Bypasses += o.Bypasses
+	c.Audits += o.Audits
+	c.Failures += o.Failures
+}
+
+// ActionKey is an hour and an ActionType.
+type ActionKey struct {
+	Hour       int64
+	ActionType string
+}
+
+// UserKey is a distinct user under a traffic key.
+type UserKey struct {
+	TrafficKey
+	User string
+}
+
+// Seen is a first/last sighting of a user or an address on a device.
+type Seen struct {
+	Value     string    `json:"value"`
+	Interface string    `json:"interface,omitempty"`
+	MAC       string    `json:"mac,omitempty"`
+	FirstSeen time.Time `json:"firstSeen"`
+	LastSeen  time.Time `json:"lastSeen"`
+}
+
+// DeviceInfo is the newest DeviceInfo record of a chunk.
+type DeviceInfo struct {
+	At                                        time.Time
+	Name, OSPlatform, OSVersion, AgentVersion string
+	LoggedOnUsers                             []string
+}
+
+// ChunkBatch is everything one chunk adds to the store, applied in one
+// transaction with the chunk's row.
+type ChunkBatch struct {
+	Meta      ChunkMeta
+	Traffic   map[TrafficKey]*Counters
+	Users     map[UserKey]struct{}
+	Actions   map[ActionKey]int64
+	People    map[string]*Seen // device users by name
+	Addresses map[string]*Seen // device addresses by address
+	Info      *DeviceInfo
+}
+
+const chunkCols = "device_id, chunk_id, sha256, compressed_bytes, records, received_at, path"
+
+func scanChunk(sc scanner) (ChunkMeta, error) {
+	var c ChunkMeta
+	var at int64
+	err := sc.Scan(&c.DeviceID, &c.ChunkID, &c.SHA256, &c.CompressedBytes, &c.Records, &at, &c.Path)
+	c.ReceivedAt = fromMS(at)
+	return c, err
+}
+
+// Chunk returns a stored chunk's row.
+func (s *Store) Chunk(ctx context.Context, device, chunk string) (ChunkMeta, error) {
+	c, err := scanChunk(s.queryRow(ctx, "SELECT "+chunkCols+" FROM chunks WHERE device_id = ? AND chunk_id = ?", device, chunk))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ErrNotFound
+	}
+	return c, err
+}
+
+// IngestChunk stores the chunk's row and adds its aggregates in one
+// transaction. A chunk id already stored gives ErrDuplicateChunk (same
+// SHA-256: nothing is counted again) or ErrChunkConflict.
+func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
+	m := b.Meta
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, s.q("INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, chunk_id) DO NOTHING"),
+			m.DeviceID, m.ChunkID, m.SHA256, m.CompressedBytes, m.Records, ms(m.ReceivedAt), m.Path)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			var sum string
+			if err := tx.QueryRowContext(ctx, s.q("SELECT sha256 FROM chunks WHERE device_id = ? AND chunk_id = ?"), m.DeviceID, m.ChunkID).Scan(&sum); err != nil {
+				return err
+			}
+			if sum == m.SHA256 {
+				return ErrDuplicateChunk
+			}
+			return ErrChunkConflict
+		}
+		if err := s.applyTraffic(ctx, tx, m.DeviceID, b); err != nil {
+			return err
+		}
+		if err := s.applySeen(ctx, tx, m.DeviceID, b); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET last_chunk_at = ? WHERE id = ? AND last_chunk_at < ?"), ms(m.ReceivedAt), m.DeviceID, ms(m.ReceivedAt))
+		if err != nil {
+			return err
+		}
+		if in := b.Info; in != nil {
+			_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET info_at = ?, logged_on_users = ?, "+
+				"agent_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE agent_version END, "+
+				"os_platform = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_platform END, "+
+				"os_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_version END "+
+				"WHERE id = ? AND info_at <= ?"),
+				ms(in.At), strings.Join(in.LoggedOnUsers, "\n"), in.AgentVersion, in.AgentVersion, in.OSPlatform, in.OSPlatform,
+				in.OSVersion, in.OSVersion, m.DeviceID, ms(in.At))
+		}
+		return err
+	})
+}
+
+func (s *Store) applyTraffic(ctx context.Context, tx *sql.Tx, device string, b *ChunkBatch) error {
+	if len(b.Traffic) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO traffic_hourly (device_id, hour, app_id, domain, transactions, bytes_sent, bytes_received, blocks, warns, bypasses, audits, failures) "+
+			"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, hour, app_id, domain) DO UPDATE SET "+
+			"transactions = traffic_hourly.transactions + excluded.transactions, bytes_sent = traffic_hourly.bytes_sent + excluded.bytes_sent, "+
+			"bytes_received = traffic_hourly.bytes_received + excluded.bytes_received, blocks = traffic_hourly.blocks + excluded.blocks, "+
+			"warns = traffic_hourly.warns + excluded.warns, bypasses = traffic_hourly.bypasses + excluded.bypasses, "+
+			"audits = traffic_hourly.audits + excluded.audits, failures = traffic_hourly.failures + excluded.failures"))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for k, c := range b.Traffic {
+			if _, err := st.ExecContext(ctx, device, k.Hour, k.AppID, k.Domain, c.Transactions, c.BytesSent, c.BytesReceived, c.Blocks, c.Warns, c.Bypasses, c.Audits, c.Failures); err != nil {
+				return fmt.Errorf("store: traffic: %w", err)
+			}
+		}
+	}
+	if len(b.Users) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO traffic_hourly_users (device_id, hour, app_id, domain, user_name) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for k := range b.Users {
+			if _, err := st.ExecContext(ctx, device, k.Hour, k.AppID, k.Domain, k.User); err != nil {
+				return fmt.Errorf("store: users: %w", err)
+			}
+		}
+	}
+	if len(b.Actions) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO actions_hourly (device_id, hour, action_type, records) VALUES (?, ?, ?, ?) "+
+			"ON CONFLICT (device_id, hour, action_type) DO UPDATE SET records = actions_hourly.records + excluded.records"))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for k, n := range b.Actions {
+			if _, err := st.ExecContext(ctx, device, k.Hour, k.ActionType, n); err != nil {
+				return fmt.Errorf("store: actions: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// seenUpsert keeps the earliest first and the latest last sighting.
+const seenUpdate = "first_seen = CASE WHEN excluded.first_seen < %[1]s.first_seen THEN excluded.first_seen ELSE %[1]s.first_seen END, " +
+	"last_seen = CASE WHEN excluded.last_seen > %[1]s.last_seen THEN excluded.last_seen ELSE %[1]s.last_seen END"
+
+func (s *Store) applySeen(ctx context.Context, tx *sql.Tx, device string, b *ChunkBatch) error {
+	if len(b.People) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO device_users (device_id, user_name, first_seen, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT (device_id, user_name) DO UPDATE SET "+
+			fmt.Sprintf(seenUpdate, "device_users")))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, p := range b.People {
+			if _, err := st.ExecContext(ctx, device, p.Value, ms(p.FirstSeen), ms(p.LastSeen)); err != nil {
+				return fmt.Errorf("store: device users: %w", err)
+			}
+		}
+	}
+	if len(b.Addresses) > 0 {
+		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO device_addresses (device_id, address, interface, mac, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, address) DO UPDATE SET "+
+			"interface = CASE WHEN excluded.interface <> '' THEN excluded.interface ELSE device_addresses.interface END, "+
+			"mac = CASE WHEN excluded.mac <> '' THEN excluded.mac ELSE device_addresses.mac END, "+
+			fmt.Sprintf(seenUpdate, "device_addresses")))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, a := range b.Addresses {
+			if _, err := st.ExecContext(ctx, device, a.Value, a.Interface, a.MAC, ms(a.FirstSeen), ms(a.LastSeen)); err != nil {
+				return fmt.Errorf("store: device addresses: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// TrafficTotal is one app × domain summed over a period.
+type TrafficTotal struct {
+	AppID  string `json:"appId,omitempty"`
+	Domain string `json:"domain,omitempty"`
+	Counters
+	Users int64 `json:"users"`
+}
+
+// DeviceTraffic sums a device's traffic per app × domain over [from, to),
+// busiest first.
+func (s *Store) DeviceTraffic(ctx context.Context, device string, from, to time.Time) ([]TrafficTotal, error) {
+	return queryAll(ctx, s, func(sc scanner) (TrafficTotal, error) {
+		var t TrafficTotal
+		c := &t.Counters
+		err := sc.Scan(&t.AppID, &t.Domain, &c.Transactions, &c.BytesSent, &c.BytesReceived, &c.Blocks, &c.Warns, &c.Bypasses, &c.Audits, &c.Failures, &t.Users)
+		return t, err
+	}, "SELECT t.app_id, t.domain, SUM(t.transactions), SUM(t.bytes_sent), SUM(t.bytes_received), SUM(t.blocks), SUM(t.warns), SUM(t.bypasses), SUM(t.audits), SUM(t.failures), "+
+		"(SELECT COUNT(DISTINCT u.user_name) FROM traffic_hourly_users u WHERE u.device_id = t.device_id AND u.app_id = t.app_id AND u.domain = t.domain AND u.hour >= ? AND u.hour < ?) "+
+		"FROM traffic_hourly t WHERE t.device_id = ? AND t.hour >= ? AND t.hour < ? GROUP BY t.device_id, t.app_id, t.domain ORDER BY SUM(t.transactions) DESC, t.app_id, t.domain",
+		hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
+}
+
+// DeviceActions counts a device's records per ActionType over [from, to).
+func (s *Store) DeviceActions(ctx context.Context, device string, from, to time.Time) (map[string]int64, error) {
+	type count struct {
+		action string
+		n      int64
+	}
+	list, err := queryAll(ctx, s, func(sc scanner) (count, error) {
+		var c count
+		return c, sc.Scan(&c.action, &c.n)
+	}, "SELECT action_type, SUM(records) FROM actions_hourly WHERE device_id = ? AND hour >= ? AND hour < ? GROUP BY action_type", device, hourOf(from), hourOf(to))
+	out := make(map[string]int64, len(list))
+	for _, c := range list {
+		out[c.action] = c.n
+	}
+	return out, err
+}
+
+// DeviceSeen lists a device's users (what = "users") or addresses
+// ("addresses"), most recently seen first.
+func (s *Store) DeviceSeen(ctx context.Context, device, what string) ([]Seen, error) {
+	var q string
+	switch what {
+	case "users":
+		q = "SELECT user_name, '', '', first_seen, last_seen FROM device_users WHERE device_id = ? ORDER BY last_seen DESC"
+	case "addresses":
+		q = "SELECT address, interface, mac, first_seen, last_seen FROM device_addresses WHERE device_id = ? ORDER BY last_seen DESC"
+	default:
+		return nil, fmt.Errorf("store: DeviceSeen(%q)", what)
+	}
+	return queryAll(ctx, s, func(sc scanner) (Seen, error) {
+		var v Seen
+		var f, l int64
+		err := sc.Scan(&v.Value, &v.Interface, &v.MAC, &f, &l)
+		v.FirstSeen, v.LastSeen = fromMS(f), fromMS(l)
+		return v, err
+	}, q, device)
+}
+
+// ChunkStats counts a device's stored chunks and their records.
+func (s *Store) ChunkStats(ctx context.Context, device string) (chunks, records int64, err error) {
+	err = s.queryRow(ctx, "SELECT COUNT(*), COALESCE(SUM(records), 0) FROM chunks WHERE device_id = ?", device).Scan(&chunks, &records)
+	return
+}
+
+// ChunksBefore lists up to limit chunks received before t (for retention).
+func (s *Store) ChunksBefore(ctx context.Context, t time.Time, limit int) ([]ChunkMeta, error) {
+	return queryAll(ctx, s, scanChunk, "SELECT "+chunkCols+" FROM chunks WHERE received_at < ? ORDER BY received_at LIMIT ?", ms(t), limit)
+}
+
+// DeleteChunk forgets a chunk's row (its aggregates stay).
+func (s *Store) DeleteChunk(ctx context.Context, device, chunk string) error {
+	_, err := s.exec(ctx, "DELETE FROM chunks WHERE device_id = ? AND chunk_id = ?", device, chunk)
+	return err
+}
+
+// HourOf is the start of t's hour in Unix seconds, the aggregation key.
+func HourOf(t time.Time) int64 { return hourOf(t) }
+
+func hourOf(t time.Time) int64 { return t.Unix() - ((t.Unix()%3600)+3600)%3600 }
