@@ -51,6 +51,14 @@ func adminMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stderr, adminUsage)
 		return 2
 	}
+	switch verb {
+	case "add", "passwd", "remove", "list":
+	default:
+		// Before the store is opened: an unknown verb must not create
+		// ./netward-console-data as a side effect.
+		fmt.Fprintf(stderr, "netward-console admin: unknown verb %q\n%s\n", verb, adminUsage)
+		return 2
+	}
 	needName := verb != "list"
 	if (name == "") == needName {
 		fmt.Fprintln(stderr, adminUsage)

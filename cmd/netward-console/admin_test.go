@@ -45,8 +45,14 @@ func TestAdminVerbs(t *testing.T) {
 	if code, _, _ := runAdmin("", "remove", "bob", "--config", cfg); code != 0 {
 		t.Errorf("remove = %d", code)
 	}
+	// An unknown verb without --config is refused before the default store
+	// (./netward-console-data) is created in the working directory.
+	t.Chdir(t.TempDir())
 	if code, _, _ := runAdmin("", "frobnicate", "x"); code != 2 {
 		t.Errorf("unknown verb = %d", code)
+	}
+	if _, err := os.Stat("netward-console-data"); !os.IsNotExist(err) {
+		t.Errorf("an unknown verb created ./netward-console-data (%v)", err)
 	}
 	var out2, errb bytes.Buffer
 	if code := configMain([]string{"check", "--config", cfg}, &out2, &errb); code != 0 {
