@@ -364,13 +364,19 @@ func (s *Service) CreateEnrollKey(ctx context.Context, name, by string, expires 
 	return secret, k, err
 }
 
-var deviceIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+// idRE is the alphabet of device and chunk ids (CONTRACT §6). The first
+// character is a letter or digit, so "." and ".." (and hidden names) are
+// never ids: ids become path elements under the data directory.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidID reports whether s may be a device or chunk id.
+func ValidID(s string) bool { return idRE.MatchString(s) }
 
 // CheckDeviceID says what is wrong with a device id (it appears in upload
 // paths, so CONTRACT §6's id alphabet), or nil.
 func CheckDeviceID(id string) error {
-	if !deviceIDRE.MatchString(id) {
-		return fmt.Errorf("%w %q: use 1-128 letters, digits, '.', '_' or '-'", ErrBadDeviceID, id)
+	if !ValidID(id) {
+		return fmt.Errorf("%w %q: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrBadDeviceID, id)
 	}
 	return nil
 }

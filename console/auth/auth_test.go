@@ -141,8 +141,10 @@ func TestDeviceTokens(t *testing.T) {
 	if err != nil || !strings.HasPrefix(key, PrefixEnrollKey) {
 		t.Fatalf("CreateEnrollKey = %q, %v", key, err)
 	}
-	if _, _, err := s.Enroll(ctx, key, "../etc", "x"); err == nil {
-		t.Error("a device id with a slash was accepted")
+	for _, bad := range []string{"../etc", ".", "..", ".hidden", "-x", ""} {
+		if _, _, err := s.Enroll(ctx, key, bad, "x"); !errors.Is(err, ErrBadDeviceID) {
+			t.Errorf("device id %q: err = %v, want ErrBadDeviceID", bad, err)
+		}
 	}
 	if _, _, err := s.Enroll(ctx, "nwe_wrong", "d1", "x"); !errors.Is(err, store.ErrKeyInvalid) {
 		t.Errorf("wrong key err = %v", err)

@@ -19,11 +19,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +103,22 @@ type Stats struct {
 	Records        atomic.Int64
 	UnknownActions atomic.Int64
 	InFlight       atomic.Int64
+	// ClampedTimestamps counts records re-dated to their receipt time;
+	// skipped the records left out of taken chunks, by reason.
+	ClampedTimestamps atomic.Int64
+	mu                sync.Mutex
+	skipped           map[string]int64
+}
+
+func (s *Stats) skip(m map[string]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.skipped == nil {
+		s.skipped = map[string]int64{}
+	}
+	for k, v := range m {
+		s.skipped[k] += v
+	}
 }
 
 // Snapshot is Stats as plain numbers.
@@ -116,6 +132,12 @@ type Snapshot struct {
 	Records        int64 `json:"records"`
 	UnknownActions int64 `json:"unknownActions"`
 	InFlight       int64 `json:"inFlight"`
+	// SkippedRecords: records left out of chunks that were taken, by
+	// reason (malformed, lineTooLong, noTimestamp, otherDeviceId, …).
+	SkippedRecords map[string]int64 `json:"skippedRecords"`
+	// ClampedTimestamps: records dated more than a year before or an hour
+	// after their receipt, counted at the receipt time instead.
+	ClampedTimestamps int64 `json:"clampedTimestamps"`
 }
 
 // New checks the config and creates Dir; it starts nothing.
@@ -167,11 +189,14 @@ func New(cfg Config) (*Ingest, error) {
 // Stats returns the counters.
 func (in *Ingest) Stats() Snapshot {
 	s := &in.stats
-	return Snapshot{Created: s.Created.Load(), Duplicates: s.Duplicates.Load(), Conflicts: s.Conflicts.Load(), Refused: s.Refused.Load(),
-		TooLarge: s.TooLarge.Load(), Busy: s.Busy.Load(), Records: s.Records.Load(), UnknownActions: s.UnknownActions.Load(), InFlight: s.InFlight.Load()}
+	out := Snapshot{Created: s.Created.Load(), Duplicates: s.Duplicates.Load(), Conflicts: s.Conflicts.Load(), Refused: s.Refused.Load(),
+		TooLarge: s.TooLarge.Load(), Busy: s.Busy.Load(), Records: s.Records.Load(), UnknownActions: s.UnknownActions.Load(), InFlight: s.InFlight.Load(),
+		ClampedTimestamps: s.ClampedTimestamps.Load(), SkippedRecords: map[string]int64{}}
+	s.mu.Lock()
+	maps.Copy(out.SkippedRecords, s.skipped)
+	s.mu.Unlock()
+	return out
 }
-
-var idRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // httpError is an answer with a status.
 type httpError struct {
@@ -222,8 +247,8 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 		return 0, fail(http.StatusMethodNotAllowed, "use PUT /v1/telemetry/{deviceId}/{chunkId}")
 	}
 	device, chunk := r.PathValue("device"), r.PathValue("chunk")
-	if !idRE.MatchString(device) || !idRE.MatchString(chunk) {
-		return 0, fail(http.StatusBadRequest, "device and chunk ids may only use letters, digits, '.', '_' and '-' (at most 128)")
+	if !auth.ValidID(device) || !auth.ValidID(chunk) {
+		return 0, fail(http.StatusBadRequest, "device and chunk ids may only use letters, digits, '.', '_' and '-' (at most 128), starting with a letter or digit")
 	}
 	dev, err := in.cfg.Auth.Device(r.Context(), auth.BearerToken(r))
 	switch {
@@ -275,12 +300,15 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 	if code, err, done := in.already(r.Context(), device, chunk, digest); done {
 		return code, err
 	}
-	b, err := in.parse(body, device)
+	now := in.now().UTC()
+	b, err := in.parse(body, device, now)
 	if err != nil {
 		return 0, err
 	}
-	now := in.now().UTC()
-	rel := filepath.Join(now.Format("2006-01-02"), device, chunk+".ndjson.gz")
+	rel, err := chunkPath(now, device, chunk)
+	if err != nil {
+		return 0, fail(http.StatusBadRequest, "%v", err)
+	}
 	if err := writeFile(filepath.Join(in.cfg.Dir, rel), body); err != nil {
 		return 0, fmt.Errorf("store raw chunk: %w", err)
 	}
@@ -297,7 +325,26 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 	in.stats.Created.Add(1)
 	in.stats.Records.Add(b.records)
 	in.stats.UnknownActions.Add(b.unknown)
+	in.stats.ClampedTimestamps.Add(b.clamped)
+	if len(b.skipped) > 0 || b.clamped > 0 {
+		in.stats.skip(b.skipped)
+		// One line per chunk, never per record.
+		in.log.Warn("ingest: chunk taken with records left out or re-dated", "device", device, "chunk", chunk,
+			"records", b.records, "skipped", b.skipped, "clampedTimestamps", b.clamped)
+	}
 	return http.StatusCreated, nil
+}
+
+// chunkPath is where a chunk's raw file goes, relative to the chunk
+// directory: <date>/<device>/<chunk>.ndjson.gz. The ids are checked again
+// here, next to the file system, and the path must stay local and keep its
+// three elements.
+func chunkPath(received time.Time, device, chunk string) (string, error) {
+	rel := filepath.Join(received.Format("2006-01-02"), device, chunk+".ndjson.gz")
+	if !auth.ValidID(device) || !auth.ValidID(chunk) || !filepath.IsLocal(rel) || strings.Count(filepath.ToSlash(rel), "/") != 2 || filepath.Base(filepath.Dir(rel)) != device {
+		return "", fmt.Errorf("device %q / chunk %q do not make a file name under the data directory", device, chunk)
+	}
+	return rel, nil
 }
 
 // already answers a chunk id the store has: 200 for the same bytes (a
@@ -339,51 +386,89 @@ func (in *Ingest) lockDevice(id string) func() {
 }
 
 // parse streams the gzip body line by line into aggregates: memory stays
-// at one line and the aggregates, however far the chunk decompresses.
-func (in *Ingest) parse(body []byte, device string) (*batch, error) {
+// at one line and the aggregates, however far the chunk decompresses. A
+// record that cannot be counted (broken JSON, a line over MaxLine, another
+// device's id, a bad field) is skipped and counted by reason; the rest of
+// the chunk is taken — the raw file keeps every line. Only a chunk with no
+// countable record at all, or one past the size limits, is refused.
+func (in *Ingest) parse(body []byte, device string, received time.Time) (*batch, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, fail(http.StatusBadRequest, "body is not gzip: %v", err)
 	}
 	lr := &io.LimitedReader{R: zr, N: in.cfg.MaxDecompressed + 1}
-	sc := bufio.NewScanner(lr)
-	sc.Buffer(make([]byte, 0, min(64<<10, in.cfg.MaxLine)), in.cfg.MaxLine)
+	br := bufio.NewReaderSize(lr, in.cfg.MaxLine+1)
 	b := newBatch(in.cfg.Matcher())
-	line := 0
-	for sc.Scan() {
+	line, lines, firstBad := 0, 0, ""
+	skip := func(reason string) {
+		b.skipped[reason]++
+		if firstBad == "" {
+			firstBad = fmt.Sprintf("line %d: %s", line, reason)
+		}
+	}
+	for {
+		raw, long, err := readLine(br)
+		if len(raw) == 0 && !long && err != nil {
+			if lr.N <= 0 {
+				return nil, fail(http.StatusRequestEntityTooLarge, "chunk decompresses to more than %d bytes", in.cfg.MaxDecompressed)
+			}
+			if !errors.Is(err, io.EOF) {
+				return nil, fail(http.StatusBadRequest, "body is not valid gzip: %v", err)
+			}
+			break
+		}
 		line++
-		raw := bytes.TrimSpace(sc.Bytes())
+		if lr.N <= 0 { // the line was cut by the limit
+			return nil, fail(http.StatusRequestEntityTooLarge, "chunk decompresses to more than %d bytes", in.cfg.MaxDecompressed)
+		}
+		if long {
+			skip(skipLineTooLong)
+			continue
+		}
+		raw = bytes.TrimSpace(raw)
 		if len(raw) == 0 {
 			continue
 		}
-		if int(b.records) >= in.cfg.MaxRecords {
+		if lines >= in.cfg.MaxRecords {
 			return nil, fail(http.StatusRequestEntityTooLarge, "chunk has more than %d records", in.cfg.MaxRecords)
 		}
+		lines++
 		var rec record
 		if err := json.Unmarshal(raw, &rec); err != nil {
-			if lr.N <= 0 { // the line was cut by the limit, not broken
-				return nil, fail(http.StatusRequestEntityTooLarge, "chunk decompresses to more than %d bytes", in.cfg.MaxDecompressed)
-			}
-			return nil, fail(http.StatusBadRequest, "line %d: not a telemetry record: %v", line, err)
+			skip(skipMalformed)
+			continue
 		}
-		if err := rec.check(device); err != nil {
-			return nil, fail(http.StatusBadRequest, "line %d: %v", line, err)
+		reason, clamped := rec.check(device, received)
+		if reason != "" {
+			skip(reason)
+			continue
+		}
+		if clamped {
+			b.clamped++
 		}
 		b.add(&rec)
 	}
-	if lr.N <= 0 {
-		return nil, fail(http.StatusRequestEntityTooLarge, "chunk decompresses to more than %d bytes", in.cfg.MaxDecompressed)
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fail(http.StatusRequestEntityTooLarge, "line %d is longer than %d bytes", line+1, in.cfg.MaxLine)
-		}
-		return nil, fail(http.StatusBadRequest, "body is not valid gzip: %v", err)
-	}
 	if b.records == 0 {
+		if firstBad != "" {
+			return nil, fail(http.StatusBadRequest, "chunk has no record that can be counted (%s)", firstBad)
+		}
 		return nil, fail(http.StatusBadRequest, "chunk has no records")
 	}
 	return b, nil
+}
+
+// readLine reads one line of at most the reader's buffer size; a longer
+// line is consumed to its end and reported as long (its bytes dropped).
+func readLine(br *bufio.Reader) (line []byte, long bool, err error) {
+	line, err = br.ReadSlice('\n')
+	for errors.Is(err, bufio.ErrBufferFull) {
+		long = true
+		_, err = br.ReadSlice('\n')
+	}
+	if long {
+		return nil, true, nil
+	}
+	return line, false, err
 }
 
 // writeFile writes data durably: a temporary file, fsync, rename, fsync of
@@ -451,8 +536,14 @@ func (in *Ingest) Expire(ctx context.Context) (int, error) {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return total, err
 			}
-			_ = os.Remove(filepath.Dir(p))               // the device dir, once empty
-			_ = os.Remove(filepath.Dir(filepath.Dir(p))) // the date dir, once empty
+			// The device and date dirs, once empty; only for a path of the
+			// <date>/<device>/<chunk> shape, so a row written by an older
+			// console for a device "..", say, never removes the chunk
+			// directory itself.
+			if rel := filepath.Clean("/" + c.Path)[1:]; strings.Count(filepath.ToSlash(rel), "/") == 2 {
+				_ = os.Remove(filepath.Dir(p))
+				_ = os.Remove(filepath.Dir(filepath.Dir(p)))
+			}
 			if err := in.cfg.Store.DeleteChunk(ctx, c.DeviceID, c.ChunkID); err != nil {
 				return total, err
 			}

@@ -164,7 +164,7 @@ func TestIngestRefuses(t *testing.T) {
 		{"no timestamp", "dev1", gz(`{"DeviceId":"dev1","ActionType":"ConnectionSuccess"}`), "", 400},
 		{"bad port", "dev1", gz(rec("ConnectionSuccess", `,"RemotePort":70000`)), "", 400},
 		{"gzip bomb", "dev1", gz(strings.Repeat(rec("ConnectionSuccess", `,"Pad":"`+strings.Repeat("x", 1000)+`"`)+"\n", 2000)), "", 413},
-		{"line too long", "dev1", gz(rec("ConnectionSuccess", `,"Pad":"`+strings.Repeat("y", 70<<10)+`"`)), "", 413},
+		{"only a line too long", "dev1", gz(rec("ConnectionSuccess", `,"Pad":"`+strings.Repeat("y", 70<<10)+`"`)), "", 400},
 		{"body too large", "dev1", bytes.Repeat([]byte{1}, 65<<10), "", 413},
 	}
 	for i, tt := range tests {
@@ -193,6 +193,114 @@ func TestIngestRefuses(t *testing.T) {
 	f.auth.ForgetDevice("dev1")
 	if got := f.put(t, "dev1", "after-revoke", ok).StatusCode; got != http.StatusForbidden {
 		t.Errorf("revoked device PUT = %d, want 403", got)
+	}
+}
+
+// One odd record never costs the chunk (review #9): a 1970 timestamp (a
+// clock before NTP) is counted at the receipt time, and a broken line,
+// another device's record or a line over MaxLine is skipped and counted by
+// reason, while every good record of the chunk is counted.
+func TestIngestSkipsBadRecordsKeepsGood(t *testing.T) {
+	received := time.Date(2026, 12, 1, 10, 20, 0, 0, time.UTC)
+	f := newFixture(t, Config{MaxLine: 4 << 10, Now: func() time.Time { return received }})
+	ctx := context.Background()
+	body := gz(
+		rec("ConnectionSuccess", `,"RemoteUrl":"a.test"`),
+		`{"Timestamp":"1970-01-01T00:00:05Z","DeviceId":"dev1","ActionType":"DnsQueryResponse","RemoteUrl":"b.test"}`,
+		rec("NetworkProtectionBlocked", `,"RemoteUrl":"c.test"`),
+		strings.ReplaceAll(rec("ConnectionSuccess", `,"RemoteUrl":"d.test"`), `"DeviceId":"dev1"`, `"DeviceId":"dev9"`),
+		`{"Timestamp":`,
+		rec("DeviceInfo", `,"Pad":"`+strings.Repeat("y", 8<<10)+`"`),
+		rec("ConnectionSuccess", `,"RemoteUrl":"e.test","RemotePort":70000`),
+		rec("ConnectionSuccess", `,"RemoteUrl":"f.test"`),
+	)
+	if got := f.put(t, "dev1", "mixed", body).StatusCode; got != http.StatusCreated {
+		t.Fatalf("PUT of a chunk with odd records = %d, want 201", got)
+	}
+	tr, err := f.st.DeviceTraffic(ctx, "dev1", received.Add(-time.Hour), received.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, r := range tr {
+		got[r.Domain] = r.Transactions
+	}
+	want := map[string]int64{"a.test": 1, "b.test": 1, "c.test": 1, "f.test": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("transactions by domain = %v, want %v (the 1970 record at the receipt hour)", got, want)
+	}
+	s := f.in.Stats()
+	wantSkip := map[string]int64{"otherDeviceId": 1, "malformed": 1, "lineTooLong": 1, "badPort": 1}
+	if fmt.Sprint(s.SkippedRecords) != fmt.Sprint(wantSkip) || s.ClampedTimestamps != 1 || s.Records != 4 {
+		t.Errorf("stats = %+v, want skipped %v, 1 clamped, 4 records", s, wantSkip)
+	}
+	if c, err := f.st.Chunk(ctx, "dev1", "mixed"); err != nil || c.Records != 4 {
+		t.Errorf("chunk row = %+v, %v", c, err)
+	}
+}
+
+// A DeviceInfo dated 9999 (a bad RTC) must not freeze the device's info
+// (review #15): it is re-dated to its receipt, and a stored future one is
+// replaced by the next real record.
+func TestIngestFutureDeviceInfo(t *testing.T) {
+	received := time.Date(2026, 12, 1, 10, 20, 0, 0, time.UTC)
+	f := newFixture(t, Config{Now: func() time.Time { return received }})
+	ctx := context.Background()
+	future := `{"Timestamp":"9999-01-01T00:00:00Z","DeviceId":"dev1","ActionType":"DeviceInfo","OSVersion":"X-future","LoggedOnUsers":["mallory"]}`
+	if got := f.put(t, "dev1", "fut", gz(future)).StatusCode; got != 201 {
+		t.Fatalf("PUT = %d", got)
+	}
+	// A row frozen in the future by an older console.
+	if err := f.st.IngestChunk(ctx, &store.ChunkBatch{Meta: store.ChunkMeta{DeviceID: "dev1", ChunkID: "old-console", SHA256: "x", ReceivedAt: received},
+		Info: &store.DeviceInfo{At: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), OSVersion: "X-future"}}); err != nil {
+		t.Fatal(err)
+	}
+	received = received.Add(time.Minute)
+	now := `{"Timestamp":"` + received.Format(time.RFC3339) + `","DeviceId":"dev1","ActionType":"DeviceInfo","OSVersion":"Y-now","LoggedOnUsers":["alice"]}`
+	if got := f.put(t, "dev1", "nowinfo", gz(now)).StatusCode; got != 201 {
+		t.Fatalf("PUT = %d", got)
+	}
+	d, _ := f.st.Device(ctx, "dev1")
+	if !d.InfoAt.Equal(received) || strings.Join(d.LoggedOnUsers, ",") != "alice" {
+		t.Errorf("device info at %s users %v; want the current record (%s, alice)", d.InfoAt, d.LoggedOnUsers, received)
+	}
+	from := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	if acts, _ := f.st.DeviceActions(ctx, "dev1", from, from.Add(time.Hour)); len(acts) != 0 {
+		t.Errorf("records counted in year 9999: %v", acts)
+	}
+}
+
+// Ids "." and ".." are not ids (review #13): no upload path can put a file
+// outside <date>/<device>/.
+func TestIngestDotIDs(t *testing.T) {
+	f := newFixture(t, Config{})
+	for _, p := range []string{"%2E%2E/c1", "%2E/c1", "dev1/%2E%2E", "dev1/.hidden"} {
+		req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/"+p, bytes.NewReader(gz(rec("ConnectionSuccess", ""))))
+		req.Header.Set("Authorization", "Bearer "+f.token)
+		req.Header.Set("Content-Encoding", "gzip")
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("PUT %s = %d, want 400", p, resp.StatusCode)
+		}
+	}
+	for _, ids := range [][2]string{{"..", "c1"}, {".", "c1"}, {"dev1", ".."}, {"a/b", "c"}} {
+		if rel, err := chunkPath(time.Now(), ids[0], ids[1]); err == nil {
+			t.Errorf("chunkPath(%q, %q) = %q, want refused", ids[0], ids[1], rel)
+		}
+	}
+	err := filepath.WalkDir(f.dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("file written: %s", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -3,8 +3,6 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/netward/netward/console/catalog"
@@ -69,25 +67,51 @@ const (
 	maxAddrs = 256
 )
 
-// check rejects a record the aggregates cannot take.
-func (r *record) check(device string) error {
+// Timestamps further from the receipt time than these are clamped to the
+// receipt time: an endpoint whose clock reads 1970 until NTP syncs, or a
+// bad RTC dated 9999, still sent real transactions, and the receipt time is
+// the best estimate of when they happened. An agent spools at most a few
+// days of chunks, so a year back is generous.
+const (
+	maxRecordAge  = 366 * 24 * time.Hour
+	maxClockAhead = time.Hour
+)
+
+// Reasons a single record is skipped (the rest of its chunk is taken).
+const (
+	skipMalformed    = "malformed"
+	skipLineTooLong  = "lineTooLong"
+	skipNoTimestamp  = "noTimestamp"
+	skipDeviceID     = "otherDeviceId"
+	skipActionType   = "badActionType"
+	skipPort         = "badPort"
+	skipNegative     = "negativeCount"
+	skipFieldTooLong = "fieldTooLong"
+)
+
+// check says why a record cannot be counted ("" when it can) and clamps a
+// timestamp outside [received − maxRecordAge, received + maxClockAhead] to
+// received (clamped reports it).
+func (r *record) check(device string, received time.Time) (skip string, clamped bool) {
 	switch {
 	case r.Timestamp.IsZero():
-		return errors.New("Timestamp is missing")
-	case r.Timestamp.Year() < 2000 || r.Timestamp.Year() > 9999:
-		return fmt.Errorf("Timestamp %s is out of range", r.Timestamp.Format(time.RFC3339))
+		return skipNoTimestamp, false
 	case r.DeviceId != device:
-		return fmt.Errorf("DeviceId %q does not match the upload URL's device %q", r.DeviceId, device)
+		return skipDeviceID, false
 	case r.ActionType == "" || len(r.ActionType) > 64:
-		return errors.New("ActionType is missing or longer than 64 bytes")
+		return skipActionType, false
 	case r.RemotePort < 0 || r.RemotePort > 65535 || r.LocalPort < 0 || r.LocalPort > 65535:
-		return errors.New("port outside 0..65535")
+		return skipPort, false
 	case r.BytesSent < 0 || r.BytesReceived < 0 || r.LostRecords < 0 || r.RepeatCount < 0:
-		return errors.New("negative byte, record or repeat count")
+		return skipNegative, false
 	case len(r.RemoteUrl) > 2048 || len(r.InitiatingProcessAccountName) > maxName || len(r.LocalIP) > 64 || len(r.DeviceName) > maxName:
-		return errors.New("a field is longer than its limit (RemoteUrl 2048, names 255, LocalIP 64 bytes)")
+		return skipFieldTooLong, false
 	}
-	return nil
+	if r.Timestamp.Before(received.Add(-maxRecordAge)) || r.Timestamp.After(received.Add(maxClockAhead)) {
+		r.Timestamp = received
+		return "", true
+	}
+	return "", false
 }
 
 // batch accumulates one chunk's aggregates.
@@ -97,12 +121,16 @@ type batch struct {
 		Match(string) (catalog.App, bool)
 	}
 	records, unknown int64
+	// skipped counts records left out, by reason; clamped the timestamps
+	// moved to the receipt time.
+	skipped map[string]int64
+	clamped int64
 }
 
 func newBatch(m interface {
 	Match(string) (catalog.App, bool)
 }) *batch {
-	return &batch{matcher: m, ChunkBatch: store.ChunkBatch{
+	return &batch{matcher: m, skipped: map[string]int64{}, ChunkBatch: store.ChunkBatch{
 		Traffic: map[store.TrafficKey]*store.Counters{}, Users: map[store.UserKey]struct{}{},
 		Actions: map[store.ActionKey]int64{}, People: map[string]*store.Seen{}, Addresses: map[string]*store.Seen{},
 	}}

@@ -144,14 +144,17 @@ func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 		if err != nil {
 			return err
 		}
+		// The newest DeviceInfo wins; a stored one dated after this receipt
+		// (+1 h of clock skew) is a bad clock's, never newer, so it is
+		// replaced rather than freezing the device's info.
 		if in := b.Info; in != nil {
 			_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET info_at = ?, logged_on_users = ?, "+
 				"agent_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE agent_version END, "+
 				"os_platform = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_platform END, "+
 				"os_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_version END "+
-				"WHERE id = ? AND info_at <= ?"),
+				"WHERE id = ? AND (info_at <= ? OR info_at > ?)"),
 				ms(in.At), strings.Join(in.LoggedOnUsers, "\n"), in.AgentVersion, in.AgentVersion, in.OSPlatform, in.OSPlatform,
-				in.OSVersion, in.OSVersion, m.DeviceID, ms(in.At))
+				in.OSVersion, in.OSVersion, m.DeviceID, ms(in.At), ms(m.ReceivedAt.Add(time.Hour)))
 		}
 		return err
 	})
