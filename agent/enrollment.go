@@ -117,7 +117,16 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Enrollment, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	body, _ := json.Marshal(map[string]string{"key": key, "deviceId": o.DeviceID, "deviceName": o.DeviceName})
+	in := map[string]string{"key": key, "deviceId": o.DeviceID, "deviceName": o.DeviceName}
+	// The token this machine holds proves a re-enrollment comes from the
+	// enrolled device itself; a console refuses to hand an enrolled id's
+	// token to anyone else (holding the enrollment key is not enough).
+	if b, err := os.ReadFile(filepath.Join(o.DataDir, DeviceTokenFile)); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			in["currentToken"] = t
+		}
+	}
+	body, _ := json.Marshal(in)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String()+"/v1/enroll", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -140,6 +149,11 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Enrollment, error) {
 		_ = json.Unmarshal(rb, &e)
 		if e.Error == "" {
 			e.Error = strings.TrimSpace(string(rb))
+		}
+		if resp.StatusCode == http.StatusConflict {
+			return nil, fmt.Errorf("the console refused the enrollment (409): device id %s is already enrolled and this machine does not hold its current device token (reinstalled, or its data directory was lost). "+
+				"Ask a console admin to allow a re-enrollment of %s (POST /api/devices/%s/allow-reenroll) or to delete the device, then run netward enroll again. Console: %s",
+				o.DeviceID, o.DeviceID, o.DeviceID, e.Error)
 		}
 		return nil, fmt.Errorf("the console refused the enrollment (%d): %s", resp.StatusCode, e.Error)
 	}

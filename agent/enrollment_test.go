@@ -28,11 +28,16 @@ func TestParseFingerprint(t *testing.T) {
 }
 
 func TestEnrollPinsAndApplies(t *testing.T) {
-	var gotKey string
+	var gotKey, gotCurrent string
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var in map[string]string
 		json.NewDecoder(r.Body).Decode(&in)
-		gotKey = in["key"]
+		gotKey, gotCurrent = in["key"], in["currentToken"]
+		if in["deviceId"] == "taken" {
+			w.WriteHeader(409)
+			fmt.Fprint(w, `{"error":"device \"taken\": this device id is already enrolled"}`)
+			return
+		}
 		if in["key"] != "nwe_good" {
 			w.WriteHeader(403)
 			fmt.Fprint(w, `{"error":"enrollment key unknown, revoked or expired"}`)
@@ -72,6 +77,19 @@ func TestEnrollPinsAndApplies(t *testing.T) {
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v, want 0600", f, st, err)
 		}
+	}
+	if gotCurrent != "" {
+		t.Errorf("a first enrollment sent currentToken %q", gotCurrent)
+	}
+	// Enrolling again proves the token this machine holds (review #1).
+	if _, err := Enroll(ctx, opts); err != nil || gotCurrent != "nwd_tok" {
+		t.Errorf("re-enroll sent currentToken %q (err %v), want the stored device token", gotCurrent, err)
+	}
+	// An id enrolled elsewhere: the error says what to do.
+	taken := opts
+	taken.DataDir, taken.DeviceID = t.TempDir(), "taken"
+	if _, err := Enroll(ctx, taken); err == nil || !strings.Contains(err.Error(), "allow-reenroll") || !strings.Contains(err.Error(), "netward enroll again") {
+		t.Errorf("409 err = %v, want the re-enrollment steps", err)
 	}
 	cfg := &Config{DataDir: dir, Indicators: IndicatorsConfig{Source: "builtin:demo", TokenFile: "/etc/netward/token"}}
 	got, err := ApplyEnrollment(cfg)

@@ -157,6 +157,9 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code, body.Problems = http.StatusBadRequest, br.problems
 	case errors.As(err, &ws):
 		code = ws.code
+	case errors.Is(err, auth.ErrBusy):
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "2")
 	case errors.As(err, &rl):
 		code = http.StatusTooManyRequests
 		w.Header().Set("Retry-After", strconv.Itoa(int(rl.RetryAfter.Seconds())+1))

@@ -48,6 +48,7 @@ func (a *API) routes() {
 	a.handle("GET /api/devices/{id}/traffic", reader, a.deviceTraffic)
 	a.handle("POST /api/devices/{id}/revoke", admin, a.revokeDevice)
 	a.handle("DELETE /api/devices/{id}", admin, a.deleteDevice)
+	a.handle("POST /api/devices/{id}/allow-reenroll", admin, a.allowReenroll)
 	a.handle("POST /v1/enroll", public, a.enroll)
 	// Catalog, tags, indicators, settings, feed.
 	a.handle("GET /api/apps", reader, a.apps)
@@ -113,13 +114,13 @@ func (a *API) changePassword(_ http.ResponseWriter, r *http.Request, p auth.Prin
 	if err := decode(r, smallBody, &in); err != nil {
 		return nil, err
 	}
-	if ok, err := auth.VerifyPassword(p.Account.PasswordHash, in.Current); err != nil || !ok {
-		return nil, &withStatus{http.StatusForbidden, errors.New("the current password is wrong")}
-	}
 	if err := auth.CheckPassword(in.New); err != nil {
 		return nil, invalid("%v", err)
 	}
-	if err := a.cfg.Auth.SetPassword(r.Context(), p.Account.Name, in.New, p.Session); err != nil {
+	if err := a.cfg.Auth.ChangePassword(r.Context(), p, in.Current, in.New); err != nil {
+		if errors.Is(err, auth.ErrWrongCurrentPassword) {
+			return nil, &withStatus{http.StatusForbidden, err}
+		}
 		return nil, err
 	}
 	a.audit(r, p, "password.change", p.Account.Name, "")
@@ -369,11 +370,47 @@ func (a *API) deleteDevice(_ http.ResponseWriter, r *http.Request, p auth.Princi
 	return nil, nil
 }
 
+// allowReenroll lets a reinstalled machine enroll again under its id with
+// any valid enrollment key, within `hours` (default 24); the device's
+// current token is refused at once and its held polls end.
+func (a *API) allowReenroll(_ http.ResponseWriter, r *http.Request, p auth.Principal) (any, error) {
+	var in struct {
+		Hours float64 `json:"hours"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(r, smallBody, &in); err != nil {
+			return nil, err
+		}
+	}
+	if in.Hours == 0 {
+		in.Hours = 24
+	}
+	if in.Hours < 0 || in.Hours > 24*30 {
+		return nil, invalid("hours: 0 (24) to 720")
+	}
+	id := r.PathValue("id")
+	until := a.now().Add(time.Duration(in.Hours * float64(time.Hour)))
+	if err := a.cfg.Store.AllowReenroll(r.Context(), id, until); err != nil {
+		if errors.Is(err, store.ErrDeviceRevoked) {
+			return nil, &withStatus{http.StatusConflict, fmt.Errorf("device %s is revoked: delete it (DELETE /api/devices/%s) to let the machine enroll again", id, id)}
+		}
+		return nil, err
+	}
+	a.cfg.Auth.ForgetDevice(id)
+	a.cfg.Feed.Kick(id)
+	a.audit(r, p, "device.allowReenroll", id, "until "+until.UTC().Format(time.RFC3339))
+	return map[string]any{"result": "device " + id + " may enroll again (netward enroll on the machine) until the time below; its old token is refused from now on",
+		"until": until.UTC()}, nil
+}
+
 // EnrollRequest is the body of POST /v1/enroll (CONTRACT §3).
 type EnrollRequest struct {
 	Key        string `json:"key"`
 	DeviceID   string `json:"deviceId"`
 	DeviceName string `json:"deviceName"`
+	// CurrentToken is the device token the machine holds (re-enrolling an
+	// enrolled device needs it, or an admin's allow-reenroll).
+	CurrentToken string `json:"currentToken,omitempty"`
 }
 
 // EnrollResponse tells the agent its token and where to find the console.
@@ -390,8 +427,10 @@ func (a *API) enroll(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (
 	if err := decode(r, smallBody, &in); err != nil {
 		return nil, err
 	}
-	tok, d, err := a.cfg.Auth.EnrollFrom(r.Context(), in.Key, in.DeviceID, in.DeviceName, clientAddr(r))
+	tok, d, err := a.cfg.Auth.EnrollFrom(r.Context(), auth.EnrollRequest{Key: in.Key, DeviceID: in.DeviceID, Name: in.DeviceName, CurrentToken: in.CurrentToken}, clientAddr(r))
 	switch {
+	case errors.Is(err, auth.ErrDeviceExists):
+		return nil, &withStatus{http.StatusConflict, err}
 	case errors.Is(err, store.ErrKeyInvalid):
 		return nil, &withStatus{http.StatusForbidden, err}
 	case errors.Is(err, store.ErrDeviceRevoked):
@@ -401,6 +440,7 @@ func (a *API) enroll(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (
 	case err != nil:
 		return nil, err
 	}
+	a.cfg.Feed.Kick(d.ID) // polls held with a replaced token end (401)
 	a.log.Info("device enrolled", "device", d.ID, "name", d.Name, "client", clientAddr(r))
 	_ = a.cfg.Store.Audit(r.Context(), store.AuditEntry{Actor: "device " + d.ID, Action: "device.enroll", Target: d.ID, Detail: clientAddr(r)})
 	base := "https://" + r.Host

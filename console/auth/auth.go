@@ -14,8 +14,10 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netward/netward/console/store"
@@ -31,8 +33,13 @@ type Config struct {
 	// SessionIdle ends a session unused this long (default 12 h);
 	// SessionMax ends any session this long after sign-in (default 7 days).
 	SessionIdle, SessionMax time.Duration
-	// LoginBurst failed logins per client address or account name, then one
-	// more per LoginEvery (defaults 5 and 1 minute).
+	// LoginBurst failed sign-ins per client (IPv4 address or IPv6 /64),
+	// then one more per LoginEvery (defaults 5 and 1 minute). An account
+	// takes AccountBurstFactor × LoginBurst failures from clients it was
+	// never signed in from, then slows down to one attempt per
+	// LoginEvery / AccountBurstFactor: a spray from many addresses is
+	// slowed, and no one can lock the account out for the clients it is
+	// used from (they are never slowed by others' failures).
 	LoginBurst int
 	LoginEvery time.Duration
 	// DeviceCacheTTL is how long a device token lookup is reused (default
@@ -47,8 +54,11 @@ type Service struct {
 	st      *store.Store
 	log     *slog.Logger
 	now     func() time.Time
-	limiter *limiter
+	limiter *limiter     // per client; per account for password changes
+	slow    *limiter     // per account, for clients it was never used from
+	known   knownClients // clients each account signed in from
 	hashing chan struct{} // bounds concurrent argon2 work (memory)
+	queued  atomic.Int64  // requests waiting for a hashing slot
 	dummy   string        // verified for unknown names, with the same cost
 
 	mu      sync.Mutex
@@ -81,7 +91,9 @@ func New(cfg Config) *Service {
 		cfg.DeviceCacheTTL = 10 * time.Second
 	}
 	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Log, now: cfg.Now, limiter: newLimiter(cfg.LoginBurst, cfg.LoginEvery),
-		hashing: make(chan struct{}, 2), devices: map[string]cachedDevice{}}
+		slow:    newLimiter(AccountBurstFactor*cfg.LoginBurst, cfg.LoginEvery/AccountBurstFactor),
+		known:   knownClients{seen: map[string]time.Time{}},
+		hashing: make(chan struct{}, hashers), devices: map[string]cachedDevice{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -91,6 +103,17 @@ func New(cfg Config) *Service {
 	s.dummy, _ = HashPassword(RandomPassword(), cfg.Argon2)
 	return s
 }
+
+// AccountBurstFactor: see Config.LoginBurst.
+const AccountBurstFactor = 4
+
+// hashers is how many argon2 computations run at once (64 MiB each with
+// the default cost); maxQueued how many more may wait for one before a
+// request is answered 503 at once.
+const (
+	hashers   = 2
+	maxQueued = 16
+)
 
 // Errors callers map to HTTP statuses.
 var (
@@ -103,12 +126,26 @@ var (
 	ErrBadDeviceID     = errors.New("bad device id")
 )
 
-// RateLimitedError says when a client may try to sign in again.
-type RateLimitedError struct{ RetryAfter time.Duration }
+// RateLimitedError says when a client may try again.
+type RateLimitedError struct {
+	RetryAfter time.Duration
+	// What was limited ("" : sign-ins).
+	What string
+}
 
 func (e *RateLimitedError) Error() string {
-	return fmt.Sprintf("too many failed sign-ins; try again in %s", e.RetryAfter.Round(time.Second))
+	what := e.What
+	if what == "" {
+		what = "too many failed sign-ins"
+	}
+	return fmt.Sprintf("%s; try again in %s", what, max(time.Second, e.RetryAfter.Round(time.Second)))
 }
+
+// ErrBusy: every password-hashing slot is taken and the queue is full.
+var ErrBusy = errors.New("the console is busy checking other passwords; retry in a few seconds")
+
+// ErrWrongCurrentPassword: a password change with the wrong current one.
+var ErrWrongCurrentPassword = errors.New("the current password is wrong")
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 
@@ -128,14 +165,35 @@ func CheckRole(role string) error {
 	return nil
 }
 
-func (s *Service) hash(pw string) (string, error) {
-	s.hashing <- struct{}{}
+// Every password hash and check goes through hash or verify: at most
+// `hashers` at once, at most `maxQueued` waiting (then ErrBusy), a waiter
+// leaves when its request ends.
+func (s *Service) acquireHasher(ctx context.Context) error {
+	if s.queued.Add(1) > maxQueued {
+		s.queued.Add(-1)
+		return ErrBusy
+	}
+	defer s.queued.Add(-1)
+	select {
+	case s.hashing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) hash(ctx context.Context, pw string) (string, error) {
+	if err := s.acquireHasher(ctx); err != nil {
+		return "", err
+	}
 	defer s.doneHashing()
 	return HashPassword(pw, s.cfg.Argon2)
 }
 
-func (s *Service) verify(encoded, pw string) (bool, error) {
-	s.hashing <- struct{}{}
+func (s *Service) verify(ctx context.Context, encoded, pw string) (bool, error) {
+	if err := s.acquireHasher(ctx); err != nil {
+		return false, err
+	}
 	defer s.doneHashing()
 	return VerifyPassword(encoded, pw)
 }
@@ -159,7 +217,7 @@ func (s *Service) AddAccount(ctx context.Context, name, role, password string) (
 	if err := CheckPassword(password); err != nil {
 		return store.Account{}, err
 	}
-	h, err := s.hash(password)
+	h, err := s.hash(ctx, password)
 	if err != nil {
 		return store.Account{}, err
 	}
@@ -176,7 +234,7 @@ func (s *Service) SetPassword(ctx context.Context, name, password, keepSession s
 	if err != nil {
 		return err
 	}
-	h, err := s.hash(password)
+	h, err := s.hash(ctx, password)
 	if err != nil {
 		return err
 	}
@@ -223,38 +281,60 @@ func (p Principal) Actor() string {
 // SessionCookie is the browser session cookie's name.
 const SessionCookie = "netward_session"
 
-// Login checks a password (rate limited per client address and per account
-// name) and starts a session. The returned secret goes in the cookie.
+// Login checks a password and starts a session; the returned secret goes
+// in the cookie. Limits (docs/console.md "Roles and sessions"): each
+// attempt first takes a token from its client's bucket and, unless the
+// client signed in to this account before, from the account's slow-down
+// bucket — atomically, before any hashing — and a success gives them back.
 func (s *Service) Login(ctx context.Context, name, password, client string) (secret string, p Principal, err error) {
 	now := s.now()
-	for _, k := range []string{"addr:" + client, "name:" + strings.ToLower(name)} {
-		if w := s.limiter.wait(k, now); w > 0 {
-			return "", p, &RateLimitedError{RetryAfter: w}
+	ck := clientKey(client)
+	acct := strings.ToLower(name)
+	if w := s.limiter.take("addr:"+ck, now); w > 0 {
+		return "", p, &RateLimitedError{RetryAfter: w, What: "too many failed sign-ins from this address"}
+	}
+	known := s.known.known(acct, ck, now)
+	if !known {
+		if w := s.slow.take("name:"+acct, now); w > 0 {
+			s.limiter.give("addr:" + ck)
+			s.log.Warn("sign-in slowed down: many failures for this account from many addresses", "account", name, "client", client)
+			return "", p, &RateLimitedError{RetryAfter: w, What: "many failed sign-ins for this account; it is slowed down"}
+		}
+	}
+	refund := func() {
+		s.limiter.give("addr:" + ck)
+		if !known {
+			s.slow.give("name:" + acct)
 		}
 	}
 	fail := func() {
-		s.limiter.fail("addr:"+client, now)
-		s.limiter.fail("name:"+strings.ToLower(name), now)
 		s.log.Warn("failed sign-in", "account", name, "client", client)
 	}
 	a, err := s.st.Account(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		// Same work as a real check, so timing does not tell which names exist.
-		_, _ = s.verify(s.dummy, password)
+		if _, err := s.verify(ctx, s.dummy, password); err != nil {
+			refund()
+			return "", p, err
+		}
 		fail()
 		return "", p, ErrBadCredentials
 	}
 	if err != nil {
+		refund()
 		return "", p, err
 	}
-	ok, err := s.verify(a.PasswordHash, password)
+	ok, err := s.verify(ctx, a.PasswordHash, password)
 	if err != nil {
+		refund()
 		return "", p, err
 	}
 	if !ok {
 		fail()
 		return "", p, ErrBadCredentials
 	}
+	refund()
+	s.known.add(acct, ck, now)
 	secret, hash := NewSecret("")
 	csrf, _ := NewSecret("")
 	se := store.Session{IDHash: hash, AccountID: a.ID, CSRF: csrf, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionIdle)}
@@ -262,6 +342,31 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (sec
 		return "", p, err
 	}
 	return secret, Principal{Account: a, Session: hash, CSRF: csrf}, nil
+}
+
+// ChangePassword replaces p's password after checking the current one:
+// through the bounded hasher, and limited per account like sign-in (a
+// stolen session or API token cannot guess the password at full speed).
+// Other sessions of the account end.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, current, newPassword string) error {
+	if err := CheckPassword(newPassword); err != nil {
+		return err
+	}
+	key := "passwd:" + strconv.FormatInt(p.Account.ID, 10)
+	if w := s.limiter.take(key, s.now()); w > 0 {
+		return &RateLimitedError{RetryAfter: w, What: "too many wrong current passwords for this account"}
+	}
+	ok, err := s.verify(ctx, p.Account.PasswordHash, current)
+	if err != nil {
+		s.limiter.give(key)
+		return err
+	}
+	if !ok {
+		s.log.Warn("password change with a wrong current password", "account", p.Account.Name, "actor", p.Actor())
+		return ErrWrongCurrentPassword
+	}
+	s.limiter.give(key)
+	return s.SetPassword(ctx, p.Account.Name, newPassword, p.Session)
 }
 
 // Logout ends a session.
@@ -381,23 +486,61 @@ func CheckDeviceID(id string) error {
 	return nil
 }
 
-// Enroll exchanges an enrollment key for a new device token.
+// EnrollRequest is what a device sends to enroll (POST /v1/enroll).
+type EnrollRequest struct {
+	Key, DeviceID, Name string
+	// CurrentToken is the device token the machine holds, if any: it proves
+	// that a re-enrollment under an active id comes from that device.
+	CurrentToken string
+}
+
+// ErrDeviceExists: the id is an active device's and the request did not
+// prove its token (see store.Enroll); the error says what to do.
+var ErrDeviceExists = errors.New("this device id is already enrolled and the request does not carry its current device token. " +
+	"If this machine was reinstalled and lost its token, a console admin must allow a re-enrollment " +
+	"(POST /api/devices/{id}/allow-reenroll) or delete the device (DELETE /api/devices/{id}); then enroll again")
+
+// Enroll exchanges an enrollment key for a new device token (no current
+// token: a new device, or one an admin allowed to enroll again).
 func (s *Service) Enroll(ctx context.Context, key, deviceID, name string) (string, store.Device, error) {
-	if err := CheckDeviceID(deviceID); err != nil {
+	return s.EnrollDevice(ctx, EnrollRequest{Key: key, DeviceID: deviceID, Name: name})
+}
+
+// EnrollDevice exchanges an enrollment key for a new device token. A token
+// replaced on an existing device is written to the audit log as such.
+func (s *Service) EnrollDevice(ctx context.Context, req EnrollRequest) (string, store.Device, error) {
+	if err := CheckDeviceID(req.DeviceID); err != nil {
 		return "", store.Device{}, err
 	}
+	name := req.Name
 	if name == "" {
-		name = deviceID
+		name = req.DeviceID
 	}
 	if len(name) > 255 {
 		name = name[:255]
 	}
+	current := ""
+	if strings.HasPrefix(req.CurrentToken, PrefixDeviceToken) {
+		current = HashSecret(req.CurrentToken)
+	}
 	secret, hash := NewSecret(PrefixDeviceToken)
-	d, err := s.st.Enroll(ctx, HashSecret(key), store.Device{ID: deviceID, Name: name, TokenHash: hash})
+	d, kind, err := s.st.Enroll(ctx, HashSecret(req.Key), store.Device{ID: req.DeviceID, Name: name, TokenHash: hash}, current)
+	if errors.Is(err, store.ErrDeviceEnrolled) {
+		return "", d, fmt.Errorf("device %q: %w", req.DeviceID, ErrDeviceExists)
+	}
 	if err != nil {
 		return "", d, err
 	}
-	s.ForgetDevice(deviceID) // the old token of a re-enrolled device
+	s.ForgetDevice(req.DeviceID) // the old token of a re-enrolled device
+	if kind != store.EnrolledNew {
+		how := "the request proved the current device token"
+		if kind == store.ReenrolledAllowed {
+			how = "an admin allowed a re-enrollment"
+		}
+		if err := s.st.Audit(ctx, store.AuditEntry{Actor: "device " + d.ID, Action: "device.tokenReplaced", Target: d.ID, Detail: how}); err != nil {
+			s.log.Error("audit log not written", "err", err)
+		}
+	}
 	return secret, d, nil
 }
 
@@ -451,17 +594,19 @@ func BearerToken(r *http.Request) string {
 	return strings.TrimSpace(tok)
 }
 
-// EnrollFrom is Enroll with failed attempts rate limited per client
-// address (a wrong key costs a token; right keys never wait).
-func (s *Service) EnrollFrom(ctx context.Context, key, deviceID, name, client string) (string, store.Device, error) {
-	now := s.now()
-	if w := s.limiter.wait("enroll:"+client, now); w > 0 {
-		return "", store.Device{}, &RateLimitedError{RetryAfter: w}
+// EnrollFrom is Enroll with failed attempts rate limited per client (a
+// wrong key costs a token, taken before the key is checked so concurrent
+// attempts cannot pass together; right keys give theirs back).
+func (s *Service) EnrollFrom(ctx context.Context, req EnrollRequest, client string) (string, store.Device, error) {
+	key := "enroll:" + clientKey(client)
+	if w := s.limiter.take(key, s.now()); w > 0 {
+		return "", store.Device{}, &RateLimitedError{RetryAfter: w, What: "too many enrollments with a wrong key from this address"}
 	}
-	tok, d, err := s.Enroll(ctx, key, deviceID, name)
-	if errors.Is(err, store.ErrKeyInvalid) {
-		s.limiter.fail("enroll:"+client, now)
-		s.log.Warn("enrollment with a bad key", "client", client, "device", deviceID)
+	tok, d, err := s.EnrollDevice(ctx, req)
+	if errors.Is(err, store.ErrKeyInvalid) || errors.Is(err, ErrDeviceExists) {
+		s.log.Warn("enrollment refused", "client", client, "device", req.DeviceID, "err", err)
+		return tok, d, err
 	}
+	s.limiter.give(key)
 	return tok, d, err
 }

@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -26,6 +30,25 @@ type EnrollKey struct {
 var (
 	ErrKeyInvalid    = errors.New("enrollment key unknown, revoked or expired")
 	ErrDeviceRevoked = errors.New("device was revoked; an admin must delete its record before it can enroll again")
+	// ErrDeviceEnrolled: the id belongs to an active device and the request
+	// neither proved its current token nor was allowed by an admin.
+	ErrDeviceEnrolled = errors.New("device is already enrolled")
+)
+
+// reenrollPrefix marks a token_hash that an admin replaced to let the
+// device enroll again (its old token is refused from then on): the value is
+// reenroll:<until, Unix ms>:<random>. A real token hash is 64 hex digits,
+// so no token ever matches it.
+const reenrollPrefix = "reenroll:"
+
+// Enrollment says how Enroll registered a device.
+type Enrollment int
+
+// Enrollment kinds.
+const (
+	EnrolledNew      Enrollment = iota // a new device id
+	ReenrolledProof                    // the request proved the current token
+	ReenrolledAllowed                  // an admin allowed it (machine reinstalled)
 )
 
 // CreateEnrollKey stores a key.
@@ -95,12 +118,15 @@ func scanDevice(sc scanner) (Device, error) {
 	return d, err
 }
 
-// Enroll checks an enrollment key and registers (or re-registers) the
-// device with a new token hash, in one transaction. Re-enrolling replaces
-// the device's token, so a machine that lost its data dir enrolls again
-// under the same id; a revoked device cannot.
-func (s *Store) Enroll(ctx context.Context, keyHash string, d Device) (Device, error) {
+// Enroll checks an enrollment key and registers the device with a new
+// token hash, in one transaction. An id that belongs to an active device is
+// taken only when currentHash is the hash of its current token (the agent
+// re-enrolls itself) or an admin allowed a re-enrollment (AllowReenroll)
+// that has not expired; otherwise ErrDeviceEnrolled — an enrollment key
+// alone never takes over a device. A revoked device cannot enroll.
+func (s *Store) Enroll(ctx context.Context, keyHash string, d Device, currentHash string) (Device, Enrollment, error) {
 	now := s.now()
+	kind := EnrolledNew
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var keyID, exp, rev int64
 		err := tx.QueryRowContext(ctx, s.q("SELECT id, expires_at, revoked_at FROM enrollment_keys WHERE key_hash = ?"), keyHash).Scan(&keyID, &exp, &rev)
@@ -111,7 +137,8 @@ func (s *Store) Enroll(ctx context.Context, keyHash string, d Device) (Device, e
 			return err
 		}
 		var revoked int64
-		err = tx.QueryRowContext(ctx, s.q("SELECT revoked_at FROM devices WHERE id = ?"), d.ID).Scan(&revoked)
+		var held string
+		err = tx.QueryRowContext(ctx, s.q("SELECT revoked_at, token_hash FROM devices WHERE id = ?"), d.ID).Scan(&revoked, &held)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			_, err = tx.ExecContext(ctx, s.q("INSERT INTO devices (id, name, token_hash, enrollment_key_id, enrolled_at) VALUES (?, ?, ?, ?, ?)"),
@@ -120,6 +147,14 @@ func (s *Store) Enroll(ctx context.Context, keyHash string, d Device) (Device, e
 		case revoked != 0:
 			return ErrDeviceRevoked
 		default:
+			switch {
+			case currentHash != "" && subtle.ConstantTimeCompare([]byte(currentHash), []byte(held)) == 1:
+				kind = ReenrolledProof
+			case reenrollAllowed(held, now):
+				kind = ReenrolledAllowed
+			default:
+				return ErrDeviceEnrolled
+			}
 			_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET name = ?, token_hash = ?, enrollment_key_id = ?, enrolled_at = ? WHERE id = ?"),
 				d.Name, d.TokenHash, keyID, ms(now), d.ID)
 		}
@@ -130,9 +165,40 @@ func (s *Store) Enroll(ctx context.Context, keyHash string, d Device) (Device, e
 		return err
 	})
 	if err != nil {
-		return Device{}, err
+		return Device{}, kind, err
 	}
-	return s.Device(ctx, d.ID)
+	dev, err := s.Device(ctx, d.ID)
+	return dev, kind, err
+}
+
+// reenrollAllowed reports whether a token_hash is an admin's unexpired
+// permission to enroll again.
+func reenrollAllowed(held string, now time.Time) bool {
+	rest, ok := strings.CutPrefix(held, reenrollPrefix)
+	if !ok {
+		return false
+	}
+	until, _, _ := strings.Cut(rest, ":")
+	n, err := strconv.ParseInt(until, 10, 64)
+	return err == nil && n > ms(now)
+}
+
+// AllowReenroll lets an active device enroll again with any valid
+// enrollment key until `until` (the machine was reinstalled and lost its
+// token); its current token is refused from now on. A revoked device must
+// be deleted instead.
+func (s *Store) AllowReenroll(ctx context.Context, id string, until time.Time) error {
+	d, err := s.Device(ctx, id)
+	if err != nil {
+		return err
+	}
+	if d.Revoked() {
+		return ErrDeviceRevoked
+	}
+	var nonce [12]byte
+	_, _ = rand.Read(nonce[:])
+	mark := fmt.Sprintf("%s%d:%s", reenrollPrefix, ms(until), hex.EncodeToString(nonce[:]))
+	return s.execOne(ctx, fmt.Sprintf("device %q", id), "UPDATE devices SET token_hash = ? WHERE id = ? AND revoked_at = 0", mark, id)
 }
 
 // Device finds a device by id.

@@ -87,16 +87,26 @@ func TestEnrollAndRevoke(t *testing.T) {
 		if _, err := s.CreateEnrollKey(ctx, EnrollKey{Name: "old", Hash: "expired", CreatedBy: "alice", CreatedAt: now, ExpiresAt: now.Add(-time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Enroll(ctx, "expired", Device{ID: "d1", Name: "pc", TokenHash: "t0"}); !errors.Is(err, ErrKeyInvalid) {
+		if _, _, err := s.Enroll(ctx, "expired", Device{ID: "d1", Name: "pc", TokenHash: "t0"}, ""); !errors.Is(err, ErrKeyInvalid) {
 			t.Errorf("expired key err = %v", err)
 		}
-		d, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t1"})
-		if err != nil || d.ID != "d1" || d.EnrollmentKeyID != k.ID {
-			t.Fatalf("Enroll = %+v, %v", d, err)
+		d, kind, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t1"}, "")
+		if err != nil || d.ID != "d1" || d.EnrollmentKeyID != k.ID || kind != EnrolledNew {
+			t.Fatalf("Enroll = %+v, %v, %v", d, kind, err)
 		}
-		// Re-enrolling replaces the token.
-		if _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc2", TokenHash: "t2"}); err != nil {
-			t.Fatal(err)
+		// A valid key alone never takes over an active device (review #1),
+		// nor does a wrong token.
+		for _, cur := range []string{"", "t-wrong"} {
+			if _, _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "evil", TokenHash: "tx"}, cur); !errors.Is(err, ErrDeviceEnrolled) {
+				t.Errorf("re-enroll with current %q: err = %v, want ErrDeviceEnrolled", cur, err)
+			}
+		}
+		if d, err := s.DeviceByToken(ctx, "t1"); err != nil || d.Name != "pc" {
+			t.Errorf("the device's token after a refused takeover = %+v, %v", d, err)
+		}
+		// The device itself re-enrolls by proving its token.
+		if _, kind, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc2", TokenHash: "t2"}, "t1"); err != nil || kind != ReenrolledProof {
+			t.Fatal(kind, err)
 		}
 		if _, err := s.DeviceByToken(ctx, "t1"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("old token still valid: %v", err)
@@ -106,7 +116,7 @@ func TestEnrollAndRevoke(t *testing.T) {
 		}
 		keys, _ := s.EnrollKeys(ctx)
 		for _, kk := range keys {
-			if kk.ID == k.ID && kk.Uses != 2 {
+			if kk.ID == k.ID && kk.Uses != 2 { // refused attempts do not count
 				t.Errorf("key uses = %d, want 2", kk.Uses)
 			}
 		}
@@ -127,19 +137,42 @@ func TestEnrollAndRevoke(t *testing.T) {
 		if d, _ := s.DeviceByToken(ctx, "t2"); !d.Revoked() {
 			t.Error("device not marked revoked")
 		}
-		if _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t3"}); !errors.Is(err, ErrDeviceRevoked) {
+		if _, _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t3"}, "t2"); !errors.Is(err, ErrDeviceRevoked) {
 			t.Errorf("revoked device re-enrolled: %v", err)
+		}
+		if err := s.AllowReenroll(ctx, "d1", now.Add(time.Hour)); !errors.Is(err, ErrDeviceRevoked) {
+			t.Errorf("AllowReenroll of a revoked device: %v", err)
 		}
 		if err := s.DeleteDevice(ctx, "d1"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t4"}); err != nil {
+		if _, _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t4"}, ""); err != nil {
 			t.Errorf("enroll after delete: %v", err)
+		}
+		// An admin allows a reinstalled machine to enroll again: the old
+		// token stops at once, an expired permission is no permission.
+		if err := s.AllowReenroll(ctx, "d1", now.Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t5"}, ""); !errors.Is(err, ErrDeviceEnrolled) {
+			t.Errorf("expired permission: err = %v", err)
+		}
+		if err := s.AllowReenroll(ctx, "d1", now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DeviceByToken(ctx, "t4"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("old token after AllowReenroll: %v", err)
+		}
+		if _, kind, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t6"}, ""); err != nil || kind != ReenrolledAllowed {
+			t.Errorf("allowed re-enroll = %v, %v", kind, err)
+		}
+		if _, _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t7"}, ""); !errors.Is(err, ErrDeviceEnrolled) {
+			t.Errorf("a permission is used once: err = %v", err)
 		}
 		if err := s.RevokeEnrollKey(ctx, k.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Enroll(ctx, "kh", Device{ID: "d2", Name: "x", TokenHash: "t5"}); !errors.Is(err, ErrKeyInvalid) {
+		if _, _, err := s.Enroll(ctx, "kh", Device{ID: "d2", Name: "x", TokenHash: "t5"}, ""); !errors.Is(err, ErrKeyInvalid) {
 			t.Errorf("revoked key err = %v", err)
 		}
 	})
@@ -275,7 +308,7 @@ func TestIngestChunk(t *testing.T) {
 		if _, err := s.CreateEnrollKey(ctx, EnrollKey{Name: "k", Hash: "kh", CreatedBy: "a", CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t"}); err != nil {
+		if _, _, err := s.Enroll(ctx, "kh", Device{ID: "d1", Name: "pc", TokenHash: "t"}, ""); err != nil {
 			t.Fatal(err)
 		}
 		h := HourOf(time.Date(2026, 11, 22, 10, 30, 0, 0, time.UTC))
