@@ -63,3 +63,30 @@ func TestAdminVerbs(t *testing.T) {
 		t.Errorf("config check of a typo = %d %s", code, errb.String())
 	}
 }
+
+// netward-console feed rotate-key replaces the stored signing key (a
+// running console takes it up within feed.refreshSeconds; review #2).
+func TestFeedRotateKeyVerb(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "console.json")
+	os.WriteFile(cfg, []byte(`{"dataDir":"`+filepath.Join(dir, "data")+`"}`), 0o600)
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := feedMain(context.Background(), args, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	code, first := run("public-key", "--json", "--config", cfg)
+	if code != 0 || !strings.Contains(first, "publicKey") {
+		t.Fatalf("public-key = %d %s", code, first)
+	}
+	code, out := run("rotate-key", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "netward enroll") {
+		t.Fatalf("rotate-key = %d %s", code, out)
+	}
+	if code, again := run("public-key", "--json", "--config", cfg); code != 0 || again == first {
+		t.Errorf("public key after rotation = %s, unchanged from %s", again, first)
+	}
+	if code, _ := run("frobnicate"); code != 2 {
+		t.Errorf("unknown verb = %d", code)
+	}
+}

@@ -19,6 +19,7 @@ func main() {
 
 const usage = `usage: netward-console serve [--config FILE]          the console: feed, ingest, enrollment, admin API
        netward-console admin add|passwd|list|remove …    manage console accounts
+       netward-console feed rotate-key | public-key [--config FILE]   the feed's signing key
        netward-console config default | check --config FILE
        netward-console licenses
        netward-console collect --dir DIR …              (standalone collector, see README)
@@ -36,6 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return adminMain(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "config":
 		return configMain(args[1:], stdout, stderr)
+	case "feed":
+		return feedMain(ctx, args[1:], stdout, stderr)
 	case "licenses":
 		return licensesMain(stdout)
 	case "collect":

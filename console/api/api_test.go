@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
@@ -255,6 +257,29 @@ func TestEnrollAndDevices(t *testing.T) {
 	if w := f.do(f.viewer, "GET", "/api/devices/pc-1", nil); w.Code != 200 || !strings.Contains(w.Body.String(), `"name": "PC 1"`) {
 		t.Errorf("device = %d %s", w.Code, w.Body)
 	}
+	// Another holder of the key cannot take pc-1 over (review #1): 409 and
+	// what to do; the device proves its token to re-enroll; an admin can
+	// allow a reinstalled machine.
+	w = f.do(nil, "POST", "/v1/enroll", EnrollRequest{Key: k.Key, DeviceID: "pc-1", DeviceName: "evil"})
+	if w.Code != 409 || !strings.Contains(w.Body.String(), "allow-reenroll") {
+		t.Errorf("takeover = %d %s, want 409 naming allow-reenroll", w.Code, w.Body)
+	}
+	w = f.do(nil, "POST", "/v1/enroll", EnrollRequest{Key: k.Key, DeviceID: "pc-1", DeviceName: "PC 1", CurrentToken: er.Token})
+	if w.Code != 200 {
+		t.Errorf("re-enroll with the current token = %d %s", w.Code, w.Body)
+	}
+	if w := f.do(f.viewer, "POST", "/api/devices/pc-1/allow-reenroll", nil); w.Code != 403 {
+		t.Errorf("a viewer allows re-enrollment = %d", w.Code)
+	}
+	if w := f.do(f.admin, "POST", "/api/devices/pc-1/allow-reenroll", map[string]any{"hours": 1}); w.Code != 200 {
+		t.Errorf("allow-reenroll = %d %s", w.Code, w.Body)
+	}
+	if w := f.do(nil, "POST", "/v1/enroll", EnrollRequest{Key: k.Key, DeviceID: "pc-1", DeviceName: "PC 1"}); w.Code != 200 {
+		t.Errorf("re-enroll after allow-reenroll = %d %s", w.Code, w.Body)
+	}
+	if w := f.do(f.viewer, "GET", "/api/audit", nil); !strings.Contains(w.Body.String(), "device.tokenReplaced") || !strings.Contains(w.Body.String(), "device.allowReenroll") {
+		t.Errorf("audit log lacks the token replacements: %s", w.Body)
+	}
 	if w := f.do(f.admin, "POST", "/api/devices/pc-1/revoke", nil); w.Code != 200 {
 		t.Errorf("revoke = %d %s", w.Code, w.Body)
 	}
@@ -266,6 +291,72 @@ func TestEnrollAndDevices(t *testing.T) {
 	}
 	if w := f.do(nil, "POST", "/v1/enroll", EnrollRequest{Key: k.Key, DeviceID: "pc-1"}); w.Code != 200 {
 		t.Errorf("enroll after delete = %d %s", w.Code, w.Body)
+	}
+}
+
+// The device list tells current, behind, refusing and ahead apart
+// (review #2): a device above the published sequence is not "up to date".
+func TestDeviceStates(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.st.CreateEnrollKey(ctx, store.EnrollKey{Name: "k", Hash: "kh", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	seq := f.pub.Status().Sequence
+	at := f.pub.Status().GeneratedAt
+	var cs []store.Checkin
+	for id, c := range map[string]store.Checkin{
+		"current":  {Sequence: seq, At: at.Add(time.Hour)},
+		"ahead":    {Sequence: seq + 4, At: at.Add(time.Hour)},
+		"refusing": {Sequence: seq - 1, At: at.Add(time.Hour)},
+		"behind":   {Sequence: seq - 1, At: at.Add(time.Second)},
+	} {
+		if _, _, err := f.st.Enroll(ctx, "kh", store.Device{ID: id, Name: id, TokenHash: "t" + id}, ""); err != nil {
+			t.Fatal(err)
+		}
+		c.DeviceID, c.Known, c.AgentVersion = id, true, "1.0"
+		cs = append(cs, c)
+	}
+	if _, _, err := f.st.Enroll(ctx, "kh", store.Device{ID: "unknown", Name: "unknown", TokenHash: "tu"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.SaveCheckins(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	w := f.do(f.viewer, "GET", "/api/devices", nil)
+	var out struct {
+		Devices []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+			Stale bool   `json:"stale"`
+		} `json:"devices"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &out)
+	got := map[string]string{}
+	for _, d := range out.Devices {
+		got[d.ID] = fmt.Sprintf("%s/%v", d.State, d.Stale)
+	}
+	want := map[string]string{"current": "current/false", "ahead": "ahead/true", "refusing": "refusing/true", "behind": "behind/true", "unknown": "unknown/false"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("device states = %v, want %v", got, want)
+	}
+}
+
+// An admin rotates the feed signing key; the answer and GET /api/feed name
+// the new public key (review #2).
+func TestRotateKey(t *testing.T) {
+	f := newFixture(t)
+	old := f.pub.Status().PublicKey
+	if w := f.do(f.viewer, "POST", "/api/feed/rotate-key", nil); w.Code != 403 {
+		t.Errorf("a viewer rotates = %d", w.Code)
+	}
+	w := f.do(f.admin, "POST", "/api/feed/rotate-key", nil)
+	var out struct {
+		PublicKey string `json:"publicKey"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &out)
+	if w.Code != 200 || out.PublicKey == "" || out.PublicKey == old || f.pub.Status().PublicKey != out.PublicKey {
+		t.Errorf("rotate = %d %s (old %s)", w.Code, w.Body, old)
 	}
 }
 

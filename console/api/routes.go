@@ -66,6 +66,7 @@ func (a *API) routes() {
 	a.handle("GET /api/settings", reader, a.getSettings)
 	a.handle("PUT /api/settings", admin, a.putSettings)
 	a.handle("GET /api/feed", reader, a.feedStatus)
+	a.handle("POST /api/feed/rotate-key", admin, a.rotateKey)
 	a.handle("GET /api/ingest", reader, a.ingestStatus)
 	a.handle("GET /api/licenses", public, a.licenses)
 	a.handle("/api/", reader, func(http.ResponseWriter, *http.Request, auth.Principal) (any, error) {
@@ -277,12 +278,46 @@ func (a *API) revokeEnrollKey(_ http.ResponseWriter, r *http.Request, p auth.Pri
 // deviceView is a device with what the console derives from it.
 type deviceView struct {
 	store.Device
-	// Stale: the agent reported a sequence older than the published one.
+	// Stale: the device does not hold the published sequence (State says
+	// how); false for current, revoked or never-checked-in devices.
 	Stale bool `json:"stale"`
+	// State: current, behind (will take the new sequence on its next
+	// poll), refusing (polled since the sequence was published and still
+	// holds an older one: it refuses the feed — wrong public key, or a
+	// rollback), ahead (holds more than the console published: a console
+	// restored from a backup; the console publishes above it on the
+	// device's next check-in), unknown (no Netward-Agent header yet),
+	// revoked.
+	State       string `json:"state"`
+	StateDetail string `json:"stateDetail,omitempty"`
 }
 
-func (a *API) view(d store.Device, seq int64) deviceView {
-	return deviceView{Device: d, Stale: d.CheckinKnown && !d.Revoked() && d.SequenceHeld < seq}
+// refuseGrace is how long after a publish a device still on an older
+// sequence counts as behind, not refusing (a poll round trip, a restart).
+const refuseGrace = 2 * time.Minute
+
+func (a *API) view(d store.Device, st feed.Status) deviceView {
+	v := deviceView{Device: d}
+	seq := st.Sequence
+	switch {
+	case d.Revoked():
+		v.State = "revoked"
+	case !d.CheckinKnown:
+		v.State = "unknown"
+	case d.SequenceHeld == seq:
+		v.State = "current"
+	case d.SequenceHeld > seq:
+		v.State = "ahead"
+		v.StateDetail = fmt.Sprintf("holds sequence %d, above the %d published: was the console restored from a backup? It publishes above %d on the device's next check-in", d.SequenceHeld, seq, d.SequenceHeld)
+	case d.LastSeenAt.After(st.GeneratedAt.Add(refuseGrace)):
+		v.State = "refusing"
+		v.StateDetail = fmt.Sprintf("polled at %s, after sequence %d was published, and still holds %d: the agent refuses the feed (signing key rotated? check its netward status)",
+			d.LastSeenAt.UTC().Format(time.RFC3339), seq, d.SequenceHeld)
+	default:
+		v.State = "behind"
+	}
+	v.Stale = v.State == "behind" || v.State == "refusing" || v.State == "ahead"
+	return v
 }
 
 func (a *API) devices(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (any, error) {
@@ -291,12 +326,12 @@ func (a *API) devices(_ http.ResponseWriter, r *http.Request, _ auth.Principal) 
 	if err != nil {
 		return nil, err
 	}
-	seq := a.cfg.Feed.Status().Sequence
+	st := a.cfg.Feed.Status()
 	out := make([]deviceView, 0, len(list))
 	for _, d := range list {
-		out = append(out, a.view(d, seq))
+		out = append(out, a.view(d, st))
 	}
-	return map[string]any{"devices": out, "sequence": seq}, nil
+	return map[string]any{"devices": out, "sequence": st.Sequence}, nil
 }
 
 func (a *API) device(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (any, error) {
@@ -318,7 +353,7 @@ func (a *API) device(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"device": a.view(d, a.cfg.Feed.Status().Sequence), "chunks": chunks, "records": records,
+	return map[string]any{"device": a.view(d, a.cfg.Feed.Status()), "chunks": chunks, "records": records,
 		"users": nonNil(users), "addresses": nonNil(addrs)}, nil
 }
 
@@ -818,6 +853,19 @@ func (a *API) putSettings(_ http.ResponseWriter, r *http.Request, p auth.Princip
 
 func (a *API) feedStatus(_ http.ResponseWriter, _ *http.Request, _ auth.Principal) (any, error) {
 	return a.cfg.Feed.Status(), nil
+}
+
+// rotateKey makes a new feed signing key (docs/console.md "Rotating the
+// signing key").
+func (a *API) rotateKey(_ http.ResponseWriter, r *http.Request, p auth.Principal) (any, error) {
+	pub, err := a.cfg.Feed.RotateKey(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	pk := base64.StdEncoding.EncodeToString(pub)
+	a.audit(r, p, "feed.rotateKey", pk, "")
+	return map[string]any{"publicKey": pk,
+		"note": "agents refuse the feed until they have the new public key: on each, run netward enroll again (it proves its device token) and netward restart, or set indicators.publicKey"}, nil
 }
 
 func (a *API) ingestStatus(_ http.ResponseWriter, _ *http.Request, _ auth.Principal) (any, error) {

@@ -54,9 +54,9 @@ type Service struct {
 	st      *store.Store
 	log     *slog.Logger
 	now     func() time.Time
-	limiter *limiter     // per client; per account for password changes
-	slow    *limiter     // per account, for clients it was never used from
-	known   knownClients // clients each account signed in from
+	limiter *limiter      // per client; per account for password changes
+	slow    *limiter      // per account, for clients it was never used from
+	known   knownClients  // clients each account signed in from
 	hashing chan struct{} // bounds concurrent argon2 work (memory)
 	queued  atomic.Int64  // requests waiting for a hashing slot
 	dummy   string        // verified for unknown names, with the same cost

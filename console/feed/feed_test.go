@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,5 +263,155 @@ func TestFeedDropsExpiredIndicator(t *testing.T) {
 	}
 	if got := f.pub.Status(); got.Indicators != 0 || got.Sequence != st.Sequence+1 {
 		t.Errorf("after expiry: %+v, want sequence %d without the indicator", got, st.Sequence+1)
+	}
+}
+
+// One device token cannot hold more than MaxPollsPerDevice long polls (a
+// newer one answers the oldest now), and past MaxHeldPolls a poll gets 503
+// with Retry-After (review #7).
+func TestFeedPollCaps(t *testing.T) {
+	f := newFixture(t)
+	f.pub.cfg.MaxPollsPerDevice, f.pub.cfg.MaxHeldPolls = 2, 3
+	resp, _ := f.get(t, "", "", "", true)
+	etag := resp.Header.Get("ETag")
+	codes := make(chan int, 8)
+	poll := func(token string) {
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, f.srv.URL+Path+"?wait=30", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("If-None-Match", etag)
+			r, err := http.DefaultClient.Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			r.Body.Close()
+			codes <- r.StatusCode
+		}()
+	}
+	waitHeld := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for f.pub.Status().HeldPolls != n && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := f.pub.Status().HeldPolls; got != n {
+			t.Fatalf("held polls = %d, want %d", got, n)
+		}
+	}
+	poll(f.token)
+	waitHeld(1)
+	poll(f.token)
+	waitHeld(2)
+	poll(f.token) // the third of one device: the first is answered now
+	select {
+	case c := <-codes:
+		if c != http.StatusNotModified {
+			t.Errorf("superseded poll = %d, want 304", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a device holds three polls; the oldest was not answered")
+	}
+	waitHeld(2)
+	tok2 := consoletest.Enroll(t, f.auth, "dev2")
+	poll(tok2)
+	waitHeld(3)
+	tok3 := consoletest.Enroll(t, f.auth, "dev3")
+	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+Path+"?wait=30", nil)
+	req.Header.Set("Authorization", "Bearer "+tok3)
+	req.Header.Set("If-None-Match", etag)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if ra, _ := strconv.Atoi(r.Header.Get("Retry-After")); r.StatusCode != http.StatusServiceUnavailable || ra < 30 {
+		t.Errorf("poll past maxHeldPolls = %d Retry-After %q, want 503 with a delay", r.StatusCode, r.Header.Get("Retry-After"))
+	}
+	// A poll that does not wait is still answered.
+	if resp, _ := f.get(t, "", etag, "", true); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("plain request while full = %d, want 304", resp.StatusCode)
+	}
+	if st := f.pub.Status(); st.PollsSuperseded != 1 || st.PollsRefused != 1 {
+		t.Errorf("status = %+v", st)
+	}
+	for _, id := range []string{"dev1", "dev2"} { // end the held polls now
+		_ = f.st.RevokeDevice(context.Background(), id, "admin")
+		f.auth.ForgetDevice(id)
+		f.pub.Kick(id)
+	}
+	waitHeld(0)
+}
+
+// A console restored from a backup (its sequence below what the devices
+// hold) publishes above the held sequence on their next check-in, so the
+// fleet takes new policy again (review #2, docs/feed.md).
+func TestFeedContinuesAboveDevices(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if st := f.pub.Status(); st.Sequence != 1 {
+		t.Fatalf("sequence = %d", st.Sequence)
+	}
+	// The device holds 5 (the console before the restore published 5).
+	if resp, _ := f.get(t, "", "", "version=1.0; os=linux/test; seq=5", true); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	f.pub.FlushCheckins(ctx)
+	if st := f.pub.Status(); st.Sequence != 6 {
+		t.Fatalf("after a check-in holding 5: sequence %d, want 6", st.Sequence)
+	}
+	resp, body := f.get(t, "", "", "", true)
+	set, err := indicators.ParseFeed("f", body, indicators.Options{})
+	if err != nil || resp.StatusCode != 200 || set.Sequence != 6 {
+		t.Errorf("served %d, sequence %d, %v", resp.StatusCode, set.Sequence, err)
+	}
+	// A new change goes above too.
+	_ = f.st.SetTag(ctx, "slack", indicators.TagUnsanctioned, "admin")
+	if st, _ := f.pub.Publish(ctx); st.Sequence != 7 {
+		t.Errorf("next change = sequence %d, want 7", st.Sequence)
+	}
+}
+
+// Rotating the signing key signs the current document with the new key at
+// once, and another replica (LoadKey) takes it up (review #2).
+func TestFeedRotateKey(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := SigningKey(ctx, f.st); err != nil {
+		t.Fatal(err)
+	}
+	old := f.pub.PublicKey()
+	other, err := New(Config{Store: f.st, Auth: f.auth, Catalog: f.pub.cfg.Catalog, Key: f.key, RefreshInterval: 10 * time.Millisecond,
+		LoadKey: func(ctx context.Context) (ed25519.PrivateKey, error) { return SigningKey(ctx, f.st) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := f.pub.RotateKey(ctx)
+	if err != nil || pub.Equal(old) || !f.pub.PublicKey().Equal(pub) {
+		t.Fatalf("RotateKey = %x, %v (old %x)", pub, err, old)
+	}
+	resp, body := f.get(t, "", "", "", false)
+	sig, _ := strings.CutPrefix(resp.Header.Get(indicators.SignatureHeader), "ed25519=")
+	raw, _ := base64.StdEncoding.DecodeString(sig)
+	if !ed25519.Verify(pub, body, raw) {
+		t.Error("the body is not signed with the new key")
+	}
+	fr, err := indicators.ParseFreshness(resp.Header.Get(indicators.FreshnessHeader))
+	if err != nil || fr.Verify(pub, resp.Header.Get("ETag")[1:len(resp.Header.Get("ETag"))-1]) != nil {
+		t.Errorf("freshness not signed with the new key: %v", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- other.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !other.PublicKey().Equal(pub) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !other.PublicKey().Equal(pub) {
+		t.Error("the other replica did not take up the rotated key")
 	}
 }

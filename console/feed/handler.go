@@ -2,6 +2,7 @@ package feed
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -38,6 +39,7 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer stop()
 	inm := r.Header.Get("If-None-Match")
+	var held *waiter
 	var kicked chan struct{}
 	for {
 		cur, changed := p.current()
@@ -57,20 +59,32 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		if kicked == nil {
-			kicked = p.addWaiter(dev.ID)
-			defer p.removeWaiter(dev.ID, kicked)
+		if held == nil {
+			if held, err = p.addWaiter(dev.ID); err != nil {
+				w.Header().Set("Retry-After", strconv.Itoa(30+rand.IntN(30)))
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			kicked = held.ch
+			defer p.removeWaiter(dev.ID, held)
 		}
 		select {
 		case <-changed:
 		case <-timer:
 			timer = nil
 		case <-kicked:
+			if p.isSuperseded(held) {
+				// The device opened a newer poll: answer this one now (304
+				// or the new document) rather than hold both.
+				timer = nil
+				kicked = nil
+				continue
+			}
 			_, err := p.cfg.Auth.Device(r.Context(), auth.BearerToken(r))
 			if !deviceOK(w, err) {
 				return
 			}
-			kicked = nil
+			held, kicked = nil, nil
 		case <-r.Context().Done():
 			w.Header().Set("Retry-After", "5")
 			http.Error(w, "the console is shutting down; retry later", http.StatusServiceUnavailable)

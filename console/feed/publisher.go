@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -38,6 +39,14 @@ type Config struct {
 	FreshnessInterval time.Duration
 	// CheckinInterval is how often buffered check-ins are written (1 s).
 	CheckinInterval time.Duration
+	// LoadKey, when set, is asked every RefreshInterval for the signing
+	// key, so a key rotated by another replica or by
+	// `netward-console feed rotate-key` is used within seconds.
+	LoadKey func(context.Context) (ed25519.PrivateKey, error)
+	// MaxPollsPerDevice caps the long polls one device holds (default 2;
+	// a newer one ends the oldest with its answer now); MaxHeldPolls caps
+	// all held polls (default 20,000; beyond, 503 with Retry-After).
+	MaxPollsPerDevice, MaxHeldPolls int
 }
 
 // Publisher keeps the current feed document in memory and serves it.
@@ -46,10 +55,14 @@ type Publisher struct {
 	log *slog.Logger
 	now func() time.Time
 
+	key     atomic.Pointer[ed25519.PrivateKey]
 	cur     atomic.Pointer[published]
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when a new sequence is loaded
-	waiters map[string]map[chan struct{}]struct{}
+	waiters map[string][]*waiter
+	held    int // polls in waiters
+
+	superseded, pollsRefused atomic.Int64
 
 	publishMu sync.Mutex // one rebuild at a time in this process
 	warnings  atomic.Pointer[[]string]
@@ -91,7 +104,15 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.CheckinInterval <= 0 {
 		cfg.CheckinInterval = time.Second
 	}
-	p := &Publisher{cfg: cfg, log: cfg.Log, now: cfg.Now, changed: make(chan struct{}), waiters: map[string]map[chan struct{}]struct{}{}}
+	if cfg.MaxPollsPerDevice <= 0 {
+		cfg.MaxPollsPerDevice = 2
+	}
+	if cfg.MaxHeldPolls <= 0 {
+		cfg.MaxHeldPolls = 20000
+	}
+	p := &Publisher{cfg: cfg, log: cfg.Log, now: cfg.Now, changed: make(chan struct{}), waiters: map[string][]*waiter{}}
+	key := cfg.Key
+	p.key.Store(&key)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -103,7 +124,72 @@ func New(cfg Config) (*Publisher, error) {
 }
 
 // PublicKey is the key agents pin in indicators.publicKey.
-func (p *Publisher) PublicKey() ed25519.PublicKey { return p.cfg.Key.Public().(ed25519.PublicKey) }
+func (p *Publisher) PublicKey() ed25519.PublicKey {
+	return (*p.key.Load()).Public().(ed25519.PublicKey)
+}
+
+// SetKey makes key the signing key from now on: the current document and
+// its freshness proof are signed again with it.
+func (p *Publisher) SetKey(key ed25519.PrivateKey) {
+	if len(key) != ed25519.PrivateKeySize {
+		return
+	}
+	p.key.Store(&key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.cur.Load(); c != nil {
+		n := *c
+		n.sig = "ed25519=" + base64.StdEncoding.EncodeToString(ed25519.Sign(key, n.body))
+		p.sign(&n)
+		p.cur.Store(&n)
+	}
+}
+
+// RotateKey makes a new signing key, stores it (every replica takes it up
+// within RefreshInterval) and signs with it from now on. Agents verify with
+// the public key they were given: until each gets the new one (netward
+// enroll again, or indicators.publicKey), it refuses the feed and keeps its
+// set — docs/console.md "Rotating the signing key".
+func (p *Publisher) RotateKey(ctx context.Context) (ed25519.PublicKey, error) {
+	key, err := RotateSigningKey(ctx, p.cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	p.SetKey(key)
+	p.log.Warn("feed signing key rotated; agents need the new public key", "publicKey", base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
+	return key.Public().(ed25519.PublicKey), nil
+}
+
+// SigningKeyName is the store secret holding the feed's Ed25519 seed; in
+// the database, so every replica signs with one key.
+const SigningKeyName = "feed-signing-key"
+
+// SigningKey returns the stored signing key, making one the first time.
+func SigningKey(ctx context.Context, st *store.Store) (ed25519.PrivateKey, error) {
+	seed, err := st.Secret(ctx, SigningKeyName, newSeed)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("feed signing key: %v (%d bytes)", err, len(seed))
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// RotateSigningKey replaces the stored signing key with a new one.
+func RotateSigningKey(ctx context.Context, st *store.Store) (ed25519.PrivateKey, error) {
+	seed, err := newSeed()
+	if err != nil {
+		return nil, err
+	}
+	if err := st.RotateSecret(ctx, SigningKeyName, seed); err != nil {
+		return nil, fmt.Errorf("feed signing key: %w", err)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+func newSeed() ([]byte, error) {
+	b := make([]byte, ed25519.SeedSize)
+	_, err := rand.Read(b)
+	return b, err
+}
 
 // Status describes the published document.
 type Status struct {
@@ -116,11 +202,21 @@ type Status struct {
 	Warnings    []string  `json:"warnings"`
 	PublicKey   string    `json:"publicKey"`
 	Served      int64     `json:"served"`
+	// HeldPolls are long polls held now; PollsSuperseded the ones ended
+	// early because their device opened more than MaxPollsPerDevice;
+	// PollsRefused the ones answered 503 past MaxHeldPolls.
+	HeldPolls       int   `json:"heldPolls"`
+	PollsSuperseded int64 `json:"pollsSuperseded"`
+	PollsRefused    int64 `json:"pollsRefused"`
 }
 
 // Status reports the current document.
 func (p *Publisher) Status() Status {
-	st := Status{PublicKey: base64.StdEncoding.EncodeToString(p.PublicKey()), Served: p.served.Load(), Warnings: []string{}}
+	st := Status{PublicKey: base64.StdEncoding.EncodeToString(p.PublicKey()), Served: p.served.Load(), Warnings: []string{},
+		PollsSuperseded: p.superseded.Load(), PollsRefused: p.pollsRefused.Load()}
+	p.mu.Lock()
+	st.HeldPolls = p.held
+	p.mu.Unlock()
 	if w := p.warnings.Load(); w != nil {
 		st.Warnings = *w
 	}
@@ -136,17 +232,21 @@ func (p *Publisher) Status() Status {
 func (p *Publisher) Publish(ctx context.Context) (Status, error) {
 	p.publishMu.Lock()
 	defer p.publishMu.Unlock()
-	cat, err := Catalog(ctx, p.cfg.Store, p.cfg.Catalog)
-	if err != nil {
-		return Status{}, fmt.Errorf("feed: %w", err)
-	}
-	c, err := Build(ctx, p.cfg.Store, cat, p.now())
-	if err != nil {
-		return Status{}, fmt.Errorf("feed: %w", err)
-	}
-	w := c.Warnings
-	p.warnings.Store(&w)
-	doc, made, err := p.cfg.Store.PublishFeed(ctx, c.Version, len(c.Indicators), c.Body)
+	// The content is built inside the store's publishing section, so it
+	// includes every change committed on any replica before it.
+	doc, made, err := p.cfg.Store.PublishFeed(ctx, func(ctx context.Context) (store.FeedBuild, error) {
+		cat, err := Catalog(ctx, p.cfg.Store, p.cfg.Catalog)
+		if err != nil {
+			return store.FeedBuild{}, err
+		}
+		c, err := Build(ctx, p.cfg.Store, cat, p.now())
+		if err != nil {
+			return store.FeedBuild{}, err
+		}
+		w := c.Warnings
+		p.warnings.Store(&w)
+		return store.FeedBuild{Version: c.Version, Indicators: len(c.Indicators), Body: c.Body}, nil
+	})
 	if err != nil {
 		return Status{}, fmt.Errorf("feed: publish: %w", err)
 	}
@@ -173,7 +273,7 @@ func (p *Publisher) load(doc store.FeedDocument) error {
 	pub := &published{
 		seq: doc.Sequence, version: doc.Version, generatedAt: doc.GeneratedAt, count: doc.Indicators,
 		body: doc.Body, gz: gz.Bytes(), etag: `"` + doc.Version + `"`,
-		sig: "ed25519=" + base64.StdEncoding.EncodeToString(ed25519.Sign(p.cfg.Key, doc.Body)),
+		sig: "ed25519=" + base64.StdEncoding.EncodeToString(ed25519.Sign(*p.key.Load(), doc.Body)),
 	}
 	p.sign(pub)
 	p.mu.Lock()
@@ -189,7 +289,7 @@ func (p *Publisher) load(doc store.FeedDocument) error {
 
 func (p *Publisher) sign(pub *published) {
 	now := p.now()
-	pub.fresh = indicators.SignFreshness(p.cfg.Key, uint64(pub.seq), pub.version, now).String()
+	pub.fresh = indicators.SignFreshness(*p.key.Load(), uint64(pub.seq), pub.version, now).String()
 	pub.freshAt = now
 }
 
@@ -232,6 +332,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			p.flushCheckins(context.WithoutCancel(ctx))
 			return nil
 		case <-refresh.C:
+			p.reloadKey(ctx)
 			seq, err := p.cfg.Store.LatestFeedSequence(ctx)
 			if c := p.cur.Load(); err == nil && (c == nil || seq > c.seq) {
 				if doc, err := p.cfg.Store.LatestFeed(ctx); err == nil {
@@ -255,6 +356,19 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
+// reloadKey takes up a signing key rotated elsewhere.
+func (p *Publisher) reloadKey(ctx context.Context) {
+	if p.cfg.LoadKey == nil {
+		return
+	}
+	key, err := p.cfg.LoadKey(ctx)
+	if err != nil || len(key) != ed25519.PrivateKeySize || key.Equal(*p.key.Load()) {
+		return
+	}
+	p.SetKey(key)
+	p.log.Warn("feed signing key changed in the store (rotated); signing with the new key", "publicKey", base64.StdEncoding.EncodeToString(p.PublicKey()))
+}
+
 // expiryTimer fires at the next indicator expiry, or within an hour.
 func (p *Publisher) expiryTimer(ctx context.Context) *time.Timer {
 	d := time.Hour
@@ -264,39 +378,76 @@ func (p *Publisher) expiryTimer(ctx context.Context) *time.Timer {
 	return time.NewTimer(d)
 }
 
-// Kick wakes the held polls of a device (after it was revoked), so they
-// end with a refusal instead of being answered later.
+// waiter is one held long poll.
+type waiter struct {
+	ch chan struct{} // closed to wake it
+	// superseded: woken because its device opened a newer poll past
+	// MaxPollsPerDevice; it answers now instead of waiting on.
+	superseded bool
+}
+
+// errPollsFull: MaxHeldPolls polls are held.
+var errPollsFull = errors.New("the console holds as many long polls as it is configured to (feed.maxHeldPolls); retry later")
+
+// Kick wakes the held polls of a device (after it was revoked or its token
+// replaced), so they end with a refusal instead of being answered later.
 func (p *Publisher) Kick(deviceID string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for ch := range p.waiters[deviceID] {
-		close(ch)
+	for _, w := range p.waiters[deviceID] {
+		close(w.ch)
 	}
+	p.held -= len(p.waiters[deviceID])
 	delete(p.waiters, deviceID)
 }
 
-func (p *Publisher) addWaiter(deviceID string) chan struct{} {
-	ch := make(chan struct{})
+// addWaiter holds a poll for deviceID: past MaxPollsPerDevice the oldest
+// of the device's polls is superseded; past MaxHeldPolls, errPollsFull.
+func (p *Publisher) addWaiter(deviceID string) (*waiter, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := p.waiters[deviceID]
-	if m == nil {
-		m = map[chan struct{}]struct{}{}
-		p.waiters[deviceID] = m
+	list := p.waiters[deviceID]
+	if len(list) >= p.cfg.MaxPollsPerDevice {
+		old := list[0]
+		old.superseded = true
+		close(old.ch)
+		list = list[1:]
+		p.held--
+		p.superseded.Add(1)
+	} else if p.held >= p.cfg.MaxHeldPolls {
+		p.pollsRefused.Add(1)
+		return nil, errPollsFull
 	}
-	m[ch] = struct{}{}
-	return ch
+	w := &waiter{ch: make(chan struct{})}
+	p.waiters[deviceID] = append(list, w)
+	p.held++
+	return w, nil
 }
 
-func (p *Publisher) removeWaiter(deviceID string, ch chan struct{}) {
+// removeWaiter drops a poll that ended by itself (answered, timed out).
+func (p *Publisher) removeWaiter(deviceID string, w *waiter) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if m := p.waiters[deviceID]; m != nil {
-		delete(m, ch)
-		if len(m) == 0 {
-			delete(p.waiters, deviceID)
+	list := p.waiters[deviceID]
+	for i, x := range list {
+		if x == w {
+			list = append(list[:i:i], list[i+1:]...)
+			p.held--
+			break
 		}
 	}
+	if len(list) == 0 {
+		delete(p.waiters, deviceID)
+	} else {
+		p.waiters[deviceID] = list
+	}
+}
+
+// isSuperseded reads w.superseded under the lock that wrote it.
+func (p *Publisher) isSuperseded(w *waiter) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return w.superseded
 }
 
 // checkinBuffer keeps the newest check-in per device until the next write.
@@ -328,8 +479,26 @@ func (b *checkinBuffer) take() []store.Checkin {
 
 func (p *Publisher) flushCheckins(ctx context.Context) {
 	cs := p.checkins.take()
-	if err := p.cfg.Store.SaveCheckins(ctx, cs); err != nil && ctx.Err() == nil {
-		p.log.Error("feed: check-ins not saved", "devices", len(cs), "err", err)
+	if err := p.cfg.Store.SaveCheckins(ctx, cs); err != nil {
+		if ctx.Err() == nil {
+			p.log.Error("feed: check-ins not saved", "devices", len(cs), "err", err)
+		}
+		return
+	}
+	// A device holding a sequence above the published one (this console
+	// was restored from a backup) refuses every document below it as a
+	// rollback: publish again above it at once (store.PublishFeed).
+	cur := p.cur.Load()
+	if cur == nil {
+		return
+	}
+	for _, c := range cs {
+		if c.Known && c.Sequence > cur.seq && c.Sequence <= cur.seq+1_000_000 {
+			if _, err := p.Publish(ctx); err != nil && ctx.Err() == nil {
+				p.log.Error("feed: cannot publish above the sequence devices hold", "err", err)
+			}
+			return
+		}
 	}
 }
 

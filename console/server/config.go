@@ -51,6 +51,10 @@ type FeedConfig struct {
 	RefreshSeconds   int `json:"refreshSeconds"`
 	CheckinSeconds   int `json:"checkinSeconds"`
 	FreshnessMinutes int `json:"freshnessMinutes"`
+	// MaxPollsPerDevice and MaxHeldPolls cap held long polls (per device
+	// token; overall).
+	MaxPollsPerDevice int `json:"maxPollsPerDevice"`
+	MaxHeldPolls      int `json:"maxHeldPolls"`
 }
 
 // IngestConfig tunes telemetry ingest.
@@ -139,6 +143,8 @@ func (c *Config) applyDefaults() {
 	def(&c.Feed.RefreshSeconds, 2)
 	def(&c.Feed.CheckinSeconds, 1)
 	def(&c.Feed.FreshnessMinutes, 60)
+	def(&c.Feed.MaxPollsPerDevice, 2)
+	def(&c.Feed.MaxHeldPolls, 20000)
 	def(&c.Ingest.RetentionDays, 90)
 	def64(&c.Ingest.MaxChunkBytes, 8<<20)
 	def64(&c.Ingest.MaxDecompressedBytes, 64<<20)
@@ -176,6 +182,8 @@ func (c *Config) Validate() error {
 	rng("feed.refreshSeconds", int64(c.Feed.RefreshSeconds), 1, 3600)
 	rng("feed.checkinSeconds", int64(c.Feed.CheckinSeconds), 1, 3600)
 	rng("feed.freshnessMinutes", int64(c.Feed.FreshnessMinutes), 1, 60)
+	rng("feed.maxPollsPerDevice", int64(c.Feed.MaxPollsPerDevice), 1, 16)
+	rng("feed.maxHeldPolls", int64(c.Feed.MaxHeldPolls), 1, 1000000)
 	rng("ingest.retentionDays", int64(c.Ingest.RetentionDays), 1, 36500)
 	rng("ingest.maxChunkBytes", c.Ingest.MaxChunkBytes, 1<<10, 1<<30)
 	rng("ingest.maxDecompressedBytes", c.Ingest.MaxDecompressedBytes, 1<<10, 4<<30)

@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -49,10 +48,6 @@ func New(cfg *Config, log *slog.Logger, out io.Writer) *Server {
 	return &Server{cfg: cfg, log: log, out: out}
 }
 
-// signingKeyName is the store secret holding the feed's Ed25519 seed; in
-// the database, so every replica signs with one key.
-const signingKeyName = "feed-signing-key"
-
 // Run serves until ctx ends, then shuts down and returns nil (or the error
 // that stopped it).
 func (s *Server) Run(ctx context.Context) error {
@@ -68,15 +63,10 @@ func (s *Server) Run(ctx context.Context) error {
 	au := auth.New(auth.Config{Store: st, Log: s.log, Argon2: s.Argon2,
 		SessionIdle: time.Duration(cfg.Auth.SessionIdleHours) * time.Hour, SessionMax: time.Duration(cfg.Auth.SessionMaxDays) * 24 * time.Hour,
 		LoginBurst: cfg.Auth.LoginBurst})
-	seed, err := st.Secret(ctx, signingKeyName, func() ([]byte, error) {
-		b := make([]byte, ed25519.SeedSize)
-		_, err := rand.Read(b)
-		return b, err
-	})
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return fmt.Errorf("feed signing key: %v (%d bytes)", err, len(seed))
+	key, err := feed.SigningKey(ctx, st)
+	if err != nil {
+		return err
 	}
-	key := ed25519.NewKeyFromSeed(seed)
 	builtin, err := catalog.Builtin()
 	if err != nil {
 		return err
@@ -96,7 +86,9 @@ func (s *Server) Run(ctx context.Context) error {
 	rebuild(ctx)
 	pub, err := feed.New(feed.Config{Store: st, Auth: au, Catalog: builtin, Key: key, Log: s.log,
 		MaxWait: time.Duration(cfg.Feed.MaxWaitSeconds) * time.Second, RefreshInterval: time.Duration(cfg.Feed.RefreshSeconds) * time.Second,
-		CheckinInterval: time.Duration(cfg.Feed.CheckinSeconds) * time.Second, FreshnessInterval: time.Duration(cfg.Feed.FreshnessMinutes) * time.Minute})
+		CheckinInterval: time.Duration(cfg.Feed.CheckinSeconds) * time.Second, FreshnessInterval: time.Duration(cfg.Feed.FreshnessMinutes) * time.Minute,
+		LoadKey:           func(ctx context.Context) (ed25519.PrivateKey, error) { return feed.SigningKey(ctx, st) },
+		MaxPollsPerDevice: cfg.Feed.MaxPollsPerDevice, MaxHeldPolls: cfg.Feed.MaxHeldPolls})
 	if err != nil {
 		return err
 	}
@@ -155,7 +147,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(s.out, "certificate SHA-256 fingerprint%s: %s\n", note, fp)
 	}
-	fmt.Fprintf(s.out, "feed public key: %s\n", base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
+	fmt.Fprintf(s.out, "feed public key: %s\n", base64.StdEncoding.EncodeToString(pub.PublicKey()))
 	name, pw, err := au.Bootstrap(ctx)
 	if err != nil {
 		ln.Close()

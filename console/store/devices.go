@@ -46,9 +46,9 @@ type Enrollment int
 
 // Enrollment kinds.
 const (
-	EnrolledNew      Enrollment = iota // a new device id
-	ReenrolledProof                    // the request proved the current token
-	ReenrolledAllowed                  // an admin allowed it (machine reinstalled)
+	EnrolledNew       Enrollment = iota // a new device id
+	ReenrolledProof                     // the request proved the current token
+	ReenrolledAllowed                   // an admin allowed it (machine reinstalled)
 )
 
 // CreateEnrollKey stores a key.

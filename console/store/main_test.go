@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/netward/netward/internal/pgtest"
@@ -31,14 +32,35 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// dsns remembers each test store's DSN, so twin can open a second Store
+// on the same database (a replica).
+var dsns sync.Map // *Store → DSN
+
+// twin opens another Store on s's database, closed when the test ends.
+func (s *Store) twin(t *testing.T) *Store {
+	t.Helper()
+	dsn, ok := dsns.Load(s)
+	if !ok {
+		t.Fatal("twin: store not opened by eachStore")
+	}
+	o, err := Open(context.Background(), Config{DSN: dsn.(string)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
 // eachStore runs f against a fresh SQLite store and a fresh PostgreSQL
 // database: the one suite both backends must pass.
 func eachStore(t *testing.T, f func(t *testing.T, s *Store)) {
 	t.Run("sqlite", func(t *testing.T) {
-		s, err := Open(context.Background(), Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "console.db")})
+		dsn := "sqlite:" + filepath.Join(t.TempDir(), "console.db")
+		s, err := Open(context.Background(), Config{DSN: dsn})
 		if err != nil {
 			t.Fatal(err)
 		}
+		dsns.Store(s, dsn)
 		t.Cleanup(func() { s.Close() })
 		f(t, s)
 	})
@@ -58,6 +80,7 @@ func eachStore(t *testing.T, f func(t *testing.T, s *Store)) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		dsns.Store(s, dsn)
 		t.Cleanup(func() { s.Close() })
 		f(t, s)
 	})

@@ -252,15 +252,46 @@ func (s *Store) LatestFeedSequence(ctx context.Context) (int64, error) {
 // keepFeedDocuments is how many old sequences stay for inspection.
 const keepFeedDocuments = 50
 
-// PublishFeed makes the next sequence for version unless the latest one
-// already has it. build makes the body for (sequence, generatedAt); it runs
-// inside the transaction, so two replicas never sign different bytes for one
-// sequence: the loser of a race sees the winner's row and returns it.
-func (s *Store) PublishFeed(ctx context.Context, version string, indicators int, build func(seq int64, at time.Time) ([]byte, error)) (FeedDocument, bool, error) {
+// FeedBuild is the feed content PublishFeed publishes: its version (the
+// content digest), indicator count, and body for a (sequence, generatedAt).
+type FeedBuild struct {
+	Version    string
+	Indicators int
+	Body       func(seq int64, at time.Time) ([]byte, error)
+}
+
+// maxSequenceJump bounds how far a device's reported sequence may lift the
+// console's: a restored backup is a few hundred changes behind, not a
+// million; a hostile device token reporting 2^62 is ignored (and logged).
+const maxSequenceJump = 1_000_000
+
+// feedLock is the PostgreSQL advisory lock that serialises publishing
+// across replicas.
+const feedLock = 7236842
+
+// PublishFeed builds the feed and makes it the next sequence unless the
+// latest document already has its version. One publisher at a time, on
+// every replica (PostgreSQL: a transaction-scoped advisory lock; SQLite:
+// the write transaction), and build runs *inside* that section: a content
+// built from a store read before another replica's change committed can
+// never be published after that replica's document (the lost update of a
+// build-then-publish race). The body is made and stored in the same
+// transaction, so a sequence always signs to the same bytes.
+//
+// The next sequence continues above both the latest document and the
+// highest sequence an active device reported in its check-in (a console
+// restored from a backup, whose devices hold more than it published;
+// docs/feed.md): then even unchanged content is published again, above.
+func (s *Store) PublishFeed(ctx context.Context, build func(context.Context) (FeedBuild, error)) (FeedDocument, bool, error) {
 	for attempt := 0; ; attempt++ {
 		var doc FeedDocument
 		made := false
 		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if s.dialect == Postgres {
+				if _, err := tx.ExecContext(ctx, s.q("SELECT pg_advisory_xact_lock(?)"), feedLock); err != nil {
+					return fmt.Errorf("feed lock: %w", err)
+				}
+			}
 			var seq int64
 			var ver string
 			var g int64
@@ -268,18 +299,31 @@ func (s *Store) PublishFeed(ctx context.Context, version string, indicators int,
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
-			if err == nil && ver == version {
-				doc = FeedDocument{Sequence: seq, Version: ver, GeneratedAt: fromMS(g)}
-				return tx.QueryRowContext(ctx, s.q("SELECT indicators, body FROM feed_documents WHERE sequence = ?"), seq).Scan(&doc.Indicators, &doc.Body)
-			}
-			at := s.now().UTC().Truncate(time.Second)
-			body, err := build(seq+1, at)
+			floor, err := s.devicesAhead(ctx, tx, seq)
 			if err != nil {
 				return err
 			}
-			doc = FeedDocument{Sequence: seq + 1, Version: version, GeneratedAt: at, Indicators: indicators, Body: body}
+			fb, err := build(ctx)
+			if err != nil {
+				return err
+			}
+			if ver == fb.Version && seq >= floor {
+				doc = FeedDocument{Sequence: seq, Version: ver, GeneratedAt: fromMS(g)}
+				return tx.QueryRowContext(ctx, s.q("SELECT indicators, body FROM feed_documents WHERE sequence = ?"), seq).Scan(&doc.Indicators, &doc.Body)
+			}
+			next := max(seq, floor) + 1
+			if floor > seq {
+				s.log.Warn("feed: devices hold a higher sequence than the console published (restored from a backup?); continuing above it",
+					"published", seq, "devicesHold", floor, "next", next)
+			}
+			at := s.now().UTC().Truncate(time.Second)
+			body, err := fb.Body(next, at)
+			if err != nil {
+				return err
+			}
+			doc = FeedDocument{Sequence: next, Version: fb.Version, GeneratedAt: at, Indicators: fb.Indicators, Body: body}
 			if _, err := tx.ExecContext(ctx, s.q("INSERT INTO feed_documents (sequence, version, generated_at, indicators, body) VALUES (?, ?, ?, ?, ?)"),
-				doc.Sequence, version, ms(at), indicators, body); err != nil {
+				doc.Sequence, fb.Version, ms(at), fb.Indicators, body); err != nil {
 				return err
 			}
 			made = true
@@ -291,6 +335,30 @@ func (s *Store) PublishFeed(ctx context.Context, version string, indicators int,
 		}
 		return doc, made, err
 	}
+}
+
+// devicesAhead is the highest sequence an active device reported, when it
+// is above published (0 otherwise); reports beyond maxSequenceJump are
+// ignored and logged.
+func (s *Store) devicesAhead(ctx context.Context, tx *sql.Tx, published int64) (int64, error) {
+	var held sql.NullInt64
+	err := tx.QueryRowContext(ctx, s.q("SELECT MAX(sequence_held) FROM devices WHERE revoked_at = 0 AND checkin_known = 1 AND sequence_held > ? AND sequence_held <= ?"),
+		published, published+maxSequenceJump).Scan(&held)
+	if err != nil {
+		return 0, fmt.Errorf("devices' sequences: %w", err)
+	}
+	var wild sql.NullString
+	if err := tx.QueryRowContext(ctx, s.q("SELECT MIN(id) FROM devices WHERE revoked_at = 0 AND checkin_known = 1 AND sequence_held > ?"), published+maxSequenceJump).Scan(&wild); err == nil && wild.Valid {
+		s.log.Warn("feed: a device reports a sequence far above the console's; ignored (a hostile or broken agent?)", "device", wild.String, "published", published)
+	}
+	return held.Int64, nil
+}
+
+// RotateSecret replaces a named secret (the feed signing key).
+func (s *Store) RotateSecret(ctx context.Context, name string, value []byte) error {
+	_, err := s.exec(ctx, "INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+		name, value, ms(s.now()))
+	return err
 }
 
 // AuditEntry is one admin action.
