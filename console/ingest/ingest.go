@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -57,8 +58,10 @@ type Config struct {
 	MaxCompressed, MaxDecompressed int64
 	MaxLine, MaxRecords            int
 	// MemoryBudget bounds the bytes that uploads being processed may hold at
-	// once (their compressed body plus a fixed working set each; default
-	// 64 MiB). An upload that cannot be admitted within AdmitWait (default
+	// once (default 64 MiB): each upload is charged a working set, its body
+	// block by block as it arrives, and its aggregates as they grow; one
+	// upload per device at a time. It is raised to at least one upload's
+	// worst case (MaxCompressed + 33.25 MiB). An upload that cannot be admitted within AdmitWait (default
 	// 2 s) gets 503 with Retry-After of RetryAfter (default 30 s) plus up to
 	// half of it again as jitter, so a fleet does not come back at once.
 	MemoryBudget int64
@@ -80,6 +83,9 @@ type Ingest struct {
 	log    *slog.Logger
 	now    func() time.Time
 	budget *semaphore.Weighted
+	// bodyGrace is bodyGrace and caps defaultCaps (tests lower them).
+	bodyGrace time.Duration
+	caps      keyCaps
 
 	mu    sync.Mutex
 	locks map[string]*deviceLock
@@ -88,7 +94,7 @@ type Ingest struct {
 }
 
 type deviceLock struct {
-	mu   sync.Mutex
+	slot chan struct{} // one upload at a time
 	refs int
 }
 
@@ -103,6 +109,7 @@ type Stats struct {
 	Records        atomic.Int64
 	UnknownActions atomic.Int64
 	InFlight       atomic.Int64
+	FoldedRecords  atomic.Int64
 	// ClampedTimestamps counts records re-dated to their receipt time;
 	// skipped the records left out of taken chunks, by reason.
 	ClampedTimestamps atomic.Int64
@@ -138,6 +145,10 @@ type Snapshot struct {
 	// ClampedTimestamps: records dated more than a year before or an hour
 	// after their receipt, counted at the receipt time instead.
 	ClampedTimestamps int64 `json:"clampedTimestamps"`
+	// FoldedRecords: records counted under "(other)" (or whose user or
+	// address was not kept) because their chunk had more distinct keys
+	// than one chunk may add (docs/console.md "Ingest").
+	FoldedRecords int64 `json:"foldedRecords"`
 }
 
 // New checks the config and creates Dir; it starts nothing.
@@ -160,7 +171,8 @@ func New(cfg Config) (*Ingest, error) {
 	if cfg.MemoryBudget <= 0 {
 		cfg.MemoryBudget = 64 << 20
 	}
-	cfg.MemoryBudget = max(cfg.MemoryBudget, cfg.MaxCompressed+perUpload)
+	// One upload's worst case must fit, or it could never be taken.
+	cfg.MemoryBudget = max(cfg.MemoryBudget, cfg.MaxCompressed+bodyBlock+perUpload+maxAggregateBytes)
 	if cfg.AdmitWait <= 0 {
 		cfg.AdmitWait = 2 * time.Second
 	}
@@ -173,7 +185,8 @@ func New(cfg Config) (*Ingest, error) {
 	if cfg.Matcher == nil {
 		cfg.Matcher = func() Matcher { return nil }
 	}
-	in := &Ingest{cfg: cfg, log: cfg.Log, now: cfg.Now, budget: semaphore.NewWeighted(cfg.MemoryBudget), locks: map[string]*deviceLock{}}
+	in := &Ingest{cfg: cfg, log: cfg.Log, now: cfg.Now, budget: semaphore.NewWeighted(cfg.MemoryBudget), locks: map[string]*deviceLock{},
+		bodyGrace: bodyGrace, caps: defaultCaps}
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
 	}
@@ -191,7 +204,7 @@ func (in *Ingest) Stats() Snapshot {
 	s := &in.stats
 	out := Snapshot{Created: s.Created.Load(), Duplicates: s.Duplicates.Load(), Conflicts: s.Conflicts.Load(), Refused: s.Refused.Load(),
 		TooLarge: s.TooLarge.Load(), Busy: s.Busy.Load(), Records: s.Records.Load(), UnknownActions: s.UnknownActions.Load(), InFlight: s.InFlight.Load(),
-		ClampedTimestamps: s.ClampedTimestamps.Load(), SkippedRecords: map[string]int64{}}
+		ClampedTimestamps: s.ClampedTimestamps.Load(), FoldedRecords: s.FoldedRecords.Load(), SkippedRecords: map[string]int64{}}
 	s.mu.Lock()
 	maps.Copy(out.SkippedRecords, s.skipped)
 	s.mu.Unlock()
@@ -223,6 +236,9 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in.log.Error("ingest: chunk not stored", "path", r.URL.Path, "err", err)
 		code = http.StatusInternalServerError
 	}
+	// The body may be unread (or trickling in): close the connection
+	// rather than let the server drain it before answering.
+	w.Header().Set("Connection", "close")
 	switch code {
 	case http.StatusRequestEntityTooLarge:
 		in.stats.TooLarge.Add(1)
@@ -270,38 +286,34 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 	if r.ContentLength > in.cfg.MaxCompressed {
 		return 0, fail(http.StatusRequestEntityTooLarge, "chunk is %d bytes; the limit is %d", r.ContentLength, in.cfg.MaxCompressed)
 	}
-	weight := in.cfg.MaxCompressed + perUpload
-	if r.ContentLength >= 0 {
-		weight = r.ContentLength + perUpload
+	// One upload per device at a time, taken before any memory: a device
+	// cannot hold more than its share of the budget however many
+	// connections it opens (review #6). A second upload of the same device
+	// waits up to AdmitWait for the first, then gets 503.
+	unlock, ok := in.lockDevice(r.Context(), device)
+	if !ok {
+		return 0, fail(http.StatusServiceUnavailable, "device %s is already uploading a chunk; retry after the Retry-After delay", device)
 	}
-	actx, cancel := context.WithTimeout(r.Context(), in.cfg.AdmitWait)
-	err = in.budget.Acquire(actx, weight)
-	cancel()
-	if err != nil {
-		return 0, fail(http.StatusServiceUnavailable, "the console is busy taking other chunks; retry after the Retry-After delay")
+	defer unlock()
+	ch := &charge{in: in, ctx: r.Context()}
+	defer ch.release()
+	if err := ch.grow(perUpload); err != nil {
+		return 0, err
 	}
-	defer in.budget.Release(weight)
 	in.stats.InFlight.Add(1)
 	defer in.stats.InFlight.Add(-1)
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.cfg.MaxCompressed))
+	body, err := in.readBody(w, r, ch)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return 0, fail(http.StatusRequestEntityTooLarge, "chunk is larger than %d bytes", in.cfg.MaxCompressed)
-		}
-		return 0, fail(http.StatusBadRequest, "read body: %v", err)
+		return 0, err
 	}
-	sum := sha256.Sum256(body)
-	digest := hex.EncodeToString(sum[:])
+	digest := body.digest
 
-	unlock := in.lockDevice(device)
-	defer unlock()
 	if code, err, done := in.already(r.Context(), device, chunk, digest); done {
 		return code, err
 	}
 	now := in.now().UTC()
-	b, err := in.parse(body, device, now)
+	b, err := in.parse(body.reader(), device, now, ch)
 	if err != nil {
 		return 0, err
 	}
@@ -309,10 +321,10 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 	if err != nil {
 		return 0, fail(http.StatusBadRequest, "%v", err)
 	}
-	if err := writeFile(filepath.Join(in.cfg.Dir, rel), body); err != nil {
+	if err := writeFile(filepath.Join(in.cfg.Dir, rel), body.reader()); err != nil {
 		return 0, fmt.Errorf("store raw chunk: %w", err)
 	}
-	b.Meta = store.ChunkMeta{DeviceID: device, ChunkID: chunk, SHA256: digest, CompressedBytes: int64(len(body)), Records: b.records, ReceivedAt: now, Path: rel}
+	b.Meta = store.ChunkMeta{DeviceID: device, ChunkID: chunk, SHA256: digest, CompressedBytes: body.n, Records: b.records, ReceivedAt: now, Path: rel}
 	switch err := in.cfg.Store.IngestChunk(r.Context(), &b.ChunkBatch); {
 	case errors.Is(err, store.ErrDuplicateChunk):
 		in.stats.Duplicates.Add(1)
@@ -326,6 +338,7 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 	in.stats.Records.Add(b.records)
 	in.stats.UnknownActions.Add(b.unknown)
 	in.stats.ClampedTimestamps.Add(b.clamped)
+	in.stats.FoldedRecords.Add(b.folded)
 	if len(b.skipped) > 0 || b.clamped > 0 {
 		in.stats.skip(b.skipped)
 		// One line per chunk, never per record.
@@ -364,25 +377,141 @@ func (in *Ingest) already(ctx context.Context, device, chunk, digest string) (in
 }
 
 // lockDevice serialises one device's chunks (in order of arrival) without
-// holding up other devices.
-func (in *Ingest) lockDevice(id string) func() {
+// holding up other devices; it gives up after AdmitWait (ok false).
+func (in *Ingest) lockDevice(ctx context.Context, id string) (unlock func(), ok bool) {
 	in.mu.Lock()
 	l := in.locks[id]
 	if l == nil {
-		l = &deviceLock{}
+		l = &deviceLock{slot: make(chan struct{}, 1)}
 		in.locks[id] = l
 	}
 	l.refs++
 	in.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
+	done := func() {
 		in.mu.Lock()
 		if l.refs--; l.refs == 0 {
 			delete(in.locks, id)
 		}
 		in.mu.Unlock()
 	}
+	t := time.NewTimer(in.cfg.AdmitWait)
+	defer t.Stop()
+	select {
+	case l.slot <- struct{}{}:
+		return func() { <-l.slot; done() }, true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	done()
+	return nil, false
+}
+
+// charge is the memory budget one upload holds; it grows as the upload
+// receives bytes and builds aggregates, so what it holds is what it uses
+// (a slow upload holds only what has arrived).
+type charge struct {
+	in   *Ingest
+	ctx  context.Context
+	held int64
+	// aggregates is the part of held charged for the chunk's aggregates.
+	aggregates int64
+}
+
+// aggregateStep is how much budget the aggregates take at a time;
+// maxAggregateBytes bounds what one chunk's capped aggregates can reach.
+const (
+	aggregateStep     = 1 << 20
+	maxAggregateBytes = 32 << 20
+)
+
+// grow takes n more bytes of the budget, waiting up to AdmitWait: past it,
+// 503 with Retry-After.
+func (c *charge) grow(n int64) error {
+	actx, cancel := context.WithTimeout(c.ctx, c.in.cfg.AdmitWait)
+	defer cancel()
+	if err := c.in.budget.Acquire(actx, n); err != nil {
+		return fail(http.StatusServiceUnavailable, "the console is busy taking other chunks; retry after the Retry-After delay")
+	}
+	c.held += n
+	return nil
+}
+
+func (c *charge) release() {
+	if c.held > 0 {
+		c.in.budget.Release(c.held)
+		c.held = 0
+	}
+}
+
+// bodyBlock is the unit an upload's body is read and charged in.
+const bodyBlock = 256 << 10
+
+// Uploads must arrive at bodyMinRate after a bodyGrace: a trickle is cut
+// with 408 (the agent retries it) instead of holding a device slot and
+// budget for minutes (review #6).
+const (
+	bodyGrace   = 15 * time.Second
+	bodyMinRate = 32 << 10 // bytes per second
+)
+
+// body is a request body read in blocks (never copied into one slice).
+type body struct {
+	blocks [][]byte
+	n      int64
+	digest string
+}
+
+func (b *body) reader() io.Reader {
+	rs := make([]io.Reader, len(b.blocks))
+	for i, blk := range b.blocks {
+		rs[i] = bytes.NewReader(blk)
+	}
+	return io.MultiReader(rs...)
+}
+
+// readBody reads the body under a deadline proportional to its size,
+// charging the budget block by block as bytes arrive, and hashes it.
+func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request, ch *charge) (*body, error) {
+	size := r.ContentLength
+	if size < 0 {
+		size = in.cfg.MaxCompressed
+	}
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(in.bodyGrace + time.Duration(size/bodyMinRate)*time.Second)
+	if rc.SetReadDeadline(deadline) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	rd := http.MaxBytesReader(w, r.Body, in.cfg.MaxCompressed)
+	h := sha256.New()
+	b := &body{}
+	for {
+		if err := ch.grow(bodyBlock); err != nil {
+			return nil, err
+		}
+		blk := make([]byte, bodyBlock)
+		n, err := io.ReadFull(rd, blk)
+		if n > 0 {
+			b.blocks = append(b.blocks, blk[:n])
+			b.n += int64(n)
+			h.Write(blk[:n])
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			var ne net.Error
+			switch {
+			case errors.As(err, &mbe):
+				return nil, fail(http.StatusRequestEntityTooLarge, "chunk is larger than %d bytes", in.cfg.MaxCompressed)
+			case errors.As(err, &ne) && ne.Timeout():
+				return nil, fail(http.StatusRequestTimeout, "the upload arrived slower than %d KiB/s; retry", bodyMinRate>>10)
+			}
+			return nil, fail(http.StatusBadRequest, "read body: %v", err)
+		}
+	}
+	b.digest = hex.EncodeToString(h.Sum(nil))
+	return b, nil
 }
 
 // parse streams the gzip body line by line into aggregates: memory stays
@@ -391,14 +520,15 @@ func (in *Ingest) lockDevice(id string) func() {
 // device's id, a bad field) is skipped and counted by reason; the rest of
 // the chunk is taken — the raw file keeps every line. Only a chunk with no
 // countable record at all, or one past the size limits, is refused.
-func (in *Ingest) parse(body []byte, device string, received time.Time) (*batch, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(body))
+func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *charge) (*batch, error) {
+	zr, err := gzip.NewReader(body)
 	if err != nil {
 		return nil, fail(http.StatusBadRequest, "body is not gzip: %v", err)
 	}
 	lr := &io.LimitedReader{R: zr, N: in.cfg.MaxDecompressed + 1}
 	br := bufio.NewReaderSize(lr, in.cfg.MaxLine+1)
 	b := newBatch(in.cfg.Matcher())
+	b.caps = in.caps
 	line, lines, firstBad := 0, 0, ""
 	skip := func(reason string) {
 		b.skipped[reason]++
@@ -447,6 +577,13 @@ func (in *Ingest) parse(body []byte, device string, received time.Time) (*batch,
 			b.clamped++
 		}
 		b.add(&rec)
+		// The aggregates' memory is charged as it grows (review #5).
+		for b.mem > ch.aggregates {
+			if err := ch.grow(aggregateStep); err != nil {
+				return nil, err
+			}
+			ch.aggregates += aggregateStep
+		}
 	}
 	if b.records == 0 {
 		if firstBad != "" {
@@ -473,7 +610,7 @@ func readLine(br *bufio.Reader) (line []byte, long bool, err error) {
 
 // writeFile writes data durably: a temporary file, fsync, rename, fsync of
 // the directory.
-func writeFile(path string, data []byte) error {
+func writeFile(path string, data io.Reader) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -483,7 +620,7 @@ func writeFile(path string, data []byte) error {
 		return err
 	}
 	tmp := f.Name()
-	if _, err := f.Write(data); err == nil {
+	if _, err := io.Copy(f, data); err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

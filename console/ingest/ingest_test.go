@@ -1,11 +1,13 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -376,5 +378,138 @@ func BenchmarkIngestLargeChunks(b *testing.B) {
 				b.Fatalf("PUT = %d", c)
 			}
 		}
+	}
+}
+
+// putAs is put with another device's token.
+func (f *fixture) putAs(t testing.TB, token, device, chunk string, body []byte) int {
+	t.Helper()
+	saved := f.token
+	f.token = token
+	defer func() { f.token = saved }()
+	return f.put(t, device, chunk, body).StatusCode
+}
+
+// The aggregates of a chunk are charged to the memory budget as they grow
+// and capped per chunk (review #5): a chunk of 6,000 distinct domains and
+// users cannot be taken while the budget has room only for an ordinary
+// chunk, which still can; and taken, its keys past the caps are folded.
+func TestIngestChargesAggregates(t *testing.T) {
+	f := newFixture(t, Config{AdmitWait: 50 * time.Millisecond})
+	f.in.caps = keyCaps{traffic: 4000, users: 4000, actions: 100, seen: 1000}
+	maxTrafficKeys, maxSeenKeys := f.in.caps.traffic, f.in.caps.seen
+	ctx := context.Background()
+	lines := make([]string, 6000)
+	for i := range lines {
+		lines[i] = rec("ConnectionSuccess", fmt.Sprintf(`,"RemoteUrl":"h%d.example.test","InitiatingProcessAccountName":"user%d","LocalIP":"10.0.%d.%d"`, i, i, i>>8, i&255))
+	}
+	bomb := gz(lines...)
+	// Leave room for a working set, the body and 1 MiB of aggregates.
+	room := int64(perUpload + bodyBlock*(len(bomb)/bodyBlock+2) + aggregateStep)
+	held := f.in.cfg.MemoryBudget - room
+	if err := f.in.budget.Acquire(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.put(t, "dev1", "bomb", bomb).StatusCode; got != http.StatusServiceUnavailable {
+		t.Errorf("a chunk whose aggregates outgrow the budget = %d, want 503", got)
+	}
+	if got := f.put(t, "dev1", "small", gz(rec("ConnectionSuccess", `,"RemoteUrl":"www.dropbox.com"`))).StatusCode; got != 201 {
+		t.Errorf("an ordinary chunk beside it = %d, want 201", got)
+	}
+	f.in.budget.Release(held)
+	if got := f.put(t, "dev1", "bomb", bomb).StatusCode; got != 201 {
+		t.Fatalf("the chunk with the budget free = %d", got)
+	}
+	if !f.in.budget.TryAcquire(f.in.cfg.MemoryBudget) {
+		t.Error("budget not released after the uploads")
+	}
+	tr, _ := f.st.DeviceTraffic(ctx, "dev1", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
+	var total, other int64
+	for _, r := range tr {
+		total += r.Transactions
+		if r.Domain == OtherKey {
+			other = r.Transactions
+		}
+	}
+	if len(tr) > maxTrafficKeys+2 || total != 6001 || other != int64(6000-maxTrafficKeys) {
+		t.Errorf("%d traffic rows, %d transactions, %d under %q; want at most %d rows, every transaction counted", len(tr), total, other, OtherKey, maxTrafficKeys+2)
+	}
+	if users, _ := f.st.DeviceSeen(ctx, "dev1", "users"); len(users) > maxSeenKeys {
+		t.Errorf("%d device users kept from one chunk, want at most %d", len(users), maxSeenKeys)
+	}
+	if s := f.in.Stats(); s.FoldedRecords != int64(6000-maxTrafficKeys) {
+		t.Errorf("folded = %d", s.FoldedRecords)
+	}
+}
+
+// slowPUT sends the headers of an upload of size bytes, then one byte
+// every 100 ms; it returns the status line the console answers.
+func (f *fixture) slowPUT(t *testing.T, chunk string, size int) <-chan string {
+	status := make(chan string, 1)
+	go func() {
+		c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+		if err != nil {
+			status <- err.Error()
+			return
+		}
+		defer c.Close()
+		t.Cleanup(func() { c.Close() }) // end the held upload with the test
+		fmt.Fprintf(c, "PUT /v1/telemetry/dev1/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", chunk, f.token, size)
+		go func() {
+			for range 50 {
+				if _, err := c.Write([]byte{0x1f}); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		status <- strings.TrimSpace(line)
+	}()
+	return status
+}
+
+func statusCode(line string) string { return strings.Fields(line + " ? ?")[1] }
+
+// Slow uploads from one device token cannot hold the budget and stop the
+// fleet's ingest (review #6): one upload per device at a time, its body
+// charged as it arrives.
+func TestIngestSlowUploadsDoNotStarveOthers(t *testing.T) {
+	f := newFixture(t, Config{AdmitWait: 100 * time.Millisecond})
+	tok2 := consoletest.Enroll(t, f.auth, "dev2")
+	var slow []<-chan string
+	for i := range 8 {
+		slow = append(slow, f.slowPUT(t, fmt.Sprintf("slow%d", i), 8<<20))
+	}
+	time.Sleep(400 * time.Millisecond)
+	for i := range 3 {
+		if got := f.putAs(t, tok2, "dev2", fmt.Sprintf("ok%d", i), gz(strings.ReplaceAll(rec("ConnectionSuccess", ""), "dev1", "dev2"))); got != 201 {
+			t.Errorf("another device's upload during dev1's slow ones = %d, want 201", got)
+		}
+	}
+	busy := 0
+	for _, ch := range slow {
+		select {
+		case s := <-ch:
+			if statusCode(s) == "503" {
+				busy++
+			}
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if busy != 7 {
+		t.Errorf("%d of dev1's 8 concurrent uploads answered 503, want 7 (one at a time)", busy)
+	}
+}
+
+// A trickling upload is cut with 408 (the agent retries) instead of
+// holding its device's slot for the server's whole read timeout.
+func TestIngestTrickleCut(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.in.bodyGrace = 300 * time.Millisecond
+	start := time.Now()
+	if s := <-f.slowPUT(t, "trickle", 64<<10); statusCode(s) != "408" || time.Since(start) > 5*time.Second {
+		t.Errorf("trickle answered %q after %s, want 408 within the grace plus 64 KiB at 32 KiB/s", s, time.Since(start))
 	}
 }

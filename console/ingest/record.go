@@ -125,7 +125,33 @@ type batch struct {
 	// moved to the receipt time.
 	skipped map[string]int64
 	clamped int64
+	// mem estimates the aggregates' bytes (charged to the memory budget);
+	// folded counts records whose keys went past the caps below.
+	mem, folded int64
+	caps        keyCaps
 }
+
+// Caps on the distinct keys one chunk adds (review #5): an agent's chunk
+// of 4,000 records stays far below them; a hostile one with 200,000
+// distinct domains, users or addresses is folded instead of making the
+// console (and the database) hold one row per record. Past a cap, traffic
+// is counted under the domain "(other)" of its hour, an ActionType under
+// "(other)", and users and addresses are not kept.
+type keyCaps struct{ traffic, users, actions, seen int }
+
+var defaultCaps = keyCaps{traffic: 20000, users: 20000, actions: 1000, seen: 1000}
+
+// OtherKey names what was folded.
+const OtherKey = "(other)"
+
+// Estimated bytes of one new map entry (key, value, map overhead), plus
+// its strings' lengths.
+const (
+	trafficEntryBytes = 200
+	userEntryBytes    = 160
+	seenEntryBytes    = 220
+	actionEntryBytes  = 100
+)
 
 func newBatch(m interface {
 	Match(string) (catalog.App, bool)
@@ -136,11 +162,16 @@ func newBatch(m interface {
 	}}
 }
 
-func seen(m map[string]*store.Seen, key string, at time.Time) *store.Seen {
+// seen records a sighting; nil when the map is at its cap and key is new.
+func (b *batch) seen(m map[string]*store.Seen, key string, at time.Time) *store.Seen {
 	s, ok := m[key]
 	if !ok {
+		if len(m) >= b.caps.seen {
+			return nil
+		}
 		s = &store.Seen{Value: key, FirstSeen: at, LastSeen: at}
 		m[key] = s
+		b.mem += seenEntryBytes + int64(len(key))
 	}
 	if at.Before(s.FirstSeen) {
 		s.FirstSeen = at
@@ -169,7 +200,17 @@ func (b *batch) add(r *record) {
 	b.records++
 	ts := r.Timestamp.UTC()
 	hour := store.HourOf(ts)
-	b.Actions[store.ActionKey{Hour: hour, ActionType: r.ActionType}]++
+	ak := store.ActionKey{Hour: hour, ActionType: r.ActionType}
+	if _, ok := b.Actions[ak]; !ok {
+		if len(b.Actions) >= b.caps.actions {
+			ak.ActionType = OtherKey
+			b.folded++
+		}
+		if _, ok := b.Actions[ak]; !ok {
+			b.mem += actionEntryBytes + int64(len(ak.ActionType))
+		}
+	}
+	b.Actions[ak]++
 	if r.ActionType == ActionDeviceInfo {
 		b.addInfo(r, ts)
 		return
@@ -191,20 +232,32 @@ func (b *batch) add(r *record) {
 	}
 	k := store.TrafficKey{Hour: hour, AppID: appID, Domain: domain}
 	c := b.Traffic[k]
+	if c == nil && len(b.Traffic) >= b.caps.traffic {
+		k = store.TrafficKey{Hour: hour, Domain: OtherKey}
+		c = b.Traffic[k]
+		b.folded++
+	}
 	if c == nil {
 		c = &store.Counters{}
 		b.Traffic[k] = c
+		b.mem += trafficEntryBytes + int64(len(k.AppID)+len(k.Domain))
 	}
 	c.Transactions += n
 	c.BytesSent += r.BytesSent
 	c.BytesReceived += r.BytesReceived
 	count(c, n)
 	if u := r.InitiatingProcessAccountName; u != "" {
-		b.Users[store.UserKey{TrafficKey: k, User: u}] = struct{}{}
-		seen(b.People, u, ts)
+		uk := store.UserKey{TrafficKey: k, User: u}
+		if _, ok := b.Users[uk]; !ok {
+			if len(b.Users) < b.caps.users {
+				b.Users[uk] = struct{}{}
+				b.mem += userEntryBytes + int64(len(k.AppID)+len(k.Domain)+len(u))
+			}
+		}
+		b.seen(b.People, u, ts)
 	}
 	if r.LocalIP != "" {
-		seen(b.Addresses, r.LocalIP, ts)
+		b.seen(b.Addresses, r.LocalIP, ts)
 	}
 }
 
@@ -215,15 +268,16 @@ func (b *batch) addInfo(r *record, ts time.Time) {
 	}
 	for _, u := range users {
 		if u != "" && len(u) <= maxName {
-			seen(b.People, u, ts)
+			b.seen(b.People, u, ts)
 		}
 	}
 	for i, a := range r.IPAddresses {
 		if i == maxAddrs || a.Address == "" || len(a.Address) > 64 {
 			break
 		}
-		s := seen(b.Addresses, a.Address, ts)
-		s.Interface, s.MAC = truncate(a.Interface, 64), truncate(a.Mac, 64)
+		if s := b.seen(b.Addresses, a.Address, ts); s != nil {
+			s.Interface, s.MAC = truncate(a.Interface, 64), truncate(a.Mac, 64)
+		}
 	}
 	if b.Info == nil || !ts.Before(b.Info.At) {
 		b.Info = &store.DeviceInfo{At: ts, Name: r.DeviceName, OSPlatform: truncate(r.OSPlatform, 64), OSVersion: truncate(r.OSVersion, maxName),
