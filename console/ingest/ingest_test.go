@@ -257,8 +257,9 @@ func TestIngestFutureDeviceInfo(t *testing.T) {
 		Info: &store.DeviceInfo{At: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), OSVersion: "X-future"}}); err != nil {
 		t.Fatal(err)
 	}
+	// The real record was made a second before the bad one was received.
+	now := `{"Timestamp":"` + received.Add(-time.Second).Format(time.RFC3339) + `","DeviceId":"dev1","ActionType":"DeviceInfo","OSVersion":"Y-now","LoggedOnUsers":["alice"]}`
 	received = received.Add(time.Minute)
-	now := `{"Timestamp":"` + received.Format(time.RFC3339) + `","DeviceId":"dev1","ActionType":"DeviceInfo","OSVersion":"Y-now","LoggedOnUsers":["alice"]}`
 	if got := f.put(t, "dev1", "nowinfo", gz(now)).StatusCode; got != 201 {
 		t.Fatalf("PUT = %d", got)
 	}

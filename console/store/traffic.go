@@ -144,17 +144,20 @@ func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 		if err != nil {
 			return err
 		}
-		// The newest DeviceInfo wins; a stored one dated after this receipt
-		// (+1 h of clock skew) is a bad clock's, never newer, so it is
-		// replaced rather than freezing the device's info.
+		// The DeviceInfo of the chunk received last wins (the chunk's newest
+		// record), and info_at is that receipt: record clocks cannot be
+		// trusted to order it (a clock at 9999 froze it, one re-dated from
+		// 1970 beat a real record made a second before). A stored info_at
+		// after this receipt (+1 h) was written from a bad clock by an older
+		// console, and is replaced.
 		if in := b.Info; in != nil {
 			_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET info_at = ?, logged_on_users = ?, "+
 				"agent_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE agent_version END, "+
 				"os_platform = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_platform END, "+
 				"os_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_version END "+
 				"WHERE id = ? AND (info_at <= ? OR info_at > ?)"),
-				ms(in.At), strings.Join(in.LoggedOnUsers, "\n"), in.AgentVersion, in.AgentVersion, in.OSPlatform, in.OSPlatform,
-				in.OSVersion, in.OSVersion, m.DeviceID, ms(in.At), ms(m.ReceivedAt.Add(time.Hour)))
+				ms(m.ReceivedAt), strings.Join(in.LoggedOnUsers, "\n"), in.AgentVersion, in.AgentVersion, in.OSPlatform, in.OSPlatform,
+				in.OSVersion, in.OSVersion, m.DeviceID, ms(m.ReceivedAt), ms(m.ReceivedAt.Add(time.Hour)))
 		}
 		return err
 	})
