@@ -485,10 +485,16 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request, ch *charge) (
 	h := sha256.New()
 	b := &body{}
 	for {
-		if err := ch.grow(bodyBlock); err != nil {
+		// A block, or less when the declared length is smaller (+1 byte to
+		// see the end): most chunks are tens of KB.
+		n := int64(bodyBlock)
+		if r.ContentLength >= 0 {
+			n = min(n, r.ContentLength-b.n+1)
+		}
+		if err := ch.grow(n); err != nil {
 			return nil, err
 		}
-		blk := make([]byte, bodyBlock)
+		blk := make([]byte, n)
 		n, err := io.ReadFull(rd, blk)
 		if n > 0 {
 			b.blocks = append(b.blocks, blk[:n])

@@ -320,6 +320,20 @@ func story(t *testing.T, dsn string) {
 		t.Errorf("enroll with a wrong fingerprint: %v: %s", err, out)
 	}
 
+	// Another install on this machine (same device id, no token) holding the
+	// key cannot take the device over; the refusal says what to do. The
+	// enrolled agent re-enrolls by proving its token (review of issue 17, #1).
+	otherCfg := filepath.Join(dir, "other.json")
+	writeJSON(t, otherCfg, map[string]any{"version": 1, "dataDir": filepath.Join(dir, "other"), "control": map[string]any{"socket": filepath.Join(dir, "other.sock")}})
+	takeover := exec.Command(bins.agent, "enroll", "--console", proxyURL, "--key", keyFile, "--fingerprint", fingerprint, "--config", otherCfg)
+	if out, err := takeover.CombinedOutput(); err == nil || !strings.Contains(string(out), "allow-reenroll") {
+		t.Errorf("enroll of an enrolled id without its token: %v: %s; want refused with the steps", err, out)
+	}
+	again := exec.Command(bins.agent, "enroll", "--console", proxyURL, "--key", keyFile, "--fingerprint", fingerprint, "--config", agentCfg)
+	if out, err := again.CombinedOutput(); err != nil {
+		t.Errorf("re-enroll of the enrolled agent: %v: %s", err, out)
+	}
+
 	var agentLog e2e.SyncBuf
 	ag := exec.Command(bins.agent, "run", "--config", agentCfg)
 	ag.Stdout, ag.Stderr = &agentLog, &agentLog
