@@ -487,14 +487,14 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request, ch *charge) (
 	for {
 		// A block, or less when the declared length is smaller (+1 byte to
 		// see the end): most chunks are tens of KB.
-		n := int64(bodyBlock)
+		size := int64(bodyBlock)
 		if r.ContentLength >= 0 {
-			n = min(n, r.ContentLength-b.n+1)
+			size = min(size, r.ContentLength-b.n+1)
 		}
-		if err := ch.grow(n); err != nil {
+		if err := ch.grow(size); err != nil {
 			return nil, err
 		}
-		blk := make([]byte, n)
+		blk := make([]byte, size)
 		n, err := io.ReadFull(rd, blk)
 		if n > 0 {
 			b.blocks = append(b.blocks, blk[:n])
