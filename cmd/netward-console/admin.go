@@ -64,12 +64,7 @@ func adminMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stderr, adminUsage)
 		return 2
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "netward-console: %v\n", err)
-		return 1
-	}
-	st, err := store.Open(ctx, store.Config{DSN: cfg.Store.DSN})
+	st, err := openStore(ctx, *cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "netward-console: %v\n", err)
 		return 1

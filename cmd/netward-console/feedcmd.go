@@ -32,12 +32,7 @@ func feedMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, feedUsage)
 		return 2
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "netward-console: %v\n", err)
-		return 1
-	}
-	st, err := store.Open(ctx, store.Config{DSN: cfg.Store.DSN})
+	st, err := openStore(ctx, *cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "netward-console: %v\n", err)
 		return 1
@@ -70,4 +65,15 @@ func feedMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			"or set indicators.publicKey to the key above. A new key resets the agents' sequence floor.\n")
 	}
 	return 0
+}
+
+// openStore opens (and migrates) the store a config file names; the
+// offline verbs (admin, feed) work on it directly, also while the console
+// runs.
+func openStore(ctx context.Context, cfgPath string) (*store.Store, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, store.Config{DSN: cfg.Store.DSN})
 }

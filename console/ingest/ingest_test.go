@@ -64,7 +64,13 @@ func gz(lines ...string) []byte {
 
 func (f *fixture) put(t testing.TB, device, chunk string, body []byte) *http.Response {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/"+device+"/"+chunk, bytes.NewReader(body))
+	return f.putPath(t, device+"/"+chunk, body)
+}
+
+// putPath PUTs body to /v1/telemetry/<path> (path as sent, escapes kept).
+func (f *fixture) putPath(t testing.TB, path string, body []byte) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/"+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+f.token)
 	req.Header.Set("Content-Encoding", "gzip")
 	req.Header.Set("Content-Type", "application/x-ndjson")
@@ -278,16 +284,7 @@ func TestIngestFutureDeviceInfo(t *testing.T) {
 func TestIngestDotIDs(t *testing.T) {
 	f := newFixture(t, Config{})
 	for _, p := range []string{"%2E%2E/c1", "%2E/c1", "dev1/%2E%2E", "dev1/.hidden"} {
-		req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/"+p, bytes.NewReader(gz(rec("ConnectionSuccess", ""))))
-		req.Header.Set("Authorization", "Bearer "+f.token)
-		req.Header.Set("Content-Encoding", "gzip")
-		req.Header.Set("Content-Type", "application/x-ndjson")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadRequest {
+		if resp := f.putPath(t, p, gz(rec("ConnectionSuccess", ""))); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("PUT %s = %d, want 400", p, resp.StatusCode)
 		}
 	}
@@ -314,15 +311,7 @@ func TestIngestBusy(t *testing.T) {
 	if err := f.in.budget.Acquire(context.Background(), f.in.cfg.MemoryBudget); err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/dev1/busy", bytes.NewReader(gz(rec("ConnectionSuccess", ""))))
-	req.Header.Set("Authorization", "Bearer "+f.token)
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := f.put(t, "dev1", "busy", gz(rec("ConnectionSuccess", "")))
 	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
 	if resp.StatusCode != http.StatusServiceUnavailable || ra < 10 || ra > 15 {
 		t.Errorf("busy PUT = %d, Retry-After %q; want 503 with 10-15 s", resp.StatusCode, resp.Header.Get("Retry-After"))
