@@ -270,16 +270,21 @@ func (p *Publisher) load(doc store.FeedDocument) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
+	key := p.key.Load()
 	pub := &published{
 		seq: doc.Sequence, version: doc.Version, generatedAt: doc.GeneratedAt, count: doc.Indicators,
 		body: doc.Body, gz: gz.Bytes(), etag: `"` + doc.Version + `"`,
-		sig: "ed25519=" + base64.StdEncoding.EncodeToString(ed25519.Sign(*p.key.Load(), doc.Body)),
+		sig: "ed25519=" + base64.StdEncoding.EncodeToString(ed25519.Sign(*key, doc.Body)),
 	}
 	p.sign(pub)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c := p.cur.Load(); c != nil && c.seq >= doc.Sequence {
 		return nil
+	}
+	if k := p.key.Load(); k != key { // rotated meanwhile (SetKey re-signed the old document)
+		pub.sig = "ed25519=" + base64.StdEncoding.EncodeToString(ed25519.Sign(*k, doc.Body))
+		p.sign(pub)
 	}
 	p.cur.Store(pub)
 	close(p.changed)
