@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -20,13 +19,13 @@ import (
 
 // Agent is one running netward instance.
 type Agent struct {
-	cfg    *Config
-	log    *slog.Logger
-	now    func() time.Time
-	policy atomic.Pointer[filter.Policy]
-	sinks  []RecordSink
-	// settings are the feed settings in force (mode, convertWarnToBlock, ...).
-	settings atomic.Pointer[FeedSettings]
+	cfg   *Config
+	log   *slog.Logger
+	now   func() time.Time
+	sinks []RecordSink
+	// dp is the decision in force (policy, settings, bypasses) that every
+	// interceptor and the control API ask, and that publishes its changes.
+	dp *filter.DecisionPoint
 	// panics counts panics recovered per request by every component (DNS,
 	// inspector, control API, pages), exported as a metric.
 	panics *guard.Panics
@@ -38,16 +37,6 @@ type Agent struct {
 	warn warnState
 	tel  telemetryState
 	insp inspectState
-}
-
-// FeedSettings are the console's device settings (CONTRACT §5) merged with
-// the local config.
-type FeedSettings struct {
-	Mode                filter.Mode
-	ConvertWarnToBlock  bool
-	WarnRedirectURL     string
-	BlockRedirectURL    string
-	BypassDurationHours float64
 }
 
 // New validates cfg and returns an agent that has not started anything.
@@ -62,32 +51,15 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{cfg: cfg, log: log, now: time.Now, panics: guard.New(log)}
-	empty, err := filter.Compile(nil)
-	if err != nil {
-		return nil, err
-	}
-	a.policy.Store(empty)
 	mode, _ := filter.ParseMode(cfg.Mode)
-	a.settings.Store(&FeedSettings{Mode: mode})
-	a.insp.changed = make(chan struct{}, 1)
+	a.dp = filter.NewDecisionPoint(filter.Settings{Mode: mode}, func() time.Time { return a.now() })
 	a.initDNS()          // the IP→name map exists before telemetry starts
 	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
 }
 
-// Policy returns the active policy. It is never nil.
-func (a *Agent) Policy() *filter.Policy { return a.policy.Load() }
-
-// SetPolicy atomically replaces the active policy; the next lookup sees it.
-// It counts a policy swap for `netward status` and the metrics.
-func (a *Agent) SetPolicy(p *filter.Policy) {
-	a.policy.Store(p)
-	a.ctl.swaps.Add(1)
-	a.ipChanged()
-}
-
-// Settings returns the feed settings in force. Never nil.
-func (a *Agent) Settings() *FeedSettings { return a.settings.Load() }
+// Decisions is the decision in force that every interceptor asks.
+func (a *Agent) Decisions() *filter.DecisionPoint { return a.dp }
 
 // Run runs the agent until ctx is cancelled. Components start in dependency
 // order: the last good indicator set is enforced before anything touches the

@@ -141,12 +141,13 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	gauge(descInfo, 1, version.Get().Version, a.Settings().Mode.String())
+	ds := a.dp.State()
+	gauge(descInfo, 1, version.Get().Version, ds.Settings.Mode.String())
 	if ns := a.ctl.started.Load(); ns != 0 {
 		gauge(descUp, now.Sub(time.Unix(0, ns)).Seconds())
 	}
 
-	counts, httpOnly := policyCounts(a.Policy())
+	counts, httpOnly := policyCounts(ds.Policy)
 	for _, act := range []filter.Action{filter.Allowed, filter.Warn, filter.Block, filter.Audit} {
 		gauge(descInd, float64(counts[act.String()]), act.String())
 	}
@@ -168,7 +169,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descFresh, now.Sub(ss.FreshAt).Seconds())
 		}
 	}
-	counter(descSwap, float64(a.ctl.swaps.Load()))
+	counter(descSwap, float64(a.dp.Swaps()))
 	n := 0
 	for _, v := range a.BypassStats() {
 		n += v

@@ -85,8 +85,7 @@ func TestMetricsScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.SetPolicy(p)
-	a.NotePolicy(PolicyInfo{Version: "7", GeneratedAt: time.Now().Add(-time.Minute)})
+	installSet(a, "7", time.Now().Add(-time.Minute), p)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)

@@ -30,9 +30,6 @@ type controlState struct {
 	metricsAddr string
 	metrics     *metrics
 
-	policy atomic.Pointer[PolicyInfo]
-	swaps  atomic.Uint64
-
 	errMu sync.Mutex
 	errs  []control.ErrorEntry
 
@@ -123,7 +120,7 @@ func (b controlBackend) Check(q, user string) (control.CheckResult, error) {
 func (a *Agent) BypassList() []control.BypassInfo {
 	entries := a.ListBypasses()
 	out := make([]control.BypassInfo, 0, len(entries))
-	p := a.Policy()
+	p := a.dp.State().Policy
 	for _, e := range entries {
 		out = append(out, control.BypassInfo{Entry: e, Title: bypassTitle(p, e)})
 	}
@@ -162,7 +159,8 @@ func bypassTitle(p *filter.Policy, e bypass.Entry) string {
 func (a *Agent) ControlStatus() control.Status {
 	now := a.now()
 	v := version.Get()
-	s := a.Settings()
+	ds := a.dp.State()
+	s := &ds.Settings
 	st := control.Status{
 		Version: v.Version, Commit: v.Commit,
 		Mode: s.Mode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
@@ -173,12 +171,12 @@ func (a *Agent) ControlStatus() control.Status {
 		st.StartedAt = time.Unix(0, ns).UTC()
 		st.UptimeSeconds = int64(now.Sub(st.StartedAt).Seconds())
 	}
-	counts, httpOnly := policyCounts(a.Policy())
+	counts, httpOnly := policyCounts(ds.Policy)
 	pi := a.policyInfo()
 	st.Indicators = control.IndicatorStatus{
 		Source: a.cfg.Indicators.Source, Version: pi.Version,
 		GeneratedAt: pi.GeneratedAt.UTC(), LoadedAt: pi.LoadedAt.UTC(),
-		Total: a.Policy().Len(), ByAction: counts, HTTPOnly: httpOnly, Swaps: a.ctl.swaps.Load(),
+		Total: ds.Policy.Len(), ByAction: counts, HTTPOnly: httpOnly, Swaps: a.dp.Swaps(),
 	}
 	if pi.GeneratedAt.IsZero() {
 		st.Indicators.GeneratedAt = time.Time{}
@@ -206,13 +204,13 @@ func (a *Agent) ControlStatus() control.Status {
 			st.Indicators.NextExpiry = time.Time{}
 		}
 	}
-	ds, dnsOn := a.DNSStats()
+	dnsStats, dnsOn := a.DNSStats()
 	st.Interception = control.InterceptionState{
 		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.DNSCaptured(),
 		SNI: a.cfg.SNI.Enabled, QUIC: a.cfg.SNI.QUIC,
 	}
 	if dnsOn {
-		st.Interception.DNSStats, _ = json.Marshal(ds)
+		st.Interception.DNSStats, _ = json.Marshal(dnsStats)
 	}
 	if is, ok := a.InspectStats(); ok {
 		st.Interception.Inspect, _ = json.Marshal(is)
@@ -229,39 +227,26 @@ func (a *Agent) ControlStatus() control.Status {
 // Check explains the decision for a name, URL or IP address as the user
 // would meet it (bypasses by user or by the whole device count).
 func (a *Agent) Check(query, user string) (control.CheckResult, error) {
-	q := strings.TrimSpace(query)
-	res := control.CheckResult{Query: query, Mode: a.Settings().Mode.String()}
-	bypassFn := func(m filter.Match) (time.Time, bool) {
-		if s := a.warn.store.Load(); s != nil {
-			return s.Active(m, user, a.now())
-		}
-		return time.Time{}, false
-	}
 	// An IP literal — alone, as host:port or as a URL's host — is decided
 	// by the IP rules, as the inspector decides a connection to it.
-	tg, err := filter.ParseTarget(q)
+	tg, err := filter.ParseTarget(strings.TrimSpace(query))
 	if err != nil {
-		return res, fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
+		return control.CheckResult{Query: query, Mode: a.dp.State().Settings.Mode.String()},
+			fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
 	}
-	res.Kind, res.Target = tg.Kind.String(), tg.String()
-	m := matchTarget(a.Policy(), tg)
-	d := filter.Decide(m, a.filterSettings(), bypassFn)
-	urlPath := tg.Kind == filter.TargetURL && m.Rule != nil && m.Rule.Type == filter.TypeURL && tg.URL.HTTPOnly()
-	res.Action, res.Would = d.Verdict.String(), d.Would.String()
+	e := a.dp.Explain(tg, user)
+	d := e.Decision
+	res := control.CheckResult{Query: query, Kind: tg.Kind.String(), Target: tg.String(), Mode: e.Mode.String(),
+		Action: d.Verdict.String(), Would: d.Would.String()}
 	if r := d.Match.Rule; r != nil {
 		res.Indicator = &control.Indicator{Value: r.Value, Type: r.Type.String(), Action: r.Action.String(),
 			ID: r.ID, Title: r.Title, Application: r.Application, ApplicationID: r.ApplicationID}
-		if r.Type == filter.TypeURL {
-			if u, err := filter.ParseURL(r.Value); err == nil && u.HTTPOnly() {
-				urlPath = true
-			}
-		}
 	}
-	res.Bypass.Possible = d.Match.Action == filter.Warn && !a.Settings().ConvertWarnToBlock
+	res.Bypass.Possible = e.Bypassable
 	if d.Would == filter.VerdictBypassed {
 		res.Bypass.Active, res.Bypass.Expires = true, d.BypassExpires.UTC()
 	}
-	res.Interceptors, res.Note = a.interceptorsFor(res.Kind, urlPath)
+	res.Interceptors, res.Note = a.interceptorsFor(res.Kind, e.HTTPOnly)
 	return res, nil
 }
 

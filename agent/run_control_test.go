@@ -52,8 +52,7 @@ func startControlAgent(t *testing.T, extra string) (*Agent, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.SetPolicy(warnPolicy(t, false))
-	a.NotePolicy(PolicyInfo{Version: "42", GeneratedAt: time.Now().Add(-time.Hour)})
+	installSet(a, "42", time.Now().Add(-time.Hour), warnPolicy(t, false))
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	if err := a.startWarn(gctx, g); err != nil {
@@ -200,15 +199,15 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	if err != nil || chk.Action != "warn" || !chk.Bypass.Possible || chk.Bypass.Active {
 		t.Errorf("root's check = %+v, %v; want warn with no bypass of its own", chk, err)
 	}
-	if a.Settings().Mode != filter.ModeBlock {
-		t.Errorf("mode changed to %v by a refused call", a.Settings().Mode)
+	if a.dp.State().Settings.Mode != filter.ModeBlock {
+		t.Errorf("mode changed to %v by a refused call", a.dp.State().Settings.Mode)
 	}
 	// Root is admin.
 	if r, err := c.RevokeBypass(context.Background(), "warned.test"); err != nil || r.Removed != 1 {
 		t.Errorf("root revoke = %+v, %v; want 1 removed", r, err)
 	}
-	if err := c.SetMode(context.Background(), "audit"); err != nil || a.Settings().Mode != filter.ModeAudit {
-		t.Errorf("root set mode: %v, mode %v", err, a.Settings().Mode)
+	if err := c.SetMode(context.Background(), "audit"); err != nil || a.dp.State().Settings.Mode != filter.ModeAudit {
+		t.Errorf("root set mode: %v, mode %v", err, a.dp.State().Settings.Mode)
 	}
 	var ae *control.APIError
 	if err := c.Reload(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusNotImplemented {

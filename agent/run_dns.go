@@ -52,8 +52,8 @@ func (a *Agent) DNSNames() *dnsproxy.NameMap { return a.dns.names }
 
 // startDNS starts the filtering proxy on dns.listen and waits until it is
 // bound; with dns.capture it then redirects the host's DNS to it (nftables
-// on Linux, NRPT on Windows). Every decision comes from DecideName, after
-// the cache, so a new policy or bypass applies to the very next query.
+// on Linux, NRPT on Windows). Every decision comes from the decision point,
+// after the cache, so a new policy or bypass applies to the very next query.
 func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 	dc := a.cfg.DNS
 	ba, err := dnsproxy.ParseBlockAnswer(dc.BlockAnswer)
@@ -65,7 +65,7 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		Listen:          dc.Listen,
 		Upstreams:       dc.Upstreams,
 		UpstreamControl: upstreamControl(dc.Capture),
-		Decider:         a,
+		Decider:         a.dp,
 		BlockAnswer:     ba,
 		Sink:            sink,
 		SyntheticTTL:    time.Duration(dc.SyntheticTTLSeconds) * time.Second,
@@ -178,5 +178,3 @@ func (a *Agent) emitDNS(e dnsproxy.Event) {
 	a.Emit(r)
 	a.NotifyUser(e.Decision, e.Name, "")
 }
-
-var _ dnsproxy.Decider = (*Agent)(nil)

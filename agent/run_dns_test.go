@@ -86,7 +86,7 @@ func TestStartDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.SetPolicy(p)
+	a.dp.SetPolicy(p)
 	r := ask("app.example.")
 	if r.Rcode != dns.RcodeNameError {
 		t.Fatalf("next query after SetPolicy: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])

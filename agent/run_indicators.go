@@ -306,16 +306,15 @@ func (a *Agent) syncOptions(log *slog.Logger) (indicators.SyncConfig, error) {
 	return c, nil
 }
 
-// applyIndicators makes a new set the active policy: settings and policy
-// are swapped atomically (no query sees a half-built policy), bypasses of
-// indicators that are no longer Warn are dropped, and the expiry timer is
-// re-armed.
+// applyIndicators makes a new set the policy in force: policy and settings
+// are published in one swap (no query sees the new policy with the old
+// settings; followBypasses then drops the bypasses of indicators that are no
+// longer Warn), and the expiry timer is re-armed.
 func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 	now := a.now()
 	st := u.Set.Stats(now)
 	a.ind.mu.Lock()
-	a.settings.Store(a.feedSettings(u.Set.Settings))
-	a.SetPolicy(u.Policy)
+	a.dp.Set(u.Policy, a.feedSettings(u.Set.Settings))
 	kept := u
 	if u.NextExpiry.IsZero() {
 		// Nothing will expire, so the set is never compiled again: keep
@@ -332,7 +331,6 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 	case a.ind.wake <- struct{}{}:
 	default:
 	}
-	a.PruneBypasses()
 	log.Info("indicator set loaded", "source", u.Source, "version", u.Version, "fromStore", u.FromStore,
 		"indicators", st.Indicators, "byAction", st.ByAction, "byType", st.ByType, "httpOnly", st.HTTPOnly,
 		"expired", st.Expired, "rejected", st.Errors, "warnings", st.Warnings, "nextExpiry", expiryText(u.NextExpiry))
@@ -358,17 +356,17 @@ const bigSet = 100_000
 
 // feedSettings merges the feed's settings with the local config: a mode the
 // feed does not set is the config's.
-func (a *Agent) feedSettings(s indicators.Settings) *FeedSettings {
+func (a *Agent) feedSettings(s indicators.Settings) filter.Settings {
 	mode, _ := filter.ParseMode(a.cfg.Mode)
 	if s.Mode != "" {
 		if m, ok := filter.ParseMode(s.Mode); ok {
 			mode = m
 		}
 	}
-	return &FeedSettings{
+	return filter.Settings{
 		Mode: mode, ConvertWarnToBlock: s.ConvertWarnToBlock,
 		WarnRedirectURL: s.WarnRedirectURL, BlockRedirectURL: s.BlockRedirectURL,
-		BypassDurationHours: s.BypassDurationHours,
+		BypassDuration: time.Duration(s.BypassDurationHours * float64(time.Hour)),
 	}
 }
 
@@ -422,13 +420,12 @@ func (a *Agent) recompileIndicators(log *slog.Logger) {
 		a.log.Error("recompiling the indicator set after an expiry failed; the previous policy stays", "err", err)
 		return
 	}
-	a.SetPolicy(p)
+	a.dp.SetPolicy(p)
 	a.ind.stats = u.Set.Stats(now)
 	a.ind.nextExpiry = next
 	a.ind.compiledAt = a.now()
 	st := a.ind.stats
 	a.ind.mu.Unlock()
-	a.PruneBypasses()
 	log.Info("indicators expired; policy recompiled", "version", u.Version, "indicators", st.Indicators,
 		"expired", st.Expired, "nextExpiry", expiryText(next))
 }

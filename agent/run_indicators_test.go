@@ -117,10 +117,10 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	stop := runAgent(t, a)
 
 	waitUntil(t, "the file's set", func() bool { return a.IndicatorStatus().Version == "v1" })
-	if d := a.DecideName("www.blocked.test"); d.Match.Rule == nil || d.Match.Rule.ID != "1" || d.Verdict != filter.VerdictAudit {
+	if d := a.dp.DecideName("www.blocked.test"); d.Match.Rule == nil || d.Match.Rule.ID != "1" || d.Verdict != filter.VerdictAudit {
 		t.Errorf("www.blocked.test in feed mode audit: %+v, want rule 1 audited", d)
 	}
-	s := a.Settings()
+	s := a.dp.State().Settings
 	if s.Mode != filter.ModeAudit || s.WarnRedirectURL != "https://intranet.example/apps" {
 		t.Errorf("settings = %+v, want the feed's mode audit and warn URL", s)
 	}
@@ -139,8 +139,8 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	// An edit (now a hosts file, Warn turned off) is applied; the feed
 	// settings are gone, so the config's mode applies again.
 	writeIndicators(t, src, "0.0.0.0 other.test\n")
-	waitUntil(t, "the edit", func() bool { return a.DecideName("other.test").Verdict == filter.VerdictBlock })
-	if d := a.DecideName("blocked.test"); d.Match.Rule != nil {
+	waitUntil(t, "the edit", func() bool { return a.dp.DecideName("other.test").Verdict == filter.VerdictBlock })
+	if d := a.dp.DecideName("blocked.test"); d.Match.Rule != nil {
 		t.Errorf("blocked.test still matches %+v after the edit", d.Match.Rule)
 	}
 	stop()
@@ -160,14 +160,14 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	if err := a2.startIndicators(gctx, g); err != nil {
 		t.Fatal(err)
 	}
-	if d := a2.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
+	if d := a2.dp.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("restart with the source down: other.test %v, want the stored Block", d.Verdict)
 	}
 	if st := a2.IndicatorStatus(); !st.FromStore || st.Source != down {
 		t.Errorf("status after restart = %+v", st)
 	}
 	waitUntil(t, "a failed fetch", func() bool { return a2.IndicatorStatus().Failures > 0 })
-	if d := a2.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
+	if d := a2.dp.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("after a failed fetch: other.test %v, want the stored Block", d.Verdict)
 	}
 	cancel()
@@ -208,7 +208,7 @@ func TestAgentIndicatorsCorruptStore(t *testing.T) {
 	a := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
 	stop := runAgent(t, a)
 	defer stop()
-	waitUntil(t, "the file's set", func() bool { return a.DecideName("blocked.test").Verdict == filter.VerdictBlock })
+	waitUntil(t, "the file's set", func() bool { return a.dp.DecideName("blocked.test").Verdict == filter.VerdictBlock })
 	if !strings.Contains(logs.String(), "moved aside") {
 		t.Errorf("no log line about the corrupt store:\n%s", logs.String())
 	}
@@ -241,11 +241,11 @@ func TestAgentIndicatorExpiry(t *testing.T) {
 			t.Errorf("before expiry: status %+v, want next expiry %v and 2 indicators", st, exp)
 		}
 	}
-	waitUntil(t, "the expiry", func() bool { return a.DecideName("short.test").Match.Rule == nil })
+	waitUntil(t, "the expiry", func() bool { return a.dp.DecideName("short.test").Match.Rule == nil })
 	if now := time.Now(); now.Before(exp) {
 		t.Errorf("short.test stopped matching at %v, before its expiry %v", now, exp)
 	}
-	if d := a.DecideName("long.test"); d.Verdict != filter.VerdictBlock {
+	if d := a.dp.DecideName("long.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("long.test %v after the other expired", d.Verdict)
 	}
 	st = a.IndicatorStatus()
@@ -270,7 +270,7 @@ func TestDefaultConfigRunsBuiltinDemo(t *testing.T) {
 	a := indicatorAgent(t, t.TempDir(), cfg.Indicators.Source, &logs)
 	stop := runAgent(t, a)
 	defer stop()
-	waitUntil(t, "the demo set", func() bool { return a.DecideName("blocked.netward.example").Verdict == filter.VerdictBlock })
+	waitUntil(t, "the demo set", func() bool { return a.dp.DecideName("blocked.netward.example").Verdict == filter.VerdictBlock })
 	if st := a.IndicatorStatus(); st.Counts.Errors != 0 || st.Counts.Indicators == 0 {
 		t.Errorf("demo status %+v", st)
 	}
@@ -319,7 +319,7 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 	if st.Version != "v1" || st.LastError == "" || st.Failures == 0 {
 		t.Errorf("after a failed reload: %+v, want v1 in force and the error shown", st)
 	}
-	if d := a.DecideName("blocked.test"); d.Match.Rule == nil {
+	if d := a.dp.DecideName("blocked.test"); d.Match.Rule == nil {
 		t.Error("the last good set is no longer enforced after a failed reload")
 	}
 
@@ -331,7 +331,7 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 	if st := a.ControlStatus().Indicators; st.Version != "v2" || st.Total != 1 || st.LastError != "" {
 		t.Errorf("after reload: %+v", st)
 	}
-	if d := a.DecideName("new.test"); d.Verdict != filter.VerdictBlock {
+	if d := a.dp.DecideName("new.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("new.test after reload: %v", d.Verdict)
 	}
 }
@@ -349,11 +349,11 @@ func TestAgentBrokenFileKeepsBlocking(t *testing.T) {
 	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
 	stop := runAgent(t, a)
 	defer stop()
-	waitUntil(t, "the file's set", func() bool { return a.DecideName("shop.test").Verdict == filter.VerdictBlock })
+	waitUntil(t, "the file's set", func() bool { return a.dp.DecideName("shop.test").Verdict == filter.VerdictBlock })
 
 	writeIndicators(t, src, header+"DomainName,\"oops,Block\n")
 	waitUntil(t, "the refusal in status", func() bool { return a.ControlStatus().Indicators.LastError != "" })
-	if d := a.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
+	if d := a.dp.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
 		t.Fatalf("shop.test is %v after the broken file; the last good set must stay", d.Verdict)
 	}
 	st := a.ControlStatus()
@@ -415,7 +415,7 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	a.ind.freshEvery = time.Hour // checkFreshness is called by hand below
 	stop := runAgent(t, a)
 	defer stop()
-	waitUntil(t, "the feed's set", func() bool { return a.DecideName("blocked.test").Verdict == filter.VerdictBlock })
+	waitUntil(t, "the feed's set", func() bool { return a.dp.DecideName("blocked.test").Verdict == filter.VerdictBlock })
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	m := newMetrics(a)
 	gauge := func(name string) float64 {
@@ -460,7 +460,7 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	if !st.Indicators.Stale || gauge("netward_indicator_set_stale") != 1 || gauge("netward_indicator_set_sequence") != 4 {
 		t.Fatalf("after 73 h behind a frozen path: %+v", st.Indicators)
 	}
-	if a.DecideName("blocked.test").Verdict != filter.VerdictBlock {
+	if a.dp.DecideName("blocked.test").Verdict != filter.VerdictBlock {
 		t.Error("a stale set must stay in force")
 	}
 	if len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "is stale") {
@@ -482,4 +482,31 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	if n := records(telemetry.ActionIndicatorSetFresh); n != 1 || gauge("netward_indicator_set_stale") != 0 {
 		t.Errorf("fresh again: %d records", n)
 	}
+}
+
+// awaitChange waits until cond holds, checking it again at every change
+// the decision point publishes (a policy, the settings, a bypass) rather
+// than on a timer. The limit is a failure bound, not a timing check.
+func awaitChange(t *testing.T, dp *filter.DecisionPoint, what string, cond func() bool) {
+	t.Helper()
+	limit := time.NewTimer(20 * time.Second)
+	defer limit.Stop()
+	for {
+		changed := dp.Changed()
+		if cond() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-limit.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// installSet puts policy p in force as the indicator component does when it
+// loads set version generated at generated.
+func installSet(a *Agent, version string, generated time.Time, p *filter.Policy) {
+	a.applyIndicators(a.log, indicators.Update{Version: version, FetchedAt: a.now(), Policy: p,
+		Set: &indicators.Set{Version: version, GeneratedAt: generated}})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -16,7 +15,6 @@ import (
 // inspectState is the agent's inspect component state.
 type inspectState struct {
 	inspector *hostnet.Inspector
-	changed   chan struct{} // see ipChanged; made by New
 }
 
 // InspectStats returns the inline inspector's counters, and false when
@@ -29,20 +27,21 @@ func (a *Agent) InspectStats() (hostnet.InspectStats, bool) {
 }
 
 // startInspect starts inline TLS/QUIC/HTTP inspection when sni.enabled: an
-// NFQUEUE reader whose verdicts come from the shared decision
-// (DecideName/DecideAddr/DecideURL), so DNS and the handshake never disagree.
+// NFQUEUE reader whose verdicts come from the decision point, so DNS and the
+// handshake never disagree.
 func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	if !a.cfg.SNI.Enabled {
 		return nil
 	}
-	since := a.ipKey() // before the verdicts in inspectConfig are computed
-	ins, err := hostnet.NewInspector(a.inspectConfig())
+	changed := a.dp.Changed() // before the verdicts in inspectConfig are computed
+	cfg := a.inspectConfig()
+	ins, err := hostnet.NewInspector(cfg)
 	if err != nil {
 		return fmt.Errorf("sni: %w", err)
 	}
 	a.insp.inspector = ins
 	g.Go(func() error {
-		a.followIPVerdicts(ctx, ins.SetIP, since, time.Second)
+		a.followIPVerdicts(ctx, ins.SetIP, cfg.IP, changed)
 		return nil
 	})
 	g.Go(func() error {
@@ -55,66 +54,35 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 }
 
 // followIPVerdicts keeps the kernel's IP verdicts (the inspector's ipblock,
-// ipwarn and ipdecide sets) in step with the decision: the policy, the
-// settings (mode, convertWarnToBlock) and the bypasses. It recomputes them
-// when one of those changed — told at once by SetPolicy, SetMode and bypass
-// changes (ipChanged), and checked every interval (cheap pointer and
-// counter compares) for what nobody announced: a bypass that expired, new
-// feed settings.
-//
-// since is the key the verdicts in force were computed from, taken before
-// computing them: a change in between is then seen as one.
-func (a *Agent) followIPVerdicts(ctx context.Context, setIP func(filter.IPVerdicts), since ipKey, every time.Duration) {
-	last := since
-	t := time.NewTicker(every)
-	defer t.Stop()
+// ipwarn and ipdecide sets) in step with the decision: every change the
+// decision point publishes — a policy, the mode, a bypass created, revoked
+// or expired — recomputes them, and setIP gets them when they differ from
+// last. changed is the decision point's channel taken before last was
+// computed, so a change in between is not missed.
+func (a *Agent) followIPVerdicts(ctx context.Context, setIP func(filter.IPVerdicts), last filter.IPVerdicts, changed <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		case <-a.insp.changed:
+		case <-changed:
 		}
-		if k := a.ipKey(); k != last {
-			last = k
-			setIP(a.IPVerdicts())
+		changed = a.dp.Changed()
+		if v := a.dp.IPVerdicts(); !v.Equal(last) {
+			last = v
+			setIP(v)
 		}
-	}
-}
-
-// ipKey identifies what the IP verdicts are computed from.
-type ipKey struct {
-	policy   *filter.Policy
-	settings *FeedSettings
-	bypasses uint64
-}
-
-func (a *Agent) ipKey() ipKey {
-	k := ipKey{policy: a.Policy(), settings: a.Settings()}
-	if s := a.warn.store.Load(); s != nil {
-		k.bypasses = s.Generation()
-	}
-	return k
-}
-
-// ipChanged tells followIPVerdicts that the policy, the mode or the
-// bypasses changed (it never blocks).
-func (a *Agent) ipChanged() {
-	select {
-	case a.insp.changed <- struct{}{}:
-	default:
 	}
 }
 
 // inspectConfig is the inspector's configuration from the agent's.
 func (a *Agent) inspectConfig() hostnet.InspectConfig {
 	return hostnet.InspectConfig{
-		Decider: a,
+		Decider: a.dp,
 		// IP indicators in the kernel: Block on every protocol, Warn on
 		// every protocol but TCP (which is queued from its SYN on every
 		// port, like Audit); only 443/853/80 are read further for a name.
 		// Kept current by followIPVerdicts.
-		IP: a.IPVerdicts(),
+		IP: a.dp.IPVerdicts(),
 		// The agent's own sockets (DNS upstreams, feed, uploads) carry
 		// AgentMark and are never queued: the agent must not wait on itself.
 		SkipMark:          hostnet.AgentMark,
@@ -189,5 +157,3 @@ func inspNotifies(e hostnet.InspectEvent) bool {
 	}
 	return true
 }
-
-var _ hostnet.InspectDecider = (*Agent)(nil)

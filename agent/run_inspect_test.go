@@ -159,19 +159,23 @@ func TestInspectConfig(t *testing.T) {
 func TestAgentIPVerdicts(t *testing.T) {
 	a := policyAgent(t)
 	dir := a.cfg.DataDir
-	store, err := bypass.Open(bypass.Config{Path: filepath.Join(dir, "bypass.db")}, time.Now())
+	store, err := bypass.Open(bypass.Config{Path: filepath.Join(dir, "bypass.db"), OnChange: a.dp.BypassesChanged}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
 	a.warn.store.Store(store)
-	a.warn.wake = make(chan struct{}, 1)
+	a.dp.SetBypasses(store)
 
 	got := make(chan filter.IPVerdicts, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	since := a.ipKey()
-	go func() { a.followIPVerdicts(ctx, func(v filter.IPVerdicts) { got <- v }, since, time.Hour); close(done) }()
+	changed := a.dp.Changed()
+	last := a.dp.IPVerdicts()
+	go func() {
+		a.followIPVerdicts(ctx, func(v filter.IPVerdicts) { got <- v }, last, changed)
+		close(done)
+	}()
 	defer func() { cancel(); <-done }()
 	next := func(what string) filter.IPVerdicts {
 		t.Helper()
@@ -191,7 +195,7 @@ func TestAgentIPVerdicts(t *testing.T) {
 		return strings.Join(parts, " ")
 	}
 
-	a.SetPolicy(compileRules(t,
+	a.dp.SetPolicy(compileRules(t,
 		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
 		filter.Rule{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Allowed, ID: "2"},
 		filter.Rule{Value: "203.0.113.0/24", Type: filter.TypeIP, Action: filter.Warn, ID: "3", Title: "Monitored range"}))
@@ -231,7 +235,7 @@ func TestAgentIPVerdicts(t *testing.T) {
 // allow for a blocked /24).
 func TestCheckIPLiterals(t *testing.T) {
 	a := policyAgent(t)
-	a.SetPolicy(compileRules(t,
+	a.dp.SetPolicy(compileRules(t,
 		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "7"},
 		filter.Rule{Value: "2001:db8::/32", Type: filter.TypeIP, Action: filter.Block, ID: "8"},
 		filter.Rule{Value: "example.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "9"}))

@@ -76,7 +76,7 @@ func startWarnAgent(t *testing.T, dir string, c *clock) *startedAgent {
 		t.Fatal(err)
 	}
 	a.now = c.now
-	a.SetPolicy(warnPolicy(t, false))
+	a.dp.SetPolicy(warnPolicy(t, false))
 	recs := make(chan telemetry.Record, 16)
 	a.addSink(func(r telemetry.Record) { recs <- r })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -120,7 +120,7 @@ func TestBypassLifecycle(t *testing.T) {
 		t.Error("CreateBypass accepted an invalid name")
 	}
 
-	if d := a.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
+	if d := a.dp.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
 		t.Fatalf("before: %v", d.Verdict)
 	}
 	e, err := a.CreateBypass("WWW.Warned.Test.", "alice", bypass.HowCLI)
@@ -147,8 +147,8 @@ func TestBypassLifecycle(t *testing.T) {
 		{"demo-cdn.test", "bob", filter.VerdictWarn},
 		{"blocked.test", "", filter.VerdictBlock},
 	} {
-		if d := a.DecideNameUser(tc.name, tc.user); d.Verdict != tc.want {
-			t.Errorf("DecideNameUser(%q, %q) = %v, want %v", tc.name, tc.user, d.Verdict, tc.want)
+		if d := a.dp.Explain(filter.Target{Kind: filter.TargetName, Name: tc.name}, tc.user).Decision; d.Verdict != tc.want {
+			t.Errorf("decision for %q as %q = %v, want %v", tc.name, tc.user, d.Verdict, tc.want)
 		}
 	}
 
@@ -158,7 +158,7 @@ func TestBypassLifecycle(t *testing.T) {
 		t.Errorf("short.test bypass = %+v %v, want 2s", e2, err)
 	}
 	<-a.records
-	a.settings.Store(&FeedSettings{BypassDurationHours: 0.5})
+	a.dp.Set(a.dp.State().Policy, filter.Settings{BypassDuration: 30 * time.Minute})
 	e3, err := a.CreateBypass("feed.test", "", bypass.HowPage)
 	if err != nil || e3.Expires.Sub(e3.Created) != 30*time.Minute {
 		t.Errorf("feed.test bypass = %+v %v, want 30m", e3, err)
@@ -170,28 +170,28 @@ func TestBypassLifecycle(t *testing.T) {
 
 	// Expiry to the second.
 	c.add(2*time.Second - time.Nanosecond)
-	if d := a.DecideName("short.test"); d.Verdict != filter.VerdictBypassed {
+	if d := a.dp.DecideName("short.test"); d.Verdict != filter.VerdictBypassed {
 		t.Errorf("1ns before expiry: %v", d.Verdict)
 	}
 	c.add(time.Nanosecond)
-	if d := a.DecideName("short.test"); d.Verdict != filter.VerdictWarn {
+	if d := a.dp.DecideName("short.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("at expiry: %v, want warn", d.Verdict)
 	}
 
 	// convertWarnToBlock disables bypassing, and new ones are refused.
-	a.settings.Store(&FeedSettings{ConvertWarnToBlock: true})
-	if d := a.DecideName("warned.test"); d.Verdict != filter.VerdictBlock {
+	a.dp.Set(a.dp.State().Policy, filter.Settings{ConvertWarnToBlock: true})
+	if d := a.dp.DecideName("warned.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("convertWarnToBlock: %v, want block", d.Verdict)
 	}
 	if _, err := a.CreateBypass("feed.test", "", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
 		t.Errorf("convertWarnToBlock: CreateBypass err = %v", err)
 	}
-	a.settings.Store(&FeedSettings{})
+	a.dp.Set(a.dp.State().Policy, filter.Settings{})
 
 	// Restart: the bypass survives.
 	a.stop()
 	a2 := startWarnAgent(t, dir, c)
-	if d := a2.DecideName("demo-cdn.test"); d.Verdict != filter.VerdictBypassed {
+	if d := a2.dp.DecideName("demo-cdn.test"); d.Verdict != filter.VerdictBypassed {
 		t.Errorf("after restart: %v, want bypassed", d.Verdict)
 	}
 	if l := a2.ListBypasses(); len(l) != 2 {
@@ -201,15 +201,16 @@ func TestBypassLifecycle(t *testing.T) {
 	// Indicators become Block: never applied; the indicator-keyed bypass is
 	// pruned for good; the application bypass still covers the app's other,
 	// still warned, domain.
-	a2.SetPolicy(warnPolicy(t, true))
+	a2.dp.SetPolicy(warnPolicy(t, true))
 	for name, want := range map[string]filter.Verdict{"warned.test": filter.VerdictBlock, "feed.test": filter.VerdictBlock, "demo-cdn.test": filter.VerdictBypassed} {
-		if d := a2.DecideName(name); d.Verdict != want {
+		if d := a2.dp.DecideName(name); d.Verdict != want {
 			t.Errorf("after Warn→Block: %s is %v, want %v", name, d.Verdict, want)
 		}
 	}
-	a2.PruneBypasses()
-	a2.SetPolicy(warnPolicy(t, false))
-	if d := a2.DecideName("feed.test"); d.Verdict != filter.VerdictWarn {
+	// The new policy is published; the warn component prunes on it.
+	awaitChange(t, a2.dp, "the prune of feed.test", func() bool { return len(a2.ListBypasses()) == 1 })
+	a2.dp.SetPolicy(warnPolicy(t, false))
+	if d := a2.dp.DecideName("feed.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("bypass came back after Block→Warn: %v", d.Verdict)
 	}
 
@@ -217,7 +218,7 @@ func TestBypassLifecycle(t *testing.T) {
 	if n, err := a2.RevokeBypass("demo-cdn.test"); err != nil || n != 1 {
 		t.Errorf("RevokeBypass = %d %v, want 1", n, err)
 	}
-	if d := a2.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
+	if d := a2.dp.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("after revoke: %v", d.Verdict)
 	}
 }
@@ -228,7 +229,7 @@ func TestBypassForAllocs(t *testing.T) {
 	if _, err := a.CreateBypass("warned.test", "", bypass.HowCLI); err != nil {
 		t.Fatal(err)
 	}
-	if n := testing.AllocsPerRun(100, func() { a.DecideName("demo-cdn.test") }); n > 0 {
+	if n := testing.AllocsPerRun(100, func() { a.dp.DecideName("demo-cdn.test") }); n > 0 {
 		t.Errorf("DecideName with a bypass allocates %v times", n)
 	}
 }

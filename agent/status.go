@@ -10,42 +10,28 @@ import (
 )
 
 // PolicyInfo describes the indicator set in force, for `netward status` and
-// the metrics. The indicator sync reports it with NotePolicy.
+// the metrics.
 type PolicyInfo struct {
 	Version     string
 	GeneratedAt time.Time
 	LoadedAt    time.Time
 }
 
-// NotePolicy records the version and times of the indicator set just
-// installed with SetPolicy (SetPolicy counts the swap). The indicator sync
-// calls it after every SetPolicy.
-func (a *Agent) NotePolicy(info PolicyInfo) {
-	if info.LoadedAt.IsZero() {
-		info.LoadedAt = a.now()
-	}
-	a.ctl.policy.Store(&info)
-}
-
 // policyInfo describes the indicator set in force for `netward status` and
 // the metrics (netward_indicator_set_info, netward_indicator_set_age_seconds):
-// the indicator sync's set when one runs, else the last NotePolicy info
-// (zero before the first).
+// the indicator sync's set, zero before the first.
 func (a *Agent) policyInfo() PolicyInfo {
 	a.ind.mu.Lock()
 	u := a.ind.cur
 	a.ind.mu.Unlock()
-	if u != nil {
-		info := PolicyInfo{Version: u.Version, LoadedAt: u.FetchedAt}
-		if u.Set != nil {
-			info.GeneratedAt = u.Set.GeneratedAt
-		}
-		return info
+	if u == nil {
+		return PolicyInfo{}
 	}
-	if p := a.ctl.policy.Load(); p != nil {
-		return *p
+	info := PolicyInfo{Version: u.Version, LoadedAt: u.FetchedAt}
+	if u.Set != nil {
+		info.GeneratedAt = u.Set.GeneratedAt
 	}
-	return PolicyInfo{}
+	return info
 }
 
 // maxNotedErrors bounds the recent-errors list of `netward status`.
@@ -80,10 +66,7 @@ func (a *Agent) SetMode(mode string) error {
 	if !ok || mode == "" {
 		return fmt.Errorf("mode %q is not one of off, audit, block", mode)
 	}
-	s := *a.Settings()
-	s.Mode = m
-	a.settings.Store(&s)
-	a.ipChanged()
+	a.dp.SetMode(m)
 	a.log.Info("enforcement mode changed", "mode", m.String())
 	return nil
 }

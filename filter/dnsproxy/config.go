@@ -27,13 +27,6 @@ import (
 	"github.com/netward/netward/internal/guard"
 )
 
-// Decider takes the policy decision for a canonical host name. The agent
-// implements it with its one decision function (policy + mode + bypasses).
-// It is called on the hot path and must be safe for concurrent use.
-type Decider interface {
-	DecideName(name string) filter.Decision
-}
-
 // BlockAnswer is what a blocked A query gets (CONTRACT §7).
 type BlockAnswer uint8
 
@@ -107,7 +100,10 @@ type Config struct {
 	// MaxTCPConns bounds concurrent client TCP connections (default 256).
 	MaxTCPConns int
 
-	Decider     Decider
+	// Decider is the decision the proxy asks about every name it answers
+	// (the agent's filter.DecisionPoint): the question's, and each CNAME
+	// target's. It is called on the hot path, after the cache.
+	Decider     filter.Decider
 	BlockAnswer BlockAnswer
 	// Sink is the IPv4 address of the block/warn page server: the A answer
 	// of a warned name (and of a blocked one with BlockSink).

@@ -269,7 +269,7 @@ func TestBareHeaderQuery(t *testing.T) {
 
 // panicDecider panics for one name, as a bug deep in a decision would.
 type panicDecider struct {
-	Decider
+	filter.Decider
 	name string
 }
 
@@ -313,12 +313,16 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	}
 }
 
-type decHolder struct{ Decider }
+type decHolder struct{ filter.Decider }
 
 // switchDecider lets a test swap the decider under a running proxy.
 type switchDecider struct{ d atomic.Pointer[decHolder] }
 
-func (s *switchDecider) DecideName(name string) filter.Decision { return s.d.Load().DecideName(name) }
+func (s *switchDecider) DecideName(name string) filter.Decision  { return s.d.Load().DecideName(name) }
+func (s *switchDecider) DecideAddr(a netip.Addr) filter.Decision { return s.d.Load().DecideAddr(a) }
+func (s *switchDecider) DecideURL(host, path string) filter.Decision {
+	return s.d.Load().DecideURL(host, path)
+}
 
 // FuzzServeUDP sends arbitrary bytes as one datagram to the proxy's real UDP
 // sockets — the wire fast path and general path of the socket bound to

@@ -11,7 +11,9 @@ import (
 
 // InspectConfig configures the inline inspector (NFQUEUE on Linux).
 type InspectConfig struct {
-	Decider InspectDecider
+	// Decider is the decision every flow is judged by (the agent's
+	// filter.DecisionPoint).
+	Decider filter.Decider
 	// QueueNum is the first NFQUEUE number (default 15353); Queues the
 	// number of queues QueueNum.. (default 1), spread by sending CPU. More
 	// queues let verdicts (and the kernel work of reinjecting the packet)

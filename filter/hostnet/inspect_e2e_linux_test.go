@@ -109,7 +109,7 @@ func (d inspPolicyDecider) DecideURL(h, p string) filter.Decision {
 
 // inspSlowDecider delays every decision, so packets wait in the queue.
 type inspSlowDecider struct {
-	next  InspectDecider
+	next  filter.Decider
 	delay time.Duration
 }
 
@@ -164,7 +164,7 @@ func inspChild(role string, args []string) error {
 		}
 		bypassed := new(atomic.Bool)
 		pd := inspPolicyDecider{p, bypassed}
-		var dec InspectDecider = pd
+		var dec filter.Decider = pd
 		if d, err := time.ParseDuration(os.Getenv("NWINS_SLOW")); err == nil {
 			dec = inspSlowDecider{dec, d}
 		}

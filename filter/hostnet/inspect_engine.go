@@ -29,13 +29,6 @@ const (
 	QUICAllow   = "allow"   // do not look at UDP 443 at all
 )
 
-// InspectDecider is the shared decision (the agent's DecideName/Addr/URL).
-type InspectDecider interface {
-	DecideName(name string) filter.Decision
-	DecideAddr(addr netip.Addr) filter.Decision
-	DecideURL(host, path string) filter.Decision
-}
-
 // InspectEvent is one decision taken on a connection, for telemetry.
 type InspectEvent struct {
 	Time     time.Time
@@ -98,7 +91,7 @@ const (
 // inspEngine decides flows from packets. It is not safe for concurrent use:
 // the queue reader owns it.
 type inspEngine struct {
-	dec        InspectDecider
+	dec        filter.Decider
 	namePorts  map[uint16]bool
 	quic       string
 	blockDoT   bool
@@ -157,7 +150,7 @@ type inspFlow struct {
 	quic    *inspect.QUICFlow
 }
 
-func newInspEngine(dec InspectDecider, namePorts []uint16, quic string, blockDoT bool, doh []string, failClosed bool,
+func newInspEngine(dec filter.Decider, namePorts []uint16, quic string, blockDoT bool, doh []string, failClosed bool,
 	hold time.Duration, maxPackets, maxFlows int, now func() time.Time, emit func(InspectEvent), stats *inspCounters) *inspEngine {
 	e := &inspEngine{dec: dec, quic: quic, blockDoT: blockDoT, failClosed: failClosed, hold: hold,
 		maxPackets: maxPackets, maxFlows: maxFlows, now: now, emit: emit, stats: stats,

@@ -147,22 +147,18 @@ func runAuth(ctx context.Context) error {
 	return nil
 }
 
-type staticDecider struct{ p *filter.Policy }
-
-func (d staticDecider) DecideName(n string) filter.Decision {
-	return filter.Decide(d.p.MatchName(n), filter.Settings{}, nil)
-}
-
 func runProxy(ctx context.Context) error {
 	pol, err := filter.Compile(testRules)
 	if err != nil {
 		return err
 	}
+	dec := filter.NewDecisionPoint(filter.Settings{}, nil)
+	dec.Set(pol, filter.Settings{})
 	p, err := dnsproxy.New(dnsproxy.Config{
 		Listen:          []string{"127.0.0.153:53", "[::1]:53"},
 		Upstreams:       []string{"192.0.2.1"},
 		UpstreamControl: hostnet.MarkControl(hostnet.AgentMark),
-		Decider:         staticDecider{pol},
+		Decider:         dec,
 		Sink:            netip.MustParseAddr("127.0.0.154"),
 		StripECH:        true,
 		Capture:         true,
