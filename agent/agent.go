@@ -13,13 +13,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/internal/guard"
 )
 
 // Agent is one running netward instance.
 type Agent struct {
-	cfg   *Config
+	cfg   *config.Config
 	log   *slog.Logger
 	now   func() time.Time
 	sinks []RecordSink
@@ -40,7 +41,8 @@ type Agent struct {
 }
 
 // New validates cfg and returns an agent that has not started anything.
-func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+// A device identity left "auto" is resolved by Run (config.ResolveIdentity).
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if cfg == nil {
 		return nil, errors.New("agent: nil config")
 	}
@@ -66,6 +68,11 @@ func (a *Agent) Decisions() *filter.DecisionPoint { return a.dp }
 // network. Run returns nil after a clean shutdown; if a component fails, the
 // others are stopped and the error is returned.
 func (a *Agent) Run(ctx context.Context) error {
+	// `netward run` resolves the identity before New; a caller that did
+	// not gets the same resolution here, before any record is stamped.
+	if err := config.ResolveIdentity(a.cfg); err != nil {
+		return err
+	}
 	a.log.Info("netward agent starting", "config", configName(a.cfg), "mode", a.cfg.Mode, "dataDir", a.cfg.DataDir)
 	g, gctx := errgroup.WithContext(ctx)
 	starts := []struct {
@@ -107,7 +114,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-func configName(c *Config) string {
+func configName(c *config.Config) string {
 	if c.Path == "" {
 		return "(embedded default)"
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 )
 
@@ -65,7 +66,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 func TestMetricsScrape(t *testing.T) {
 	up := dnsUpstream(t)
 	dir := t.TempDir()
-	cfg, err := ParseConfig(fmt.Appendf(nil, `{"version":1,"dataDir":%q,
+	cfg, err := config.Parse(fmt.Appendf(nil, `{"version":1,"dataDir":%q,
 		"dns":{"listen":["127.0.0.1:0"],"upstreams":[%q]},
 		"warn":{"sinkAddress":%q},
 		"control":{"socket":%q},

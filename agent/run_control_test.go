@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/internal/e2e"
@@ -43,7 +44,7 @@ func startControlAgent(t *testing.T, extra string) (*Agent, string) {
 		}
 	}
 	sock := filepath.Join(dir, "run", "netward.sock")
-	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"version":1,"dataDir":%q,"warn":{"sinkAddress":%q},"control":{"socket":%q}%s}`,
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`{"version":1,"dataDir":%q,"warn":{"sinkAddress":%q},"control":{"socket":%q}%s}`,
 		filepath.Join(dir, "data"), controlSink, sock, extra)), "test")
 	if err != nil {
 		t.Fatal(err)

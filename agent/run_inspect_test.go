@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
@@ -27,7 +28,7 @@ func (r inspNoticeRecorder) Notify(_ context.Context, n notify.Notice, _ func())
 // TestEmitInspect checks what one inspector decision becomes: the telemetry
 // record (ActionType, Source, RemoteUrl) and whether the user is told.
 func TestEmitInspect(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestInspectConfig(t *testing.T) {
 		{`{"version":1,"sni":{"enabled":true,"quic":"block"},"dns":{"capture":true}}`, hostnet.QUICBlock, true},
 		{`{"version":1,"sni":{"enabled":true,"quic":"allow","failClosed":true}}`, hostnet.QUICAllow, false},
 	} {
-		cfg, err := ParseConfig([]byte(tc.json), "test")
+		cfg, err := config.Parse([]byte(tc.json), "test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +268,7 @@ func TestCheckIPLiterals(t *testing.T) {
 // policyAgent is an agent on a fresh data directory that starts nothing.
 func policyAgent(t *testing.T) *Agent {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -17,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/telemetry"
 	"github.com/netward/netward/telemetry/flow"
 )
@@ -72,14 +70,9 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w (check dataDir)", dir, err)
 	}
-	deviceID, err := a.telemetryDeviceID(dir)
-	if err != nil {
-		return err
-	}
-	deviceName := a.cfg.Device.Name
-	if deviceName == "auto" || deviceName == "" {
-		deviceName, _ = os.Hostname()
-	}
+	// Run resolved "auto" (config.ResolveIdentity): the records, the
+	// chunks' URLs and the console all see one device id.
+	deviceID, deviceName := a.cfg.Device.ID, a.cfg.Device.Name
 	var token string
 	if tc.Endpoint != "" && a.cfg.Indicators.TokenFile != "" {
 		b, err := os.ReadFile(a.cfg.Indicators.TokenFile)
@@ -90,7 +83,7 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	}
 	var salt []byte
 	if privacy == telemetry.PrivacyPseudonymous {
-		if salt, err = readOrCreate(filepath.Join(dir, "tenant-salt"), 32); err != nil {
+		if salt, err = config.ReadOrCreateSecret(filepath.Join(dir, "tenant-salt"), 32); err != nil {
 			return err
 		}
 	}
@@ -125,36 +118,6 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 		return nil
 	}
 	return a.startFlowSource(ctx, g)
-}
-
-// telemetryDeviceID is the configured device id, or for "auto" a random id
-// created once and kept in dir (so chunk URLs stay stable across restarts).
-func (a *Agent) telemetryDeviceID(dir string) (string, error) {
-	if id := a.cfg.Device.ID; id != "" && id != "auto" {
-		return id, nil
-	}
-	b, err := readOrCreate(filepath.Join(dir, "device-id"), 16)
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
-}
-
-// readOrCreate returns the n random bytes stored in path, creating them once.
-func readOrCreate(path string, n int) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) == n {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	b = make([]byte, n)
-	_, _ = rand.Read(b)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("write %s: %w (check dataDir permissions)", path, err)
-	}
-	return b, nil
 }
 
 // consoleClient is the HTTP client for the console: TLS verified against the

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -20,7 +21,7 @@ func TestAgentTelemetryUploads(t *testing.T) {
 	}
 	srv := httptest.NewServer(coll)
 	defer srv.Close()
-	cfg, err := DefaultConfig()
+	cfg, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
 	}

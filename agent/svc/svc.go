@@ -15,7 +15,7 @@ import (
 
 	"github.com/kardianos/service"
 
-	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
 )
 
 // Name is the service name on every platform (systemd unit netward.service,
@@ -31,7 +31,7 @@ type Config struct {
 	ConfigFile string
 	// Agent is ConfigFile parsed (nil for the default); its dataDir and control
 	// socket decide which extra paths the unit must make writable.
-	Agent *agent.Config
+	Agent *config.Config
 }
 
 // Manager installs and controls the service.
@@ -117,7 +117,7 @@ func New(cfg Config) (*Manager, error) {
 
 // Writable lists the directories outside /var/lib/netward and /run/netward
 // that cfg makes the agent write to.
-func Writable(cfg *agent.Config) []string {
+func Writable(cfg *config.Config) []string {
 	if cfg == nil {
 		return nil
 	}
@@ -162,7 +162,7 @@ func (m *Manager) Install() error {
 // admin already had elsewhere (a config file's folder, an existing dataDir) is
 // never changed: the start-up permission check reports it instead.
 func (m *Manager) dirs() []string {
-	own := filepath.Dir(agent.SystemConfigPath())
+	own := filepath.Dir(config.SystemPath())
 	dirs := []string{own}
 	if m.cfg.Agent != nil && m.cfg.Agent.DataDir != "" {
 		d := filepath.Clean(m.cfg.Agent.DataDir)

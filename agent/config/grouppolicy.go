@@ -1,4 +1,4 @@
-package winsvc
+package config
 
 import (
 	"errors"
@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/netward/netward/agent"
 )
 
 // PolicyKey is the registry key whose values override the config file
@@ -16,30 +14,30 @@ import (
 // deploy/windows/.
 const PolicyKey = `SOFTWARE\Policies\netward`
 
-// Kind is a registry value type.
-type Kind int
+// RegKind is a registry value type.
+type RegKind int
 
 const (
-	String  Kind = iota + 1 // REG_SZ / REG_EXPAND_SZ
-	DWord                   // REG_DWORD (REG_QWORD is read as well)
-	Strings                 // REG_MULTI_SZ
+	RegString  RegKind = iota + 1 // REG_SZ / REG_EXPAND_SZ
+	RegDWord                      // REG_DWORD (REG_QWORD is read as well)
+	RegStrings                    // REG_MULTI_SZ
 )
 
-func (k Kind) String() string {
+func (k RegKind) String() string {
 	switch k {
-	case String:
+	case RegString:
 		return "REG_SZ"
-	case DWord:
+	case RegDWord:
 		return "REG_DWORD"
-	case Strings:
+	case RegStrings:
 		return "REG_MULTI_SZ"
 	}
 	return "unknown"
 }
 
-// Value is one registry value as read.
-type Value struct {
-	Kind    Kind
+// RegValue is one registry value as read.
+type RegValue struct {
+	Kind    RegKind
 	Str     string
 	Num     uint64
 	Strings []string
@@ -52,22 +50,22 @@ type Registry interface {
 	// and no names.
 	ValueNames(subkey string) ([]string, error)
 	// Value reads one value.
-	Value(subkey, name string) (Value, error)
+	Value(subkey, name string) (RegValue, error)
 }
 
-// Policy is one setting Group Policy may set: the config key it overrides
+// GroupPolicy is one setting Group Policy may set: the config key it overrides
 // (CONTRACT §4, dotted), the registry value holding it, and how to apply it.
-type Policy struct {
+type GroupPolicy struct {
 	Key   string // config key, e.g. "dns.capture"
-	Kind  Kind
-	apply func(c *agent.Config, v Value) error
+	Kind  RegKind
+	apply func(c *Config, v RegValue) error
 }
 
 // Subkey and ValueName give the registry location of p: the config key's
 // section is the subkey under PolicyKey and its last part the value name, so
 // "dns.capture" is HKLM\SOFTWARE\Policies\netward\dns, value "capture", and
 // "mode" is the value "mode" of the policy key itself.
-func (p Policy) Subkey() string {
+func (p GroupPolicy) Subkey() string {
 	if i := strings.LastIndexByte(p.Key, '.'); i >= 0 {
 		return p.Key[:i]
 	}
@@ -75,10 +73,10 @@ func (p Policy) Subkey() string {
 }
 
 // ValueName is the registry value name of p.
-func (p Policy) ValueName() string { return p.Key[strings.LastIndexByte(p.Key, '.')+1:] }
+func (p GroupPolicy) ValueName() string { return p.Key[strings.LastIndexByte(p.Key, '.')+1:] }
 
 // Path is the full registry path of p, for messages and docs.
-func (p Policy) Path() string {
+func (p GroupPolicy) Path() string {
 	k := `HKLM\` + PolicyKey
 	if s := p.Subkey(); s != "" {
 		k += `\` + strings.ReplaceAll(s, ".", `\`)
@@ -86,12 +84,12 @@ func (p Policy) Path() string {
 	return k + `\` + p.ValueName()
 }
 
-func str(set func(c *agent.Config, s string)) func(*agent.Config, Value) error {
-	return func(c *agent.Config, v Value) error { set(c, v.Str); return nil }
+func str(set func(c *Config, s string)) func(*Config, RegValue) error {
+	return func(c *Config, v RegValue) error { set(c, v.Str); return nil }
 }
 
-func boolean(set func(c *agent.Config, b bool)) func(*agent.Config, Value) error {
-	return func(c *agent.Config, v Value) error {
+func boolean(set func(c *Config, b bool)) func(*Config, RegValue) error {
+	return func(c *Config, v RegValue) error {
 		if v.Num > 1 {
 			return fmt.Errorf("%d is not 0 (off) or 1 (on)", v.Num)
 		}
@@ -100,8 +98,8 @@ func boolean(set func(c *agent.Config, b bool)) func(*agent.Config, Value) error
 	}
 }
 
-func integer(max uint64, set func(c *agent.Config, n int64)) func(*agent.Config, Value) error {
-	return func(c *agent.Config, v Value) error {
+func integer(max uint64, set func(c *Config, n int64)) func(*Config, RegValue) error {
+	return func(c *Config, v RegValue) error {
 		if v.Num > max {
 			return fmt.Errorf("%d is larger than %d", v.Num, max)
 		}
@@ -110,59 +108,59 @@ func integer(max uint64, set func(c *agent.Config, n int64)) func(*agent.Config,
 	}
 }
 
-// Policies is every setting Group Policy can override, in ADMX order. Keys
+// GroupPolicies is every setting Group Policy can override, in ADMX order. Keys
 // left out on purpose: version (fixed), dataDir and control.socket (moving
 // them needs a matching service unit/ACL, so they stay with the file).
-var Policies = []Policy{
-	{"mode", String, str(func(c *agent.Config, s string) { c.Mode = s })},
-	{"device.id", String, str(func(c *agent.Config, s string) { c.Device.ID = s })},
-	{"device.name", String, str(func(c *agent.Config, s string) { c.Device.Name = s })},
-	{"indicators.source", String, str(func(c *agent.Config, s string) { c.Indicators.Source = s })},
-	{"indicators.tokenFile", String, str(func(c *agent.Config, s string) { c.Indicators.TokenFile = s })},
-	{"indicators.publicKey", String, str(func(c *agent.Config, s string) { c.Indicators.PublicKey = s })},
-	{"indicators.caFile", String, str(func(c *agent.Config, s string) { c.Indicators.CAFile = s })},
-	{"indicators.longPollSeconds", DWord, integer(3600, func(c *agent.Config, n int64) { c.Indicators.LongPollSeconds = int(n) })},
-	{"dns.capture", DWord, boolean(func(c *agent.Config, b bool) { c.DNS.Capture = b })},
-	{"dns.upstreams", Strings, func(c *agent.Config, v Value) error { c.DNS.Upstreams = slices.Clone(v.Strings); return nil }},
-	{"dns.blockAnswer", String, str(func(c *agent.Config, s string) { c.DNS.BlockAnswer = s })},
-	{"dns.syntheticTtlSeconds", DWord, integer(86400, func(c *agent.Config, n int64) { c.DNS.SyntheticTTLSeconds = int(n) })},
-	{"dns.stripEch", DWord, boolean(func(c *agent.Config, b bool) { c.DNS.StripECH = &b })},
-	{"sni.enabled", DWord, boolean(func(c *agent.Config, b bool) { c.SNI.Enabled = b })},
-	{"sni.quic", String, str(func(c *agent.Config, s string) { c.SNI.QUIC = s })},
-	{"sni.failClosed", DWord, boolean(func(c *agent.Config, b bool) { c.SNI.FailClosed = b })},
-	{"warn.sinkAddress", String, str(func(c *agent.Config, s string) { c.Warn.SinkAddress = s })},
-	{"warn.localCA", DWord, boolean(func(c *agent.Config, b bool) { c.Warn.LocalCA = b })},
-	{"telemetry.endpoint", String, str(func(c *agent.Config, s string) { c.Telemetry.Endpoint = s })},
-	{"telemetry.chunkBytes", DWord, integer(math.MaxInt32, func(c *agent.Config, n int64) { c.Telemetry.ChunkBytes = n })},
-	{"telemetry.chunkRecords", DWord, integer(math.MaxInt32, func(c *agent.Config, n int64) { c.Telemetry.ChunkRecords = int(n) })},
-	{"telemetry.chunkInterval", String, func(c *agent.Config, v Value) error {
+var GroupPolicies = []GroupPolicy{
+	{"mode", RegString, str(func(c *Config, s string) { c.Mode = s })},
+	{"device.id", RegString, str(func(c *Config, s string) { c.Device.ID = s })},
+	{"device.name", RegString, str(func(c *Config, s string) { c.Device.Name = s })},
+	{"indicators.source", RegString, str(func(c *Config, s string) { c.Indicators.Source = s })},
+	{"indicators.tokenFile", RegString, str(func(c *Config, s string) { c.Indicators.TokenFile = s })},
+	{"indicators.publicKey", RegString, str(func(c *Config, s string) { c.Indicators.PublicKey = s })},
+	{"indicators.caFile", RegString, str(func(c *Config, s string) { c.Indicators.CAFile = s })},
+	{"indicators.longPollSeconds", RegDWord, integer(3600, func(c *Config, n int64) { c.Indicators.LongPollSeconds = int(n) })},
+	{"dns.capture", RegDWord, boolean(func(c *Config, b bool) { c.DNS.Capture = b })},
+	{"dns.upstreams", RegStrings, func(c *Config, v RegValue) error { c.DNS.Upstreams = slices.Clone(v.Strings); return nil }},
+	{"dns.blockAnswer", RegString, str(func(c *Config, s string) { c.DNS.BlockAnswer = s })},
+	{"dns.syntheticTtlSeconds", RegDWord, integer(86400, func(c *Config, n int64) { c.DNS.SyntheticTTLSeconds = int(n) })},
+	{"dns.stripEch", RegDWord, boolean(func(c *Config, b bool) { c.DNS.StripECH = &b })},
+	{"sni.enabled", RegDWord, boolean(func(c *Config, b bool) { c.SNI.Enabled = b })},
+	{"sni.quic", RegString, str(func(c *Config, s string) { c.SNI.QUIC = s })},
+	{"sni.failClosed", RegDWord, boolean(func(c *Config, b bool) { c.SNI.FailClosed = b })},
+	{"warn.sinkAddress", RegString, str(func(c *Config, s string) { c.Warn.SinkAddress = s })},
+	{"warn.localCA", RegDWord, boolean(func(c *Config, b bool) { c.Warn.LocalCA = b })},
+	{"telemetry.endpoint", RegString, str(func(c *Config, s string) { c.Telemetry.Endpoint = s })},
+	{"telemetry.chunkBytes", RegDWord, integer(math.MaxInt32, func(c *Config, n int64) { c.Telemetry.ChunkBytes = n })},
+	{"telemetry.chunkRecords", RegDWord, integer(math.MaxInt32, func(c *Config, n int64) { c.Telemetry.ChunkRecords = int(n) })},
+	{"telemetry.chunkInterval", RegString, func(c *Config, v RegValue) error {
 		d, err := time.ParseDuration(v.Str)
 		if err != nil {
 			return fmt.Errorf("%q is not a duration like \"1h\" or \"90s\"", v.Str)
 		}
-		c.Telemetry.ChunkInterval = agent.Duration(d)
+		c.Telemetry.ChunkInterval = Duration(d)
 		return nil
 	}},
-	{"telemetry.spoolBytes", DWord, integer(math.MaxUint32, func(c *agent.Config, n int64) { c.Telemetry.SpoolBytes = n })},
-	{"telemetry.privacy", String, str(func(c *agent.Config, s string) { c.Telemetry.Privacy = s })},
-	{"metrics.listen", String, str(func(c *agent.Config, s string) { c.Metrics.Listen = s })},
+	{"telemetry.spoolBytes", RegDWord, integer(math.MaxUint32, func(c *Config, n int64) { c.Telemetry.SpoolBytes = n })},
+	{"telemetry.privacy", RegString, str(func(c *Config, s string) { c.Telemetry.Privacy = s })},
+	{"metrics.listen", RegString, str(func(c *Config, s string) { c.Metrics.Listen = s })},
 }
 
-// ApplyPolicy overrides cfg with the values set under the policy key and
+// ApplyGroupPolicy overrides cfg with the values set under the policy key and
 // validates the result. A nil Registry (no policy support on this OS) changes
 // nothing. Unknown value names and values of the wrong type are errors that
 // name the registry path, like unknown keys in the config file: a typo in a
 // GPO must not be silently ignored. It returns the config keys it applied.
-func ApplyPolicy(cfg *agent.Config, reg Registry) ([]string, error) {
+func ApplyGroupPolicy(cfg *Config, reg Registry) ([]string, error) {
 	if reg == nil {
 		return nil, nil
 	}
-	bySubkey := map[string]map[string]Policy{}
+	bySubkey := map[string]map[string]GroupPolicy{}
 	var subkeys []string
-	for _, p := range Policies {
+	for _, p := range GroupPolicies {
 		sk := p.Subkey()
 		if bySubkey[sk] == nil {
-			bySubkey[sk] = map[string]Policy{}
+			bySubkey[sk] = map[string]GroupPolicy{}
 			subkeys = append(subkeys, sk)
 		}
 		bySubkey[sk][strings.ToLower(p.ValueName())] = p

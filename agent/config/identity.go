@@ -1,9 +1,11 @@
-package agent
+package config
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,7 +51,7 @@ func ResolveIdentity(cfg *Config) error {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return fmt.Errorf("device id: no machine id, and %w", err)
 			}
-			b, err := readOrCreate(filepath.Join(dir, "device-id"), 16)
+			b, err := ReadOrCreateSecret(filepath.Join(dir, "device-id"), 16)
 			if err != nil {
 				return fmt.Errorf("device id: %w", err)
 			}
@@ -63,4 +65,23 @@ func ResolveIdentity(cfg *Config) error {
 		}
 	}
 	return nil
+}
+
+// ReadOrCreateSecret returns the n random bytes kept in path (the device id
+// of a machine without a machine id, the telemetry pseudonyms' salt),
+// creating them 0600 the first time.
+func ReadOrCreateSecret(path string, n int) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == n {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	b = make([]byte, n)
+	_, _ = rand.Read(b)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w (check dataDir permissions)", path, err)
+	}
+	return b, nil
 }

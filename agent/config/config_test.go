@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"os"
@@ -29,7 +29,7 @@ func TestParseConfigContractExample(t *testing.T) {
   "control": {"socket": "/run/netward/netward.sock"},
   "metrics": {"listen": ""}
 }`
-	c, err := ParseConfig([]byte(example), "example.json")
+	c, err := Parse([]byte(example), "example.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +56,13 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tt.in), "bad.json")
+			_, err := Parse([]byte(tt.in), "bad.json")
 			if err == nil {
-				t.Fatalf("ParseConfig(%q) = nil error, want one mentioning %q", tt.in, tt.want)
+				t.Fatalf("Parse(%q) = nil error, want one mentioning %q", tt.in, tt.want)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("ParseConfig(%q) error = %q, want it to mention %q", tt.in, err, w)
+					t.Errorf("Parse(%q) error = %q, want it to mention %q", tt.in, err, w)
 				}
 			}
 		})
@@ -70,7 +70,7 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	c, err := ParseConfig([]byte(`{}`), "min.json")
+	c, err := Parse([]byte(`{}`), "min.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestDefaults(t *testing.T) {
 	if got := c.DNS.Listen; len(got) != 1 || got[0] != "127.0.0.1:15353" {
 		t.Errorf("listen without capture = %v, want [127.0.0.1:15353]", got)
 	}
-	c, err = ParseConfig([]byte(`{"dns": {"capture": true}}`), "cap.json")
+	c, err = Parse([]byte(`{"dns": {"capture": true}}`), "cap.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestDefaults(t *testing.T) {
 
 func TestEmbeddedDefault(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
-	c, err := DefaultConfig()
+	c, err := Default()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +106,9 @@ func TestEmbeddedDefault(t *testing.T) {
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.json"))
+	_, err := Load(filepath.Join(t.TempDir(), "nope.json"))
 	if err == nil || !os.IsNotExist(unwrapAll(err)) {
-		t.Errorf("LoadConfig(missing) = %v, want a not-exist error", err)
+		t.Errorf("Load(missing) = %v, want a not-exist error", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"os"
@@ -25,7 +25,7 @@ func TestAppSpecificID(t *testing.T) {
 
 func TestResolveIdentity(t *testing.T) {
 	dir := t.TempDir()
-	cfg := &Config{DataDir: dir, Device: DeviceConfig{ID: "auto", Name: "auto"}}
+	cfg := &Config{DataDir: dir, Device: Device{ID: "auto", Name: "auto"}}
 	if err := ResolveIdentity(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -35,12 +35,12 @@ func TestResolveIdentity(t *testing.T) {
 	// A wiped data directory keeps the id (when the machine has an id).
 	if _, err := MachineDeviceID(); err == nil {
 		os.RemoveAll(dir)
-		again := &Config{DataDir: filepath.Join(t.TempDir(), "new"), Device: DeviceConfig{ID: "auto"}}
+		again := &Config{DataDir: filepath.Join(t.TempDir(), "new"), Device: Device{ID: "auto"}}
 		if err := ResolveIdentity(again); err != nil || again.Device.ID != cfg.Device.ID {
 			t.Errorf("after wiping the data dir: %q, %v; want %q", again.Device.ID, err, cfg.Device.ID)
 		}
 	}
-	fixed := &Config{DataDir: dir, Device: DeviceConfig{ID: "pc-42", Name: "PC 42"}}
+	fixed := &Config{DataDir: dir, Device: Device{ID: "pc-42", Name: "PC 42"}}
 	if err := ResolveIdentity(fixed); err != nil || fixed.Device.ID != "pc-42" || fixed.Device.Name != "PC 42" {
 		t.Errorf("configured identity changed: %+v %v", fixed.Device, err)
 	}

@@ -1,4 +1,11 @@
-package agent
+// Package config is the agent's configuration (CONTRACT §4): the schema and
+// its defaults and validation, where it is read from — the file, the
+// embedded default, the Windows Group Policy overlay — how its "auto"
+// values resolve on this machine (the device identity), and whether root
+// may trust the files it names (permissions). It imports nothing of netward
+// but the strict JSON loader, so the CLI, the service installer and winsvc
+// use it without the agent.
+package config
 
 import (
 	"bytes"
@@ -16,28 +23,28 @@ import (
 // Config is the agent configuration file (CONTRACT §4). Every default is
 // applied by Defaults and documented in the README.
 type Config struct {
-	Version    int              `json:"version"`
-	Device     DeviceConfig     `json:"device"`
-	DataDir    string           `json:"dataDir"`
-	Mode       string           `json:"mode"`
-	Indicators IndicatorsConfig `json:"indicators"`
-	DNS        DNSConfig        `json:"dns"`
-	SNI        SNIConfig        `json:"sni"`
-	Warn       WarnConfig       `json:"warn"`
-	Telemetry  TelemetryConfig  `json:"telemetry"`
-	Control    ControlConfig    `json:"control"`
-	Metrics    MetricsConfig    `json:"metrics"`
+	Version    int        `json:"version"`
+	Device     Device     `json:"device"`
+	DataDir    string     `json:"dataDir"`
+	Mode       string     `json:"mode"`
+	Indicators Indicators `json:"indicators"`
+	DNS        DNS        `json:"dns"`
+	SNI        SNI        `json:"sni"`
+	Warn       Warn       `json:"warn"`
+	Telemetry  Telemetry  `json:"telemetry"`
+	Control    Control    `json:"control"`
+	Metrics    Metrics    `json:"metrics"`
 
 	// Path is the file the config was read from ("" for the embedded default).
 	Path string `json:"-"`
 }
 
-type DeviceConfig struct {
+type Device struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
 }
 
-type IndicatorsConfig struct {
+type Indicators struct {
 	Source          string `json:"source"`
 	TokenFile       string `json:"tokenFile"`
 	PublicKey       string `json:"publicKey"`
@@ -55,7 +62,7 @@ type IndicatorsConfig struct {
 	AllowDefaultRoute bool `json:"allowDefaultRoute"`
 }
 
-type DNSConfig struct {
+type DNS struct {
 	Capture             bool     `json:"capture"`
 	Listen              []string `json:"listen"`
 	Upstreams           []string `json:"upstreams"`
@@ -64,18 +71,18 @@ type DNSConfig struct {
 	StripECH            *bool    `json:"stripEch"`
 }
 
-type SNIConfig struct {
+type SNI struct {
 	Enabled    bool   `json:"enabled"`
 	QUIC       string `json:"quic"`
 	FailClosed bool   `json:"failClosed"`
 }
 
-type WarnConfig struct {
+type Warn struct {
 	SinkAddress string `json:"sinkAddress"`
 	LocalCA     bool   `json:"localCA"`
 }
 
-type TelemetryConfig struct {
+type Telemetry struct {
 	Endpoint      string   `json:"endpoint"`
 	ChunkBytes    int64    `json:"chunkBytes"`
 	ChunkRecords  int      `json:"chunkRecords"`
@@ -84,11 +91,11 @@ type TelemetryConfig struct {
 	Privacy       string   `json:"privacy"`
 }
 
-type ControlConfig struct {
+type Control struct {
 	Socket string `json:"socket"`
 }
 
-type MetricsConfig struct {
+type Metrics struct {
 	Listen string `json:"listen"`
 }
 
@@ -113,8 +120,8 @@ const (
 	ModeBlock = "block"
 )
 
-// SystemConfigPath is where the service looks for its configuration.
-func SystemConfigPath() string {
+// SystemPath is where the service looks for its configuration.
+func SystemPath() string {
 	if runtime.GOOS == "windows" {
 		pd := os.Getenv("ProgramData")
 		if pd == "" {
@@ -128,14 +135,14 @@ func SystemConfigPath() string {
 //go:embed default.json
 var defaultConfigJSON []byte
 
-// DefaultConfigJSON is the embedded default configuration `netward run` uses
-// when there is no config file (CONTRACT §3).
-func DefaultConfigJSON() []byte { return bytes.Clone(defaultConfigJSON) }
+// DefaultJSON is the embedded default configuration `netward run` uses when
+// there is no config file (CONTRACT §3).
+func DefaultJSON() []byte { return bytes.Clone(defaultConfigJSON) }
 
-// DefaultConfig returns the embedded default with defaults applied and the data
+// Default returns the embedded default with defaults applied and the data
 // directory under the user's state directory.
-func DefaultConfig() (*Config, error) {
-	c, err := ParseConfig(defaultConfigJSON, "(embedded default)")
+func Default() (*Config, error) {
+	c, err := Parse(defaultConfigJSON, "(embedded default)")
 	if err != nil {
 		return nil, fmt.Errorf("embedded default config: %w", err)
 	}
@@ -163,13 +170,13 @@ func userStateDir() string {
 // keysDoc is where every key is documented.
 const keysDoc = "the README's Configuration section"
 
-// LoadConfig reads and validates a config file.
-func LoadConfig(path string) (*Config, error) { return jsonconfig.Load[Config](path, keysDoc) }
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) { return jsonconfig.Load[Config](path, keysDoc) }
 
-// ParseConfig decodes a config strictly: unknown keys and trailing data are
-// errors naming the key and the file. Defaults are applied, then the result is
+// Parse decodes a config strictly: unknown keys and trailing data are errors
+// naming the key and the file. Defaults are applied, then the result is
 // validated.
-func ParseConfig(b []byte, name string) (*Config, error) {
+func Parse(b []byte, name string) (*Config, error) {
 	return jsonconfig.Parse[Config](b, name, keysDoc)
 }
 
@@ -193,7 +200,7 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DataDir == "" && c.Path != "(embedded default)" {
 		if runtime.GOOS == "windows" {
-			c.DataDir = filepath.Join(filepath.Dir(SystemConfigPath()), "data")
+			c.DataDir = filepath.Join(filepath.Dir(SystemPath()), "data")
 		} else {
 			c.DataDir = "/var/lib/netward"
 		}

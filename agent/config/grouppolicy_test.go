@@ -1,4 +1,4 @@
-package winsvc
+package config
 
 import (
 	"errors"
@@ -6,12 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/netward/netward/agent"
 )
 
 // fakeRegistry is a policy key in memory: subkey → value name → value.
-type fakeRegistry map[string]map[string]Value
+type fakeRegistry map[string]map[string]RegValue
 
 func (f fakeRegistry) ValueNames(subkey string) ([]string, error) {
 	var names []string
@@ -21,26 +19,26 @@ func (f fakeRegistry) ValueNames(subkey string) ([]string, error) {
 	return names, nil
 }
 
-func (f fakeRegistry) Value(subkey, name string) (Value, error) {
+func (f fakeRegistry) Value(subkey, name string) (RegValue, error) {
 	v, ok := f[subkey][name]
 	if !ok {
-		return Value{}, errors.New("not found")
+		return RegValue{}, errors.New("not found")
 	}
 	return v, nil
 }
 
-func baseConfig(t *testing.T) *agent.Config {
+func baseConfig(t *testing.T) *Config {
 	t.Helper()
-	c, err := agent.ParseConfig([]byte(`{"version":1,"mode":"block","dns":{"capture":true,"upstreams":["192.0.2.53:53"]}}`), "test.json")
+	c, err := Parse([]byte(`{"version":1,"mode":"block","dns":{"capture":true,"upstreams":["192.0.2.53:53"]}}`), "test.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func sz(s string) Value     { return Value{Kind: String, Str: s} }
-func dw(n uint64) Value     { return Value{Kind: DWord, Num: n} }
-func msz(l ...string) Value { return Value{Kind: Strings, Strings: l} }
+func sz(s string) RegValue     { return RegValue{Kind: RegString, Str: s} }
+func dw(n uint64) RegValue     { return RegValue{Kind: RegDWord, Num: n} }
+func msz(l ...string) RegValue { return RegValue{Kind: RegStrings, Strings: l} }
 
 func TestApplyPolicy(t *testing.T) {
 	reg := fakeRegistry{
@@ -52,7 +50,7 @@ func TestApplyPolicy(t *testing.T) {
 		"metrics":    {"listen": sz("127.0.0.1:9153")},
 	}
 	cfg := baseConfig(t)
-	applied, err := ApplyPolicy(cfg, reg)
+	applied, err := ApplyGroupPolicy(cfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +100,9 @@ func TestApplyPolicyErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := baseConfig(t)
-			_, err := ApplyPolicy(cfg, tt.reg)
+			_, err := ApplyGroupPolicy(cfg, tt.reg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("ApplyPolicy = %v, want error containing %q", err, tt.want)
+				t.Fatalf("ApplyGroupPolicy = %v, want error containing %q", err, tt.want)
 			}
 		})
 	}
@@ -113,9 +111,9 @@ func TestApplyPolicyErrors(t *testing.T) {
 func TestApplyPolicyNil(t *testing.T) {
 	cfg := baseConfig(t)
 	before := *cfg
-	applied, err := ApplyPolicy(cfg, nil)
+	applied, err := ApplyGroupPolicy(cfg, nil)
 	if err != nil || applied != nil || cfg.Mode != before.Mode || cfg.DNS.Capture != before.DNS.Capture {
-		t.Fatalf("ApplyPolicy(nil) = %v, %v and changed the config", applied, err)
+		t.Fatalf("ApplyGroupPolicy(nil) = %v, %v and changed the config", applied, err)
 	}
 }
 
@@ -129,24 +127,24 @@ func TestPoliciesLocation(t *testing.T) {
 		{"indicators.longPollSeconds", "indicators", "longPollSeconds", `HKLM\SOFTWARE\Policies\netward\indicators\longPollSeconds`},
 	}
 	for _, tt := range tests {
-		i := slices.IndexFunc(Policies, func(p Policy) bool { return p.Key == tt.key })
+		i := slices.IndexFunc(GroupPolicies, func(p GroupPolicy) bool { return p.Key == tt.key })
 		if i < 0 {
 			t.Fatalf("no policy for %s", tt.key)
 		}
-		p := Policies[i]
+		p := GroupPolicies[i]
 		if p.Subkey() != tt.subkey || p.ValueName() != tt.value || p.Path() != tt.path {
 			t.Errorf("%s: subkey %q value %q path %q, want %q %q %q", tt.key, p.Subkey(), p.ValueName(), p.Path(), tt.subkey, tt.value, tt.path)
 		}
 	}
 	seen := map[string]bool{}
-	for _, p := range Policies {
+	for _, p := range GroupPolicies {
 		if seen[strings.ToLower(p.Key)] {
 			t.Errorf("policy %s listed twice", p.Key)
 		}
 		seen[strings.ToLower(p.Key)] = true
 		// Each policy applies alone to a default config without error for a
 		// plausible value of its kind.
-		v := map[Kind]Value{String: sz("x"), DWord: dw(1), Strings: msz("192.0.2.1:53")}[p.Kind]
+		v := map[RegKind]RegValue{RegString: sz("x"), RegDWord: dw(1), RegStrings: msz("192.0.2.1:53")}[p.Kind]
 		switch p.Key {
 		case "mode":
 			v = sz("off")
@@ -160,7 +158,7 @@ func TestPoliciesLocation(t *testing.T) {
 			v = sz("30m")
 		}
 		reg := fakeRegistry{p.Subkey(): {p.ValueName(): v}}
-		if applied, err := ApplyPolicy(baseConfig(t), reg); err != nil || !slices.Equal(applied, []string{p.Key}) {
+		if applied, err := ApplyGroupPolicy(baseConfig(t), reg); err != nil || !slices.Equal(applied, []string{p.Key}) {
 			t.Errorf("policy %s: applied %q, err %v", p.Key, applied, err)
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build !linux && !windows
 
-package agent
+package config
 
 import "errors"
 

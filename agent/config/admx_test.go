@@ -1,4 +1,4 @@
-package winsvc
+package config
 
 import (
 	"encoding/xml"
@@ -13,7 +13,7 @@ import (
 )
 
 // The ADMX/ADML templates in deploy/windows, decoded just far enough to check
-// them against Policies.
+// them against GroupPolicies.
 type admx struct {
 	XMLName  xml.Name `xml:"policyDefinitions"`
 	Policies []struct {
@@ -92,7 +92,7 @@ func decodeStrict(t *testing.T, path string, v any) []byte {
 }
 
 func TestADMX(t *testing.T) {
-	dir := filepath.Join("..", "deploy", "windows")
+	dir := filepath.Join("..", "..", "deploy", "windows")
 	var x admx
 	admxText := decodeStrict(t, filepath.Join(dir, "netward.admx"), &x)
 	var l adml
@@ -118,8 +118,8 @@ func TestADMX(t *testing.T) {
 		cats[c.Name] = true
 	}
 
-	byPath := map[string]Policy{}
-	for _, p := range Policies {
+	byPath := map[string]GroupPolicy{}
+	for _, p := range GroupPolicies {
 		byPath[strings.ToLower(`HKLM\`+keyPathOf(p)+`\`+p.ValueName())] = p
 	}
 	covered := map[string]bool{}
@@ -154,7 +154,7 @@ func TestADMX(t *testing.T) {
 		path := strings.ToLower(`HKLM\` + ap.Key + `\` + valueName)
 		p, ok := byPath[path]
 		if !ok {
-			t.Errorf("policy %s writes %s, which winsvc.ApplyPolicy does not read", ap.Name, path)
+			t.Errorf("policy %s writes %s, which config.ApplyGroupPolicy does not read", ap.Name, path)
 			continue
 		}
 		if covered[p.Key] {
@@ -163,22 +163,22 @@ func TestADMX(t *testing.T) {
 		covered[p.Key] = true
 
 		// Every value the template can write must be accepted by the overlay.
-		var values []Value
+		var values []RegValue
 		switch {
 		case el == nil:
-			values = []Value{dw(0), dw(1)}
+			values = []RegValue{dw(0), dw(1)}
 		case el.XMLName.Local == "text":
-			if p.Kind != String {
+			if p.Kind != RegString {
 				t.Errorf("policy %s: text element for %s value %s", ap.Name, p.Kind, p.Key)
 			}
 		case el.XMLName.Local == "multiText":
-			values = []Value{msz("192.0.2.53:53", "[2001:db8::53]:53")}
+			values = []RegValue{msz("192.0.2.53:53", "[2001:db8::53]:53")}
 		case el.XMLName.Local == "decimal":
 			max, err := strconv.ParseUint(el.MaxValue, 10, 64)
 			if err != nil {
 				t.Errorf("policy %s: maxValue %q: %v", ap.Name, el.MaxValue, err)
 			}
-			values = []Value{dw(0), dw(max)}
+			values = []RegValue{dw(0), dw(max)}
 		case el.XMLName.Local == "enum":
 			for _, it := range el.Items {
 				values = append(values, sz(it.String))
@@ -191,12 +191,12 @@ func TestADMX(t *testing.T) {
 		}
 		for _, v := range values {
 			reg := fakeRegistry{p.Subkey(): {p.ValueName(): v}}
-			if _, err := ApplyPolicy(baseConfig(t), reg); err != nil {
+			if _, err := ApplyGroupPolicy(baseConfig(t), reg); err != nil {
 				t.Errorf("policy %s value %+v: the overlay refuses it: %v", ap.Name, v, err)
 			}
 		}
 	}
-	for _, p := range Policies {
+	for _, p := range GroupPolicies {
 		if !covered[p.Key] {
 			t.Errorf("config key %s (%s) has no ADMX policy", p.Key, p.Path())
 		}
@@ -204,7 +204,7 @@ func TestADMX(t *testing.T) {
 }
 
 // keyPathOf is the registry key (without HKLM\) of p.
-func keyPathOf(p Policy) string {
+func keyPathOf(p GroupPolicy) string {
 	k := PolicyKey
 	if s := p.Subkey(); s != "" {
 		k += `\` + s
@@ -214,11 +214,11 @@ func keyPathOf(p Policy) string {
 
 // TestDocsMapping keeps the mapping table in docs/service.md complete.
 func TestDocsMapping(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "docs", "service.md"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "service.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range Policies {
+	for _, p := range GroupPolicies {
 		row := "| `" + p.Key + "` | `HKLM\\" + keyPathOf(p) + "` | `" + p.ValueName() + "` | " + p.Kind.String()
 		if !strings.Contains(string(b), row) {
 			t.Errorf("docs/service.md lacks the row %q", row)

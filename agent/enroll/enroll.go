@@ -1,4 +1,8 @@
-package agent
+// Package enroll is `netward enroll` (CONTRACT §3): it exchanges a
+// console's enrollment key for a per-device token, keeps the token and what
+// the console said in the data directory (0600), and points the
+// configuration at that console when the agent starts (Apply).
+package enroll
 
 import (
 	"bytes"
@@ -18,6 +22,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/netward/netward/agent/config"
 )
 
 // Files `netward enroll` writes in the data directory (all 0600).
@@ -38,13 +44,13 @@ type Enrollment struct {
 	EnrolledAt        time.Time `json:"enrolledAt"`
 }
 
-// EnrollOptions are the arguments of `netward enroll`.
-type EnrollOptions struct {
+// Options are the arguments of `netward enroll`.
+type Options struct {
 	Console     string // https://console.example:8443
 	Key         string // the enrollment key (read from --key FILE)
 	Fingerprint string // SHA-256 of a self-signed console certificate (hex, colons optional)
 	DataDir     string
-	DeviceID    string // resolved (ResolveDeviceID)
+	DeviceID    string // resolved (config.ResolveIdentity)
 	DeviceName  string
 	Client      *http.Client // nil: a client built from Fingerprint
 }
@@ -89,11 +95,11 @@ func pinnedClient(pin []byte, seen **x509.Certificate) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
-// Enroll exchanges an enrollment key for a device token and stores the
+// Device exchanges an enrollment key for a device token and stores the
 // token and what the console said in the data directory. With a
 // fingerprint, the certificate is pinned and saved, and the agent trusts it
 // for the console from then on.
-func Enroll(ctx context.Context, o EnrollOptions) (*Enrollment, error) {
+func Device(ctx context.Context, o Options) (*Enrollment, error) {
 	u, err := url.Parse(strings.TrimRight(o.Console, "/"))
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, fmt.Errorf("--console %q: give the console's base URL, like https://console.example:8443", o.Console)
@@ -196,8 +202,8 @@ func writePrivate(path string, b []byte) error {
 	return nil
 }
 
-// LoadEnrollment reads the data directory's enrollment (nil, nil: none).
-func LoadEnrollment(dataDir string) (*Enrollment, error) {
+// Load reads the data directory's enrollment (nil, nil: none).
+func Load(dataDir string) (*Enrollment, error) {
 	b, err := os.ReadFile(filepath.Join(dataDir, EnrollmentFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -212,14 +218,14 @@ func LoadEnrollment(dataDir string) (*Enrollment, error) {
 	return &e, nil
 }
 
-// ApplyEnrollment points cfg at the console the device enrolled with: the
+// Apply points cfg at the console the device enrolled with: the
 // device token wins over indicators.tokenFile for the feed and telemetry
 // (CONTRACT §3); the console's feed, telemetry endpoint, signing key and
 // pinned certificate are used where the config names none of its own (an
 // indicators.source of builtin:… counts as none). It returns the
 // enrollment, or nil when the device has not enrolled.
-func ApplyEnrollment(cfg *Config) (*Enrollment, error) {
-	e, err := LoadEnrollment(cfg.DataDir)
+func Apply(cfg *config.Config) (*Enrollment, error) {
+	e, err := Load(cfg.DataDir)
 	if err != nil || e == nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package agent
+package enroll
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netward/netward/agent/config"
 )
 
 func TestParseFingerprint(t *testing.T) {
@@ -45,11 +47,11 @@ func TestEnrollPinsAndApplies(t *testing.T) {
 	sum := sha256.Sum256(srv.Certificate().Raw)
 	dir := t.TempDir()
 	ctx := context.Background()
-	opts := EnrollOptions{Console: srv.URL, Key: "nwe_good", Fingerprint: fmt.Sprintf("%X", sum), DataDir: dir, DeviceID: "d1", DeviceName: "pc"}
+	opts := Options{Console: srv.URL, Key: "nwe_good", Fingerprint: fmt.Sprintf("%X", sum), DataDir: dir, DeviceID: "d1", DeviceName: "pc"}
 
 	wrong := opts
 	wrong.Fingerprint = strings.Repeat("00", 32)
-	if _, err := Enroll(ctx, wrong); err == nil || !strings.Contains(err.Error(), "pinned") {
+	if _, err := Device(ctx, wrong); err == nil || !strings.Contains(err.Error(), "pinned") {
 		t.Errorf("wrong fingerprint err = %v", err)
 	}
 	if gotKey != "" {
@@ -57,13 +59,13 @@ func TestEnrollPinsAndApplies(t *testing.T) {
 	}
 	bad := opts
 	bad.Key = "nwe_bad"
-	if _, err := Enroll(ctx, bad); err == nil || !strings.Contains(err.Error(), "refused the enrollment (403)") {
+	if _, err := Device(ctx, bad); err == nil || !strings.Contains(err.Error(), "refused the enrollment (403)") {
 		t.Errorf("bad key err = %v", err)
 	}
-	if _, err := Enroll(ctx, EnrollOptions{Console: srv.URL, Key: "nwe_good", DataDir: dir, DeviceID: "d1"}); err == nil || !strings.Contains(err.Error(), "--fingerprint") {
+	if _, err := Device(ctx, Options{Console: srv.URL, Key: "nwe_good", DataDir: dir, DeviceID: "d1"}); err == nil || !strings.Contains(err.Error(), "--fingerprint") {
 		t.Errorf("self-signed without a pin err = %v, want a hint to pass --fingerprint", err)
 	}
-	e, err := Enroll(ctx, opts)
+	e, err := Device(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +75,8 @@ func TestEnrollPinsAndApplies(t *testing.T) {
 			t.Errorf("%s: %v %v, want 0600", f, st, err)
 		}
 	}
-	cfg := &Config{DataDir: dir, Indicators: IndicatorsConfig{Source: "builtin:demo", TokenFile: "/etc/netward/token"}}
-	got, err := ApplyEnrollment(cfg)
+	cfg := &config.Config{DataDir: dir, Indicators: config.Indicators{Source: "builtin:demo", TokenFile: "/etc/netward/token"}}
+	got, err := Apply(cfg)
 	if err != nil || got == nil || got.DeviceID != e.DeviceID {
 		t.Fatalf("ApplyEnrollment = %+v, %v", got, err)
 	}
@@ -84,15 +86,15 @@ func TestEnrollPinsAndApplies(t *testing.T) {
 		t.Errorf("config after ApplyEnrollment = %+v / %q", ic, cfg.Telemetry.Endpoint)
 	}
 	// A config that names its own feed keeps it; the token still wins.
-	own := &Config{DataDir: dir, Indicators: IndicatorsConfig{Source: "https://other.example/feed", PublicKey: "own"}, Telemetry: TelemetryConfig{Endpoint: "https://collector.example"}}
-	if _, err := ApplyEnrollment(own); err != nil {
+	own := &config.Config{DataDir: dir, Indicators: config.Indicators{Source: "https://other.example/feed", PublicKey: "own"}, Telemetry: config.Telemetry{Endpoint: "https://collector.example"}}
+	if _, err := Apply(own); err != nil {
 		t.Fatal(err)
 	}
 	if own.Indicators.Source != "https://other.example/feed" || own.Indicators.PublicKey != "own" || own.Telemetry.Endpoint != "https://collector.example" ||
 		own.Indicators.TokenFile != filepath.Join(dir, DeviceTokenFile) {
 		t.Errorf("explicit config overridden: %+v", own)
 	}
-	if e, err := ApplyEnrollment(&Config{DataDir: t.TempDir()}); e != nil || err != nil {
+	if e, err := Apply(&config.Config{DataDir: t.TempDir()}); e != nil || err != nil {
 		t.Errorf("not enrolled: %+v, %v", e, err)
 	}
 }
