@@ -9,6 +9,7 @@ import (
 
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
+	"github.com/netward/netward/filter/inspect"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -19,9 +20,9 @@ type inspectState struct {
 
 // InspectStats returns the inline inspector's counters, and false when
 // inspection is off.
-func (a *Agent) InspectStats() (hostnet.InspectStats, bool) {
+func (a *Agent) InspectStats() (hostnet.InspectorStats, bool) {
 	if a.insp.inspector == nil {
-		return hostnet.InspectStats{}, false
+		return hostnet.InspectorStats{}, false
 	}
 	return a.insp.inspector.Stats(), true
 }
@@ -75,9 +76,17 @@ func (a *Agent) followIPVerdicts(ctx context.Context, setIP func(filter.IPVerdic
 }
 
 // inspectConfig is the inspector's configuration from the agent's.
-func (a *Agent) inspectConfig() hostnet.InspectConfig {
-	return hostnet.InspectConfig{
-		Decider: a.dp,
+func (a *Agent) inspectConfig() hostnet.InspectorConfig {
+	return hostnet.InspectorConfig{
+		Engine: inspect.Config{
+			Decider:           a.dp,
+			QUIC:              inspect.QUICMode(a.cfg.SNI.QUIC),
+			FailClosed:        a.cfg.SNI.FailClosed,
+			BlockEncryptedDNS: a.cfg.DNS.Capture,
+			OnDecision:        a.emitInspect,
+			Panics:            a.panics,
+			Now:               a.now,
+		},
 		// IP indicators in the kernel: Block on every protocol, Warn on
 		// every protocol but TCP (which is queued from its SYN on every
 		// port, like Audit); only 443/853/80 are read further for a name.
@@ -85,15 +94,9 @@ func (a *Agent) inspectConfig() hostnet.InspectConfig {
 		IP: a.dp.IPVerdicts(),
 		// The agent's own sockets (DNS upstreams, feed, uploads) carry
 		// AgentMark and are never queued: the agent must not wait on itself.
-		SkipMark:          hostnet.AgentMark,
-		SkipMask:          0xffffffff,
-		QUIC:              a.cfg.SNI.QUIC,
-		FailClosed:        a.cfg.SNI.FailClosed,
-		BlockEncryptedDNS: a.cfg.DNS.Capture,
-		OnDecision:        a.emitInspect,
-		Panics:            a.panics,
-		Log:               a.log,
-		Now:               a.now,
+		SkipMark: hostnet.AgentMark,
+		SkipMask: 0xffffffff,
+		Log:      a.log,
 	}
 }
 
@@ -103,7 +106,7 @@ func (a *Agent) inspectConfig() hostnet.InspectConfig {
 // refused connection (Block, or Warn without a bypass: the connection is
 // reset) also tells the user, because a reset TLS or QUIC handshake cannot
 // show the warn page; for a Warn the notice says how to continue.
-func (a *Agent) emitInspect(e hostnet.InspectEvent) {
+func (a *Agent) emitInspect(e inspect.Event) {
 	if inspNotifies(e) {
 		name := e.Name
 		if name == "" {
@@ -114,7 +117,7 @@ func (a *Agent) emitInspect(e hostnet.InspectEvent) {
 	action := ActionTypeFor(e.Decision)
 	if action == "" {
 		switch {
-		case e.Reason == "unreadable" && e.Protocol == telemetry.ProtoQUIC:
+		case e.Reason == inspect.ReasonUnreadable && e.Protocol == inspect.ProtoQUIC:
 			action = telemetry.ConnectionFailed // dropped so the browser falls back to TCP
 		case e.Name != "":
 			action = telemetry.ConnectionSuccess
@@ -130,10 +133,10 @@ func (a *Agent) emitInspect(e hostnet.InspectEvent) {
 		RemoteUrl:  e.Name,
 		LocalIP:    e.Local.Addr().String(),
 		LocalPort:  int(e.Local.Port()),
-		Protocol:   e.Protocol,
-		Source:     e.Source,
+		Protocol:   e.Protocol.String(),
+		Source:     e.Source.String(),
 	}
-	if e.Source == telemetry.SourceHTTP && e.Name != "" {
+	if e.Source == inspect.SourceHTTP && e.Name != "" {
 		r.RemoteUrl = "http://" + e.Name + e.Path
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
@@ -145,14 +148,14 @@ func (a *Agent) emitInspect(e hostnet.InspectEvent) {
 
 // inspNotifies reports whether the user hears about decision e: refusals by
 // an indicator. Refusals the user did not ask for by name — encrypted DNS the
-// browser tries in the background (dot, doh), QUIC dropped so the browser
+// browser tries in the background (DoT, DoH), QUIC dropped so the browser
 // falls back to TCP — stay silent; they are in telemetry.
-func inspNotifies(e hostnet.InspectEvent) bool {
+func inspNotifies(e inspect.Event) bool {
 	if !e.Decision.Verdict.Blocks() || e.Decision.Match.Rule == nil {
 		return false
 	}
 	switch e.Reason {
-	case "dot", "doh", "quic-block", "unreadable":
+	case inspect.ReasonDoT, inspect.ReasonDoH, inspect.ReasonQUICBlock, inspect.ReasonUnreadable:
 		return false
 	}
 	return true

@@ -15,6 +15,7 @@ import (
 	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
+	"github.com/netward/netward/filter/inspect"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -53,34 +54,34 @@ func TestEmitInspect(t *testing.T) {
 	remote := netip.MustParseAddrPort("203.0.113.5:443")
 	tests := []struct {
 		name       string
-		ev         hostnet.InspectEvent
+		ev         inspect.Event
 		wantAction string // "" = no record
 		wantURL    string
 		wantNotice string // "" = no notice
 	}{
-		{"warn by sni", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "www.warned.test",
+		{"warn by sni", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "www.warned.test",
 			Decision: filter.Decision{Match: filter.Match{Rule: warnRule}, Verdict: filter.VerdictWarn}},
 			telemetry.NetworkProtectionWarned, "www.warned.test", "www.warned.test"},
-		{"block by quic", hostnet.InspectEvent{Source: "quic", Protocol: "Quic", Name: "q.warned.test",
+		{"block by quic", inspect.Event{Source: inspect.SourceQUIC, Protocol: inspect.ProtoQUIC, Name: "q.warned.test",
 			Decision: filter.Decision{Match: filter.Match{Rule: warnRule}, Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "q.warned.test", "q.warned.test"},
-		{"http url path", hostnet.InspectEvent{Source: "http", Protocol: "Tcp", Name: "www.example.com", Path: "/forbidden/x",
+		{"http url path", inspect.Event{Source: inspect.SourceHTTP, Protocol: inspect.ProtoTCP, Name: "www.example.com", Path: "/forbidden/x",
 			Decision: filter.Decision{Match: filter.Match{Rule: urlRule}, Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "http://www.example.com/forbidden/x", "www.example.com"},
-		{"ip rule", hostnet.InspectEvent{Source: "ip", Protocol: "Tcp",
+		{"ip rule", inspect.Event{Source: inspect.SourceIP, Protocol: inspect.ProtoTCP,
 			Decision: filter.Decision{Match: filter.Match{Rule: blockRule}, Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "", "203.0.113.5"},
-		{"doh is silent", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "dns.google", Reason: "doh",
+		{"doh is silent", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "dns.google", Reason: inspect.ReasonDoH,
 			Decision: filter.Decision{Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "dns.google", ""},
-		{"quic unreadable dropped", hostnet.InspectEvent{Source: "quic", Protocol: "Quic", Reason: "unreadable",
+		{"quic unreadable dropped", inspect.Event{Source: inspect.SourceQUIC, Protocol: inspect.ProtoQUIC, Reason: inspect.ReasonUnreadable,
 			Decision: filter.Decision{Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "", ""},
-		{"allowed named", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "ok.test"},
+		{"allowed named", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "ok.test"},
 			telemetry.ConnectionSuccess, "ok.test", ""},
-		{"allowed unnamed", hostnet.InspectEvent{Source: "ip", Protocol: "Tcp"}, "", "", ""},
+		{"allowed unnamed", inspect.Event{Source: inspect.SourceIP, Protocol: inspect.ProtoTCP}, "", "", ""},
 		// A loud case last: a notice from a silent case above would arrive first.
-		{"warn again", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "last.warned.test",
+		{"warn again", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "last.warned.test",
 			Decision: filter.Decision{Match: filter.Match{Rule: warnRule}, Verdict: filter.VerdictWarn}},
 			telemetry.NetworkProtectionWarned, "last.warned.test", "last.warned.test"},
 	}
@@ -94,8 +95,8 @@ func TestEmitInspect(t *testing.T) {
 				if tc.wantAction == "" {
 					t.Fatalf("record %+v, want none", r)
 				}
-				if r.ActionType != tc.wantAction || r.Source != tc.ev.Source || r.RemoteUrl != tc.wantURL ||
-					r.Protocol != tc.ev.Protocol || r.RemoteIP != "203.0.113.5" || r.RemotePort != 443 || r.LocalPort != 40000 {
+				if r.ActionType != tc.wantAction || r.Source != tc.ev.Source.String() || r.RemoteUrl != tc.wantURL ||
+					r.Protocol != tc.ev.Protocol.String() || r.RemoteIP != "203.0.113.5" || r.RemotePort != 443 || r.LocalPort != 40000 {
 					t.Errorf("record = %+v, want %s source %s url %q", r, tc.wantAction, tc.ev.Source, tc.wantURL)
 				}
 				if rule := tc.ev.Decision.Match.Rule; rule != nil && (r.IndicatorId != rule.ID || r.Application != rule.Application) {
@@ -123,12 +124,13 @@ func TestEmitInspect(t *testing.T) {
 
 func TestInspectConfig(t *testing.T) {
 	for _, tc := range []struct {
-		json, quic string
-		capture    bool
+		json    string
+		quic    inspect.QUICMode
+		capture bool
 	}{
-		{`{"version":1,"sni":{"enabled":true}}`, hostnet.QUICInspect, false},
-		{`{"version":1,"sni":{"enabled":true,"quic":"block"},"dns":{"capture":true}}`, hostnet.QUICBlock, true},
-		{`{"version":1,"sni":{"enabled":true,"quic":"allow","failClosed":true}}`, hostnet.QUICAllow, false},
+		{`{"version":1,"sni":{"enabled":true}}`, inspect.QUICInspect, false},
+		{`{"version":1,"sni":{"enabled":true,"quic":"block"},"dns":{"capture":true}}`, inspect.QUICBlock, true},
+		{`{"version":1,"sni":{"enabled":true,"quic":"allow","failClosed":true}}`, inspect.QUICAllow, false},
 	} {
 		cfg, err := config.Parse([]byte(tc.json), "test")
 		if err != nil {
@@ -143,7 +145,7 @@ func TestInspectConfig(t *testing.T) {
 		if c.SkipMark != hostnet.AgentMark || c.SkipMask != 0xffffffff {
 			t.Errorf("%s: skip %#x/%#x, want AgentMark %#x/0xffffffff", tc.json, c.SkipMark, c.SkipMask, hostnet.AgentMark)
 		}
-		if c.QUIC != tc.quic || c.BlockEncryptedDNS != tc.capture || c.FailClosed != cfg.SNI.FailClosed || c.Decider == nil || c.OnDecision == nil {
+		if e := c.Engine; e.QUIC != tc.quic || e.BlockEncryptedDNS != tc.capture || e.FailClosed != cfg.SNI.FailClosed || e.Decider == nil || e.OnDecision == nil {
 			t.Errorf("%s: config %+v, want quic %s, encrypted DNS blocked %v", tc.json, c, tc.quic, tc.capture)
 		}
 		if _, err := hostnet.NewInspector(c); err != nil && runtime.GOOS == "linux" {

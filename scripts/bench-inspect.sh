@@ -16,9 +16,9 @@ cd "$(dirname "$0")/.."
 COUNT=${1:-3}
 GO=${GO:-go}
 
-echo "== parsers (filter/inspect) and engine (filter/hostnet)"
+echo "== parsers and engine (filter/inspect)"
 $GO test -run '^$' -bench 'ParseClientHello|QUICInitial|ParseHTTPRequest|HelloLength' -benchmem ./filter/inspect/ | grep '^Benchmark'
-$GO test -run '^$' -bench 'InspEngineFlow' -benchmem ./filter/hostnet/ | grep '^Benchmark'
+$GO test -run '^$' -bench 'EngineFlow' -benchmem ./filter/inspect/ | grep '^Benchmark'
 
 if [ "$(id -u)" != 0 ]; then
 	echo "connection benchmark skipped: needs root (network namespaces, nftables)" >&2

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/filter/inspect"
 	"github.com/netward/netward/internal/e2e"
 )
 
@@ -187,14 +188,14 @@ func inspChild(role string, args []string) error {
 		if namePortsOnly {
 			startRules = filter.IPVerdicts{}
 		}
-		ins, err := NewInspector(InspectConfig{Decider: dec, IP: startRules, BlockEncryptedDNS: true, Queues: queues,
-			SkipMark: AgentMark, SkipMask: 0xffffffff,
-			OnDecision: func(e InspectEvent) {
-				if quiet {
-					return
-				}
-				fmt.Fprintf(os.Stderr, "decision %s %s %q %s %s %s\n", e.Source, e.Protocol, e.Name, e.Remote, e.Decision.Verdict, e.Reason)
-			},
+		ins, err := NewInspector(InspectorConfig{IP: startRules, Queues: queues, SkipMark: AgentMark, SkipMask: 0xffffffff,
+			Engine: inspect.Config{Decider: dec, BlockEncryptedDNS: true,
+				OnDecision: func(e inspect.Event) {
+					if quiet {
+						return
+					}
+					fmt.Fprintf(os.Stderr, "decision %s %s %q %s %s %s\n", e.Source, e.Protocol, e.Name, e.Remote, e.Decision.Verdict, e.Reason)
+				}},
 			Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 		if err != nil {
 			return err

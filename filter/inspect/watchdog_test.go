@@ -1,4 +1,4 @@
-package hostnet
+package inspect
 
 import (
 	"context"
@@ -7,22 +7,22 @@ import (
 	"time"
 )
 
-func TestInspWatch(t *testing.T) {
+func TestWatchdog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := &inspWatch{deadline: 200 * time.Millisecond}
+		w := NewWatchdog(200 * time.Millisecond)
 		answered := make(chan uint32, 4)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go w.run(ctx, func(id uint32) { answered <- id })
+		go w.Run(ctx, func(id uint32) { answered <- id })
 
 		// A decision within the deadline: the caller answers.
-		w.begin(1)
+		w.Begin(1)
 		time.Sleep(150 * time.Millisecond)
-		if w.end() {
+		if w.End() {
 			t.Fatal("packet 1 answered by the watchdog within its deadline")
 		}
 		// An overrunning decision: the watchdog answers once, the caller not.
-		w.begin(2)
+		w.Begin(2)
 		time.Sleep(300 * time.Millisecond)
 		synctest.Wait()
 		select {
@@ -38,8 +38,8 @@ func TestInspWatch(t *testing.T) {
 		if len(answered) != 0 {
 			t.Fatalf("watchdog answered packet 2 again")
 		}
-		if !w.end() {
-			t.Fatal("end() = false after the watchdog answered; the packet would get two verdicts")
+		if !w.End() {
+			t.Fatal("End() = false after the watchdog answered; the packet would get two verdicts")
 		}
 		// Idle: nothing to answer.
 		time.Sleep(time.Second)

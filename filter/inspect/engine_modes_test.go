@@ -1,4 +1,4 @@
-package hostnet
+package inspect
 
 import (
 	"crypto/tls"
@@ -14,7 +14,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/netward/netward/filter"
-	"github.com/netward/netward/filter/inspect"
 )
 
 func inspUDPPacket(t testing.TB, dst string, dport uint16, payload []byte) []byte {
@@ -63,9 +62,9 @@ func inspHello(t testing.TB, sni string) []byte {
 	for {
 		n, err := s.Read(buf)
 		got = append(got, buf[:n]...)
-		if l, herr := inspect.HelloLength(got); herr == nil {
+		if l, herr := HelloLength(got); herr == nil {
 			return got[:l]
-		} else if !errors.Is(herr, inspect.ErrNeedMore) || err != nil {
+		} else if !errors.Is(herr, ErrNeedMore) || err != nil {
 			t.Fatalf("capture hello for %q: %v %v", sni, herr, err)
 		}
 	}
@@ -73,12 +72,12 @@ func inspHello(t testing.TB, sni string) []byte {
 
 type inspStep struct {
 	pkt  []byte
-	want uint32
+	want Verdict
 }
 
-// TestInspEngineModes runs packet sequences through the engine and checks
-// the mark of every packet and the decision event of the flow.
-func TestInspEngineModes(t *testing.T) {
+// TestEngineModes runs packet sequences through the engine and checks
+// the verdict of every packet and the decision event of the flow.
+func TestEngineModes(t *testing.T) {
 	p, err := filter.Compile([]filter.Rule{
 		{Value: "quic.example.com", Type: filter.TypeDomain, Action: filter.Block, ID: "1"},
 		{Value: "warned.example", Type: filter.TypeDomain, Action: filter.Warn, ID: "2"},
@@ -109,84 +108,81 @@ func TestInspEngineModes(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		cfg   InspectConfig
+		cfg   Config
 		steps []inspStep
-		// the flow's event; Source "" means no event.
-		source, reason, eventName string
-		verdict                   filter.Verdict
+		// the flow's event, if event
+		source    Source
+		reason    Reason
+		eventName string
+		verdict   filter.Verdict
+		event     bool // the flow has an event
 	}{
 		{name: "quic v1 blocked name",
 			// quic-go's post-quantum hello spans two datagrams; a third
 			// (a retransmission) gets the flow's mark without a new decision.
-			steps: []inspStep{{inspUDPPacket(t, srv, 443, v1[0]), 0}, {inspUDPPacket(t, srv, 443, v1[1]), InspectMarkBlock},
-				{inspUDPPacket(t, srv, 443, v1[0]), InspectMarkBlock}},
-			source: "quic", eventName: "quic.example.com", verdict: filter.VerdictBlock},
-		{name: "quic v2 blocked name", steps: []inspStep{{inspUDPPacket(t, srv, 443, v2[0]), 0}, {inspUDPPacket(t, srv, 443, v2[1]), InspectMarkBlock}},
-			source: "quic", eventName: "quic.example.com", verdict: filter.VerdictBlock},
-		{name: "quic block mode", cfg: InspectConfig{QUIC: QUICBlock},
-			steps:  []inspStep{{inspUDPPacket(t, srv, 443, garbage), InspectMarkBlock}},
-			source: "quic", reason: "quic-block", verdict: filter.VerdictBlock},
-		{name: "quic allow mode", cfg: InspectConfig{QUIC: QUICAllow},
-			steps: []inspStep{{inspUDPPacket(t, srv, 443, v1[0]), 0}}},
-		{name: "quic unreadable dropped", steps: []inspStep{{inspUDPPacket(t, srv, 443, garbage), InspectMarkBlock}},
-			source: "quic", reason: "unreadable", verdict: filter.VerdictBlock},
-		{name: "udp other port untouched", steps: []inspStep{{inspUDPPacket(t, srv, 4433, v1[0]), 0}}},
-		{name: "quic to blocked ip", steps: []inspStep{{inspUDPPacket(t, "198.51.100.7", 443, garbage), InspectMarkBlock}},
-			source: "ip", verdict: filter.VerdictBlock},
-		{name: "DoT blocked with DNS capture", cfg: InspectConfig{BlockEncryptedDNS: true},
-			steps:  []inspStep{{syn(853), InspectMarkBlock}},
-			source: "ip", reason: "dot", verdict: filter.VerdictBlock},
+			steps: []inspStep{{inspUDPPacket(t, srv, 443, v1[0]), Undecided}, {inspUDPPacket(t, srv, 443, v1[1]), Refuse},
+				{inspUDPPacket(t, srv, 443, v1[0]), Refuse}},
+			source: SourceQUIC, event: true, eventName: "quic.example.com", verdict: filter.VerdictBlock},
+		{name: "quic v2 blocked name", steps: []inspStep{{inspUDPPacket(t, srv, 443, v2[0]), Undecided}, {inspUDPPacket(t, srv, 443, v2[1]), Refuse}},
+			source: SourceQUIC, event: true, eventName: "quic.example.com", verdict: filter.VerdictBlock},
+		{name: "quic block mode", cfg: Config{QUIC: QUICBlock},
+			steps:  []inspStep{{inspUDPPacket(t, srv, 443, garbage), Refuse}},
+			source: SourceQUIC, event: true, reason: ReasonQUICBlock, verdict: filter.VerdictBlock},
+		{name: "quic allow mode", cfg: Config{QUIC: QUICAllow},
+			steps: []inspStep{{inspUDPPacket(t, srv, 443, v1[0]), Undecided}}},
+		{name: "quic unreadable dropped", steps: []inspStep{{inspUDPPacket(t, srv, 443, garbage), Refuse}},
+			source: SourceQUIC, event: true, reason: ReasonUnreadable, verdict: filter.VerdictBlock},
+		{name: "udp other port untouched", steps: []inspStep{{inspUDPPacket(t, srv, 4433, v1[0]), Undecided}}},
+		{name: "quic to blocked ip", steps: []inspStep{{inspUDPPacket(t, "198.51.100.7", 443, garbage), Refuse}},
+			source: SourceIP, event: true, verdict: filter.VerdictBlock},
+		{name: "DoT blocked with DNS capture", cfg: Config{BlockEncryptedDNS: true},
+			steps:  []inspStep{{syn(853), Refuse}},
+			source: SourceIP, event: true, reason: ReasonDoT, verdict: filter.VerdictBlock},
 		{name: "DoT read for a name without DNS capture",
-			steps:  []inspStep{{syn(853), 0}, {tcp(853, 1000, false, warn), InspectMarkBlock}},
-			source: "sni", eventName: "www.warned.example", verdict: filter.VerdictWarn},
-		{name: "DoH server blocked by SNI with DNS capture", cfg: InspectConfig{BlockEncryptedDNS: true},
-			steps:  []inspStep{{syn(443), 0}, {tcp(443, 1000, false, doh), InspectMarkBlock}},
-			source: "sni", reason: "doh", eventName: "dns.google", verdict: filter.VerdictBlock},
+			steps:  []inspStep{{syn(853), Undecided}, {tcp(853, 1000, false, warn), Refuse}},
+			source: SourceSNI, event: true, eventName: "www.warned.example", verdict: filter.VerdictWarn},
+		{name: "DoH server blocked by SNI with DNS capture", cfg: Config{BlockEncryptedDNS: true},
+			steps:  []inspStep{{syn(443), Undecided}, {tcp(443, 1000, false, doh), Refuse}},
+			source: SourceSNI, event: true, reason: ReasonDoH, eventName: "dns.google", verdict: filter.VerdictBlock},
 		{name: "DoH server allowed without DNS capture",
-			steps:  []inspStep{{syn(443), 0}, {tcp(443, 1000, false, doh), InspectMarkAllow}},
-			source: "sni", eventName: "dns.google", verdict: filter.VerdictAllow},
+			steps:  []inspStep{{syn(443), Undecided}, {tcp(443, 1000, false, doh), Allow}},
+			source: SourceSNI, event: true, eventName: "dns.google", verdict: filter.VerdictAllow},
 		{name: "warn without bypass is reset",
-			steps:  []inspStep{{syn(443), 0}, {tcp(443, 1000, false, warn[:700]), 0}, {tcp(443, 1700, false, warn[700:]), InspectMarkBlock}},
-			source: "sni", eventName: "www.warned.example", verdict: filter.VerdictWarn},
+			steps:  []inspStep{{syn(443), Undecided}, {tcp(443, 1000, false, warn[:700]), Undecided}, {tcp(443, 1700, false, warn[700:]), Refuse}},
+			source: SourceSNI, event: true, eventName: "www.warned.example", verdict: filter.VerdictWarn},
 		{name: "no SNI: IP rules only",
-			steps:  []inspStep{{syn(443), 0}, {tcp(443, 1000, false, noSNI), InspectMarkAllow}},
-			source: "ip", verdict: filter.VerdictAllow},
+			steps:  []inspStep{{syn(443), Undecided}, {tcp(443, 1000, false, noSNI), Allow}},
+			source: SourceIP, event: true, verdict: filter.VerdictAllow},
 		{name: "http url with path",
-			steps:  []inspStep{{syn(80), 0}, {tcp(80, 1000, false, httpReq), InspectMarkBlock}},
-			source: "http", eventName: "www.example.com", verdict: filter.VerdictBlock},
+			steps:  []inspStep{{syn(80), Undecided}, {tcp(80, 1000, false, httpReq), Refuse}},
+			source: SourceHTTP, event: true, eventName: "www.example.com", verdict: filter.VerdictBlock},
 		{name: "garbage on 443 allowed by default",
-			steps:  []inspStep{{syn(443), 0}, {tcp(443, 1000, false, garbage), InspectMarkAllow}},
-			source: "ip", reason: "unreadable", verdict: filter.VerdictAllow},
-		{name: "garbage on 443 blocked fail-closed", cfg: InspectConfig{FailClosed: true},
-			steps:  []inspStep{{syn(443), 0}, {tcp(443, 1000, false, garbage), InspectMarkBlock}},
-			source: "ip", reason: "unreadable", verdict: filter.VerdictBlock},
+			steps:  []inspStep{{syn(443), Undecided}, {tcp(443, 1000, false, garbage), Allow}},
+			source: SourceIP, event: true, reason: ReasonUnreadable, verdict: filter.VerdictAllow},
+		{name: "garbage on 443 blocked fail-closed", cfg: Config{FailClosed: true},
+			steps:  []inspStep{{syn(443), Undecided}, {tcp(443, 1000, false, garbage), Refuse}},
+			source: SourceIP, event: true, reason: ReasonUnreadable, verdict: filter.VerdictBlock},
 		{name: "other tcp port decided at SYN",
-			steps:  []inspStep{{syn(22), InspectMarkAllow}},
-			source: "ip", verdict: filter.VerdictAllow},
+			steps:  []inspStep{{syn(22), Allow}},
+			source: SourceIP, event: true, verdict: filter.VerdictAllow},
 		{name: "blocked ip decided at SYN",
-			steps:  []inspStep{{inspTCPPacket(t, "198.51.100.7", 22, 999, true, nil), InspectMarkBlock}},
-			source: "ip", verdict: filter.VerdictBlock},
-		{name: "undecodable packet accepted", steps: []inspStep{{[]byte{0x45, 1, 2}, 0}}},
-		{name: "empty packet accepted", steps: []inspStep{{nil, 0}}},
+			steps:  []inspStep{{inspTCPPacket(t, "198.51.100.7", 22, 999, true, nil), Refuse}},
+			source: SourceIP, event: true, verdict: filter.VerdictBlock},
+		{name: "undecodable packet accepted", steps: []inspStep{{[]byte{0x45, 1, 2}, Undecided}}},
+		{name: "empty packet accepted", steps: []inspStep{{nil, Undecided}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var events []InspectEvent
+			var events []Event
 			cfg := tc.cfg
-			cfg.Decider = inspTestDecider{p}
-			cfg.OnDecision = func(e InspectEvent) { events = append(events, e) }
-			c, err := cfg.withDefaults()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stats inspCounters
-			e := c.engine(&stats)
+			cfg.OnDecision = func(e Event) { events = append(events, e) }
+			e := newTestEngine(t, p, cfg)
 			for i, s := range tc.steps {
-				if m := e.packet(s.pkt); m != s.want {
-					t.Fatalf("packet %d: mark %#x, want %#x (stats %+v)", i, m, s.want, stats.snapshot())
+				if v := e.Decide(s.pkt); v != s.want {
+					t.Fatalf("packet %d: verdict %v, want %v (stats %+v)", i, v, s.want, e.Stats())
 				}
 			}
-			if tc.source == "" {
+			if !tc.event {
 				if len(events) != 0 {
 					t.Fatalf("events %+v, want none", events)
 				}
@@ -197,7 +193,7 @@ func TestInspEngineModes(t *testing.T) {
 			}
 			ev := events[0]
 			if ev.Source != tc.source || ev.Reason != tc.reason || ev.Name != tc.eventName || ev.Decision.Verdict != tc.verdict {
-				t.Errorf("event source %q reason %q name %q verdict %v, want %q %q %q %v",
+				t.Errorf("event source %v reason %q name %q verdict %v, want %v %q %q %v",
 					ev.Source, ev.Reason, ev.Name, ev.Decision.Verdict, tc.source, tc.reason, tc.eventName, tc.verdict)
 			}
 		})
@@ -205,33 +201,28 @@ func TestInspEngineModes(t *testing.T) {
 }
 
 // A full flow table lets new flows pass uninspected (counted), and a
-// decided flow's late packets get the same mark without a second decision.
-func TestInspEngineBounds(t *testing.T) {
+// decided flow's late packets get the same verdict without a second decision.
+func TestEngineBounds(t *testing.T) {
 	p, err := filter.Compile([]filter.Rule{{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Block, ID: "3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	c, err := (&InspectConfig{Decider: inspTestDecider{p}, MaxFlows: 2, OnDecision: func(InspectEvent) { n++ }}).withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stats inspCounters
-	e := c.engine(&stats)
+	count := func(Event) { n++ }
+	e := newTestEngine(t, p, Config{MaxFlows: 2, OnDecision: count})
 	for _, dst := range []string{"203.0.113.1", "203.0.113.2"} {
-		if m := e.packet(inspTCPPacket(t, dst, 443, 1, true, nil)); m != 0 {
-			t.Fatalf("SYN to %s: mark %#x", dst, m)
+		if v := e.Decide(inspTCPPacket(t, dst, 443, 1, true, nil)); v != Undecided {
+			t.Fatalf("SYN to %s: verdict %v", dst, v)
 		}
 	}
-	if m := e.packet(inspTCPPacket(t, "203.0.113.3", 443, 1, true, nil)); m != 0 || stats.flowsFull.Load() != 1 {
-		t.Fatalf("third flow: mark %#x, flowsFull %d, want 0 and 1", m, stats.flowsFull.Load())
+	if v := e.Decide(inspTCPPacket(t, "203.0.113.3", 443, 1, true, nil)); v != Undecided || e.Stats().FlowsFull != 1 {
+		t.Fatalf("third flow: verdict %v, flowsFull %d, want undecided and 1", v, e.Stats().FlowsFull)
 	}
 	quic := inspUDPPacket(t, "198.51.100.7", 443, []byte("x"))
-	c.MaxFlows = 100
-	e = c.engine(&stats)
+	e = newTestEngine(t, p, Config{MaxFlows: 100, OnDecision: count})
 	for i := 0; i < 3; i++ {
-		if m := e.packet(quic); m != InspectMarkBlock {
-			t.Fatalf("datagram %d: mark %#x, want block", i, m)
+		if v := e.Decide(quic); v != Refuse {
+			t.Fatalf("datagram %d: verdict %v, want refuse", i, v)
 		}
 	}
 	if n != 1 {
@@ -241,38 +232,33 @@ func TestInspEngineBounds(t *testing.T) {
 
 // Without a queued SYN, a connection that reuses a decided 4-tuple is told
 // apart by its sequence numbers and inspected anew.
-func TestInspEngineReusedTuple(t *testing.T) {
+func TestEngineReusedTuple(t *testing.T) {
 	p, err := filter.Compile([]filter.Rule{{Value: "www.warned.example", Type: filter.TypeDomain, Action: filter.Block, ID: "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := (&InspectConfig{Decider: inspTestDecider{p}}).withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stats inspCounters
-	e := c.engine(&stats)
+	e := newTestEngine(t, p, Config{})
 	ok, bad := inspHello(t, "ok.example"), inspHello(t, "www.warned.example")
 	const dst = "203.0.113.5"
-	if m := e.packet(inspTCPPacket(t, dst, 443, 1000, false, ok)); m != InspectMarkAllow {
-		t.Fatalf("first connection: mark %#x, want allow", m)
+	if v := e.Decide(inspTCPPacket(t, dst, 443, 1000, false, ok)); v != Allow {
+		t.Fatalf("first connection: verdict %v, want allow", v)
 	}
 	// A retransmission of the decided connection keeps its mark.
-	if m := e.packet(inspTCPPacket(t, dst, 443, 1000, false, ok)); m != InspectMarkAllow {
-		t.Fatalf("retransmission: mark %#x, want allow", m)
+	if v := e.Decide(inspTCPPacket(t, dst, 443, 1000, false, ok)); v != Allow {
+		t.Fatalf("retransmission: verdict %v, want allow", v)
 	}
 	// Same 4-tuple, far-away sequence numbers: a new connection.
-	if m := e.packet(inspTCPPacket(t, dst, 443, 0x80000000, false, bad)); m != InspectMarkBlock {
-		t.Fatalf("new connection on the same 4-tuple: mark %#x, want block", m)
+	if v := e.Decide(inspTCPPacket(t, dst, 443, 0x80000000, false, bad)); v != Refuse {
+		t.Fatalf("new connection on the same 4-tuple: verdict %v, want block", v)
 	}
 }
 
-// FuzzInspEngine feeds arbitrary packets to the engine: it must never panic
-// and only ever return one of its three marks. Seeds are the real client
+// FuzzEngine feeds arbitrary packets to the engine: it must never panic
+// and only ever return one of its three verdicts. Seeds are the real client
 // captures of testdata/inspect (see its README.md for how each was made:
 // curl, openssl s_client, Go crypto/tls with X25519MLKEM768, quic-go) wrapped
 // in IPv4 TCP and UDP packets.
-func FuzzInspEngine(f *testing.F) {
+func FuzzEngine(f *testing.F) {
 	for _, name := range []string{"curl-tls13.bin", "openssl-tls12.bin", "openssl-tls13.bin", "go-mlkem.bin", "curl-http.bin"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "inspect", name))
 		if err != nil {
@@ -289,17 +275,12 @@ func FuzzInspEngine(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		c, err := (&InspectConfig{Decider: inspTestDecider{p}, BlockEncryptedDNS: true}).withDefaults()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stats inspCounters
-		e := c.engine(&stats)
+		e := newTestEngine(t, p, Config{BlockEncryptedDNS: true})
 		for _, pkt := range [][]byte{a, b, a} {
-			switch m := e.packet(pkt); m {
-			case 0, InspectMarkAllow, InspectMarkBlock:
+			switch v := e.packet(pkt); v {
+			case Undecided, Allow, Refuse:
 			default:
-				t.Fatalf("mark %#x", m)
+				t.Fatalf("verdict %v", v)
 			}
 		}
 	})
@@ -307,17 +288,12 @@ func FuzzInspEngine(f *testing.F) {
 
 // An IPv6 destination options header between IPv6 and TCP must not hide
 // the ClientHello.
-func TestInspEngineIPv6Extension(t *testing.T) {
+func TestEngineIPv6Extension(t *testing.T) {
 	p, err := filter.Compile([]filter.Rule{{Value: "www.warned.example", Type: filter.TypeDomain, Action: filter.Block, ID: "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := (&InspectConfig{Decider: inspTestDecider{p}}).withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stats inspCounters
-	e := c.engine(&stats)
+	e := newTestEngine(t, p, Config{})
 	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP,
 		SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 443, Seq: 1000, ACK: true, PSH: true, Window: 1000}
@@ -333,7 +309,7 @@ func TestInspEngineIPv6Extension(t *testing.T) {
 	pkt := append(append(append([]byte{}, plain[:40]...), 6, 0, 1, 4, 0, 0, 0, 0), plain[40:]...)
 	pkt[6] = 60 // IPv6 next header: destination options
 	binary.BigEndian.PutUint16(pkt[4:], binary.BigEndian.Uint16(plain[4:])+8)
-	if m := e.packet(pkt); m != InspectMarkBlock {
-		t.Fatalf("mark %#x, want block (stats %+v)", m, stats.snapshot())
+	if v := e.Decide(pkt); v != Refuse {
+		t.Fatalf("verdict %v, want refuse (stats %+v)", v, e.Stats())
 	}
 }

@@ -1,4 +1,4 @@
-package hostnet
+package inspect
 
 import (
 	"encoding/binary"
@@ -9,10 +9,10 @@ import (
 	"github.com/netward/netward/filter"
 )
 
-// BenchmarkInspEngineFlow is the userspace work of one TLS connection: the
-// SYN and the ClientHello segment through the engine to the allow mark —
+// BenchmarkEngineFlow is the userspace work of one TLS connection: the
+// SYN and the ClientHello segment through the engine to the allow verdict —
 // what every inspected connection costs besides the queue round trips.
-func BenchmarkInspEngineFlow(b *testing.B) {
+func BenchmarkEngineFlow(b *testing.B) {
 	p, err := filter.Compile([]filter.Rule{
 		{Value: "blocked.example.org", Type: filter.TypeDomain, Action: filter.Block, ID: "1"},
 		{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "2"},
@@ -24,12 +24,7 @@ func BenchmarkInspEngineFlow(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var stats inspCounters
-	c, err := (&InspectConfig{Decider: inspTestDecider{p}}).withDefaults()
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := c.engine(&stats)
+	e := newTestEngine(b, p, Config{})
 	syn := inspTCPPacket(b, "203.0.113.5", 443, 999, true, nil)
 	data := inspTCPPacket(b, "203.0.113.5", 443, 1000, false, hello)
 	b.ReportAllocs()
@@ -39,9 +34,9 @@ func BenchmarkInspEngineFlow(b *testing.B) {
 		port++
 		binary.BigEndian.PutUint16(syn[20:], port)
 		binary.BigEndian.PutUint16(data[20:], port)
-		e.packet(syn)
-		if m := e.packet(data); m != InspectMarkAllow {
-			b.Fatalf("mark %#x", m)
+		e.Decide(syn)
+		if v := e.Decide(data); v != Allow {
+			b.Fatalf("verdict %v", v)
 		}
 	}
 }
