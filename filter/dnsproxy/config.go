@@ -9,6 +9,15 @@
 //	→ special names (DoH canary, iCloud Private Relay) → decision on the name
 //	→ cache or upstream → decision on every CNAME target → ECH strip → reply
 //
+// Files: server.go runs the miekg/dns servers (UDP and TCP per listen
+// address); handler.go is the general path every server's handler takes
+// (accept, in-flight bound, answer); chain.go holds the decision steps the
+// general path and the wire fast path share (special names, CNAME targets,
+// what is counted and reported); resolve.go is the cache-or-upstream step
+// and the relayed reply; fast.go and wire.go answer cached queries from
+// bytes on sockets bound to one address; upstream.go, cache.go, answer.go
+// (synthesized answers), names.go (the IP→name map) serve them.
+//
 // The decision is taken after the cache, on every query, so a new policy or a
 // bypass applies to the very next query. Imports of github.com/miekg/dns stay
 // inside this package, so a move to its v2 is local.
