@@ -23,7 +23,7 @@ type Agent struct {
 	cfg   *config.Config
 	log   *slog.Logger
 	now   func() time.Time
-	sinks []RecordSink
+	sinks []recordSink
 	// dp is the decision in force (policy, settings, bypasses) that every
 	// interceptor and the control API ask, and that publishes its changes.
 	dp *filter.DecisionPoint
@@ -59,9 +59,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
 }
-
-// Decisions is the decision in force that every interceptor asks.
-func (a *Agent) Decisions() *filter.DecisionPoint { return a.dp }
 
 // Run runs the agent until ctx is cancelled. Components start in dependency
 // order: the last good indicator set is enforced before anything touches the

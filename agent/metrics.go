@@ -66,7 +66,7 @@ func decisionAction(r telemetry.Record) string {
 	return ""
 }
 
-// sink counts decisions; it is a RecordSink (cheap: one map lookup under the
+// sink counts decisions; it is a recordSink (cheap: one map lookup under the
 // CounterVec's read lock).
 func (m *metrics) sink(r telemetry.Record) {
 	act := decisionAction(r)
@@ -171,12 +171,12 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descSwap, float64(a.dp.Swaps()))
 	n := 0
-	for _, v := range a.BypassStats() {
+	for _, v := range a.bypassStats() {
 		n += v
 	}
 	gauge(descByp, float64(n))
 
-	ts := a.TelemetryStatus()
+	ts := a.telemetryStatus()
 	gauge(descTelSpoolChunks, float64(ts.SpoolChunks))
 	gauge(descTelSpoolBytes, float64(ts.SpoolBytes))
 	counter(descTelUploaded, float64(ts.UploadedChunks))
@@ -193,7 +193,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPanics, float64(a.panics.Count(c)), c)
 	}
 
-	if is, ok := a.InspectStats(); ok {
+	if is, ok := a.inspectStats(); ok {
 		for _, o := range []struct {
 			name string
 			v    uint64
@@ -204,7 +204,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descKernel, float64(is.KernelRefused))
 	}
 
-	if d, ok := a.DNSStats(); ok {
+	if d, ok := a.dnsStats(); ok {
 		collectDNS(ch, d)
 	}
 }
@@ -263,7 +263,7 @@ func dnsLatencyCount(d dnsproxy.Stats) uint64 {
 }
 
 // setTime is when the indicator set was made: generatedAt, else load time.
-func setTime(pi PolicyInfo) time.Time {
+func setTime(pi setInfo) time.Time {
 	if !pi.GeneratedAt.IsZero() {
 		return pi.GeneratedAt
 	}

@@ -101,12 +101,12 @@ func TestMetricsScrape(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if a.MetricsAddr() == "" {
+	if a.metricsAddr() == "" {
 		t.Fatal("metrics not served")
 	}
 
 	// Before any query: the DNS series exist and are zero.
-	m := scrape(t, a.MetricsAddr())
+	m := scrape(t, a.metricsAddr())
 	if v, ok := m["netward_dns_queries_total"]; !ok || v != 0 {
 		t.Errorf("netward_dns_queries_total before queries = %v, %v", v, ok)
 	}
@@ -126,7 +126,7 @@ func TestMetricsScrape(t *testing.T) {
 	// The latency of a query is observed just after its answer is written,
 	// so a scrape right after the third answer may not see it yet.
 	waitUntil(t, "the third query's latency", func() bool {
-		m = scrape(t, a.MetricsAddr())
+		m = scrape(t, a.metricsAddr())
 		return m[`netward_dns_latency_seconds_count`] >= 3
 	})
 	want := map[string]float64{
@@ -167,7 +167,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Error("panics before any")
 	}
 	a.panics.Recovered("dns", "simulated")
-	if v := scrape(t, a.MetricsAddr())[`netward_panics_recovered_total{component="dns"}`]; v != 1 {
+	if v := scrape(t, a.metricsAddr())[`netward_panics_recovered_total{component="dns"}`]; v != 1 {
 		t.Errorf("after one recovered panic the metric is %v, want 1", v)
 	}
 	// Buckets are cumulative and bounded by the total.

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/filter/dnsproxy"
+	"github.com/netward/netward/filter/hostnet"
 	"github.com/netward/netward/internal/version"
 )
 
@@ -25,7 +26,6 @@ import (
 type controlState struct {
 	started atomic.Int64 // unix ns when the control API came up (read by status at any time)
 	ring    *control.Ring
-	socket  string // where the API listens ("" when it could not start)
 	// metricsAddr is the bound metrics address ("" when metrics are off).
 	metricsAddr string
 	metrics     *metrics
@@ -53,12 +53,9 @@ func (a *Agent) initControlSinks() {
 	})
 }
 
-// MetricsAddr is the address /metrics is served on ("" when metrics are
+// metricsAddr is the address /metrics is served on ("" when metrics are
 // off); with metrics.listen port 0 it tells the port chosen.
-func (a *Agent) MetricsAddr() string { return a.ctl.metricsAddr }
-
-// ControlSocket is the path the control API listens on ("" when it is off).
-func (a *Agent) ControlSocket() string { return a.ctl.socket }
+func (a *Agent) metricsAddr() string { return a.ctl.metricsAddr }
 
 // startControl serves the control API on control.socket and, when
 // metrics.listen is set, the Prometheus metrics. A control socket that cannot
@@ -82,7 +79,7 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 		}
 		if err != nil {
 			a.log.Warn("control API disabled: the CLI (status, check, bypass) cannot reach this agent", "err", err)
-			a.NoteError("control", err)
+			a.noteError("control", err)
 			return nil
 		}
 	}
@@ -94,7 +91,6 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 		ln.Close()
 		return err
 	}
-	a.ctl.socket = path
 	a.log.Info("control API listening", "socket", path)
 	g.Go(func() error { return srv.Serve(ctx, ln) })
 	return nil
@@ -103,28 +99,35 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 // controlBackend adapts the agent to control.Backend.
 type controlBackend struct{ a *Agent }
 
-func (b controlBackend) CreateBypass(name, user string) (bypass.Entry, error) {
-	return b.a.CreateBypass(name, user, bypass.HowCLI)
+func (b controlBackend) CreateBypass(name, user string) (control.Bypass, error) {
+	e, err := b.a.createBypass(name, user, bypass.HowCLI)
+	return bypassWire(e), err
 }
-func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.BypassList() }
-func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.RevokeBypass(name) }
-func (b controlBackend) SetMode(mode string) error             { return b.a.SetMode(mode) }
-func (b controlBackend) Reload(ctx context.Context) error      { return b.a.Reload(ctx) }
-func (b controlBackend) Status() control.Status                { return b.a.ControlStatus() }
+func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.bypassList() }
+func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.revokeBypass(name) }
+func (b controlBackend) SetMode(mode string) error             { return b.a.setMode(mode) }
+func (b controlBackend) Reload(ctx context.Context) error      { return b.a.reload(ctx) }
+func (b controlBackend) Status() control.Status                { return b.a.controlStatus() }
 func (b controlBackend) Check(q, user string) (control.CheckResult, error) {
-	return b.a.Check(q, user)
+	return b.a.check(q, user)
 }
 
-// BypassList is `netward bypass --list`: the active bypasses with the title
+// bypassList is `netward bypass --list`: the active bypasses with the title
 // of the indicator each continues past, looked up in the policy in force.
-func (a *Agent) BypassList() []control.BypassInfo {
-	entries := a.ListBypasses()
+func (a *Agent) bypassList() []control.BypassInfo {
+	entries := a.listBypasses()
 	out := make([]control.BypassInfo, 0, len(entries))
 	p := a.dp.State().Policy
 	for _, e := range entries {
-		out = append(out, control.BypassInfo{Entry: e, Title: bypassTitle(p, e)})
+		out = append(out, control.BypassInfo{Bypass: bypassWire(e), Title: bypassTitle(p, e)})
 	}
 	return out
+}
+
+// bypassWire is a stored bypass as the control API shows it.
+func bypassWire(e bypass.Entry) control.Bypass {
+	return control.Bypass{User: e.User, Application: e.Application, Indicator: e.Indicator, IndicatorType: e.IndicatorType,
+		IndicatorID: e.IndicatorID, Name: e.Name, Created: e.Created, Expires: e.Expires, Who: e.Who, How: e.How}
 }
 
 // bypassTitle finds the indicator a bypass continues past: the rule the
@@ -155,8 +158,8 @@ func bypassTitle(p *filter.Policy, e bypass.Entry) string {
 	return ""
 }
 
-// ControlStatus is `netward status`.
-func (a *Agent) ControlStatus() control.Status {
+// controlStatus is `netward status`.
+func (a *Agent) controlStatus() control.Status {
 	now := a.now()
 	v := version.Get()
 	ds := a.dp.State()
@@ -187,7 +190,7 @@ func (a *Agent) ControlStatus() control.Status {
 	if t := setTime(pi); !t.IsZero() {
 		st.Indicators.AgeSeconds = int64(now.Sub(t).Seconds())
 	}
-	if is := a.IndicatorStatus(); a.ind.sync.Load() != nil {
+	if is := a.indicatorStatus(); a.ind.sync.Load() != nil {
 		st.Indicators.FromStore, st.Indicators.NextExpiry = is.FromStore, is.NextExpiry.UTC()
 		st.Indicators.Rejected, st.Indicators.Failures = is.Counts.Errors, is.Failures
 		if is.LastError != "" {
@@ -204,29 +207,54 @@ func (a *Agent) ControlStatus() control.Status {
 			st.Indicators.NextExpiry = time.Time{}
 		}
 	}
-	dnsStats, dnsOn := a.DNSStats()
+	dnsStats, dnsOn := a.dnsStats()
 	st.Interception = control.InterceptionState{
-		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.DNSCaptured(),
+		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.dnsCaptured(),
 		SNI: a.cfg.SNI.Enabled, QUIC: a.cfg.SNI.QUIC,
 	}
 	if dnsOn {
-		st.Interception.DNSStats, _ = json.Marshal(dnsStats)
+		st.Interception.DNSStats = dnsWire(dnsStats)
 	}
-	if is, ok := a.InspectStats(); ok {
-		st.Interception.Inspect, _ = json.Marshal(is)
+	if is, ok := a.inspectStats(); ok {
+		st.Interception.Inspect = inspectWire(is)
 	}
-	byTarget := a.BypassStats()
+	byTarget := a.bypassStats()
 	st.Bypasses.ByTarget = byTarget
 	for _, n := range byTarget {
 		st.Bypasses.Active += n
 	}
-	st.Telemetry, _ = json.Marshal(a.TelemetryStatus())
+	ts := a.telemetryStatus()
+	st.Telemetry = &ts
 	return st
 }
 
-// Check explains the decision for a name, URL or IP address as the user
+// dnsWire is the DNS proxy's counters as the control API shows them.
+func dnsWire(s dnsproxy.Stats) *control.DNSStats {
+	latencySum := int64(s.LatencySum)
+	return &control.DNSStats{
+		Queries: s.Queries, ByVerdict: s.ByVerdict, Special: &s.Special,
+		CacheHits: s.CacheHits, CacheMisses: s.CacheMisses, CacheEntries: &s.CacheEntries,
+		UpstreamQueries: &s.UpstreamQueries, UpstreamErrors: s.UpstreamErrors, ServFail: s.ServFail,
+		BadReplies: &s.BadReplies, TCPRetries: &s.TCPRetries, InFlight: s.InFlight,
+		Refused: &s.Refused, Rejected: &s.Rejected, Panics: &s.Panics,
+		LatencyCounts: s.LatencyCounts[:], LatencySumNs: &latencySum, Upstreams: s.Upstreams,
+	}
+}
+
+// inspectWire is the inline inspector's counters as the control API shows
+// them.
+func inspectWire(s hostnet.InspectorStats) *control.InspectStats {
+	return &control.InspectStats{
+		Packets: s.Packets, Allowed: s.Allowed, Blocked: s.Blocked, Named: s.Named, IPOnly: s.IPOnly,
+		Unreadable: s.Unreadable, QUICDropped: s.QUICDropped, DeadlineMissed: s.DeadlineMissed,
+		FlowsFull: s.FlowsFull, DecodeErrors: s.DecodeErrors, Verdicts: s.Verdicts, VerdictErrors: s.VerdictErrors,
+		Panics: s.Panics, KernelRefused: s.KernelRefused,
+	}
+}
+
+// check explains the decision for a name, URL or IP address as the user
 // would meet it (bypasses by user or by the whole device count).
-func (a *Agent) Check(query, user string) (control.CheckResult, error) {
+func (a *Agent) check(query, user string) (control.CheckResult, error) {
 	// An IP literal — alone, as host:port or as a URL's host — is decided
 	// by the IP rules, as the inspector decides a connection to it.
 	tg, err := filter.ParseTarget(strings.TrimSpace(query))
@@ -255,7 +283,7 @@ func (a *Agent) Check(query, user string) (control.CheckResult, error) {
 // TLS/QUIC server names, plain-HTTP hosts and paths, and IP addresses.
 func (a *Agent) interceptorsFor(kind string, urlPath bool) ([]string, string) {
 	out := []string{}
-	_, dnsOn := a.DNSStats()
+	_, dnsOn := a.dnsStats()
 	sni := a.cfg.SNI.Enabled
 	switch {
 	case kind == "ip":

@@ -142,7 +142,7 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		nobodyName = u.Username
 	}
 	a, sock := startControlAgent(t, "")
-	a.Emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "dns", IndicatorId: "1"})
+	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "dns", IndicatorId: "1"})
 
 	// The test binary may sit in a 0700 build directory: copy it where
 	// the other uid can execute it.
@@ -192,7 +192,7 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	}
 	// The bypass is the other user's, not the device's: root still sees the
 	// warning, and the admin calls refused above changed nothing.
-	if l := a.ListBypasses(); len(l) != 1 || l[0].User != nobodyName || l[0].How != "cli" {
+	if l := a.listBypasses(); len(l) != 1 || l[0].User != nobodyName || l[0].How != "cli" {
 		t.Errorf("bypasses = %+v, want one by %s from the cli", l, nobodyName)
 	}
 	c := control.NewClient(sock)
@@ -273,7 +273,7 @@ func TestControlRefusesBrowsers(t *testing.T) {
 			}
 		})
 	}
-	if l := a.ListBypasses(); len(l) != 0 {
+	if l := a.listBypasses(); len(l) != 0 {
 		t.Errorf("a refused request created bypasses: %+v", l)
 	}
 }
@@ -288,7 +288,7 @@ func TestControlStatusAndCheck(t *testing.T) {
 	}
 	if st.Mode != "block" || st.Indicators.Version != "42" || st.Indicators.Total != 5 ||
 		st.Indicators.ByAction["Warn"] != 4 || st.Indicators.ByAction["Block"] != 1 || st.Indicators.Swaps != 1 ||
-		st.Indicators.AgeSeconds < 3599 || len(st.Telemetry) != 0 && !json.Valid(st.Telemetry) {
+		st.Indicators.AgeSeconds < 3599 || st.Telemetry == nil {
 		t.Errorf("status = %+v", st)
 	}
 	for _, tc := range []struct {
@@ -320,14 +320,14 @@ func TestControlStatusAndCheck(t *testing.T) {
 		t.Errorf("check of an invalid name = %v, want 400", err)
 	}
 	// A device-wide bypass shows up as active for the check.
-	if _, err := a.CreateBypass("warned.test", "", "cli"); err != nil {
+	if _, err := a.createBypass("warned.test", "", "cli"); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := c.Check(ctx, "warned.test"); r.Action != "bypassed" || !r.Bypass.Active || r.Bypass.Expires.IsZero() {
 		t.Errorf("after bypass: %+v", r)
 	}
 	// Audit mode: the action is audit, would is warn/block.
-	if err := a.SetMode("audit"); err != nil {
+	if err := a.setMode("audit"); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := c.Check(ctx, "blocked.test"); r.Action != "audit" || r.Would != "block" || r.Mode != "audit" {
@@ -341,7 +341,7 @@ func TestControlEvents(t *testing.T) {
 	a, sock := startControlAgent(t, "")
 	c := control.NewClient(sock)
 	ts := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	a.Emit(telemetry.Record{Timestamp: ts, ActionType: telemetry.NetworkProtectionBlocked, RemoteUrl: "blocked.test", Source: "dns", IndicatorId: "5"})
+	a.emit(telemetry.Record{Timestamp: ts, ActionType: telemetry.NetworkProtectionBlocked, RemoteUrl: "blocked.test", Source: "dns", IndicatorId: "5"})
 	var got []telemetry.Record
 	if err := c.Events(context.Background(), "", false, func(r telemetry.Record) error { got = append(got, r); return nil }); err != nil {
 		t.Fatal(err)
@@ -364,7 +364,7 @@ func TestControlEvents(t *testing.T) {
 	if r := <-recs; r.RemoteUrl != "blocked.test" {
 		t.Fatalf("follow backlog = %+v", r)
 	}
-	a.Emit(telemetry.Record{ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "sni"})
+	a.emit(telemetry.Record{ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "sni"})
 	select {
 	case r := <-recs:
 		if r.RemoteUrl != "warned.test" {

@@ -117,7 +117,7 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	a := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
 	stop := runAgent(t, a)
 
-	waitUntil(t, "the file's set", func() bool { return a.IndicatorStatus().Version == "v1" })
+	waitUntil(t, "the file's set", func() bool { return a.indicatorStatus().Version == "v1" })
 	if d := a.dp.DecideName("www.blocked.test"); d.Match.Rule == nil || d.Match.Rule.ID != "1" || d.Verdict != filter.VerdictAudit {
 		t.Errorf("www.blocked.test in feed mode audit: %+v, want rule 1 audited", d)
 	}
@@ -125,7 +125,7 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	if s.Mode != filter.ModeAudit || s.WarnRedirectURL != "https://intranet.example/apps" {
 		t.Errorf("settings = %+v, want the feed's mode audit and warn URL", s)
 	}
-	st := a.IndicatorStatus()
+	st := a.indicatorStatus()
 	if st.Counts.Indicators != 3 || st.Counts.ByAction["Block"] != 2 || st.Counts.ByAction["Warn"] != 1 ||
 		st.Counts.ByType["Url"] != 1 || st.Counts.HTTPOnly != 1 || st.Counts.Errors != 1 || st.FromStore {
 		t.Errorf("status = %+v", st)
@@ -164,10 +164,10 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	if d := a2.dp.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("restart with the source down: other.test %v, want the stored Block", d.Verdict)
 	}
-	if st := a2.IndicatorStatus(); !st.FromStore || st.Source != down {
+	if st := a2.indicatorStatus(); !st.FromStore || st.Source != down {
 		t.Errorf("status after restart = %+v", st)
 	}
-	waitUntil(t, "a failed fetch", func() bool { return a2.IndicatorStatus().Failures > 0 })
+	waitUntil(t, "a failed fetch", func() bool { return a2.indicatorStatus().Failures > 0 })
 	if d := a2.dp.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("after a failed fetch: other.test %v, want the stored Block", d.Verdict)
 	}
@@ -179,15 +179,15 @@ func TestAgentIndicatorsFileSource(t *testing.T) {
 	// Restart on the unchanged file: the stored set is restored, and once
 	// the file has been read (same content, nothing re-applied) status no
 	// longer says it comes from the store.
-	stored := a2.IndicatorStatus().Version
+	stored := a2.indicatorStatus().Version
 	a3 := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
 	stop3 := runAgent(t, a3)
 	defer stop3()
 	waitUntil(t, "the unchanged file confirmed", func() bool {
-		st := a3.IndicatorStatus()
+		st := a3.indicatorStatus()
 		return !st.LastCheck.IsZero() && !st.FromStore
 	})
-	if st := a3.IndicatorStatus(); st.Version != stored {
+	if st := a3.indicatorStatus(); st.Version != stored {
 		t.Errorf("version after restart on the same file = %q, want %q", st.Version, stored)
 	}
 }
@@ -200,7 +200,7 @@ func TestAgentIndicatorsCorruptStore(t *testing.T) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(data, IndicatorStoreFile), bytes.Repeat([]byte("garbage "), 4096), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(data, indicatorStoreFile), bytes.Repeat([]byte("garbage "), 4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	src := filepath.Join(dir, "list.txt")
@@ -213,7 +213,7 @@ func TestAgentIndicatorsCorruptStore(t *testing.T) {
 	if !strings.Contains(logs.String(), "moved aside") {
 		t.Errorf("no log line about the corrupt store:\n%s", logs.String())
 	}
-	m, _ := filepath.Glob(filepath.Join(data, IndicatorStoreFile+".corrupt-*"))
+	m, _ := filepath.Glob(filepath.Join(data, indicatorStoreFile+".corrupt-*"))
 	if len(m) != 1 {
 		t.Errorf("corrupt store not moved aside: %v", m)
 	}
@@ -232,11 +232,11 @@ func TestAgentIndicatorExpiry(t *testing.T) {
 	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
 	stop := runAgent(t, a)
 	defer stop()
-	waitUntil(t, "the set", func() bool { return a.IndicatorStatus().Version == "e1" })
+	waitUntil(t, "the set", func() bool { return a.indicatorStatus().Version == "e1" })
 	// Checked at a time before the expiry: the indicator may already be
 	// gone only if the expiry instant has passed.
 	before := time.Now()
-	st := a.IndicatorStatus()
+	st := a.indicatorStatus()
 	if before.Before(exp) {
 		if !st.NextExpiry.Equal(exp.Truncate(time.Nanosecond)) || st.Counts.Indicators != 2 {
 			t.Errorf("before expiry: status %+v, want next expiry %v and 2 indicators", st, exp)
@@ -249,7 +249,7 @@ func TestAgentIndicatorExpiry(t *testing.T) {
 	if d := a.dp.DecideName("long.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("long.test %v after the other expired", d.Verdict)
 	}
-	st = a.IndicatorStatus()
+	st = a.indicatorStatus()
 	if !st.NextExpiry.IsZero() || st.Counts.Indicators != 1 || st.Counts.Expired != 1 {
 		t.Errorf("after expiry: %+v", st)
 	}
@@ -272,7 +272,7 @@ func TestDefaultConfigRunsBuiltinDemo(t *testing.T) {
 	stop := runAgent(t, a)
 	defer stop()
 	waitUntil(t, "the demo set", func() bool { return a.dp.DecideName("blocked.netward.example").Verdict == filter.VerdictBlock })
-	if st := a.IndicatorStatus(); st.Counts.Errors != 0 || st.Counts.Indicators == 0 {
+	if st := a.indicatorStatus(); st.Counts.Errors != 0 || st.Counts.Indicators == 0 {
 		t.Errorf("demo status %+v", st)
 	}
 }
@@ -305,18 +305,18 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
 	stop := runAgent(t, a)
 	defer stop()
-	waitUntil(t, "the file's set", func() bool { return a.IndicatorStatus().Version == "v1" })
+	waitUntil(t, "the file's set", func() bool { return a.indicatorStatus().Version == "v1" })
 
-	st := a.ControlStatus().Indicators
+	st := a.controlStatus().Indicators
 	if st.Version != "v1" || st.Total != 3 || st.Rejected != 1 || st.FromStore || st.LastError != "" || st.LoadedAt.IsZero() {
 		t.Errorf("status indicators = %+v", st)
 	}
 
 	writeIndicators(t, src, `{"indicators": [`) // broken
-	if err := a.Reload(context.Background()); err == nil {
+	if err := a.reload(context.Background()); err == nil {
 		t.Fatal("reload of a broken file succeeded")
 	}
-	st = a.ControlStatus().Indicators
+	st = a.controlStatus().Indicators
 	if st.Version != "v1" || st.LastError == "" || st.Failures == 0 {
 		t.Errorf("after a failed reload: %+v, want v1 in force and the error shown", st)
 	}
@@ -325,11 +325,11 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 	}
 
 	writeIndicators(t, src, `{"version": "v2", "indicators": [{"id": "9", "indicatorValue": "new.test", "indicatorType": "DomainName", "action": "Block"}]}`)
-	if err := a.Reload(context.Background()); err != nil {
+	if err := a.reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// Synchronous: no waiting for the file watch.
-	if st := a.ControlStatus().Indicators; st.Version != "v2" || st.Total != 1 || st.LastError != "" {
+	if st := a.controlStatus().Indicators; st.Version != "v2" || st.Total != 1 || st.LastError != "" {
 		t.Errorf("after reload: %+v", st)
 	}
 	if d := a.dp.DecideName("new.test"); d.Verdict != filter.VerdictBlock {
@@ -353,18 +353,18 @@ func TestAgentBrokenFileKeepsBlocking(t *testing.T) {
 	waitUntil(t, "the file's set", func() bool { return a.dp.DecideName("shop.test").Verdict == filter.VerdictBlock })
 
 	writeIndicators(t, src, header+"DomainName,\"oops,Block\n")
-	waitUntil(t, "the refusal in status", func() bool { return a.ControlStatus().Indicators.LastError != "" })
+	waitUntil(t, "the refusal in status", func() bool { return a.controlStatus().Indicators.LastError != "" })
 	if d := a.dp.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
 		t.Fatalf("shop.test is %v after the broken file; the last good set must stay", d.Verdict)
 	}
-	st := a.ControlStatus()
+	st := a.controlStatus()
 	if !strings.Contains(st.Indicators.LastError, "every entry of the new set is invalid") || st.Indicators.Total != 1 {
 		t.Errorf("status indicators = %+v", st.Indicators)
 	}
 	if len(st.Errors) == 0 || st.Errors[0].Component != "indicators" || !strings.Contains(st.Errors[0].Message, "last good set stays") {
 		t.Errorf("status errors = %+v, want the refusal", st.Errors)
 	}
-	if err := a.Reload(context.Background()); err == nil {
+	if err := a.reload(context.Background()); err == nil {
 		t.Error("reload of the broken file succeeded; `netward indicators reload` must exit 1")
 	}
 }
@@ -445,7 +445,7 @@ func TestAgentFeedStaleReported(t *testing.T) {
 		return n
 	}
 	a.checkFreshness(log)
-	if st := a.ControlStatus().Indicators; st.Stale || st.Sequence != 4 || st.MaxAgeHours != 72 || gauge("netward_indicator_set_stale") != 0 {
+	if st := a.controlStatus().Indicators; st.Stale || st.Sequence != 4 || st.MaxAgeHours != 72 || gauge("netward_indicator_set_stale") != 0 {
 		t.Fatalf("fresh set: %+v", st)
 	}
 
@@ -453,11 +453,11 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	// flight before got a real proof), let 73 hours pass.
 	frozen.Store(true)
 	waitUntil(t, "an answer from the frozen path", func() bool {
-		return a.IndicatorStatus().FreshnessError != ""
+		return a.indicatorStatus().FreshnessError != ""
 	})
 	advance(73 * time.Hour)
 	a.checkFreshness(log)
-	st := a.ControlStatus()
+	st := a.controlStatus()
 	if !st.Indicators.Stale || gauge("netward_indicator_set_stale") != 1 || gauge("netward_indicator_set_sequence") != 4 {
 		t.Fatalf("after 73 h behind a frozen path: %+v", st.Indicators)
 	}
@@ -478,7 +478,7 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	}
 
 	frozen.Store(false)
-	waitUntil(t, "a current proof", func() bool { return !a.IndicatorStatus().Stale })
+	waitUntil(t, "a current proof", func() bool { return !a.indicatorStatus().Stale })
 	a.checkFreshness(log)
 	if n := records(telemetry.ActionIndicatorSetFresh); n != 1 || gauge("netward_indicator_set_stale") != 0 {
 		t.Errorf("fresh again: %d records", n)

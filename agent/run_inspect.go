@@ -18,9 +18,9 @@ type inspectState struct {
 	inspector *hostnet.Inspector
 }
 
-// InspectStats returns the inline inspector's counters, and false when
+// inspectStats returns the inline inspector's counters, and false when
 // inspection is off.
-func (a *Agent) InspectStats() (hostnet.InspectorStats, bool) {
+func (a *Agent) inspectStats() (hostnet.InspectorStats, bool) {
 	if a.insp.inspector == nil {
 		return hostnet.InspectorStats{}, false
 	}
@@ -112,9 +112,9 @@ func (a *Agent) emitInspect(e inspect.Event) {
 		if name == "" {
 			name = e.Remote.Addr().String()
 		}
-		a.NotifyUser(e.Decision, name, "")
+		a.notifyUser(e.Decision, name, "")
 	}
-	action := ActionTypeFor(e.Decision)
+	action := actionTypeFor(e.Decision)
 	if action == "" {
 		switch {
 		case e.Reason == inspect.ReasonUnreadable && e.Protocol == inspect.ProtoQUIC:
@@ -143,7 +143,7 @@ func (a *Agent) emitInspect(e inspect.Event) {
 		r.IndicatorId = rule.ID
 		r.Application = rule.Application
 	}
-	a.Emit(r)
+	a.emit(r)
 }
 
 // inspNotifies reports whether the user hears about decision e: refusals by

@@ -206,26 +206,26 @@ func TestAgentIPVerdicts(t *testing.T) {
 	if str(v.Block) != "198.51.100.0-198.51.100.6 198.51.100.8-198.51.100.255" || str(v.Warn) != "203.0.113.0-203.0.113.255" {
 		t.Fatalf("after the policy: block %s, warn %s", str(v.Block), str(v.Warn))
 	}
-	if _, err := a.CreateBypass("198.51.100.9", "alice", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
+	if _, err := a.createBypass("198.51.100.9", "alice", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
 		t.Errorf("bypass of a blocked address: %v, want ErrBlock", err)
 	}
-	e, err := a.CreateBypass("203.0.113.9", "alice", bypass.HowCLI)
+	e, err := a.createBypass("203.0.113.9", "alice", bypass.HowCLI)
 	if err != nil || e.Indicator != "203.0.113.0/24" || e.IndicatorType != "IpAddress" {
 		t.Fatalf("bypass of a warned address: %+v %v", e, err)
 	}
 	if v := next("bypass"); v.Warn.Len() != 0 || str(v.Inspect) != "203.0.113.0-203.0.113.255" || v.Block.Len() != 2 {
 		t.Errorf("after the bypass: %+v", v)
 	}
-	if res, err := a.Check("http://203.0.113.9/", "alice"); err != nil || res.Kind != "ip" || res.Action != "bypassed" {
+	if res, err := a.check("http://203.0.113.9/", "alice"); err != nil || res.Kind != "ip" || res.Action != "bypassed" {
 		t.Errorf("check of an IP-literal URL after the bypass: %+v %v", res, err)
 	}
-	if n, err := a.RevokeBypass("203.0.113.9"); n != 1 || err != nil {
+	if n, err := a.revokeBypass("203.0.113.9"); n != 1 || err != nil {
 		t.Fatalf("revoke: %d %v", n, err)
 	}
 	if v := next("revoke"); str(v.Warn) != "203.0.113.0-203.0.113.255" {
 		t.Errorf("after the revoke: warn %s", str(v.Warn))
 	}
-	if err := a.SetMode("audit"); err != nil {
+	if err := a.setMode("audit"); err != nil {
 		t.Fatal(err)
 	}
 	if v := next("mode"); v.Block.Len() != 0 || v.Warn.Len() != 0 || v.Inspect.Len() != 3 {
@@ -252,7 +252,7 @@ func TestCheckIPLiterals(t *testing.T) {
 		{"203.0.113.7:80", "ip", "203.0.113.7", "allow", ""},
 		{"www.example.com:443", "name", "www.example.com", "warn", "9"},
 	} {
-		res, err := a.Check(tc.q, "")
+		res, err := a.check(tc.q, "")
 		if err != nil {
 			t.Errorf("check %q: %v", tc.q, err)
 			continue

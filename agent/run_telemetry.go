@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/telemetry"
 	"github.com/netward/netward/telemetry/flow"
 )
@@ -23,8 +24,7 @@ import (
 type telemetryState struct {
 	pipe atomic.Pointer[telemetry.Pipeline]
 	// names resolves remote addresses to the name the connection was made
-	// for (the DNS proxy's IP→name map); nil until the DNS component sets it
-	// with SetTelemetryNames before startTelemetry runs.
+	// for: the DNS proxy's IP→name map, set by New (initDNS).
 	names telemetry.NameLookup
 	flows atomic.Pointer[flow.Conntrack]
 	// noFlows keeps the conntrack source off (tests: it would watch and
@@ -32,30 +32,29 @@ type telemetryState struct {
 	noFlows bool
 }
 
-// TelemetryStatus is the telemetry part of `netward status`: spool depth,
-// last upload, quarantined chunks and every counted loss.
-type TelemetryStatus struct {
-	telemetry.Status
-	// Flows are the conntrack source's counters (nil when not running).
-	Flows *flow.Stats `json:"flows,omitempty"`
-}
-
-// TelemetryStatus reports the pipeline's state; zero before start.
-func (a *Agent) TelemetryStatus() TelemetryStatus {
-	var s TelemetryStatus
+// telemetryStatus is the telemetry part of `netward status`: spool depth,
+// last upload, quarantined chunks, every counted loss and the conntrack
+// source's counters; zero before start.
+func (a *Agent) telemetryStatus() control.TelemetryStatus {
+	var s control.TelemetryStatus
 	if p := a.tel.pipe.Load(); p != nil {
-		s.Status = p.Status()
+		ps := p.Status()
+		s = control.TelemetryStatus{
+			DeviceID: ps.DeviceID, Endpoint: ps.Endpoint,
+			SpoolChunks: ps.SpoolChunks, SpoolBytes: ps.SpoolBytes, SpoolRecords: ps.SpoolRecords,
+			OpenRecords: ps.OpenRecords, QueuedRecords: ps.QueuedRecords, UploadedChunks: ps.UploadedChunks,
+			LastUpload: ps.LastUpload, LastError: ps.LastError,
+			Quarantined: ps.Quarantined, QuarantinedIDs: ps.QuarantinedIDs,
+			DroppedQueueFull: ps.DroppedQueueFull, DroppedSpoolRecords: ps.DroppedSpoolRecords, DroppedSpoolChunks: ps.DroppedSpoolChunks,
+		}
 	}
 	if f := a.tel.flows.Load(); f != nil {
-		st := f.Stats()
-		s.Flows = &st
+		fs := f.Stats()
+		s.Flows = &control.FlowStats{Events: fs.Events, Overruns: fs.Overruns, Dumps: fs.Dumps, Records: fs.Records,
+			Flows: fs.Flows, FlowsDropped: fs.FlowsLimit}
 	}
 	return s
 }
-
-// SetTelemetryNames gives flow sources (conntrack) the IP→name map. Call it
-// before Run, or from a component that starts before telemetry.
-func (a *Agent) SetTelemetryNames(l telemetry.NameLookup) { a.tel.names = l }
 
 // startTelemetry builds the record pipeline (journal → chunks → spool →
 // uploader) from cfg.Telemetry, registers it as a record sink and, on Linux,

@@ -43,18 +43,18 @@ func TestAgentTelemetryUploads(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(30 * time.Second)
-	for a.TelemetryStatus().Endpoint == "" {
+	for a.telemetryStatus().Endpoint == "" {
 		if time.Now().After(deadline) {
 			t.Fatal("telemetry did not start")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	for range 6 {
-		a.Emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com", BytesSent: 10, BytesReceived: 20})
+		a.emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com", BytesSent: 10, BytesReceived: 20})
 	}
-	for a.TelemetryStatus().UploadedChunks < 2 {
+	for a.telemetryStatus().UploadedChunks < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("chunks not uploaded: %+v", a.TelemetryStatus())
+			t.Fatalf("chunks not uploaded: %+v", a.telemetryStatus())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -65,7 +65,7 @@ func TestAgentTelemetryUploads(t *testing.T) {
 	if ru.Transactions != 6 || ru.TotalBytes != 180 || ru.DeviceName != "laptop-7" {
 		t.Errorf("rollup = %+v, want 6 transactions, 180 bytes, device laptop-7", ru)
 	}
-	if s := a.TelemetryStatus(); s.LastUpload.IsZero() {
+	if s := a.telemetryStatus(); s.LastUpload.IsZero() {
 		t.Errorf("status = %+v, want a last upload time", s)
 	}
 }

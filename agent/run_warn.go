@@ -41,7 +41,7 @@ func (a *Agent) startWarn(ctx context.Context, g *errgroup.Group) error {
 	n := notify.New(notify.Config{
 		Log: a.log, Now: a.now,
 		Continue: func(nt notify.Notice) {
-			if _, err := a.CreateBypass(nt.Name, nt.User, bypass.HowPage); err != nil {
+			if _, err := a.createBypass(nt.Name, nt.User, bypass.HowPage); err != nil {
 				a.log.Warn("continue from a notification failed", "site", nt.Name, "err", err)
 			}
 		},
@@ -76,7 +76,7 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 	srv, err := warnpage.New(warnpage.Config{
 		Decide: a.dp.DecideName,
 		Continue: func(name, user string) (time.Time, error) {
-			e, err := a.CreateBypass(name, user, bypass.HowPage)
+			e, err := a.createBypass(name, user, bypass.HowPage)
 			return e.Expires, err
 		},
 		PeerUser: warnpage.LocalPeerUser,
@@ -88,7 +88,7 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 		CA:   ca,
 		Wait: time.Duration(a.cfg.DNS.SyntheticTTLSeconds+1) * time.Second,
 		NoPage: func(name string) {
-			a.NotifyUser(a.dp.DecideName(name), name, "")
+			a.notifyUser(a.dp.DecideName(name), name, "")
 		},
 		Panics: a.panics,
 		Now:    a.now,
@@ -164,14 +164,14 @@ func (a *Agent) followBypasses(ctx context.Context, store *bypass.Store, seen *f
 	}
 }
 
-// CreateBypass lets user (or, with user "", the whole device) continue past
+// createBypass lets user (or, with user "", the whole device) continue past
 // the Warn for name — a host name, or an IP address a Warn IP indicator
 // covers (the notice of a refused connection names it). how is
 // bypass.HowPage or bypass.HowCLI. It returns once the bypass is on disk,
 // and emits a NetworkProtectionUserBypassEvent. A Block can never be
 // bypassed: errors.Is(err, bypass.ErrBlock); a name with no Warn indicator
 // gives bypass.ErrNotWarned.
-func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
+func (a *Agent) createBypass(name, user, how string) (bypass.Entry, error) {
 	store := a.warn.store.Load()
 	if store == nil {
 		return bypass.Entry{}, errors.New("the bypass store is not open yet; retry in a moment")
@@ -202,7 +202,7 @@ func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
 	if how == bypass.HowPage {
 		src = telemetry.SourceHTTP
 	}
-	a.Emit(telemetry.Record{
+	a.emit(telemetry.Record{
 		ActionType:                   telemetry.NetworkProtectionUserBypassEvent,
 		RemoteUrl:                    n,
 		IndicatorId:                  m.Rule.ID,
@@ -228,18 +228,18 @@ func bypassTarget(p *filter.Policy, name string) (string, filter.Match, error) {
 	return t.String(), p.MatchTarget(t), nil
 }
 
-// ListBypasses returns the active bypasses, soonest expiry first.
-func (a *Agent) ListBypasses() []bypass.Entry {
+// listBypasses returns the active bypasses, soonest expiry first.
+func (a *Agent) listBypasses() []bypass.Entry {
 	if s := a.warn.store.Load(); s != nil {
 		return s.List(a.now())
 	}
 	return nil
 }
 
-// RevokeBypass removes every bypass for name: the name it was created for,
+// revokeBypass removes every bypass for name: the name it was created for,
 // its application, its indicator value, or whatever the name matches now.
 // It returns how many it removed.
-func (a *Agent) RevokeBypass(name string) (int, error) {
+func (a *Agent) revokeBypass(name string) (int, error) {
 	store := a.warn.store.Load()
 	if store == nil {
 		return 0, errors.New("the bypass store is not open yet; retry in a moment")
@@ -258,20 +258,20 @@ func (a *Agent) RevokeBypass(name string) (int, error) {
 	})
 }
 
-// BypassStats counts active bypasses per application (or indicator value for
+// bypassStats counts active bypasses per application (or indicator value for
 // indicators without one), for `netward status`.
-func (a *Agent) BypassStats() map[string]int {
+func (a *Agent) bypassStats() map[string]int {
 	if s := a.warn.store.Load(); s != nil {
 		return s.Stats(a.now())
 	}
 	return map[string]int{}
 }
 
-// NotifyUser tells the logged-in user (user "" = every desktop session) that
+// notifyUser tells the logged-in user (user "" = every desktop session) that
 // name was blocked or warned, for connections that cannot show a page
 // (non-browser apps, TLS without the local CA). Rate-limited per name and
 // user; never blocks. Decisions that do not refuse are ignored.
-func (a *Agent) NotifyUser(d filter.Decision, name, user string) {
+func (a *Agent) notifyUser(d filter.Decision, name, user string) {
 	n := a.warn.notifier.Load()
 	if n == nil || !d.Verdict.Blocks() {
 		return

@@ -113,18 +113,18 @@ func TestBypassLifecycle(t *testing.T) {
 		{"www.blocked.test", bypass.ErrBlock},
 		{"free.test", bypass.ErrNotWarned},
 	} {
-		if _, err := a.CreateBypass(tc.name, "", bypass.HowCLI); !errors.Is(err, tc.want) {
+		if _, err := a.createBypass(tc.name, "", bypass.HowCLI); !errors.Is(err, tc.want) {
 			t.Errorf("CreateBypass(%q) err = %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if _, err := a.CreateBypass("not a name!", "", bypass.HowCLI); err == nil {
+	if _, err := a.createBypass("not a name!", "", bypass.HowCLI); err == nil {
 		t.Error("CreateBypass accepted an invalid name")
 	}
 
 	if d := a.dp.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
 		t.Fatalf("before: %v", d.Verdict)
 	}
-	e, err := a.CreateBypass("WWW.Warned.Test.", "alice", bypass.HowCLI)
+	e, err := a.createBypass("WWW.Warned.Test.", "alice", bypass.HowCLI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,18 +154,18 @@ func TestBypassLifecycle(t *testing.T) {
 	}
 
 	// Durations: indicator, then feed setting.
-	e2, err := a.CreateBypass("short.test", "", bypass.HowPage)
+	e2, err := a.createBypass("short.test", "", bypass.HowPage)
 	if err != nil || e2.Expires.Sub(e2.Created) != 2*time.Second {
 		t.Errorf("short.test bypass = %+v %v, want 2s", e2, err)
 	}
 	<-a.records
 	a.dp.Set(a.dp.State().Policy, filter.Settings{BypassDuration: 30 * time.Minute})
-	e3, err := a.CreateBypass("feed.test", "", bypass.HowPage)
+	e3, err := a.createBypass("feed.test", "", bypass.HowPage)
 	if err != nil || e3.Expires.Sub(e3.Created) != 30*time.Minute {
 		t.Errorf("feed.test bypass = %+v %v, want 30m", e3, err)
 	}
 	<-a.records
-	if st := a.BypassStats(); st["Demo"] != 1 || st["short.test"] != 1 || st["feed.test"] != 1 {
+	if st := a.bypassStats(); st["Demo"] != 1 || st["short.test"] != 1 || st["feed.test"] != 1 {
 		t.Errorf("BypassStats = %v", st)
 	}
 
@@ -184,7 +184,7 @@ func TestBypassLifecycle(t *testing.T) {
 	if d := a.dp.DecideName("warned.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("convertWarnToBlock: %v, want block", d.Verdict)
 	}
-	if _, err := a.CreateBypass("feed.test", "", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
+	if _, err := a.createBypass("feed.test", "", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
 		t.Errorf("convertWarnToBlock: CreateBypass err = %v", err)
 	}
 	a.dp.Set(a.dp.State().Policy, filter.Settings{})
@@ -195,7 +195,7 @@ func TestBypassLifecycle(t *testing.T) {
 	if d := a2.dp.DecideName("demo-cdn.test"); d.Verdict != filter.VerdictBypassed {
 		t.Errorf("after restart: %v, want bypassed", d.Verdict)
 	}
-	if l := a2.ListBypasses(); len(l) != 2 {
+	if l := a2.listBypasses(); len(l) != 2 {
 		t.Errorf("ListBypasses after restart = %+v, want Demo and feed.test", l)
 	}
 
@@ -209,14 +209,14 @@ func TestBypassLifecycle(t *testing.T) {
 		}
 	}
 	// The new policy is published; the warn component prunes on it.
-	awaitChange(t, a2.dp, "the prune of feed.test", func() bool { return len(a2.ListBypasses()) == 1 })
+	awaitChange(t, a2.dp, "the prune of feed.test", func() bool { return len(a2.listBypasses()) == 1 })
 	a2.dp.SetPolicy(warnPolicy(t, false))
 	if d := a2.dp.DecideName("feed.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("bypass came back after Block→Warn: %v", d.Verdict)
 	}
 
 	// Revoke by a name of the application.
-	if n, err := a2.RevokeBypass("demo-cdn.test"); err != nil || n != 1 {
+	if n, err := a2.revokeBypass("demo-cdn.test"); err != nil || n != 1 {
 		t.Errorf("RevokeBypass = %d %v, want 1", n, err)
 	}
 	if d := a2.dp.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
@@ -227,7 +227,7 @@ func TestBypassLifecycle(t *testing.T) {
 func TestBypassForAllocs(t *testing.T) {
 	c := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
 	a := startWarnAgent(t, t.TempDir(), c)
-	if _, err := a.CreateBypass("warned.test", "", bypass.HowCLI); err != nil {
+	if _, err := a.createBypass("warned.test", "", bypass.HowCLI); err != nil {
 		t.Fatal(err)
 	}
 	if n := testing.AllocsPerRun(100, func() { a.dp.DecideName("demo-cdn.test") }); n > 0 {
@@ -274,7 +274,7 @@ func TestPagesOnSink(t *testing.T) {
 	// The page knows which local account's socket connected: the bypass and
 	// its event name it.
 	me, _ := user.Current()
-	l := a.ListBypasses()
+	l := a.listBypasses()
 	if len(l) != 1 || l[0].Who != me.Username || l[0].How != bypass.HowPage {
 		t.Errorf("bypasses = %+v, want one by %s from the page", l, me.Username)
 	}

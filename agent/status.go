@@ -9,9 +9,9 @@ import (
 	"github.com/netward/netward/filter"
 )
 
-// PolicyInfo describes the indicator set in force, for `netward status` and
+// setInfo describes the indicator set in force, for `netward status` and
 // the metrics.
-type PolicyInfo struct {
+type setInfo struct {
 	Version     string
 	GeneratedAt time.Time
 	LoadedAt    time.Time
@@ -20,14 +20,14 @@ type PolicyInfo struct {
 // policyInfo describes the indicator set in force for `netward status` and
 // the metrics (netward_indicator_set_info, netward_indicator_set_age_seconds):
 // the indicator sync's set, zero before the first.
-func (a *Agent) policyInfo() PolicyInfo {
+func (a *Agent) policyInfo() setInfo {
 	a.ind.mu.Lock()
 	u := a.ind.cur
 	a.ind.mu.Unlock()
 	if u == nil {
-		return PolicyInfo{}
+		return setInfo{}
 	}
-	info := PolicyInfo{Version: u.Version, LoadedAt: u.FetchedAt}
+	info := setInfo{Version: u.Version, LoadedAt: u.FetchedAt}
 	if u.Set != nil {
 		info.GeneratedAt = u.Set.GeneratedAt
 	}
@@ -37,10 +37,10 @@ func (a *Agent) policyInfo() PolicyInfo {
 // maxNotedErrors bounds the recent-errors list of `netward status`.
 const maxNotedErrors = 10
 
-// NoteError records a component error for `netward status` (the last few,
+// noteError records a component error for `netward status` (the last few,
 // newest first). Components call it for errors the user should see without
 // reading the log.
-func (a *Agent) NoteError(component string, err error) {
+func (a *Agent) noteError(component string, err error) {
 	if err == nil {
 		return
 	}
@@ -59,9 +59,9 @@ func (a *Agent) notedErrors() []control.ErrorEntry {
 	return append([]control.ErrorEntry{}, a.ctl.errs...)
 }
 
-// SetMode changes the enforcement mode (off, audit, block) until the next
+// setMode changes the enforcement mode (off, audit, block) until the next
 // indicator update brings the console's setting.
-func (a *Agent) SetMode(mode string) error {
+func (a *Agent) setMode(mode string) error {
 	m, ok := filter.ParseMode(mode)
 	if !ok || mode == "" {
 		return fmt.Errorf("mode %q is not one of off, audit, block", mode)
@@ -71,16 +71,16 @@ func (a *Agent) SetMode(mode string) error {
 	return nil
 }
 
-// Reload re-reads the indicator source now. It needs the indicator sync to
+// reload re-reads the indicator source now. It needs the indicator sync to
 // register its reload function (SetReload); until then it reports
 // control.ErrNotSupported.
-func (a *Agent) Reload(ctx context.Context) error {
+func (a *Agent) reload(ctx context.Context) error {
 	if f := a.ctl.reload; f != nil {
 		return f(ctx)
 	}
 	return fmt.Errorf("the indicator sync does not support reload: %w", control.ErrNotSupported)
 }
 
-// SetReload registers the indicator sync's reload function for `/v1/reload`.
+// setReload registers the indicator sync's reload function for `/v1/reload`.
 // Call it before Run (or from a component that starts before control).
-func (a *Agent) SetReload(f func(context.Context) error) { a.ctl.reload = f }
+func (a *Agent) setReload(f func(context.Context) error) { a.ctl.reload = f }
