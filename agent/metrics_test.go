@@ -17,6 +17,7 @@ import (
 
 	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
 )
 
 // scrape fetches /metrics and returns every sample as "name{labels}" →
@@ -125,7 +126,7 @@ func TestMetricsScrape(t *testing.T) {
 
 	// The latency of a query is observed just after its answer is written,
 	// so a scrape right after the third answer may not see it yet.
-	waitUntil(t, "the third query's latency", func() bool {
+	e2e.WaitFor(t, "the third query's latency", 20*time.Second, func() bool {
 		m = scrape(t, a.metricsAddr())
 		return m[`netward_dns_latency_seconds_count`] >= 3
 	})

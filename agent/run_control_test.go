@@ -77,17 +77,16 @@ func startControlAgent(t *testing.T, extra string) (*Agent, string) {
 	return a, sock
 }
 
-// envChild makes TestControlPeerChild act as the non-root client.
-const envChild = "NETWARD_CONTROL_CHILD_SOCKET"
+// envChildSocket is the socket TestControlPeerChild calls.
+const envChildSocket = "NETWARD_CONTROL_CHILD_SOCKET"
 
 // TestControlPeerChild is the child process of TestControlRolesAcrossUsers:
-// it calls every endpoint and prints one "call result" line each. It does
-// nothing in a normal run.
+// it calls every endpoint and prints one "call result" line each.
 func TestControlPeerChild(t *testing.T) {
-	sock := os.Getenv(envChild)
-	if sock == "" {
-		t.Skip("helper process for TestControlRolesAcrossUsers")
+	if !e2e.IsChild(t) {
+		t.Skip("child process of TestControlRolesAcrossUsers")
 	}
+	sock := os.Getenv(envChildSocket)
 	c := control.NewClient(sock)
 	ctx := context.Background()
 	res := func(err error) string {
@@ -158,8 +157,9 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestControlPeerChild$")
-	cmd.Env = append(os.Environ(), envChild+"="+sock)
+	_, args := e2e.ChildArgs("TestControlPeerChild")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = e2e.ChildEnv("TestControlPeerChild", envChildSocket+"="+sock)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()

@@ -28,18 +28,6 @@ import (
 // testSink is a loopback address no other component or test uses.
 const testSink = "127.77.0.154"
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func warnPolicy(t *testing.T, blockWarned bool) *filter.Policy {
 	t.Helper()
 	act := filter.Warn
@@ -66,7 +54,7 @@ type startedAgent struct {
 }
 
 // startWarnAgent builds an agent on dir and runs only its warn component.
-func startWarnAgent(t *testing.T, dir string, c *clock) *startedAgent {
+func startWarnAgent(t *testing.T, dir string, c *e2e.Clock) *startedAgent {
 	t.Helper()
 	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+dir+`","warn":{"sinkAddress":"`+testSink+`"}}`), "test")
 	if err != nil {
@@ -76,7 +64,7 @@ func startWarnAgent(t *testing.T, dir string, c *clock) *startedAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.now = c.now
+	a.now = c.Now
 	a.dp.SetPolicy(warnPolicy(t, false))
 	recs := make(chan telemetry.Record, 16)
 	a.addSink(func(r telemetry.Record) { recs <- r })
@@ -101,7 +89,7 @@ func startWarnAgent(t *testing.T, dir string, c *clock) *startedAgent {
 
 func TestBypassLifecycle(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	c := e2e.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	a := startWarnAgent(t, dir, c)
 
 	// Refusals.
@@ -128,7 +116,7 @@ func TestBypassLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Application != "Demo" || !e.Expires.Equal(c.now().Add(24*time.Hour)) || e.Name != "www.warned.test" {
+	if e.Application != "Demo" || !e.Expires.Equal(c.Now().Add(24*time.Hour)) || e.Name != "www.warned.test" {
 		t.Errorf("entry = %+v, want Demo for 24h", e)
 	}
 	r := <-a.records
@@ -170,11 +158,11 @@ func TestBypassLifecycle(t *testing.T) {
 	}
 
 	// Expiry to the second.
-	c.add(2*time.Second - time.Nanosecond)
+	c.Add(2*time.Second - time.Nanosecond)
 	if d := a.dp.DecideName("short.test"); d.Verdict != filter.VerdictBypassed {
 		t.Errorf("1ns before expiry: %v", d.Verdict)
 	}
-	c.add(time.Nanosecond)
+	c.Add(time.Nanosecond)
 	if d := a.dp.DecideName("short.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("at expiry: %v, want warn", d.Verdict)
 	}
@@ -225,7 +213,7 @@ func TestBypassLifecycle(t *testing.T) {
 }
 
 func TestBypassForAllocs(t *testing.T) {
-	c := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	c := e2e.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	a := startWarnAgent(t, t.TempDir(), c)
 	if _, err := a.createBypass("warned.test", "", bypass.HowCLI); err != nil {
 		t.Fatal(err)
@@ -238,7 +226,7 @@ func TestBypassForAllocs(t *testing.T) {
 // With root, the pages are served on the sink address.
 func TestPagesOnSink(t *testing.T) {
 	e2e.Require(t) // binding port 80 needs root
-	c := &clock{t: time.Now()}
+	c := e2e.NewClock(time.Now())
 	a := startWarnAgent(t, t.TempDir(), c)
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Timeout: 5 * time.Second, Jar: jar,

@@ -25,7 +25,7 @@ if [ "$(id -u)" != 0 ]; then
 	exit 0
 fi
 echo "== connection setup through the queue vs without ($COUNT runs)"
-out=$($GO test -run '^$' -bench 'BenchmarkInspectConnect' -benchtime 1s -count "$COUNT" ./filter/hostnet/ | grep '^BenchmarkInspectConnect')
+out=$($GO test -run '^$' -bench 'BenchmarkInspectConnect' -benchtime 1s -count "$COUNT" ./internal/e2e/inspecte2e/ | grep '^BenchmarkInspectConnect')
 echo "$out"
 echo "$out" | awk '
 function median(a, n,   i, j, t) {

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/internal/guard"
 )
 
@@ -400,15 +401,13 @@ func TestHostileOverTheWire(t *testing.T) {
 	// misses wait on the upstream the in-flight bound answers REFUSED (as
 	// documented): retry like a stub resolver.
 	var r *dns.Msg
-	for range 20 {
+	e2e.WaitFor(t, "an answer after the flood", 20*time.Second, func() bool {
 		m := new(dns.Msg)
 		m.SetQuestion("allowed.example.", dns.TypeA)
-		if r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, addr); err == nil && r.Rcode == dns.RcodeSuccess {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if r == nil || len(r.Answer) != 1 {
+		r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+	if len(r.Answer) != 1 {
 		t.Fatalf("after hostile input: %v", r)
 	}
 	r = query(t, addr, "tcp", "bad.example", dns.TypeA, true)

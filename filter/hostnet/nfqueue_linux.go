@@ -50,6 +50,7 @@ type Inspector struct {
 	eng          *inspect.Engine
 	ip           atomic.Pointer[filter.IPVerdicts] // the kernel's IP verdicts (ipblock, ipwarn, ipdecide)
 	rulesChanged chan struct{}                     // wakes Run to refill the sets
+	ready        chan struct{}                     // closed once the rules are installed
 
 	deadlineMissed, verdicts, verdictErrors atomic.Uint64
 }
@@ -60,7 +61,7 @@ func NewInspector(cfg InspectorConfig) (*Inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := &Inspector{cfg: c, eng: eng, rulesChanged: make(chan struct{}, 1)}
+	i := &Inspector{cfg: c, eng: eng, rulesChanged: make(chan struct{}, 1), ready: make(chan struct{})}
 	ip := c.IP
 	i.ip.Store(&ip)
 	return i, nil
@@ -77,6 +78,10 @@ func (i *Inspector) SetIP(v filter.IPVerdicts) {
 	default:
 	}
 }
+
+// Ready is closed once Run has bound the queues and installed the rules:
+// from then on, new connections are inspected.
+func (i *Inspector) Ready() <-chan struct{} { return i.ready }
 
 // Stats returns the inspector's counters.
 func (i *Inspector) Stats() InspectorStats {
@@ -158,6 +163,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 		closeQueues()
 		return err
 	}
+	close(i.ready)
 	ip := i.ip.Load()
 	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.Engine.QUIC,
 		"ipBlockRanges", ip.Block.Len(), "ipWarnRanges", ip.Warn.Len(), "ipInspectRanges", ip.Inspect.Len(),

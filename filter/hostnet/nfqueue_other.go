@@ -20,6 +20,9 @@ func NewInspector(cfg InspectorConfig) (*Inspector, error) {
 // Run is never reached outside Linux.
 func (i *Inspector) Run(ctx context.Context) error { return errors.New("inspect: not supported") }
 
+// Ready is never closed outside Linux.
+func (i *Inspector) Ready() <-chan struct{} { return nil }
+
 // Stats returns the counters (none).
 func (i *Inspector) Stats() InspectorStats { return InspectorStats{} }
 

@@ -1,6 +1,6 @@
 //go:build linux
 
-package hostnet
+package inspecte2e
 
 import (
 	"context"
