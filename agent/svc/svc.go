@@ -2,7 +2,8 @@
 // Windows service control manager, launchd) through
 // github.com/kardianos/service. The systemd unit is netward's own (unit.go),
 // handed to the library as a custom script; Windows-specific configuration
-// (recovery actions, DACL) is applied by package winsvc after install.
+// (recovery actions, DACL) is applied after install by Config.PostInstall
+// (winsvc.PostInstall, which the CLI passes).
 package svc
 
 import (
@@ -32,6 +33,10 @@ type Config struct {
 	// Agent is ConfigFile parsed (nil for the default); its dataDir and control
 	// socket decide which extra paths the unit must make writable.
 	Agent *config.Config
+	// PostInstall, if set, configures what the service library cannot,
+	// right after Install: the service named name and the directories dirs
+	// that install locks down (winsvc.PostInstall on Windows).
+	PostInstall func(name string, dirs []string) error
 }
 
 // Manager installs and controls the service.
@@ -150,7 +155,10 @@ func (m *Manager) Install() error {
 	if err := m.s.Install(); err != nil {
 		return explain("install", err)
 	}
-	if err := postInstall(Name, m.dirs()); err != nil {
+	if m.cfg.PostInstall == nil {
+		return nil
+	}
+	if err := m.cfg.PostInstall(Name, m.dirs()); err != nil {
 		return fmt.Errorf("service installed, but configuring it failed: %w; run `netward uninstall` and try again", err)
 	}
 	return nil

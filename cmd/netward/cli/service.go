@@ -8,6 +8,7 @@ import (
 
 	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/svc"
+	"github.com/netward/netward/winsvc"
 )
 
 // The service verbs (CONTRACT §3): install, uninstall, start, stop, restart.
@@ -30,7 +31,7 @@ func installCommand() *command {
 		if fs.NArg() > 0 {
 			return usageErrorf("unexpected argument %q", fs.Arg(0))
 		}
-		sc := svc.Config{}
+		sc := svc.Config{PostInstall: winsvc.PostInstall}
 		if *cfgPath != "" {
 			abs, err := filepath.Abs(*cfgPath)
 			if err != nil {
