@@ -151,18 +151,25 @@ func (d *DecisionPoint) DecideURL(host, path string) Decision {
 }
 
 // decide is Decide with the bypass store as the BypassFunc, without a
-// closure: the hot paths stay allocation-free.
+// closure: the hot paths stay allocation-free. Small enough to be inlined;
+// only a Warn pays for the bypass lookup.
 func (d *DecisionPoint) decide(st *State, m Match, user string) Decision {
 	dec := Decision{Match: m, Would: would(m.Action, st.Settings.ConvertWarnToBlock)}
 	if dec.Would == VerdictWarn {
-		if b := d.bypass.Load(); b != nil {
-			if until, ok := b.Active(m, user, d.now()); ok {
-				dec.Would, dec.BypassExpires = VerdictBypassed, until
-			}
-		}
+		d.bypassed(&dec, user)
 	}
 	dec.Verdict = enforced(dec.Would, st.Settings.Mode)
 	return dec
+}
+
+// bypassed turns the Warn dec into VerdictBypassed when a bypass covers it
+// for user.
+func (d *DecisionPoint) bypassed(dec *Decision, user string) {
+	if b := d.bypass.Load(); b != nil {
+		if until, ok := b.Active(dec.Match, user, d.now()); ok {
+			dec.Would, dec.BypassExpires = VerdictBypassed, until
+		}
+	}
 }
 
 // Explanation is a decision as `netward check` tells it (CONTRACT §3).

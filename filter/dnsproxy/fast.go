@@ -135,7 +135,7 @@ func (p *Proxy) fastAnswer(q *wireQuery, name *[]byte, now time.Time, from netip
 	}
 	var buf [maxFastChain]filter.Decision
 	targets := buf[:len(e.chain)]
-	if p.decideTargets(e.chain, targets) >= 0 {
+	if len(targets) > 0 && p.decideTargets(e.chain, targets) >= 0 {
 		return nil, false
 	}
 	elapsed := uint32(max(now.Sub(e.stored), 0) / time.Second)

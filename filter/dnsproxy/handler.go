@@ -207,6 +207,17 @@ func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string) (*dns.
 		// and the cache did not take them.
 		owned = !shared && !e.shared
 	}
+	if len(e.chain) > 0 {
+		return p.answerChain(req, e, d, name, ev, now, owned)
+	}
+	p.relayed(d, name, nil, nil, ev)
+	return p.relay(req, e, now, owned), nil
+}
+
+// answerChain is the end of answer for an answer with CNAME targets: each is
+// decided like the question (CONTRACT §7), and the first that refuses
+// decides the reply.
+func (p *Proxy) answerChain(req *dns.Msg, e *cached, d filter.Decision, name string, ev evCtx, now time.Time, owned bool) (*dns.Msg, *dns.EDNS0_EDE) {
 	var buf [maxFastChain]filter.Decision
 	targets := buf[:0]
 	if len(e.chain) > len(buf) {
