@@ -1,7 +1,8 @@
-// Package agent runs netward: it loads the configuration, keeps the active
-// policy, and wires the indicator sync, the interceptors, the control API and
-// telemetry together. New starts nothing; Run blocks until its context ends and
-// cleans up everything it started.
+// Package agent runs netward from a loaded configuration (agent/config): it
+// wires the indicator sync, the decision point every interceptor asks
+// (filter.DecisionPoint), the interceptors, the pages, the control API and
+// telemetry together, one run_*.go file per component. New starts nothing;
+// Run blocks until its context ends and cleans up everything it started.
 package agent
 
 import (

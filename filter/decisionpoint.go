@@ -151,7 +151,7 @@ func (d *DecisionPoint) DecideURL(host, path string) Decision {
 }
 
 // decide is Decide with the bypass store as the BypassFunc, without a
-// closure: the hot paths stay allocation-free. Small enough to be inlined;
+// closure: the hot paths stay allocation-free, and
 // only a Warn pays for the bypass lookup.
 func (d *DecisionPoint) decide(st *State, m Match, user string) Decision {
 	dec := Decision{Match: m, Would: would(m.Action, st.Settings.ConvertWarnToBlock)}
