@@ -1,7 +1,8 @@
-// Package agent runs netward: it loads the configuration, keeps the active
-// policy, and wires the indicator sync, the interceptors, the control API and
-// telemetry together. New starts nothing; Run blocks until its context ends and
-// cleans up everything it started.
+// Package agent runs netward from a loaded configuration (agent/config): it
+// wires the indicator sync, the decision point every interceptor asks
+// (filter.DecisionPoint), the interceptors, the pages, the control API and
+// telemetry together, one run_*.go file per component. New starts nothing;
+// Run blocks until its context ends and cleans up everything it started.
 package agent
 
 import (
@@ -9,24 +10,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/internal/guard"
 )
 
 // Agent is one running netward instance.
 type Agent struct {
-	cfg    *Config
-	log    *slog.Logger
-	now    func() time.Time
-	policy atomic.Pointer[filter.Policy]
-	sinks  []RecordSink
-	// settings are the feed settings in force (mode, convertWarnToBlock, ...).
-	settings atomic.Pointer[FeedSettings]
+	cfg   *config.Config
+	log   *slog.Logger
+	now   func() time.Time
+	sinks []recordSink
+	// dp is the decision in force (policy, settings, bypasses) that every
+	// interceptor and the control API ask, and that publishes its changes.
+	dp *filter.DecisionPoint
 	// panics counts panics recovered per request by every component (DNS,
 	// inspector, control API, pages), exported as a metric.
 	panics *guard.Panics
@@ -40,18 +41,9 @@ type Agent struct {
 	insp inspectState
 }
 
-// FeedSettings are the console's device settings (CONTRACT §5) merged with
-// the local config.
-type FeedSettings struct {
-	Mode                filter.Mode
-	ConvertWarnToBlock  bool
-	WarnRedirectURL     string
-	BlockRedirectURL    string
-	BypassDurationHours float64
-}
-
 // New validates cfg and returns an agent that has not started anything.
-func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+// A device identity left "auto" is resolved by Run (config.ResolveIdentity).
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if cfg == nil {
 		return nil, errors.New("agent: nil config")
 	}
@@ -62,38 +54,23 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{cfg: cfg, log: log, now: time.Now, panics: guard.New(log)}
-	empty, err := filter.Compile(nil)
-	if err != nil {
-		return nil, err
-	}
-	a.policy.Store(empty)
 	mode, _ := filter.ParseMode(cfg.Mode)
-	a.settings.Store(&FeedSettings{Mode: mode})
-	a.insp.changed = make(chan struct{}, 1)
+	a.dp = filter.NewDecisionPoint(filter.Settings{Mode: mode}, func() time.Time { return a.now() })
 	a.initDNS()          // the IP→name map exists before telemetry starts
 	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
 }
-
-// Policy returns the active policy. It is never nil.
-func (a *Agent) Policy() *filter.Policy { return a.policy.Load() }
-
-// SetPolicy atomically replaces the active policy; the next lookup sees it.
-// It counts a policy swap for `netward status` and the metrics.
-func (a *Agent) SetPolicy(p *filter.Policy) {
-	a.policy.Store(p)
-	a.ctl.swaps.Add(1)
-	a.ipChanged()
-}
-
-// Settings returns the feed settings in force. Never nil.
-func (a *Agent) Settings() *FeedSettings { return a.settings.Load() }
 
 // Run runs the agent until ctx is cancelled. Components start in dependency
 // order: the last good indicator set is enforced before anything touches the
 // network. Run returns nil after a clean shutdown; if a component fails, the
 // others are stopped and the error is returned.
 func (a *Agent) Run(ctx context.Context) error {
+	// `netward run` resolves the identity before New; a caller that did
+	// not gets the same resolution here, before any record is stamped.
+	if err := config.ResolveIdentity(a.cfg); err != nil {
+		return err
+	}
 	a.log.Info("netward agent starting", "config", configName(a.cfg), "mode", a.cfg.Mode, "dataDir", a.cfg.DataDir)
 	g, gctx := errgroup.WithContext(ctx)
 	starts := []struct {
@@ -135,7 +112,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-func configName(c *Config) string {
+func configName(c *config.Config) string {
 	if c.Path == "" {
 		return "(embedded default)"
 	}

@@ -5,17 +5,17 @@ import (
 	"github.com/netward/netward/telemetry"
 )
 
-// RecordSink receives every record the agent's interceptors produce: the
+// recordSink receives every record the agent's interceptors produce: the
 // telemetry chunker and the `netward events` ring buffer register one each.
 // A sink must not block; it is called on interceptor hot paths.
-type RecordSink func(telemetry.Record)
+type recordSink func(telemetry.Record)
 
 // addSink registers s. Components call it during start, before any record is
 // emitted, so the slice needs no lock.
-func (a *Agent) addSink(s RecordSink) { a.sinks = append(a.sinks, s) }
+func (a *Agent) addSink(s recordSink) { a.sinks = append(a.sinks, s) }
 
-// Emit stamps r with the device identity and time and hands it to every sink.
-func (a *Agent) Emit(r telemetry.Record) {
+// emit stamps r with the device identity and time and hands it to every sink.
+func (a *Agent) emit(r telemetry.Record) {
 	if r.Timestamp.IsZero() {
 		r.Timestamp = a.now().UTC()
 	}
@@ -30,9 +30,9 @@ func (a *Agent) Emit(r telemetry.Record) {
 	}
 }
 
-// ActionTypeFor maps a decision to the CONTRACT §6 ActionType of its
+// actionTypeFor maps a decision to the CONTRACT §6 ActionType of its
 // protection event, or "" when the decision produces no protection event.
-func ActionTypeFor(d filter.Decision) string {
+func actionTypeFor(d filter.Decision) string {
 	switch d.Verdict {
 	case filter.VerdictBlock:
 		return telemetry.NetworkProtectionBlocked

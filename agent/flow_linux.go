@@ -26,7 +26,7 @@ func (a *Agent) startFlowSource(ctx context.Context, g *errgroup.Group) error {
 		if sd != nil {
 			defer sd.Close()
 		}
-		if err := src.Run(ctx, a.Emit); err != nil {
+		if err := src.Run(ctx, a.emit); err != nil {
 			log.Warn("flow accounting stopped; no per-connection byte counts will be recorded", "err", err)
 		}
 		return nil

@@ -66,7 +66,7 @@ func decisionAction(r telemetry.Record) string {
 	return ""
 }
 
-// sink counts decisions; it is a RecordSink (cheap: one map lookup under the
+// sink counts decisions; it is a recordSink (cheap: one map lookup under the
 // CounterVec's read lock).
 func (m *metrics) sink(r telemetry.Record) {
 	act := decisionAction(r)
@@ -141,12 +141,13 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	gauge(descInfo, 1, version.Get().Version, a.Settings().Mode.String())
+	ds := a.dp.State()
+	gauge(descInfo, 1, version.Get().Version, ds.Settings.Mode.String())
 	if ns := a.ctl.started.Load(); ns != 0 {
 		gauge(descUp, now.Sub(time.Unix(0, ns)).Seconds())
 	}
 
-	counts, httpOnly := policyCounts(a.Policy())
+	counts, httpOnly := policyCounts(ds.Policy)
 	for _, act := range []filter.Action{filter.Allowed, filter.Warn, filter.Block, filter.Audit} {
 		gauge(descInd, float64(counts[act.String()]), act.String())
 	}
@@ -168,14 +169,14 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descFresh, now.Sub(ss.FreshAt).Seconds())
 		}
 	}
-	counter(descSwap, float64(a.ctl.swaps.Load()))
+	counter(descSwap, float64(a.dp.Swaps()))
 	n := 0
-	for _, v := range a.BypassStats() {
+	for _, v := range a.bypassStats() {
 		n += v
 	}
 	gauge(descByp, float64(n))
 
-	ts := a.TelemetryStatus()
+	ts := a.telemetryStatus()
 	gauge(descTelSpoolChunks, float64(ts.SpoolChunks))
 	gauge(descTelSpoolBytes, float64(ts.SpoolBytes))
 	counter(descTelUploaded, float64(ts.UploadedChunks))
@@ -192,7 +193,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPanics, float64(a.panics.Count(c)), c)
 	}
 
-	if is, ok := a.InspectStats(); ok {
+	if is, ok := a.inspectStats(); ok {
 		for _, o := range []struct {
 			name string
 			v    uint64
@@ -203,7 +204,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descKernel, float64(is.KernelRefused))
 	}
 
-	if d, ok := a.DNSStats(); ok {
+	if d, ok := a.dnsStats(); ok {
 		collectDNS(ch, d)
 	}
 }
@@ -262,7 +263,7 @@ func dnsLatencyCount(d dnsproxy.Stats) uint64 {
 }
 
 // setTime is when the indicator set was made: generatedAt, else load time.
-func setTime(pi PolicyInfo) time.Time {
+func setTime(pi setInfo) time.Time {
 	if !pi.GeneratedAt.IsZero() {
 		return pi.GeneratedAt
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
 )
 
 // scrape fetches /metrics and returns every sample as "name{labels}" →
@@ -65,7 +67,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 func TestMetricsScrape(t *testing.T) {
 	up := dnsUpstream(t)
 	dir := t.TempDir()
-	cfg, err := ParseConfig(fmt.Appendf(nil, `{"version":1,"dataDir":%q,
+	cfg, err := config.Parse(fmt.Appendf(nil, `{"version":1,"dataDir":%q,
 		"dns":{"listen":["127.0.0.1:0"],"upstreams":[%q]},
 		"warn":{"sinkAddress":%q},
 		"control":{"socket":%q},
@@ -85,8 +87,7 @@ func TestMetricsScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.SetPolicy(p)
-	a.NotePolicy(PolicyInfo{Version: "7", GeneratedAt: time.Now().Add(-time.Minute)})
+	installSet(a, "7", time.Now().Add(-time.Minute), p)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
@@ -101,12 +102,12 @@ func TestMetricsScrape(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if a.MetricsAddr() == "" {
+	if a.metricsAddr() == "" {
 		t.Fatal("metrics not served")
 	}
 
 	// Before any query: the DNS series exist and are zero.
-	m := scrape(t, a.MetricsAddr())
+	m := scrape(t, a.metricsAddr())
 	if v, ok := m["netward_dns_queries_total"]; !ok || v != 0 {
 		t.Errorf("netward_dns_queries_total before queries = %v, %v", v, ok)
 	}
@@ -125,8 +126,8 @@ func TestMetricsScrape(t *testing.T) {
 
 	// The latency of a query is observed just after its answer is written,
 	// so a scrape right after the third answer may not see it yet.
-	waitUntil(t, "the third query's latency", func() bool {
-		m = scrape(t, a.MetricsAddr())
+	e2e.WaitFor(t, "the third query's latency", 20*time.Second, func() bool {
+		m = scrape(t, a.metricsAddr())
 		return m[`netward_dns_latency_seconds_count`] >= 3
 	})
 	want := map[string]float64{
@@ -167,7 +168,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Error("panics before any")
 	}
 	a.panics.Recovered("dns", "simulated")
-	if v := scrape(t, a.MetricsAddr())[`netward_panics_recovered_total{component="dns"}`]; v != 1 {
+	if v := scrape(t, a.metricsAddr())[`netward_panics_recovered_total{component="dns"}`]; v != 1 {
 		t.Errorf("after one recovered panic the metric is %v, want 1", v)
 	}
 	// Buckets are cumulative and bounded by the total.

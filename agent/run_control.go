@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/filter/dnsproxy"
+	"github.com/netward/netward/filter/hostnet"
 	"github.com/netward/netward/internal/version"
 )
 
@@ -25,13 +26,9 @@ import (
 type controlState struct {
 	started atomic.Int64 // unix ns when the control API came up (read by status at any time)
 	ring    *control.Ring
-	socket  string // where the API listens ("" when it could not start)
 	// metricsAddr is the bound metrics address ("" when metrics are off).
 	metricsAddr string
 	metrics     *metrics
-
-	policy atomic.Pointer[PolicyInfo]
-	swaps  atomic.Uint64
 
 	errMu sync.Mutex
 	errs  []control.ErrorEntry
@@ -56,12 +53,9 @@ func (a *Agent) initControlSinks() {
 	})
 }
 
-// MetricsAddr is the address /metrics is served on ("" when metrics are
+// metricsAddr is the address /metrics is served on ("" when metrics are
 // off); with metrics.listen port 0 it tells the port chosen.
-func (a *Agent) MetricsAddr() string { return a.ctl.metricsAddr }
-
-// ControlSocket is the path the control API listens on ("" when it is off).
-func (a *Agent) ControlSocket() string { return a.ctl.socket }
+func (a *Agent) metricsAddr() string { return a.ctl.metricsAddr }
 
 // startControl serves the control API on control.socket and, when
 // metrics.listen is set, the Prometheus metrics. A control socket that cannot
@@ -85,7 +79,7 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 		}
 		if err != nil {
 			a.log.Warn("control API disabled: the CLI (status, check, bypass) cannot reach this agent", "err", err)
-			a.NoteError("control", err)
+			a.noteError("control", err)
 			return nil
 		}
 	}
@@ -97,7 +91,6 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 		ln.Close()
 		return err
 	}
-	a.ctl.socket = path
 	a.log.Info("control API listening", "socket", path)
 	g.Go(func() error { return srv.Serve(ctx, ln) })
 	return nil
@@ -106,28 +99,35 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 // controlBackend adapts the agent to control.Backend.
 type controlBackend struct{ a *Agent }
 
-func (b controlBackend) CreateBypass(name, user string) (bypass.Entry, error) {
-	return b.a.CreateBypass(name, user, bypass.HowCLI)
+func (b controlBackend) CreateBypass(name, user string) (control.Bypass, error) {
+	e, err := b.a.createBypass(name, user, bypass.HowCLI)
+	return bypassWire(e), err
 }
-func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.BypassList() }
-func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.RevokeBypass(name) }
-func (b controlBackend) SetMode(mode string) error             { return b.a.SetMode(mode) }
-func (b controlBackend) Reload(ctx context.Context) error      { return b.a.Reload(ctx) }
-func (b controlBackend) Status() control.Status                { return b.a.ControlStatus() }
+func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.bypassList() }
+func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.revokeBypass(name) }
+func (b controlBackend) SetMode(mode string) error             { return b.a.setMode(mode) }
+func (b controlBackend) Reload(ctx context.Context) error      { return b.a.reload(ctx) }
+func (b controlBackend) Status() control.Status                { return b.a.controlStatus() }
 func (b controlBackend) Check(q, user string) (control.CheckResult, error) {
-	return b.a.Check(q, user)
+	return b.a.check(q, user)
 }
 
-// BypassList is `netward bypass --list`: the active bypasses with the title
+// bypassList is `netward bypass --list`: the active bypasses with the title
 // of the indicator each continues past, looked up in the policy in force.
-func (a *Agent) BypassList() []control.BypassInfo {
-	entries := a.ListBypasses()
+func (a *Agent) bypassList() []control.BypassInfo {
+	entries := a.listBypasses()
 	out := make([]control.BypassInfo, 0, len(entries))
-	p := a.Policy()
+	p := a.dp.State().Policy
 	for _, e := range entries {
-		out = append(out, control.BypassInfo{Entry: e, Title: bypassTitle(p, e)})
+		out = append(out, control.BypassInfo{Bypass: bypassWire(e), Title: bypassTitle(p, e)})
 	}
 	return out
+}
+
+// bypassWire is a stored bypass as the control API shows it.
+func bypassWire(e bypass.Entry) control.Bypass {
+	return control.Bypass{User: e.User, Application: e.Application, Indicator: e.Indicator, IndicatorType: e.IndicatorType,
+		IndicatorID: e.IndicatorID, Name: e.Name, Created: e.Created, Expires: e.Expires, Who: e.Who, How: e.How}
 }
 
 // bypassTitle finds the indicator a bypass continues past: the rule the
@@ -158,11 +158,12 @@ func bypassTitle(p *filter.Policy, e bypass.Entry) string {
 	return ""
 }
 
-// ControlStatus is `netward status`.
-func (a *Agent) ControlStatus() control.Status {
+// controlStatus is `netward status`.
+func (a *Agent) controlStatus() control.Status {
 	now := a.now()
 	v := version.Get()
-	s := a.Settings()
+	ds := a.dp.State()
+	s := &ds.Settings
 	st := control.Status{
 		Version: v.Version, Commit: v.Commit,
 		Mode: s.Mode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
@@ -173,12 +174,12 @@ func (a *Agent) ControlStatus() control.Status {
 		st.StartedAt = time.Unix(0, ns).UTC()
 		st.UptimeSeconds = int64(now.Sub(st.StartedAt).Seconds())
 	}
-	counts, httpOnly := policyCounts(a.Policy())
+	counts, httpOnly := policyCounts(ds.Policy)
 	pi := a.policyInfo()
 	st.Indicators = control.IndicatorStatus{
 		Source: a.cfg.Indicators.Source, Version: pi.Version,
 		GeneratedAt: pi.GeneratedAt.UTC(), LoadedAt: pi.LoadedAt.UTC(),
-		Total: a.Policy().Len(), ByAction: counts, HTTPOnly: httpOnly, Swaps: a.ctl.swaps.Load(),
+		Total: ds.Policy.Len(), ByAction: counts, HTTPOnly: httpOnly, Swaps: a.dp.Swaps(),
 	}
 	if pi.GeneratedAt.IsZero() {
 		st.Indicators.GeneratedAt = time.Time{}
@@ -189,7 +190,7 @@ func (a *Agent) ControlStatus() control.Status {
 	if t := setTime(pi); !t.IsZero() {
 		st.Indicators.AgeSeconds = int64(now.Sub(t).Seconds())
 	}
-	if is := a.IndicatorStatus(); a.ind.sync.Load() != nil {
+	if is := a.indicatorStatus(); a.ind.sync.Load() != nil {
 		st.Indicators.FromStore, st.Indicators.NextExpiry = is.FromStore, is.NextExpiry.UTC()
 		st.Indicators.Rejected, st.Indicators.Failures = is.Counts.Errors, is.Failures
 		if is.LastError != "" {
@@ -206,62 +207,74 @@ func (a *Agent) ControlStatus() control.Status {
 			st.Indicators.NextExpiry = time.Time{}
 		}
 	}
-	ds, dnsOn := a.DNSStats()
+	dnsStats, dnsOn := a.dnsStats()
 	st.Interception = control.InterceptionState{
-		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.DNSCaptured(),
+		DNS: dnsOn, DNSListen: a.cfg.DNS.Listen, DNSCapture: a.dnsCaptured(),
 		SNI: a.cfg.SNI.Enabled, QUIC: a.cfg.SNI.QUIC,
 	}
 	if dnsOn {
-		st.Interception.DNSStats, _ = json.Marshal(ds)
+		st.Interception.DNSStats = dnsWire(dnsStats)
 	}
-	if is, ok := a.InspectStats(); ok {
-		st.Interception.Inspect, _ = json.Marshal(is)
+	if is, ok := a.inspectStats(); ok {
+		st.Interception.Inspect = inspectWire(is)
 	}
-	byTarget := a.BypassStats()
+	byTarget := a.bypassStats()
 	st.Bypasses.ByTarget = byTarget
 	for _, n := range byTarget {
 		st.Bypasses.Active += n
 	}
-	st.Telemetry, _ = json.Marshal(a.TelemetryStatus())
+	ts := a.telemetryStatus()
+	st.Telemetry = &ts
 	return st
 }
 
-// Check explains the decision for a name, URL or IP address as the user
-// would meet it (bypasses by user or by the whole device count).
-func (a *Agent) Check(query, user string) (control.CheckResult, error) {
-	q := strings.TrimSpace(query)
-	res := control.CheckResult{Query: query, Mode: a.Settings().Mode.String()}
-	bypassFn := func(m filter.Match) (time.Time, bool) {
-		if s := a.warn.store.Load(); s != nil {
-			return s.Active(m, user, a.now())
-		}
-		return time.Time{}, false
+// dnsWire is the DNS proxy's counters as the control API shows them.
+func dnsWire(s dnsproxy.Stats) *control.DNSStats {
+	latencySum := int64(s.LatencySum)
+	return &control.DNSStats{
+		Queries: s.Queries, ByVerdict: s.ByVerdict, Special: &s.Special,
+		CacheHits: s.CacheHits, CacheMisses: s.CacheMisses, CacheEntries: &s.CacheEntries,
+		UpstreamQueries: &s.UpstreamQueries, UpstreamErrors: s.UpstreamErrors, ServFail: s.ServFail,
+		BadReplies: &s.BadReplies, TCPRetries: &s.TCPRetries, InFlight: s.InFlight,
+		Refused: &s.Refused, Rejected: &s.Rejected, Panics: &s.Panics,
+		LatencyCounts: s.LatencyCounts[:], LatencySumNs: &latencySum, Upstreams: s.Upstreams,
 	}
+}
+
+// inspectWire is the inline inspector's counters as the control API shows
+// them.
+func inspectWire(s hostnet.InspectorStats) *control.InspectStats {
+	return &control.InspectStats{
+		Packets: s.Packets, Allowed: s.Allowed, Blocked: s.Blocked, Named: s.Named, IPOnly: s.IPOnly,
+		Unreadable: s.Unreadable, QUICDropped: s.QUICDropped, DeadlineMissed: s.DeadlineMissed,
+		FlowsFull: s.FlowsFull, DecodeErrors: s.DecodeErrors, Verdicts: s.Verdicts, VerdictErrors: s.VerdictErrors,
+		Panics: s.Panics, KernelRefused: s.KernelRefused,
+	}
+}
+
+// check explains the decision for a name, URL or IP address as the user
+// would meet it (bypasses by user or by the whole device count).
+func (a *Agent) check(query, user string) (control.CheckResult, error) {
 	// An IP literal — alone, as host:port or as a URL's host — is decided
 	// by the IP rules, as the inspector decides a connection to it.
-	tg, err := filter.ParseTarget(q)
+	tg, err := filter.ParseTarget(strings.TrimSpace(query))
 	if err != nil {
-		return res, fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
+		return control.CheckResult{Query: query, Mode: a.dp.State().Settings.Mode.String()},
+			fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
 	}
-	res.Kind, res.Target = tg.Kind.String(), tg.String()
-	m := matchTarget(a.Policy(), tg)
-	d := filter.Decide(m, a.filterSettings(), bypassFn)
-	urlPath := tg.Kind == filter.TargetURL && m.Rule != nil && m.Rule.Type == filter.TypeURL && tg.URL.HTTPOnly()
-	res.Action, res.Would = d.Verdict.String(), d.Would.String()
+	e := a.dp.Explain(tg, user)
+	d := e.Decision
+	res := control.CheckResult{Query: query, Kind: tg.Kind.String(), Target: tg.String(), Mode: e.Mode.String(),
+		Action: d.Verdict.String(), Would: d.Would.String()}
 	if r := d.Match.Rule; r != nil {
 		res.Indicator = &control.Indicator{Value: r.Value, Type: r.Type.String(), Action: r.Action.String(),
 			ID: r.ID, Title: r.Title, Application: r.Application, ApplicationID: r.ApplicationID}
-		if r.Type == filter.TypeURL {
-			if u, err := filter.ParseURL(r.Value); err == nil && u.HTTPOnly() {
-				urlPath = true
-			}
-		}
 	}
-	res.Bypass.Possible = d.Match.Action == filter.Warn && !a.Settings().ConvertWarnToBlock
+	res.Bypass.Possible = e.Bypassable
 	if d.Would == filter.VerdictBypassed {
 		res.Bypass.Active, res.Bypass.Expires = true, d.BypassExpires.UTC()
 	}
-	res.Interceptors, res.Note = a.interceptorsFor(res.Kind, urlPath)
+	res.Interceptors, res.Note = a.interceptorsFor(res.Kind, e.HTTPOnly)
 	return res, nil
 }
 
@@ -270,7 +283,7 @@ func (a *Agent) Check(query, user string) (control.CheckResult, error) {
 // TLS/QUIC server names, plain-HTTP hosts and paths, and IP addresses.
 func (a *Agent) interceptorsFor(kind string, urlPath bool) ([]string, string) {
 	out := []string{}
-	_, dnsOn := a.DNSStats()
+	_, dnsOn := a.dnsStats()
 	sni := a.cfg.SNI.Enabled
 	switch {
 	case kind == "ip":

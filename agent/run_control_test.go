@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/internal/e2e"
@@ -43,7 +44,7 @@ func startControlAgent(t *testing.T, extra string) (*Agent, string) {
 		}
 	}
 	sock := filepath.Join(dir, "run", "netward.sock")
-	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"version":1,"dataDir":%q,"warn":{"sinkAddress":%q},"control":{"socket":%q}%s}`,
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`{"version":1,"dataDir":%q,"warn":{"sinkAddress":%q},"control":{"socket":%q}%s}`,
 		filepath.Join(dir, "data"), controlSink, sock, extra)), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +53,7 @@ func startControlAgent(t *testing.T, extra string) (*Agent, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.SetPolicy(warnPolicy(t, false))
-	a.NotePolicy(PolicyInfo{Version: "42", GeneratedAt: time.Now().Add(-time.Hour)})
+	installSet(a, "42", time.Now().Add(-time.Hour), warnPolicy(t, false))
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	if err := a.startWarn(gctx, g); err != nil {
@@ -77,17 +77,16 @@ func startControlAgent(t *testing.T, extra string) (*Agent, string) {
 	return a, sock
 }
 
-// envChild makes TestControlPeerChild act as the non-root client.
-const envChild = "NETWARD_CONTROL_CHILD_SOCKET"
+// envChildSocket is the socket TestControlPeerChild calls.
+const envChildSocket = "NETWARD_CONTROL_CHILD_SOCKET"
 
 // TestControlPeerChild is the child process of TestControlRolesAcrossUsers:
-// it calls every endpoint and prints one "call result" line each. It does
-// nothing in a normal run.
+// it calls every endpoint and prints one "call result" line each.
 func TestControlPeerChild(t *testing.T) {
-	sock := os.Getenv(envChild)
-	if sock == "" {
-		t.Skip("helper process for TestControlRolesAcrossUsers")
+	if !e2e.IsChild(t) {
+		t.Skip("child process of TestControlRolesAcrossUsers")
 	}
+	sock := os.Getenv(envChildSocket)
 	c := control.NewClient(sock)
 	ctx := context.Background()
 	res := func(err error) string {
@@ -142,7 +141,7 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		nobodyName = u.Username
 	}
 	a, sock := startControlAgent(t, "")
-	a.Emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "dns", IndicatorId: "1"})
+	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "dns", IndicatorId: "1"})
 
 	// The test binary may sit in a 0700 build directory: copy it where
 	// the other uid can execute it.
@@ -158,8 +157,9 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestControlPeerChild$")
-	cmd.Env = append(os.Environ(), envChild+"="+sock)
+	_, args := e2e.ChildArgs("TestControlPeerChild")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = e2e.ChildEnv("TestControlPeerChild", envChildSocket+"="+sock)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
@@ -192,7 +192,7 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	}
 	// The bypass is the other user's, not the device's: root still sees the
 	// warning, and the admin calls refused above changed nothing.
-	if l := a.ListBypasses(); len(l) != 1 || l[0].User != nobodyName || l[0].How != "cli" {
+	if l := a.listBypasses(); len(l) != 1 || l[0].User != nobodyName || l[0].How != "cli" {
 		t.Errorf("bypasses = %+v, want one by %s from the cli", l, nobodyName)
 	}
 	c := control.NewClient(sock)
@@ -200,15 +200,15 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	if err != nil || chk.Action != "warn" || !chk.Bypass.Possible || chk.Bypass.Active {
 		t.Errorf("root's check = %+v, %v; want warn with no bypass of its own", chk, err)
 	}
-	if a.Settings().Mode != filter.ModeBlock {
-		t.Errorf("mode changed to %v by a refused call", a.Settings().Mode)
+	if a.dp.State().Settings.Mode != filter.ModeBlock {
+		t.Errorf("mode changed to %v by a refused call", a.dp.State().Settings.Mode)
 	}
 	// Root is admin.
 	if r, err := c.RevokeBypass(context.Background(), "warned.test"); err != nil || r.Removed != 1 {
 		t.Errorf("root revoke = %+v, %v; want 1 removed", r, err)
 	}
-	if err := c.SetMode(context.Background(), "audit"); err != nil || a.Settings().Mode != filter.ModeAudit {
-		t.Errorf("root set mode: %v, mode %v", err, a.Settings().Mode)
+	if err := c.SetMode(context.Background(), "audit"); err != nil || a.dp.State().Settings.Mode != filter.ModeAudit {
+		t.Errorf("root set mode: %v, mode %v", err, a.dp.State().Settings.Mode)
 	}
 	var ae *control.APIError
 	if err := c.Reload(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusNotImplemented {
@@ -273,7 +273,7 @@ func TestControlRefusesBrowsers(t *testing.T) {
 			}
 		})
 	}
-	if l := a.ListBypasses(); len(l) != 0 {
+	if l := a.listBypasses(); len(l) != 0 {
 		t.Errorf("a refused request created bypasses: %+v", l)
 	}
 }
@@ -288,7 +288,7 @@ func TestControlStatusAndCheck(t *testing.T) {
 	}
 	if st.Mode != "block" || st.Indicators.Version != "42" || st.Indicators.Total != 5 ||
 		st.Indicators.ByAction["Warn"] != 4 || st.Indicators.ByAction["Block"] != 1 || st.Indicators.Swaps != 1 ||
-		st.Indicators.AgeSeconds < 3599 || len(st.Telemetry) != 0 && !json.Valid(st.Telemetry) {
+		st.Indicators.AgeSeconds < 3599 || st.Telemetry == nil {
 		t.Errorf("status = %+v", st)
 	}
 	for _, tc := range []struct {
@@ -320,14 +320,14 @@ func TestControlStatusAndCheck(t *testing.T) {
 		t.Errorf("check of an invalid name = %v, want 400", err)
 	}
 	// A device-wide bypass shows up as active for the check.
-	if _, err := a.CreateBypass("warned.test", "", "cli"); err != nil {
+	if _, err := a.createBypass("warned.test", "", "cli"); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := c.Check(ctx, "warned.test"); r.Action != "bypassed" || !r.Bypass.Active || r.Bypass.Expires.IsZero() {
 		t.Errorf("after bypass: %+v", r)
 	}
 	// Audit mode: the action is audit, would is warn/block.
-	if err := a.SetMode("audit"); err != nil {
+	if err := a.setMode("audit"); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := c.Check(ctx, "blocked.test"); r.Action != "audit" || r.Would != "block" || r.Mode != "audit" {
@@ -341,7 +341,7 @@ func TestControlEvents(t *testing.T) {
 	a, sock := startControlAgent(t, "")
 	c := control.NewClient(sock)
 	ts := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	a.Emit(telemetry.Record{Timestamp: ts, ActionType: telemetry.NetworkProtectionBlocked, RemoteUrl: "blocked.test", Source: "dns", IndicatorId: "5"})
+	a.emit(telemetry.Record{Timestamp: ts, ActionType: telemetry.NetworkProtectionBlocked, RemoteUrl: "blocked.test", Source: "dns", IndicatorId: "5"})
 	var got []telemetry.Record
 	if err := c.Events(context.Background(), "", false, func(r telemetry.Record) error { got = append(got, r); return nil }); err != nil {
 		t.Fatal(err)
@@ -364,7 +364,7 @@ func TestControlEvents(t *testing.T) {
 	if r := <-recs; r.RemoteUrl != "blocked.test" {
 		t.Fatalf("follow backlog = %+v", r)
 	}
-	a.Emit(telemetry.Record{ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "sni"})
+	a.emit(telemetry.Record{ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "sni"})
 	select {
 	case r := <-recs:
 		if r.RemoteUrl != "warned.test" {

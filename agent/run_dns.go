@@ -34,8 +34,8 @@ func (a *Agent) initDNS() {
 	a.tel.names = a.dns.names
 }
 
-// DNSStats returns the proxy's counters, and false when it is not running.
-func (a *Agent) DNSStats() (dnsproxy.Stats, bool) {
+// dnsStats returns the proxy's counters, and false when it is not running.
+func (a *Agent) dnsStats() (dnsproxy.Stats, bool) {
 	p := a.dns.proxy.Load()
 	if p == nil {
 		return dnsproxy.Stats{}, false
@@ -43,17 +43,14 @@ func (a *Agent) DNSStats() (dnsproxy.Stats, bool) {
 	return p.Stats(), true
 }
 
-// DNSCaptured reports whether host DNS capture is installed (for `netward
+// dnsCaptured reports whether host DNS capture is installed (for `netward
 // status`: interception state).
-func (a *Agent) DNSCaptured() bool { return a.dns.captured.Load() }
-
-// DNSNames is the IP→name map learned from DNS answers (never nil after New).
-func (a *Agent) DNSNames() *dnsproxy.NameMap { return a.dns.names }
+func (a *Agent) dnsCaptured() bool { return a.dns.captured.Load() }
 
 // startDNS starts the filtering proxy on dns.listen and waits until it is
 // bound; with dns.capture it then redirects the host's DNS to it (nftables
-// on Linux, NRPT on Windows). Every decision comes from DecideName, after
-// the cache, so a new policy or bypass applies to the very next query.
+// on Linux, NRPT on Windows). Every decision comes from the decision point,
+// after the cache, so a new policy or bypass applies to the very next query.
 func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 	dc := a.cfg.DNS
 	ba, err := dnsproxy.ParseBlockAnswer(dc.BlockAnswer)
@@ -65,7 +62,7 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		Listen:          dc.Listen,
 		Upstreams:       dc.Upstreams,
 		UpstreamControl: upstreamControl(dc.Capture),
-		Decider:         a,
+		Decider:         a.dp,
 		BlockAnswer:     ba,
 		Sink:            sink,
 		SyntheticTTL:    time.Duration(dc.SyntheticTTLSeconds) * time.Second,
@@ -155,7 +152,7 @@ func upstreamControl(capture bool) func(network, address string, c syscall.RawCo
 // emitDNS records a protection event for a DNS decision and tells the
 // user about a blocked or warned name (rate-limited by the notifier).
 func (a *Agent) emitDNS(e dnsproxy.Event) {
-	action := ActionTypeFor(e.Decision)
+	action := actionTypeFor(e.Decision)
 	if action == "" || e.Decision.Verdict == filter.VerdictBypassed {
 		// A bypassed name resolves normally; the bypass event itself was
 		// recorded once, when the user continued (CreateBypass).
@@ -175,8 +172,6 @@ func (a *Agent) emitDNS(e dnsproxy.Event) {
 		r.IndicatorId = rule.ID
 		r.Application = rule.Application
 	}
-	a.Emit(r)
-	a.NotifyUser(e.Decision, e.Name, "")
+	a.emit(r)
+	a.notifyUser(e.Decision, e.Name, "")
 }
-
-var _ dnsproxy.Decider = (*Agent)(nil)

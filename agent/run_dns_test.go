@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/telemetry"
 )
@@ -38,7 +40,7 @@ func dnsUpstream(t *testing.T) string {
 
 func TestStartDNS(t *testing.T) {
 	up := dnsUpstream(t)
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`",
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`",
 		"dns":{"listen":["127.0.0.1:0"],"upstreams":["`+up+`"],"syntheticTtlSeconds":5},
 		"warn":{"sinkAddress":"`+testSink+`"}}`), "test")
 	if err != nil {
@@ -48,7 +50,7 @@ func TestStartDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := a.DNSStats(); ok {
+	if _, ok := a.dnsStats(); ok {
 		t.Errorf("DNSStats before start: ok")
 	}
 	recs := make(chan telemetry.Record, 16)
@@ -86,7 +88,7 @@ func TestStartDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.SetPolicy(p)
+	a.dp.SetPolicy(p)
 	r := ask("app.example.")
 	if r.Rcode != dns.RcodeNameError {
 		t.Fatalf("next query after SetPolicy: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
@@ -100,9 +102,30 @@ func TestStartDNS(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no telemetry record for a blocked query")
 	}
-	st, ok := a.DNSStats()
+	st, ok := a.dnsStats()
 	if !ok || st.ByVerdict["block"] != 1 || st.UpstreamQueries != 1 {
 		t.Errorf("DNSStats = %+v, %v", st, ok)
+	}
+
+	// `netward status --json` names every counter of docs/dns.md, also the
+	// ones still zero (the control API's own schema, CONTRACT §3).
+	b, err := json.Marshal(a.controlStatus().Interception.DNSStats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire map[string]json.RawMessage
+	if err := json.Unmarshal(b, &wire); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"queries", "byVerdict", "special", "cacheHits", "cacheMisses", "cacheEntries", "upstreamQueries",
+		"upstreamErrors", "servFail", "badReplies", "tcpRetries", "inFlight", "refused", "rejected", "panics",
+		"latencyCounts", "latencySumNs", "upstreams"} {
+		if _, ok := wire[k]; !ok {
+			t.Errorf("status dnsStats lacks %q: %s", k, b)
+		}
+	}
+	if string(wire["panics"]) != "0" || string(wire["upstreamQueries"]) != "1" {
+		t.Errorf("status dnsStats panics %s, upstreamQueries %s; want 0 and 1", wire["panics"], wire["upstreamQueries"])
 	}
 }
 
@@ -112,7 +135,7 @@ func TestStartDNSListenError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`","dns":{"listen":["`+pc.LocalAddr().String()+`"],"upstreams":["192.0.2.1"]}}`), "test")
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`","dns":{"listen":["`+pc.LocalAddr().String()+`"],"upstreams":["192.0.2.1"]}}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

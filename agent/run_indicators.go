@@ -24,8 +24,8 @@ import (
 	"github.com/netward/netward/telemetry"
 )
 
-// IndicatorStoreFile is the last-good store's file in the data directory.
-const IndicatorStoreFile = "indicators.db"
+// indicatorStoreFile is the last-good store's file in the data directory.
+const indicatorStoreFile = "indicators.db"
 
 // maxLoggedProblems bounds the problems logged per loaded set; the rest are
 // counted (`netward indicators validate` lists them all).
@@ -63,40 +63,40 @@ const (
 	staleRepeat = time.Hour
 )
 
-// IndicatorStatus is the indicators part of `netward status`.
-type IndicatorStatus struct {
+// indicatorReport is the indicators part of `netward status`.
+type indicatorReport struct {
 	// Source is the configured indicators.source.
-	Source string `json:"source"`
+	Source string
 	// Version, FetchedAt and FromStore describe the set in force: FromStore
 	// is true while it is the stored last-good set restored at start.
-	Version   string    `json:"version"`
-	FetchedAt time.Time `json:"fetchedAt"`
-	FromStore bool      `json:"fromStore"`
+	Version   string
+	FetchedAt time.Time
+	FromStore bool
 	// Counts are the indicators in force by action and type, the expired
 	// ones, the http-only Url indicators, and the problems of the set
 	// (Errors: rejected entries; Warnings).
-	Counts indicators.Stats `json:"counts"`
+	Counts indicators.Stats
 	// CompiledAt is when the active policy was built (load or expiry).
-	CompiledAt time.Time `json:"compiledAt"`
+	CompiledAt time.Time
 	// NextExpiry is when the next indicator in force expires (zero: none).
-	NextExpiry time.Time `json:"nextExpiry"`
+	NextExpiry time.Time
 	// LastCheck is when the source last answered; LastError, LastErrorAt
 	// and Failures describe failed fetches since then.
-	LastCheck   time.Time `json:"lastCheck"`
-	LastError   string    `json:"lastError,omitempty"`
-	LastErrorAt time.Time `json:"lastErrorAt"`
-	Failures    int       `json:"failures"`
+	LastCheck   time.Time
+	LastError   string
+	LastErrorAt time.Time
+	Failures    int
 	// Sequence, FreshAt, Stale and FreshnessError are the feed's rollback
 	// floor and freshness (CONTRACT §5; https feeds only).
-	Sequence       uint64    `json:"sequence"`
-	FreshAt        time.Time `json:"freshAt"`
-	Stale          bool      `json:"stale"`
-	FreshnessError string    `json:"freshnessError,omitempty"`
+	Sequence       uint64
+	FreshAt        time.Time
+	Stale          bool
+	FreshnessError string
 }
 
-// IndicatorStatus reports the indicator set in force and the sync's state.
-func (a *Agent) IndicatorStatus() IndicatorStatus {
-	st := IndicatorStatus{Source: a.cfg.Indicators.Source}
+// indicatorStatus reports the indicator set in force and the sync's state.
+func (a *Agent) indicatorStatus() indicatorReport {
+	st := indicatorReport{Source: a.cfg.Indicators.Source}
 	if s := a.ind.sync.Load(); s != nil {
 		ss := s.Status()
 		st.LastCheck, st.LastError, st.LastErrorAt, st.Failures = ss.LastCheck, ss.LastError, ss.LastErrorAt, ss.Failures
@@ -129,7 +129,7 @@ func (a *Agent) startIndicators(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return err
 	}
-	store, err := indicators.OpenStore(indicators.StoreConfig{Path: filepath.Join(a.cfg.DataDir, IndicatorStoreFile), Log: log, Now: a.now})
+	store, err := indicators.OpenStore(indicators.StoreConfig{Path: filepath.Join(a.cfg.DataDir, indicatorStoreFile), Log: log, Now: a.now})
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func (a *Agent) startIndicators(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	a.ind.sync.Store(s)
-	a.SetReload(s.Reload) // `netward reload` (admin): read the source now
+	a.setReload(s.Reload) // `netward reload` (admin): read the source now
 	// The stored set is in force before Sync.Run opens any socket.
 	switch ok, err := s.Restore(); {
 	case err != nil:
@@ -213,7 +213,7 @@ func (a *Agent) checkFreshness(log *slog.Logger) {
 	if action == "" {
 		return
 	}
-	a.Emit(telemetry.Record{ActionType: action, PolicySequence: st.Sequence, PolicyVersion: st.Version, PolicyFreshAt: st.FreshAt})
+	a.emit(telemetry.Record{ActionType: action, PolicySequence: st.Sequence, PolicyVersion: st.Version, PolicyFreshAt: st.FreshAt})
 	switch {
 	case action == telemetry.ActionIndicatorSetFresh:
 		log.Info("indicator set is current again: the console proved it", "version", st.Version, "sequence", st.Sequence, "freshAt", st.FreshAt)
@@ -221,7 +221,7 @@ func (a *Agent) checkFreshness(log *slog.Logger) {
 		err := fmt.Errorf("indicator set %s (sequence %d) is stale: the console last proved it current at %s, more than indicators.maxAgeHours (%d) ago; it stays in force (%s)",
 			st.Version, st.Sequence, freshText(st.FreshAt), a.cfg.Indicators.MaxAgeHours, staleReason(st))
 		log.Warn(err.Error())
-		a.NoteError("indicators", err)
+		a.noteError("indicators", err)
 	}
 }
 
@@ -261,7 +261,7 @@ func (a *Agent) syncOptions(log *slog.Logger) (indicators.SyncConfig, error) {
 		Agent: indicators.AgentInfo{Version: version.Get().Version, Platform: osinfo.Platform(), OSVersion: osinfo.Version()},
 		// A refused set or an unreachable source is listed under "errors"
 		// in `netward status`, besides the indicators' own lastError.
-		OnError: func(err error) { a.NoteError("indicators", err) },
+		OnError: func(err error) { a.noteError("indicators", err) },
 		// The feed's sockets carry the agent's mark (exempt from DNS capture
 		// and inspection), and so do its resolver's queries.
 		Control: upstreamControl(a.cfg.DNS.Capture),
@@ -306,16 +306,15 @@ func (a *Agent) syncOptions(log *slog.Logger) (indicators.SyncConfig, error) {
 	return c, nil
 }
 
-// applyIndicators makes a new set the active policy: settings and policy
-// are swapped atomically (no query sees a half-built policy), bypasses of
-// indicators that are no longer Warn are dropped, and the expiry timer is
-// re-armed.
+// applyIndicators makes a new set the policy in force: policy and settings
+// are published in one swap (no query sees the new policy with the old
+// settings; followBypasses then drops the bypasses of indicators that are no
+// longer Warn), and the expiry timer is re-armed.
 func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 	now := a.now()
 	st := u.Set.Stats(now)
 	a.ind.mu.Lock()
-	a.settings.Store(a.feedSettings(u.Set.Settings))
-	a.SetPolicy(u.Policy)
+	a.dp.Set(u.Policy, a.feedSettings(u.Set.Settings))
 	kept := u
 	if u.NextExpiry.IsZero() {
 		// Nothing will expire, so the set is never compiled again: keep
@@ -332,7 +331,6 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 	case a.ind.wake <- struct{}{}:
 	default:
 	}
-	a.PruneBypasses()
 	log.Info("indicator set loaded", "source", u.Source, "version", u.Version, "fromStore", u.FromStore,
 		"indicators", st.Indicators, "byAction", st.ByAction, "byType", st.ByType, "httpOnly", st.HTTPOnly,
 		"expired", st.Expired, "rejected", st.Errors, "warnings", st.Warnings, "nextExpiry", expiryText(u.NextExpiry))
@@ -358,17 +356,17 @@ const bigSet = 100_000
 
 // feedSettings merges the feed's settings with the local config: a mode the
 // feed does not set is the config's.
-func (a *Agent) feedSettings(s indicators.Settings) *FeedSettings {
+func (a *Agent) feedSettings(s indicators.Settings) filter.Settings {
 	mode, _ := filter.ParseMode(a.cfg.Mode)
 	if s.Mode != "" {
 		if m, ok := filter.ParseMode(s.Mode); ok {
 			mode = m
 		}
 	}
-	return &FeedSettings{
+	return filter.Settings{
 		Mode: mode, ConvertWarnToBlock: s.ConvertWarnToBlock,
 		WarnRedirectURL: s.WarnRedirectURL, BlockRedirectURL: s.BlockRedirectURL,
-		BypassDurationHours: s.BypassDurationHours,
+		BypassDuration: time.Duration(s.BypassDurationHours * float64(time.Hour)),
 	}
 }
 
@@ -422,13 +420,12 @@ func (a *Agent) recompileIndicators(log *slog.Logger) {
 		a.log.Error("recompiling the indicator set after an expiry failed; the previous policy stays", "err", err)
 		return
 	}
-	a.SetPolicy(p)
+	a.dp.SetPolicy(p)
 	a.ind.stats = u.Set.Stats(now)
 	a.ind.nextExpiry = next
 	a.ind.compiledAt = a.now()
 	st := a.ind.stats
 	a.ind.mu.Unlock()
-	a.PruneBypasses()
 	log.Info("indicators expired; policy recompiled", "version", u.Version, "indicators", st.Indicators,
 		"expired", st.Expired, "nextExpiry", expiryText(next))
 }

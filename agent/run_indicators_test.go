@@ -16,38 +16,23 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/indicators"
+	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/telemetry"
 )
 
-// logBuffer is a goroutine-safe log destination.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // indicatorAgent builds an agent on dataDir following source, with the DNS
 // proxy on an ephemeral loopback port and no root-only component.
-func indicatorAgent(t *testing.T, dataDir, source string, logs *logBuffer) *Agent {
+func indicatorAgent(t *testing.T, dataDir, source string, logs *e2e.SyncBuf) *Agent {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"version": 1, "dataDir": %q, "mode": "block",
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`{"version": 1, "dataDir": %q, "mode": "block",
 		"indicators": {"source": %q, "longPollSeconds": 30},
 		"dns": {"capture": false, "listen": ["127.0.0.1:0"], "upstreams": ["192.0.2.53:53"]},
 		"sni": {"enabled": false}, "warn": {"sinkAddress": "127.77.3.154"}}`, dataDir, source)), "test")
@@ -63,6 +48,25 @@ func indicatorAgent(t *testing.T, dataDir, source string, logs *logBuffer) *Agen
 	return a
 }
 
+// runIndicators runs the agent's indicators component alone — nothing that
+// waits on a socket, so a test may run it in a synctest bubble — and
+// returns a stop that ends it and waits for it.
+func runIndicators(t *testing.T, a *Agent) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	if err := a.startIndicators(gctx, g); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return func() {
+		cancel()
+		if err := g.Wait(); err != nil {
+			t.Errorf("indicators component: %v", err)
+		}
+	}
+}
+
 func runAgent(t *testing.T, a *Agent) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,17 +77,6 @@ func runAgent(t *testing.T, a *Agent) (stop func()) {
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second) // a failure bound, not a timing check
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -104,91 +97,104 @@ const feedV1 = `{"version": "v1", "settings": {"mode": "audit", "warnRedirectUrl
   {"id": "3", "indicatorValue": "http://blocked.test/path", "indicatorType": "Url", "action": "Block"},
   {"id": "4", "indicatorValue": "bad name!", "indicatorType": "DomainName", "action": "Block"}]}`
 
-// A running agent follows a file:// source: the set is active with its
-// settings, an edit is applied, and after a restart with the source
-// unreachable the stored set is enforced before the sync starts.
+// The agent follows a file:// source: the set is in force with its
+// settings, an edit is applied once the file has been still for the watch
+// interval, and after a restart with the source unreachable the stored set
+// is enforced before the sync starts. The indicators component runs in a
+// synctest bubble: the watch interval passes on the bubble's clock, so the
+// edit is seen after exactly two intervals, whatever the machine's load.
 func TestAgentIndicatorsFileSource(t *testing.T) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	src := filepath.Join(dir, "indicators.json")
-	writeIndicators(t, src, feedV1)
-	var logs logBuffer
-	a := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
-	stop := runAgent(t, a)
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		data := filepath.Join(dir, "data")
+		src := filepath.Join(dir, "indicators.json")
+		writeIndicators(t, src, feedV1)
+		var logs e2e.SyncBuf
+		a := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
+		stop := runIndicators(t, a)
+		synctest.Wait() // the file is read and applied at start
 
-	waitUntil(t, "the file's set", func() bool { return a.IndicatorStatus().Version == "v1" })
-	if d := a.DecideName("www.blocked.test"); d.Match.Rule == nil || d.Match.Rule.ID != "1" || d.Verdict != filter.VerdictAudit {
-		t.Errorf("www.blocked.test in feed mode audit: %+v, want rule 1 audited", d)
-	}
-	s := a.Settings()
-	if s.Mode != filter.ModeAudit || s.WarnRedirectURL != "https://intranet.example/apps" {
-		t.Errorf("settings = %+v, want the feed's mode audit and warn URL", s)
-	}
-	st := a.IndicatorStatus()
-	if st.Counts.Indicators != 3 || st.Counts.ByAction["Block"] != 2 || st.Counts.ByAction["Warn"] != 1 ||
-		st.Counts.ByType["Url"] != 1 || st.Counts.HTTPOnly != 1 || st.Counts.Errors != 1 || st.FromStore {
-		t.Errorf("status = %+v", st)
-	}
-	waitUntil(t, "the load's log lines", func() bool { return strings.Contains(logs.String(), "bad name!") })
-	for _, want := range []string{"indicator set loaded", "version=v1", "rejected=1", "indicator problem", "bad name!"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		if v := a.indicatorStatus().Version; v != "v1" {
+			t.Fatalf("version %q in force after the start, want the file's v1", v)
 		}
-	}
+		if d := a.dp.DecideName("www.blocked.test"); d.Match.Rule == nil || d.Match.Rule.ID != "1" || d.Verdict != filter.VerdictAudit {
+			t.Errorf("www.blocked.test in feed mode audit: %+v, want rule 1 audited", d)
+		}
+		s := a.dp.State().Settings
+		if s.Mode != filter.ModeAudit || s.WarnRedirectURL != "https://intranet.example/apps" {
+			t.Errorf("settings = %+v, want the feed's mode audit and warn URL", s)
+		}
+		st := a.indicatorStatus()
+		if st.Counts.Indicators != 3 || st.Counts.ByAction["Block"] != 2 || st.Counts.ByAction["Warn"] != 1 ||
+			st.Counts.ByType["Url"] != 1 || st.Counts.HTTPOnly != 1 || st.Counts.Errors != 1 || st.FromStore {
+			t.Errorf("status = %+v", st)
+		}
+		for _, want := range []string{"indicator set loaded", "version=v1", "rejected=1", "indicator problem", "bad name!"} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, logs.String())
+			}
+		}
 
-	// An edit (now a hosts file, Warn turned off) is applied; the feed
-	// settings are gone, so the config's mode applies again.
-	writeIndicators(t, src, "0.0.0.0 other.test\n")
-	waitUntil(t, "the edit", func() bool { return a.DecideName("other.test").Verdict == filter.VerdictBlock })
-	if d := a.DecideName("blocked.test"); d.Match.Rule != nil {
-		t.Errorf("blocked.test still matches %+v after the edit", d.Match.Rule)
-	}
-	stop()
+		// An edit (now a hosts file, Warn turned off) is applied: the
+		// watch sees the change at one tick and applies it at the next,
+		// the file having stayed still; the feed settings are gone, so
+		// the config's mode applies again.
+		writeIndicators(t, src, "0.0.0.0 other.test\n")
+		time.Sleep(3 * a.ind.fileInterval) // a tick sees the change, the next sees the file still
+		synctest.Wait()
+		if d := a.dp.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
+			t.Fatalf("other.test %v two watch intervals after the edit, want block", d.Verdict)
+		}
+		if d := a.dp.DecideName("blocked.test"); d.Match.Rule != nil {
+			t.Errorf("blocked.test still matches %+v after the edit", d.Match.Rule)
+		}
+		stop()
 
-	// Restart with a feed that cannot be reached: the stored set (the
-	// edited file) is enforced as soon as the component has started,
-	// before any fetch.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "http://" + ln.Addr().String() + "/v1/indicators"
-	ln.Close()
-	a2 := indicatorAgent(t, data, down, &logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	g, gctx := errgroup.WithContext(ctx)
-	if err := a2.startIndicators(gctx, g); err != nil {
-		t.Fatal(err)
-	}
-	if d := a2.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
-		t.Errorf("restart with the source down: other.test %v, want the stored Block", d.Verdict)
-	}
-	if st := a2.IndicatorStatus(); !st.FromStore || st.Source != down {
-		t.Errorf("status after restart = %+v", st)
-	}
-	waitUntil(t, "a failed fetch", func() bool { return a2.IndicatorStatus().Failures > 0 })
-	if d := a2.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
-		t.Errorf("after a failed fetch: other.test %v, want the stored Block", d.Verdict)
-	}
-	cancel()
-	if err := g.Wait(); err != nil {
-		t.Errorf("indicators component: %v", err)
-	}
+		// Restart with a feed that cannot be reached: the stored set (the
+		// edited file) is enforced as soon as the component has started,
+		// before any fetch.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		down := "http://" + ln.Addr().String() + "/v1/indicators"
+		ln.Close()
+		a2 := indicatorAgent(t, data, down, &logs)
+		ctx, cancel := context.WithCancel(context.Background())
+		g, gctx := errgroup.WithContext(ctx)
+		if err := a2.startIndicators(gctx, g); err != nil {
+			t.Fatal(err)
+		}
+		if d := a2.dp.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
+			t.Errorf("restart with the source down: other.test %v, want the stored Block", d.Verdict)
+		}
+		if st := a2.indicatorStatus(); !st.FromStore || st.Source != down {
+			t.Errorf("status after restart = %+v", st)
+		}
+		synctest.Wait() // the first fetch has failed; the sync waits out its back-off
+		if st := a2.indicatorStatus(); st.Failures == 0 {
+			t.Errorf("status after the first fetch = %+v, want a failure", st)
+		}
+		if d := a2.dp.DecideName("other.test"); d.Verdict != filter.VerdictBlock {
+			t.Errorf("after a failed fetch: other.test %v, want the stored Block", d.Verdict)
+		}
+		cancel()
+		if err := g.Wait(); err != nil {
+			t.Errorf("indicators component: %v", err)
+		}
 
-	// Restart on the unchanged file: the stored set is restored, and once
-	// the file has been read (same content, nothing re-applied) status no
-	// longer says it comes from the store.
-	stored := a2.IndicatorStatus().Version
-	a3 := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
-	stop3 := runAgent(t, a3)
-	defer stop3()
-	waitUntil(t, "the unchanged file confirmed", func() bool {
-		st := a3.IndicatorStatus()
-		return !st.LastCheck.IsZero() && !st.FromStore
+		// Restart on the unchanged file: the stored set is restored, and
+		// once the file has been read (same content, nothing re-applied)
+		// status no longer says it comes from the store.
+		stored := a2.indicatorStatus().Version
+		a3 := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
+		stop3 := runIndicators(t, a3)
+		defer stop3()
+		synctest.Wait()
+		if st := a3.indicatorStatus(); st.LastCheck.IsZero() || st.FromStore || st.Version != stored {
+			t.Errorf("after a restart on the same file: %+v, want %q confirmed by the file", st, stored)
+		}
 	})
-	if st := a3.IndicatorStatus(); st.Version != stored {
-		t.Errorf("version after restart on the same file = %q, want %q", st.Version, stored)
-	}
 }
 
 // A corrupt store is moved aside with a log line; the agent starts and
@@ -199,86 +205,92 @@ func TestAgentIndicatorsCorruptStore(t *testing.T) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(data, IndicatorStoreFile), bytes.Repeat([]byte("garbage "), 4096), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(data, indicatorStoreFile), bytes.Repeat([]byte("garbage "), 4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	src := filepath.Join(dir, "list.txt")
 	writeIndicators(t, src, "blocked.test\n")
-	var logs logBuffer
+	var logs e2e.SyncBuf
 	a := indicatorAgent(t, data, "file://"+filepath.ToSlash(src), &logs)
-	stop := runAgent(t, a)
+	stop := runIndicators(t, a)
 	defer stop()
-	waitUntil(t, "the file's set", func() bool { return a.DecideName("blocked.test").Verdict == filter.VerdictBlock })
+	// The file is read at start, before startIndicators returns.
+	awaitChange(t, a.dp, "the file's set", func() bool { return a.dp.DecideName("blocked.test").Verdict == filter.VerdictBlock })
 	if !strings.Contains(logs.String(), "moved aside") {
 		t.Errorf("no log line about the corrupt store:\n%s", logs.String())
 	}
-	m, _ := filepath.Glob(filepath.Join(data, IndicatorStoreFile+".corrupt-*"))
+	m, _ := filepath.Glob(filepath.Join(data, indicatorStoreFile+".corrupt-*"))
 	if len(m) != 1 {
 		t.Errorf("corrupt store not moved aside: %v", m)
 	}
 }
 
 // An indicator stops applying at its expirationTime: the policy is compiled
-// again by a timer, and status shows the next expiry until then.
+// again by a timer at that instant (on the synctest bubble's clock), and
+// status shows the next expiry until then.
 func TestAgentIndicatorExpiry(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "indicators.json")
-	exp := time.Now().Add(400 * time.Millisecond).UTC()
-	writeIndicators(t, src, fmt.Sprintf(`{"version": "e1", "indicators": [
-	  {"id": "1", "indicatorValue": "short.test", "indicatorType": "DomainName", "action": "Block", "expirationTime": %q},
-	  {"id": "2", "indicatorValue": "long.test", "indicatorType": "DomainName", "action": "Block"}]}`, exp.Format(time.RFC3339Nano)))
-	var logs logBuffer
-	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
-	stop := runAgent(t, a)
-	defer stop()
-	waitUntil(t, "the set", func() bool { return a.IndicatorStatus().Version == "e1" })
-	// Checked at a time before the expiry: the indicator may already be
-	// gone only if the expiry instant has passed.
-	before := time.Now()
-	st := a.IndicatorStatus()
-	if before.Before(exp) {
-		if !st.NextExpiry.Equal(exp.Truncate(time.Nanosecond)) || st.Counts.Indicators != 2 {
-			t.Errorf("before expiry: status %+v, want next expiry %v and 2 indicators", st, exp)
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "indicators.json")
+		exp := time.Now().Add(400 * time.Millisecond).UTC()
+		writeIndicators(t, src, fmt.Sprintf(`{"version": "e1", "indicators": [
+		  {"id": "1", "indicatorValue": "short.test", "indicatorType": "DomainName", "action": "Block", "expirationTime": %q},
+		  {"id": "2", "indicatorValue": "long.test", "indicatorType": "DomainName", "action": "Block"}]}`, exp.Format(time.RFC3339Nano)))
+		var logs e2e.SyncBuf
+		a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
+		stop := runIndicators(t, a)
+		defer stop()
+		synctest.Wait()
+		st := a.indicatorStatus()
+		if st.Version != "e1" || !st.NextExpiry.Equal(exp) || st.Counts.Indicators != 2 {
+			t.Errorf("before expiry: status %+v, want e1, next expiry %v and 2 indicators", st, exp)
 		}
-	}
-	waitUntil(t, "the expiry", func() bool { return a.DecideName("short.test").Match.Rule == nil })
-	if now := time.Now(); now.Before(exp) {
-		t.Errorf("short.test stopped matching at %v, before its expiry %v", now, exp)
-	}
-	if d := a.DecideName("long.test"); d.Verdict != filter.VerdictBlock {
-		t.Errorf("long.test %v after the other expired", d.Verdict)
-	}
-	st = a.IndicatorStatus()
-	if !st.NextExpiry.IsZero() || st.Counts.Indicators != 1 || st.Counts.Expired != 1 {
-		t.Errorf("after expiry: %+v", st)
-	}
-	// The log line follows the swap.
-	waitUntil(t, "the recompile's log line", func() bool { return strings.Contains(logs.String(), "indicators expired; policy recompiled") })
+		time.Sleep(time.Until(exp) - time.Nanosecond)
+		synctest.Wait()
+		if d := a.dp.DecideName("short.test"); d.Verdict != filter.VerdictBlock {
+			t.Errorf("short.test %v a nanosecond before its expiry, want block", d.Verdict)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if d := a.dp.DecideName("short.test"); d.Match.Rule != nil {
+			t.Errorf("short.test still matches at its expiry: %+v", d.Match.Rule)
+		}
+		if d := a.dp.DecideName("long.test"); d.Verdict != filter.VerdictBlock {
+			t.Errorf("long.test %v after the other expired", d.Verdict)
+		}
+		st = a.indicatorStatus()
+		if !st.NextExpiry.IsZero() || st.Counts.Indicators != 1 || st.Counts.Expired != 1 {
+			t.Errorf("after expiry: %+v", st)
+		}
+		if !strings.Contains(logs.String(), "indicators expired; policy recompiled") {
+			t.Errorf("no log line for the recompile:\n%s", logs.String())
+		}
+	})
 }
 
 // The embedded default config (CONTRACT §3) runs the demo set built into
 // the binary.
 func TestDefaultConfigRunsBuiltinDemo(t *testing.T) {
-	cfg, err := DefaultConfig()
+	cfg, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Indicators.Source != indicators.BuiltinDemo {
 		t.Fatalf("default source %q, want %q", cfg.Indicators.Source, indicators.BuiltinDemo)
 	}
-	var logs logBuffer
+	var logs e2e.SyncBuf
 	a := indicatorAgent(t, t.TempDir(), cfg.Indicators.Source, &logs)
-	stop := runAgent(t, a)
+	stop := runIndicators(t, a)
 	defer stop()
-	waitUntil(t, "the demo set", func() bool { return a.DecideName("blocked.netward.example").Verdict == filter.VerdictBlock })
-	if st := a.IndicatorStatus(); st.Counts.Errors != 0 || st.Counts.Indicators == 0 {
+	awaitChange(t, a.dp, "the demo set", func() bool { return a.dp.DecideName("blocked.netward.example").Verdict == filter.VerdictBlock })
+	if st := a.indicatorStatus(); st.Counts.Errors != 0 || st.Counts.Indicators == 0 {
 		t.Errorf("demo status %+v", st)
 	}
 }
 
 // A public key that is not one is a configuration error, named.
 func TestAgentIndicatorsBadPublicKey(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`","indicators":{"source":"https://console.example/v1/indicators","publicKey":"bm90IGEga2V5"}}`), "test")
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`","indicators":{"source":"https://console.example/v1/indicators","publicKey":"bm90IGEga2V5"}}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,38 +312,38 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "indicators.json")
 	writeIndicators(t, src, feedV1)
-	var logs logBuffer
+	var logs e2e.SyncBuf
 	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
-	stop := runAgent(t, a)
+	stop := runIndicators(t, a)
 	defer stop()
-	waitUntil(t, "the file's set", func() bool { return a.IndicatorStatus().Version == "v1" })
+	awaitChange(t, a.dp, "the file's set", func() bool { return a.indicatorStatus().Version == "v1" })
 
-	st := a.ControlStatus().Indicators
+	st := a.controlStatus().Indicators
 	if st.Version != "v1" || st.Total != 3 || st.Rejected != 1 || st.FromStore || st.LastError != "" || st.LoadedAt.IsZero() {
 		t.Errorf("status indicators = %+v", st)
 	}
 
 	writeIndicators(t, src, `{"indicators": [`) // broken
-	if err := a.Reload(context.Background()); err == nil {
+	if err := a.reload(context.Background()); err == nil {
 		t.Fatal("reload of a broken file succeeded")
 	}
-	st = a.ControlStatus().Indicators
+	st = a.controlStatus().Indicators
 	if st.Version != "v1" || st.LastError == "" || st.Failures == 0 {
 		t.Errorf("after a failed reload: %+v, want v1 in force and the error shown", st)
 	}
-	if d := a.DecideName("blocked.test"); d.Match.Rule == nil {
+	if d := a.dp.DecideName("blocked.test"); d.Match.Rule == nil {
 		t.Error("the last good set is no longer enforced after a failed reload")
 	}
 
 	writeIndicators(t, src, `{"version": "v2", "indicators": [{"id": "9", "indicatorValue": "new.test", "indicatorType": "DomainName", "action": "Block"}]}`)
-	if err := a.Reload(context.Background()); err != nil {
+	if err := a.reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// Synchronous: no waiting for the file watch.
-	if st := a.ControlStatus().Indicators; st.Version != "v2" || st.Total != 1 || st.LastError != "" {
+	if st := a.controlStatus().Indicators; st.Version != "v2" || st.Total != 1 || st.LastError != "" {
 		t.Errorf("after reload: %+v", st)
 	}
-	if d := a.DecideName("new.test"); d.Verdict != filter.VerdictBlock {
+	if d := a.dp.DecideName("new.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("new.test after reload: %v", d.Verdict)
 	}
 }
@@ -341,31 +353,37 @@ func TestAgentIndicatorsReloadAndStatus(t *testing.T) {
 // a stray quote. shop.test stays blocked, `netward status` names the error
 // (under the indicators and under "errors"), and reload fails.
 func TestAgentBrokenFileKeepsBlocking(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "indicators.csv")
-	const header = "IndicatorType,IndicatorValue,Action\n"
-	writeIndicators(t, src, header+"DomainName,shop.test,Block\n")
-	var logs logBuffer
-	a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
-	stop := runAgent(t, a)
-	defer stop()
-	waitUntil(t, "the file's set", func() bool { return a.DecideName("shop.test").Verdict == filter.VerdictBlock })
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "indicators.csv")
+		const header = "IndicatorType,IndicatorValue,Action\n"
+		writeIndicators(t, src, header+"DomainName,shop.test,Block\n")
+		var logs e2e.SyncBuf
+		a := indicatorAgent(t, filepath.Join(dir, "data"), "file://"+filepath.ToSlash(src), &logs)
+		stop := runIndicators(t, a)
+		defer stop()
+		synctest.Wait()
+		if d := a.dp.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
+			t.Fatalf("shop.test is %v after the start, want the file's Block", d.Verdict)
+		}
 
-	writeIndicators(t, src, header+"DomainName,\"oops,Block\n")
-	waitUntil(t, "the refusal in status", func() bool { return a.ControlStatus().Indicators.LastError != "" })
-	if d := a.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
-		t.Fatalf("shop.test is %v after the broken file; the last good set must stay", d.Verdict)
-	}
-	st := a.ControlStatus()
-	if !strings.Contains(st.Indicators.LastError, "every entry of the new set is invalid") || st.Indicators.Total != 1 {
-		t.Errorf("status indicators = %+v", st.Indicators)
-	}
-	if len(st.Errors) == 0 || st.Errors[0].Component != "indicators" || !strings.Contains(st.Errors[0].Message, "last good set stays") {
-		t.Errorf("status errors = %+v, want the refusal", st.Errors)
-	}
-	if err := a.Reload(context.Background()); err == nil {
-		t.Error("reload of the broken file succeeded; `netward indicators reload` must exit 1")
-	}
+		writeIndicators(t, src, header+"DomainName,\"oops,Block\n")
+		time.Sleep(3 * a.ind.fileInterval) // the watch sees the change, then the file still
+		synctest.Wait()
+		if d := a.dp.DecideName("shop.test"); d.Verdict != filter.VerdictBlock {
+			t.Fatalf("shop.test is %v after the broken file; the last good set must stay", d.Verdict)
+		}
+		st := a.controlStatus()
+		if !strings.Contains(st.Indicators.LastError, "every entry of the new set is invalid") || st.Indicators.Total != 1 {
+			t.Errorf("status indicators = %+v", st.Indicators)
+		}
+		if len(st.Errors) == 0 || st.Errors[0].Component != "indicators" || !strings.Contains(st.Errors[0].Message, "last good set stays") {
+			t.Errorf("status errors = %+v, want the refusal", st.Errors)
+		}
+		if err := a.reload(context.Background()); err == nil {
+			t.Error("reload of the broken file succeeded; `netward indicators reload` must exit 1")
+		}
+	})
 }
 
 // TestAgentFeedStaleReported is issue 14 §2 in the agent: a feed set whose
@@ -398,14 +416,14 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	}))
 	defer srv.Close()
 	dir := t.TempDir()
-	cfg, err := ParseConfig(fmt.Appendf(nil, `{"version": 1, "dataDir": %q,
+	cfg, err := config.Parse(fmt.Appendf(nil, `{"version": 1, "dataDir": %q,
 		"indicators": {"source": %q, "publicKey": %q, "longPollSeconds": 1, "maxAgeHours": 72},
 		"dns": {"listen": ["127.0.0.1:0"], "upstreams": ["192.0.2.53:53"]}, "warn": {"sinkAddress": "127.77.3.154"}}`,
 		filepath.Join(dir, "data"), srv.URL+"/v1/indicators", pub), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs e2e.SyncBuf
 	a, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -415,7 +433,7 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	a.ind.freshEvery = time.Hour // checkFreshness is called by hand below
 	stop := runAgent(t, a)
 	defer stop()
-	waitUntil(t, "the feed's set", func() bool { return a.DecideName("blocked.test").Verdict == filter.VerdictBlock })
+	awaitChange(t, a.dp, "the feed's set", func() bool { return a.dp.DecideName("blocked.test").Verdict == filter.VerdictBlock })
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	m := newMetrics(a)
 	gauge := func(name string) float64 {
@@ -444,23 +462,25 @@ func TestAgentFeedStaleReported(t *testing.T) {
 		return n
 	}
 	a.checkFreshness(log)
-	if st := a.ControlStatus().Indicators; st.Stale || st.Sequence != 4 || st.MaxAgeHours != 72 || gauge("netward_indicator_set_stale") != 0 {
+	if st := a.controlStatus().Indicators; st.Stale || st.Sequence != 4 || st.MaxAgeHours != 72 || gauge("netward_indicator_set_stale") != 0 {
 		t.Fatalf("fresh set: %+v", st)
 	}
 
 	// Freeze the path, and once its first answer is in (the long poll in
 	// flight before got a real proof), let 73 hours pass.
 	frozen.Store(true)
-	waitUntil(t, "an answer from the frozen path", func() bool {
-		return a.IndicatorStatus().FreshnessError != ""
-	})
+	// The agent's long poll is answered by a real HTTP server: poll its
+	// status (no signal crosses that boundary).
+	e2e.WaitFor(t, "an answer from the frozen path", 20*time.Second, func() bool {
+		return a.indicatorStatus().FreshnessError != ""
+	}, &logs)
 	advance(73 * time.Hour)
 	a.checkFreshness(log)
-	st := a.ControlStatus()
+	st := a.controlStatus()
 	if !st.Indicators.Stale || gauge("netward_indicator_set_stale") != 1 || gauge("netward_indicator_set_sequence") != 4 {
 		t.Fatalf("after 73 h behind a frozen path: %+v", st.Indicators)
 	}
-	if a.DecideName("blocked.test").Verdict != filter.VerdictBlock {
+	if a.dp.DecideName("blocked.test").Verdict != filter.VerdictBlock {
 		t.Error("a stale set must stay in force")
 	}
 	if len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "is stale") {
@@ -477,9 +497,36 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	}
 
 	frozen.Store(false)
-	waitUntil(t, "a current proof", func() bool { return !a.IndicatorStatus().Stale })
+	e2e.WaitFor(t, "a current proof", 20*time.Second, func() bool { return !a.indicatorStatus().Stale }, &logs)
 	a.checkFreshness(log)
 	if n := records(telemetry.ActionIndicatorSetFresh); n != 1 || gauge("netward_indicator_set_stale") != 0 {
 		t.Errorf("fresh again: %d records", n)
 	}
+}
+
+// awaitChange waits until cond holds, checking it again at every change
+// the decision point publishes (a policy, the settings, a bypass) rather
+// than on a timer. The limit is a failure bound, not a timing check.
+func awaitChange(t *testing.T, dp *filter.DecisionPoint, what string, cond func() bool) {
+	t.Helper()
+	limit := time.NewTimer(20 * time.Second)
+	defer limit.Stop()
+	for {
+		changed := dp.Changed()
+		if cond() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-limit.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// installSet puts policy p in force as the indicator component does when it
+// loads set version generated at generated.
+func installSet(a *Agent, version string, generated time.Time, p *filter.Policy) {
+	a.applyIndicators(a.log, indicators.Update{Version: version, FetchedAt: a.now(), Policy: p,
+		Set: &indicators.Set{Version: version, GeneratedAt: generated}})
 }

@@ -4,45 +4,45 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
+	"github.com/netward/netward/filter/inspect"
 	"github.com/netward/netward/telemetry"
 )
 
 // inspectState is the agent's inspect component state.
 type inspectState struct {
 	inspector *hostnet.Inspector
-	changed   chan struct{} // see ipChanged; made by New
 }
 
-// InspectStats returns the inline inspector's counters, and false when
+// inspectStats returns the inline inspector's counters, and false when
 // inspection is off.
-func (a *Agent) InspectStats() (hostnet.InspectStats, bool) {
+func (a *Agent) inspectStats() (hostnet.InspectorStats, bool) {
 	if a.insp.inspector == nil {
-		return hostnet.InspectStats{}, false
+		return hostnet.InspectorStats{}, false
 	}
 	return a.insp.inspector.Stats(), true
 }
 
 // startInspect starts inline TLS/QUIC/HTTP inspection when sni.enabled: an
-// NFQUEUE reader whose verdicts come from the shared decision
-// (DecideName/DecideAddr/DecideURL), so DNS and the handshake never disagree.
+// NFQUEUE reader whose verdicts come from the decision point, so DNS and the
+// handshake never disagree.
 func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	if !a.cfg.SNI.Enabled {
 		return nil
 	}
-	since := a.ipKey() // before the verdicts in inspectConfig are computed
-	ins, err := hostnet.NewInspector(a.inspectConfig())
+	changed := a.dp.Changed() // before the verdicts in inspectConfig are computed
+	cfg := a.inspectConfig()
+	ins, err := hostnet.NewInspector(cfg)
 	if err != nil {
 		return fmt.Errorf("sni: %w", err)
 	}
 	a.insp.inspector = ins
 	g.Go(func() error {
-		a.followIPVerdicts(ctx, ins.SetIP, since, time.Second)
+		a.followIPVerdicts(ctx, ins.SetIP, cfg.IP, changed)
 		return nil
 	})
 	g.Go(func() error {
@@ -55,77 +55,48 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 }
 
 // followIPVerdicts keeps the kernel's IP verdicts (the inspector's ipblock,
-// ipwarn and ipdecide sets) in step with the decision: the policy, the
-// settings (mode, convertWarnToBlock) and the bypasses. It recomputes them
-// when one of those changed — told at once by SetPolicy, SetMode and bypass
-// changes (ipChanged), and checked every interval (cheap pointer and
-// counter compares) for what nobody announced: a bypass that expired, new
-// feed settings.
-//
-// since is the key the verdicts in force were computed from, taken before
-// computing them: a change in between is then seen as one.
-func (a *Agent) followIPVerdicts(ctx context.Context, setIP func(filter.IPVerdicts), since ipKey, every time.Duration) {
-	last := since
-	t := time.NewTicker(every)
-	defer t.Stop()
+// ipwarn and ipdecide sets) in step with the decision: every change the
+// decision point publishes — a policy, the mode, a bypass created, revoked
+// or expired — recomputes them, and setIP gets them when they differ from
+// last. changed is the decision point's channel taken before last was
+// computed, so a change in between is not missed.
+func (a *Agent) followIPVerdicts(ctx context.Context, setIP func(filter.IPVerdicts), last filter.IPVerdicts, changed <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		case <-a.insp.changed:
+		case <-changed:
 		}
-		if k := a.ipKey(); k != last {
-			last = k
-			setIP(a.IPVerdicts())
+		changed = a.dp.Changed()
+		if v := a.dp.IPVerdicts(); !v.Equal(last) {
+			last = v
+			setIP(v)
 		}
-	}
-}
-
-// ipKey identifies what the IP verdicts are computed from.
-type ipKey struct {
-	policy   *filter.Policy
-	settings *FeedSettings
-	bypasses uint64
-}
-
-func (a *Agent) ipKey() ipKey {
-	k := ipKey{policy: a.Policy(), settings: a.Settings()}
-	if s := a.warn.store.Load(); s != nil {
-		k.bypasses = s.Generation()
-	}
-	return k
-}
-
-// ipChanged tells followIPVerdicts that the policy, the mode or the
-// bypasses changed (it never blocks).
-func (a *Agent) ipChanged() {
-	select {
-	case a.insp.changed <- struct{}{}:
-	default:
 	}
 }
 
 // inspectConfig is the inspector's configuration from the agent's.
-func (a *Agent) inspectConfig() hostnet.InspectConfig {
-	return hostnet.InspectConfig{
-		Decider: a,
+func (a *Agent) inspectConfig() hostnet.InspectorConfig {
+	return hostnet.InspectorConfig{
+		Engine: inspect.Config{
+			Decider:           a.dp,
+			QUIC:              inspect.QUICMode(a.cfg.SNI.QUIC),
+			FailClosed:        a.cfg.SNI.FailClosed,
+			BlockEncryptedDNS: a.cfg.DNS.Capture,
+			OnDecision:        a.emitInspect,
+			Panics:            a.panics,
+			Now:               a.now,
+		},
 		// IP indicators in the kernel: Block on every protocol, Warn on
 		// every protocol but TCP (which is queued from its SYN on every
 		// port, like Audit); only 443/853/80 are read further for a name.
 		// Kept current by followIPVerdicts.
-		IP: a.IPVerdicts(),
+		IP: a.dp.IPVerdicts(),
 		// The agent's own sockets (DNS upstreams, feed, uploads) carry
 		// AgentMark and are never queued: the agent must not wait on itself.
-		SkipMark:          hostnet.AgentMark,
-		SkipMask:          0xffffffff,
-		QUIC:              a.cfg.SNI.QUIC,
-		FailClosed:        a.cfg.SNI.FailClosed,
-		BlockEncryptedDNS: a.cfg.DNS.Capture,
-		OnDecision:        a.emitInspect,
-		Panics:            a.panics,
-		Log:               a.log,
-		Now:               a.now,
+		SkipMark: hostnet.AgentMark,
+		SkipMask: 0xffffffff,
+		Log:      a.log,
 	}
 }
 
@@ -135,18 +106,18 @@ func (a *Agent) inspectConfig() hostnet.InspectConfig {
 // refused connection (Block, or Warn without a bypass: the connection is
 // reset) also tells the user, because a reset TLS or QUIC handshake cannot
 // show the warn page; for a Warn the notice says how to continue.
-func (a *Agent) emitInspect(e hostnet.InspectEvent) {
+func (a *Agent) emitInspect(e inspect.Event) {
 	if inspNotifies(e) {
 		name := e.Name
 		if name == "" {
 			name = e.Remote.Addr().String()
 		}
-		a.NotifyUser(e.Decision, name, "")
+		a.notifyUser(e.Decision, name, "")
 	}
-	action := ActionTypeFor(e.Decision)
+	action := actionTypeFor(e.Decision)
 	if action == "" {
 		switch {
-		case e.Reason == "unreadable" && e.Protocol == telemetry.ProtoQUIC:
+		case e.Reason == inspect.ReasonUnreadable && e.Protocol == inspect.ProtoQUIC:
 			action = telemetry.ConnectionFailed // dropped so the browser falls back to TCP
 		case e.Name != "":
 			action = telemetry.ConnectionSuccess
@@ -162,32 +133,30 @@ func (a *Agent) emitInspect(e hostnet.InspectEvent) {
 		RemoteUrl:  e.Name,
 		LocalIP:    e.Local.Addr().String(),
 		LocalPort:  int(e.Local.Port()),
-		Protocol:   e.Protocol,
-		Source:     e.Source,
+		Protocol:   e.Protocol.String(),
+		Source:     e.Source.String(),
 	}
-	if e.Source == telemetry.SourceHTTP && e.Name != "" {
+	if e.Source == inspect.SourceHTTP && e.Name != "" {
 		r.RemoteUrl = "http://" + e.Name + e.Path
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
 		r.IndicatorId = rule.ID
 		r.Application = rule.Application
 	}
-	a.Emit(r)
+	a.emit(r)
 }
 
 // inspNotifies reports whether the user hears about decision e: refusals by
 // an indicator. Refusals the user did not ask for by name — encrypted DNS the
-// browser tries in the background (dot, doh), QUIC dropped so the browser
+// browser tries in the background (DoT, DoH), QUIC dropped so the browser
 // falls back to TCP — stay silent; they are in telemetry.
-func inspNotifies(e hostnet.InspectEvent) bool {
+func inspNotifies(e inspect.Event) bool {
 	if !e.Decision.Verdict.Blocks() || e.Decision.Match.Rule == nil {
 		return false
 	}
 	switch e.Reason {
-	case "dot", "doh", "quic-block", "unreadable":
+	case inspect.ReasonDoT, inspect.ReasonDoH, inspect.ReasonQUICBlock, inspect.ReasonUnreadable:
 		return false
 	}
 	return true
 }
-
-var _ hostnet.InspectDecider = (*Agent)(nil)

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
+	"github.com/netward/netward/filter/inspect"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -27,7 +29,7 @@ func (r inspNoticeRecorder) Notify(_ context.Context, n notify.Notice, _ func())
 // TestEmitInspect checks what one inspector decision becomes: the telemetry
 // record (ActionType, Source, RemoteUrl) and whether the user is told.
 func TestEmitInspect(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,34 +54,34 @@ func TestEmitInspect(t *testing.T) {
 	remote := netip.MustParseAddrPort("203.0.113.5:443")
 	tests := []struct {
 		name       string
-		ev         hostnet.InspectEvent
+		ev         inspect.Event
 		wantAction string // "" = no record
 		wantURL    string
 		wantNotice string // "" = no notice
 	}{
-		{"warn by sni", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "www.warned.test",
+		{"warn by sni", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "www.warned.test",
 			Decision: filter.Decision{Match: filter.Match{Rule: warnRule}, Verdict: filter.VerdictWarn}},
 			telemetry.NetworkProtectionWarned, "www.warned.test", "www.warned.test"},
-		{"block by quic", hostnet.InspectEvent{Source: "quic", Protocol: "Quic", Name: "q.warned.test",
+		{"block by quic", inspect.Event{Source: inspect.SourceQUIC, Protocol: inspect.ProtoQUIC, Name: "q.warned.test",
 			Decision: filter.Decision{Match: filter.Match{Rule: warnRule}, Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "q.warned.test", "q.warned.test"},
-		{"http url path", hostnet.InspectEvent{Source: "http", Protocol: "Tcp", Name: "www.example.com", Path: "/forbidden/x",
+		{"http url path", inspect.Event{Source: inspect.SourceHTTP, Protocol: inspect.ProtoTCP, Name: "www.example.com", Path: "/forbidden/x",
 			Decision: filter.Decision{Match: filter.Match{Rule: urlRule}, Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "http://www.example.com/forbidden/x", "www.example.com"},
-		{"ip rule", hostnet.InspectEvent{Source: "ip", Protocol: "Tcp",
+		{"ip rule", inspect.Event{Source: inspect.SourceIP, Protocol: inspect.ProtoTCP,
 			Decision: filter.Decision{Match: filter.Match{Rule: blockRule}, Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "", "203.0.113.5"},
-		{"doh is silent", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "dns.google", Reason: "doh",
+		{"doh is silent", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "dns.google", Reason: inspect.ReasonDoH,
 			Decision: filter.Decision{Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "dns.google", ""},
-		{"quic unreadable dropped", hostnet.InspectEvent{Source: "quic", Protocol: "Quic", Reason: "unreadable",
+		{"quic unreadable dropped", inspect.Event{Source: inspect.SourceQUIC, Protocol: inspect.ProtoQUIC, Reason: inspect.ReasonUnreadable,
 			Decision: filter.Decision{Verdict: filter.VerdictBlock}},
 			telemetry.NetworkProtectionBlocked, "", ""},
-		{"allowed named", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "ok.test"},
+		{"allowed named", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "ok.test"},
 			telemetry.ConnectionSuccess, "ok.test", ""},
-		{"allowed unnamed", hostnet.InspectEvent{Source: "ip", Protocol: "Tcp"}, "", "", ""},
+		{"allowed unnamed", inspect.Event{Source: inspect.SourceIP, Protocol: inspect.ProtoTCP}, "", "", ""},
 		// A loud case last: a notice from a silent case above would arrive first.
-		{"warn again", hostnet.InspectEvent{Source: "sni", Protocol: "Tcp", Name: "last.warned.test",
+		{"warn again", inspect.Event{Source: inspect.SourceSNI, Protocol: inspect.ProtoTCP, Name: "last.warned.test",
 			Decision: filter.Decision{Match: filter.Match{Rule: warnRule}, Verdict: filter.VerdictWarn}},
 			telemetry.NetworkProtectionWarned, "last.warned.test", "last.warned.test"},
 	}
@@ -93,8 +95,8 @@ func TestEmitInspect(t *testing.T) {
 				if tc.wantAction == "" {
 					t.Fatalf("record %+v, want none", r)
 				}
-				if r.ActionType != tc.wantAction || r.Source != tc.ev.Source || r.RemoteUrl != tc.wantURL ||
-					r.Protocol != tc.ev.Protocol || r.RemoteIP != "203.0.113.5" || r.RemotePort != 443 || r.LocalPort != 40000 {
+				if r.ActionType != tc.wantAction || r.Source != tc.ev.Source.String() || r.RemoteUrl != tc.wantURL ||
+					r.Protocol != tc.ev.Protocol.String() || r.RemoteIP != "203.0.113.5" || r.RemotePort != 443 || r.LocalPort != 40000 {
 					t.Errorf("record = %+v, want %s source %s url %q", r, tc.wantAction, tc.ev.Source, tc.wantURL)
 				}
 				if rule := tc.ev.Decision.Match.Rule; rule != nil && (r.IndicatorId != rule.ID || r.Application != rule.Application) {
@@ -122,14 +124,15 @@ func TestEmitInspect(t *testing.T) {
 
 func TestInspectConfig(t *testing.T) {
 	for _, tc := range []struct {
-		json, quic string
-		capture    bool
+		json    string
+		quic    inspect.QUICMode
+		capture bool
 	}{
-		{`{"version":1,"sni":{"enabled":true}}`, hostnet.QUICInspect, false},
-		{`{"version":1,"sni":{"enabled":true,"quic":"block"},"dns":{"capture":true}}`, hostnet.QUICBlock, true},
-		{`{"version":1,"sni":{"enabled":true,"quic":"allow","failClosed":true}}`, hostnet.QUICAllow, false},
+		{`{"version":1,"sni":{"enabled":true}}`, inspect.QUICInspect, false},
+		{`{"version":1,"sni":{"enabled":true,"quic":"block"},"dns":{"capture":true}}`, inspect.QUICBlock, true},
+		{`{"version":1,"sni":{"enabled":true,"quic":"allow","failClosed":true}}`, inspect.QUICAllow, false},
 	} {
-		cfg, err := ParseConfig([]byte(tc.json), "test")
+		cfg, err := config.Parse([]byte(tc.json), "test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +145,7 @@ func TestInspectConfig(t *testing.T) {
 		if c.SkipMark != hostnet.AgentMark || c.SkipMask != 0xffffffff {
 			t.Errorf("%s: skip %#x/%#x, want AgentMark %#x/0xffffffff", tc.json, c.SkipMark, c.SkipMask, hostnet.AgentMark)
 		}
-		if c.QUIC != tc.quic || c.BlockEncryptedDNS != tc.capture || c.FailClosed != cfg.SNI.FailClosed || c.Decider == nil || c.OnDecision == nil {
+		if e := c.Engine; e.QUIC != tc.quic || e.BlockEncryptedDNS != tc.capture || e.FailClosed != cfg.SNI.FailClosed || e.Decider == nil || e.OnDecision == nil {
 			t.Errorf("%s: config %+v, want quic %s, encrypted DNS blocked %v", tc.json, c, tc.quic, tc.capture)
 		}
 		if _, err := hostnet.NewInspector(c); err != nil && runtime.GOOS == "linux" {
@@ -159,19 +162,23 @@ func TestInspectConfig(t *testing.T) {
 func TestAgentIPVerdicts(t *testing.T) {
 	a := policyAgent(t)
 	dir := a.cfg.DataDir
-	store, err := bypass.Open(bypass.Config{Path: filepath.Join(dir, "bypass.db")}, time.Now())
+	store, err := bypass.Open(bypass.Config{Path: filepath.Join(dir, "bypass.db"), OnChange: a.dp.BypassesChanged}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
 	a.warn.store.Store(store)
-	a.warn.wake = make(chan struct{}, 1)
+	a.dp.SetBypasses(store)
 
 	got := make(chan filter.IPVerdicts, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	since := a.ipKey()
-	go func() { a.followIPVerdicts(ctx, func(v filter.IPVerdicts) { got <- v }, since, time.Hour); close(done) }()
+	changed := a.dp.Changed()
+	last := a.dp.IPVerdicts()
+	go func() {
+		a.followIPVerdicts(ctx, func(v filter.IPVerdicts) { got <- v }, last, changed)
+		close(done)
+	}()
 	defer func() { cancel(); <-done }()
 	next := func(what string) filter.IPVerdicts {
 		t.Helper()
@@ -191,7 +198,7 @@ func TestAgentIPVerdicts(t *testing.T) {
 		return strings.Join(parts, " ")
 	}
 
-	a.SetPolicy(compileRules(t,
+	a.dp.SetPolicy(compileRules(t,
 		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
 		filter.Rule{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Allowed, ID: "2"},
 		filter.Rule{Value: "203.0.113.0/24", Type: filter.TypeIP, Action: filter.Warn, ID: "3", Title: "Monitored range"}))
@@ -199,26 +206,26 @@ func TestAgentIPVerdicts(t *testing.T) {
 	if str(v.Block) != "198.51.100.0-198.51.100.6 198.51.100.8-198.51.100.255" || str(v.Warn) != "203.0.113.0-203.0.113.255" {
 		t.Fatalf("after the policy: block %s, warn %s", str(v.Block), str(v.Warn))
 	}
-	if _, err := a.CreateBypass("198.51.100.9", "alice", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
+	if _, err := a.createBypass("198.51.100.9", "alice", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
 		t.Errorf("bypass of a blocked address: %v, want ErrBlock", err)
 	}
-	e, err := a.CreateBypass("203.0.113.9", "alice", bypass.HowCLI)
+	e, err := a.createBypass("203.0.113.9", "alice", bypass.HowCLI)
 	if err != nil || e.Indicator != "203.0.113.0/24" || e.IndicatorType != "IpAddress" {
 		t.Fatalf("bypass of a warned address: %+v %v", e, err)
 	}
 	if v := next("bypass"); v.Warn.Len() != 0 || str(v.Inspect) != "203.0.113.0-203.0.113.255" || v.Block.Len() != 2 {
 		t.Errorf("after the bypass: %+v", v)
 	}
-	if res, err := a.Check("http://203.0.113.9/", "alice"); err != nil || res.Kind != "ip" || res.Action != "bypassed" {
+	if res, err := a.check("http://203.0.113.9/", "alice"); err != nil || res.Kind != "ip" || res.Action != "bypassed" {
 		t.Errorf("check of an IP-literal URL after the bypass: %+v %v", res, err)
 	}
-	if n, err := a.RevokeBypass("203.0.113.9"); n != 1 || err != nil {
+	if n, err := a.revokeBypass("203.0.113.9"); n != 1 || err != nil {
 		t.Fatalf("revoke: %d %v", n, err)
 	}
 	if v := next("revoke"); str(v.Warn) != "203.0.113.0-203.0.113.255" {
 		t.Errorf("after the revoke: warn %s", str(v.Warn))
 	}
-	if err := a.SetMode("audit"); err != nil {
+	if err := a.setMode("audit"); err != nil {
 		t.Fatal(err)
 	}
 	if v := next("mode"); v.Block.Len() != 0 || v.Warn.Len() != 0 || v.Inspect.Len() != 3 {
@@ -231,7 +238,7 @@ func TestAgentIPVerdicts(t *testing.T) {
 // allow for a blocked /24).
 func TestCheckIPLiterals(t *testing.T) {
 	a := policyAgent(t)
-	a.SetPolicy(compileRules(t,
+	a.dp.SetPolicy(compileRules(t,
 		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "7"},
 		filter.Rule{Value: "2001:db8::/32", Type: filter.TypeIP, Action: filter.Block, ID: "8"},
 		filter.Rule{Value: "example.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "9"}))
@@ -245,7 +252,7 @@ func TestCheckIPLiterals(t *testing.T) {
 		{"203.0.113.7:80", "ip", "203.0.113.7", "allow", ""},
 		{"www.example.com:443", "name", "www.example.com", "warn", "9"},
 	} {
-		res, err := a.Check(tc.q, "")
+		res, err := a.check(tc.q, "")
 		if err != nil {
 			t.Errorf("check %q: %v", tc.q, err)
 			continue
@@ -263,7 +270,7 @@ func TestCheckIPLiterals(t *testing.T) {
 // policyAgent is an agent on a fresh data directory that starts nothing.
 func policyAgent(t *testing.T) *Agent {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

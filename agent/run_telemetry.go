@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -17,6 +14,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/telemetry"
 	"github.com/netward/netward/telemetry/flow"
 )
@@ -25,8 +24,7 @@ import (
 type telemetryState struct {
 	pipe atomic.Pointer[telemetry.Pipeline]
 	// names resolves remote addresses to the name the connection was made
-	// for (the DNS proxy's IP→name map); nil until the DNS component sets it
-	// with SetTelemetryNames before startTelemetry runs.
+	// for: the DNS proxy's IP→name map, set by New (initDNS).
 	names telemetry.NameLookup
 	flows atomic.Pointer[flow.Conntrack]
 	// noFlows keeps the conntrack source off (tests: it would watch and
@@ -34,30 +32,29 @@ type telemetryState struct {
 	noFlows bool
 }
 
-// TelemetryStatus is the telemetry part of `netward status`: spool depth,
-// last upload, quarantined chunks and every counted loss.
-type TelemetryStatus struct {
-	telemetry.Status
-	// Flows are the conntrack source's counters (nil when not running).
-	Flows *flow.Stats `json:"flows,omitempty"`
-}
-
-// TelemetryStatus reports the pipeline's state; zero before start.
-func (a *Agent) TelemetryStatus() TelemetryStatus {
-	var s TelemetryStatus
+// telemetryStatus is the telemetry part of `netward status`: spool depth,
+// last upload, quarantined chunks, every counted loss and the conntrack
+// source's counters; zero before start.
+func (a *Agent) telemetryStatus() control.TelemetryStatus {
+	var s control.TelemetryStatus
 	if p := a.tel.pipe.Load(); p != nil {
-		s.Status = p.Status()
+		ps := p.Status()
+		s = control.TelemetryStatus{
+			DeviceID: ps.DeviceID, Endpoint: ps.Endpoint,
+			SpoolChunks: ps.SpoolChunks, SpoolBytes: ps.SpoolBytes, SpoolRecords: ps.SpoolRecords,
+			OpenRecords: ps.OpenRecords, QueuedRecords: ps.QueuedRecords, UploadedChunks: ps.UploadedChunks,
+			LastUpload: ps.LastUpload, LastError: ps.LastError,
+			Quarantined: ps.Quarantined, QuarantinedIDs: ps.QuarantinedIDs,
+			DroppedQueueFull: ps.DroppedQueueFull, DroppedSpoolRecords: ps.DroppedSpoolRecords, DroppedSpoolChunks: ps.DroppedSpoolChunks,
+		}
 	}
 	if f := a.tel.flows.Load(); f != nil {
-		st := f.Stats()
-		s.Flows = &st
+		fs := f.Stats()
+		s.Flows = &control.FlowStats{Events: fs.Events, Overruns: fs.Overruns, Dumps: fs.Dumps, Records: fs.Records,
+			Flows: fs.Flows, FlowsDropped: fs.FlowsLimit}
 	}
 	return s
 }
-
-// SetTelemetryNames gives flow sources (conntrack) the IP→name map. Call it
-// before Run, or from a component that starts before telemetry.
-func (a *Agent) SetTelemetryNames(l telemetry.NameLookup) { a.tel.names = l }
 
 // startTelemetry builds the record pipeline (journal → chunks → spool →
 // uploader) from cfg.Telemetry, registers it as a record sink and, on Linux,
@@ -72,14 +69,9 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w (check dataDir)", dir, err)
 	}
-	deviceID, err := a.telemetryDeviceID(dir)
-	if err != nil {
-		return err
-	}
-	deviceName := a.cfg.Device.Name
-	if deviceName == "auto" || deviceName == "" {
-		deviceName, _ = os.Hostname()
-	}
+	// Run resolved "auto" (config.ResolveIdentity): the records, the
+	// chunks' URLs and the console all see one device id.
+	deviceID, deviceName := a.cfg.Device.ID, a.cfg.Device.Name
 	var token string
 	if tc.Endpoint != "" && a.cfg.Indicators.TokenFile != "" {
 		b, err := os.ReadFile(a.cfg.Indicators.TokenFile)
@@ -90,7 +82,7 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	}
 	var salt []byte
 	if privacy == telemetry.PrivacyPseudonymous {
-		if salt, err = readOrCreate(filepath.Join(dir, "tenant-salt"), 32); err != nil {
+		if salt, err = config.ReadOrCreateSecret(filepath.Join(dir, "tenant-salt"), 32); err != nil {
 			return err
 		}
 	}
@@ -125,36 +117,6 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 		return nil
 	}
 	return a.startFlowSource(ctx, g)
-}
-
-// telemetryDeviceID is the configured device id, or for "auto" a random id
-// created once and kept in dir (so chunk URLs stay stable across restarts).
-func (a *Agent) telemetryDeviceID(dir string) (string, error) {
-	if id := a.cfg.Device.ID; id != "" && id != "auto" {
-		return id, nil
-	}
-	b, err := readOrCreate(filepath.Join(dir, "device-id"), 16)
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
-}
-
-// readOrCreate returns the n random bytes stored in path, creating them once.
-func readOrCreate(path string, n int) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) == n {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	b = make([]byte, n)
-	_, _ = rand.Read(b)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("write %s: %w (check dataDir permissions)", path, err)
-	}
-	return b, nil
 }
 
 // consoleClient is the HTTP client for the console: TLS verified against the

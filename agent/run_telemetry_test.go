@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -20,7 +22,7 @@ func TestAgentTelemetryUploads(t *testing.T) {
 	}
 	srv := httptest.NewServer(coll)
 	defer srv.Close()
-	cfg, err := DefaultConfig()
+	cfg, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,22 +43,12 @@ func TestAgentTelemetryUploads(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(30 * time.Second)
-	for a.TelemetryStatus().Endpoint == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("telemetry did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	e2e.WaitFor(t, "telemetry to start", 30*time.Second, func() bool { return a.telemetryStatus().Endpoint != "" })
 	for range 6 {
-		a.Emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com", BytesSent: 10, BytesReceived: 20})
+		a.emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com", BytesSent: 10, BytesReceived: 20})
 	}
-	for a.TelemetryStatus().UploadedChunks < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("chunks not uploaded: %+v", a.TelemetryStatus())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The uploads go to a real HTTP collector: poll the status.
+	e2e.WaitFor(t, "two chunks uploaded", 30*time.Second, func() bool { return a.telemetryStatus().UploadedChunks >= 2 })
 	ru, err := coll.Rollup("dev-7")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +56,7 @@ func TestAgentTelemetryUploads(t *testing.T) {
 	if ru.Transactions != 6 || ru.TotalBytes != 180 || ru.DeviceName != "laptop-7" {
 		t.Errorf("rollup = %+v, want 6 transactions, 180 bytes, device laptop-7", ru)
 	}
-	if s := a.TelemetryStatus(); s.LastUpload.IsZero() {
+	if s := a.telemetryStatus(); s.LastUpload.IsZero() {
 		t.Errorf("status = %+v, want a last upload time", s)
 	}
 }

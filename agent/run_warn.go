@@ -23,28 +23,25 @@ import (
 type warnState struct {
 	store    atomic.Pointer[bypass.Store] // nil until startWarn: nothing is bypassed
 	notifier atomic.Pointer[notify.Notifier]
-	wake     chan struct{} // reschedules the purge after a new bypass
 }
-
-// defaultBypassDuration applies when neither the indicator nor the feed sets
-// one (CONTRACT §2).
-const defaultBypassDuration = 24 * time.Hour
 
 // startWarn opens the bypass store (so every interceptor started after it sees
 // bypasses that survived a restart), then serves the pages and notifications.
 func (a *Agent) startWarn(ctx context.Context, g *errgroup.Group) error {
-	store, err := bypass.Open(bypass.Config{Path: filepath.Join(a.cfg.DataDir, "bypass.db"), Log: a.log}, a.now())
+	store, err := bypass.Open(bypass.Config{Path: filepath.Join(a.cfg.DataDir, "bypass.db"), Log: a.log,
+		OnChange: a.dp.BypassesChanged}, a.now())
 	if err != nil {
 		return err
 	}
-	a.warn.wake = make(chan struct{}, 1)
 	a.warn.store.Store(store)
-	g.Go(func() error { return a.purgeBypasses(ctx, store) })
+	a.dp.SetBypasses(store)
+	seen := a.dp.State().Policy
+	g.Go(func() error { return a.followBypasses(ctx, store, seen) })
 
 	n := notify.New(notify.Config{
 		Log: a.log, Now: a.now,
 		Continue: func(nt notify.Notice) {
-			if _, err := a.CreateBypass(nt.Name, nt.User, bypass.HowPage); err != nil {
+			if _, err := a.createBypass(nt.Name, nt.User, bypass.HowPage); err != nil {
 				a.log.Warn("continue from a notification failed", "site", nt.Name, "err", err)
 			}
 		},
@@ -77,21 +74,21 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 		}
 	}
 	srv, err := warnpage.New(warnpage.Config{
-		Decide: a.DecideName,
+		Decide: a.dp.DecideName,
 		Continue: func(name, user string) (time.Time, error) {
-			e, err := a.CreateBypass(name, user, bypass.HowPage)
+			e, err := a.createBypass(name, user, bypass.HowPage)
 			return e.Expires, err
 		},
 		PeerUser: warnpage.LocalPeerUser,
 		Links: func() warnpage.Links {
-			s := a.Settings()
+			s := &a.dp.State().Settings
 			return warnpage.Links{Warn: s.WarnRedirectURL, Block: s.BlockRedirectURL}
 		},
 		Key:  key,
 		CA:   ca,
 		Wait: time.Duration(a.cfg.DNS.SyntheticTTLSeconds+1) * time.Second,
 		NoPage: func(name string) {
-			a.NotifyUser(a.DecideName(name), name, "")
+			a.notifyUser(a.dp.DecideName(name), name, "")
 		},
 		Panics: a.panics,
 		Now:    a.now,
@@ -123,20 +120,25 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 	return nil
 }
 
-// policyCheck is how often the purge loop looks for a new policy to prune
-// bypasses against (PruneBypasses may also be called right after SetPolicy).
-const policyCheck = 10 * time.Second
-
-// purgeBypasses drops expired bypasses exactly when the next one expires
-// (lookups already ignore them; purging keeps the store small), prunes
-// bypasses whose indicator is no longer a Warn when the policy changes, and
-// closes the store when ctx ends.
-func (a *Agent) purgeBypasses(ctx context.Context, store *bypass.Store) error {
+// followBypasses keeps the bypass store in step with the decision: it
+// purges expired bypasses exactly when the next one expires (lookups already
+// ignore them; purging keeps the store small and publishes the change, so
+// the kernel's IP verdicts close a warned address again), prunes the
+// bypasses whose indicator is no longer a Warn whenever a new policy is
+// published, and closes the store when ctx ends. seen is the policy in force
+// when the store opened: the one the bypasses were kept under.
+func (a *Agent) followBypasses(ctx context.Context, store *bypass.Store, seen *filter.Policy) error {
 	defer store.Close()
-	tick := time.NewTicker(policyCheck)
-	defer tick.Stop()
-	seen := a.Policy()
 	for {
+		changed := a.dp.Changed()
+		if p := a.dp.State().Policy; p != seen {
+			seen = p
+			if n, err := store.Prune(p); err != nil {
+				a.log.Warn("prune bypasses", "err", err)
+			} else if n > 0 {
+				a.log.Info("bypasses removed: their indicator is no longer a Warn", "count", n)
+			}
+		}
 		var fire <-chan time.Time
 		var timer *time.Timer
 		if next := store.NextExpiry(); !next.IsZero() {
@@ -145,16 +147,7 @@ func (a *Agent) purgeBypasses(ctx context.Context, store *bypass.Store) error {
 		}
 		select {
 		case <-ctx.Done():
-			if timer != nil {
-				timer.Stop()
-			}
-			return nil
-		case <-a.warn.wake:
-		case <-tick.C:
-			if p := a.Policy(); p != seen {
-				seen = p
-				a.PruneBypasses()
-			}
+		case <-changed:
 		case <-fire:
 			if n, err := store.Purge(a.now()); err != nil {
 				a.log.Warn("purge expired bypasses", "err", err)
@@ -165,112 +158,51 @@ func (a *Agent) purgeBypasses(ctx context.Context, store *bypass.Store) error {
 		if timer != nil {
 			timer.Stop()
 		}
-	}
-}
-
-// PruneBypasses removes the bypasses whose indicator is no longer a Warn in
-// the active policy (it became a Block, or disappeared): CONTRACT §2 says
-// such a bypass is removed. Lookups never apply them anyway (they check the
-// current match); pruning makes the removal durable, so the bypass does not
-// come back if the indicator later returns to Warn. Call after SetPolicy.
-func (a *Agent) PruneBypasses() {
-	store := a.warn.store.Load()
-	if store == nil {
-		return
-	}
-	live := map[string]bool{}
-	for _, r := range a.Policy().Rules() {
-		if r.Action != filter.Warn {
-			continue
-		}
-		if r.Application != "" {
-			live["app:"+r.Application] = true
-		} else {
-			live[r.Type.String()+":"+r.Value] = true
+		if ctx.Err() != nil {
+			return nil
 		}
 	}
-	n, err := store.Remove(func(e bypass.Entry) bool { return !live[e.Target()] })
-	if err != nil {
-		a.log.Warn("prune bypasses", "err", err)
-	} else if n > 0 {
-		a.log.Info("bypasses removed: their indicator is no longer a Warn", "count", n)
-	}
 }
 
-// bypassFor reports whether a Warn match has an active bypass on this device.
-// The DNS answer is host-wide and carries no user, so a bypass by any user of
-// the device counts here. Lock-free and allocation-free.
-func (a *Agent) bypassFor(m filter.Match) (time.Time, bool) {
-	if s := a.warn.store.Load(); s != nil {
-		return s.Active(m, "", a.now())
-	}
-	return time.Time{}, false
-}
-
-// DecideNameUser is DecideName for interceptors that know the user (SNI
-// with the socket's owner): a bypass counts only if that user, or the whole
-// device, created it. user "" is DecideName.
-func (a *Agent) DecideNameUser(name, user string) filter.Decision {
-	return filter.Decide(a.Policy().MatchName(name), a.filterSettings(), func(m filter.Match) (time.Time, bool) {
-		if s := a.warn.store.Load(); s != nil {
-			return s.Active(m, user, a.now())
-		}
-		return time.Time{}, false
-	})
-}
-
-// bypassDuration is the indicator's duration, else the feed's, else 24 h.
-func (a *Agent) bypassDuration(r *filter.Rule) time.Duration {
-	if r != nil && r.BypassDuration > 0 {
-		return r.BypassDuration
-	}
-	if h := a.Settings().BypassDurationHours; h > 0 {
-		return time.Duration(h * float64(time.Hour))
-	}
-	return defaultBypassDuration
-}
-
-// CreateBypass lets user (or, with user "", the whole device) continue past
+// createBypass lets user (or, with user "", the whole device) continue past
 // the Warn for name — a host name, or an IP address a Warn IP indicator
 // covers (the notice of a refused connection names it). how is
 // bypass.HowPage or bypass.HowCLI. It returns once the bypass is on disk,
 // and emits a NetworkProtectionUserBypassEvent. A Block can never be
 // bypassed: errors.Is(err, bypass.ErrBlock); a name with no Warn indicator
 // gives bypass.ErrNotWarned.
-func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
+func (a *Agent) createBypass(name, user, how string) (bypass.Entry, error) {
 	store := a.warn.store.Load()
 	if store == nil {
 		return bypass.Entry{}, errors.New("the bypass store is not open yet; retry in a moment")
 	}
-	n, m, err := a.bypassTarget(name)
+	st := a.dp.State()
+	n, m, err := bypassTarget(st.Policy, name)
 	if err != nil {
 		return bypass.Entry{}, err
 	}
 	switch {
 	case m.Action == filter.Block:
 		return bypass.Entry{}, fmt.Errorf("%s (indicator %s): %w", n, m.Rule.ID, bypass.ErrBlock)
-	case m.Action == filter.Warn && a.Settings().ConvertWarnToBlock:
+	case m.Action == filter.Warn && st.Settings.ConvertWarnToBlock:
 		return bypass.Entry{}, fmt.Errorf("%s: %w (the organisation turns warnings into blocks: convertWarnToBlock)", n, bypass.ErrBlock)
 	case m.Action != filter.Warn:
 		return bypass.Entry{}, fmt.Errorf("%s: %w", n, bypass.ErrNotWarned)
 	}
-	e, err := bypass.NewEntry(m, n, user, how, a.now(), a.bypassDuration(m.Rule))
+	e, err := bypass.NewEntry(m, n, user, how, a.now(), st.Settings.BypassDurationFor(m.Rule))
 	if err != nil {
 		return bypass.Entry{}, err
 	}
+	// Put publishes the change (bypass.Config.OnChange): a continued IP
+	// Warn opens the address for every protocol at once.
 	if err := store.Put(e); err != nil {
 		return bypass.Entry{}, err
-	}
-	a.ipChanged() // a continued IP Warn opens the address for every protocol
-	select {
-	case a.warn.wake <- struct{}{}:
-	default:
 	}
 	src := ""
 	if how == bypass.HowPage {
 		src = telemetry.SourceHTTP
 	}
-	a.Emit(telemetry.Record{
+	a.emit(telemetry.Record{
 		ActionType:                   telemetry.NetworkProtectionUserBypassEvent,
 		RemoteUrl:                    n,
 		IndicatorId:                  m.Rule.ID,
@@ -283,8 +215,9 @@ func (a *Agent) CreateBypass(name, user, how string) (bypass.Entry, error) {
 }
 
 // bypassTarget reads what a user continues past: a host name (domain rules)
-// or an IP address (IP rules); URLs and ports are not bypass targets.
-func (a *Agent) bypassTarget(name string) (string, filter.Match, error) {
+// or an IP address (IP rules) of policy p; URLs and ports are not bypass
+// targets.
+func bypassTarget(p *filter.Policy, name string) (string, filter.Match, error) {
 	t, err := filter.ParseTarget(name)
 	if err != nil || t.Kind == filter.TargetURL {
 		if err == nil {
@@ -292,59 +225,53 @@ func (a *Agent) bypassTarget(name string) (string, filter.Match, error) {
 		}
 		return "", filter.Match{}, fmt.Errorf("%q is not a host name or IP address: %w", name, err)
 	}
-	return t.String(), matchTarget(a.Policy(), t), nil
+	return t.String(), p.MatchTarget(t), nil
 }
 
-// ListBypasses returns the active bypasses, soonest expiry first.
-func (a *Agent) ListBypasses() []bypass.Entry {
+// listBypasses returns the active bypasses, soonest expiry first.
+func (a *Agent) listBypasses() []bypass.Entry {
 	if s := a.warn.store.Load(); s != nil {
 		return s.List(a.now())
 	}
 	return nil
 }
 
-// RevokeBypass removes every bypass for name: the name it was created for,
+// revokeBypass removes every bypass for name: the name it was created for,
 // its application, its indicator value, or whatever the name matches now.
 // It returns how many it removed.
-func (a *Agent) RevokeBypass(name string) (int, error) {
+func (a *Agent) revokeBypass(name string) (int, error) {
 	store := a.warn.store.Load()
 	if store == nil {
 		return 0, errors.New("the bypass store is not open yet; retry in a moment")
 	}
 	target := ""
-	if n, m, err := a.bypassTarget(name); err == nil {
+	if n, m, err := bypassTarget(a.dp.State().Policy, name); err == nil {
 		name = n
 		if m.Rule != nil {
-			if m.Rule.Application != "" {
-				target = "app:" + m.Rule.Application
-			} else {
-				target = m.Rule.Type.String() + ":" + m.Rule.Value
-			}
+			target = bypass.TargetOf(m.Rule)
 		}
 	}
-	n, err := store.Remove(func(e bypass.Entry) bool {
+	// Remove publishes the change: a warned address closes again on every
+	// protocol.
+	return store.Remove(func(e bypass.Entry) bool {
 		return e.Matches(name) || (target != "" && e.Target() == target)
 	})
-	if n > 0 {
-		a.ipChanged() // a warned address closes again on every protocol
-	}
-	return n, err
 }
 
-// BypassStats counts active bypasses per application (or indicator value for
+// bypassStats counts active bypasses per application (or indicator value for
 // indicators without one), for `netward status`.
-func (a *Agent) BypassStats() map[string]int {
+func (a *Agent) bypassStats() map[string]int {
 	if s := a.warn.store.Load(); s != nil {
 		return s.Stats(a.now())
 	}
 	return map[string]int{}
 }
 
-// NotifyUser tells the logged-in user (user "" = every desktop session) that
+// notifyUser tells the logged-in user (user "" = every desktop session) that
 // name was blocked or warned, for connections that cannot show a page
 // (non-browser apps, TLS without the local CA). Rate-limited per name and
 // user; never blocks. Decisions that do not refuse are ignored.
-func (a *Agent) NotifyUser(d filter.Decision, name, user string) {
+func (a *Agent) notifyUser(d filter.Decision, name, user string) {
 	n := a.warn.notifier.Load()
 	if n == nil || !d.Verdict.Blocks() {
 		return

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/telemetry"
 
@@ -26,18 +27,6 @@ import (
 
 // testSink is a loopback address no other component or test uses.
 const testSink = "127.77.0.154"
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func warnPolicy(t *testing.T, blockWarned bool) *filter.Policy {
 	t.Helper()
@@ -65,9 +54,9 @@ type startedAgent struct {
 }
 
 // startWarnAgent builds an agent on dir and runs only its warn component.
-func startWarnAgent(t *testing.T, dir string, c *clock) *startedAgent {
+func startWarnAgent(t *testing.T, dir string, c *e2e.Clock) *startedAgent {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(`{"version":1,"dataDir":"`+dir+`","warn":{"sinkAddress":"`+testSink+`"}}`), "test")
+	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+dir+`","warn":{"sinkAddress":"`+testSink+`"}}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +64,8 @@ func startWarnAgent(t *testing.T, dir string, c *clock) *startedAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.now = c.now
-	a.SetPolicy(warnPolicy(t, false))
+	a.now = c.Now
+	a.dp.SetPolicy(warnPolicy(t, false))
 	recs := make(chan telemetry.Record, 16)
 	a.addSink(func(r telemetry.Record) { recs <- r })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -100,7 +89,7 @@ func startWarnAgent(t *testing.T, dir string, c *clock) *startedAgent {
 
 func TestBypassLifecycle(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	c := e2e.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	a := startWarnAgent(t, dir, c)
 
 	// Refusals.
@@ -112,22 +101,22 @@ func TestBypassLifecycle(t *testing.T) {
 		{"www.blocked.test", bypass.ErrBlock},
 		{"free.test", bypass.ErrNotWarned},
 	} {
-		if _, err := a.CreateBypass(tc.name, "", bypass.HowCLI); !errors.Is(err, tc.want) {
+		if _, err := a.createBypass(tc.name, "", bypass.HowCLI); !errors.Is(err, tc.want) {
 			t.Errorf("CreateBypass(%q) err = %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if _, err := a.CreateBypass("not a name!", "", bypass.HowCLI); err == nil {
+	if _, err := a.createBypass("not a name!", "", bypass.HowCLI); err == nil {
 		t.Error("CreateBypass accepted an invalid name")
 	}
 
-	if d := a.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
+	if d := a.dp.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
 		t.Fatalf("before: %v", d.Verdict)
 	}
-	e, err := a.CreateBypass("WWW.Warned.Test.", "alice", bypass.HowCLI)
+	e, err := a.createBypass("WWW.Warned.Test.", "alice", bypass.HowCLI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Application != "Demo" || !e.Expires.Equal(c.now().Add(24*time.Hour)) || e.Name != "www.warned.test" {
+	if e.Application != "Demo" || !e.Expires.Equal(c.Now().Add(24*time.Hour)) || e.Name != "www.warned.test" {
 		t.Errorf("entry = %+v, want Demo for 24h", e)
 	}
 	r := <-a.records
@@ -147,88 +136,89 @@ func TestBypassLifecycle(t *testing.T) {
 		{"demo-cdn.test", "bob", filter.VerdictWarn},
 		{"blocked.test", "", filter.VerdictBlock},
 	} {
-		if d := a.DecideNameUser(tc.name, tc.user); d.Verdict != tc.want {
-			t.Errorf("DecideNameUser(%q, %q) = %v, want %v", tc.name, tc.user, d.Verdict, tc.want)
+		if d := a.dp.Explain(filter.Target{Kind: filter.TargetName, Name: tc.name}, tc.user).Decision; d.Verdict != tc.want {
+			t.Errorf("decision for %q as %q = %v, want %v", tc.name, tc.user, d.Verdict, tc.want)
 		}
 	}
 
 	// Durations: indicator, then feed setting.
-	e2, err := a.CreateBypass("short.test", "", bypass.HowPage)
+	e2, err := a.createBypass("short.test", "", bypass.HowPage)
 	if err != nil || e2.Expires.Sub(e2.Created) != 2*time.Second {
 		t.Errorf("short.test bypass = %+v %v, want 2s", e2, err)
 	}
 	<-a.records
-	a.settings.Store(&FeedSettings{BypassDurationHours: 0.5})
-	e3, err := a.CreateBypass("feed.test", "", bypass.HowPage)
+	a.dp.Set(a.dp.State().Policy, filter.Settings{BypassDuration: 30 * time.Minute})
+	e3, err := a.createBypass("feed.test", "", bypass.HowPage)
 	if err != nil || e3.Expires.Sub(e3.Created) != 30*time.Minute {
 		t.Errorf("feed.test bypass = %+v %v, want 30m", e3, err)
 	}
 	<-a.records
-	if st := a.BypassStats(); st["Demo"] != 1 || st["short.test"] != 1 || st["feed.test"] != 1 {
+	if st := a.bypassStats(); st["Demo"] != 1 || st["short.test"] != 1 || st["feed.test"] != 1 {
 		t.Errorf("BypassStats = %v", st)
 	}
 
 	// Expiry to the second.
-	c.add(2*time.Second - time.Nanosecond)
-	if d := a.DecideName("short.test"); d.Verdict != filter.VerdictBypassed {
+	c.Add(2*time.Second - time.Nanosecond)
+	if d := a.dp.DecideName("short.test"); d.Verdict != filter.VerdictBypassed {
 		t.Errorf("1ns before expiry: %v", d.Verdict)
 	}
-	c.add(time.Nanosecond)
-	if d := a.DecideName("short.test"); d.Verdict != filter.VerdictWarn {
+	c.Add(time.Nanosecond)
+	if d := a.dp.DecideName("short.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("at expiry: %v, want warn", d.Verdict)
 	}
 
 	// convertWarnToBlock disables bypassing, and new ones are refused.
-	a.settings.Store(&FeedSettings{ConvertWarnToBlock: true})
-	if d := a.DecideName("warned.test"); d.Verdict != filter.VerdictBlock {
+	a.dp.Set(a.dp.State().Policy, filter.Settings{ConvertWarnToBlock: true})
+	if d := a.dp.DecideName("warned.test"); d.Verdict != filter.VerdictBlock {
 		t.Errorf("convertWarnToBlock: %v, want block", d.Verdict)
 	}
-	if _, err := a.CreateBypass("feed.test", "", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
+	if _, err := a.createBypass("feed.test", "", bypass.HowCLI); !errors.Is(err, bypass.ErrBlock) {
 		t.Errorf("convertWarnToBlock: CreateBypass err = %v", err)
 	}
-	a.settings.Store(&FeedSettings{})
+	a.dp.Set(a.dp.State().Policy, filter.Settings{})
 
 	// Restart: the bypass survives.
 	a.stop()
 	a2 := startWarnAgent(t, dir, c)
-	if d := a2.DecideName("demo-cdn.test"); d.Verdict != filter.VerdictBypassed {
+	if d := a2.dp.DecideName("demo-cdn.test"); d.Verdict != filter.VerdictBypassed {
 		t.Errorf("after restart: %v, want bypassed", d.Verdict)
 	}
-	if l := a2.ListBypasses(); len(l) != 2 {
+	if l := a2.listBypasses(); len(l) != 2 {
 		t.Errorf("ListBypasses after restart = %+v, want Demo and feed.test", l)
 	}
 
 	// Indicators become Block: never applied; the indicator-keyed bypass is
 	// pruned for good; the application bypass still covers the app's other,
 	// still warned, domain.
-	a2.SetPolicy(warnPolicy(t, true))
+	a2.dp.SetPolicy(warnPolicy(t, true))
 	for name, want := range map[string]filter.Verdict{"warned.test": filter.VerdictBlock, "feed.test": filter.VerdictBlock, "demo-cdn.test": filter.VerdictBypassed} {
-		if d := a2.DecideName(name); d.Verdict != want {
+		if d := a2.dp.DecideName(name); d.Verdict != want {
 			t.Errorf("after Warn→Block: %s is %v, want %v", name, d.Verdict, want)
 		}
 	}
-	a2.PruneBypasses()
-	a2.SetPolicy(warnPolicy(t, false))
-	if d := a2.DecideName("feed.test"); d.Verdict != filter.VerdictWarn {
+	// The new policy is published; the warn component prunes on it.
+	awaitChange(t, a2.dp, "the prune of feed.test", func() bool { return len(a2.listBypasses()) == 1 })
+	a2.dp.SetPolicy(warnPolicy(t, false))
+	if d := a2.dp.DecideName("feed.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("bypass came back after Block→Warn: %v", d.Verdict)
 	}
 
 	// Revoke by a name of the application.
-	if n, err := a2.RevokeBypass("demo-cdn.test"); err != nil || n != 1 {
+	if n, err := a2.revokeBypass("demo-cdn.test"); err != nil || n != 1 {
 		t.Errorf("RevokeBypass = %d %v, want 1", n, err)
 	}
-	if d := a2.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
+	if d := a2.dp.DecideName("warned.test"); d.Verdict != filter.VerdictWarn {
 		t.Errorf("after revoke: %v", d.Verdict)
 	}
 }
 
 func TestBypassForAllocs(t *testing.T) {
-	c := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	c := e2e.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	a := startWarnAgent(t, t.TempDir(), c)
-	if _, err := a.CreateBypass("warned.test", "", bypass.HowCLI); err != nil {
+	if _, err := a.createBypass("warned.test", "", bypass.HowCLI); err != nil {
 		t.Fatal(err)
 	}
-	if n := testing.AllocsPerRun(100, func() { a.DecideName("demo-cdn.test") }); n > 0 {
+	if n := testing.AllocsPerRun(100, func() { a.dp.DecideName("demo-cdn.test") }); n > 0 {
 		t.Errorf("DecideName with a bypass allocates %v times", n)
 	}
 }
@@ -236,7 +226,7 @@ func TestBypassForAllocs(t *testing.T) {
 // With root, the pages are served on the sink address.
 func TestPagesOnSink(t *testing.T) {
 	e2e.Require(t) // binding port 80 needs root
-	c := &clock{t: time.Now()}
+	c := e2e.NewClock(time.Now())
 	a := startWarnAgent(t, t.TempDir(), c)
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Timeout: 5 * time.Second, Jar: jar,
@@ -272,7 +262,7 @@ func TestPagesOnSink(t *testing.T) {
 	// The page knows which local account's socket connected: the bypass and
 	// its event name it.
 	me, _ := user.Current()
-	l := a.ListBypasses()
+	l := a.listBypasses()
 	if len(l) != 1 || l[0].Who != me.Username || l[0].How != bypass.HowPage {
 		t.Errorf("bypasses = %+v, want one by %s from the page", l, me.Username)
 	}

@@ -9,52 +9,38 @@ import (
 	"github.com/netward/netward/filter"
 )
 
-// PolicyInfo describes the indicator set in force, for `netward status` and
-// the metrics. The indicator sync reports it with NotePolicy.
-type PolicyInfo struct {
+// setInfo describes the indicator set in force, for `netward status` and
+// the metrics.
+type setInfo struct {
 	Version     string
 	GeneratedAt time.Time
 	LoadedAt    time.Time
 }
 
-// NotePolicy records the version and times of the indicator set just
-// installed with SetPolicy (SetPolicy counts the swap). The indicator sync
-// calls it after every SetPolicy.
-func (a *Agent) NotePolicy(info PolicyInfo) {
-	if info.LoadedAt.IsZero() {
-		info.LoadedAt = a.now()
-	}
-	a.ctl.policy.Store(&info)
-}
-
 // policyInfo describes the indicator set in force for `netward status` and
 // the metrics (netward_indicator_set_info, netward_indicator_set_age_seconds):
-// the indicator sync's set when one runs, else the last NotePolicy info
-// (zero before the first).
-func (a *Agent) policyInfo() PolicyInfo {
+// the indicator sync's set, zero before the first.
+func (a *Agent) policyInfo() setInfo {
 	a.ind.mu.Lock()
 	u := a.ind.cur
 	a.ind.mu.Unlock()
-	if u != nil {
-		info := PolicyInfo{Version: u.Version, LoadedAt: u.FetchedAt}
-		if u.Set != nil {
-			info.GeneratedAt = u.Set.GeneratedAt
-		}
-		return info
+	if u == nil {
+		return setInfo{}
 	}
-	if p := a.ctl.policy.Load(); p != nil {
-		return *p
+	info := setInfo{Version: u.Version, LoadedAt: u.FetchedAt}
+	if u.Set != nil {
+		info.GeneratedAt = u.Set.GeneratedAt
 	}
-	return PolicyInfo{}
+	return info
 }
 
 // maxNotedErrors bounds the recent-errors list of `netward status`.
 const maxNotedErrors = 10
 
-// NoteError records a component error for `netward status` (the last few,
+// noteError records a component error for `netward status` (the last few,
 // newest first). Components call it for errors the user should see without
 // reading the log.
-func (a *Agent) NoteError(component string, err error) {
+func (a *Agent) noteError(component string, err error) {
 	if err == nil {
 		return
 	}
@@ -73,31 +59,28 @@ func (a *Agent) notedErrors() []control.ErrorEntry {
 	return append([]control.ErrorEntry{}, a.ctl.errs...)
 }
 
-// SetMode changes the enforcement mode (off, audit, block) until the next
+// setMode changes the enforcement mode (off, audit, block) until the next
 // indicator update brings the console's setting.
-func (a *Agent) SetMode(mode string) error {
+func (a *Agent) setMode(mode string) error {
 	m, ok := filter.ParseMode(mode)
 	if !ok || mode == "" {
 		return fmt.Errorf("mode %q is not one of off, audit, block", mode)
 	}
-	s := *a.Settings()
-	s.Mode = m
-	a.settings.Store(&s)
-	a.ipChanged()
+	a.dp.SetMode(m)
 	a.log.Info("enforcement mode changed", "mode", m.String())
 	return nil
 }
 
-// Reload re-reads the indicator source now. It needs the indicator sync to
+// reload re-reads the indicator source now. It needs the indicator sync to
 // register its reload function (SetReload); until then it reports
 // control.ErrNotSupported.
-func (a *Agent) Reload(ctx context.Context) error {
+func (a *Agent) reload(ctx context.Context) error {
 	if f := a.ctl.reload; f != nil {
 		return f(ctx)
 	}
 	return fmt.Errorf("the indicator sync does not support reload: %w", control.ErrNotSupported)
 }
 
-// SetReload registers the indicator sync's reload function for `/v1/reload`.
+// setReload registers the indicator sync's reload function for `/v1/reload`.
 // Call it before Run (or from a component that starts before control).
-func (a *Agent) SetReload(f func(context.Context) error) { a.ctl.reload = f }
+func (a *Agent) setReload(f func(context.Context) error) { a.ctl.reload = f }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
 )
 
 // requirePackaging runs the slow packaging test (a full build of netward and
@@ -148,7 +148,7 @@ func TestPackage(t *testing.T) {
 		// The default config parses, and (as root) passes the permission
 		// check the service makes at start.
 		cfgPath := filepath.Join(root, "etc/netward/netward.json.dpkg-new")
-		cfg, err := agent.LoadConfig(cfgPath)
+		cfg, err := config.Load(cfgPath)
 		if err != nil {
 			t.Fatalf("packaged config: %v", err)
 		}
@@ -157,7 +157,7 @@ func TestPackage(t *testing.T) {
 		}
 		if os.Geteuid() == 0 {
 			cfg.DataDir = filepath.Join(root, "var/lib/dpkg")
-			if err := agent.CheckPermissions(cfg); err != nil {
+			if err := config.CheckPermissions(cfg); err != nil {
 				t.Errorf("packaged files fail the permission check: %v", err)
 			}
 		}

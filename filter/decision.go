@@ -75,10 +75,35 @@ type Decision struct {
 	BypassExpires time.Time
 }
 
-// Settings are the feed-level switches that shape a Decision.
+// Settings are the console's device settings (CONTRACT §5) merged with the
+// local configuration: the switches that shape a Decision, and what the
+// pages and bypasses built on it need.
 type Settings struct {
 	Mode               Mode
 	ConvertWarnToBlock bool
+	// WarnRedirectURL and BlockRedirectURL are the organisation's links the
+	// warn and block pages offer (CONTRACT §2).
+	WarnRedirectURL, BlockRedirectURL string
+	// BypassDuration is the feed's bypassDurationHours; zero means
+	// DefaultBypassDuration.
+	BypassDuration time.Duration
+}
+
+// DefaultBypassDuration applies when neither the indicator nor the feed sets
+// a bypass duration (CONTRACT §2).
+const DefaultBypassDuration = 24 * time.Hour
+
+// BypassDurationFor is how long a bypass of the indicator r lasts: the
+// indicator's own duration, else the feed's, else DefaultBypassDuration
+// (CONTRACT §2).
+func (s *Settings) BypassDurationFor(r *Rule) time.Duration {
+	switch {
+	case r != nil && r.BypassDuration > 0:
+		return r.BypassDuration
+	case s.BypassDuration > 0:
+		return s.BypassDuration
+	}
+	return DefaultBypassDuration
 }
 
 // BypassFunc reports whether a bypass is active for the matched rule and until
@@ -88,33 +113,44 @@ type BypassFunc func(m Match) (time.Time, bool)
 // Decide applies CONTRACT §1 modes and §2 bypass semantics to a policy match.
 // bypass may be nil.
 func Decide(m Match, s Settings, bypass BypassFunc) Decision {
-	d := Decision{Match: m}
-	switch m.Action {
-	case Allowed, 0:
-		d.Would = VerdictAllow
-	case Audit:
-		d.Would = VerdictAudit
-	case Block:
-		d.Would = VerdictBlock
-	case Warn:
-		d.Would = VerdictWarn
-		if s.ConvertWarnToBlock {
-			d.Would = VerdictBlock
-		} else if bypass != nil {
-			if until, ok := bypass(m); ok {
-				d.Would = VerdictBypassed
-				d.BypassExpires = until
-			}
+	d := Decision{Match: m, Would: would(m.Action, s.ConvertWarnToBlock)}
+	if d.Would == VerdictWarn && bypass != nil {
+		if until, ok := bypass(m); ok {
+			d.Would, d.BypassExpires = VerdictBypassed, until
 		}
 	}
-	d.Verdict = d.Would
-	if d.Would.Blocks() {
-		switch s.Mode {
-		case ModeAudit:
-			d.Verdict = VerdictAudit // allowed, and recorded as audited
-		case ModeOff:
-			d.Verdict = VerdictAllow // no enforcement; the transaction is still reported
-		}
-	}
+	d.Verdict = enforced(d.Would, s.Mode)
 	return d
+}
+
+// would is the verdict of an indicator action in block mode, before any
+// bypass: a Warn may still be bypassed.
+func would(a Action, convertWarnToBlock bool) Verdict {
+	switch a {
+	case Audit:
+		return VerdictAudit
+	case Block:
+		return VerdictBlock
+	case Warn:
+		if convertWarnToBlock {
+			return VerdictBlock
+		}
+		return VerdictWarn
+	}
+	return VerdictAllow // no match, or Allowed
+}
+
+// enforced is what mode m makes of the block-mode verdict v: in audit mode
+// a refusal is allowed and recorded as audited, in off mode it is allowed
+// (the transaction is still reported).
+func enforced(v Verdict, m Mode) Verdict {
+	if v.Blocks() {
+		switch m {
+		case ModeAudit:
+			return VerdictAudit
+		case ModeOff:
+			return VerdictAllow
+		}
+	}
+	return v
 }

@@ -171,3 +171,13 @@ func maxAddr(v6 bool) netip.Addr {
 	}
 	return netip.AddrFrom4([4]byte{0xff, 0xff, 0xff, 0xff})
 }
+
+// Equal reports whether v and o hold the same ranges.
+func (v IPVerdicts) Equal(o IPVerdicts) bool {
+	return v.Block.Equal(o.Block) && v.Warn.Equal(o.Warn) && v.Inspect.Equal(o.Inspect)
+}
+
+// Equal reports whether f and o hold the same ranges.
+func (f FamilyRanges) Equal(o FamilyRanges) bool {
+	return slices.Equal(f.V4, o.V4) && slices.Equal(f.V6, o.V6)
+}

@@ -104,3 +104,25 @@ func addrLiteral(s string) (netip.Addr, bool) {
 	}
 	return a.Unmap(), true
 }
+
+// MatchTarget is the policy match for t: an address by the IP rules, a URL
+// by the URL rules and then its host's domain rules, a name by the domain
+// rules.
+func (p *Policy) MatchTarget(t Target) Match {
+	switch t.Kind {
+	case TargetIP:
+		return p.MatchAddr(t.Addr)
+	case TargetURL:
+		return p.MatchRequest(t.URL.Host, t.URL.Path)
+	}
+	return p.MatchName(t.Name)
+}
+
+// MatchRequest is the match for a plain-HTTP request: the URL rules first
+// (they are the most specific), then the host's domain rules.
+func (p *Policy) MatchRequest(host, path string) Match {
+	if m := p.MatchURL(host, path); m.Rule != nil {
+		return m
+	}
+	return p.MatchName(host)
+}

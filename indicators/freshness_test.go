@@ -15,16 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/internal/e2e"
 )
-
-// clock is a settable time source shared by a feed server and an agent.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 var freshStart = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
@@ -104,7 +97,7 @@ func (p *pathProxy) lastAnswer(code int) *answer {
 // feedRig is a signed feed (the package's Handler on a settable clock)
 // behind a pathProxy, and a Sync following it through the proxy.
 type feedRig struct {
-	clk   *clock
+	clk   *e2e.Clock
 	h     *Handler
 	proxy *pathProxy
 	store *Store
@@ -114,8 +107,8 @@ type feedRig struct {
 
 func newFeedRig(t *testing.T, storePath string, pub ed25519.PublicKey, priv ed25519.PrivateKey) *feedRig {
 	t.Helper()
-	r := &feedRig{clk: &clock{t: freshStart}, ups: make(updates, 8)}
-	r.h = NewHandler(HandlerConfig{Key: priv, Now: r.clk.now})
+	r := &feedRig{clk: e2e.NewClock(freshStart), ups: make(updates, 8)}
+	r.h = NewHandler(HandlerConfig{Key: priv, Now: r.clk.Now})
 	real := httptest.NewServer(r.h)
 	t.Cleanup(real.Close)
 	r.proxy = newPathProxy(t, real.URL)
@@ -127,7 +120,7 @@ func newFeedRig(t *testing.T, storePath string, pub ed25519.PublicKey, priv ed25
 // sync is a new Sync (a restarted agent) on the rig's store.
 func (r *feedRig) sync(t *testing.T, pub ed25519.PublicKey) *Sync {
 	t.Helper()
-	s, err := NewSync(SyncConfig{Source: r.proxy.url(), PublicKey: pub, Store: r.store, Apply: r.ups.apply, Now: r.clk.now,
+	s, err := NewSync(SyncConfig{Source: r.proxy.url(), PublicKey: pub, Store: r.store, Apply: r.ups.apply, Now: r.clk.Now,
 		Agent: AgentInfo{Version: "9.9", Platform: "linux", OSVersion: "test"}})
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +234,7 @@ func TestSyncFreshness(t *testing.T) {
 	}
 
 	// Two days on, a 304 brings a new proof (signed at that time).
-	r.clk.add(48 * time.Hour)
+	r.clk.Add(48 * time.Hour)
 	if err := r.s.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +249,7 @@ func TestSyncFreshness(t *testing.T) {
 	// The path freezes: it answers that 304 for ever. 73 hours later the
 	// set is stale, and still in force.
 	r.proxy.replay.Store(frozen)
-	r.clk.add(73 * time.Hour)
+	r.clk.Add(73 * time.Hour)
 	if err := r.s.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +271,7 @@ func TestSyncFreshness(t *testing.T) {
 	// A replayed body (the same set, with its old proof) does not refresh.
 	old := r.proxy.lastAnswer(http.StatusOK)
 	r.proxy.replay.Store(old)
-	r.clk.add(80 * time.Hour)
+	r.clk.Add(80 * time.Hour)
 	if err := r.s.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +291,7 @@ func TestSyncFreshness(t *testing.T) {
 	}
 	// A proof for another version (a 304 answered with some other set's
 	// proof) does not verify.
-	other := SignFreshness(priv, 9, "sha256-other", r.clk.now())
+	other := SignFreshness(priv, 9, "sha256-other", r.clk.Now())
 	r.proxy.strip.Store("")
 	r.proxy.replay.Store(&answer{http.StatusNotModified, http.Header{FreshnessHeader: {other.String()}}, nil})
 	if err := r.s.Reload(ctx); err != nil {
@@ -331,7 +324,7 @@ func TestSyncFreshnessSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.ups.next(t)
-	r.clk.add(24 * time.Hour)
+	r.clk.Add(24 * time.Hour)
 	if err := r.s.Reload(context.Background()); err != nil { // 304 with a proof a day later
 		t.Fatal(err)
 	}

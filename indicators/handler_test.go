@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
 )
 
 func testKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -217,9 +218,9 @@ func TestHandlerLongPollCutByShutdown(t *testing.T) {
 // and hands each request's check-in to OnCheckIn.
 func TestHandlerSequenceAndFreshness(t *testing.T) {
 	pub, priv := testKey(t)
-	clk := &clock{t: freshStart}
+	clk := e2e.NewClock(freshStart)
 	var checkIns []AgentInfo
-	h := NewHandler(HandlerConfig{Key: priv, Now: clk.now, OnCheckIn: func(_ *http.Request, a AgentInfo) { checkIns = append(checkIns, a) }})
+	h := NewHandler(HandlerConfig{Key: priv, Now: clk.Now, OnCheckIn: func(_ *http.Request, a AgentInfo) { checkIns = append(checkIns, a) }})
 	if err := h.SetDocument(seqDoc(5, freshStart, "a.test")); err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +266,11 @@ func TestHandlerSequenceAndFreshness(t *testing.T) {
 	if code != 200 || !f1.At.Equal(freshStart) {
 		t.Errorf("200: %d %v", code, f1.At)
 	}
-	clk.add(30 * time.Minute)
+	clk.Add(30 * time.Minute)
 	if code, f := proof(`"` + h.Version() + `"`); code != 304 || !f.At.Equal(freshStart) {
 		t.Errorf("304 within the hour: %d at %v, want the same proof", code, f.At)
 	}
-	clk.add(31 * time.Minute)
+	clk.Add(31 * time.Minute)
 	if _, f := proof(`"` + h.Version() + `"`); !f.At.Equal(freshStart.Add(61 * time.Minute)) {
 		t.Errorf("after an hour the proof is at %v, want re-signed now", f.At)
 	}

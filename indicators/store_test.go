@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 func TestStoreSaveLoad(t *testing.T) {
@@ -77,10 +78,10 @@ func crashBody(v int) []byte {
 // TestStoreCrashChild is the child of TestStoreSurvivesKill: it saves new
 // versions in a loop until killed.
 func TestStoreCrashChild(t *testing.T) {
-	path := os.Getenv("NETWARD_STORE_CRASH_CHILD")
-	if path == "" {
-		t.Skip("helper process for TestStoreSurvivesKill")
+	if !e2e.IsChild(t) {
+		t.Skip("child process of TestStoreSurvivesKill")
 	}
+	path := os.Getenv("NETWARD_STORE_CRASH_PATH")
 	s, err := OpenStore(StoreConfig{Path: path})
 	if err != nil {
 		fmt.Println("open:", err)
@@ -105,8 +106,7 @@ func TestStoreSurvivesKill(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "indicators.db")
 	last := 0
 	for round := 0; round < 3; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestStoreCrashChild$")
-		cmd.Env = append(os.Environ(), "NETWARD_STORE_CRASH_CHILD="+path, fmt.Sprintf("NETWARD_STORE_CRASH_START=%d", last+1))
+		cmd := e2e.ChildCmd("TestStoreCrashChild", "NETWARD_STORE_CRASH_PATH="+path, fmt.Sprintf("NETWARD_STORE_CRASH_START=%d", last+1))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)

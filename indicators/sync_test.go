@@ -14,9 +14,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
 )
 
 // waitLimit bounds every wait for an event in these tests. It is a
@@ -128,18 +130,6 @@ func (u updates) none(t *testing.T) {
 	}
 }
 
-// eventually waits until cond holds (a failure bound, not a timing check).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func openTestStore(t *testing.T, path string) *Store {
 	t.Helper()
 	st, err := OpenStore(StoreConfig{Path: path})
@@ -177,7 +167,7 @@ func TestSyncSignatureRejected(t *testing.T) {
 			}
 			f.mode.Store(mode)
 			f.publish(t, "2", "two.test")
-			eventually(t, "the rejection", func() bool { return strings.Contains(s.Status().LastError, "signature") })
+			e2e.WaitFor(t, "the rejection", waitLimit, func() bool { return strings.Contains(s.Status().LastError, "signature") })
 			ups.none(t)
 			if v := s.Status().Version; v != "1" {
 				t.Errorf("version in force %q, want the last good 1", v)
@@ -213,7 +203,7 @@ func TestSyncServerDownThenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, s)
-	eventually(t, "three failed attempts", func() bool { return s.Status().Failures >= 3 })
+	e2e.WaitFor(t, "three failed attempts", waitLimit, func() bool { return s.Status().Failures >= 3 })
 	if st := s.Status(); st.LastError == "" || st.Version != "" {
 		t.Fatalf("while down: %+v", st)
 	}
@@ -278,7 +268,7 @@ func TestSyncNotModified(t *testing.T) {
 	if up := ups.next(t); up.Version != "v1" {
 		t.Fatalf("first: %s", up.Version)
 	}
-	eventually(t, "three 304 answers", func() bool { return f.notMod.Load() >= 3 })
+	e2e.WaitFor(t, "three 304 answers", waitLimit, func() bool { return f.notMod.Load() >= 3 })
 	ups.none(t)
 	f.mu.Lock()
 	inm := append([]string(nil), f.inm...)
@@ -300,7 +290,7 @@ func TestSyncWrongToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, s)
-	eventually(t, "the refusal", func() bool { return strings.Contains(s.Status().LastError, "tokenFile") })
+	e2e.WaitFor(t, "the refusal", waitLimit, func() bool { return strings.Contains(s.Status().LastError, "tokenFile") })
 }
 
 // TestSyncLongPollPropagation publishes a change on a real feed server while
@@ -321,7 +311,7 @@ func TestSyncLongPollPropagation(t *testing.T) {
 	}
 	run(t, s)
 	ups.next(t)
-	eventually(t, "the long poll to be held", func() bool { return f.requests.Load() == 2 })
+	e2e.WaitFor(t, "the long poll to be held", waitLimit, func() bool { return f.requests.Load() == 2 })
 	start := time.Now()
 	f.publish(t, "2", "old.test", "new.test")
 	up := ups.next(t)
@@ -392,7 +382,7 @@ func TestSyncOversize(t *testing.T) {
 				t.Fatal(err)
 			}
 			run(t, s)
-			eventually(t, "the rejection", func() bool { return strings.Contains(s.Status().LastError, ErrTooLarge.Error()) })
+			e2e.WaitFor(t, "the rejection", waitLimit, func() bool { return strings.Contains(s.Status().LastError, ErrTooLarge.Error()) })
 		})
 	}
 }
@@ -450,7 +440,7 @@ func TestSyncRestoreWithNetworkDown(t *testing.T) {
 				t.Fatalf("restored: %+v", up)
 			}
 			run(t, s)
-			eventually(t, "a failed fetch", func() bool { return s.Status().Failures > 0 })
+			e2e.WaitFor(t, "a failed fetch", waitLimit, func() bool { return s.Status().Failures > 0 })
 			ups.none(t)
 			if st := s.Status(); st.Version != "5" {
 				t.Errorf("version in force %q, want the stored 5", st.Version)
@@ -472,46 +462,67 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
+// TestSyncFileWatched runs the watch in a synctest bubble: its interval
+// passes on the bubble's clock, so every change is seen after exactly the
+// ticks the debounce needs, whatever the machine's load.
 func TestSyncFileWatched(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "indicators.txt")
-	writeFile(t, path, "# a hosts file\n0.0.0.0 hosts.test\n")
-	st := openTestStore(t, filepath.Join(dir, "indicators.db"))
-	ups := make(updates, 8)
-	s, err := NewSync(SyncConfig{Source: "file://" + filepath.ToSlash(path), Store: st, Apply: ups.apply, FileInterval: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, s)
-	if up := ups.next(t); action(up.Policy, "hosts.test") != "Block" {
-		t.Fatalf("hosts file: hosts.test %s", action(up.Policy, "hosts.test"))
-	}
-	// A change to another format is detected and applied.
-	writeFile(t, path, "IndicatorType,IndicatorValue,Action\nDomainName,csv.test,Warn\n")
-	up := ups.next(t)
-	if action(up.Policy, "csv.test") != "Warn" || action(up.Policy, "hosts.test") != "none" {
-		t.Fatalf("after the change: csv.test %s hosts.test %s", action(up.Policy, "csv.test"), action(up.Policy, "hosts.test"))
-	}
-	if r, _, _ := st.Load(); r.Version != up.Version || !strings.Contains(string(r.Body), "csv.test") {
-		t.Errorf("store holds %q, want %q", r.Version, up.Version)
-	}
-	// A broken file is refused, the last good set stays.
-	writeFile(t, path, `{"indicators": [`)
-	eventually(t, "the broken file's rejection", func() bool { return s.Status().LastError != "" })
-	ups.none(t)
-	// A removed file is reported, the last good set stays.
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the missing file's report", func() bool { return strings.Contains(s.Status().LastError, "does not exist") })
-	ups.none(t)
-	if v := s.Status().Version; v != up.Version {
-		t.Errorf("version in force %q, want %q", v, up.Version)
-	}
-	writeFile(t, path, "feed.test\n")
-	if up := ups.next(t); action(up.Policy, "feed.test") != "Block" {
-		t.Fatalf("after re-creating the file: %s", action(up.Policy, "feed.test"))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const every = 5 * time.Millisecond
+		// settle lets the watch see a change at one tick and the file
+		// still at the next, and apply it.
+		settle := func() {
+			time.Sleep(3 * every)
+			synctest.Wait()
+		}
+		dir := t.TempDir()
+		path := filepath.Join(dir, "indicators.txt")
+		writeFile(t, path, "# a hosts file\n0.0.0.0 hosts.test\n")
+		st := openTestStore(t, filepath.Join(dir, "indicators.db"))
+		ups := make(updates, 8)
+		s, err := NewSync(SyncConfig{Source: "file://" + filepath.ToSlash(path), Store: st, Apply: ups.apply, FileInterval: every})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, s)
+		synctest.Wait()
+		if up := ups.next(t); action(up.Policy, "hosts.test") != "Block" {
+			t.Fatalf("hosts file: hosts.test %s", action(up.Policy, "hosts.test"))
+		}
+		// A change to another format is detected and applied.
+		writeFile(t, path, "IndicatorType,IndicatorValue,Action\nDomainName,csv.test,Warn\n")
+		settle()
+		up := ups.next(t)
+		if action(up.Policy, "csv.test") != "Warn" || action(up.Policy, "hosts.test") != "none" {
+			t.Fatalf("after the change: csv.test %s hosts.test %s", action(up.Policy, "csv.test"), action(up.Policy, "hosts.test"))
+		}
+		if r, _, _ := st.Load(); r.Version != up.Version || !strings.Contains(string(r.Body), "csv.test") {
+			t.Errorf("store holds %q, want %q", r.Version, up.Version)
+		}
+		// A broken file is refused, the last good set stays.
+		writeFile(t, path, `{"indicators": [`)
+		settle()
+		if s.Status().LastError == "" {
+			t.Error("the broken file was not refused")
+		}
+		ups.none(t)
+		// A removed file is reported, the last good set stays.
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		settle()
+		if e := s.Status().LastError; !strings.Contains(e, "does not exist") {
+			t.Errorf("after the file was removed: last error %q", e)
+		}
+		ups.none(t)
+		if v := s.Status().Version; v != up.Version {
+			t.Errorf("version in force %q, want %q", v, up.Version)
+		}
+		writeFile(t, path, "feed.test\n")
+		settle()
+		if up := ups.next(t); action(up.Policy, "feed.test") != "Block" {
+			t.Fatalf("after re-creating the file: %s", action(up.Policy, "feed.test"))
+		}
+	})
 }
 
 func TestSyncBuiltinDemo(t *testing.T) {
@@ -608,7 +619,7 @@ func TestSyncServerCapsWait(t *testing.T) {
 	}
 	run(t, s)
 	ups.next(t)
-	eventually(t, "a capped 304 and the next held request", func() bool { return f.notMod.Load() >= 1 && f.requests.Load() >= 3 })
+	e2e.WaitFor(t, "a capped 304 and the next held request", waitLimit, func() bool { return f.notMod.Load() >= 1 && f.requests.Load() >= 3 })
 	start := time.Now()
 	f.publish(t, "2", "b.test")
 	if up := ups.next(t); up.Version != "2" {

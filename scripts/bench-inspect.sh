@@ -16,16 +16,16 @@ cd "$(dirname "$0")/.."
 COUNT=${1:-3}
 GO=${GO:-go}
 
-echo "== parsers (filter/inspect) and engine (filter/hostnet)"
+echo "== parsers and engine (filter/inspect)"
 $GO test -run '^$' -bench 'ParseClientHello|QUICInitial|ParseHTTPRequest|HelloLength' -benchmem ./filter/inspect/ | grep '^Benchmark'
-$GO test -run '^$' -bench 'InspEngineFlow' -benchmem ./filter/hostnet/ | grep '^Benchmark'
+$GO test -run '^$' -bench 'EngineFlow' -benchmem ./filter/inspect/ | grep '^Benchmark'
 
 if [ "$(id -u)" != 0 ]; then
 	echo "connection benchmark skipped: needs root (network namespaces, nftables)" >&2
 	exit 0
 fi
 echo "== connection setup through the queue vs without ($COUNT runs)"
-out=$($GO test -run '^$' -bench 'BenchmarkInspectConnect' -benchtime 1s -count "$COUNT" ./filter/hostnet/ | grep '^BenchmarkInspectConnect')
+out=$($GO test -run '^$' -bench 'BenchmarkInspectConnect' -benchtime 1s -count "$COUNT" ./internal/e2e/inspecte2e/ | grep '^BenchmarkInspectConnect')
 echo "$out"
 echo "$out" | awk '
 function median(a, n,   i, j, t) {

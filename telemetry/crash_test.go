@@ -14,16 +14,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 // TestCrashChild is the agent side of the kill -9 tests, run in a child
 // process (the test binary re-executed). It prints "acked N" once records
 // 0..N-1 are durable (Flush returned), then keeps going until killed.
 func TestCrashChild(t *testing.T) {
-	dir := os.Getenv("NETWARD_TEL_CHILD_DIR")
-	if dir == "" {
-		t.Skip("helper process for the kill -9 tests")
+	if !e2e.IsChild(t) {
+		t.Skip("child process of the kill -9 tests")
 	}
+	dir := os.Getenv("NETWARD_TEL_CHILD_DIR")
 	p, err := New(Config{Dir: dir, DeviceID: "dev-1", Endpoint: os.Getenv("NETWARD_TEL_CHILD_URL"), Token: "secret",
 		ChunkRecords: 50, RetryBase: time.Millisecond, RetryMax: 20 * time.Millisecond})
 	if err != nil {
@@ -50,8 +52,7 @@ func startChild(t *testing.T, dir, url string, n int) (*exec.Cmd, <-chan int) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "NETWARD_TEL_CHILD_DIR="+dir, "NETWARD_TEL_CHILD_URL="+url, "NETWARD_TEL_CHILD_N="+strconv.Itoa(n))
+	cmd := e2e.ChildCmd("TestCrashChild", "NETWARD_TEL_CHILD_DIR="+dir, "NETWARD_TEL_CHILD_URL="+url, "NETWARD_TEL_CHILD_N="+strconv.Itoa(n))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ func TestKill9DuringUpload(t *testing.T) {
 	p, _ := startPipeline(t, Config{Dir: dir, DeviceID: "dev-1", Endpoint: srv.URL, Token: "secret",
 		RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond})
 	flush(t, p)
-	waitFor(t, "spool drained after restart", func() bool {
+	e2e.WaitFor(t, "spool drained after restart", 30*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return p.Status().SpoolChunks == 0 && outage == 0

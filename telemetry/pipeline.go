@@ -108,27 +108,28 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Status is what `netward status` shows about telemetry.
+// Status is what `netward status` shows about telemetry (as
+// control.TelemetryStatus, whose JSON names are the stable ones).
 type Status struct {
 	// DeviceID is the id in every record and upload path (device.id
 	// resolved: "auto" never shows here).
-	DeviceID       string    `json:"deviceId"`
-	Endpoint       string    `json:"endpoint,omitempty"`
-	SpoolChunks    int       `json:"spoolChunks"`
-	SpoolBytes     int64     `json:"spoolBytes"`
-	SpoolRecords   int64     `json:"spoolRecords"`
-	OpenRecords    int64     `json:"openRecords"`
-	QueuedRecords  int       `json:"queuedRecords"`
-	UploadedChunks int64     `json:"uploadedChunks"`
-	LastUpload     time.Time `json:"lastUpload,omitzero"`
-	LastError      string    `json:"lastError,omitempty"`
-	Quarantined    int       `json:"quarantinedChunks"`
-	QuarantinedIDs []string  `json:"quarantinedIds,omitempty"`
+	DeviceID       string
+	Endpoint       string
+	SpoolChunks    int
+	SpoolBytes     int64
+	SpoolRecords   int64
+	OpenRecords    int64
+	QueuedRecords  int
+	UploadedChunks int64
+	LastUpload     time.Time
+	LastError      string
+	Quarantined    int
+	QuarantinedIDs []string
 	// DroppedQueueFull counts records refused by Add because the queue was full.
-	DroppedQueueFull int64 `json:"droppedQueueFull"`
+	DroppedQueueFull int64
 	// DroppedSpoolRecords/Chunks count records and chunks evicted from a full spool.
-	DroppedSpoolRecords int64 `json:"droppedSpoolRecords"`
-	DroppedSpoolChunks  int64 `json:"droppedSpoolChunks"`
+	DroppedSpoolRecords int64
+	DroppedSpoolChunks  int64
 }
 
 // Pipeline turns records into durable, gzip-compressed chunks and uploads

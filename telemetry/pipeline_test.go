@@ -15,22 +15,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
-// fakeClock is an injected clock the test moves by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)} }
+func newClock() *e2e.Clock { return e2e.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)) }
 
 // startPipeline runs p until the test ends and returns a stop function that
 // waits for Run to return.

@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 // collected reads every chunk the collector stored for dev-1 and counts each
@@ -52,18 +56,6 @@ func checkExactlyOnce(t *testing.T, counts map[string]int, n int) {
 	}
 }
 
-// waitFor polls cond; it is a liveness bound, not a timing assertion.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // faulty wraps the real collector and misbehaves for the first n requests.
 type faulty struct {
 	real  http.Handler
@@ -85,9 +77,13 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "7")
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	case "slow":
-		// Slower than the client's timeout; the collector still stores the
-		// chunk afterwards, so the retry must get 200, not a duplicate.
-		time.Sleep(300 * time.Millisecond)
+		// Slower than the client's timeout: the answer comes only after
+		// the client gave up (once the body is read, the request's context
+		// ends with the connection). The collector still stores the chunk,
+		// so the retry must get 200, not a duplicate.
+		body, _ := io.ReadAll(r.Body)
+		<-r.Context().Done()
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		f.real.ServeHTTP(httptest.NewRecorder(), r)
 	case "drop after body":
 		rec := httptest.NewRecorder()
@@ -155,7 +151,7 @@ func TestUploadThroughFaults(t *testing.T) {
 				p.Add(rec(i))
 			}
 			flush(t, p)
-			waitFor(t, "all chunks uploaded", func() bool {
+			e2e.WaitFor(t, "all chunks uploaded", 30*time.Second, func() bool {
 				s := p.Status()
 				return s.SpoolChunks == 0 && s.UploadedChunks == n/50
 			})
@@ -196,7 +192,7 @@ func TestUploadQuarantinesRefusedChunk(t *testing.T) {
 		p.Add(rec(i))
 	}
 	flush(t, p)
-	waitFor(t, "spool drained", func() bool { return p.Status().SpoolChunks == 0 && p.Status().UploadedChunks == 2 })
+	e2e.WaitFor(t, "spool drained", 30*time.Second, func() bool { return p.Status().SpoolChunks == 0 && p.Status().UploadedChunks == 2 })
 	s := p.Status()
 	if s.Quarantined != 1 || len(s.QuarantinedIDs) != 1 || !strings.Contains(s.LastError, "400") {
 		t.Errorf("status = %+v, want one quarantined chunk", s)
@@ -246,5 +242,5 @@ func TestUploadVerifiesTLS(t *testing.T) {
 	cfg.Client = srv.Client() // trusts the test CA
 	cfg.sleep = nil
 	p2, _ := startPipeline(t, cfg)
-	waitFor(t, "upload over verified TLS", func() bool { return p2.Status().UploadedChunks == 1 })
+	e2e.WaitFor(t, "upload over verified TLS", 30*time.Second, func() bool { return p2.Status().UploadedChunks == 1 })
 }

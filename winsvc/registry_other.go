@@ -2,5 +2,7 @@
 
 package winsvc
 
+import "github.com/netward/netward/agent/config"
+
 // SystemPolicy is nil off Windows: there is no Group Policy to read.
-func SystemPolicy() Registry { return nil }
+func SystemPolicy() config.Registry { return nil }

@@ -6,16 +6,19 @@ import (
 	"strings"
 
 	"golang.org/x/sys/windows/registry"
+
+	"github.com/netward/netward/agent/config"
 )
 
 // machinePolicy reads HKLM\SOFTWARE\Policies\netward.
 type machinePolicy struct{}
 
-// SystemPolicy returns the Group Policy registry of this machine.
-func SystemPolicy() Registry { return machinePolicy{} }
+// SystemPolicy returns the Group Policy registry of this machine, for
+// config.ApplyGroupPolicy.
+func SystemPolicy() config.Registry { return machinePolicy{} }
 
 func open(subkey string) (registry.Key, error) {
-	path := PolicyKey
+	path := config.PolicyKey
 	if subkey != "" {
 		path += `\` + strings.ReplaceAll(subkey, ".", `\`)
 	}
@@ -34,34 +37,34 @@ func (machinePolicy) ValueNames(subkey string) ([]string, error) {
 	return k.ReadValueNames(-1)
 }
 
-func (machinePolicy) Value(subkey, name string) (Value, error) {
+func (machinePolicy) Value(subkey, name string) (config.RegValue, error) {
 	k, err := open(subkey)
 	if err != nil {
-		return Value{}, err
+		return config.RegValue{}, err
 	}
 	defer k.Close()
 	_, typ, err := k.GetValue(name, nil)
 	if err != nil {
-		return Value{}, err
+		return config.RegValue{}, err
 	}
 	switch typ {
 	case registry.SZ, registry.EXPAND_SZ:
 		s, _, err := k.GetStringValue(name)
 		if err != nil {
-			return Value{}, err
+			return config.RegValue{}, err
 		}
 		if typ == registry.EXPAND_SZ {
 			if s, err = registry.ExpandString(s); err != nil {
-				return Value{}, err
+				return config.RegValue{}, err
 			}
 		}
-		return Value{Kind: String, Str: s}, nil
+		return config.RegValue{Kind: config.RegString, Str: s}, nil
 	case registry.DWORD, registry.QWORD:
 		n, _, err := k.GetIntegerValue(name)
-		return Value{Kind: DWord, Num: n}, err
+		return config.RegValue{Kind: config.RegDWord, Num: n}, err
 	case registry.MULTI_SZ:
 		l, _, err := k.GetStringsValue(name)
-		return Value{Kind: Strings, Strings: l}, err
+		return config.RegValue{Kind: config.RegStrings, Strings: l}, err
 	}
-	return Value{}, fmt.Errorf("registry type %d is not REG_SZ, REG_DWORD or REG_MULTI_SZ", typ)
+	return config.RegValue{}, fmt.Errorf("registry type %d is not REG_SZ, REG_DWORD or REG_MULTI_SZ", typ)
 }

@@ -76,6 +76,15 @@ func (e Entry) Target() string {
 	return e.IndicatorType + ":" + e.Indicator
 }
 
+// TargetOf is the Target of a bypass of the indicator r: its application
+// when it has one, else its value (CONTRACT §2).
+func TargetOf(r *filter.Rule) string {
+	if r.Application != "" {
+		return "app:" + r.Application
+	}
+	return r.Type.String() + ":" + r.Value
+}
+
 func (e Entry) key() []byte { return []byte(e.User + "\x00" + e.Target()) }
 
 // NewEntry builds the entry a user continuing past the Warn match m creates at
@@ -111,17 +120,21 @@ type Config struct {
 	Path string
 	// MaxEntries bounds the store (default 10000); Put past it returns ErrFull.
 	MaxEntries int
-	Log        *slog.Logger
+	// OnChange, if set, is called after every change of the entries (a
+	// bypass added, replaced, removed or purged), so that what is computed
+	// from them follows at once. It must not call back into the Store.
+	OnChange func()
+	Log      *slog.Logger
 }
 
 // Store is the bypass store. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	max  int
-	log  *slog.Logger
-	mu   sync.Mutex // serialises writers; readers never take it
-	snap atomic.Pointer[snapshot]
-	gen  atomic.Uint64 // bumped on every change of the entries
+	db       *bolt.DB
+	max      int
+	onChange func()
+	log      *slog.Logger
+	mu       sync.Mutex // serialises writers; readers never take it
+	snap     atomic.Pointer[snapshot]
 }
 
 var bucket = []byte("bypass.v1")
@@ -161,7 +174,7 @@ func Open(cfg Config, now time.Time) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bypass store %s: %w (is another netward running with the same dataDir?)", cfg.Path, err)
 	}
-	s := &Store{db: db, max: cfg.MaxEntries, log: cfg.Log}
+	s := &Store{db: db, max: cfg.MaxEntries, onChange: cfg.OnChange, log: cfg.Log}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucket)
 		return err
@@ -303,6 +316,21 @@ func (s *Store) Purge(now time.Time) (int, error) {
 	return s.removeLocked(func(e Entry) bool { return !now.Before(e.Expires) })
 }
 
+// Prune removes the bypasses whose indicator is no longer a Warn in p: it
+// became a Block, or left the policy (CONTRACT §2: such a bypass is
+// removed). Lookups never apply them anyway, since they check the current
+// match; pruning makes the removal durable, so the bypass does not come back
+// if the indicator later returns to Warn.
+func (s *Store) Prune(p *filter.Policy) (int, error) {
+	live := map[string]bool{}
+	for _, r := range p.Rules() {
+		if r.Action == filter.Warn {
+			live[TargetOf(&r)] = true
+		}
+	}
+	return s.Remove(func(e Entry) bool { return !live[e.Target()] })
+}
+
 // NextExpiry is the earliest expiry in the store (zero when empty), so the
 // owner can purge exactly when needed.
 func (s *Store) NextExpiry() time.Time {
@@ -420,13 +448,10 @@ func (s *Store) publish(entries []Entry) {
 		}
 	}
 	s.snap.Store(sn)
-	s.gen.Add(1)
+	if s.onChange != nil {
+		s.onChange()
+	}
 }
-
-// Generation changes whenever an entry is added, replaced or removed
-// (expiries are removed by Purge), so an owner can tell cheaply whether
-// anything computed from the bypasses must be computed again.
-func (s *Store) Generation() uint64 { return s.gen.Load() }
 
 // Matches reports whether e concerns name: its application, indicator value
 // or the name it was created for, compared case-insensitively. `netward bypass

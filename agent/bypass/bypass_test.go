@@ -273,3 +273,45 @@ func BenchmarkActiveBaselineParallel(b *testing.B) {
 		}
 	})
 }
+
+// Prune keeps the bypasses whose indicator is still a Warn (by application
+// or by value) and removes the rest for good; every change of the entries
+// is announced through OnChange.
+func TestPruneAndOnChange(t *testing.T) {
+	var changes int
+	s, err := Open(Config{Path: filepath.Join(t.TempDir(), "b.db"), OnChange: func() { changes++ }}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	opened := changes
+	put(t, s, dropbox, "alice", time.Hour)
+	put(t, s, plain, "", time.Hour)
+	if changes != opened+2 {
+		t.Fatalf("OnChange called %d times for two puts", changes-opened)
+	}
+	if got, want := TargetOf(dropbox2), "app:Dropbox"; got != want {
+		t.Errorf("TargetOf(application rule) = %q, want %q", got, want)
+	}
+	if got, want := TargetOf(plain), "DomainName:warned.test"; got != want {
+		t.Errorf("TargetOf(plain rule) = %q, want %q", got, want)
+	}
+	// Dropbox is still warned through its other domain; warned.test became
+	// a Block.
+	p, err := filter.Compile([]filter.Rule{*dropbox2, {Value: "warned.test", Type: filter.TypeDomain, Action: filter.Block, ID: "9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(p); n != 1 || err != nil {
+		t.Fatalf("Prune = %d, %v; want warned.test removed", n, err)
+	}
+	if l := s.List(t0); len(l) != 1 || l[0].Application != "Dropbox" {
+		t.Errorf("after Prune: %+v, want the Dropbox bypass", l)
+	}
+	if changes != opened+3 {
+		t.Errorf("OnChange called %d times, want 3 (two puts, one prune)", changes-opened)
+	}
+	if n, _ := s.Prune(p); n != 0 || changes != opened+3 {
+		t.Errorf("a Prune that removes nothing: %d removed, %d changes announced", n, changes-opened-3)
+	}
+}

@@ -5,16 +5,15 @@
 // Administrators), and requests a web browser could forge (Origin, Referer,
 // foreign Host) are refused, so a web page cannot drive the agent.
 //
-// The JSON types in this file are the stable `--json` shapes of the CLI.
+// The JSON types in this file are the stable `--json` shapes of the CLI
+// (CONTRACT §3): the wire schema is this package's own, field by field; the
+// agent fills it from the components' counters.
 package control
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
-
-	"github.com/netward/netward/agent/bypass"
 )
 
 // APIVersion is the path prefix of every endpoint.
@@ -33,8 +32,9 @@ type Backend interface {
 	// bypass state for user ("" = the device).
 	Check(query, user string) (CheckResult, error)
 	// CreateBypass continues past the Warn for name on behalf of user.
-	// Errors wrap bypass.ErrBlock or bypass.ErrNotWarned when they apply.
-	CreateBypass(name, user string) (bypass.Entry, error)
+	// Errors wrap bypass.ErrBlock, bypass.ErrNotWarned or bypass.ErrFull
+	// when they apply.
+	CreateBypass(name, user string) (Bypass, error)
 	ListBypasses() []BypassInfo
 	RevokeBypass(name string) (int, error)
 	// SetMode changes the enforcement mode until the next indicator update
@@ -75,7 +75,7 @@ type Status struct {
 	Bypasses     BypassStatus      `json:"bypasses"`
 	// Telemetry is the telemetry pipeline's status (spool depth, last upload,
 	// losses); its fields are documented in docs/telemetry.md.
-	Telemetry json.RawMessage `json:"telemetry,omitempty"`
+	Telemetry *TelemetryStatus `json:"telemetry,omitempty"`
 	// Errors are the most recent component errors, newest first.
 	Errors []ErrorEntry `json:"errors"`
 }
@@ -126,11 +126,109 @@ type InterceptionState struct {
 	DNSCapture bool     `json:"dnsCapture"`
 	SNI        bool     `json:"sni"`
 	QUIC       string   `json:"quic"`
-	// DNSStats are the DNS proxy's counters when it runs (fields in
-	// docs/dns.md).
-	DNSStats json.RawMessage `json:"dnsStats,omitempty"`
-	// Inspect are the inline inspector's counters when it runs.
-	Inspect json.RawMessage `json:"inspect,omitempty"`
+	// DNSStats are the DNS proxy's counters when it runs (docs/dns.md).
+	DNSStats *DNSStats `json:"dnsStats,omitempty"`
+	// Inspect are the inline inspector's counters when it runs
+	// (docs/inspect.md).
+	Inspect *InspectStats `json:"inspect,omitempty"`
+}
+
+// DNSStats are the DNS proxy's counters. The ones `netward status` prints
+// are always present; the others are optional: an agent that does not keep
+// one leaves it out (this one reports them all).
+type DNSStats struct {
+	Queries uint64 `json:"queries"`
+	// ByVerdict counts answered queries by verdict: allow, audit, block,
+	// warn, bypassed (a CNAME target's verdict counts when it decided).
+	ByVerdict map[string]uint64 `json:"byVerdict"`
+	// Special counts the DoH canary and iCloud Private Relay NXDOMAINs.
+	Special      *uint64 `json:"special,omitempty"`
+	CacheHits    uint64  `json:"cacheHits"`
+	CacheMisses  uint64  `json:"cacheMisses"`
+	CacheEntries *int    `json:"cacheEntries,omitempty"`
+	// UpstreamErrors counts failed upstream attempts (timeouts, refused,
+	// bad replies); ServFail the queries answered SERVFAIL because every
+	// upstream failed.
+	UpstreamQueries *uint64 `json:"upstreamQueries,omitempty"`
+	UpstreamErrors  uint64  `json:"upstreamErrors"`
+	ServFail        uint64  `json:"servFail"`
+	// BadReplies counts upstream datagrams ignored because they did not
+	// match the question and ID (spoofing attempts, late replies).
+	BadReplies *uint64 `json:"badReplies,omitempty"`
+	TCPRetries *uint64 `json:"tcpRetries,omitempty"`
+	InFlight   int64   `json:"inFlight"`
+	// Refused counts queries refused at the in-flight bound; Rejected
+	// queries answered with an error for what they asked (wrong class,
+	// zone transfer, malformed, not a query); Panics queries answered
+	// SERVFAIL because answering them panicked (a bug).
+	Refused  *uint64 `json:"refused,omitempty"`
+	Rejected *uint64 `json:"rejected,omitempty"`
+	Panics   *uint64 `json:"panics,omitempty"`
+	// LatencyCounts is the histogram of answer times: the queries answered
+	// within each bound of dnsproxy.LatencyBounds (and above the previous
+	// one), then beyond the last; LatencySumNs their total.
+	LatencyCounts []uint64 `json:"latencyCounts,omitempty"`
+	LatencySumNs  *int64   `json:"latencySumNs,omitempty"`
+	Upstreams     []string `json:"upstreams,omitempty"`
+}
+
+// InspectStats are the inline inspector's counters. The names are the
+// ones the first versions printed (docs/inspect.md).
+type InspectStats struct {
+	Packets        uint64 `json:"Packets"`
+	Allowed        uint64 `json:"Allowed"`
+	Blocked        uint64 `json:"Blocked"`
+	Named          uint64 `json:"Named"`
+	IPOnly         uint64 `json:"IPOnly"`
+	Unreadable     uint64 `json:"Unreadable"`
+	QUICDropped    uint64 `json:"QUICDropped"`
+	DeadlineMissed uint64 `json:"DeadlineMissed"`
+	FlowsFull      uint64 `json:"FlowsFull"`
+	DecodeErrors   uint64 `json:"DecodeErrors"`
+	Verdicts       uint64 `json:"Verdicts"`
+	VerdictErrors  uint64 `json:"VerdictErrors"`
+	Panics         uint64 `json:"Panics"`
+	KernelRefused  uint64 `json:"KernelRefused"`
+}
+
+// TelemetryStatus is the telemetry pipeline's status (docs/telemetry.md).
+type TelemetryStatus struct {
+	// DeviceID is the id in every record and upload path (device.id
+	// resolved: "auto" never shows here).
+	DeviceID       string    `json:"deviceId,omitempty"`
+	Endpoint       string    `json:"endpoint,omitempty"`
+	SpoolChunks    int       `json:"spoolChunks"`
+	SpoolBytes     int64     `json:"spoolBytes"`
+	SpoolRecords   int64     `json:"spoolRecords"`
+	OpenRecords    int64     `json:"openRecords"`
+	QueuedRecords  int       `json:"queuedRecords"`
+	UploadedChunks int64     `json:"uploadedChunks"`
+	LastUpload     time.Time `json:"lastUpload,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
+	Quarantined    int       `json:"quarantinedChunks"`
+	QuarantinedIDs []string  `json:"quarantinedIds,omitempty"`
+	// DroppedQueueFull counts records refused because the queue was full;
+	// DroppedSpoolRecords and DroppedSpoolChunks what a full spool evicted.
+	DroppedQueueFull    int64 `json:"droppedQueueFull"`
+	DroppedSpoolRecords int64 `json:"droppedSpoolRecords"`
+	DroppedSpoolChunks  int64 `json:"droppedSpoolChunks"`
+	// Flows are the conntrack flow source's counters (absent when it does
+	// not run).
+	Flows *FlowStats `json:"flows,omitempty"`
+}
+
+// FlowStats are the conntrack flow source's counters, all monotonic but
+// Flows.
+type FlowStats struct {
+	Events uint64 `json:"events"`
+	// Overruns counts ENOBUFS: events the kernel lost, healed by a dump.
+	Overruns uint64 `json:"overruns"`
+	Dumps    uint64 `json:"dumps"`
+	Records  uint64 `json:"records"`
+	// Flows is the flows tracked now; FlowsDropped those not tracked
+	// because the table was full.
+	Flows        int    `json:"flows"`
+	FlowsDropped uint64 `json:"flowsDropped"`
 }
 
 // BypassStatus counts active bypasses by application or indicator.
@@ -188,11 +286,31 @@ type BypassState struct {
 	Expires time.Time `json:"expiresAt,omitzero"`
 }
 
-// BypassInfo is one entry of `netward bypass --list --json`: the stored
-// bypass (its fields are inlined) and the title of the indicator it
-// continues past, "" when the indicator is no longer in force.
+// Bypass is one bypass: the answer to `netward bypass NAME --json`.
+type Bypass struct {
+	// User is the account that continued, "" for the whole device.
+	User string `json:"user"`
+	// Application is set when the bypass covers a whole application;
+	// otherwise Indicator and IndicatorType name the indicator.
+	Application   string `json:"application,omitempty"`
+	Indicator     string `json:"indicator,omitempty"`
+	IndicatorType string `json:"indicatorType,omitempty"`
+	IndicatorID   string `json:"indicatorId,omitempty"`
+	// Name is the name the user asked for when continuing.
+	Name    string    `json:"name"`
+	Created time.Time `json:"createdAt"`
+	Expires time.Time `json:"expiresAt"`
+	// Who created it: the user name, or "device" when unknown; How: "page"
+	// (the warn page's Continue) or "cli" (netward bypass).
+	Who string `json:"who"`
+	How string `json:"how"`
+}
+
+// BypassInfo is one entry of `netward bypass --list --json`: the bypass and
+// the title of the indicator it continues past, "" when the indicator is no
+// longer in force.
 type BypassInfo struct {
-	bypass.Entry
+	Bypass
 	Title string `json:"title"`
 }
 

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -146,8 +145,8 @@ func (c *Client) Check(ctx context.Context, query string) (CheckResult, error) {
 }
 
 // Bypass continues past the Warn for name, for the calling user.
-func (c *Client) Bypass(ctx context.Context, name string) (bypass.Entry, error) {
-	var e bypass.Entry
+func (c *Client) Bypass(ctx context.Context, name string) (Bypass, error) {
+	var e Bypass
 	return e, c.do(ctx, http.MethodPost, "/v1/bypasses", nil, BypassRequest{Name: name}, &e)
 }
 

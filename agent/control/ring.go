@@ -46,7 +46,7 @@ func NewRing(size int) *Ring {
 	return &Ring{buf: make([]telemetry.Record, size), subs: map[*Subscription]struct{}{}, subBuf: DefaultFollowerBuf}
 }
 
-// Add records r. It is an agent.RecordSink.
+// Add records r. It is one of the agent's record sinks.
 func (r *Ring) Add(rec telemetry.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

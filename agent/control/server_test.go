@@ -6,20 +6,19 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/internal/guard"
 )
 
 // crashBackend panics in Check, as a bug in a decision would; Status works.
 type crashBackend struct{}
 
-func (crashBackend) Status() Status                                    { return Status{Version: "test"} }
-func (crashBackend) Check(q, user string) (CheckResult, error)         { panic("check bug") }
-func (crashBackend) CreateBypass(name, u string) (bypass.Entry, error) { return bypass.Entry{}, nil }
-func (crashBackend) ListBypasses() []BypassInfo                        { return nil }
-func (crashBackend) RevokeBypass(name string) (int, error)             { return 0, nil }
-func (crashBackend) SetMode(mode string) error                         { return nil }
-func (crashBackend) Reload(ctx context.Context) error                  { return nil }
+func (crashBackend) Status() Status                              { return Status{Version: "test"} }
+func (crashBackend) Check(q, user string) (CheckResult, error)   { panic("check bug") }
+func (crashBackend) CreateBypass(name, u string) (Bypass, error) { return Bypass{}, nil }
+func (crashBackend) ListBypasses() []BypassInfo                  { return nil }
+func (crashBackend) RevokeBypass(name string) (int, error)       { return 0, nil }
+func (crashBackend) SetMode(mode string) error                   { return nil }
+func (crashBackend) Reload(ctx context.Context) error            { return nil }
 
 // TestHandlerPanicRecovered: a panic while serving one API request answers
 // it 500, is counted, and the API goes on.

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,34 +28,6 @@ var capBits = map[string]uint{
 	"CAP_SYS_PTRACE":       19,
 }
 
-// buildNetward builds the CLI into a test directory.
-func buildNetward(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "netward")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/netward/netward/cmd/netward").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestCapabilitiesSuffice runs the real agent, with inspection (nftables +
 // NFQUEUE), the warn pages (ports 80 and 443) and conntrack telemetry, inside
 // a network namespace with exactly the unit's CapabilityBoundingSet — what
@@ -65,7 +36,7 @@ func (l *lockedBuf) String() string {
 // pins Capabilities to what the agent really needs.
 func TestCapabilitiesSuffice(t *testing.T) {
 	e2e.Require(t, "setpriv", "nft", "ss", "go")
-	bin := buildNetward(t)
+	bin := e2e.Build(t, "github.com/netward/netward/cmd/netward")
 
 	var all []string
 	for _, c := range Capabilities {
@@ -150,7 +121,7 @@ func without(list []string, drop string) []string {
 // agentProc is a running agent; done receives its exit once.
 type agentProc struct {
 	cmd  *exec.Cmd
-	logs *lockedBuf
+	logs *e2e.SyncBuf
 	done chan error
 }
 
@@ -170,7 +141,7 @@ func startAgent(t *testing.T, ns *e2e.Netns, bin string, caps []string) *agentPr
 		set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
 	}
 	cmd := ns.Cmd("setpriv", "--inh-caps=-all", "--bounding-set="+set, "--", bin, "run", "--config", cfg)
-	logs := &lockedBuf{}
+	logs := &e2e.SyncBuf{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -271,14 +242,15 @@ func TestProcessAttributionCapabilities(t *testing.T) {
 		for _, c := range caps {
 			set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
 		}
-		cmd := exec.Command("setpriv", "--inh-caps=-all", "--bounding-set="+set, "--", os.Args[0], local, remote)
-		cmd.Env = append(os.Environ(), "NETWARD_SVC_CHILD=lookup")
+		child, args := e2e.ChildArgs("TestSockLookupChild")
+		cmd := exec.Command("setpriv", append([]string{"--inh-caps=-all", "--bounding-set=" + set, "--", child}, args...)...)
+		cmd.Env = e2e.ChildEnv("TestSockLookupChild", "NETWARD_SVC_LOOKUP="+local+" "+remote)
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("lookup child: %v", err)
 		}
 		var p flow.Process
-		if err := json.Unmarshal(out, &p); err != nil {
+		if err := json.NewDecoder(bytes.NewReader(out)).Decode(&p); err != nil {
 			t.Fatalf("lookup child output %q: %v", out, err)
 		}
 		return p, string(out)

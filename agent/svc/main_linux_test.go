@@ -2,46 +2,42 @@ package svc
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 
+	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/telemetry/flow"
 )
 
-// TestMain lets a test re-run this binary as a helper under a restricted
-// capability set (NETWARD_SVC_CHILD=lookup LOCAL REMOTE): it attributes a TCP
-// connection to its process with the agent's own code and prints the result.
-func TestMain(m *testing.M) {
-	if os.Getenv("NETWARD_SVC_CHILD") == "lookup" {
-		os.Exit(lookupChild(os.Args[1:]))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 
-func lookupChild(args []string) int {
-	if len(args) != 2 {
-		fmt.Fprintln(os.Stderr, "want LOCAL REMOTE")
-		return 2
+// TestSockLookupChild is the child process of TestProcessAttributionCapabilities,
+// run under a restricted capability set: it attributes the TCP connection
+// NETWARD_SVC_LOOKUP ("LOCAL REMOTE") to its process with the agent's own
+// code and prints the result as JSON.
+func TestSockLookupChild(t *testing.T) {
+	if !e2e.IsChild(t) {
+		t.Skip("child process of TestProcessAttributionCapabilities")
 	}
-	local, err1 := netip.ParseAddrPort(args[0])
-	remote, err2 := netip.ParseAddrPort(args[1])
+	l, r, _ := strings.Cut(os.Getenv("NETWARD_SVC_LOOKUP"), " ")
+	local, err1 := netip.ParseAddrPort(l)
+	remote, err2 := netip.ParseAddrPort(r)
 	if err1 != nil || err2 != nil {
-		fmt.Fprintln(os.Stderr, err1, err2)
-		return 2
+		t.Fatal(err1, err2)
 	}
 	sd, err := flow.NewSockDiag()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		t.Fatal(err)
 	}
 	defer sd.Close()
 	p, ok := sd.Lookup(6, local, remote) // IPPROTO_TCP
 	if !ok {
-		fmt.Fprintln(os.Stderr, "socket not found")
-		return 1
+		t.Fatal("socket not found")
 	}
-	json.NewEncoder(os.Stdout).Encode(p)
-	return 0
+	// The parent reads stdout: the test binary prints nothing else there
+	// before this line, and its PASS line after.
+	b, _ := json.Marshal(p)
+	os.Stdout.Write(append(b, '\n'))
 }

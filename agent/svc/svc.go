@@ -2,7 +2,8 @@
 // Windows service control manager, launchd) through
 // github.com/kardianos/service. The systemd unit is netward's own (unit.go),
 // handed to the library as a custom script; Windows-specific configuration
-// (recovery actions, DACL) is applied by package winsvc after install.
+// (recovery actions, DACL) is applied after install by Config.PostInstall
+// (winsvc.PostInstall, which the CLI passes).
 package svc
 
 import (
@@ -15,7 +16,7 @@ import (
 
 	"github.com/kardianos/service"
 
-	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
 )
 
 // Name is the service name on every platform (systemd unit netward.service,
@@ -31,7 +32,11 @@ type Config struct {
 	ConfigFile string
 	// Agent is ConfigFile parsed (nil for the default); its dataDir and control
 	// socket decide which extra paths the unit must make writable.
-	Agent *agent.Config
+	Agent *config.Config
+	// PostInstall, if set, configures what the service library cannot,
+	// right after Install: the service named name and the directories dirs
+	// that install locks down (winsvc.PostInstall on Windows).
+	PostInstall func(name string, dirs []string) error
 }
 
 // Manager installs and controls the service.
@@ -117,7 +122,7 @@ func New(cfg Config) (*Manager, error) {
 
 // Writable lists the directories outside /var/lib/netward and /run/netward
 // that cfg makes the agent write to.
-func Writable(cfg *agent.Config) []string {
+func Writable(cfg *config.Config) []string {
 	if cfg == nil {
 		return nil
 	}
@@ -150,7 +155,10 @@ func (m *Manager) Install() error {
 	if err := m.s.Install(); err != nil {
 		return explain("install", err)
 	}
-	if err := postInstall(Name, m.dirs()); err != nil {
+	if m.cfg.PostInstall == nil {
+		return nil
+	}
+	if err := m.cfg.PostInstall(Name, m.dirs()); err != nil {
 		return fmt.Errorf("service installed, but configuring it failed: %w; run `netward uninstall` and try again", err)
 	}
 	return nil
@@ -162,7 +170,7 @@ func (m *Manager) Install() error {
 // admin already had elsewhere (a config file's folder, an existing dataDir) is
 // never changed: the start-up permission check reports it instead.
 func (m *Manager) dirs() []string {
-	own := filepath.Dir(agent.SystemConfigPath())
+	own := filepath.Dir(config.SystemPath())
 	dirs := []string{own}
 	if m.cfg.Agent != nil && m.cfg.Agent.DataDir != "" {
 		d := filepath.Clean(m.cfg.Agent.DataDir)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
 )
 
 // parseUnit returns every "Key=value" of a unit as key → values in order.
@@ -70,7 +70,7 @@ func TestSystemdUnit(t *testing.T) {
 }
 
 func TestSystemdUnitWritable(t *testing.T) {
-	cfg := &agent.Config{DataDir: "/srv/netward state", Control: agent.ControlConfig{Socket: "/run/netward/netward.sock"}}
+	cfg := &config.Config{DataDir: "/srv/netward state", Control: config.Control{Socket: "/run/netward/netward.sock"}}
 	unit, err := SystemdUnit(Unit{Executable: "/usr/bin/netward", Writable: Writable(cfg)})
 	if err != nil {
 		t.Fatal(err)
@@ -87,15 +87,15 @@ func TestSystemdUnitWritable(t *testing.T) {
 func TestWritable(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  *agent.Config
+		cfg  *config.Config
 		want []string
 	}{
 		{"nil", nil, nil},
-		{"defaults", &agent.Config{DataDir: "/var/lib/netward", Control: agent.ControlConfig{Socket: "/run/netward/netward.sock"}}, nil},
-		{"below the state directory", &agent.Config{DataDir: "/var/lib/netward/x"}, nil},
-		{"sibling with a common prefix", &agent.Config{DataDir: "/var/lib/netward2"}, []string{"/var/lib/netward2"}},
-		{"socket elsewhere", &agent.Config{DataDir: "/var/lib/netward", Control: agent.ControlConfig{Socket: "/run/nw/ctl.sock"}}, []string{"/run/nw"}},
-		{"relative ignored", &agent.Config{DataDir: "data"}, nil},
+		{"defaults", &config.Config{DataDir: "/var/lib/netward", Control: config.Control{Socket: "/run/netward/netward.sock"}}, nil},
+		{"below the state directory", &config.Config{DataDir: "/var/lib/netward/x"}, nil},
+		{"sibling with a common prefix", &config.Config{DataDir: "/var/lib/netward2"}, []string{"/var/lib/netward2"}},
+		{"socket elsewhere", &config.Config{DataDir: "/var/lib/netward", Control: config.Control{Socket: "/run/nw/ctl.sock"}}, []string{"/run/nw"}},
+		{"relative ignored", &config.Config{DataDir: "data"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,7 +224,7 @@ func TestSystemdAnalyzeVerifyCatchesErrors(t *testing.T) {
 }
 
 func TestManagerDirs(t *testing.T) {
-	own := filepath.Dir(agent.SystemConfigPath())
+	own := filepath.Dir(config.SystemPath())
 	existing := t.TempDir()
 	tests := []struct {
 		name    string
@@ -241,7 +241,7 @@ func TestManagerDirs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &Manager{}
 			if tt.dataDir != "" {
-				m.cfg.Agent = &agent.Config{DataDir: tt.dataDir}
+				m.cfg.Agent = &config.Config{DataDir: tt.dataDir}
 			}
 			if got := m.dirs(); !slices.Equal(got, tt.want) {
 				t.Errorf("dirs = %q, want %q", got, tt.want)

@@ -9,6 +9,15 @@
 //	→ special names (DoH canary, iCloud Private Relay) → decision on the name
 //	→ cache or upstream → decision on every CNAME target → ECH strip → reply
 //
+// Files: server.go runs the miekg/dns servers (UDP and TCP per listen
+// address); handler.go is the general path every server's handler takes
+// (accept, in-flight bound, answer); chain.go holds the decision steps the
+// general path and the wire fast path share (special names, CNAME targets,
+// what is counted and reported); resolve.go is the cache-or-upstream step
+// and the relayed reply; fast.go and wire.go answer cached queries from
+// bytes on sockets bound to one address; upstream.go, cache.go, answer.go
+// (synthesized answers), names.go (the IP→name map) serve them.
+//
 // The decision is taken after the cache, on every query, so a new policy or a
 // bypass applies to the very next query. Imports of github.com/miekg/dns stay
 // inside this package, so a move to its v2 is local.
@@ -26,13 +35,6 @@ import (
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/internal/guard"
 )
-
-// Decider takes the policy decision for a canonical host name. The agent
-// implements it with its one decision function (policy + mode + bypasses).
-// It is called on the hot path and must be safe for concurrent use.
-type Decider interface {
-	DecideName(name string) filter.Decision
-}
 
 // BlockAnswer is what a blocked A query gets (CONTRACT §7).
 type BlockAnswer uint8
@@ -107,7 +109,10 @@ type Config struct {
 	// MaxTCPConns bounds concurrent client TCP connections (default 256).
 	MaxTCPConns int
 
-	Decider     Decider
+	// Decider is the decision the proxy asks about every name it answers
+	// (the agent's filter.DecisionPoint): the question's, and each CNAME
+	// target's. It is called on the hot path, after the cache.
+	Decider     filter.Decider
 	BlockAnswer BlockAnswer
 	// Sink is the IPv4 address of the block/warn page server: the A answer
 	// of a warned name (and of a blocked one with BlockSink).

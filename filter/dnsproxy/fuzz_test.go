@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/internal/guard"
 )
 
@@ -153,9 +154,9 @@ func (w *fakeWriter) Hijack()                     {}
 type fuzzProxy struct {
 	p         *Proxy
 	dec       *policyDecider
-	udp, tcp  string // the fast/general UDP server and TCP on 127.0.0.1
-	miekgUDP  string // miekg's UDP server (a second proxy, as on 0.0.0.0)
-	miekgProx *Proxy
+	udp, tcp  string // the fast-path UDP servers and TCP on 127.0.0.1
+	plainUDP  string // miekg's own UDP reader, as on 0.0.0.0 (a second proxy)
+	plainProx *Proxy
 }
 
 func startFuzzProxy(t testing.TB) *fuzzProxy {
@@ -178,8 +179,8 @@ func startFuzzProxy(t testing.TB) *fuzzProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mp.miekgUDP = true
-	fp.miekgUDP, fp.miekgProx = runProxy(t, mp), mp
+	mp.noFastPath = true
+	fp.plainUDP, fp.plainProx = runProxy(t, mp), mp
 	for _, n := range []string{"allowed.example", "goodalias.example", "audited.example"} {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 			query(t, fp.udp, "udp", n, qt, true)
@@ -231,7 +232,7 @@ func (fp *fuzzProxy) stillServes(t *testing.T) {
 	m := new(dns.Msg)
 	m.SetQuestion("allowed.example.", dns.TypeA)
 	b, _ := m.Pack()
-	for _, ep := range []struct{ netw, addr string }{{"udp", fp.udp}, {"tcp", fp.tcp}, {"udp", fp.miekgUDP}} {
+	for _, ep := range []struct{ netw, addr string }{{"udp", fp.udp}, {"tcp", fp.tcp}, {"udp", fp.plainUDP}} {
 		if reply := exchangeRaw(t, ep.netw, ep.addr, b, 2*time.Second); reply == nil {
 			t.Fatalf("the proxy no longer answers over %s %s", ep.netw, ep.addr)
 		}
@@ -245,7 +246,7 @@ func (fp *fuzzProxy) stillServes(t *testing.T) {
 func TestBareHeaderQuery(t *testing.T) {
 	fp := startFuzzProxy(t)
 	for _, ep := range []struct{ name, netw, addr string }{
-		{"udp fast/general", "udp", fp.udp}, {"udp miekg", "udp", fp.miekgUDP}, {"tcp", "tcp", fp.tcp},
+		{"udp fast path socket", "udp", fp.udp}, {"udp unspecified-address reader", "udp", fp.plainUDP}, {"tcp", "tcp", fp.tcp},
 	} {
 		t.Run(ep.name, func(t *testing.T) {
 			reply := exchangeRaw(t, ep.netw, ep.addr, bareHeader, 2*time.Second)
@@ -262,14 +263,14 @@ func TestBareHeaderQuery(t *testing.T) {
 			fp.stillServes(t)
 		})
 	}
-	if n := fp.p.Stats().Rejected + fp.miekgProx.Stats().Rejected; n < 3 {
+	if n := fp.p.Stats().Rejected + fp.plainProx.Stats().Rejected; n < 3 {
 		t.Errorf("rejected = %d; each bare header must be counted", n)
 	}
 }
 
 // panicDecider panics for one name, as a bug deep in a decision would.
 type panicDecider struct {
-	Decider
+	filter.Decider
 	name string
 }
 
@@ -313,12 +314,16 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	}
 }
 
-type decHolder struct{ Decider }
+type decHolder struct{ filter.Decider }
 
 // switchDecider lets a test swap the decider under a running proxy.
 type switchDecider struct{ d atomic.Pointer[decHolder] }
 
-func (s *switchDecider) DecideName(name string) filter.Decision { return s.d.Load().DecideName(name) }
+func (s *switchDecider) DecideName(name string) filter.Decision  { return s.d.Load().DecideName(name) }
+func (s *switchDecider) DecideAddr(a netip.Addr) filter.Decision { return s.d.Load().DecideAddr(a) }
+func (s *switchDecider) DecideURL(host, path string) filter.Decision {
+	return s.d.Load().DecideURL(host, path)
+}
 
 // FuzzServeUDP sends arbitrary bytes as one datagram to the proxy's real UDP
 // sockets — the wire fast path and general path of the socket bound to
@@ -335,7 +340,7 @@ func FuzzServeUDP(f *testing.F) {
 		if len(b) > 65507 {
 			return // not a UDP datagram
 		}
-		for _, addr := range []string{fp.udp, fp.miekgUDP} {
+		for _, addr := range []string{fp.udp, fp.plainUDP} {
 			reply := exchangeRaw(t, "udp", addr, b, replyWait(b))
 			if wantsReply(b) {
 				if reply == nil {
@@ -396,15 +401,13 @@ func TestHostileOverTheWire(t *testing.T) {
 	// misses wait on the upstream the in-flight bound answers REFUSED (as
 	// documented): retry like a stub resolver.
 	var r *dns.Msg
-	for range 20 {
+	e2e.WaitFor(t, "an answer after the flood", 20*time.Second, func() bool {
 		m := new(dns.Msg)
 		m.SetQuestion("allowed.example.", dns.TypeA)
-		if r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, addr); err == nil && r.Rcode == dns.RcodeSuccess {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if r == nil || len(r.Answer) != 1 {
+		r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+	if len(r.Answer) != 1 {
 		t.Fatalf("after hostile input: %v", r)
 	}
 	r = query(t, addr, "tcp", "bad.example", dns.TypeA, true)

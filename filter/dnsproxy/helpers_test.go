@@ -135,14 +135,11 @@ func (u *testUpstream) serve(w dns.ResponseWriter, r *dns.Msg) {
 	_ = w.WriteMsg(m)
 }
 
-// policyDecider decides with a compiled filter.Policy, swappable at run time.
-type policyDecider struct {
-	p    atomic.Pointer[filter.Policy]
-	mode filter.Mode
-}
+// policyDecider is a decision point whose policy a test swaps at run time.
+type policyDecider struct{ *filter.DecisionPoint }
 
 func newDecider(t testing.TB, rules ...filter.Rule) *policyDecider {
-	d := &policyDecider{}
+	d := &policyDecider{filter.NewDecisionPoint(filter.Settings{}, nil)}
 	d.set(t, rules...)
 	return d
 }
@@ -153,11 +150,7 @@ func (d *policyDecider) set(t testing.TB, rules ...filter.Rule) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.p.Store(p)
-}
-
-func (d *policyDecider) DecideName(name string) filter.Decision {
-	return filter.Decide(d.p.Load().MatchName(name), filter.Settings{Mode: d.mode}, nil)
+	d.Set(p, d.State().Settings)
 }
 
 func rule(value string, a filter.Action, id string) filter.Rule {

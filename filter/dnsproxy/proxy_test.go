@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/e2e"
 )
 
 var testRecords = []string{
@@ -376,9 +377,7 @@ func TestInFlightBound(t *testing.T) {
 		m.SetQuestion("slow.example.", dns.TypeA)
 		_, _, _ = c.Exchange(m, addr)
 	}()
-	for p.Stats().InFlight != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	e2e.WaitFor(t, "the slow query in flight", 20*time.Second, func() bool { return p.Stats().InFlight == 1 })
 	r := query(t, addr, "udp", "allowed.example", dns.TypeA, false)
 	if r.Rcode != dns.RcodeRefused {
 		t.Fatalf("beyond the in-flight bound: rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
@@ -560,11 +559,6 @@ func TestSlotsReturned(t *testing.T) {
 	}
 	query(t, addr, "udp", "allowed.example", dns.TypeA, false)
 	query(t, addr, "udp", "bad.example", dns.TypeA, false)
-	// One slot stays taken by the reader waiting for the next datagram.
-	for i := 0; len(p.slots) > 1; i++ {
-		if i > 500 {
-			t.Fatalf("%d slots still taken after every datagram was handled", len(p.slots))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The goroutines give their slots back after writing the reply.
+	e2e.WaitFor(t, "every slot given back", 20*time.Second, func() bool { return len(p.slots) == 0 })
 }

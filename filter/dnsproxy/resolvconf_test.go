@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/netward/netward/internal/e2e"
@@ -69,15 +70,10 @@ func TestHostResolversWatched(t *testing.T) {
 	if err := os.WriteFile(rc, []byte("nameserver 127.0.0.77\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; ; i++ {
-		r := query(t, addr, "udp", "allowed.example", dns.TypeA, false)
-		if r.Rcode == dns.RcodeSuccess {
-			break
-		}
-		if i > 200 {
-			t.Fatalf("new resolver not picked up: %s", dns.RcodeToString[r.Rcode])
-		}
-		time.Sleep(20 * time.Millisecond)
+	e2e.WaitFor(t, "the new resolver in the upstream set", 20*time.Second,
+		func() bool { return slices.Equal(p.Stats().Upstreams, []string{"127.0.0.77:53"}) })
+	if r := query(t, addr, "udp", "allowed.example", dns.TypeA, false); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("with the new resolver: %s, want an answer", dns.RcodeToString[r.Rcode])
 	}
 }
 

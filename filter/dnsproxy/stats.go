@@ -17,46 +17,47 @@ var LatencyBounds = [...]time.Duration{
 	500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
 }
 
-// Stats is a snapshot of the proxy's counters.
+// Stats is a snapshot of the proxy's counters. `netward status` shows them
+// as control.DNSStats, whose JSON names are the stable ones (docs/dns.md).
 type Stats struct {
-	Queries uint64 `json:"queries"`
+	Queries uint64
 	// ByVerdict counts answered queries by verdict: allow, audit, block,
 	// warn, bypassed (a CNAME target's verdict counts when it decided).
-	ByVerdict map[string]uint64 `json:"byVerdict"`
+	ByVerdict map[string]uint64
 	// Special counts the DoH canary and iCloud Private Relay NXDOMAINs.
-	Special uint64 `json:"special"`
+	Special uint64
 
-	CacheHits    uint64 `json:"cacheHits"`
-	CacheMisses  uint64 `json:"cacheMisses"`
-	CacheEntries int    `json:"cacheEntries"`
+	CacheHits    uint64
+	CacheMisses  uint64
+	CacheEntries int
 
-	UpstreamQueries uint64 `json:"upstreamQueries"`
+	UpstreamQueries uint64
 	// UpstreamErrors counts failed attempts (timeouts, refused, bad replies);
 	// ServFail counts queries answered SERVFAIL because every upstream failed.
-	UpstreamErrors uint64 `json:"upstreamErrors"`
-	ServFail       uint64 `json:"servFail"`
+	UpstreamErrors uint64
+	ServFail       uint64
 	// BadReplies counts upstream datagrams ignored because they did not
 	// match the question and ID (spoofing attempts, late replies).
-	BadReplies uint64 `json:"badReplies"`
-	TCPRetries uint64 `json:"tcpRetries"`
+	BadReplies uint64
+	TCPRetries uint64
 
-	InFlight int64 `json:"inFlight"`
+	InFlight int64
 	// Refused counts queries refused because MaxInFlight was reached.
-	Refused uint64 `json:"refused"`
+	Refused uint64
 	// Rejected counts queries answered with an error for what they asked
 	// (wrong class, zone transfer, malformed, not a query).
-	Rejected uint64 `json:"rejected"`
+	Rejected uint64
 	// Panics counts queries answered SERVFAIL because answering them
 	// panicked (a bug; the panic is logged with its stack).
-	Panics uint64 `json:"panics"`
+	Panics uint64
 
 	// Latency is the histogram of answer times: Counts[i] is the number of
 	// queries answered within LatencyBounds[i] (and above the previous
 	// bound); the last count is beyond the last bound.
-	LatencyCounts [len(LatencyBounds) + 1]uint64 `json:"latencyCounts"`
-	LatencySum    time.Duration                  `json:"latencySumNs"`
+	LatencyCounts [len(LatencyBounds) + 1]uint64
+	LatencySum    time.Duration
 
-	Upstreams []string `json:"upstreams"`
+	Upstreams []string
 }
 
 type counters struct {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netward/netward/filter/inspect"
 )
 
 // nflogSock receives the copies of packets the kernel refused by IP verdict
@@ -126,7 +128,7 @@ func nflogPackets(b []byte, f func(packet []byte)) {
 
 // refusedFlow is what a logged packet says about its connection.
 type refusedFlow struct {
-	proto         string // telemetry protocol: "Tcp", "Udp", "Icmp", or "" for others
+	proto         inspect.Protocol
 	local, remote netip.AddrPort
 }
 
@@ -164,15 +166,15 @@ func parseRefused(p []byte) (f refusedFlow, ok bool) {
 	var sport, dport uint16
 	switch proto {
 	case unix.IPPROTO_TCP, unix.IPPROTO_UDP:
-		f.proto = "Tcp"
+		f.proto = inspect.ProtoTCP
 		if proto == unix.IPPROTO_UDP {
-			f.proto = "Udp"
+			f.proto = inspect.ProtoUDP
 		}
 		if len(l4) >= 4 {
 			sport, dport = binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
 		}
 	case unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6:
-		f.proto = "Icmp"
+		f.proto = inspect.ProtoICMP
 	}
 	f.local, f.remote = netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)
 	return f, true

@@ -52,7 +52,7 @@ func TestParseRefused(t *testing.T) {
 		{"empty", nil, "", "", "", false},
 	} {
 		f, ok := parseRefused(tc.p)
-		if ok != tc.ok || (ok && (f.proto != tc.proto || f.local.String() != tc.local || f.remote.String() != tc.dst)) {
+		if ok != tc.ok || (ok && (f.proto.String() != tc.proto || f.local.String() != tc.local || f.remote.String() != tc.dst)) {
 			t.Errorf("%s: parseRefused = %+v %v, want %s %s→%s %v", tc.name, f, ok, tc.proto, tc.local, tc.dst, tc.ok)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/filter/inspect"
 )
 
 // nfqTableName is the inspector's own table in the ip and ip6 families. It
@@ -41,22 +42,26 @@ const (
 	nfqFlagsACK = 0x10
 )
 
-// Inspector reads server names from new connections through NFQUEUE and
-// marks each flow allowed or blocked (see docs/inspect.md).
+// Inspector feeds the packets of new connections to an inspect.Engine
+// through NFQUEUE and marks each flow allowed or blocked by its verdict (see
+// docs/inspect.md).
 type Inspector struct {
-	cfg          InspectConfig
-	stats        inspCounters
+	cfg          InspectorConfig
+	eng          *inspect.Engine
 	ip           atomic.Pointer[filter.IPVerdicts] // the kernel's IP verdicts (ipblock, ipwarn, ipdecide)
 	rulesChanged chan struct{}                     // wakes Run to refill the sets
+	ready        chan struct{}                     // closed once the rules are installed
+
+	deadlineMissed, verdicts, verdictErrors atomic.Uint64
 }
 
-// NewInspector checks cfg; it starts nothing.
-func NewInspector(cfg InspectConfig) (*Inspector, error) {
-	c, err := cfg.withDefaults()
+// NewInspector checks cfg and builds its engine; it starts nothing.
+func NewInspector(cfg InspectorConfig) (*Inspector, error) {
+	c, eng, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	i := &Inspector{cfg: c, rulesChanged: make(chan struct{}, 1)}
+	i := &Inspector{cfg: c, eng: eng, rulesChanged: make(chan struct{}, 1), ready: make(chan struct{})}
 	ip := c.IP
 	i.ip.Store(&ip)
 	return i, nil
@@ -74,13 +79,20 @@ func (i *Inspector) SetIP(v filter.IPVerdicts) {
 	}
 }
 
+// Ready is closed once Run has bound the queues and installed the rules:
+// from then on, new connections are inspected.
+func (i *Inspector) Ready() <-chan struct{} { return i.ready }
+
 // Stats returns the inspector's counters.
-func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
+func (i *Inspector) Stats() InspectorStats {
+	return InspectorStats{Stats: i.eng.Stats(), DeadlineMissed: i.deadlineMissed.Load(),
+		Verdicts: i.verdicts.Load(), VerdictErrors: i.verdictErrors.Load()}
+}
 
 // Run binds the queue, installs the owner tables and gives every queued
 // packet a verdict until ctx is done — the engine's, or the default one from
-// the watchdog when a decision overruns InspectConfig.Deadline (see
-// inspWatch) — then stops without dropping a packet:
+// the watchdog when a decision overruns InspectorConfig.Deadline (see
+// inspect.Watchdog) — then stops without dropping a packet:
 //
 //  1. the queue chains are emptied (the tables and their hooks stay), so no
 //     new packet enters the queue;
@@ -94,7 +106,6 @@ func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
 // then wait for a retransmission — a SYN waits a whole second.
 func (i *Inspector) Run(ctx context.Context) error {
 	c := &i.cfg
-	eng := c.engine(&i.stats)
 	var (
 		mu   sync.Mutex   // one engine (flow table) for all queues
 		busy atomic.Int32 // callbacks running
@@ -103,7 +114,7 @@ func (i *Inspector) Run(ctx context.Context) error {
 	decide := func(payload []byte) uint32 {
 		mu.Lock()
 		defer mu.Unlock()
-		return eng.decide(payload, c.Panics)
+		return markOf(i.eng.Decide(payload))
 	}
 
 	// last is monotonic: nanoseconds since base.
@@ -152,8 +163,9 @@ func (i *Inspector) Run(ctx context.Context) error {
 		closeQueues()
 		return err
 	}
+	close(i.ready)
 	ip := i.ip.Load()
-	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.QUIC,
+	c.Log.Info("inspect: inline inspection on", "queue", c.QueueNum, "queues", c.Queues, "quic", c.Engine.QUIC,
 		"ipBlockRanges", ip.Block.Len(), "ipWarnRanges", ip.Warn.Len(), "ipInspectRanges", ip.Inspect.Len(),
 		"skipMark", fmt.Sprintf("%#x/%#x", c.SkipMark, c.SkipMask))
 
@@ -214,9 +226,9 @@ func (i *Inspector) Run(ctx context.Context) error {
 }
 
 // startRefusedLog reads the NFLOG group of the rules that refuse by IP
-// verdict in the kernel, and turns each logged packet into an event (Source
-// "ip", Reason "kernel"), decided again with DecideAddr for the indicator
-// that refused it, so the refusal is recorded and the user told. Without
+// verdict in the kernel, and hands each logged packet to the engine
+// (Engine.KernelRefused: an event decided again by address, for the
+// indicator that refused it), so the refusal is recorded and the user told. Without
 // nfnetlink_log the refusals still happen, unrecorded (logged once). The
 // reader stops with qctx; watchers waits for it.
 func (i *Inspector) startRefusedLog(qctx context.Context, watchers *sync.WaitGroup) {
@@ -233,16 +245,9 @@ func (i *Inspector) startRefusedLog(qctx context.Context, watchers *sync.WaitGro
 		buf := make([]byte, 64<<10)
 		for qctx.Err() == nil {
 			err := s.read(buf, func(p []byte) {
-				f, ok := parseRefused(p)
-				if !ok {
-					return
+				if f, ok := parseRefused(p); ok {
+					i.eng.KernelRefused(f.proto, f.local, f.remote)
 				}
-				i.stats.kernelRefused.Add(1)
-				if c.OnDecision == nil {
-					return
-				}
-				c.OnDecision(InspectEvent{Time: c.Now(), Source: "ip", Protocol: f.proto, Local: f.local, Remote: f.remote,
-					Decision: c.Decider.DecideAddr(f.remote.Addr()), Reason: ReasonKernel})
 			})
 			if err != nil && err != unix.EAGAIN && err != unix.EINTR && err != unix.ENOBUFS {
 				time.Sleep(10 * time.Millisecond) // never spin on a broken socket
@@ -261,7 +266,7 @@ func (i *Inspector) startRefusedLog(qctx context.Context, watchers *sync.WaitGro
 func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]byte) uint32,
 	busy *atomic.Int32, last *atomic.Int64, mono func() int64, watchers *sync.WaitGroup) (*nfqSock, error) {
 	c := &i.cfg
-	watch := &inspWatch{deadline: c.Deadline}
+	watch := inspect.NewWatchdog(c.Deadline)
 	q, err := openNFQSock(num, nfqMaxQueueLen)
 	if err != nil {
 		return nil, fmt.Errorf("inspect: bind NFQUEUE %d (needs root/CAP_NET_ADMIN and the nfnetlink_queue module; is another program using the queue?): %w", num, err)
@@ -269,9 +274,9 @@ func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]by
 	answer := func(p nfqPacket) {
 		busy.Add(1)
 		defer func() { last.Store(mono()); busy.Add(-1) }()
-		watch.begin(p.id)
+		watch.Begin(p.id)
 		mark := decide(p.payload)
-		if watch.end() {
+		if watch.End() {
 			return // the watchdog gave this packet the default verdict
 		}
 		var verr error
@@ -281,10 +286,10 @@ func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]by
 			}
 		}
 		if verr != nil {
-			i.stats.verdictErrors.Add(1)
+			i.verdictErrors.Add(1)
 			c.Log.Warn("inspect: verdict failed twice; the packet waits in the queue until the inspector stops", "err", verr)
 		} else {
-			i.stats.verdicts.Add(1)
+			i.verdicts.Add(1)
 		}
 	}
 	watchers.Add(1)
@@ -315,18 +320,18 @@ func (i *Inspector) openQueue(qctx context.Context, num uint16, decide func([]by
 	}()
 	go func() {
 		defer watchers.Done()
-		watch.run(qctx, func(id uint32) {
+		watch.Run(qctx, func(id uint32) {
 			// The documented default: accept unmarked (the flow is looked at
 			// again on its next packet); with failClosed, the block mark.
-			i.stats.deadlineMissed.Add(1)
+			i.deadlineMissed.Add(1)
 			var mark uint32
-			if c.FailClosed {
+			if c.Engine.FailClosed {
 				mark = InspectMarkBlock
 			}
 			if err := q.verdict(id, mark); err != nil {
-				i.stats.verdictErrors.Add(1)
+				i.verdictErrors.Add(1)
 			}
-			c.Log.Warn("inspect: a packet decision overran its deadline; default verdict given", "deadline", c.Deadline, "failClosed", c.FailClosed)
+			c.Log.Warn("inspect: a packet decision overran its deadline; default verdict given", "deadline", c.Deadline, "failClosed", c.Engine.FailClosed)
 		})
 	}()
 	return q, nil
@@ -605,10 +610,10 @@ func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nft
 	for _, doff := range []uint8{10, 8, 11, 5} { // SYN options of 20, 12, 24 and 0 bytes
 		add(append(nfqBareSegment(t.Family, doff, nfqFlagsSYN), accept)...)
 	}
-	for _, p := range c.NamePorts {
+	for _, p := range c.Engine.NamePorts {
 		add(append(append(tcp, nfqDport(p)...), target)...)
 	}
-	if c.QUIC != QUICAllow {
+	if c.Engine.QUIC != inspect.QUICAllow {
 		add(append(append(udp, nfqDport(443)...), target)...)
 	}
 }

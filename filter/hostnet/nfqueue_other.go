@@ -10,18 +10,21 @@ import (
 )
 
 // Inspector is the inline TLS/QUIC/HTTP inspector; only Linux has one.
-type Inspector struct{ stats inspCounters }
+type Inspector struct{}
 
 // NewInspector fails outside Linux.
-func NewInspector(cfg InspectConfig) (*Inspector, error) {
+func NewInspector(cfg InspectorConfig) (*Inspector, error) {
 	return nil, errors.New("inspect: inline inspection needs Linux netfilter; set sni.enabled to false on this platform")
 }
 
 // Run is never reached outside Linux.
 func (i *Inspector) Run(ctx context.Context) error { return errors.New("inspect: not supported") }
 
-// Stats returns the counters.
-func (i *Inspector) Stats() InspectStats { return i.stats.snapshot() }
+// Ready is never closed outside Linux.
+func (i *Inspector) Ready() <-chan struct{} { return nil }
+
+// Stats returns the counters (none).
+func (i *Inspector) Stats() InspectorStats { return InspectorStats{} }
 
 // SetIP does nothing outside Linux.
 func (i *Inspector) SetIP(v filter.IPVerdicts) {}

@@ -1,6 +1,10 @@
-// Package e2e helps end-to-end tests build throwaway hosts out of Linux
-// network namespaces and veth pairs. Tests that use it need root; they skip
-// without it, unless NETWARD_E2E=require (CI), where a skip is a failure.
+// Package e2e holds what netward's tests share: throwaway hosts built out
+// of Linux network namespaces and veth pairs (tests that use them need root;
+// they skip without it, unless NETWARD_E2E=require, where a skip is a
+// failure), the binaries built once per test process (Build, Main), child
+// processes of the test binary (ChildCmd, IsChild), waiting for another
+// process (WaitFor, Start, SyncBuf), and a clock a test moves by hand
+// (Clock). The binary-level suites live in its subdirectories.
 package e2e
 
 import (

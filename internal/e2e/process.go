@@ -44,7 +44,9 @@ func Start(t testing.TB, c *exec.Cmd) (stop func()) {
 }
 
 // WaitFor polls cond until it holds, or fails the test after limit with
-// the logs given.
+// the logs given. The limit is a failure bound, not a timing check: use it
+// for what another process or a real socket does, where no signal reaches
+// the test; within a process, wait on the component's own signal instead.
 func WaitFor(t testing.TB, what string, limit time.Duration, cond func() bool, logs ...*SyncBuf) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -55,6 +57,6 @@ func WaitFor(t testing.TB, what string, limit time.Duration, cond func() bool, l
 			}
 			t.Fatalf("timed out after %v waiting for %s", limit, what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }

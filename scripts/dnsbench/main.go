@@ -109,12 +109,6 @@ func readList(path string) ([]string, error) {
 	return out, sc.Err()
 }
 
-type policyDecider struct{ p *filter.Policy }
-
-func (d policyDecider) DecideName(n string) filter.Decision {
-	return filter.Decide(d.p.MatchName(n), filter.Settings{}, nil)
-}
-
 // proxy runs netward's filtering proxy with every blocklist name as a Block
 // indicator. On SIGTERM it prints the CPU time and peak RSS it used.
 func proxy(args []string) error {
@@ -148,7 +142,9 @@ func proxy(args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := dnsproxy.New(dnsproxy.Config{Listen: []string{*listen}, Upstreams: []string{*up}, Decider: policyDecider{pol},
+	dec := filter.NewDecisionPoint(filter.Settings{}, nil)
+	dec.Set(pol, filter.Settings{})
+	p, err := dnsproxy.New(dnsproxy.Config{Listen: []string{*listen}, Upstreams: []string{*up}, Decider: dec,
 		CacheSize: *cache, MaxInFlight: *inflight, Sink: netip.MustParseAddr("127.0.0.154")})
 	if err != nil {
 		return err

@@ -109,17 +109,6 @@ func transfer(t *testing.T, nsPath string, up, down int) (int, func()) {
 	return conn.LocalAddr().(*net.TCPAddr).Port, func() { conn.Close() }
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // within reports whether got is n plus at most the TCP/IP header overhead of
 // the transfer (52 bytes per segment on loopback; ACKs included).
 func within(got int64, n int) bool {
@@ -146,11 +135,11 @@ func TestConntrackCountsRealTransfers(t *testing.T) {
 			// A closed TCP flow sits in TIME_WAIT for minutes; deleting it
 			// makes the kernel send its DESTROY event with the counters.
 			ns.Must(t, "conntrack", "-D", "-p", "tcp", "--sport", strconv.Itoa(port))
-			waitFor(t, "DESTROY record", func() bool { _, _, rs := c.sums(port); return len(rs) > 0 })
+			e2e.WaitFor(t, "DESTROY record", 30*time.Second, func() bool { _, _, rs := c.sums(port); return len(rs) > 0 })
 		}},
 		{"periodic dump of a long-lived flow", 50 * time.Millisecond, func(t *testing.T, c *collector, port int, closeConn func()) {
 			defer closeConn()
-			waitFor(t, "dump records", func() bool { s, r, _ := c.sums(port); return s >= up && r >= down })
+			e2e.WaitFor(t, "dump records", 30*time.Second, func() bool { s, r, _ := c.sums(port); return s >= up && r >= down })
 		}},
 	}
 	for _, tt := range tests {
@@ -167,7 +156,7 @@ func TestConntrackCountsRealTransfers(t *testing.T) {
 					t.Errorf("Run: %v", err)
 				}
 			}()
-			waitFor(t, "first dump", func() bool { return src.Stats().Dumps > 0 })
+			e2e.WaitFor(t, "first dump", 30*time.Second, func() bool { return src.Stats().Dumps > 0 })
 			acct := ns.Must(t, "sysctl", "-n", "net.netfilter.nf_conntrack_acct")
 			if acct != "1\n" && acct != "1" {
 				t.Errorf("nf_conntrack_acct = %q in the namespace, want 1", acct)
@@ -214,11 +203,11 @@ func TestConntrackOverrunHealsWithDump(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	waitFor(t, "first dump", func() bool { return src.Stats().Dumps > 0 })
+	e2e.WaitFor(t, "first dump", 30*time.Second, func() bool { return src.Stats().Dumps > 0 })
 	port, closeConn := transfer(t, nsPath, 10, 10)
 	closeConn()
 	ns.Must(t, "conntrack", "-D", "-p", "tcp", "--sport", strconv.Itoa(port))
-	waitFor(t, "the loop to stall on the DESTROY record", func() bool { return src.Stats().Events > 0 })
+	e2e.WaitFor(t, "the loop to stall on the DESTROY record", 30*time.Second, func() bool { return src.Stats().Events > 0 })
 	// Flood NEW events while nobody reads them.
 	var ln net.Listener
 	inNetns(t, nsPath, func() { ln, _ = net.Listen("tcp4", "127.0.0.1:0") })
@@ -240,7 +229,7 @@ func TestConntrackOverrunHealsWithDump(t *testing.T) {
 		}
 	})
 	close(release)
-	waitFor(t, "overrun detected and healed", func() bool {
+	e2e.WaitFor(t, "overrun detected and healed", 30*time.Second, func() bool {
 		st := src.Stats()
 		return st.Overruns > 0 && st.Dumps >= 2
 	})

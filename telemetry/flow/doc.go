@@ -24,14 +24,15 @@ type ProcessLookup interface {
 	Lookup(proto uint8, local, remote netip.AddrPort) (Process, bool)
 }
 
-// Stats counts what the source saw; all monotonic.
+// Stats counts what the source saw; all monotonic but Flows. `netward
+// status` shows them as control.FlowStats.
 type Stats struct {
-	Events     uint64 `json:"events"`
-	Overruns   uint64 `json:"overruns"` // ENOBUFS: events lost by the kernel, healed by a dump
-	Dumps      uint64 `json:"dumps"`
-	Records    uint64 `json:"records"`
-	Flows      int    `json:"flows"`        // tracked now
-	FlowsLimit uint64 `json:"flowsDropped"` // not tracked because the table was full
+	Events     uint64
+	Overruns   uint64 // ENOBUFS: events lost by the kernel, healed by a dump
+	Dumps      uint64
+	Records    uint64
+	Flows      int    // tracked now
+	FlowsLimit uint64 // not tracked because the table was full
 }
 
 const (

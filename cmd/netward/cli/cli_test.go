@@ -13,16 +13,31 @@ import (
 	"time"
 
 	"github.com/netward/netward/agent/control"
+	"github.com/netward/netward/internal/e2e"
 )
 
-// TestMain lets a test re-run this binary as the real CLI
-// (NETWARD_CLI_CHILD=1 netward-args...), so lifecycle tests exercise signals
-// and exit codes of a real process.
-func TestMain(m *testing.M) {
-	if os.Getenv("NETWARD_CLI_CHILD") == "1" {
-		os.Exit(Run(context.Background(), &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}, os.Args[1:]))
+// envCLIArgs are the arguments of TestCLIChild, one a line.
+const envCLIArgs = "NETWARD_CLI_ARGS"
+
+// TestCLIChild is the real CLI in a process of its own, so tests exercise
+// signals, exit codes and peer credentials of a real process: it runs the
+// arguments of cliChild and exits with the CLI's code, having written only
+// what the CLI writes.
+func TestCLIChild(t *testing.T) {
+	if !e2e.IsChild(t) {
+		t.Skip("child process of the CLI's process tests")
 	}
-	os.Exit(m.Run())
+	args := strings.Split(os.Getenv(envCLIArgs), "\n")
+	os.Exit(Run(context.Background(), &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}, args))
+}
+
+// cliChild returns a command running the CLI with args in a child process
+// (TestCLIChild) of the binary bin (the test binary itself, or a copy).
+func cliChild(bin string, args ...string) *exec.Cmd {
+	_, targs := e2e.ChildArgs("TestCLIChild")
+	cmd := exec.Command(bin, targs...)
+	cmd.Env = e2e.ChildEnv("TestCLIChild", envCLIArgs+"="+strings.Join(args, "\n"))
+	return cmd
 }
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -98,21 +113,15 @@ func TestRunStopsCleanlyOnSignal(t *testing.T) {
 			if err := os.WriteFile(cfg, []byte(`{"dataDir": "`+dir+`", "dns": {"listen": ["127.0.0.1:0"]}, "control": {"socket": "`+filepath.Join(dir, "s.sock")+`"}}`), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(os.Args[0], "run", "--config", cfg)
-			cmd.Env = append(os.Environ(), "NETWARD_CLI_CHILD=1")
-			var logs syncBuffer
+			cmd := cliChild(os.Args[0], "run", "--config", cfg)
+			var logs e2e.SyncBuf
 			cmd.Stderr = &logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for !strings.Contains(logs.String(), "netward agent running") {
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					t.Fatalf("agent did not report running; logs:\n%s", logs.String())
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			e2e.WaitFor(t, "the agent to report running", 20*time.Second,
+				func() bool { return strings.Contains(logs.String(), "netward agent running") }, &logs)
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}

@@ -39,7 +39,7 @@ var (
 	goldenExpires = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	goldenIndDemo = &control.Indicator{Value: "warned.test", Type: "DomainName", Action: "Warn", ID: "1",
 		Title: "Monitored app: Demo", Application: "Demo", ApplicationID: "100"}
-	goldenEntry = bypass.Entry{User: "alice", Application: "Demo", IndicatorID: "1", Name: "warned.test",
+	goldenEntry = control.Bypass{User: "alice", Application: "Demo", IndicatorID: "1", Name: "warned.test",
 		Created: goldenExpires.Add(-24 * time.Hour), Expires: goldenExpires, Who: "alice", How: bypass.HowCLI}
 )
 
@@ -53,9 +53,11 @@ func (b *goldenBackend) Status() control.Status {
 			NextExpiry: goldenStart.Add(24 * time.Hour), Rejected: 1, Failures: 2, LastErrorAt: goldenStart.Add(-time.Minute),
 			LastError: "indicator file /etc/netward/indicators.json does not exist; create it or fix indicators.source"},
 		Interception: control.InterceptionState{DNS: true, DNSListen: []string{"127.0.0.1:15353"}, QUIC: "inspect",
-			DNSStats: json.RawMessage(`{"queries":120,"byVerdict":{"allow":110,"block":6,"warn":4},"cacheHits":90,"cacheMisses":30,"upstreamErrors":2,"servFail":1,"inFlight":3}`)},
-		Bypasses:  control.BypassStatus{Active: 1, ByTarget: map[string]int{"Demo": 1}},
-		Telemetry: json.RawMessage(`{"spoolChunks":2,"spoolBytes":2048,"spoolRecords":10,"openRecords":0,"queuedRecords":0,"uploadedChunks":5,"lastUpload":"2026-11-22T09:30:00Z","quarantinedChunks":0,"droppedQueueFull":0,"droppedSpoolRecords":0,"droppedSpoolChunks":0}`),
+			DNSStats: &control.DNSStats{Queries: 120, ByVerdict: map[string]uint64{"allow": 110, "block": 6, "warn": 4},
+				CacheHits: 90, CacheMisses: 30, UpstreamErrors: 2, ServFail: 1, InFlight: 3}},
+		Bypasses: control.BypassStatus{Active: 1, ByTarget: map[string]int{"Demo": 1}},
+		Telemetry: &control.TelemetryStatus{SpoolChunks: 2, SpoolBytes: 2048, SpoolRecords: 10, UploadedChunks: 5,
+			LastUpload: time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)},
 		Errors: []control.ErrorEntry{{Time: goldenStart.Add(time.Minute), Component: "indicators",
 			Message: "feed unreachable; keeping set 42"}},
 	}
@@ -86,20 +88,20 @@ func (b *goldenBackend) Check(q, user string) (control.CheckResult, error) {
 	return res, nil
 }
 
-func (b *goldenBackend) CreateBypass(name, user string) (bypass.Entry, error) {
+func (b *goldenBackend) CreateBypass(name, user string) (control.Bypass, error) {
 	switch name {
 	case "warned.test":
 		return goldenEntry, nil
 	case "blocked.test":
-		return bypass.Entry{}, fmt.Errorf("bypass %s: %w", name, bypass.ErrBlock)
+		return control.Bypass{}, fmt.Errorf("bypass %s: %w", name, bypass.ErrBlock)
 	}
-	return bypass.Entry{}, fmt.Errorf("bypass %s: %w", name, bypass.ErrNotWarned)
+	return control.Bypass{}, fmt.Errorf("bypass %s: %w", name, bypass.ErrNotWarned)
 }
 
 func (b *goldenBackend) ListBypasses() []control.BypassInfo {
 	return []control.BypassInfo{
-		{Entry: goldenEntry, Title: "Monitored app: Demo"},
-		{Entry: bypass.Entry{Indicator: "feed.test", IndicatorType: "DomainName", IndicatorID: "4", Name: "www.feed.test",
+		{Bypass: goldenEntry, Title: "Monitored app: Demo"},
+		{Bypass: control.Bypass{Indicator: "feed.test", IndicatorType: "DomainName", IndicatorID: "4", Name: "www.feed.test",
 			Created: goldenStart, Expires: goldenExpires, Who: "device", How: bypass.HowPage}},
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -46,8 +45,7 @@ func TestControlGoldenNonRoot(t *testing.T) {
 		{"nonroot-revoke", []string{"bypass", "--revoke", "warned.test"}, ExitFailed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(bin, append([]string{tt.args[0], "--socket", sock}, tt.args[1:]...)...)
-			cmd.Env = append(os.Environ(), "NETWARD_CLI_CHILD=1")
+			cmd := cliChild(bin, append([]string{tt.args[0], "--socket", sock}, tt.args[1:]...)...)
 			cmd.Dir = "/"
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			var stdout, stderr bytes.Buffer

@@ -6,7 +6,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/agent/enroll"
 )
 
 func enrollCommand() *command {
@@ -22,7 +23,7 @@ func enrollCommand() *command {
 		console := fs.String("console", "", "the console's base URL (https://host:port)")
 		keyFile := fs.String("key", "", "file holding the enrollment key the console showed")
 		fp := fs.String("fingerprint", "", "SHA-256 of the console's self-signed certificate, to pin it")
-		cfgPath := fs.String("config", "", "config file (default: "+agent.SystemConfigPath()+" if it exists, else the embedded default)")
+		cfgPath := fs.String("config", "", "config file (default: "+config.SystemPath()+" if it exists, else the embedded default)")
 		asJSON := fs.Bool("json", false, "print JSON")
 		if err := parse(fs, args); err != nil {
 			return err
@@ -41,10 +42,10 @@ func enrollCommand() *command {
 		if err != nil {
 			return failf("%w", err)
 		}
-		if err := agent.ResolveIdentity(cfg); err != nil {
+		if err := config.ResolveIdentity(cfg); err != nil {
 			return failf("%w", err)
 		}
-		e, err := agent.Enroll(ctx, agent.EnrollOptions{Console: *console, Key: strings.TrimSpace(string(key)), Fingerprint: *fp,
+		e, err := enroll.Device(ctx, enroll.Options{Console: *console, Key: strings.TrimSpace(string(key)), Fingerprint: *fp,
 			DataDir: cfg.DataDir, DeviceID: cfg.Device.ID, DeviceName: cfg.Device.Name})
 		if err != nil {
 			return failf("%w", err)
@@ -53,7 +54,7 @@ func enrollCommand() *command {
 			return writeJSON(env.Stdout, e)
 		}
 		fmt.Fprintf(env.Stdout, "enrolled device %s with %s\nfeed       %s\ntelemetry  %s\ntoken      %s (0600)\n",
-			e.DeviceID, e.Console, e.FeedURL, e.TelemetryEndpoint, cfg.DataDir+string(os.PathSeparator)+agent.DeviceTokenFile)
+			e.DeviceID, e.Console, e.FeedURL, e.TelemetryEndpoint, cfg.DataDir+string(os.PathSeparator)+enroll.DeviceTokenFile)
 		fmt.Fprintln(env.Stdout, "restart the agent (netward restart) to use it")
 		return nil
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/agent/enroll"
 	"github.com/netward/netward/agent/svc"
 	"github.com/netward/netward/winsvc"
 )
@@ -24,7 +26,7 @@ func runCommand() *command {
 	}
 	c.run = func(ctx context.Context, env *Env, args []string) (err error) {
 		fs := newFlags(env, c)
-		cfgPath := fs.String("config", "", "config file (default: "+agent.SystemConfigPath()+" if it exists, else the embedded default)")
+		cfgPath := fs.String("config", "", "config file (default: "+config.SystemPath()+" if it exists, else the embedded default)")
 		level := fs.String("log-level", "info", "debug, info, warn or error")
 		logJSON := fs.Bool("log-json", false, "log JSON lines instead of text")
 		if err := parse(fs, args); err != nil {
@@ -68,23 +70,23 @@ func runCommand() *command {
 		}
 		// Group Policy (HKLM\SOFTWARE\Policies\netward) overrides the file on
 		// Windows; SystemPolicy is nil elsewhere.
-		applied, err := winsvc.ApplyPolicy(cfg, winsvc.SystemPolicy())
+		applied, err := config.ApplyGroupPolicy(cfg, winsvc.SystemPolicy())
 		if err != nil {
 			return failf("%w", err)
 		}
 		if len(applied) > 0 {
 			log.Info("group policy overrides the config file", "keys", applied)
 		}
-		if err := agent.ResolveIdentity(cfg); err != nil {
+		if err := config.ResolveIdentity(cfg); err != nil {
 			return failf("%w", err)
 		}
-		if e, err := agent.ApplyEnrollment(cfg); err != nil {
+		if e, err := enroll.Apply(cfg); err != nil {
 			return failf("%w", err)
 		} else if e != nil {
 			log.Info("enrolled with a console", "console", e.Console, "device", cfg.Device.ID, "feed", cfg.Indicators.Source)
 		}
-		if agent.Privileged() {
-			if err := agent.CheckPermissions(cfg); err != nil {
+		if config.Privileged() {
+			if err := config.CheckPermissions(cfg); err != nil {
 				return failf("refusing to run as root: %w", err)
 			}
 		}
@@ -111,13 +113,13 @@ func runCommand() *command {
 
 // loadRunConfig reads --config, else the system config file if it exists,
 // else the embedded default.
-func loadRunConfig(path string) (*agent.Config, error) {
+func loadRunConfig(path string) (*config.Config, error) {
 	if path != "" {
-		return agent.LoadConfig(path)
+		return config.Load(path)
 	}
-	cfg, err := agent.LoadConfig(agent.SystemConfigPath())
+	cfg, err := config.Load(config.SystemPath())
 	if errors.Is(err, fs.ErrNotExist) {
-		return agent.DefaultConfig()
+		return config.Default()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (pass --config to use another file)", err)

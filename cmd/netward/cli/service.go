@@ -6,8 +6,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/svc"
+	"github.com/netward/netward/winsvc"
 )
 
 // The service verbs (CONTRACT §3): install, uninstall, start, stop, restart.
@@ -21,7 +22,7 @@ func installCommand() *command {
 	}
 	c.run = func(ctx context.Context, env *Env, args []string) error {
 		fs := newFlags(env, c)
-		cfgPath := fs.String("config", "", "config file the service runs with (default: "+agent.SystemConfigPath()+" if it exists, else the embedded default)")
+		cfgPath := fs.String("config", "", "config file the service runs with (default: "+config.SystemPath()+" if it exists, else the embedded default)")
 		printUnit := fs.Bool("print-unit", false, "print the systemd unit it would install and exit, changing nothing")
 		exePath := fs.String("executable", "", "with --print-unit: the binary path to write into the unit (default: this binary; packagers use /usr/bin/netward)")
 		if err := parse(fs, args); err != nil {
@@ -30,19 +31,19 @@ func installCommand() *command {
 		if fs.NArg() > 0 {
 			return usageErrorf("unexpected argument %q", fs.Arg(0))
 		}
-		sc := svc.Config{}
+		sc := svc.Config{PostInstall: winsvc.PostInstall}
 		if *cfgPath != "" {
 			abs, err := filepath.Abs(*cfgPath)
 			if err != nil {
 				return failf("--config %s: %w", *cfgPath, err)
 			}
 			// Refuse now what the service would refuse at every start.
-			cfg, err := agent.LoadConfig(abs)
+			cfg, err := config.Load(abs)
 			if err != nil {
 				return failf("%w", err)
 			}
-			if agent.Privileged() {
-				if err := agent.CheckPermissions(cfg); err != nil {
+			if config.Privileged() {
+				if err := config.CheckPermissions(cfg); err != nil {
 					return failf("%w", err)
 				}
 			}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/netward/netward/agent/control"
-	"github.com/netward/netward/telemetry"
 )
 
 func statusCommand() *command {
@@ -114,15 +112,7 @@ func printStatus(out io.Writer, st control.Status) {
 		sni, quic = "on", ic.QUIC
 	}
 	fmt.Fprintf(w, "interception\tDNS %s; SNI %s; QUIC %s\n", dns, sni, quic)
-	var ds struct {
-		Queries        uint64 `json:"queries"`
-		CacheHits      uint64 `json:"cacheHits"`
-		CacheMisses    uint64 `json:"cacheMisses"`
-		UpstreamErrors uint64 `json:"upstreamErrors"`
-		ServFail       uint64 `json:"servFail"`
-		InFlight       int64  `json:"inFlight"`
-	}
-	if len(ic.DNSStats) > 0 && json.Unmarshal(ic.DNSStats, &ds) == nil {
+	if ds := ic.DNSStats; ds != nil {
 		hit := "no cache lookups yet"
 		if n := ds.CacheHits + ds.CacheMisses; n > 0 {
 			hit = fmt.Sprintf("cache hits %.0f%%", 100*float64(ds.CacheHits)/float64(n))
@@ -146,8 +136,7 @@ func printStatus(out io.Writer, st control.Status) {
 		fmt.Fprintf(w, "bypasses\t%d active: %s\n", st.Bypasses.Active, strings.Join(parts, ", "))
 	}
 
-	var ts telemetry.Status
-	if len(st.Telemetry) > 0 && json.Unmarshal(st.Telemetry, &ts) == nil {
+	if ts := st.Telemetry; ts != nil {
 		last := "never"
 		if !ts.LastUpload.IsZero() {
 			last = ts.LastUpload.UTC().Format(time.RFC3339)

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"os"
 
-	"github.com/netward/netward/agent"
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
 )
 
@@ -20,7 +20,7 @@ type clientFlags struct {
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
-		config: fs.String("config", "", "the agent's config file, to find its control socket (default: "+agent.SystemConfigPath()+" if it exists)"),
+		config: fs.String("config", "", "the agent's config file, to find its control socket (default: "+config.SystemPath()+" if it exists)"),
 		socket: fs.String("socket", "", "the control socket (overrides --config)"),
 		json:   fs.Bool("json", false, "print JSON (stable field names, see docs/control.md)"),
 	}
@@ -34,20 +34,20 @@ func (f clientFlags) client(env *Env) (*control.Client, error) {
 		return control.NewClient(*f.socket), nil
 	}
 	if *f.config != "" {
-		cfg, err := agent.LoadConfig(*f.config)
+		cfg, err := config.Load(*f.config)
 		if err != nil {
 			return nil, failf("%w", err)
 		}
 		return control.NewClient(cfg.Control.Socket), nil
 	}
-	cfg, err := agent.LoadConfig(agent.SystemConfigPath())
+	cfg, err := config.Load(config.SystemPath())
 	switch {
 	case err == nil:
 		return control.NewClient(cfg.Control.Socket), nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, failf("%w (pass --config or --socket to use another file)", err)
 	}
-	def, err := agent.DefaultConfig()
+	def, err := config.Default()
 	if err != nil {
 		return nil, failf("%w", err)
 	}

@@ -5,7 +5,6 @@ package dnse2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -35,11 +34,7 @@ func feed(version string, extra string) string {
 func TestAgentBinary(t *testing.T) {
 	e2e.Require(t, "dig", "nft", "go")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "netward")
-	build := exec.Command("go", "build", "-o", bin, "github.com/netward/netward/cmd/netward")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := e2e.Build(t, "github.com/netward/netward/cmd/netward")
 	set := filepath.Join(dir, "set.json")
 	if err := os.WriteFile(set, []byte(feed("1", "")), 0o644); err != nil {
 		t.Fatal(err)
@@ -70,23 +65,14 @@ func TestAgentBinary(t *testing.T) {
 		}
 	})
 
-	// Wait for the indicator set to be enforced.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	e2e.WaitFor(t, "the file:// indicator set to be enforced", 15*time.Second, func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("agent exited:\n%s", log.String())
 		default:
 		}
-		r := parseDig(dig(t, ep, "@192.0.2.1", "bad.test", "A"))
-		if r.status == "NXDOMAIN" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the file:// indicator set was not enforced within 15 s; last answer %s; agent log:\n%s", r.status, log.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return parseDig(dig(t, ep, "@192.0.2.1", "bad.test", "A")).status == "NXDOMAIN"
+	}, &log)
 
 	runChecks(t, ep, []check{
 		{"allowed", []string{"@192.0.2.1", "allowed.test", "A"}, "NOERROR", "A 192.0.2.10", ""},
@@ -120,17 +106,11 @@ func TestAgentBinary(t *testing.T) {
 		if err := os.WriteFile(set, []byte(feed("2", extra)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		// The answer was cached before: decisions must come after the cache.
+		e2e.WaitFor(t, "the new indicator 204 applied", 15*time.Second, func() bool {
 			r := parseDig(dig(t, ep, "@192.0.2.1", "later.test", "A"))
-			if r.status == "NXDOMAIN" && strings.Contains(r.ede, "indicator 204") {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("new indicator not applied within 15 s (the answer was cached before: decisions must come after the cache):\n%s", r.raw)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return r.status == "NXDOMAIN" && strings.Contains(r.ede, "indicator 204")
+		}, &log)
 	})
 
 	t.Run("kill -9 fails open", func(t *testing.T) {
@@ -138,17 +118,8 @@ func TestAgentBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-exited
-		var out string
-		for range 50 {
-			out = ep.Must(t, "nft", "list", "tables")
-			if !strings.Contains(out, "netward_") {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if strings.Contains(out, "netward_") {
-			t.Fatalf("netward tables survived SIGKILL:\n%s", out)
-		}
+		e2e.WaitFor(t, "the owner tables to go with the killed agent", 10*time.Second,
+			func() bool { return !strings.Contains(ep.Must(t, "nft", "list", "tables"), "netward_") })
 		r := parseDig(dig(t, ep, "@192.0.2.1", "bad.test", "A"))
 		if r.status != "NOERROR" || len(r.answers) != 1 {
 			t.Fatalf("after kill -9, dig must reach the real server:\n%s", r.raw)
@@ -197,12 +168,9 @@ func TestAgentBinary(t *testing.T) {
 			}
 			_ = restarted.Process.Signal(syscall.SIGKILL)
 			<-gone
-			for range 100 { // the kernel drops the owner tables with the socket
-				if out := ep.Must(t, "nft", "list", "tables"); !strings.Contains(out, "netward_") {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			// The kernel drops the owner tables with the socket.
+			e2e.WaitFor(t, "the owner tables to go with the killed agent", 10*time.Second,
+				func() bool { return !strings.Contains(ep.Must(t, "nft", "list", "tables"), "netward_") }, &rlog)
 		}
 		slices.Sort(took)
 		t.Logf("restart to enforcement (process start → first captured query refused, stored set, dns.capture on), %d rounds: min %v, median %v, max %v",

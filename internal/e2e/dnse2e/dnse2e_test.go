@@ -7,7 +7,6 @@
 package dnse2e
 
 import (
-	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -143,17 +142,9 @@ func TestCaptureProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = proxy.Process.Wait()
-		var out string
-		for range 50 { // the kernel drops the owner table when the socket closes
-			out = ep.Must(t, "nft", "list", "tables")
-			if !strings.Contains(out, "netward_dns") {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if strings.Contains(out, "netward_dns") {
-			t.Fatalf("owner table survived SIGKILL:\n%s", out)
-		}
+		// The kernel drops the owner table when the socket closes.
+		e2e.WaitFor(t, "the owner table to go with the killed proxy", 10*time.Second,
+			func() bool { return !strings.Contains(ep.Must(t, "nft", "list", "tables"), "netward_dns") })
 		r := parseDig(dig(t, ep, "@192.0.2.1", "bad.test", "A"))
 		if r.status != "NOERROR" || len(r.answers) != 1 || !strings.Contains(r.answers[0], "192.0.2.66") {
 			t.Fatalf("after kill -9, dig must reach the real server:\n%s", r.raw)
@@ -166,8 +157,7 @@ func TestCaptureProxy(t *testing.T) {
 		for _, tbl := range []string{"ip netward_dns", "ip6 netward_dns", "ip netward_inspect", "inet keepme"} {
 			ep.Must(t, "nft", append([]string{"add", "table"}, strings.Fields(tbl)...)...)
 		}
-		cmd := ep.Cmd(testBinary(t), "-test.run=^TestHelperProcess$")
-		cmd.Env = append(cmd.Environ(), helperEnv+"=cleanup")
+		cmd := ep.ChildCmd("TestHelperProcess", helperEnv+"=cleanup")
 		if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "CLEANUP-OK") {
 			t.Fatalf("cleanup: %v\n%s", err, b)
 		}
@@ -182,19 +172,9 @@ func TestCaptureProxy(t *testing.T) {
 // captured resolver address, and fails t unless answers go on after it.
 func hostileClient(t *testing.T, ep *e2e.Netns) {
 	t.Helper()
-	cmd := ep.Cmd(testBinary(t), "-test.run=^TestHelperProcess$")
-	cmd.Env = append(cmd.Environ(), helperEnv+"=hostile", "NETWARD_DNSE2E_TARGET=192.0.2.1:53")
+	cmd := ep.ChildCmd("TestHelperProcess", helperEnv+"=hostile", "NETWARD_DNSE2E_TARGET=192.0.2.1:53")
 	b, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "STILL-ANSWERING") {
 		t.Fatalf("hostile client: %v\n%s", err, b)
 	}
-}
-
-func testBinary(t *testing.T) string {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return exe
 }

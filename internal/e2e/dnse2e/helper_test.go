@@ -21,6 +21,7 @@ import (
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/filter/hostnet"
+	"github.com/netward/netward/internal/e2e"
 )
 
 // The test binary re-executes itself inside a namespace (ip netns exec) to
@@ -49,12 +50,15 @@ var testRules = []filter.Rule{
 	{Value: "audited.test", Type: filter.TypeDomain, Action: filter.Audit, ID: "103"},
 }
 
-// TestHelperProcess is not a test: it is the body of a helper process.
+func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
+
+// TestHelperProcess is the child process of the suites (e2e.ChildCmd): the
+// mode in helperEnv says which helper it is.
 func TestHelperProcess(t *testing.T) {
-	mode := os.Getenv(helperEnv)
-	if mode == "" {
-		t.Skip("helper process only")
+	if !e2e.IsChild(t) {
+		t.Skip("child process of the DNS suites")
 	}
+	mode := os.Getenv(helperEnv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
@@ -147,22 +151,18 @@ func runAuth(ctx context.Context) error {
 	return nil
 }
 
-type staticDecider struct{ p *filter.Policy }
-
-func (d staticDecider) DecideName(n string) filter.Decision {
-	return filter.Decide(d.p.MatchName(n), filter.Settings{}, nil)
-}
-
 func runProxy(ctx context.Context) error {
 	pol, err := filter.Compile(testRules)
 	if err != nil {
 		return err
 	}
+	dec := filter.NewDecisionPoint(filter.Settings{}, nil)
+	dec.Set(pol, filter.Settings{})
 	p, err := dnsproxy.New(dnsproxy.Config{
 		Listen:          []string{"127.0.0.153:53", "[::1]:53"},
 		Upstreams:       []string{"192.0.2.1"},
 		UpstreamControl: hostnet.MarkControl(hostnet.AgentMark),
-		Decider:         staticDecider{pol},
+		Decider:         dec,
 		Sink:            netip.MustParseAddr("127.0.0.154"),
 		StripECH:        true,
 		Capture:         true,
@@ -272,12 +272,7 @@ func helper(t *testing.T, ns string, mode string, env ...string) *exec.Cmd {
 // READY (the channel is closed when it exits).
 func startHelper(t *testing.T, ns string, mode string, env ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^TestHelperProcess$")
-	cmd.Env = append(append(os.Environ(), helperEnv+"="+mode), env...)
+	cmd := (&e2e.Netns{Name: ns}).ChildCmd("TestHelperProcess", append([]string{helperEnv + "=" + mode}, env...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

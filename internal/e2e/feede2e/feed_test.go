@@ -9,7 +9,6 @@ package feede2e
 import (
 	"bufio"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -25,14 +24,7 @@ const (
 	feedURL    = "http://console.test:8470/v1/indicators"
 )
 
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-	return bin
-}
+func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 
 var (
 	statusRE = regexp.MustCompile(`status: (\w+)`)
@@ -58,8 +50,8 @@ func blocked(ns *e2e.Netns, name string) bool {
 func TestFeedNeverResolvedThroughTheProxy(t *testing.T) {
 	e2e.Require(t, "dig", "dnsmasq", "go")
 	dir := t.TempDir()
-	nw := build(t, dir, "github.com/netward/netward/cmd/netward")
-	console := build(t, dir, "github.com/netward/netward/cmd/netward-console")
+	nw := e2e.Build(t, "github.com/netward/netward/cmd/netward")
+	console := e2e.Build(t, "github.com/netward/netward/cmd/netward-console")
 
 	client := e2e.NewNetns(t, "nwfeed-c")
 	inet := e2e.NewNetns(t, "nwfeed-i")

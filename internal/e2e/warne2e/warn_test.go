@@ -34,36 +34,23 @@ const (
 	envWeb     = "NWWARN_WEB_LISTEN"
 )
 
-// TestMain doubles as the "real site": re-executed inside the internet
-// namespace with NWWARN_WEB_LISTEN set, it serves realBody and nothing else.
-func TestMain(m *testing.M) {
-	if addr := os.Getenv(envWeb); addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, "%s %s\n", realBody, r.URL.Path)
-		})}
-		_ = srv.Serve(ln)
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 
-// netwardBinary builds (or takes from $NETWARD_BIN) the netward binary.
-func netwardBinary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("NETWARD_BIN"); b != "" {
-		return b
+// TestRealSiteChild is the "real site", the child process TestWarnBypassEndToEnd
+// runs inside the internet namespace: it serves realBody on NWWARN_WEB_LISTEN
+// and nothing else, until killed.
+func TestRealSiteChild(t *testing.T) {
+	if !e2e.IsChild(t) {
+		t.Skip("child process of TestWarnBypassEndToEnd")
 	}
-	bin := filepath.Join(t.TempDir(), "netward")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/netward/netward/cmd/netward").CombinedOutput()
+	ln, err := net.Listen("tcp", os.Getenv(envWeb))
 	if err != nil {
-		t.Fatalf("go build ./cmd/netward: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	return bin
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s\n", realBody, r.URL.Path)
+	})}
+	t.Fatal(srv.Serve(ln))
 }
 
 // requireVerbs fails unless the binary has every verb this test drives: the
@@ -103,7 +90,7 @@ const indicatorsJSON = `{"version": "1", "generatedAt": "2026-11-22T10:00:00Z",
 
 func TestWarnBypassEndToEnd(t *testing.T) {
 	e2e.Require(t, "dig", "curl", "dnsmasq")
-	bin := netwardBinary(t)
+	bin := e2e.Build(t, "github.com/netward/netward/cmd/netward")
 	requireVerbs(t, bin, "run", "status", "bypass")
 
 	client := e2e.NewNetns(t, "nwwarn-c")
@@ -115,13 +102,7 @@ func TestWarnBypassEndToEnd(t *testing.T) {
 		"--listen-address="+inetAddr, "--port=53", "--user=root",
 		"--address=/warned.test/"+inetAddr, "--address=/short.test/"+inetAddr, "--address=/blocked.test/"+inetAddr)
 	startBackground(t, dns)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	web := inet.Cmd(self)
-	web.Env = append(os.Environ(), envWeb+"="+inetAddr+":80")
-	startBackground(t, web)
+	startBackground(t, inet.ChildCmd("TestRealSiteChild", envWeb+"="+inetAddr+":80"))
 
 	// The client's resolver is netward (ip netns exec bind-mounts this file).
 	etc := filepath.Join("/etc/netns", client.Name)
@@ -165,28 +146,15 @@ func TestWarnBypassEndToEnd(t *testing.T) {
 	}
 	waitFor := func(what string, d time.Duration, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(d)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after %v waiting for %s", d, what)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		e2e.WaitFor(t, what, d, cond)
 	}
 	// The agent must have loaded the file:// source before anything else
 	// means something: wait for `netward status --json` to report it.
 	var st statusJSON
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitFor("netward status --json to report indicator set 1", 20*time.Second, func() bool {
 		out, err := client.Run(bin, "status", "--json", "--config", cfg)
-		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Indicators.Version == "1" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("netward status --json never reported indicator set 1: %v\n%s", err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Indicators.Version == "1"
+	})
 	if st.Indicators.Total != 3 || !st.Interception.DNS {
 		t.Errorf("status = %+v, want 3 indicators and the DNS proxy on", st)
 	}

@@ -1,7 +1,0 @@
-//go:build !linux && !windows
-
-package agent
-
-import "errors"
-
-func machineID() ([]byte, error) { return nil, errors.New("no machine id on this system") }

@@ -1,0 +1,233 @@
+package dnsproxy
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/netward/netward/filter"
+)
+
+// The handler is the general path of every query (TCP, and UDP datagrams
+// the wire fast path does not answer): miekg/dns's server reads the
+// message, checks its header (acceptQuery), unpacks it — answering FORMERR
+// or NOTIMP itself for what it refuses — and calls ServeDNS, which runs the
+// request chain of the package comment.
+
+// acceptQuery is the server's MsgAcceptFunc, run on the raw header before
+// the message is unpacked: responses are dropped (they may be reflection
+// attempts); opcodes other than QUERY get NOTIMP; anything but exactly one
+// question, or records in the answer/authority sections, or more than one
+// additional record (the OPT; TSIG is not served) get FORMERR.
+func acceptQuery(h dns.Header) dns.MsgAcceptAction {
+	if h.Bits&(1<<15) != 0 { // QR
+		return dns.MsgIgnore
+	}
+	if op := int(h.Bits>>11) & 0xF; op != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
+	}
+	if h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 1 {
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+func (p *Proxy) invalid(m []byte, err error) {
+	p.stats.rejected.Add(1)
+}
+
+// UDP datagrams hold a slot from the read to the end of their goroutine.
+// miekg/dns ends a datagram's life in exactly one of: MsgInvalidFunc (too
+// short, bad header, or unpack failure), MsgAcceptFunc returning anything
+// but MsgAccept, or the handler; each gives the slot back.
+func (p *Proxy) invalidUDP(m []byte, err error) {
+	p.invalid(m, err)
+	p.release()
+}
+
+func (p *Proxy) acceptUDP(h dns.Header) dns.MsgAcceptAction {
+	a := acceptQuery(h)
+	if a != dns.MsgAccept {
+		p.release()
+	}
+	return a
+}
+
+func (p *Proxy) release() {
+	select {
+	case <-p.slots:
+	default: // never blocks, even if a path released twice
+	}
+}
+
+// slotReader takes a slot before each UDP read (blocking while every slot
+// is taken) and gives it back if the read fails. It is the reader of the
+// servers on unspecified addresses; fastReader takes slots the same way.
+type slotReader struct {
+	dns.Reader
+	slots chan struct{}
+}
+
+func (r slotReader) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+	r.slots <- struct{}{}
+	m, s, err := r.Reader.ReadUDP(conn, timeout)
+	if err != nil {
+		<-r.slots
+	}
+	return m, s, err
+}
+
+// handler is the miekg/dns Handler of every server.
+type handler struct {
+	p     *Proxy
+	proto string
+	// slotted: the datagram holds a slot taken by its server's reader
+	// (slotReader, fastReader), given back when the handler ends.
+	slotted bool
+}
+
+func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	p := h.p
+	defer func() {
+		// A bug while answering one query costs that query a SERVFAIL,
+		// never the process: with capture on, a dead proxy would take the
+		// owner tables, and so the protection, with it (issue 14).
+		if v := recover(); v != nil {
+			p.stats.panics.Add(1)
+			p.cfg.Panics.Recovered("dns", v)
+			m := new(dns.Msg)
+			m.SetRcode(req, dns.RcodeServerFailure)
+			_ = w.WriteMsg(m)
+		}
+	}()
+	if h.slotted {
+		defer p.release()
+	}
+	start := p.cfg.Now()
+	p.stats.queries.Add(1)
+	if len(req.Question) != 1 {
+		// The header announced one question (acceptQuery checked it) but
+		// the message ended before it: miekg/dns unpacks a short message
+		// without error. RFC 1035 §4.1.1: a malformed query gets FORMERR.
+		p.stats.rejected.Add(1)
+		_ = w.WriteMsg(rcodeReply(req, dns.RcodeFormatError))
+		return
+	}
+	if p.stats.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
+		p.stats.inFlight.Add(-1)
+		p.stats.refused.Add(1)
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeRefused)
+		_ = w.WriteMsg(m)
+		return
+	}
+	defer p.stats.inFlight.Add(-1)
+	var resp *dns.Msg
+	var ede *dns.EDNS0_EDE
+	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
+		// RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS.
+		p.stats.rejected.Add(1)
+		resp = rcodeReply(req, dns.RcodeBadVers)
+	} else {
+		resp, ede = p.answer(req, addrPort(w.RemoteAddr()), h.proto)
+	}
+	p.finish(req, resp, ede, h.proto == "udp")
+	_ = w.WriteMsg(resp)
+	p.stats.observe(p.cfg.Now().Sub(start))
+}
+
+// finish adds the client-facing OPT record (only if the client sent one:
+// RFC 6891 §7), the Extended DNS Error, and truncates a UDP answer to the
+// client's buffer size (512 without EDNS0, RFC 1035; never above 1232).
+func (p *Proxy) finish(req, resp *dns.Msg, ede *dns.EDNS0_EDE, udp bool) {
+	size := 512
+	if opt := req.IsEdns0(); opt != nil {
+		size = min(max(int(opt.UDPSize()), 512), upstreamUDPSize)
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(upstreamUDPSize)
+		o.SetDo(opt.Do())
+		if ede != nil {
+			o.Option = append(o.Option, ede)
+		}
+		resp.Extra = append(resp.Extra, o)
+	}
+	if udp {
+		resp.Truncate(size)
+	} else {
+		resp.Compress = true
+	}
+}
+
+// answer produces the reply for one accepted query, without the OPT record.
+func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string) (*dns.Msg, *dns.EDNS0_EDE) {
+	q := req.Question[0]
+	switch {
+	case q.Qclass != dns.ClassINET:
+		// CHAOS (version.bind), HESIOD, ANY: the proxy serves the Internet class only.
+		p.stats.rejected.Add(1)
+		return rcodeReply(req, dns.RcodeRefused), nil
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR || q.Qtype == dns.TypeOPT || q.Qtype == dns.TypeTSIG:
+		p.stats.rejected.Add(1)
+		return rcodeReply(req, dns.RcodeRefused), nil
+	}
+	name := canonical(q.Name)
+	if p.special(name) {
+		p.stats.special.Add(1)
+		return negative(req, dns.RcodeNameError, uint32(p.cfg.SyntheticTTL.Seconds())), nil
+	}
+	ev := evCtx{qname: name, qtype: q.Qtype, client: client, proto: proto}
+	d := p.cfg.Decider.DecideName(name)
+	if d.Verdict.Blocks() {
+		return p.refuse(req, d, name, ev)
+	}
+
+	do, cd := false, req.CheckingDisabled
+	if opt := req.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	key := cacheKey{name: dns.CanonicalName(q.Name), qtype: q.Qtype, do: do, cd: cd}
+	id := key.id()
+	now := p.cfg.Now()
+	e := p.cache.get(id, now)
+	owned := false
+	if e != nil {
+		p.stats.cacheHits.Add(1)
+	} else {
+		p.stats.cacheMisses.Add(1)
+		v, err, shared := p.flight.Do(id, func() (any, error) { return p.resolve(key, id, q, now) })
+		if err != nil {
+			p.stats.verdict(d.Verdict)
+			p.report(d, name, ev)
+			return rcodeReply(req, dns.RcodeServerFailure), nil
+		}
+		e = v.(*cached)
+		// Records are ours alone if no other query waited on this fetch
+		// and the cache did not take them.
+		owned = !shared && !e.shared
+	}
+	if len(e.chain) > 0 {
+		return p.answerChain(req, e, d, name, ev, now, owned)
+	}
+	p.relayed(d, name, nil, nil, ev)
+	return p.relay(req, e, now, owned), nil
+}
+
+// answerChain is the end of answer for an answer with CNAME targets: each is
+// decided like the question (CONTRACT §7), and the first that refuses
+// decides the reply.
+func (p *Proxy) answerChain(req *dns.Msg, e *cached, d filter.Decision, name string, ev evCtx, now time.Time, owned bool) (*dns.Msg, *dns.EDNS0_EDE) {
+	var buf [maxFastChain]filter.Decision
+	targets := buf[:0]
+	if len(e.chain) > len(buf) {
+		targets = make([]filter.Decision, 0, len(e.chain))
+	}
+	targets = targets[:len(e.chain)]
+	if i := p.decideTargets(e.chain, targets); i >= 0 {
+		p.reportTargets(e.chain[:i], targets[:i], ev)
+		return p.refuse(req, targets[i], e.chain[i], ev)
+	}
+	p.relayed(d, name, e.chain, targets, ev)
+	return p.relay(req, e, now, owned), nil
+}

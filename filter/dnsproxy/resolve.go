@@ -1,0 +1,116 @@
+package dnsproxy
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// downAfter consecutive all-upstreams failures mark the upstreams down for
+// downFor, during which queries get SERVFAIL at once.
+const (
+	downAfter = 3
+	downFor   = time.Second
+)
+
+// resolve asks the upstreams and caches what they say. While every upstream
+// is known to be failing, it fails at once.
+func (p *Proxy) resolve(key cacheKey, id string, q dns.Question, now time.Time) (*cached, error) {
+	if until := p.downUntil.Load(); until != 0 && now.UnixNano() < until {
+		p.stats.srvFail.Add(1)
+		return nil, errAllFailed
+	}
+	ups := p.ups.Load()
+	uq := dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}
+	m, _, err := ups.exchange(p.baseCtx, uq, key.do, key.cd)
+	if err != nil {
+		p.stats.srvFail.Add(1)
+		if p.baseCtx.Err() == nil {
+			// Three queries in a row failing on every upstream mark them
+			// down for a second: one name whose servers never answer must
+			// not take the resolver down for every other name.
+			if p.consecFails.Add(1) >= downAfter {
+				p.downUntil.Store(p.cfg.Now().Add(downFor).UnixNano())
+			}
+			if last := p.lastLog.Load(); now.UnixNano()-last > int64(10*time.Second) && p.lastLog.CompareAndSwap(last, now.UnixNano()) {
+				p.cfg.Log.Warn("dns: every upstream failed; answering SERVFAIL (check the network and dns.upstreams)",
+					"upstreams", ups.addrs, "err", err, "servFailTotal", p.stats.srvFail.Load())
+			}
+		}
+		return nil, err
+	}
+	p.consecFails.Store(0)
+	p.downUntil.Store(0)
+	// Keep only what is relayed: no OPT (the client gets its own).
+	extra := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
+	if p.cfg.StripECH && (q.Qtype == dns.TypeHTTPS || q.Qtype == dns.TypeSVCB) {
+		stripECH(m.Answer)
+	}
+	e := &cached{key: key, id: id, msg: m, stored: now, chain: cnameChain(m.Answer)}
+	ttl := cacheTTL(m, p.cfg.MinTTL, p.cfg.MaxTTL, p.cfg.MaxNegativeTTL)
+	e.expires = now.Add(ttl)
+	if ttl > 0 && p.cache != nil && p.cache.max > 0 {
+		e.wire = packAnswer(m, key.name, q.Qtype)
+		p.cache.put(e)
+	}
+	if p.cfg.Names != nil {
+		name := canonical(q.Name)
+		for _, rr := range m.Answer {
+			switch v := rr.(type) {
+			case *dns.A:
+				if a, ok := netip.AddrFromSlice(v.A); ok {
+					p.cfg.Names.Add(a, name, time.Duration(v.Hdr.Ttl)*time.Second)
+				}
+			case *dns.AAAA:
+				if a, ok := netip.AddrFromSlice(v.AAAA); ok {
+					p.cfg.Names.Add(a, name, time.Duration(v.Hdr.Ttl)*time.Second)
+				}
+			}
+		}
+	}
+	return e, nil
+}
+
+// relay builds the client's reply from an upstream answer: the client's ID,
+// flags and question, the upstream's rcode and records with TTLs aged by the
+// time spent in the cache.
+func (p *Proxy) relay(req *dns.Msg, e *cached, now time.Time, owned bool) *dns.Msg {
+	up := e.msg
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	m.Rcode = up.Rcode
+	m.AuthenticatedData = up.AuthenticatedData && (req.AuthenticatedData || isDO(req))
+	if owned {
+		// Nobody else has these records. The full slice expressions make
+		// finish's append of the OPT record allocate instead of writing
+		// into the upstream message's spare capacity.
+		m.Answer, m.Ns, m.Extra = up.Answer, up.Ns, up.Extra[:len(up.Extra):len(up.Extra)]
+		return m
+	}
+	elapsed := uint32(max(now.Sub(e.stored), 0) / time.Second)
+	remaining := uint32(max(e.expires.Sub(now), 0) / time.Second)
+	m.Answer = ttlAdjusted(up.Answer, elapsed, remaining)
+	m.Ns = ttlAdjusted(up.Ns, elapsed, remaining)
+	m.Extra = ttlAdjusted(up.Extra, elapsed, remaining)
+	return m
+}
+
+func isDO(req *dns.Msg) bool {
+	opt := req.IsEdns0()
+	return opt != nil && opt.Do()
+}
+
+func rcodeReply(req *dns.Msg, rcode int) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.RecursionAvailable = true
+	return m
+}

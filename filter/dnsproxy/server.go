@@ -1,0 +1,298 @@
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
+	"golang.org/x/sync/singleflight"
+)
+
+// Proxy is the filtering DNS proxy. New starts nothing; Run serves.
+type Proxy struct {
+	cfg   Config
+	stats counters
+	cache *cache
+	ups   atomic.Pointer[upstreams]
+
+	ready   chan struct{}
+	mu      sync.Mutex
+	addrs   []net.Addr
+	baseCtx context.Context
+
+	// flight coalesces identical cache misses into one upstream query.
+	flight singleflight.Group
+
+	resolverEvery time.Duration // tests shorten resolverCheck
+	noFastPath    bool          // tests serve every address as an unspecified one is
+	// slots bounds the goroutines miekg/dns starts, one per UDP datagram of
+	// the general path: the reader takes a slot before handing a datagram
+	// over and the goroutine gives it back when done (see slotReader and
+	// fastReader). Twice MaxInFlight, so a burst
+	// beyond the in-flight bound is still answered REFUSED; past it the
+	// reader waits and the kernel's socket buffer absorbs or drops.
+	slots   chan struct{}
+	started atomic.Bool
+
+	// downUntil (unix nanoseconds) is set when queries keep finding every
+	// upstream failing: until then queries get SERVFAIL at once instead of
+	// each waiting out the timeout (a counted, logged outage).
+	downUntil   atomic.Int64
+	consecFails atomic.Int64
+	lastLog     atomic.Int64
+}
+
+// New checks cfg and returns a proxy that has not started anything.
+func New(cfg Config) (*Proxy, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{}),
+		slots: make(chan struct{}, 2*c.MaxInFlight)}, nil
+}
+
+// Ready is closed once Run has bound every listen address.
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+// Addrs returns the bound addresses (UDP and TCP for each listen address),
+// valid after Ready.
+func (p *Proxy) Addrs() []net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]net.Addr(nil), p.addrs...)
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Proxy) Stats() Stats {
+	s := p.stats.snapshot()
+	s.CacheEntries = p.cache.len()
+	if u := p.ups.Load(); u != nil {
+		s.Upstreams = append([]string(nil), u.addrs...)
+	}
+	return s
+}
+
+// Run (once per Proxy) resolves the upstreams, binds every listen address over UDP and TCP
+// and serves until ctx ends; then it stops the servers and returns nil. A
+// listen failure is returned at once.
+func (p *Proxy) Run(ctx context.Context) error {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("dnsproxy: Run called twice; create a new Proxy")
+	}
+	c := &p.cfg
+	ups := make([]string, 0, len(c.Upstreams))
+	for _, u := range c.Upstreams {
+		a, _ := upstreamAddr(u)
+		ups = append(ups, a)
+	}
+	hostResolvers := len(ups) == 0
+	if hostResolvers {
+		var err error
+		if ups, err = hostUpstreams(c.ResolvConf, c.Listen); err != nil {
+			// Not fatal: blocked names are still answered, the rest get
+			// SERVFAIL until the host has resolvers (watched below).
+			c.Log.Error("dns: no upstream resolver; allowed names get SERVFAIL until one appears", "err", err)
+		}
+	} else {
+		ups = dropSelf(ups, c.Listen)
+		if len(ups) == 0 {
+			return errors.New("dnsproxy: every configured upstream is the proxy itself; set dns.upstreams to real resolvers")
+		}
+	}
+	p.ups.Store(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
+	defer func() { p.ups.Load().close() }()
+	p.baseCtx = ctx
+
+	var servers []*dns.Server
+	var fast []*net.UDPConn // sockets shared by the servers of the fast path
+	closeAll := func() {
+		for _, uc := range fast {
+			_ = uc.Close()
+		}
+		for _, s := range servers {
+			if s.PacketConn != nil {
+				_ = s.PacketConn.Close()
+			}
+			if s.Listener != nil {
+				_ = s.Listener.Close()
+			}
+		}
+	}
+	var lc net.ListenConfig
+	for _, l := range c.Listen {
+		pc, ln, err := listenPair(ctx, &lc, l)
+		if err != nil && unavailable(err) && len(c.Listen) > 1 {
+			// A host without IPv6 (or without that loopback address) still
+			// gets DNS on the other addresses.
+			c.Log.Warn("dns proxy: listen address unavailable on this host; skipping it", "addr", l, "err", err)
+			continue
+		}
+		if err != nil {
+			closeAll()
+			return err
+		}
+		p.mu.Lock()
+		p.addrs = append(p.addrs, pc.LocalAddr(), ln.Addr())
+		p.mu.Unlock()
+		if uc, ok := pc.(*net.UDPConn); ok && !p.noFastPath && specific(uc.LocalAddr()) {
+			// Several servers read the socket, each answering cached
+			// queries inline (fastReader) and handing the rest to its
+			// miekg/dns server.
+			fast = append(fast, uc)
+			for range max(runtime.GOMAXPROCS(0), 2) {
+				servers = append(servers, p.udpServer(fastConn{uc}, func(r dns.Reader) dns.Reader { return newFastReader(p, uc, r) }))
+			}
+		} else {
+			// A socket on an unspecified address (0.0.0.0, ::) needs a
+			// reply from the address each query came to: miekg/dns's own
+			// reader keeps it per datagram.
+			servers = append(servers, p.udpServer(pc, func(r dns.Reader) dns.Reader { return slotReader{r, p.slots} }))
+		}
+		servers = append(servers,
+			&dns.Server{Listener: netutil.LimitListener(ln, c.MaxTCPConns), Handler: handler{p: p, proto: "tcp"}, MsgAcceptFunc: acceptQuery,
+				ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxTCPQueries: 256,
+				IdleTimeout: func() time.Duration { return 10 * time.Second }, MsgInvalidFunc: p.invalid})
+	}
+	if len(servers) == 0 {
+		return fmt.Errorf("dnsproxy: none of the listen addresses %v exists on this host", c.Listen)
+	}
+	var bound []string
+	for _, a := range p.Addrs() {
+		bound = append(bound, a.Network()+"/"+a.String())
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil && !ap.Addr().Unmap().IsLoopback() && a.Network() == "udp" {
+			c.Log.Warn("dns proxy serves beyond this host: an open resolver can be abused for traffic amplification; firewall it or listen on loopback",
+				"addr", a.String())
+		}
+	}
+	c.Log.Info("dns proxy listening", "listen", bound, "upstreams", ups, "cache", c.CacheSize, "capture", c.Capture)
+	close(p.ready)
+
+	var wg sync.WaitGroup
+	if hostResolvers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.watchResolvers(ctx)
+		}()
+	}
+	errc := make(chan error, len(servers))
+	serve := func(f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("dnsproxy: server stopped: %w", err)
+			}
+		})
+	}
+	for _, s := range servers {
+		serve(s.ActivateAndServe)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	// The fast path's sockets are shared by several servers: closing them
+	// first ends all their readers at once (a read deadline set by one
+	// server's shutdown would wake the others, still started, into a loop
+	// of timeouts). Each server then waits for its general-path goroutines.
+	for _, uc := range fast {
+		_ = uc.Close()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.ShutdownContext(sctx)
+	}
+	closeAll()
+	wg.Wait()
+	return err
+}
+
+// udpServer is the miekg/dns server of one UDP socket, reading through the
+// reader decorate makes. Every UDP datagram the reader hands over holds a
+// slot, given back by whichever of the server's functions ends its life.
+func (p *Proxy) udpServer(pc net.PacketConn, decorate func(dns.Reader) dns.Reader) *dns.Server {
+	return &dns.Server{PacketConn: pc, Handler: handler{p, "udp", true}, UDPSize: 65535,
+		MsgAcceptFunc: p.acceptUDP, MsgInvalidFunc: p.invalidUDP, DecorateReader: decorate}
+}
+
+// specific reports whether a is bound to one IP address (not 0.0.0.0 or
+// ::), so replies leave from the address queries came to.
+func specific(a net.Addr) bool {
+	u, ok := a.(*net.UDPAddr)
+	return ok && u.IP != nil && !u.IP.IsUnspecified()
+}
+
+// unavailable reports a listen error meaning the address does not exist
+// here (as opposed to being taken).
+func unavailable(err error) bool {
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)
+}
+
+// listenPair binds UDP and TCP on the same address. With port 0 the TCP
+// listener takes the port the UDP socket got; if TCP has it taken, another
+// pair is tried.
+func listenPair(ctx context.Context, lc *net.ListenConfig, l string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(l)
+	for try := 0; ; try++ {
+		pc, err := lc.ListenPacket(ctx, "udp", l)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
+		}
+		if uc, ok := pc.(*net.UDPConn); ok {
+			setReadBuffer(uc, 4<<20)
+		}
+		tl := pc.LocalAddr().String()
+		ln, err := lc.Listen(ctx, "tcp", tl)
+		if err == nil {
+			return pc, ln, nil
+		}
+		_ = pc.Close()
+		if port != "0" || try >= 10 {
+			return nil, nil, fmt.Errorf("dnsproxy: listen tcp %s: %w", tl, err)
+		}
+	}
+}
+
+// resolverCheck is how often the host's resolver files are checked for a
+// change (a laptop joining another network gets new resolvers by DHCP).
+const resolverCheck = 5 * time.Second
+
+// watchResolvers re-reads the host's resolvers when their files change and
+// swaps the upstream set; queries in flight finish on the old one.
+func (p *Proxy) watchResolvers(ctx context.Context) {
+	c := &p.cfg
+	every := p.resolverEvery
+	if every == 0 {
+		every = resolverCheck
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ups, err := hostUpstreams(c.ResolvConf, c.Listen)
+		if err != nil || slices.Equal(ups, p.ups.Load().addrs) {
+			continue
+		}
+		old := p.ups.Swap(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
+		c.Log.Info("dns: the host's resolvers changed", "upstreams", ups)
+		// Pooled sockets of the old set are closed; a query still using one
+		// closes it itself when done.
+		old.close()
+	}
+}
