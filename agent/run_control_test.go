@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
@@ -117,9 +119,12 @@ func TestControlPeerChild(t *testing.T) {
 		title = l[0].Title
 	}
 	fmt.Printf("list %s %d %s\n", res(err), len(l), title)
-	n := 0
-	err = c.Events(ctx, "", false, func(telemetry.Record) error { n++; return nil })
-	fmt.Printf("events %s %v\n", res(err), n > 0)
+	var users []string
+	err = c.Events(ctx, "", false, func(r telemetry.Record) error {
+		users = append(users, r.InitiatingProcessAccountName+"/"+r.RemoteUrl)
+		return nil
+	})
+	fmt.Printf("events %s %s\n", res(err), strings.Join(users, ","))
 	_, err = c.RevokeBypass(ctx, "warned.test")
 	fmt.Printf("revoke %s\n", res(err))
 	fmt.Printf("mode %s\n", res(c.SetMode(ctx, "off")))
@@ -141,7 +146,15 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		nobodyName = u.Username
 	}
 	a, sock := startControlAgent(t, "")
+	// The user sees their own events only: not the system resolver's (no
+	// account) nor another account's (issue 20 #8).
 	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "dns", IndicatorId: "1"})
+	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "mine.test", Source: "sni", IndicatorId: "1", InitiatingProcessAccountName: nobodyName})
+	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "theirs.test", Source: "sni", IndicatorId: "1", InitiatingProcessAccountName: "alice"})
+	// Nor the device's bypasses, only their own.
+	if _, err := a.createBypass("feed.test", "", "cli"); err != nil {
+		t.Fatal(err)
+	}
 
 	// The test binary may sit in a 0700 build directory: copy it where
 	// the other uid can execute it.
@@ -180,7 +193,7 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		"bypass-block": "403",
 		"check-after":  "ok bypassed",
 		"list":         "ok 1 Monitored app: Demo",
-		"events":       "ok true",
+		"events":       "ok " + nobodyName + "/mine.test," + nobodyName + "/warned.test", // the event, then its bypass's
 		"revoke":       "403",
 		"mode":         "403",
 		"reload":       "403",
@@ -192,8 +205,8 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	}
 	// The bypass is the other user's, not the device's: root still sees the
 	// warning, and the admin calls refused above changed nothing.
-	if l := a.listBypasses(); len(l) != 1 || l[0].User != nobodyName || l[0].How != "cli" {
-		t.Errorf("bypasses = %+v, want one by %s from the cli", l, nobodyName)
+	if l := a.listBypasses(); len(l) != 2 || !slices.ContainsFunc(l, func(e bypass.Entry) bool { return e.User == nobodyName && e.How == "cli" }) {
+		t.Errorf("bypasses = %+v, want one by %s from the cli and the device's", l, nobodyName)
 	}
 	c := control.NewClient(sock)
 	chk, err := c.Check(context.Background(), "warned.test")
