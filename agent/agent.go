@@ -72,6 +72,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("netward agent starting", "config", configName(a.cfg), "mode", a.cfg.Mode, "dataDir", a.cfg.DataDir)
+	for _, w := range config.TransportWarnings(a.cfg) {
+		a.log.Warn(w)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	starts := []struct {
 		name  string

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
@@ -170,6 +171,7 @@ func (a *Agent) controlStatus() control.Status {
 		Config: configName(a.cfg),
 		Errors: a.notedErrors(),
 	}
+	st.Warnings = config.TransportWarnings(a.cfg)
 	if ns := a.ctl.started.Load(); ns != 0 {
 		st.StartedAt = time.Unix(0, ns).UTC()
 		st.UptimeSeconds = int64(now.Sub(st.StartedAt).Seconds())

@@ -418,3 +418,17 @@ func TestControlSocketInUse(t *testing.T) {
 		t.Errorf("listen over a regular file: %v", err)
 	}
 }
+
+// TestControlStatusTransportWarnings: an http:// feed without a public key
+// is a warning in `netward status` for as long as it is configured (issue
+// 20 #7).
+func TestControlStatusTransportWarnings(t *testing.T) {
+	_, sock := startControlAgent(t, `,"indicators":{"source":"http://192.0.2.1/v1/indicators"}`)
+	st, err := control.NewClient(sock).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "indicators.publicKey is not set") {
+		t.Errorf("status warnings = %q, want the unsigned http feed", st.Warnings)
+	}
+}

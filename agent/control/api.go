@@ -78,6 +78,10 @@ type Status struct {
 	Telemetry *TelemetryStatus `json:"telemetry,omitempty"`
 	// Errors are the most recent component errors, newest first.
 	Errors []ErrorEntry `json:"errors"`
+	// Warnings are what the configuration exposes in clear text (an
+	// http:// feed without a public key, an http:// telemetry endpoint),
+	// for as long as it does.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // IndicatorStatus describes the indicator set in force.
