@@ -643,7 +643,10 @@ func (p *Pipeline) closeChunk(oc *openChunk) error {
 	if err := os.Remove(jpath); err != nil {
 		return fmt.Errorf("telemetry: remove journal: %w", err)
 	}
-	lostRecs, lostChunks := p.spool.add(e)
+	lostRecs, lostChunks, carried := p.spool.add(e)
+	for reason, n := range carried {
+		p.pendingGap[reason] += n // announced again in the next chunk
+	}
 	if lostChunks > 0 {
 		p.pendingGap[GapSpoolFull] += lostRecs
 		p.droppedRecs.Add(lostRecs)
