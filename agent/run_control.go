@@ -108,6 +108,7 @@ func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.bypa
 func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.revokeBypass(name) }
 func (b controlBackend) SetMode(mode string) error             { return b.a.setMode(mode) }
 func (b controlBackend) Reload(ctx context.Context) error      { return b.a.reload(ctx) }
+func (b controlBackend) RequeueTelemetry() (int, error)        { return b.a.requeueTelemetry() }
 func (b controlBackend) Status() control.Status                { return b.a.controlStatus() }
 func (b controlBackend) Check(q, user string) (control.CheckResult, error) {
 	return b.a.check(q, user)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/user"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -129,6 +131,8 @@ func TestControlPeerChild(t *testing.T) {
 	fmt.Printf("revoke %s\n", res(err))
 	fmt.Printf("mode %s\n", res(c.SetMode(ctx, "off")))
 	fmt.Printf("reload %s\n", res(c.Reload(ctx)))
+	_, err = c.RequeueTelemetry(ctx)
+	fmt.Printf("requeue %s\n", res(err))
 	os.Exit(0)
 }
 
@@ -197,6 +201,7 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		"revoke":       "403",
 		"mode":         "403",
 		"reload":       "403",
+		"requeue":      "403",
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -430,5 +435,39 @@ func TestControlStatusTransportWarnings(t *testing.T) {
 	}
 	if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "indicators.publicKey is not set") {
 		t.Errorf("status warnings = %q, want the unsigned http feed", st.Warnings)
+	}
+}
+
+// TestControlRequeueTelemetry: `netward telemetry requeue` (admin) sends a
+// chunk the collector refused once again (issue 20 #10).
+func TestControlRequeueTelemetry(t *testing.T) {
+	var puts, stored atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if puts.Add(1) == 1 {
+			http.Error(w, "refused once", http.StatusBadRequest)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		stored.Add(1)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	a, sock := startControlAgent(t, fmt.Sprintf(`,"device":{"id":"dev-1"},"telemetry":{"endpoint":%q,"chunkRecords":1}`, srv.URL))
+	a.tel.noFlows = true
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	t.Cleanup(func() { cancel(); _ = g.Wait() })
+	if err := a.startTelemetry(gctx, g); err != nil {
+		t.Fatal(err)
+	}
+	a.emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com"})
+	e2e.WaitFor(t, "the chunk quarantined", 30*time.Second, func() bool { return a.telemetryStatus().Quarantined == 1 })
+	r, err := control.NewClient(sock).RequeueTelemetry(context.Background())
+	if err != nil || r.Requeued != 1 {
+		t.Fatalf("requeue = %+v, %v; want 1", r, err)
+	}
+	e2e.WaitFor(t, "the requeued chunk uploaded", 30*time.Second, func() bool { return stored.Load() == 1 })
+	if s := a.telemetryStatus(); s.Quarantined != 0 || s.UploadedChunks != 1 {
+		t.Errorf("status = %+v, want nothing quarantined and 1 uploaded", s)
 	}
 }

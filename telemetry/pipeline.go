@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -339,6 +340,9 @@ func (p *Pipeline) recover() error {
 	if s, ok := p.spool.maxSeq(); ok && s >= p.nextSeq {
 		p.nextSeq = s + 1
 	}
+	if err := p.requeueOnNewIdentity(); err != nil {
+		return err
+	}
 	if des, err := os.ReadDir(p.qdir); err == nil {
 		for _, de := range des {
 			if id, seq, _, ok := parseChunkName(de.Name()); ok {
@@ -369,6 +373,86 @@ func (p *Pipeline) recover() error {
 		}
 	}
 	return nil
+}
+
+// identityFile keeps a digest of the endpoint and token chunks were last
+// uploaded with.
+const identityFile = "upload-identity"
+
+// requeueOnNewIdentity puts quarantined chunks back in the spool when the
+// endpoint or the token changed since the last run (or was never recorded):
+// a chunk refused under a wrong token or by the wrong console is not a bad
+// chunk, and the new one may take it.
+func (p *Pipeline) requeueOnNewIdentity() error {
+	if p.cfg.Endpoint == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(p.cfg.Endpoint + "\n" + p.cfg.Token))
+	id := hex.EncodeToString(sum[:16])
+	path := filepath.Join(p.cfg.Dir, identityFile)
+	old, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(old)) == id {
+		return nil
+	}
+	n, err := p.moveQuarantined()
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		p.cfg.Log.Info("telemetry endpoint or token changed: quarantined chunks queued for upload again", "chunks", n)
+	}
+	return writeFileSync(path, []byte(id+"\n"))
+}
+
+// Requeue moves every quarantined chunk back into the spool, to be uploaded
+// again in order (`netward telemetry requeue`, admin). It returns how many.
+func (p *Pipeline) Requeue() (int, error) {
+	n, err := p.moveQuarantined()
+	if n > 0 {
+		p.cfg.Log.Info("quarantined telemetry chunks queued for upload again", "chunks", n)
+		select {
+		case p.spoolSig <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
+// moveQuarantined renames the quarantined chunks into the spool.
+func (p *Pipeline) moveQuarantined() (int, error) {
+	des, err := os.ReadDir(p.qdir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("telemetry: %w", err)
+	}
+	n := 0
+	for _, de := range des {
+		id, seq, records, ok := parseChunkName(de.Name())
+		if !ok {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		if err := os.Rename(filepath.Join(p.qdir, de.Name()), filepath.Join(p.spool.dir, de.Name())); err != nil {
+			return n, fmt.Errorf("telemetry: requeue chunk %s: %w", id, err)
+		}
+		p.spool.insert(&chunkEntry{id: id, seq: seq, records: records, size: fi.Size()})
+		n++
+	}
+	if n > 0 {
+		if err := syncDir(p.spool.dir); err != nil {
+			return n, fmt.Errorf("telemetry: %w", err)
+		}
+		p.statusMu.Lock()
+		p.quarantined = max(p.quarantined-n, 0)
+		p.quarantinedIDs = nil
+		p.statusMu.Unlock()
+	}
+	return n, nil
 }
 
 // recoverJournal closes a journal found at start. A kill -9 can leave a torn

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -191,6 +192,19 @@ func gapsIn(path string) (lines int64, lost map[string]int64, err error) {
 		lost[g.GapReason] += g.LostRecords
 	}
 	return lines, lost, sc.Err()
+}
+
+// insert registers a chunk moved back into the spool (from quarantine) at
+// its place in upload order. Nothing is evicted for it.
+func (s *spool) insert(e *chunkEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sort.Search(len(s.entries), func(i int) bool { return s.entries[i].seq >= e.seq })
+	if i < len(s.entries) && s.entries[i].id == e.id {
+		return
+	}
+	s.entries = slices.Insert(s.entries, i, e)
+	s.total += e.size
 }
 
 // lease returns the oldest chunk and marks it as being uploaded.

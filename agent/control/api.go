@@ -44,6 +44,20 @@ type Backend interface {
 	Reload(ctx context.Context) error
 }
 
+// Requeuer is a Backend that can queue quarantined telemetry chunks for
+// upload again (POST /v1/telemetry/requeue); a Backend without it answers
+// 501.
+type Requeuer interface {
+	// RequeueTelemetry moves every quarantined chunk back into the spool
+	// and returns how many.
+	RequeueTelemetry() (int, error)
+}
+
+// RequeueResult is the answer to a requeue.
+type RequeueResult struct {
+	Requeued int `json:"requeued"`
+}
+
 // ErrNotSupported is returned by a Backend for a call this build cannot do.
 var ErrNotSupported = errors.New("not supported by this agent")
 

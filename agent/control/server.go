@@ -115,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("DELETE /v1/bypasses", roleAdmin, s.revokeBypass)
 	s.route("PUT /v1/mode", roleAdmin, s.setMode)
 	s.route("POST /v1/reload", roleAdmin, s.reload)
+	s.route("POST /v1/telemetry/requeue", roleAdmin, s.requeue)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s; this agent serves the %s API", r.Method, r.URL.Path, APIVersion))
 	})
@@ -328,6 +329,22 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request, p Peer) error {
 	return writeJSON(w, http.StatusOK, struct {
 		Reloaded bool `json:"reloaded"`
 	}{true})
+}
+
+func (s *Server) requeue(w http.ResponseWriter, r *http.Request, p Peer) error {
+	rq, ok := s.cfg.Backend.(Requeuer)
+	if !ok {
+		return &httpError{http.StatusNotImplemented, "this agent cannot requeue telemetry chunks"}
+	}
+	n, err := rq.RequeueTelemetry()
+	if errors.Is(err, ErrNotSupported) {
+		return &httpError{http.StatusNotImplemented, err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	s.cfg.Log.Info("quarantined telemetry chunks requeued through the control API", "chunks", n, "by", p.User)
+	return writeJSON(w, http.StatusOK, RequeueResult{Requeued: n})
 }
 
 // ParseSince reads ?since=: a duration back from now ("10m") or an RFC 3339
