@@ -151,20 +151,35 @@ type Pipeline struct {
 	spoolSig chan struct{}
 
 	// Writer-owned state.
-	instance   string
-	nextSeq    uint64
-	open       *openChunk
+	instance string
+	nextSeq  uint64
+	seqLimit uint64 // sequence numbers below it are reserved in the seq file
+	open     *openChunk
+	// full are journals of chunks that are complete (written and closed)
+	// but not yet compressed into the spool; dirty the journals written
+	// since the last fsync, and newJournal says a journal was created
+	// since (its directory entry needs the directory's fsync too).
+	full       []*openChunk
+	dirty      []string
+	newJournal bool
+	bw         *bufio.Writer // shared by the journals, one written at a time
 	pendingGap map[string]int64
 	line       []byte
 	ps         *pseudonymizer
 	gz         *gzip.Writer
 
 	// Status counters.
-	droppedQueue   atomic.Int64
-	droppedRecs    atomic.Int64
-	droppedChunks  atomic.Int64
-	uploaded       atomic.Int64
-	openRecords    atomic.Int64
+	droppedQueue  atomic.Int64
+	droppedRecs   atomic.Int64
+	droppedChunks atomic.Int64
+	uploaded      atomic.Int64
+	// inflight counts records taken from the queue by a commit and not yet
+	// in a journal; journaled the lines in journals (the open one and the
+	// complete ones not yet spooled). Status reads queue+inflight, then
+	// journaled, then the spool: records move in that order, so a record is
+	// never missed (at worst counted twice for an instant).
+	inflight       atomic.Int64
+	journaled      atomic.Int64
 	lastUpload     atomic.Int64 // unix nanos
 	statusMu       sync.Mutex
 	lastError      string
@@ -177,6 +192,7 @@ type openChunk struct {
 	seq     uint64
 	f       *os.File
 	w       *bufio.Writer
+	dirty   bool // written since the last fsync
 	records int64
 	bytes   int64
 	first   time.Time
@@ -210,6 +226,7 @@ func New(cfg Config) (*Pipeline, error) {
 		ps:         newPseudonymizer(cfg.Salt),
 	}
 	p.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	p.bw = bufio.NewWriterSize(io.Discard, 64<<10)
 	return p, nil
 }
 
@@ -258,17 +275,20 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 
 // Status reports spool depth, uploads and losses.
 func (p *Pipeline) Status() Status {
-	chunks, bytes, records := p.spool.stats()
+	// Queue (and in flight), then journals, then spool: the order records
+	// move in, so none is missed between two reads.
 	p.mu.Lock()
-	queued := len(p.queue)
+	queued := len(p.queue) + int(p.inflight.Load())
 	p.mu.Unlock()
+	journaled := p.journaled.Load()
+	chunks, bytes, records := p.spool.stats()
 	s := Status{
 		DeviceID:            p.cfg.DeviceID,
 		Endpoint:            p.cfg.Endpoint,
 		SpoolChunks:         chunks,
 		SpoolBytes:          bytes,
 		SpoolRecords:        records,
-		OpenRecords:         p.openRecords.Load(),
+		OpenRecords:         journaled,
 		QueuedRecords:       queued,
 		UploadedChunks:      p.uploaded.Load(),
 		DroppedQueueFull:    p.droppedQueue.Load(),
@@ -372,7 +392,8 @@ func (p *Pipeline) recover() error {
 			return err
 		}
 	}
-	return nil
+	p.seqLimit = p.nextSeq
+	return p.spoolFull()
 }
 
 // identityFile keeps a digest of the endpoint and token chunks were last
@@ -474,12 +495,17 @@ func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	if err := f.Truncate(int64(end)); err != nil {
-		f.Close()
+	err = f.Truncate(int64(end))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	oc := &openChunk{id: id, seq: seq, f: f, records: int64(bytes.Count(b[:end], []byte{'\n'})), bytes: int64(end)}
-	return p.closeChunk(oc)
+	oc := &openChunk{id: id, seq: seq, records: int64(bytes.Count(b[:end], []byte{'\n'})), bytes: int64(end)}
+	p.full = append(p.full, oc)
+	p.journaled.Add(oc.records)
+	return nil
 }
 
 func (p *Pipeline) writeLoop(ctx context.Context) error {
@@ -495,6 +521,7 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 				p.open.f.Close()
 				p.open = nil
 			}
+			p.journaled.Store(0) // what is left is read again at the next start
 			return err
 		case <-p.wake:
 			// Producers filled a quarter of the queue (or Flush asked):
@@ -515,16 +542,25 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 	}
 }
 
-// commit moves the queue into the journal, fsyncs it (group commit), closes
-// chunks that are full or old, and wakes Flush callers.
+// commit moves the queue into the journals, makes them durable (one group
+// fsync), compresses the complete chunks into the spool, and wakes Flush
+// callers.
+//
+// The whole batch reaches the journals first — write(2) only, for any chunk
+// size — so a kill -9 loses no record the writer has taken, and a sync makes
+// all of them durable at once; only then are complete chunks compressed and
+// spooled, with their fsyncs grouped too. (Closing each small chunk with its
+// own fsyncs before writing the next held most of a burst in memory for
+// seconds: issue 20 #3.)
 //
 // sync=false skips the fsync unless a Flush caller is waiting; the periodic
-// commit always fsyncs, which bounds what a kill -9 can lose.
+// commit always fsyncs, which bounds what a power loss can lose.
 func (p *Pipeline) commit(sync bool) error {
 	p.mu.Lock()
 	batch := p.queue
 	p.queue = p.spare[:0]
 	p.spare = nil
+	p.inflight.Store(int64(len(batch)))
 	refused := p.refused
 	p.refused = 0
 	waiters := p.waiters
@@ -536,14 +572,26 @@ func (p *Pipeline) commit(sync bool) error {
 	}
 	written, err := p.writeBatch(batch)
 	if err == nil && p.open != nil && p.cfg.Now().Sub(p.open.first) >= p.cfg.ChunkInterval {
-		err = p.closeOpen()
+		err = p.retireOpen()
 	}
 	if err == nil {
 		err = p.writeGaps()
 	}
-	if err == nil && p.open != nil && (sync || len(waiters) > 0) {
-		if err = p.open.w.Flush(); err == nil {
-			err = p.open.f.Sync()
+	if err == nil && p.open != nil {
+		err = p.open.w.Flush() // out of this process: a kill -9 cannot lose it
+	}
+	if err == nil && (sync || len(waiters) > 0) {
+		err = p.syncJournals()
+	}
+	if err == nil {
+		err = p.spoolFull()
+	}
+	if err == nil {
+		// Gap records for what a full spool evicted, at the head of the
+		// next chunk.
+		err = p.writeGaps()
+		if err == nil && p.open != nil {
+			err = p.open.w.Flush()
 		}
 	}
 	if err != nil {
@@ -551,6 +599,7 @@ func (p *Pipeline) commit(sync bool) error {
 		// lost on a transient disk error; the queue bound still applies.
 		p.mu.Lock()
 		p.queue = append(batch[written:], p.queue...)
+		p.inflight.Store(0)
 		p.waiters = append(waiters, p.waiters...)
 		p.mu.Unlock()
 		return err
@@ -558,6 +607,7 @@ func (p *Pipeline) commit(sync bool) error {
 	clear(batch)
 	p.mu.Lock()
 	p.spare = batch[:0]
+	p.inflight.Store(0)
 	p.mu.Unlock()
 	for _, w := range waiters {
 		close(w)
@@ -571,6 +621,7 @@ func (p *Pipeline) writeBatch(batch []Record) (int, error) {
 		if err := p.writeRecord(batch[i]); err != nil {
 			return i, err
 		}
+		p.inflight.Add(-1) // journaled now (counted there)
 	}
 	return len(batch), nil
 }
@@ -597,7 +648,7 @@ func (p *Pipeline) writeRecord(rec Record) error {
 		p.line = append(AppendJSON(p.line[:0], r), '\n')
 	}
 	if p.open != nil && p.open.records > 0 && p.open.bytes+int64(len(p.line)) > p.cfg.ChunkBytes {
-		if err := p.closeOpen(); err != nil {
+		if err := p.retireOpen(); err != nil {
 			return err
 		}
 		if err := p.writeGaps(); err != nil {
@@ -609,7 +660,7 @@ func (p *Pipeline) writeRecord(rec Record) error {
 		return err
 	}
 	if p.open.records >= int64(p.cfg.ChunkRecords) {
-		return p.closeOpen()
+		return p.retireOpen()
 	}
 	return nil
 }
@@ -628,7 +679,11 @@ func (p *Pipeline) appendLine(line []byte) error {
 	}
 	p.open.records++
 	p.open.bytes += int64(len(line))
-	p.openRecords.Store(p.open.records)
+	p.journaled.Add(1)
+	if !p.open.dirty {
+		p.open.dirty = true
+		p.dirty = append(p.dirty, filepath.Join(p.jdir, p.open.id+".ndjson"))
+	}
 	return nil
 }
 
@@ -649,12 +704,21 @@ func (p *Pipeline) writeGaps() error {
 	return nil
 }
 
+// seqBlock is how many sequence numbers one write of the seq file reserves:
+// a chunk id is never reused, and small chunks do not cost one fsync'd file
+// each.
+const seqBlock = 1024
+
 func (p *Pipeline) openNew() error {
 	seq := p.nextSeq
-	// Persist the next sequence number before using this one, so a chunk id
-	// is never reused even after every chunk has been uploaded and deleted.
-	if err := writeFileSync(filepath.Join(p.cfg.Dir, "seq"), []byte(strconv.FormatUint(seq+1, 10))); err != nil {
-		return err
+	// Persist the reservation before using a number, so a chunk id is never
+	// reused even after every chunk has been uploaded and deleted.
+	if seq >= p.seqLimit {
+		lim := seq + seqBlock
+		if err := writeFileSync(filepath.Join(p.cfg.Dir, "seq"), []byte(strconv.FormatUint(lim, 10))); err != nil {
+			return err
+		}
+		p.seqLimit = lim
 	}
 	p.nextSeq++
 	id := formatChunkID(p.instance, seq)
@@ -662,51 +726,120 @@ func (p *Pipeline) openNew() error {
 	if err != nil {
 		return fmt.Errorf("telemetry: open journal: %w", err)
 	}
-	if err := syncDir(p.jdir); err != nil {
-		f.Close()
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	p.open = &openChunk{id: id, seq: seq, f: f, w: bufio.NewWriterSize(f, 64<<10)}
+	p.newJournal = true
+	p.bw.Reset(f)
+	p.open = &openChunk{id: id, seq: seq, f: f, w: p.bw}
 	return nil
 }
 
-func (p *Pipeline) closeOpen() error {
+// retireOpen ends the open journal: its chunk is complete and waits in
+// p.full for spoolFull. Its fsync is left to the group (syncJournals).
+func (p *Pipeline) retireOpen() error {
 	oc := p.open
 	if err := oc.w.Flush(); err != nil {
 		return fmt.Errorf("telemetry: write journal: %w", err)
 	}
-	if err := p.closeChunk(oc); err != nil {
-		return err
+	if err := oc.f.Close(); err != nil {
+		return fmt.Errorf("telemetry: close journal: %w", err)
 	}
+	oc.f, oc.w = nil, nil
+	p.full = append(p.full, oc)
 	p.open = nil
-	p.openRecords.Store(0)
 	return nil
 }
 
-// closeChunk compresses the journal of oc into the spool (temp file, fsync,
-// rename, fsync dir) and only then removes the journal, so a crash at any
-// point leaves the records in one place or the other, never in neither.
-func (p *Pipeline) closeChunk(oc *openChunk) error {
-	jpath := filepath.Join(p.jdir, oc.id+".ndjson")
-	oc.f.Close()
-	src, err := os.Open(jpath)
+// syncJournals makes every journal written since the last call durable, in
+// one group (syncFiles), with the directory when a journal was created.
+func (p *Pipeline) syncJournals() error {
+	if len(p.dirty) == 0 && !p.newJournal {
+		return nil
+	}
+	if err := syncFiles(p.jdir, p.dirty); err != nil {
+		return fmt.Errorf("telemetry: sync journal: %w", err)
+	}
+	if p.newJournal {
+		if err := syncDir(p.jdir); err != nil {
+			return fmt.Errorf("telemetry: %w", err)
+		}
+	}
+	p.dirty, p.newJournal = p.dirty[:0], false
+	if p.open != nil {
+		p.open.dirty = false
+	}
+	return nil
+}
+
+// spoolFull compresses the complete journals into the spool: every chunk to
+// a temp file, one group fsync, the renames, one fsync of the directory,
+// and only then the journals are removed — a crash at any point leaves the
+// records in one place or the other (or both: the same chunk id, written
+// again), never in neither. On an error the journals stay in p.full and
+// the next commit tries again.
+func (p *Pipeline) spoolFull() error {
+	if len(p.full) == 0 {
+		return nil
+	}
+	entries := make([]*chunkEntry, len(p.full))
+	tmps := make([]string, 0, len(p.full))
+	fail := func(err error) error {
+		for _, t := range tmps {
+			_ = os.Remove(t)
+		}
+		return err
+	}
+	for i, oc := range p.full {
+		e, tmp, err := p.compress(oc)
+		if tmp != "" {
+			tmps = append(tmps, tmp)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		entries[i] = e
+	}
+	if err := syncFiles(p.spool.dir, tmps); err != nil {
+		return fail(fmt.Errorf("telemetry: sync spool: %w (is the disk full?)", err))
+	}
+	for i, e := range entries {
+		if err := os.Rename(tmps[i], filepath.Join(p.spool.dir, e.name())); err != nil {
+			return fail(fmt.Errorf("telemetry: spool chunk %s: %w", e.id, err))
+		}
+	}
+	if err := syncDir(p.spool.dir); err != nil {
+		return fmt.Errorf("telemetry: spool: %w", err)
+	}
+	for i, oc := range p.full {
+		if err := os.Remove(filepath.Join(p.jdir, oc.id+".ndjson")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("telemetry: remove journal: %w", err)
+		}
+		p.addToSpool(entries[i])
+		p.journaled.Add(-oc.records)
+	}
+	p.full = p.full[:0]
+	select {
+	case p.spoolSig <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// compress gzips the journal of oc into a temp file in the spool.
+func (p *Pipeline) compress(oc *openChunk) (*chunkEntry, string, error) {
+	src, err := os.Open(filepath.Join(p.jdir, oc.id+".ndjson"))
 	if err != nil {
-		return fmt.Errorf("telemetry: reopen journal: %w", err)
+		return nil, "", fmt.Errorf("telemetry: reopen journal: %w", err)
 	}
 	defer src.Close()
 	e := &chunkEntry{id: oc.id, seq: oc.seq, records: oc.records}
 	tmp := filepath.Join(p.spool.dir, e.name()+".tmp")
 	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("telemetry: create spool file: %w", err)
+		return nil, "", fmt.Errorf("telemetry: create spool file: %w", err)
 	}
 	p.gz.Reset(dst)
 	_, err = io.Copy(p.gz, io.LimitReader(src, oc.bytes))
 	if err == nil {
 		err = p.gz.Close()
-	}
-	if err == nil {
-		err = dst.Sync()
 	}
 	if fi, serr := dst.Stat(); serr == nil {
 		e.size = fi.Size()
@@ -714,19 +847,15 @@ func (p *Pipeline) closeChunk(oc *openChunk) error {
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(p.spool.dir, e.name()))
-	}
-	if err == nil {
-		err = syncDir(p.spool.dir)
-	}
 	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("telemetry: spool chunk %s: %w (is the disk full?)", oc.id, err)
+		return nil, tmp, fmt.Errorf("telemetry: spool chunk %s: %w (is the disk full?)", oc.id, err)
 	}
-	if err := os.Remove(jpath); err != nil {
-		return fmt.Errorf("telemetry: remove journal: %w", err)
-	}
+	return e, tmp, nil
+}
+
+// addToSpool registers a chunk renamed into the spool; what a full spool
+// evicts is announced in the next gap record.
+func (p *Pipeline) addToSpool(e *chunkEntry) {
 	lostRecs, lostChunks, carried := p.spool.add(e)
 	for reason, n := range carried {
 		p.pendingGap[reason] += n // announced again in the next chunk
@@ -737,11 +866,6 @@ func (p *Pipeline) closeChunk(oc *openChunk) error {
 		p.droppedChunks.Add(lostChunks)
 		p.cfg.Log.Warn("telemetry spool full; dropped the oldest chunks", "chunks", lostChunks, "records", lostRecs, "limitBytes", p.cfg.SpoolBytes)
 	}
-	select {
-	case p.spoolSig <- struct{}{}:
-	default:
-	}
-	return nil
 }
 
 func (p *Pipeline) setError(err error) {
