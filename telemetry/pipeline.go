@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
@@ -154,15 +153,19 @@ type Pipeline struct {
 	instance string
 	nextSeq  uint64
 	seqLimit uint64 // sequence numbers below it are reserved in the seq file
-	open     *openChunk
-	// full are journals of chunks that are complete (written and closed)
-	// but not yet compressed into the spool; dirty the journals written
-	// since the last fsync, and newJournal says a journal was created
-	// since (its directory entry needs the directory's fsync too).
-	full       []*openChunk
-	dirty      []string
+	// cur is the journal file written to, open the chunk being written
+	// (journal.go); full the complete chunks not yet compressed into the
+	// spool; dirty the journal files written since the last fsync, and
+	// newJournal says a file was created since (its directory entry needs
+	// the directory's fsync too); orphans are recovered lines the index
+	// does not place, numbered once every journal is read.
+	cur        *jfile
+	open       *openChunk
+	full       []doneChunk
+	orphans    []doneChunk
+	dirty      []*jfile
 	newJournal bool
-	bw         *bufio.Writer // shared by the journals, one written at a time
+	bw         *bufio.Writer // writes the current journal file
 	pendingGap map[string]int64
 	line       []byte
 	ps         *pseudonymizer
@@ -185,17 +188,6 @@ type Pipeline struct {
 	lastError      string
 	quarantinedIDs []string
 	quarantined    int
-}
-
-type openChunk struct {
-	id      string
-	seq     uint64
-	f       *os.File
-	w       *bufio.Writer
-	dirty   bool // written since the last fsync
-	records int64
-	bytes   int64
-	first   time.Time
 }
 
 // New checks cfg and returns a pipeline that has not touched the disk yet.
@@ -366,8 +358,10 @@ func (p *Pipeline) recover() error {
 	if des, err := os.ReadDir(p.qdir); err == nil {
 		for _, de := range des {
 			if id, seq, _, ok := parseChunkName(de.Name()); ok {
+				p.statusMu.Lock() // Status may be read while Run recovers
 				p.quarantined++
 				p.noteQuarantine(id)
+				p.statusMu.Unlock()
 				if seq >= p.nextSeq {
 					p.nextSeq = seq + 1
 				}
@@ -393,7 +387,14 @@ func (p *Pipeline) recover() error {
 		}
 	}
 	p.seqLimit = p.nextSeq
-	return p.spoolFull()
+	for _, o := range p.orphans {
+		if o.seq, err = p.reserveSeq(); err != nil {
+			return err
+		}
+		p.full = append(p.full, o)
+	}
+	p.orphans = nil
+	return p.spoolFull(0)
 }
 
 // identityFile keeps a digest of the endpoint and token chunks were last
@@ -476,38 +477,6 @@ func (p *Pipeline) moveQuarantined() (int, error) {
 	return n, nil
 }
 
-// recoverJournal closes a journal found at start. A kill -9 can leave a torn
-// last line (written but not fsynced, so never acknowledged): it is cut off.
-func (p *Pipeline) recoverJournal(id string, seq uint64) error {
-	path := filepath.Join(p.jdir, id+".ndjson")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("telemetry: read journal: %w", err)
-	}
-	end := bytes.LastIndexByte(b, '\n') + 1
-	if end != len(b) {
-		p.cfg.Log.Warn("telemetry journal ends in a torn line; dropping it", "journal", path, "bytes", len(b)-end)
-	}
-	if end == 0 {
-		return os.Remove(path)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	err = f.Truncate(int64(end))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	oc := &openChunk{id: id, seq: seq, records: int64(bytes.Count(b[:end], []byte{'\n'})), bytes: int64(end)}
-	p.full = append(p.full, oc)
-	p.journaled.Add(oc.records)
-	return nil
-}
-
 func (p *Pipeline) writeLoop(ctx context.Context) error {
 	t := time.NewTicker(p.cfg.CommitInterval)
 	defer t.Stop()
@@ -517,10 +486,10 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 			// Clean stop: everything accepted so far reaches the disk. The
 			// open journal stays and becomes a chunk at the next start.
 			err := p.commit(true)
-			if p.open != nil {
-				p.open.f.Close()
-				p.open = nil
+			if cerr := p.closeCur(); err == nil {
+				err = cerr
 			}
+			p.open = nil
 			p.journaled.Store(0) // what is left is read again at the next start
 			return err
 		case <-p.wake:
@@ -572,26 +541,26 @@ func (p *Pipeline) commit(sync bool) error {
 	}
 	written, err := p.writeBatch(batch)
 	if err == nil && p.open != nil && p.cfg.Now().Sub(p.open.first) >= p.cfg.ChunkInterval {
-		err = p.retireOpen()
+		err = p.completeChunk()
 	}
 	if err == nil {
 		err = p.writeGaps()
 	}
-	if err == nil && p.open != nil {
-		err = p.open.w.Flush() // out of this process: a kill -9 cannot lose it
+	if err == nil {
+		err = p.flushJournal() // out of this process: a kill -9 cannot lose it
 	}
 	if err == nil && (sync || len(waiters) > 0) {
 		err = p.syncJournals()
 	}
 	if err == nil {
-		err = p.spoolFull()
+		err = p.spoolFull(p.cfg.CommitInterval / 2)
 	}
 	if err == nil {
 		// Gap records for what a full spool evicted, at the head of the
 		// next chunk.
 		err = p.writeGaps()
-		if err == nil && p.open != nil {
-			err = p.open.w.Flush()
+		if err == nil {
+			err = p.flushJournal()
 		}
 	}
 	if err != nil {
@@ -648,7 +617,7 @@ func (p *Pipeline) writeRecord(rec Record) error {
 		p.line = append(AppendJSON(p.line[:0], r), '\n')
 	}
 	if p.open != nil && p.open.records > 0 && p.open.bytes+int64(len(p.line)) > p.cfg.ChunkBytes {
-		if err := p.retireOpen(); err != nil {
+		if err := p.completeChunk(); err != nil {
 			return err
 		}
 		if err := p.writeGaps(); err != nil {
@@ -660,29 +629,7 @@ func (p *Pipeline) writeRecord(rec Record) error {
 		return err
 	}
 	if p.open.records >= int64(p.cfg.ChunkRecords) {
-		return p.retireOpen()
-	}
-	return nil
-}
-
-func (p *Pipeline) appendLine(line []byte) error {
-	if p.open == nil {
-		if err := p.openNew(); err != nil {
-			return err
-		}
-	}
-	if _, err := p.open.w.Write(line); err != nil {
-		return fmt.Errorf("telemetry: write journal: %w", err)
-	}
-	if p.open.records == 0 {
-		p.open.first = p.cfg.Now()
-	}
-	p.open.records++
-	p.open.bytes += int64(len(line))
-	p.journaled.Add(1)
-	if !p.open.dirty {
-		p.open.dirty = true
-		p.dirty = append(p.dirty, filepath.Join(p.jdir, p.open.id+".ndjson"))
+		return p.completeChunk()
 	}
 	return nil
 }
@@ -702,170 +649,6 @@ func (p *Pipeline) writeGaps() error {
 		delete(p.pendingGap, reason)
 	}
 	return nil
-}
-
-// seqBlock is how many sequence numbers one write of the seq file reserves:
-// a chunk id is never reused, and small chunks do not cost one fsync'd file
-// each.
-const seqBlock = 1024
-
-func (p *Pipeline) openNew() error {
-	seq := p.nextSeq
-	// Persist the reservation before using a number, so a chunk id is never
-	// reused even after every chunk has been uploaded and deleted.
-	if seq >= p.seqLimit {
-		lim := seq + seqBlock
-		if err := writeFileSync(filepath.Join(p.cfg.Dir, "seq"), []byte(strconv.FormatUint(lim, 10))); err != nil {
-			return err
-		}
-		p.seqLimit = lim
-	}
-	p.nextSeq++
-	id := formatChunkID(p.instance, seq)
-	f, err := os.OpenFile(filepath.Join(p.jdir, id+".ndjson"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("telemetry: open journal: %w", err)
-	}
-	p.newJournal = true
-	p.bw.Reset(f)
-	p.open = &openChunk{id: id, seq: seq, f: f, w: p.bw}
-	return nil
-}
-
-// retireOpen ends the open journal: its chunk is complete and waits in
-// p.full for spoolFull. Its fsync is left to the group (syncJournals).
-func (p *Pipeline) retireOpen() error {
-	oc := p.open
-	if err := oc.w.Flush(); err != nil {
-		return fmt.Errorf("telemetry: write journal: %w", err)
-	}
-	if err := oc.f.Close(); err != nil {
-		return fmt.Errorf("telemetry: close journal: %w", err)
-	}
-	oc.f, oc.w = nil, nil
-	p.full = append(p.full, oc)
-	p.open = nil
-	return nil
-}
-
-// syncJournals makes every journal written since the last call durable, in
-// one group (syncFiles), with the directory when a journal was created.
-func (p *Pipeline) syncJournals() error {
-	if len(p.dirty) == 0 && !p.newJournal {
-		return nil
-	}
-	if err := syncFiles(p.jdir, p.dirty); err != nil {
-		return fmt.Errorf("telemetry: sync journal: %w", err)
-	}
-	if p.newJournal {
-		if err := syncDir(p.jdir); err != nil {
-			return fmt.Errorf("telemetry: %w", err)
-		}
-	}
-	p.dirty, p.newJournal = p.dirty[:0], false
-	if p.open != nil {
-		p.open.dirty = false
-	}
-	return nil
-}
-
-// spoolFull compresses the complete journals into the spool: every chunk to
-// a temp file, one group fsync, the renames, one fsync of the directory,
-// and only then the journals are removed — a crash at any point leaves the
-// records in one place or the other (or both: the same chunk id, written
-// again), never in neither. On an error the journals stay in p.full and
-// the next commit tries again.
-func (p *Pipeline) spoolFull() error {
-	if len(p.full) == 0 {
-		return nil
-	}
-	entries := make([]*chunkEntry, len(p.full))
-	tmps := make([]string, 0, len(p.full))
-	fail := func(err error) error {
-		for _, t := range tmps {
-			_ = os.Remove(t)
-		}
-		return err
-	}
-	for i, oc := range p.full {
-		e, tmp, err := p.compress(oc)
-		if tmp != "" {
-			tmps = append(tmps, tmp)
-		}
-		if err != nil {
-			return fail(err)
-		}
-		entries[i] = e
-	}
-	if err := syncFiles(p.spool.dir, tmps); err != nil {
-		return fail(fmt.Errorf("telemetry: sync spool: %w (is the disk full?)", err))
-	}
-	for i, e := range entries {
-		if err := os.Rename(tmps[i], filepath.Join(p.spool.dir, e.name())); err != nil {
-			return fail(fmt.Errorf("telemetry: spool chunk %s: %w", e.id, err))
-		}
-	}
-	if err := syncDir(p.spool.dir); err != nil {
-		return fmt.Errorf("telemetry: spool: %w", err)
-	}
-	for i, oc := range p.full {
-		if err := os.Remove(filepath.Join(p.jdir, oc.id+".ndjson")); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("telemetry: remove journal: %w", err)
-		}
-		p.addToSpool(entries[i])
-		p.journaled.Add(-oc.records)
-	}
-	p.full = p.full[:0]
-	select {
-	case p.spoolSig <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// compress gzips the journal of oc into a temp file in the spool.
-func (p *Pipeline) compress(oc *openChunk) (*chunkEntry, string, error) {
-	src, err := os.Open(filepath.Join(p.jdir, oc.id+".ndjson"))
-	if err != nil {
-		return nil, "", fmt.Errorf("telemetry: reopen journal: %w", err)
-	}
-	defer src.Close()
-	e := &chunkEntry{id: oc.id, seq: oc.seq, records: oc.records}
-	tmp := filepath.Join(p.spool.dir, e.name()+".tmp")
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, "", fmt.Errorf("telemetry: create spool file: %w", err)
-	}
-	p.gz.Reset(dst)
-	_, err = io.Copy(p.gz, io.LimitReader(src, oc.bytes))
-	if err == nil {
-		err = p.gz.Close()
-	}
-	if fi, serr := dst.Stat(); serr == nil {
-		e.size = fi.Size()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, tmp, fmt.Errorf("telemetry: spool chunk %s: %w (is the disk full?)", oc.id, err)
-	}
-	return e, tmp, nil
-}
-
-// addToSpool registers a chunk renamed into the spool; what a full spool
-// evicts is announced in the next gap record.
-func (p *Pipeline) addToSpool(e *chunkEntry) {
-	lostRecs, lostChunks, carried := p.spool.add(e)
-	for reason, n := range carried {
-		p.pendingGap[reason] += n // announced again in the next chunk
-	}
-	if lostChunks > 0 {
-		p.pendingGap[GapSpoolFull] += lostRecs
-		p.droppedRecs.Add(lostRecs)
-		p.droppedChunks.Add(lostChunks)
-		p.cfg.Log.Warn("telemetry spool full; dropped the oldest chunks", "chunks", lostChunks, "records", lostRecs, "limitBytes", p.cfg.SpoolBytes)
-	}
 }
 
 func (p *Pipeline) setError(err error) {
