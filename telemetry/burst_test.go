@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -112,5 +113,52 @@ func TestKill9BurstSmallChunks(t *testing.T) {
 	}
 	if next != burstRecords {
 		t.Errorf("after kill -9 0.8 s after the burst: %d of %d records recovered", next, burstRecords)
+	}
+}
+
+// TestRecoverJournalIndex: a journal file holding several chunks is
+// recovered by its index: a chunk marked spooled is not spooled again, a
+// complete chunk keeps its number and lines, the lines after the last
+// complete chunk become one chunk under their own number, and a torn index
+// line is ignored.
+func TestRecoverJournalIndex(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	flush(t, p)
+	stop() // creates the instance and the directories
+	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(seq uint64) string { return formatChunkID(strings.TrimSpace(string(inst)), seq) }
+	var data []byte
+	var ends []int
+	for i := range 12 {
+		r := rec(i)
+		data = append(AppendJSON(data, &r), '\n')
+		ends = append(ends, len(data))
+	}
+	// Chunk 7: lines 0-3 (spooled), chunk 8: lines 4-7, chunk 9: 8-11 (open).
+	index := fmt.Sprintf("open 7 0\nchunk 7 %d 4\nspooled 7\nopen 8 %d\nchunk 8 %d 4\nopen 9 %d\nchunk 9 99", ends[3], ends[3], ends[7], ends[7])
+	if err := os.WriteFile(filepath.Join(dir, "journal", id(7)+".ndjson"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "journal", id(7)+".idx"), []byte(index), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stop2 := startPipeline(t, Config{Dir: dir})
+	stop2()
+	chunks := readSpool(t, dir)
+	if len(chunks) != 2 {
+		t.Fatalf("recovered %d chunks, want 2 (8 and 9)", len(chunks))
+	}
+	for k, c := range chunks {
+		want := id(uint64(8+k)) + ".4.ndjson.gz"
+		if c.name != want || len(c.records) != 4 || c.records[0].IndicatorId != strconv.Itoa(4+4*k) {
+			t.Errorf("chunk %d = %s with %d records from %s; want %s from record %d", k, c.name, len(c.records), c.records[0].IndicatorId, want, 4+4*k)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "journal", "*")); len(left) != 0 {
+		t.Errorf("journal files left after recovery: %v", left)
 	}
 }
