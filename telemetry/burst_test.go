@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -59,21 +58,8 @@ func TestCrashBurstChild(t *testing.T) {
 // being written (issue 20 #3: 2,870 of 3,000 lost with no gap record, and
 // status showed 0 queued while the spool was still being written).
 func TestKill9BurstSmallChunks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("re-executes the test binary")
-	}
 	dir := t.TempDir()
-	cmd := e2e.ChildCmd("TestCrashBurstChild", "NETWARD_TEL_CHILD_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sc := bufio.NewScanner(out)
+	cmd, sc := runChild(t, "TestCrashBurstChild", "NETWARD_TEL_CHILD_DIR="+dir)
 	line := ""
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "monitor ") {

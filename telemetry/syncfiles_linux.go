@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -25,26 +24,4 @@ func syncFiles(dir string, paths []string) error {
 		return unix.Syncfs(int(d.Fd()))
 	}
 	return fsyncEach(paths)
-}
-
-// fsyncEach fsyncs each file; files already removed (a chunk uploaded
-// meanwhile) are skipped.
-func fsyncEach(paths []string) error {
-	for _, p := range paths {
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

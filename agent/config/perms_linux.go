@@ -62,18 +62,6 @@ func (p permChecker) check(cfg *Config) error {
 	return errors.Join(errs...)
 }
 
-// nearestExisting is path, or its nearest ancestor that exists.
-func nearestExisting(path string) string {
-	dir := filepath.Clean(path)
-	for {
-		_, err := os.Lstat(dir)
-		if err == nil || !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
-			return dir
-		}
-		dir = filepath.Dir(dir)
-	}
-}
-
 // checkSecret refuses a credential file that others (or a group other than
 // root's) can read. A missing file is not an error here: the agent reports
 // an unreadable token when it uses it.

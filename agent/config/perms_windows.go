@@ -42,28 +42,16 @@ func CheckPermissions(cfg *Config) error {
 	// (see perms_linux.go). Who may read the token file is not checked on
 	// Windows yet: install locks down the data directory it lives in.
 	if path, ok := FileSourcePath(cfg.Indicators.Source); ok {
-		if err := checkTreeACL(nearestExistingWin(path), "indicator file"); err != nil {
+		if err := checkTreeACL(nearestExisting(path), "indicator file"); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if tf := cfg.Indicators.TokenFile; tf != "" {
-		if err := checkTreeACL(nearestExistingWin(tf), "token file"); err != nil {
+		if err := checkTreeACL(nearestExisting(tf), "token file"); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// nearestExistingWin is path, or its nearest ancestor that exists.
-func nearestExistingWin(path string) string {
-	dir := filepath.Clean(path)
-	for {
-		_, err := os.Stat(dir)
-		if err == nil || !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
-			return dir
-		}
-		dir = filepath.Dir(dir)
-	}
 }
 
 // checkTreeACL checks path with the full write rule and every directory above

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"errors"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -24,4 +27,18 @@ func FileSourcePath(src string) (string, bool) {
 		p = p[1:]
 	}
 	return filepath.FromSlash(p), true
+}
+
+// nearestExisting is path, or its nearest ancestor that exists: the
+// permission check judges a file or directory netward creates later by the
+// directory it will be created in.
+func nearestExisting(path string) string {
+	dir := filepath.Clean(path)
+	for {
+		_, err := os.Lstat(dir)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
+			return dir
+		}
+		dir = filepath.Dir(dir)
+	}
 }
