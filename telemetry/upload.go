@@ -76,7 +76,11 @@ func (p *Pipeline) uploadLoop(ctx context.Context) {
 			delay = retryAfter
 		}
 		attempt++
-		p.cfg.Log.Warn("telemetry upload failed; will retry", "chunk", e.id, "err", err, "retryIn", delay)
+		args := []any{"chunk", e.id, "err", err, "retryIn", delay}
+		if code != 0 {
+			args = append(args, "status", code)
+		}
+		p.cfg.Log.Warn("telemetry upload failed; will retry", args...)
 		if p.cfg.sleep(ctx, delay) != nil {
 			return
 		}
