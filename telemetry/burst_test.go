@@ -18,9 +18,10 @@ import (
 const burstRecords = 3000
 
 // TestCrashBurstChild is the agent side of TestKill9BurstSmallChunks: it
-// adds a burst of records without waiting for them, watches its own status
-// (queued + journaled + spooled must never fall below what it accepted)
-// for a few commit intervals, prints the result, then idles until killed.
+// adds a burst of records without waiting for them and watches its own
+// status (queued + journaled + spooled must never fall below what it
+// accepted) until it says nothing is queued any more; it prints that and
+// how long it took, then idles until killed.
 func TestCrashBurstChild(t *testing.T) {
 	if !e2e.IsChild(t) {
 		t.Skip("child process of TestKill9BurstSmallChunks")
@@ -37,26 +38,25 @@ func TestCrashBurstChild(t *testing.T) {
 			t.Fatalf("record %d refused", i)
 		}
 	}
-	minSum, journaledAt := int64(burstRecords), time.Duration(0)
-	for time.Since(start) < 800*time.Millisecond {
+	minSum := int64(burstRecords)
+	for time.Since(start) < time.Minute {
 		st := p.Status()
-		sum := int64(st.QueuedRecords) + st.OpenRecords + st.SpoolRecords
-		minSum = min(minSum, sum)
-		if journaledAt == 0 && st.QueuedRecords == 0 && st.OpenRecords+st.SpoolRecords >= burstRecords {
-			journaledAt = time.Since(start)
+		minSum = min(minSum, int64(st.QueuedRecords)+st.OpenRecords+st.SpoolRecords)
+		if st.QueuedRecords == 0 {
+			break
 		}
 		time.Sleep(time.Millisecond)
 	}
-	st := p.Status()
-	fmt.Printf("monitor min %d journaled-us %d final %d/%d/%d\n", minSum, journaledAt.Microseconds(), st.QueuedRecords, st.OpenRecords, st.SpoolRecords)
+	fmt.Printf("monitor min %d queued-0-after-us %d\n", minSum, time.Since(start).Microseconds())
 	select {} // killed -9 by the parent
 }
 
-// TestKill9BurstSmallChunks: with 5-record chunks, a kill -9 about 0.8 s
-// (four commit intervals) after a burst of 3,000 records loses none of them,
-// and the status never showed fewer records than accepted while they were
-// being written (issue 20 #3: 2,870 of 3,000 lost with no gap record, and
-// status showed 0 queued while the spool was still being written).
+// TestKill9BurstSmallChunks: with 5-record chunks, once status says a burst
+// of 3,000 records is no longer queued, a kill -9 loses none of them, and
+// the status never showed fewer records than accepted while they were being
+// written (issue 20 #3: 2,870 of 3,000 lost with no gap record, and status
+// showed 0 queued while the spool was still being written). The time the
+// child took is logged (the figure in docs/telemetry.md), not asserted.
 func TestKill9BurstSmallChunks(t *testing.T) {
 	dir := t.TempDir()
 	cmd, sc := runChild(t, "TestCrashBurstChild", "NETWARD_TEL_CHILD_DIR="+dir)
@@ -98,7 +98,7 @@ func TestKill9BurstSmallChunks(t *testing.T) {
 		next++
 	}
 	if next != burstRecords {
-		t.Errorf("after kill -9 0.8 s after the burst: %d of %d records recovered", next, burstRecords)
+		t.Errorf("after kill -9 once nothing was queued: %d of %d records recovered", next, burstRecords)
 	}
 }
 
