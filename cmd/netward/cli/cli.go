@@ -81,6 +81,7 @@ func commands() []*command {
 		restartCommand(),
 		cleanupCommand(),
 		enrollCommand(),
+		telemetryCommand(),
 	}
 }
 

@@ -31,7 +31,7 @@ func installCommand() *command {
 		if fs.NArg() > 0 {
 			return usageErrorf("unexpected argument %q", fs.Arg(0))
 		}
-		sc := svc.Config{PostInstall: winsvc.PostInstall}
+		sc := installConfig()
 		if *cfgPath != "" {
 			abs, err := filepath.Abs(*cfgPath)
 			if err != nil {
@@ -107,6 +107,11 @@ func stopCommand() *command {
 	return controlCommand("stop", "Stop the netward service (its rules are removed on stop).", "sudo netward stop", "Stopped the netward service.",
 		(*svc.Manager).Stop)
 }
+
+// installConfig is the service configuration install starts from: the
+// Windows lock-down (recovery actions, DACLs on the data directories) is
+// wired here and nowhere else, and a test pins it.
+func installConfig() svc.Config { return svc.Config{PostInstall: winsvc.PostInstall} }
 
 func restartCommand() *command {
 	return controlCommand("restart", "Restart the netward service.", "sudo netward restart", "Restarted the netward service.",
