@@ -512,7 +512,9 @@ func TestRejectHeaderBits(t *testing.T) {
 		{"notify", pack(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), dns.RcodeNotImplemented},
 		{"update", pack(func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate }), dns.RcodeNotImplemented},
 		{"two questions", pack(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }), dns.RcodeFormatError},
-		{"an answer record", pack(func(m *dns.Msg) { m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeA, Class: dns.ClassINET}}} }), dns.RcodeFormatError},
+		{"an answer record", pack(func(m *dns.Msg) {
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeA, Class: dns.ClassINET}}}
+		}), dns.RcodeFormatError},
 		// A reserved label type (0x40) in the question: the header passes,
 		// unpacking fails.
 		{"malformed name", func() []byte { b := pack(func(*dns.Msg) {}); b[12] = 0x41; return b }(), dns.RcodeFormatError},
