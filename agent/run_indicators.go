@@ -342,15 +342,22 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 		}
 		log.Warn("indicator problem", "at", p.Position.String(), "severity", p.Severity, "problem", p.Message)
 	}
-	// Loading a set leaves several times its live size as garbage (the
-	// body, the parse, the build). Give it back to the OS now rather than at
-	// the runtime's leisure: an endpoint agent's RSS should be its live
-	// size. (Issue 21: with the 83,808-name StevenBlack list, below the
-	// 100,000 this used to start at, 30 MB stayed resident.) Loads are rare
-	// (a changed file, a new feed version), so the extra collection is.
-	debug.FreeOSMemory()
+	if len(u.Set.Indicators) >= bigSet {
+		// Loading a set leaves several times its live size as garbage (the
+		// body, the parse, the build). Give it back to the OS now rather
+		// than at the runtime's leisure: an endpoint agent's RSS should be
+		// its live size. Loads are rare (a changed file, a new feed
+		// version), so the extra collection is too; below bigSet the
+		// garbage is small and a restart's enforcement is not delayed.
+		debug.FreeOSMemory()
+	}
 	a.applyMemoryBudget()
 }
+
+// bigSet is the set size from which a load returns freed memory at once.
+// (Issue 21: at 100,000 the 83,808-name StevenBlack list left 30 MB of
+// garbage resident.)
+const bigSet = 10_000
 
 // feedSettings merges the feed's settings with the local config: a mode the
 // feed does not set is the config's.
