@@ -39,9 +39,6 @@ type Agent struct {
 	warn warnState
 	tel  telemetryState
 	insp inspectState
-
-	// memHeadroom is the memory budget above the live set (BudgetMemory).
-	memHeadroom int64
 }
 
 // New validates cfg and returns an agent that has not started anything.

@@ -351,7 +351,6 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 		// garbage is small and a restart's enforcement is not delayed.
 		debug.FreeOSMemory()
 	}
-	a.applyMemoryBudget()
 }
 
 // bigSet is the set size from which a load returns freed memory at once.

@@ -45,8 +45,11 @@ type Proxy struct {
 	slots   chan struct{}
 	started atomic.Bool
 	// datagrams counts the general-path goroutines of the fast-path
-	// sockets, which Run waits for.
+	// sockets (generalWorker), which Run waits for; idle hands a datagram to
+	// one waiting for work, and stopping (closed by Run) ends them.
 	datagrams sync.WaitGroup
+	idle      chan datagram
+	stopping  chan struct{}
 	// unpackHook, when set (tests), replaces the general path's unpacking.
 	unpackHook func(*dns.Msg, []byte) error
 
@@ -65,7 +68,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{}),
-		slots: make(chan struct{}, 2*c.MaxInFlight)}, nil
+		slots: make(chan struct{}, 2*c.MaxInFlight), idle: make(chan datagram), stopping: make(chan struct{})}, nil
 }
 
 // Ready is closed once Run has bound every listen address.
@@ -218,6 +221,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		_ = uc.Close()
 	}
 	workers.Wait()
+	close(p.stopping)
 	p.datagrams.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

@@ -105,8 +105,7 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 	per := u.timeout / time.Duration(attempts)
 	start := int(u.preferred.Load()) % n
 
-	req := new(dns.Msg)
-	req.Id = dns.Id()
+	req := new(dns.Msg) // its ID is set per attempt, below
 	req.RecursionDesired = true
 	req.CheckingDisabled = cd
 	req.Question = []dns.Question{q}

@@ -94,7 +94,6 @@ func runCommand() *command {
 		if err != nil {
 			return failf("%w", err)
 		}
-		a.BudgetMemory(agent.DefaultMemoryHeadroom, env.Getenv)
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		run := a.Run
