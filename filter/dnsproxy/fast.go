@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/netward/netward/filter"
 )
@@ -31,23 +33,57 @@ type udpWorker struct {
 	p    *Proxy
 	conn *net.UDPConn
 
-	buf, out, name []byte
-	q              wireQuery
-
-	failures int
-	lastWarn time.Time
+	// One recvmmsg reads up to udpBatch datagrams and one sendmmsg sends
+	// the replies the fast path built for them (golang.org/x/net ipv4 and
+	// ipv6 ReadBatch/WriteBatch): under load the socket holds several.
+	batch      batchConn
+	in, out    []ipv4.Message
+	inBuf      [][]byte
+	outBuf     [][]byte
+	name       []byte
+	q          wireQuery
+	failures   int
+	lastWarn   time.Time
+	batchError time.Time
 }
 
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn share (their
+// Message is the same type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpBatch is how many datagrams one read takes at most; udpReadSize is the
+// largest query read (a longer datagram, flagged MSG_TRUNC, is answered
+// FORMERR: no query needs 4 KiB).
+const (
+	udpBatch    = 16
+	udpReadSize = 4096
+)
+
 func newUDPWorker(p *Proxy, conn *net.UDPConn) *udpWorker {
-	return &udpWorker{p: p, conn: conn, buf: make([]byte, 65535),
-		out: make([]byte, 0, upstreamUDPSize), name: make([]byte, 0, 256)}
+	w := &udpWorker{p: p, conn: conn, name: make([]byte, 0, 256),
+		in: make([]ipv4.Message, udpBatch), out: make([]ipv4.Message, udpBatch)}
+	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		w.batch = ipv6.NewPacketConn(conn)
+	} else {
+		w.batch = ipv4.NewPacketConn(conn)
+	}
+	for i := range udpBatch {
+		w.inBuf = append(w.inBuf, make([]byte, udpReadSize))
+		w.outBuf = append(w.outBuf, make([]byte, 0, upstreamUDPSize+optLen))
+		w.in[i].Buffers = [][]byte{w.inBuf[i]}
+		w.out[i].Buffers = make([][]byte, 1)
+	}
+	return w
 }
 
 // run serves datagrams until the socket is closed. Other read errors are
 // logged (rate-limited) and reading goes on, never spinning.
 func (w *udpWorker) run() {
 	for {
-		n, from, err := w.conn.ReadFromUDPAddrPort(w.buf)
+		n, err := w.batch.ReadBatch(w.in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -60,42 +96,74 @@ func (w *udpWorker) run() {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		pkt := w.buf[:n]
-		if !w.fast(pkt, from) {
+		replies := 0
+		for i := range n {
+			m := &w.in[i]
+			from := addrPort(m.Addr)
+			pkt := w.inBuf[i][:m.N]
+			if msgTrunc != 0 && m.Flags&msgTrunc != 0 {
+				w.p.stats.rejected.Add(1)
+				w.p.writeHeaderReply(w.conn, pkt, dns.RcodeFormatError, from)
+				continue
+			}
+			if out, done := w.fast(pkt, from, w.outBuf[replies][:0]); done {
+				if out != nil {
+					w.outBuf[replies] = out
+					w.out[replies].Buffers[0] = out
+					w.out[replies].Addr = m.Addr
+					replies++
+				}
+				continue
+			}
 			w.p.generalUDP(w.conn, pkt, from)
 		}
+		w.send(w.out[:replies])
 	}
 }
 
-// fast answers pkt from the wire if it is a common-form query that is
-// refused by the policy or whose answer is cached and allowed, and reports
-// whether it did. A panic in it is recovered, counted and answered
-// SERVFAIL, so the worker (and the process) goes on with the next datagram.
-func (w *udpWorker) fast(pkt []byte, from netip.AddrPort) (done bool) {
+// send writes the fast path's replies, as many per sendmmsg as the kernel
+// takes. A failed send is dropped (a UDP reply may be lost anyway) and
+// logged at most every 10 s.
+func (w *udpWorker) send(ms []ipv4.Message) {
+	for len(ms) > 0 {
+		n, err := w.batch.WriteBatch(ms, 0)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && time.Since(w.batchError) >= 10*time.Second {
+				w.p.cfg.Log.Warn("dns: cannot send replies", "addr", w.conn.LocalAddr().String(), "err", err)
+				w.batchError = time.Now()
+			}
+			n = max(n, 1) // skip the reply that failed
+		}
+		ms = ms[n:]
+	}
+}
+
+// fast builds in out the reply to pkt from the wire if it is a common-form
+// query that is refused by the policy or whose answer is cached and
+// allowed, and reports whether it did. A panic in it is recovered, counted
+// and answered SERVFAIL (written at once; done with no reply to send), so
+// the worker (and the process) goes on with the next datagram.
+func (w *udpWorker) fast(pkt []byte, from netip.AddrPort, out []byte) (reply []byte, done bool) {
 	p := w.p
 	defer func() {
 		if v := recover(); v != nil {
 			p.stats.panics.Add(1)
 			p.cfg.Panics.Recovered("dns", v)
-			if reply, ok := headerReply(pkt, dns.RcodeServerFailure); ok {
-				_, _ = w.conn.WriteToUDPAddrPort(reply, from)
-			}
-			done = true
+			p.writeHeaderReply(w.conn, pkt, dns.RcodeServerFailure, from)
+			reply, done = nil, true // answered: not the general path's
 		}
 	}()
 	var ok bool
 	if w.name, ok = parseQuery(pkt, &w.q, w.name[:0]); !ok {
-		return false
+		return nil, false
 	}
 	now := p.cfg.Now()
-	out, ok := p.fastReply(&w.q, &w.name, now, from, w.out[:0])
+	out, ok = p.fastReply(&w.q, &w.name, now, from, out)
 	if !ok {
-		return false
+		return nil, false
 	}
-	w.out = out
-	_, _ = w.conn.WriteToUDPAddrPort(out, from)
 	p.stats.observe(p.cfg.Now().Sub(now))
-	return true
+	return out, true
 }
 
 // fastReply is the fast path's answer to q: refused by the policy (built

@@ -357,6 +357,31 @@ func TestUnpackPanicRecovered(t *testing.T) {
 	}
 }
 
+// TestOversizedQueryDatagram: a datagram longer than the fast-path reader's
+// buffer (udpReadSize; recvmmsg flags it MSG_TRUNC) is not read as the cut
+// query it would look like: it gets FORMERR, and the proxy goes on.
+func TestOversizedQueryDatagram(t *testing.T) {
+	fp := startFuzzProxy(t)
+	m := new(dns.Msg)
+	m.SetQuestion("allowed.example.", dns.TypeA)
+	m.Id = 0x7777
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_PADDING{Padding: make([]byte, 5000)})
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := exchangeRaw(t, "udp", fp.udp, b, 3*time.Second)
+	r := new(dns.Msg)
+	if err := r.Unpack(reply); err != nil {
+		t.Fatalf("reply %x: %v", reply, err)
+	}
+	if r.Id != 0x7777 || r.Rcode != dns.RcodeFormatError || len(r.Answer) != 0 {
+		t.Errorf("reply = %v; want FORMERR", r)
+	}
+	fp.stillServes(t)
+}
+
 type decHolder struct{ filter.Decider }
 
 // switchDecider lets a test swap the decider under a running proxy.

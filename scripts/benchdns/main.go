@@ -95,10 +95,7 @@ func run(o options) error {
 	}
 	defer stopUp()
 
-	files, err := queryFiles(o.work, names)
-	if err != nil {
-		return err
-	}
+	files := &queries{dir: o.work, names: names, r: rand.New(rand.NewPCG(21, 1))}
 	nw, err := startNetward(ctx, o, "nw", o.list)
 	if err != nil {
 		return err
@@ -147,11 +144,15 @@ func run(o options) error {
 			for _, s := range order {
 				if w == "cached" {
 					// Warm the cache: one pass over the hot names.
-					if _, err := dnsperf(o, s, files["cached"], 0, 2); err != nil {
+					f, err := files.file(w)
+					if err == nil {
+						_, err = dnsperf(o, s, f, 0, 2)
+					}
+					if err != nil {
 						return err
 					}
 				}
-				sm, err := measure(o, s, files[w])
+				sm, err := measure(o, s, files, w)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", s.name, w, err)
 				}
@@ -187,9 +188,14 @@ type sample struct {
 	completed, queue int
 }
 
-// measure runs dnsperf at saturation, then at 80 % of the rate reached.
-func measure(o options, s *server, file string) (sample, error) {
+// measure runs dnsperf at saturation, then at 80 % of the rate reached,
+// each on a file of its own.
+func measure(o options, s *server, files *queries, w string) (sample, error) {
 	var sm sample
+	file, err := files.file(w)
+	if err != nil {
+		return sm, err
+	}
 	cpu0 := procCPU(s.pid())
 	res, err := dnsperf(o, s, file, 0, o.secs)
 	if err != nil {
@@ -202,6 +208,11 @@ func measure(o options, s *server, file string) (sample, error) {
 		sm.cpuPerQ = float64(cpu.Microseconds()) / float64(res.completed)
 		sm.perfPerQ = float64(res.cpu.Microseconds()) / float64(res.completed)
 	}
+	_ = os.Remove(file)
+	if file, err = files.file(w); err != nil {
+		return sm, err
+	}
+	defer os.Remove(file)
 	d0 := udpDrops(s.port)
 	res80, err := dnsperf(o, s, file, int(res.qps*0.8), o.secs)
 	if err != nil {
@@ -277,46 +288,51 @@ func upstream() (func(), error) {
 	return func() { _ = srv.Shutdown() }, nil
 }
 
-// queryFiles writes the dnsperf data files: allowed (distinct forwarded
-// names), blocked (list names, at random), mix (30 % blocked), cached
-// (5,000 hot names).
-func queryFiles(dir string, names []string) (map[string]string, error) {
-	r := rand.New(rand.NewPCG(21, 1))
-	gen := map[string]func(i int) string{
-		"allowed": func(i int) string { return fmt.Sprintf("a%d.fwd.bench.test", i) },
-		"blocked": func(int) string { return names[r.IntN(len(names))] },
-		"mix": func(i int) string {
-			if r.Float64() < 0.3 {
-				return names[r.IntN(len(names))]
+// queries writes dnsperf data files: allowed (forwarded names), blocked
+// (list names, at random), mix (30 % blocked), cached (5,000 hot names).
+// Forwarded names are new in every file it writes (some servers cache even
+// a TTL of 0: unbound does), so a forwarded query is never answered from a
+// cache, in any run or round.
+type queries struct {
+	dir   string
+	names []string
+	r     *rand.Rand
+	seq   int
+}
+
+func (q *queries) file(w string) (string, error) {
+	q.seq++
+	n := 400_000 // more than a run sends: dnsperf would start over
+	var gen func(i int) string
+	switch w {
+	case "allowed":
+		gen = func(i int) string { return fmt.Sprintf("a%d-%d.fwd.bench.test", i, q.seq) }
+	case "blocked":
+		gen = func(int) string { return q.names[q.r.IntN(len(q.names))] }
+	case "mix":
+		gen = func(i int) string {
+			if q.r.Float64() < 0.3 {
+				return q.names[q.r.IntN(len(q.names))]
 			}
-			return fmt.Sprintf("m%d.fwd.bench.test", i)
-		},
-		"cached": func(i int) string { return fmt.Sprintf("h%d.hot.bench.test", i%5000) },
+			return fmt.Sprintf("m%d-%d.fwd.bench.test", i, q.seq)
+		}
+	case "cached":
+		n = 5000
+		gen = func(i int) string { return fmt.Sprintf("h%d.hot.bench.test", i) }
 	}
-	files := map[string]string{}
-	for w, g := range gen {
-		n := 200_000
-		if w == "cached" {
-			n = 5000
-		}
-		p := filepath.Join(dir, w+".txt")
-		f, err := os.Create(p)
-		if err != nil {
-			return nil, err
-		}
-		bw := bufio.NewWriter(f)
-		for i := range n {
-			fmt.Fprintf(bw, "%s A\n", g(i))
-		}
-		if err := bw.Flush(); err != nil {
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		files[w] = p
+	p := filepath.Join(q.dir, fmt.Sprintf("%s-%d.txt", w, q.seq))
+	f, err := os.Create(p)
+	if err != nil {
+		return "", err
 	}
-	return files, nil
+	bw := bufio.NewWriter(f)
+	for i := range n {
+		fmt.Fprintf(bw, "%s A\n", gen(i))
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	return p, f.Close()
 }
 
 // startNetward runs `netward run` on the package's configuration
@@ -527,7 +543,7 @@ func report(servers []*server, workloads []string, results map[string]map[string
 
 // bigRun starts netward with o.big indicators (the list plus synthetic
 // names) and reports its RSS idle, while loading, and under load.
-func bigRun(ctx context.Context, o options, names []string, files map[string]string) error {
+func bigRun(ctx context.Context, o options, names []string, files *queries) error {
 	p := filepath.Join(o.work, "big-list.txt")
 	f, err := os.Create(p)
 	if err != nil {
@@ -563,7 +579,11 @@ func bigRun(ctx context.Context, o options, names []string, files map[string]str
 	st := procStatus(nw.pid())
 	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", nw.pid()), []byte("5"), 0)
 	for _, w := range []string{"mix", "blocked"} {
-		if _, err := dnsperf(o, nw, files[w], 0, o.secs); err != nil {
+		f, err := files.file(w)
+		if err != nil {
+			return err
+		}
+		if _, err := dnsperf(o, nw, f, 0, o.secs); err != nil {
 			return err
 		}
 	}
@@ -620,8 +640,8 @@ func procCPU(pid int) time.Duration {
 	// Fields after the command name (in parentheses, which may hold spaces).
 	s := string(b)
 	fs := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(fs[11], 10, 64) // utime, field 14
-	st, _ := strconv.ParseInt(fs[12], 10, 64) // stime, field 15
+	ut, _ := strconv.ParseInt(fs[11], 10, 64)       // utime, field 14
+	st, _ := strconv.ParseInt(fs[12], 10, 64)       // stime, field 15
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
