@@ -28,6 +28,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -87,7 +88,8 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Interrupted, the servers it started are killed with it.
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	stopUp, err := upstream()
 	if err != nil {
@@ -404,6 +406,9 @@ func startUnbound(ctx context.Context, o options, names []string) (*server, erro
   do-not-query-localhost: no
   module-config: "iterator"
   access-control: 127.0.0.0/8 allow
+  # The bench names are under test. (RFC 6761), which unbound answers
+  # NXDOMAIN itself by default: forward them like the other servers do.
+  local-zone: "test." nodefault
 `, unboundPort, unboundPort, o.work)
 	for _, n := range names {
 		fmt.Fprintf(&b, "  local-zone: \"%s.\" always_nxdomain\n", n)
