@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -38,6 +37,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/netward/netward/scripts/internal/blocklist"
 )
 
 const (
@@ -84,7 +85,7 @@ type server struct {
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
 func run(o options) error {
-	names, err := readList(o.list)
+	names, err := blocklist.Read(o.list)
 	if err != nil {
 		return err
 	}
@@ -610,30 +611,6 @@ func stop(s *server) {
 		_ = s.cmd.Process.Kill()
 		<-done
 	}
-}
-
-func readList(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		if fs := strings.Fields(l); len(fs) == 2 && (fs[0] == "0.0.0.0" || fs[0] == "127.0.0.1") {
-			l = fs[1]
-		}
-		out = append(out, l)
-	}
-	if len(out) == 0 && sc.Err() == nil {
-		return nil, errors.New("the blocklist is empty")
-	}
-	return out, sc.Err()
 }
 
 // procCPU is the user+system CPU time of pid and its threads so far.
