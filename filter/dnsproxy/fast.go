@@ -206,7 +206,7 @@ func (p *Proxy) fastReply(q *wireQuery, name *[]byte, now time.Time, from netip.
 func (p *Proxy) fastRefusal(q *wireQuery, d filter.Decision, host string, from netip.AddrPort, out []byte) ([]byte, bool) {
 	ip, rcode := p.refusalShape(q.qtype, d.Verdict)
 	out = appendRefusal(out, q, ip, rcode, uint32(p.cfg.SyntheticTTL.Seconds()), d, host)
-	if out == nil || len(out) > q.maxReply() {
+	if len(out) > q.maxReply() {
 		return nil, false
 	}
 	p.stats.queries.Add(1)
