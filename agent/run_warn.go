@@ -45,11 +45,9 @@ func (a *Agent) startWarn(ctx context.Context, g *errgroup.Group) error {
 				a.log.Warn("continue from a notification failed", "site", nt.Name, "err", err)
 			}
 		},
-		Undelivered: func(nt notify.Notice, err error) {
-			// The protection event itself is emitted by the interceptor and
-			// shows in `netward events`; the log says nobody saw a notice.
-			a.log.Info("user not notified: no desktop session", "site", nt.Name, "user", nt.User, "blocked", nt.Blocked, "err", err)
-		},
+		// Undelivered notices need nothing more: the protection event itself
+		// is emitted by the interceptor and shows in `netward events`, and
+		// the notifier logs failures once per cause per interval.
 	})
 	a.warn.notifier.Store(n)
 	g.Go(func() error { return n.Run(ctx) })

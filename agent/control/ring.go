@@ -14,7 +14,8 @@ import (
 // and told how many events it missed.
 type Ring struct {
 	mu     sync.Mutex
-	buf    []telemetry.Record
+	buf    []telemetry.Record // grows to size, then wraps
+	size   int
 	next   int // index of the slot Add writes next
 	full   bool
 	subs   map[*Subscription]struct{}
@@ -45,16 +46,23 @@ func NewRing(size int) *Ring {
 	if size <= 0 {
 		size = DefaultRingSize
 	}
-	return &Ring{buf: make([]telemetry.Record, size), subs: map[*Subscription]struct{}{}, subBuf: DefaultFollowerBuf}
+	// buf grows as records come: an idle agent does not hold 4,096 empty
+	// records (1.4 MiB).
+	return &Ring{size: size, subs: map[*Subscription]struct{}{}, subBuf: DefaultFollowerBuf}
 }
 
 // Add records r. It is one of the agent's record sinks.
 func (r *Ring) Add(rec telemetry.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.buf[r.next] = rec
-	r.next++
-	if r.next == len(r.buf) {
+	if len(r.buf) < r.size {
+		r.buf = append(r.buf, rec)
+		r.next = len(r.buf)
+	} else {
+		r.buf[r.next] = rec
+		r.next++
+	}
+	if r.next == r.size {
 		r.next, r.full = 0, true
 	}
 	for s := range r.subs {

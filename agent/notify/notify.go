@@ -3,8 +3,11 @@
 // notification over the session D-Bus on Linux, a toast on Windows. It is
 // rate-limited per (name, user) and never blocks the caller: notices are
 // queued (bounded) and delivered by Run. When no desktop session can be
-// reached the notice is logged and handed to Undelivered, which the agent
-// turns into an event for `netward events`.
+// reached the notice is handed to Undelivered, and no notice is attempted
+// again for Config.Recheck: on an endpoint nobody is signed in to, the same
+// ad and tracker names are blocked all day, and looking for a session bus
+// per name cost more than answering the query. Failures are logged once per
+// cause per Config.LogInterval, with how many notices were not shown.
 package notify
 
 import (
@@ -12,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,8 +75,17 @@ type Config struct {
 	// Continue is called when the user clicks Continue on a warning (backends
 	// with actions only); it creates the bypass.
 	Continue func(n Notice)
-	// Undelivered receives the notices no desktop session could show.
+	// Undelivered receives the notices no desktop session could show (the
+	// ones attempted or queued; not those Notify refused while no session
+	// was known).
 	Undelivered func(n Notice, err error)
+	// Recheck is how long after finding no desktop session notices are not
+	// attempted (default 30 s): a user who signs in sees notices again
+	// within it.
+	Recheck time.Duration
+	// LogInterval is the minimum time between two log lines for the same
+	// cause of failure (default 10 minutes).
+	LogInterval time.Duration
 	Now         func() time.Time
 	Log         *slog.Logger
 }
@@ -86,6 +99,15 @@ type Notifier struct {
 	last    map[key]time.Time // guarded by limiter
 	limiter chan struct{}     // one-slot semaphore: Notify is called from many interceptors
 	dropped int
+
+	// noSessionUntil (unix nanoseconds): no desktop session was found; until
+	// then Notify refuses at once and Run does not attempt queued notices.
+	noSessionUntil atomic.Int64
+	// notShown counts the notices not shown since the last log line.
+	notShown atomic.Int64
+	// Run's goroutine only:
+	noSessionErr error                // why, for Undelivered
+	logged       map[string]time.Time // last log line per cause
 }
 
 // New returns a Notifier; Run delivers.
@@ -102,20 +124,31 @@ func New(cfg Config) *Notifier {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 64
 	}
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = 30 * time.Second
+	}
+	if cfg.LogInterval <= 0 {
+		cfg.LogInterval = 10 * time.Minute
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{cfg: cfg, queue: make(chan Notice, cfg.Queue), last: map[key]time.Time{}, limiter: make(chan struct{}, 1)}
-	return n
+	return &Notifier{cfg: cfg, queue: make(chan Notice, cfg.Queue), last: map[key]time.Time{}, limiter: make(chan struct{}, 1),
+		logged: map[string]time.Time{}}
 }
 
 // Notify queues n unless the same name and user were notified within the
-// interval. It never blocks; it reports whether n was queued.
+// interval, or no desktop session was found within Recheck. It never blocks;
+// it reports whether n was queued.
 func (n *Notifier) Notify(nt Notice) bool {
 	now := n.cfg.Now()
+	if now.UnixNano() < n.noSessionUntil.Load() {
+		n.notShown.Add(1)
+		return false
+	}
 	k := key{nt.Name, nt.User}
 	n.limiter <- struct{}{}
 	if t, ok := n.last[k]; ok && now.Sub(t) < n.cfg.Interval {
@@ -157,6 +190,15 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 func (n *Notifier) deliver(ctx context.Context, nt Notice) {
+	now := n.cfg.Now()
+	if now.UnixNano() < n.noSessionUntil.Load() {
+		// Queued before the session was found missing: not attempted.
+		n.notShown.Add(1)
+		if n.cfg.Undelivered != nil {
+			n.cfg.Undelivered(nt, n.noSessionErr)
+		}
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var cont func()
@@ -168,8 +210,19 @@ func (n *Notifier) deliver(ctx context.Context, nt Notice) {
 		n.cfg.Log.Debug("notified the user", "site", nt.Name, "user", nt.User)
 		return
 	}
-	n.cfg.Log.Info("could not show a desktop notification; recorded as an event instead",
-		"site", nt.Name, "user", nt.User, "blocked", nt.Blocked, "err", err)
+	cause := "delivery failed"
+	if errors.Is(err, ErrNoSession) {
+		cause = "no desktop session"
+		n.noSessionErr = err
+		n.noSessionUntil.Store(now.Add(n.cfg.Recheck).UnixNano())
+	}
+	n.notShown.Add(1)
+	if t, ok := n.logged[cause]; !ok || now.Sub(t) >= n.cfg.LogInterval {
+		n.logged[cause] = now
+		n.cfg.Log.Info("could not show desktop notifications; blocks and warnings are still recorded as events (netward events)",
+			"cause", cause, "err", err, "site", nt.Name, "notShown", n.notShown.Swap(0),
+			"retryAfter", n.cfg.Recheck, "nextLogAfter", n.cfg.LogInterval)
+	}
 	if n.cfg.Undelivered != nil {
 		n.cfg.Undelivered(nt, err)
 	}

@@ -3,6 +3,8 @@ package notify
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -86,5 +88,93 @@ func TestText(t *testing.T) {
 	b := Notice{Name: "bad.test", Blocked: true}
 	if strings.Contains(b.Body(), "bypass") || !strings.Contains(b.Summary(), "blocked") {
 		t.Errorf("block text %q / %q", b.Summary(), b.Body())
+	}
+}
+
+// countHandler counts log records by message.
+type countHandler struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.Level >= slog.LevelInfo {
+		h.msgs = append(h.msgs, r.Message)
+	}
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+func (h *countHandler) lines() int                         { h.mu.Lock(); defer h.mu.Unlock(); return len(h.msgs) }
+
+// TestNoSessionNotRetriedPerName (issue 21): on an endpoint nobody is signed
+// in to, a stream of distinct blocked names costs one attempt to find a
+// session per Recheck, not one per name, and one log line per cause per
+// LogInterval, not one per notice. A session found again is used at once
+// after Recheck.
+func TestNoSessionNotRetriedPerName(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	rec := &recorder{err: ErrNoSession}
+	logs := &countHandler{}
+	undelivered := make(chan Notice, 100)
+	n := New(Config{Backend: rec, Queue: 8, Recheck: 30 * time.Second, LogInterval: 10 * time.Minute, Now: clock,
+		Log: slog.New(logs), Undelivered: func(nt Notice, _ error) { undelivered <- nt }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	attempts := func() int { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.got) }
+
+	if !n.Notify(Notice{Name: "first.test", Blocked: true}) {
+		t.Fatal("the first notice must be queued")
+	}
+	<-undelivered
+	for i := range 1000 {
+		if n.Notify(Notice{Name: fmt.Sprintf("ad%d.test", i), Blocked: true}) {
+			t.Fatalf("notice %d queued while no session is known", i)
+		}
+	}
+	if got := attempts(); got != 1 {
+		t.Errorf("%d attempts to reach a session for 1001 names, want 1", got)
+	}
+	// After Recheck the next name is attempted again (still nobody): a
+	// second attempt, and no second log line within LogInterval.
+	advance(31 * time.Second)
+	if !n.Notify(Notice{Name: "later.test", Blocked: true}) {
+		t.Fatal("after Recheck a notice must be attempted again")
+	}
+	<-undelivered
+	if got := attempts(); got != 2 {
+		t.Errorf("attempts = %d after Recheck, want 2", got)
+	}
+	if got := logs.lines(); got != 1 {
+		t.Errorf("%d log lines for one cause within LogInterval, want 1: %v", got, logs.msgs)
+	}
+	// Past LogInterval the cause is logged again, with the count not shown.
+	advance(11 * time.Minute)
+	n.Notify(Notice{Name: "much-later.test", Blocked: true})
+	<-undelivered
+	if got := logs.lines(); got != 2 {
+		t.Errorf("%d log lines after LogInterval, want 2", got)
+	}
+	// A user signs in: the next notice after Recheck is shown.
+	rec.mu.Lock()
+	rec.err = nil
+	rec.mu.Unlock()
+	advance(31 * time.Second)
+	if !n.Notify(Notice{Name: "shown.test", Blocked: true}) {
+		t.Fatal("notice not queued once a session may exist")
+	}
+	for deadline := time.Now().Add(5 * time.Second); attempts() != 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("attempts = %d, want 4", attempts())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -52,70 +52,83 @@ func negative(req *dns.Msg, rcode int, ttl uint32) *dns.Msg {
 	return m
 }
 
-// blockedReply is CONTRACT §7 for a refusing decision:
+// refusalShape is CONTRACT §7 for a refusing verdict v and a question of
+// type qtype, shared by both paths:
 //
 //	Block: A → nxdomain | 0.0.0.0 (nullip) | sink; AAAA → NODATA (:: for nullip)
 //	Warn:  A → sink; AAAA → NODATA
 //	other types → NODATA
 //
-// Extended DNS Error 15 (Blocked, RFC 8914) naming the indicator is added by
-// the caller when the client speaks EDNS0.
-func (p *Proxy) blockedReply(req *dns.Msg, d filter.Decision) *dns.Msg {
-	q := req.Question[0]
-	ttl := uint32(p.cfg.SyntheticTTL.Seconds())
-	addr := func(ip netip.Addr) *dns.Msg {
-		m := new(dns.Msg)
-		m.SetReply(req)
-		m.RecursionAvailable = true
-		h := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: ttl}
-		if ip.Is4() {
-			h.Rrtype = dns.TypeA
-			m.Answer = []dns.RR{&dns.A{Hdr: h, A: net.IP(ip.AsSlice())}}
-		} else {
-			h.Rrtype = dns.TypeAAAA
-			m.Answer = []dns.RR{&dns.AAAA{Hdr: h, AAAA: net.IP(ip.AsSlice())}}
-		}
-		return m
-	}
-	warn := d.Verdict == filter.VerdictWarn
-	switch q.Qtype {
+// A valid ip means an address answer; otherwise a negative answer with rcode
+// (NameError or Success, i.e. NODATA) and a synthetic SOA.
+func (p *Proxy) refusalShape(qtype uint16, v filter.Verdict) (ip netip.Addr, rcode int) {
+	warn := v == filter.VerdictWarn
+	switch qtype {
 	case dns.TypeA:
 		switch {
 		case warn && p.cfg.Sink.Is4():
-			return addr(p.cfg.Sink)
+			return p.cfg.Sink, 0
 		case warn:
-			return negative(req, dns.RcodeNameError, ttl)
+			return netip.Addr{}, dns.RcodeNameError
 		case p.cfg.BlockAnswer == BlockNullIP:
-			return addr(netip.IPv4Unspecified())
-		case p.cfg.BlockAnswer == BlockSink:
-			return addr(p.cfg.Sink)
+			return netip.IPv4Unspecified(), 0
+		case p.cfg.BlockAnswer == BlockSink && p.cfg.Sink.IsValid():
+			return p.cfg.Sink, 0
 		}
-		return negative(req, dns.RcodeNameError, ttl)
+		return netip.Addr{}, dns.RcodeNameError
 	case dns.TypeAAAA:
 		if !warn && p.cfg.BlockAnswer == BlockNullIP {
-			return addr(netip.IPv6Unspecified())
+			return netip.IPv6Unspecified(), 0
 		}
 	}
-	return negative(req, dns.RcodeSuccess, ttl)
+	return netip.Addr{}, dns.RcodeSuccess
+}
+
+// blockedReply is the reply to a refused query (refusalShape). Extended DNS
+// Error 15 (Blocked, RFC 8914) naming the indicator is added by the caller
+// when the client speaks EDNS0.
+func (p *Proxy) blockedReply(req *dns.Msg, d filter.Decision) *dns.Msg {
+	q := req.Question[0]
+	ttl := uint32(p.cfg.SyntheticTTL.Seconds())
+	ip, rcode := p.refusalShape(q.Qtype, d.Verdict)
+	if !ip.IsValid() {
+		return negative(req, rcode, ttl)
+	}
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	h := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: ttl}
+	if ip.Is4() {
+		h.Rrtype = dns.TypeA
+		m.Answer = []dns.RR{&dns.A{Hdr: h, A: net.IP(ip.AsSlice())}}
+	} else {
+		h.Rrtype = dns.TypeAAAA
+		m.Answer = []dns.RR{&dns.AAAA{Hdr: h, AAAA: net.IP(ip.AsSlice())}}
+	}
+	return m
 }
 
 // edeText is the EXTRA-TEXT of the Extended DNS Error: the verdict and the
 // indicator id, so `dig` shows why a name is blocked.
 func edeText(d filter.Decision, name string) string {
-	var b strings.Builder
-	b.WriteString("netward: ")
+	return string(appendEDEText(nil, d, name))
+}
+
+// appendEDEText appends edeText's text to b.
+func appendEDEText(b []byte, d filter.Decision, name string) []byte {
+	b = append(b, "netward: "...)
 	if d.Verdict == filter.VerdictWarn {
-		b.WriteString("warned")
+		b = append(b, "warned"...)
 	} else {
-		b.WriteString("blocked")
+		b = append(b, "blocked"...)
 	}
-	b.WriteString(" ")
-	b.WriteString(name)
+	b = append(b, ' ')
+	b = append(b, name...)
 	if r := d.Match.Rule; r != nil {
-		b.WriteString(" by indicator ")
-		b.WriteString(r.ID)
+		b = append(b, " by indicator "...)
+		b = append(b, r.ID...)
 	}
-	return b.String()
+	return b
 }
 
 // stripECH removes the ech SvcParam (key 5) from HTTPS and SVCB records, in

@@ -120,7 +120,7 @@ func BenchmarkCachedWire(b *testing.B) {
 		if name, ok = parseQuery(pkt, &q, name[:0]); !ok {
 			b.Fatal("refused")
 		}
-		if out, ok = h.p.fastAnswer(&q, &name, time.Now(), from, out[:0]); !ok {
+		if out, ok = h.p.fastReply(&q, &name, time.Now(), from, out[:0]); !ok {
 			b.Fatal("declined")
 		}
 	}

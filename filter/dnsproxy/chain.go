@@ -52,9 +52,14 @@ func (p *Proxy) relayed(d filter.Decision, name string, chain []string, ds []fil
 // refuse answers a blocked or warned query (d decided name, the question or
 // a CNAME target) and records it.
 func (p *Proxy) refuse(req *dns.Msg, d filter.Decision, name string, ev evCtx) (*dns.Msg, *dns.EDNS0_EDE) {
+	p.refused(d, name, ev)
+	return p.blockedReply(req, d), &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: edeText(d, name)}
+}
+
+// refused counts and reports a refused answer (both paths).
+func (p *Proxy) refused(d filter.Decision, name string, ev evCtx) {
 	p.stats.verdict(d.Verdict)
 	p.report(d, name, ev)
-	return p.blockedReply(req, d), &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: edeText(d, name)}
 }
 
 // evCtx is what an Event needs, kept cheap until an Event is produced.

@@ -9,13 +9,15 @@
 //	→ special names (DoH canary, iCloud Private Relay) → decision on the name
 //	→ cache or upstream → decision on every CNAME target → ECH strip → reply
 //
-// Files: server.go runs the miekg/dns servers (UDP and TCP per listen
-// address); handler.go is the general path every server's handler takes
-// (accept, in-flight bound, answer); chain.go holds the decision steps the
+// Files: server.go binds the sockets (UDP and TCP per listen address) and
+// runs their readers: its own workers on UDP sockets bound to one address
+// (fast.go), miekg/dns servers for TCP and unspecified addresses;
+// handler.go is the general path every query that is not answered from
+// bytes takes (accept, in-flight bound, answer); chain.go holds the decision steps the
 // general path and the wire fast path share (special names, CNAME targets,
 // what is counted and reported); resolve.go is the cache-or-upstream step
-// and the relayed reply; fast.go and wire.go answer cached queries from
-// bytes on sockets bound to one address; upstream.go, cache.go, answer.go
+// and the relayed reply; fast.go and wire.go answer cached and refused
+// queries from bytes on sockets bound to one address; upstream.go, cache.go, answer.go
 // (synthesized answers), names.go (the IP→name map) serve them.
 //
 // The decision is taken after the cache, on every query, so a new policy or a

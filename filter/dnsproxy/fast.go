@@ -8,129 +8,219 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/netward/netward/filter"
 )
 
 // The wire fast path. A socket bound to one address is read by several
-// miekg/dns servers at once, each through a fastReader: the reader answers
-// the most common query — cached, allowed, in the common form of wire.go —
-// inline from bytes, without a goroutine or a dns.Msg, and hands every other
-// datagram (cache misses, blocked names, malformed or unusual queries) to
-// its server, which runs the general path in a goroutine: the header check,
-// FORMERR and NOTIMP, unpacking, the handler. The fast path decides through
-// the same chain steps as the general path (chain.go).
+// goroutines at once (udpWorker), each answering the most common queries —
+// cached and allowed, or refused by the policy — inline from bytes, without
+// a goroutine or a dns.Msg, in the common form of wire.go. Every other
+// datagram (cache misses, malformed or unusual queries) takes the general
+// path (generalUDP): the header check, FORMERR and NOTIMP, then unpacking
+// and the handler in a goroutine of its own, under a recover. The fast path
+// decides through the same chain steps as the general path (chain.go).
 //
 // A socket bound to an unspecified address (0.0.0.0, ::) is served by
 // miekg's own reader: a reply there must leave from the address the query
 // came to, which needs per-datagram control messages.
 
-// fastConn is a fast-path socket as its servers see it: not a
-// *net.UDPConn, so miekg/dns reads it through fastReader.ReadPacketConn and
-// writes the general path's replies with WriteTo, instead of with the
-// per-datagram session its own reader keeps (which a socket bound to one
-// address does not need).
-type fastConn struct{ *net.UDPConn }
-
-// fastReader is the reader of one server of a fast-path socket. Its
-// buffers are its own: each server reads from one goroutine.
-type fastReader struct {
-	dns.Reader
+// udpWorker is one reader of a fast-path socket. Its buffers are its own:
+// each worker reads from one goroutine.
+type udpWorker struct {
 	p    *Proxy
 	conn *net.UDPConn
 
-	buf, out, name []byte
-	q              wireQuery
-
-	failures int
-	lastWarn time.Time
+	// One recvmmsg reads up to udpBatch datagrams and one sendmmsg sends
+	// the replies the fast path built for them (golang.org/x/net ipv4 and
+	// ipv6 ReadBatch/WriteBatch): under load the socket holds several.
+	batch      batchConn
+	in, out    []ipv4.Message
+	inBuf      [][]byte
+	outBuf     [][]byte
+	name       []byte
+	q          wireQuery
+	failures   int
+	lastWarn   time.Time
+	batchError time.Time
 }
 
-func newFastReader(p *Proxy, conn *net.UDPConn, r dns.Reader) *fastReader {
-	return &fastReader{Reader: r, p: p, conn: conn, buf: make([]byte, 65535),
-		out: make([]byte, 0, upstreamUDPSize), name: make([]byte, 0, 256)}
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn share (their
+// Message is the same type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-// ReadPacketConn answers datagrams on the fast path until one needs the
-// general path, and returns that one (a copy, holding a slot: the socket
-// buffer absorbs a burst while every slot is taken). It returns an error
-// only when the socket is closed; other read errors are logged
-// (rate-limited) and reading goes on, never spinning.
-func (r *fastReader) ReadPacketConn(net.PacketConn, time.Duration) ([]byte, net.Addr, error) {
+// udpBatch is how many datagrams one read takes at most; udpReadSize is the
+// largest query read (a longer datagram, flagged MSG_TRUNC, is answered
+// FORMERR: no query needs 4 KiB).
+const (
+	udpBatch    = 16
+	udpReadSize = 4096
+)
+
+func newUDPWorker(p *Proxy, conn *net.UDPConn) *udpWorker {
+	w := &udpWorker{p: p, conn: conn, name: make([]byte, 0, 256),
+		in: make([]ipv4.Message, udpBatch), out: make([]ipv4.Message, udpBatch)}
+	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		w.batch = ipv6.NewPacketConn(conn)
+	} else {
+		w.batch = ipv4.NewPacketConn(conn)
+	}
+	for i := range udpBatch {
+		w.inBuf = append(w.inBuf, make([]byte, udpReadSize))
+		w.outBuf = append(w.outBuf, make([]byte, 0, upstreamUDPSize+optLen))
+		w.in[i].Buffers = [][]byte{w.inBuf[i]}
+		w.out[i].Buffers = make([][]byte, 1)
+	}
+	return w
+}
+
+// run serves datagrams until the socket is closed. Other read errors are
+// logged (rate-limited) and reading goes on, never spinning.
+func (w *udpWorker) run() {
 	for {
-		n, from, err := r.conn.ReadFromUDPAddrPort(r.buf)
+		n, err := w.batch.ReadBatch(w.in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return nil, nil, err
+				return
 			}
-			r.failures++
-			if time.Since(r.lastWarn) >= 10*time.Second {
-				r.p.cfg.Log.Error("dns: cannot read the UDP socket", "addr", r.conn.LocalAddr().String(), "err", err, "failures", r.failures)
-				r.lastWarn = time.Now()
+			w.failures++
+			if time.Since(w.lastWarn) >= 10*time.Second {
+				w.p.cfg.Log.Error("dns: cannot read the UDP socket", "addr", w.conn.LocalAddr().String(), "err", err, "failures", w.failures)
+				w.lastWarn = time.Now()
 			}
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		pkt := r.buf[:n]
-		if r.fast(pkt, from) {
-			continue
+		replies := 0
+		for i := range n {
+			m := &w.in[i]
+			from := addrPort(m.Addr)
+			pkt := w.inBuf[i][:m.N]
+			if msgTrunc != 0 && m.Flags&msgTrunc != 0 {
+				w.p.stats.rejected.Add(1)
+				w.p.writeHeaderReply(w.conn, pkt, dns.RcodeFormatError, from)
+				continue
+			}
+			if out, done := w.fast(pkt, from, w.outBuf[replies][:0]); done {
+				if out != nil {
+					w.outBuf[replies] = out
+					w.out[replies].Buffers[0] = out
+					w.out[replies].Addr = m.Addr
+					replies++
+				}
+				continue
+			}
+			w.p.generalUDP(w.conn, pkt, from)
 		}
-		r.p.slots <- struct{}{}
-		return append([]byte(nil), pkt...), net.UDPAddrFromAddrPort(from), nil
+		w.send(w.out[:replies])
 	}
 }
 
-// fast answers pkt from the wire if it is a common-form query whose answer
-// is cached and allowed, and reports whether it did. A panic in it is
-// recovered, counted and answered SERVFAIL, so the reader (and the process)
-// goes on with the next datagram.
-func (r *fastReader) fast(pkt []byte, from netip.AddrPort) (done bool) {
-	p := r.p
+// send writes the fast path's replies, as many per sendmmsg as the kernel
+// takes. A failed send is dropped (a UDP reply may be lost anyway) and
+// logged at most every 10 s.
+func (w *udpWorker) send(ms []ipv4.Message) {
+	for len(ms) > 0 {
+		n, err := w.batch.WriteBatch(ms, 0)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && time.Since(w.batchError) >= 10*time.Second {
+				w.p.cfg.Log.Warn("dns: cannot send replies", "addr", w.conn.LocalAddr().String(), "err", err)
+				w.batchError = time.Now()
+			}
+			n = max(n, 1) // skip the reply that failed
+		}
+		ms = ms[n:]
+	}
+}
+
+// fast builds in out the reply to pkt from the wire if it is a common-form
+// query that is refused by the policy or whose answer is cached and
+// allowed, and reports whether it did. A panic in it is recovered, counted
+// and answered SERVFAIL (written at once; done with no reply to send), so
+// the worker (and the process) goes on with the next datagram.
+func (w *udpWorker) fast(pkt []byte, from netip.AddrPort, out []byte) (reply []byte, done bool) {
+	p := w.p
 	defer func() {
 		if v := recover(); v != nil {
 			p.stats.panics.Add(1)
 			p.cfg.Panics.Recovered("dns", v)
-			if reply, ok := servFail(pkt); ok {
-				_, _ = r.conn.WriteToUDPAddrPort(reply, from)
-			}
-			done = true
+			p.writeHeaderReply(w.conn, pkt, dns.RcodeServerFailure, from)
+			reply, done = nil, true // answered: not the general path's
 		}
 	}()
-	if p.cache == nil || p.cache.max == 0 {
-		return false
-	}
 	var ok bool
-	if r.name, ok = parseQuery(pkt, &r.q, r.name[:0]); !ok {
-		return false
-	}
-	now := p.cfg.Now()
-	out, ok := p.fastAnswer(&r.q, &r.name, now, from, r.out[:0])
-	if !ok {
-		return false
-	}
-	r.out = out
-	_, _ = r.conn.WriteToUDPAddrPort(out, from)
-	p.stats.observe(p.cfg.Now().Sub(now))
-	return true
-}
-
-// fastAnswer builds the reply to q from the cache, through the chain's
-// decisions (the question name, then every CNAME target), or returns false
-// for the general path to answer: a miss, a special name, a refusal, a
-// chain longer than maxFastChain, a reply too large for the client. It
-// changes no counter and reports nothing unless it answers.
-func (p *Proxy) fastAnswer(q *wireQuery, name *[]byte, now time.Time, from netip.AddrPort, out []byte) ([]byte, bool) {
-	*name = appendID(*name, q.qtype, q.do, q.flags&flagCD != 0)
-	e := p.cache.getBytes(*name, now)
-	if e == nil || e.wire == nil || e.wire.replyLen(q) > q.maxReply() {
+	if w.name, ok = parseQuery(pkt, &w.q, w.name[:0]); !ok {
 		return nil, false
 	}
-	host := e.key.name[:len(e.key.name)-1]
+	now := p.cfg.Now()
+	out, ok = p.fastReply(&w.q, &w.name, now, from, out)
+	if !ok {
+		return nil, false
+	}
+	p.stats.observe(p.cfg.Now().Sub(now))
+	return out, true
+}
+
+// fastReply is the fast path's answer to q: refused by the policy (built
+// from bytes, fastRefusal), else allowed and cached (fastAnswer); false
+// leaves q to the general path. name holds q's name in the cache's form
+// (parseQuery). The question name is decided once, after the cache lookup
+// (which needs no allocation): a blocked name is never in the cache, so only
+// misses and refusals convert the name to a string.
+func (p *Proxy) fastReply(q *wireQuery, name *[]byte, now time.Time, from netip.AddrPort, out []byte) ([]byte, bool) {
+	hostLen := len(*name) - 1
+	var e *cached
+	if p.cache != nil && p.cache.max > 0 {
+		*name = appendID(*name, q.qtype, q.do, q.flags&flagCD != 0)
+		e = p.cache.getBytes(*name, now)
+	}
+	var host string
+	if e != nil {
+		host = e.key.name[:len(e.key.name)-1]
+	} else {
+		host = string((*name)[:hostLen])
+	}
 	if p.special(host) {
 		return nil, false
 	}
 	d := p.cfg.Decider.DecideName(host)
-	if d.Verdict.Blocks() || len(e.chain) > maxFastChain {
+	if d.Verdict.Blocks() {
+		return p.fastRefusal(q, d, host, from, out)
+	}
+	if e == nil {
+		return nil, false
+	}
+	return p.fastAnswer(q, e, d, host, now, from, out)
+}
+
+// fastRefusal builds the refusal of q (d refuses host, the question name)
+// from bytes: the general path's blockedReply, finished (OPT and Extended
+// DNS Error for an EDNS0 client), packed the same way — uncompressed, as a
+// UDP reply that fits. A reply larger than the client's buffer, or a shape
+// it does not build, is left to the general path (which truncates).
+func (p *Proxy) fastRefusal(q *wireQuery, d filter.Decision, host string, from netip.AddrPort, out []byte) ([]byte, bool) {
+	ip, rcode := p.refusalShape(q.qtype, d.Verdict)
+	out = appendRefusal(out, q, ip, rcode, uint32(p.cfg.SyntheticTTL.Seconds()), d, host)
+	if len(out) > q.maxReply() {
+		return nil, false
+	}
+	p.stats.queries.Add(1)
+	p.refused(d, host, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp"})
+	return out, true
+}
+
+// fastAnswer builds the reply to q from the cached answer e, through the
+// chain's decisions (d decided the question name host; then every CNAME
+// target), or returns false for the general path to answer: a refusing
+// target, a chain longer than maxFastChain, a reply too large for the
+// client. It changes no counter and reports nothing unless it answers.
+func (p *Proxy) fastAnswer(q *wireQuery, e *cached, d filter.Decision, host string, now time.Time, from netip.AddrPort, out []byte) ([]byte, bool) {
+	if e.wire == nil || e.wire.replyLen(q) > q.maxReply() || len(e.chain) > maxFastChain {
 		return nil, false
 	}
 	var buf [maxFastChain]filter.Decision
@@ -148,11 +238,142 @@ func (p *Proxy) fastAnswer(q *wireQuery, name *[]byte, now time.Time, from netip
 	return out, true
 }
 
-// servFail is a SERVFAIL reply to the query pkt carrying only a header
-// (RFC 1035 §4.1.1: RD copied; RFC 4035 §3.2.2: CD too): what failed to
-// answer is not repeated. ok is false for what has no header or is a
-// response.
-func servFail(pkt []byte) ([]byte, bool) {
+// generalUDP is the general path of a datagram the fast path did not
+// answer: no reply to what has no header or is a response (any reply could
+// be used for amplification), FORMERR or NOTIMP from the header check
+// (acceptQuery), else the handler in a goroutine of its own, holding a slot
+// (taken here: past 2 × MaxInFlight the worker waits and the kernel's
+// socket buffer absorbs the burst or drops).
+func (p *Proxy) generalUDP(conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
+	if len(pkt) < 12 {
+		p.stats.rejected.Add(1)
+		return
+	}
+	h := dns.Header{Id: binary.BigEndian.Uint16(pkt), Bits: binary.BigEndian.Uint16(pkt[2:]),
+		Qdcount: binary.BigEndian.Uint16(pkt[4:]), Ancount: binary.BigEndian.Uint16(pkt[6:]),
+		Nscount: binary.BigEndian.Uint16(pkt[8:]), Arcount: binary.BigEndian.Uint16(pkt[10:])}
+	switch acceptQuery(h) {
+	case dns.MsgIgnore:
+		return
+	case dns.MsgReject:
+		p.stats.rejected.Add(1)
+		p.writeHeaderReply(conn, pkt, dns.RcodeFormatError, from)
+		return
+	case dns.MsgRejectNotImplemented:
+		p.stats.rejected.Add(1)
+		p.writeHeaderReply(conn, pkt, dns.RcodeNotImplemented, from)
+		return
+	}
+	p.slots <- struct{}{}
+	d := datagram{conn, append([]byte(nil), pkt...), from}
+	select {
+	case p.idle <- d: // a general-path goroutine was waiting for work
+	default:
+		p.datagrams.Add(1)
+		go p.generalWorker(d)
+	}
+}
+
+// datagram is one query for the general path, holding a slot.
+type datagram struct {
+	conn *net.UDPConn
+	m    []byte
+	from netip.AddrPort
+}
+
+// generalIdle is how long a general-path goroutine waits for another
+// datagram before it ends.
+const generalIdle = 5 * time.Second
+
+// generalWorker serves d, then every datagram handed to it while it waits,
+// until none comes for generalIdle or the proxy stops. Reusing goroutines
+// keeps their grown stacks: a new one starts at 2 KiB and grew it by copying
+// on every forwarded query (issue 21: 8 % of the agent's CPU).
+func (p *Proxy) generalWorker(d datagram) {
+	defer p.datagrams.Done()
+	t := time.NewTimer(generalIdle)
+	defer t.Stop()
+	for {
+		p.serveDatagram(d.conn, d.m, d.from)
+		t.Reset(generalIdle)
+		select {
+		case d = <-p.idle:
+		case <-t.C:
+			return
+		case <-p.stopping:
+			return
+		}
+	}
+}
+
+// serveDatagram unpacks one accepted datagram and runs the handler on it.
+// Unpacking is miekg/dns's and runs here under a recover too (its own UDP
+// server has none): a panic costs the query a SERVFAIL, is counted and
+// logged, and the process goes on (issue 14).
+func (p *Proxy) serveDatagram(conn *net.UDPConn, m []byte, from netip.AddrPort) {
+	defer p.release()
+	defer func() {
+		if v := recover(); v != nil {
+			p.stats.panics.Add(1)
+			p.cfg.Panics.Recovered("dns", v)
+			p.writeHeaderReply(conn, m, dns.RcodeServerFailure, from)
+		}
+	}()
+	req := new(dns.Msg)
+	if err := p.unpack(req, m); err != nil {
+		// RFC 1035 §4.1.1: a query the server cannot interpret gets FORMERR.
+		p.stats.rejected.Add(1)
+		p.writeHeaderReply(conn, m, dns.RcodeFormatError, from)
+		return
+	}
+	handler{p: p, proto: "udp"}.ServeDNS(&udpWriter{conn: conn, to: from}, req)
+}
+
+// unpack is req.Unpack(m); tests set Proxy.unpackHook to reach the recover
+// around it.
+func (p *Proxy) unpack(req *dns.Msg, m []byte) error {
+	if p.unpackHook != nil {
+		return p.unpackHook(req, m)
+	}
+	return req.Unpack(m)
+}
+
+func (p *Proxy) writeHeaderReply(conn *net.UDPConn, pkt []byte, rcode int, to netip.AddrPort) {
+	if reply, ok := headerReply(pkt, rcode); ok {
+		_, _ = conn.WriteToUDPAddrPort(reply, to)
+	}
+}
+
+// udpWriter is the dns.ResponseWriter of a general-path datagram of a
+// fast-path socket: the reply leaves from the socket the query came to.
+type udpWriter struct {
+	conn *net.UDPConn
+	to   netip.AddrPort
+}
+
+func (w *udpWriter) LocalAddr() net.Addr  { return w.conn.LocalAddr() }
+func (w *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.to) }
+func (w *udpWriter) WriteMsg(m *dns.Msg) error {
+	b, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+func (w *udpWriter) Write(b []byte) (int, error) { return w.conn.WriteToUDPAddrPort(b, w.to) }
+func (w *udpWriter) Close() error                { return nil }
+func (w *udpWriter) TsigStatus() error           { return nil }
+func (w *udpWriter) TsigTimersOnly(bool)         {}
+func (w *udpWriter) Hijack()                     {}
+
+// headerReply is a reply with rcode to the query pkt carrying only a
+// header: what failed or was refused is not repeated. Its flags are QR, the
+// query's opcode, RD and CD copied (RFC 1035 §4.1.1; RFC 4035 §3.2.2), RA,
+// and the rcode — never the query's AA, TC, AD or Z bits (RFC 6840 §5.8: AD
+// only for data the server vouches for). ok is false for what has no header
+// or is a response.
+func headerReply(pkt []byte, rcode int) ([]byte, bool) {
 	if len(pkt) < 12 {
 		return nil, false
 	}
@@ -160,13 +381,14 @@ func servFail(pkt []byte) ([]byte, bool) {
 	if bits&flagQR != 0 {
 		return nil, false
 	}
-	m := new(dns.Msg)
-	m.Id = binary.BigEndian.Uint16(pkt)
-	m.Response = true
-	m.Opcode = int(bits>>11) & 0xF
-	m.RecursionDesired = bits&flagRD != 0
-	m.CheckingDisabled = bits&flagCD != 0
-	m.Rcode = dns.RcodeServerFailure
-	b, err := m.Pack()
-	return b, err == nil
+	b := make([]byte, 12)
+	copy(b, pkt[:2])
+	binary.BigEndian.PutUint16(b[2:], rejectBits(bits, rcode))
+	return b, true
+}
+
+// rejectBits are the header flags of an error reply to a query with flags
+// bits: see headerReply.
+func rejectBits(bits uint16, rcode int) uint16 {
+	return flagQR | flagRA | bits&(0xF<<11|flagRD|flagCD) | uint16(rcode&0xF)
 }

@@ -314,6 +314,74 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	}
 }
 
+// TestUnpackPanicRecovered (review of issue 15, #3): a panic while
+// unpacking a datagram on the UDP general path (miekg/dns's unpacker; its
+// own UDP server has no recover) costs that query a SERVFAIL with its ID and
+// RD bit, is counted, and the proxy goes on answering.
+func TestUnpackPanicRecovered(t *testing.T) {
+	up := newTestUpstream(t, testRecords...)
+	panics := guard.New(nil)
+	p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Upstreams: []string{up.addr},
+		Decider: newDecider(t, testRules()...), Panics: panics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.unpackHook = func(m *dns.Msg, b []byte) error {
+		if err := m.Unpack(b); err != nil {
+			return err
+		}
+		if len(m.Question) == 1 && m.Question[0].Name == "panic.example." {
+			var rrs []dns.RR
+			_ = rrs[len(b)] // index out of range, as a bug in the unpacker would
+		}
+		return nil
+	}
+	addr := runProxy(t, p)
+	m := new(dns.Msg)
+	m.SetQuestion("panic.example.", dns.TypeA)
+	m.Id = 0x5151
+	b, _ := m.Pack()
+	reply := exchangeRaw(t, "udp", addr, b, 3*time.Second)
+	r := new(dns.Msg)
+	if err := r.Unpack(reply); err != nil {
+		t.Fatalf("reply %x: %v", reply, err)
+	}
+	if r.Id != 0x5151 || r.Rcode != dns.RcodeServerFailure || !r.RecursionDesired {
+		t.Errorf("reply = %v; want SERVFAIL with the query's ID and RD", r)
+	}
+	if got := panics.Count("dns"); got != 1 || p.Stats().Panics != 1 {
+		t.Errorf("panics counted %d (Stats %d), want 1", got, p.Stats().Panics)
+	}
+	if r := query(t, addr, "udp", "allowed.example", dns.TypeA, false); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Errorf("after the panic: %v", r)
+	}
+}
+
+// TestOversizedQueryDatagram: a datagram longer than the fast-path reader's
+// buffer (udpReadSize; recvmmsg flags it MSG_TRUNC) is not read as the cut
+// query it would look like: it gets FORMERR, and the proxy goes on.
+func TestOversizedQueryDatagram(t *testing.T) {
+	fp := startFuzzProxy(t)
+	m := new(dns.Msg)
+	m.SetQuestion("allowed.example.", dns.TypeA)
+	m.Id = 0x7777
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_PADDING{Padding: make([]byte, 5000)})
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := exchangeRaw(t, "udp", fp.udp, b, 3*time.Second)
+	r := new(dns.Msg)
+	if err := r.Unpack(reply); err != nil {
+		t.Fatalf("reply %x: %v", reply, err)
+	}
+	if r.Id != 0x7777 || r.Rcode != dns.RcodeFormatError || len(r.Answer) != 0 {
+		t.Errorf("reply = %v; want FORMERR", r)
+	}
+	fp.stillServes(t)
+}
+
 type decHolder struct{ filter.Decider }
 
 // switchDecider lets a test swap the decider under a running proxy.

@@ -64,7 +64,7 @@ func (p *Proxy) release() {
 
 // slotReader takes a slot before each UDP read (blocking while every slot
 // is taken) and gives it back if the read fails. It is the reader of the
-// servers on unspecified addresses; fastReader takes slots the same way.
+// servers on unspecified addresses; generalUDP takes slots the same way.
 type slotReader struct {
 	dns.Reader
 	slots chan struct{}
@@ -84,7 +84,8 @@ type handler struct {
 	p     *Proxy
 	proto string
 	// slotted: the datagram holds a slot taken by its server's reader
-	// (slotReader, fastReader), given back when the handler ends.
+	// (slotReader), given back when the handler ends. (generalUDP's
+	// goroutine gives its slot back itself.)
 	slotted bool
 }
 

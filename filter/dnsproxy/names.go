@@ -48,7 +48,9 @@ func NewNameMap(max int, now func() time.Time) *NameMap {
 	if now == nil {
 		now = time.Now
 	}
-	return &NameMap{max: max, now: now, m: make(map[netip.Addr]nameEntry), ring: make([]ringSlot, max)}
+	// The ring grows with the map up to max (an idle agent holds few
+	// names; 2 MiB preallocated was most of what it did not need).
+	return &NameMap{max: max, now: now, m: make(map[netip.Addr]nameEntry)}
 }
 
 // Add records that addr was the answer for name, valid for ttl (at least
@@ -64,15 +66,19 @@ func (n *NameMap) Add(addr netip.Addr, name string, ttl time.Duration) {
 		n.m[addr] = e
 		return
 	}
+	n.seq++
+	n.m[addr] = nameEntry{name: name, expires: exp, seq: n.seq}
+	if len(n.ring) < n.max {
+		n.ring = append(n.ring, ringSlot{addr, n.seq})
+		return
+	}
 	// Evict whatever sits in the next ring slot (if it is still that entry).
 	old := n.ring[n.head]
-	if e, ok := n.m[old.addr]; ok && e.seq == old.seq {
+	if e, ok := n.m[old.addr]; ok && e.seq == old.seq && old.addr != addr {
 		delete(n.m, old.addr)
 	}
-	n.seq++
 	n.ring[n.head] = ringSlot{addr, n.seq}
 	n.head = (n.head + 1) % n.max
-	n.m[addr] = nameEntry{name: name, expires: exp, seq: n.seq}
 }
 
 // Lookup returns the name addr was last resolved for, if still valid.

@@ -2,6 +2,7 @@ package dnsproxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -329,6 +330,38 @@ func TestTruncatedRetriesTCP(t *testing.T) {
 	}
 	if st := p.Stats(); st.TCPRetries != 1 {
 		t.Errorf("tcpRetries = %d, want 1 (upstream truncated the UDP answer)", st.TCPRetries)
+	}
+}
+
+// TestOversizedUDPAnswerRetriesTCP: an upstream that ignores the advertised
+// size and sends a datagram filling the read buffer (upstreamReadSize) gets
+// asked again over TCP, as for TC, instead of a cut answer being unpacked.
+func TestOversizedUDPAnswerRetriesTCP(t *testing.T) {
+	var recs []string
+	for i := range 60 {
+		recs = append(recs, "huge.example. 300 IN TXT \""+strings.Repeat("y", 100)+fmt.Sprint(i)+"\"")
+	}
+	up := newTestUpstream(t, recs...)
+	up.setHook(func(w dns.ResponseWriter, r *dns.Msg) bool {
+		if _, udp := w.RemoteAddr().(*net.UDPAddr); !udp {
+			return false
+		}
+		m := new(dns.Msg)
+		m.SetReply(r)
+		for _, s := range recs {
+			rr, _ := dns.NewRR(s)
+			m.Answer = append(m.Answer, rr)
+		}
+		b, _ := m.Pack() // over 6,000 octets, beyond the 1232 asked for
+		_, _ = w.Write(b)
+		return true
+	})
+	p, addr := startProxy(t, Config{Upstreams: []string{up.addr}, Decider: newDecider(t)})
+	if r := query(t, addr, "tcp", "huge.example", dns.TypeTXT, true); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 60 {
+		t.Errorf("answer: rcode %s, %d records; want 60", dns.RcodeToString[r.Rcode], len(r.Answer))
+	}
+	if st := p.Stats(); st.TCPRetries != 1 {
+		t.Errorf("tcpRetries = %d, want 1", st.TCPRetries)
 	}
 }
 

@@ -2,6 +2,7 @@ package dnsproxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -35,14 +36,22 @@ type Proxy struct {
 
 	resolverEvery time.Duration // tests shorten resolverCheck
 	noFastPath    bool          // tests serve every address as an unspecified one is
-	// slots bounds the goroutines miekg/dns starts, one per UDP datagram of
-	// the general path: the reader takes a slot before handing a datagram
-	// over and the goroutine gives it back when done (see slotReader and
-	// fastReader). Twice MaxInFlight, so a burst
+	// slots bounds the goroutines of the general path, one per UDP
+	// datagram: the reader takes a slot before handing a datagram over and
+	// the goroutine gives it back when done (see slotReader and
+	// generalUDP). Twice MaxInFlight, so a burst
 	// beyond the in-flight bound is still answered REFUSED; past it the
 	// reader waits and the kernel's socket buffer absorbs or drops.
 	slots   chan struct{}
 	started atomic.Bool
+	// datagrams counts the general-path goroutines of the fast-path
+	// sockets (generalWorker), which Run waits for; idle hands a datagram to
+	// one waiting for work, and stopping (closed by Run) ends them.
+	datagrams sync.WaitGroup
+	idle      chan datagram
+	stopping  chan struct{}
+	// unpackHook, when set (tests), replaces the general path's unpacking.
+	unpackHook func(*dns.Msg, []byte) error
 
 	// downUntil (unix nanoseconds) is set when queries keep finding every
 	// upstream failing: until then queries get SERVFAIL at once instead of
@@ -59,7 +68,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{}),
-		slots: make(chan struct{}, 2*c.MaxInFlight)}, nil
+		slots: make(chan struct{}, 2*c.MaxInFlight), idle: make(chan datagram), stopping: make(chan struct{})}, nil
 }
 
 // Ready is closed once Run has bound every listen address.
@@ -146,13 +155,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.addrs = append(p.addrs, pc.LocalAddr(), ln.Addr())
 		p.mu.Unlock()
 		if uc, ok := pc.(*net.UDPConn); ok && !p.noFastPath && specific(uc.LocalAddr()) {
-			// Several servers read the socket, each answering cached
-			// queries inline (fastReader) and handing the rest to its
-			// miekg/dns server.
+			// Several workers read the socket, each answering common
+			// queries inline and handing the rest to the general path
+			// (fast.go).
 			fast = append(fast, uc)
-			for range max(runtime.GOMAXPROCS(0), 2) {
-				servers = append(servers, p.udpServer(fastConn{uc}, func(r dns.Reader) dns.Reader { return newFastReader(p, uc, r) }))
-			}
 		} else {
 			// A socket on an unspecified address (0.0.0.0, ::) needs a
 			// reply from the address each query came to: miekg/dns's own
@@ -161,7 +167,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		servers = append(servers,
 			&dns.Server{Listener: netutil.LimitListener(ln, c.MaxTCPConns), Handler: handler{p: p, proto: "tcp"}, MsgAcceptFunc: acceptQuery,
-				ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxTCPQueries: 256,
+				DecorateWriter: rejectWriter, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxTCPQueries: 256,
 				IdleTimeout: func() time.Duration { return 10 * time.Second }, MsgInvalidFunc: p.invalid})
 	}
 	if len(servers) == 0 {
@@ -197,18 +203,26 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, s := range servers {
 		serve(s.ActivateAndServe)
 	}
+	var workers sync.WaitGroup
+	for _, uc := range fast {
+		for range max(runtime.GOMAXPROCS(0), 2) {
+			workers.Go(newUDPWorker(p, uc).run)
+		}
+	}
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	// The fast path's sockets are shared by several servers: closing them
-	// first ends all their readers at once (a read deadline set by one
-	// server's shutdown would wake the others, still started, into a loop
-	// of timeouts). Each server then waits for its general-path goroutines.
+	// Closing the fast path's sockets ends their workers; their
+	// general-path goroutines end within the upstream timeout (a reply
+	// written to a closed socket is dropped).
 	for _, uc := range fast {
 		_ = uc.Close()
 	}
+	workers.Wait()
+	close(p.stopping)
+	p.datagrams.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for _, s := range servers {
@@ -224,7 +238,27 @@ func (p *Proxy) Run(ctx context.Context) error {
 // slot, given back by whichever of the server's functions ends its life.
 func (p *Proxy) udpServer(pc net.PacketConn, decorate func(dns.Reader) dns.Reader) *dns.Server {
 	return &dns.Server{PacketConn: pc, Handler: handler{p, "udp", true}, UDPSize: 65535,
-		MsgAcceptFunc: p.acceptUDP, MsgInvalidFunc: p.invalidUDP, DecorateReader: decorate}
+		MsgAcceptFunc: p.acceptUDP, MsgInvalidFunc: p.invalidUDP, DecorateReader: decorate, DecorateWriter: rejectWriter}
+}
+
+// rejectWriter is the writer of miekg/dns's servers: the FORMERR and NOTIMP
+// replies miekg builds itself (for what acceptQuery rejects, or what fails
+// to unpack) reuse the query's header, so they would echo its AA, TC, AD and
+// Z bits; their flags are set here to headerReply's (RFC 1035 §4.1.1, RFC
+// 6840 §5.8). The handler's own replies never carry those bits with these
+// rcodes, so they pass unchanged.
+func rejectWriter(w dns.Writer) dns.Writer { return rejectBitsWriter{w} }
+
+type rejectBitsWriter struct{ dns.Writer }
+
+func (w rejectBitsWriter) Write(b []byte) (int, error) {
+	if len(b) >= 12 {
+		bits := binary.BigEndian.Uint16(b[2:])
+		if rc := int(bits & 0xF); rc == dns.RcodeFormatError || rc == dns.RcodeNotImplemented {
+			binary.BigEndian.PutUint16(b[2:], rejectBits(bits, rc))
+		}
+	}
+	return w.Writer.Write(b)
 }
 
 // specific reports whether a is bound to one IP address (not 0.0.0.0 or

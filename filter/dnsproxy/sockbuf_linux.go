@@ -21,3 +21,6 @@ func setReadBuffer(c *net.UDPConn, n int) {
 	}
 	_ = c.SetReadBuffer(n) // without the capability: as much as rmem_max allows
 }
+
+// msgTrunc is the recvmmsg flag of a datagram longer than the buffer.
+const msgTrunc = unix.MSG_TRUNC

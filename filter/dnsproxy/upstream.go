@@ -21,6 +21,13 @@ import (
 // (DNS Flag Day 2020).
 const upstreamUDPSize = 1232
 
+// upstreamReadSize is the buffer an upstream UDP answer is read into: above
+// the size advertised (an upstream must not exceed it, RFC 6891 §6.2.5) with
+// room to spare. One is held per query in flight; 64 KiB buffers were most of
+// the agent's heap under load (issue 21). A datagram that fills it may have
+// been cut and is treated as truncated (retried over TCP).
+const upstreamReadSize = 4096
+
 // errAllFailed is returned when no upstream produced an answer in time.
 var errAllFailed = errors.New("every upstream failed")
 
@@ -55,7 +62,7 @@ type upstreams struct {
 func newUpstreams(addrs []string, timeout time.Duration, control func(string, string, syscall.RawConn) error, st *counters) *upstreams {
 	u := &upstreams{addrs: addrs, timeout: timeout, stats: st}
 	u.dialer.Control = control
-	u.bufs.New = func() any { b := make([]byte, 65535); return &b }
+	u.bufs.New = func() any { b := make([]byte, upstreamReadSize); return &b }
 	for range addrs {
 		u.pools = append(u.pools, make(chan *pooledConn, socketPool))
 	}
@@ -98,8 +105,7 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 	per := u.timeout / time.Duration(attempts)
 	start := int(u.preferred.Load()) % n
 
-	req := new(dns.Msg)
-	req.Id = dns.Id()
+	req := new(dns.Msg) // its ID is set per attempt, below
 	req.RecursionDesired = true
 	req.CheckingDisabled = cd
 	req.Question = []dns.Question{q}
@@ -199,6 +205,11 @@ func (u *upstreams) udp(ctx context.Context, i int, deadline time.Time, req *dns
 		n, err := c.Read(buf)
 		if err != nil {
 			return nil, err
+		}
+		if n == len(buf) {
+			// Possibly cut: ask again over TCP (attempt), as for TC.
+			ok = true
+			return &dns.Msg{MsgHdr: dns.MsgHdr{Truncated: true}}, nil
 		}
 		m := new(dns.Msg)
 		if err := m.Unpack(buf[:n]); err != nil || !replyMatches(req, m) {

@@ -2,8 +2,11 @@ package dnsproxy
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/miekg/dns"
+
+	"github.com/netward/netward/filter"
 )
 
 // The wire fast path answers the most common query — one question about an
@@ -271,4 +274,85 @@ func (w *wireAnswer) replyLen(q *wireQuery) int {
 		return len(w.msg) + optLen
 	}
 	return len(w.msg)
+}
+
+// The owner names of the synthetic SOA (synthSOA), in wire form.
+var (
+	soaNS   = []byte("\x07netward\x07invalid\x00")
+	soaMbox = []byte("\x0ahostmaster\x07netward\x07invalid\x00")
+)
+
+// appendRefusal appends to dst the refusal of q, the general path's reply
+// (blockedReply, then finish) byte for byte: the client's ID, RD and CD
+// bits and question, RA, rcode; an address record (ip valid) or else a
+// synthetic SOA (synthSOA), both owned by the question name as the client
+// spelled it, with TTL ttl; and, for an EDNS0 client, the OPT record
+// (payload size upstreamUDPSize, the client's DO bit) carrying Extended DNS
+// Error 15 (RFC 8914) with edeText. Nothing is compressed, as miekg/dns
+// packs a UDP reply that fits.
+func appendRefusal(dst []byte, q *wireQuery, ip netip.Addr, rcode int, ttl uint32, d filter.Decision, name string) []byte {
+	var an, ns, ar uint16
+	if ip.IsValid() {
+		an = 1
+	} else {
+		ns = 1
+	}
+	if q.edns {
+		ar = 1
+	}
+	flags := uint16(flagQR|flagRA) | q.flags&(flagRD|flagCD) | uint16(rcode&0xF)
+	dst = binary.BigEndian.AppendUint16(dst, q.id)
+	dst = binary.BigEndian.AppendUint16(dst, flags)
+	dst = binary.BigEndian.AppendUint16(dst, 1)
+	dst = binary.BigEndian.AppendUint16(dst, an)
+	dst = binary.BigEndian.AppendUint16(dst, ns)
+	dst = binary.BigEndian.AppendUint16(dst, ar)
+	dst = append(dst, q.qname...)
+	dst = binary.BigEndian.AppendUint16(dst, q.qtype)
+	dst = binary.BigEndian.AppendUint16(dst, dns.ClassINET)
+	// The record's owner, type, class and TTL.
+	rr := func(t uint16) {
+		dst = append(dst, q.qname...)
+		dst = binary.BigEndian.AppendUint16(dst, t)
+		dst = binary.BigEndian.AppendUint16(dst, dns.ClassINET)
+		dst = binary.BigEndian.AppendUint32(dst, ttl)
+	}
+	switch {
+	case ip.Is4():
+		rr(dns.TypeA)
+		a := ip.As4()
+		dst = binary.BigEndian.AppendUint16(dst, 4)
+		dst = append(dst, a[:]...)
+	case ip.Is6():
+		rr(dns.TypeAAAA)
+		a := ip.As16()
+		dst = binary.BigEndian.AppendUint16(dst, 16)
+		dst = append(dst, a[:]...)
+	default:
+		rr(dns.TypeSOA)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(soaNS)+len(soaMbox)+20))
+		dst = append(dst, soaNS...)
+		dst = append(dst, soaMbox...)
+		for _, v := range [...]uint32{1, 3600, 600, 86400, ttl} { // serial, refresh, retry, expire, minimum (synthSOA)
+			dst = binary.BigEndian.AppendUint32(dst, v)
+		}
+	}
+	if q.edns {
+		var do byte
+		if q.do {
+			do = 0x80
+		}
+		dst = append(dst, 0, byte(dns.TypeOPT>>8), byte(dns.TypeOPT), byte(upstreamUDPSize>>8), byte(upstreamUDPSize&0xFF),
+			0, 0, do, 0)
+		rdlen := len(dst)
+		dst = append(dst, 0, 0) // RDLENGTH, set below
+		dst = binary.BigEndian.AppendUint16(dst, dns.EDNS0EDE)
+		olen := len(dst)
+		dst = append(dst, 0, 0) // OPTION-LENGTH, set below
+		dst = binary.BigEndian.AppendUint16(dst, dns.ExtendedErrorCodeBlocked)
+		dst = appendEDEText(dst, d, name)
+		binary.BigEndian.PutUint16(dst[olen:], uint16(len(dst)-olen-2))
+		binary.BigEndian.PutUint16(dst[rdlen:], uint16(len(dst)-rdlen-2))
+	}
+	return dst
 }

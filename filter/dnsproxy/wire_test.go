@@ -1,6 +1,9 @@
 package dnsproxy
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -73,7 +76,7 @@ func (w *wireProxy) fast(t *testing.T, req *dns.Msg) *dns.Msg {
 	if !ok {
 		t.Fatalf("parseQuery refused %v", req)
 	}
-	out, ok := w.p.fastAnswer(&q, &name, w.p.cfg.Now(), wireClient, nil)
+	out, ok := w.p.fastReply(&q, &name, w.p.cfg.Now(), wireClient, nil)
 	if !ok {
 		return nil
 	}
@@ -183,21 +186,25 @@ func TestFastPathDecides(t *testing.T) {
 			t.Fatalf("%s: not served from the cache", n)
 		}
 	}
-	// allowed.example becomes Block: the name and the alias pointing at it
-	// both leave the fast path, and the general path blocks them.
+	// allowed.example becomes Block: the fast path refuses the name itself
+	// (never from the cache), and leaves the alias pointing at it to the
+	// general path, which blocks it.
 	w.d.set(t, rule("allowed.example", filter.Block, "7"))
+	if r := w.fast(t, q("allowed.example.")); r == nil || r.Rcode != dns.RcodeNameError || len(r.Answer) != 0 {
+		t.Errorf("allowed.example: fast path answered a blocked name with %v", r)
+	}
+	if r := w.fast(t, q("goodalias.example.")); r != nil {
+		t.Errorf("goodalias.example: fast path answered an alias of a blocked name: %v", r)
+	}
 	for _, n := range []string{"allowed.example.", "goodalias.example."} {
-		if r := w.fast(t, q(n)); r != nil {
-			t.Errorf("%s: fast path answered a blocked name: %v", n, r)
-		}
 		if r := w.general(t, q(n)); r.Rcode != dns.RcodeNameError {
 			t.Errorf("%s: general path rcode %s, want NXDOMAIN", n, dns.RcodeToString[r.Rcode])
 		}
 	}
-	// Warn also refuses (the answer is the sink).
+	// Warn also refuses: the answer is the sink, never the cached address.
 	w.d.set(t, rule("allowed.example", filter.Warn, "8"))
-	if r := w.fast(t, q("allowed.example.")); r != nil {
-		t.Errorf("fast path answered a warned name: %v", r)
+	if r := w.fast(t, q("allowed.example.")); r == nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.154" {
+		t.Errorf("fast path answered a warned name with %v", r)
 	}
 	// Unblocked again: served from the cache at once.
 	w.d.set(t)
@@ -208,6 +215,94 @@ func TestFastPathDecides(t *testing.T) {
 	w.advance(time.Hour)
 	if r := w.fast(t, q("allowed.example.")); r != nil {
 		t.Errorf("expired entry served: %v", r)
+	}
+}
+
+// TestFastRefusalMatchesGeneral: a blocked or warned question answered on
+// the wire fast path gets the general path's reply byte for byte (both
+// packed uncompressed), for every refusal shape — each block answer mode,
+// Warn with and without an IPv4 sink, A, AAAA and other types, with and
+// without EDNS0 and DO, the client's flags and name case — and is counted
+// and reported the same way.
+func TestFastRefusalMatchesGeneral(t *testing.T) {
+	up := newTestUpstream(t, testRecords...)
+	type mode struct {
+		ba   BlockAnswer
+		sink string
+	}
+	for _, md := range []mode{{BlockNXDomain, "127.0.0.154"}, {BlockNullIP, "127.0.0.154"}, {BlockSink, "127.0.0.154"}, {BlockNXDomain, "2001:db8::154"}} {
+		var evs []Event
+		p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Upstreams: []string{up.addr},
+			Decider: newDecider(t, rule("bad.example", filter.Block, "101"), rule("warned.example", filter.Warn, "102"),
+				rule("noid.example", filter.Block, "")),
+			BlockAnswer: md.ba, Sink: netip.MustParseAddr(md.sink), SyntheticTTL: 7 * time.Second,
+			OnDecision: func(e Event) { evs = append(evs, e) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"bad.example.", "www.Bad.Example.", "warned.example.", "WARNED.example.", "noid.example.",
+			"x-y_z.sub.bad.example."} {
+			for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, dns.TypeHTTPS, dns.TypeMX} {
+				for _, v := range []struct {
+					edns, do, rd, cd, ad bool
+					size                 uint16
+				}{{rd: true}, {edns: true, size: 1232, rd: true}, {edns: true, do: true, cd: true, size: 4096, ad: true}, {edns: true, size: 100}} {
+					req := new(dns.Msg)
+					req.SetQuestion(name, qtype)
+					req.Id = 0xbeef
+					req.RecursionDesired, req.CheckingDisabled, req.AuthenticatedData = v.rd, v.cd, v.ad
+					if v.edns {
+						req.SetEdns0(v.size, v.do)
+					}
+					what := fmt.Sprintf("%v %s %s %+v", md, name, dns.TypeToString[qtype], v)
+					evs = nil
+					fw := &fakeWriter{}
+					handler{p: p, proto: "udp"}.ServeDNS(fw, req.Copy())
+					want, err := fw.out.Pack()
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, _ := req.Pack()
+					var q wireQuery
+					qn, ok := parseQuery(b, &q, nil)
+					if !ok {
+						t.Fatalf("%s: parseQuery refused", what)
+					}
+					got, ok := p.fastReply(&q, &qn, time.Now(), wireClient, nil)
+					if !ok {
+						t.Errorf("%s: fast path declined a refusal", what)
+						continue
+					}
+					if !bytes.Equal(got, want) {
+						t.Errorf("%s:\nfast    %x\ngeneral %x\n%v", what, got, want, fw.out)
+					}
+					if len(evs) != 2 || evs[0].Name != evs[1].Name || evs[0].Decision.Verdict != evs[1].Decision.Verdict ||
+						evs[0].QType != evs[1].QType || evs[1].Client != wireClient {
+						t.Errorf("%s: events general/fast = %+v", what, evs)
+					}
+				}
+			}
+		}
+		if st := p.Stats(); st.Queries == 0 || st.Queries != st.ByVerdict["block"]+st.ByVerdict["warn"] || st.CacheHits+st.CacheMisses != 0 {
+			t.Errorf("%v: stats %+v", md, st)
+		}
+	}
+}
+
+// TestFastRefusalTooBig: a refusal larger than the client's buffer (a long
+// name's NXDOMAIN with its SOA, no EDNS0: over 512 octets) is left to the
+// general path, which truncates it.
+func TestFastRefusalTooBig(t *testing.T) {
+	w := newWireProxy(t, testRecords...)
+	long := strings.Repeat(strings.Repeat("a", 60)+".", 3) + strings.Repeat("b", 40) + ".bad.example."
+	m := new(dns.Msg)
+	m.SetQuestion(long, dns.TypeA)
+	if r := w.fast(t, m); r != nil {
+		t.Fatalf("fast path sent a %d-record refusal beyond 512 octets", len(r.Ns))
+	}
+	m.SetEdns0(1232, false)
+	if r := w.fast(t, m); r == nil || r.Rcode != dns.RcodeNameError {
+		t.Fatalf("with EDNS0 1232 the refusal fits: %v", r)
 	}
 }
 
@@ -326,7 +421,7 @@ func TestFastPathAllocations(t *testing.T) {
 		if name, ok = parseQuery(b, &q, name[:0]); !ok {
 			t.Fatal("refused")
 		}
-		if _, ok = w.p.fastAnswer(&q, &name, now, wireClient, out[:0]); !ok {
+		if _, ok = w.p.fastReply(&q, &name, now, wireClient, out[:0]); !ok {
 			t.Fatal("declined")
 		}
 	})
@@ -389,29 +484,57 @@ func FuzzParseQuery(f *testing.F) {
 	})
 }
 
-// TestRejectHeaderBits: the own UDP server's FORMERR and NOTIMP replies
-// copy the ID and the RD and CD bits for every opcode, as miekg's server
-// (still serving unspecified addresses) does.
+// TestRejectHeaderBits (review of issue 15, #2): the FORMERR and NOTIMP
+// replies, on every entry point (the fast-path socket's own general path,
+// miekg/dns's reader on unspecified addresses, TCP), carry exactly QR, the
+// opcode, RD and CD copied, RA and the rcode: a query that sets every other
+// header bit (AA, TC, Z, AD, RA) gets none of them echoed (RFC 1035 §4.1.1;
+// RFC 6840 §5.8 for AD). Before the fix miekg's reject echoed TC and AD.
 func TestRejectHeaderBits(t *testing.T) {
-	up := newTestUpstream(t, testRecords...)
-	_, addr := startProxy(t, Config{Upstreams: []string{up.addr}, Decider: newDecider(t, testRules()...)})
-	for _, tt := range []struct {
-		f     func(m *dns.Msg)
-		rcode int
-	}{
-		{func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }, dns.RcodeNotImplemented},
-		{func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }, dns.RcodeFormatError},
-	} {
+	fp := startFuzzProxy(t)
+	const every = 0x0400 | 0x0200 | flagRD | flagRA | 0x0040 | flagAD | flagCD // AA TC RD RA Z AD CD
+	pack := func(f func(m *dns.Msg)) []byte {
 		m := new(dns.Msg)
 		m.SetQuestion("allowed.example.", dns.TypeA)
-		m.RecursionDesired, m.CheckingDisabled = true, true
-		tt.f(m)
-		r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, addr)
+		m.Id = 0x4242
+		f(m)
+		b, err := m.Pack()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Rcode != tt.rcode || !r.RecursionDesired || !r.CheckingDisabled || r.Opcode != m.Opcode {
-			t.Errorf("opcode %d: reply rcode %s RD %v CD %v opcode %d", m.Opcode, dns.RcodeToString[r.Rcode], r.RecursionDesired, r.CheckingDisabled, r.Opcode)
+		return b
+	}
+	for _, tt := range []struct {
+		name  string
+		b     []byte
+		rcode int
+	}{
+		{"notify", pack(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), dns.RcodeNotImplemented},
+		{"update", pack(func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate }), dns.RcodeNotImplemented},
+		{"two questions", pack(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }), dns.RcodeFormatError},
+		{"an answer record", pack(func(m *dns.Msg) {
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeA, Class: dns.ClassINET}}}
+		}), dns.RcodeFormatError},
+		// A reserved label type (0x40) in the question: the header passes,
+		// unpacking fails.
+		{"malformed name", func() []byte { b := pack(func(*dns.Msg) {}); b[12] = 0x41; return b }(), dns.RcodeFormatError},
+	} {
+		for _, ep := range []struct{ name, netw, addr string }{
+			{"fast path socket", "udp", fp.udp}, {"unspecified-address reader", "udp", fp.plainUDP}, {"tcp", "tcp", fp.tcp},
+		} {
+			b := append([]byte(nil), tt.b...)
+			bits := binary.BigEndian.Uint16(b[2:])
+			binary.BigEndian.PutUint16(b[2:], bits|every)
+			reply := exchangeRaw(t, ep.netw, ep.addr, b, 3*time.Second)
+			if len(reply) < 12 {
+				t.Errorf("%s over %s: no reply", tt.name, ep.name)
+				continue
+			}
+			want := uint16(flagQR|flagRA|flagRD|flagCD) | bits&(0xF<<11) | uint16(tt.rcode)
+			if got := binary.BigEndian.Uint16(reply[2:]); got != want || binary.BigEndian.Uint16(reply) != 0x4242 {
+				t.Errorf("%s over %s: id %#04x flags %#04x, want id 0x4242 flags %#04x", tt.name, ep.name,
+					binary.BigEndian.Uint16(reply), got, want)
+			}
 		}
 	}
 }

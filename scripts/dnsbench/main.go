@@ -1,10 +1,11 @@
 //go:build linux
 
-// Command dnsbench is the harness of `make bench-dns` (scripts/bench-dns.sh):
+// Command dnsbench is a profiling aid for the DNS proxy package alone (the
+// figures of `make bench-dns` come from the real agent: scripts/benchdns):
 // a local upstream that answers every name, netward's filtering proxy with a
-// blocklist loaded as Block indicators, query-file generation for dnsperf,
-// a sequential latency probe, and a memory probe with many indicators.
-// It talks to loopback only.
+// blocklist loaded as Block indicators (-cpuprofile), query-file generation
+// for dnsperf, a sequential latency probe, and a memory probe with many
+// indicators. It talks to loopback only.
 package main
 
 import (
@@ -20,7 +21,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +28,7 @@ import (
 
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
+	"github.com/netward/netward/scripts/internal/blocklist"
 )
 
 func main() {
@@ -88,27 +89,6 @@ func upstream(args []string) error {
 	return srv.ActivateAndServe()
 }
 
-func readList(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		if f := strings.Fields(l); len(f) == 2 && (f[0] == "0.0.0.0" || f[0] == "127.0.0.1") {
-			l = f[1] // hosts-file format
-		}
-		out = append(out, l)
-	}
-	return out, sc.Err()
-}
-
 // proxy runs netward's filtering proxy with every blocklist name as a Block
 // indicator. On SIGTERM it prints the CPU time and peak RSS it used.
 func proxy(args []string) error {
@@ -130,7 +110,7 @@ func proxy(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	names, err := readList(*list)
+	names, err := blocklist.Read(*list)
 	if err != nil {
 		return err
 	}
@@ -177,7 +157,7 @@ func queries(args []string) error {
 	blocked := fs.Float64("blocked", 0.3, "fraction of blocked names")
 	out := fs.String("out", "", "file")
 	_ = fs.Parse(args)
-	names, err := readList(*list)
+	names, err := blocklist.Read(*list)
 	if err != nil {
 		return err
 	}

@@ -118,8 +118,7 @@ func TestAgentBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-exited
-		e2e.WaitFor(t, "the owner tables to go with the killed agent", 10*time.Second,
-			func() bool { return !strings.Contains(ep.Must(t, "nft", "list", "tables"), "netward_") })
+		t.Logf("kill -9 → owner tables gone: %v", failOpen(t, ep))
 		r := parseDig(dig(t, ep, "@192.0.2.1", "bad.test", "A"))
 		if r.status != "NOERROR" || len(r.answers) != 1 {
 			t.Fatalf("after kill -9, dig must reach the real server:\n%s", r.raw)
@@ -160,20 +159,27 @@ func TestAgentBinary(t *testing.T) {
 				took = append(took, time.Unix(0, ns).Sub(t0))
 			case <-gone:
 				t.Fatalf("round %d: the agent exited:\n%s", round, rlog.String())
-			case <-time.After(15 * time.Second):
-				t.Fatalf("round %d: bad.test not blocked within 15 s of the restart:\n%s", round, rlog.String())
+			case <-time.After(restartLimit):
+				t.Fatalf("round %d: bad.test not blocked within %v of the restart (target %v):\n%s", round, restartLimit, restartTarget, rlog.String())
 			}
 			if !strings.Contains(rlog.String(), "fromStore=true") {
 				t.Errorf("round %d: the set in force did not come from the store:\n%s", round, rlog.String())
 			}
 			_ = restarted.Process.Signal(syscall.SIGKILL)
 			<-gone
-			// The kernel drops the owner tables with the socket.
-			e2e.WaitFor(t, "the owner tables to go with the killed agent", 10*time.Second,
-				func() bool { return !strings.Contains(ep.Must(t, "nft", "list", "tables"), "netward_") }, &rlog)
+			failOpen(t, ep)
 		}
 		slices.Sort(took)
+		median := took[len(took)/2]
 		t.Logf("restart to enforcement (process start → first captured query refused, stored set, dns.capture on), %d rounds: min %v, median %v, max %v",
-			len(took), took[0].Round(time.Millisecond), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+			len(took), took[0].Round(time.Millisecond), median.Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+		// Issue 14's target, on the fastest of the rounds: another
+		// process on a shared machine only adds to a round (medians of
+		// 104–217 ms were measured at load averages of 20–30, one run
+		// above 300 ms), while a start-up that cannot make it — a wait,
+		// a slow store — slows every round.
+		if took[0] > restartTarget {
+			t.Errorf("restart to enforcement took at least %v in every round, target %v", took[0].Round(time.Millisecond), restartTarget)
+		}
 	})
 }

@@ -142,9 +142,7 @@ func TestCaptureProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, _ = proxy.Process.Wait()
-		// The kernel drops the owner table when the socket closes.
-		e2e.WaitFor(t, "the owner table to go with the killed proxy", 10*time.Second,
-			func() bool { return !strings.Contains(ep.Must(t, "nft", "list", "tables"), "netward_dns") })
+		t.Logf("kill -9 → owner table gone: %v", failOpen(t, ep))
 		r := parseDig(dig(t, ep, "@192.0.2.1", "bad.test", "A"))
 		if r.status != "NOERROR" || len(r.answers) != 1 || !strings.Contains(r.answers[0], "192.0.2.66") {
 			t.Fatalf("after kill -9, dig must reach the real server:\n%s", r.raw)
@@ -166,6 +164,34 @@ func TestCaptureProxy(t *testing.T) {
 			t.Fatalf("after cleanup:\n%s", out)
 		}
 	})
+}
+
+// Bounds of the crash tests (issue 14). The kernel drops an owner table
+// when the process that owns it dies (its netlink socket closes), so DNS
+// reaches the real server again at once: failOpenLimit is a generous bound
+// on a polled `nft list tables` on a shared machine, not a wait. A restarted
+// agent enforces its stored set within restartTarget (asserted on the
+// fastest of the rounds, the median is logged); restartLimit only ends a
+// round that hangs.
+const (
+	failOpenLimit = time.Second
+	restartTarget = 300 * time.Millisecond
+	restartLimit  = 3 * time.Second
+)
+
+// failOpen waits for the netward_ tables of ep to be gone after the process
+// owning them was killed and reaped, fails t past failOpenLimit, and returns
+// how long it took.
+func failOpen(t *testing.T, ep *e2e.Netns) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for strings.Contains(ep.Must(t, "nft", "list", "tables"), "netward_") {
+		if time.Since(start) > failOpenLimit {
+			t.Fatalf("the owner tables outlived the killed process by more than %v:\n%s", failOpenLimit, ep.Must(t, "nft", "list", "tables"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
 }
 
 // hostileClient runs the hostile helper (runHostile) in ep against the
