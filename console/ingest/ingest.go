@@ -73,8 +73,8 @@ type Config struct {
 	// Hook, when set, sees every counted transaction record of a chunk and
 	// is told once the chunk is stored (the console's alerts).
 	Hook Hook
-	Log       *slog.Logger
-	Now       func() time.Time
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 // Hook is the aggregation hook: Chunk is called as a chunk's records are
