@@ -123,7 +123,7 @@ func (a *Alerts) Stats() Stats {
 func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.tags != nil && a.now().Sub(a.loaded) < a.cfg.Refresh {
+	if !a.loaded.IsZero() && a.now().Sub(a.loaded) < a.cfg.Refresh {
 		return a.tags
 	}
 	tags, err := a.cfg.Store.Tags(ctx)
@@ -137,7 +137,9 @@ func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 			continue
 		}
 		ti := tagInfo{taggedAt: t.UpdatedAt}
-		if seq, at, err := a.cfg.Store.FeedPublishedSince(ctx, t.UpdatedAt); err == nil {
+		if prev, ok := a.tags[id]; ok && prev.taggedAt.Equal(t.UpdatedAt) && prev.sequence != 0 {
+			ti = prev // the sequence that carried this tag is known
+		} else if seq, at, err := a.cfg.Store.FeedCarrying(ctx, t.UpdatedAt, []byte(fmt.Sprintf(`"applicationId":%q`, id))); err == nil {
 			ti.sequence, ti.publishedAt = seq, at
 		}
 		out[id] = ti
@@ -149,7 +151,7 @@ func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 // Invalidate makes the next chunk re-read the tags (after a tag change).
 func (a *Alerts) Invalidate() {
 	a.mu.Lock()
-	a.tags = nil
+	a.loaded = time.Time{}
 	a.mu.Unlock()
 }
 
