@@ -36,7 +36,7 @@ func TestAnalyticsStore(t *testing.T) {
 		u := func(tk TrafficKey, name string) UserKey { return UserKey{tk, name} }
 		slack := k(h, "slack", "app.slack.com")
 		put("d1", "c1", map[TrafficKey]*Counters{
-			slack:                       {Transactions: 3, BytesSent: 10, Warns: 1, Bypasses: 1},
+			slack:                        {Transactions: 3, BytesSent: 10, Warns: 1, Bypasses: 1},
 			k(h, "", "intranet.example"): {Transactions: 1},
 			k(h, "", "example-foo.com"):  {Transactions: 1},
 			k(h, "", "a.b.example.com"):  {Transactions: 2},
