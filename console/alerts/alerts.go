@@ -185,8 +185,10 @@ func (c *chunk) Record(r *telemetry.Record, n int64, appID, domain string) {
 	switch r.ActionType {
 	case telemetry.NetworkProtectionBlocked:
 		kind = store.AlertUnsanctionedAccess
-	case telemetry.ConnectionSuccess, telemetry.DnsQueryResponse:
-		// Only once the tag was published and the agent had time to take
+	case telemetry.ConnectionSuccess, telemetry.DnsQueryResponse, telemetry.NetworkProtectionAudited, telemetry.NetworkProtectionUserBypassEvent:
+		// Reached: a connection or an answer, an audit (the device only
+		// watches), or a user continuing past a Warn (the device holds a
+		// feed where the app is Monitored). Only once the tag was published and the agent had time to take
 		// it; whether the device checked in since is known at Stored.
 		if ti.publishedAt.IsZero() || !r.Timestamp.After(ti.publishedAt.Add(c.a.cfg.Grace)) {
 			return
