@@ -10,6 +10,7 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,13 +140,36 @@ func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 		ti := tagInfo{taggedAt: t.UpdatedAt}
 		if prev, ok := a.tags[id]; ok && prev.taggedAt.Equal(t.UpdatedAt) && prev.sequence != 0 {
 			ti = prev // the sequence that carried this tag is known
-		} else if seq, at, err := a.cfg.Store.FeedCarrying(ctx, t.UpdatedAt, []byte(fmt.Sprintf(`"applicationId":%q`, id))); err == nil {
+		} else if seq, at, err := a.cfg.Store.FeedCarrying(ctx, t.UpdatedAt, blocksApp(id)); err == nil {
 			ti.sequence, ti.publishedAt = seq, at
 		}
 		out[id] = ti
 	}
 	a.tags, a.loaded = out, a.now()
 	return out
+}
+
+// blocksApp reports whether a feed document blocks app id (the sequence
+// carrying its Unsanctioned tag; a document from when it was Monitored
+// warns instead).
+func blocksApp(id string) func([]byte) bool {
+	return func(body []byte) bool {
+		var doc struct {
+			Indicators []struct {
+				Action        string `json:"action"`
+				ApplicationID string `json:"applicationId"`
+			} `json:"indicators"`
+		}
+		if json.Unmarshal(body, &doc) != nil {
+			return false
+		}
+		for _, in := range doc.Indicators {
+			if in.ApplicationID == id && in.Action == "Block" {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // Invalidate makes the next chunk re-read the tags (after a tag change).

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -309,7 +308,7 @@ func (s *Store) DeliveryCounts(ctx context.Context) (map[int64]map[string]int64,
 // needle — the sequence that first carried a change made at t. A
 // document of the same second made just before the change does not carry
 // it and is passed over. ErrNotFound when none does (yet).
-func (s *Store) FeedCarrying(ctx context.Context, t time.Time, needle []byte) (sequence int64, at time.Time, err error) {
+func (s *Store) FeedCarrying(ctx context.Context, t time.Time, carries func(body []byte) bool) (sequence int64, at time.Time, err error) {
 	rows, err := s.query(ctx, "SELECT sequence, generated_at, body FROM feed_documents WHERE generated_at >= ? ORDER BY sequence LIMIT 50", ms(t.Truncate(time.Second)))
 	if err != nil {
 		return 0, time.Time{}, err
@@ -321,7 +320,7 @@ func (s *Store) FeedCarrying(ctx context.Context, t time.Time, needle []byte) (s
 		if err := rows.Scan(&sequence, &g, &body); err != nil {
 			return 0, time.Time{}, err
 		}
-		if bytes.Contains(body, needle) {
+		if carries(body) {
 			return sequence, fromMS(g), nil
 		}
 	}

@@ -41,7 +41,8 @@ import (
 type params struct {
 	devices, days, records, keys, rounds int
 	seed                                 uint64
-	genOnly                              bool
+	genOnly, measureOnly                 bool
+	dsn                                  string
 }
 
 func main() {
@@ -57,6 +58,8 @@ func main() {
 	flag.Uint64Var(&p.seed, "seed", 1, "random seed")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the generation")
 	genOnly := flag.Bool("gen-only", false, "generate and report the size, no console")
+	measureOnly := flag.Bool("measure-only", false, "measure a fleet generated before into -dir (SQLite) or -dsn")
+	flag.StringVar(&p.dsn, "dsn", "", "with -measure-only: the PostgreSQL database generated before")
 	flag.Parse()
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -66,7 +69,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	p.genOnly = *genOnly
+	p.genOnly, p.measureOnly = *genOnly, *measureOnly
 	if err := run(*kind, *consoleBin, *dir, p); err != nil {
 		log.Fatal(err)
 	}
@@ -83,6 +86,22 @@ func run(kind, consoleBin, dir string, p params) error {
 		dir = d
 	}
 	dsn := "sqlite:" + filepath.Join(dir, "console.db")
+	if p.dsn != "" {
+		dsn = p.dsn
+	}
+	if p.measureOnly {
+		cat, err := catalog.Builtin()
+		if err != nil {
+			return err
+		}
+		_, g := fleetPool(cat)
+		size, err := dbSize(ctx, kind, dsn)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("database: %.1f MB\n", float64(size)/1e6)
+		return serveAndMeasure(consoleBin, dir, dsn, g, p)
+	}
 	var pg *pgtest.Cluster
 	if kind == "postgres" {
 		var err error
@@ -117,6 +136,12 @@ func run(kind, consoleBin, dir string, p params) error {
 	devDays := float64(p.devices * p.days)
 	fmt.Printf("database: %.1f MB, %.1f MB per 1,000 device-days\n", float64(size)/1e6, float64(size)/1e6/devDays*1000)
 
+	return serveAndMeasure(consoleBin, dir, dsn, g, p)
+}
+
+// serveAndMeasure starts the console on the fleet's store and times the
+// views.
+func serveAndMeasure(consoleBin, dir, dsn string, g *generated, p params) error {
 	cfg := map[string]any{"version": 1, "dataDir": dir, "listen": "127.0.0.1:0", "store": map[string]any{"dsn": dsn}, "log": map[string]any{"level": "warn"}}
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(dir, "console.json")
@@ -125,7 +150,7 @@ func run(kind, consoleBin, dir string, p params) error {
 	}
 	add := exec.Command(consoleBin, "admin", "add", "bench", "--role", "viewer", "--password-stdin", "--config", cfgPath)
 	add.Stdin = strings.NewReader("bench password 1234\n")
-	if out, err := add.CombinedOutput(); err != nil {
+	if out, err := add.CombinedOutput(); err != nil && !strings.Contains(string(out), "exists") {
 		return fmt.Errorf("admin add: %v\n%s", err, out)
 	}
 	srv := exec.Command(consoleBin, "serve", "--config", cfgPath)
@@ -189,29 +214,8 @@ func generate(ctx context.Context, st *store.Store, chunkDir string, p params) (
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(p.seed, 2))
-	// The fleet's apps: 300 catalog apps, popular ones far more common
-	// (Zipf), plus 500 domains no app claims.
-	var pool []key
-	for _, a := range cat.Apps() {
-		if len(a.Domains) > 0 && !strings.Contains(a.Domains[0], "/") {
-			pool = append(pool, key{a.ID, "www." + a.Domains[0]})
-		}
-		if len(pool) == 300 {
-			break
-		}
-	}
-	for i := range 500 {
-		pool = append(pool, key{"", fmt.Sprintf("svc%d.unknown%d.example", i%7, i)})
-	}
+	pool, g := fleetPool(cat)
 	zipf := rand.NewZipf(rng, 1.1, 2, uint64(len(pool)-1))
-	g := &generated{}
-	for _, k := range pool[:3] {
-		g.apps = append(g.apps, k.app)
-	}
-	g.busiestApp = pool[0].app
-	for _, k := range pool[:10] {
-		g.hunt = append(g.hunt, strings.TrimPrefix(k.domain, "www."))
-	}
 	// Five apps tagged Unsanctioned (blocks), five Monitored (warns, some
 	// bypassed).
 	unsanctioned, monitored := map[string]bool{}, map[string]bool{}
@@ -237,9 +241,6 @@ func generate(ctx context.Context, st *store.Store, chunkDir string, p params) (
 	rawFrom := end - 86400
 	for d := range p.devices {
 		id := fmt.Sprintf("fleet-%05d", d)
-		if d == 0 {
-			g.device = id
-		}
 		if _, _, err := st.Enroll(ctx, "fleet-key", store.Device{ID: id, Name: id, TokenHash: "tok-" + id}, ""); err != nil {
 			return nil, err
 		}
@@ -384,6 +385,32 @@ func generate(ctx context.Context, st *store.Store, chunkDir string, p params) (
 		}
 	}
 	return g, nil
+}
+
+// fleetPool is the fleet's apps: 300 catalog apps, popular ones far more
+// common (Zipf), plus 500 domains no app claims; and the names the
+// measurements query.
+func fleetPool(cat *catalog.Catalog) ([]key, *generated) {
+	var pool []key
+	for _, a := range cat.Apps() {
+		if len(a.Domains) > 0 && !strings.Contains(a.Domains[0], "/") {
+			pool = append(pool, key{a.ID, "www." + a.Domains[0]})
+		}
+		if len(pool) == 300 {
+			break
+		}
+	}
+	for i := range 500 {
+		pool = append(pool, key{"", fmt.Sprintf("svc%d.unknown%d.example", i%7, i)})
+	}
+	g := &generated{device: "fleet-00000", busiestApp: pool[0].app}
+	for _, k := range pool[:3] {
+		g.apps = append(g.apps, k.app)
+	}
+	for _, k := range pool[:10] {
+		g.hunt = append(g.hunt, strings.TrimPrefix(k.domain, "www."))
+	}
+	return pool, g
 }
 
 func writeChunk(path string, recs []telemetry.Record) (int64, error) {
