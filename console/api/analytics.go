@@ -590,7 +590,7 @@ func (a *API) hunt(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (an
 		return nil, invalid("name the domains to hunt for: ?domains=example.com,example.org (subdomains included)")
 	}
 	ctx := r.Context()
-	devices, err := a.cfg.Store.HuntDevices(ctx, domains, p.From, p.To)
+	devices, err := a.cfg.Store.HuntDevices(ctx, domains, p)
 	if err != nil {
 		return nil, err
 	}
