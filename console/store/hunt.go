@@ -63,22 +63,27 @@ func (s *Store) HuntDevices(ctx context.Context, domains []string, p Period) ([]
 	}, q+" GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
 }
 
-// HuntChunks lists the raw chunks (still kept) that hold records of
-// domains in [from, to), in order of their first matching hour, from
-// offset on.
-func (s *Store) HuntChunks(ctx context.Context, domains []string, from, to time.Time, offset, limit int) ([]HuntChunk, error) {
-	// Only hours whose raw chunks may still be kept: from the oldest kept
-	// chunk's receipt, less HuntLateUpload for records uploaded late.
+// HuntStart is where a hunt from `from` starts reading the index: no
+// earlier than HuntLateUpload before the oldest kept chunk's receipt (the
+// hours before hold no kept records), on an hour boundary.
+func (s *Store) HuntStart(ctx context.Context, from time.Time) (time.Time, error) {
 	var oldest sql.NullInt64
 	if err := s.queryRow(ctx, "SELECT MIN(received_at) FROM chunks").Scan(&oldest); err != nil {
-		return nil, err
+		return from, err
 	}
 	if !oldest.Valid {
-		return nil, nil
+		return s.now().UTC().Truncate(time.Hour).Add(time.Hour), nil // nothing kept: an empty range
 	}
 	if kept := fromMS(oldest.Int64).Add(-HuntLateUpload); kept.After(from) {
 		from = kept
 	}
+	return time.Unix(hourOf(from), 0).UTC(), nil
+}
+
+// HuntChunks lists the raw chunks (still kept) that hold records of
+// domains in [from, to), in order of their first matching hour, from
+// offset on.
+func (s *Store) HuntChunks(ctx context.Context, domains []string, from, to time.Time, offset, limit int) ([]HuntChunk, error) {
 	cond, args := huntCond(domains)
 	args = append(args, hourOf(from), to.Unix(), limit, offset)
 	return queryAll(ctx, s, func(sc scanner) (HuntChunk, error) {

@@ -20,7 +20,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -237,40 +236,8 @@ func story(t *testing.T, dsn string) {
 	writeJSON(t, cfgPath, cfg)
 
 	// 1. Start the console; read its address, fingerprint and password.
-	var consoleLog e2e.SyncBuf
-	srv := exec.Command(bins.console, "serve", "--config", cfgPath)
-	out, _ := srv.StdoutPipe()
-	srv.Stderr = &consoleLog
-	e2e.Start(t, srv)
-	var base, fingerprint, password string
-	sc := bufio.NewScanner(out)
-	for password == "" && sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "netward-console serving "); ok {
-			base = v
-		}
-		if _, v, ok := strings.Cut(line, "fingerprint (new self-signed certificate): "); ok {
-			fingerprint = v
-		}
-		if i := strings.LastIndex(line, "): "); strings.HasPrefix(line, "initial admin") && i > 0 {
-			password = line[i+3:]
-		}
-	}
-	go io.Copy(io.Discard, out)
-	if base == "" || fingerprint == "" || password == "" {
-		t.Fatalf("console printed no address, fingerprint or password (%q %q %q); log:\n%s", base, fingerprint, password, consoleLog.String())
-	}
-
-	jar, _ := cookiejar.New(nil)
-	// The test's API client skips verification; the agent pins the fingerprint.
-	a := &admin{t: t, base: base, c: &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
-	var sess struct {
-		CSRFToken string `json:"csrfToken"`
-	}
-	if code := a.do("POST", "/api/login", map[string]string{"name": "admin", "password": password}, &sess); code != 200 {
-		t.Fatalf("login = %d", code)
-	}
-	a.csrf = sess.CSRFToken
+	con := startConsole(t, cfgPath)
+	base, fingerprint, consoleLog, a := con.base, con.fingerprint, &con.log, con.admin
 
 	// 2. An enrollment key.
 	var key struct {
@@ -346,7 +313,7 @@ func story(t *testing.T, dsn string) {
 			} `json:"device"`
 		}
 		return a.do("GET", "/api/devices/"+dev, nil, &d) == 200 && !d.Device.LastSeenAt.IsZero()
-	}, &agentLog, &consoleLog)
+	}, &agentLog, consoleLog)
 	time.Sleep(300 * time.Millisecond) // the agent's long poll is now held
 	if blocked(dnsPort, "www.dropbox.com") {
 		t.Fatal("www.dropbox.com is blocked before any tag")
@@ -398,7 +365,7 @@ func story(t *testing.T, dsn string) {
 	}
 	e2e.WaitFor(t, "the retried chunk acknowledged as a duplicate", 10*time.Second, func() bool {
 		return a.do("GET", "/api/ingest", nil, &ing) == 200 && ing.Duplicates >= 1
-	}, &agentLog, &consoleLog)
+	}, &agentLog, consoleLog)
 	time.Sleep(1500 * time.Millisecond) // let any chunk in flight land
 	a.do("GET", "/api/ingest", nil, &ing)
 	blocksInChunks, chunks := countRaw(t, filepath.Join(dataDir, "chunks"), "NetworkProtectionBlocked")
