@@ -301,7 +301,7 @@ func analyticsStory(t *testing.T, dsn string) {
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	agents := []*agentProc{{id: "i18a-" + suffix}, {id: "i18b-" + suffix}}
 	for i, ag := range agents {
-		ag.dnsPort = freePort(t, "udp")
+		ag.dnsPort = freeDNSPort(t)
 		ag.cfg = filepath.Join(dir, ag.id+".json")
 		ag.sock = filepath.Join(shared, ag.id+".sock")
 		writeJSON(t, ag.cfg, map[string]any{
@@ -515,6 +515,27 @@ func analyticsStory(t *testing.T, dsn string) {
 		t.Errorf("hunt slack.com = %+v, want events of both agents", hunt)
 	}
 	t.Logf("[%s] slack bypasses %d by %d users; %d alerts; hunt found %d events on %d devices", storeName(dsn), slack.Total.Bypasses, slack.BypassUsers, len(al.Alerts), len(hunt.Events), len(hunt.Devices))
+}
+
+// freeDNSPort is a loopback port free for both UDP and TCP (the DNS
+// proxy listens on both).
+func freeDNSPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			c.Close()
+			return port
+		}
+	}
+	t.Fatal("no loopback port free for both UDP and TCP")
+	return 0
 }
 
 func csvRows(t *testing.T, a *admin, path string) [][]string {
