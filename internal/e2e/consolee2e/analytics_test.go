@@ -52,21 +52,7 @@ func TestAnalyticsStory(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	t.Run("sqlite", func(t *testing.T) { analyticsStory(t, "") })
-	t.Run("postgres", func(t *testing.T) {
-		if pg == nil {
-			msg := fmt.Sprintf("the PostgreSQL run needs a private cluster: %v", pgErr)
-			if pgtest.Required() {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		dsn, err := pg.NewDatabase("e2e18")
-		if err != nil {
-			t.Fatal(err)
-		}
-		analyticsStory(t, dsn)
-	})
+	perStore(t, "e2e18", analyticsStory)
 }
 
 // fakeUpstream answers every A query with 203.0.113.10 (the "internet").

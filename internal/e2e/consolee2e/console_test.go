@@ -210,7 +210,13 @@ func (p *retryProxy) start(t *testing.T, dataDir, target string) string {
 
 func TestConsoleStory(t *testing.T) {
 	require(t)
-	t.Run("sqlite", func(t *testing.T) { story(t, "") })
+	perStore(t, "e2e", story)
+}
+
+// perStore runs f on SQLite (dsn "") and on a new database of the
+// private PostgreSQL cluster.
+func perStore(t *testing.T, prefix string, f func(t *testing.T, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, "") })
 	t.Run("postgres", func(t *testing.T) {
 		if pg == nil {
 			msg := fmt.Sprintf("the PostgreSQL run needs a private cluster: %v", pgErr)
@@ -219,11 +225,11 @@ func TestConsoleStory(t *testing.T) {
 			}
 			t.Skip(msg)
 		}
-		dsn, err := pg.NewDatabase("e2e")
+		dsn, err := pg.NewDatabase(prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
-		story(t, dsn)
+		f(t, dsn)
 	})
 }
 
