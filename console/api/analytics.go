@@ -587,17 +587,6 @@ func prefilter(domains, actions []string) func([]byte) bool {
 	return func(line []byte) bool { return (d == nil || d(line)) && (a == nil || a(line)) }
 }
 
-// huntWindow is how many hours of the index a hunting page reads at a
-// time.
-const huntWindow = 6 * time.Hour
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
 // hunt answers "RemoteUrl in (…)": the hunting index names the devices,
 // hours and raw chunks; the page's events are read from those chunks only.
 func (a *API) hunt(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (any, error) {
@@ -617,31 +606,21 @@ func (a *API) hunt(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (an
 	if err != nil {
 		return nil, err
 	}
-	// The index is read a window of hours at a time, so a page costs the
-	// index rows of the hours it reaches, not of the whole period.
+	// The index is read from where kept chunks may hold records (reading
+	// it six hours at a time measured slower: 2.7 s against 1.1 s).
 	start, err := a.cfg.Store.HuntStart(ctx, p.From)
 	if err != nil {
 		return nil, err
 	}
-	windows := 0
-	if p.To.After(start) {
-		windows = int((p.To.Sub(start) + huntWindow - 1) / huntWindow)
-	}
-	win := func(w int) (time.Time, time.Time) {
-		f := start.Add(time.Duration(w) * huntWindow)
-		return f, minTime(f.Add(huntWindow), p.To)
-	}
-	events, next, err := a.eventsPage(ctx, r, windows, func(w, off, n int) ([]store.ChunkMeta, error) {
-		f, t := win(w)
-		list, err := a.cfg.Store.HuntChunks(ctx, domains, f, t, off, n)
+	events, next, err := a.eventsPage(ctx, r, 1, func(_, off, n int) ([]store.ChunkMeta, error) {
+		list, err := a.cfg.Store.HuntChunks(ctx, domains, start, p.To, off, n)
 		out := make([]store.ChunkMeta, len(list))
 		for i, c := range list {
 			out[i] = store.ChunkMeta{DeviceID: c.DeviceID, ChunkID: c.ChunkID, Path: c.Path}
 		}
 		return out, err
-	}, rawchunk.Contains(domains), func(w int, rec *telemetry.Record) bool {
-		f, t := win(w)
-		return !rec.Timestamp.Before(f) && rec.Timestamp.Before(t) && rawchunk.MatchDomain(rec, domains)
+	}, rawchunk.Contains(domains), func(_ int, rec *telemetry.Record) bool {
+		return inPeriod(p, rec.Timestamp) && rawchunk.MatchDomain(rec, domains)
 	})
 	if err != nil {
 		return nil, err
