@@ -1,0 +1,357 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Rollup bucket lengths: hours for short periods (kept HourlyRollupKeep),
+// UTC days for everything else.
+const (
+	SpanHour = 3600
+	SpanDay  = 86400
+	// HourlyRollupKeep is how long hour buckets are kept; longer periods,
+	// and periods reaching further back, are answered from day buckets.
+	HourlyRollupKeep = 72 * time.Hour
+	// MaxHourlyPeriod is the longest period answered at hour precision.
+	MaxHourlyPeriod = 48 * time.Hour
+)
+
+const counterCols = "transactions, bytes_sent, bytes_received, blocks, warns, bypasses, audits, failures"
+
+func sumCols(prefix string) string {
+	var b strings.Builder
+	for i, c := range strings.Split(counterCols, ", ") {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "SUM(%s%s)", prefix, c)
+	}
+	return b.String()
+}
+
+func (c *Counters) fields() []any {
+	return []any{&c.Transactions, &c.BytesSent, &c.BytesReceived, &c.Blocks, &c.Warns, &c.Bypasses, &c.Audits, &c.Failures}
+}
+
+func (c Counters) values() []any {
+	return []any{c.Transactions, c.BytesSent, c.BytesReceived, c.Blocks, c.Warns, c.Bypasses, c.Audits, c.Failures}
+}
+
+// addUpdate is the ON CONFLICT clause adding the counters of excluded
+// to table's row and keeping the latest last_hour.
+func addUpdate(table string) string {
+	var b strings.Builder
+	for _, c := range strings.Split(counterCols, ", ") {
+		fmt.Fprintf(&b, "%[1]s = %[2]s.%[1]s + excluded.%[1]s, ", c, table)
+	}
+	fmt.Fprintf(&b, "last_hour = CASE WHEN excluded.last_hour > %[1]s.last_hour THEN excluded.last_hour ELSE %[1]s.last_hour END", table)
+	return b.String()
+}
+
+// ReverseDomain turns "www.example.com" into "com.example.www": a domain
+// and all its subdomains are then one range of the hunting index.
+func ReverseDomain(d string) string {
+	labels := strings.Split(strings.ToLower(strings.TrimSuffix(d, ".")), ".")
+	slices.Reverse(labels)
+	return strings.Join(labels, ".")
+}
+
+type rollKey struct {
+	span, bucket int64
+	app, domain  string
+}
+
+type rollVal struct {
+	Counters
+	last int64
+}
+
+type userRollKey struct {
+	rollKey
+	user string
+}
+
+// presenceBits is how many buckets one presence row covers.
+const presenceBits = 32
+
+// presenceOf is the presence row (block) and bit of a bucket.
+func presenceOf(span, bucket int64) (block, bit int64) {
+	n := bucket / span
+	return n / presenceBits, 1 << (n % presenceBits)
+}
+
+type presKey struct {
+	rollKey
+	user string
+}
+
+type presUserKey = presKey
+
+type huntDayVal struct{ records, first, last int64 }
+
+type huntKey struct {
+	rdomain string
+	hour    int64
+}
+
+func bucketOf(hour, span int64) int64 { return hour - ((hour%span)+span)%span }
+
+// rollupKey is the app key of the device and user rollups: the app, or
+// the domain of traffic no app claims.
+func rollupDomain(k TrafficKey) string {
+	if k.AppID == "" {
+		return k.Domain
+	}
+	return ""
+}
+
+// applyRollups adds a chunk's traffic to the discovery rollups (fleet per
+// app × domain, per app × device, per app × user, per device; hour buckets
+// for recent hours, day buckets always) and to the hunting index, inside
+// the chunk's transaction: a retried chunk is never counted twice here
+// either.
+func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now time.Time) error {
+	device := b.Meta.DeviceID
+	hourFloor := hourOf(now.Add(-HourlyRollupKeep))
+	spans := func(hour int64) []int64 {
+		if hour >= hourFloor {
+			return []int64{SpanHour, SpanDay}
+		}
+		return []int64{SpanDay}
+	}
+	app := map[rollKey]*rollVal{}
+	dev := map[rollKey]*rollVal{}
+	tot := map[rollKey]*rollVal{}
+	hunt := map[huntKey]int64{}
+	huntDay := map[huntKey]*huntDayVal{}
+	presDev := map[presKey]int64{}
+	presUser := map[presUserKey]*[2]int64{}
+	add := func(m map[rollKey]*rollVal, k rollKey, c *Counters, hour int64) {
+		v := m[k]
+		if v == nil {
+			v = &rollVal{}
+			m[k] = v
+		}
+		v.Add(*c)
+		v.last = max(v.last, hour)
+	}
+	for k, c := range b.Traffic {
+		for _, span := range spans(k.Hour) {
+			bk := bucketOf(k.Hour, span)
+			add(app, rollKey{span, bk, k.AppID, k.Domain}, c, k.Hour)
+			add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
+			add(tot, rollKey{span: span, bucket: bk}, c, k.Hour)
+			pk, bit := presenceOf(span, bk)
+			presDev[presKey{rollKey{span, pk, k.AppID, rollupDomain(k)}, ""}] |= bit
+		}
+		if k.Domain != "" {
+			rd := ReverseDomain(k.Domain)
+			hunt[huntKey{rd, k.Hour}] += c.Transactions
+			dk := huntKey{rd, bucketOf(k.Hour, SpanDay)}
+			v := huntDay[dk]
+			if v == nil {
+				v = &huntDayVal{first: k.Hour, last: k.Hour}
+				huntDay[dk] = v
+			}
+			v.records += c.Transactions
+			v.first, v.last = min(v.first, k.Hour), max(v.last, k.Hour)
+		}
+	}
+	users := map[userRollKey]bool{}
+	for _, set := range []map[UserKey]struct{}{b.Users, b.Bypassers} {
+		for uk := range set {
+			for _, span := range spans(uk.Hour) {
+				bk := bucketOf(uk.Hour, span)
+				k := userRollKey{rollKey{span, bk, uk.AppID, rollupDomain(uk.TrafficKey)}, uk.User}
+				_, bypassed := b.Bypassers[uk]
+				if bypassed {
+					users[k] = true
+				} else if !users[k] {
+					users[k] = false
+				}
+				pk, bit := presenceOf(span, bk)
+				pu := presUserKey{rollKey{span, pk, uk.AppID, rollupDomain(uk.TrafficKey)}, uk.User}
+				v := presUser[pu]
+				if v == nil {
+					v = &[2]int64{}
+					presUser[pu] = v
+				}
+				v[0] |= bit
+				if bypassed {
+					v[1] |= bit
+				}
+			}
+		}
+	}
+	for _, t := range []struct {
+		name string
+		m    map[rollKey]*rollVal
+	}{{"roll_app", app}, {"roll_app_device", dev}, {"roll_device", tot}} {
+		var cols, conflict string
+		switch t.name {
+		case "roll_app":
+			cols = "span, bucket, app_id, domain"
+		case "roll_app_device":
+			cols = "span, bucket, app_id, domain, device_id"
+		default:
+			cols = "span, bucket, device_id"
+		}
+		conflict = cols
+		rows := make([][]any, 0, len(t.m))
+		for k, v := range t.m {
+			var r []any
+			switch t.name {
+			case "roll_app":
+				r = []any{k.span, k.bucket, k.app, k.domain}
+			case "roll_app_device":
+				r = []any{k.span, k.bucket, k.app, k.domain, device}
+			default:
+				r = []any{k.span, k.bucket, device}
+			}
+			rows = append(rows, append(append(r, v.values()...), v.last))
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO "+t.name+" ("+cols+", "+counterCols+", last_hour) VALUES ",
+			" ON CONFLICT ("+conflict+") DO UPDATE SET "+addUpdate(t.name), rows); err != nil {
+			return fmt.Errorf("store: rollup %s: %w", t.name, err)
+		}
+	}
+	rows := make([][]any, 0, len(users))
+	for k, by := range users {
+		n := 0
+		if by {
+			n = 1
+		}
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, n})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO roll_app_user (span, bucket, app_id, domain, user_name, bypassed) VALUES ",
+		" ON CONFLICT (span, bucket, app_id, domain, user_name) DO UPDATE SET bypassed = CASE WHEN excluded.bypassed > roll_app_user.bypassed THEN excluded.bypassed ELSE roll_app_user.bypassed END", rows); err != nil {
+		return fmt.Errorf("store: rollup users: %w", err)
+	}
+	rows = rows[:0]
+	for k, bits := range presDev {
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, device, bits})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) VALUES ",
+		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits", rows); err != nil {
+		return fmt.Errorf("store: presence: %w", err)
+	}
+	rows = rows[:0]
+	for k, v := range presUser {
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, v[0], v[1]})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) VALUES ",
+		" ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits", rows); err != nil {
+		return fmt.Errorf("store: presence: %w", err)
+	}
+	rows = rows[:0]
+	for k, v := range huntDay {
+		rows = append(rows, []any{k.rdomain, k.hour, device, v.records, v.first, v.last})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) VALUES ",
+		" ON CONFLICT (rdomain, day, device_id) DO UPDATE SET records = hunt_daily.records + excluded.records, "+
+			"first_hour = CASE WHEN excluded.first_hour < hunt_daily.first_hour THEN excluded.first_hour ELSE hunt_daily.first_hour END, "+
+			"last_hour = CASE WHEN excluded.last_hour > hunt_daily.last_hour THEN excluded.last_hour ELSE hunt_daily.last_hour END", rows); err != nil {
+		return fmt.Errorf("store: hunting index: %w", err)
+	}
+	rows = rows[:0]
+	for k, n := range hunt {
+		rows = append(rows, []any{k.rdomain, k.hour, device, b.Meta.ChunkID, n})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ",
+		" ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records", rows); err != nil {
+		return fmt.Errorf("store: hunting index: %w", err)
+	}
+	return nil
+}
+
+// upsertRows writes rows with multi-row statements (prefix, "(?, …), …",
+// suffix) of at most maxParams parameters: far fewer round trips than one
+// statement per row. Rows must not repeat a key within one call.
+func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	const maxParams = 8000
+	cols := len(rows[0])
+	per := max(1, maxParams/cols)
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for len(rows) > 0 {
+		n := min(per, len(rows))
+		var b strings.Builder
+		b.WriteString(prefix)
+		args := make([]any, 0, n*cols)
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(one)
+			args = append(args, r...)
+		}
+		b.WriteString(suffix)
+		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// PruneHourlyRollups drops hour buckets older than HourlyRollupKeep (day
+// buckets stay) and hunting index rows of chunks that retention removed.
+func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, error) {
+	cut := hourOf(now.Add(-HourlyRollupKeep))
+	var total int64
+	for _, t := range []string{"roll_app", "roll_app_device", "roll_app_user", "roll_device", "presence_app_device", "presence_app_user"} {
+		col, v := "bucket", cut
+		if strings.HasPrefix(t, "presence") {
+			col, v = "block", cut/SpanHour/presenceBits
+		}
+		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < ?", SpanHour, v)
+		if err != nil {
+			return total, fmt.Errorf("store: prune %s: %w", t, err)
+		}
+		n, _ := r.RowsAffected()
+		total += n
+	}
+	return total, nil
+}
+
+// BulkLoad stores chunks' rows and aggregates in one transaction with
+// multi-row statements: for loading generated fleets (benchmarks) and
+// imports, never for live ingest (no duplicate check: every chunk id must
+// be new). Traffic keys must not repeat across batches of one device.
+func (s *Store) BulkLoad(ctx context.Context, batches []*ChunkBatch) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var chunks, traffic, users [][]any
+		for _, b := range batches {
+			m := b.Meta
+			chunks = append(chunks, []any{m.DeviceID, m.ChunkID, m.SHA256, m.CompressedBytes, m.Records, ms(m.ReceivedAt), m.Path})
+			for k, c := range b.Traffic {
+				traffic = append(traffic, append([]any{m.DeviceID, k.Hour, k.AppID, k.Domain}, c.values()...))
+			}
+			for k := range b.Users {
+				users = append(users, []any{m.DeviceID, k.Hour, k.AppID, k.Domain, k.User})
+			}
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO chunks ("+chunkCols+") VALUES ", "", chunks); err != nil {
+			return fmt.Errorf("store: bulk chunks: %w", err)
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO traffic_hourly (device_id, hour, app_id, domain, "+counterCols+") VALUES ", "", traffic); err != nil {
+			return fmt.Errorf("store: bulk traffic: %w", err)
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO traffic_hourly_users (device_id, hour, app_id, domain, user_name) VALUES ", "", users); err != nil {
+			return fmt.Errorf("store: bulk users: %w", err)
+		}
+		for _, b := range batches {
+			if err := s.applyRollups(ctx, tx, b, s.now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
