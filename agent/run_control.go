@@ -166,9 +166,12 @@ func (a *Agent) controlStatus() control.Status {
 	s := &ds.Settings
 	st := control.Status{
 		Version: v.Version, Commit: v.Commit,
-		Mode: s.Mode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
+		Mode: s.Mode.String(), SourceMode: ds.SourceMode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
 		Config: configName(a.cfg),
 		Errors: a.notedErrors(),
+	}
+	if ds.ModeOverridden {
+		st.ModeOverride = s.Mode.String()
 	}
 	if ns := a.ctl.started.Load(); ns != 0 {
 		st.StartedAt = time.Unix(0, ns).UTC()

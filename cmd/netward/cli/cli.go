@@ -75,6 +75,7 @@ func commands() []*command {
 		checkCommand(),
 		eventsCommand(),
 		bypassCommand(),
+		modeCommand(),
 		installCommand(),
 		uninstallCommand(),
 		startCommand(),
