@@ -261,9 +261,12 @@ func (a *Agent) check(query, user string) (control.CheckResult, error) {
 	// An IP literal — alone, as host:port or as a URL's host — is decided
 	// by the IP rules, as the inspector decides a connection to it.
 	tg, err := filter.ParseTarget(strings.TrimSpace(query))
+	if err == nil {
+		err = tg.HostSyntax()
+	}
 	if err != nil {
 		return control.CheckResult{Query: query, Mode: a.dp.State().Settings.Mode.String()},
-			fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
+			control.BadQuery(fmt.Errorf("%q is not a host name, URL or IP address: %v", query, err))
 	}
 	e := a.dp.Explain(tg, user)
 	d := e.Decision

@@ -47,8 +47,19 @@ type Backend interface {
 // ErrNotSupported is returned by a Backend for a call this build cannot do.
 var ErrNotSupported = errors.New("not supported by this agent")
 
-// ErrBadQuery wraps Check errors about the query itself (→ 400).
+// ErrBadQuery marks Check errors about the query itself (→ 400). Wrap an
+// error with BadQuery: its message stays the user's, without this one.
 var ErrBadQuery = errors.New("bad query")
+
+// BadQuery marks err as a problem of the query (errors.Is(…, ErrBadQuery))
+// without adding words to its message.
+func BadQuery(err error) error { return badQueryError{err} }
+
+type badQueryError struct{ err error }
+
+func (e badQueryError) Error() string        { return e.err.Error() }
+func (e badQueryError) Unwrap() error        { return e.err }
+func (e badQueryError) Is(target error) bool { return target == ErrBadQuery }
 
 // Peer is the OS identity of the process on the other end of a connection.
 type Peer struct {
