@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,9 +74,11 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 	ln, err := control.Listen(path)
 	if err != nil && a.cfg.Path == "" {
 		if alt := control.UserSocket(os.Getenv); alt != "" && alt != path {
-			a.log.Info("control API: system socket not available, using the user runtime directory", "socket", path, "err", err, "fallback", alt)
+			a.log.Info("control API: system socket not available, using a per-user socket", "socket", path, "err", err, "fallback", alt)
 			path = alt
-			ln, err = control.Listen(path)
+			if err = control.PrepareUserDir(filepath.Dir(path)); err == nil {
+				ln, err = control.Listen(path)
+			}
 		}
 		if err != nil {
 			a.log.Warn("control API disabled: the CLI (status, check, bypass) cannot reach this agent", "err", err)
