@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/netward/netward/agent/control"
+	"github.com/netward/netward/internal/e2e"
 )
 
 // freeUDPPort returns a loopback UDP port nothing listens on now.
@@ -30,9 +31,7 @@ func freeUDPPort(t *testing.T) string {
 // agent says so (not "needs root"), `status` lists it under errors, and
 // DNS does not hand out the sink address for a warned name (issue 23).
 func TestPagesAddressTaken(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("binding port 80 on the sink address needs root")
-	}
+	e2e.Require(t)              // binding port 80 on the sink address needs root
 	const sink = "127.23.0.154" // i23's own loopback address: parallel tests keep theirs
 	squatter, err := net.Listen("tcp", net.JoinHostPort(sink, "80"))
 	if err != nil {

@@ -38,9 +38,7 @@ func startAgentChild(t *testing.T, cfg string) (stop func()) {
 // stays over the source's mode across a restart, `status` shows both, and
 // `mode --clear` returns to the source's mode (CONTRACT §3, issue 23).
 func TestModeVerb(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing the mode is for root (the control API's admin role)")
-	}
+	e2e.Require(t) // changing the mode is for root (the control API's admin role)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "netward.json")
 	sock := filepath.Join(dir, "s.sock")

@@ -76,7 +76,7 @@ func TestMain(m *testing.M) {
 func require(t *testing.T) {
 	t.Helper()
 	if os.Getenv("NETWARD_E2E") == "off" {
-		t.Skip("NETWARD_E2E=off")
+		e2e.Skip(t, "NETWARD_E2E=off")
 	}
 	var missing []string
 	for _, tool := range []string{"dig"} {
@@ -89,7 +89,7 @@ func require(t *testing.T) {
 		if os.Getenv("NETWARD_E2E") == "require" {
 			t.Fatal(msg)
 		}
-		t.Skip(msg)
+		e2e.Skip(t, msg)
 	}
 }
 
@@ -218,7 +218,7 @@ func TestConsoleStory(t *testing.T) {
 			if pgtest.Required() {
 				t.Fatal(msg)
 			}
-			t.Skip(msg)
+			e2e.Skip(t, msg)
 		}
 		dsn, err := pg.NewDatabase("e2e")
 		if err != nil {
