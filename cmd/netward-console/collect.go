@@ -42,14 +42,9 @@ func collectMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "netward-console collect: give both --tls-cert and --tls-key, or neither")
 		return 2
 	}
-	tok, err := bearerToken(*token, *tokenFile, *noAuth)
-	if err != nil {
-		fmt.Fprintf(stderr, "netward-console collect: %v\n", err)
-		if errors.As(err, new(usageError)) {
-			fmt.Fprintln(stderr, usage)
-			return 2
-		}
-		return 1
+	tok, code, ok := tokenFlags("collect", usage, *token, *tokenFile, *noAuth, stderr)
+	if !ok {
+		return code
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := telemetry.CollectorConfig{Dir: *dir, Log: log}

@@ -30,6 +30,22 @@ func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout, stderr io
 	return 0, true
 }
 
+// tokenFlags applies bearerToken for verb and reports its error: the
+// message, and the usage line for a usage error. ok is false when the verb
+// must return code.
+func tokenFlags(verb, usage, token, tokenFile string, noAuth bool, stderr io.Writer) (tok string, code int, ok bool) {
+	tok, err := bearerToken(token, tokenFile, noAuth)
+	if err == nil {
+		return tok, 0, true
+	}
+	fmt.Fprintf(stderr, "netward-console %s: %v\n", verb, err)
+	if errors.As(err, new(usageError)) {
+		fmt.Fprintln(stderr, usage)
+		return "", 2, false
+	}
+	return "", 1, false
+}
+
 // bearerToken is the shared-token rule of the standalone servers
 // (serve-feed, collect): a token from --token or --token-file, or --no-auth
 // said out loud; anything else is a usage error, so neither server is open

@@ -55,14 +55,9 @@ func serveFeedMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
-	tok, err := bearerToken(*token, *tokenFile, *noAuth)
-	if err != nil {
-		fmt.Fprintf(stderr, "netward-console serve-feed: %v\n", err)
-		if errors.As(err, new(usageError)) {
-			fmt.Fprintln(stderr, usage)
-			return 2
-		}
-		return 1
+	tok, code, ok := tokenFlags("serve-feed", usage, *token, *tokenFile, *noAuth, stderr)
+	if !ok {
+		return code
 	}
 	// The directory is checked before the key is created: a typo in --dir
 	// must not leave a new signing key behind.

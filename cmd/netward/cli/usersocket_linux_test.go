@@ -35,24 +35,12 @@ func TestUserSocketWithoutRuntimeDir(t *testing.T) {
 	_ = os.RemoveAll(userDir)
 	t.Cleanup(func() { _ = os.RemoveAll(userDir) })
 	dir := t.TempDir()
-	for _, d := range []string{dir, filepath.Dir(dir)} { // the other uid runs the binary in it
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := binaryForOtherUser(t, dir)
 	home := filepath.Join(dir, "home")
 	if err := os.Mkdir(home, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chown(home, uid, uid); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "netward")
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	asNobody := func(args ...string) *exec.Cmd {
