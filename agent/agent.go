@@ -66,12 +66,20 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 // network. Run returns nil after a clean shutdown; if a component fails, the
 // others are stopped and the error is returned.
 func (a *Agent) Run(ctx context.Context) error {
+	// The data directory first: created 0700 and verified on the opened
+	// directory before any store in it is read.
+	if err := config.SecureDataDir(a.cfg.DataDir); err != nil {
+		return err
+	}
 	// `netward run` resolves the identity before New; a caller that did
 	// not gets the same resolution here, before any record is stamped.
 	if err := config.ResolveIdentity(a.cfg); err != nil {
 		return err
 	}
 	a.log.Info("netward agent starting", "config", configName(a.cfg), "mode", a.cfg.Mode, "dataDir", a.cfg.DataDir)
+	for _, w := range config.TransportWarnings(a.cfg) {
+		a.log.Warn(w)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	starts := []struct {
 		name  string

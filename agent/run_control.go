@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/agent/bypass"
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
@@ -110,6 +111,7 @@ func (b controlBackend) ListBypasses() []control.BypassInfo    { return b.a.bypa
 func (b controlBackend) RevokeBypass(name string) (int, error) { return b.a.revokeBypass(name) }
 func (b controlBackend) SetMode(mode string) error             { return b.a.setMode(mode) }
 func (b controlBackend) Reload(ctx context.Context) error      { return b.a.reload(ctx) }
+func (b controlBackend) RequeueTelemetry() (int, error)        { return b.a.requeueTelemetry() }
 func (b controlBackend) Status() control.Status                { return b.a.controlStatus() }
 func (b controlBackend) Check(q, user string) (control.CheckResult, error) {
 	return b.a.check(q, user)
@@ -176,6 +178,7 @@ func (a *Agent) controlStatus() control.Status {
 	if ds.ModeOverridden {
 		st.ModeOverride = s.Mode.String()
 	}
+	st.Warnings = config.TransportWarnings(a.cfg)
 	if ns := a.ctl.started.Load(); ns != 0 {
 		st.StartedAt = time.Unix(0, ns).UTC()
 		st.UptimeSeconds = int64(now.Sub(st.StartedAt).Seconds())

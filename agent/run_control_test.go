@@ -11,19 +11,23 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
 	"github.com/netward/netward/filter"
@@ -117,13 +121,18 @@ func TestControlPeerChild(t *testing.T) {
 		title = l[0].Title
 	}
 	fmt.Printf("list %s %d %s\n", res(err), len(l), title)
-	n := 0
-	err = c.Events(ctx, "", false, func(telemetry.Record) error { n++; return nil })
-	fmt.Printf("events %s %v\n", res(err), n > 0)
+	var users []string
+	err = c.Events(ctx, "", false, func(r telemetry.Record) error {
+		users = append(users, r.InitiatingProcessAccountName+"/"+r.RemoteUrl)
+		return nil
+	})
+	fmt.Printf("events %s %s\n", res(err), strings.Join(users, ","))
 	_, err = c.RevokeBypass(ctx, "warned.test")
 	fmt.Printf("revoke %s\n", res(err))
 	fmt.Printf("mode %s\n", res(c.SetMode(ctx, "off")))
 	fmt.Printf("reload %s\n", res(c.Reload(ctx)))
+	_, err = c.RequeueTelemetry(ctx)
+	fmt.Printf("requeue %s\n", res(err))
 	os.Exit(0)
 }
 
@@ -141,7 +150,15 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		nobodyName = u.Username
 	}
 	a, sock := startControlAgent(t, "")
+	// The user sees their own events only: not the system resolver's (no
+	// account) nor another account's (issue 20 #8).
 	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "warned.test", Source: "dns", IndicatorId: "1"})
+	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "mine.test", Source: "sni", IndicatorId: "1", InitiatingProcessAccountName: nobodyName})
+	a.emit(telemetry.Record{Timestamp: time.Now(), ActionType: telemetry.NetworkProtectionWarned, RemoteUrl: "theirs.test", Source: "sni", IndicatorId: "1", InitiatingProcessAccountName: "alice"})
+	// Nor the device's bypasses, only their own.
+	if _, err := a.createBypass("feed.test", "", "cli"); err != nil {
+		t.Fatal(err)
+	}
 
 	// The test binary may sit in a 0700 build directory: copy it where
 	// the other uid can execute it.
@@ -180,10 +197,11 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 		"bypass-block": "403",
 		"check-after":  "ok bypassed",
 		"list":         "ok 1 Monitored app: Demo",
-		"events":       "ok true",
+		"events":       "ok " + nobodyName + "/mine.test," + nobodyName + "/warned.test", // the event, then its bypass's
 		"revoke":       "403",
 		"mode":         "403",
 		"reload":       "403",
+		"requeue":      "403",
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -192,8 +210,8 @@ func TestControlRolesAcrossUsers(t *testing.T) {
 	}
 	// The bypass is the other user's, not the device's: root still sees the
 	// warning, and the admin calls refused above changed nothing.
-	if l := a.listBypasses(); len(l) != 1 || l[0].User != nobodyName || l[0].How != "cli" {
-		t.Errorf("bypasses = %+v, want one by %s from the cli", l, nobodyName)
+	if l := a.listBypasses(); len(l) != 2 || !slices.ContainsFunc(l, func(e bypass.Entry) bool { return e.User == nobodyName && e.How == "cli" }) {
+		t.Errorf("bypasses = %+v, want one by %s from the cli and the device's", l, nobodyName)
 	}
 	c := control.NewClient(sock)
 	chk, err := c.Check(context.Background(), "warned.test")
@@ -403,5 +421,53 @@ func TestControlSocketInUse(t *testing.T) {
 	}
 	if _, err := control.Listen(stale); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("listen over a regular file: %v", err)
+	}
+}
+
+// TestControlStatusTransportWarnings: an http:// feed without a public key
+// is a warning in `netward status` for as long as it is configured (issue
+// 20 #7).
+func TestControlStatusTransportWarnings(t *testing.T) {
+	_, sock := startControlAgent(t, `,"indicators":{"source":"http://192.0.2.1/v1/indicators"}`)
+	st, err := control.NewClient(sock).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "indicators.publicKey is not set") {
+		t.Errorf("status warnings = %q, want the unsigned http feed", st.Warnings)
+	}
+}
+
+// TestControlRequeueTelemetry: `netward telemetry requeue` (admin) sends a
+// chunk the collector refused once again (issue 20 #10).
+func TestControlRequeueTelemetry(t *testing.T) {
+	var puts, stored atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if puts.Add(1) == 1 {
+			http.Error(w, "refused once", http.StatusBadRequest)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		stored.Add(1)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	a, sock := startControlAgent(t, fmt.Sprintf(`,"device":{"id":"dev-1"},"telemetry":{"endpoint":%q,"chunkRecords":1}`, srv.URL))
+	a.tel.noFlows = true
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	t.Cleanup(func() { cancel(); _ = g.Wait() })
+	if err := a.startTelemetry(gctx, g); err != nil {
+		t.Fatal(err)
+	}
+	a.emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com"})
+	e2e.WaitFor(t, "the chunk quarantined", 30*time.Second, func() bool { return a.telemetryStatus().Quarantined == 1 })
+	r, err := control.NewClient(sock).RequeueTelemetry(context.Background())
+	if err != nil || r.Requeued != 1 {
+		t.Fatalf("requeue = %+v, %v; want 1", r, err)
+	}
+	e2e.WaitFor(t, "the requeued chunk uploaded", 30*time.Second, func() bool { return a.telemetryStatus().UploadedChunks == 1 })
+	if s := a.telemetryStatus(); s.Quarantined != 0 || stored.Load() != 1 {
+		t.Errorf("status = %+v, %d stored; want nothing quarantined and 1 stored", s, stored.Load())
 	}
 }

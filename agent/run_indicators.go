@@ -308,13 +308,14 @@ func (a *Agent) syncOptions(log *slog.Logger) (indicators.SyncConfig, error) {
 
 // applyIndicators makes a new set the policy in force: policy and settings
 // are published in one swap (no query sees the new policy with the old
-// settings; followBypasses then drops the bypasses of indicators that are no
-// longer Warn), and the expiry timer is re-armed.
+// settings), the bypasses of indicators that are no longer Warn are dropped
+// in the same call, and the expiry timer is re-armed.
 func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 	now := a.now()
 	st := u.Set.Stats(now)
 	a.ind.mu.Lock()
 	a.dp.Set(u.Policy, a.feedSettings(u.Set.Settings))
+	a.pruneBypasses(u.Policy)
 	kept := u
 	if u.NextExpiry.IsZero() {
 		// Nothing will expire, so the set is never compiled again: keep
@@ -421,6 +422,7 @@ func (a *Agent) recompileIndicators(log *slog.Logger) {
 		return
 	}
 	a.dp.SetPolicy(p)
+	a.pruneBypasses(p)
 	a.ind.stats = u.Set.Stats(now)
 	a.ind.nextExpiry = next
 	a.ind.compiledAt = a.now()

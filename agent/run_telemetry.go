@@ -119,6 +119,16 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	return a.startFlowSource(ctx, g)
 }
 
+// requeueTelemetry moves the quarantined chunks back into the spool
+// (`netward telemetry requeue`).
+func (a *Agent) requeueTelemetry() (int, error) {
+	p := a.tel.pipe.Load()
+	if p == nil {
+		return 0, fmt.Errorf("telemetry is not running: %w", control.ErrNotSupported)
+	}
+	return p.Requeue()
+}
+
 // consoleClient is the HTTP client for the console: TLS verified against the
 // system roots, plus caFile (indicators.caFile) when the console uses a
 // private CA.

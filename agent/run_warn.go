@@ -139,24 +139,38 @@ func (a *Agent) pagesNotServed(err error) {
 	a.noteError("warn pages", err)
 }
 
+// pruneBypasses drops the bypasses whose indicator is not a Warn in p. The
+// code that installs a policy calls it in the same call, before returning:
+// left to a goroutine woken by the change, back-to-back sets Warn → Block →
+// Warn could all pass before it ran and the bypass would survive the Block
+// (review of issue 15, finding 1).
+func (a *Agent) pruneBypasses(p *filter.Policy) {
+	store := a.warn.store.Load()
+	if store == nil || p == nil {
+		return
+	}
+	if n, err := store.Prune(p); err != nil {
+		a.log.Warn("prune bypasses", "err", err)
+	} else if n > 0 {
+		a.log.Info("bypasses removed: their indicator is no longer a Warn", "count", n)
+	}
+}
+
 // followBypasses keeps the bypass store in step with the decision: it
 // purges expired bypasses exactly when the next one expires (lookups already
 // ignore them; purging keeps the store small and publishes the change, so
-// the kernel's IP verdicts close a warned address again), prunes the
-// bypasses whose indicator is no longer a Warn whenever a new policy is
-// published, and closes the store when ctx ends. seen is the policy in force
-// when the store opened: the one the bypasses were kept under.
+// the kernel's IP verdicts close a warned address again), prunes again on a
+// published policy that was installed without the agent (a backstop: the
+// agent's own installs prune synchronously, pruneBypasses), and closes the
+// store when ctx ends. seen is the policy in force when the store opened:
+// the one the bypasses were kept under.
 func (a *Agent) followBypasses(ctx context.Context, store *bypass.Store, seen *filter.Policy) error {
 	defer store.Close()
 	for {
 		changed := a.dp.Changed()
 		if p := a.dp.State().Policy; p != seen {
 			seen = p
-			if n, err := store.Prune(p); err != nil {
-				a.log.Warn("prune bypasses", "err", err)
-			} else if n > 0 {
-				a.log.Info("bypasses removed: their indicator is no longer a Warn", "count", n)
-			}
+			a.pruneBypasses(p)
 		}
 		var fire <-chan time.Time
 		var timer *time.Timer
@@ -216,6 +230,11 @@ func (a *Agent) createBypass(name, user, how string) (bypass.Entry, error) {
 	// Warn opens the address for every protocol at once.
 	if err := store.Put(e); err != nil {
 		return bypass.Entry{}, err
+	}
+	// A policy installed between the decision above and Put was pruned
+	// before this entry existed: prune again against the one in force now.
+	if p := a.dp.State().Policy; p != st.Policy {
+		a.pruneBypasses(p)
 	}
 	src := ""
 	if how == bypass.HowPage {

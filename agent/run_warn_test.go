@@ -270,3 +270,29 @@ func TestPagesOnSink(t *testing.T) {
 		t.Errorf("bypass event = %+v", r)
 	}
 }
+
+// TestBypassPrunedByBackToBackSets: a bypass of a Warn does not survive a
+// Block set installed and replaced at once (Warn → Block → Warn): the prune
+// happens in the call that installs the Block, not later in a goroutine
+// (review of issue 15, finding 1; reproduced 30/30 before).
+func TestBypassPrunedByBackToBackSets(t *testing.T) {
+	c := e2e.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
+	a := startWarnAgent(t, t.TempDir(), c)
+	for round := range 20 {
+		installSet(a.Agent, "warn", c.Now(), warnPolicy(t, false))
+		if _, err := a.createBypass("feed.test", "", bypass.HowCLI); err != nil {
+			t.Fatal(err)
+		}
+		<-a.records
+		installSet(a.Agent, "block", c.Now(), warnPolicy(t, true))
+		installSet(a.Agent, "warn-again", c.Now(), warnPolicy(t, false))
+		if d := a.dp.DecideName("feed.test"); d.Verdict != filter.VerdictWarn {
+			t.Fatalf("round %d: feed.test is %v after Warn→Block→Warn, want warn (the bypass survived the Block)", round, d.Verdict)
+		}
+		for _, e := range a.listBypasses() {
+			if e.Name == "feed.test" {
+				t.Fatalf("round %d: bypass %+v survived the Block", round, e)
+			}
+		}
+	}
+}

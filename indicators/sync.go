@@ -17,11 +17,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/netward/netward/filter"
 )
@@ -39,7 +42,10 @@ func DemoFeed() []byte { return bytes.Clone(demoFeed) }
 
 // Defaults of SyncConfig.
 const (
-	DefaultMaxBody      = 256 << 20 // a feed of 1,000,000 indicators is ~150 MB of JSON
+	// DefaultMaxBody fits the documented scale (a signed feed of 1,000,000
+	// indicators is 175 MB of JSON) and no more: a body is held whole in
+	// memory until its signature is checked.
+	DefaultMaxBody      = 192 << 20
 	DefaultLongPoll     = 60 * time.Second
 	DefaultMinBackoff   = time.Second
 	DefaultMaxBackoff   = 5 * time.Minute
@@ -827,16 +833,20 @@ func (s *Sync) fetch(ctx context.Context, wait time.Duration) (changed bool, err
 	if resp.ContentLength > s.cfg.MaxBody {
 		return false, fmt.Errorf("%w: Content-Length %d > %d bytes", ErrTooLarge, resp.ContentLength, s.cfg.MaxBody)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxBody+1))
-	if err != nil {
-		return false, fmt.Errorf("read feed body: %w", err)
-	}
-	if int64(len(body)) > s.cfg.MaxBody {
-		return false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, s.cfg.MaxBody)
-	}
 	sig := resp.Header.Get(SignatureHeader)
+	if s.cfg.PublicKey != nil && sig == "" {
+		// Refused on the header alone: an unsigned body can never be
+		// applied, so reading (and holding) up to MaxBody of it would only
+		// let whoever answers in the console's place spend our memory.
+		return false, fmt.Errorf("%w: the answer has no %s header (its body was not read)", ErrSignature, SignatureHeader)
+	}
+	body, err := readBody(resp.Body, resp.ContentLength, s.cfg.MaxBody)
+	if err != nil {
+		return false, err
+	}
 	if s.cfg.PublicKey != nil {
 		if err := Verify(s.cfg.PublicKey, body, sig); err != nil {
+			releaseBody(body)
 			return false, fmt.Errorf("%w: %v", ErrSignature, err)
 		}
 	}
@@ -853,6 +863,54 @@ func (s *Sync) fetch(ctx context.Context, wait time.Duration) (changed bool, err
 	return true, nil
 }
 
+// envProxy reads the proxy variables now, when the client is built (not
+// once per process as http.ProxyFromEnvironment does), so a restarted sync
+// sees the environment it starts with.
+func envProxy() func(*http.Request) (*url.URL, error) {
+	pf := httpproxy.FromEnvironment().ProxyFunc()
+	return func(r *http.Request) (*url.URL, error) { return pf(r.URL) }
+}
+
+// readBody reads a feed body of at most limit bytes. A known length is
+// allocated once: io.ReadAll's doubling would hold up to twice the body.
+func readBody(r io.Reader, length, limit int64) ([]byte, error) {
+	var body []byte
+	var err error
+	if length >= 0 {
+		body = make([]byte, length)
+		var n int
+		n, err = io.ReadFull(r, body)
+		body = body[:n]
+		if err == nil {
+			// Nothing may follow the announced length.
+			var one [1]byte
+			if m, _ := r.Read(one[:]); m > 0 {
+				err = errors.New("body longer than its Content-Length")
+			}
+		}
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r, limit+1))
+	}
+	if err != nil {
+		releaseBody(body)
+		return nil, fmt.Errorf("read feed body: %w", err)
+	}
+	if int64(len(body)) > limit {
+		releaseBody(body)
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	}
+	return body, nil
+}
+
+// releaseBody returns a large refused body's memory to the OS at once
+// instead of keeping the heap at its peak until the next GC cycles.
+func releaseBody(b []byte) {
+	if cap(b) >= 16<<20 {
+		b = nil
+		debug.FreeOSMemory()
+	}
+}
+
 // snippet is the start of an error body, for the log.
 func snippet(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 200))
@@ -864,8 +922,10 @@ func snippet(r io.Reader) string {
 func feedClient(control func(string, string, syscall.RawConn) error, roots *x509.CertPool) *http.Client {
 	d := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second, Control: control, Resolver: feedResolver(control)}
 	return &http.Client{Transport: &http.Transport{
-		// No proxy from the environment: a service has none, and a
-		// predictable path matters more than following $HTTPS_PROXY.
+		// The standard proxy variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY),
+		// as the telemetry uploader: a network that only lets a proxy out
+		// must reach the feed too. Without them the feed is dialed directly.
+		Proxy:               envProxy(),
 		DialContext:         d.DialContext,
 		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout: 15 * time.Second,

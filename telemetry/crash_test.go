@@ -49,22 +49,9 @@ func TestCrashChild(t *testing.T) {
 // startChild runs TestCrashChild and returns it with a channel of its acks.
 func startChild(t *testing.T, dir, url string, n int) (*exec.Cmd, <-chan int) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("re-executes the test binary")
-	}
-	cmd := e2e.ChildCmd("TestCrashChild", "NETWARD_TEL_CHILD_DIR="+dir, "NETWARD_TEL_CHILD_URL="+url, "NETWARD_TEL_CHILD_N="+strconv.Itoa(n))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd, sc := runChild(t, "TestCrashChild", "NETWARD_TEL_CHILD_DIR="+dir, "NETWARD_TEL_CHILD_URL="+url, "NETWARD_TEL_CHILD_N="+strconv.Itoa(n))
 	acks := make(chan int, 1024)
 	go func() {
-		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
 				n, _ := strconv.Atoi(v)
@@ -77,6 +64,26 @@ func startChild(t *testing.T, dir, url string, n int) (*exec.Cmd, <-chan int) {
 		close(acks)
 	}()
 	return cmd, acks
+}
+
+// runChild starts the child test with env and returns it with a scanner of
+// its output; it is killed when the test ends.
+func runChild(t *testing.T, test string, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	cmd := e2e.ChildCmd(test, env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, bufio.NewScanner(out)
 }
 
 func kill9(t *testing.T, cmd *exec.Cmd) {

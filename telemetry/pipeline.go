@@ -2,10 +2,10 @@ package telemetry
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -150,35 +150,44 @@ type Pipeline struct {
 	spoolSig chan struct{}
 
 	// Writer-owned state.
-	instance   string
-	nextSeq    uint64
+	instance string
+	nextSeq  uint64
+	seqLimit uint64 // sequence numbers below it are reserved in the seq file
+	// cur is the journal file written to, open the chunk being written
+	// (journal.go); full the complete chunks not yet compressed into the
+	// spool; dirty the journal files written since the last fsync, and
+	// newJournal says a file was created since (its directory entry needs
+	// the directory's fsync too); orphans are recovered lines the index
+	// does not place, numbered once every journal is read.
+	cur        *jfile
 	open       *openChunk
+	full       []doneChunk
+	orphans    []doneChunk
+	dirty      []*jfile
+	newJournal bool
+	bw         *bufio.Writer // writes the current journal file
 	pendingGap map[string]int64
 	line       []byte
 	ps         *pseudonymizer
 	gz         *gzip.Writer
 
 	// Status counters.
-	droppedQueue   atomic.Int64
-	droppedRecs    atomic.Int64
-	droppedChunks  atomic.Int64
-	uploaded       atomic.Int64
-	openRecords    atomic.Int64
+	droppedQueue  atomic.Int64
+	droppedRecs   atomic.Int64
+	droppedChunks atomic.Int64
+	uploaded      atomic.Int64
+	// inflight counts records taken from the queue by a commit and not yet
+	// in a journal; journaled the lines in journals (the open one and the
+	// complete ones not yet spooled). Status reads queue+inflight, then
+	// journaled, then the spool: records move in that order, so a record is
+	// never missed (at worst counted twice for an instant).
+	inflight       atomic.Int64
+	journaled      atomic.Int64
 	lastUpload     atomic.Int64 // unix nanos
 	statusMu       sync.Mutex
 	lastError      string
 	quarantinedIDs []string
 	quarantined    int
-}
-
-type openChunk struct {
-	id      string
-	seq     uint64
-	f       *os.File
-	w       *bufio.Writer
-	records int64
-	bytes   int64
-	first   time.Time
 }
 
 // New checks cfg and returns a pipeline that has not touched the disk yet.
@@ -209,6 +218,7 @@ func New(cfg Config) (*Pipeline, error) {
 		ps:         newPseudonymizer(cfg.Salt),
 	}
 	p.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	p.bw = bufio.NewWriterSize(io.Discard, 64<<10)
 	return p, nil
 }
 
@@ -257,17 +267,20 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 
 // Status reports spool depth, uploads and losses.
 func (p *Pipeline) Status() Status {
-	chunks, bytes, records := p.spool.stats()
+	// Queue (and in flight), then journals, then spool: the order records
+	// move in, so none is missed between two reads.
 	p.mu.Lock()
-	queued := len(p.queue)
+	queued := len(p.queue) + int(p.inflight.Load())
 	p.mu.Unlock()
+	journaled := p.journaled.Load()
+	chunks, bytes, records := p.spool.stats()
 	s := Status{
 		DeviceID:            p.cfg.DeviceID,
 		Endpoint:            p.cfg.Endpoint,
 		SpoolChunks:         chunks,
 		SpoolBytes:          bytes,
 		SpoolRecords:        records,
-		OpenRecords:         p.openRecords.Load(),
+		OpenRecords:         journaled,
 		QueuedRecords:       queued,
 		UploadedChunks:      p.uploaded.Load(),
 		DroppedQueueFull:    p.droppedQueue.Load(),
@@ -339,11 +352,16 @@ func (p *Pipeline) recover() error {
 	if s, ok := p.spool.maxSeq(); ok && s >= p.nextSeq {
 		p.nextSeq = s + 1
 	}
+	if err := p.requeueOnNewIdentity(); err != nil {
+		return err
+	}
 	if des, err := os.ReadDir(p.qdir); err == nil {
 		for _, de := range des {
 			if id, seq, _, ok := parseChunkName(de.Name()); ok {
+				p.statusMu.Lock() // Status may be read while Run recovers
 				p.quarantined++
 				p.noteQuarantine(id)
+				p.statusMu.Unlock()
 				if seq >= p.nextSeq {
 					p.nextSeq = seq + 1
 				}
@@ -368,34 +386,95 @@ func (p *Pipeline) recover() error {
 			return err
 		}
 	}
-	return nil
+	p.seqLimit = p.nextSeq
+	for _, o := range p.orphans {
+		if o.seq, err = p.reserveSeq(); err != nil {
+			return err
+		}
+		p.full = append(p.full, o)
+	}
+	p.orphans = nil
+	return p.spoolFull(0)
 }
 
-// recoverJournal closes a journal found at start. A kill -9 can leave a torn
-// last line (written but not fsynced, so never acknowledged): it is cut off.
-func (p *Pipeline) recoverJournal(id string, seq uint64) error {
-	path := filepath.Join(p.jdir, id+".ndjson")
-	b, err := os.ReadFile(path)
+// identityFile keeps a digest of the endpoint and token chunks were last
+// uploaded with.
+const identityFile = "upload-identity"
+
+// requeueOnNewIdentity puts quarantined chunks back in the spool when the
+// endpoint or the token changed since the last run (or was never recorded):
+// a chunk refused under a wrong token or by the wrong console is not a bad
+// chunk, and the new one may take it.
+func (p *Pipeline) requeueOnNewIdentity() error {
+	if p.cfg.Endpoint == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(p.cfg.Endpoint + "\n" + p.cfg.Token))
+	id := hex.EncodeToString(sum[:16])
+	path := filepath.Join(p.cfg.Dir, identityFile)
+	old, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(old)) == id {
+		return nil
+	}
+	n, err := p.moveQuarantined()
 	if err != nil {
-		return fmt.Errorf("telemetry: read journal: %w", err)
+		return err
 	}
-	end := bytes.LastIndexByte(b, '\n') + 1
-	if end != len(b) {
-		p.cfg.Log.Warn("telemetry journal ends in a torn line; dropping it", "journal", path, "bytes", len(b)-end)
+	if n > 0 {
+		p.cfg.Log.Info("telemetry endpoint or token changed: quarantined chunks queued for upload again", "chunks", n)
 	}
-	if end == 0 {
-		return os.Remove(path)
+	return writeFileSync(path, []byte(id+"\n"))
+}
+
+// Requeue moves every quarantined chunk back into the spool, to be uploaded
+// again in order (`netward telemetry requeue`, admin). It returns how many.
+func (p *Pipeline) Requeue() (int, error) {
+	n, err := p.moveQuarantined()
+	if n > 0 {
+		p.cfg.Log.Info("quarantined telemetry chunks queued for upload again", "chunks", n)
+		select {
+		case p.spoolSig <- struct{}{}:
+		default:
+		}
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	return n, err
+}
+
+// moveQuarantined renames the quarantined chunks into the spool.
+func (p *Pipeline) moveQuarantined() (int, error) {
+	des, err := os.ReadDir(p.qdir)
 	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("telemetry: %w", err)
 	}
-	if err := f.Truncate(int64(end)); err != nil {
-		f.Close()
-		return fmt.Errorf("telemetry: %w", err)
+	n := 0
+	for _, de := range des {
+		id, seq, records, ok := parseChunkName(de.Name())
+		if !ok {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		if err := os.Rename(filepath.Join(p.qdir, de.Name()), filepath.Join(p.spool.dir, de.Name())); err != nil {
+			return n, fmt.Errorf("telemetry: requeue chunk %s: %w", id, err)
+		}
+		p.spool.insert(&chunkEntry{id: id, seq: seq, records: records, size: fi.Size()})
+		n++
 	}
-	oc := &openChunk{id: id, seq: seq, f: f, records: int64(bytes.Count(b[:end], []byte{'\n'})), bytes: int64(end)}
-	return p.closeChunk(oc)
+	if n > 0 {
+		if err := syncDir(p.spool.dir); err != nil {
+			return n, fmt.Errorf("telemetry: %w", err)
+		}
+		p.statusMu.Lock()
+		p.quarantined = max(p.quarantined-n, 0)
+		p.quarantinedIDs = nil
+		p.statusMu.Unlock()
+	}
+	return n, nil
 }
 
 func (p *Pipeline) writeLoop(ctx context.Context) error {
@@ -407,10 +486,11 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 			// Clean stop: everything accepted so far reaches the disk. The
 			// open journal stays and becomes a chunk at the next start.
 			err := p.commit(true)
-			if p.open != nil {
-				p.open.f.Close()
-				p.open = nil
+			if cerr := p.closeCur(); err == nil {
+				err = cerr
 			}
+			p.open = nil
+			p.journaled.Store(0) // what is left is read again at the next start
 			return err
 		case <-p.wake:
 			// Producers filled a quarter of the queue (or Flush asked):
@@ -431,16 +511,25 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 	}
 }
 
-// commit moves the queue into the journal, fsyncs it (group commit), closes
-// chunks that are full or old, and wakes Flush callers.
+// commit moves the queue into the journals, makes them durable (one group
+// fsync), compresses the complete chunks into the spool, and wakes Flush
+// callers.
+//
+// The whole batch reaches the journals first — write(2) only, for any chunk
+// size — so a kill -9 loses no record the writer has taken, and a sync makes
+// all of them durable at once; only then are complete chunks compressed and
+// spooled, with their fsyncs grouped too. (Closing each small chunk with its
+// own fsyncs before writing the next held most of a burst in memory for
+// seconds: issue 20 #3.)
 //
 // sync=false skips the fsync unless a Flush caller is waiting; the periodic
-// commit always fsyncs, which bounds what a kill -9 can lose.
+// commit always fsyncs, which bounds what a power loss can lose.
 func (p *Pipeline) commit(sync bool) error {
 	p.mu.Lock()
 	batch := p.queue
 	p.queue = p.spare[:0]
 	p.spare = nil
+	p.inflight.Store(int64(len(batch)))
 	refused := p.refused
 	p.refused = 0
 	waiters := p.waiters
@@ -452,14 +541,26 @@ func (p *Pipeline) commit(sync bool) error {
 	}
 	written, err := p.writeBatch(batch)
 	if err == nil && p.open != nil && p.cfg.Now().Sub(p.open.first) >= p.cfg.ChunkInterval {
-		err = p.closeOpen()
+		err = p.completeChunk()
 	}
 	if err == nil {
 		err = p.writeGaps()
 	}
-	if err == nil && p.open != nil && (sync || len(waiters) > 0) {
-		if err = p.open.w.Flush(); err == nil {
-			err = p.open.f.Sync()
+	if err == nil {
+		err = p.flushJournal() // out of this process: a kill -9 cannot lose it
+	}
+	if err == nil && (sync || len(waiters) > 0) {
+		err = p.syncJournals()
+	}
+	if err == nil {
+		err = p.spoolFull(p.cfg.CommitInterval / 2)
+	}
+	if err == nil {
+		// Gap records for what a full spool evicted, at the head of the
+		// next chunk.
+		err = p.writeGaps()
+		if err == nil {
+			err = p.flushJournal()
 		}
 	}
 	if err != nil {
@@ -467,6 +568,7 @@ func (p *Pipeline) commit(sync bool) error {
 		// lost on a transient disk error; the queue bound still applies.
 		p.mu.Lock()
 		p.queue = append(batch[written:], p.queue...)
+		p.inflight.Store(0)
 		p.waiters = append(waiters, p.waiters...)
 		p.mu.Unlock()
 		return err
@@ -474,6 +576,7 @@ func (p *Pipeline) commit(sync bool) error {
 	clear(batch)
 	p.mu.Lock()
 	p.spare = batch[:0]
+	p.inflight.Store(0)
 	p.mu.Unlock()
 	for _, w := range waiters {
 		close(w)
@@ -487,6 +590,7 @@ func (p *Pipeline) writeBatch(batch []Record) (int, error) {
 		if err := p.writeRecord(batch[i]); err != nil {
 			return i, err
 		}
+		p.inflight.Add(-1) // journaled now (counted there)
 	}
 	return len(batch), nil
 }
@@ -513,7 +617,7 @@ func (p *Pipeline) writeRecord(rec Record) error {
 		p.line = append(AppendJSON(p.line[:0], r), '\n')
 	}
 	if p.open != nil && p.open.records > 0 && p.open.bytes+int64(len(p.line)) > p.cfg.ChunkBytes {
-		if err := p.closeOpen(); err != nil {
+		if err := p.completeChunk(); err != nil {
 			return err
 		}
 		if err := p.writeGaps(); err != nil {
@@ -525,26 +629,8 @@ func (p *Pipeline) writeRecord(rec Record) error {
 		return err
 	}
 	if p.open.records >= int64(p.cfg.ChunkRecords) {
-		return p.closeOpen()
+		return p.completeChunk()
 	}
-	return nil
-}
-
-func (p *Pipeline) appendLine(line []byte) error {
-	if p.open == nil {
-		if err := p.openNew(); err != nil {
-			return err
-		}
-	}
-	if _, err := p.open.w.Write(line); err != nil {
-		return fmt.Errorf("telemetry: write journal: %w", err)
-	}
-	if p.open.records == 0 {
-		p.open.first = p.cfg.Now()
-	}
-	p.open.records++
-	p.open.bytes += int64(len(line))
-	p.openRecords.Store(p.open.records)
 	return nil
 }
 
@@ -561,98 +647,6 @@ func (p *Pipeline) writeGaps() error {
 			return err
 		}
 		delete(p.pendingGap, reason)
-	}
-	return nil
-}
-
-func (p *Pipeline) openNew() error {
-	seq := p.nextSeq
-	// Persist the next sequence number before using this one, so a chunk id
-	// is never reused even after every chunk has been uploaded and deleted.
-	if err := writeFileSync(filepath.Join(p.cfg.Dir, "seq"), []byte(strconv.FormatUint(seq+1, 10))); err != nil {
-		return err
-	}
-	p.nextSeq++
-	id := formatChunkID(p.instance, seq)
-	f, err := os.OpenFile(filepath.Join(p.jdir, id+".ndjson"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("telemetry: open journal: %w", err)
-	}
-	if err := syncDir(p.jdir); err != nil {
-		f.Close()
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	p.open = &openChunk{id: id, seq: seq, f: f, w: bufio.NewWriterSize(f, 64<<10)}
-	return nil
-}
-
-func (p *Pipeline) closeOpen() error {
-	oc := p.open
-	if err := oc.w.Flush(); err != nil {
-		return fmt.Errorf("telemetry: write journal: %w", err)
-	}
-	if err := p.closeChunk(oc); err != nil {
-		return err
-	}
-	p.open = nil
-	p.openRecords.Store(0)
-	return nil
-}
-
-// closeChunk compresses the journal of oc into the spool (temp file, fsync,
-// rename, fsync dir) and only then removes the journal, so a crash at any
-// point leaves the records in one place or the other, never in neither.
-func (p *Pipeline) closeChunk(oc *openChunk) error {
-	jpath := filepath.Join(p.jdir, oc.id+".ndjson")
-	oc.f.Close()
-	src, err := os.Open(jpath)
-	if err != nil {
-		return fmt.Errorf("telemetry: reopen journal: %w", err)
-	}
-	defer src.Close()
-	e := &chunkEntry{id: oc.id, seq: oc.seq, records: oc.records}
-	tmp := filepath.Join(p.spool.dir, e.name()+".tmp")
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("telemetry: create spool file: %w", err)
-	}
-	p.gz.Reset(dst)
-	_, err = io.Copy(p.gz, io.LimitReader(src, oc.bytes))
-	if err == nil {
-		err = p.gz.Close()
-	}
-	if err == nil {
-		err = dst.Sync()
-	}
-	if fi, serr := dst.Stat(); serr == nil {
-		e.size = fi.Size()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(p.spool.dir, e.name()))
-	}
-	if err == nil {
-		err = syncDir(p.spool.dir)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("telemetry: spool chunk %s: %w (is the disk full?)", oc.id, err)
-	}
-	if err := os.Remove(jpath); err != nil {
-		return fmt.Errorf("telemetry: remove journal: %w", err)
-	}
-	lostRecs, lostChunks := p.spool.add(e)
-	if lostChunks > 0 {
-		p.pendingGap[GapSpoolFull] += lostRecs
-		p.droppedRecs.Add(lostRecs)
-		p.droppedChunks.Add(lostChunks)
-		p.cfg.Log.Warn("telemetry spool full; dropped the oldest chunks", "chunks", lostChunks, "records", lostRecs, "limitBytes", p.cfg.SpoolBytes)
-	}
-	select {
-	case p.spoolSig <- struct{}{}:
-	default:
 	}
 	return nil
 }

@@ -1,11 +1,16 @@
 package telemetry
 
 import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,8 +115,11 @@ func (s *spool) maxSeq() (uint64, bool) {
 
 // add registers a chunk file already renamed into the spool and evicts the
 // oldest unleased chunks while the spool is over its limit. It returns what
-// was evicted so the caller can write a gap record.
-func (s *spool) add(e *chunkEntry) (lostRecords, lostChunks int64) {
+// was evicted so the caller can write a gap record: the records lost (gap
+// lines not counted: they are not records) and, by reason, the losses the
+// evicted chunks' gap records announced, which the caller announces again —
+// a gap record is never lost with the chunk that held it.
+func (s *spool) add(e *chunkEntry) (lostRecords, lostChunks int64, carried map[string]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.entries = append(s.entries, e)
@@ -125,15 +133,78 @@ func (s *spool) add(e *chunkEntry) (lostRecords, lostChunks int64) {
 			break
 		}
 		old := s.entries[i]
-		if err := os.Remove(filepath.Join(s.dir, old.name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		path := filepath.Join(s.dir, old.name())
+		gapLines, gaps, gerr := gapsIn(path)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			break
 		}
 		s.entries = append(s.entries[:i], s.entries[i+1:]...)
 		s.total -= old.size
-		lostRecords += old.records
 		lostChunks++
+		if gerr != nil {
+			// Unreadable: every line counts as lost, as before.
+			lostRecords += old.records
+			continue
+		}
+		lostRecords += old.records - gapLines
+		for reason, n := range gaps {
+			if carried == nil {
+				carried = map[string]int64{}
+			}
+			carried[reason] += n
+		}
 	}
-	return lostRecords, lostChunks
+	return lostRecords, lostChunks, carried
+}
+
+// gapsIn reads a spooled chunk's gap records: how many lines they are and the
+// losses they announce by reason.
+func gapsIn(path string) (lines int64, lost map[string]int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return 0, nil, err
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine+1)
+	marker := []byte(`"` + ActionTelemetryGap + `"`)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, marker) {
+			continue
+		}
+		var g struct {
+			ActionType  string
+			LostRecords int64
+			GapReason   string
+		}
+		if json.Unmarshal(line, &g) != nil || g.ActionType != ActionTelemetryGap {
+			continue
+		}
+		if lost == nil {
+			lost = map[string]int64{}
+		}
+		lines++
+		lost[g.GapReason] += g.LostRecords
+	}
+	return lines, lost, sc.Err()
+}
+
+// insert registers a chunk moved back into the spool (from quarantine) at
+// its place in upload order. Nothing is evicted for it.
+func (s *spool) insert(e *chunkEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sort.Search(len(s.entries), func(i int) bool { return s.entries[i].seq >= e.seq })
+	if i < len(s.entries) && s.entries[i].id == e.id {
+		return
+	}
+	s.entries = slices.Insert(s.entries, i, e)
+	s.total += e.size
 }
 
 // lease returns the oldest chunk and marks it as being uploaded.
@@ -206,6 +277,28 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
 		return err
+	}
+	return nil
+}
+
+// fsyncEach fsyncs each file; files already removed (a chunk uploaded
+// meanwhile) are skipped.
+func fsyncEach(paths []string) error {
+	for _, p := range paths {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -45,6 +45,12 @@ func (p *Pipeline) uploadLoop(ctx context.Context) {
 			p.lastUpload.Store(p.cfg.Now().UnixNano())
 			attempt = 0
 			continue
+		case err == nil && (code == http.StatusUnauthorized || code == http.StatusForbidden):
+			// The device's token (or the endpoint) is wrong: a configuration
+			// error, the same for every chunk. Keep the chunk and retry
+			// with backoff until the token is fixed; quarantining would
+			// park every chunk for good.
+			err = fmt.Errorf("collector refused the device token (HTTP %d); fix it (netward enroll, or indicators.tokenFile) and restart the agent; the chunks are kept", code)
 		case err == nil && code/100 == 4 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
 			p.spool.release(e.id)
 			qerr := p.spool.remove(e.id, p.qdir)
@@ -70,7 +76,11 @@ func (p *Pipeline) uploadLoop(ctx context.Context) {
 			delay = retryAfter
 		}
 		attempt++
-		p.cfg.Log.Warn("telemetry upload failed; will retry", "chunk", e.id, "err", err, "retryIn", delay)
+		args := []any{"chunk", e.id, "err", err, "retryIn", delay}
+		if code != 0 {
+			args = append(args, "status", code)
+		}
+		p.cfg.Log.Warn("telemetry upload failed; will retry", args...)
 		if p.cfg.sleep(ctx, delay) != nil {
 			return
 		}

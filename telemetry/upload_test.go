@@ -244,3 +244,83 @@ func TestUploadVerifiesTLS(t *testing.T) {
 	p2, _ := startPipeline(t, cfg)
 	e2e.WaitFor(t, "upload over verified TLS", 30*time.Second, func() bool { return p2.Status().UploadedChunks == 1 })
 }
+
+// TestUploadWrongTokenKeepsChunks: a 401 is a configuration error: the
+// chunks stay in the spool (retried with backoff), none is quarantined; and
+// chunks an older agent quarantined under the wrong token are queued again
+// at the first start with another token, and all arrive once (issue 20 #10).
+func TestUploadWrongTokenKeepsChunks(t *testing.T) {
+	cdir := t.TempDir()
+	coll, _ := NewCollector(CollectorConfig{Dir: cdir, Authorize: TokenAuthorizer("secret")})
+	srv := httptest.NewServer(coll)
+	defer srv.Close()
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, DeviceID: "dev-1", Endpoint: srv.URL, Token: "wrong", ChunkRecords: 10,
+		RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond}
+	p, stop := startPipeline(t, cfg)
+	for i := range 30 {
+		p.Add(rec(i))
+	}
+	flush(t, p)
+	e2e.WaitFor(t, "the token refusal", 30*time.Second, func() bool {
+		s := p.Status()
+		return s.SpoolChunks == 3 && strings.Contains(s.LastError, "refused the device token (HTTP 401)")
+	})
+	if s := p.Status(); s.Quarantined != 0 || s.UploadedChunks != 0 {
+		t.Errorf("status = %+v, want the 3 chunks kept in the spool, none quarantined", s)
+	}
+	stop()
+
+	// What an older agent left: every chunk quarantined under the wrong
+	// token.
+	spool := filepath.Join(dir, "spool")
+	des, _ := os.ReadDir(spool)
+	for _, de := range des {
+		if err := os.Rename(filepath.Join(spool, de.Name()), filepath.Join(dir, "quarantine", de.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same token again: nothing changes, the chunks stay parked.
+	p2, stop2 := startPipeline(t, cfg)
+	e2e.WaitFor(t, "the quarantine read", 30*time.Second, func() bool { return p2.Status().Quarantined == 3 })
+	if s := p2.Status(); s.Quarantined != 3 || s.SpoolChunks != 0 {
+		t.Errorf("restart with the same token: status %+v, want 3 quarantined", s)
+	}
+	stop2()
+	// The token is fixed: they are queued again and uploaded.
+	cfg.Token = "secret"
+	p3, _ := startPipeline(t, cfg)
+	e2e.WaitFor(t, "the requeued chunks uploaded", 30*time.Second, func() bool { return p3.Status().UploadedChunks == 3 })
+	counts, _ := collected(t, cdir)
+	checkExactlyOnce(t, counts, 30)
+	if s := p3.Status(); s.Quarantined != 0 {
+		t.Errorf("status after the requeue = %+v, want nothing quarantined", s)
+	}
+}
+
+// TestRequeueQuarantined: the admin's requeue (netward telemetry requeue)
+// sends a chunk the collector refused once with 400 again, in order.
+func TestRequeueQuarantined(t *testing.T) {
+	cdir := t.TempDir()
+	coll, _ := NewCollector(CollectorConfig{Dir: cdir, Authorize: TokenAuthorizer("secret")})
+	f := &faulty{real: coll, mode: "400"}
+	f.left.Store(1)
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	p, _ := startPipeline(t, Config{Dir: t.TempDir(), DeviceID: "dev-1", Endpoint: srv.URL, Token: "secret", ChunkRecords: 10})
+	for i := range 30 {
+		p.Add(rec(i))
+	}
+	flush(t, p)
+	e2e.WaitFor(t, "the other chunks uploaded", 30*time.Second, func() bool { return p.Status().UploadedChunks == 2 && p.Status().Quarantined == 1 })
+	n, err := p.Requeue()
+	if err != nil || n != 1 {
+		t.Fatalf("Requeue = %d, %v; want 1", n, err)
+	}
+	e2e.WaitFor(t, "the requeued chunk uploaded", 30*time.Second, func() bool { return p.Status().UploadedChunks == 3 })
+	counts, _ := collected(t, cdir)
+	checkExactlyOnce(t, counts, 30)
+	if s := p.Status(); s.Quarantined != 0 || len(s.QuarantinedIDs) != 0 {
+		t.Errorf("status = %+v, want nothing quarantined", s)
+	}
+}

@@ -101,7 +101,14 @@ func NewEntry(m filter.Match, name, user, how string, now time.Time, d time.Dura
 		return Entry{}, fmt.Errorf("bypass duration %v is not positive", d)
 	}
 	created := now.UTC().Truncate(time.Second)
-	e := Entry{User: user, Name: name, Created: created, Expires: created.Add(d), Who: user, How: how,
+	// A fractional duration (bypassDurationHours 0.0001 is 0.36 s) would
+	// leave a sub-second expiry: cut it to the second too, keeping at least
+	// one second so the bypass exists at all.
+	expires := created.Add(d).Truncate(time.Second)
+	if !expires.After(created) {
+		expires = created.Add(time.Second)
+	}
+	e := Entry{User: user, Name: name, Created: created, Expires: expires, Who: user, How: how,
 		IndicatorID: m.Rule.ID}
 	if e.Who == "" {
 		e.Who = "device"

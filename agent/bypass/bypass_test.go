@@ -315,3 +315,27 @@ func TestPruneAndOnChange(t *testing.T) {
 		t.Errorf("a Prune that removes nothing: %d removed, %d changes announced", n, changes-opened-3)
 	}
 }
+
+// TestNewEntryExpiryToTheSecond: a fractional duration (a feed's
+// bypassDurationHours of 0.0001 is 360 ms) still gives an expiry on a whole
+// second, as docs/warn.md says, and never one at or before the creation.
+func TestNewEntryExpiryToTheSecond(t *testing.T) {
+	now := t0.Add(700 * time.Millisecond)
+	for _, tc := range []struct {
+		d    time.Duration
+		want time.Duration // after t0
+	}{
+		{1500 * time.Millisecond, time.Second},
+		{360 * time.Millisecond, time.Second},
+		{time.Duration(0.25 * float64(time.Hour)), 15 * time.Minute},
+		{2*time.Hour + 999*time.Millisecond, 2 * time.Hour},
+	} {
+		e, err := NewEntry(warn(plain), "warned.test", "", HowCLI, now, tc.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !e.Created.Equal(t0) || !e.Expires.Equal(t0.Add(tc.want)) || e.Expires.Nanosecond() != 0 {
+			t.Errorf("duration %v: created %v expires %v, want %v and %v", tc.d, e.Created, e.Expires, t0, t0.Add(tc.want))
+		}
+	}
+}

@@ -38,19 +38,50 @@ func (p permChecker) check(cfg *Config) error {
 	if cfg.DataDir != "" {
 		// The data directory may not exist yet (the agent creates it): check
 		// the nearest existing ancestor instead.
-		dir := filepath.Clean(cfg.DataDir)
-		for {
-			_, err := os.Lstat(dir)
-			if err == nil || !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
-				break
-			}
-			dir = filepath.Dir(dir)
+		if err := p.checkTree(nearestExisting(cfg.DataDir), "data directory"); err != nil {
+			errs = append(errs, err)
 		}
-		if err := p.checkTree(dir, "data directory"); err != nil {
+	}
+	// A file:// indicator source decides what is blocked (and its settings
+	// the mode): the same rule as the config file. It may not exist yet
+	// (status then says so): its nearest existing directory is checked.
+	if path, ok := FileSourcePath(cfg.Indicators.Source); ok {
+		if err := p.checkTree(nearestExisting(path), "indicator file"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The token file is the device's credential: nobody else may change it,
+	// and nobody else may read it.
+	if tf := cfg.Indicators.TokenFile; tf != "" {
+		if err := p.checkTree(nearestExisting(tf), "token file"); err != nil {
+			errs = append(errs, err)
+		} else if err := p.checkSecret(tf); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkSecret refuses a credential file that others (or a group other than
+// root's) can read. A missing file is not an error here: the agent reports
+// an unreadable token when it uses it.
+func (p permChecker) checkSecret(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("token file %s: %w", path, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o004 != 0 || (perm&0o040 != 0 && st.Gid != 0 && st.Gid != p.trusted) {
+		return fmt.Errorf("token file %s is readable by other users (mode %04o): it is the device's credential for the console; fix with: chmod 600 %s", path, perm, path)
+	}
+	return nil
 }
 
 // checkTree checks path and each of its parent directories.

@@ -57,6 +57,26 @@ func TestCheckPermissions(t *testing.T) {
 			}
 			return &Config{Path: link}
 		}, "chmod go-w ROOT/shared/real.json"},
+		// issue 20 #2: a world-writable indicator file let a user set
+		// "mode": "off"; a 0644 token file leaked the device's credential.
+		{"indicator file writable by others", func(t *testing.T, root string) *Config {
+			return &Config{Indicators: Indicators{Source: "file://" + file(t, root, "ind.json", 0o666)}}
+		}, "indicator file ROOT/ind.json is writable by group or others (mode 0666)"},
+		{"indicator file under a writable directory", func(t *testing.T, root string) *Config {
+			return &Config{Indicators: Indicators{Source: "file://" + filepath.Join(dir(t, root, "feed", 0o777), "ind.json")}}
+		}, "chmod go-w ROOT/feed"},
+		{"private indicator file", func(t *testing.T, root string) *Config {
+			return &Config{Indicators: Indicators{Source: "file://" + file(t, root, "ind.json", 0o644)}}
+		}, ""},
+		{"token file readable by others", func(t *testing.T, root string) *Config {
+			return &Config{Indicators: Indicators{TokenFile: file(t, root, "token", 0o644)}}
+		}, "token file ROOT/token is readable by other users (mode 0644)"},
+		{"token file writable by group", func(t *testing.T, root string) *Config {
+			return &Config{Indicators: Indicators{TokenFile: file(t, root, "token", 0o620)}}
+		}, "token file ROOT/token is writable by group or others"},
+		{"private token file", func(t *testing.T, root string) *Config {
+			return &Config{Indicators: Indicators{TokenFile: file(t, root, "token", 0o600)}}
+		}, ""},
 		{"missing config file", func(t *testing.T, root string) *Config {
 			return &Config{Path: filepath.Join(root, "absent.json")}
 		}, "no such file"},
@@ -100,6 +120,26 @@ func TestCheckPermissionsOwner(t *testing.T) {
 	err = CheckPermissions(&Config{Path: p, DataDir: d})
 	if err == nil || !strings.Contains(err.Error(), "data directory "+d+" is owned by uid 65534") {
 		t.Fatalf("CheckPermissions = %v, want the data directory refused", err)
+	}
+}
+
+// TestCheckPermissionsSourceOwner: an indicator file or a token file owned
+// by a real other user (uid 65534) is refused as root, as the config is.
+func TestCheckPermissionsSourceOwner(t *testing.T) {
+	e2e.Require(t) // changing a file's owner needs root
+	root := t.TempDir()
+	ind := file(t, root, "indicators.json", 0o644)
+	tok := file(t, root, "token", 0o600)
+	for _, p := range []string{ind, tok} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := CheckPermissions(&Config{Indicators: Indicators{Source: "file://" + ind, TokenFile: tok}})
+	for _, want := range []string{"indicator file " + ind + " is owned by uid 65534", "token file " + tok + " is owned by uid 65534"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckPermissions = %v, want %q", err, want)
+		}
 	}
 }
 

@@ -38,6 +38,19 @@ func CheckPermissions(cfg *Config) error {
 			errs = append(errs, err)
 		}
 	}
+	// The file:// indicator source and the token file follow the same rule
+	// (see perms_linux.go). Who may read the token file is not checked on
+	// Windows yet: install locks down the data directory it lives in.
+	if path, ok := FileSourcePath(cfg.Indicators.Source); ok {
+		if err := checkTreeACL(nearestExisting(path), "indicator file"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if tf := cfg.Indicators.TokenFile; tf != "" {
+		if err := checkTreeACL(nearestExisting(tf), "token file"); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

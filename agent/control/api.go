@@ -44,6 +44,20 @@ type Backend interface {
 	Reload(ctx context.Context) error
 }
 
+// Requeuer is a Backend that can queue quarantined telemetry chunks for
+// upload again (POST /v1/telemetry/requeue); a Backend without it answers
+// 501.
+type Requeuer interface {
+	// RequeueTelemetry moves every quarantined chunk back into the spool
+	// and returns how many.
+	RequeueTelemetry() (int, error)
+}
+
+// RequeueResult is the answer to a requeue.
+type RequeueResult struct {
+	Requeued int `json:"requeued"`
+}
+
 // ErrNotSupported is returned by a Backend for a call this build cannot do.
 var ErrNotSupported = errors.New("not supported by this agent")
 
@@ -94,6 +108,10 @@ type Status struct {
 	Telemetry *TelemetryStatus `json:"telemetry,omitempty"`
 	// Errors are the most recent component errors, newest first.
 	Errors []ErrorEntry `json:"errors"`
+	// Warnings are what the configuration exposes in clear text (an
+	// http:// feed without a public key, an http:// telemetry endpoint),
+	// for as long as it does.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // IndicatorStatus describes the indicator set in force.

@@ -187,6 +187,13 @@ func (c *Client) Reload(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/reload", nil, nil, nil)
 }
 
+// RequeueTelemetry queues the quarantined telemetry chunks for upload again
+// (admin).
+func (c *Client) RequeueTelemetry(ctx context.Context) (RequeueResult, error) {
+	var r RequeueResult
+	return r, c.do(ctx, http.MethodPost, "/v1/telemetry/requeue", nil, nil, &r)
+}
+
 // Events calls fn with each stored event since (a duration back or RFC 3339
 // time, "" for all), then, with follow, each new one until ctx ends. A
 // stream the agent had to cut off returns an error saying how many events

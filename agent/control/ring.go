@@ -36,6 +36,8 @@ const (
 	DefaultRingSize    = 4096
 	DefaultFollowerBuf = 1024
 	maxFollowers       = 32
+	// adminFollowers of them are kept for root / Administrators.
+	adminFollowers = 8
 )
 
 // NewRing returns a ring holding size records (DefaultRingSize if <= 0).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/netward/netward/agent/bypass"
 	"github.com/netward/netward/internal/guard"
+	"github.com/netward/netward/telemetry"
 )
 
 // Config configures a Server.
@@ -27,8 +28,18 @@ type Config struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 	// MaxConns bounds concurrent connections (default 64): the socket is
-	// open to every local user.
-	MaxConns int
+	// open to every local user. AdminConns of them (default 16) only root /
+	// Administrators may take, UserConns (default 8) is what one non-admin
+	// account may hold, and UserFollows (default 4) how many of those may
+	// be `events --follow` streams: one user cannot lock root or other
+	// users out.
+	MaxConns    int
+	AdminConns  int
+	UserConns   int
+	UserFollows int
+	// IdleTimeout closes a keep-alive connection idle this long (default
+	// 5s): an idle connection holds one of its user's slots.
+	IdleTimeout time.Duration
 	// Panics records a panic recovered while serving one request (the
 	// request gets a 500; the server goes on). Default: its own, logging
 	// to Log.
@@ -40,6 +51,15 @@ const (
 	maxBody        = 16 << 10
 	maxHeaderBytes = 16 << 10
 	defaultConns   = 64
+	defaultAdmin   = 16
+	defaultPerUser = 8
+	defaultFollows = 4
+	defaultIdle    = 5 * time.Second
+	// readTimeout bounds reading one request (headers and a ≤ 16 KiB body);
+	// writeTimeout one write of an answer or of an event line, so a client
+	// that stops reading cannot hold its slot forever.
+	readTimeout  = 10 * time.Second
+	writeTimeout = 10 * time.Second
 )
 
 // allowedHosts are the Host values the API answers. The client sends Host;
@@ -50,6 +70,10 @@ var allowedHosts = []string{Host, "localhost"}
 type Server struct {
 	cfg Config
 	mux *http.ServeMux
+
+	followMu sync.Mutex
+	follows  map[string]int // open follow streams by non-admin account
+	userFoll int            // their total
 }
 
 // New returns a server for cfg.
@@ -66,10 +90,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = defaultConns
 	}
+	if cfg.AdminConns <= 0 {
+		cfg.AdminConns = min(defaultAdmin, cfg.MaxConns/4)
+	}
+	if cfg.UserConns <= 0 {
+		cfg.UserConns = defaultPerUser
+	}
+	if cfg.UserFollows <= 0 {
+		cfg.UserFollows = defaultFollows
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = defaultIdle
+	}
 	if cfg.Panics == nil {
 		cfg.Panics = guard.New(cfg.Log)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), follows: map[string]int{}}
 	s.route("GET /v1/whoami", roleUser, s.whoami)
 	s.route("GET /v1/status", roleUser, s.status)
 	s.route("GET /v1/check", roleUser, s.check)
@@ -80,6 +116,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("PUT /v1/mode", roleAdmin, s.setMode)
 	s.route("DELETE /v1/mode", roleAdmin, s.clearMode)
 	s.route("POST /v1/reload", roleAdmin, s.reload)
+	s.route("POST /v1/telemetry/requeue", roleAdmin, s.requeue)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s; this agent serves the %s API", r.Method, r.URL.Path, APIVersion))
 	})
@@ -217,9 +254,13 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, p Peer) error {
 }
 
 func (s *Server) listBypasses(w http.ResponseWriter, r *http.Request, p Peer) error {
-	list := s.cfg.Backend.ListBypasses()
-	if list == nil {
-		list = []BypassInfo{}
+	list := []BypassInfo{}
+	for _, b := range s.cfg.Backend.ListBypasses() {
+		// A user sees their own bypasses; the others' (and the device's)
+		// are the admin's to see.
+		if p.Admin || (p.User != "" && b.User == p.User) {
+			list = append(list, b)
+		}
 	}
 	return writeJSON(w, http.StatusOK, list)
 }
@@ -304,6 +345,22 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request, p Peer) error {
 	}{true})
 }
 
+func (s *Server) requeue(w http.ResponseWriter, r *http.Request, p Peer) error {
+	rq, ok := s.cfg.Backend.(Requeuer)
+	if !ok {
+		return &httpError{http.StatusNotImplemented, "this agent cannot requeue telemetry chunks"}
+	}
+	n, err := rq.RequeueTelemetry()
+	if errors.Is(err, ErrNotSupported) {
+		return &httpError{http.StatusNotImplemented, err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	s.cfg.Log.Info("quarantined telemetry chunks requeued through the control API", "chunks", n, "by", p.User)
+	return writeJSON(w, http.StatusOK, RequeueResult{Requeued: n})
+}
+
 // ParseSince reads ?since=: a duration back from now ("10m") or an RFC 3339
 // time. "" means everything stored.
 func ParseSince(s string, now time.Time) (time.Time, error) {
@@ -337,13 +394,26 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p Peer) error {
 	enc := json.NewEncoder(w)
 	if !follow {
 		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
 		for _, rec := range s.cfg.Events.Since(since) {
+			if !visible(p, rec) {
+				continue
+			}
+			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := enc.Encode(rec); err != nil {
 				return nil // the reader went away
 			}
 		}
 		return nil
 	}
+	release, err := s.takeFollow(p)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// The stream outlives readTimeout: lift the read deadline, or the
+	// server's background read would end the request when it passes.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	backlog, sub, err := s.cfg.Events.Follow(since)
 	if err != nil {
 		return err
@@ -351,8 +421,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p Peer) error {
 	defer sub.Close()
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// Each write has its own deadline: a follower that stops reading is cut
+	// off instead of holding a slot (and a goroutine) forever.
+	send := func(rec telemetry.Record) error {
+		if !visible(p, rec) {
+			return nil
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		return enc.Encode(rec)
+	}
 	for _, rec := range backlog {
-		if enc.Encode(rec) != nil {
+		if send(rec) != nil {
 			return nil
 		}
 	}
@@ -364,7 +443,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p Peer) error {
 		case <-r.Context().Done():
 			return nil
 		case rec := <-sub.C:
-			if enc.Encode(rec) != nil || rc.Flush() != nil {
+			if send(rec) != nil || rc.Flush() != nil {
 				return nil
 			}
 		case <-sub.Done:
@@ -372,7 +451,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p Peer) error {
 			for {
 				select {
 				case rec := <-sub.C:
-					if enc.Encode(rec) != nil {
+					if send(rec) != nil {
 						return nil
 					}
 					continue
@@ -380,6 +459,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p Peer) error {
 				}
 				break
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if n := sub.Dropped(); n > 0 {
 				_ = enc.Encode(EventError{Error: "event reader too slow; the agent stopped following", Dropped: n})
 			}
@@ -389,15 +469,60 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p Peer) error {
 	}
 }
 
+// visible reports whether peer p may read rec: an admin reads every record,
+// a user only the records of their own account. Records without an account
+// (a DNS query from the system resolver, a connection nobody owns) are the
+// admin's: they tell what other users do.
+func visible(p Peer, rec telemetry.Record) bool {
+	return p.Admin || (p.User != "" && rec.InitiatingProcessAccountName == p.User)
+}
+
+// peerKey names a peer's account for the per-user limits.
+func accountKey(p Peer) string {
+	if !p.Known {
+		return "unknown"
+	}
+	return strconv.Itoa(p.UID)
+}
+
+// takeFollow counts a follow stream of p against its account's limit and the
+// users' share of the ring's followers (admins keep the rest).
+func (s *Server) takeFollow(p Peer) (func(), error) {
+	if p.Admin {
+		return func() {}, nil
+	}
+	k := accountKey(p)
+	s.followMu.Lock()
+	defer s.followMu.Unlock()
+	if s.follows[k] >= s.cfg.UserFollows {
+		return nil, &httpError{http.StatusTooManyRequests, fmt.Sprintf("user %s already follows events %d times, the most one user may; stop one 'netward events --follow' and retry", p.User, s.cfg.UserFollows)}
+	}
+	if s.userFoll >= maxFollowers-adminFollowers {
+		return nil, errTooManyFollowers
+	}
+	s.follows[k]++
+	s.userFoll++
+	return func() {
+		s.followMu.Lock()
+		defer s.followMu.Unlock()
+		if s.follows[k]--; s.follows[k] <= 0 {
+			delete(s.follows, k)
+		}
+		s.userFoll--
+	}, nil
+}
+
 // Serve serves the API on ln until ctx ends, then shuts down: follow streams
 // end with ctx, other requests get a few seconds to finish. ln's connections
 // should carry the peer identity (see Listen).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ln = &limitListener{Listener: ln, sem: make(chan struct{}, s.cfg.MaxConns)}
+	ln = &limitListener{Listener: ln, lim: newConnLimits(s.cfg), log: s.cfg.Log, refusing: make(chan struct{}, 16)}
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      0, // per write (writeJSON, events): follow streams are long
+		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ConnContext: func(c context.Context, conn net.Conn) context.Context {
@@ -455,20 +580,97 @@ func peerOf(c net.Conn) Peer {
 	return Peer{}
 }
 
-// limitListener bounds concurrent connections and attaches each one's peer
-// identity.
+// connLimits admits connections by the peer's account: admins up to
+// MaxConns in all, non-admins up to MaxConns-AdminConns together and
+// UserConns each. Accept never waits for a slot (a full listener must not
+// keep root waiting behind a user): a connection over its limit is answered
+// 503 and closed.
+type connLimits struct {
+	mu                  sync.Mutex
+	max, users, perUser int
+	total, userTotal    int
+	byAccount           map[string]int
+}
+
+func newConnLimits(cfg Config) *connLimits {
+	return &connLimits{max: cfg.MaxConns, users: max(cfg.MaxConns-cfg.AdminConns, 1), perUser: cfg.UserConns, byAccount: map[string]int{}}
+}
+
+// admit takes a slot for p, or says why not.
+func (l *connLimits) admit(p Peer) (release func(), refused string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= l.max {
+		return nil, fmt.Sprintf("the control API serves its maximum of %d connections; retry in a moment", l.max)
+	}
+	k := ""
+	if !p.Admin {
+		k = accountKey(p)
+		if l.byAccount[k] >= l.perUser {
+			return nil, fmt.Sprintf("user %s already has %d connections to the control API, the most one user may; close some and retry", p.User, l.perUser)
+		}
+		if l.userTotal >= l.users {
+			return nil, fmt.Sprintf("the control API serves its maximum of %d connections from users (the rest are kept for root/Administrators); retry in a moment", l.users)
+		}
+		l.byAccount[k]++
+		l.userTotal++
+	}
+	l.total++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.total--
+		if !p.Admin {
+			l.userTotal--
+			if l.byAccount[k]--; l.byAccount[k] <= 0 {
+				delete(l.byAccount, k)
+			}
+		}
+	}, ""
+}
+
+// limitListener admits connections by account (connLimits) and attaches each
+// one's peer identity.
 type limitListener struct {
 	net.Listener
-	sem chan struct{}
+	lim *connLimits
+	log *slog.Logger
+	// refusing bounds the connections being answered 503 at once.
+	refusing chan struct{}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		p := peerIdentity(c)
+		rel, why := l.lim.admit(p)
+		if why == "" {
+			return &peerConn{Conn: c, peer: p, rel: rel}, nil
+		}
+		l.log.Debug("control API connection refused", "peer", p.User, "why", why)
+		go l.refuse(c, why)
 	}
-	p := peerIdentity(c)
-	return &peerConn{Conn: c, peer: p, rel: func() { <-l.sem }}, nil
+}
+
+// refuse answers a connection over its limit with a 503 and closes it. It
+// reads the request first (briefly), so the client sees the answer rather
+// than a reset while it writes.
+func (l *limitListener) refuse(c net.Conn, why string) {
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		c.Close() // a flood: no answer, no goroutine
+		return
+	}
+	defer func() { <-l.refusing }()
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 4096)
+	_, _ = c.Read(buf)
+	body, _ := json.Marshal(apiError{Error: why})
+	body = append(body, '\n')
+	_, _ = fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 }

@@ -33,9 +33,11 @@ type Config struct {
 	// Agent is ConfigFile parsed (nil for the default); its dataDir and control
 	// socket decide which extra paths the unit must make writable.
 	Agent *config.Config
-	// PostInstall, if set, configures what the service library cannot,
-	// right after Install: the service named name and the directories dirs
-	// that install locks down (winsvc.PostInstall on Windows).
+	// PostInstall configures what the service library cannot, right after
+	// Install: the service named name and the directories dirs that install
+	// locks down (winsvc.PostInstall: recovery actions and DACLs on Windows,
+	// nothing elsewhere). Required by Install: a service installed without
+	// it on Windows would run with the data directory open to users.
 	PostInstall func(name string, dirs []string) error
 }
 
@@ -152,11 +154,12 @@ func (m *Manager) Unit() string { return m.unit }
 
 // Install registers the service to start at boot; it does not start it.
 func (m *Manager) Install() error {
+	if m.cfg.PostInstall == nil {
+		// Refused before anything changes: the lock-down is not optional.
+		return errors.New("service install: no post-install step (svc.Config.PostInstall) was given; this is a bug in the caller, which must pass winsvc.PostInstall")
+	}
 	if err := m.s.Install(); err != nil {
 		return explain("install", err)
-	}
-	if m.cfg.PostInstall == nil {
-		return nil
 	}
 	if err := m.cfg.PostInstall(Name, m.dirs()); err != nil {
 		return fmt.Errorf("service installed, but configuring it failed: %w; run `netward uninstall` and try again", err)

@@ -250,3 +250,14 @@ func TestManagerDirs(t *testing.T) {
 		})
 	}
 }
+
+// TestInstallRequiresPostInstall: Install refuses, before touching the
+// service manager, when the caller gave no post-install step (the Windows
+// lock-down used to be an optional hook; review of issue 15, finding 4).
+func TestInstallRequiresPostInstall(t *testing.T) {
+	m := &Manager{} // no service library: Install must not reach it
+	err := m.Install()
+	if err == nil || !strings.Contains(err.Error(), "PostInstall") {
+		t.Fatalf("Install without PostInstall = %v, want a refusal naming PostInstall", err)
+	}
+}

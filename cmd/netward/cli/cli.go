@@ -83,6 +83,7 @@ func commands() []*command {
 		restartCommand(),
 		cleanupCommand(),
 		enrollCommand(),
+		telemetryCommand(),
 	}
 }
 

@@ -201,3 +201,14 @@ func TestPrintStatusFreshness(t *testing.T) {
 		t.Errorf("file source shows freshness:\n%s", b.String())
 	}
 }
+
+// TestPrintStatusWarnings: the configuration's clear-text warnings show in
+// `netward status` (issue 20 #7).
+func TestPrintStatusWarnings(t *testing.T) {
+	st := control.Status{Version: "1", Mode: "block", Warnings: []string{"telemetry.endpoint http://console.example is plain http://"}}
+	var b strings.Builder
+	printStatus(&b, st)
+	if !strings.Contains(b.String(), "WARNING") || !strings.Contains(b.String(), "telemetry.endpoint http://console.example is plain http://") {
+		t.Errorf("status lacks the warning:\n%s", b.String())
+	}
+}

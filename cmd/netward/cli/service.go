@@ -37,7 +37,7 @@ func installCommand() *command {
 		if *demo && *cfgPath != "" {
 			return usageErrorf("--config and --demo exclude each other")
 		}
-		sc := svc.Config{PostInstall: winsvc.PostInstall}
+		sc := installConfig()
 		if *cfgPath != "" {
 			abs, err := filepath.Abs(*cfgPath)
 			if err != nil {
@@ -155,6 +155,11 @@ func stopCommand() *command {
 	return controlCommand("stop", "Stop the netward service (its rules are removed on stop).", "sudo netward stop", "Stopped the netward service.",
 		(*svc.Manager).Stop)
 }
+
+// installConfig is the service configuration install starts from: the
+// Windows lock-down (recovery actions, DACLs on the data directories) is
+// wired here and nowhere else, and a test pins it.
+func installConfig() svc.Config { return svc.Config{PostInstall: winsvc.PostInstall} }
 
 func restartCommand() *command {
 	return controlCommand("restart", "Restart the netward service.", "sudo netward restart", "Restarted the netward service.",

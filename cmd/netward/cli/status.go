@@ -164,6 +164,13 @@ func printStatus(out io.Writer, st control.Status) {
 			fmt.Fprintf(w, "\tlast error: %s\n", ts.LastError)
 		}
 	}
+	for i, m := range st.Warnings {
+		label := ""
+		if i == 0 {
+			label = "WARNING"
+		}
+		fmt.Fprintf(w, "%s\t%s\n", label, m)
+	}
 	if len(st.Errors) == 0 {
 		fmt.Fprintf(w, "errors\tnone\n")
 	}
