@@ -30,8 +30,17 @@ console: build
 # skip without it unless NETWARD_E2E=require), and the cross builds.
 test: lint unit cross
 
+# Tests that need root or a missing tool skip (internal/e2e.Skip) and note
+# their suite in $$NETWARD_SKIP_LOG; the last line says which did not run.
 unit:
-	$(GO) test $(TESTFLAGS) ./...
+	@skiplog=$$(mktemp); \
+	NETWARD_SKIP_LOG=$$skiplog $(GO) test $(TESTFLAGS) ./...; rc=$$?; \
+	if [ -s $$skiplog ]; then \
+		echo "skipped end-to-end suites: $$(awk '{ i = index($$0, ": "); s = substr($$0, 1, i - 1); r = substr($$0, i + 2); sub(/ \(.*/, "", r); if (!seen[s]++) { printf "%s%s (%s)", sep, s, r; sep = "; " } }' $$skiplog) — run as root with NETWARD_E2E=require to run them all"; \
+	else \
+		echo "skipped end-to-end suites: none"; \
+	fi; \
+	rm -f $$skiplog; exit $$rc
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

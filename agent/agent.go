@@ -85,6 +85,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		name  string
 		start func(context.Context, *errgroup.Group) error
 	}{
+		{"mode override", a.startModeOverride},
 		{"indicators", a.startIndicators},
 		{"telemetry", a.startTelemetry},
 		{"warn pages", a.startWarn},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,9 +75,11 @@ func (a *Agent) startControl(ctx context.Context, g *errgroup.Group) error {
 	ln, err := control.Listen(path)
 	if err != nil && a.cfg.Path == "" {
 		if alt := control.UserSocket(os.Getenv); alt != "" && alt != path {
-			a.log.Info("control API: system socket not available, using the user runtime directory", "socket", path, "err", err, "fallback", alt)
+			a.log.Info("control API: system socket not available, using a per-user socket", "socket", path, "err", err, "fallback", alt)
 			path = alt
-			ln, err = control.Listen(path)
+			if err = control.PrepareUserDir(filepath.Dir(path)); err == nil {
+				ln, err = control.Listen(path)
+			}
 		}
 		if err != nil {
 			a.log.Warn("control API disabled: the CLI (status, check, bypass) cannot reach this agent", "err", err)
@@ -168,9 +171,12 @@ func (a *Agent) controlStatus() control.Status {
 	s := &ds.Settings
 	st := control.Status{
 		Version: v.Version, Commit: v.Commit,
-		Mode: s.Mode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
+		Mode: s.Mode.String(), SourceMode: ds.SourceMode.String(), ConvertWarnToBlock: s.ConvertWarnToBlock,
 		Config: configName(a.cfg),
 		Errors: a.notedErrors(),
+	}
+	if ds.ModeOverridden {
+		st.ModeOverride = s.Mode.String()
 	}
 	st.Warnings = config.TransportWarnings(a.cfg)
 	if ns := a.ctl.started.Load(); ns != 0 {
@@ -261,9 +267,12 @@ func (a *Agent) check(query, user string) (control.CheckResult, error) {
 	// An IP literal — alone, as host:port or as a URL's host — is decided
 	// by the IP rules, as the inspector decides a connection to it.
 	tg, err := filter.ParseTarget(strings.TrimSpace(query))
+	if err == nil {
+		err = tg.HostSyntax()
+	}
 	if err != nil {
 		return control.CheckResult{Query: query, Mode: a.dp.State().Settings.Mode.String()},
-			fmt.Errorf("%q is not a host name, URL or IP address: %v: %w", query, err, control.ErrBadQuery)
+			control.BadQuery(fmt.Errorf("%q is not a host name, URL or IP address: %v", query, err))
 	}
 	e := a.dp.Explain(tg, user)
 	d := e.Decision

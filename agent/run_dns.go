@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -58,6 +59,15 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	sink, _ := netip.ParseAddr(a.cfg.Warn.SinkAddress)
+	if !a.warn.served.Load() {
+		// No page there (startPages said why): handing out the sink would
+		// send the user to nothing, or to another program on the address.
+		sink = netip.Addr{}
+		if ba == dnsproxy.BlockSink {
+			ba = dnsproxy.BlockNXDomain
+			a.noteError("dns", errors.New(`dns.blockAnswer "sink" answers NXDOMAIN instead: the pages are not served at warn.sinkAddress (see the warn pages error)`))
+		}
+	}
 	p, err := dnsproxy.New(dnsproxy.Config{
 		Listen:          dc.Listen,
 		Upstreams:       dc.Upstreams,

@@ -15,6 +15,7 @@ import (
 	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/agent/warnpage"
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/internal/bindhint"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -23,6 +24,10 @@ import (
 type warnState struct {
 	store    atomic.Pointer[bypass.Store] // nil until startWarn: nothing is bypassed
 	notifier atomic.Pointer[notify.Notifier]
+	// served is set once the pages listen on the sink address. Until then
+	// the DNS proxy does not answer with the sink: whatever else listens
+	// there would receive the user's requests.
+	served atomic.Bool
 }
 
 // startWarn opens the bypass store (so every interceptor started after it sees
@@ -61,7 +66,7 @@ func (a *Agent) startWarn(ctx context.Context, g *errgroup.Group) error {
 func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 	key, err := warnpage.LoadOrCreateKey(a.cfg.DataDir)
 	if err != nil {
-		a.log.Warn("warn pages disabled: no secret key", "err", err)
+		a.pagesNotServed(fmt.Errorf("no secret key for the pages: %w", err))
 		return nil
 	}
 	var ca *warnpage.CA
@@ -97,17 +102,22 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 	}
 	sink := a.cfg.Warn.SinkAddress
 	var lc net.ListenConfig
-	httpLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(sink, "80"))
+	httpAddr, httpsAddr := net.JoinHostPort(sink, "80"), net.JoinHostPort(sink, "443")
+	httpLn, err := lc.Listen(ctx, "tcp", httpAddr)
 	if err != nil {
-		a.log.Warn("warn and block pages disabled: cannot listen on the sink address (binding port 80 needs root or CAP_NET_BIND_SERVICE)",
-			"addr", net.JoinHostPort(sink, "80"), "err", err)
+		a.pagesNotServed(fmt.Errorf("%w; free the address or change warn.sinkAddress", bindhint.Explain("tcp", httpAddr, err)))
 		return nil
 	}
-	httpsLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(sink, "443"))
+	httpsLn, err := lc.Listen(ctx, "tcp", httpsAddr)
 	if err != nil {
-		a.log.Warn("HTTPS to the sink disabled: cannot listen on port 443", "addr", net.JoinHostPort(sink, "443"), "err", err)
+		err = fmt.Errorf("HTTPS pages not served: %w", bindhint.Explain("tcp", httpsAddr, err))
+		a.log.Warn("HTTPS to the sink disabled", "err", err)
+		if ca != nil { // the HTTPS pages were asked for (warn.localCA)
+			a.noteError("warn pages", err)
+		}
 		httpsLn = nil
 	}
+	a.warn.served.Store(true)
 	a.log.Info("warn and block pages served", "addr", sink, "https", httpsLn != nil, "localCA", ca != nil)
 	g.Go(func() error {
 		if err := srv.Serve(ctx, httpLn, httpsLn); err != nil {
@@ -116,6 +126,15 @@ func (a *Agent) startPages(ctx context.Context, g *errgroup.Group) error {
 		return nil
 	})
 	return nil
+}
+
+// pagesNotServed reports why the block/warn pages are not served, in the log
+// and in `netward status` errors. DNS then answers warned names without the
+// sink address (startDNS), so no other listener there gets the user.
+func (a *Agent) pagesNotServed(err error) {
+	err = fmt.Errorf("block and warn pages not served (warned names answer NXDOMAIN; users get a notice with 'netward bypass NAME'): %w", err)
+	a.log.Warn("warn and block pages disabled", "err", err)
+	a.noteError("warn pages", err)
 }
 
 // pruneBypasses drops the bypasses whose indicator is not a Warn in p. The

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/netward/netward/agent/control"
-	"github.com/netward/netward/filter"
 )
 
 // setInfo describes the indicator set in force, for `netward status` and
@@ -57,18 +56,6 @@ func (a *Agent) notedErrors() []control.ErrorEntry {
 	a.ctl.errMu.Lock()
 	defer a.ctl.errMu.Unlock()
 	return append([]control.ErrorEntry{}, a.ctl.errs...)
-}
-
-// setMode changes the enforcement mode (off, audit, block) until the next
-// indicator update brings the console's setting.
-func (a *Agent) setMode(mode string) error {
-	m, ok := filter.ParseMode(mode)
-	if !ok || mode == "" {
-		return fmt.Errorf("mode %q is not one of off, audit, block", mode)
-	}
-	a.dp.SetMode(m)
-	a.log.Info("enforcement mode changed", "mode", m.String())
-	return nil
 }
 
 // reload re-reads the indicator source now. It needs the indicator sync to

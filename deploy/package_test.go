@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/internal/e2e"
 )
 
 // requirePackaging runs the slow packaging test (a full build of netward and
@@ -21,7 +22,7 @@ func requirePackaging(t *testing.T, tools ...string) {
 	t.Helper()
 	ci := os.Getenv("NETWARD_E2E") == "require"
 	if !ci && os.Getenv("NETWARD_PACKAGE_TEST") != "1" {
-		t.Skip("slow: builds the packages; run with NETWARD_PACKAGE_TEST=1 (CI: NETWARD_E2E=require)")
+		e2e.Skip(t, "slow: builds the packages; run with NETWARD_PACKAGE_TEST=1 (CI: NETWARD_E2E=require)")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -29,7 +30,7 @@ func requirePackaging(t *testing.T, tools ...string) {
 			if ci {
 				t.Fatal(msg)
 			}
-			t.Skip(msg)
+			e2e.Skip(t, msg)
 		}
 	}
 }

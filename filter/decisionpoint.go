@@ -32,6 +32,11 @@ type Bypasses interface {
 type State struct {
 	Policy   *Policy
 	Settings Settings
+	// SourceMode is the mode the indicator source (or the config, when the
+	// source sets none) asks for. Settings.Mode differs from it only while
+	// a local override is in force (ModeOverridden).
+	SourceMode     Mode
+	ModeOverridden bool
 }
 
 // DecisionPoint is the decision in force: the policy, the settings and the
@@ -60,7 +65,7 @@ func NewDecisionPoint(s Settings, now func() time.Time) *DecisionPoint {
 	}
 	empty, _ := Compile(nil) // cannot fail: no rule
 	d := &DecisionPoint{now: now, changed: make(chan struct{})}
-	d.state.Store(&State{Policy: empty, Settings: s})
+	d.state.Store(&State{Policy: empty, Settings: s, SourceMode: s.Mode})
 	return d
 }
 
@@ -68,9 +73,16 @@ func NewDecisionPoint(s Settings, now func() time.Time) *DecisionPoint {
 func (d *DecisionPoint) State() *State { return d.state.Load() }
 
 // Set installs a policy with its settings in one swap (no decision sees
-// the new policy with the old settings) and publishes the change.
+// the new policy with the old settings) and publishes the change. A local
+// mode override in force stays: s.Mode becomes the source's mode only.
 func (d *DecisionPoint) Set(p *Policy, s Settings) {
-	d.update(func(st *State) { *st = State{Policy: p, Settings: s} })
+	d.update(func(st *State) {
+		src := s.Mode
+		if st.ModeOverridden {
+			s.Mode = st.Settings.Mode
+		}
+		*st = State{Policy: p, Settings: s, SourceMode: src, ModeOverridden: st.ModeOverridden}
+	})
 	d.swaps.Add(1)
 	d.publish()
 }
@@ -83,10 +95,17 @@ func (d *DecisionPoint) SetPolicy(p *Policy) {
 	d.publish()
 }
 
-// SetMode changes the enforcement mode until the next Set and publishes the
-// change.
-func (d *DecisionPoint) SetMode(m Mode) {
-	d.update(func(st *State) { st.Settings.Mode = m })
+// OverrideMode makes m the enforcement mode until ClearModeOverride, over
+// whatever mode later sets bring (an admin's local decision, `netward
+// mode`), and publishes the change.
+func (d *DecisionPoint) OverrideMode(m Mode) {
+	d.update(func(st *State) { st.Settings.Mode, st.ModeOverridden = m, true })
+	d.publish()
+}
+
+// ClearModeOverride returns to the source's mode and publishes the change.
+func (d *DecisionPoint) ClearModeOverride() {
+	d.update(func(st *State) { st.Settings.Mode, st.ModeOverridden = st.SourceMode, false })
 	d.publish()
 }
 

@@ -63,7 +63,8 @@ func TestDecisionPointPublishes(t *testing.T) {
 	}{
 		{"Set", func() { d.Set(p, Settings{Mode: ModeAudit}) }},
 		{"SetPolicy", func() { d.SetPolicy(p) }},
-		{"SetMode", func() { d.SetMode(ModeOff) }},
+		{"ClearModeOverride", func() { d.ClearModeOverride() }},
+		{"OverrideMode", func() { d.OverrideMode(ModeOff) }},
 		{"SetBypasses", func() { d.SetBypasses(fakeBypasses{}) }},
 		{"BypassesChanged", d.BypassesChanged},
 	} {
@@ -89,7 +90,7 @@ func TestDecisionPointPublishes(t *testing.T) {
 	}
 }
 
-// SetMode keeps the policy and the other settings; Set replaces both.
+// OverrideMode keeps the policy and the other settings; Set replaces both.
 func TestDecisionPointSettings(t *testing.T) {
 	d := NewDecisionPoint(Settings{Mode: ModeAudit}, nil)
 	if d.State().Policy == nil || d.DecideName("any.test").Match.Rule != nil {
@@ -97,16 +98,41 @@ func TestDecisionPointSettings(t *testing.T) {
 	}
 	p := decisionPolicy(t)
 	d.Set(p, Settings{WarnRedirectURL: "https://intranet.example/apps", BypassDuration: time.Hour})
-	d.SetMode(ModeOff)
+	d.OverrideMode(ModeOff)
 	if st := d.State(); st.Policy != p || st.Settings.WarnRedirectURL != "https://intranet.example/apps" || st.Settings.Mode != ModeOff {
-		t.Errorf("after SetMode: %+v", st.Settings)
+		t.Errorf("after OverrideMode: %+v", st.Settings)
 	}
 	if v := d.DecideName("blocked.test"); v.Verdict != VerdictAllow || v.Would != VerdictBlock {
 		t.Errorf("mode off: %v would %v", v.Verdict, v.Would)
 	}
+	d.ClearModeOverride()
 	d.Set(p, Settings{ConvertWarnToBlock: true})
 	if v := d.DecideName("warned.test"); v.Verdict != VerdictBlock {
 		t.Errorf("convertWarnToBlock: %v", v.Verdict)
+	}
+}
+
+// A local override stays across new sets until cleared (issue 23: `netward
+// mode`); the source's mode is kept beside it and comes back on clear.
+func TestDecisionPointModeOverride(t *testing.T) {
+	d := NewDecisionPoint(Settings{Mode: ModeBlock}, nil)
+	p := decisionPolicy(t)
+	d.OverrideMode(ModeAudit)
+	d.Set(p, Settings{Mode: ModeBlock})
+	st := d.State()
+	if st.Settings.Mode != ModeAudit || !st.ModeOverridden || st.SourceMode != ModeBlock {
+		t.Fatalf("after a new set: mode %v overridden %v source %v; want audit, true, block", st.Settings.Mode, st.ModeOverridden, st.SourceMode)
+	}
+	if v := d.DecideName("blocked.test"); v.Verdict != VerdictAudit {
+		t.Errorf("overridden to audit: %v", v.Verdict)
+	}
+	d.Set(p, Settings{Mode: ModeOff})
+	if st := d.State(); st.Settings.Mode != ModeAudit || st.SourceMode != ModeOff {
+		t.Errorf("second set: mode %v source %v", st.Settings.Mode, st.SourceMode)
+	}
+	d.ClearModeOverride()
+	if st := d.State(); st.Settings.Mode != ModeOff || st.ModeOverridden {
+		t.Errorf("cleared: mode %v overridden %v; want the source's off", st.Settings.Mode, st.ModeOverridden)
 	}
 }
 
@@ -204,7 +230,7 @@ func TestExplain(t *testing.T) {
 				tc.q, e, tc.verdict, tc.would, tc.id, tc.httpOnly, tc.bypassable)
 		}
 	}
-	d.SetMode(ModeBlock)
+	d.OverrideMode(ModeBlock)
 	d.Set(d.State().Policy, Settings{ConvertWarnToBlock: true})
 	if e := d.Explain(Target{Kind: TargetName, Name: "warned.test"}, ""); e.Bypassable || e.Decision.Verdict != VerdictBlock {
 		t.Errorf("convertWarnToBlock: %+v, want a Block nobody may continue past", e)
@@ -223,7 +249,7 @@ func TestDecisionPointConcurrentWriters(t *testing.T) {
 		close(done)
 	}()
 	for range 1000 {
-		d.SetMode(ModeAudit)
+		d.OverrideMode(ModeAudit)
 	}
 	<-done
 	if st := d.State(); st.Policy != p || st.Settings.Mode != ModeAudit {

@@ -50,6 +50,27 @@ func (t Target) String() string {
 	return t.Name
 }
 
+// HostSyntax checks the host name of a name or URL target against the
+// host name rules of RFC 952 and RFC 1123 §2.1: no label begins or ends
+// with a hyphen. Decisions do not need it (CanonicalName is lenient, as
+// names on the wire are); a person asking about a name does: a typo like
+// "-bad-.example" is not something any browser would visit.
+func (t Target) HostSyntax() error {
+	host := t.Name
+	if t.Kind == TargetURL {
+		host = t.URL.Host
+	}
+	if t.Kind == TargetIP || host == "" {
+		return nil
+	}
+	for _, label := range strings.Split(host, ".") {
+		if strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return fmt.Errorf("label %q of %s begins or ends with a hyphen, which a host name cannot (RFC 1123)", label, host)
+		}
+	}
+	return nil
+}
+
 // ParseTarget reads a name, "name:port", an IP address ("198.51.100.7",
 // "[2001:db8::1]", "198.51.100.7:443", "[2001:db8::1]:443"), or a URL
 // ("http://host/path", "host/path"; a URL with an IP host is that address).

@@ -41,3 +41,19 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestTargetHostSyntax(t *testing.T) {
+	for q, ok := range map[string]bool{
+		"-bad-.example": false, "bad-.example": false, "www.-x.example": false, "http://-x.example/p": false,
+		"r3---sn-abc.googlevideo.com": true, "_dmarc.example.com": true, "xn--bcher-kva.example": true,
+		"198.51.100.7": true, "http://example.com/a-": true,
+	} {
+		tg, err := ParseTarget(q)
+		if err != nil {
+			t.Fatalf("ParseTarget(%q): %v", q, err)
+		}
+		if err := tg.HostSyntax(); (err == nil) != ok {
+			t.Errorf("HostSyntax(%q) = %v, want ok %v", q, err, ok)
+		}
+	}
+}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/netward/netward/internal/jsonconfig"
 )
 
 // jsonIndicator is one indicator in MDE API field names (CONTRACT §5). Fields
@@ -118,9 +121,9 @@ func (s *Set) streamArray(p *scanner, prefix string, o Options) error {
 				}
 				x := i
 				if te.Field == "" {
-					s.reject(Position{Index: &x, Field: strings.TrimSuffix(prefix, ".")}, "not an indicator object: a JSON %s", te.Value)
+					s.reject(Position{Index: &x, Field: strings.TrimSuffix(prefix, ".")}, "not an indicator object: %s", jsonconfig.ValueWords(te.Value))
 				} else {
-					s.reject(Position{Index: &x, Field: prefix + te.Field}, "%s is a JSON %s; want %s", te.Field, te.Value, te.Type)
+					s.reject(Position{Index: &x, Field: prefix + te.Field}, "%s is %s; want %s", te.Field, jsonconfig.ValueWords(te.Value), jsonconfig.TypeWords(te.Type))
 				}
 				goto next
 			}
@@ -212,9 +215,13 @@ func (s *Set) streamFeed(body []byte, o Options) error {
 }
 
 // feedField reads one top-level member of a feed document other than its
-// indicators. Fields a newer console adds are skipped.
+// indicators. Keys this agent does not know (a newer console's, or a typo)
+// are skipped with a warning: forward-compatible, and visible in
+// `netward indicators validate`.
 func (s *Set) feedField(key string, raw json.RawMessage) error {
 	switch key {
+	default:
+		s.warnf(Position{Field: key}, "unknown key %q skipped (a newer console's field, or a typo)", key)
 	case "version":
 		v, err := scalarString(raw)
 		if err != nil {
@@ -252,6 +259,7 @@ func (s *Set) feedField(key string, raw json.RawMessage) error {
 		if err := json.Unmarshal(raw, &st); err != nil {
 			return fieldErr("settings", err)
 		}
+		s.warnUnknownSettings(raw)
 		if st != nil {
 			s.Settings = s.validateSettings(*st, func(f string) Position { return Position{Field: f} })
 		}
@@ -259,13 +267,40 @@ func (s *Set) feedField(key string, raw json.RawMessage) error {
 	return nil
 }
 
-// fieldErr names the top-level field whose value has the wrong JSON type.
+// fieldErr names the field whose value has the wrong JSON type, with its
+// path from the top ("settings.bypassDurationHours").
 func fieldErr(field string, err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Errorf("field %q is a JSON %s; want %s", field, te.Value, te.Type)
+		if te.Field != "" {
+			field += "." + te.Field
+		}
+		return fmt.Errorf("field %q is %s; want %s", field, jsonconfig.ValueWords(te.Value), jsonconfig.TypeWords(te.Type))
 	}
 	return err
+}
+
+// settingsKeys are the keys of a feed's settings object.
+var settingsKeys = map[string]bool{"mode": true, "warnRedirectUrl": true, "blockRedirectUrl": true,
+	"bypassDurationHours": true, "convertWarnToBlock": true}
+
+// warnUnknownSettings warns about each settings key this agent does not
+// know; they are skipped, as unknown top-level keys are.
+func (s *Set) warnUnknownSettings(raw json.RawMessage) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if !settingsKeys[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		s.warnf(Position{Field: "settings." + k}, "unknown key %q skipped (a newer console's setting, or a typo)", "settings."+k)
+	}
 }
 
 // withLine adds the line number to a JSON syntax error.
@@ -324,7 +359,7 @@ func strictTop(b []byte, v any) error {
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return fmt.Errorf("field %q is a JSON %s; want %s", te.Field, te.Value, te.Type)
+			return fmt.Errorf("field %q is %s; want %s", te.Field, jsonconfig.ValueWords(te.Value), jsonconfig.TypeWords(te.Type))
 		}
 		return err
 	}

@@ -84,6 +84,30 @@ func TestParseFeedContractExample(t *testing.T) {
 	}
 }
 
+// Unknown keys, at the top and in settings, are skipped with a warning
+// (forward-compatible, and visible in validate); a wrongly typed setting is
+// named by its path, in user words (issue 23).
+func TestParseFeedUnknownKeys(t *testing.T) {
+	doc := `{"version": "1", "future": {"x": 1}, "settings": {"mode": "audit", "zeta": 1, "alpha": true},
+ "indicators": [{"indicatorValue": "ok.example", "indicatorType": "DomainName", "action": "Block"}]}`
+	s, err := ParseFeed("f", []byte(doc), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblems(t, s,
+		`f future: warning: unknown key "future" skipped`,
+		`f settings.alpha: warning: unknown key "settings.alpha" skipped`,
+		`f settings.zeta: warning: unknown key "settings.zeta" skipped`,
+	)
+	if s.Settings.Mode != "audit" || len(s.Indicators) != 1 {
+		t.Errorf("known fields lost: %+v, %d indicators", s.Settings, len(s.Indicators))
+	}
+	_, err = ParseFeed("f", []byte(`{"version": "1", "settings": {"bypassDurationHours": "x"}, "indicators": []}`), Options{})
+	if err == nil || !strings.Contains(err.Error(), `field "settings.bypassDurationHours" is a string; want a number`) || strings.Contains(err.Error(), "float64") {
+		t.Errorf("bad setting type: %v", err)
+	}
+}
+
 func TestParseFeedProblems(t *testing.T) {
 	doc := `{"version": 3, "settings": {"mode": "strict", "warnRedirectUrl": "javascript:alert(1)", "bypassDurationHours": -1},
  "indicators": [
@@ -105,7 +129,7 @@ func TestParseFeedProblems(t *testing.T) {
 		"f settings.warnRedirectUrl: error:",
 		"f settings.bypassDurationHours: error:",
 		"f [1].indicatorValue: error: DomainName \"a..b\"",
-		"f [2].action: error: action is a JSON number",
+		"f [2].action: error: action is a number; want a string",
 		"f [3].indicatorType: error: indicator type \"CertificateThumbprint\": file and certificate",
 		"f [3].action: error: unknown action \"Nope\"",
 		"f [3].expirationTime: error: expiration time \"soon\"",
@@ -187,7 +211,7 @@ func TestParseMDEJSON(t *testing.T) {
 	wantProblems(t, s,
 		"api.json [2].indicatorType: error: indicator type \"FileSha256\"",
 		"api.json [2].action: error: action BlockAndRemediate",
-		"api.json [3].expirationTime: error: expirationTime is a JSON number",
+		"api.json [3].expirationTime: error: expirationTime is a number; want a string",
 	)
 	if len(s.Indicators) != 2 || s.Indicators[0].ID != "995" || s.Indicators[0].Action != filter.Block || s.Indicators[1].Value != "warn.example/path" {
 		t.Errorf("indicators = %+v", s.Indicators)

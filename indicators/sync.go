@@ -354,9 +354,13 @@ func (s *Sync) fail(err error) {
 	}
 }
 
+// checked records a good answer that brought no new set (304, or the same
+// body again): the source works, so an earlier failure is over (issue 23:
+// status said "source failing" until the next set was published).
 func (s *Sync) checked() {
 	s.mu.Lock()
 	s.status.LastCheck = s.now()
+	s.status.LastError = ""
 	s.status.Failures = 0
 	s.noted = ""
 	s.mu.Unlock()

@@ -185,6 +185,43 @@ func TestSyncSignatureRejected(t *testing.T) {
 	}
 }
 
+// TestSyncFailureClearedByNotModified: the feed goes away and comes back
+// with the same set; its first 304 ends the failure in the status, without
+// waiting for a new set (issue 23).
+func TestSyncFailureClearedByNotModified(t *testing.T) {
+	h := NewHandler(HandlerConfig{})
+	if err := h.SetDocument(doc("7", "same.test")); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	addr := srv.Listener.Addr().String()
+	ups := make(updates, 8)
+	s, err := NewSync(SyncConfig{Source: srv.URL + "/v1/indicators", Apply: ups.apply,
+		LongPoll: time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 40 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	if up := ups.next(t); up.Version != "7" {
+		t.Fatalf("first set %s", up.Version)
+	}
+	srv.CloseClientConnections()
+	srv.Close()
+	e2e.WaitFor(t, "a failed attempt", waitLimit, func() bool { return s.Status().Failures >= 2 })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	back := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
+	back.Start()
+	defer back.Close()
+	e2e.WaitFor(t, "the failure to clear on a 304", waitLimit, func() bool {
+		st := s.Status()
+		return st.Failures == 0 && st.LastError == ""
+	})
+	ups.none(t)
+}
+
 func TestSyncServerDownThenBack(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -89,9 +90,12 @@ type DeviceRollup struct {
 	LostRecords   int64     `json:"lostRecords"`
 	FirstSeen     time.Time `json:"firstSeen"`
 	LastSeen      time.Time `json:"lastSeen"`
-	// Names are discovered remote names (RemoteUrl); Applications group them
-	// by the indicator's application.
+	// Names are discovered remote host names (the host of RemoteUrl);
+	// URLs are the full URLs a record carried (a plain-HTTP request with
+	// a path), kept apart so they do not crowd the names out of their key
+	// cap. Applications group names by the indicator's application.
 	Names        map[string]*AppRollup `json:"names"`
+	URLs         map[string]*AppRollup `json:"urls"`
 	Applications map[string]*AppRollup `json:"applications"`
 	Users        map[string]*Seen      `json:"users"`
 	LocalIPs     map[string]*Seen      `json:"localIps"`
@@ -305,6 +309,9 @@ func (c *Collector) rollup(device string) (*DeviceRollup, error) {
 	if ru.Names == nil {
 		ru.Names = map[string]*AppRollup{}
 	}
+	if ru.URLs == nil {
+		ru.URLs = map[string]*AppRollup{}
+	}
 	if ru.Applications == nil {
 		ru.Applications = map[string]*AppRollup{}
 	}
@@ -316,6 +323,27 @@ func (c *Collector) rollup(device string) (*DeviceRollup, error) {
 	}
 	c.rollups[device] = ru
 	return ru, nil
+}
+
+// remoteHost is the host name of a record's RemoteUrl, which is a bare
+// name ("www.example.com") or, for a plain-HTTP request with a path, a URL
+// ("http://app.test/big.bin"); isURL says which.
+func remoteHost(remote string) (host string, isURL bool) {
+	if remote == "" {
+		return "", false
+	}
+	rest := remote
+	if _, after, ok := strings.Cut(rest, "://"); ok {
+		rest, isURL = after, true
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest, isURL = rest[:i], true
+	}
+	if h, _, err := net.SplitHostPort(rest); err == nil {
+		rest = h
+	}
+	rest = strings.TrimSuffix(strings.TrimPrefix(rest, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(rest, ".")), isURL
 }
 
 func (c *Collector) updateRollup(device string, recs []Record) error {
@@ -344,8 +372,17 @@ func (c *Collector) updateRollup(device string, recs []Record) error {
 		ru.BytesSent += r.BytesSent
 		ru.BytesReceived += r.BytesReceived
 		ru.TotalBytes += r.BytesSent + r.BytesReceived
-		if r.RemoteUrl != "" {
-			if a := bump(ru, ru.Names, r.RemoteUrl, c.cfg.MaxKeys); a != nil {
+		host, isURL := remoteHost(r.RemoteUrl)
+		if host != "" {
+			if a := bump(ru, ru.Names, host, c.cfg.MaxKeys); a != nil {
+				a.Application = r.Application
+				touch(&a.Seen, ts)
+				a.BytesSent += r.BytesSent
+				a.BytesReceived += r.BytesReceived
+			}
+		}
+		if isURL {
+			if a := bump(ru, ru.URLs, r.RemoteUrl, c.cfg.MaxKeys); a != nil {
 				a.Application = r.Application
 				touch(&a.Seen, ts)
 				a.BytesSent += r.BytesSent

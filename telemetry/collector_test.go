@@ -119,6 +119,49 @@ func TestCollectorRejects(t *testing.T) {
 	}
 }
 
+// TestCollectorRollupNamesAreHosts: a record's URL counts under its host in
+// names and apart under urls, so URLs never fill the names' key cap (issue
+// 23: names mixed "app.test" and "http://app.test/big.bin").
+func TestCollectorRollupNamesAreHosts(t *testing.T) {
+	dir := t.TempDir()
+	srv := newTestCollector(t, CollectorConfig{Dir: dir, MaxKeys: 3})
+	var recs []Record
+	for i, u := range []string{"app.test", "http://app.test/big.bin", "http://App.test:8080/a?b", "https://[2001:db8::7]/x",
+		"http://app.test/1", "http://app.test/2", "http://app.test/3", "other.test"} {
+		r := rec(i + 1)
+		r.RemoteUrl, r.BytesReceived = u, 100
+		recs = append(recs, r)
+	}
+	if code, msg := doPut(t, srv.URL+"/v1/telemetry/dev-1/c1", gz(t, ndjson(recs...)), nil); code != 201 {
+		t.Fatalf("PUT = %d %q", code, msg)
+	}
+	c, _ := NewCollector(CollectorConfig{Dir: dir, Authorize: TokenAuthorizer("secret")})
+	ru, err := c.Rollup("dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ru.Names) != 3 || ru.Names["app.test"] == nil || ru.Names["app.test"].Transactions != 6 ||
+		ru.Names["2001:db8::7"] == nil || ru.Names["other.test"] == nil {
+		t.Errorf("names = %v, want app.test (6), 2001:db8::7 and other.test", keys(ru.Names))
+	}
+	for k := range ru.Names {
+		if strings.Contains(k, "/") {
+			t.Errorf("a URL among the names: %q", k)
+		}
+	}
+	if len(ru.URLs) != 3 || ru.URLs["http://app.test/big.bin"] == nil {
+		t.Errorf("urls = %v, want the first three URLs (cap 3)", keys(ru.URLs))
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
 func TestCollectorIdempotentAndRollups(t *testing.T) {
 	dir := t.TempDir()
 	srv := newTestCollector(t, CollectorConfig{Dir: dir})

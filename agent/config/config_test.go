@@ -44,7 +44,7 @@ func TestParseConfigErrors(t *testing.T) {
 		want     []string // substrings of the error
 	}{
 		{"unknown top-level key", `{"versoin": 1}`, []string{`"versoin"`, "bad.json"}},
-		{"unknown nested key", `{"dns": {"captrue": true}}`, []string{`"captrue"`}},
+		{"unknown nested key", `{"dns": {"captrue": true}}`, []string{`"dns.captrue"`}},
 		{"trailing data", `{"mode": "block"} {"mode": "off"}`, []string{"trailing data"}},
 		{"bad mode", `{"mode": "enforce"}`, []string{`"mode"`, "enforce"}},
 		{"bad block answer", `{"dns": {"blockAnswer": "refused"}}`, []string{"dns.blockAnswer"}},

@@ -37,8 +37,8 @@ type Backend interface {
 	CreateBypass(name, user string) (Bypass, error)
 	ListBypasses() []BypassInfo
 	RevokeBypass(name string) (int, error)
-	// SetMode changes the enforcement mode until the next indicator update
-	// sets it again.
+	// SetMode sets the local mode override (off, audit, block), which stays
+	// over the modes indicator sets bring until cleared; "" clears it.
 	SetMode(mode string) error
 	// Reload re-reads the indicator source. ErrNotSupported → 501.
 	Reload(ctx context.Context) error
@@ -61,8 +61,19 @@ type RequeueResult struct {
 // ErrNotSupported is returned by a Backend for a call this build cannot do.
 var ErrNotSupported = errors.New("not supported by this agent")
 
-// ErrBadQuery wraps Check errors about the query itself (→ 400).
+// ErrBadQuery marks Check errors about the query itself (→ 400). Wrap an
+// error with BadQuery: its message stays the user's, without this one.
 var ErrBadQuery = errors.New("bad query")
+
+// BadQuery marks err as a problem of the query (errors.Is(…, ErrBadQuery))
+// without adding words to its message.
+func BadQuery(err error) error { return badQueryError{err} }
+
+type badQueryError struct{ err error }
+
+func (e badQueryError) Error() string        { return e.err.Error() }
+func (e badQueryError) Unwrap() error        { return e.err }
+func (e badQueryError) Is(target error) bool { return target == ErrBadQuery }
 
 // Peer is the OS identity of the process on the other end of a connection.
 type Peer struct {
@@ -76,9 +87,14 @@ type Peer struct {
 
 // Status is `netward status --json`.
 type Status struct {
-	Version            string    `json:"version"`
-	Commit             string    `json:"commit"`
-	Mode               string    `json:"mode"`
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	Mode    string `json:"mode"`
+	// ModeOverride is the admin's local override (`netward mode`) when one
+	// is in force; SourceMode is the mode the indicator source (or the
+	// config) asks for, which applies again once the override is cleared.
+	ModeOverride       string    `json:"modeOverride,omitempty"`
+	SourceMode         string    `json:"sourceMode,omitempty"`
 	ConvertWarnToBlock bool      `json:"convertWarnToBlock"`
 	StartedAt          time.Time `json:"startedAt"`
 	UptimeSeconds      int64     `json:"uptimeSeconds"`
@@ -346,6 +362,14 @@ type RevokeResult struct {
 // ModeRequest is the body of PUT /v1/mode.
 type ModeRequest struct {
 	Mode string `json:"mode"`
+}
+
+// ModeState is the answer of PUT and DELETE /v1/mode: the mode in force,
+// the override ("" when none) and the source's mode.
+type ModeState struct {
+	Mode       string `json:"mode"`
+	Override   string `json:"override,omitempty"`
+	SourceMode string `json:"sourceMode,omitempty"`
 }
 
 // EventError is the last NDJSON line of an event stream that had to end

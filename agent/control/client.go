@@ -162,9 +162,24 @@ func (c *Client) RevokeBypass(ctx context.Context, name string) (RevokeResult, e
 	return r, c.do(ctx, http.MethodDelete, "/v1/bypasses", url.Values{"name": {name}}, nil, &r)
 }
 
-// SetMode changes the enforcement mode (admin).
+// SetMode sets the local mode override (admin).
 func (c *Client) SetMode(ctx context.Context, mode string) error {
-	return c.do(ctx, http.MethodPut, "/v1/mode", nil, ModeRequest{Mode: mode}, nil)
+	_, err := c.SetModeState(ctx, mode)
+	return err
+}
+
+// SetModeState sets the local mode override (admin) and returns the modes
+// then in force.
+func (c *Client) SetModeState(ctx context.Context, mode string) (ModeState, error) {
+	var st ModeState
+	return st, c.do(ctx, http.MethodPut, "/v1/mode", nil, ModeRequest{Mode: mode}, &st)
+}
+
+// ClearMode clears the local mode override (admin): the source's mode
+// applies again.
+func (c *Client) ClearMode(ctx context.Context) (ModeState, error) {
+	var st ModeState
+	return st, c.do(ctx, http.MethodDelete, "/v1/mode", nil, nil, &st)
 }
 
 // Reload asks the agent to re-read its indicator source (admin).

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,35 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return ln, nil
+}
+
+// PrepareUserDir creates dir (0700) for a per-user socket and checks it
+// (UserDirOK): a directory someone else planted in /tmp is refused.
+func PrepareUserDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("control socket: create %s: %w", dir, err)
+	}
+	return UserDirOK(dir)
+}
+
+// UserDirOK checks that dir, holding a per-user control socket, is a real
+// directory owned by this user that nobody else may write: otherwise
+// another local user could put a socket of theirs in the CLI's way.
+func UserDirOK(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("control socket directory %s is not a directory (a symlink?); remove it", dir)
+	case ok && int(st.Uid) != os.Getuid():
+		return fmt.Errorf("control socket directory %s belongs to uid %d, not to you (uid %d); remove it, or set XDG_RUNTIME_DIR", dir, st.Uid, os.Getuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("control socket directory %s is writable by others (%v); chmod 700 it", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // dial connects to the agent's socket.

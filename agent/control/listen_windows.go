@@ -26,6 +26,13 @@ const (
 
 func adminPipe(path string) string { return path + "-admin" }
 
+// PrepareUserDir and UserDirOK have nothing to do on Windows: pipes live
+// in no directory (UserSocket is "").
+func PrepareUserDir(string) error { return nil }
+
+// UserDirOK: see PrepareUserDir.
+func UserDirOK(string) error { return nil }
+
 // Listen opens the user and admin pipes for path and returns one listener
 // that accepts from both; each connection carries its pipe's role.
 func Listen(path string) (net.Listener, error) {

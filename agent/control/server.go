@@ -114,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("POST /v1/bypasses", roleUser, s.createBypass)
 	s.route("DELETE /v1/bypasses", roleAdmin, s.revokeBypass)
 	s.route("PUT /v1/mode", roleAdmin, s.setMode)
+	s.route("DELETE /v1/mode", roleAdmin, s.clearMode)
 	s.route("POST /v1/reload", roleAdmin, s.reload)
 	s.route("POST /v1/telemetry/requeue", roleAdmin, s.requeue)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -314,8 +315,21 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, p Peer) error {
 	if err := s.cfg.Backend.SetMode(req.Mode); err != nil {
 		return err
 	}
-	s.cfg.Log.Info("mode changed through the control API", "mode", req.Mode, "by", p.User)
-	return writeJSON(w, http.StatusOK, req)
+	s.cfg.Log.Info("mode override set through the control API", "mode", req.Mode, "by", p.User)
+	return writeJSON(w, http.StatusOK, s.modeState())
+}
+
+func (s *Server) clearMode(w http.ResponseWriter, r *http.Request, p Peer) error {
+	if err := s.cfg.Backend.SetMode(""); err != nil {
+		return err
+	}
+	s.cfg.Log.Info("mode override cleared through the control API", "by", p.User)
+	return writeJSON(w, http.StatusOK, s.modeState())
+}
+
+func (s *Server) modeState() ModeState {
+	st := s.cfg.Backend.Status()
+	return ModeState{Mode: st.Mode, Override: st.ModeOverride, SourceMode: st.SourceMode}
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request, p Peer) error {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 // notificationServer is a minimal org.freedesktop.Notifications service on
@@ -43,7 +45,7 @@ func TestDBusNotification(t *testing.T) {
 		if os.Getenv("NETWARD_E2E") == "require" {
 			t.Fatal("dbus-daemon missing (apt-get install dbus)")
 		}
-		t.Skip("dbus-daemon missing (apt-get install dbus)")
+		e2e.Skip(t, "dbus-daemon missing (apt-get install dbus)")
 	}
 	// As root, the bus belongs to another user (nobody), like a desktop
 	// user's session bus seen from the root agent.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/internal/e2e"
 )
 
 // parseUnit returns every "Key=value" of a unit as key → values in order.
@@ -157,7 +158,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 	if os.Getenv("NETWARD_E2E") == "require" {
 		t.Fatal(msg)
 	}
-	t.Skip(msg)
+	e2e.Skip(t, msg)
 	return ""
 }
 

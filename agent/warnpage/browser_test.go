@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 // browser starts headless Chromium with the given host mappings and nothing
@@ -33,7 +35,7 @@ func browser(t *testing.T, hosts map[string]string) context.Context {
 		if os.Getenv("NETWARD_E2E") == "require" {
 			t.Fatal(msg)
 		}
-		t.Skip(msg)
+		e2e.Skip(t, msg)
 	}
 	var rules []string
 	for h, addr := range hosts {

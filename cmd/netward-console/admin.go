@@ -31,7 +31,6 @@ func adminMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("admin "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "console config file (default: the embedded default)")
 	role := fs.String("role", store.RoleViewer, "role of a new account: admin or viewer")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of generating one")
@@ -42,8 +41,8 @@ func adminMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		name, rest = rest[0], rest[1:]
 	}
-	if err := fs.Parse(rest); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, rest, adminUsage, stdout, stderr); !ok {
+		return code
 	}
 	if name == "" && fs.NArg() == 1 {
 		name = fs.Arg(0)
@@ -154,9 +153,11 @@ func configMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "check":
 		fs := flag.NewFlagSet("config check", flag.ContinueOnError)
-		fs.SetOutput(stderr)
 		path := fs.String("config", "", "config file to check")
-		if err := fs.Parse(args[1:]); err != nil || *path == "" {
+		if code, ok := parseFlags(fs, args[1:], "usage: netward-console config check --config FILE", stdout, stderr); !ok {
+			return code
+		}
+		if *path == "" {
 			fmt.Fprintln(stderr, "usage: netward-console config check --config FILE")
 			return 2
 		}

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/netward/netward/telemetry"
@@ -24,46 +22,37 @@ import (
 // It serves PUT /v1/telemetry/{deviceId}/{chunkId} and GET
 // /v1/telemetry/{deviceId} (the device rollup) until interrupted.
 func collectMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	const usage = "usage: netward-console collect --dir DIR [--listen ADDR] (--token-file F | --token T | --no-auth) [--tls-cert F --tls-key F]"
 	fs := flag.NewFlagSet("collect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "directory for chunks and rollups (required)")
 	listen := fs.String("listen", "127.0.0.1:8480", "address to listen on")
+	token := fs.String("token", "", "bearer token devices must send (visible to other local users in ps; prefer --token-file)")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token devices must send")
 	noAuth := fs.Bool("no-auth", false, "accept uploads without a token (testing only)")
 	cert := fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	key := fs.String("tls-key", "", "TLS private key (PEM)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, usage, stdout, stderr); !ok {
+		return code
 	}
 	if *dir == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: netward-console collect --dir DIR [--listen ADDR] [--token-file F] [--tls-cert F --tls-key F] [--no-auth]")
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	if (*cert == "") != (*key == "") {
 		fmt.Fprintln(stderr, "netward-console collect: give both --tls-cert and --tls-key, or neither")
 		return 2
 	}
+	tok, code, ok := tokenFlags("collect", usage, *token, *tokenFile, *noAuth, stderr)
+	if !ok {
+		return code
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := telemetry.CollectorConfig{Dir: *dir, Log: log}
-	switch {
-	case *tokenFile != "":
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "netward-console collect: %v\n", err)
-			return 1
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			fmt.Fprintf(stderr, "netward-console collect: %s is empty; put the device token in it\n", *tokenFile)
-			return 1
-		}
+	if tok != "" {
 		cfg.Authorize = telemetry.TokenAuthorizer(tok)
-	case *noAuth:
+	} else {
 		cfg.AllowAnyToken = true
 		log.Warn("collector accepts uploads without a token (--no-auth)")
-	default:
-		fmt.Fprintln(stderr, "netward-console collect: give --token-file F (or --no-auth for a test setup)")
-		return 2
 	}
 	coll, err := telemetry.NewCollector(cfg)
 	if err != nil {

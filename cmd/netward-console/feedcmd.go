@@ -25,10 +25,12 @@ func feedMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("feed "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "console config file (default: the embedded default)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
+	if code, ok := parseFlags(fs, args[1:], feedUsage, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
 		fmt.Fprintln(stderr, feedUsage)
 		return 2
 	}

@@ -13,10 +13,9 @@ import (
 // serveMain runs the console: netward-console serve [--config FILE].
 func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "console config file (default: the embedded default, data under ./netward-console-data)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, "usage: netward-console serve [--config FILE]", stdout, stderr); !ok {
+		return code
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "usage: netward-console serve [--config FILE]")

@@ -39,36 +39,41 @@ const FeedPath = "/v1/indicators"
 // generatedAt — the same bytes — and every change gets the next sequence,
 // so agents never see the feed go back.
 func serveFeedMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	const usage = "usage: netward-console serve-feed --dir DIR --key KEY [--state FILE] [--listen ADDR] (--token-file F | --token T | --no-auth)"
 	fs := flag.NewFlagSet("serve-feed", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "directory of indicator files, tags.json/tags.txt and settings.json (required)")
 	keyFile := fs.String("key", "", "file with the base64 Ed25519 signing key; created if missing (required)")
 	stateFile := fs.String("state", "", "file keeping the feed sequence across restarts (default: KEY.state)")
 	listen := fs.String("listen", "127.0.0.1:8470", "address to listen on")
-	token := fs.String("token", "", "bearer token devices must send")
-	tokenFile := fs.String("token-file", "", "file holding the bearer token")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	token := fs.String("token", "", "bearer token devices must send (visible to other local users in ps; prefer --token-file)")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token devices must send")
+	noAuth := fs.Bool("no-auth", false, "serve the feed to any client without a token (testing only)")
+	if code, ok := parseFlags(fs, args, usage, stdout, stderr); !ok {
+		return code
 	}
 	if *dir == "" || *keyFile == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: netward-console serve-feed --dir DIR --key KEY [--state FILE] [--listen ADDR] [--token T | --token-file F]")
+		fmt.Fprintln(stderr, usage)
 		return 2
+	}
+	tok, code, ok := tokenFlags("serve-feed", usage, *token, *tokenFile, *noAuth, stderr)
+	if !ok {
+		return code
+	}
+	// The directory is checked before the key is created: a typo in --dir
+	// must not leave a new signing key behind.
+	if fi, err := os.Stat(*dir); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		fmt.Fprintf(stderr, "netward-console serve-feed: --dir %s: %v; give the directory holding the indicator files\n", *dir, err)
+		return 1
 	}
 	if *stateFile == "" {
 		*stateFile = *keyFile + ".state"
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	tok := *token
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "netward-console serve-feed: %v\n", err)
-			return 1
-		}
-		tok = strings.TrimSpace(string(b))
-	}
 	if tok == "" {
-		log.Warn("serving the feed without a token: any client can read it (give --token or --token-file)")
+		log.Warn("serving the feed without a token: any client can read it (--no-auth)")
 	}
 	priv, err := loadOrCreateKey(*keyFile)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/internal/pgtest"
 )
 
@@ -70,7 +71,7 @@ func eachStore(t *testing.T, f func(t *testing.T, s *Store)) {
 			if pgtest.Required() {
 				t.Fatal(msg)
 			}
-			t.Skip(msg)
+			e2e.Skip(t, msg)
 		}
 		dsn, err := pg.NewDatabase("store")
 		if err != nil {

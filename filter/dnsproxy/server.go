@@ -17,6 +17,8 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/netutil"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/netward/netward/internal/bindhint"
 )
 
 // Proxy is the filtering DNS proxy. New starts nothing; Run serves.
@@ -282,7 +284,7 @@ func listenPair(ctx context.Context, lc *net.ListenConfig, l string) (net.Packet
 	for try := 0; ; try++ {
 		pc, err := lc.ListenPacket(ctx, "udp", l)
 		if err != nil {
-			return nil, nil, fmt.Errorf("dnsproxy: listen udp %s: %w (is another DNS server on it? port 53 needs root or CAP_NET_BIND_SERVICE)", l, err)
+			return nil, nil, fmt.Errorf("dnsproxy: %w; or change dns.listen", bindhint.Explain("udp", l, err))
 		}
 		if uc, ok := pc.(*net.UDPConn); ok {
 			setReadBuffer(uc, 4<<20)
@@ -294,7 +296,7 @@ func listenPair(ctx context.Context, lc *net.ListenConfig, l string) (net.Packet
 		}
 		_ = pc.Close()
 		if port != "0" || try >= 10 {
-			return nil, nil, fmt.Errorf("dnsproxy: listen tcp %s: %w", tl, err)
+			return nil, nil, fmt.Errorf("dnsproxy: %w; or change dns.listen", bindhint.Explain("tcp", tl, err))
 		}
 	}
 }

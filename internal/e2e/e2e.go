@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func Require(t testing.TB, tools ...string) {
 		}
 	}
 	if os.Getenv("NETWARD_E2E") == "off" {
-		t.Skip("NETWARD_E2E=off")
+		Skip(t, "NETWARD_E2E=off")
 	}
 	if len(missing) == 0 {
 		return
@@ -40,7 +41,28 @@ func Require(t testing.TB, tools ...string) {
 	if os.Getenv("NETWARD_E2E") == "require" {
 		t.Fatal(msg)
 	}
-	t.Skip(msg)
+	Skip(t, msg)
+}
+
+// SkipLogEnv names a file to which Skip appends one line per skipped
+// end-to-end test: `make test` prints a one-line summary of the suites that
+// did not run, which `go test` without -v would hide.
+const SkipLogEnv = "NETWARD_SKIP_LOG"
+
+// Skip skips t for reason (a missing privilege or tool), noting its suite
+// (the test binary's package) in $NETWARD_SKIP_LOG.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if p := os.Getenv(SkipLogEnv); p != "" {
+		suite := strings.TrimSuffix(filepath.Base(os.Args[0]), ".test")
+		// One write of a short line with O_APPEND: parallel test binaries
+		// do not interleave their lines.
+		if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			_, _ = fmt.Fprintf(f, "%s: %s\n", suite, strings.ReplaceAll(reason, "\n", " "))
+			_ = f.Close()
+		}
+	}
+	t.Skip(reason)
 }
 
 // Netns is a network namespace that is deleted when the test ends.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -42,6 +43,8 @@ func bypassCommand() *command {
 			return usageErrorf("NAME, --list and --revoke exclude each other")
 		case fs.NArg() > 1:
 			return usageErrorf("want one NAME, got %d arguments", fs.NArg())
+		case fs.NArg() == 1 && strings.TrimSpace(fs.Arg(0)) == "":
+			return usageErrorf("the name to bypass is empty; give the host name the warning is about")
 		}
 		cl, err := cf.client(env)
 		if err != nil {

@@ -27,6 +27,9 @@ func checkCommand() *command {
 		if fs.NArg() != 1 {
 			return usageErrorf("want exactly one NAME, URL or IP address, got %d arguments", fs.NArg())
 		}
+		if strings.TrimSpace(fs.Arg(0)) == "" {
+			return usageErrorf("the name to check is empty; give a host name (example.com), a URL or an IP address")
+		}
 		cl, err := cf.client(env)
 		if err != nil {
 			return err

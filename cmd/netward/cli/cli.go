@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,6 +75,7 @@ func commands() []*command {
 		checkCommand(),
 		eventsCommand(),
 		bypassCommand(),
+		modeCommand(),
 		installCommand(),
 		uninstallCommand(),
 		startCommand(),
@@ -89,6 +91,10 @@ func commands() []*command {
 // process exit code.
 func Run(ctx context.Context, env *Env, args []string) int {
 	cmds := commands()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "-v") {
+		// Every CLI user types it; it is the version verb.
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		if len(args) > 1 {
 			for _, c := range cmds {
@@ -130,7 +136,8 @@ func report(env *Env, c *command, err error) int {
 	}
 	fmt.Fprintf(env.Stderr, "netward %s: %v\n", c.name, err)
 	if code == ExitUsage {
-		fmt.Fprintf(env.Stderr, "Usage: %s\nRun 'netward %s --help' for details.\n", c.usage, c.name)
+		// The error and one usage line; the whole help is one --help away.
+		fmt.Fprintf(env.Stderr, "Usage: %s (see 'netward %s --help')\n", c.usage, c.name)
 	}
 	return code
 }
@@ -156,8 +163,10 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 		fs.VisitAll(func(*flag.Flag) { any = true })
 		if any {
 			fmt.Fprintf(w, "\nFlags:\n")
+			out := fs.Output()
 			fs.SetOutput(w)
 			fs.PrintDefaults()
+			fs.SetOutput(out)
 		}
 	}
 	if c.example != "" {
@@ -167,12 +176,30 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 
 // newFlags returns a FlagSet for c whose -h prints the command's help with an
 // example, and whose parse errors are usage errors.
+//
+// The flag package calls Usage itself on -h and on every bad flag; parse
+// prints the help once for -h only, so Usage here prints nothing (a bad
+// flag gets the error and one usage line from report, not the whole help).
 func newFlags(env *Env, c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() { printCommandHelp(env.Stdout, c, fs) }
+	hw := &helpWriter{out: env.Stdout}
+	fs.SetOutput(hw)
+	fs.Usage = func() {
+		hw.help.Reset()
+		printCommandHelp(&hw.help, c, fs)
+	}
 	return fs
 }
+
+// helpWriter is a FlagSet's output: it discards the flag package's own
+// messages (report prints the error) and holds the help the last Usage call
+// rendered, which parse prints for -h only.
+type helpWriter struct {
+	out  io.Writer
+	help bytes.Buffer
+}
+
+func (*helpWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // parse parses args, turning flag errors into usage errors. It also accepts
 // flags after positional arguments ("netward check example.com --json").
@@ -181,7 +208,9 @@ func parse(fs *flag.FlagSet, args []string) error {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+				if hw, ok := fs.Output().(*helpWriter); ok {
+					hw.out.Write(hw.help.Bytes())
+				}
 				return flag.ErrHelp
 			}
 			return usageErrorf("%v", err)

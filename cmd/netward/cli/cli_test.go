@@ -86,6 +86,41 @@ func TestHelpHasExample(t *testing.T) {
 	}
 }
 
+// TestHelpOnceBadFlagOneLine: every verb prints its help once for --help and
+// -h (the flag package used to print it a second time), and a bad flag gets
+// the error and one usage line on stderr, nothing on stdout, exit 2 (issue 23).
+func TestHelpOnceBadFlagOneLine(t *testing.T) {
+	for _, c := range commands() {
+		for _, h := range []string{"--help", "-h"} {
+			code, out, errOut := runCLI(t, c.name, h)
+			if code != ExitOK || strings.Count(out, "Usage: ") != 1 || errOut != "" {
+				t.Errorf("netward %s %s = %d, %d usage blocks, stderr %q; want 0, 1, empty:\n%s", c.name, h, code, strings.Count(out, "Usage: "), errOut, out)
+			}
+		}
+		code, out, errOut := runCLI(t, c.name, "--no-such-flag")
+		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+		// indicators has two sub-verbs, so its usage takes a line each.
+		if code != ExitUsage || out != "" || len(lines) != 2+strings.Count(c.usage, "\n") ||
+			!strings.HasPrefix(lines[0], "netward "+c.name+": ") || !strings.Contains(lines[0], "-no-such-flag") ||
+			!strings.HasPrefix(lines[1], "Usage: netward "+c.name) {
+			t.Errorf("netward %s --no-such-flag = %d, stdout %q, stderr %q; want 2, nothing, the error and one usage line", c.name, code, out, errOut)
+		}
+	}
+}
+
+func TestDashDashVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "-version"} {
+		code, out, errOut := runCLI(t, arg)
+		if code != ExitOK || !strings.HasPrefix(out, "netward ") || errOut != "" {
+			t.Errorf("netward %s = %d %q %q, want the version", arg, code, out, errOut)
+		}
+	}
+	code, out, _ := runCLI(t, "--version", "--json")
+	if code != ExitOK || !strings.Contains(out, `"goVersion"`) {
+		t.Errorf("netward --version --json = %d %q", code, out)
+	}
+}
+
 func TestVersionJSON(t *testing.T) {
 	code, out, _ := runCLI(t, "version", "--json")
 	if code != ExitOK {

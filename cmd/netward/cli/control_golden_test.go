@@ -83,7 +83,7 @@ func (b *goldenBackend) Check(q, user string) (control.CheckResult, error) {
 	case "free.test":
 		res.Action, res.Would = "allow", "allow"
 	default:
-		return res, fmt.Errorf("%q is not a host name, URL or IP address: %w", q, control.ErrBadQuery)
+		return res, control.BadQuery(fmt.Errorf("%q is not a host name, URL or IP address", q))
 	}
 	return res, nil
 }

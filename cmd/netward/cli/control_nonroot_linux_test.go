@@ -21,20 +21,7 @@ func TestControlGoldenNonRoot(t *testing.T) {
 	sock := startGoldenAgent(t)
 	// The other uid must reach the socket (in the runtime directory it is
 	// 0666 in a 0755 directory) and execute the binary.
-	dir := filepath.Dir(sock)
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "netward")
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := binaryForOtherUser(t, filepath.Dir(sock))
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -59,4 +46,25 @@ func TestControlGoldenNonRoot(t *testing.T) {
 			checkGolden(t, filepath.Join("testdata", "golden", tt.name+".golden"), strings.ReplaceAll(got, sock, "$SOCKET"))
 		})
 	}
+}
+
+// binaryForOtherUser copies this test binary into dir (a t.TempDir()) and
+// opens dir and its parent to other users, so a child run under another
+// uid can execute it; it returns the copy's path.
+func binaryForOtherUser(t *testing.T, dir string) string {
+	t.Helper()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "netward")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }

@@ -48,6 +48,10 @@ func printStatus(out io.Writer, st control.Status) {
 	}
 	fmt.Fprintf(w, "agent\tnetward %s, up %s\n", ver, roundDur(time.Duration(st.UptimeSeconds)*time.Second))
 	mode := st.Mode
+	if st.ModeOverride != "" {
+		// CONTRACT §3: the local override beside the mode the source asks for.
+		mode += fmt.Sprintf(" (local override; the source's mode is %s; 'netward mode --clear' returns to it)", st.SourceMode)
+	}
 	if st.ConvertWarnToBlock {
 		mode += " (warnings are turned into blocks)"
 	}
@@ -60,7 +64,11 @@ func printStatus(out io.Writer, st control.Status) {
 		version = "(none reported)"
 	}
 	age := ""
-	if !ind.GeneratedAt.IsZero() || !ind.LoadedAt.IsZero() {
+	if strings.HasPrefix(ind.Source, "builtin:") {
+		// The set's date is the build's: an age would only say how old
+		// the binary is.
+		age = ", built into netward"
+	} else if !ind.GeneratedAt.IsZero() || !ind.LoadedAt.IsZero() {
 		age = ", age " + roundDur(time.Duration(ind.AgeSeconds)*time.Second)
 	}
 	fmt.Fprintf(w, "indicators\tversion %s%s, %d in force: %s\n", version, age, ind.Total, actionCounts(ind.ByAction))

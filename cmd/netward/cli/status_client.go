@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 
 	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/control"
@@ -59,6 +60,9 @@ func (f clientFlags) client(env *Env) (*control.Client, error) {
 		}
 		if alt := control.UserSocket(getenv); alt != "" {
 			if _, err := os.Stat(alt); err == nil {
+				if err := control.UserDirOK(filepath.Dir(alt)); err != nil {
+					return nil, failf("%w", err)
+				}
 				path = alt
 			}
 		}

@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 // Config describes the browser of a test package.
@@ -204,7 +206,7 @@ func (b *Browser) require(t testing.TB) {
 		if os.Getenv("NETWARD_E2E") == "require" && b.skip != "NETWARD_E2E=off" {
 			t.Fatal(b.skip + " (NETWARD_E2E=require)")
 		}
-		t.Skip(b.skip)
+		e2e.Skip(t, b.skip)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netward/netward/internal/e2e"
 )
 
 var bw = New(Config{})
@@ -184,6 +186,7 @@ func TestScreenshotOnlyWhenAsked(t *testing.T) {
 // (under NETWARD_E2E=require the same call fails the test instead).
 func TestMissingChromiumSkips(t *testing.T) {
 	t.Setenv("NETWARD_E2E", "")
+	t.Setenv(e2e.SkipLogEnv, "") // a skip on purpose: not one for make test's summary
 	b := New(Config{ExecPath: filepath.Join(t.TempDir(), "no-chromium")})
 	defer b.Close()
 	var sub *testing.T

@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 func require(t *testing.T) {
 	t.Helper()
 	if os.Getenv("NETWARD_E2E") == "off" {
-		t.Skip("NETWARD_E2E=off")
+		e2e.Skip(t, "NETWARD_E2E=off")
 	}
 	var missing []string
 	for _, tool := range []string{"dig"} {
@@ -88,7 +88,7 @@ func require(t *testing.T) {
 		if os.Getenv("NETWARD_E2E") == "require" {
 			t.Fatal(msg)
 		}
-		t.Skip(msg)
+		e2e.Skip(t, msg)
 	}
 }
 
@@ -223,7 +223,7 @@ func perStore(t *testing.T, prefix string, f func(t *testing.T, dsn string)) {
 			if pgtest.Required() {
 				t.Fatal(msg)
 			}
-			t.Skip(msg)
+			e2e.Skip(t, msg)
 		}
 		dsn, err := pg.NewDatabase(prefix)
 		if err != nil {
