@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -570,7 +569,7 @@ func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *c
 		}
 		lines++
 		var rec record
-		if err := json.Unmarshal(raw, &rec); err != nil {
+		if err := decodeRecord(raw, &rec); err != nil {
 			skip(skipMalformed)
 			continue
 		}
