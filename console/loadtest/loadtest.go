@@ -268,7 +268,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go func() { defer uwg.Done(); up.device(uctx, ctx, d, i) }()
 	}
 	if cfg.Polls > 0 && cfg.FeedChanges > 0 {
-		apps := []string{"dropbox", "wetransfer", "mega", "box", "pcloud", "4shared", "mediafire", "zippyshare"}
+		apps := []string{"dropbox", "mega", "onedrive", "telegram", "tiktok", "zoom", "discord"}
 		for i := range cfg.FeedChanges {
 			wait := cfg.Duration / time.Duration(cfg.FeedChanges+1)
 			select {

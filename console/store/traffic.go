@@ -247,7 +247,8 @@ type TrafficTotal struct {
 }
 
 // DeviceTraffic sums a device's traffic per app × domain over [from, to),
-// busiest first.
+// busiest first. Days compacted into daily aggregates (CompactTraffic)
+// count whole when their start is in the range.
 func (s *Store) DeviceTraffic(ctx context.Context, device string, from, to time.Time) ([]TrafficTotal, error) {
 	return queryAll(ctx, s, func(sc scanner) (TrafficTotal, error) {
 		var t TrafficTotal
@@ -255,12 +256,17 @@ func (s *Store) DeviceTraffic(ctx context.Context, device string, from, to time.
 		err := sc.Scan(&t.AppID, &t.Domain, &c.Transactions, &c.BytesSent, &c.BytesReceived, &c.Blocks, &c.Warns, &c.Bypasses, &c.Audits, &c.Failures, &t.Users)
 		return t, err
 	}, "SELECT t.app_id, t.domain, SUM(t.transactions), SUM(t.bytes_sent), SUM(t.bytes_received), SUM(t.blocks), SUM(t.warns), SUM(t.bypasses), SUM(t.audits), SUM(t.failures), "+
-		"(SELECT COUNT(DISTINCT u.user_name) FROM traffic_hourly_users u WHERE u.device_id = t.device_id AND u.app_id = t.app_id AND u.domain = t.domain AND u.hour >= ? AND u.hour < ?) "+
-		"FROM traffic_hourly t WHERE t.device_id = ? AND t.hour >= ? AND t.hour < ? GROUP BY t.device_id, t.app_id, t.domain ORDER BY SUM(t.transactions) DESC, t.app_id, t.domain",
-		hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
+		"(SELECT COUNT(DISTINCT u.user_name) FROM ("+
+		"SELECT user_name FROM traffic_hourly_users WHERE device_id = t.device_id AND app_id = t.app_id AND domain = t.domain AND hour >= ? AND hour < ? UNION ALL "+
+		"SELECT user_name FROM traffic_daily_users WHERE device_id = t.device_id AND app_id = t.app_id AND domain = t.domain AND day >= ? AND day < ?) u) "+
+		"FROM (SELECT device_id, app_id, domain, transactions, bytes_sent, bytes_received, blocks, warns, bypasses, audits, failures FROM traffic_hourly WHERE device_id = ? AND hour >= ? AND hour < ? UNION ALL "+
+		"SELECT device_id, app_id, domain, transactions, bytes_sent, bytes_received, blocks, warns, bypasses, audits, failures FROM traffic_daily WHERE device_id = ? AND day >= ? AND day < ?) t "+
+		"GROUP BY t.device_id, t.app_id, t.domain ORDER BY SUM(t.transactions) DESC, t.app_id, t.domain",
+		hourOf(from), hourOf(to), hourOf(from), hourOf(to), device, hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
 }
 
-// DeviceActions counts a device's records per ActionType over [from, to).
+// DeviceActions counts a device's records per ActionType over [from, to)
+// (compacted days as DeviceTraffic counts them).
 func (s *Store) DeviceActions(ctx context.Context, device string, from, to time.Time) (map[string]int64, error) {
 	type count struct {
 		action string
@@ -269,7 +275,9 @@ func (s *Store) DeviceActions(ctx context.Context, device string, from, to time.
 	list, err := queryAll(ctx, s, func(sc scanner) (count, error) {
 		var c count
 		return c, sc.Scan(&c.action, &c.n)
-	}, "SELECT action_type, SUM(records) FROM actions_hourly WHERE device_id = ? AND hour >= ? AND hour < ? GROUP BY action_type", device, hourOf(from), hourOf(to))
+	}, "SELECT action_type, SUM(records) FROM (SELECT action_type, records FROM actions_hourly WHERE device_id = ? AND hour >= ? AND hour < ? UNION ALL "+
+		"SELECT action_type, records FROM actions_daily WHERE device_id = ? AND day >= ? AND day < ?) a GROUP BY action_type",
+		device, hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
 	out := make(map[string]int64, len(list))
 	for _, c := range list {
 		out[c.action] = c.n
