@@ -174,3 +174,5 @@ func makeChunk(r *rand.Rand, names Names, device string, n int, at time.Time) (c
 	}
 	return chunk{gz: gz.Bytes(), sent: sent}, nil
 }
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 22)) }

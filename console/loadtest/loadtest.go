@@ -205,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var genOnce sync.Once
 	parallel(4, len(upDevs), func(i int) {
 		d := upDevs[i]
-		r := rand.New(rand.NewPCG(uint64(i), 22))
+		r := newRand(uint64(i))
 		var err error
 		if d.small, err = makeChunk(r, cfg.Names, d.id, cfg.SmallRecords, now); err == nil {
 			d.full, err = makeChunk(r, cfg.Names, d.id, cfg.FullRecords, now)
