@@ -9,13 +9,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/netward/netward/console/loadtest"
+	"github.com/netward/netward/console/store"
 	"github.com/netward/netward/internal/pgtest"
 )
 
@@ -62,8 +65,9 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg := loadtest.Config{Console: *consoleURL, Fingerprint: *fingerprint, AdminPassword: *password, PID: *pid,
 		Devices: *devices, Polls: *polls, Uploaders: *uploaders, Duration: *duration, Rate: *rate, FullEvery: *fullEvery,
 		SmallRecords: *small, FeedChanges: *changes, Names: names, Log: log}
+	dsn := ""
 	if cfg.Console == "" {
-		stop, err := startConsole(ctx, &cfg, *storeKind, *keep, *profile, *polls, log)
+		stop, err := startConsole(ctx, &cfg, &dsn, *storeKind, *keep, *profile, *polls, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "netward-console loadtest: %v\n", err)
 			return 1
@@ -73,6 +77,9 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rep, err := loadtest.Run(ctx, cfg)
 	if rep != nil {
 		printReport(stdout, rep, cfg)
+		if dsn != "" {
+			printSizes(ctx, stdout, dsn)
+		}
 		if *jsonOut != "" {
 			b, _ := json.MarshalIndent(rep, "", "  ")
 			if werr := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); werr != nil {
@@ -101,7 +108,7 @@ func existing(p string) string {
 // startConsole starts a PostgreSQL cluster (for --store postgres) and
 // this binary's `serve` on a fresh data directory, and fills cfg with its
 // address, fingerprint, admin password and pid.
-func startConsole(ctx context.Context, cfg *loadtest.Config, storeKind, keep, profile string, polls int, log *slog.Logger) (stop func(), err error) {
+func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, storeKind, keep, profile string, polls int, log *slog.Logger) (stop func(), err error) {
 	var cleanups []func()
 	stop = func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -135,6 +142,7 @@ func startConsole(ctx context.Context, cfg *loadtest.Config, storeKind, keep, pr
 	} else if storeKind != "sqlite" {
 		return stop, fmt.Errorf("--store %q: use postgres or sqlite", storeKind)
 	}
+	*dsnOut = dsn
 	conf := map[string]any{
 		"version": 1, "dataDir": filepath.Join(dir, "data"), "listen": "127.0.0.1:0", "store": map[string]string{"dsn": dsn},
 		"feed":   map[string]any{"maxHeldPolls": polls + 1000},
@@ -229,5 +237,25 @@ func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 		fmt.Fprintln(w, "OK (none lost, none counted twice)")
 	} else {
 		fmt.Fprintf(w, "MISMATCH on %d devices (%s)\n", c.DevicesWithDifferences, c.FirstDifference)
+	}
+}
+
+// printSizes prints the database's size and its aggregate rows, for the
+// sizing arithmetic of docs/scale.md.
+func printSizes(ctx context.Context, w io.Writer, dsn string) {
+	st, err := store.Open(ctx, store.Config{DSN: dsn})
+	if err != nil {
+		fmt.Fprintf(w, "database size: %v\n", err)
+		return
+	}
+	defer st.Close()
+	sizes, err := st.TableSizes(ctx)
+	if err != nil {
+		fmt.Fprintf(w, "database size: %v\n", err)
+	}
+	rows, _ := st.AggregateRows(ctx)
+	names := slices.Sorted(maps.Keys(sizes))
+	for _, n := range names {
+		fmt.Fprintf(w, "database %-22s %8.1f MB  %10d rows\n", n, float64(sizes[n])/(1<<20), rows[n])
 	}
 }

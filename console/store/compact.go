@@ -134,3 +134,17 @@ func (s *Store) TableSizes(ctx context.Context) (map[string]int64, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// AggregateRows counts the rows of the aggregate tables and the chunk
+// index (sizing figures).
+func (s *Store) AggregateRows(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, t := range []string{"chunks", "traffic_hourly", "traffic_hourly_users", "actions_hourly", "traffic_daily", "traffic_daily_users", "actions_daily", "device_users", "device_addresses", "devices"} {
+		var n int64
+		if err := s.queryRow(ctx, "SELECT COUNT(*) FROM "+t).Scan(&n); err != nil {
+			return out, err
+		}
+		out[t] = n
+	}
+	return out, nil
+}
