@@ -46,6 +46,7 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	keep := fs.String("keep", "", "keep the started console's data directory here (default: a removed temporary one)")
 	profile := fs.String("cpuprofile", "", "CPU profile of the console started here, written to this file")
+	binary := fs.String("console-binary", "", "start this netward-console binary instead of this one (A/B runs against a baseline build)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -67,7 +68,7 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		SmallRecords: *small, FeedChanges: *changes, Names: names, Log: log}
 	dsn := ""
 	if cfg.Console == "" {
-		stop, err := startConsole(ctx, &cfg, &dsn, *storeKind, *keep, *profile, *polls, log)
+		stop, err := startConsole(ctx, &cfg, &dsn, *storeKind, *keep, *profile, *binary, *polls, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "netward-console loadtest: %v\n", err)
 			return 1
@@ -108,7 +109,7 @@ func existing(p string) string {
 // startConsole starts a PostgreSQL cluster (for --store postgres) and
 // this binary's `serve` on a fresh data directory, and fills cfg with its
 // address, fingerprint, admin password and pid.
-func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, storeKind, keep, profile string, polls int, log *slog.Logger) (stop func(), err error) {
+func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, storeKind, keep, profile, binary string, polls int, log *slog.Logger) (stop func(), err error) {
 	var cleanups []func()
 	stop = func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -155,6 +156,9 @@ func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, sto
 		return stop, err
 	}
 	exe, err := os.Executable()
+	if binary != "" {
+		exe, err = binary, nil
+	}
 	if err != nil {
 		return stop, err
 	}
