@@ -278,7 +278,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if ctx.Err() != nil {
 				break
 			}
-			tag := []string{"Unsanctioned", "Monitored", ""}[i%3]
+			// A different app each time, so every change makes a sequence.
+			tag := []string{"Unsanctioned", "Monitored"}[i%2]
 			ch, err := fd.change(ctx, adm, apps[i%len(apps)], tag, cfg.Polls, cfg.FeedTimeout, &pollCount)
 			if err != nil {
 				cfg.Log.Error("feed change failed", "err", err)
