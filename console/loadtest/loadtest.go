@@ -232,9 +232,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		t1 := time.Now()
 		hc := &http.Client{Transport: pollTr}
+		version := st.Version // st is read again below while the polls run
 		for _, d := range devs[:cfg.Polls] {
 			pwg.Add(1)
-			go func() { defer pwg.Done(); fd.poll(pctx, hc, cfg.Console, d, st.Version) }()
+			go func() { defer pwg.Done(); fd.poll(pctx, hc, cfg.Console, d, version) }()
 		}
 		// Wait until the console holds them all.
 		for deadline := time.Now().Add(5 * time.Minute); ; {
