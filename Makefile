@@ -8,7 +8,7 @@ BIN      := bin
 TESTFLAGS ?= -race -timeout 15m
 BENCHTIME ?= 1s
 
-.PHONY: all build run console test unit lint cross bench clean package bench-dns
+.PHONY: all build run console test unit lint cross bench clean package bench-dns loadtest loadtest-fanout loadtest-quick
 
 all: build
 
@@ -70,6 +70,25 @@ package:
 # DNS proxy throughput and latency vs dnsmasq with dnsperf (docs/dns.md).
 bench-dns:
 	./scripts/bench-dns.sh
+
+# Fleet scale (docs/scale.md): the console (PostgreSQL, durable settings) against a
+# simulated fleet on loopback, timed under the shared bench lock. Not part of `make test`
+# (its short correctness run, console/loadtest TestFleetShort, is).
+BENCH_LOCK ?= /work/notes/bench.lock
+LOCK       := $(shell command -v flock >/dev/null && test -d $(dir $(BENCH_LOCK)) && echo flock $(BENCH_LOCK))
+SHARED     ?= ../shared/data
+# 10 minutes at 105,000 records/s offered: 64 uploading devices (1 in 4 uploads a full
+# 4,000-record chunk), 2,000 held long polls, three tag changes measured.
+loadtest: build
+	$(LOCK) ./$(BIN)/netward-console loadtest --store postgres --devices 2000 --polls 2000 --uploaders 64 \
+		--rate 105000 --duration 10m --feed-changes 3 --data $(SHARED) --json $(BIN)/loadtest.json
+# Feed fan-out: time until 95 % / 100 % of N held polls have a new sequence, and bytes sent.
+loadtest-fanout: build
+	for n in 1000 10000 20000; do $(LOCK) ./$(BIN)/netward-console loadtest --store postgres --devices $$n --polls $$n \
+		--uploaders 1 --duration 40s --feed-changes 2 --data $(SHARED) --json $(BIN)/fanout-$$n.json || exit 1; done
+# A 30 s run to try changes with.
+loadtest-quick: build
+	./$(BIN)/netward-console loadtest --store postgres --devices 200 --polls 200 --uploaders 40 --duration 30s --data $(SHARED)
 
 clean:
 	rm -rf $(BIN)

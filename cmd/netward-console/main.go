@@ -22,6 +22,7 @@ const usage = `usage: netward-console serve [--config FILE]          the console
        netward-console feed rotate-key | public-key [--config FILE]   the feed's signing key
        netward-console config default | check --config FILE
        netward-console licenses
+       netward-console loadtest [--devices N --polls N --uploaders N --duration D …]   fleet simulator (docs/scale.md)
        netward-console collect --dir DIR …              (standalone collector, see README)
        netward-console serve-feed --dir DIR --key KEY …  (standalone file-driven feed, see README)`
 
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return collectMain(ctx, args[1:], stdout, stderr)
 	case "serve-feed":
 		return serveFeedMain(ctx, args[1:], stdout, stderr)
+	case "loadtest":
+		return loadtestMain(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "netward-console: unknown command %q\n", args[0])
 	return 2

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 
 	"github.com/netward/netward/console/server"
 )
@@ -14,7 +16,8 @@ import (
 func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "console config file (default: the embedded default, data under ./netward-console-data)")
-	if code, ok := parseFlags(fs, args, "usage: netward-console serve [--config FILE]", stdout, stderr); !ok {
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (docs/scale.md)")
+	if code, ok := parseFlags(fs, args, "usage: netward-console serve [--config FILE] [--cpuprofile FILE]", stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() != 0 {
@@ -27,6 +30,18 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log.Level)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "netward-console: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if cfg.Path == "" {
 		log.Info("running on the embedded default config", "dataDir", cfg.DataDir, "listen", cfg.Listen)
 	}

@@ -331,21 +331,34 @@ func (p *Publisher) Run(ctx context.Context) error {
 	defer checkin.Stop()
 	expiry := p.expiryTimer(ctx)
 	defer func() { expiry.Stop() }()
+	// Sequences published by other replicas arrive through the database
+	// (PostgreSQL NOTIFY) at once; the refresh tick stays as the fallback.
+	notified := make(chan struct{}, 1)
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		_ = p.cfg.Store.WatchFeed(wctx, func(seq int64) {
+			if c := p.cur.Load(); seq != 0 && c != nil && seq <= c.seq {
+				return // this replica's own publication, already loaded
+			}
+			select {
+			case notified <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	defer func() { stopWatch(); <-watched }()
 	for {
 		select {
 		case <-ctx.Done():
 			p.flushCheckins(context.WithoutCancel(ctx))
 			return nil
+		case <-notified:
+			p.refresh(ctx)
 		case <-refresh.C:
 			p.reloadKey(ctx)
-			seq, err := p.cfg.Store.LatestFeedSequence(ctx)
-			if c := p.cur.Load(); err == nil && (c == nil || seq > c.seq) {
-				if doc, err := p.cfg.Store.LatestFeed(ctx); err == nil {
-					if err := p.load(doc); err != nil {
-						p.log.Error("feed: cannot load a new sequence", "err", err)
-					}
-				}
-			}
+			p.refresh(ctx)
 		case <-fresh.C:
 			if c := p.cur.Load(); c != nil && p.now().Sub(c.freshAt) >= p.cfg.FreshnessInterval/2 {
 				p.resign()
@@ -357,6 +370,19 @@ func (p *Publisher) Run(ctx context.Context) error {
 				p.log.Error("feed: rebuild after an indicator expired failed", "err", err)
 			}
 			expiry = p.expiryTimer(ctx)
+		}
+	}
+}
+
+// refresh loads a sequence another replica made, when the store has one
+// above the current.
+func (p *Publisher) refresh(ctx context.Context) {
+	seq, err := p.cfg.Store.LatestFeedSequence(ctx)
+	if c := p.cur.Load(); err == nil && (c == nil || seq > c.seq) {
+		if doc, err := p.cfg.Store.LatestFeed(ctx); err == nil {
+			if err := p.load(doc); err != nil {
+				p.log.Error("feed: cannot load a new sequence", "err", err)
+			}
 		}
 	}
 }

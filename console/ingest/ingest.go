@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +72,19 @@ type Config struct {
 	// Hook, when set, sees every counted transaction record of a chunk and
 	// is told once the chunk is stored (the console's alerts).
 	Hook Hook
+	// CompactAfter folds hourly aggregates into daily ones once their day
+	// is this old (default 30 days); AggregateRetention deletes daily
+	// aggregates older than it (0: kept for ever).
+	CompactAfter, AggregateRetention time.Duration
+	// Raw, when set, keeps raw chunks instead of files under Dir (object
+	// storage for replicas: console/chunkstore), under the same relative
+	// key <date>/<device>/<chunk>.ndjson.gz.
+	Raw RawStore
+	// Sink, when set, is given every new chunk before its aggregates are
+	// committed (a SIEM feed: console/publish); its error answers 503 and
+	// the agent retries, so the sink sees each record at least once and the
+	// aggregates count it exactly once.
+	Sink Sink
 	Log  *slog.Logger
 	Now  func() time.Time
 }
@@ -89,6 +101,17 @@ type Hook interface {
 type ChunkHook interface {
 	Record(r *telemetry.Record, count int64, appID, domain string)
 	Stored(ctx context.Context, meta store.ChunkMeta)
+}
+
+// RawStore keeps raw chunks by relative key.
+type RawStore interface {
+	Put(ctx context.Context, key string, body io.Reader, size int64) error
+	Delete(ctx context.Context, key string) error
+}
+
+// Sink takes a new chunk's gzip NDJSON.
+type Sink interface {
+	Publish(ctx context.Context, device, chunk string, gz io.Reader) error
 }
 
 // perUpload is the working set of one upload besides its body: the gzip
@@ -202,6 +225,9 @@ func New(cfg Config) (*Ingest, error) {
 	}
 	if cfg.Matcher == nil {
 		cfg.Matcher = func() Matcher { return nil }
+	}
+	if cfg.CompactAfter <= 0 {
+		cfg.CompactAfter = 30 * 24 * time.Hour
 	}
 	in := &Ingest{cfg: cfg, log: cfg.Log, now: cfg.Now, budget: semaphore.NewWeighted(cfg.MemoryBudget), locks: map[string]*deviceLock{},
 		bodyGrace: bodyGrace, caps: defaultCaps}
@@ -339,8 +365,19 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 	if err != nil {
 		return 0, fail(http.StatusBadRequest, "%v", err)
 	}
-	if err := writeFile(filepath.Join(in.cfg.Dir, rel), body.reader()); err != nil {
+	if in.cfg.Raw != nil {
+		if err := in.cfg.Raw.Put(r.Context(), filepath.ToSlash(rel), body.reader(), body.n); err != nil {
+			in.log.Error("ingest: raw chunk not stored", "device", device, "chunk", chunk, "err", err)
+			return 0, fail(http.StatusServiceUnavailable, "raw chunk storage unavailable; retry later")
+		}
+	} else if err := writeFile(filepath.Join(in.cfg.Dir, rel), body.reader()); err != nil {
 		return 0, fmt.Errorf("store raw chunk: %w", err)
+	}
+	if in.cfg.Sink != nil {
+		if err := in.cfg.Sink.Publish(r.Context(), device, chunk, body.reader()); err != nil {
+			in.log.Error("ingest: chunk not published", "device", device, "chunk", chunk, "err", err)
+			return 0, fail(http.StatusServiceUnavailable, "record publishing unavailable; retry later")
+		}
 	}
 	b.Meta = store.ChunkMeta{DeviceID: device, ChunkID: chunk, SHA256: digest, CompressedBytes: body.n, Records: b.records, ReceivedAt: now, Path: rel}
 	switch err := in.cfg.Store.IngestChunk(r.Context(), &b.ChunkBatch); {
@@ -594,7 +631,7 @@ func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *c
 		}
 		lines++
 		var rec record
-		if err := json.Unmarshal(raw, &rec); err != nil {
+		if err := decodeRecord(raw, &rec); err != nil {
 			skip(skipMalformed)
 			continue
 		}
@@ -670,7 +707,8 @@ func writeFile(path string, data io.Reader) error {
 	return nil
 }
 
-// Run removes raw chunks past the retention period, hourly, until ctx ends.
+// Run removes raw chunks past the retention period and compacts old
+// aggregates, hourly, until ctx ends.
 func (in *Ingest) Run(ctx context.Context) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -680,12 +718,28 @@ func (in *Ingest) Run(ctx context.Context) error {
 		} else if n > 0 {
 			in.log.Info("ingest: raw chunks past retention removed", "chunks", n)
 		}
+		if st, err := in.Compact(ctx); err != nil && ctx.Err() == nil {
+			in.log.Error("ingest: compaction of old aggregates failed; it is tried again in an hour", "err", err)
+		} else if st.Days > 0 || st.DailyRowsDeleted > 0 {
+			in.log.Info("ingest: old hourly aggregates compacted into days", "days", st.Days, "hourlyRows", st.HourlyRows, "dailyRowsPastRetention", st.DailyRowsDeleted)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// Compact folds hourly aggregates older than CompactAfter into daily
+// ones and drops daily ones past AggregateRetention.
+func (in *Ingest) Compact(ctx context.Context) (store.CompactStats, error) {
+	now := in.now()
+	var drop time.Time
+	if in.cfg.AggregateRetention > 0 {
+		drop = now.Add(-in.cfg.AggregateRetention)
+	}
+	return in.cfg.Store.CompactTraffic(ctx, now.Add(-in.cfg.CompactAfter), drop)
 }
 
 // Expire removes raw chunks received before now minus the retention (the
@@ -699,6 +753,16 @@ func (in *Ingest) Expire(ctx context.Context) (int, error) {
 			return total, err
 		}
 		for _, c := range old {
+			if in.cfg.Raw != nil {
+				if err := in.cfg.Raw.Delete(ctx, filepath.ToSlash(filepath.Clean("/" + c.Path)[1:])); err != nil {
+					return total, err
+				}
+				if err := in.cfg.Store.DeleteChunk(ctx, c.DeviceID, c.ChunkID); err != nil {
+					return total, err
+				}
+				total++
+				continue
+			}
 			p := filepath.Join(in.cfg.Dir, filepath.Clean("/" + c.Path)[1:])
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return total, err

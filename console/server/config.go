@@ -64,6 +64,32 @@ type IngestConfig struct {
 	MaxDecompressedBytes int64 `json:"maxDecompressedBytes"`
 	MemoryBudgetBytes    int64 `json:"memoryBudgetBytes"`
 	RetryAfterSeconds    int   `json:"retryAfterSeconds"`
+	// CompactAfterDays folds hourly aggregates into days once this old;
+	// AggregateRetentionDays deletes daily ones past it (0: keep).
+	CompactAfterDays       int `json:"compactAfterDays"`
+	AggregateRetentionDays int `json:"aggregateRetentionDays"`
+	// ObjectStore, when its endpoint is set, keeps raw chunks in
+	// S3-compatible storage instead of <dataDir>/chunks (replicas).
+	ObjectStore ObjectStoreConfig `json:"objectStore"`
+	// Kafka, when brokers are set, receives every ingested record.
+	Kafka KafkaConfig `json:"kafka"`
+}
+
+// ObjectStoreConfig is an S3-compatible bucket for raw chunks, at
+// <tenant>/<date>/<device>/<chunk>.ndjson.gz.
+type ObjectStoreConfig struct {
+	Endpoint      string `json:"endpoint"`
+	Bucket        string `json:"bucket"`
+	Region        string `json:"region"`
+	AccessKey     string `json:"accessKey"`
+	SecretKeyFile string `json:"secretKeyFile"`
+	Tenant        string `json:"tenant"`
+}
+
+// KafkaConfig is where ingested records are published.
+type KafkaConfig struct {
+	Brokers []string `json:"brokers"`
+	Topic   string   `json:"topic"`
 }
 
 // AuthConfig tunes accounts and sessions.
@@ -150,6 +176,10 @@ func (c *Config) applyDefaults() {
 	def64(&c.Ingest.MaxDecompressedBytes, 64<<20)
 	def64(&c.Ingest.MemoryBudgetBytes, 64<<20)
 	def(&c.Ingest.RetryAfterSeconds, 30)
+	def(&c.Ingest.CompactAfterDays, 30)
+	if c.Ingest.ObjectStore.Endpoint != "" && c.Ingest.ObjectStore.Tenant == "" {
+		c.Ingest.ObjectStore.Tenant = "default"
+	}
 	def(&c.Auth.SessionIdleHours, 12)
 	def(&c.Auth.SessionMaxDays, 7)
 	def(&c.Auth.LoginBurst, 5)
@@ -189,6 +219,17 @@ func (c *Config) Validate() error {
 	rng("ingest.maxDecompressedBytes", c.Ingest.MaxDecompressedBytes, 1<<10, 4<<30)
 	rng("ingest.memoryBudgetBytes", c.Ingest.MemoryBudgetBytes, 1<<20, 64<<30)
 	rng("ingest.retryAfterSeconds", int64(c.Ingest.RetryAfterSeconds), 1, 3600)
+	rng("ingest.compactAfterDays", int64(c.Ingest.CompactAfterDays), 1, 3650)
+	rng("ingest.aggregateRetentionDays", int64(c.Ingest.AggregateRetentionDays), 0, 36500)
+	if c.Ingest.AggregateRetentionDays != 0 && c.Ingest.AggregateRetentionDays < c.Ingest.CompactAfterDays {
+		bad("ingest.aggregateRetentionDays", "%d is shorter than ingest.compactAfterDays (%d)", c.Ingest.AggregateRetentionDays, c.Ingest.CompactAfterDays)
+	}
+	if o := c.Ingest.ObjectStore; o.Endpoint != "" && (o.Bucket == "" || o.AccessKey == "" || o.SecretKeyFile == "") {
+		bad("ingest.objectStore", "give bucket, accessKey and secretKeyFile with the endpoint")
+	}
+	if k := c.Ingest.Kafka; (len(k.Brokers) == 0) != (k.Topic == "") {
+		bad("ingest.kafka", "give both brokers and topic, or neither")
+	}
 	rng("auth.sessionIdleHours", int64(c.Auth.SessionIdleHours), 1, 24*365)
 	rng("auth.sessionMaxDays", int64(c.Auth.SessionMaxDays), 1, 365)
 	rng("auth.loginBurst", int64(c.Auth.LoginBurst), 1, 1000)

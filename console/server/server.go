@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,11 @@ import (
 	"github.com/netward/netward/console/api"
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/chunkstore"
 	"github.com/netward/netward/console/discovery"
 	"github.com/netward/netward/console/feed"
 	"github.com/netward/netward/console/ingest"
+	"github.com/netward/netward/console/publish"
 	"github.com/netward/netward/console/store"
 )
 
@@ -102,10 +105,18 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	chunkDir := filepath.Join(cfg.DataDir, "chunks")
-	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: chunkDir, Log: s.log, Hook: al,
+	icfg := ingest.Config{Store: st, Auth: au, Dir: chunkDir, Log: s.log, Hook: al,
 		Matcher:       func() ingest.Matcher { return matcher.Load() },
 		MaxCompressed: cfg.Ingest.MaxChunkBytes, MaxDecompressed: cfg.Ingest.MaxDecompressedBytes, MemoryBudget: cfg.Ingest.MemoryBudgetBytes,
-		RetryAfter: time.Duration(cfg.Ingest.RetryAfterSeconds) * time.Second, Retention: time.Duration(cfg.Ingest.RetentionDays) * 24 * time.Hour})
+		RetryAfter: time.Duration(cfg.Ingest.RetryAfterSeconds) * time.Second, Retention: time.Duration(cfg.Ingest.RetentionDays) * 24 * time.Hour,
+		CompactAfter: time.Duration(cfg.Ingest.CompactAfterDays) * 24 * time.Hour, AggregateRetention: time.Duration(cfg.Ingest.AggregateRetentionDays) * 24 * time.Hour}
+	if err := s.sinks(ctx, &icfg); err != nil {
+		return err
+	}
+	if k, ok := icfg.Sink.(*publish.Kafka); ok {
+		defer k.Close()
+	}
+	ing, err := ingest.New(icfg)
 	if err != nil {
 		return err
 	}
@@ -194,6 +205,33 @@ func (s *Server) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// sinks sets up the object storage and Kafka of the config.
+func (s *Server) sinks(ctx context.Context, icfg *ingest.Config) error {
+	if o := s.cfg.Ingest.ObjectStore; o.Endpoint != "" {
+		secret, err := os.ReadFile(o.SecretKeyFile)
+		if err != nil {
+			return fmt.Errorf("ingest.objectStore.secretKeyFile: %w", err)
+		}
+		s3, err := chunkstore.New(chunkstore.Config{Endpoint: o.Endpoint, Bucket: o.Bucket, Region: o.Region, AccessKey: o.AccessKey,
+			SecretKey: strings.TrimSpace(string(secret)), Tenant: o.Tenant})
+		if err != nil {
+			return err
+		}
+		if err := s3.EnsureBucket(ctx); err != nil {
+			return fmt.Errorf("%w (check ingest.objectStore)", err)
+		}
+		icfg.Raw = s3
+	}
+	if k := s.cfg.Ingest.Kafka; len(k.Brokers) > 0 {
+		p, err := publish.New(publish.Config{Brokers: k.Brokers, Topic: k.Topic})
+		if err != nil {
+			return err
+		}
+		icfg.Sink = p
+	}
+	return nil
 }
 
 // cleanSessions removes expired sessions hourly.

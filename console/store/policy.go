@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -327,6 +328,12 @@ func (s *Store) PublishFeed(ctx context.Context, build func(context.Context) (Fe
 				return err
 			}
 			made = true
+			if s.dialect == Postgres {
+				// Delivered to every replica's WatchFeed when this commits.
+				if _, err := tx.ExecContext(ctx, s.q("SELECT pg_notify('"+feedChannel+"', ?)"), strconv.FormatInt(doc.Sequence, 10)); err != nil {
+					return fmt.Errorf("feed notify: %w", err)
+				}
+			}
 			_, err = tx.ExecContext(ctx, s.q("DELETE FROM feed_documents WHERE sequence <= ?"), doc.Sequence-keepFeedDocuments)
 			return err
 		})

@@ -64,13 +64,14 @@ type Store struct {
 	// than SQLITE_BUSY retries; readers run beside it (WAL). On PostgreSQL
 	// both are the same pool.
 	w, r *sql.DB
+	dsn  string // for WatchFeed's own connection
 	log  *slog.Logger
 	now  func() time.Time
 }
 
 // Open connects and migrates. Close the Store when done.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{log: cfg.Log, now: cfg.Now}
+	s := &Store{log: cfg.Log, now: cfg.Now, dsn: strings.TrimSpace(cfg.DSN)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

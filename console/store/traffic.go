@@ -171,46 +171,42 @@ func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 }
 
 func (s *Store) applyTraffic(ctx context.Context, tx *sql.Tx, device string, b *ChunkBatch) error {
+	text := func(n string) column { return column{n, "text[]"} }
+	num := func(n string) column { return column{n, "bigint[]"} }
 	if len(b.Traffic) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO traffic_hourly (device_id, hour, app_id, domain, transactions, bytes_sent, bytes_received, blocks, warns, bypasses, audits, failures) "+
-			"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, hour, app_id, domain) DO UPDATE SET "+
-			"transactions = traffic_hourly.transactions + excluded.transactions, bytes_sent = traffic_hourly.bytes_sent + excluded.bytes_sent, "+
-			"bytes_received = traffic_hourly.bytes_received + excluded.bytes_received, blocks = traffic_hourly.blocks + excluded.blocks, "+
-			"warns = traffic_hourly.warns + excluded.warns, bypasses = traffic_hourly.bypasses + excluded.bypasses, "+
-			"audits = traffic_hourly.audits + excluded.audits, failures = traffic_hourly.failures + excluded.failures"))
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+		rows := make([][]any, 0, len(b.Traffic))
 		for k, c := range b.Traffic {
-			if _, err := st.ExecContext(ctx, device, k.Hour, k.AppID, k.Domain, c.Transactions, c.BytesSent, c.BytesReceived, c.Blocks, c.Warns, c.Bypasses, c.Audits, c.Failures); err != nil {
-				return fmt.Errorf("store: traffic: %w", err)
-			}
+			rows = append(rows, []any{device, k.Hour, k.AppID, k.Domain, c.Transactions, c.BytesSent, c.BytesReceived, c.Blocks, c.Warns, c.Bypasses, c.Audits, c.Failures})
+		}
+		err := s.batchInsert(ctx, tx, "traffic_hourly", []column{text("device_id"), num("hour"), text("app_id"), text("domain"), num("transactions"),
+			num("bytes_sent"), num("bytes_received"), num("blocks"), num("warns"), num("bypasses"), num("audits"), num("failures")},
+			"ON CONFLICT (device_id, hour, app_id, domain) DO UPDATE SET "+
+				"transactions = traffic_hourly.transactions + excluded.transactions, bytes_sent = traffic_hourly.bytes_sent + excluded.bytes_sent, "+
+				"bytes_received = traffic_hourly.bytes_received + excluded.bytes_received, blocks = traffic_hourly.blocks + excluded.blocks, "+
+				"warns = traffic_hourly.warns + excluded.warns, bypasses = traffic_hourly.bypasses + excluded.bypasses, "+
+				"audits = traffic_hourly.audits + excluded.audits, failures = traffic_hourly.failures + excluded.failures", rows)
+		if err != nil {
+			return fmt.Errorf("store: traffic: %w", err)
 		}
 	}
 	if len(b.Users) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO traffic_hourly_users (device_id, hour, app_id, domain, user_name) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"))
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+		rows := make([][]any, 0, len(b.Users))
 		for k := range b.Users {
-			if _, err := st.ExecContext(ctx, device, k.Hour, k.AppID, k.Domain, k.User); err != nil {
-				return fmt.Errorf("store: users: %w", err)
-			}
+			rows = append(rows, []any{device, k.Hour, k.AppID, k.Domain, k.User})
+		}
+		if err := s.batchInsert(ctx, tx, "traffic_hourly_users", []column{text("device_id"), num("hour"), text("app_id"), text("domain"), text("user_name")},
+			"ON CONFLICT DO NOTHING", rows); err != nil {
+			return fmt.Errorf("store: users: %w", err)
 		}
 	}
 	if len(b.Actions) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO actions_hourly (device_id, hour, action_type, records) VALUES (?, ?, ?, ?) "+
-			"ON CONFLICT (device_id, hour, action_type) DO UPDATE SET records = actions_hourly.records + excluded.records"))
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+		rows := make([][]any, 0, len(b.Actions))
 		for k, n := range b.Actions {
-			if _, err := st.ExecContext(ctx, device, k.Hour, k.ActionType, n); err != nil {
-				return fmt.Errorf("store: actions: %w", err)
-			}
+			rows = append(rows, []any{device, k.Hour, k.ActionType, n})
+		}
+		if err := s.batchInsert(ctx, tx, "actions_hourly", []column{text("device_id"), num("hour"), text("action_type"), num("records")},
+			"ON CONFLICT (device_id, hour, action_type) DO UPDATE SET records = actions_hourly.records + excluded.records", rows); err != nil {
+			return fmt.Errorf("store: actions: %w", err)
 		}
 	}
 	return nil
@@ -221,32 +217,29 @@ const seenUpdate = "first_seen = CASE WHEN excluded.first_seen < %[1]s.first_see
 	"last_seen = CASE WHEN excluded.last_seen > %[1]s.last_seen THEN excluded.last_seen ELSE %[1]s.last_seen END"
 
 func (s *Store) applySeen(ctx context.Context, tx *sql.Tx, device string, b *ChunkBatch) error {
+	text := func(n string) column { return column{n, "text[]"} }
+	num := func(n string) column { return column{n, "bigint[]"} }
 	if len(b.People) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO device_users (device_id, user_name, first_seen, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT (device_id, user_name) DO UPDATE SET "+
-			fmt.Sprintf(seenUpdate, "device_users")))
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+		rows := make([][]any, 0, len(b.People))
 		for _, p := range b.People {
-			if _, err := st.ExecContext(ctx, device, p.Value, ms(p.FirstSeen), ms(p.LastSeen)); err != nil {
-				return fmt.Errorf("store: device users: %w", err)
-			}
+			rows = append(rows, []any{device, p.Value, ms(p.FirstSeen), ms(p.LastSeen)})
+		}
+		if err := s.batchInsert(ctx, tx, "device_users", []column{text("device_id"), text("user_name"), num("first_seen"), num("last_seen")},
+			"ON CONFLICT (device_id, user_name) DO UPDATE SET "+fmt.Sprintf(seenUpdate, "device_users"), rows); err != nil {
+			return fmt.Errorf("store: device users: %w", err)
 		}
 	}
 	if len(b.Addresses) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO device_addresses (device_id, address, interface, mac, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, address) DO UPDATE SET "+
-			"interface = CASE WHEN excluded.interface <> '' THEN excluded.interface ELSE device_addresses.interface END, "+
-			"mac = CASE WHEN excluded.mac <> '' THEN excluded.mac ELSE device_addresses.mac END, "+
-			fmt.Sprintf(seenUpdate, "device_addresses")))
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+		rows := make([][]any, 0, len(b.Addresses))
 		for _, a := range b.Addresses {
-			if _, err := st.ExecContext(ctx, device, a.Value, a.Interface, a.MAC, ms(a.FirstSeen), ms(a.LastSeen)); err != nil {
-				return fmt.Errorf("store: device addresses: %w", err)
-			}
+			rows = append(rows, []any{device, a.Value, a.Interface, a.MAC, ms(a.FirstSeen), ms(a.LastSeen)})
+		}
+		if err := s.batchInsert(ctx, tx, "device_addresses", []column{text("device_id"), text("address"), text("interface"), text("mac"), num("first_seen"), num("last_seen")},
+			"ON CONFLICT (device_id, address) DO UPDATE SET "+
+				"interface = CASE WHEN excluded.interface <> '' THEN excluded.interface ELSE device_addresses.interface END, "+
+				"mac = CASE WHEN excluded.mac <> '' THEN excluded.mac ELSE device_addresses.mac END, "+
+				fmt.Sprintf(seenUpdate, "device_addresses"), rows); err != nil {
+			return fmt.Errorf("store: device addresses: %w", err)
 		}
 	}
 	return nil
@@ -261,7 +254,8 @@ type TrafficTotal struct {
 }
 
 // DeviceTraffic sums a device's traffic per app × domain over [from, to),
-// busiest first.
+// busiest first. Days compacted into daily aggregates (CompactTraffic)
+// count whole when their start is in the range.
 func (s *Store) DeviceTraffic(ctx context.Context, device string, from, to time.Time) ([]TrafficTotal, error) {
 	return queryAll(ctx, s, func(sc scanner) (TrafficTotal, error) {
 		var t TrafficTotal
@@ -269,12 +263,17 @@ func (s *Store) DeviceTraffic(ctx context.Context, device string, from, to time.
 		err := sc.Scan(&t.AppID, &t.Domain, &c.Transactions, &c.BytesSent, &c.BytesReceived, &c.Blocks, &c.Warns, &c.Bypasses, &c.Audits, &c.Failures, &t.Users)
 		return t, err
 	}, "SELECT t.app_id, t.domain, SUM(t.transactions), SUM(t.bytes_sent), SUM(t.bytes_received), SUM(t.blocks), SUM(t.warns), SUM(t.bypasses), SUM(t.audits), SUM(t.failures), "+
-		"(SELECT COUNT(DISTINCT u.user_name) FROM traffic_hourly_users u WHERE u.device_id = t.device_id AND u.app_id = t.app_id AND u.domain = t.domain AND u.hour >= ? AND u.hour < ?) "+
-		"FROM traffic_hourly t WHERE t.device_id = ? AND t.hour >= ? AND t.hour < ? GROUP BY t.device_id, t.app_id, t.domain ORDER BY SUM(t.transactions) DESC, t.app_id, t.domain",
-		hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
+		"(SELECT COUNT(DISTINCT u.user_name) FROM ("+
+		"SELECT user_name FROM traffic_hourly_users WHERE device_id = t.device_id AND app_id = t.app_id AND domain = t.domain AND hour >= ? AND hour < ? UNION ALL "+
+		"SELECT user_name FROM traffic_daily_users WHERE device_id = t.device_id AND app_id = t.app_id AND domain = t.domain AND day >= ? AND day < ?) u) "+
+		"FROM (SELECT device_id, app_id, domain, transactions, bytes_sent, bytes_received, blocks, warns, bypasses, audits, failures FROM traffic_hourly WHERE device_id = ? AND hour >= ? AND hour < ? UNION ALL "+
+		"SELECT device_id, app_id, domain, transactions, bytes_sent, bytes_received, blocks, warns, bypasses, audits, failures FROM traffic_daily WHERE device_id = ? AND day >= ? AND day < ?) t "+
+		"GROUP BY t.device_id, t.app_id, t.domain ORDER BY SUM(t.transactions) DESC, t.app_id, t.domain",
+		hourOf(from), hourOf(to), hourOf(from), hourOf(to), device, hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
 }
 
-// DeviceActions counts a device's records per ActionType over [from, to).
+// DeviceActions counts a device's records per ActionType over [from, to)
+// (compacted days as DeviceTraffic counts them).
 func (s *Store) DeviceActions(ctx context.Context, device string, from, to time.Time) (map[string]int64, error) {
 	type count struct {
 		action string
@@ -283,7 +282,9 @@ func (s *Store) DeviceActions(ctx context.Context, device string, from, to time.
 	list, err := queryAll(ctx, s, func(sc scanner) (count, error) {
 		var c count
 		return c, sc.Scan(&c.action, &c.n)
-	}, "SELECT action_type, SUM(records) FROM actions_hourly WHERE device_id = ? AND hour >= ? AND hour < ? GROUP BY action_type", device, hourOf(from), hourOf(to))
+	}, "SELECT action_type, SUM(records) FROM (SELECT action_type, records FROM actions_hourly WHERE device_id = ? AND hour >= ? AND hour < ? UNION ALL "+
+		"SELECT action_type, records FROM actions_daily WHERE device_id = ? AND day >= ? AND day < ?) a GROUP BY action_type",
+		device, hourOf(from), hourOf(to), device, hourOf(from), hourOf(to))
 	out := make(map[string]int64, len(list))
 	for _, c := range list {
 		out[c.action] = c.n

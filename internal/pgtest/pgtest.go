@@ -52,7 +52,20 @@ func binDir() (string, error) {
 
 // Start initialises and starts a cluster. Stop it when the package's tests
 // are done.
-func Start() (*Cluster, error) {
+func Start() (*Cluster, error) { return StartWith(Options{}) }
+
+// Options change the private cluster.
+type Options struct {
+	// Durable keeps PostgreSQL's defaults (fsync, synchronous commit, full
+	// page writes) for load tests that stand for production; tests run
+	// without them.
+	Durable bool
+	// Settings are more "-c name=value" server settings.
+	Settings []string
+}
+
+// StartWith is Start with options.
+func StartWith(o Options) (*Cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -90,8 +103,14 @@ func Start() (*Cluster, error) {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	// No TCP; throwaway durability settings (a test cluster is never reused).
-	c.cmd = asUser(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-c", "listen_addresses=",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
+	args := []string{"-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "max_connections=200"}
+	if !o.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	for _, s := range o.Settings {
+		args = append(args, "-c", s)
+	}
+	c.cmd = asUser(filepath.Join(bin, "postgres"), args...)
 	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err == nil {
 		c.cmd.Stdout, c.cmd.Stderr = logf, logf

@@ -1,0 +1,270 @@
+package ingest
+
+import (
+	"encoding/json"
+	"reflect"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// decodeRecord reads one NDJSON line into r. Agents write flat records of
+// strings and integers, and reflection-driven encoding/json was the larger
+// part of ingest's CPU once the database writes were batched
+// (docs/scale.md), so such lines are read here directly; any line that is
+// not plainly that shape — an escape, a nested value, null, a float, a
+// key that differs from a field name only in case, broken JSON — goes to
+// json.Unmarshal, which stays the reference for what a record means
+// (FuzzDecodeRecord holds the two to the same result).
+func decodeRecord(line []byte, r *record) error {
+	if fastDecode(line, r) {
+		return nil
+	}
+	*r = record{}
+	return json.Unmarshal(line, r)
+}
+
+// fastDecode reports false, with r in any state, when the line needs
+// json.Unmarshal.
+func fastDecode(b []byte, r *record) bool {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipWS(b, i+1) == len(b)
+	}
+	for {
+		key, j, ok := plainString(b, i)
+		if !ok {
+			return false
+		}
+		j = skipWS(b, j)
+		if j >= len(b) || b[j] != ':' {
+			return false
+		}
+		j = skipWS(b, j+1)
+		if j >= len(b) {
+			return false
+		}
+		var end int
+		if b[j] == '"' {
+			var val []byte
+			if val, end, ok = plainString(b, j); !ok || !r.setString(key, val, b[j:end]) {
+				return false
+			}
+		} else {
+			end = j
+			for end < len(b) && (b[end] == '-' || b[end] >= '0' && b[end] <= '9') {
+				end++
+			}
+			n, ok := plainInt(b[j:end])
+			if !ok || !r.setInt(key, n) {
+				return false
+			}
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case '}':
+			return skipWS(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a string at b[i] in valid UTF-8 without control
+// characters; of escapes it takes the one-letter ones (a Windows account
+// is "CORP\\alice"), not \u. It returns the content and the index after
+// the closing quote.
+func plainString(b []byte, i int) (s []byte, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	ascii, escaped := true, false
+	j := i + 1
+	for ; j < len(b); j++ {
+		c := b[j]
+		if c == '"' {
+			break
+		}
+		switch {
+		case c == '\\':
+			escaped = true
+			j++
+		case c < 0x20:
+			return nil, 0, false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	if j >= len(b) {
+		return nil, 0, false
+	}
+	s = b[i+1 : j]
+	if !ascii && !utf8.Valid(s) {
+		return nil, 0, false
+	}
+	if escaped {
+		out := make([]byte, 0, len(s))
+		for k := 0; k < len(s); k++ {
+			if s[k] != '\\' {
+				out = append(out, s[k])
+				continue
+			}
+			k++
+			switch s[k] {
+			case '"', '\\', '/':
+				out = append(out, s[k])
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			default:
+				return nil, 0, false
+			}
+		}
+		s = out
+	}
+	return s, j + 1, true
+}
+
+// plainInt reads a JSON integer without fraction or exponent that fits
+// 53 bits (beyond, and for anything else, json.Unmarshal decides).
+func plainInt(b []byte) (int64, bool) {
+	d := b
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 15 || (d[0] == '0' && len(d) > 1) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
+}
+
+// setString sets a string field named exactly key (quoted is the JSON
+// string with its quotes, for times); false for any other key, so that
+// json.Unmarshal's rules (case-insensitive names, shadowed fields) decide.
+func (r *record) setString(key, v, quoted []byte) bool {
+	switch string(key) {
+	case "Timestamp":
+		return r.Timestamp.UnmarshalJSON(quoted) == nil
+	case "DeviceId":
+		r.DeviceId = string(v)
+	case "DeviceName":
+		r.DeviceName = string(v)
+	case "ActionType":
+		r.ActionType = string(v)
+	case "RemoteIP":
+		r.RemoteIP = string(v)
+	case "RemoteUrl":
+		r.RemoteUrl = string(v)
+	case "LocalIP":
+		r.LocalIP = string(v)
+	case "Protocol":
+		r.Protocol = string(v)
+	case "InitiatingProcessFileName":
+		r.InitiatingProcessFileName = string(v)
+	case "InitiatingProcessAccountName":
+		r.InitiatingProcessAccountName = string(v)
+	case "IndicatorId":
+		r.IndicatorId = string(v)
+	case "Application":
+		r.Application = string(v)
+	case "Source":
+		r.Source = string(v)
+	case "GapReason":
+		r.GapReason = string(v)
+	case "PolicyVersion":
+		r.PolicyVersion = string(v)
+	case "OSPlatform":
+		r.OSPlatform = string(v)
+	case "OSVersion":
+		r.OSVersion = string(v)
+	case "AgentVersion":
+		r.AgentVersion = string(v)
+	default:
+		return r.ignorable(key)
+	}
+	return true
+}
+
+// setInt sets an integer field named exactly key.
+func (r *record) setInt(key []byte, n int64) bool {
+	switch string(key) {
+	case "RemotePort":
+		r.RemotePort = int(n)
+	case "LocalPort":
+		r.LocalPort = int(n)
+	case "BytesSent":
+		r.BytesSent = n
+	case "BytesReceived":
+		r.BytesReceived = n
+	case "InitiatingProcessId":
+		r.InitiatingProcessId = int(n)
+	case "LostRecords":
+		r.LostRecords = n
+	case "RepeatCount":
+		r.RepeatCount = n
+	default:
+		return r.ignorable(key)
+	}
+	return true
+}
+
+// ignorable: a key that names no field of record in any case is skipped,
+// as json.Unmarshal skips it (a newer agent's fields stay on the fast
+// path); one that matches a field but for case, or a field not handled
+// above, needs json.Unmarshal.
+func (*record) ignorable(key []byte) bool {
+	for _, f := range recordFields {
+		if len(f) == len(key) && strings.EqualFold(f, string(key)) {
+			return false
+		}
+	}
+	return true
+}
+
+// recordFields are the JSON names of record's fields, promoted ones
+// included: derived from the types, so a field added to telemetry.Record is
+// never silently skipped.
+var recordFields = func() []string {
+	var out []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			out = append(out, name)
+		}
+	}
+	walk(reflect.TypeFor[record]())
+	return out
+}()

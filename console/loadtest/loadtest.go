@@ -1,0 +1,676 @@
+// Package loadtest is the fleet simulator behind `netward-console
+// loadtest`: it plays N enrolled devices against a running console over
+// loopback — enrollment, long polls held open, chunk uploads of realistic
+// records — from many 127.x source addresses, and reports what the console
+// sustained (chunks/s, records/s, upload and feed-delivery latency, errors,
+// the console's RSS and CPU) and whether the aggregates count every record
+// it acknowledged exactly once (docs/scale.md).
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config says what fleet to play.
+type Config struct {
+	// Console is the base URL (https://127.0.0.1:8443); Fingerprint the
+	// SHA-256 of its certificate (hex, colons allowed; "" trusts any).
+	Console, Fingerprint string
+	// AdminName and AdminPassword sign in to make the enrollment key, tag
+	// apps and read the aggregates back.
+	AdminName, AdminPassword string
+	// PID is the console's process id, for its RSS and CPU (0: not read).
+	PID int
+	// Devices are enrolled; Polls of them hold a long poll all along;
+	// Uploaders of them upload chunks, one at a time each, for Duration.
+	Devices, Polls, Uploaders int
+	Duration                  time.Duration
+	// Rate caps the records/s offered (0: as fast as the console takes
+	// them). Uploads are full chunks of FullRecords (4,000: the agent's
+	// cap) one time in FullEvery, small hourly ones of SmallRecords
+	// otherwise.
+	Rate                      int
+	FullEvery                 int
+	FullRecords, SmallRecords int
+	// FeedChanges is how many app tag changes are made during the run, each
+	// measured until every held poll has its sequence (FeedTimeout).
+	FeedChanges int
+	FeedTimeout time.Duration
+	// Sources is how many 127.x source addresses connections use.
+	Sources int
+	// EnrollConcurrency enrollments run at once.
+	EnrollConcurrency int
+	Names             Names
+	Log               *slog.Logger
+	Now               func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.AdminName == "" {
+		c.AdminName = "admin"
+	}
+	c.Devices = max(c.Devices, c.Polls, c.Uploaders, 1)
+	if c.FullEvery <= 0 {
+		c.FullEvery = 4
+	}
+	if c.FullRecords <= 0 {
+		c.FullRecords = 4000
+	}
+	if c.SmallRecords <= 0 {
+		c.SmallRecords = 150
+	}
+	if c.FeedTimeout <= 0 {
+		c.FeedTimeout = time.Minute
+	}
+	if c.Sources <= 0 {
+		// Enough that concurrent enrollments come from different
+		// addresses (the console rate-limits per address, as a fleet
+		// enrolls from many), and that no address runs out of ports.
+		c.Sources = max(64, 1+(c.Polls+c.Uploaders)/8000)
+	}
+	if c.EnrollConcurrency <= 0 {
+		c.EnrollConcurrency = 16
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Report is what a run measured.
+type Report struct {
+	Devices        int     `json:"devices"`
+	EnrollSeconds  float64 `json:"enrollSeconds"`
+	HeldPolls      int     `json:"heldPolls"`
+	PollsHeldAfter float64 `json:"pollsHeldSeconds"` // until all polls were held
+
+	Seconds        float64  `json:"seconds"`
+	Chunks         int64    `json:"chunks"`
+	Records        int64    `json:"records"`
+	ChunksPerSec   float64  `json:"chunksPerSecond"`
+	RecordsPerSec  float64  `json:"recordsPerSecond"`
+	UploadBytes    int64    `json:"uploadBytes"`
+	UploadP50ms    float64  `json:"uploadP50ms"`
+	UploadP99ms    float64  `json:"uploadP99ms"`
+	UploadMaxms    float64  `json:"uploadMaxms"`
+	Busy           int64    `json:"busy503"`
+	Errors         int64    `json:"errors"`
+	FirstErrors    []string `json:"firstErrors,omitempty"`
+	Unacknowledged int64    `json:"unacknowledgedChunks"`
+
+	Feed []FeedChange `json:"feed,omitempty"`
+
+	Console ProcStats `json:"console"`
+
+	// Check compares the aggregates with what was acknowledged.
+	Check Check `json:"check"`
+}
+
+// FeedChange is one tag change's delivery to the held polls.
+type FeedChange struct {
+	Sequence     int64   `json:"sequence"`
+	Polls        int     `json:"polls"`
+	Delivered    int     `json:"delivered"`
+	P50ms        float64 `json:"p50ms"`
+	P95ms        float64 `json:"p95ms"`
+	P99ms        float64 `json:"p99ms"`
+	P100ms       float64 `json:"p100ms"`
+	BytesSent    int64   `json:"bytesSent"` // console → pollers during the change, TLS included
+	BytesPerPoll float64 `json:"bytesPerPoll"`
+}
+
+// Check is the exactly-once check.
+type Check struct {
+	Devices                int    `json:"devices"`
+	SentTransactions       int64  `json:"sentTransactions"`
+	CountedTransactions    int64  `json:"countedTransactions"`
+	SentBytesReceived      int64  `json:"sentBytesReceived"`
+	CountedBytesReceived   int64  `json:"countedBytesReceived"`
+	DevicesWithDifferences int    `json:"devicesWithDifferences"`
+	FirstDifference        string `json:"firstDifference,omitempty"`
+	OK                     bool   `json:"ok"`
+}
+
+type device struct {
+	id, token string
+	// templates: [0] small, [1] full
+	small, full chunk
+	mu          sync.Mutex
+	acked       Sent
+	n           int
+}
+
+// Run plays the fleet and returns what it measured.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.defaults()
+	rep := &Report{Devices: cfg.Devices}
+	src := newSources(cfg.Sources)
+	var ctlCount, pollCount, upCount counter
+	ctl := newTransport(src, cfg.Fingerprint, 64, &ctlCount)
+	defer ctl.CloseIdleConnections()
+	adm, err := newAdmin(ctx, cfg.Console, ctl, cfg.AdminName, cfg.AdminPassword)
+	if err != nil {
+		return nil, err
+	}
+	var key struct {
+		Key string `json:"key"`
+	}
+	if err := adm.call(ctx, "POST", "/api/enrollment-keys", map[string]any{"name": "loadtest"}, &key); err != nil {
+		return nil, fmt.Errorf("loadtest: enrollment key: %w", err)
+	}
+	sampler := startSampler(cfg.PID)
+
+	// Enrollment.
+	run := strconv.FormatInt(cfg.Now().Unix(), 36)
+	devs := make([]*device, cfg.Devices)
+	t0 := time.Now()
+	enrollHC := &http.Client{Transport: ctl, Timeout: time.Minute}
+	var ferr error
+	var ferrOnce sync.Once
+	parallel(cfg.EnrollConcurrency, cfg.Devices, func(i int) {
+		d := &device{id: fmt.Sprintf("lt-%s-%05d", run, i)}
+		tok, err := enroll(ctx, enrollHC, cfg.Console, key.Key, d.id)
+		if err != nil {
+			ferrOnce.Do(func() { ferr = err })
+			return
+		}
+		d.token = tok
+		devs[i] = d
+	})
+	if ferr != nil {
+		return nil, fmt.Errorf("loadtest: enroll: %w", ferr)
+	}
+	rep.EnrollSeconds = time.Since(t0).Seconds()
+	cfg.Log.Info("devices enrolled", "devices", cfg.Devices, "seconds", rep.EnrollSeconds)
+
+	// Chunk templates, made before the clock starts.
+	now := cfg.Now()
+	upDevs := devs[:cfg.Uploaders]
+	var genErr error
+	var genOnce sync.Once
+	parallel(4, len(upDevs), func(i int) {
+		d := upDevs[i]
+		r := newRand(uint64(i))
+		var err error
+		if d.small, err = makeChunk(r, cfg.Names, d.id, cfg.SmallRecords, now); err == nil {
+			d.full, err = makeChunk(r, cfg.Names, d.id, cfg.FullRecords, now)
+		}
+		if err != nil {
+			genOnce.Do(func() { genErr = err })
+		}
+	})
+	if genErr != nil {
+		return nil, genErr
+	}
+
+	// Long polls.
+	pctx, stopPolls := context.WithCancel(ctx)
+	defer stopPolls()
+	pollTr := newTransport(src, cfg.Fingerprint, cfg.Polls+16, &pollCount)
+	defer pollTr.CloseIdleConnections()
+	fd := &feedWatch{}
+	var pwg sync.WaitGroup
+	if cfg.Polls > 0 {
+		var st feedStatus
+		if err := adm.call(ctx, "GET", "/api/feed", nil, &st); err != nil {
+			return nil, err
+		}
+		t1 := time.Now()
+		hc := &http.Client{Transport: pollTr}
+		version := st.Version // st is read again below while the polls run
+		for _, d := range devs[:cfg.Polls] {
+			pwg.Add(1)
+			go func() { defer pwg.Done(); fd.poll(pctx, hc, cfg.Console, d, version) }()
+		}
+		// Wait until the console holds them all.
+		for deadline := time.Now().Add(5 * time.Minute); ; {
+			if err := adm.call(ctx, "GET", "/api/feed", nil, &st); err != nil {
+				return nil, err
+			}
+			rep.HeldPolls = st.HeldPolls
+			if st.HeldPolls >= cfg.Polls || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		rep.PollsHeldAfter = time.Since(t1).Seconds()
+		cfg.Log.Info("long polls held", "polls", rep.HeldPolls, "seconds", rep.PollsHeldAfter)
+	}
+
+	// Uploads, with feed changes spread over the run.
+	upTr := newTransport(src, cfg.Fingerprint, cfg.Uploaders+16, &upCount)
+	defer upTr.CloseIdleConnections()
+	up := &uploads{cfg: &cfg, hc: &http.Client{Transport: upTr, Timeout: 5 * time.Minute}}
+	if cfg.Rate > 0 {
+		up.bucket = newBucket(cfg.Rate)
+	}
+	sampler.mark()
+	start := time.Now()
+	uctx, stopUploads := context.WithTimeout(ctx, cfg.Duration)
+	defer stopUploads()
+	var uwg sync.WaitGroup
+	for i, d := range upDevs {
+		uwg.Add(1)
+		go func() { defer uwg.Done(); up.device(uctx, ctx, d, i) }()
+	}
+	if cfg.Polls > 0 && cfg.FeedChanges > 0 {
+		apps := []string{"dropbox", "mega", "onedrive", "telegram", "tiktok", "zoom", "discord"}
+		for i := range cfg.FeedChanges {
+			wait := cfg.Duration / time.Duration(cfg.FeedChanges+1)
+			select {
+			case <-uctx.Done():
+			case <-time.After(wait):
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			// A different app each time, so every change makes a sequence.
+			tag := []string{"Unsanctioned", "Monitored"}[i%2]
+			ch, err := fd.change(ctx, adm, apps[i%len(apps)], tag, cfg.Polls, cfg.FeedTimeout, &pollCount)
+			if err != nil {
+				cfg.Log.Error("feed change failed", "err", err)
+				continue
+			}
+			rep.Feed = append(rep.Feed, ch)
+			cfg.Log.Info("feed change delivered", "sequence", ch.Sequence, "delivered", ch.Delivered, "p95ms", ch.P95ms, "p100ms", ch.P100ms)
+		}
+	}
+	uwg.Wait()
+	rep.Seconds = up.activeSeconds(start)
+	rep.Console = sampler.stop()
+	stopPolls()
+	pwg.Wait()
+
+	rep.Chunks, rep.Records, rep.UploadBytes = up.chunks.Load(), up.records.Load(), up.bytes.Load()
+	if rep.Seconds > 0 {
+		rep.ChunksPerSec, rep.RecordsPerSec = float64(rep.Chunks)/rep.Seconds, float64(rep.Records)/rep.Seconds
+	}
+	lat := up.latencies()
+	rep.UploadP50ms, rep.UploadP99ms, rep.UploadMaxms = pct(lat, 50), pct(lat, 99), pct(lat, 100)
+	rep.Busy, rep.Errors, rep.Unacknowledged = up.busy.Load(), up.errs.Load(), up.unacked.Load()
+	rep.FirstErrors = up.firstErrors()
+
+	c, err := check(ctx, adm, upDevs, now)
+	if err != nil {
+		return rep, err
+	}
+	rep.Check = c
+	return rep, nil
+}
+
+// parallel runs f(0..n-1) on k goroutines.
+func parallel(k, n int, f func(int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(k, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func enroll(ctx context.Context, hc *http.Client, base, key, id string) (string, error) {
+	b, _ := json.Marshal(map[string]string{"key": key, "deviceId": id, "deviceName": id})
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/enroll", bytesReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			if attempt < 5 && ctx.Err() == nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			return "", err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests) && attempt < 20 {
+			time.Sleep(time.Second)
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			return "", fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		var out struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal(body, &out); err != nil || out.Token == "" {
+			return "", fmt.Errorf("enroll answer without a token: %s", body)
+		}
+		return out.Token, nil
+	}
+}
+
+type feedStatus struct {
+	Sequence  int64  `json:"sequence"`
+	Version   string `json:"version"`
+	HeldPolls int    `json:"heldPolls"`
+}
+
+// feedWatch follows the versions the pollers receive.
+type feedWatch struct {
+	mu sync.Mutex
+	// recording: arrivals of 200s are kept, with their version, while a
+	// change is measured.
+	recording bool
+	arrivals  []arrival
+}
+
+type arrival struct {
+	version string
+	at      time.Time
+}
+
+func (f *feedWatch) poll(ctx context.Context, hc *http.Client, base string, d *device, etag string) {
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/indicators?wait=300", nil)
+		req.Header.Set("Authorization", "Bearer "+d.token)
+		req.Header.Set("Accept-Encoding", "gzip")
+		req.Header.Set("If-None-Match", `"`+etag+`"`)
+		req.Header.Set("Netward-Agent", "version=loadtest; os=linux/loadtest; seq=0")
+		resp, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				time.Sleep(time.Second + rand.N(time.Second))
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		at := time.Now()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			v, _ := strconv.Unquote(resp.Header.Get("ETag"))
+			etag = v
+			f.mu.Lock()
+			if f.recording {
+				f.arrivals = append(f.arrivals, arrival{v, at})
+			}
+			f.mu.Unlock()
+		case http.StatusNotModified:
+		default:
+			time.Sleep(time.Second + rand.N(time.Second))
+		}
+	}
+}
+
+// change tags an app and measures until every poll has the new version.
+func (f *feedWatch) change(ctx context.Context, adm *admin, app, tag string, polls int, timeout time.Duration, cnt *counter) (FeedChange, error) {
+	f.mu.Lock()
+	f.recording, f.arrivals = true, nil
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.recording, f.arrivals = false, nil
+		f.mu.Unlock()
+	}()
+	read0 := cnt.read.Load()
+	t0 := time.Now()
+	if err := adm.call(ctx, "PUT", "/api/apps/"+url.PathEscape(app)+"/tag", map[string]string{"tag": tag}, nil); err != nil {
+		return FeedChange{}, err
+	}
+	var st feedStatus
+	if err := adm.call(ctx, "GET", "/api/feed", nil, &st); err != nil {
+		return FeedChange{}, err
+	}
+	count := func() []float64 {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var ms []float64
+		for _, a := range f.arrivals {
+			if a.version == st.Version {
+				ms = append(ms, float64(a.at.Sub(t0).Microseconds())/1000)
+			}
+		}
+		return ms
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil && len(count()) < polls {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ms := count()
+	slices.Sort(ms)
+	ch := FeedChange{Sequence: st.Sequence, Polls: polls, Delivered: len(ms), BytesSent: cnt.read.Load() - read0}
+	ch.P50ms, ch.P95ms, ch.P99ms = pctOf(ms, polls, 50), pctOf(ms, polls, 95), pctOf(ms, polls, 99)
+	ch.P100ms = pctOf(ms, polls, 100)
+	if len(ms) > 0 {
+		ch.BytesPerPoll = float64(ch.BytesSent) / float64(len(ms))
+	}
+	return ch, nil
+}
+
+// pctOf is the p-th percentile of the first arrivals among total polls
+// (-1 when fewer than that share arrived).
+func pctOf(sorted []float64, total int, p float64) float64 {
+	need := int(float64(total)*p/100 + 0.999999)
+	if need < 1 {
+		need = 1
+	}
+	if need > len(sorted) {
+		return -1
+	}
+	return sorted[need-1]
+}
+
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return pctOf(sorted, len(sorted), p)
+}
+
+// uploads runs the uploaders.
+type uploads struct {
+	cfg    *Config
+	hc     *http.Client
+	bucket *bucket
+
+	chunks, records, bytes, busy, errs, unacked atomic.Int64
+	mu                                          sync.Mutex
+	lat                                         []float64
+	errList                                     []string
+	lastDone                                    atomic.Int64
+}
+
+func (u *uploads) activeSeconds(start time.Time) float64 {
+	end := time.Unix(0, u.lastDone.Load())
+	if end.Before(start) {
+		return 0
+	}
+	return end.Sub(start).Seconds()
+}
+
+func (u *uploads) latencies() []float64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := slices.Clone(u.lat)
+	slices.Sort(out)
+	return out
+}
+
+func (u *uploads) firstErrors() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.errList)
+}
+
+func (u *uploads) fail(msg string) {
+	u.errs.Add(1)
+	u.mu.Lock()
+	if len(u.errList) < 10 {
+		u.errList = append(u.errList, msg)
+	}
+	u.mu.Unlock()
+}
+
+// device uploads d's chunks until run ends; a chunk started is retried
+// (same id) until acknowledged or the outer ctx ends, so the check knows
+// exactly what the console took.
+func (u *uploads) device(run, ctx context.Context, d *device, i int) {
+	r := rand.New(rand.NewPCG(uint64(i), 7))
+	// Start staggered, as a fleet does.
+	select {
+	case <-run.Done():
+		return
+	case <-time.After(rand.N(time.Second)):
+	}
+	for run.Err() == nil {
+		c := d.small
+		if r.IntN(u.cfg.FullEvery) == 0 {
+			c = d.full
+		}
+		if u.bucket != nil && !u.bucket.take(run, c.sent.Records) {
+			return
+		}
+		d.n++
+		id := fmt.Sprintf("c%06d", d.n)
+		// A chunk started is finished even past the run's end (bounded).
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		ok := u.put(cctx, d, id, c)
+		cancel()
+		if !ok {
+			u.unacked.Add(1)
+		}
+	}
+}
+
+func (u *uploads) put(ctx context.Context, d *device, id string, c chunk) bool {
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, "PUT", u.cfg.Console+"/v1/telemetry/"+d.id+"/"+id, bytesReader(c.gz))
+		req.Header.Set("Authorization", "Bearer "+d.token)
+		req.Header.Set("Content-Encoding", "gzip")
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		t := time.Now()
+		resp, err := u.hc.Do(req)
+		if err != nil {
+			u.fail(err.Error())
+			sleep(ctx, time.Second)
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		el := time.Since(t)
+		switch {
+		case resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK:
+			d.mu.Lock()
+			d.acked.Add(c.sent)
+			d.mu.Unlock()
+			u.chunks.Add(1)
+			u.records.Add(c.sent.Records)
+			u.bytes.Add(int64(len(c.gz)))
+			u.lastDone.Store(time.Now().UnixNano())
+			u.mu.Lock()
+			u.lat = append(u.lat, float64(el.Microseconds())/1000)
+			u.mu.Unlock()
+			return true
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			u.busy.Add(1)
+			// The agent honours Retry-After; the simulator caps it at 5 s so a
+			// short run still measures (docs/scale.md).
+			ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+			sleep(ctx, min(time.Duration(ra)*time.Second, 5*time.Second))
+		default:
+			u.fail(fmt.Sprintf("%s: %s", resp.Status, body))
+			sleep(ctx, time.Second)
+		}
+	}
+	return false
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// bucket paces the records offered.
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate int) *bucket {
+	return &bucket{rate: float64(rate), tokens: float64(rate) / 10, last: time.Now()}
+}
+
+func (b *bucket) take(ctx context.Context, n int64) bool {
+	for {
+		b.mu.Lock()
+		now := time.Now()
+		b.tokens = min(b.tokens+now.Sub(b.last).Seconds()*b.rate, b.rate)
+		b.last = now
+		if b.tokens >= float64(n) {
+			b.tokens -= float64(n)
+			b.mu.Unlock()
+			return true
+		}
+		wait := time.Duration((float64(n) - b.tokens) / b.rate * float64(time.Second))
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+// check reads every uploading device's aggregates back.
+func check(ctx context.Context, adm *admin, devs []*device, now time.Time) (Check, error) {
+	c := Check{Devices: len(devs)}
+	from := now.Add(-3 * time.Hour).UTC().Format(time.RFC3339)
+	to := now.Add(3 * time.Hour).UTC().Format(time.RFC3339)
+	var mu sync.Mutex
+	var ferr error
+	parallel(8, len(devs), func(i int) {
+		d := devs[i]
+		var out struct {
+			Total struct {
+				Transactions  int64 `json:"transactions"`
+				BytesReceived int64 `json:"bytesReceived"`
+			} `json:"total"`
+		}
+		err := adm.call(ctx, "GET", "/api/devices/"+d.id+"/traffic?from="+url.QueryEscape(from)+"&to="+url.QueryEscape(to), nil, &out)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			ferr = errors.Join(ferr, err)
+			return
+		}
+		c.SentTransactions += d.acked.Transactions
+		c.CountedTransactions += out.Total.Transactions
+		c.SentBytesReceived += d.acked.BytesReceived
+		c.CountedBytesReceived += out.Total.BytesReceived
+		if out.Total.Transactions != d.acked.Transactions || out.Total.BytesReceived != d.acked.BytesReceived {
+			c.DevicesWithDifferences++
+			if c.FirstDifference == "" {
+				c.FirstDifference = fmt.Sprintf("%s: sent %d transactions / %d bytes received, counted %d / %d", d.id,
+					d.acked.Transactions, d.acked.BytesReceived, out.Total.Transactions, out.Total.BytesReceived)
+			}
+		}
+	})
+	c.OK = ferr == nil && c.DevicesWithDifferences == 0
+	return c, ferr
+}

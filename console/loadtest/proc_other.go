@@ -1,0 +1,10 @@
+//go:build !linux
+
+package loadtest
+
+// procSample is Linux-only (/proc); elsewhere the console's RSS and CPU
+// are not reported.
+func procSample(int) (int64, float64, bool) { return 0, 0, false }
+
+// RaiseFileLimit does nothing outside Linux.
+func RaiseFileLimit(uint64) error { return nil }
