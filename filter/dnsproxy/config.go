@@ -75,6 +75,20 @@ type Event struct {
 	Proto  string
 }
 
+// Answer is one allowed answer the proxy gave, handed to Config.OnAnswer
+// for discovery telemetry. Name may share memory with the cache: keep it,
+// never modify it.
+type Answer struct {
+	// Name is the canonical question name; QType the question's type.
+	Name  string
+	QType uint16
+	// Rule is the Allow indicator that matched, nil when none did.
+	Rule *filter.Rule
+	// Client is the address the query came from; Proto is "udp" or "tcp".
+	Client netip.AddrPort
+	Proto  string
+}
+
 // Config configures a Proxy. Zero values take the documented defaults.
 type Config struct {
 	// Listen are host:port addresses to serve on, each over UDP and TCP.
@@ -132,6 +146,10 @@ type Config struct {
 	// OnDecision, if set, is called for every non-Allow decision. It runs on
 	// the query path and must not block.
 	OnDecision func(Event)
+	// OnAnswer, if set, is called for every plainly allowed answer,
+	// cached ones included, before the reply is sent. It runs on the fast
+	// path: it must not block or allocate (queue the Answer and return).
+	OnAnswer func(Answer)
 
 	// Panics records a panic recovered while answering one query (that
 	// query gets SERVFAIL; the proxy goes on). Default: one of its own,
