@@ -165,9 +165,9 @@ type Pipeline struct {
 	// carry holds drained records (Config.Drain) that did not fit the
 	// chunk they were drained for; written first into the next.
 	carry []Record
-	line       []byte
-	ps         *pseudonymizer
-	gz         *gzip.Writer
+	line  []byte
+	ps    *pseudonymizer
+	gz    *gzip.Writer
 
 	// Status counters.
 	droppedQueue   atomic.Int64
