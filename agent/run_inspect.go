@@ -114,12 +114,21 @@ func (a *Agent) emitInspect(e inspect.Event) {
 		}
 		a.notifyUser(e.Decision, name, "")
 	}
+	// The flow record of this connection (conntrack) is named by what
+	// inspection read, whatever the decision.
+	a.tel.conns.learn(inspProto(e.Protocol), e.Local, e.Remote, e.Name)
 	action := actionTypeFor(e.Decision)
 	if action == "" {
 		switch {
 		case e.Reason == inspect.ReasonUnreadable && e.Protocol == inspect.ProtoQUIC:
 			action = telemetry.ConnectionFailed // dropped so the browser falls back to TCP
 		case e.Name != "":
+			// The flow source writes this connection's record when it
+			// ends, with its bytes and the name learnt above. Without
+			// one (no conntrack) this record is the transaction.
+			if a.tel.flows.Load() != nil {
+				return
+			}
 			action = telemetry.ConnectionSuccess
 		default:
 			return
@@ -159,4 +168,12 @@ func inspNotifies(e inspect.Event) bool {
 		return false
 	}
 	return true
+}
+
+// inspProto is the IP protocol number of an inspected flow.
+func inspProto(p inspect.Protocol) uint8 {
+	if p == inspect.ProtoQUIC {
+		return 17
+	}
+	return 6
 }

@@ -32,8 +32,8 @@ func TestOnAnswer(t *testing.T) {
 			t.Errorf("answer = %+v, want goodalias.example A from %v", a, wireClient)
 		}
 	}
-	if got[0].Proto != "udp" || got[1].Proto != "udp" {
-		t.Errorf("protos %q %q", got[0].Proto, got[1].Proto)
+	if got[0].Proto != "udp" || got[1].Proto != "udp" || got[0].Cached || !got[1].Cached {
+		t.Errorf("answers %+v: want udp, the second one Cached", got)
 	}
 }
 

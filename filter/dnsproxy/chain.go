@@ -63,6 +63,7 @@ type evCtx struct {
 	qtype  uint16
 	client netip.AddrPort
 	proto  string
+	cached bool // answered on the wire fast path
 }
 
 // addrPort is a client's address and port (zero if it has none).
@@ -98,6 +99,6 @@ func (p *Proxy) answered(d filter.Decision, name string, c evCtx) {
 	if p.cfg.OnAnswer == nil || name != c.qname {
 		return
 	}
-	p.cfg.OnAnswer(Answer{Name: name, QType: c.qtype, Rule: d.Match.Rule, Proto: c.proto,
+	p.cfg.OnAnswer(Answer{Name: name, QType: c.qtype, Rule: d.Match.Rule, Proto: c.proto, Cached: c.cached,
 		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port())})
 }

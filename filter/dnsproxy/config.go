@@ -87,6 +87,8 @@ type Answer struct {
 	// Client is the address the query came from; Proto is "udp" or "tcp".
 	Client netip.AddrPort
 	Proto  string
+	// Cached is set on the wire fast path (a cached answer served inline).
+	Cached bool
 }
 
 // Config configures a Proxy. Zero values take the documented defaults.
@@ -147,8 +149,11 @@ type Config struct {
 	// the query path and must not block.
 	OnDecision func(Event)
 	// OnAnswer, if set, is called for every plainly allowed answer,
-	// cached ones included, before the reply is sent. It runs on the fast
-	// path: it must not block or allocate (queue the Answer and return).
+	// cached ones included, before the reply is sent (the client's socket
+	// still exists). For a Cached answer it runs on the fast path and must
+	// not block or allocate (queue the Answer and return); otherwise the
+	// answer came from an upstream and a few microseconds more are
+	// acceptable.
 	OnAnswer func(Answer)
 
 	// Panics records a panic recovered while answering one query (that

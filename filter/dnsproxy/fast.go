@@ -144,7 +144,7 @@ func (p *Proxy) fastAnswer(q *wireQuery, name *[]byte, now time.Time, from netip
 
 	p.stats.queries.Add(1)
 	p.stats.cacheHits.Add(1)
-	p.relayed(d, host, e.chain, targets, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp"})
+	p.relayed(d, host, e.chain, targets, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp", cached: true})
 	return out, true
 }
 
