@@ -40,6 +40,7 @@ type Agent struct {
 	tel  telemetryState
 	insp inspectState
 	ans  answersState
+	mach machineState
 }
 
 // New validates cfg and returns an agent that has not started anything.

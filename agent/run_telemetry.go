@@ -124,6 +124,7 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	a.tel.pipe.Store(p)
 	g.Go(func() error { return p.Run(ctx) })
 	a.startAnswers(ctx, g)
+	a.startMachine(ctx, g)
 	if a.tel.noFlows {
 		return nil
 	}
