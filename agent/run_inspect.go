@@ -36,6 +36,9 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	}
 	changed := a.dp.Changed() // before the verdicts in inspectConfig are computed
 	cfg := a.inspectConfig()
+	if len(cfg.Engine.ProxyPorts) > 0 {
+		a.log.Info("inspecting forward proxy tunnels (CONNECT target and ClientHello)", "ports", cfg.Engine.ProxyPorts)
+	}
 	ins, err := hostnet.NewInspector(cfg)
 	if err != nil {
 		return fmt.Errorf("sni: %w", err)
@@ -81,6 +84,7 @@ func (a *Agent) inspectConfig() hostnet.InspectorConfig {
 		Engine: inspect.Config{
 			Decider:           a.dp,
 			QUIC:              inspect.QUICMode(a.cfg.SNI.QUIC),
+			ProxyPorts:        a.proxyPorts(),
 			FailClosed:        a.cfg.SNI.FailClosed,
 			BlockEncryptedDNS: a.cfg.DNS.Capture,
 			OnDecision:        a.emitInspect,
