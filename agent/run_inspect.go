@@ -149,7 +149,7 @@ func (a *Agent) emitInspect(e inspect.Event) {
 		Protocol:   e.Protocol.String(),
 		Source:     e.Source.String(),
 	}
-	if e.Source == inspect.SourceHTTP && e.Name != "" {
+	if e.Source == inspect.SourceHTTP && e.Name != "" && e.Reason != inspect.ReasonConnect {
 		r.RemoteUrl = "http://" + e.Name + e.Path
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {

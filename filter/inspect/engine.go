@@ -413,7 +413,7 @@ func (e *Engine) proxied(k flowKey, f *flow, data []byte) Verdict {
 		f.connect = &connectTarget{req: req, d: combine(f.ipDec, d)}
 		if f.connect.d.Verdict.Blocks() {
 			e.stats.named.Add(1)
-			return e.finish(k, SourceHTTP, ProtoTCP, host, "", ReasonNone, f.connect.d)
+			return e.finish(k, SourceHTTP, ProtoTCP, host, "", ReasonConnect, f.connect.d)
 		}
 	}
 	tunnel := data[f.connect.req.HeadLen:]
@@ -442,7 +442,7 @@ func connectPrefix(b []byte) bool {
 // connectDecided ends a proxied flow by its CONNECT target's decision.
 func (e *Engine) connectDecided(k flowKey, f *flow) Verdict {
 	e.stats.named.Add(1)
-	return e.finish(k, SourceHTTP, ProtoTCP, f.connect.req.Host, "", ReasonNone, f.connect.d)
+	return e.finish(k, SourceHTTP, ProtoTCP, f.connect.req.Host, "", ReasonConnect, f.connect.d)
 }
 
 // waitOrGiveUp accepts an undecided packet while the flow is inside its

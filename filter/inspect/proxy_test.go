@@ -60,7 +60,8 @@ func TestEngineForwardProxy(t *testing.T) {
 				}
 				seq += uint32(len(pl))
 			}
-			if len(events) != 1 || events[0].Source != tc.ev.Source || events[0].Name != tc.ev.Name || events[0].Remote.Port() != port {
+			if len(events) != 1 || events[0].Source != tc.ev.Source || events[0].Name != tc.ev.Name || events[0].Remote.Port() != port ||
+				(events[0].Reason == ReasonConnect) != (tc.ev.Source == SourceHTTP && tc.name != "plain HTTP through the proxy") {
 				t.Errorf("events %+v, want one %s event naming %s", events, tc.ev.Source, tc.ev.Name)
 			}
 		})
