@@ -8,7 +8,7 @@ BIN      := bin
 TESTFLAGS ?= -race -timeout 15m
 BENCHTIME ?= 1s
 
-.PHONY: all build run console test unit lint cross bench clean package bench-dns
+.PHONY: all build run console test unit lint cross bench clean package bench-dns bench-discovery
 
 all: build
 
@@ -61,6 +61,12 @@ package:
 # DNS proxy throughput and latency vs dnsmasq with dnsperf (docs/dns.md).
 bench-dns:
 	./scripts/bench-dns.sh
+
+# Discovery telemetry: chunk volume of a browsing day with and without
+# deduplication, and netward run with DNS answer recording off vs on
+# (docs/telemetry.md). Root; hold flock /work/notes/bench.lock.
+bench-discovery:
+	./scripts/bench-discovery.sh
 
 clean:
 	rm -rf $(BIN)

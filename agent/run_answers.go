@@ -208,7 +208,13 @@ func (a *Agent) startAnswers(ctx context.Context, g *errgroup.Group) {
 		if a.ans.lookup != nil {
 			defer a.ans.lookup.Close()
 		}
-		tick := time.NewTicker(answerTickPeriod)
+		// The window is checked every second, or four times per window
+		// when it is shorter (a short window must not last a second).
+		period := answerTickPeriod
+		if w := a.dedupWindow(); w > 0 && w/4 < period {
+			period = max(w/4, 10*time.Millisecond)
+		}
+		tick := time.NewTicker(period)
 		defer tick.Stop()
 		for {
 			select {
