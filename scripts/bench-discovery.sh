@@ -56,14 +56,19 @@ agent() {
  "control": {"socket": "$d/ctl.sock"}, "telemetry": {$2}}
 JSON
 	X "$WORK/netward" run --config "$d/netward.json" >"$d/log" 2>&1 &
-	AGENT=$!
+	AGENT=$! AGENT_LOG=$d/log
 	for _ in $(seq 1 100); do
 		X dig +short +tries=1 +time=1 @127.0.0.1 -p 25411 ready.bench.example >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
 	echo "bench-discovery: agent did not start:" >&2; cat "$d/log" >&2; exit 1
 }
-stop_agent() { kill "$AGENT"; wait "$AGENT" 2>/dev/null || true; }
+stop_agent() {
+	if ! kill "$AGENT" 2>/dev/null; then
+		echo "bench-discovery: the agent exited early:" >&2; tail -30 "$AGENT_LOG" >&2; exit 1
+	fi
+	wait "$AGENT" 2>/dev/null || true
+}
 
 # volume NAME: records and gzip bytes of the spool, plus the journal left open.
 volume() {
