@@ -34,7 +34,8 @@ cleanup() {
 	ip netns delete "$NS" 2>/dev/null || true
 	rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 1" INT TERM
 ip netns add "$NS"
 X() { ip netns exec "$NS" "$@"; }
 X ip link set lo up
@@ -42,7 +43,9 @@ X ip link set lo up
 go build -o "$WORK/netward" ./cmd/netward
 go build -o "$WORK/dnsbench" ./scripts/dnsbench
 go build -o "$WORK/discobench" ./scripts/discobench
-X "$WORK/dnsbench" upstream -listen 127.0.0.1:25400 >"$WORK/up.log" 2>&1 &
+# Background processes are started with ip netns exec itself (not through
+# the X function, which would put a subshell's pid in $!).
+ip netns exec "$NS" "$WORK/dnsbench" upstream -listen 127.0.0.1:25400 >"$WORK/up.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q READY "$WORK/up.log" && break; sleep 0.1; done
 
@@ -55,9 +58,10 @@ agent() {
  "dns": {"listen": ["127.0.0.1:25411"], "upstreams": ["127.0.0.1:25400"]},
  "control": {"socket": "$d/ctl.sock"}, "telemetry": {$2}}
 JSON
-	X "$WORK/netward" run --config "$d/netward.json" >"$d/log" 2>&1 &
+	ip netns exec "$NS" "$WORK/netward" run --config "$d/netward.json" >"$d/log" 2>&1 &
 	AGENT=$! AGENT_LOG=$d/log
 	for _ in $(seq 1 100); do
+		kill -0 "$AGENT" 2>/dev/null || { echo "bench-discovery: agent exited:" >&2; cat "$d/log" >&2; exit 1; }
 		X dig +short +tries=1 +time=1 @127.0.0.1 -p 25411 ready.bench.example >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
