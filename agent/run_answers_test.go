@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/telemetry"
 )
@@ -188,5 +190,33 @@ func TestAnswersOff(t *testing.T) {
 	askA(t, addr, "app.example.")
 	if a.answerHook() != nil || a.answersStatus() != nil {
 		t.Error("answers recorded with telemetry.dnsAnswers false")
+	}
+}
+
+// The agent's side of the cached fast path: queueing a cached answer
+// allocates nothing (the proxy's side is TestFastPathAllocationsWithOnAnswer).
+func TestOnAnswerCachedAllocs(t *testing.T) {
+	cfg, err := config.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := dnsproxy.Answer{Name: "app.example", QType: dns.TypeA, Client: netip.MustParseAddrPort("127.0.0.1:40000"), Proto: "udp", Cached: true}
+	n := testing.AllocsPerRun(1000, func() {
+		a.onAnswer(ans)
+		<-a.ans.q
+	})
+	if n != 0 {
+		t.Errorf("onAnswer allocates %v times per cached answer, want 0", n)
+	}
+	// A full queue refuses and counts, never blocks.
+	for range answerQueue + 10 {
+		a.onAnswer(ans)
+	}
+	if a.ans.dropped.Load() != 10 {
+		t.Errorf("dropped = %d, want 10", a.ans.dropped.Load())
 	}
 }
