@@ -35,8 +35,10 @@ type answersState struct {
 	lookup clientLookup
 	// cache keeps recent attributions by client address and port (a
 	// resolver that reuses its socket, a benchmark) so a busy client costs
-	// one lookup, not one per query; only the worker touches it.
-	cache map[netip.AddrPort]cachedProc
+	// one lookup, not one per query; onAnswer (upstream answers) and the
+	// worker share it.
+	cacheMu sync.Mutex
+	cache   map[netip.AddrPort]cachedProc
 
 	received, dropped, recorded, own atomic.Uint64
 }
@@ -169,7 +171,7 @@ func (a *Agent) onAnswer(ans dnsproxy.Answer) {
 	qa := queuedAnswer{Answer: ans, at: a.now()}
 	if !ans.Cached && a.ans.lookup != nil && ans.Client.IsValid() {
 		qa.tried = true
-		qa.proc, qa.found = a.ans.lookup.LookupLocal(protoNumber(ans.Proto), ans.Client)
+		qa.proc, qa.found = a.lookupClient(ans.Proto, ans.Client, qa.at)
 	}
 	select {
 	case a.ans.q <- qa:
@@ -285,29 +287,31 @@ func (a *Agent) foldAnswer(qa queuedAnswer) {
 // worker falls behind (queue half full) it stops looking, so the queue
 // drains and repeats are still counted, by client.
 func (a *Agent) attribute(qa queuedAnswer) (flow.Process, bool) {
-	now := a.now()
 	if qa.tried {
-		if qa.found {
-			a.cacheProc(qa.Client, cachedProc{p: qa.proc, ok: true, at: now})
-		}
 		return qa.proc, qa.found
 	}
 	if a.ans.lookup == nil || !qa.Client.IsValid() || len(a.ans.q) > answerQueue/2 {
 		return flow.Process{}, false
 	}
-	if c, ok := a.ans.cache[qa.Client]; ok && now.Sub(c.at) < answerCacheTTL {
-		return c.p, c.ok
-	}
-	p, ok := a.ans.lookup.LookupLocal(protoNumber(qa.Proto), qa.Client)
-	a.cacheProc(qa.Client, cachedProc{p: p, ok: ok, at: now})
-	return p, ok
+	return a.lookupClient(qa.Proto, qa.Client, a.now())
 }
 
-func (a *Agent) cacheProc(client netip.AddrPort, c cachedProc) {
+// lookupClient is the lookup through the cache.
+func (a *Agent) lookupClient(proto string, client netip.AddrPort, now time.Time) (flow.Process, bool) {
+	a.ans.cacheMu.Lock()
+	c, hit := a.ans.cache[client]
+	a.ans.cacheMu.Unlock()
+	if hit && now.Sub(c.at) < answerCacheTTL {
+		return c.p, c.ok
+	}
+	p, ok := a.ans.lookup.LookupLocal(protoNumber(proto), client)
+	a.ans.cacheMu.Lock()
 	if len(a.ans.cache) >= answerCacheMax {
 		clear(a.ans.cache)
 	}
-	a.ans.cache[client] = c
+	a.ans.cache[client] = cachedProc{p: p, ok: ok, at: now}
+	a.ans.cacheMu.Unlock()
+	return p, ok
 }
 
 func protoNumber(proto string) uint8 {
