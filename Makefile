@@ -8,7 +8,7 @@ BIN      := bin
 TESTFLAGS ?= -race -timeout 15m
 BENCHTIME ?= 1s
 
-.PHONY: all build run console test unit lint cross bench clean package bench-dns loadtest loadtest-fanout loadtest-quick
+.PHONY: all build run console test unit lint cross bench clean package bench-dns bench-discovery loadtest loadtest-fanout loadtest-quick
 
 all: build
 
@@ -89,6 +89,12 @@ loadtest-fanout: build
 # A 30 s run to try changes with.
 loadtest-quick: build
 	./$(BIN)/netward-console loadtest --store postgres --devices 200 --polls 200 --uploaders 40 --duration 30s --data $(SHARED)
+
+# Discovery telemetry: chunk volume of a browsing day with and without
+# deduplication, and netward run with DNS answer recording off vs on
+# (docs/telemetry.md). Root; hold flock /work/notes/bench.lock.
+bench-discovery:
+	./scripts/bench-discovery.sh
 
 clean:
 	rm -rf $(BIN)

@@ -39,6 +39,8 @@ type Agent struct {
 	warn warnState
 	tel  telemetryState
 	insp inspectState
+	ans  answersState
+	mach machineState
 }
 
 // New validates cfg and returns an agent that has not started anything.
@@ -57,6 +59,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	mode, _ := filter.ParseMode(cfg.Mode)
 	a.dp = filter.NewDecisionPoint(filter.Settings{Mode: mode}, func() time.Time { return a.now() })
 	a.initDNS()          // the IP→name map exists before telemetry starts
+	a.initAnswers()      // the DNS answer queue exists before DNS starts
 	a.initControlSinks() // the events ring and metrics see every record, from the first
 	return a, nil
 }

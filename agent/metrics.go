@@ -77,7 +77,8 @@ func (m *metrics) sink(r telemetry.Record) {
 	if src == "" {
 		src = "none"
 	}
-	m.decisions.WithLabelValues(act, src).Inc()
+	// A deduplicated DNS answer stands for RepeatCount answers.
+	m.decisions.WithLabelValues(act, src).Add(float64(max(r.RepeatCount, 1)))
 }
 
 var (
@@ -98,6 +99,9 @@ var (
 	descTelUploaded    = prometheus.NewDesc("netward_telemetry_uploaded_chunks_total", "Telemetry chunks uploaded.", nil, nil)
 	descTelLastUpload  = prometheus.NewDesc("netward_telemetry_last_upload_timestamp_seconds", "Unix time of the last successful upload (0: none yet).", nil, nil)
 	descTelDropped     = prometheus.NewDesc("netward_telemetry_dropped_records_total", "Telemetry records lost, by reason.", []string{"reason"}, nil)
+	descFlowRecords    = prometheus.NewDesc("netward_flow_records_total", "Flow records written by the flow source, by whether they name their remote (SNI/Host or a DNS answer on this host).", []string{"named"}, nil)
+	descFlowUnnamed    = prometheus.NewDesc("netward_flow_records_unnamed_ratio", "Share of flow records without a remote name since start (0 before the first record).", nil, nil)
+	descDNSAnswers     = prometheus.NewDesc("netward_dns_answers_total", "Allowed DNS answers for discovery telemetry: received by the recorder, recorded (records after deduplication), dropped (queue full), own (the agent's own queries, left out).", []string{"result"}, nil)
 	descTelQuarantine  = prometheus.NewDesc("netward_telemetry_quarantined_chunks", "Chunks the console refused, kept aside.", nil, nil)
 
 	descPanics = prometheus.NewDesc("netward_panics_recovered_total", "Requests (DNS queries, packets, API and page requests) whose handling panicked: each got an error answer and the agent went on. Any value above 0 is a bug to report; the log has the stack.", []string{"component"}, nil)
@@ -125,7 +129,7 @@ type agentCollector struct{ a *Agent }
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descStale, descSeq, descFresh, descSwap, descByp, descUp,
-		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine,
+		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine, descFlowRecords, descFlowUnnamed, descDNSAnswers,
 		descPanics, descInsp, descKernel, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
 		descDNSTCPRetry, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
 		ch <- d
@@ -188,6 +192,17 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTelDropped, float64(ts.DroppedQueueFull), "queue_full")
 	counter(descTelDropped, float64(ts.DroppedSpoolRecords), "spool_full")
 	gauge(descTelQuarantine, float64(ts.Quarantined))
+	if f := ts.Flows; f != nil {
+		counter(descFlowRecords, float64(f.Records-f.Unnamed), "true")
+		counter(descFlowRecords, float64(f.Unnamed), "false")
+		gauge(descFlowUnnamed, f.UnnamedShare)
+	}
+	if d := ts.DNSAnswers; d != nil {
+		counter(descDNSAnswers, float64(d.Received), "received")
+		counter(descDNSAnswers, float64(d.Recorded), "recorded")
+		counter(descDNSAnswers, float64(d.Dropped), "dropped")
+		counter(descDNSAnswers, float64(d.Own), "own")
+	}
 
 	for _, c := range []string{"dns", "inspect", "control", "warnpage"} {
 		counter(descPanics, float64(a.panics.Count(c)), c)

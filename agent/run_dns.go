@@ -33,6 +33,7 @@ type dnsState struct {
 func (a *Agent) initDNS() {
 	a.dns.names = dnsproxy.NewNameMap(0, func() time.Time { return a.now() })
 	a.tel.names = a.dns.names
+	a.tel.conns = newConnNames()
 }
 
 // dnsStats returns the proxy's counters, and false when it is not running.
@@ -80,6 +81,7 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		Capture:         dc.Capture,
 		Names:           a.dns.names,
 		OnDecision:      a.emitDNS,
+		OnAnswer:        a.answerHook(),
 		Panics:          a.panics,
 		Log:             a.log.With("component", "dns"),
 		Now:             a.now,
@@ -117,6 +119,15 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		return capt.Remove()
 	})
 	return nil
+}
+
+// answerHook is the proxy's OnAnswer: nil when allowed answers are not
+// recorded (telemetry.dnsAnswers false), so the proxy skips the call.
+func (a *Agent) answerHook() func(dnsproxy.Answer) {
+	if !a.ans.on {
+		return nil
+	}
+	return a.onAnswer
 }
 
 // captureTargets picks the proxy's IPv4 and IPv6 loopback UDP listeners.

@@ -36,6 +36,9 @@ func (a *Agent) startInspect(ctx context.Context, g *errgroup.Group) error {
 	}
 	changed := a.dp.Changed() // before the verdicts in inspectConfig are computed
 	cfg := a.inspectConfig()
+	if len(cfg.Engine.ProxyPorts) > 0 {
+		a.log.Info("inspecting forward proxy tunnels (CONNECT target and ClientHello)", "ports", cfg.Engine.ProxyPorts)
+	}
 	ins, err := hostnet.NewInspector(cfg)
 	if err != nil {
 		return fmt.Errorf("sni: %w", err)
@@ -81,6 +84,7 @@ func (a *Agent) inspectConfig() hostnet.InspectorConfig {
 		Engine: inspect.Config{
 			Decider:           a.dp,
 			QUIC:              inspect.QUICMode(a.cfg.SNI.QUIC),
+			ProxyPorts:        a.proxyPorts(),
 			FailClosed:        a.cfg.SNI.FailClosed,
 			BlockEncryptedDNS: a.cfg.DNS.Capture,
 			OnDecision:        a.emitInspect,
@@ -114,12 +118,21 @@ func (a *Agent) emitInspect(e inspect.Event) {
 		}
 		a.notifyUser(e.Decision, name, "")
 	}
+	// The flow record of this connection (conntrack) is named by what
+	// inspection read, whatever the decision.
+	a.tel.conns.learn(inspProto(e.Protocol), e.Local, e.Remote, e.Name)
 	action := actionTypeFor(e.Decision)
 	if action == "" {
 		switch {
 		case e.Reason == inspect.ReasonUnreadable && e.Protocol == inspect.ProtoQUIC:
 			action = telemetry.ConnectionFailed // dropped so the browser falls back to TCP
 		case e.Name != "":
+			// The flow source writes this connection's record when it
+			// ends, with its bytes and the name learnt above. Without
+			// one (no conntrack) this record is the transaction.
+			if a.tel.flows.Load() != nil {
+				return
+			}
 			action = telemetry.ConnectionSuccess
 		default:
 			return
@@ -136,7 +149,7 @@ func (a *Agent) emitInspect(e inspect.Event) {
 		Protocol:   e.Protocol.String(),
 		Source:     e.Source.String(),
 	}
-	if e.Source == inspect.SourceHTTP && e.Name != "" {
+	if e.Source == inspect.SourceHTTP && e.Name != "" && e.Reason != inspect.ReasonConnect {
 		r.RemoteUrl = "http://" + e.Name + e.Path
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
@@ -159,4 +172,12 @@ func inspNotifies(e inspect.Event) bool {
 		return false
 	}
 	return true
+}
+
+// inspProto is the IP protocol number of an inspected flow.
+func inspProto(p inspect.Protocol) uint8 {
+	if p == inspect.ProtoQUIC {
+		return 17
+	}
+	return 6
 }

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -27,6 +29,9 @@ type telemetryState struct {
 	// for: the DNS proxy's IP→name map, set by New (initDNS).
 	names telemetry.NameLookup
 	flows atomic.Pointer[flow.Conntrack]
+	// conns names connections by what inspection read from them, for the
+	// flow records (set by New).
+	conns *connNames
 	// noFlows keeps the conntrack source off (tests: it would watch and
 	// change the root namespace).
 	noFlows bool
@@ -51,8 +56,12 @@ func (a *Agent) telemetryStatus() control.TelemetryStatus {
 	if f := a.tel.flows.Load(); f != nil {
 		fs := f.Stats()
 		s.Flows = &control.FlowStats{Events: fs.Events, Overruns: fs.Overruns, Dumps: fs.Dumps, Records: fs.Records,
-			Flows: fs.Flows, FlowsDropped: fs.FlowsLimit}
+			Flows: fs.Flows, FlowsDropped: fs.FlowsLimit, Unnamed: fs.Unnamed, Own: fs.Own}
+		if fs.Records > 0 {
+			s.Flows.UnnamedShare = float64(fs.Unnamed) / float64(fs.Records)
+		}
 	}
+	s.DNSAnswers = a.answersStatus()
 	return s
 }
 
@@ -86,7 +95,7 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 	}
-	client, err := consoleClient(a.cfg.Indicators.CAFile)
+	client, err := consoleClient(a.cfg.Indicators.CAFile, upstreamControl(a.cfg.DNS.Capture))
 	if err != nil {
 		return err
 	}
@@ -103,6 +112,7 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 		SpoolBytes:    tc.SpoolBytes,
 		Privacy:       privacy,
 		Salt:          salt,
+		Drain:         a.answerDrainFunc(),
 		Log:           a.log.With("component", "telemetry"),
 		Now:           a.now,
 	})
@@ -113,6 +123,8 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	a.addSink(func(r telemetry.Record) { p.Add(r) })
 	a.tel.pipe.Store(p)
 	g.Go(func() error { return p.Run(ctx) })
+	a.startAnswers(ctx, g)
+	a.startMachine(ctx, g)
 	if a.tel.noFlows {
 		return nil
 	}
@@ -129,11 +141,28 @@ func (a *Agent) requeueTelemetry() (int, error) {
 	return p.Requeue()
 }
 
+// answerDrainFunc is the pipeline's Drain: the DNS answer window, when
+// answers are recorded.
+func (a *Agent) answerDrainFunc() func() []telemetry.Record {
+	if !a.ans.on {
+		return nil
+	}
+	return a.answerDrain
+}
+
 // consoleClient is the HTTP client for the console: TLS verified against the
 // system roots, plus caFile (indicators.caFile) when the console uses a
 // private CA.
-func consoleClient(caFile string) (*http.Client, error) {
+//
+// control marks the upload sockets as the agent's own (hostnet.AgentMark),
+// like the DNS upstreams and the feed: captures and inspection exempt
+// them and the flow records leave them out.
+func consoleClient(caFile string, control func(network, address string, c syscall.RawConn) error) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if control != nil {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: control}
+		tr.DialContext = d.DialContext
+	}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

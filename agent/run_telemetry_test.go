@@ -44,17 +44,18 @@ func TestAgentTelemetryUploads(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	e2e.WaitFor(t, "telemetry to start", 30*time.Second, func() bool { return a.telemetryStatus().Endpoint != "" })
-	for range 6 {
+	// The machine record written at start and 8 transactions: 3 chunks.
+	for range 8 {
 		a.emit(telemetry.Record{ActionType: telemetry.ConnectionSuccess, RemoteUrl: "example.com", BytesSent: 10, BytesReceived: 20})
 	}
 	// The uploads go to a real HTTP collector: poll the status.
-	e2e.WaitFor(t, "two chunks uploaded", 30*time.Second, func() bool { return a.telemetryStatus().UploadedChunks >= 2 })
+	e2e.WaitFor(t, "three chunks uploaded", 30*time.Second, func() bool { return a.telemetryStatus().UploadedChunks >= 3 })
 	ru, err := coll.Rollup("dev-7")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ru.Transactions != 6 || ru.TotalBytes != 180 || ru.DeviceName != "laptop-7" {
-		t.Errorf("rollup = %+v, want 6 transactions, 180 bytes, device laptop-7", ru)
+	if ru.Transactions != 8 || ru.TotalBytes != 240 || ru.DeviceName != "laptop-7" || ru.Info == nil || ru.Info.OSPlatform == "" {
+		t.Errorf("rollup = %+v, want 8 transactions, 240 bytes, device laptop-7 and its machine record", ru)
 	}
 	if s := a.telemetryStatus(); s.LastUpload.IsZero() {
 		t.Errorf("status = %+v, want a last upload time", s)

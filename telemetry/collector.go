@@ -101,6 +101,22 @@ type DeviceRollup struct {
 	LocalIPs     map[string]*Seen      `json:"localIps"`
 	// Overflow counts entries not added because a map reached MaxKeys.
 	Overflow int64 `json:"overflow"`
+	// Info is the latest machine record (DeviceInfo); nil before the first.
+	Info *DeviceInfoRollup `json:"info,omitempty"`
+	// UnknownActions counts records of ActionTypes this collector does not
+	// know (a newer agent's), by ActionType: accepted, stored, not rolled up.
+	UnknownActions map[string]int64 `json:"unknownActions,omitempty"`
+}
+
+// DeviceInfoRollup is the latest machine record of a device.
+type DeviceInfoRollup struct {
+	At             time.Time   `json:"at"`
+	OSPlatform     string      `json:"osPlatform"`
+	OSVersion      string      `json:"osVersion"`
+	AgentVersion   string      `json:"agentVersion"`
+	PolicySequence uint64      `json:"policySequence"`
+	IPAddresses    []IPAddress `json:"ipAddresses"`
+	LoggedOnUsers  []string    `json:"loggedOnUsers"`
 }
 
 // NewCollector returns the handler. It reads rollups lazily from Dir.
@@ -233,14 +249,9 @@ func (c *Collector) parse(body []byte, device string) ([]Record, int, error) {
 		if len(bytes.TrimSpace(b)) == 0 {
 			continue
 		}
-		var rec Record
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rec); err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("line %d: not a telemetry record: %v", line, err)
-		}
-		if dec.More() {
-			return nil, http.StatusBadRequest, fmt.Errorf("line %d: more than one JSON value", line)
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("line %d: %w", line, err)
 		}
 		if err := checkRecord(&rec, device); err != nil {
 			return nil, http.StatusBadRequest, fmt.Errorf("line %d: %w", line, err)
@@ -266,7 +277,33 @@ var knownActions = map[string]bool{
 	ConnectionSuccess: true, ConnectionFailed: true, NetworkProtectionBlocked: true,
 	NetworkProtectionWarned: true, NetworkProtectionAudited: true,
 	NetworkProtectionUserBypassEvent: true, DnsQueryResponse: true, ActionTelemetryGap: true,
-	ActionIndicatorSetStale: true, ActionIndicatorSetFresh: true,
+	ActionIndicatorSetStale: true, ActionIndicatorSetFresh: true, DeviceInfo: true,
+}
+
+// maxActionType bounds an unknown ActionType's length (it becomes a rollup key).
+const maxActionType = 64
+
+// decodeRecord reads one line: exactly one JSON object. A record of a known
+// ActionType must use only known fields; a record of an ActionType this
+// collector does not know (a newer agent's) may carry fields it does not
+// know either (CONTRACT §6: receivers accept and count unknown ActionTypes).
+func decodeRecord(b []byte) (Record, error) {
+	var rec Record
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&rec)
+	if err != nil {
+		var loose Record
+		ld := json.NewDecoder(bytes.NewReader(b))
+		if ld.Decode(&loose) != nil || knownActions[loose.ActionType] || loose.ActionType == "" {
+			return Record{}, fmt.Errorf("not a telemetry record: %v", err)
+		}
+		rec, dec = loose, ld
+	}
+	if dec.More() {
+		return Record{}, errors.New("more than one JSON value")
+	}
+	return rec, nil
 }
 
 func checkRecord(r *Record, device string) error {
@@ -275,8 +312,10 @@ func checkRecord(r *Record, device string) error {
 		return errors.New("Timestamp is missing")
 	case r.DeviceId != device:
 		return fmt.Errorf("DeviceId %q does not match the upload URL's device %q", r.DeviceId, device)
-	case !knownActions[r.ActionType]:
-		return fmt.Errorf("ActionType %q is not one of CONTRACT §6", r.ActionType)
+	case r.ActionType == "" || len(r.ActionType) > maxActionType:
+		return fmt.Errorf("ActionType %q is empty or longer than %d characters", r.ActionType, maxActionType)
+	case r.RepeatCount < 0:
+		return errors.New("negative RepeatCount")
 	case r.RemotePort < 0 || r.RemotePort > 65535 || r.LocalPort < 0 || r.LocalPort > 65535:
 		return errors.New("port outside 0..65535")
 	case r.BytesSent < 0 || r.BytesReceived < 0 || r.LostRecords < 0:
@@ -361,14 +400,31 @@ func (c *Collector) updateRollup(device string, recs []Record) error {
 		if ts.After(ru.LastSeen) {
 			ru.LastSeen = ts
 		}
-		if r.ActionType == ActionTelemetryGap {
-			ru.LostRecords += r.LostRecords
-			continue
-		}
 		if r.DeviceName != "" {
 			ru.DeviceName = r.DeviceName
 		}
-		ru.Transactions++
+		switch {
+		case r.ActionType == ActionTelemetryGap:
+			ru.LostRecords += r.LostRecords
+			continue
+		case r.ActionType == DeviceInfo:
+			c.rollupInfo(ru, r, ts)
+			continue
+		case r.ActionType == ActionIndicatorSetStale || r.ActionType == ActionIndicatorSetFresh:
+			continue // about the feed, not a transaction
+		case !knownActions[r.ActionType]:
+			if ru.UnknownActions == nil {
+				ru.UnknownActions = map[string]int64{}
+			}
+			if _, ok := ru.UnknownActions[r.ActionType]; ok || len(ru.UnknownActions) < c.cfg.MaxKeys {
+				ru.UnknownActions[r.ActionType]++
+			} else {
+				ru.Overflow++
+			}
+			continue
+		}
+		n := max(r.RepeatCount, 1) // a deduplicated DNS answer stands for n
+		ru.Transactions += n
 		ru.BytesSent += r.BytesSent
 		ru.BytesReceived += r.BytesReceived
 		ru.TotalBytes += r.BytesSent + r.BytesReceived
@@ -376,7 +432,7 @@ func (c *Collector) updateRollup(device string, recs []Record) error {
 		if host != "" {
 			if a := bump(ru, ru.Names, host, c.cfg.MaxKeys); a != nil {
 				a.Application = r.Application
-				touch(&a.Seen, ts)
+				touchN(&a.Seen, ts, n)
 				a.BytesSent += r.BytesSent
 				a.BytesReceived += r.BytesReceived
 			}
@@ -384,7 +440,7 @@ func (c *Collector) updateRollup(device string, recs []Record) error {
 		if isURL {
 			if a := bump(ru, ru.URLs, r.RemoteUrl, c.cfg.MaxKeys); a != nil {
 				a.Application = r.Application
-				touch(&a.Seen, ts)
+				touchN(&a.Seen, ts, n)
 				a.BytesSent += r.BytesSent
 				a.BytesReceived += r.BytesReceived
 			}
@@ -392,7 +448,7 @@ func (c *Collector) updateRollup(device string, recs []Record) error {
 		if r.Application != "" {
 			if a := bump(ru, ru.Applications, r.Application, c.cfg.MaxKeys); a != nil {
 				a.Application = r.Application
-				touch(&a.Seen, ts)
+				touchN(&a.Seen, ts, n)
 				a.BytesSent += r.BytesSent
 				a.BytesReceived += r.BytesReceived
 			}
@@ -428,14 +484,41 @@ func bump[T any](ru *DeviceRollup, m map[string]*T, key string, max int) *T {
 	return v
 }
 
-func touch(s *Seen, ts time.Time) {
+func touch(s *Seen, ts time.Time) { touchN(s, ts, 1) }
+
+func touchN(s *Seen, ts time.Time, n int64) {
 	if s.FirstSeen.IsZero() || ts.Before(s.FirstSeen) {
 		s.FirstSeen = ts
 	}
 	if ts.After(s.LastSeen) {
 		s.LastSeen = ts
 	}
-	s.Transactions++
+	s.Transactions += n
+}
+
+// rollupInfo keeps the latest machine record and adds its signed-in users
+// and addresses to the device's user and IP address history.
+func (c *Collector) rollupInfo(ru *DeviceRollup, r *Record, ts time.Time) {
+	if ru.Info == nil || !ts.Before(ru.Info.At) {
+		ru.Info = &DeviceInfoRollup{At: ts, OSPlatform: r.OSPlatform, OSVersion: r.OSVersion, AgentVersion: r.AgentVersion,
+			PolicySequence: r.PolicySequence, IPAddresses: r.IPAddresses, LoggedOnUsers: r.LoggedOnUsers}
+	}
+	for _, u := range r.LoggedOnUsers {
+		if u == "" {
+			continue
+		}
+		if s := bump(ru, ru.Users, u, c.cfg.MaxKeys); s != nil {
+			touch(s, ts)
+		}
+	}
+	for _, a := range r.IPAddresses {
+		if a.Address == "" {
+			continue
+		}
+		if s := bump(ru, ru.LocalIPs, a.Address, c.cfg.MaxKeys); s != nil {
+			touch(s, ts)
+		}
+	}
 }
 
 // Rollup returns a copy of a device's rollup (JSON round trip), or nil.

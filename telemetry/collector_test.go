@@ -78,7 +78,7 @@ func TestCollectorRejects(t *testing.T) {
 	other := rec(1)
 	other.DeviceId = "dev-2"
 	badAction := rec(1)
-	badAction.ActionType = "Hacked"
+	badAction.ActionType = strings.Repeat("A", 65)
 	noTime := rec(1)
 	noTime.Timestamp = time.Time{}
 	tests := []struct {
@@ -101,7 +101,7 @@ func TestCollectorRejects(t *testing.T) {
 		{"unknown field", "/v1/telemetry/dev-1/c1", gz(t, []byte(`{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","ActionType":"ConnectionSuccess","Evil":1}`+"\n")), nil, 400},
 		{"two values on a line", "/v1/telemetry/dev-1/c1", gz(t, []byte(`{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","ActionType":"ConnectionSuccess"} {}`+"\n")), nil, 400},
 		{"other device's record", "/v1/telemetry/dev-1/c1", gz(t, ndjson(rec(1), other)), nil, 400},
-		{"unknown action", "/v1/telemetry/dev-1/c1", gz(t, ndjson(badAction)), nil, 400},
+		{"overlong action", "/v1/telemetry/dev-1/c1", gz(t, ndjson(badAction)), nil, 400},
 		{"no timestamp", "/v1/telemetry/dev-1/c1", gz(t, ndjson(noTime)), nil, 400},
 		{"line too long", "/v1/telemetry/dev-1/c1", gz(t, []byte(`{"DeviceId":"`+strings.Repeat("a", 5000)+`"}`+"\n")), nil, 413},
 		{"empty chunk", "/v1/telemetry/dev-1/c1", gz(t, nil), nil, 400},
@@ -239,5 +239,45 @@ func TestCollectorPanicRecovered(t *testing.T) {
 	}
 	if n := panics.Count("collector"); n != 1 {
 		t.Errorf("counted %d panics, want 1", n)
+	}
+}
+
+// A newer agent's chunk (an ActionType this collector does not know, with
+// fields it does not know) is stored and counted, not refused: a 4xx would
+// quarantine it on the agent for ever (CONTRACT §6 forward compatibility).
+func TestCollectorAcceptsUnknownActionTypes(t *testing.T) {
+	dir := t.TempDir()
+	c, err := NewCollector(CollectorConfig{Dir: dir, AllowAnyToken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	future := `{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","ActionType":"QuantumTunnelOpened","Qubits":7}` + "\n"
+	dnsAns := rec(1)
+	dnsAns.ActionType, dnsAns.RemoteUrl, dnsAns.RepeatCount = DnsQueryResponse, "example.com", 5
+	info := Record{Timestamp: dnsAns.Timestamp, DeviceId: "dev-1", ActionType: DeviceInfo, OSPlatform: "linux",
+		IPAddresses: []IPAddress{{Interface: "eth0", Address: "192.0.2.10", Mac: "02:00:00:00:00:01"}}, LoggedOnUsers: []string{"alice", ""}}
+	body := append([]byte(future), ndjson(dnsAns, info)...)
+	if code, msg := doPut(t, srv.URL+"/v1/telemetry/dev-1/c1", gz(t, body), nil); code != 201 {
+		t.Fatalf("PUT with an unknown ActionType = %d %q, want 201", code, msg)
+	}
+	ru, err := c.Rollup("dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ru.UnknownActions["QuantumTunnelOpened"] != 1 {
+		t.Errorf("unknownActions = %v, want QuantumTunnelOpened: 1", ru.UnknownActions)
+	}
+	if ru.Transactions != 5 || ru.Names["example.com"] == nil || ru.Names["example.com"].Transactions != 5 {
+		t.Errorf("a DNS answer with RepeatCount 5 rolled up as %d transactions (names %v), want 5", ru.Transactions, ru.Names)
+	}
+	if ru.Info == nil || ru.Info.OSPlatform != "linux" || ru.Users["alice"] == nil || ru.LocalIPs["192.0.2.10"] == nil || ru.Users[""] != nil {
+		t.Errorf("machine record not rolled up: info %+v users %v ips %v", ru.Info, ru.Users, ru.LocalIPs)
+	}
+	// Unknown fields on a known ActionType are still refused (a typo, not a future record).
+	bad := `{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","ActionType":"ConnectionSuccess","Evil":1}` + "\n"
+	if code, _ := doPut(t, srv.URL+"/v1/telemetry/dev-1/c2", gz(t, []byte(bad)), nil); code != 400 {
+		t.Errorf("unknown field on a known ActionType = %d, want 400", code)
 	}
 }

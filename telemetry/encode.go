@@ -33,6 +33,8 @@ func AppendJSON(dst []byte, r *Record) []byte {
 	dst = optString(dst, `,"IndicatorId":`, r.IndicatorId)
 	dst = optString(dst, `,"Application":`, r.Application)
 	dst = optString(dst, `,"Source":`, r.Source)
+	dst = optInt(dst, `,"RepeatCount":`, r.RepeatCount)
+	dst = optString(dst, `,"Resolver":`, r.Resolver)
 	dst = optInt(dst, `,"LostRecords":`, r.LostRecords)
 	dst = optString(dst, `,"GapReason":`, r.GapReason)
 	if r.PolicySequence != 0 {
@@ -43,7 +45,44 @@ func AppendJSON(dst []byte, r *Record) []byte {
 		dst = append(dst, `,"PolicyFreshAt":"`...)
 		dst = append(r.PolicyFreshAt.UTC().AppendFormat(dst, time.RFC3339Nano), '"')
 	}
+	if r.ActionType == DeviceInfo {
+		dst = appendDeviceInfo(dst, r)
+	}
 	return append(dst, '}')
+}
+
+// appendDeviceInfo appends the machine record's fields (rare: at start,
+// hourly and on change, so the loops here cost nothing per transaction).
+func appendDeviceInfo(dst []byte, r *Record) []byte {
+	dst = optString(dst, `,"OSPlatform":`, r.OSPlatform)
+	dst = optString(dst, `,"OSVersion":`, r.OSVersion)
+	dst = optString(dst, `,"AgentVersion":`, r.AgentVersion)
+	if len(r.IPAddresses) > 0 {
+		dst = append(dst, `,"IPAddresses":[`...)
+		for i, a := range r.IPAddresses {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"Interface":`...)
+			dst = appendString(dst, a.Interface)
+			dst = append(dst, `,"Address":`...)
+			dst = appendString(dst, a.Address)
+			dst = optString(dst, `,"Mac":`, a.Mac)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	if len(r.LoggedOnUsers) > 0 {
+		dst = append(dst, `,"LoggedOnUsers":[`...)
+		for i, u := range r.LoggedOnUsers {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, u)
+		}
+		dst = append(dst, ']')
+	}
+	return dst
 }
 
 func optString(dst []byte, key, v string) []byte {

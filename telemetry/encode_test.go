@@ -26,6 +26,9 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		{"invalid utf8", Record{Timestamp: time.Unix(1, 0).UTC(), DeviceId: "a\xffb\xc3", ActionType: "x"}},
 		{"gap", Record{Timestamp: time.Unix(2, 0).UTC(), DeviceId: "d", ActionType: ActionTelemetryGap, LostRecords: 17, GapReason: GapSpoolFull}},
 		{"stale set", Record{Timestamp: time.Unix(3, 0).UTC(), DeviceId: "d", ActionType: ActionIndicatorSetStale, PolicySequence: 42, PolicyVersion: "sha256-8dd57a82caa63708", PolicyFreshAt: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}},
+		{"dns answer", Record{Timestamp: time.Unix(4, 0).UTC(), DeviceId: "d", ActionType: DnsQueryResponse, RemoteUrl: "example.com", RepeatCount: 12, Resolver: "stub"}},
+		{"device info", Record{Timestamp: time.Unix(5, 0).UTC(), DeviceId: "d", DeviceName: "pc", ActionType: DeviceInfo, OSPlatform: "linux", OSVersion: "Debian 12", AgentVersion: "1.2.3", PolicySequence: 7,
+			IPAddresses: []IPAddress{{Interface: "eth0", Address: "192.0.2.10", Mac: "02:00:00:00:00:01"}, {Interface: "wg\"0", Address: "2001:db8::1"}}, LoggedOnUsers: []string{"alice", "bob"}}},
 		{"non-UTC", Record{Timestamp: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), DeviceId: "d", ActionType: "x"}},
 	}
 	for _, tt := range tests {

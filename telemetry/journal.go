@@ -166,6 +166,11 @@ func (p *Pipeline) appendLine(line []byte) error {
 
 // completeChunk ends the open chunk; it waits in p.full for spoolFull.
 func (p *Pipeline) completeChunk() error {
+	// The producer's held-back records (the DNS answer window) belong to
+	// the chunk being closed: every chunk close flushes the window.
+	if err := p.drainInto(); err != nil {
+		return err
+	}
 	oc := p.open
 	oc.j.idx = fmt.Appendf(oc.j.idx, "chunk %d %d %d\n", oc.seq, oc.off+oc.bytes, oc.records)
 	p.full = append(p.full, doneChunk{seq: oc.seq, j: oc.j, off: oc.off, n: oc.bytes, records: oc.records})

@@ -57,6 +57,14 @@ type Config struct {
 	// RetryBase and RetryMax bound the exponential backoff (defaults 1s, 5m).
 	RetryBase, RetryMax time.Duration
 
+	// Drain, if set, returns the records a producer holds back (the DNS
+	// answers of the agent's deduplication window), emptying its window. The
+	// writer calls it before every chunk close and at a clean stop, so a
+	// chunk carries every transaction of its time and a stop loses none:
+	// the records go into the closing chunk while it has room, the rest
+	// into the next.
+	Drain func() []Record
+
 	Log *slog.Logger
 	Now func() time.Time
 	// Rand returns a uniformly random int64 in [0, n) for backoff jitter.
@@ -167,9 +175,12 @@ type Pipeline struct {
 	newJournal bool
 	bw         *bufio.Writer // writes the current journal file
 	pendingGap map[string]int64
-	line       []byte
-	ps         *pseudonymizer
-	gz         *gzip.Writer
+	// carry holds drained records (Config.Drain) that did not fit the
+	// chunk they were drained for; written first into the next.
+	carry []Record
+	line  []byte
+	ps    *pseudonymizer
+	gz    *gzip.Writer
 
 	// Status counters.
 	droppedQueue  atomic.Int64
@@ -485,6 +496,9 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			// Clean stop: everything accepted so far reaches the disk. The
 			// open journal stays and becomes a chunk at the next start.
+			if p.cfg.Drain != nil {
+				p.carry = append(p.carry, p.cfg.Drain()...)
+			}
 			err := p.commit(true)
 			if cerr := p.closeCur(); err == nil {
 				err = cerr
@@ -540,6 +554,9 @@ func (p *Pipeline) commit(sync bool) error {
 		p.pendingGap[GapQueueFull] += refused
 	}
 	written, err := p.writeBatch(batch)
+	if err == nil {
+		err = p.writeCarry()
+	}
 	if err == nil && p.open != nil && p.cfg.Now().Sub(p.open.first) >= p.cfg.ChunkInterval {
 		err = p.completeChunk()
 	}
@@ -595,8 +612,9 @@ func (p *Pipeline) writeBatch(batch []Record) (int, error) {
 	return len(batch), nil
 }
 
-func (p *Pipeline) writeRecord(rec Record) error {
-	r := &rec
+// encode stamps r (device identity, a valid time, privacy) and encodes it
+// as one NDJSON line into p.line.
+func (p *Pipeline) encode(r *Record) []byte {
 	if p.cfg.DeviceID != "" {
 		r.DeviceId = p.cfg.DeviceID
 	}
@@ -616,6 +634,12 @@ func (p *Pipeline) writeRecord(rec Record) error {
 		clampRecord(r)
 		p.line = append(AppendJSON(p.line[:0], r), '\n')
 	}
+	return p.line
+}
+
+func (p *Pipeline) writeRecord(rec Record) error {
+	r := &rec
+	p.encode(r)
 	if p.open != nil && p.open.records > 0 && p.open.bytes+int64(len(p.line)) > p.cfg.ChunkBytes {
 		if err := p.completeChunk(); err != nil {
 			return err
@@ -648,6 +672,44 @@ func (p *Pipeline) writeGaps() error {
 		}
 		delete(p.pendingGap, reason)
 	}
+	return nil
+}
+
+// drainInto writes the producer's held-back records (Config.Drain) into
+// the open chunk while it has room and keeps the rest in carry, written
+// after the close into the next chunk.
+func (p *Pipeline) drainInto() error {
+	if p.cfg.Drain == nil {
+		return nil
+	}
+	for _, r := range p.cfg.Drain() {
+		if p.open.records >= int64(p.cfg.ChunkRecords) {
+			p.carry = append(p.carry, r)
+			continue
+		}
+		line := p.encode(&r)
+		if p.open.bytes+int64(len(line)) > p.cfg.ChunkBytes {
+			p.carry = append(p.carry, r)
+			continue
+		}
+		if err := p.appendLine(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeCarry writes the drained records that did not fit the chunk they
+// were drained for.
+func (p *Pipeline) writeCarry() error {
+	for len(p.carry) > 0 {
+		r := p.carry[0]
+		if err := p.writeRecord(r); err != nil {
+			return err
+		}
+		p.carry = p.carry[1:]
+	}
+	p.carry = nil
 	return nil
 }
 

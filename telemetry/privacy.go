@@ -76,8 +76,17 @@ func applyPrivacy(r *Record, level Privacy, ps *pseudonymizer) {
 		r.InitiatingProcessId = 0
 		r.InitiatingProcessFileName = ""
 		r.InitiatingProcessAccountName = ""
+		r.LoggedOnUsers = nil // who is signed in is as personal as who ran a process
 	case PrivacyPseudonymous:
 		r.DeviceName = ps.hash(r.DeviceName)
 		r.InitiatingProcessAccountName = ps.hash(r.InitiatingProcessAccountName)
+		if len(r.LoggedOnUsers) > 0 {
+			// A copy: the slice may be shared with other sinks (events ring).
+			users := make([]string, len(r.LoggedOnUsers))
+			for i, u := range r.LoggedOnUsers {
+				users[i] = ps.hash(u)
+			}
+			r.LoggedOnUsers = users
+		}
 	}
 }

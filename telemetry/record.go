@@ -13,6 +13,9 @@ const (
 	NetworkProtectionAudited         = "NetworkProtectionAudited"
 	NetworkProtectionUserBypassEvent = "NetworkProtectionUserBypassEvent"
 	DnsQueryResponse                 = "DnsQueryResponse"
+	// DeviceInfo is a machine record (at start, hourly and on change): the
+	// OS, agent version, policy held, addresses and signed-in users.
+	DeviceInfo = "DeviceInfo"
 )
 
 // Protocol values.
@@ -57,6 +60,15 @@ type Record struct {
 	IndicatorId                  string    `json:"IndicatorId,omitempty"`
 	Application                  string    `json:"Application,omitempty"`
 	Source                       string    `json:"Source,omitempty"`
+	// RepeatCount is how many identical transactions (same name, client or
+	// process, user) this record stands for within the deduplication
+	// window (DNS answers); absent means one.
+	RepeatCount int64 `json:"RepeatCount,omitempty"`
+	// Resolver says who asked the proxy on the user's behalf when the
+	// client is a system stub resolver (systemd-resolved, dnsmasq...): the
+	// process fields then name the stub, not the application, and the
+	// flow records carry the application (see docs/telemetry.md).
+	Resolver string `json:"Resolver,omitempty"`
 
 	// Gap records only (ActionType TelemetryGap).
 	LostRecords int64  `json:"LostRecords,omitempty"`
@@ -68,6 +80,21 @@ type Record struct {
 	PolicySequence uint64    `json:"PolicySequence,omitempty"`
 	PolicyVersion  string    `json:"PolicyVersion,omitempty"`
 	PolicyFreshAt  time.Time `json:"PolicyFreshAt,omitzero"`
+
+	// Machine records only (ActionType DeviceInfo; PolicySequence above is
+	// the feed sequence held). IPAddresses never lists loopback.
+	OSPlatform    string      `json:"OSPlatform,omitempty"`
+	OSVersion     string      `json:"OSVersion,omitempty"`
+	AgentVersion  string      `json:"AgentVersion,omitempty"`
+	IPAddresses   []IPAddress `json:"IPAddresses,omitempty"`
+	LoggedOnUsers []string    `json:"LoggedOnUsers,omitempty"`
+}
+
+// IPAddress is one address of one interface in a machine record.
+type IPAddress struct {
+	Interface string `json:"Interface"`
+	Address   string `json:"Address"`
+	Mac       string `json:"Mac,omitempty"`
 }
 
 // ActionTelemetryGap is the ActionType of a gap record: a line the agent adds

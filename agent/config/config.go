@@ -75,6 +75,10 @@ type SNI struct {
 	Enabled    bool   `json:"enabled"`
 	QUIC       string `json:"quic"`
 	FailClosed bool   `json:"failClosed"`
+	// ProxyPorts are forward proxy ports (HTTP CONNECT) whose tunnels are
+	// inspected, besides those of the host's proxy settings
+	// (https_proxy/http_proxy/all_proxy; WinINet on Windows).
+	ProxyPorts []int `json:"proxyPorts"`
 }
 
 type Warn struct {
@@ -89,6 +93,19 @@ type Telemetry struct {
 	ChunkInterval Duration `json:"chunkInterval"`
 	SpoolBytes    int64    `json:"spoolBytes"`
 	Privacy       string   `json:"privacy"`
+	// DNSAnswers records allowed DNS answers as DnsQueryResponse records
+	// (default true): discovery where no flow source runs.
+	DNSAnswers *bool `json:"dnsAnswers"`
+	// DedupWindow folds repeated DNS answers (same name, process or
+	// client, user) into one record with RepeatCount (default 60s; "0s"
+	// records every answer).
+	DedupWindow *Duration `json:"dedupWindow"`
+	// MachineInterval is how often a DeviceInfo record is written besides
+	// at start and on change (default 1h).
+	MachineInterval Duration `json:"machineInterval"`
+	// OwnTraffic keeps the agent's own connections (upstream DNS, feed,
+	// uploads) in the flow records (default false: left out).
+	OwnTraffic bool `json:"ownTraffic"`
 }
 
 type Control struct {
@@ -256,6 +273,17 @@ func (c *Config) applyDefaults() {
 	if c.Telemetry.Privacy == "" {
 		c.Telemetry.Privacy = "full"
 	}
+	if c.Telemetry.DNSAnswers == nil {
+		t := true
+		c.Telemetry.DNSAnswers = &t
+	}
+	if c.Telemetry.DedupWindow == nil {
+		w := Duration(time.Minute)
+		c.Telemetry.DedupWindow = &w
+	}
+	if c.Telemetry.MachineInterval == 0 {
+		c.Telemetry.MachineInterval = Duration(time.Hour)
+	}
 	if c.Control.Socket == "" {
 		if runtime.GOOS == "windows" {
 			c.Control.Socket = `\\.\pipe\netward`
@@ -302,6 +330,17 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Indicators.MaxDropPercent; d != nil && (*d < 0 || *d > 100) {
 		errs = append(errs, fmt.Errorf("key \"indicators.maxDropPercent\": %d is outside 0..100", *d))
+	}
+	if w := c.Telemetry.DedupWindow; w != nil && (*w < 0 || time.Duration(*w) > time.Hour) {
+		errs = append(errs, fmt.Errorf("key \"telemetry.dedupWindow\": %v is outside 0s..1h", time.Duration(*w)))
+	}
+	if c.Telemetry.MachineInterval < 0 || (c.Telemetry.MachineInterval > 0 && time.Duration(c.Telemetry.MachineInterval) < time.Second) {
+		errs = append(errs, errors.New("key \"telemetry.machineInterval\": must be at least 1s"))
+	}
+	for _, p := range c.SNI.ProxyPorts {
+		if p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("key \"sni.proxyPorts\": %d is not a port (1..65535)", p))
+		}
 	}
 	if c.Telemetry.ChunkBytes < 0 || c.Telemetry.ChunkRecords < 0 || c.Telemetry.SpoolBytes < 0 || c.Telemetry.ChunkInterval < 0 {
 		errs = append(errs, errors.New("telemetry sizes and intervals must not be negative"))

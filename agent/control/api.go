@@ -249,6 +249,22 @@ type TelemetryStatus struct {
 	// Flows are the conntrack flow source's counters (absent when it does
 	// not run).
 	Flows *FlowStats `json:"flows,omitempty"`
+	// DNSAnswers are the allowed-answer recorder's counters (absent when
+	// telemetry.dnsAnswers is off).
+	DNSAnswers *AnswerStats `json:"dnsAnswers,omitempty"`
+}
+
+// AnswerStats count allowed DNS answers recorded as DnsQueryResponse.
+type AnswerStats struct {
+	// Received answers the recorder took from its queue; Recorded the
+	// records written for them (after deduplication); Dropped answers not
+	// queued because the queue was full; Own the agent's own queries, left out.
+	Received uint64 `json:"received"`
+	Recorded uint64 `json:"recorded"`
+	Dropped  uint64 `json:"dropped"`
+	Own      uint64 `json:"own"`
+	// Window is the deduplication window (telemetry.dedupWindow).
+	Window string `json:"window"`
 }
 
 // FlowStats are the conntrack flow source's counters, all monotonic but
@@ -263,6 +279,13 @@ type FlowStats struct {
 	// because the table was full.
 	Flows        int    `json:"flows"`
 	FlowsDropped uint64 `json:"flowsDropped"`
+	// Unnamed counts flow records without a RemoteUrl (neither SNI/Host nor
+	// a DNS answer on this host named the remote); UnnamedShare is
+	// Unnamed / Records (0 before the first record). Own counts the
+	// agent's own flows, left out of the records.
+	Unnamed      uint64  `json:"unnamed"`
+	UnnamedShare float64 `json:"unnamedShare"`
+	Own          uint64  `json:"own"`
 }
 
 // BypassStatus counts active bypasses by application or indicator.

@@ -68,6 +68,7 @@ type evCtx struct {
 	qtype  uint16
 	client netip.AddrPort
 	proto  string
+	cached bool // answered on the wire fast path
 }
 
 // addrPort is a client's address and port (zero if it has none).
@@ -82,10 +83,27 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 func (p *Proxy) report(d filter.Decision, name string, c evCtx) {
-	if p.cfg.OnDecision == nil || (d.Verdict == filter.VerdictAllow && d.Would == filter.VerdictAllow) {
+	if d.Verdict == filter.VerdictAllow && d.Would == filter.VerdictAllow {
+		p.answered(d, name, c)
+		return
+	}
+	if p.cfg.OnDecision == nil {
 		return
 	}
 	ev := Event{Name: name, QName: c.qname, QType: dns.TypeToString[c.qtype], Decision: d, Proto: c.proto,
 		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port())}
 	p.cfg.OnDecision(ev)
+}
+
+// answered hands a plainly allowed answer to Config.OnAnswer (discovery
+// telemetry): once per query, for the question name (its CNAME targets
+// are the resolver's business, not the application's). It runs on the
+// fast path too, so it copies no string and allocates nothing; the
+// callee queues it.
+func (p *Proxy) answered(d filter.Decision, name string, c evCtx) {
+	if p.cfg.OnAnswer == nil || name != c.qname {
+		return
+	}
+	p.cfg.OnAnswer(Answer{Name: name, QType: c.qtype, Rule: d.Match.Rule, Proto: c.proto, Cached: c.cached,
+		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port())})
 }

@@ -77,6 +77,22 @@ type Event struct {
 	Proto  string
 }
 
+// Answer is one allowed answer the proxy gave, handed to Config.OnAnswer
+// for discovery telemetry. Name may share memory with the cache: keep it,
+// never modify it.
+type Answer struct {
+	// Name is the canonical question name; QType the question's type.
+	Name  string
+	QType uint16
+	// Rule is the Allow indicator that matched, nil when none did.
+	Rule *filter.Rule
+	// Client is the address the query came from; Proto is "udp" or "tcp".
+	Client netip.AddrPort
+	Proto  string
+	// Cached is set on the wire fast path (a cached answer served inline).
+	Cached bool
+}
+
 // Config configures a Proxy. Zero values take the documented defaults.
 type Config struct {
 	// Listen are host:port addresses to serve on, each over UDP and TCP.
@@ -134,6 +150,13 @@ type Config struct {
 	// OnDecision, if set, is called for every non-Allow decision. It runs on
 	// the query path and must not block.
 	OnDecision func(Event)
+	// OnAnswer, if set, is called for every plainly allowed answer,
+	// cached ones included, before the reply is sent (the client's socket
+	// still exists). For a Cached answer it runs on the fast path and must
+	// not block or allocate (queue the Answer and return); otherwise the
+	// answer came from an upstream and a few microseconds more are
+	// acceptable.
+	OnAnswer func(Answer)
 
 	// Panics records a panic recovered while answering one query (that
 	// query gets SERVFAIL; the proxy goes on). Default: one of its own,

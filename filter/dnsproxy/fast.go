@@ -234,7 +234,7 @@ func (p *Proxy) fastAnswer(q *wireQuery, e *cached, d filter.Decision, host stri
 
 	p.stats.queries.Add(1)
 	p.stats.cacheHits.Add(1)
-	p.relayed(d, host, e.chain, targets, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp"})
+	p.relayed(d, host, e.chain, targets, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp", cached: true})
 	return out, true
 }
 

@@ -371,6 +371,7 @@ const (
 //	meta l4proto tcp ip daddr @ipdecide NFQUEUE num Q bypass      (xt target; IP rules from the SYN)
 //	bare SYN (no payload) accept
 //	meta l4proto tcp tcp dport {NamePorts} NFQUEUE num Q bypass
+//	meta l4proto tcp tcp dport {ProxyPorts} NFQUEUE num Q bypass
 //	meta l4proto udp udp dport 443 NFQUEUE num Q bypass             (unless quic allow)
 //
 // Chain "verdict" (output, priority filter+10) acts on the mark the verdict set:
@@ -611,6 +612,10 @@ func (i *Inspector) addQueueRules(nft *nftables.Conn, t *nftables.Table, qc *nft
 		add(append(nfqBareSegment(t.Family, doff, nfqFlagsSYN), accept)...)
 	}
 	for _, p := range c.Engine.NamePorts {
+		add(append(append(tcp, nfqDport(p)...), target)...)
+	}
+	// Forward proxy ports: the CONNECT target and the tunnel's ClientHello.
+	for _, p := range c.Engine.ProxyPorts {
 		add(append(append(tcp, nfqDport(p)...), target)...)
 	}
 	if c.Engine.QUIC != inspect.QUICAllow {

@@ -28,6 +28,11 @@ type Config struct {
 	// (default 443, 853, 80); a TCP flow to any other port is decided by
 	// its address at the first packet seen.
 	NamePorts []uint16
+	// ProxyPorts are the TCP ports of forward proxies (HTTP CONNECT): a
+	// flow to one is decided by its CONNECT target and then by the TLS
+	// ClientHello inside the tunnel; a plain HTTP request to the proxy
+	// (absolute-form) by its host and path.
+	ProxyPorts []uint16
 	// QUIC is QUICInspect (default), QUICBlock or QUICAllow.
 	QUIC QUICMode
 	// BlockEncryptedDNS refuses DNS over TLS (TCP 853) and the DoH server

@@ -26,8 +26,9 @@ type Engine struct {
 	cfg   Config
 	stats counters
 
-	namePorts map[uint16]bool
-	doh       map[string]bool
+	namePorts  map[uint16]bool
+	proxyPorts map[uint16]bool
+	doh        map[string]bool
 
 	flows map[flowKey]*flow
 	// decided remembers recent verdicts for a hold period: packets of a flow
@@ -73,6 +74,14 @@ type flow struct {
 	ipDec   filter.Decision
 	tcp     *TCPStream
 	quic    *QUICFlow
+	// connect is the CONNECT target of a flow to a forward proxy, once
+	// read and allowed: the tunnel's ClientHello is read next.
+	connect *connectTarget
+}
+
+type connectTarget struct {
+	req ConnectRequest
+	d   filter.Decision
 }
 
 // NewEngine checks cfg and returns an engine with no flow.
@@ -81,10 +90,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: c, namePorts: map[uint16]bool{}, doh: map[string]bool{},
+	e := &Engine{cfg: c, namePorts: map[uint16]bool{}, proxyPorts: map[uint16]bool{}, doh: map[string]bool{},
 		flows: map[flowKey]*flow{}, decided: map[flowKey]done{}}
 	for _, p := range c.NamePorts {
 		e.namePorts[p] = true
+	}
+	for _, p := range c.ProxyPorts {
+		e.proxyPorts[p] = true
 	}
 	if c.BlockEncryptedDNS {
 		for _, n := range c.DoH {
@@ -329,7 +341,7 @@ func (e *Engine) tcpPacket(k flowKey) Verdict {
 			d.Verdict = filter.VerdictBlock
 			return e.finish(k, SourceIP, ProtoTCP, "", "", ReasonDoT, d)
 		}
-		if !e.namePorts[k.dst.Port()] {
+		if !e.namePorts[k.dst.Port()] && !e.proxyPorts[k.dst.Port()] {
 			e.stats.ipOnly.Add(1)
 			return e.finish(k, SourceIP, ProtoTCP, "", "", ReasonNone, f.ipDec)
 		}
@@ -350,6 +362,9 @@ func (e *Engine) tcpPacket(k flowKey) Verdict {
 	data := f.tcp.Contiguous()
 	if len(data) == 0 {
 		return e.waitOrGiveUp(k, f, false)
+	}
+	if e.proxyPorts[k.dst.Port()] && (f.connect != nil || connectPrefix(data)) {
+		return e.proxied(k, f, data)
 	}
 	if data[0] == 0x16 {
 		h, err := ParseClientHello(data)
@@ -373,10 +388,72 @@ func (e *Engine) tcpPacket(k flowKey) Verdict {
 	return e.unreadable(k, f, false)
 }
 
+// proxied decides a flow to a forward proxy (RFC 9110 §9.3.6): first by
+// its CONNECT target (a refused target ends it, like a refused SNI), then
+// by the ClientHello the client sends into the tunnel, so enforcement and
+// the record name what the user asked for, not the proxy. A tunnel that
+// carries no readable TLS is decided by its target alone.
+func (e *Engine) proxied(k flowKey, f *flow, data []byte) Verdict {
+	if f.connect == nil {
+		req, err := ParseConnect(data)
+		switch {
+		case errors.Is(err, ErrNeedMore):
+			return e.waitOrGiveUp(k, f, false)
+		case err != nil:
+			return e.unreadable(k, f, false)
+		}
+		host := strings.TrimSuffix(strings.ToLower(req.Host), ".")
+		req.Host = host
+		var d filter.Decision
+		if ip, err := netip.ParseAddr(host); err == nil {
+			d = e.cfg.Decider.DecideAddr(ip.Unmap())
+		} else {
+			d = e.cfg.Decider.DecideName(host)
+		}
+		f.connect = &connectTarget{req: req, d: combine(f.ipDec, d)}
+		if f.connect.d.Verdict.Blocks() {
+			e.stats.named.Add(1)
+			return e.finish(k, SourceHTTP, ProtoTCP, host, "", ReasonConnect, f.connect.d)
+		}
+	}
+	tunnel := data[f.connect.req.HeadLen:]
+	if len(tunnel) == 0 {
+		return e.waitOrGiveUp(k, f, false)
+	}
+	if tunnel[0] == 0x16 {
+		h, err := ParseClientHello(tunnel)
+		switch {
+		case errors.Is(err, ErrNeedMore):
+			return e.waitOrGiveUp(k, f, false)
+		case err == nil && h.ServerName != "":
+			return e.named(k, f, SourceSNI, ProtoTCP, h.ServerName, "")
+		}
+	}
+	return e.connectDecided(k, f)
+}
+
+// connectPrefix reports whether b could start a CONNECT request.
+func connectPrefix(b []byte) bool {
+	const m = "CONNECT "
+	n := min(len(b), len(m))
+	return string(b[:n]) == m[:n]
+}
+
+// connectDecided ends a proxied flow by its CONNECT target's decision.
+func (e *Engine) connectDecided(k flowKey, f *flow) Verdict {
+	e.stats.named.Add(1)
+	return e.finish(k, SourceHTTP, ProtoTCP, f.connect.req.Host, "", ReasonConnect, f.connect.d)
+}
+
 // waitOrGiveUp accepts an undecided packet while the flow is inside its
 // inspection window, and gives the unreadable verdict past it.
 func (e *Engine) waitOrGiveUp(k flowKey, f *flow, quic bool) Verdict {
 	if f.packets >= e.cfg.MaxPackets || e.cfg.Now().Sub(f.start) > e.cfg.Hold {
+		if f.connect != nil {
+			// The tunnel's first bytes did not come in time: the
+			// target the proxy was asked for decides.
+			return e.connectDecided(k, f)
+		}
 		return e.unreadable(k, f, quic)
 	}
 	return Undecided

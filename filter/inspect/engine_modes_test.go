@@ -266,6 +266,13 @@ func FuzzEngine(f *testing.F) {
 		}
 		f.Add(inspTCPPacket(f, "203.0.113.5", 443, 999, true, nil), inspTCPPacket(f, "203.0.113.5", 443, 1000, false, b))
 	}
+	// A forward proxy conversation: CONNECT, then the tunnel's ClientHello.
+	curl, err := os.ReadFile(filepath.Join("..", "..", "testdata", "inspect", "curl-tls13.bin"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	head := []byte("CONNECT www.example.com:443 HTTP/1.1\r\nHost: www.example.com:443\r\n\r\n")
+	f.Add(inspTCPPacket(f, "203.0.113.5", 3128, 1000, false, head), inspTCPPacket(f, "203.0.113.5", 3128, 1000+uint32(len(head)), false, curl))
 	for _, name := range []string{"quicgo-v1.bin", "quicgo-v2.bin"} {
 		dgs := inspQUICDatagrams(f, name)
 		f.Add(inspUDPPacket(f, "203.0.113.5", 443, dgs[0]), inspUDPPacket(f, "203.0.113.5", 443, dgs[min(1, len(dgs)-1)]))
@@ -275,7 +282,7 @@ func FuzzEngine(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		e := newTestEngine(t, p, Config{BlockEncryptedDNS: true})
+		e := newTestEngine(t, p, Config{BlockEncryptedDNS: true, ProxyPorts: []uint16{3128}})
 		for _, pkt := range [][]byte{a, b, a} {
 			switch v := e.packet(pkt); v {
 			case Undecided, Allow, Refuse:

@@ -92,6 +92,7 @@ const (
 	ReasonDoH                      // a DNS-over-HTTPS server name, refused while DNS is captured
 	ReasonQUICBlock                // QUIC refused by sni.quic "block"
 	ReasonKernel                   // refused in the kernel by IP verdict; recorded only
+	ReasonConnect                  // decided by a forward proxy's CONNECT target (Name is a host, no URL)
 )
 
 func (r Reason) String() string {
@@ -106,6 +107,8 @@ func (r Reason) String() string {
 		return "quic-block"
 	case ReasonKernel:
 		return "kernel"
+	case ReasonConnect:
+		return "connect"
 	}
 	return ""
 }

@@ -38,8 +38,21 @@ type Config struct {
 	// Netns, when set, is a network namespace file (/run/netns/NAME) to
 	// watch instead of the agent's own namespace.
 	Netns string
-	Log   *slog.Logger
-	Now   func() time.Time
+	// ConnNames names a connection by what inspection read from it
+	// (SNI, QUIC, HTTP Host); it is asked when the flow is reported and
+	// wins over Names (the DNS answer that returned the address).
+	ConnNames ConnNameLookup
+	// Own leaves out the agent's own traffic (upstream DNS, feed,
+	// uploads): flows whose conntrack mark is OwnMark (OwnMarkTable sets it
+	// from the agent's socket mark) or whose socket belongs to OwnPID.
+	// Zero values leave nothing out.
+	OwnMark uint32
+	OwnPID  int
+	// SkipLoopback leaves out flows between two loopback addresses (a
+	// host's local services, the DNS proxy itself): not network traffic.
+	SkipLoopback bool
+	Log          *slog.Logger
+	Now          func() time.Time
 }
 
 // Conntrack is the Linux flow source.
@@ -48,12 +61,13 @@ type Conntrack struct {
 	mu    sync.Mutex
 	flows map[uint32]*flowState
 
-	events, overruns, dumps, records, dropped atomic.Uint64
+	events, overruns, dumps, records, dropped, unnamed, own atomic.Uint64
 }
 
 type flowState struct {
 	proc           Process
 	name           string
+	skip           bool   // the agent's own or loopback: not reported
 	sent, received uint64 // already reported
 }
 
@@ -83,7 +97,7 @@ func (c *Conntrack) Stats() Stats {
 	n := len(c.flows)
 	c.mu.Unlock()
 	return Stats{Events: c.events.Load(), Overruns: c.overruns.Load(), Dumps: c.dumps.Load(),
-		Records: c.records.Load(), Flows: n, FlowsLimit: c.dropped.Load()}
+		Records: c.records.Load(), Flows: n, FlowsLimit: c.dropped.Load(), Unnamed: c.unnamed.Load(), Own: c.own.Load()}
 }
 
 // EnableAccounting turns on per-flow byte counters and start timestamps
@@ -237,8 +251,18 @@ func (c *Conntrack) started(f *conntrack.Flow) *flowState {
 	}
 	st := &flowState{}
 	local, remote := endpoints(f)
+	if c.skipped(f, local, remote) {
+		st.skip = true
+		c.own.Add(1)
+		c.flows[f.ID] = st
+		return st
+	}
 	if c.cfg.Procs != nil {
 		st.proc, _ = c.cfg.Procs.Lookup(f.TupleOrig.Proto.Protocol, local, remote)
+		if c.cfg.OwnPID != 0 && st.proc.PID == c.cfg.OwnPID {
+			st.skip = true
+			c.own.Add(1)
+		}
 	}
 	if c.cfg.Names != nil {
 		st.name, _ = c.cfg.Names.Lookup(remote.Addr())
@@ -268,16 +292,25 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 		delete(c.flows, f.ID)
 		c.mu.Unlock()
 	}
-	if !final && dSent == 0 && dRecv == 0 {
+	if st.skip || (!final && dSent == 0 && dRecv == 0) {
 		return
 	}
 	local, remote := endpoints(f)
+	name := st.name
+	if c.cfg.ConnNames != nil {
+		if n, ok := c.cfg.ConnNames.LookupConn(f.TupleOrig.Proto.Protocol, local, remote); ok {
+			name = n
+		}
+	}
+	if name == "" {
+		c.unnamed.Add(1)
+	}
 	r := telemetry.Record{
 		Timestamp:                    c.cfg.Now().UTC(),
 		ActionType:                   telemetry.ConnectionSuccess,
 		RemoteIP:                     remote.Addr().String(),
 		RemotePort:                   int(remote.Port()),
-		RemoteUrl:                    st.name,
+		RemoteUrl:                    name,
 		LocalIP:                      local.Addr().String(),
 		LocalPort:                    int(local.Port()),
 		Protocol:                     protoName(f.TupleOrig.Proto.Protocol),
@@ -317,6 +350,15 @@ func (c *Conntrack) dump(conn *conntrack.Conn, emit func(telemetry.Record)) {
 		}
 	}
 	c.mu.Unlock()
+}
+
+// skipped reports a flow left out before attribution: the agent's own by
+// its conntrack mark, or loopback to loopback.
+func (c *Conntrack) skipped(f *conntrack.Flow, local, remote netip.AddrPort) bool {
+	if c.cfg.OwnMark != 0 && f.Mark == c.cfg.OwnMark {
+		return true
+	}
+	return c.cfg.SkipLoopback && local.Addr().IsLoopback() && remote.Addr().IsLoopback()
 }
 
 func endpoints(f *conntrack.Flow) (local, remote netip.AddrPort) {

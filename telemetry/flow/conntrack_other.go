@@ -19,6 +19,10 @@ type Config struct {
 	MaxFlows     int
 	ReadBuffer   int
 	Netns        string
+	ConnNames    ConnNameLookup
+	OwnMark      uint32
+	OwnPID       int
+	SkipLoopback bool
 	Log          *slog.Logger
 	Now          func() time.Time
 }

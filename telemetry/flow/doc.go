@@ -33,6 +33,16 @@ type Stats struct {
 	Records    uint64
 	Flows      int    // tracked now
 	FlowsLimit uint64 // not tracked because the table was full
+	Unnamed    uint64 // records without a RemoteUrl
+	Own        uint64 // flows left out: the agent's own, or loopback
+}
+
+// ConnNameLookup names one connection (protocol number, local and remote
+// endpoints as the initiator sees them) by what inspection read from its
+// first bytes: TLS SNI, the QUIC Initial's SNI, the HTTP Host, a proxy's
+// CONNECT target.
+type ConnNameLookup interface {
+	LookupConn(proto uint8, local, remote netip.AddrPort) (string, bool)
 }
 
 const (

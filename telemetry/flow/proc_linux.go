@@ -51,6 +51,30 @@ func (s *SockDiag) Lookup(proto uint8, local, remote netip.AddrPort) (Process, b
 	if !ok {
 		return Process{}, false
 	}
+	return s.process(uid, inode), true
+}
+
+// LookupLocal attributes the socket whose local end is local, whatever its
+// remote end: the client socket of a DNS query the capture redirected
+// (the proxy sees the client's address; the socket's remote end is the
+// resolver the client meant, which the redirect hid). The kernel filters
+// the dump by port (inet_diag bytecode), so it costs one socket, not the
+// table. A socket already closed is not found.
+func (s *SockDiag) LookupLocal(proto uint8, local netip.AddrPort) (Process, bool) {
+	families := []uint8{unix.AF_INET6}
+	if local.Addr().Is4() {
+		families = []uint8{unix.AF_INET, unix.AF_INET6} // v4 on a dual-stack socket: ::ffff:a.b.c.d
+	}
+	for _, fam := range families {
+		if uid, inode, ok := s.localSocket(fam, proto, local); ok {
+			return s.process(uid, inode), true
+		}
+	}
+	return Process{}, false
+}
+
+// process maps a socket's owner and inode to the process holding it.
+func (s *SockDiag) process(uid uint32, inode uint64) Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := Process{Account: s.account(uid)}
@@ -67,7 +91,64 @@ func (s *SockDiag) Lookup(proto uint8, local, remote netip.AddrPort) (Process, b
 			p.FileName = strings.TrimSpace(string(comm))
 		}
 	}
-	return p, true
+	return p
+}
+
+// Operations of inet_diag bytecode (linux/inet_diag.h).
+const (
+	inetDiagBCSGE       = 2 // source port >= next op's port
+	inetDiagBCSLE       = 3 // source port <= next op's port
+	inetDiagReqBytecode = 1 // INET_DIAG_REQ_BYTECODE attribute
+)
+
+// localSocket dumps the sockets of family and proto whose local port is
+// local's (bytecode: sport >= p && sport <= p, which every kernel since
+// 2.6 understands) and returns the one bound to local's address, or to
+// the unspecified address.
+func (s *SockDiag) localSocket(family, proto uint8, local netip.AddrPort) (uid uint32, inode uint64, ok bool) {
+	port := local.Port()
+	// Each op is {code u8, yes u8, no u16}; a comparison is followed by an
+	// op carrying the port in "no". Run: a match jumps yes bytes, a miss
+	// no bytes; the socket is accepted when the jumps end exactly at the
+	// end of the program.
+	bc := make([]byte, 16)
+	bc[0], bc[1] = inetDiagBCSGE, 8
+	binary.NativeEndian.PutUint16(bc[2:], 20) // miss: past the end → reject
+	binary.NativeEndian.PutUint16(bc[6:], port)
+	bc[8], bc[9] = inetDiagBCSLE, 8
+	binary.NativeEndian.PutUint16(bc[10:], 12)
+	binary.NativeEndian.PutUint16(bc[14:], port)
+	req := make([]byte, 56, 56+4+len(bc))
+	req[0], req[1] = family, proto
+	binary.NativeEndian.PutUint32(req[4:], 0xffffffff) // all states
+	attr := make([]byte, 4)
+	binary.NativeEndian.PutUint16(attr[0:], uint16(4+len(bc)))
+	binary.NativeEndian.PutUint16(attr[2:], inetDiagReqBytecode)
+	req = append(append(req, attr...), bc...)
+	msgs, err := s.conn.Execute(netlink.Message{
+		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
+		Data:   req,
+	})
+	if err != nil {
+		return 0, 0, false
+	}
+	want := local.Addr().Unmap()
+	for _, m := range msgs {
+		d := m.Data
+		if len(d) < 72 || binary.BigEndian.Uint16(d[4:]) != port {
+			continue
+		}
+		var a netip.Addr
+		if d[0] == unix.AF_INET {
+			a = netip.AddrFrom4([4]byte(d[8:12]))
+		} else {
+			a = netip.AddrFrom16([16]byte(d[8:24])).Unmap()
+		}
+		if a == want || a.IsUnspecified() {
+			return binary.NativeEndian.Uint32(d[64:]), uint64(binary.NativeEndian.Uint32(d[68:])), true
+		}
+	}
+	return 0, 0, false
 }
 
 // socket asks the kernel for the socket with exactly this tuple.

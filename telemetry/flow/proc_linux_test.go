@@ -42,3 +42,33 @@ func TestSockDiagFindsOwnConnection(t *testing.T) {
 		t.Error("Lookup found a socket for a tuple nobody uses")
 	}
 }
+
+// LookupLocal finds a UDP client socket by its local end alone (a DNS
+// query whose destination the capture rewrote), over IPv4 and on a
+// dual-stack socket, and nothing for a port nobody holds.
+func TestSockDiagLookupLocal(t *testing.T) {
+	sd, err := NewSockDiag()
+	if err != nil {
+		t.Skipf("sock_diag unavailable: %v", err)
+	}
+	defer sd.Close()
+	sd.minRescn = 0 // two new sockets in a row: rescan /proc for each
+	for _, network := range []string{"udp4", "udp"} {
+		c, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP("127.0.0.1")})
+		if network == "udp" {
+			c, err = net.ListenUDP(network, &net.UDPAddr{}) // [::]: dual stack
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+		p, ok := sd.LookupLocal(17, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+		c.Close()
+		if !ok || p.PID != os.Getpid() {
+			t.Errorf("%s: LookupLocal = %+v, %v; want this process (%d)", network, p, ok, os.Getpid())
+		}
+		if _, ok := sd.LookupLocal(17, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)); ok {
+			t.Errorf("%s: a closed socket was found", network)
+		}
+	}
+}

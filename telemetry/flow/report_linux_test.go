@@ -61,3 +61,49 @@ func TestReportDeltas(t *testing.T) {
 		t.Errorf("stats %+v, want 2 tracked and 1 refused", st)
 	}
 }
+
+type connNames map[uint16]string // by local port
+
+func (c connNames) LookupConn(_ uint8, local, _ netip.AddrPort) (string, bool) {
+	n, ok := c[local.Port()]
+	return n, ok
+}
+
+// A flow is named by what inspection read from it (SNI) before the DNS
+// map; an unnamed one is counted; the agent's own flows (by conntrack mark
+// or by process) and loopback ones are not reported at all.
+func TestReportNamesAndLeavesOutOwnTraffic(t *testing.T) {
+	procs := &fakeProcs{}
+	c := New(Config{Procs: procs, OwnPID: 7, OwnMark: 0x6e770010, SkipLoopback: true})
+	var got []telemetry.Record
+	emit := func(r telemetry.Record) { got = append(got, r) }
+	own := flowOf(1, 10, 20)
+	own.Mark = 0x6e770010
+	c.report(own, true, emit)
+	c.report(flowOf(2, 10, 20), true, emit) // pid 7: the agent
+	if len(got) != 0 || c.Stats().Own != 2 {
+		t.Fatalf("the agent's own flows were reported: %+v (own %d)", got, c.Stats().Own)
+	}
+	lo := flowOf(3, 10, 20)
+	lo.TupleOrig.IP.SourceAddress, lo.TupleOrig.IP.DestinationAddress = netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.153")
+	c2 := New(Config{Procs: &fakeProcs{}, SkipLoopback: true,
+		Names:     names{netip.MustParseAddr("203.0.113.5"): "cdn.example"},
+		ConnNames: connNames{50001: "www.example"}})
+	c2.report(lo, true, emit)
+	if len(got) != 0 {
+		t.Fatalf("a loopback flow was reported: %+v", got)
+	}
+	named := flowOf(4, 10, 20)
+	named.TupleOrig.Proto.SourcePort = 50001
+	c2.report(named, true, emit)
+	c2.report(flowOf(5, 10, 20), true, emit)
+	unnamed := flowOf(6, 10, 20)
+	unnamed.TupleOrig.IP.DestinationAddress = netip.MustParseAddr("198.51.100.9")
+	c2.report(unnamed, true, emit)
+	if len(got) != 3 || got[0].RemoteUrl != "www.example" || got[1].RemoteUrl != "cdn.example" || got[2].RemoteUrl != "" {
+		t.Fatalf("records %+v, want www.example (SNI), cdn.example (DNS), unnamed", got)
+	}
+	if st := c2.Stats(); st.Unnamed != 1 || st.Records != 3 {
+		t.Errorf("stats %+v, want 1 unnamed of 3", st)
+	}
+}

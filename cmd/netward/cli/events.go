@@ -80,6 +80,15 @@ func eventLine(r telemetry.Record) string {
 	if r.RemotePort != 0 {
 		target += " port " + strconv.Itoa(r.RemotePort)
 	}
+	if r.ActionType == telemetry.DeviceInfo {
+		// A machine record: who and what this machine is.
+		var addrs []string
+		for _, a := range r.IPAddresses {
+			addrs = append(addrs, a.Interface+"="+a.Address)
+		}
+		target = fmt.Sprintf("device %s (%s) %s %s, agent %s, policy %d, users [%s], addresses [%s]", r.DeviceId, r.DeviceName,
+			r.OSPlatform, r.OSVersion, r.AgentVersion, r.PolicySequence, strings.Join(r.LoggedOnUsers, " "), strings.Join(addrs, " "))
+	}
 	src := r.Source
 	if src == "" {
 		src = "-"
@@ -100,6 +109,12 @@ func eventLine(r telemetry.Record) string {
 	}
 	if r.InitiatingProcessAccountName != "" {
 		fmt.Fprintf(&b, "  user=%s", r.InitiatingProcessAccountName)
+	}
+	if r.RepeatCount > 1 {
+		fmt.Fprintf(&b, "  repeats=%d", r.RepeatCount)
+	}
+	if r.Resolver != "" {
+		fmt.Fprintf(&b, "  via=%s", r.Resolver)
 	}
 	b.WriteByte('\n')
 	return b.String()

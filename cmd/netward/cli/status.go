@@ -154,6 +154,12 @@ func printStatus(out io.Writer, st control.Status) {
 			dest = "no endpoint (kept locally)"
 		}
 		fmt.Fprintf(w, "telemetry\t%s; spool %d chunks, %d records, %s; last upload %s\n", dest, ts.SpoolChunks, ts.SpoolRecords, humanBytes(ts.SpoolBytes), last)
+		if ts.DeviceID != "" {
+			fmt.Fprintf(w, "\tdevice id %s\n", ts.DeviceID)
+		}
+		if f := ts.Flows; f != nil && f.Records > 0 {
+			fmt.Fprintf(w, "\tflow records %d, %.0f%% without a remote name\n", f.Records, 100*f.UnnamedShare)
+		}
 		if lost := ts.DroppedQueueFull + ts.DroppedSpoolRecords; lost > 0 {
 			fmt.Fprintf(w, "\t%d records lost (queue full %d, spool full %d)\n", lost, ts.DroppedQueueFull, ts.DroppedSpoolRecords)
 		}

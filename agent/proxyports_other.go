@@ -1,0 +1,5 @@
+//go:build !linux && !windows
+
+package agent
+
+func systemProxySettings() []string { return nil }
