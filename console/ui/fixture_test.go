@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -151,3 +152,5 @@ func (c *client) page(path string) string {
 func consoletestEnroll(t testing.TB, f *fixture, id string) string {
 	return consoletest.Enroll(t, f.au, id)
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -140,7 +140,7 @@ func (u *UI) enrollment(w http.ResponseWriter, r *http.Request) {
 		Columns: []web.Column{{Key: "name", Label: "Name", Sortable: true}, {Key: "state", Label: "State", Sortable: true},
 			{Key: "uses", Label: "Machines enrolled", Numeric: true, Sortable: true}, {Key: "created", Label: "Created", Sortable: true, Narrow: true},
 			{Key: "expires", Label: "Expires", Narrow: true}, {Key: "last", Label: "Last used", Sortable: true}},
-		Empty: web.Empty{Title: "No enrollment keys", Text: "Create one below to enroll machines."},
+		Empty:  web.Empty{Title: "No enrollment keys", Text: "Create one below to enroll machines."},
 		Select: view.admin, Form: "keys-revoke"}
 	for _, k := range out.Keys {
 		state := "active"
@@ -235,7 +235,7 @@ func (u *UI) devicesPage(w http.ResponseWriter, r *http.Request) {
 	t := web.Table{ID: "devices", Caption: "Enrolled devices", URL: r.URL, CSV: Base + "/settings/devices.csv", ClientSort: true, Filter: true, FilterLabel: "Filter devices",
 		Columns: []web.Column{{Key: "name", Label: "Machine", Sortable: true}, {Key: "id", Label: "Device id", Narrow: true},
 			{Key: "state", Label: "State", Sortable: true}, {Key: "enrolled", Label: "Enrolled", Sortable: true, Narrow: true}, {Key: "seen", Label: "Last check-in", Sortable: true}},
-		Empty: web.Empty{Title: "No devices enrolled", Text: "Create an enrollment key and run the enroll command on a machine.", Action: "Enrollment keys", Href: Base + "/settings/enrollment"},
+		Empty:  web.Empty{Title: "No devices enrolled", Text: "Create an enrollment key and run the enroll command on a machine.", Action: "Enrollment keys", Href: Base + "/settings/enrollment"},
 		Select: view.admin, Form: "devices-revoke"}
 	for _, d := range list {
 		row := web.Row{Key: d.ID, Label: d.Name, Cells: []web.Cell{web.LinkCell(d.Name, Base+"/machines/"+url.PathEscape(d.ID)), {Text: d.ID, Mono: true},
@@ -322,7 +322,7 @@ func (u *UI) tokensPage(w http.ResponseWriter, r *http.Request) {
 	t := web.Table{ID: "tokens", Caption: "API tokens", URL: r.URL, CSV: Base + "/settings/tokens.csv", ClientSort: true,
 		Columns: []web.Column{{Key: "name", Label: "Name", Sortable: true}, {Key: "account", Label: "Account", Sortable: true},
 			{Key: "created", Label: "Created", Narrow: true}, {Key: "expires", Label: "Expires"}, {Key: "used", Label: "Last used", Sortable: true}},
-		Empty: web.Empty{Title: "No API tokens", Text: "Automation signs in with a token: Authorization: Bearer <token>."},
+		Empty:  web.Empty{Title: "No API tokens", Text: "Automation signs in with a token: Authorization: Bearer <token>."},
 		Select: true, Form: "tokens-delete"}
 	for _, k := range out.Tokens {
 		exp := "never"
