@@ -1,9 +1,12 @@
 package ui
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netward/netward/console/api"
 	"github.com/netward/netward/console/auth"
@@ -52,7 +56,11 @@ func newFixture(t testing.TB) *fixture {
 	if _, err := pub.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: t.TempDir()})
+	m, err := cat.NewMatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: t.TempDir(), Matcher: func() ingest.Matcher { return m }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +71,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", a)
+	mux.Handle(ingest.Path, ing)
 	mux.Handle(Base+"/", pages)
 	srv := httptest.NewTLSServer(api.Recover(slog.New(slog.DiscardHandler), mux))
 	t.Cleanup(srv.Close)
@@ -154,3 +163,50 @@ func consoletestEnroll(t testing.TB, f *fixture, id string) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// upload sends records (JSON objects without Timestamp and DeviceId, which
+// are filled in) as one telemetry chunk of device, through the real ingest.
+func (f *fixture) upload(t testing.TB, token, device, chunk string, at time.Time, records ...map[string]any) {
+	t.Helper()
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	for _, r := range records {
+		r["Timestamp"], r["DeviceId"] = at.UTC().Format(time.RFC3339), device
+		b, _ := json.Marshal(r)
+		zw.Write(append(b, '\n'))
+	}
+	zw.Close()
+	req, _ := http.NewRequest("PUT", f.srv.URL+"/v1/telemetry/"+device+"/"+chunk, &zb)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload %s/%s = %d", device, chunk, resp.StatusCode)
+	}
+}
+
+// fleet enrolls two devices and uploads an hour of traffic: Dropbox used
+// by alice on dev-a (with a warn and a bypass) and bob on dev-b, Slack on
+// dev-a, and a domain no app claims.
+func (f *fixture) fleet(t testing.TB, at time.Time) {
+	ta, tb := consoletest.Enroll(t, f.au, "dev-a"), consoletest.Enroll(t, f.au, "dev-b")
+	rec := func(action, url, user string, sent, recv int64) map[string]any {
+		return map[string]any{"ActionType": action, "RemoteUrl": url, "InitiatingProcessAccountName": user, "BytesSent": sent, "BytesReceived": recv,
+			"LocalIP": "192.0.2.10", "RemotePort": 443}
+	}
+	f.upload(t, ta, "dev-a", "c1", at,
+		rec("ConnectionSuccess", "www.dropbox.com", "alice", 1000, 50000),
+		rec("NetworkProtectionWarned", "www.dropbox.com", "alice", 0, 0),
+		rec("NetworkProtectionUserBypassEvent", "www.dropbox.com", "alice", 0, 0),
+		rec("ConnectionSuccess", "app.slack.com", "alice", 300, 7000),
+		rec("ConnectionSuccess", "intranet.example.org", "alice", 10, 10),
+		map[string]any{"ActionType": "DeviceInfo", "OSPlatform": "linux", "AgentVersion": "1.2.3", "DeviceName": "dev-a.example"})
+	f.upload(t, tb, "dev-b", "c1", at,
+		rec("ConnectionSuccess", "www.dropbox.com", "bob", 2000, 90000),
+		rec("NetworkProtectionBlocked", "www.dropbox.com", "bob", 0, 0))
+}

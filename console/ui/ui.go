@@ -140,6 +140,13 @@ func (u *UI) withPrincipal(h http.HandlerFunc) http.HandlerFunc {
 // back redirects to the page the form came from (a path under Base only).
 func (u *UI) back(w http.ResponseWriter, r *http.Request, def string) {
 	to := r.PostFormValue("back")
+	if to == "" {
+		// The tag buttons of the drawer come back to the page they were
+		// on: the Referer (same-origin policy, so the browser sends it).
+		if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host {
+			to = ref.RequestURI()
+		}
+	}
 	if !strings.HasPrefix(to, Base+"/") && to != Base {
 		to = def
 	}
