@@ -179,3 +179,10 @@ func (s *Store) UIFleetTotals(ctx context.Context, from, to time.Time) (users, m
 	err = s.queryRow(ctx, "SELECT COUNT(DISTINCT device_id) FROM traffic_hourly WHERE hour >= ? AND hour < ?", hourOf(from), hourOf(to)).Scan(&machines)
 	return
 }
+
+// UIDeviceChunks lists a device's raw chunks received in [from, to),
+// newest first, at most limit (the machine page's event timeline).
+func (s *Store) UIDeviceChunks(ctx context.Context, device string, from, to time.Time, limit int) ([]ChunkMeta, error) {
+	return queryAll(ctx, s, scanChunk, "SELECT "+chunkCols+" FROM chunks WHERE device_id = ? AND received_at >= ? AND received_at < ? ORDER BY received_at DESC LIMIT ?",
+		device, ms(from), ms(to), limit)
+}

@@ -60,12 +60,13 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: t.TempDir(), Matcher: func() ingest.Matcher { return m }})
+	chunks := t.TempDir()
+	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: chunks, Matcher: func() ingest.Matcher { return m }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: cat, Fingerprint: "AA:BB"})
-	pages, err := New(Config{API: a, Auth: au, Store: st, FlashKey: []byte("test")})
+	pages, err := New(Config{API: a, Auth: au, Store: st, ChunkDir: chunks, FlashKey: []byte("test")})
 	if err != nil {
 		t.Fatal(err)
 	}
