@@ -19,8 +19,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netward/netward/console/alerts"
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/discovery"
 	"github.com/netward/netward/console/feed"
 	"github.com/netward/netward/console/ingest"
 	"github.com/netward/netward/console/store"
@@ -37,6 +39,12 @@ type Config struct {
 	// CatalogChanged is called after custom apps change (the ingest
 	// matcher is rebuilt).
 	CatalogChanged func(context.Context)
+	// Alerts raises and delivers alerts (send test); Discovery evaluates
+	// discovery policies on demand; ChunkDir holds the raw chunks that
+	// hunting and device timelines read.
+	Alerts    *alerts.Alerts
+	Discovery *discovery.Evaluator
+	ChunkDir  string
 	// Fingerprint is the SHA-256 of the console's certificate, for the
 	// enroll command shown with a new key ("" when a CA-issued one is used).
 	Fingerprint string

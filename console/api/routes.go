@@ -69,6 +69,7 @@ func (a *API) routes() {
 	a.handle("POST /api/feed/rotate-key", admin, a.rotateKey)
 	a.handle("GET /api/ingest", reader, a.ingestStatus)
 	a.handle("GET /api/licenses", public, a.licenses)
+	a.analyticsRoutes()
 	a.handle("/api/", reader, func(http.ResponseWriter, *http.Request, auth.Principal) (any, error) {
 		return nil, &withStatus{http.StatusNotFound, errors.New("no such API endpoint; docs/console.md lists them")}
 	})
@@ -675,6 +676,9 @@ func (a *API) setTags(r *http.Request, p auth.Principal, ids []string, tag strin
 		a.audit(r, p, "app.tag", id, t)
 	}
 	st, err := a.publish(ctx)
+	if a.cfg.Alerts != nil {
+		a.cfg.Alerts.Invalidate()
+	}
 	return map[string]any{"apps": ids, "tag": t, "feed": st, "warnings": nonNil(warnings)}, err
 }
 

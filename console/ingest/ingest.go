@@ -36,6 +36,7 @@ import (
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
 	"github.com/netward/netward/console/store"
+	"github.com/netward/netward/telemetry"
 )
 
 // Matcher names the catalog app of a host.
@@ -69,8 +70,25 @@ type Config struct {
 	RetryAfter   time.Duration
 	// Retention keeps raw chunks this long (default 90 days).
 	Retention time.Duration
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Hook, when set, sees every counted transaction record of a chunk and
+	// is told once the chunk is stored (the console's alerts).
+	Hook Hook
+	Log  *slog.Logger
+	Now  func() time.Time
+}
+
+// Hook is the aggregation hook: Chunk is called as a chunk's records are
+// read, its ChunkHook sees each counted transaction record with the app
+// and domain ingest matched, and Stored runs once the chunk's aggregates
+// are committed (never for a duplicate or refused chunk).
+type Hook interface {
+	Chunk(device string) ChunkHook
+}
+
+// ChunkHook is one chunk's view of its records.
+type ChunkHook interface {
+	Record(r *telemetry.Record, count int64, appID, domain string)
+	Stored(ctx context.Context, meta store.ChunkMeta)
 }
 
 // perUpload is the working set of one upload besides its body: the gzip
@@ -334,6 +352,9 @@ func (in *Ingest) put(w http.ResponseWriter, r *http.Request) (int, error) {
 	case err != nil:
 		return 0, fmt.Errorf("aggregate chunk: %w", err)
 	}
+	if b.hook != nil {
+		b.hook.Stored(r.Context(), b.Meta)
+	}
 	in.stats.Created.Add(1)
 	in.stats.Records.Add(b.records)
 	in.stats.UnknownActions.Add(b.unknown)
@@ -535,6 +556,9 @@ func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *c
 	br := bufio.NewReaderSize(lr, in.cfg.MaxLine+1)
 	b := newBatch(in.cfg.Matcher())
 	b.caps = in.caps
+	if in.cfg.Hook != nil {
+		b.hook = in.cfg.Hook.Chunk(device)
+	}
 	line, lines, firstBad := 0, 0, ""
 	skip := func(reason string) {
 		b.skipped[reason]++

@@ -129,6 +129,8 @@ type batch struct {
 	// folded counts records whose keys went past the caps below.
 	mem, folded int64
 	caps        keyCaps
+	// hook sees each counted transaction (Config.Hook), nil without one.
+	hook ChunkHook
 }
 
 // Caps on the distinct keys one chunk adds (review #5): an agent's chunk
@@ -157,7 +159,7 @@ func newBatch(m interface {
 	Match(string) (catalog.App, bool)
 }) *batch {
 	return &batch{matcher: m, skipped: map[string]int64{}, ChunkBatch: store.ChunkBatch{
-		Traffic: map[store.TrafficKey]*store.Counters{}, Users: map[store.UserKey]struct{}{},
+		Traffic: map[store.TrafficKey]*store.Counters{}, Users: map[store.UserKey]struct{}{}, Bypassers: map[store.UserKey]struct{}{},
 		Actions: map[store.ActionKey]int64{}, People: map[string]*store.Seen{}, Addresses: map[string]*store.Seen{},
 	}}
 }
@@ -246,12 +248,20 @@ func (b *batch) add(r *record) {
 	c.BytesSent += r.BytesSent
 	c.BytesReceived += r.BytesReceived
 	count(c, n)
+	if b.hook != nil {
+		b.hook.Record(&r.Record, n, appID, domain)
+	}
 	if u := r.InitiatingProcessAccountName; u != "" {
 		uk := store.UserKey{TrafficKey: k, User: u}
 		if _, ok := b.Users[uk]; !ok {
 			if len(b.Users) < b.caps.users {
 				b.Users[uk] = struct{}{}
 				b.mem += userEntryBytes + int64(len(k.AppID)+len(k.Domain)+len(u))
+			}
+		}
+		if r.ActionType == telemetry.NetworkProtectionUserBypassEvent {
+			if _, ok := b.Users[uk]; ok {
+				b.Bypassers[uk] = struct{}{}
 			}
 		}
 		b.seen(b.People, u, ts)

@@ -20,9 +20,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/netward/netward/console/alerts"
 	"github.com/netward/netward/console/api"
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/discovery"
 	"github.com/netward/netward/console/feed"
 	"github.com/netward/netward/console/ingest"
 	"github.com/netward/netward/console/store"
@@ -96,7 +98,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if _, err := pub.Publish(ctx); err != nil {
 		return err
 	}
-	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: filepath.Join(cfg.DataDir, "chunks"), Log: s.log,
+	al, err := alerts.New(alerts.Config{Store: st, Log: s.log})
+	if err != nil {
+		return err
+	}
+	chunkDir := filepath.Join(cfg.DataDir, "chunks")
+	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: chunkDir, Log: s.log, Hook: al,
 		Matcher:       func() ingest.Matcher { return matcher.Load() },
 		MaxCompressed: cfg.Ingest.MaxChunkBytes, MaxDecompressed: cfg.Ingest.MaxDecompressedBytes, MemoryBudget: cfg.Ingest.MemoryBudgetBytes,
 		RetryAfter: time.Duration(cfg.Ingest.RetryAfterSeconds) * time.Second, Retention: time.Duration(cfg.Ingest.RetentionDays) * 24 * time.Hour})
@@ -113,7 +120,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if selfSigned {
 		apiFP = fp
 	}
-	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: builtin, CatalogChanged: rebuild, Fingerprint: apiFP, Log: s.log})
+	disc, err := discovery.New(discovery.Config{Store: st, Log: s.log,
+		Catalog: func(ctx context.Context) (*catalog.Catalog, error) { return feed.Catalog(ctx, st, builtin) },
+		Publish: func(ctx context.Context) error { _, err := pub.Publish(ctx); al.Invalidate(); return err }})
+	if err != nil {
+		return err
+	}
+	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: builtin, CatalogChanged: rebuild, Fingerprint: apiFP, Log: s.log,
+		Alerts: al, Discovery: disc, ChunkDir: chunkDir})
 
 	mux := http.NewServeMux()
 	mux.Handle(feed.Path, pub)
@@ -169,7 +183,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
-	for _, run := range []func(context.Context) error{pub.Run, ing.Run, func(ctx context.Context) error { return cleanSessions(ctx, st) }} {
+	for _, run := range []func(context.Context) error{pub.Run, ing.Run, al.Run, disc.Run, func(ctx context.Context) error { return cleanSessions(ctx, st) }} {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(bg) }()
 	}

@@ -85,9 +85,12 @@ type DeviceInfo struct {
 // ChunkBatch is everything one chunk adds to the store, applied in one
 // transaction with the chunk's row.
 type ChunkBatch struct {
-	Meta      ChunkMeta
-	Traffic   map[TrafficKey]*Counters
-	Users     map[UserKey]struct{}
+	Meta    ChunkMeta
+	Traffic map[TrafficKey]*Counters
+	Users   map[UserKey]struct{}
+	// Bypassers are the users who bypassed a Warn under a traffic key
+	// (the discovery views count distinct users who bypassed).
+	Bypassers map[UserKey]struct{}
 	Actions   map[ActionKey]int64
 	People    map[string]*Seen // device users by name
 	Addresses map[string]*Seen // device addresses by address
@@ -138,6 +141,10 @@ func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 			return err
 		}
 		if err := s.applySeen(ctx, tx, m.DeviceID, b); err != nil {
+			return err
+		}
+		// The discovery rollups and the hunting index (rollup.go).
+		if err := s.applyRollups(ctx, tx, b, s.now()); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET last_chunk_at = ? WHERE id = ? AND last_chunk_at < ?"), ms(m.ReceivedAt), m.DeviceID, ms(m.ReceivedAt))

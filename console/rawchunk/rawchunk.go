@@ -1,0 +1,82 @@
+// Package rawchunk reads the raw telemetry chunks the console keeps (gzip
+// NDJSON under its chunk directory) for hunting and device timelines.
+package rawchunk
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/telemetry"
+)
+
+// maxLine matches ingest's record limit: longer lines were skipped there.
+const maxLine = 64 << 10
+
+// Scan calls f with each record of the chunk at rel under dir, in file
+// order, until f returns false. Lines that are not records are passed
+// over (ingest counted them as skipped). A chunk removed by retention is
+// no error: it has no records left.
+func Scan(dir, rel string, f func(*telemetry.Record) bool) error {
+	clean := filepath.Clean("/" + rel)[1:]
+	if clean == "" || !filepath.IsLocal(clean) {
+		return fmt.Errorf("raw chunk path %q is not under the chunk directory", rel)
+	}
+	fh, err := os.Open(filepath.Join(dir, clean))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err != nil {
+		return fmt.Errorf("raw chunk %s: %w", rel, err)
+	}
+	br := bufio.NewReaderSize(zr, maxLine+1)
+	for {
+		line, err := br.ReadSlice('\n')
+		long := false
+		for errors.Is(err, bufio.ErrBufferFull) {
+			// A line ingest skipped as too long: read past it.
+			long = true
+			_, err = br.ReadSlice('\n')
+		}
+		if !long && len(bytes.TrimSpace(line)) > 0 {
+			var r telemetry.Record
+			if json.Unmarshal(line, &r) == nil && !r.Timestamp.IsZero() && !f(&r) {
+				return nil
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("raw chunk %s: %w", rel, err)
+		}
+	}
+}
+
+// MatchDomain reports whether the record's host is one of domains or a
+// subdomain of one (domains lower case, without a trailing dot).
+func MatchDomain(r *telemetry.Record, domains []string) bool {
+	host := strings.TrimSuffix(strings.ToLower(catalog.HostOf(r.RemoteUrl)), ".")
+	if host == "" {
+		return false
+	}
+	for _, d := range domains {
+		if host == d || strings.HasSuffix(host, "."+d) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,247 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Period is a view's time range, resolved to the rollup bucket that
+// answers it: [From, To) on bucket boundaries.
+type Period struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// Span is the bucket length in seconds (SpanHour or SpanDay).
+	Span int64 `json:"bucketSeconds"`
+}
+
+// PeriodFor resolves [from, to): periods up to MaxHourlyPeriod within the
+// hour buckets kept are answered per hour (from rounded down, to rounded
+// up to the hour), longer ones per UTC day (rounded out to midnights).
+func PeriodFor(from, to, now time.Time) Period {
+	if !to.After(from) {
+		to = from.Add(time.Hour)
+	}
+	if to.Sub(from) <= MaxHourlyPeriod && !from.Before(now.Add(-HourlyRollupKeep).Truncate(time.Hour).Add(time.Hour)) {
+		return Period{From: floor(from, SpanHour), To: ceil(to, SpanHour), Span: SpanHour}
+	}
+	return Period{From: floor(from, SpanDay), To: ceil(to, SpanDay), Span: SpanDay}
+}
+
+func floor(t time.Time, span int64) time.Time {
+	return time.Unix(bucketOf(t.Unix(), span), 0).UTC()
+}
+
+func ceil(t time.Time, span int64) time.Time {
+	f := floor(t, span)
+	if f.Equal(t) {
+		return f
+	}
+	return f.Add(time.Duration(span) * time.Second)
+}
+
+func (p Period) args() []any { return []any{p.Span, p.From.Unix(), p.To.Unix()} }
+
+const inPeriod = "span = ? AND bucket >= ? AND bucket < ?"
+
+// AppStat is one discovered app (or, with AppID "", one domain no app
+// claims) summed over a period.
+type AppStat struct {
+	AppID  string `json:"appId"`
+	Domain string `json:"domain,omitempty"`
+	Counters
+	LastSeen    time.Time `json:"lastSeen"`
+	Machines    int64     `json:"machines"`
+	Users       int64     `json:"users"`
+	BypassUsers int64     `json:"bypassUsers"`
+}
+
+type appKey struct{ app, domain string }
+
+// DiscoveredApps sums every app seen in the period (unknown false), or
+// every domain no app claims (unknown true), with their machines and
+// users.
+func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]AppStat, error) {
+	appCond := "app_id <> ''"
+	if unknown {
+		appCond = "app_id = '' AND domain <> '' AND domain <> '(other)'"
+	}
+	byKey := map[appKey]*AppStat{}
+	var order []appKey
+	// The fleet rollup is per app × domain: a catalog app's domains are
+	// summed under the app.
+	_, err := queryAll(ctx, s, func(sc scanner) (struct{}, error) {
+		var a AppStat
+		var last int64
+		err := sc.Scan(append([]any{&a.AppID, &a.Domain}, append(a.Counters.fields(), &last)...)...)
+		a.LastSeen = time.Unix(last, 0).UTC()
+		k := appKey{a.AppID, a.Domain}
+		byKey[k] = &a
+		order = append(order, k)
+		return struct{}{}, err
+	}, "SELECT app_id, CASE WHEN app_id = '' THEN domain ELSE '' END, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+inPeriod+" AND "+appCond+
+		" GROUP BY app_id, CASE WHEN app_id = '' THEN domain ELSE '' END", p.args()...)
+	if err != nil {
+		return nil, err
+	}
+	type cnt struct {
+		k    appKey
+		a, b int64
+	}
+	scanCnt := func(sc scanner) (cnt, error) {
+		var c cnt
+		return c, sc.Scan(&c.k.app, &c.k.domain, &c.a, &c.b)
+	}
+	machines, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM roll_app_device WHERE "+inPeriod+" AND "+appCond+" GROUP BY app_id, domain", p.args()...)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range machines {
+		if a := byKey[c.k]; a != nil {
+			a.Machines = c.a
+		}
+	}
+	users, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN bypassed = 1 THEN user_name END) FROM roll_app_user WHERE "+inPeriod+" AND "+appCond+" GROUP BY app_id, domain", p.args()...)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range users {
+		if a := byKey[c.k]; a != nil {
+			a.Users, a.BypassUsers = c.a, c.b
+		}
+	}
+	out := make([]AppStat, 0, len(order))
+	for _, k := range order {
+		out = append(out, *byKey[k])
+	}
+	return out, nil
+}
+
+// Bucket is one point of a time series.
+type Bucket struct {
+	At time.Time `json:"at"`
+	Counters
+}
+
+// Breakdown is one row of a per-app or per-machine list.
+type Breakdown struct {
+	Key string `json:"key"`
+	Counters
+	LastSeen time.Time `json:"lastSeen,omitzero"`
+}
+
+// Named is a distinct name with whether it bypassed a Warn.
+type Named struct {
+	Name     string `json:"name"`
+	Bypassed bool   `json:"bypassed"`
+}
+
+// AppDetail is one app (or unknown domain) over a period.
+type AppDetail struct {
+	Total    Counters    `json:"total"`
+	Domains  []Breakdown `json:"domains"`
+	Machines []Breakdown `json:"machines"`
+	Users    []Named     `json:"users"`
+	Series   []Bucket    `json:"series"`
+}
+
+// App sums one app over a period: its domains, machines, users (with
+// whether each bypassed a Warn) and traffic per bucket. For a domain no
+// app claims, appID is "" and domain names it.
+func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDetail, error) {
+	var d AppDetail
+	fleetCond, keyArgs := "app_id = ?", []any{appID}
+	keyCond := "app_id = ? AND domain = ?"
+	keyArgs2 := []any{appID, ""}
+	if appID == "" {
+		fleetCond, keyArgs = "app_id = '' AND domain = ?", []any{domain}
+		keyArgs2 = []any{"", domain}
+	}
+	args := func(k []any) []any { return append(append([]any{}, k...), p.args()...) }
+	var err error
+	d.Domains, err = queryAll(ctx, s, scanBreakdown, "SELECT domain, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+fleetCond+" AND "+inPeriod+
+		" GROUP BY domain ORDER BY SUM(bytes_sent + bytes_received) DESC, domain", args(keyArgs)...)
+	if err != nil {
+		return d, err
+	}
+	for _, b := range d.Domains {
+		d.Total.Add(b.Counters)
+	}
+	d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_app WHERE "+fleetCond+" AND "+inPeriod+" GROUP BY bucket ORDER BY bucket", args(keyArgs)...)
+	if err != nil {
+		return d, err
+	}
+	d.Machines, err = queryAll(ctx, s, scanBreakdown, "SELECT device_id, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE "+keyCond+" AND "+inPeriod+
+		" GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id", args(keyArgs2)...)
+	if err != nil {
+		return d, err
+	}
+	d.Users, err = queryAll(ctx, s, func(sc scanner) (Named, error) {
+		var n Named
+		var b int
+		err := sc.Scan(&n.Name, &b)
+		n.Bypassed = b != 0
+		return n, err
+	}, "SELECT user_name, MAX(bypassed) FROM roll_app_user WHERE "+keyCond+" AND "+inPeriod+" GROUP BY user_name ORDER BY user_name", args(keyArgs2)...)
+	return d, err
+}
+
+func scanBreakdown(sc scanner) (Breakdown, error) {
+	var b Breakdown
+	var last int64
+	err := sc.Scan(append([]any{&b.Key}, append(b.Counters.fields(), &last)...)...)
+	if last != 0 {
+		b.LastSeen = time.Unix(last, 0).UTC()
+	}
+	return b, err
+}
+
+func scanBucket(sc scanner) (Bucket, error) {
+	var b Bucket
+	var at int64
+	err := sc.Scan(append([]any{&at}, b.Counters.fields()...)...)
+	b.At = time.Unix(at, 0).UTC()
+	return b, err
+}
+
+// DeviceTotals sums every device's traffic over a period, by device id.
+func (s *Store) DeviceTotals(ctx context.Context, p Period) (map[string]Counters, error) {
+	list, err := queryAll(ctx, s, scanBreakdown, "SELECT device_id, "+sumCols("")+", MAX(last_hour) FROM roll_device WHERE "+inPeriod+" GROUP BY device_id", p.args()...)
+	out := make(map[string]Counters, len(list))
+	for _, b := range list {
+		out[b.Key] = b.Counters
+	}
+	return out, err
+}
+
+// MachineDetail is one device over a period.
+type MachineDetail struct {
+	Total  Counters `json:"total"`
+	Series []Bucket `json:"series"`
+	// Apps: catalog apps by id, and domains no app claims (AppID "").
+	Apps []AppStat `json:"apps"`
+}
+
+// Machine sums one device over a period: its traffic per bucket and its
+// apps.
+func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDetail, error) {
+	var d MachineDetail
+	args := append([]any{device}, p.args()...)
+	var err error
+	d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_device WHERE device_id = ? AND "+inPeriod+" GROUP BY bucket ORDER BY bucket", args...)
+	if err != nil {
+		return d, err
+	}
+	for _, b := range d.Series {
+		d.Total.Add(b.Counters)
+	}
+	d.Apps, err = queryAll(ctx, s, func(sc scanner) (AppStat, error) {
+		var a AppStat
+		var last int64
+		err := sc.Scan(append([]any{&a.AppID, &a.Domain}, append(a.Counters.fields(), &last)...)...)
+		a.LastSeen = time.Unix(last, 0).UTC()
+		a.Machines = 1
+		return a, err
+	}, "SELECT app_id, domain, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE device_id = ? AND "+inPeriod+
+		" GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain", args...)
+	return d, err
+}
