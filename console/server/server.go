@@ -134,7 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 	mux.Handle(ingest.Path, ing)
 	mux.Handle("/api/", a)
 	mux.Handle("/v1/enroll", a)
-	pages, err := ui.New(ui.Config{API: a, Auth: au, Store: st, ChunkDir: filepath.Join(cfg.DataDir, "chunks"), Log: s.log})
+	pages, err := ui.New(ui.Config{API: a, Auth: au, Store: st, Log: s.log})
 	if err != nil {
 		return err
 	}

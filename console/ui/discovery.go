@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netward/netward/console/catalog"
 	"github.com/netward/netward/console/store"
 	"github.com/netward/netward/console/web"
 	"github.com/netward/netward/console/web/chart"
@@ -21,28 +22,39 @@ func (u *UI) discoveryRoutes() {
 	u.page(Base+"/{$}", u.dashboard)
 	u.page(Base+"/apps", u.appsPage)
 	u.page(Base+"/apps.csv", u.appsPage)
+	u.page(Base+"/apps/domains.csv", u.unknownDomainsCSV)
 }
 
-// periodOf is the request's period as a discovery range.
-func (u *UI) periodOf(r *http.Request) (web.Period, discovery) {
-	p := web.PeriodOf(r, web.Period30d)
-	from, to := p.Range(u.now().UTC())
-	return p, discovery{from: from, to: to, step: p.Step()}
+// apiPeriod is the ?period= the API is asked for.
+func apiPeriod(r *http.Request) web.Period { return web.PeriodOf(r, web.Period30d) }
+
+// discovered is a discovered app (or unknown domain) as the API answers it.
+type discovered struct {
+	AppID    string `json:"appId"`
+	Name     string `json:"name"`
+	Category string `json:"category"`
+	Tag      string `json:"tag"`
+	Custom   bool   `json:"custom"`
+	Domain   string `json:"domain"`
+	store.Counters
+	Users       int64     `json:"users"`
+	Machines    int64     `json:"machines"`
+	BypassUsers int64     `json:"bypassUsers"`
+	LastSeen    time.Time `json:"lastSeen"`
 }
 
-// catalogMap is the catalog (shipped and custom apps) with tags, by id.
-func (u *UI) catalogMap(w http.ResponseWriter, r *http.Request) (map[string]appJSON, bool) {
-	var out struct {
-		Apps []appJSON `json:"apps"`
-	}
-	if !u.get(w, r, "/api/apps?limit=5000", &out) {
-		return nil, false
-	}
-	m := make(map[string]appJSON, len(out.Apps))
-	for _, a := range out.Apps {
-		m[a.ID] = a
-	}
-	return m, true
+func (d discovered) bytes() int64 { return d.BytesSent + d.BytesReceived }
+
+// appDetail is GET /api/discovery/apps/{id}.
+type appDetail struct {
+	Period      store.Period      `json:"period"`
+	App         discovered        `json:"app"`
+	Total       store.Counters    `json:"total"`
+	BypassUsers int64             `json:"bypassUsers"`
+	Domains     []store.Breakdown `json:"domains"`
+	Machines    []store.Breakdown `json:"machines"`
+	Users       []store.Named     `json:"users"`
+	Series      []store.Bucket    `json:"series"`
 }
 
 func (u *UI) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -50,14 +62,22 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	u.web.Error(w, r, http.StatusInternalServerError, "This page could not be read from the store; the error is in the console's log.")
 }
 
-// filled turns sparse buckets into a point per step from d.from to d.to.
-func filled(pts []store.UIPoint, d discovery, v func(store.Counters) float64) []chart.Point {
+// step is the bucket length of a period.
+func step(p store.Period) time.Duration {
+	if p.Span <= 0 {
+		return time.Hour
+	}
+	return time.Duration(p.Span) * time.Second
+}
+
+// filled turns the API's sparse buckets into a point per bucket of p.
+func filled(pts []store.Bucket, p store.Period, v func(store.Counters) float64) []chart.Point {
 	byT := make(map[int64]store.Counters, len(pts))
-	for _, p := range pts {
-		byT[p.T.Unix()] = p.Counters
+	for _, b := range pts {
+		byT[b.At.Unix()] = b.Counters
 	}
 	var out []chart.Point
-	for t := d.from; t.Before(d.to); t = t.Add(d.step) {
+	for t := p.From; t.Before(p.To) && len(out) < 10000; t = t.Add(step(p)) {
 		out = append(out, chart.Point{T: t, V: v(byT[t.Unix()])})
 	}
 	return out
@@ -67,22 +87,22 @@ func down(c store.Counters) float64 { return float64(c.BytesReceived) }
 func up(c store.Counters) float64   { return float64(c.BytesSent) }
 func txs(c store.Counters) float64  { return float64(c.Transactions) }
 
-func trafficChart(id, title string, pts []store.UIPoint, d discovery, height int) template.HTML {
-	return chart.Line{ID: id, Title: title, Unit: chart.Bytes, Area: true, From: d.from, To: d.to.Add(-d.step), Step: d.step, Height: height,
-		Series: []chart.Series{{Name: "Download", Color: chart.Blue, Points: filled(pts, d, down)}, {Name: "Upload", Color: chart.Orange, Points: filled(pts, d, up)}}}.HTML()
+func trafficChart(id, title string, pts []store.Bucket, p store.Period, height int) template.HTML {
+	return chart.Line{ID: id, Title: title, Unit: chart.Bytes, Area: true, From: p.From, To: p.To.Add(-step(p)), Step: step(p), Height: height,
+		Series: []chart.Series{{Name: "Download", Color: chart.Blue, Points: filled(pts, p, down)}, {Name: "Upload", Color: chart.Orange, Points: filled(pts, p, up)}}}.HTML()
 }
 
-func actionsChart(id, title string, pts []store.UIPoint, d discovery) template.HTML {
+func actionsChart(id, title string, pts []store.Bucket, p store.Period) template.HTML {
 	byT := make(map[int64]store.Counters, len(pts))
-	for _, p := range pts {
-		byT[p.T.Unix()] = p.Counters
+	for _, b := range pts {
+		byT[b.At.Unix()] = b.Counters
 	}
 	var buckets []chart.Bucket
-	for t := d.from; t.Before(d.to); t = t.Add(d.step) {
+	for t := p.From; t.Before(p.To) && len(buckets) < 10000; t = t.Add(step(p)) {
 		c := byT[t.Unix()]
 		buckets = append(buckets, chart.Bucket{T: t, Values: []float64{float64(c.Blocks), float64(c.Warns), float64(c.Bypasses)}})
 	}
-	return chart.Bars{ID: id, Title: title, Step: d.step,
+	return chart.Bars{ID: id, Title: title, Step: step(p),
 		Layers:  []chart.Layer{{Name: "Blocks", Color: chart.Vermillion}, {Name: "Warns", Color: chart.Orange}, {Name: "Bypasses", Color: chart.Purple}},
 		Buckets: buckets}.HTML()
 }
@@ -98,43 +118,57 @@ type dashboardPage struct {
 }
 
 func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
-	p, d := u.periodOf(r)
-	cat, ok := u.catalogMap(w, r)
-	if !ok {
+	p := apiPeriod(r)
+	var apps struct {
+		Period store.Period `json:"period"`
+		Apps   []discovered `json:"apps"`
+	}
+	if !u.get(w, r, "/api/discovery/apps?limit=100000&period="+string(p), &apps) {
 		return
 	}
-	totals, err := u.appTotals(r, "", d)
+	var ms struct {
+		Machines []machine `json:"machines"`
+	}
+	if !u.get(w, r, "/api/machines?period="+string(p), &ms) {
+		return
+	}
+	var al struct {
+		Alerts []store.Alert `json:"alerts"`
+	}
+	if !u.get(w, r, "/api/alerts?state=new&limit=10000&period="+string(p), &al) {
+		return
+	}
+	pts, err := u.fleetSeries(r, apps.Period)
 	if err != nil {
 		u.fail(w, r, err)
 		return
 	}
-	pts, err := u.series(r, "", "", d)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	users, machines, err := u.fleetTotals(r, d)
+	users, err := u.fleetUsers(r, apps.Period)
 	if err != nil {
 		u.fail(w, r, err)
 		return
 	}
 	var all store.Counters
-	apps := 0
-	var top, topUsers []chart.Item
-	byCat := map[string]float64{}
-	for _, t := range totals {
-		all.Add(t.Counters)
-		if t.AppID == "" {
-			continue
-		}
-		apps++
-		name, category := appName(cat, t.AppID)
-		bytes := float64(t.BytesSent + t.BytesReceived)
-		top = append(top, chart.Item{Label: name, Value: bytes, Note: format.Count(float64(t.Users)) + " users · " + category})
-		topUsers = append(topUsers, chart.Item{Label: name, Value: float64(t.Users)})
-		byCat[category] += bytes
+	for _, b := range pts {
+		all.Add(b.Counters)
 	}
-	var cats []chart.Item
+	active, stale := 0, 0
+	for _, m := range ms.Machines {
+		if m.Total.Transactions > 0 {
+			active++
+		}
+		if m.Stale {
+			stale++
+		}
+	}
+	var top, topUsers, cats []chart.Item
+	byCat := map[string]float64{}
+	for _, a := range apps.Apps {
+		cat := cmp.Or(a.Category, "Uncategorised")
+		top = append(top, chart.Item{Label: a.Name, Value: float64(a.bytes()), Note: format.Count(float64(a.Users)) + " users · " + cat})
+		topUsers = append(topUsers, chart.Item{Label: a.Name, Value: float64(a.Users)})
+		byCat[cat] += float64(a.bytes())
+	}
 	for c, v := range byCat {
 		cats = append(cats, chart.Item{Label: c, Value: v})
 	}
@@ -145,30 +179,36 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	long := strings.ToLower(p.Label())
 	var spark, sparkTx []float64
-	for _, pt := range filled(pts, d, func(c store.Counters) float64 { return float64(c.BytesSent + c.BytesReceived) }) {
+	for _, pt := range filled(pts, apps.Period, func(c store.Counters) float64 { return float64(c.BytesSent + c.BytesReceived) }) {
 		spark = append(spark, pt.V)
 	}
-	for _, pt := range filled(pts, d, txs) {
+	for _, pt := range filled(pts, apps.Period, txs) {
 		sparkTx = append(sparkTx, pt.V)
 	}
 	q := "?period=" + string(p)
+	machinesSub := fmt.Sprintf("%s enrolled", format.Count(float64(len(ms.Machines))))
+	if stale > 0 {
+		machinesSub += fmt.Sprintf(" · %d stale", stale)
+	}
+	ap := apps.Period
 	pg := dashboardPage{
-		Empty: len(totals) == 0,
+		Empty: len(pts) == 0,
 		EmptyState: web.Empty{Title: "No traffic in this period yet", Text: "The charts fill in as enrolled agents upload their telemetry.",
 			Action: "Enroll machines", Href: Base + "/settings/enrollment"},
 		Stats: []web.Stat{
-			{Label: "Discovered apps", Value: format.Count(float64(apps)), Href: Base + "/apps" + q},
-			{Label: "Machines", Value: format.Count(float64(machines)), Sub: "with traffic", Href: Base + "/machines" + q},
+			{Label: "Discovered apps", Value: format.Count(float64(len(apps.Apps))), Href: Base + "/apps" + q},
+			{Label: "Machines", Value: format.Count(float64(active)), Sub: machinesSub, Href: Base + "/machines" + q},
 			{Label: "Users", Value: format.Count(float64(users))},
 			{Label: "Traffic", Value: format.Bytes(float64(all.BytesSent + all.BytesReceived)), Sub: "↑ " + format.Bytes(float64(all.BytesSent)) + " · ↓ " + format.Bytes(float64(all.BytesReceived)),
 				Spark: chart.Sparkline{Label: "Traffic, " + long, Unit: chart.Bytes, Values: spark}.HTML()},
 			{Label: "Transactions", Value: format.Count(float64(all.Transactions)), Sub: fmt.Sprintf("%s blocks · %s bypasses", format.Count(float64(all.Blocks)), format.Count(float64(all.Bypasses))),
 				Spark: chart.Sparkline{Label: "Transactions, " + long, Values: sparkTx, Color: chart.Green}.HTML()},
+			{Label: "New alerts", Value: format.Count(float64(len(al.Alerts))), Href: Base + "/alerts" + q},
 		},
-		Traffic: trafficChart("traffic", "Traffic, "+long, pts, d, 0),
-		Transactions: chart.Line{ID: "transactions", Title: "Transactions, " + long, From: d.from, To: d.to.Add(-d.step), Step: d.step,
-			Series: []chart.Series{{Name: "Transactions", Color: chart.Green, Points: filled(pts, d, txs)}}}.HTML(),
-		Actions:       actionsChart("actions", "Blocks, warns and bypasses, "+long, pts, d),
+		Traffic: trafficChart("traffic", "Traffic, "+long, pts, ap, 0),
+		Transactions: chart.Line{ID: "transactions", Title: "Transactions, " + long, From: ap.From, To: ap.To.Add(-step(ap)), Step: step(ap),
+			Series: []chart.Series{{Name: "Transactions", Color: chart.Green, Points: filled(pts, ap, txs)}}}.HTML(),
+		Actions:       actionsChart("actions", "Blocks, warns and bypasses, "+long, pts, ap),
 		TopApps:       chart.Ranking{ID: "top-apps", Title: "Top apps by traffic", Unit: chart.Bytes, Items: top, Max: 8}.HTML(),
 		TopUsers:      chart.Ranking{ID: "top-users", Title: "Top apps by users", Items: topUsers, Max: 8, Color: chart.Sky}.HTML(),
 		TopCategories: chart.Ranking{ID: "top-categories", Title: "Top categories by traffic", Unit: chart.Bytes, Items: cats, Max: 8, Color: chart.Green}.HTML(),
@@ -176,93 +216,60 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 	u.web.Render(w, r, "dashboard", pg)
 }
 
-// appName is an app's display name and first category ("Unknown domains"
-// for traffic no catalog app claims).
-func appName(cat map[string]appJSON, id string) (name, category string) {
-	if id == "" {
-		return "Unknown domains", "Uncategorised"
-	}
-	a, ok := cat[id]
-	if !ok {
-		return id, "Uncategorised"
-	}
-	category = "Uncategorised"
-	if len(a.Categories) > 0 {
-		category = a.Categories[0]
-	}
-	return a.Name, category
-}
-
 // --- discovered apps ---
 
 type appsPage struct {
 	Apps                  web.Table
+	Unknown               web.Table
 	Categories, Tags      []string
 	Category, Tag, MinUsr string
-	Unknown               int64
 	drawer                *web.Drawer
 }
 
 func (p appsPage) PageDrawer() *web.Drawer { return p.drawer }
 
-type appRow struct {
-	store.UIAppTotal
-	app      appJSON
-	category string
-}
-
 func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
-	p, d := u.periodOf(r)
+	p := apiPeriod(r)
 	q := r.URL.Query()
-	cat, ok := u.catalogMap(w, r)
-	if !ok {
-		return
-	}
-	totals, err := u.appTotals(r, "", d)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
 	pg := appsPage{Category: q.Get("category"), Tag: q.Get("tag"), MinUsr: q.Get("minUsers"),
 		Tags: []string{"Sanctioned", "Unsanctioned", "Monitored", "Untagged"}}
-	minUsers, _ := strconv.ParseInt(pg.MinUsr, 10, 64)
-	search := strings.ToLower(strings.TrimSpace(q.Get("q")))
-	seenCat := map[string]bool{}
-	var rows []appRow
-	for _, t := range totals {
-		if t.AppID == "" {
-			pg.Unknown = t.Transactions
-			continue
-		}
-		a, ok := cat[t.AppID]
-		if !ok {
-			a = appJSON{}
-			a.ID, a.Name = t.AppID, t.AppID
-		}
-		_, category := appName(cat, t.AppID)
-		if !seenCat[category] {
-			seenCat[category] = true
-			pg.Categories = append(pg.Categories, category)
-		}
-		tag := a.Tag
-		switch {
-		case pg.Category != "" && !slices.Contains(a.Categories, pg.Category) && category != pg.Category:
-			continue
-		case pg.Tag == "Untagged" && tag != "", pg.Tag != "" && pg.Tag != "Untagged" && tag != pg.Tag:
-			continue
-		case t.Users < minUsers:
-			continue
-		case search != "" && !strings.Contains(strings.ToLower(a.Name), search) && !strings.Contains(a.ID, search):
-			continue
-		}
-		rows = append(rows, appRow{UIAppTotal: t, app: a, category: category})
+	var cats struct {
+		Categories []catalog.CategoryCount `json:"categories"`
 	}
-	slices.Sort(pg.Categories)
+	if !u.get(w, r, "/api/categories", &cats) {
+		return
+	}
+	for _, c := range cats.Categories {
+		pg.Categories = append(pg.Categories, c.Category)
+	}
+	apiq := url.Values{"period": {string(p)}, "limit": {"100000"}}
+	if pg.Category != "" {
+		apiq.Set("category", pg.Category)
+	}
+	if pg.Tag != "" {
+		apiq.Set("tag", strings.ToLower(pg.Tag))
+	}
+	if n, err := strconv.Atoi(pg.MinUsr); err == nil && n > 0 {
+		apiq.Set("minUsers", strconv.Itoa(n))
+	}
+	var out struct {
+		Apps []discovered `json:"apps"`
+	}
+	if !u.get(w, r, "/api/discovery/apps?"+apiq.Encode(), &out) {
+		return
+	}
+	search := strings.ToLower(strings.TrimSpace(q.Get("q")))
+	rows := out.Apps[:0]
+	for _, a := range out.Apps {
+		if search == "" || strings.Contains(strings.ToLower(a.Name), search) || strings.Contains(a.AppID, search) {
+			rows = append(rows, a)
+		}
+	}
 	sortKey, desc := q.Get("sort"), q.Get("dir") != "asc"
 	if sortKey == "" {
 		sortKey, desc = "traffic", true
 	}
-	key := func(a appRow) float64 {
+	key := func(a discovered) float64 {
 		switch sortKey {
 		case "transactions":
 			return float64(a.Transactions)
@@ -271,21 +278,23 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 		case "machines":
 			return float64(a.Machines)
 		case "seen":
-			return float64(a.LastHour)
+			return float64(a.LastSeen.Unix())
 		case "blocks":
 			return float64(a.Blocks)
 		case "bypasses":
 			return float64(a.Bypasses)
 		}
-		return float64(a.BytesSent + a.BytesReceived)
+		return float64(a.bytes())
 	}
-	slices.SortStableFunc(rows, func(a, b appRow) int {
+	slices.SortStableFunc(rows, func(a, b discovered) int {
 		var c int
 		switch sortKey {
 		case "app":
-			c = strings.Compare(strings.ToLower(a.app.Name), strings.ToLower(b.app.Name))
+			c = strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name))
+		case "category":
+			c = strings.Compare(a.Category, b.Category)
 		case "tag":
-			c = strings.Compare(web.Tag(a.app.Tag).Label(), web.Tag(b.app.Tag).Label())
+			c = strings.Compare(web.Tag(a.Tag).Label(), web.Tag(b.Tag).Label())
 		default:
 			c = cmp.Compare(key(a), key(b))
 		}
@@ -298,7 +307,7 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 	now := u.now()
 	t := web.Table{ID: "apps-table", Caption: "Discovered apps, " + strings.ToLower(p.Label()), URL: r.URL, Sort: sortKey, Desc: desc,
 		Filter: true, FilterLabel: "Search apps", Query: q.Get("q"), CSV: Base + "/apps.csv?" + r.URL.RawQuery,
-		Columns: []web.Column{{Key: "app", Label: "App", Sortable: true}, {Key: "category", Label: "Category", Narrow: true},
+		Columns: []web.Column{{Key: "app", Label: "App", Sortable: true}, {Key: "category", Label: "Category", Sortable: true, Narrow: true},
 			{Key: "traffic", Label: "Traffic", Numeric: true, Sortable: true}, {Key: "transactions", Label: "Transactions", Numeric: true, Sortable: true, Narrow: true},
 			{Key: "users", Label: "Users", Numeric: true, Sortable: true}, {Key: "machines", Label: "Machines", Numeric: true, Sortable: true},
 			{Key: "blocks", Label: "Blocks", Numeric: true, Sortable: true, Narrow: true}, {Key: "bypasses", Label: "Bypasses", Numeric: true, Sortable: true, Narrow: true},
@@ -306,9 +315,8 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 		Empty: web.Empty{Title: "No apps discovered in this period", Text: "Apps appear here once enrolled agents upload traffic. Try a longer period or other filters.",
 			Action: "Enroll machines", Href: Base + "/settings/enrollment"},
 		Select: view.admin, Form: "bulk-tag"}
-	page := pageParam(r)
 	if !csvWanted(r) {
-		t.Pager = web.NewPager(r.URL, page, 100, len(rows))
+		t.Pager = web.NewPager(r.URL, pageParam(r), 100, len(rows))
 		rows = rows[min(len(rows), (t.Pager.Page-1)*100):min(len(rows), t.Pager.Page*100)]
 	}
 	for _, a := range rows {
@@ -317,25 +325,56 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 			dq[k] = v
 		}
 		dq.Set("app", a.AppID)
-		t.Rows = append(t.Rows, web.Row{Key: a.AppID, Label: a.app.Name, Cells: []web.Cell{
-			{Text: a.app.Name, Href: "?" + dq.Encode() + "#drawer", Drawer: true}, web.TextCell(a.category),
-			web.BytesCell(a.BytesSent + a.BytesReceived), web.CountCell(a.Transactions), web.CountCell(a.Users), web.CountCell(a.Machines),
-			web.CountCell(a.Blocks), web.CountCell(a.Bypasses), web.TimeCell(time.Unix(a.LastHour+3600, 0), now), web.TagCell(web.Tag(a.app.Tag))}})
+		t.Rows = append(t.Rows, web.Row{Key: a.AppID, Label: a.Name, Cells: []web.Cell{
+			{Text: a.Name, Href: "?" + dq.Encode() + "#drawer", Drawer: true}, web.TextCell(a.Category),
+			web.BytesCell(a.bytes()), web.CountCell(a.Transactions), web.CountCell(a.Users), web.CountCell(a.Machines),
+			web.CountCell(a.Blocks), web.CountCell(a.Bypasses), web.TimeCell(a.LastSeen, now), web.TagCell(web.Tag(a.Tag))}})
 	}
 	if csvWanted(r) {
 		u.web.WriteCSV(w, r, "discovered-apps-"+string(p), t)
 		return
 	}
 	pg.Apps = t
+	// The domains no catalog app claims: candidates for custom apps.
+	var cand struct {
+		Domains []discovered `json:"domains"`
+	}
+	if !u.get(w, r, "/api/discovery/candidates?limit=10&period="+string(p), &cand) {
+		return
+	}
+	pg.Unknown = u.domainsTable(cand.Domains, p)
 	if id := q.Get("app"); id != "" {
-		dr, err := u.appDrawer(r, cat, id, d, p)
-		if err != nil {
-			u.fail(w, r, err)
+		dr, ok := u.appDrawer(w, r, id, p)
+		if !ok {
 			return
 		}
 		pg.drawer = dr
 	}
 	u.web.Render(w, r, "apps", pg)
+}
+
+func (u *UI) domainsTable(list []discovered, p web.Period) web.Table {
+	now := u.now()
+	t := web.Table{ID: "unknown-domains", Caption: "Domains no app claims, " + strings.ToLower(p.Label()), CSV: Base + "/apps/domains.csv?period=" + string(p),
+		Columns: []web.Column{{Key: "d", Label: "Domain"}, {Key: "m", Label: "Machines", Numeric: true}, {Key: "u", Label: "Users", Numeric: true},
+			{Key: "t", Label: "Traffic", Numeric: true}, {Key: "x", Label: "Transactions", Numeric: true, Narrow: true}, {Key: "s", Label: "Last seen", Narrow: true}},
+		Empty: web.Empty{Title: "Every domain seen belongs to a catalog app"}}
+	for _, d := range list {
+		t.Rows = append(t.Rows, web.Row{Key: d.Domain, Label: d.Domain, Cells: []web.Cell{{Text: d.Domain, Mono: true}, web.CountCell(d.Machines), web.CountCell(d.Users),
+			web.BytesCell(d.bytes()), web.CountCell(d.Transactions), web.TimeCell(d.LastSeen, now)}})
+	}
+	return t
+}
+
+func (u *UI) unknownDomainsCSV(w http.ResponseWriter, r *http.Request) {
+	p := apiPeriod(r)
+	var cand struct {
+		Domains []discovered `json:"domains"`
+	}
+	if !u.get(w, r, "/api/discovery/candidates?limit=100000&period="+string(p), &cand) {
+		return
+	}
+	u.web.WriteCSV(w, r, "unknown-domains-"+string(p), u.domainsTable(cand.Domains, p))
 }
 
 type appDrawer struct {
@@ -347,71 +386,53 @@ type appDrawer struct {
 	Domains  web.Table
 	Machines web.Table
 	Users    web.Table
-	Back     string
 }
 
-func (u *UI) appDrawer(r *http.Request, cat map[string]appJSON, id string, d discovery, p web.Period) (*web.Drawer, error) {
-	name, category := appName(cat, id)
-	a := cat[id]
-	pts, err := u.series(r, "", id, d)
-	if err != nil {
-		return nil, err
+func (u *UI) appDrawer(w http.ResponseWriter, r *http.Request, id string, p web.Period) (*web.Drawer, bool) {
+	var d appDetail
+	if !u.get(w, r, "/api/discovery/apps/"+url.PathEscape(id)+"?period="+string(p), &d) {
+		return nil, false
 	}
-	doms, err := u.appBy(r, id, "domain", d)
-	if err != nil {
-		return nil, err
-	}
-	devs, err := u.appBy(r, id, "device_id", d)
-	if err != nil {
-		return nil, err
-	}
-	users, err := u.appUsers(r, id, d)
-	if err != nil {
-		return nil, err
-	}
-	var all store.Counters
+	name := d.App.Name
 	var form *web.TagForm
 	if pr, _ := principal(r); pr.Admin() {
 		v := &web.View{CSRFField: "csrf_token", CSRFToken: pr.CSRF}
-		f := v.TagForm(Base+"/apps/tag", id, name, web.Tag(a.Tag))
+		f := v.TagForm(Base+"/apps/tag", id, name, web.Tag(d.App.Tag))
 		form = &f
 	}
-	for _, x := range doms {
-		all.Add(x.Counters)
-	}
-	bypassers := 0
 	now := u.now()
-	dr := &appDrawer{ID: id, Name: name, Tag: web.Tag(a.Tag), Form: form, Back: r.URL.RequestURI(),
-		Traffic: trafficChart("drawer-traffic", name+" traffic, "+strings.ToLower(p.Label()), pts, d, 160)}
+	dr := &appDrawer{ID: id, Name: name, Tag: web.Tag(d.App.Tag), Form: form,
+		Traffic: trafficChart("drawer-traffic", name+" traffic, "+strings.ToLower(p.Label()), d.Series, d.Period, 160)}
 	dr.Domains = web.Table{ID: "drawer-domains", Caption: "Domains of " + name, Columns: []web.Column{{Key: "d", Label: "Domain"}, {Key: "t", Label: "Traffic", Numeric: true},
 		{Key: "b", Label: "Blocks", Numeric: true}, {Key: "w", Label: "Warns", Numeric: true}, {Key: "p", Label: "Bypasses", Numeric: true}}, Empty: web.Empty{Title: "No domains seen"}}
-	for _, x := range doms {
+	for _, x := range d.Domains {
 		dr.Domains.Rows = append(dr.Domains.Rows, web.Row{Cells: []web.Cell{{Text: x.Key, Mono: true}, web.BytesCell(x.BytesSent + x.BytesReceived),
 			web.CountCell(x.Blocks), web.CountCell(x.Warns), web.CountCell(x.Bypasses)}})
 	}
 	dr.Machines = web.Table{ID: "drawer-machines", Caption: "Machines using " + name, Columns: []web.Column{{Key: "m", Label: "Machine"}, {Key: "t", Label: "Traffic", Numeric: true},
-		{Key: "u", Label: "Users", Numeric: true}, {Key: "s", Label: "Last seen"}}, Empty: web.Empty{Title: "No machines"}}
-	for _, x := range devs {
+		{Key: "b", Label: "Bypasses", Numeric: true}, {Key: "s", Label: "Last seen"}}, Empty: web.Empty{Title: "No machines"}}
+	for _, x := range d.Machines {
 		dr.Machines.Rows = append(dr.Machines.Rows, web.Row{Cells: []web.Cell{web.LinkCell(x.Key, Base+"/machines/"+url.PathEscape(x.Key)+"?period="+string(p)),
-			web.BytesCell(x.BytesSent + x.BytesReceived), web.CountCell(x.Users), web.TimeCell(time.Unix(x.LastHour+3600, 0), now)}})
+			web.BytesCell(x.BytesSent + x.BytesReceived), web.CountCell(x.Bypasses), web.TimeCell(x.LastSeen, now)}})
 	}
-	dr.Users = web.Table{ID: "drawer-users", Caption: "Users of " + name, Columns: []web.Column{{Key: "u", Label: "User"}, {Key: "m", Label: "Machines", Numeric: true}, {Key: "b", Label: "Bypassed"}},
+	dr.Users = web.Table{ID: "drawer-users", Caption: "Users of " + name, Columns: []web.Column{{Key: "u", Label: "User"}, {Key: "b", Label: "Bypassed a warning"}},
 		Empty: web.Empty{Title: "No users recorded"}}
-	for _, x := range users {
+	for _, x := range d.Users {
 		b := "no"
 		if x.Bypassed {
-			b, bypassers = "yes", bypassers+1
+			b = "yes"
 		}
-		dr.Users.Rows = append(dr.Users.Rows, web.Row{Cells: []web.Cell{web.TextCell(x.User), web.CountCell(x.Machines), web.TextCell(b)}})
+		dr.Users.Rows = append(dr.Users.Rows, web.Row{Cells: []web.Cell{web.TextCell(x.Name), web.TextCell(b)}})
 	}
+	all := d.Total
 	dr.Stats = []web.Stat{
 		{Label: "Traffic", Value: format.Bytes(float64(all.BytesSent + all.BytesReceived))},
 		{Label: "Transactions", Value: format.Count(float64(all.Transactions))},
-		{Label: "Users", Value: format.Count(float64(len(users)))},
-		{Label: "Machines", Value: format.Count(float64(len(devs)))},
+		{Label: "Users", Value: format.Count(float64(len(d.Users)))},
+		{Label: "Machines", Value: format.Count(float64(len(d.Machines)))},
 		{Label: "Blocks", Value: format.Count(float64(all.Blocks))},
 		{Label: "Warns", Value: format.Count(float64(all.Warns))},
-		{Label: "Bypasses", Value: format.Count(float64(all.Bypasses)), Sub: fmt.Sprintf("%d distinct users bypassed", bypassers)},
+		{Label: "Bypasses", Value: format.Count(float64(all.Bypasses)), Sub: fmt.Sprintf("%d distinct users bypassed", d.BypassUsers)},
 	}
 	close := url.Values{}
 	for k, v := range r.URL.Query() {
@@ -419,5 +440,9 @@ func (u *UI) appDrawer(r *http.Request, cat map[string]appJSON, id string, d dis
 			close[k] = v
 		}
 	}
-	return &web.Drawer{Title: name, Subtitle: category + " · " + id, Close: Base + "/apps?" + close.Encode(), Body: dr}, nil
+	sub := id
+	if d.App.Category != "" {
+		sub = d.App.Category + " · " + id
+	}
+	return &web.Drawer{Title: name, Subtitle: sub, Close: Base + "/apps?" + close.Encode(), Body: dr}, true
 }

@@ -65,8 +65,8 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: cat, Fingerprint: "AA:BB"})
-	pages, err := New(Config{API: a, Auth: au, Store: st, ChunkDir: chunks, FlashKey: []byte("test")})
+	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: cat, Fingerprint: "AA:BB", ChunkDir: chunks})
+	pages, err := New(Config{API: a, Auth: au, Store: st, FlashKey: []byte("test")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,28 +28,51 @@ type machinesPage struct {
 	Sequence int64
 }
 
+// machine is a machine as GET /api/machines answers it.
+type machine struct {
+	device
+	Risk        string           `json:"risk"`
+	RiskReasons []string         `json:"riskReasons"`
+	Total       store.Counters   `json:"total"`
+	Alerts      map[string]int64 `json:"alerts"`
+}
+
 func osOf(d store.Device) string {
 	return strings.TrimSpace(d.OSPlatform + " " + d.OSVersion)
 }
 
-func (u *UI) machinesPage(w http.ResponseWriter, r *http.Request) {
-	var out struct {
-		Devices  []device `json:"devices"`
-		Sequence int64    `json:"sequence"`
+// riskOf maps the API's risk level to the badge.
+func riskOf(s string) web.Risk {
+	switch s {
+	case "high":
+		return web.RiskHigh
+	case "medium":
+		return web.RiskMedium
+	case "low":
+		return web.RiskLow
 	}
-	if !u.get(w, r, "/api/devices", &out) {
+	return web.RiskInformational
+}
+
+func (u *UI) machinesPage(w http.ResponseWriter, r *http.Request) {
+	p := apiPeriod(r)
+	var out struct {
+		Machines []machine `json:"machines"`
+		Sequence int64     `json:"sequence"`
+	}
+	if !u.get(w, r, "/api/machines?period="+string(p), &out) {
 		return
 	}
-	p := web.PeriodOf(r, web.Period30d)
 	now := u.now()
 	pg := machinesPage{Sequence: out.Sequence}
-	t := web.Table{ID: "machines", Caption: "Machines", URL: r.URL, ClientSort: true, Filter: true, FilterLabel: "Filter machines", CSV: Base + "/machines.csv",
-		Columns: []web.Column{{Key: "name", Label: "Machine", Sortable: true}, {Key: "os", Label: "OS", Sortable: true, Narrow: true},
-			{Key: "agent", Label: "Agent", Sortable: true, Narrow: true}, {Key: "seen", Label: "Last check-in", Sortable: true},
-			{Key: "seq", Label: "Policy sequence", Numeric: true, Sortable: true}, {Key: "state", Label: "State", Sortable: true},
-			{Key: "users", Label: "Users", Narrow: true}},
+	t := web.Table{ID: "machines", Caption: "Machines, " + strings.ToLower(p.Label()), URL: r.URL, ClientSort: true, Filter: true, FilterLabel: "Filter machines",
+		CSV: Base + "/machines.csv?period=" + string(p),
+		Columns: []web.Column{{Key: "name", Label: "Machine", Sortable: true}, {Key: "risk", Label: "Risk", Sortable: true},
+			{Key: "os", Label: "OS", Sortable: true, Narrow: true}, {Key: "agent", Label: "Agent", Sortable: true, Narrow: true},
+			{Key: "seen", Label: "Last check-in", Sortable: true}, {Key: "seq", Label: "Policy sequence", Numeric: true, Sortable: true},
+			{Key: "traffic", Label: "Traffic", Numeric: true, Sortable: true, Narrow: true}, {Key: "state", Label: "State", Sortable: true, Narrow: true}},
 		Empty: web.Empty{Title: "No machines yet", Text: "Create an enrollment key and run the enroll command on a machine.", Action: "Enrollment keys", Href: Base + "/settings/enrollment"}}
-	for _, d := range out.Devices {
+	for _, d := range out.Machines {
 		seq := web.Cell{Text: strconv.FormatInt(d.SequenceHeld, 10), Sort: strconv.FormatInt(d.SequenceHeld, 10)}
 		if !d.CheckinKnown {
 			seq = web.Cell{Text: "unknown", Sort: "-1"}
@@ -59,14 +81,15 @@ func (u *UI) machinesPage(w http.ResponseWriter, r *http.Request) {
 			seq.Flag = "stale"
 			pg.Stale++
 		}
-		state := web.Cell{Text: d.State, Sub: d.StateDetail}
+		risk := web.RiskCell(riskOf(d.Risk))
+		risk.Sub = strings.Join(d.RiskReasons, "; ")
 		t.Rows = append(t.Rows, web.Row{Key: d.ID, Label: d.Name, Cells: []web.Cell{
 			{Text: d.Name, Href: Base + "/machines/" + url.PathEscape(d.ID) + "?period=" + string(p), Sub: d.ID},
-			web.TextCell(osOf(d.Device)), web.TextCell(d.AgentVersion), web.TimeCell(d.LastSeenAt, now), seq, state,
-			web.TextCell(strings.Join(d.LoggedOnUsers, ", "))}})
+			risk, web.TextCell(osOf(d.Device)), web.TextCell(d.AgentVersion), web.TimeCell(d.LastSeenAt, now), seq,
+			web.BytesCell(d.Total.BytesSent + d.Total.BytesReceived), {Text: d.State, Sub: d.StateDetail}}})
 	}
 	pg.Machines = t
-	u.listOut(w, r, "machines", t, "machines/index", pg)
+	u.listOut(w, r, "machines-"+string(p), t, "machines/index", pg)
 }
 
 // machinePage is one machine with its tabs.
@@ -82,13 +105,23 @@ type machinePage struct {
 	// Events filters.
 	Action, Domain string
 	ActionTypes    []string
-	Truncated      bool
+	Next           string
+	Risk           web.Risk
+	RiskReasons    []string
 }
 
-type deviceDetail struct {
-	Device    device       `json:"device"`
-	Users     []store.Seen `json:"users"`
-	Addresses []store.Seen `json:"addresses"`
+// machineDetail is GET /api/machines/{id}.
+type machineDetail struct {
+	Period      store.Period     `json:"period"`
+	Device      device           `json:"machine"`
+	Risk        string           `json:"risk"`
+	RiskReasons []string         `json:"riskReasons"`
+	Alerts      map[string]int64 `json:"alerts"`
+	Total       store.Counters   `json:"total"`
+	Series      []store.Bucket   `json:"series"`
+	Apps        []discovered     `json:"apps"`
+	Users       []store.Seen     `json:"users"`
+	Addresses   []store.Seen     `json:"addresses"`
 }
 
 func (u *UI) machinePage(w http.ResponseWriter, r *http.Request) {
@@ -100,14 +133,15 @@ func (u *UI) machinePage(w http.ResponseWriter, r *http.Request) {
 	if tab == "" {
 		tab = "overview"
 	}
-	var det deviceDetail
-	if !u.get(w, r, "/api/devices/"+url.PathEscape(id), &det) {
+	p := apiPeriod(r)
+	var det machineDetail
+	if !u.get(w, r, "/api/machines/"+url.PathEscape(id)+"?period="+string(p), &det) {
 		return
 	}
-	p, d := u.periodOf(r)
+	pg0 := det.Period
 	base := Base + "/machines/" + url.PathEscape(id)
 	q := "?period=" + string(p)
-	pg := machinePage{Device: det.Device, OS: osOf(det.Device.Device), Tab: tab}
+	pg := machinePage{Device: det.Device, OS: osOf(det.Device.Device), Tab: tab, Risk: riskOf(det.Risk), RiskReasons: det.RiskReasons}
 	pg.Tabs = web.Tabs{Label: "Machine " + det.Device.Name}
 	for _, it := range []struct{ key, label string }{{"overview", "Overview"}, {"apps", "Discovered apps"}, {"users", "User history"}, {"ips", "IP address history"}, {"events", "Events"}} {
 		href := base + "/" + it.key + q
@@ -125,60 +159,41 @@ func (u *UI) machinePage(w http.ResponseWriter, r *http.Request) {
 	}
 	now := u.now()
 	long := strings.ToLower(p.Label())
-	name := "machine-" + id + "-" + tab
+	name := "machine-" + id + "-" + tab + "-" + string(p)
 	switch tab {
 	case "overview":
-		pts, err := u.series(r, id, "", d)
-		if err != nil {
-			u.fail(w, r, err)
-			return
-		}
-		var all store.Counters
-		for _, x := range pts {
-			all.Add(x.Counters)
-		}
+		pts, all := det.Series, det.Total
 		pg.Mini = []web.Stat{{Label: "Transactions", Value: format.Count(float64(all.Transactions))},
 			{Label: "Total traffic", Value: format.Bytes(float64(all.BytesSent + all.BytesReceived))},
 			{Label: "Uploads", Value: format.Bytes(float64(all.BytesSent))}, {Label: "Downloads", Value: format.Bytes(float64(all.BytesReceived))},
 			{Label: "Blocks", Value: format.Count(float64(all.Blocks))}, {Label: "Warns", Value: format.Count(float64(all.Warns))},
 			{Label: "Bypasses", Value: format.Count(float64(all.Bypasses))}}
-		pg.Traffic = trafficChart("machine-traffic", "Traffic of "+det.Device.Name+", "+long, pts, d, 0)
-		pg.Actions = actionsChart("machine-actions", "Blocks, warns and bypasses, "+long, pts, d)
-		pg.Table = web.Table{ID: "series", Caption: "Traffic per " + map[bool]string{true: "hour", false: "day"}[d.step == time.Hour],
+		pg.Traffic = trafficChart("machine-traffic", "Traffic of "+det.Device.Name+", "+long, pts, pg0, 0)
+		pg.Actions = actionsChart("machine-actions", "Blocks, warns and bypasses, "+long, pts, pg0)
+		pg.Table = web.Table{ID: "series", Caption: "Traffic per bucket",
 			Columns: []web.Column{{Key: "t", Label: "Start (UTC)"}, {Key: "tx", Label: "Transactions", Numeric: true}, {Key: "up", Label: "Upload", Numeric: true},
 				{Key: "down", Label: "Download", Numeric: true}, {Key: "b", Label: "Blocks", Numeric: true}, {Key: "w", Label: "Warns", Numeric: true}, {Key: "p", Label: "Bypasses", Numeric: true}}}
 		for _, x := range pts {
-			pg.Table.Rows = append(pg.Table.Rows, web.Row{Cells: []web.Cell{web.TextCell(x.T.UTC().Format(time.RFC3339)), web.CountCell(x.Transactions),
+			pg.Table.Rows = append(pg.Table.Rows, web.Row{Cells: []web.Cell{web.TextCell(x.At.UTC().Format(time.RFC3339)), web.CountCell(x.Transactions),
 				web.BytesCell(x.BytesSent), web.BytesCell(x.BytesReceived), web.CountCell(x.Blocks), web.CountCell(x.Warns), web.CountCell(x.Bypasses)}})
 		}
 		pg.Table.CSV = base + "/overview.csv" + q
 	case "apps":
-		cat, ok := u.catalogMap(w, r)
-		if !ok {
-			return
-		}
-		totals, err := u.appTotals(r, id, d)
-		if err != nil {
-			u.fail(w, r, err)
-			return
-		}
-		slices.SortFunc(totals, func(a, b store.UIAppTotal) int {
-			return int((b.BytesSent + b.BytesReceived) - (a.BytesSent + a.BytesReceived))
-		})
 		t := web.Table{ID: "machine-apps", Caption: "Apps on " + det.Device.Name + ", " + long, URL: r.URL, ClientSort: true, CSV: base + "/apps.csv" + q,
-			Columns: []web.Column{{Key: "app", Label: "App", Sortable: true}, {Key: "traffic", Label: "Traffic", Numeric: true, Sortable: true},
-				{Key: "tx", Label: "Transactions", Numeric: true, Sortable: true}, {Key: "users", Label: "Users", Numeric: true, Sortable: true},
+			Columns: []web.Column{{Key: "app", Label: "App or domain", Sortable: true}, {Key: "traffic", Label: "Traffic", Numeric: true, Sortable: true},
+				{Key: "tx", Label: "Transactions", Numeric: true, Sortable: true},
 				{Key: "blocks", Label: "Blocks", Numeric: true, Sortable: true}, {Key: "bypasses", Label: "Bypasses", Numeric: true, Sortable: true},
 				{Key: "seen", Label: "Last seen", Sortable: true, Narrow: true}, {Key: "tag", Label: "Tag", Sortable: true}},
 			Empty: web.Empty{Title: "No traffic from this machine in the period"}}
-		for _, a := range totals {
-			n, _ := appName(cat, a.AppID)
-			c := web.Cell{Text: n}
+		for _, a := range det.Apps {
+			c := web.Cell{Text: a.Name}
 			if a.AppID != "" {
 				c.Href = Base + "/apps" + q + "&app=" + url.QueryEscape(a.AppID) + "#drawer"
+			} else {
+				c.Mono, c.Sub = true, "no catalog app"
 			}
-			t.Rows = append(t.Rows, web.Row{Key: a.AppID, Label: n, Cells: []web.Cell{c, web.BytesCell(a.BytesSent + a.BytesReceived), web.CountCell(a.Transactions),
-				web.CountCell(a.Users), web.CountCell(a.Blocks), web.CountCell(a.Bypasses), web.TimeCell(time.Unix(a.LastHour+3600, 0), now), web.TagCell(web.Tag(cat[a.AppID].Tag))}})
+			t.Rows = append(t.Rows, web.Row{Key: a.AppID + a.Domain, Label: a.Name, Cells: []web.Cell{c, web.BytesCell(a.bytes()), web.CountCell(a.Transactions),
+				web.CountCell(a.Blocks), web.CountCell(a.Bypasses), web.TimeCell(a.LastSeen, now), web.TagCell(web.Tag(a.Tag))}})
 		}
 		pg.Table = t
 	case "users", "ips":
@@ -207,12 +222,32 @@ func (u *UI) machinePage(w http.ResponseWriter, r *http.Request) {
 		pg.Action, pg.Domain = qs.Get("action"), qs.Get("domain")
 		pg.ActionTypes = []string{telemetry.ConnectionSuccess, telemetry.DnsQueryResponse, telemetry.ConnectionFailed, telemetry.NetworkProtectionBlocked,
 			telemetry.NetworkProtectionWarned, telemetry.NetworkProtectionUserBypassEvent, telemetry.NetworkProtectionAudited}
-		evs, trunc, err := u.events(r, id, pg.Action, pg.Domain, d)
-		if err != nil {
-			u.fail(w, r, err)
+		eq := url.Values{"period": {string(p)}, "limit": {"200"}}
+		if pg.Action != "" {
+			eq.Set("action", pg.Action)
+		}
+		if pg.Domain != "" {
+			eq.Set("domain", pg.Domain)
+		}
+		if c := qs.Get("cursor"); c != "" {
+			eq.Set("cursor", c)
+		}
+		if csv {
+			eq.Set("limit", "1000")
+		}
+		var ev struct {
+			Events     []telemetry.Record `json:"events"`
+			NextCursor string             `json:"nextCursor"`
+		}
+		if !u.get(w, r, "/api/machines/"+url.PathEscape(id)+"/events?"+eq.Encode(), &ev) {
 			return
 		}
-		pg.Truncated = trunc
+		evs := ev.Events
+		if ev.NextCursor != "" {
+			nq := r.URL.Query()
+			nq.Set("cursor", ev.NextCursor)
+			pg.Next = "?" + nq.Encode()
+		}
 		t := web.Table{ID: "events", Caption: "Events of " + det.Device.Name, URL: r.URL, ClientSort: true, CSV: base + "/events.csv?" + r.URL.RawQuery,
 			Columns: []web.Column{{Key: "t", Label: "Time (UTC)", Sortable: true}, {Key: "a", Label: "Action", Sortable: true}, {Key: "d", Label: "Domain or address", Sortable: true},
 				{Key: "u", Label: "User", Sortable: true, Narrow: true}, {Key: "p", Label: "Process", Narrow: true}, {Key: "b", Label: "Bytes", Numeric: true, Narrow: true}},

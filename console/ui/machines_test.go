@@ -15,7 +15,7 @@ func TestMachinePages(t *testing.T) {
 		t.Fatalf("machines list:\n%s", body)
 	}
 	_, csv := admin.get(Base + "/machines.csv")
-	if !strings.HasPrefix(csv, "Machine,OS,Agent,Last check-in,Policy sequence,State,Users") || strings.Count(csv, "\n") != 3 {
+	if !strings.HasPrefix(csv, "Machine,Risk,OS,Agent,Last check-in,Policy sequence,Traffic,State") || strings.Count(csv, "\n") != 3 {
 		t.Errorf("machines CSV:\n%s", csv)
 	}
 	base := Base + "/machines/dev-a"
@@ -26,7 +26,7 @@ func TestMachinePages(t *testing.T) {
 		}
 	}
 	body = admin.page(base + "/apps?period=24h")
-	if !strings.Contains(body, ">dropbox</a>") || !strings.Contains(body, ">slack</a>") || !strings.Contains(body, "Unknown domains") {
+	if !strings.Contains(body, ">dropbox</a>") || !strings.Contains(body, ">slack</a>") || !strings.Contains(body, "intranet.example.org") {
 		t.Errorf("machine apps tab:\n%s", body)
 	}
 	if body = admin.page(base + "/users?period=24h"); !strings.Contains(body, "alice") {
@@ -36,8 +36,8 @@ func TestMachinePages(t *testing.T) {
 		t.Error("IP history lacks 192.0.2.10")
 	}
 	body = admin.page(base + "/events?period=24h")
-	if strings.Count(body, "<tr>") != 6 || !strings.Contains(body, "NetworkProtectionUserBypassEvent") {
-		t.Errorf("events (want 5 rows and a header):\n%s", body)
+	if strings.Count(body, "<tr>") != 7 || !strings.Contains(body, "NetworkProtectionUserBypassEvent") {
+		t.Errorf("events (want 6 rows with DeviceInfo, and a header):\n%s", body)
 	}
 	body = admin.page(base + "/events?period=24h&action=NetworkProtectionWarned&domain=dropbox.com")
 	if strings.Count(body, "<tr>") != 2 || !strings.Contains(body, "www.dropbox.com") {

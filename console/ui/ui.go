@@ -37,9 +37,6 @@ type Config struct {
 	Auth *auth.Service
 	// Store answers the fleet-wide discovery queries of interim.go.
 	Store *store.Store
-	// ChunkDir is the ingest's raw-chunk directory, read for a machine's
-	// event timeline.
-	ChunkDir string
 	// FlashKey signs flash messages; default a random key per process.
 	FlashKey []byte
 	Log      *slog.Logger
