@@ -35,7 +35,7 @@ func (u *UI) catalogRoutes() {
 func catalogTabs(current string) web.Tabs {
 	t := web.Tabs{Label: "Catalog and indicators"}
 	for _, it := range []struct{ key, label string }{
-		{"", "App catalog"}, {"custom", "Custom apps"}, {"indicators", "Custom indicators"},
+		{"", "App catalog"}, {"custom", "Custom apps"}, {"indicators", "Custom indicators"}, {"policies", "Discovery policies"},
 	} {
 		href := Base + "/catalog"
 		if it.key != "" {

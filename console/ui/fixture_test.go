@@ -18,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netward/netward/console/alerts"
 	"github.com/netward/netward/console/api"
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
 	"github.com/netward/netward/console/consoletest"
+	"github.com/netward/netward/console/discovery"
 	"github.com/netward/netward/console/feed"
 	"github.com/netward/netward/console/ingest"
 	"github.com/netward/netward/console/store"
@@ -61,11 +63,21 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	chunks := t.TempDir()
-	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: chunks, Matcher: func() ingest.Matcher { return m }})
+	al, err := alerts.New(alerts.Config{Store: st, Grace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: cat, Fingerprint: "AA:BB", ChunkDir: chunks})
+	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: chunks, Hook: al, Matcher: func() ingest.Matcher { return m }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := discovery.New(discovery.Config{Store: st,
+		Catalog: func(ctx context.Context) (*catalog.Catalog, error) { return feed.Catalog(ctx, st, cat) },
+		Publish: func(ctx context.Context) error { _, err := pub.Publish(ctx); al.Invalidate(); return err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: cat, Fingerprint: "AA:BB", ChunkDir: chunks, Alerts: al, Discovery: disc})
 	pages, err := New(Config{API: a, Auth: au, Store: st, FlashKey: []byte("test")})
 	if err != nil {
 		t.Fatal(err)
@@ -210,4 +222,8 @@ func (f *fixture) fleet(t testing.TB, at time.Time) {
 	f.upload(t, tb, "dev-b", "c1", at,
 		rec("ConnectionSuccess", "www.dropbox.com", "bob", 2000, 90000),
 		rec("NetworkProtectionBlocked", "www.dropbox.com", "bob", 0, 0))
+}
+
+func alertFilterAll() store.AlertFilter {
+	return store.AlertFilter{From: time.Now().Add(-48 * time.Hour), To: time.Now().Add(time.Hour), Limit: 100}
 }

@@ -176,6 +176,7 @@ func (u *UI) routes() {
 	u.catalogRoutes()
 	u.machineRoutes()
 	u.discoveryRoutes()
+	u.alertRoutes()
 	u.mux.Handle(Base+"/", u.signedIn(func(w http.ResponseWriter, r *http.Request) {
 		u.web.Error(w, r, http.StatusNotFound, "There is no such page. Use the navigation above.")
 	}))
