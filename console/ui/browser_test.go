@@ -96,7 +96,6 @@ func TestTagFromDrawerBrowser(t *testing.T) {
 	if tags, _ := f.st.Tags(context.Background()); tags["dropbox"].Tag != "Unsanctioned" {
 		t.Errorf("tag not stored: %+v", tags["dropbox"])
 	}
-	p.Screenshot("apps-drawer-desktop")
 
 	v := bw.NewPage(t, browser.Phone)
 	browserSignin(v, f.srv.URL, "val", viewerPW)
