@@ -10,6 +10,7 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,7 +124,7 @@ func (a *Alerts) Stats() Stats {
 func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.tags != nil && a.now().Sub(a.loaded) < a.cfg.Refresh {
+	if !a.loaded.IsZero() && a.now().Sub(a.loaded) < a.cfg.Refresh {
 		return a.tags
 	}
 	tags, err := a.cfg.Store.Tags(ctx)
@@ -137,7 +138,9 @@ func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 			continue
 		}
 		ti := tagInfo{taggedAt: t.UpdatedAt}
-		if seq, at, err := a.cfg.Store.FeedPublishedSince(ctx, t.UpdatedAt); err == nil {
+		if prev, ok := a.tags[id]; ok && prev.taggedAt.Equal(t.UpdatedAt) && prev.sequence != 0 {
+			ti = prev // the sequence that carried this tag is known
+		} else if seq, at, err := a.cfg.Store.FeedCarrying(ctx, t.UpdatedAt, blocksApp(id)); err == nil {
 			ti.sequence, ti.publishedAt = seq, at
 		}
 		out[id] = ti
@@ -146,10 +149,33 @@ func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 	return out
 }
 
+// blocksApp reports whether a feed document blocks app id (the sequence
+// carrying its Unsanctioned tag; a document from when it was Monitored
+// warns instead).
+func blocksApp(id string) func([]byte) bool {
+	return func(body []byte) bool {
+		var doc struct {
+			Indicators []struct {
+				Action        string `json:"action"`
+				ApplicationID string `json:"applicationId"`
+			} `json:"indicators"`
+		}
+		if json.Unmarshal(body, &doc) != nil {
+			return false
+		}
+		for _, in := range doc.Indicators {
+			if in.ApplicationID == id && in.Action == "Block" {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // Invalidate makes the next chunk re-read the tags (after a tag change).
 func (a *Alerts) Invalidate() {
 	a.mu.Lock()
-	a.tags = nil
+	a.loaded = time.Time{}
 	a.mu.Unlock()
 }
 
@@ -183,8 +209,10 @@ func (c *chunk) Record(r *telemetry.Record, n int64, appID, domain string) {
 	switch r.ActionType {
 	case telemetry.NetworkProtectionBlocked:
 		kind = store.AlertUnsanctionedAccess
-	case telemetry.ConnectionSuccess, telemetry.DnsQueryResponse:
-		// Only once the tag was published and the agent had time to take
+	case telemetry.ConnectionSuccess, telemetry.DnsQueryResponse, telemetry.NetworkProtectionAudited, telemetry.NetworkProtectionUserBypassEvent:
+		// Reached: a connection or an answer, an audit (the device only
+		// watches), or a user continuing past a Warn (the device holds a
+		// feed where the app is Monitored). Only once the tag was published and the agent had time to take
 		// it; whether the device checked in since is known at Stored.
 		if ti.publishedAt.IsZero() || !r.Timestamp.After(ti.publishedAt.Add(c.a.cfg.Grace)) {
 			return

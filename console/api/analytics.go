@@ -458,7 +458,7 @@ func (a *API) machine(_ http.ResponseWriter, r *http.Request, _ auth.Principal) 
 // eventsPage reads matching records from raw chunks in order: chunks(off,
 // n) lists the next chunks; the cursor "C.S" is the chunk offset and the
 // matches to skip in it.
-func (a *API) eventsPage(ctx context.Context, r *http.Request, chunks func(off, n int) ([]store.ChunkMeta, error), match func(*telemetry.Record) bool) ([]telemetry.Record, string, error) {
+func (a *API) eventsPage(ctx context.Context, r *http.Request, chunks func(off, n int) ([]store.ChunkMeta, error), pre func([]byte) bool, match func(*telemetry.Record) bool) ([]telemetry.Record, string, error) {
 	limit, err := intParam(r, "limit", 100, 1, 1000)
 	if err != nil {
 		return nil, "", err
@@ -487,7 +487,7 @@ func (a *API) eventsPage(ctx context.Context, r *http.Request, chunks func(off, 
 		}
 		for i, c := range list {
 			idx, next := 0, ""
-			err := rawchunk.Scan(a.cfg.ChunkDir, c.Path, func(rec *telemetry.Record) bool {
+			err := rawchunk.Scan(a.cfg.ChunkDir, c.Path, pre, func(rec *telemetry.Record) bool {
 				if !match(rec) {
 					return true
 				}
@@ -559,13 +559,20 @@ func (a *API) machineEvents(_ http.ResponseWriter, r *http.Request, _ auth.Princ
 	}
 	events, next, err := a.eventsPage(ctx, r, func(off, n int) ([]store.ChunkMeta, error) {
 		return a.cfg.Store.DeviceChunks(ctx, id, p.From, p.To, off, n)
-	}, func(rec *telemetry.Record) bool {
+	}, prefilter(domains, actions), func(rec *telemetry.Record) bool {
 		return inPeriod(p, rec.Timestamp) && (len(actions) == 0 || slices.Contains(actions, rec.ActionType)) && (len(domains) == 0 || rawchunk.MatchDomain(rec, domains))
 	})
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{"period": p, "deviceId": id, "events": events, "nextCursor": next}, nil
+}
+
+// prefilter passes over lines that name none of the domains, then none
+// of the actions.
+func prefilter(domains, actions []string) func([]byte) bool {
+	d, a := rawchunk.Contains(domains), rawchunk.Contains(actions)
+	return func(line []byte) bool { return (d == nil || d(line)) && (a == nil || a(line)) }
 }
 
 // hunt answers "RemoteUrl in (…)": the hunting index names the devices,
@@ -594,7 +601,7 @@ func (a *API) hunt(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (an
 			out[i] = store.ChunkMeta{DeviceID: c.DeviceID, ChunkID: c.ChunkID, Path: c.Path}
 		}
 		return out, err
-	}, func(rec *telemetry.Record) bool {
+	}, rawchunk.Contains(domains), func(rec *telemetry.Record) bool {
 		return inPeriod(p, rec.Timestamp) && rawchunk.MatchDomain(rec, domains)
 	})
 	if err != nil {

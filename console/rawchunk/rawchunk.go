@@ -22,10 +22,11 @@ import (
 const maxLine = 64 << 10
 
 // Scan calls f with each record of the chunk at rel under dir, in file
-// order, until f returns false. Lines that are not records are passed
+// order, until f returns false; pre, when not nil, passes over a line
+// before it is decoded (a cheap text test; f still decides). Lines that are not records are passed
 // over (ingest counted them as skipped). A chunk removed by retention is
 // no error: it has no records left.
-func Scan(dir, rel string, f func(*telemetry.Record) bool) error {
+func Scan(dir, rel string, pre func(line []byte) bool, f func(*telemetry.Record) bool) error {
 	clean := filepath.Clean("/" + rel)[1:]
 	if clean == "" || !filepath.IsLocal(clean) {
 		return fmt.Errorf("raw chunk path %q is not under the chunk directory", rel)
@@ -51,7 +52,7 @@ func Scan(dir, rel string, f func(*telemetry.Record) bool) error {
 			long = true
 			_, err = br.ReadSlice('\n')
 		}
-		if !long && len(bytes.TrimSpace(line)) > 0 {
+		if !long && len(bytes.TrimSpace(line)) > 0 && (pre == nil || pre(line)) {
 			var r telemetry.Record
 			if json.Unmarshal(line, &r) == nil && !r.Timestamp.IsZero() && !f(&r) {
 				return nil
@@ -79,4 +80,26 @@ func MatchDomain(r *telemetry.Record, domains []string) bool {
 		}
 	}
 	return false
+}
+
+// Contains is a pre-test for Scan: the line holds one of words, ASCII
+// case folded (a record of one of these domains or ActionTypes holds its
+// name in its text).
+func Contains(words []string) func([]byte) bool {
+	if len(words) == 0 {
+		return nil
+	}
+	lw := make([][]byte, len(words))
+	for i, w := range words {
+		lw[i] = bytes.ToLower([]byte(w))
+	}
+	return func(line []byte) bool {
+		l := bytes.ToLower(line)
+		for _, w := range lw {
+			if bytes.Contains(l, w) {
+				return true
+			}
+		}
+		return false
+	}
 }

@@ -303,14 +303,29 @@ func (s *Store) DeliveryCounts(ctx context.Context) (map[int64]map[string]int64,
 	return out, err
 }
 
-// FeedPublishedSince returns the first feed document generated at or after
-// t (the sequence that carries a change made at t): ErrNotFound when none
-// is yet.
-func (s *Store) FeedPublishedSince(ctx context.Context, t time.Time) (sequence int64, at time.Time, err error) {
-	var g int64
-	err = s.queryRow(ctx, "SELECT sequence, generated_at FROM feed_documents WHERE generated_at >= ? ORDER BY sequence LIMIT 1", ms(t)).Scan(&sequence, &g)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, time.Time{}, ErrNotFound
+// FeedCarrying returns the first feed document generated at or after t
+// (to the second: documents are dated to the second) whose body contains
+// needle — the sequence that first carried a change made at t. A
+// document of the same second made just before the change does not carry
+// it and is passed over. ErrNotFound when none does (yet).
+func (s *Store) FeedCarrying(ctx context.Context, t time.Time, carries func(body []byte) bool) (sequence int64, at time.Time, err error) {
+	rows, err := s.query(ctx, "SELECT sequence, generated_at, body FROM feed_documents WHERE generated_at >= ? ORDER BY sequence LIMIT 50", ms(t.Truncate(time.Second)))
+	if err != nil {
+		return 0, time.Time{}, err
 	}
-	return sequence, fromMS(g), err
+	defer rows.Close()
+	for rows.Next() {
+		var g int64
+		var body []byte
+		if err := rows.Scan(&sequence, &g, &body); err != nil {
+			return 0, time.Time{}, err
+		}
+		if carries(body) {
+			return sequence, fromMS(g), nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, time.Time{}, err
+	}
+	return 0, time.Time{}, ErrNotFound
 }

@@ -143,75 +143,89 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 			}
 		}
 	}
-	type table struct {
+	for _, t := range []struct {
 		name string
 		m    map[rollKey]*rollVal
-	}
-	for _, t := range []table{{"roll_app", app}, {"roll_app_device", dev}, {"roll_device", tot}} {
-		if len(t.m) == 0 {
-			continue
-		}
-		var cols, ph, conflict string
+	}{{"roll_app", app}, {"roll_app_device", dev}, {"roll_device", tot}} {
+		var cols, conflict string
 		switch t.name {
 		case "roll_app":
-			cols, ph, conflict = "span, bucket, app_id, domain", "?, ?, ?, ?", "span, bucket, app_id, domain"
+			cols = "span, bucket, app_id, domain"
 		case "roll_app_device":
-			cols, ph, conflict = "span, bucket, app_id, domain, device_id", "?, ?, ?, ?, ?", "span, bucket, app_id, domain, device_id"
+			cols = "span, bucket, app_id, domain, device_id"
 		default:
-			cols, ph, conflict = "span, bucket, device_id", "?, ?, ?", "span, bucket, device_id"
+			cols = "span, bucket, device_id"
 		}
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO "+t.name+" ("+cols+", "+counterCols+", last_hour) VALUES ("+ph+", ?, ?, ?, ?, ?, ?, ?, ?, ?) "+
-			"ON CONFLICT ("+conflict+") DO UPDATE SET "+addUpdate(t.name)))
-		if err != nil {
-			return fmt.Errorf("store: rollups: %w", err)
-		}
+		conflict = cols
+		rows := make([][]any, 0, len(t.m))
 		for k, v := range t.m {
-			var args []any
+			var r []any
 			switch t.name {
 			case "roll_app":
-				args = []any{k.span, k.bucket, k.app, k.domain}
+				r = []any{k.span, k.bucket, k.app, k.domain}
 			case "roll_app_device":
-				args = []any{k.span, k.bucket, k.app, k.domain, device}
+				r = []any{k.span, k.bucket, k.app, k.domain, device}
 			default:
-				args = []any{k.span, k.bucket, device}
+				r = []any{k.span, k.bucket, device}
 			}
-			args = append(append(args, v.values()...), v.last)
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				st.Close()
-				return fmt.Errorf("store: rollup %s: %w", t.name, err)
-			}
+			rows = append(rows, append(append(r, v.values()...), v.last))
 		}
-		st.Close()
-	}
-	if len(users) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO roll_app_user (span, bucket, app_id, domain, user_name, bypassed) VALUES (?, ?, ?, ?, ?, ?) "+
-			"ON CONFLICT (span, bucket, app_id, domain, user_name) DO UPDATE SET bypassed = CASE WHEN excluded.bypassed > roll_app_user.bypassed THEN excluded.bypassed ELSE roll_app_user.bypassed END"))
-		if err != nil {
-			return fmt.Errorf("store: rollups: %w", err)
-		}
-		defer st.Close()
-		for k, by := range users {
-			n := 0
-			if by {
-				n = 1
-			}
-			if _, err := st.ExecContext(ctx, k.span, k.bucket, k.app, k.domain, k.user, n); err != nil {
-				return fmt.Errorf("store: rollup users: %w", err)
-			}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO "+t.name+" ("+cols+", "+counterCols+", last_hour) VALUES ",
+			" ON CONFLICT ("+conflict+") DO UPDATE SET "+addUpdate(t.name), rows); err != nil {
+			return fmt.Errorf("store: rollup %s: %w", t.name, err)
 		}
 	}
-	if len(hunt) > 0 {
-		st, err := tx.PrepareContext(ctx, s.q("INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES (?, ?, ?, ?, ?) "+
-			"ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records"))
-		if err != nil {
-			return fmt.Errorf("store: hunting index: %w", err)
+	rows := make([][]any, 0, len(users))
+	for k, by := range users {
+		n := 0
+		if by {
+			n = 1
 		}
-		defer st.Close()
-		for k, n := range hunt {
-			if _, err := st.ExecContext(ctx, k.rdomain, k.hour, device, b.Meta.ChunkID, n); err != nil {
-				return fmt.Errorf("store: hunting index: %w", err)
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, n})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO roll_app_user (span, bucket, app_id, domain, user_name, bypassed) VALUES ",
+		" ON CONFLICT (span, bucket, app_id, domain, user_name) DO UPDATE SET bypassed = CASE WHEN excluded.bypassed > roll_app_user.bypassed THEN excluded.bypassed ELSE roll_app_user.bypassed END", rows); err != nil {
+		return fmt.Errorf("store: rollup users: %w", err)
+	}
+	rows = rows[:0]
+	for k, n := range hunt {
+		rows = append(rows, []any{k.rdomain, k.hour, device, b.Meta.ChunkID, n})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ",
+		" ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records", rows); err != nil {
+		return fmt.Errorf("store: hunting index: %w", err)
+	}
+	return nil
+}
+
+// upsertRows writes rows with multi-row statements (prefix, "(?, …), …",
+// suffix) of at most maxParams parameters: far fewer round trips than one
+// statement per row. Rows must not repeat a key within one call.
+func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	const maxParams = 8000
+	cols := len(rows[0])
+	per := max(1, maxParams/cols)
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for len(rows) > 0 {
+		n := min(per, len(rows))
+		var b strings.Builder
+		b.WriteString(prefix)
+		args := make([]any, 0, n*cols)
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
 			}
+			b.WriteString(one)
+			args = append(args, r...)
 		}
+		b.WriteString(suffix)
+		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
 	}
 	return nil
 }
@@ -230,4 +244,39 @@ func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, e
 		total += n
 	}
 	return total, nil
+}
+
+// BulkLoad stores chunks' rows and aggregates in one transaction with
+// multi-row statements: for loading generated fleets (benchmarks) and
+// imports, never for live ingest (no duplicate check: every chunk id must
+// be new). Traffic keys must not repeat across batches of one device.
+func (s *Store) BulkLoad(ctx context.Context, batches []*ChunkBatch) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var chunks, traffic, users [][]any
+		for _, b := range batches {
+			m := b.Meta
+			chunks = append(chunks, []any{m.DeviceID, m.ChunkID, m.SHA256, m.CompressedBytes, m.Records, ms(m.ReceivedAt), m.Path})
+			for k, c := range b.Traffic {
+				traffic = append(traffic, append([]any{m.DeviceID, k.Hour, k.AppID, k.Domain}, c.values()...))
+			}
+			for k := range b.Users {
+				users = append(users, []any{m.DeviceID, k.Hour, k.AppID, k.Domain, k.User})
+			}
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO chunks ("+chunkCols+") VALUES ", "", chunks); err != nil {
+			return fmt.Errorf("store: bulk chunks: %w", err)
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO traffic_hourly (device_id, hour, app_id, domain, "+counterCols+") VALUES ", "", traffic); err != nil {
+			return fmt.Errorf("store: bulk traffic: %w", err)
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO traffic_hourly_users (device_id, hour, app_id, domain, user_name) VALUES ", "", users); err != nil {
+			return fmt.Errorf("store: bulk users: %w", err)
+		}
+		for _, b := range batches {
+			if err := s.applyRollups(ctx, tx, b, s.now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

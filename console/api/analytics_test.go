@@ -1,0 +1,642 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ed25519"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netward/netward/console/alerts"
+	"github.com/netward/netward/console/auth"
+	"github.com/netward/netward/console/catalog"
+	"github.com/netward/netward/console/consoletest"
+	"github.com/netward/netward/console/discovery"
+	"github.com/netward/netward/console/feed"
+	"github.com/netward/netward/console/ingest"
+	"github.com/netward/netward/console/store"
+)
+
+type analyticsFixture struct {
+	*fixture
+	ing    *ingest.Ingest
+	al     *alerts.Alerts
+	tokens map[string]string
+	now    time.Time
+}
+
+func newAnalyticsFixture(t *testing.T) *analyticsFixture {
+	t.Helper()
+	ctx := context.Background()
+	st := consoletest.Store(t)
+	au := consoletest.Auth(st, auth.Config{LoginBurst: 1000})
+	cat, err := catalog.Parse("app\tdropbox\tCloud storage\tdropbox.com\napp\tslack\tChat\tslack.com\napp\tdiscord\tChat\tdiscord.com\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := cat.NewMatcher()
+	pub, err := feed.New(feed.Config{Store: st, Auth: au, Catalog: cat, Key: ed25519.NewKeyFromSeed(make([]byte, 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	al, err := alerts.New(alerts.Config{Store: st, Grace: time.Millisecond, Refresh: time.Millisecond, Backoff: 10 * time.Millisecond, Poll: 10 * time.Millisecond, Hostname: "console-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ing, err := ingest.New(ingest.Config{Store: st, Auth: au, Dir: dir, Hook: al, Matcher: func() ingest.Matcher { return m }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := discovery.New(discovery.Config{Store: st, Catalog: func(context.Context) (*catalog.Catalog, error) { return cat, nil },
+		Publish: func(ctx context.Context) error { _, err := pub.Publish(ctx); return err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: cat, Alerts: al, Discovery: disc, ChunkDir: dir})
+	mux := http.NewServeMux()
+	mux.Handle("/api/", a)
+	mux.Handle(ingest.Path, ing)
+	f := &fixture{st: st, pub: pub, h: Recover(slog.New(slog.DiscardHandler), mux), raw: mux, builtin: cat}
+	if _, err := au.AddAccount(ctx, "root", "admin", adminPW); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := au.AddAccount(ctx, "val", "viewer", viewerPW); err != nil {
+		t.Fatal(err)
+	}
+	f.admin, f.viewer = f.login(t, "root", adminPW), f.login(t, "val", viewerPW)
+	af := &analyticsFixture{fixture: f, ing: ing, al: al, tokens: map[string]string{}, now: time.Now().UTC()}
+	for _, id := range []string{"pc-1", "pc-2"} {
+		af.tokens[id] = consoletest.Enroll(t, au, id)
+	}
+	return af
+}
+
+// upload PUTs records (JSON objects without the device fields) as one chunk.
+func (f *analyticsFixture) upload(t *testing.T, device, chunk string, recs ...string) {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	for _, r := range recs {
+		fmt.Fprintf(zw, `{"DeviceId":%q,"DeviceName":%q,%s}`+"\n", device, device, r)
+	}
+	zw.Close()
+	r := httptest.NewRequest(http.MethodPut, "/v1/telemetry/"+device+"/"+chunk, &b)
+	r.Header.Set("Authorization", "Bearer "+f.tokens[device])
+	r.Header.Set("Content-Encoding", "gzip")
+	r.Header.Set("Content-Type", "application/x-ndjson")
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("upload %s/%s = %d %s", device, chunk, w.Code, w.Body)
+	}
+}
+
+func rec2(at time.Time, action, url, user string, extra string) string {
+	s := fmt.Sprintf(`"Timestamp":%q,"ActionType":%q,"RemoteUrl":%q,"InitiatingProcessAccountName":%q,"InitiatingProcessFileName":"browser","LocalIP":"192.0.2.7"`,
+		at.Format(time.RFC3339Nano), action, url, user)
+	if extra != "" {
+		s += "," + extra
+	}
+	return s
+}
+
+func (f *analyticsFixture) getJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	w := f.do(f.viewer, "GET", path, nil)
+	if w.Code != 200 {
+		t.Fatalf("GET %s = %d %s", path, w.Code, w.Body)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+type appRow struct {
+	AppID       string `json:"appId"`
+	Domain      string `json:"domain"`
+	Tag         string `json:"tag"`
+	Category    string `json:"category"`
+	Users       int64  `json:"users"`
+	Machines    int64  `json:"machines"`
+	BypassUsers int64  `json:"bypassUsers"`
+	Bypasses    int64  `json:"bypasses"`
+	Blocks      int64  `json:"blocks"`
+	Warns       int64  `json:"warns"`
+	Trans       int64  `json:"transactions"`
+	BytesSent   int64  `json:"bytesSent"`
+}
+
+// The story of the issue on real handlers: traffic and a Warn bypass on
+// two devices show in the app's bypass and distinct-user counts, the
+// machines' apps, users, addresses and traffic, and a hunting query;
+// an Unsanctioned access and an Unsanctioned app not blocked on a device
+// held on an old sequence raise alerts; CSV matches JSON.
+func TestAnalyticsStory(t *testing.T) {
+	f := newAnalyticsFixture(t)
+	ctx := context.Background()
+	if w := f.do(f.admin, "PUT", "/api/apps/slack/tag", map[string]string{"tag": "Monitored"}); w.Code != 200 {
+		t.Fatalf("tag slack = %d %s", w.Code, w.Body)
+	}
+	old := f.pub.Status().Sequence
+	if w := f.do(f.admin, "PUT", "/api/apps/dropbox/tag", map[string]string{"tag": "Unsanctioned"}); w.Code != 200 {
+		t.Fatalf("tag dropbox = %d %s", w.Code, w.Body)
+	}
+	seq := f.pub.Status().Sequence
+	// pc-1 took the new sequence; pc-2 polls but stays on the old one.
+	now := time.Now().UTC()
+	if err := f.st.SaveCheckins(ctx, []store.Checkin{
+		{DeviceID: "pc-1", At: now, Known: true, AgentVersion: "1.2.3", OSPlatform: "linux", OSVer: "6.1", Sequence: seq},
+		{DeviceID: "pc-2", At: now, Known: true, AgentVersion: "1.2.0", OSPlatform: "linux", OSVer: "6.1", Sequence: old},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := now.Add(time.Second)
+	f.upload(t, "pc-1", "c1",
+		rec2(t0, "NetworkProtectionWarned", "https://app.slack.com/x", "alice", `"BytesSent":100,"BytesReceived":1000`),
+		rec2(t0.Add(time.Millisecond), "NetworkProtectionUserBypassEvent", "https://app.slack.com/x", "alice", ""),
+		rec2(t0.Add(2*time.Millisecond), "ConnectionSuccess", "https://app.slack.com/x", "alice", `"BytesSent":2000000,"BytesReceived":3000000`),
+		rec2(t0.Add(3*time.Millisecond), "NetworkProtectionBlocked", "https://www.dropbox.com/", "alice", ""),
+		rec2(t0.Add(4*time.Millisecond), "NetworkProtectionBlocked", "https://dl.dropbox.com/", "alice", ""),
+		rec2(t0.Add(5*time.Millisecond), "ConnectionSuccess", "https://intranet.corp.example/", "alice", `"BytesSent":5,"BytesReceived":5`),
+		rec2(t0.Add(6*time.Millisecond), "ConnectionSuccess", "https://notdropbox.com/", "alice", ""),
+	)
+	f.upload(t, "pc-2", "c1",
+		rec2(t0, "NetworkProtectionWarned", "https://slack.com/", "bob", ""),
+		rec2(t0.Add(time.Millisecond), "NetworkProtectionUserBypassEvent", "https://slack.com/", "bob", ""),
+		rec2(t0.Add(2*time.Millisecond), "ConnectionSuccess", "https://www.dropbox.com/upload", "bob", `"BytesSent":7000000`),
+		rec2(t0.Add(3*time.Millisecond), "ConnectionSuccess", "https://intranet.corp.example/", "bob", ""),
+		rec2(t0.Add(4*time.Millisecond), "ConnectionSuccess", "https://app.slack.com/", "carol", ""),
+	)
+
+	var apps struct {
+		Period store.Period `json:"period"`
+		Apps   []appRow     `json:"apps"`
+	}
+	f.getJSON(t, "/api/discovery/apps?period=24h", &apps)
+	byID := map[string]appRow{}
+	for _, a := range apps.Apps {
+		byID[a.AppID] = a
+	}
+	if s := byID["slack"]; s.Users != 3 || s.Machines != 2 || s.BypassUsers != 2 || s.Bypasses != 2 || s.Warns != 2 || s.Tag != "Monitored" || s.Category != "Chat" {
+		t.Errorf("slack = %+v, want 3 users, 2 machines, 2 bypassing users, 2 bypasses, 2 warns, Monitored, Chat", s)
+	}
+	if d := byID["dropbox"]; d.Blocks != 2 || d.Machines != 2 || d.Users != 2 || d.Tag != "Unsanctioned" {
+		t.Errorf("dropbox = %+v", d)
+	}
+	if apps.Period.Span != store.SpanHour {
+		t.Errorf("24h answered per %d s, want hours", apps.Period.Span)
+	}
+	var filtered struct{ Apps []appRow }
+	f.getJSON(t, "/api/discovery/apps?period=7d&minUsers=3", &filtered)
+	if len(filtered.Apps) != 1 || filtered.Apps[0].AppID != "slack" {
+		t.Errorf("minUsers=3 over 7d = %+v, want slack alone", filtered.Apps)
+	}
+	f.getJSON(t, "/api/discovery/apps?category=cloud+storage", &filtered)
+	if len(filtered.Apps) != 1 || filtered.Apps[0].AppID != "dropbox" {
+		t.Errorf("category filter = %+v, want dropbox", filtered.Apps)
+	}
+	f.getJSON(t, "/api/discovery/apps?tag=Monitored", &filtered)
+	if len(filtered.Apps) != 1 || filtered.Apps[0].AppID != "slack" {
+		t.Errorf("tag filter = %+v, want slack", filtered.Apps)
+	}
+	var cands struct{ Domains []appRow }
+	f.getJSON(t, "/api/discovery/candidates", &cands)
+	if len(cands.Domains) < 2 || cands.Domains[0].Domain != "intranet.corp.example" || cands.Domains[0].Machines != 2 {
+		t.Errorf("candidates = %+v, want intranet.corp.example first on 2 machines", cands.Domains)
+	}
+
+	var slack appDetailView
+	f.getJSON(t, "/api/discovery/apps/slack", &slack)
+	if slack.BypassUsers != 2 || slack.Total.Bypasses != 2 || len(slack.Machines) != 2 || len(slack.Domains) != 2 || len(slack.Series) != 1 || len(slack.Users) != 3 {
+		t.Errorf("slack detail = %+v", slack)
+	}
+	for _, u := range slack.Users {
+		if want := u.Name != "carol"; u.Bypassed != want {
+			t.Errorf("user %s bypassed = %v, want %v", u.Name, u.Bypassed, want)
+		}
+	}
+
+	// Alerts: pc-1's blocks of dropbox are one alert (same hour, two
+	// occurrences); pc-2, on the old sequence, reached dropbox.
+	var al struct{ Alerts []store.Alert }
+	f.getJSON(t, "/api/alerts", &al)
+	kinds := map[string]store.Alert{}
+	for _, a := range al.Alerts {
+		kinds[a.DeviceID+"/"+a.Kind] = a
+	}
+	if a := kinds["pc-1/"+store.AlertUnsanctionedAccess]; a.Occurrences != 2 || a.User != "alice" || a.Process != "browser" || a.AppID != "dropbox" {
+		t.Errorf("access alert = %+v", a)
+	}
+	if a := kinds["pc-2/"+store.AlertUnsanctionedNotBlocked]; a.AppID != "dropbox" || !strings.Contains(a.Detail, "stale") {
+		t.Errorf("not-blocked alert = %+v", a)
+	}
+	if len(al.Alerts) != 2 {
+		t.Errorf("alerts = %+v, want 2", al.Alerts)
+	}
+
+	var machines struct {
+		Machines []struct {
+			ID          string   `json:"id"`
+			Risk        string   `json:"risk"`
+			RiskReasons []string `json:"riskReasons"`
+			Stale       bool     `json:"stale"`
+			Traffic     trafficMB
+		}
+	}
+	f.getJSON(t, "/api/machines", &machines)
+	risk := map[string]string{}
+	for _, m := range machines.Machines {
+		risk[m.ID] = m.Risk
+		if m.ID == "pc-2" && (!m.Stale || m.Traffic.UploadMB != 7) {
+			t.Errorf("pc-2 = %+v, want stale, 7 MB up", m)
+		}
+	}
+	if risk["pc-1"] != RiskMedium || risk["pc-2"] != RiskHigh {
+		t.Errorf("risk = %v, want pc-1 medium (access alert, bypass), pc-2 high (not blocked)", risk)
+	}
+
+	var m1 struct {
+		Total     store.Counters
+		Traffic   trafficMB
+		Apps      []appRow
+		Users     []store.Seen
+		Addresses []store.Seen
+		Series    []store.Bucket
+	}
+	f.getJSON(t, "/api/machines/pc-1", &m1)
+	if m1.Traffic.UploadMB != 2 || m1.Traffic.DownloadMB != 3.001 || len(m1.Series) != 1 || len(m1.Users) != 1 || m1.Users[0].Value != "alice" ||
+		len(m1.Addresses) != 1 || m1.Addresses[0].Value != "192.0.2.7" || len(m1.Apps) != 4 {
+		t.Errorf("pc-1 = %+v", m1)
+	}
+	var ev struct {
+		Events []struct{ ActionType, RemoteUrl string }
+	}
+	f.getJSON(t, "/api/machines/pc-1/events?action=NetworkProtectionBlocked", &ev)
+	if len(ev.Events) != 2 {
+		t.Errorf("blocked events of pc-1 = %+v", ev.Events)
+	}
+	f.getJSON(t, "/api/machines/pc-1/events?domain=slack.com", &ev)
+	if len(ev.Events) != 3 {
+		t.Errorf("slack.com events of pc-1 = %+v", ev.Events)
+	}
+
+	// Hunting: dropbox.com and its subdomains (not notdropbox.com), paged.
+	var h struct {
+		Devices    []store.HuntDevice
+		Events     []struct{ DeviceId, RemoteUrl string }
+		NextCursor string
+	}
+	f.getJSON(t, "/api/hunt?domains=dropbox.com&period=7d", &h)
+	if len(h.Devices) != 2 || len(h.Events) != 3 || h.NextCursor != "" {
+		t.Errorf("hunt = %+v, want 2 devices, 3 events", h)
+	}
+	for _, e := range h.Events {
+		if strings.Contains(e.RemoteUrl, "notdropbox") {
+			t.Errorf("hunt matched %s", e.RemoteUrl)
+		}
+	}
+	var seen []string
+	cursor := ""
+	for range 5 {
+		f.getJSON(t, "/api/hunt?domains=dropbox.com,intranet.corp.example&limit=2&cursor="+cursor, &h)
+		for _, e := range h.Events {
+			seen = append(seen, e.DeviceId+" "+e.RemoteUrl)
+		}
+		if cursor = h.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(seen) != 5 {
+		t.Errorf("paged hunt = %q, want 5 events", seen)
+	}
+
+	// CSV matches JSON, row for row.
+	w := f.do(f.viewer, "GET", "/api/discovery/apps?format=csv", nil)
+	rows, err := csv.NewReader(w.Body).ReadAll()
+	if err != nil || w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/csv") {
+		t.Fatalf("csv = %d %v", w.Code, err)
+	}
+	if len(rows) != len(apps.Apps)+1 {
+		t.Fatalf("csv has %d rows, JSON %d apps", len(rows)-1, len(apps.Apps))
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	for i, a := range apps.Apps {
+		r := rows[i+1]
+		if r[col["appId"]] != a.AppID || r[col["users"]] != strconv.FormatInt(a.Users, 10) || r[col["bypassUsers"]] != strconv.FormatInt(a.BypassUsers, 10) ||
+			r[col["bytesSent"]] != strconv.FormatInt(a.BytesSent, 10) {
+			t.Errorf("csv row %v != JSON %+v", r, a)
+		}
+	}
+	if _, ok := col["traffic.totalMB"]; !ok {
+		t.Errorf("csv header %v lacks traffic.totalMB", rows[0])
+	}
+	if w := f.do(f.viewer, "GET", "/api/discovery/apps/slack?format=csv&list=users", nil); w.Code != 200 || !strings.Contains(w.Body.String(), "name,bypassed\n") {
+		t.Errorf("detail csv = %d %s", w.Code, w.Body)
+	}
+	if w := f.do(f.viewer, "GET", "/api/hunt?format=csv&domains=dropbox.com", nil); w.Code != 200 || strings.Count(w.Body.String(), "\n") != 4 {
+		t.Errorf("hunt csv = %d %s", w.Code, w.Body)
+	}
+
+	// A retried chunk counts nothing twice and raises nothing again.
+	f.upload(t, "pc-1", "c2", rec2(t0.Add(10*time.Millisecond), "NetworkProtectionBlocked", "https://www.dropbox.com/", "alice", ""))
+	f.getJSON(t, "/api/alerts?kind="+store.AlertUnsanctionedAccess+"&device=pc-1", &al)
+	if len(al.Alerts) != 1 || al.Alerts[0].Occurrences != 3 {
+		t.Errorf("access alerts after a third block = %+v, want one with 3 occurrences", al.Alerts)
+	}
+	// Acknowledge: a viewer may not, an admin may.
+	id := strconv.FormatInt(al.Alerts[0].ID, 10)
+	if w := f.do(f.viewer, "POST", "/api/alerts/"+id+"/acknowledge", nil); w.Code != 403 {
+		t.Errorf("viewer ack = %d", w.Code)
+	}
+	if w := f.do(f.admin, "POST", "/api/alerts/"+id+"/acknowledge", nil); w.Code != 200 || !strings.Contains(w.Body.String(), `"state": "acknowledged"`) {
+		t.Errorf("ack = %d %s", w.Code, w.Body)
+	}
+}
+
+func TestPeriods(t *testing.T) {
+	f := newAnalyticsFixture(t)
+	for _, c := range []struct {
+		q    string
+		code int
+		span int64
+	}{
+		{"period=24h", 200, store.SpanHour},
+		{"period=7d", 200, store.SpanDay},
+		{"period=90d", 200, store.SpanDay},
+		{"period=1y", 400, 0},
+		{"from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z", 400, 0},
+		{"from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", 400, 0},
+		{"from=yesterday", 400, 0},
+		{"from=2026-01-01T00:00:00Z&to=2026-01-03T00:00:00Z", 200, store.SpanDay},
+	} {
+		w := f.do(f.viewer, "GET", "/api/discovery/apps?"+c.q, nil)
+		if w.Code != c.code {
+			t.Errorf("%s = %d %s, want %d", c.q, w.Code, w.Body, c.code)
+			continue
+		}
+		if c.code == 200 {
+			var v struct{ Period store.Period }
+			json.Unmarshal(w.Body.Bytes(), &v)
+			if v.Period.Span != c.span {
+				t.Errorf("%s: span %d, want %d", c.q, v.Period.Span, c.span)
+			}
+		}
+	}
+	for _, p := range []string{"/api/hunt", "/api/hunt?domains=http://x/", "/api/machines/nope", "/api/discovery/apps/nope", "/api/machines/pc-1/events?cursor=zz"} {
+		if w := f.do(f.viewer, "GET", p, nil); w.Code != 400 && w.Code != 404 {
+			t.Errorf("%s = %d %s, want 400/404", p, w.Code, w.Body)
+		}
+	}
+}
+
+// syslogRE parses an RFC 5424 message: PRI, VERSION, TIMESTAMP, HOSTNAME,
+// APP-NAME, PROCID, MSGID, STRUCTURED-DATA, MSG.
+var syslogRE = regexp.MustCompile(`^<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (\[.*?[^\\]\]) (.*)$`)
+
+func parseSyslog(t *testing.T, msg string) map[string]string {
+	t.Helper()
+	m := syslogRE.FindStringSubmatch(msg)
+	if m == nil {
+		t.Fatalf("not RFC 5424: %q", msg)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m[2]); err != nil {
+		t.Errorf("timestamp %q: %v", m[2], err)
+	}
+	out := map[string]string{"pri": m[1], "host": m[3], "appName": m[4], "msgid": m[6], "msg": m[8]}
+	for _, p := range regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`).FindAllStringSubmatch(m[7], -1) {
+		out[p[1]] = strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\]`, `]`).Replace(p[2])
+	}
+	return out
+}
+
+// Alerts reach a real webhook receiver (HMAC checked, a failing receiver
+// retried) and real syslog receivers over UDP and TCP; "send test" works.
+func TestAlertDelivery(t *testing.T) {
+	f := newAnalyticsFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.al.Run(ctx)
+	const secret = "a webhook secret of 32 chars...."
+	hooks := make(chan alerts.WebhookBody, 10)
+	fails := 1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if alerts.Signature(secret, r.Header.Get("Netward-Timestamp"), body) != r.Header.Get("Netward-Signature") {
+			http.Error(w, "bad signature", 401)
+			return
+		}
+		var b alerts.WebhookBody
+		if err := json.Unmarshal(body, &b); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		if b.Alert.Kind != "test" && fails > 0 {
+			fails--
+			http.Error(w, "try later", 503)
+			return
+		}
+		hooks <- b
+	}))
+	defer srv.Close()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	tcpMsgs := make(chan string, 10)
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					// RFC 6587 octet counting: "LEN SP MSG".
+					n, err := br.ReadString(' ')
+					if err != nil {
+						return
+					}
+					size, err := strconv.Atoi(strings.TrimSpace(n))
+					if err != nil {
+						tcpMsgs <- "bad frame " + n
+						return
+					}
+					buf := make([]byte, size)
+					if _, err := io.ReadFull(br, buf); err != nil {
+						return
+					}
+					tcpMsgs <- string(buf)
+				}
+			}()
+		}
+	}()
+	for _, d := range []map[string]any{
+		{"name": "soc", "kind": "webhook", "url": srv.URL, "secret": secret},
+		{"name": "siem-udp", "kind": "syslog", "network": "udp", "address": udp.LocalAddr().String()},
+		{"name": "siem-tcp", "kind": "syslog", "network": "tcp", "address": tcp.Addr().String()},
+	} {
+		if w := f.do(f.admin, "POST", "/api/alert-destinations", d); w.Code != 200 || strings.Contains(w.Body.String(), secret) {
+			t.Fatalf("create destination = %d %s", w.Code, w.Body)
+		}
+	}
+	if w := f.do(f.admin, "POST", "/api/alert-destinations", map[string]any{"name": "weak", "kind": "webhook", "url": srv.URL, "secret": "short"}); w.Code != 400 {
+		t.Errorf("short secret = %d", w.Code)
+	}
+	// Send test, to the webhook.
+	if w := f.do(f.admin, "POST", "/api/alert-destinations/1/test", nil); w.Code != 200 {
+		t.Fatalf("send test = %d %s", w.Code, w.Body)
+	}
+	if b := <-hooks; b.Alert.Kind != "test" {
+		t.Errorf("test webhook = %+v", b)
+	}
+	if w := f.do(f.admin, "POST", "/api/alert-destinations/2/test", nil); w.Code != 200 {
+		t.Fatalf("send test udp = %d %s", w.Code, w.Body)
+	}
+	buf := make([]byte, 4096)
+	udp.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := udp.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := parseSyslog(t, string(buf[:n])); m["kind"] != "test" || m["appName"] != "netward-console" || m["pri"] != "36" || m["host"] != "console-test" {
+		t.Errorf("udp test message = %v", m)
+	}
+
+	if w := f.do(f.admin, "PUT", "/api/apps/dropbox/tag", map[string]string{"tag": "Unsanctioned"}); w.Code != 200 {
+		t.Fatal(w.Body)
+	}
+	f.upload(t, "pc-1", "c1", rec2(time.Now(), "NetworkProtectionBlocked", "https://www.dropbox.com/", `ali"ce]`, ""))
+	select {
+	case b := <-hooks:
+		if b.Alert.Kind != store.AlertUnsanctionedAccess || b.Alert.DeviceID != "pc-1" || b.Alert.User != `ali"ce]` {
+			t.Errorf("webhook alert = %+v", b.Alert)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook after a retry")
+	}
+	udp.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err = udp.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := parseSyslog(t, string(buf[:n])); m["kind"] != store.AlertUnsanctionedAccess || m["user"] != `ali"ce]` || m["device"] != "pc-1" || m["msgid"] != store.AlertUnsanctionedAccess {
+		t.Errorf("udp alert = %v", m)
+	}
+	select {
+	case msg := <-tcpMsgs:
+		if m := parseSyslog(t, msg); m["appName"] != "netward-console" || m["app"] != "dropbox" || m["domain"] != "www.dropbox.com" {
+			t.Errorf("tcp alert = %v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no tcp syslog message")
+	}
+	// The outbox records each delivery (the webhook's after one retry).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ds struct {
+			Destinations []destinationView
+		}
+		f.getJSON(t, "/api/alert-destinations", &ds)
+		done := 0
+		for _, d := range ds.Destinations {
+			if d.Delivery[store.DeliveryDelivered] == 1 && d.Delivery[store.DeliveryPending] == 0 {
+				done++
+			}
+		}
+		if done == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries = %+v, want one delivered per destination", ds.Destinations)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestDiscoveryPolicies(t *testing.T) {
+	f := newAnalyticsFixture(t)
+	now := time.Now().UTC()
+	f.upload(t, "pc-1", "c1", rec2(now, "ConnectionSuccess", "https://discord.com/", "alice", ""), rec2(now, "ConnectionSuccess", "https://slack.com/", "alice", ""))
+	f.upload(t, "pc-2", "c1", rec2(now, "ConnectionSuccess", "https://discord.com/", "bob", ""))
+	if w := f.do(f.admin, "PUT", "/api/apps/slack/tag", map[string]string{"tag": "Sanctioned"}); w.Code != 200 {
+		t.Fatal(w.Body)
+	}
+	for _, bad := range []map[string]any{
+		{"name": "all", "tag": "Unsanctioned"},
+		{"name": "x", "tag": "Nope", "minUsers": 1},
+		{"name": "x", "tag": "Monitored", "namePattern": "[", "minUsers": 1},
+	} {
+		if w := f.do(f.admin, "POST", "/api/discovery/policies", bad); w.Code != 400 {
+			t.Errorf("policy %v = %d %s, want 400", bad, w.Code, w.Body)
+		}
+	}
+	if w := f.do(f.admin, "POST", "/api/discovery/policies", map[string]any{"name": "chat with 2 users", "category": "Chat", "minUsers": 2, "periodDays": 7, "tag": "Monitored"}); w.Code != 200 {
+		t.Fatalf("create policy = %d %s", w.Code, w.Body)
+	}
+	var res discovery.Result
+	w := f.do(f.admin, "POST", "/api/discovery/policies/run", nil)
+	json.Unmarshal(w.Body.Bytes(), &res)
+	if w.Code != 200 || len(res.Tagged) != 1 || res.Tagged[0].AppID != "discord" || !strings.Contains(res.Tagged[0].Reason, "2 users ≥ 2") {
+		t.Fatalf("run = %d %s, want discord tagged (slack has a tag and 1 user)", w.Code, w.Body)
+	}
+	if !strings.Contains(string(f.feedBody(t)), "discord.com") {
+		t.Error("the automatic tag is not in the feed")
+	}
+	var tags struct{ AutoTags []store.AutoTag }
+	f.getJSON(t, "/api/discovery/auto-tags", &tags)
+	if len(tags.AutoTags) != 1 {
+		t.Fatalf("auto tags = %+v", tags)
+	}
+	if w := f.do(f.admin, "POST", fmt.Sprintf("/api/discovery/auto-tags/%d/revert", tags.AutoTags[0].ID), nil); w.Code != 200 {
+		t.Fatalf("revert = %d %s", w.Code, w.Body)
+	}
+	if strings.Contains(string(f.feedBody(t)), "discord.com") {
+		t.Error("the reverted tag is still in the feed")
+	}
+	// A reverted tag is not set again by the next run.
+	w = f.do(f.admin, "POST", "/api/discovery/policies/run", nil)
+	json.Unmarshal(w.Body.Bytes(), &res)
+	if len(res.Tagged) != 0 {
+		t.Errorf("second run tagged %+v", res.Tagged)
+	}
+	if w := f.do(f.admin, "POST", fmt.Sprintf("/api/discovery/auto-tags/%d/revert", tags.AutoTags[0].ID), nil); w.Code != 409 {
+		t.Errorf("second revert = %d", w.Code)
+	}
+}
+
+func (f *analyticsFixture) feedBody(t *testing.T) []byte {
+	t.Helper()
+	doc, err := f.st.LatestFeed(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc.Body
+}
