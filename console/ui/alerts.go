@@ -88,6 +88,7 @@ func (u *UI) alertsPage(w http.ResponseWriter, r *http.Request) {
 			{Text: a.AppID, Href: Base + "/apps?period=" + string(p) + "&app=" + url.QueryEscape(a.AppID) + "#drawer", Drawer: false},
 			{Text: a.Domain, Mono: true}, web.TextCell(a.User), web.TextCell(a.Process), web.CountCell(a.Occurrences)}})
 	}
+	pageTable(r, &t)
 	pg.Alerts = t
 	u.listOut(w, r, "alerts-"+string(p), t, "alerts", pg)
 }

@@ -261,6 +261,7 @@ func (u *UI) indicatorsPageWith(w http.ResponseWriter, r *http.Request, res *imp
 	if !pg.Editing {
 		pg.Edit = store.Indicator{Type: "DomainName", Action: "Block"}
 	}
+	pageTable(r, &t)
 	pg.Indicators = t
 	u.listOut(w, r, "indicators", t, "catalog/indicators", pg)
 }

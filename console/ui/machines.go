@@ -88,6 +88,7 @@ func (u *UI) machinesPage(w http.ResponseWriter, r *http.Request) {
 			risk, web.TextCell(osOf(d.Device)), web.TextCell(d.AgentVersion), web.TimeCell(d.LastSeenAt, now), seq,
 			web.BytesCell(d.Total.BytesSent + d.Total.BytesReceived), {Text: d.State, Sub: d.StateDetail}}})
 	}
+	pageTable(r, &t)
 	pg.Machines = t
 	u.listOut(w, r, "machines-"+string(p), t, "machines/index", pg)
 }

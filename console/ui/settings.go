@@ -242,6 +242,7 @@ func (u *UI) devicesPage(w http.ResponseWriter, r *http.Request) {
 			web.TextCell(d.State), web.TextCell(d.EnrolledAt.UTC().Format("2006-01-02")), web.TimeCell(d.LastSeenAt, now)}}
 		t.Rows = append(t.Rows, row)
 	}
+	pageTable(r, &t)
 	u.listOut(w, r, "devices", t, "settings/devices", devicesPage{Tabs: settingsTabs("devices"), Devices: t})
 }
 
