@@ -98,10 +98,7 @@ func (u *UI) ackAlerts(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(r.URL.Path, "/reopen") {
 		verb, done = "reopen", "Reopened %d alerts."
 	}
-	u.each(w, r, Base+"/alerts", done, func(id string) error {
-		_, err := u.call(r, http.MethodPost, "/api/alerts/"+url.PathEscape(id)+"/"+verb, nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/alerts", done, http.MethodPost, func(id string) string { return "/api/alerts/" + url.PathEscape(id) + "/" + verb })
 }
 
 // --- alert destinations ---
@@ -158,17 +155,11 @@ func (u *UI) createDestination(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) deleteDestinations(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/settings/alerts", "Deleted %d alert destinations.", func(id string) error {
-		_, err := u.call(r, http.MethodDelete, "/api/alert-destinations/"+url.PathEscape(id), nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/settings/alerts", "Deleted %d alert destinations.", http.MethodDelete, func(id string) string { return "/api/alert-destinations/" + url.PathEscape(id) })
 }
 
 func (u *UI) testDestinations(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/settings/alerts", "Test alert delivered to %d destinations.", func(id string) error {
-		_, err := u.call(r, http.MethodPost, "/api/alert-destinations/"+url.PathEscape(id)+"/test", nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/settings/alerts", "Test alert delivered to %d destinations.", http.MethodPost, func(id string) string { return "/api/alert-destinations/" + url.PathEscape(id) + "/test" })
 }
 
 // --- discovery policies ---
@@ -263,10 +254,7 @@ func (u *UI) createPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) deletePolicies(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/catalog/policies", "Deleted %d policies (the tags they set stay; revert them below).", func(id string) error {
-		_, err := u.call(r, http.MethodDelete, "/api/discovery/policies/"+url.PathEscape(id), nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/catalog/policies", "Deleted %d policies (the tags they set stay; revert them below).", http.MethodDelete, func(id string) string { return "/api/discovery/policies/" + url.PathEscape(id) })
 }
 
 func (u *UI) runPolicies(w http.ResponseWriter, r *http.Request) {
@@ -278,10 +266,7 @@ func (u *UI) runPolicies(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) revertAutoTags(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/catalog/policies", "Reverted %d automatic tags.", func(id string) error {
-		_, err := u.call(r, http.MethodPost, "/api/discovery/auto-tags/"+url.PathEscape(id)+"/revert", nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/catalog/policies", "Reverted %d automatic tags.", http.MethodPost, func(id string) string { return "/api/discovery/auto-tags/" + url.PathEscape(id) + "/revert" })
 }
 
 func formatBytes(n int64) string { return format.Bytes(float64(n)) }

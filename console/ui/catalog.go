@@ -195,10 +195,7 @@ func (u *UI) createApp(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) deleteApps(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/catalog/custom", "Deleted %d custom apps.", func(id string) error {
-		_, err := u.call(r, http.MethodDelete, "/api/apps/"+url.PathEscape(id), nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/catalog/custom", "Deleted %d custom apps.", http.MethodDelete, func(id string) string { return "/api/apps/" + url.PathEscape(id) })
 }
 
 // --- custom indicators ---
@@ -324,10 +321,7 @@ func (u *UI) expireIndicators(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) deleteIndicators(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/catalog/indicators", "Deleted %d indicators.", func(id string) error {
-		_, err := u.call(r, http.MethodDelete, "/api/indicators/"+url.PathEscape(id), nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/catalog/indicators", "Deleted %d indicators.", http.MethodDelete, func(id string) string { return "/api/indicators/" + url.PathEscape(id) })
 }
 
 // importIndicators takes an uploaded MDE CSV or JSON file (or pasted text)

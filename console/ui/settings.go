@@ -188,11 +188,16 @@ func (u *UI) createKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) revokeKey(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/settings/enrollment", "Revoked %d enrollment keys: machines can no longer enroll with them (enrolled ones keep working).",
-		func(id string) error {
-			_, err := u.call(r, http.MethodDelete, "/api/enrollment-keys/"+url.PathEscape(id), nil, nil)
-			return err
-		})
+	u.eachAPI(w, r, Base+"/settings/enrollment", "Revoked %d enrollment keys: machines can no longer enroll with them (enrolled ones keep working).",
+		http.MethodDelete, func(id string) string { return "/api/enrollment-keys/" + url.PathEscape(id) })
+}
+
+// eachAPI is each with one API call (method, path of the id) per row.
+func (u *UI) eachAPI(w http.ResponseWriter, r *http.Request, back, ok, method string, path func(id string) string) {
+	u.each(w, r, back, ok, func(id string) error {
+		_, err := u.call(r, method, path(id), nil, nil)
+		return err
+	})
 }
 
 // each runs one API call per selected row (form field "ids") and reports
@@ -247,10 +252,7 @@ func (u *UI) devicesPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) revokeDevice(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/settings/devices", "Revoked %d devices: their feed requests and uploads are refused from now on.", func(id string) error {
-		_, err := u.call(r, http.MethodPost, "/api/devices/"+url.PathEscape(id)+"/revoke", nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/settings/devices", "Revoked %d devices: their feed requests and uploads are refused from now on.", http.MethodPost, func(id string) string { return "/api/devices/" + url.PathEscape(id) + "/revoke" })
 }
 
 // --- accounts ---
@@ -298,10 +300,7 @@ func (u *UI) addAccount(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) deleteAccount(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/settings/accounts", "Deleted %d accounts.", func(name string) error {
-		_, err := u.call(r, http.MethodDelete, "/api/accounts/"+url.PathEscape(name), nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/settings/accounts", "Deleted %d accounts.", http.MethodDelete, func(name string) string { return "/api/accounts/" + url.PathEscape(name) })
 }
 
 // --- API tokens ---
@@ -354,10 +353,7 @@ func (u *UI) createToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) deleteToken(w http.ResponseWriter, r *http.Request) {
-	u.each(w, r, Base+"/settings/tokens", "Deleted %d API tokens.", func(id string) error {
-		_, err := u.call(r, http.MethodDelete, "/api/tokens/"+url.PathEscape(id), nil, nil)
-		return err
-	})
+	u.eachAPI(w, r, Base+"/settings/tokens", "Deleted %d API tokens.", http.MethodDelete, func(id string) string { return "/api/tokens/" + url.PathEscape(id) })
 }
 
 // viewer is what handlers need to know of the signed-in account.

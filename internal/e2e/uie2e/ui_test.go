@@ -11,11 +11,9 @@
 package uie2e
 
 import (
-	"bufio"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -100,29 +98,8 @@ func TestConsoleUIStory(t *testing.T) {
 	writeJSON(t, cfgPath, map[string]any{"dataDir": dataDir, "listen": "127.0.0.1:0", "feed": map[string]int{"checkinSeconds": 1}})
 
 	// 1. The console: its address, fingerprint and first password.
-	var consoleLog e2e.SyncBuf
-	srv := exec.Command(consoleBin, "serve", "--config", cfgPath)
-	out, _ := srv.StdoutPipe()
-	srv.Stderr = &consoleLog
-	e2e.Start(t, srv)
-	var base, fingerprint, password string
-	sc := bufio.NewScanner(out)
-	for password == "" && sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "netward-console serving "); ok {
-			base = v
-		}
-		if _, v, ok := strings.Cut(line, "fingerprint (new self-signed certificate): "); ok {
-			fingerprint = v
-		}
-		if i := strings.LastIndex(line, "): "); strings.HasPrefix(line, "initial admin") && i > 0 {
-			password = line[i+3:]
-		}
-	}
-	go io.Copy(io.Discard, out)
-	if base == "" || fingerprint == "" || password == "" {
-		t.Fatalf("console printed no address, fingerprint or password; log:\n%s", consoleLog.String())
-	}
+	con := e2e.StartConsole(t, consoleBin, cfgPath)
+	base, fingerprint, password, consoleLog := con.Base, con.Fingerprint, con.Password, con.Log
 
 	// 2. Sign in; create the enrollment key in the browser.
 	p := bw.NewPage(t, browser.Desktop)
@@ -180,7 +157,7 @@ func TestConsoleUIStory(t *testing.T) {
 	// 4. The machine appears on the Machines page.
 	reloadUntil(t, p, "the machine to check in on the Machines page", base+"/ui/machines",
 		`[...document.querySelectorAll('#machines a')].some(a => a.href.includes('/ui/machines/`+dev+`')) && !document.querySelector('#machines').textContent.includes('unknown')`,
-		30*time.Second, &agentLog, &consoleLog)
+		30*time.Second, &agentLog, consoleLog)
 	p.Axe()
 
 	// 5. Tag Dropbox Monitored from the catalog; the agent warns; bypass
@@ -199,7 +176,7 @@ func TestConsoleUIStory(t *testing.T) {
 	// 6. The bypass and its user in the app's drawer on Discovered apps.
 	reloadUntil(t, p, "the bypass in Dropbox's drawer", base+"/ui/apps?period=24h&app=dropbox",
 		`document.querySelector('#drawer .stats') && /Bypasses\s*[1-9]/.test(document.querySelector('#drawer .stats').textContent) && /[1-9] distinct users bypassed/.test(document.querySelector('#drawer .stats').textContent)`,
-		30*time.Second, &agentLog, &consoleLog)
+		30*time.Second, &agentLog, consoleLog)
 	if users := p.Text("#drawer-users"); !strings.Contains(users, "root") || !strings.Contains(users, "yes") {
 		t.Errorf("drawer users %q: want root, who bypassed", users)
 	}
@@ -223,7 +200,7 @@ func TestConsoleUIStory(t *testing.T) {
 
 	// 8. The alert: an Unsanctioned app was accessed.
 	reloadUntil(t, p, "the Unsanctioned-access alert", base+"/ui/alerts?period=24h",
-		`document.querySelector('#alerts') && document.querySelector('#alerts').textContent.includes('Unsanctioned app accessed')`, 30*time.Second, &consoleLog)
+		`document.querySelector('#alerts') && document.querySelector('#alerts').textContent.includes('Unsanctioned app accessed')`, 30*time.Second, consoleLog)
 	if txt := p.Text("#alerts"); !strings.Contains(txt, dev) || !strings.Contains(txt, "dropbox") {
 		t.Errorf("alert row %q lacks the machine or the app", txt)
 	}
