@@ -386,6 +386,7 @@ type appDrawer struct {
 	Domains  web.Table
 	Machines web.Table
 	Users    web.Table
+	Hunt     string // the hunting page for the app's domains
 }
 
 func (u *UI) appDrawer(w http.ResponseWriter, r *http.Request, id string, p web.Period) (*web.Drawer, bool) {
@@ -423,6 +424,15 @@ func (u *UI) appDrawer(w http.ResponseWriter, r *http.Request, id string, p web.
 			b = "yes"
 		}
 		dr.Users.Rows = append(dr.Users.Rows, web.Row{Cells: []web.Cell{web.TextCell(x.Name), web.TextCell(b)}})
+	}
+	var doms []string
+	for _, x := range d.Domains {
+		if len(doms) < 100 && x.Key != "" && !strings.HasPrefix(x.Key, "(") {
+			doms = append(doms, x.Key)
+		}
+	}
+	if len(doms) > 0 {
+		dr.Hunt = Base + "/hunt?" + url.Values{"period": {string(p)}, "domains": {strings.Join(doms, ",")}}.Encode()
 	}
 	all := d.Total
 	dr.Stats = []web.Stat{

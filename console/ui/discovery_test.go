@@ -58,3 +58,22 @@ func TestDiscoveryPages(t *testing.T) {
 		t.Error("viewer's drawer has tag buttons or lacks the tag")
 	}
 }
+
+func TestHuntPage(t *testing.T) {
+	f := newFixture(t)
+	f.fleet(t, time.Now().Add(-time.Hour))
+	admin := f.signin(t, "root", adminPW)
+	body := admin.page(Base + "/apps?period=24h&app=dropbox")
+	if !strings.Contains(body, "/ui/hunt?domains=www.dropbox.com&amp;period=24h") {
+		t.Errorf("drawer lacks the link to the app's events:\n%s", body)
+	}
+	admin.page(Base + "/hunt")
+	body = admin.page(Base + "/hunt?domains=dropbox.com&period=24h")
+	if !strings.Contains(body, "/ui/machines/dev-a/events") || !strings.Contains(body, "/ui/machines/dev-b/events") || strings.Count(body, "NetworkProtection") != 3 {
+		t.Errorf("hunt page lacks both machines or the warn, bypass and block events:\n%s", body)
+	}
+	_, csv := admin.get(Base + "/hunt.csv?domains=dropbox.com&period=24h")
+	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[0], "Time (UTC),Machine,Action") {
+		t.Errorf("hunt CSV (want 5 dropbox events):\n%s", csv)
+	}
+}

@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -249,22 +248,8 @@ func (u *UI) machinePage(w http.ResponseWriter, r *http.Request) {
 			nq.Set("cursor", ev.NextCursor)
 			pg.Next = "?" + nq.Encode()
 		}
-		t := web.Table{ID: "events", Caption: "Events of " + det.Device.Name, URL: r.URL, ClientSort: true, CSV: base + "/events.csv?" + r.URL.RawQuery,
-			Columns: []web.Column{{Key: "t", Label: "Time (UTC)", Sortable: true}, {Key: "a", Label: "Action", Sortable: true}, {Key: "d", Label: "Domain or address", Sortable: true},
-				{Key: "u", Label: "User", Sortable: true, Narrow: true}, {Key: "p", Label: "Process", Narrow: true}, {Key: "b", Label: "Bytes", Numeric: true, Narrow: true}},
-			Empty: web.Empty{Title: "No events match", Text: "Events are read from the raw telemetry kept for the retention period. Try another period or filter."}}
-		for _, e := range evs {
-			target := e.RemoteUrl
-			if target == "" {
-				target = e.RemoteIP
-			}
-			if e.RemotePort != 0 && e.RemoteIP != "" {
-				target += fmt.Sprintf(" (%s:%d)", e.RemoteIP, e.RemotePort)
-			}
-			t.Rows = append(t.Rows, web.Row{Cells: []web.Cell{{Text: e.Timestamp.UTC().Format("2006-01-02 15:04:05"), Sort: strconv.FormatInt(e.Timestamp.UnixNano(), 10)},
-				web.TextCell(e.ActionType), {Text: target, Mono: true}, web.TextCell(e.InitiatingProcessAccountName), web.TextCell(e.InitiatingProcessFileName),
-				web.BytesCell(e.BytesSent + e.BytesReceived)}})
-		}
+		t := eventsTable("events", "Events of "+det.Device.Name, base+"/events.csv?"+r.URL.RawQuery, evs, false)
+		t.URL = r.URL
 		pg.Table = t
 	default:
 		u.web.Error(w, r, http.StatusNotFound, "This machine has no such tab.")

@@ -177,6 +177,7 @@ func (u *UI) routes() {
 	u.machineRoutes()
 	u.discoveryRoutes()
 	u.alertRoutes()
+	u.huntRoutes()
 	u.mux.Handle(Base+"/", u.signedIn(func(w http.ResponseWriter, r *http.Request) {
 		u.web.Error(w, r, http.StatusNotFound, "There is no such page. Use the navigation above.")
 	}))
