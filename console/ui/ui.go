@@ -168,6 +168,9 @@ func (u *UI) done(w http.ResponseWriter, r *http.Request, err error, ok, def str
 
 func (u *UI) routes() {
 	u.mux.Handle(Base+"/assets/", u.web.Handler())
+	// The kit's style guide (sample data only), for page authors.
+	u.mux.Handle(Base+"/styleguide", u.signedIn(u.web.Handler().ServeHTTP))
+	u.mux.Handle(Base+"/styleguide/", u.signedIn(u.web.Handler().ServeHTTP))
 	u.mux.HandleFunc("GET "+Base, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Base+"/", http.StatusSeeOther)
 	})
