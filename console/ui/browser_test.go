@@ -41,7 +41,7 @@ func TestEveryPageBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	pages := []string{"/", "/?period=24h", "/?period=90d", "/apps?period=24h", "/apps?period=24h&app=dropbox", "/machines", "/machines/dev-a?period=24h",
-		"/machines/dev-a/apps?period=24h", "/machines/dev-a/users", "/machines/dev-a/ips", "/machines/dev-a/events?period=24h", "/hunt?period=24h&domains=dropbox.com",
+		"/machines/dev-a/apps?period=24h", "/machines/dev-a/users", "/machines/dev-a/ips", "/machines/dev-a/events?period=24h", "/hunt?period=24h&domains=dropbox.com", "/apps/domains?period=24h",
 		"/catalog", "/catalog?q=drop", "/catalog/custom", "/catalog/indicators", "/catalog/policies", "/alerts?period=24h",
 		"/settings", "/settings/enrollment", "/settings/devices", "/settings/accounts", "/settings/tokens", "/settings/alerts", "/account"}
 	for _, vp := range []browser.Viewport{browser.Desktop, browser.Phone} {

@@ -22,7 +22,8 @@ func (u *UI) discoveryRoutes() {
 	u.page(Base+"/{$}", u.dashboard)
 	u.page(Base+"/apps", u.appsPage)
 	u.page(Base+"/apps.csv", u.appsPage)
-	u.page(Base+"/apps/domains.csv", u.unknownDomainsCSV)
+	u.page(Base+"/apps/domains", u.unknownDomains)
+	u.page(Base+"/apps/domains.csv", u.unknownDomains)
 }
 
 // apiPeriod is the ?period= the API is asked for.
@@ -220,7 +221,6 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 
 type appsPage struct {
 	Apps                  web.Table
-	Unknown               web.Table
 	Categories, Tags      []string
 	Category, Tag, MinUsr string
 	drawer                *web.Drawer
@@ -335,14 +335,6 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg.Apps = t
-	// The domains no catalog app claims: candidates for custom apps.
-	var cand struct {
-		Domains []discovered `json:"domains"`
-	}
-	if !u.get(w, r, "/api/discovery/candidates?limit=10&period="+string(p), &cand) {
-		return
-	}
-	pg.Unknown = u.domainsTable(cand.Domains, p)
 	if id := q.Get("app"); id != "" {
 		dr, ok := u.appDrawer(w, r, id, p)
 		if !ok {
@@ -366,16 +358,27 @@ func (u *UI) domainsTable(list []discovered, p web.Period) web.Table {
 	return t
 }
 
-func (u *UI) unknownDomainsCSV(w http.ResponseWriter, r *http.Request) {
+// unknownDomains lists the domains no catalog app claims, ranked by
+// machines then traffic: candidates for custom apps. A page of its own, so
+// the Discovered apps page does not pay for the ranking.
+func (u *UI) unknownDomains(w http.ResponseWriter, r *http.Request) {
 	p := apiPeriod(r)
+	limit := "500"
+	if csvWanted(r) {
+		limit = "100000"
+	}
 	var cand struct {
 		Domains []discovered `json:"domains"`
 	}
-	if !u.get(w, r, "/api/discovery/candidates?limit=100000&period="+string(p), &cand) {
+	if !u.get(w, r, "/api/discovery/candidates?limit="+limit+"&period="+string(p), &cand) {
 		return
 	}
-	u.web.WriteCSV(w, r, "unknown-domains-"+string(p), u.domainsTable(cand.Domains, p))
+	t := u.domainsTable(cand.Domains, p)
+	t.URL = r.URL
+	u.listOut(w, r, "unknown-domains-"+string(p), t, "apps/domains", domainsPage{Domains: t})
 }
+
+type domainsPage struct{ Domains web.Table }
 
 type appDrawer struct {
 	ID, Name string
