@@ -127,10 +127,8 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 	if !u.get(w, r, "/api/discovery/apps?limit=100000&period="+string(p), &apps) {
 		return
 	}
-	var ms struct {
-		Machines []machine `json:"machines"`
-	}
-	if !u.get(w, r, "/api/machines?period="+string(p), &ms) {
+	devs, ok := u.deviceList(w, r)
+	if !ok {
 		return
 	}
 	var al struct {
@@ -144,7 +142,7 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
-	users, err := u.fleetUsers(r, apps.Period)
+	users, active, err := u.fleetCounts(r, apps.Period)
 	if err != nil {
 		u.fail(w, r, err)
 		return
@@ -153,12 +151,9 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 	for _, b := range pts {
 		all.Add(b.Counters)
 	}
-	active, stale := 0, 0
-	for _, m := range ms.Machines {
-		if m.Total.Transactions > 0 {
-			active++
-		}
-		if m.Stale {
+	stale := 0
+	for _, d := range devs {
+		if d.Stale {
 			stale++
 		}
 	}
@@ -187,7 +182,7 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 		sparkTx = append(sparkTx, pt.V)
 	}
 	q := "?period=" + string(p)
-	machinesSub := fmt.Sprintf("%s enrolled", format.Count(float64(len(ms.Machines))))
+	machinesSub := fmt.Sprintf("%s enrolled", format.Count(float64(len(devs))))
 	if stale > 0 {
 		machinesSub += fmt.Sprintf(" · %d stale", stale)
 	}
