@@ -155,7 +155,7 @@ func run(dir, consoleBin string, rounds int) error {
 		{"discovered apps 30d", "/ui/apps?period=30d", "/api/discovery/apps?period=30d&limit=100000"},
 		{"discovered apps 30d, min 100 users", "/ui/apps?period=30d&minUsers=100", "/api/discovery/apps?period=30d&minUsers=100&limit=100000"},
 		{"app drawer 30d", "/ui/apps?period=30d&app=" + app, "/api/discovery/apps/" + app + "?period=30d"},
-		{"machines 30d (page 1 of 10)", "/ui/machines?period=30d", "/api/machines?period=30d"},
+		{"machines 30d (first page)", "/ui/machines?period=30d", "/api/machines?period=30d"},
 		{"machine overview 30d", "/ui/machines/" + dev + "?period=30d", "/api/machines/" + dev + "?period=30d"},
 		{"machine apps 30d", "/ui/machines/" + dev + "/apps?period=30d", "/api/machines/" + dev + "?period=30d"},
 		{"machine events 24h", "/ui/machines/" + dev + "/events?period=24h", "/api/machines/" + dev + "/events?period=24h&limit=200"},
