@@ -69,6 +69,9 @@ type tagInfo struct {
 	taggedAt    time.Time
 	sequence    int64
 	publishedAt time.Time
+	// checked is the newest sequence looked through for the tag: until a
+	// newer one is published, the documents are not read again.
+	checked int64
 }
 
 // New checks the config; it starts nothing.
@@ -132,14 +135,19 @@ func (a *Alerts) unsanctioned(ctx context.Context) map[string]tagInfo {
 		a.log.Error("alerts: tags not read; alerts use the previous list", "err", err)
 		return a.tags
 	}
+	latest, err := a.cfg.Store.LatestFeedSequence(ctx)
+	if err != nil {
+		a.log.Error("alerts: feed sequence not read; alerts use the previous list", "err", err)
+		return a.tags
+	}
 	out := map[string]tagInfo{}
 	for id, t := range tags {
 		if t.Tag != "Unsanctioned" {
 			continue
 		}
-		ti := tagInfo{taggedAt: t.UpdatedAt}
-		if prev, ok := a.tags[id]; ok && prev.taggedAt.Equal(t.UpdatedAt) && prev.sequence != 0 {
-			ti = prev // the sequence that carried this tag is known
+		ti := tagInfo{taggedAt: t.UpdatedAt, checked: latest}
+		if prev, ok := a.tags[id]; ok && prev.taggedAt.Equal(t.UpdatedAt) && (prev.sequence != 0 || prev.checked == latest) {
+			ti = prev // the sequence that carried this tag is known, or no newer one to look at
 		} else if seq, at, err := a.cfg.Store.FeedCarrying(ctx, t.UpdatedAt, blocksApp(id)); err == nil {
 			ti.sequence, ti.publishedAt = seq, at
 		}

@@ -455,62 +455,74 @@ func (a *API) machine(_ http.ResponseWriter, r *http.Request, _ auth.Principal) 
 		"users": nonNil(users), "addresses": nonNil(addrs)}, nil
 }
 
-// eventsPage reads matching records from raw chunks in order: chunks(off,
-// n) lists the next chunks; the cursor "C.S" is the chunk offset and the
-// matches to skip in it.
-func (a *API) eventsPage(ctx context.Context, r *http.Request, chunks func(off, n int) ([]store.ChunkMeta, error), pre func([]byte) bool, match func(*telemetry.Record) bool) ([]telemetry.Record, string, error) {
+// eventsPage reads matching records from raw chunks in order: windows
+// are read one after the other, chunks(w, off, n) lists window w's next
+// chunks and match(w, record) picks its records (a chunk listed in two
+// windows gives each only the records of its own window). The cursor
+// "W.C.S" is the window, the chunk offset in it and the matches to skip
+// in that chunk.
+func (a *API) eventsPage(ctx context.Context, r *http.Request, windows int, chunks func(w, off, n int) ([]store.ChunkMeta, error), pre func([]byte) bool, match func(w int, rec *telemetry.Record) bool) ([]telemetry.Record, string, error) {
 	limit, err := intParam(r, "limit", 100, 1, 1000)
 	if err != nil {
 		return nil, "", err
 	}
-	off, skip := 0, 0
+	w, off, skip := 0, 0, 0
 	if c := r.URL.Query().Get("cursor"); c != "" {
-		o, s, ok := strings.Cut(c, ".")
-		var e1, e2 error
-		off, e1 = strconv.Atoi(o)
-		skip, e2 = strconv.Atoi(s)
-		if !ok || e1 != nil || e2 != nil || off < 0 || skip < 0 {
+		parts := strings.Split(c, ".")
+		bad := len(parts) != 3
+		for i, v := range []*int{&w, &off, &skip} {
+			if bad {
+				break
+			}
+			n, err := strconv.Atoi(parts[i])
+			bad = err != nil || n < 0
+			*v = n
+		}
+		if bad {
 			return nil, "", invalid("cursor %q is not one this API gave", c)
 		}
 	}
 	events := []telemetry.Record{}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, "", err
-		}
-		list, err := chunks(off, 50)
-		if err != nil {
-			return nil, "", err
-		}
-		if len(list) == 0 {
-			return events, "", nil
-		}
-		for i, c := range list {
-			idx, next := 0, ""
-			err := rawchunk.Scan(a.cfg.ChunkDir, c.Path, pre, func(rec *telemetry.Record) bool {
-				if !match(rec) {
-					return true
-				}
-				if idx >= skip {
-					if len(events) == limit {
-						next = fmt.Sprintf("%d.%d", off+i, idx)
-						return false
-					}
-					events = append(events, *rec)
-				}
-				idx++
-				return true
-			})
+	for ; w < windows; w, off, skip = w+1, 0, 0 {
+		for {
+			if err := ctx.Err(); err != nil {
+				return nil, "", err
+			}
+			list, err := chunks(w, off, 50)
 			if err != nil {
-				a.log.Warn("api: raw chunk not read", "device", c.DeviceID, "chunk", c.ChunkID, "err", err)
+				return nil, "", err
 			}
-			if next != "" {
-				return events, next, nil
+			if len(list) == 0 {
+				break
 			}
-			skip = 0
+			for i, c := range list {
+				idx, next := 0, ""
+				err := rawchunk.Scan(a.cfg.ChunkDir, c.Path, pre, func(rec *telemetry.Record) bool {
+					if !match(w, rec) {
+						return true
+					}
+					if idx >= skip {
+						if len(events) == limit {
+							next = fmt.Sprintf("%d.%d.%d", w, off+i, idx)
+							return false
+						}
+						events = append(events, *rec)
+					}
+					idx++
+					return true
+				})
+				if err != nil {
+					a.log.Warn("api: raw chunk not read", "device", c.DeviceID, "chunk", c.ChunkID, "err", err)
+				}
+				if next != "" {
+					return events, next, nil
+				}
+				skip = 0
+			}
+			off += len(list)
 		}
-		off += len(list)
 	}
+	return events, "", nil
 }
 
 func inPeriod(p store.Period, t time.Time) bool { return !t.Before(p.From) && t.Before(p.To) }
@@ -557,9 +569,9 @@ func (a *API) machineEvents(_ http.ResponseWriter, r *http.Request, _ auth.Princ
 	if err != nil {
 		return nil, err
 	}
-	events, next, err := a.eventsPage(ctx, r, func(off, n int) ([]store.ChunkMeta, error) {
+	events, next, err := a.eventsPage(ctx, r, 1, func(_, off, n int) ([]store.ChunkMeta, error) {
 		return a.cfg.Store.DeviceChunks(ctx, id, p.From, p.To, off, n)
-	}, prefilter(domains, actions), func(rec *telemetry.Record) bool {
+	}, prefilter(domains, actions), func(_ int, rec *telemetry.Record) bool {
 		return inPeriod(p, rec.Timestamp) && (len(actions) == 0 || slices.Contains(actions, rec.ActionType)) && (len(domains) == 0 || rawchunk.MatchDomain(rec, domains))
 	})
 	if err != nil {
@@ -590,18 +602,24 @@ func (a *API) hunt(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (an
 		return nil, invalid("name the domains to hunt for: ?domains=example.com,example.org (subdomains included)")
 	}
 	ctx := r.Context()
-	devices, err := a.cfg.Store.HuntDevices(ctx, domains, p.From, p.To)
+	devices, err := a.cfg.Store.HuntDevices(ctx, domains, p)
 	if err != nil {
 		return nil, err
 	}
-	events, next, err := a.eventsPage(ctx, r, func(off, n int) ([]store.ChunkMeta, error) {
-		list, err := a.cfg.Store.HuntChunks(ctx, domains, p.From, p.To, off, n)
+	// The index is read from where kept chunks may hold records (reading
+	// it six hours at a time measured slower: 2.7 s against 1.1 s).
+	start, err := a.cfg.Store.HuntStart(ctx, p.From)
+	if err != nil {
+		return nil, err
+	}
+	events, next, err := a.eventsPage(ctx, r, 1, func(_, off, n int) ([]store.ChunkMeta, error) {
+		list, err := a.cfg.Store.HuntChunks(ctx, domains, start, p.To, off, n)
 		out := make([]store.ChunkMeta, len(list))
 		for i, c := range list {
 			out[i] = store.ChunkMeta{DeviceID: c.DeviceID, ChunkID: c.ChunkID, Path: c.Path}
 		}
 		return out, err
-	}, rawchunk.Contains(domains), func(rec *telemetry.Record) bool {
+	}, rawchunk.Contains(domains), func(_ int, rec *telemetry.Record) bool {
 		return inPeriod(p, rec.Timestamp) && rawchunk.MatchDomain(rec, domains)
 	})
 	if err != nil {

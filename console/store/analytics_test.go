@@ -23,7 +23,7 @@ func TestAnalyticsStore(t *testing.T) {
 			}
 		}
 		h := HourOf(now)
-		old := HourOf(now.Add(-10 * 24 * time.Hour)) // past the hour buckets' keep
+		old := HourOf(now.Add(-5 * 24 * time.Hour)) // past the hour buckets' keep
 		k := func(hour int64, app, dom string) TrafficKey { return TrafficKey{hour, app, dom} }
 		put := func(dev, chunk string, tr map[TrafficKey]*Counters, users, bypass map[UserKey]struct{}) {
 			t.Helper()
@@ -98,7 +98,10 @@ func TestAnalyticsStore(t *testing.T) {
 		}
 
 		// Hunting: example.com and its subdomains, not example-foo.com.
-		hd, err := s.HuntDevices(ctx, []string{"example.com"}, now.Add(-time.Hour), now.Add(time.Hour))
+		hd, err := s.HuntDevices(ctx, []string{"example.com"}, hour)
+		if hd2, _ := s.HuntDevices(ctx, []string{"example.com"}, day); len(hd2) != 2 || hd2[0].Records != 2 {
+			t.Errorf("HuntDevices per day = %+v", hd2)
+		}
 		if err != nil || len(hd) != 2 {
 			t.Errorf("HuntDevices(example.com) = %+v, %v", hd, err)
 		}

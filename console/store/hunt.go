@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"time"
 )
@@ -29,6 +30,12 @@ type HuntDevice struct {
 	Records   int64     `json:"records"`
 }
 
+// HuntLateUpload is how much older than the oldest kept chunk's receipt
+// records are still looked for: an agent offline longer uploads records
+// older than that, which hunting passes over once retention has removed
+// every chunk received before them.
+const HuntLateUpload = 7 * 24 * time.Hour
+
 // HuntChunk is a raw chunk that holds matching records.
 type HuntChunk struct {
 	DeviceID  string
@@ -38,17 +45,39 @@ type HuntChunk struct {
 }
 
 // HuntDevices sums the hunting index per device for domains (and their
-// subdomains) in the hours of [from, to).
-func (s *Store) HuntDevices(ctx context.Context, domains []string, from, to time.Time) ([]HuntDevice, error) {
+// subdomains) over a period: per day for day periods (hunt_daily), per
+// hour for hour periods.
+func (s *Store) HuntDevices(ctx context.Context, domains []string, p Period) ([]HuntDevice, error) {
 	cond, args := huntCond(domains)
-	args = append(args, hourOf(from), to.Unix())
+	args = append(args, p.From.Unix(), p.To.Unix())
+	q := "SELECT h.device_id, MIN(h.hour), MAX(h.hour), SUM(h.records) FROM hunt_index h WHERE " + cond + " AND h.hour >= ? AND h.hour < ?"
+	if p.Span == SpanDay {
+		q = "SELECT h.device_id, MIN(h.first_hour), MAX(h.last_hour), SUM(h.records) FROM hunt_daily h WHERE " + cond + " AND h.day >= ? AND h.day < ?"
+	}
 	return queryAll(ctx, s, func(sc scanner) (HuntDevice, error) {
 		var d HuntDevice
 		var f, l int64
 		err := sc.Scan(&d.DeviceID, &f, &l, &d.Records)
 		d.FirstHour, d.LastHour = time.Unix(f, 0).UTC(), time.Unix(l, 0).UTC()
 		return d, err
-	}, "SELECT h.device_id, MIN(h.hour), MAX(h.hour), SUM(h.records) FROM hunt_index h WHERE "+cond+" AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
+	}, q+" GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
+}
+
+// HuntStart is where a hunt from `from` starts reading the index: no
+// earlier than HuntLateUpload before the oldest kept chunk's receipt (the
+// hours before hold no kept records), on an hour boundary.
+func (s *Store) HuntStart(ctx context.Context, from time.Time) (time.Time, error) {
+	var oldest sql.NullInt64
+	if err := s.queryRow(ctx, "SELECT MIN(received_at) FROM chunks").Scan(&oldest); err != nil {
+		return from, err
+	}
+	if !oldest.Valid {
+		return s.now().UTC().Truncate(time.Hour).Add(time.Hour), nil // nothing kept: an empty range
+	}
+	if kept := fromMS(oldest.Int64).Add(-HuntLateUpload); kept.After(from) {
+		from = kept
+	}
+	return time.Unix(hourOf(from), 0).UTC(), nil
 }
 
 // HuntChunks lists the raw chunks (still kept) that hold records of

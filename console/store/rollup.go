@@ -76,6 +76,24 @@ type userRollKey struct {
 	user string
 }
 
+// presenceBits is how many buckets one presence row covers.
+const presenceBits = 32
+
+// presenceOf is the presence row (block) and bit of a bucket.
+func presenceOf(span, bucket int64) (block, bit int64) {
+	n := bucket / span
+	return n / presenceBits, 1 << (n % presenceBits)
+}
+
+type presKey struct {
+	rollKey
+	user string
+}
+
+type presUserKey = presKey
+
+type huntDayVal struct{ records, first, last int64 }
+
 type huntKey struct {
 	rdomain string
 	hour    int64
@@ -110,6 +128,9 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 	dev := map[rollKey]*rollVal{}
 	tot := map[rollKey]*rollVal{}
 	hunt := map[huntKey]int64{}
+	huntDay := map[huntKey]*huntDayVal{}
+	presDev := map[presKey]int64{}
+	presUser := map[presUserKey]*[2]int64{}
 	add := func(m map[rollKey]*rollVal, k rollKey, c *Counters, hour int64) {
 		v := m[k]
 		if v == nil {
@@ -125,20 +146,44 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 			add(app, rollKey{span, bk, k.AppID, k.Domain}, c, k.Hour)
 			add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
 			add(tot, rollKey{span: span, bucket: bk}, c, k.Hour)
+			pk, bit := presenceOf(span, bk)
+			presDev[presKey{rollKey{span, pk, k.AppID, rollupDomain(k)}, ""}] |= bit
 		}
 		if k.Domain != "" {
-			hunt[huntKey{ReverseDomain(k.Domain), k.Hour}] += c.Transactions
+			rd := ReverseDomain(k.Domain)
+			hunt[huntKey{rd, k.Hour}] += c.Transactions
+			dk := huntKey{rd, bucketOf(k.Hour, SpanDay)}
+			v := huntDay[dk]
+			if v == nil {
+				v = &huntDayVal{first: k.Hour, last: k.Hour}
+				huntDay[dk] = v
+			}
+			v.records += c.Transactions
+			v.first, v.last = min(v.first, k.Hour), max(v.last, k.Hour)
 		}
 	}
 	users := map[userRollKey]bool{}
 	for _, set := range []map[UserKey]struct{}{b.Users, b.Bypassers} {
 		for uk := range set {
 			for _, span := range spans(uk.Hour) {
-				k := userRollKey{rollKey{span, bucketOf(uk.Hour, span), uk.AppID, rollupDomain(uk.TrafficKey)}, uk.User}
-				if _, ok := b.Bypassers[uk]; ok {
+				bk := bucketOf(uk.Hour, span)
+				k := userRollKey{rollKey{span, bk, uk.AppID, rollupDomain(uk.TrafficKey)}, uk.User}
+				_, bypassed := b.Bypassers[uk]
+				if bypassed {
 					users[k] = true
 				} else if !users[k] {
 					users[k] = false
+				}
+				pk, bit := presenceOf(span, bk)
+				pu := presUserKey{rollKey{span, pk, uk.AppID, rollupDomain(uk.TrafficKey)}, uk.User}
+				v := presUser[pu]
+				if v == nil {
+					v = &[2]int64{}
+					presUser[pu] = v
+				}
+				v[0] |= bit
+				if bypassed {
+					v[1] |= bit
 				}
 			}
 		}
@@ -188,6 +233,32 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 		return fmt.Errorf("store: rollup users: %w", err)
 	}
 	rows = rows[:0]
+	for k, bits := range presDev {
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, device, bits})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) VALUES ",
+		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits", rows); err != nil {
+		return fmt.Errorf("store: presence: %w", err)
+	}
+	rows = rows[:0]
+	for k, v := range presUser {
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, v[0], v[1]})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) VALUES ",
+		" ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits", rows); err != nil {
+		return fmt.Errorf("store: presence: %w", err)
+	}
+	rows = rows[:0]
+	for k, v := range huntDay {
+		rows = append(rows, []any{k.rdomain, k.hour, device, v.records, v.first, v.last})
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) VALUES ",
+		" ON CONFLICT (rdomain, day, device_id) DO UPDATE SET records = hunt_daily.records + excluded.records, "+
+			"first_hour = CASE WHEN excluded.first_hour < hunt_daily.first_hour THEN excluded.first_hour ELSE hunt_daily.first_hour END, "+
+			"last_hour = CASE WHEN excluded.last_hour > hunt_daily.last_hour THEN excluded.last_hour ELSE hunt_daily.last_hour END", rows); err != nil {
+		return fmt.Errorf("store: hunting index: %w", err)
+	}
+	rows = rows[:0]
 	for k, n := range hunt {
 		rows = append(rows, []any{k.rdomain, k.hour, device, b.Meta.ChunkID, n})
 	}
@@ -235,8 +306,12 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix strin
 func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, error) {
 	cut := hourOf(now.Add(-HourlyRollupKeep))
 	var total int64
-	for _, t := range []string{"roll_app", "roll_app_device", "roll_app_user", "roll_device"} {
-		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND bucket < ?", SpanHour, cut)
+	for _, t := range []string{"roll_app", "roll_app_device", "roll_app_user", "roll_device", "presence_app_device", "presence_app_user"} {
+		col, v := "bucket", cut
+		if strings.HasPrefix(t, "presence") {
+			col, v = "block", cut/SpanHour/presenceBits
+		}
+		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < ?", SpanHour, v)
 		if err != nil {
 			return total, fmt.Errorf("store: prune %s: %w", t, err)
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -42,6 +43,24 @@ func ceil(t time.Time, span int64) time.Time {
 func (p Period) args() []any { return []any{p.Span, p.From.Unix(), p.To.Unix()} }
 
 const inPeriod = "span = ? AND bucket >= ? AND bucket < ?"
+
+// presenceMask is the SQL expression (and its arguments) of the bits of
+// a presence row's block that fall in the period, and the condition
+// selecting the period's blocks.
+func (p Period) presenceMask() (mask string, maskArgs []any, where string, whereArgs []any) {
+	b0, b1 := p.From.Unix()/p.Span, p.To.Unix()/p.Span // buckets [b0, b1)
+	blk0, blk1 := b0/presenceBits, (b1-1)/presenceBits
+	var sb strings.Builder
+	sb.WriteString("(CASE block")
+	for blk := blk0; blk <= blk1; blk++ {
+		lo := max(b0, blk*presenceBits) - blk*presenceBits
+		hi := min(b1, (blk+1)*presenceBits) - blk*presenceBits
+		sb.WriteString(" WHEN ? THEN CAST(? AS BIGINT)")
+		maskArgs = append(maskArgs, blk, int64(1)<<hi-int64(1)<<lo)
+	}
+	sb.WriteString(" ELSE 0 END)")
+	return sb.String(), maskArgs, "span = ? AND block >= ? AND block <= ?", []any{p.Span, blk0, blk1}
+}
 
 // AppStat is one discovered app (or, with AppID "", one domain no app
 // claims) summed over a period.
@@ -91,7 +110,12 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 		var c cnt
 		return c, sc.Scan(&c.k.app, &c.k.domain, &c.a, &c.b)
 	}
-	machines, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM roll_app_device WHERE "+inPeriod+" AND "+appCond+" GROUP BY app_id, domain", p.args()...)
+	// Distinct machines and users from the presence bitmaps: one row per
+	// app × device (user) × block of 32 buckets.
+	mask, margs, where, wargs := p.presenceMask()
+	args := append(append([]any{}, wargs...), margs...)
+	machines, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE "+where+" AND (bits & "+mask+") <> 0 AND "+appCond+
+		" GROUP BY app_id, domain", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +124,9 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 			a.Machines = c.a
 		}
 	}
-	users, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN bypassed = 1 THEN user_name END) FROM roll_app_user WHERE "+inPeriod+" AND "+appCond+" GROUP BY app_id, domain", p.args()...)
+	args = append(append(append([]any{}, margs...), wargs...), margs...)
+	users, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN (bypass_bits & "+mask+") <> 0 THEN user_name END) FROM presence_app_user WHERE "+
+		where+" AND (bits & "+mask+") <> 0 AND "+appCond+" GROUP BY app_id, domain", args...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command fleetbench is the harness of scripts/bench-console-views.sh: it
 // generates a fleet into a console store (devices × days of aggregates,
 // about R records per device-hour over K distinct app × domain keys, with
@@ -30,6 +32,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/netward/netward/console/catalog"
@@ -42,7 +45,7 @@ type params struct {
 	devices, days, records, keys, rounds int
 	seed                                 uint64
 	genOnly, measureOnly                 bool
-	dsn                                  string
+	dsn, lock                            string
 }
 
 func main() {
@@ -60,6 +63,7 @@ func main() {
 	genOnly := flag.Bool("gen-only", false, "generate and report the size, no console")
 	measureOnly := flag.Bool("measure-only", false, "measure a fleet generated before into -dir (SQLite) or -dsn")
 	flag.StringVar(&p.dsn, "dsn", "", "with -measure-only: the PostgreSQL database generated before")
+	flag.StringVar(&p.lock, "lock", "", "hold flock(2) on this file while timing (the shared bench lock)")
 	flag.Parse()
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -142,6 +146,17 @@ func run(kind, consoleBin, dir string, p params) error {
 // serveAndMeasure starts the console on the fleet's store and times the
 // views.
 func serveAndMeasure(consoleBin, dir, dsn string, g *generated, p params) error {
+	if p.lock != "" {
+		f, err := os.OpenFile(p.lock, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			return err
+		}
+		defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}
 	cfg := map[string]any{"version": 1, "dataDir": dir, "listen": "127.0.0.1:0", "store": map[string]any{"dsn": dsn}, "log": map[string]any{"level": "warn"}}
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(dir, "console.json")

@@ -164,3 +164,42 @@ CREATE TABLE auto_tags (
   reverted_by TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX auto_tags_app ON auto_tags(app_id, policy_id);
+
+-- Presence bitmaps: which devices (users) used an app in which buckets,
+-- 32 buckets per row (bit n of block b is bucket b*32+n, buckets counted
+-- in span units since the epoch). Distinct machines and users over a
+-- period then read a row per app × device × block instead of one per
+-- bucket (a month of days is two blocks, not thirty buckets).
+CREATE TABLE presence_app_device (
+  span BIGINT NOT NULL,
+  block BIGINT NOT NULL,
+  app_id TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  bits BIGINT NOT NULL,
+  PRIMARY KEY (span, block, app_id, domain, device_id)
+);
+
+CREATE TABLE presence_app_user (
+  span BIGINT NOT NULL,
+  block BIGINT NOT NULL,
+  app_id TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  user_name TEXT NOT NULL,
+  bits BIGINT NOT NULL,
+  bypass_bits BIGINT NOT NULL,
+  PRIMARY KEY (span, block, app_id, domain, user_name)
+);
+
+-- Hunting per day: the fleet-wide device summary reads a row per domain ×
+-- device × day; the hour index is read only for hours whose raw chunks
+-- are still kept.
+CREATE TABLE hunt_daily (
+  rdomain {{CTEXT}} NOT NULL,
+  day BIGINT NOT NULL,
+  device_id TEXT NOT NULL,
+  records BIGINT NOT NULL,
+  first_hour BIGINT NOT NULL,
+  last_hour BIGINT NOT NULL,
+  PRIMARY KEY (rdomain, day, device_id)
+);

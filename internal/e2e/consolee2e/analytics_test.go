@@ -29,6 +29,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/netward/netward/console/alerts"
+	"github.com/netward/netward/console/alerts/alertstest"
 	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/internal/pgtest"
 )
@@ -51,21 +52,7 @@ func TestAnalyticsStory(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	t.Run("sqlite", func(t *testing.T) { analyticsStory(t, "") })
-	t.Run("postgres", func(t *testing.T) {
-		if pg == nil {
-			msg := fmt.Sprintf("the PostgreSQL run needs a private cluster: %v", pgErr)
-			if pgtest.Required() {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		dsn, err := pg.NewDatabase("e2e18")
-		if err != nil {
-			t.Fatal(err)
-		}
-		analyticsStory(t, dsn)
-	})
+	perStore(t, "e2e18", analyticsStory)
 }
 
 // fakeUpstream answers every A query with 203.0.113.10 (the "internet").
@@ -135,8 +122,7 @@ type receivers struct {
 	syslog   map[string][]string // by network
 	badSig   atomic.Int64
 	web      *httptest.Server
-	udp      net.PacketConn
-	tcp      net.Listener
+	sl       *alertstest.Syslog
 }
 
 func startReceivers(t *testing.T, secret string) *receivers {
@@ -158,51 +144,10 @@ func startReceivers(t *testing.T, secret string) *receivers {
 		rc.mu.Unlock()
 	}))
 	t.Cleanup(rc.web.Close)
-	var err error
-	if rc.udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rc.udp.Close() })
+	rc.sl = alertstest.NewSyslog(t)
 	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := rc.udp.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			rc.add("udp", string(buf[:n]))
-		}
-	}()
-	if rc.tcp, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rc.tcp.Close() })
-	go func() {
-		for {
-			c, err := rc.tcp.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					n, err := br.ReadString(' ')
-					if err != nil {
-						return
-					}
-					size, err := strconv.Atoi(strings.TrimSpace(n))
-					if err != nil || size > 65536 {
-						rc.add("tcp", "bad frame "+n)
-						return
-					}
-					msg := make([]byte, size)
-					if _, err := io.ReadFull(br, msg); err != nil {
-						return
-					}
-					rc.add("tcp", string(msg))
-				}
-			}()
+		for m := range rc.sl.C {
+			rc.add(m.Network, m.Text)
 		}
 	}()
 	return rc
@@ -224,15 +169,62 @@ func (rc *receivers) got(kind, device string) bool {
 	}
 	has := func(network string) bool {
 		for _, m := range rc.syslog[network] {
-			// RFC 5424 header, then the structured data naming the alert.
-			if strings.HasPrefix(m, "<36>1 ") && strings.Contains(m, " netward-console - "+kind+" [netward@32473 ") &&
-				strings.Contains(m, `kind="`+kind+`"`) && strings.Contains(m, `device="`+device+`"`) {
+			f, err := alertstest.Parse(m)
+			if err == nil && f["pri"] == "36" && f["appName"] == "netward-console" && f["msgId"] == kind && f["kind"] == kind && f["device"] == device {
 				return true
 			}
 		}
 		return false
 	}
 	return web && has("udp") && has("tcp")
+}
+
+// console is a running `netward-console serve` and an API client signed
+// in as its first admin.
+type console struct {
+	base, fingerprint string
+	log               e2e.SyncBuf
+	admin             *admin
+}
+
+// startConsole starts the console on cfgPath and signs in with the
+// password it prints.
+func startConsole(t *testing.T, cfgPath string) *console {
+	t.Helper()
+	c := &console{}
+	srv := exec.Command(bins.console, "serve", "--config", cfgPath)
+	out, _ := srv.StdoutPipe()
+	srv.Stderr = &c.log
+	e2e.Start(t, srv)
+	password := ""
+	sc := bufio.NewScanner(out)
+	for password == "" && sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "netward-console serving "); ok {
+			c.base = v
+		}
+		if _, v, ok := strings.Cut(line, "fingerprint (new self-signed certificate): "); ok {
+			c.fingerprint = v
+		}
+		if i := strings.LastIndex(line, "): "); strings.HasPrefix(line, "initial admin") && i > 0 {
+			password = line[i+3:]
+		}
+	}
+	go io.Copy(io.Discard, out)
+	if c.base == "" || c.fingerprint == "" || password == "" {
+		t.Fatalf("console printed no address, fingerprint or password (%q %q %q); log:\n%s", c.base, c.fingerprint, password, c.log.String())
+	}
+	jar, _ := cookiejar.New(nil)
+	// The test's API client skips verification; agents pin the fingerprint.
+	c.admin = &admin{t: t, base: c.base, c: &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	var sess struct {
+		CSRFToken string `json:"csrfToken"`
+	}
+	if code := c.admin.do("POST", "/api/login", map[string]string{"name": "admin", "password": password}, &sess); code != 200 {
+		t.Fatalf("login = %d", code)
+	}
+	c.admin.csrf = sess.CSRFToken
+	return c
 }
 
 type agentProc struct {
@@ -247,46 +239,16 @@ func analyticsStory(t *testing.T, dsn string) {
 	cfgPath := filepath.Join(dir, "console.json")
 	writeJSON(t, cfgPath, map[string]any{"dataDir": dataDir, "listen": "127.0.0.1:0", "store": map[string]string{"dsn": dsn},
 		"feed": map[string]int{"checkinSeconds": 1}})
-	var consoleLog e2e.SyncBuf
-	srv := exec.Command(bins.console, "serve", "--config", cfgPath)
-	out, _ := srv.StdoutPipe()
-	srv.Stderr = &consoleLog
-	e2e.Start(t, srv)
-	var base, fingerprint, password string
-	sc := bufio.NewScanner(out)
-	for password == "" && sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "netward-console serving "); ok {
-			base = v
-		}
-		if _, v, ok := strings.Cut(line, "fingerprint (new self-signed certificate): "); ok {
-			fingerprint = v
-		}
-		if i := strings.LastIndex(line, "): "); strings.HasPrefix(line, "initial admin") && i > 0 {
-			password = line[i+3:]
-		}
-	}
-	go io.Copy(io.Discard, out)
-	if base == "" || password == "" {
-		t.Fatalf("console did not start; log:\n%s", consoleLog.String())
-	}
-	jar, _ := cookiejar.New(nil)
-	a := &admin{t: t, base: base, c: &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
-	var sess struct {
-		CSRFToken string `json:"csrfToken"`
-	}
-	if code := a.do("POST", "/api/login", map[string]string{"name": "admin", "password": password}, &sess); code != 200 {
-		t.Fatalf("login = %d", code)
-	}
-	a.csrf = sess.CSRFToken
+	con := startConsole(t, cfgPath)
+	base, fingerprint, consoleLog, a := con.base, con.fingerprint, &con.log, con.admin
 
 	// Alert receivers.
 	const secret = "e2e webhook secret, 32 bytes...."
 	rc := startReceivers(t, secret)
 	for _, d := range []map[string]any{
 		{"name": "soc", "kind": "webhook", "url": rc.web.URL, "secret": secret},
-		{"name": "siem-udp", "kind": "syslog", "network": "udp", "address": rc.udp.LocalAddr().String()},
-		{"name": "siem-tcp", "kind": "syslog", "network": "tcp", "address": rc.tcp.Addr().String()},
+		{"name": "siem-udp", "kind": "syslog", "network": "udp", "address": rc.sl.UDP.LocalAddr().String()},
+		{"name": "siem-tcp", "kind": "syslog", "network": "tcp", "address": rc.sl.TCP.Addr().String()},
 	} {
 		if code := a.do("POST", "/api/alert-destinations", d, nil); code != 200 {
 			t.Fatalf("destination %v = %d", d["name"], code)
@@ -325,7 +287,7 @@ func analyticsStory(t *testing.T, dsn string) {
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	agents := []*agentProc{{id: "i18a-" + suffix}, {id: "i18b-" + suffix}}
 	for i, ag := range agents {
-		ag.dnsPort = freePort(t, "udp")
+		ag.dnsPort = freeDNSPort(t)
 		ag.cfg = filepath.Join(dir, ag.id+".json")
 		ag.sock = filepath.Join(shared, ag.id+".sock")
 		writeJSON(t, ag.cfg, map[string]any{
@@ -353,14 +315,14 @@ func analyticsStory(t *testing.T, dsn string) {
 	}
 	a.do("GET", "/api/feed", nil, &feedSt)
 	for _, ag := range agents {
-		e2e.WaitFor(t, ag.id+" checking in with the published sequence", 20*time.Second, func() bool {
+		e2e.WaitFor(t, ag.id+" checking in with the published sequence", 60*time.Second, func() bool {
 			var d struct {
 				Device struct {
 					SequenceHeld int64 `json:"sequenceHeld"`
 				} `json:"device"`
 			}
 			return a.do("GET", "/api/devices/"+ag.id, nil, &d) == 200 && d.Device.SequenceHeld == feedSt.Sequence
-		}, &ag.log, &consoleLog)
+		}, &ag.log, consoleLog)
 	}
 
 	// Hold agent B: from now on its feed requests are check-ins that get
@@ -372,14 +334,14 @@ func analyticsStory(t *testing.T, dsn string) {
 		t.Fatal("tag discord")
 	}
 	a.do("GET", "/api/feed", nil, &feedSt)
-	e2e.WaitFor(t, "agent B to check in with its last sequence", 20*time.Second, func() bool {
+	e2e.WaitFor(t, "agent B to check in with its last sequence", 60*time.Second, func() bool {
 		var d struct {
 			Device struct {
 				SequenceHeld int64 `json:"sequenceHeld"`
 			} `json:"device"`
 		}
 		return a.do("GET", "/api/devices/"+agents[1].id, nil, &d) == 200 && d.Device.SequenceHeld == feedSt.Sequence
-	}, &agents[1].log, &consoleLog)
+	}, &agents[1].log, consoleLog)
 	if code := a.do("PUT", "/api/apps/dropbox/tag", map[string]string{"tag": "Unsanctioned"}, nil); code != 200 {
 		t.Fatal("tag dropbox Unsanctioned")
 	}
@@ -421,12 +383,12 @@ func analyticsStory(t *testing.T, dsn string) {
 	}
 
 	// The alerts reach all three receivers.
-	e2e.WaitFor(t, "the Unsanctioned access alert on the webhook and both syslog receivers", 30*time.Second, func() bool {
+	e2e.WaitFor(t, "the Unsanctioned access alert on the webhook and both syslog receivers", 60*time.Second, func() bool {
 		return rc.got("unsanctionedAccess", agents[0].id)
-	}, &agents[0].log, &consoleLog)
-	e2e.WaitFor(t, "the not-blocked alert for the agent on the old sequence", 30*time.Second, func() bool {
+	}, &agents[0].log, consoleLog)
+	e2e.WaitFor(t, "the not-blocked alert for the agent on the old sequence", 60*time.Second, func() bool {
 		return rc.got("unsanctionedNotBlocked", agents[1].id)
-	}, &agents[1].log, &consoleLog)
+	}, &agents[1].log, consoleLog)
 	if n := rc.badSig.Load(); n != 0 {
 		t.Errorf("%d webhooks with a bad signature", n)
 	}
@@ -457,9 +419,9 @@ func analyticsStory(t *testing.T, dsn string) {
 			Bypassed bool   `json:"bypassed"`
 		} `json:"users"`
 	}
-	e2e.WaitFor(t, "both bypasses counted on slack", 20*time.Second, func() bool {
+	e2e.WaitFor(t, "both bypasses counted on slack", 60*time.Second, func() bool {
 		return a.do("GET", "/api/discovery/apps/slack?period=24h", nil, &slack) == 200 && slack.Total.Bypasses == 2
-	}, &consoleLog)
+	}, consoleLog)
 	if slack.BypassUsers != 2 || len(slack.Machines) != 2 || slack.Total.Warns < 2 {
 		t.Errorf("slack = %+v, want 2 distinct bypassing users on 2 machines, warns", slack)
 	}
@@ -539,6 +501,27 @@ func analyticsStory(t *testing.T, dsn string) {
 		t.Errorf("hunt slack.com = %+v, want events of both agents", hunt)
 	}
 	t.Logf("[%s] slack bypasses %d by %d users; %d alerts; hunt found %d events on %d devices", storeName(dsn), slack.Total.Bypasses, slack.BypassUsers, len(al.Alerts), len(hunt.Events), len(hunt.Devices))
+}
+
+// freeDNSPort is a loopback port free for both UDP and TCP (the DNS
+// proxy listens on both).
+func freeDNSPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			c.Close()
+			return port
+		}
+	}
+	t.Fatal("no loopback port free for both UDP and TCP")
+	return 0
 }
 
 func csvRows(t *testing.T, a *admin, path string) [][]string {

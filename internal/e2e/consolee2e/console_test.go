@@ -20,7 +20,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -211,7 +210,13 @@ func (p *retryProxy) start(t *testing.T, dataDir, target string) string {
 
 func TestConsoleStory(t *testing.T) {
 	require(t)
-	t.Run("sqlite", func(t *testing.T) { story(t, "") })
+	perStore(t, "e2e", story)
+}
+
+// perStore runs f on SQLite (dsn "") and on a new database of the
+// private PostgreSQL cluster.
+func perStore(t *testing.T, prefix string, f func(t *testing.T, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, "") })
 	t.Run("postgres", func(t *testing.T) {
 		if pg == nil {
 			msg := fmt.Sprintf("the PostgreSQL run needs a private cluster: %v", pgErr)
@@ -220,11 +225,11 @@ func TestConsoleStory(t *testing.T) {
 			}
 			t.Skip(msg)
 		}
-		dsn, err := pg.NewDatabase("e2e")
+		dsn, err := pg.NewDatabase(prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
-		story(t, dsn)
+		f(t, dsn)
 	})
 }
 
@@ -237,40 +242,8 @@ func story(t *testing.T, dsn string) {
 	writeJSON(t, cfgPath, cfg)
 
 	// 1. Start the console; read its address, fingerprint and password.
-	var consoleLog e2e.SyncBuf
-	srv := exec.Command(bins.console, "serve", "--config", cfgPath)
-	out, _ := srv.StdoutPipe()
-	srv.Stderr = &consoleLog
-	e2e.Start(t, srv)
-	var base, fingerprint, password string
-	sc := bufio.NewScanner(out)
-	for password == "" && sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "netward-console serving "); ok {
-			base = v
-		}
-		if _, v, ok := strings.Cut(line, "fingerprint (new self-signed certificate): "); ok {
-			fingerprint = v
-		}
-		if i := strings.LastIndex(line, "): "); strings.HasPrefix(line, "initial admin") && i > 0 {
-			password = line[i+3:]
-		}
-	}
-	go io.Copy(io.Discard, out)
-	if base == "" || fingerprint == "" || password == "" {
-		t.Fatalf("console printed no address, fingerprint or password (%q %q %q); log:\n%s", base, fingerprint, password, consoleLog.String())
-	}
-
-	jar, _ := cookiejar.New(nil)
-	// The test's API client skips verification; the agent pins the fingerprint.
-	a := &admin{t: t, base: base, c: &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
-	var sess struct {
-		CSRFToken string `json:"csrfToken"`
-	}
-	if code := a.do("POST", "/api/login", map[string]string{"name": "admin", "password": password}, &sess); code != 200 {
-		t.Fatalf("login = %d", code)
-	}
-	a.csrf = sess.CSRFToken
+	con := startConsole(t, cfgPath)
+	base, fingerprint, consoleLog, a := con.base, con.fingerprint, &con.log, con.admin
 
 	// 2. An enrollment key.
 	var key struct {
@@ -346,7 +319,7 @@ func story(t *testing.T, dsn string) {
 			} `json:"device"`
 		}
 		return a.do("GET", "/api/devices/"+dev, nil, &d) == 200 && !d.Device.LastSeenAt.IsZero()
-	}, &agentLog, &consoleLog)
+	}, &agentLog, consoleLog)
 	time.Sleep(300 * time.Millisecond) // the agent's long poll is now held
 	if blocked(dnsPort, "www.dropbox.com") {
 		t.Fatal("www.dropbox.com is blocked before any tag")
@@ -398,7 +371,7 @@ func story(t *testing.T, dsn string) {
 	}
 	e2e.WaitFor(t, "the retried chunk acknowledged as a duplicate", 10*time.Second, func() bool {
 		return a.do("GET", "/api/ingest", nil, &ing) == 200 && ing.Duplicates >= 1
-	}, &agentLog, &consoleLog)
+	}, &agentLog, consoleLog)
 	time.Sleep(1500 * time.Millisecond) // let any chunk in flight land
 	a.do("GET", "/api/ingest", nil, &ing)
 	blocksInChunks, chunks := countRaw(t, filepath.Join(dataDir, "chunks"), "NetworkProtectionBlocked")
