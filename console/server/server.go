@@ -31,6 +31,7 @@ import (
 	"github.com/netward/netward/console/ingest"
 	"github.com/netward/netward/console/publish"
 	"github.com/netward/netward/console/store"
+	"github.com/netward/netward/console/ui"
 )
 
 // Server runs the console.
@@ -144,9 +145,17 @@ func (s *Server) Run(ctx context.Context) error {
 	mux.Handle(ingest.Path, ing)
 	mux.Handle("/api/", a)
 	mux.Handle("/v1/enroll", a)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, "netward console\n\nThe admin JSON API is under /api/ (docs/console.md). Agents use /v1/indicators, /v1/telemetry and /v1/enroll.\n")
+	pages, err := ui.New(ui.Config{API: a, Auth: au, Store: st, Log: s.log})
+	if err != nil {
+		return err
+	}
+	mux.Handle(ui.Base+"/", pages)
+	mux.Handle(ui.Base, pages)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		// Browsers land on the web UI; the JSON API is under /api/
+		// (docs/console.md), agents use /v1/indicators, /v1/telemetry and
+		// /v1/enroll.
+		http.Redirect(w, r, ui.Base+"/", http.StatusSeeOther)
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

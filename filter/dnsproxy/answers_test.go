@@ -63,7 +63,7 @@ func TestFastPathAllocationsWithOnAnswer(t *testing.T) {
 		if name, ok = parseQuery(b, &q, name[:0]); !ok {
 			t.Fatal("refused")
 		}
-		if _, ok = w.p.fastAnswer(&q, &name, now, wireClient, out[:0]); !ok {
+		if _, ok = w.p.fastReply(&q, &name, now, wireClient, out[:0]); !ok {
 			t.Fatal("declined")
 		}
 		<-ch

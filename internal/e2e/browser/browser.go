@@ -57,6 +57,9 @@ type Config struct {
 	// bounded by ActionTimeout (default 15 s) so a missing element fails
 	// fast with its selector.
 	Timeout, ActionTimeout time.Duration
+	// IgnoreCertErrors accepts any TLS certificate: for a real console on
+	// its self-signed certificate (the browser has no way to pin it).
+	IgnoreCertErrors bool
 }
 
 // Browser is one Chromium process shared by the tests of a package.
@@ -144,6 +147,7 @@ func (b *Browser) start() {
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("ignore-certificate-errors", b.cfg.IgnoreCertErrors),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
@@ -55,6 +56,7 @@ type request struct {
 	decoded     int64
 	transferred int64
 	finished    bool
+	failed      bool
 	fromCache   bool
 	status      int64
 	mime        string
@@ -165,6 +167,9 @@ func (p *Page) onEvent(ev any) {
 	case *network.EventLoadingFailed:
 		p.mu.Lock()
 		r := p.reqs[e.RequestID]
+		if r != nil {
+			r.failed = true
+		}
 		p.mu.Unlock()
 		if r != nil && !e.Canceled {
 			p.problem("request failed: %s %s (%s)", r.url, e.ErrorText, e.BlockedReason)
@@ -419,9 +424,28 @@ func (w Weight) String() string {
 // (after Go, or a WaitVisible of the last thing to load).
 func (p *Page) Weight() Weight {
 	p.t.Helper()
-	// Let pending loadingFinished events arrive: one round trip suffices,
-	// since the browser sends them before answering a later command.
-	p.Eval(`document.readyState`, nil)
+	// Let pending loadingFinished events arrive: one round trip suffices
+	// for requests the browser has finished, since it sends their events
+	// before answering a later command. The favicon is different: Chromium
+	// asks for it after the load event, so right after Go it may still be
+	// in flight (the flake of TestStyleGuideBrowser). Wait, bounded, until
+	// every request seen has finished.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.Eval(`document.readyState`, nil)
+		p.mu.Lock()
+		pending := 0
+		for _, r := range p.reqs {
+			if !r.finished && !r.failed && !strings.HasPrefix(r.url, "data:") {
+				pending++
+			}
+		}
+		p.mu.Unlock()
+		if pending == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := Weight{ByType: map[string]int64{}}

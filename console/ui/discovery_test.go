@@ -1,0 +1,79 @@
+package ui
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDiscoveryPages(t *testing.T) {
+	f := newFixture(t)
+	f.fleet(t, time.Now().Add(-2*time.Hour))
+	admin := f.signin(t, "root", adminPW)
+	viewer := f.signin(t, "val", viewerPW)
+
+	body := admin.page(Base + "/?period=24h")
+	for _, want := range []string{"Discovered apps", "<svg", "Top apps by traffic", "dropbox"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %q", want)
+		}
+	}
+	for _, p := range []string{"24h", "7d", "30d", "90d"} {
+		admin.page(Base + "/?period=" + p)
+		admin.page(Base + "/apps?period=" + p)
+	}
+	body = admin.page(Base + "/apps?period=7d")
+	if !strings.Contains(body, `value="dropbox"`) || !strings.Contains(body, `value="slack"`) || !strings.Contains(admin.page(Base+"/apps/domains?period=7d"), "intranet.example.org") {
+		t.Errorf("apps page lacks dropbox, slack or the unknown domains:\n%s", body)
+	}
+	// Filters: minimum users 2 leaves Dropbox alone.
+	body = admin.page(Base + "/apps?period=7d&minUsers=2")
+	if !strings.Contains(body, `value="dropbox"`) || strings.Contains(body, `value="slack"`) {
+		t.Error("min users filter")
+	}
+	// CSV export: one row per app with raw numbers.
+	_, csv := admin.get(Base + "/apps.csv?period=7d&sort=app&dir=asc")
+	lines := strings.Split(strings.TrimSpace(csv), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "App,Category,Traffic,Transactions,Users,Machines,Blocks,Bypasses,Last seen,Tag") ||
+		!strings.HasPrefix(lines[1], "dropbox,Cloud storage,143000,5,2,2,1,1,") {
+		t.Errorf("apps CSV:\n%s", csv)
+	}
+	// The drawer: domains, machines, users, block/warn/bypass counts and
+	// the distinct users who bypassed.
+	body = admin.page(Base + "/apps?period=7d&app=dropbox")
+	for _, want := range []string{`id="drawer"`, "www.dropbox.com", "/ui/machines/dev-a", "alice", "1 distinct users bypassed", "tag-form"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("drawer lacks %q", want)
+		}
+	}
+	// Tag from the drawer: back to the same page.
+	_, body = admin.post(Base+"/apps/tag", url.Values{"app": {"dropbox"}, "tag": {"unsanctioned"}, "back": {Base + "/apps?period=7d&app=dropbox"}})
+	if !strings.Contains(body, "dropbox: Unsanctioned") || !strings.Contains(body, `id="drawer"`) {
+		t.Errorf("tag from the drawer:\n%s", body)
+	}
+	// The viewer sees the drawer without the buttons.
+	body = viewer.page(Base + "/apps?period=7d&app=dropbox")
+	if strings.Contains(body, "tag-form") || strings.Contains(body, `id="bulk-tag"`) || !strings.Contains(body, "badge-unsanctioned") {
+		t.Error("viewer's drawer has tag buttons or lacks the tag")
+	}
+}
+
+func TestHuntPage(t *testing.T) {
+	f := newFixture(t)
+	f.fleet(t, time.Now().Add(-time.Hour))
+	admin := f.signin(t, "root", adminPW)
+	body := admin.page(Base + "/apps?period=24h&app=dropbox")
+	if !strings.Contains(body, "/ui/hunt?domains=www.dropbox.com&amp;period=24h") {
+		t.Errorf("drawer lacks the link to the app's events:\n%s", body)
+	}
+	admin.page(Base + "/hunt")
+	body = admin.page(Base + "/hunt?domains=dropbox.com&period=24h")
+	if !strings.Contains(body, "/ui/machines/dev-a/events") || !strings.Contains(body, "/ui/machines/dev-b/events") || strings.Count(body, "NetworkProtection") != 3 {
+		t.Errorf("hunt page lacks both machines or the warn, bypass and block events:\n%s", body)
+	}
+	_, csv := admin.get(Base + "/hunt.csv?domains=dropbox.com&period=24h")
+	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[0], "Time (UTC),Machine,Action") {
+		t.Errorf("hunt CSV (want 5 dropbox events):\n%s", csv)
+	}
+}
