@@ -29,6 +29,7 @@ func (s *Store) batchInsert(ctx context.Context, tx *sql.Tx, table string, cols 
 	if len(rows) == 0 {
 		return nil
 	}
+	sortRows(rows) // one lock order for concurrent upserts (see upsertRows)
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.name

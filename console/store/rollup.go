@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -276,6 +277,11 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix strin
 	if len(rows) == 0 {
 		return nil
 	}
+	// Concurrent chunks of different devices upsert the same fleet-wide
+	// rows (roll_app, roll_app_user, presence_*, hunt_daily); PostgreSQL
+	// locks them in VALUES order, so rows in map order deadlock two
+	// transactions (40P01). One order for every transaction avoids it.
+	sortRows(rows)
 	const maxParams = 8000
 	cols := len(rows[0])
 	per := max(1, maxParams/cols)
@@ -354,4 +360,35 @@ func (s *Store) BulkLoad(ctx context.Context, batches []*ChunkBatch) error {
 		}
 		return nil
 	})
+}
+
+// sortRows orders rows by their columns, left to right: the lock order of
+// a multi-row upsert.
+func sortRows(rows [][]any) {
+	slices.SortFunc(rows, func(a, b []any) int {
+		for i := range min(len(a), len(b)) {
+			if c := compareCell(a[i], b[i]); c != 0 {
+				return c
+			}
+		}
+		return len(a) - len(b)
+	})
+}
+
+func compareCell(a, b any) int {
+	switch x := a.(type) {
+	case int64:
+		if y, ok := b.(int64); ok {
+			return cmp.Compare(x, y)
+		}
+	case int:
+		if y, ok := b.(int); ok {
+			return cmp.Compare(x, y)
+		}
+	case string:
+		if y, ok := b.(string); ok {
+			return strings.Compare(x, y)
+		}
+	}
+	return strings.Compare(fmt.Sprint(a), fmt.Sprint(b))
 }
