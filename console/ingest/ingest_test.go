@@ -70,8 +70,15 @@ func (f *fixture) put(t testing.TB, device, chunk string, body []byte) *http.Res
 // putPath PUTs body to /v1/telemetry/<path> (path as sent, escapes kept).
 func (f *fixture) putPath(t testing.TB, path string, body []byte) *http.Response {
 	t.Helper()
+	return f.putPathAs(t, f.token, path, body)
+}
+
+// putPathAs is putPath with the given token (the fixture is not changed:
+// uploads still running in other goroutines read f.token).
+func (f *fixture) putPathAs(t testing.TB, token, path string, body []byte) *http.Response {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/telemetry/"+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+f.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Encoding", "gzip")
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	resp, err := http.DefaultClient.Do(req)
@@ -374,10 +381,7 @@ func BenchmarkIngestLargeChunks(b *testing.B) {
 // putAs is put with another device's token.
 func (f *fixture) putAs(t testing.TB, token, device, chunk string, body []byte) int {
 	t.Helper()
-	saved := f.token
-	f.token = token
-	defer func() { f.token = saved }()
-	return f.put(t, device, chunk, body).StatusCode
+	return f.putPathAs(t, token, device+"/"+chunk, body).StatusCode
 }
 
 // The aggregates of a chunk are charged to the memory budget as they grow
@@ -435,6 +439,7 @@ func TestIngestChargesAggregates(t *testing.T) {
 // every 100 ms; it returns the status line the console answers.
 func (f *fixture) slowPUT(t *testing.T, chunk string, size int) <-chan string {
 	status := make(chan string, 1)
+	token := f.token
 	go func() {
 		c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
 		if err != nil {
@@ -443,7 +448,7 @@ func (f *fixture) slowPUT(t *testing.T, chunk string, size int) <-chan string {
 		}
 		defer c.Close()
 		t.Cleanup(func() { c.Close() }) // end the held upload with the test
-		fmt.Fprintf(c, "PUT /v1/telemetry/dev1/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", chunk, f.token, size)
+		fmt.Fprintf(c, "PUT /v1/telemetry/dev1/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", chunk, token, size)
 		go func() {
 			for range 50 {
 				if _, err := c.Write([]byte{0x1f}); err != nil {
