@@ -137,7 +137,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: builtin, CatalogChanged: rebuild, Fingerprint: apiFP, Log: s.log,
-		Alerts: al, Discovery: disc, ChunkDir: chunkDir})
+		Alerts: al, Discovery: disc, ChunkDir: chunkDir, Raw: icfg.Raw})
 
 	mux := http.NewServeMux()
 	mux.Handle(feed.Path, pub)
