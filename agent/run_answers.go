@@ -182,9 +182,15 @@ func (a *Agent) onAnswer(ans dnsproxy.Answer) {
 
 // answerDrain is telemetry.Config.Drain: the window's records, for the
 // chunk being closed (or the journal, at stop).
+// The pipeline journals them itself; the events ring and the decision
+// counters see them like every emitted record, so neither depends on
+// whether a window ended by time or at a chunk close.
 func (a *Agent) answerDrain() []telemetry.Record {
 	recs := a.ans.win.take()
 	a.ans.recorded.Add(uint64(len(recs)))
+	for i := range recs {
+		a.emitExcept(&recs[i], a.tel.sink)
+	}
 	return recs
 }
 

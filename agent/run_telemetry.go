@@ -35,6 +35,9 @@ type telemetryState struct {
 	// noFlows keeps the conntrack source off (tests: it would watch and
 	// change the root namespace).
 	noFlows bool
+	// sink is the pipeline's index in Agent.sinks: records the pipeline
+	// drains itself (Config.Drain) go to the other sinks only.
+	sink int
 }
 
 // telemetryStatus is the telemetry part of `netward status`: spool depth,
@@ -120,6 +123,7 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	// Add never blocks: a full queue is counted and reported in a gap record.
+	a.tel.sink = len(a.sinks)
 	a.addSink(func(r telemetry.Record) { p.Add(r) })
 	a.tel.pipe.Store(p)
 	g.Go(func() error { return p.Run(ctx) })
