@@ -252,3 +252,24 @@ func TestDrainedAnswersReachLocalSinks(t *testing.T) {
 		t.Errorf("the drained record was queued to the pipeline too (%d → %d)", queued, q)
 	}
 }
+
+// A clean stop loses no answer the proxy handed over: what is still queued
+// is folded into the window before the pipeline's last drain journals it.
+func TestAnswersQueuedAtStopJournaled(t *testing.T) {
+	a, _, _, stop := answersAgent(t, `"ownTraffic":true,"dedupWindow":"60s"`)
+	const n = 3000
+	client := netip.MustParseAddrPort("192.0.2.7:5353")
+	for i := range n {
+		a.onAnswer(dnsproxy.Answer{Name: "q" + strconv.Itoa(i) + ".example", QType: dns.TypeA, Client: client, Proto: "udp", Cached: true})
+	}
+	stop()
+	got := 0
+	for _, r := range journal(t, a.cfg.DataDir) {
+		if r.ActionType == telemetry.DnsQueryResponse {
+			got++
+		}
+	}
+	if d := a.ans.dropped.Load(); got != n-int(d) || d != 0 {
+		t.Fatalf("%d answers journaled of %d handed over (%d dropped by a full queue)", got, n, d)
+	}
+}

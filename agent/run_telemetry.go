@@ -126,6 +126,9 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 	a.tel.sink = len(a.sinks)
 	a.addSink(func(r telemetry.Record) { p.Add(r) })
 	a.tel.pipe.Store(p)
+	if a.ans.on {
+		a.ans.stopping = ctx.Done() // before the pipeline can drain
+	}
 	g.Go(func() error { return p.Run(ctx) })
 	a.startAnswers(ctx, g)
 	a.startMachine(ctx, g)
