@@ -15,7 +15,11 @@ type recordSink func(telemetry.Record)
 func (a *Agent) addSink(s recordSink) { a.sinks = append(a.sinks, s) }
 
 // emit stamps r with the device identity and time and hands it to every sink.
-func (a *Agent) emit(r telemetry.Record) {
+func (a *Agent) emit(r telemetry.Record) { a.emitExcept(&r, -1) }
+
+// emitExcept stamps *r and hands it to every sink but the one at index
+// skip (a record its sink took another way).
+func (a *Agent) emitExcept(r *telemetry.Record, skip int) {
 	if r.Timestamp.IsZero() {
 		r.Timestamp = a.now().UTC()
 	}
@@ -25,8 +29,10 @@ func (a *Agent) emit(r telemetry.Record) {
 	if r.DeviceName == "" {
 		r.DeviceName = a.cfg.Device.Name
 	}
-	for _, s := range a.sinks {
-		s(r)
+	for i, s := range a.sinks {
+		if i != skip {
+			s(*r)
+		}
 	}
 }
 

@@ -41,6 +41,12 @@ type answersState struct {
 	cache   map[netip.AddrPort]cachedProc
 
 	received, dropped, recorded, own atomic.Uint64
+
+	// stopping is the run's ctx.Done (set before the pipeline starts) and
+	// folded closed by the worker once it folded what was queued at the
+	// stop: the pipeline's last drain waits for it (answerDrain).
+	stopping <-chan struct{}
+	folded   chan struct{}
 }
 
 type queuedAnswer struct {
@@ -159,6 +165,7 @@ func (a *Agent) initAnswers() {
 	a.ans.q = make(chan queuedAnswer, answerQueue)
 	a.ans.win.m = make(map[answerKey]*telemetry.Record)
 	a.ans.cache = make(map[netip.AddrPort]cachedProc)
+	a.ans.folded = make(chan struct{})
 }
 
 // onAnswer is dnsproxy.Config.OnAnswer: it queues and returns. An answer
@@ -182,9 +189,27 @@ func (a *Agent) onAnswer(ans dnsproxy.Answer) {
 
 // answerDrain is telemetry.Config.Drain: the window's records, for the
 // chunk being closed (or the journal, at stop).
+// The pipeline journals them itself; the events ring and the decision
+// counters see them like every emitted record, so neither depends on
+// whether a window ended by time or at a chunk close.
 func (a *Agent) answerDrain() []telemetry.Record {
+	if a.ans.stopping != nil {
+		select {
+		case <-a.ans.stopping:
+			// The clean stop's drain: the answers still queued first
+			// (bounded: a stuck worker must not hold the stop).
+			select {
+			case <-a.ans.folded:
+			case <-time.After(5 * time.Second):
+			}
+		default:
+		}
+	}
 	recs := a.ans.win.take()
 	a.ans.recorded.Add(uint64(len(recs)))
+	for i := range recs {
+		a.emitExcept(&recs[i], a.tel.sink)
+	}
 	return recs
 }
 
@@ -221,7 +246,12 @@ func (a *Agent) startAnswers(ctx context.Context, g *errgroup.Group) {
 		for {
 			select {
 			case <-ctx.Done():
-				// The pipeline drains the window at its clean stop.
+				// The pipeline drains the window at its clean stop, once
+				// the answers still queued are in it.
+				for len(a.ans.q) > 0 { // the only receiver: never blocks
+					a.foldAnswer(<-a.ans.q)
+				}
+				close(a.ans.folded)
 				return nil
 			case qa := <-a.ans.q:
 				a.foldAnswer(qa)

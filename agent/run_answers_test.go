@@ -220,3 +220,56 @@ func TestOnAnswerCachedAllocs(t *testing.T) {
 		t.Errorf("dropped = %d, want 10", a.ans.dropped.Load())
 	}
 }
+
+// Answers the pipeline drains at a chunk close (telemetry.Config.Drain)
+// reach the events ring and the decision counters too, like a window that
+// ended by time; the pipeline is not handed them a second time.
+func TestDrainedAnswersReachLocalSinks(t *testing.T) {
+	a, addr, _, _ := answersAgent(t, `"ownTraffic":true,"dedupWindow":"60s"`)
+	askA(t, addr, "drained.example.")
+	e2e.WaitFor(t, "the answer taken from the queue", 10*time.Second, func() bool { return a.answersStatus().Received == 1 })
+	inRing := func() int {
+		n := 0
+		for _, r := range a.ctl.ring.Since(time.Time{}) {
+			if r.ActionType == telemetry.DnsQueryResponse && r.RemoteUrl == "drained.example" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := inRing(); n != 0 {
+		t.Fatalf("%d records in the ring before the window ended", n)
+	}
+	queued := a.tel.pipe.Load().Status().QueuedRecords
+	recs := a.answerDrain()
+	if len(recs) != 1 {
+		t.Fatalf("drained %d records, want 1", len(recs))
+	}
+	if n := inRing(); n != 1 {
+		t.Errorf("%d drained records in the events ring, want 1", n)
+	}
+	if q := a.tel.pipe.Load().Status().QueuedRecords; q > queued {
+		t.Errorf("the drained record was queued to the pipeline too (%d → %d)", queued, q)
+	}
+}
+
+// A clean stop loses no answer the proxy handed over: what is still queued
+// is folded into the window before the pipeline's last drain journals it.
+func TestAnswersQueuedAtStopJournaled(t *testing.T) {
+	a, _, _, stop := answersAgent(t, `"ownTraffic":true,"dedupWindow":"60s"`)
+	const n = 3000
+	client := netip.MustParseAddrPort("192.0.2.7:5353")
+	for i := range n {
+		a.onAnswer(dnsproxy.Answer{Name: "q" + strconv.Itoa(i) + ".example", QType: dns.TypeA, Client: client, Proto: "udp", Cached: true})
+	}
+	stop()
+	got := 0
+	for _, r := range journal(t, a.cfg.DataDir) {
+		if r.ActionType == telemetry.DnsQueryResponse {
+			got++
+		}
+	}
+	if d := a.ans.dropped.Load(); got != n-int(d) || d != 0 {
+		t.Fatalf("%d answers journaled of %d handed over (%d dropped by a full queue)", got, n, d)
+	}
+}

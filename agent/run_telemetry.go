@@ -35,6 +35,9 @@ type telemetryState struct {
 	// noFlows keeps the conntrack source off (tests: it would watch and
 	// change the root namespace).
 	noFlows bool
+	// sink is the pipeline's index in Agent.sinks: records the pipeline
+	// drains itself (Config.Drain) go to the other sinks only.
+	sink int
 }
 
 // telemetryStatus is the telemetry part of `netward status`: spool depth,
@@ -120,8 +123,12 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	// Add never blocks: a full queue is counted and reported in a gap record.
+	a.tel.sink = len(a.sinks)
 	a.addSink(func(r telemetry.Record) { p.Add(r) })
 	a.tel.pipe.Store(p)
+	if a.ans.on {
+		a.ans.stopping = ctx.Done() // before the pipeline can drain
+	}
 	g.Go(func() error { return p.Run(ctx) })
 	a.startAnswers(ctx, g)
 	a.startMachine(ctx, g)

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,5 +85,80 @@ func TestDrainAtChunkCloseAndStop(t *testing.T) {
 				t.Fatalf("chunks = %v, want %v", got, want)
 			}
 		}
+	}
+}
+
+// scripted returns one batch of held-back records per Drain call.
+type scripted struct {
+	mu    sync.Mutex
+	calls [][]Record
+}
+
+func (s *scripted) drain() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.calls) == 0 {
+		return nil
+	}
+	r := s.calls[0]
+	s.calls = s.calls[1:]
+	return r
+}
+
+// The last commit of a clean stop can close a chunk by age, and that close
+// drains the window again: what does not fit the closing chunk must still
+// reach the journal, not stay in memory (issue 16 × issue 20 merge).
+func TestDrainAtStopCloseByAgeLosesNone(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	s := &scripted{calls: [][]Record{{answer("a.example")}, {answer("b.example"), answer("c.example"), answer("d.example")}}}
+	p, stop := startPipeline(t, Config{Dir: dir, Now: clk.Now, ChunkRecords: 3, ChunkInterval: time.Hour, Drain: s.drain})
+	p.Add(rec(0))
+	flush(t, p)
+	clk.Add(time.Hour)
+	stop()
+	_, stop2 := startPipeline(t, Config{Dir: dir, Now: clk.Now})
+	stop2()
+	var got []string
+	for _, c := range readSpool(t, dir) {
+		for _, r := range c.records {
+			got = append(got, r.RemoteUrl)
+		}
+		got = append(got, "|")
+	}
+	want := "example.com a.example b.example | c.example d.example |"
+	if g := strings.Join(got, " "); g != want {
+		t.Fatalf("chunks = %q, want %q", g, want)
+	}
+}
+
+// A drained record that does not fit the closing chunk is encoded later from
+// the original: pseudonymized once, like every other record.
+func TestDrainCarryPseudonymizedOnce(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	h := &heldBack{}
+	p, stop := startPipeline(t, Config{Dir: dir, Now: clk.Now, ChunkBytes: 600, ChunkInterval: time.Hour,
+		Privacy: PrivacyPseudonymous, Salt: []byte("tenant"), Drain: h.drain})
+	r0 := rec(0)
+	r0.RemoteUrl = strings.Repeat("x", 400) + ".example"
+	p.Add(r0)
+	flush(t, p)
+	a := answer("a.example")
+	a.InitiatingProcessAccountName = "alice"
+	h.hold(a)
+	clk.Add(time.Hour)
+	flush(t, p) // closes by age; a does not fit the 600 bytes: carried
+	stop()
+	_, stop2 := startPipeline(t, Config{Dir: dir, Now: clk.Now})
+	stop2()
+	var accounts []string
+	for _, c := range readSpool(t, dir) {
+		for _, r := range c.records {
+			accounts = append(accounts, r.InitiatingProcessAccountName)
+		}
+	}
+	if len(accounts) != 2 || accounts[0] != accounts[1] || !strings.HasPrefix(accounts[0], "h:") {
+		t.Fatalf("accounts = %q, want the same pseudonym twice", accounts)
 	}
 }

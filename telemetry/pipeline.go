@@ -193,6 +193,7 @@ type Pipeline struct {
 	// journaled, then the spool: records move in that order, so a record is
 	// never missed (at worst counted twice for an instant).
 	inflight       atomic.Int64
+	carried        atomic.Int64 // len(carry): drained, not yet journaled
 	journaled      atomic.Int64
 	lastUpload     atomic.Int64 // unix nanos
 	statusMu       sync.Mutex
@@ -283,6 +284,7 @@ func (p *Pipeline) Status() Status {
 	p.mu.Lock()
 	queued := len(p.queue) + int(p.inflight.Load())
 	p.mu.Unlock()
+	queued += int(p.carried.Load())
 	journaled := p.journaled.Load()
 	chunks, bytes, records := p.spool.stats()
 	s := Status{
@@ -498,6 +500,7 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 			// open journal stays and becomes a chunk at the next start.
 			if p.cfg.Drain != nil {
 				p.carry = append(p.carry, p.cfg.Drain()...)
+				p.carried.Store(int64(len(p.carry)))
 			}
 			err := p.commit(true)
 			if cerr := p.closeCur(); err == nil {
@@ -559,6 +562,12 @@ func (p *Pipeline) commit(sync bool) error {
 	}
 	if err == nil && p.open != nil && p.cfg.Now().Sub(p.open.first) >= p.cfg.ChunkInterval {
 		err = p.completeChunk()
+	}
+	if err == nil {
+		// Again after the age close: what its drain could not fit goes
+		// into the next chunk now, so a commit leaves nothing in carry (a
+		// clean stop's last commit would otherwise lose it).
+		err = p.writeCarry()
 	}
 	if err == nil {
 		err = p.writeGaps()
@@ -682,17 +691,24 @@ func (p *Pipeline) drainInto() error {
 	if p.cfg.Drain == nil {
 		return nil
 	}
-	for _, r := range p.cfg.Drain() {
+	recs := p.cfg.Drain()
+	defer func() { p.carried.Store(int64(len(p.carry))) }()
+	for i, r := range recs {
 		if p.open.records >= int64(p.cfg.ChunkRecords) {
 			p.carry = append(p.carry, r)
 			continue
 		}
-		line := p.encode(&r)
+		// encode stamps and pseudonymizes in place: a copy, so a record
+		// kept in carry is encoded once, from the original, later.
+		enc := r
+		line := p.encode(&enc)
 		if p.open.bytes+int64(len(line)) > p.cfg.ChunkBytes {
 			p.carry = append(p.carry, r)
 			continue
 		}
 		if err := p.appendLine(line); err != nil {
+			// Drained from the producer: the rest waits in carry, never lost.
+			p.carry = append(p.carry, recs[i:]...)
 			return err
 		}
 	}
@@ -708,6 +724,7 @@ func (p *Pipeline) writeCarry() error {
 			return err
 		}
 		p.carry = p.carry[1:]
+		p.carried.Store(int64(len(p.carry)))
 	}
 	p.carry = nil
 	return nil

@@ -497,7 +497,7 @@ func (a *API) eventsPage(ctx context.Context, r *http.Request, windows int, chun
 			}
 			for i, c := range list {
 				idx, next := 0, ""
-				err := rawchunk.Scan(a.cfg.ChunkDir, c.Path, pre, func(rec *telemetry.Record) bool {
+				err := rawchunk.Scan(ctx, a.cfg.Raw, a.cfg.ChunkDir, c.Path, pre, func(rec *telemetry.Record) bool {
 					if !match(w, rec) {
 						return true
 					}

@@ -41,10 +41,12 @@ type Config struct {
 	CatalogChanged func(context.Context)
 	// Alerts raises and delivers alerts (send test); Discovery evaluates
 	// discovery policies on demand; ChunkDir holds the raw chunks that
-	// hunting and device timelines read.
+	// hunting and device timelines read, or Raw when ingest keeps them in
+	// object storage (ingest.Config.Raw: the same store).
 	Alerts    *alerts.Alerts
 	Discovery *discovery.Evaluator
 	ChunkDir  string
+	Raw       ingest.RawStore
 	// Fingerprint is the SHA-256 of the console's certificate, for the
 	// enroll command shown with a new key ("" when a CA-issued one is used).
 	Fingerprint string

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"path"
 	"strings"
@@ -86,15 +87,21 @@ func (s *S3) Delete(ctx context.Context, rel string) error {
 	return nil
 }
 
-// Get opens a stored chunk (tests, tools).
+// Get opens a stored chunk (hunting and device timelines read them through
+// it: console/rawchunk). A missing object (deleted past retention) is an
+// error wrapping fs.ErrNotExist.
 func (s *S3) Get(ctx context.Context, rel string) (io.ReadCloser, error) {
 	o, err := s.c.GetObject(ctx, s.bucket, s.Key(rel), minio.GetObjectOptions{})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		if _, err = o.Stat(); err != nil {
+			o.Close()
+		}
 	}
-	if _, err := o.Stat(); err != nil {
-		o.Close()
-		return nil, err
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+			return nil, fmt.Errorf("chunkstore: get %s: %w", s.Key(rel), fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("chunkstore: get %s: %w", s.Key(rel), err)
 	}
 	return o, nil
 }

@@ -3,7 +3,9 @@ package chunkstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/netward/netward/console/ingest"
 	"github.com/netward/netward/console/ingest/ingesttest"
+	"github.com/netward/netward/console/rawchunk"
+	"github.com/netward/netward/telemetry"
 )
 
 // fakeS3 starts an in-process S3 server and returns a store on it.
@@ -65,14 +69,32 @@ func TestIngestToObjectStorage(t *testing.T) {
 	if left, _ := filepathGlob(dir); len(left) != 0 {
 		t.Errorf("raw files written locally: %v", left)
 	}
+	// Hunting and device timelines read the chunk from the store, not from
+	// the (empty) chunk directory.
+	if n := scanCount(t, s3, dir, rel); n != 50 {
+		t.Errorf("rawchunk.Scan read %d records through the store, want 50", n)
+	}
 	// Past retention the object goes.
 	now = now.Add(2 * time.Hour)
 	if n, err := srv.Ingest.Expire(context.Background()); err != nil || n != 1 {
 		t.Fatalf("Expire = %d, %v", n, err)
 	}
-	if _, err := s3.Get(context.Background(), rel); err == nil {
-		t.Error("object still there after retention")
+	if _, err := s3.Get(context.Background(), rel); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Get after retention = %v, want fs.ErrNotExist", err)
 	}
+	if n := scanCount(t, s3, dir, rel); n != 0 {
+		t.Errorf("rawchunk.Scan read %d records of an expired chunk", n)
+	}
+}
+
+// scanCount counts the records rawchunk.Scan reads of rel (an error fails).
+func scanCount(t *testing.T, s3 *S3, dir, rel string) int {
+	t.Helper()
+	n := 0
+	if err := rawchunk.Scan(context.Background(), s3, dir, rel, nil, func(*telemetry.Record) bool { n++; return true }); err != nil {
+		t.Fatalf("rawchunk.Scan: %v", err)
+	}
+	return n
 }
 
 // A store that cannot be reached answers 503 (the agent retries) and

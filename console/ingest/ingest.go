@@ -103,10 +103,13 @@ type ChunkHook interface {
 	Stored(ctx context.Context, meta store.ChunkMeta)
 }
 
-// RawStore keeps raw chunks by relative key.
+// RawStore keeps raw chunks by relative key. Get opens one for hunting and
+// device timelines (console/rawchunk); a chunk that is gone (retention)
+// returns an error wrapping fs.ErrNotExist.
 type RawStore interface {
 	Put(ctx context.Context, key string, body io.Reader, size int64) error
 	Delete(ctx context.Context, key string) error
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
 // Sink takes a new chunk's gzip NDJSON.

@@ -6,10 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,18 +23,32 @@ import (
 // maxLine matches ingest's record limit: longer lines were skipped there.
 const maxLine = 64 << 10
 
-// Scan calls f with each record of the chunk at rel under dir, in file
-// order, until f returns false; pre, when not nil, passes over a line
+// Store is where the raw chunks are when ingest keeps them in object
+// storage (ingest.Config.Raw): Get opens one by its relative key, an error
+// wrapping fs.ErrNotExist when it is gone.
+type Store interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// Scan calls f with each record of the chunk at rel, in file order, until f
+// returns false: from raw when it is set (the chunks ingest put there),
+// else from the file under dir. pre, when not nil, passes over a line
 // before it is decoded (a cheap text test; f still decides). Lines that are not records are passed
 // over (ingest counted them as skipped). A chunk removed by retention is
 // no error: it has no records left.
-func Scan(dir, rel string, pre func(line []byte) bool, f func(*telemetry.Record) bool) error {
+func Scan(ctx context.Context, raw Store, dir, rel string, pre func(line []byte) bool, f func(*telemetry.Record) bool) error {
 	clean := filepath.Clean("/" + rel)[1:]
 	if clean == "" || !filepath.IsLocal(clean) {
 		return fmt.Errorf("raw chunk path %q is not under the chunk directory", rel)
 	}
-	fh, err := os.Open(filepath.Join(dir, clean))
-	if os.IsNotExist(err) {
+	var fh io.ReadCloser
+	var err error
+	if raw != nil {
+		fh, err = raw.Get(ctx, filepath.ToSlash(clean))
+	} else {
+		fh, err = os.Open(filepath.Join(dir, clean))
+	}
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package rawchunk
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +31,7 @@ func TestScan(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "d"), 0o700)
 	os.WriteFile(filepath.Join(dir, "d", "c.ndjson.gz"), b.Bytes(), 0o600)
 	var got []string
-	err := Scan(dir, "d/c.ndjson.gz", Contains([]string{"example.com"}), func(r *telemetry.Record) bool {
+	err := Scan(context.Background(), nil, dir, "d/c.ndjson.gz", Contains([]string{"example.com"}), func(r *telemetry.Record) bool {
 		if MatchDomain(r, []string{"example.com"}) {
 			got = append(got, r.ActionType)
 		}
@@ -40,14 +41,14 @@ func TestScan(t *testing.T) {
 		t.Errorf("Scan = %v, %v; want the two example.com records (not notexample.com, the long line or the one without a time)", got, err)
 	}
 	n := 0
-	Scan(dir, "d/c.ndjson.gz", nil, func(*telemetry.Record) bool { n++; return false })
+	Scan(context.Background(), nil, dir, "d/c.ndjson.gz", nil, func(*telemetry.Record) bool { n++; return false })
 	if n != 1 {
 		t.Errorf("stop after the first record: %d calls", n)
 	}
-	if err := Scan(dir, "d/gone.ndjson.gz", nil, func(*telemetry.Record) bool { return true }); err != nil {
+	if err := Scan(context.Background(), nil, dir, "d/gone.ndjson.gz", nil, func(*telemetry.Record) bool { return true }); err != nil {
 		t.Errorf("a chunk removed by retention: %v", err)
 	}
-	if err := Scan(dir, "../../etc/passwd", nil, func(*telemetry.Record) bool { return true }); err == nil {
+	if err := Scan(context.Background(), nil, dir, "../../etc/passwd", nil, func(*telemetry.Record) bool { return true }); err == nil {
 		// Clean("/"+rel) keeps it under dir: the file simply is not there.
 		if _, serr := os.Stat(filepath.Join(dir, "etc/passwd")); serr == nil {
 			t.Error("escaped the chunk directory")

@@ -138,7 +138,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: builtin, CatalogChanged: rebuild, Fingerprint: apiFP, Log: s.log,
-		Alerts: al, Discovery: disc, ChunkDir: chunkDir})
+		Alerts: al, Discovery: disc, ChunkDir: chunkDir, Raw: icfg.Raw})
 
 	mux := http.NewServeMux()
 	mux.Handle(feed.Path, pub)
@@ -194,7 +194,12 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
-	for _, run := range []func(context.Context) error{pub.Run, ing.Run, al.Run, disc.Run, func(ctx context.Context) error { return cleanSessions(ctx, st) }} {
+	runs := []func(context.Context) error{pub.Run, ing.Run, al.Run, disc.Run, func(ctx context.Context) error { return cleanSessions(ctx, st) }}
+	if st.Dialect() == store.Postgres {
+		// Replicas: custom apps made through another one.
+		runs = append(runs, func(ctx context.Context) error { return watchCustomApps(ctx, st, customAppsPoll, rebuild, s.log) })
+	}
+	for _, run := range runs {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(bg) }()
 	}
@@ -241,6 +246,37 @@ func (s *Server) sinks(ctx context.Context, icfg *ingest.Config) error {
 		icfg.Sink = p
 	}
 	return nil
+}
+
+// customAppsPoll is how often a replica looks for custom apps created or
+// deleted through another one.
+const customAppsPoll = 10 * time.Second
+
+// watchCustomApps rebuilds the app matcher ingest attributes traffic with
+// when the custom apps change in the store: on replicas sharing one
+// PostgreSQL an app created through replica A must name the traffic that
+// replica B ingests too (and B's analytics), and apps send no
+// notification, so it looks every period.
+func watchCustomApps(ctx context.Context, st *store.Store, every time.Duration, rebuild func(context.Context), log *slog.Logger) error {
+	last, err := st.CustomAppsVersion(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("custom apps not watched for changes from other replicas until the database answers", "err", err)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		v, err := st.CustomAppsVersion(ctx)
+		if err != nil || v == last {
+			continue
+		}
+		last = v
+		rebuild(ctx)
+	}
 }
 
 // cleanSessions removes expired sessions hourly.

@@ -75,5 +75,21 @@ func TestCompactTrafficKeepsTotals(t *testing.T) {
 		if tx, _, _, _ := all(); tx != 144 {
 			t.Errorf("after dropping day 0: %d transactions, want 144", tx)
 		}
+		// The analytics rollups and hunting index of day 0 go with it
+		// (issue 18 × issue 22); later days stay.
+		day1 := day0.Add(24 * time.Hour).Unix()
+		for _, q := range []string{"roll_app WHERE bucket", "roll_app_device WHERE bucket", "roll_app_user WHERE bucket",
+			"roll_device WHERE bucket", "hunt_daily WHERE day", "hunt_index WHERE hour"} {
+			var before, after int64
+			if err := s.queryRow(ctx, "SELECT COUNT(*) FROM "+q+" < ?", day1).Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.queryRow(ctx, "SELECT COUNT(*) FROM "+q+" >= ?", day1).Scan(&after); err != nil {
+				t.Fatal(err)
+			}
+			if before != 0 || after == 0 {
+				t.Errorf("%s: %d rows before day 1 left (want 0), %d from day 1 (want some)", q, before, after)
+			}
+		}
 	})
 }

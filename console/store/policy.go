@@ -32,6 +32,17 @@ func (s *Store) CreateCustomApp(ctx context.Context, a CustomApp) (CustomApp, er
 	return a, err
 }
 
+// CustomAppsVersion changes whenever a custom app is created or deleted
+// (their count and the highest id: ids are never reused). Replicas poll it
+// to rebuild their app matcher (there is no notification for apps).
+func (s *Store) CustomAppsVersion(ctx context.Context) (string, error) {
+	var n, top int64
+	if err := s.queryRow(ctx, "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM custom_apps").Scan(&n, &top); err != nil {
+		return "", fmt.Errorf("store: custom apps: %w", err)
+	}
+	return fmt.Sprintf("%d/%d", n, top), nil
+}
+
 // CustomApps lists custom apps in creation order.
 func (s *Store) CustomApps(ctx context.Context) ([]CustomApp, error) {
 	return queryAll(ctx, s, func(sc scanner) (CustomApp, error) {

@@ -1,7 +1,9 @@
 package dnsproxy
 
 import (
+	"net"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -23,6 +25,13 @@ func TestOnAnswer(t *testing.T) {
 	w.general(t, q("audited.example."))
 	if w.fast(t, q("goodalias.example.")) == nil {
 		t.Fatal("not served from the cache")
+	}
+	// Refusals answered on the wire fast path (issue 21) and an audited
+	// cached answer are Events, not allowed answers.
+	for _, n := range []string{"bad.example.", "warned.example.", "audited.example."} {
+		if w.fast(t, q(n)) == nil {
+			t.Fatalf("%s not answered on the fast path", n)
+		}
 	}
 	if len(got) != 2 {
 		t.Fatalf("answers = %+v, want goodalias.example twice", got)
@@ -70,5 +79,28 @@ func TestFastPathAllocationsWithOnAnswer(t *testing.T) {
 	})
 	if n != 0 {
 		t.Errorf("%.0f allocations per cached query with OnAnswer, want 0", n)
+	}
+}
+
+// TestOnAnswerNotOnServfail: a query the upstreams could not answer got a
+// SERVFAIL, not an answer: it is no discovery record.
+func TestOnAnswerNotOnServfail(t *testing.T) {
+	w := newWireProxy(t, testRecords...)
+	var got []Answer
+	w.p.cfg.OnAnswer = func(a Answer) { got = append(got, a) }
+	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := dead.LocalAddr().String()
+	dead.Close() // nothing listens: the query fails at once or times out
+	w.p.ups.Store(newUpstreams([]string{addr}, 200*time.Millisecond, nil, &w.p.stats))
+	m := new(dns.Msg)
+	m.SetQuestion("allowed.example.", dns.TypeA)
+	if r := w.general(t, m); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("rcode = %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	if len(got) != 0 {
+		t.Fatalf("answers = %+v, want none for a SERVFAIL", got)
 	}
 }

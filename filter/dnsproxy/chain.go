@@ -82,8 +82,14 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// plainAllow reports whether d allows without an audit or warning: no
+// Event, an allowed answer (OnAnswer).
+func plainAllow(d filter.Decision) bool {
+	return d.Verdict == filter.VerdictAllow && d.Would == filter.VerdictAllow
+}
+
 func (p *Proxy) report(d filter.Decision, name string, c evCtx) {
-	if d.Verdict == filter.VerdictAllow && d.Would == filter.VerdictAllow {
+	if plainAllow(d) {
 		p.answered(d, name, c)
 		return
 	}

@@ -200,7 +200,11 @@ func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string) (*dns.
 		v, err, shared := p.flight.Do(id, func() (any, error) { return p.resolve(key, id, q, now) })
 		if err != nil {
 			p.stats.verdict(d.Verdict)
-			p.report(d, name, ev)
+			// An audit's Event still; but a SERVFAIL is no answer, so a
+			// plain allow is not handed to OnAnswer (discovery records).
+			if !plainAllow(d) {
+				p.report(d, name, ev)
+			}
 			return rcodeReply(req, dns.RcodeServerFailure), nil
 		}
 		e = v.(*cached)
