@@ -47,6 +47,7 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	profile := fs.String("cpuprofile", "", "CPU profile of the console started here, written to this file")
 	binary := fs.String("console-binary", "", "start this netward-console binary instead of this one (A/B runs against a baseline build)")
 	replicas := fs.Int("replicas", 1, "console replicas to start on one PostgreSQL (polls, uploads and enrollment spread over them)")
+	feedProfile := fs.String("feed-profile", "", "profile the first console during the first feed change: PREFIX.cpu.pprof and PREFIX.heap.pprof")
 	procs := fs.Int("procs", 0, "child processes holding the long polls (0: one per 10,000 polls; 1: this process)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -70,11 +71,11 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	cfg := loadtest.Config{Console: *consoleURL, Fingerprint: *fingerprint, AdminPassword: *password, PID: *pid,
 		Devices: *devices, Polls: *polls, Uploaders: *uploaders, Duration: *duration, Rate: *rate, FullEvery: *fullEvery,
-		SmallRecords: *small, FeedChanges: *changes, Names: names, Log: log, Procs: *procs, Worker: workerCommand(stderr)}
+		SmallRecords: *small, FeedChanges: *changes, Names: names, Log: log, Procs: *procs, Worker: workerCommand(stderr), FeedProfile: *feedProfile}
 	dsn := ""
 	if cfg.Console == "" {
 		stop, err := startConsoles(ctx, &cfg, &dsn, consoleOptions{store: *storeKind, keep: *keep, profile: *profile, binary: *binary,
-			polls: *polls, replicas: *replicas}, log)
+			polls: *polls, replicas: *replicas, pprof: *feedProfile != ""}, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "netward-console loadtest: %v\n", err)
 			return 1
@@ -116,6 +117,7 @@ func existing(p string) string {
 type consoleOptions struct {
 	store, keep, profile, binary string
 	polls, replicas              int
+	pprof                        bool // serve --pprof on the first
 }
 
 // startConsoles starts a PostgreSQL cluster (for --store postgres) and
@@ -183,17 +185,24 @@ func startConsoles(ctx context.Context, cfg *loadtest.Config, dsnOut *string, o 
 			conf["tls"] = map[string]string{"certFile": filepath.Join(tlsDir, "cert.pem"), "keyFile": filepath.Join(tlsDir, "key.pem")}
 		}
 		conf["dataDir"] = filepath.Join(dir, name)
-		profile := ""
-		if r == 0 {
-			profile = o.profile
+		var extra []string
+		if r == 0 && o.profile != "" {
+			p, err := filepath.Abs(o.profile)
+			if err != nil {
+				return stop, err
+			}
+			extra = append(extra, "--cpuprofile", p)
 		}
-		c, stopOne, err := startServe(exe, filepath.Join(dir, fmt.Sprintf("console-%d", r)), conf, profile, r == 0)
+		if r == 0 && o.pprof {
+			extra = append(extra, "--pprof", "127.0.0.1:0")
+		}
+		c, stopOne, err := startServe(exe, filepath.Join(dir, fmt.Sprintf("console-%d", r)), conf, extra, r == 0)
 		cleanups = append(cleanups, stopOne)
 		if err != nil {
 			return stop, err
 		}
 		if r == 0 {
-			cfg.Console, cfg.Fingerprint, cfg.AdminPassword, cfg.PID = c.url, c.fingerprint, c.password, c.pid
+			cfg.Console, cfg.Fingerprint, cfg.AdminPassword, cfg.PID, cfg.Pprof = c.url, c.fingerprint, c.password, c.pid, c.pprof
 		} else {
 			cfg.Replicas, cfg.ReplicaPIDs = append(cfg.Replicas, c.url), append(cfg.ReplicaPIDs, c.pid)
 		}
@@ -205,14 +214,14 @@ func startConsoles(ctx context.Context, cfg *loadtest.Config, dsnOut *string, o 
 
 // started is one console process's address, fingerprint, password and pid.
 type started struct {
-	url, fingerprint, password string
-	pid                        int
+	url, fingerprint, password, pprof string
+	pid                               int
 }
 
 // startServe starts `exe serve` with conf (written to base.json; its log
 // to base.log) and reads what it prints until it serves; first: it is the
 // first on its store and prints the admin password.
-func startServe(exe, base string, conf map[string]any, profile string, first bool) (c started, stop func(), err error) {
+func startServe(exe, base string, conf map[string]any, extra []string, first bool) (c started, stop func(), err error) {
 	stop = func() {}
 	b, _ := json.Marshal(conf)
 	if err = os.WriteFile(base+".json", b, 0o600); err != nil {
@@ -222,13 +231,7 @@ func startServe(exe, base string, conf map[string]any, profile string, first boo
 	if err != nil {
 		return c, stop, err
 	}
-	cmd := exec.Command(exe, "serve", "--config", base+".json")
-	if profile != "" {
-		if profile, err = filepath.Abs(profile); err != nil {
-			return c, stop, err
-		}
-		cmd.Args = append(cmd.Args, "--cpuprofile", profile)
-	}
+	cmd := exec.Command(exe, append([]string{"serve", "--config", base + ".json"}, extra...)...)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -262,6 +265,8 @@ func startServe(exe, base string, conf map[string]any, profile string, first boo
 			c.fingerprint = strings.TrimSpace(line[strings.LastIndexByte(line, ' ')+1:])
 		case strings.HasPrefix(line, "initial admin account"):
 			c.password = strings.TrimSpace(line[strings.LastIndexByte(line, ' ')+1:])
+		case strings.HasPrefix(line, "profiles on "):
+			c.pprof = strings.TrimPrefix(line, "profiles on ")
 		}
 		// The password follows the feed's public key, on the store's first
 		// start only.

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -48,6 +49,12 @@ type Config struct {
 	// descriptor per poll, and cannot hold more than its open-file limit.
 	Procs  int
 	Worker func() *exec.Cmd
+	// Pprof is the console's profile endpoint (http://127.0.0.1:PORT/debug/pprof/,
+	// `serve --pprof`); with it, FeedProfile+".cpu.pprof" gets a CPU profile
+	// of the first feed change's fan-out (ProfileSeconds, 10 s) and
+	// FeedProfile+".heap.pprof" the heap after it, held polls included.
+	Pprof, FeedProfile string
+	ProfileSeconds     int
 	// Devices are enrolled; Polls of them hold a long poll all along;
 	// Uploaders of them upload chunks, one at a time each, for Duration.
 	Devices, Polls, Uploaders int
@@ -103,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.ProfileSeconds <= 0 {
+		c.ProfileSeconds = 10
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -326,7 +336,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			// A different app each time, so every change makes a sequence.
 			tag := []string{"Unsanctioned", "Monitored"}[i%2]
+			var profiled chan error
+			if i == 0 && cfg.Pprof != "" && cfg.FeedProfile != "" {
+				profiled = make(chan error, 1)
+				go func() {
+					profiled <- fetchProfile(ctx, cfg.Pprof+"profile?seconds="+strconv.Itoa(max(cfg.ProfileSeconds, 1)), cfg.FeedProfile+".cpu.pprof")
+				}()
+				time.Sleep(200 * time.Millisecond) // the profile has started
+			}
 			ch, err := fd.change(ctx, adm, apps[i%len(apps)], tag, cfg.Polls, cfg.FeedTimeout, &pollCount)
+			if profiled != nil {
+				perr := errors.Join(<-profiled, fetchProfile(ctx, cfg.Pprof+"heap", cfg.FeedProfile+".heap.pprof"))
+				if perr != nil {
+					cfg.Log.Warn("feed fan-out profile", "err", perr)
+				}
+			}
 			if err != nil {
 				cfg.Log.Error("feed change failed", "err", err)
 				continue
@@ -743,4 +767,26 @@ func check(ctx context.Context, adm *admin, devs []*device, now time.Time) (Chec
 	})
 	c.OK = ferr == nil && c.DevicesWithDifferences == 0
 	return c, ferr
+}
+
+// fetchProfile writes the profile at url to file.
+func fetchProfile(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }
