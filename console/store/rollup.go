@@ -398,6 +398,15 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix strin
 	// locks them in VALUES order, so rows in map order deadlock two
 	// transactions (40P01). One order for every transaction avoids it.
 	sortRows(rows)
+	if s.dialect == Postgres {
+		// One statement of one text through unnest (batchInsert), when the
+		// prefix is "INSERT INTO table (columns) VALUES " and the values
+		// strings and int64s: PostgreSQL plans a VALUES list of thousands
+		// of parameters, and pgx encodes each, at a cost the arrays avoid.
+		if table, cols, ok := pgColumns(prefix, rows); ok {
+			return s.batchInsert(ctx, tx, table, cols, suffix, rows)
+		}
+	}
 	const maxParams = 8000
 	cols := len(rows[0])
 	per := max(1, maxParams/cols)
@@ -421,6 +430,49 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix strin
 		rows = rows[n:]
 	}
 	return nil
+}
+
+// pgColumns reads the table and columns of an upsertRows prefix and types
+// them from the rows' values (string: text[], int64: bigint[]); ok is
+// false for anything else.
+func pgColumns(prefix string, rows [][]any) (table string, cols []column, ok bool) {
+	rest, found := strings.CutPrefix(prefix, "INSERT INTO ")
+	if !found {
+		return "", nil, false
+	}
+	table, rest, found = strings.Cut(rest, " (")
+	if !found {
+		return "", nil, false
+	}
+	list, rest, found := strings.Cut(rest, ")")
+	if !found || strings.TrimSpace(rest) != "VALUES" {
+		return "", nil, false
+	}
+	names := strings.Split(list, ",")
+	if len(names) != len(rows[0]) {
+		return "", nil, false
+	}
+	for i, n := range names {
+		var t string
+		for _, r := range rows {
+			switch r[i].(type) {
+			case string:
+				if t == "bigint[]" {
+					return "", nil, false
+				}
+				t = "text[]"
+			case int64:
+				if t == "text[]" {
+					return "", nil, false
+				}
+				t = "bigint[]"
+			default:
+				return "", nil, false
+			}
+		}
+		cols = append(cols, column{strings.TrimSpace(n), t})
+	}
+	return table, cols, true
 }
 
 // PruneHourlyRollups drops hour buckets older than HourlyRollupKeep (day

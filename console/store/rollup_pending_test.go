@@ -95,3 +95,27 @@ func TestFleetRollupsExactlyOnceUnderConcurrency(t *testing.T) {
 		}
 	})
 }
+
+// upsertRows goes through unnest on PostgreSQL only when the prefix and
+// every value fit; anything else keeps the VALUES form.
+func TestPgColumns(t *testing.T) {
+	rows := [][]any{{"a", int64(1)}, {"b", int64(2)}}
+	table, cols, ok := pgColumns("INSERT INTO hunt_index (rdomain, hour) VALUES ", rows)
+	if !ok || table != "hunt_index" || len(cols) != 2 || cols[0] != (column{"rdomain", "text[]"}) || cols[1] != (column{"hour", "bigint[]"}) {
+		t.Errorf("pgColumns = %q %v %v", table, cols, ok)
+	}
+	for _, c := range []struct {
+		prefix string
+		rows   [][]any
+	}{
+		{"INSERT INTO t (a, b) VALUES ", [][]any{{"a", 1}}},                              // int, not int64
+		{"INSERT INTO t (a, b) VALUES ", [][]any{{"a", int64(1)}, {int64(2), int64(1)}}}, // mixed column
+		{"INSERT INTO t (a) VALUES ", rows},                                              // column count
+		{"UPDATE t SET (a, b) VALUES ", rows},
+		{"INSERT INTO t (a, b) SELECT ", rows},
+	} {
+		if _, _, ok := pgColumns(c.prefix, c.rows); ok {
+			t.Errorf("pgColumns(%q, %v) accepted", c.prefix, c.rows)
+		}
+	}
+}
