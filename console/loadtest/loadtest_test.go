@@ -101,17 +101,7 @@ func TestFleetShort(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			dsn := ""
 			if kind == "postgres" {
-				pg, err := pgtest.Start()
-				if err != nil {
-					if pgtest.Required() {
-						t.Fatal(err)
-					}
-					t.Skip(err)
-				}
-				t.Cleanup(pg.Stop)
-				if dsn, err = pg.NewDatabase("fleet"); err != nil {
-					t.Fatal(err)
-				}
+				dsn = postgres(t, "fleet")
 			}
 			url, fp, pw := startConsole(t, dsn)
 			names, err := LoadNames(existing("../../../shared/data/blocklist-stevenblack.txt"), "")
@@ -148,18 +138,7 @@ func TestFleetShort(t *testing.T) {
 // through the first one (it reaches the second through the database), and
 // the children's arrivals and bytes add up in the report.
 func TestFleetProcsReplicas(t *testing.T) {
-	pg, err := pgtest.Start()
-	if err != nil {
-		if pgtest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(pg.Stop)
-	dsn, err := pg.NewDatabase("replicas")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := postgres(t, "replicas")
 	urlA, _, pw := startReplica(t, dsn, true)
 	urlB, _, _ := startReplica(t, dsn, false)
 	const polls = 40
@@ -237,6 +216,26 @@ func TestShareCoversAll(t *testing.T) {
 			t.Errorf("%d shares: %v", n, all)
 		}
 	}
+}
+
+// postgres starts a private PostgreSQL cluster for the test and returns
+// the DSN of a fresh database on it (skips where there is none, unless
+// required).
+func postgres(t *testing.T, name string) string {
+	t.Helper()
+	pg, err := pgtest.Start()
+	if err != nil {
+		if pgtest.Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(pg.Stop)
+	dsn, err := pg.NewDatabase(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }
 
 func existing(p string) string {
