@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,6 +46,9 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	keep := fs.String("keep", "", "keep the started console's data directory here (default: a removed temporary one)")
 	profile := fs.String("cpuprofile", "", "CPU profile of the console started here, written to this file")
 	binary := fs.String("console-binary", "", "start this netward-console binary instead of this one (A/B runs against a baseline build)")
+	replicas := fs.Int("replicas", 1, "console replicas to start on one PostgreSQL (polls, uploads and enrollment spread over them)")
+	feedProfile := fs.String("feed-profile", "", "profile the first console during the first feed change: PREFIX.cpu.pprof and PREFIX.heap.pprof")
+	procs := fs.Int("procs", 0, "child processes holding the long polls (0: one per 10,000 polls; 1: this process)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -59,16 +61,21 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(names.Blocklist) == 0 {
 		log.Warn("shared blocklist not found; names come from the catalog or are made up", "data", *data)
 	}
-	// Held polls are one descriptor each, on both sides.
-	if err := loadtest.RaiseFileLimit(uint64(*polls)*2 + 4096); err != nil {
-		log.Warn("could not raise the open-file limit", "err", err)
+	if *procs <= 0 {
+		*procs = (*polls + 9999) / 10000
+	}
+	// Held polls are one descriptor each, on both sides; past the hard
+	// limit they go to more poller processes (--procs).
+	if err := loadtest.RaiseFileLimit(uint64(*polls/max(*procs, 1)) + 4096); err != nil {
+		log.Warn("could not raise the open-file limit; use more --procs", "err", err)
 	}
 	cfg := loadtest.Config{Console: *consoleURL, Fingerprint: *fingerprint, AdminPassword: *password, PID: *pid,
 		Devices: *devices, Polls: *polls, Uploaders: *uploaders, Duration: *duration, Rate: *rate, FullEvery: *fullEvery,
-		SmallRecords: *small, FeedChanges: *changes, Names: names, Log: log}
+		SmallRecords: *small, FeedChanges: *changes, Names: names, Log: log, Procs: *procs, Worker: workerCommand(stderr), FeedProfile: *feedProfile}
 	dsn := ""
 	if cfg.Console == "" {
-		stop, err := startConsole(ctx, &cfg, &dsn, *storeKind, *keep, *profile, *binary, *polls, log)
+		stop, err := startConsoles(ctx, &cfg, &dsn, consoleOptions{store: *storeKind, keep: *keep, profile: *profile, binary: *binary,
+			polls: *polls, replicas: *replicas, pprof: *feedProfile != ""}, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "netward-console loadtest: %v\n", err)
 			return 1
@@ -106,10 +113,18 @@ func existing(p string) string {
 	return p
 }
 
-// startConsole starts a PostgreSQL cluster (for --store postgres) and
-// this binary's `serve` on a fresh data directory, and fills cfg with its
-// address, fingerprint, admin password and pid.
-func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, storeKind, keep, profile, binary string, polls int, log *slog.Logger) (stop func(), err error) {
+// consoleOptions say which consoles startConsoles starts.
+type consoleOptions struct {
+	store, keep, profile, binary string
+	polls, replicas              int
+	pprof                        bool // serve --pprof on the first
+}
+
+// startConsoles starts a PostgreSQL cluster (for --store postgres) and
+// this binary's `serve` on a fresh data directory — o.replicas of them on
+// the one database, the later ones with the first one's certificate —
+// and fills cfg with their addresses, fingerprint, admin password and pids.
+func startConsoles(ctx context.Context, cfg *loadtest.Config, dsnOut *string, o consoleOptions, log *slog.Logger) (stop func(), err error) {
 	var cleanups []func()
 	stop = func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -121,7 +136,11 @@ func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, sto
 			stop()
 		}
 	}()
-	dir := keep
+	o.replicas = max(o.replicas, 1)
+	if o.replicas > 1 && o.store != "postgres" {
+		return stop, fmt.Errorf("--replicas %d needs --store postgres (replicas share one PostgreSQL)", o.replicas)
+	}
+	dir := o.keep
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "netward-loadtest-"); err != nil {
 			return stop, err
@@ -131,7 +150,7 @@ func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, sto
 		return stop, err
 	}
 	dsn := "sqlite:" + filepath.Join(dir, "console.db")
-	if storeKind == "postgres" {
+	if o.store == "postgres" {
 		pg, err := pgtest.StartWith(pgtest.Options{Durable: true, Settings: []string{"shared_buffers=256MB", "max_wal_size=4GB"}})
 		if err != nil {
 			return stop, fmt.Errorf("PostgreSQL: %w", err)
@@ -140,48 +159,88 @@ func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, sto
 		if dsn, err = pg.NewDatabase("loadtest"); err != nil {
 			return stop, err
 		}
-	} else if storeKind != "sqlite" {
-		return stop, fmt.Errorf("--store %q: use postgres or sqlite", storeKind)
+	} else if o.store != "sqlite" {
+		return stop, fmt.Errorf("--store %q: use postgres or sqlite", o.store)
 	}
 	*dsnOut = dsn
-	conf := map[string]any{
-		"version": 1, "dataDir": filepath.Join(dir, "data"), "listen": "127.0.0.1:0", "store": map[string]string{"dsn": dsn},
-		"feed":   map[string]any{"maxHeldPolls": polls + 1000},
-		"ingest": map[string]any{"retryAfterSeconds": 5},
-		"log":    map[string]string{"level": "warn"},
-	}
-	b, _ := json.Marshal(conf)
-	cfgPath := filepath.Join(dir, "console.json")
-	if err = os.WriteFile(cfgPath, b, 0o600); err != nil {
-		return stop, err
-	}
 	exe, err := os.Executable()
-	if binary != "" {
-		exe, err = binary, nil
+	if o.binary != "" {
+		exe, err = o.binary, nil
 	}
 	if err != nil {
 		return stop, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "console.log"))
-	if err != nil {
-		return stop, err
-	}
-	cmd := exec.Command(exe, "serve", "--config", cfgPath)
-	if profile != "" {
-		if profile, err = filepath.Abs(profile); err != nil {
+	for r := range o.replicas {
+		name := "data"
+		conf := map[string]any{
+			"version": 1, "listen": "127.0.0.1:0", "store": map[string]string{"dsn": dsn},
+			"feed":   map[string]any{"maxHeldPolls": o.polls + 1000},
+			"ingest": map[string]any{"retryAfterSeconds": 5},
+			"log":    map[string]string{"level": "warn"},
+		}
+		if r > 0 {
+			// One certificate for all, as behind one load balancer name.
+			name = fmt.Sprintf("data-%d", r)
+			tlsDir := filepath.Join(dir, "data", "tls")
+			conf["tls"] = map[string]string{"certFile": filepath.Join(tlsDir, "cert.pem"), "keyFile": filepath.Join(tlsDir, "key.pem")}
+		}
+		conf["dataDir"] = filepath.Join(dir, name)
+		var extra []string
+		if r == 0 && o.profile != "" {
+			p, err := filepath.Abs(o.profile)
+			if err != nil {
+				return stop, err
+			}
+			extra = append(extra, "--cpuprofile", p)
+		}
+		if r == 0 && o.pprof {
+			extra = append(extra, "--pprof", "127.0.0.1:0")
+		}
+		c, stopOne, err := startServe(exe, filepath.Join(dir, fmt.Sprintf("console-%d", r)), conf, extra, r == 0)
+		cleanups = append(cleanups, stopOne)
+		if err != nil {
 			return stop, err
 		}
-		cmd.Args = append(cmd.Args, "--cpuprofile", profile)
+		if r == 0 {
+			cfg.Console, cfg.Fingerprint, cfg.AdminPassword, cfg.PID, cfg.Pprof = c.url, c.fingerprint, c.password, c.pid, c.pprof
+		} else {
+			cfg.Replicas, cfg.ReplicaPIDs = append(cfg.Replicas, c.url), append(cfg.ReplicaPIDs, c.pid)
+		}
+		log.Info("console started", "replica", r, "url", c.url, "pid", c.pid, "store", o.store, "dir", dir)
 	}
+	_ = ctx
+	return stop, nil
+}
+
+// started is one console process's address, fingerprint, password and pid.
+type started struct {
+	url, fingerprint, password, pprof string
+	pid                               int
+}
+
+// startServe starts `exe serve` with conf (written to base.json; its log
+// to base.log) and reads what it prints until it serves; first: it is the
+// first on its store and prints the admin password.
+func startServe(exe, base string, conf map[string]any, extra []string, first bool) (c started, stop func(), err error) {
+	stop = func() {}
+	b, _ := json.Marshal(conf)
+	if err = os.WriteFile(base+".json", b, 0o600); err != nil {
+		return c, stop, err
+	}
+	logf, err := os.Create(base + ".log")
+	if err != nil {
+		return c, stop, err
+	}
+	cmd := exec.Command(exe, append([]string{"serve", "--config", base + ".json"}, extra...)...)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return stop, err
+		return c, stop, err
 	}
 	if err = cmd.Start(); err != nil {
-		return stop, err
+		return c, stop, err
 	}
-	cleanups = append(cleanups, func() {
+	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -192,8 +251,8 @@ func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, sto
 			<-done
 		}
 		logf.Close()
-	})
-	cfg.PID = cmd.Process.Pid
+	}
+	c.pid = cmd.Process.Pid
 	sc := bufio.NewScanner(out)
 	deadline := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
 	defer deadline.Stop()
@@ -201,28 +260,62 @@ func startConsole(ctx context.Context, cfg *loadtest.Config, dsnOut *string, sto
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "netward-console serving "):
-			cfg.Console = strings.TrimPrefix(line, "netward-console serving ")
+			c.url = strings.TrimPrefix(line, "netward-console serving ")
 		case strings.HasPrefix(line, "certificate SHA-256 fingerprint"):
-			cfg.Fingerprint = strings.TrimSpace(line[strings.LastIndexByte(line, ' ')+1:])
+			c.fingerprint = strings.TrimSpace(line[strings.LastIndexByte(line, ' ')+1:])
 		case strings.HasPrefix(line, "initial admin account"):
-			cfg.AdminPassword = strings.TrimSpace(line[strings.LastIndexByte(line, ' ')+1:])
+			c.password = strings.TrimSpace(line[strings.LastIndexByte(line, ' ')+1:])
+		case strings.HasPrefix(line, "profiles on "):
+			c.pprof = strings.TrimPrefix(line, "profiles on ")
 		}
-		if cfg.Console != "" && cfg.AdminPassword != "" {
+		// The password follows the feed's public key, on the store's first
+		// start only.
+		if c.url != "" && (c.password != "" || !first && strings.HasPrefix(line, "feed public key")) {
 			break
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
-	if cfg.Console == "" || cfg.AdminPassword == "" {
-		return stop, errors.New("the console did not start; see console.log in its data directory (--keep DIR)")
+	if c.url == "" || first && c.password == "" {
+		return c, stop, fmt.Errorf("the console did not start; see %s.log (keep it with --keep DIR)", base)
 	}
-	log.Info("console started", "url", cfg.Console, "pid", cfg.PID, "store", storeKind, "dir", dir)
-	_ = ctx
-	return stop, nil
+	return c, stop, nil
+}
+
+// workerCommand starts `netward-console loadtest-worker` (this binary), a
+// poller process of the simulator.
+func workerCommand(stderr io.Writer) func() *exec.Cmd {
+	return func() *exec.Cmd {
+		exe, err := os.Executable()
+		if err != nil {
+			exe = os.Args[0]
+		}
+		c := exec.Command(exe, "loadtest-worker")
+		c.Stderr = stderr
+		return c
+	}
+}
+
+// loadtestWorkerMain is a poller process of `netward-console loadtest
+// --procs N`: it holds the long polls its parent gives it on standard
+// input and reports what they receive on standard output.
+func loadtestWorkerMain(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Up to the hard limit, when it is lower: the parent sized each
+	// process's share of the polls under it.
+	_ = loadtest.RaiseFileLimit(1 << 20)
+	if err := loadtest.Worker(ctx, stdin, stdout); err != nil {
+		fmt.Fprintf(stderr, "netward-console loadtest-worker: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 	mb := func(b int64) float64 { return float64(b) / (1 << 20) }
-	fmt.Fprintf(w, "devices %d enrolled in %.1f s; %d long polls held (after %.1f s)\n", r.Devices, r.EnrollSeconds, r.HeldPolls, r.PollsHeldAfter)
+	fmt.Fprintf(w, "devices %d enrolled in %.1f s; %d long polls held (after %.1f s) by %d simulator process(es)", r.Devices, r.EnrollSeconds, r.HeldPolls, r.PollsHeldAfter, r.PollerProcs)
+	if len(r.HeldPerConsole) > 1 {
+		fmt.Fprintf(w, "; per replica %v", r.HeldPerConsole)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "uploads: %d uploaders, %.0f s: %d chunks (%.1f/s), %d records (%.0f/s), %.1f MB compressed\n",
 		cfg.Uploaders, r.Seconds, r.Chunks, r.ChunksPerSec, r.Records, r.RecordsPerSec, mb(r.UploadBytes))
 	fmt.Fprintf(w, "upload latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms; 503 busy %d, errors %d, unacknowledged chunks %d\n",
@@ -234,7 +327,9 @@ func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 		fmt.Fprintf(w, "feed sequence %d to %d polls: delivered %d; p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, 100%% %.0f ms; %.1f MB sent (%.0f bytes per poll, TLS included)\n",
 			f.Sequence, f.Polls, f.Delivered, f.P50ms, f.P95ms, f.P99ms, f.P100ms, mb(f.BytesSent), f.BytesPerPoll)
 	}
-	fmt.Fprintf(w, "console: peak RSS %.0f MB, end RSS %.0f MB, CPU %.1f s (%.2f cores)\n", mb(r.Console.PeakRSSBytes), mb(r.Console.EndRSSBytes), r.Console.CPUSeconds, r.Console.CPUCores)
+	for i, c := range append([]loadtest.ProcStats{r.Console}, r.Replicas...) {
+		fmt.Fprintf(w, "console %d: peak RSS %.0f MB, end RSS %.0f MB, CPU %.1f s (%.2f cores)\n", i, mb(c.PeakRSSBytes), mb(c.EndRSSBytes), c.CPUSeconds, c.CPUCores)
+	}
 	c := r.Check
 	fmt.Fprintf(w, "check: %d devices, transactions sent %d / counted %d, bytes received sent %d / counted %d: ", c.Devices, c.SentTransactions, c.CountedTransactions, c.SentBytesReceived, c.CountedBytesReceived)
 	if c.OK {

@@ -51,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return serveFeedMain(ctx, args[1:], stdout, stderr)
 	case "loadtest":
 		return loadtestMain(ctx, args[1:], stdout, stderr)
+	case "loadtest-worker": // started by loadtest --procs, not by people
+		return loadtestWorkerMain(ctx, os.Stdin, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "netward-console: unknown command %q\n", args[0])
 	return 2

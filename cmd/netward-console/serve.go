@@ -17,7 +17,8 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "console config file (default: the embedded default, data under ./netward-console-data)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (docs/scale.md)")
-	if code, ok := parseFlags(fs, args, "usage: netward-console serve [--config FILE] [--cpuprofile FILE]", stdout, stderr); !ok {
+	pprofAddr := fs.String("pprof", "", "serve Go's profiles on this loopback address (127.0.0.1:6060; docs/scale.md)")
+	if code, ok := parseFlags(fs, args, "usage: netward-console serve [--config FILE] [--cpuprofile FILE] [--pprof 127.0.0.1:PORT]", stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() != 0 {
@@ -41,6 +42,12 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		defer f.Close()
 		defer pprof.StopCPUProfile()
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(ctx, *pprofAddr, stdout); err != nil {
+			fmt.Fprintf(stderr, "netward-console: %v\n", err)
+			return 1
+		}
 	}
 	if cfg.Path == "" {
 		log.Info("running on the embedded default config", "dataDir", cfg.DataDir, "listen", cfg.Listen)

@@ -715,6 +715,32 @@ func writeFile(path string, data io.Reader) error {
 func (in *Ingest) Run(ctx context.Context) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
+	// The fleet-wide rollups' pending rows (PostgreSQL), folded every
+	// second so their tables stay small (store.FoldRollups).
+	fold := time.NewTicker(time.Second)
+	defer fold.Stop()
+	folded := make(chan struct{})
+	defer func() { <-folded }()
+	go func() {
+		defer close(folded)
+		failing := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-fold.C:
+			}
+			err := in.cfg.Store.FoldRollups(ctx)
+			switch {
+			case err != nil && !failing && ctx.Err() == nil:
+				in.log.Error("ingest: folding the fleet-wide rollups failed; retrying every second (the views fold before they read)", "err", err)
+				failing = true
+			case err == nil && failing:
+				in.log.Info("ingest: folding the fleet-wide rollups works again")
+				failing = false
+			}
+		}
+	}()
 	for {
 		if n, err := in.Expire(ctx); err != nil && ctx.Err() == nil {
 			in.log.Error("ingest: retention pass failed", "err", err)

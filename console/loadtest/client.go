@@ -27,9 +27,12 @@ type sources struct {
 	next  atomic.Uint64
 }
 
-func newSources(n int) *sources {
+func newSources(n int) *sources { return newSourcesFrom(0, n) }
+
+// newSourcesFrom is n addresses starting at the base-th one.
+func newSourcesFrom(base, n int) *sources {
 	s := &sources{}
-	for i := range max(n, 1) {
+	for i := base; i < base+max(n, 1); i++ {
 		s.addrs = append(s.addrs, &net.TCPAddr{IP: net.IPv4(127, 77, byte(i/250), byte(1+i%250))})
 	}
 	return s
@@ -120,6 +123,12 @@ func newAdmin(ctx context.Context, base string, tr *http.Transport, name, passwo
 }
 
 func (a *admin) call(ctx context.Context, method, path string, in, out any) error {
+	return a.callAt(ctx, a.base, method, path, in, out)
+}
+
+// callAt calls another replica with the same session (sessions live in
+// the shared database; cookies are per host, not per port).
+func (a *admin) callAt(ctx context.Context, base, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -128,7 +137,7 @@ func (a *admin) call(ctx context.Context, method, path string, in, out any) erro
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return err
 	}

@@ -57,13 +57,18 @@ func LoadNames(blocklist, catalog string) (Names, error) {
 			}
 		}
 	}
+	return n.orMadeUp(), nil
+}
+
+// orMadeUp is n, or made-up names when it has none: without the shared
+// data the simulator still runs.
+func (n Names) orMadeUp() Names {
 	if len(n.Blocklist)+len(n.Apps) == 0 {
-		// Without the shared data the simulator still runs, on made-up names.
 		for i := range 2000 {
 			n.Apps = append(n.Apps, fmt.Sprintf("app%d.example", i))
 		}
 	}
-	return n, nil
+	return n
 }
 
 // actions are the transaction ActionTypes with a realistic weight: most
@@ -103,6 +108,7 @@ type chunk struct {
 func makeChunk(r *rand.Rand, names Names, device string, n int, at time.Time) (chunk, error) {
 	var raw bytes.Buffer
 	enc := json.NewEncoder(&raw)
+	names = names.orMadeUp()
 	users := []string{"CORP\\" + device + "-user", "CORP\\svc-backup", "NT AUTHORITY\\SYSTEM"}
 	working := make([]string, 0, 300)
 	for range cap(working) {

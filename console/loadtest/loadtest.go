@@ -17,6 +17,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -34,6 +36,25 @@ type Config struct {
 	AdminName, AdminPassword string
 	// PID is the console's process id, for its RSS and CPU (0: not read).
 	PID int
+	// Replicas are further consoles on Console's database (their PIDs in
+	// ReplicaPIDs): enrollment, polls and uploads are spread over all,
+	// device i on console i mod (1+len(Replicas)), as a load balancer
+	// would; the admin API (tags, the check) goes to Console, so a change
+	// reaches the other replicas' polls through the database.
+	Replicas    []string
+	ReplicaPIDs []int
+	// Procs > 1 spreads the held polls over that many child poller
+	// processes, each started by Worker (a command running the Worker
+	// function on its standard input and output): one process holds one
+	// descriptor per poll, and cannot hold more than its open-file limit.
+	Procs  int
+	Worker func() *exec.Cmd
+	// Pprof is the console's profile endpoint (http://127.0.0.1:PORT/debug/pprof/,
+	// `serve --pprof`); with it, FeedProfile+".cpu.pprof" gets a CPU profile
+	// of the first feed change's fan-out (ProfileSeconds, 10 s) and
+	// FeedProfile+".heap.pprof" the heap after it, held polls included.
+	Pprof, FeedProfile string
+	ProfileSeconds     int
 	// Devices are enrolled; Polls of them hold a long poll all along;
 	// Uploaders of them upload chunks, one at a time each, for Duration.
 	Devices, Polls, Uploaders int
@@ -63,6 +84,9 @@ func (c *Config) defaults() {
 		c.AdminName = "admin"
 	}
 	c.Devices = max(c.Devices, c.Polls, c.Uploaders, 1)
+	for len(c.ReplicaPIDs) < len(c.Replicas) {
+		c.ReplicaPIDs = append(c.ReplicaPIDs, 0) // not read
+	}
 	if c.FullEvery <= 0 {
 		c.FullEvery = 4
 	}
@@ -86,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.ProfileSeconds <= 0 {
+		c.ProfileSeconds = 10
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -115,7 +142,13 @@ type Report struct {
 
 	Feed []FeedChange `json:"feed,omitempty"`
 
-	Console ProcStats `json:"console"`
+	// PollerProcs is how many processes held the polls (1: this one);
+	// HeldPerConsole the polls each console held.
+	PollerProcs    int   `json:"pollerProcs"`
+	HeldPerConsole []int `json:"heldPerConsole,omitempty"`
+
+	Console  ProcStats   `json:"console"`
+	Replicas []ProcStats `json:"replicas,omitempty"`
 
 	// Check compares the aggregates with what was acknowledged.
 	Check Check `json:"check"`
@@ -148,6 +181,7 @@ type Check struct {
 
 type device struct {
 	id, token string
+	base      string // the console (replica) it talks to
 	// templates: [0] small, [1] full
 	small, full chunk
 	mu          sync.Mutex
@@ -173,7 +207,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := adm.call(ctx, "POST", "/api/enrollment-keys", map[string]any{"name": "loadtest"}, &key); err != nil {
 		return nil, fmt.Errorf("loadtest: enrollment key: %w", err)
 	}
-	sampler := startSampler(cfg.PID)
+	consoles := append([]string{cfg.Console}, cfg.Replicas...)
+	sampler := startSampler(append([]int{cfg.PID}, cfg.ReplicaPIDs...)...)
 
 	// Enrollment.
 	run := strconv.FormatInt(cfg.Now().Unix(), 36)
@@ -183,8 +218,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var ferr error
 	var ferrOnce sync.Once
 	parallel(cfg.EnrollConcurrency, cfg.Devices, func(i int) {
-		d := &device{id: fmt.Sprintf("lt-%s-%05d", run, i)}
-		tok, err := enroll(ctx, enrollHC, cfg.Console, key.Key, d.id)
+		d := &device{id: fmt.Sprintf("lt-%s-%05d", run, i), base: consoles[i%len(consoles)]}
+		tok, err := enroll(ctx, enrollHC, d.base, key.Key, d.id)
 		if err != nil {
 			ferrOnce.Do(func() { ferr = err })
 			return
@@ -221,29 +256,49 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Long polls.
 	pctx, stopPolls := context.WithCancel(ctx)
 	defer stopPolls()
-	pollTr := newTransport(src, cfg.Fingerprint, cfg.Polls+16, &pollCount)
-	defer pollTr.CloseIdleConnections()
 	fd := &feedWatch{}
 	var pwg sync.WaitGroup
+	var procs *pollers
+	defer func() { _ = procs.stop() }()
+	rep.PollerProcs = 1
 	if cfg.Polls > 0 {
 		var st feedStatus
 		if err := adm.call(ctx, "GET", "/api/feed", nil, &st); err != nil {
 			return nil, err
 		}
 		t1 := time.Now()
-		hc := &http.Client{Transport: pollTr}
-		version := st.Version // st is read again below while the polls run
-		for _, d := range devs[:cfg.Polls] {
-			pwg.Add(1)
-			go func() { defer pwg.Done(); fd.poll(pctx, hc, cfg.Console, d, version) }()
-		}
-		// Wait until the console holds them all.
-		for deadline := time.Now().Add(5 * time.Minute); ; {
-			if err := adm.call(ctx, "GET", "/api/feed", nil, &st); err != nil {
+		if cfg.Procs > 1 {
+			wd := make([]WorkerDevice, cfg.Polls)
+			for i, d := range devs[:cfg.Polls] {
+				wd[i] = WorkerDevice{ID: d.id, Token: d.token, Console: i % len(consoles)}
+			}
+			// The uploads and the admin API keep the first addresses.
+			spec := WorkerSpec{Consoles: consoles, Fingerprint: cfg.Fingerprint, ETag: st.Version, SourceBase: cfg.Sources, Sources: cfg.Sources}
+			if procs, err = startPollers(cfg.Worker, cfg.Procs, spec, wd, fd.arrive, &pollCount); err != nil {
 				return nil, err
 			}
-			rep.HeldPolls = st.HeldPolls
-			if st.HeldPolls >= cfg.Polls || time.Now().After(deadline) || ctx.Err() != nil {
+			rep.PollerProcs = cfg.Procs
+		} else {
+			pollTr := newTransport(src, cfg.Fingerprint, cfg.Polls+16, &pollCount)
+			defer pollTr.CloseIdleConnections()
+			hc := &http.Client{Transport: pollTr}
+			version := st.Version
+			for _, d := range devs[:cfg.Polls] {
+				pwg.Add(1)
+				go func() { defer pwg.Done(); poll(pctx, hc, d.base, d.token, version, fd.arrive) }()
+			}
+		}
+		// Wait until the consoles hold them all.
+		for deadline := time.Now().Add(5 * time.Minute); ; {
+			held, err := heldPolls(ctx, adm, consoles)
+			if err != nil {
+				return nil, err
+			}
+			rep.HeldPolls, rep.HeldPerConsole = 0, held
+			for _, n := range held {
+				rep.HeldPolls += n
+			}
+			if rep.HeldPolls >= cfg.Polls || time.Now().After(deadline) || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(250 * time.Millisecond)
@@ -281,7 +336,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			// A different app each time, so every change makes a sequence.
 			tag := []string{"Unsanctioned", "Monitored"}[i%2]
+			var profiled chan error
+			if i == 0 && cfg.Pprof != "" && cfg.FeedProfile != "" {
+				profiled = make(chan error, 1)
+				go func() {
+					profiled <- fetchProfile(ctx, cfg.Pprof+"profile?seconds="+strconv.Itoa(max(cfg.ProfileSeconds, 1)), cfg.FeedProfile+".cpu.pprof")
+				}()
+				time.Sleep(200 * time.Millisecond) // the profile has started
+			}
 			ch, err := fd.change(ctx, adm, apps[i%len(apps)], tag, cfg.Polls, cfg.FeedTimeout, &pollCount)
+			if profiled != nil {
+				perr := errors.Join(<-profiled, fetchProfile(ctx, cfg.Pprof+"heap", cfg.FeedProfile+".heap.pprof"))
+				if perr != nil {
+					cfg.Log.Warn("feed fan-out profile", "err", perr)
+				}
+			}
 			if err != nil {
 				cfg.Log.Error("feed change failed", "err", err)
 				continue
@@ -292,9 +361,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	uwg.Wait()
 	rep.Seconds = up.activeSeconds(start)
-	rep.Console = sampler.stop()
+	stats := sampler.stop()
+	rep.Console, rep.Replicas = stats[0], stats[1:]
 	stopPolls()
 	pwg.Wait()
+	if err := procs.stop(); err != nil {
+		cfg.Log.Warn("poller processes", "err", err)
+	}
+	procs = nil
 
 	rep.Chunks, rep.Records, rep.UploadBytes = up.chunks.Load(), up.records.Load(), up.bytes.Load()
 	if rep.Seconds > 0 {
@@ -381,10 +455,34 @@ type arrival struct {
 	at      time.Time
 }
 
-func (f *feedWatch) poll(ctx context.Context, hc *http.Client, base string, d *device, etag string) {
+// heldPolls asks every console how many polls it holds.
+func heldPolls(ctx context.Context, adm *admin, consoles []string) ([]int, error) {
+	held := make([]int, len(consoles))
+	for i, base := range consoles {
+		var st feedStatus
+		if err := adm.callAt(ctx, base, "GET", "/api/feed", nil, &st); err != nil {
+			return nil, err
+		}
+		held[i] = st.HeldPolls
+	}
+	return held, nil
+}
+
+// arrive records a 200 answer's version while a change is measured.
+func (f *feedWatch) arrive(version string, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.recording {
+		f.arrivals = append(f.arrivals, arrival{version, at})
+	}
+}
+
+// poll holds one device's long poll on base until ctx ends, calling
+// arrived with every new version it receives.
+func poll(ctx context.Context, hc *http.Client, base, token, etag string, arrived func(version string, at time.Time)) {
 	for ctx.Err() == nil {
 		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/indicators?wait=300", nil)
-		req.Header.Set("Authorization", "Bearer "+d.token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Accept-Encoding", "gzip")
 		req.Header.Set("If-None-Match", `"`+etag+`"`)
 		req.Header.Set("Netward-Agent", "version=loadtest; os=linux/loadtest; seq=0")
@@ -402,11 +500,7 @@ func (f *feedWatch) poll(ctx context.Context, hc *http.Client, base string, d *d
 		case http.StatusOK:
 			v, _ := strconv.Unquote(resp.Header.Get("ETag"))
 			etag = v
-			f.mu.Lock()
-			if f.recording {
-				f.arrivals = append(f.arrivals, arrival{v, at})
-			}
-			f.mu.Unlock()
+			arrived(v, at)
 		case http.StatusNotModified:
 		default:
 			time.Sleep(time.Second + rand.N(time.Second))
@@ -556,7 +650,7 @@ func (u *uploads) device(run, ctx context.Context, d *device, i int) {
 
 func (u *uploads) put(ctx context.Context, d *device, id string, c chunk) bool {
 	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, "PUT", u.cfg.Console+"/v1/telemetry/"+d.id+"/"+id, bytesReader(c.gz))
+		req, _ := http.NewRequestWithContext(ctx, "PUT", d.base+"/v1/telemetry/"+d.id+"/"+id, bytesReader(c.gz))
 		req.Header.Set("Authorization", "Bearer "+d.token)
 		req.Header.Set("Content-Encoding", "gzip")
 		req.Header.Set("Content-Type", "application/x-ndjson")
@@ -673,4 +767,26 @@ func check(ctx context.Context, adm *admin, devs []*device, now time.Time) (Chec
 	})
 	c.OK = ferr == nil && c.DevicesWithDifferences == 0
 	return c, ferr
+}
+
+// fetchProfile writes the profile at url to file.
+func fetchProfile(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }

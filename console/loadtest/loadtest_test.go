@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,8 +19,34 @@ import (
 	"github.com/netward/netward/internal/pgtest"
 )
 
+// TestMain doubles as the poller process of the tests with Procs > 1.
+func TestMain(m *testing.M) {
+	if os.Getenv("NETWARD_LOADTEST_WORKER") == "1" {
+		if err := Worker(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// testWorker starts this test binary as a poller process.
+func testWorker() *exec.Cmd {
+	c := exec.Command(os.Args[0], "-test.run=^$")
+	c.Env = append(os.Environ(), "NETWARD_LOADTEST_WORKER=1")
+	c.Stderr = os.Stderr
+	return c
+}
+
 // startConsole runs a console in this process on dsn ("" for SQLite).
 func startConsole(t *testing.T, dsn string) (url, fingerprint, password string) {
+	return startReplica(t, dsn, true)
+}
+
+// startReplica runs a console on dsn; a later replica (not first) on a
+// store that has its admin prints no password.
+func startReplica(t *testing.T, dsn string, first bool) (url, fingerprint, password string) {
 	t.Helper()
 	dir := t.TempDir()
 	store := ""
@@ -41,7 +70,7 @@ func startConsole(t *testing.T, dsn string) (url, fingerprint, password string) 
 		}
 	})
 	sc := bufio.NewScanner(pr)
-	for password == "" && sc.Scan() {
+	for (password == "" || url == "") && sc.Scan() {
 		line := sc.Text()
 		last := line[strings.LastIndexByte(line, ' ')+1:]
 		switch {
@@ -52,9 +81,12 @@ func startConsole(t *testing.T, dsn string) (url, fingerprint, password string) 
 		case strings.HasPrefix(line, "initial admin account"):
 			password = last
 		}
+		if !first && url != "" && strings.HasPrefix(line, "feed public key") {
+			break
+		}
 	}
 	go io.Copy(io.Discard, pr)
-	if password == "" {
+	if url == "" || first && password == "" {
 		t.Fatal("console did not start")
 	}
 	return url, fingerprint, password
@@ -69,17 +101,7 @@ func TestFleetShort(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			dsn := ""
 			if kind == "postgres" {
-				pg, err := pgtest.Start()
-				if err != nil {
-					if pgtest.Required() {
-						t.Fatal(err)
-					}
-					t.Skip(err)
-				}
-				t.Cleanup(pg.Stop)
-				if dsn, err = pg.NewDatabase("fleet"); err != nil {
-					t.Fatal(err)
-				}
+				dsn = postgres(t, "fleet")
 			}
 			url, fp, pw := startConsole(t, dsn)
 			names, err := LoadNames(existing("../../../shared/data/blocklist-stevenblack.txt"), "")
@@ -109,6 +131,111 @@ func TestFleetShort(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Held polls spread over two poller processes and two console replicas
+// on one PostgreSQL: every poll, on either replica, gets every change made
+// through the first one (it reaches the second through the database), and
+// the children's arrivals and bytes add up in the report.
+func TestFleetProcsReplicas(t *testing.T) {
+	dsn := postgres(t, "replicas")
+	urlA, _, pw := startReplica(t, dsn, true)
+	urlB, _, _ := startReplica(t, dsn, false)
+	const polls = 40
+	// Fingerprint "": the two in-test replicas made certificates of their own.
+	rep, err := Run(context.Background(), Config{Console: urlA, Replicas: []string{urlB}, AdminPassword: pw,
+		Procs: 2, Worker: testWorker, Devices: 44, Polls: polls, Uploaders: 4, Duration: 3 * time.Second,
+		FullEvery: 3, FullRecords: 400, SmallRecords: 40, FeedChanges: 2, FeedTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *rep)
+	if rep.PollerProcs != 2 || rep.HeldPolls != polls || !slices.Equal(rep.HeldPerConsole, []int{polls / 2, polls / 2}) {
+		t.Fatalf("%d processes held %d polls (%v per replica), want 2 holding %d, half on each", rep.PollerProcs, rep.HeldPolls, rep.HeldPerConsole, polls)
+	}
+	if len(rep.Feed) != 2 {
+		t.Fatalf("%d feed changes measured, want 2", len(rep.Feed))
+	}
+	for _, f := range rep.Feed {
+		// At least a response's headers per poll came through the children.
+		if f.Delivered != polls || f.P100ms < 0 || f.BytesSent < 200*polls {
+			t.Errorf("feed change %+v: not every poll got it through the poller processes", f)
+		}
+	}
+	if !rep.Check.OK || rep.Check.SentTransactions == 0 || rep.Errors != 0 {
+		t.Errorf("uploads over both replicas: check %+v, %d errors (%v)", rep.Check, rep.Errors, rep.FirstErrors)
+	}
+	if len(rep.Replicas) != 1 {
+		t.Errorf("stats of %d replicas, want 1", len(rep.Replicas))
+	}
+}
+
+// A poller process's events become arrivals and bytes read: its cumulative
+// byte counts add their growth only, across processes.
+func TestReadEventsAggregates(t *testing.T) {
+	var cnt counter
+	var mu sync.Mutex
+	got := map[string]int{}
+	arrived := func(v string, at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		if at.UnixNano() != 1_000 {
+			t.Errorf("arrival at %d, want 1000", at.UnixNano())
+		}
+		got[v]++
+	}
+	a := `{"v":"v2","at":1000,"read":500}` + "\n" + `{"read":500}` + "\n" + `{"v":"v2","at":1000,"read":900}` + "\n"
+	b := `{"read":100}` + "\n" + `{"v":"v2","at":1000,"read":700}` + "\n" + `{"v":"v3","at":1000,"read":800}` + "\n"
+	var wg sync.WaitGroup
+	for _, in := range []string{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := readEvents(strings.NewReader(in), arrived, &cnt); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got["v2"] != 3 || got["v3"] != 1 || cnt.read.Load() != 900+800 {
+		t.Errorf("arrivals %v, %d bytes read; want v2×3, v3×1, 1700 bytes", got, cnt.read.Load())
+	}
+	if err := readEvents(strings.NewReader(`{"v":`), arrived, &cnt); err == nil {
+		t.Error("broken output from a poller process read without an error")
+	}
+}
+
+// Every device goes to exactly one poller process.
+func TestShareCoversAll(t *testing.T) {
+	for _, n := range []int{1, 3, 7} {
+		var all []int
+		for i := range n {
+			all = append(all, share([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, i, n)...)
+		}
+		if !slices.Equal(all, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+			t.Errorf("%d shares: %v", n, all)
+		}
+	}
+}
+
+// postgres starts a private PostgreSQL cluster for the test and returns
+// the DSN of a fresh database on it (skips where there is none, unless
+// required).
+func postgres(t *testing.T, name string) string {
+	t.Helper()
+	pg, err := pgtest.Start()
+	if err != nil {
+		if pgtest.Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(pg.Stop)
+	dsn, err := pg.NewDatabase(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }
 
 func existing(p string) string {

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -37,7 +38,9 @@ func procSample(pid int) (rss int64, cpu float64, ok bool) {
 }
 
 // RaiseFileLimit lifts the open-file limit to n (held polls are one
-// descriptor each); root may raise the hard limit too.
+// descriptor each); root may raise the hard limit too. Where the hard limit
+// cannot be raised (a container), the soft one goes up to it and the error
+// says how far.
 func RaiseFileLimit(n uint64) error {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
@@ -46,7 +49,15 @@ func RaiseFileLimit(n uint64) error {
 	if l.Cur >= n {
 		return nil
 	}
-	l.Cur = n
-	l.Max = max(l.Max, n)
-	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	want := l
+	want.Cur, want.Max = n, max(l.Max, n)
+	err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want)
+	if err == nil {
+		return nil
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	return fmt.Errorf("open-file limit %d (hard), %d wanted: %w", l.Max, n, err)
 }

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// ProcStats is the console process during the measured part of the run.
+// ProcStats is a console process during the measured part of the run.
 type ProcStats struct {
+	PID          int     `json:"pid,omitempty"`
 	PeakRSSBytes int64   `json:"peakRSSBytes"`
 	EndRSSBytes  int64   `json:"endRSSBytes"`
 	CPUSeconds   float64 `json:"cpuSeconds"`
@@ -14,34 +15,29 @@ type ProcStats struct {
 	CPUCores float64 `json:"cpuCores"`
 }
 
-// sampler reads the console's RSS every 250 ms.
+// sampler reads the consoles' RSS every 250 ms.
 type sampler struct {
-	pid   int
+	pids  []int
 	stopc chan struct{}
 	done  chan struct{}
 	mu    sync.Mutex
-	st    ProcStats
-	cpu0  float64
+	st    []ProcStats
+	cpu0  []float64
 	t0    time.Time
 }
 
-func startSampler(pid int) *sampler {
-	s := &sampler{pid: pid, stopc: make(chan struct{}), done: make(chan struct{})}
-	if pid <= 0 {
-		close(s.done)
-		return s
+// startSampler follows the processes of pids (0: not read).
+func startSampler(pids ...int) *sampler {
+	s := &sampler{pids: pids, stopc: make(chan struct{}), done: make(chan struct{}), st: make([]ProcStats, len(pids)), cpu0: make([]float64, len(pids))}
+	for i, pid := range pids {
+		s.st[i].PID = pid
 	}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if rss, _, ok := procSample(pid); ok {
-				s.mu.Lock()
-				s.st.PeakRSSBytes = max(s.st.PeakRSSBytes, rss)
-				s.st.EndRSSBytes = rss
-				s.mu.Unlock()
-			}
+			s.sample()
 			select {
 			case <-s.stopc:
 				return
@@ -52,28 +48,45 @@ func startSampler(pid int) *sampler {
 	return s
 }
 
+func (s *sampler) sample() {
+	for i, pid := range s.pids {
+		if pid <= 0 {
+			continue
+		}
+		if rss, _, ok := procSample(pid); ok {
+			s.mu.Lock()
+			s.st[i].PeakRSSBytes = max(s.st[i].PeakRSSBytes, rss)
+			s.st[i].EndRSSBytes = rss
+			s.mu.Unlock()
+		}
+	}
+}
+
 // mark starts the measured part: peak RSS and CPU count from here.
 func (s *sampler) mark() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.t0 = time.Now()
-	if rss, cpu, ok := procSample(s.pid); ok {
-		s.cpu0 = cpu
-		s.st.PeakRSSBytes = rss
+	for i, pid := range s.pids {
+		if rss, cpu, ok := procSample(pid); pid > 0 && ok {
+			s.cpu0[i] = cpu
+			s.st[i].PeakRSSBytes = rss
+		}
 	}
 }
 
-func (s *sampler) stop() ProcStats {
-	if s.pid > 0 {
-		close(s.stopc)
-	}
+func (s *sampler) stop() []ProcStats {
+	close(s.stopc)
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, cpu, ok := procSample(s.pid); ok && !s.t0.IsZero() {
-		s.st.CPUSeconds = cpu - s.cpu0
-		if el := time.Since(s.t0).Seconds(); el > 0 {
-			s.st.CPUCores = s.st.CPUSeconds / el
+	el := time.Since(s.t0).Seconds()
+	for i, pid := range s.pids {
+		if _, cpu, ok := procSample(pid); pid > 0 && ok && !s.t0.IsZero() {
+			s.st[i].CPUSeconds = cpu - s.cpu0[i]
+			if el > 0 {
+				s.st[i].CPUCores = s.st[i].CPUSeconds / el
+			}
 		}
 	}
 	return s.st

@@ -21,6 +21,9 @@ type CompactStats struct {
 // sums before and after (TestCompactTrafficKeepsTotals).
 func (s *Store) CompactTraffic(ctx context.Context, cut, dropBefore time.Time) (CompactStats, error) {
 	var st CompactStats
+	if err := s.FoldRollups(ctx); err != nil { // what it drops must not come back
+		return st, err
+	}
 	limit := dayOf(cut) // only whole days before the cut's day
 	for ctx.Err() == nil {
 		var oldest sql.NullInt64

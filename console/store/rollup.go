@@ -116,7 +116,17 @@ func rollupDomain(k TrafficKey) string {
 // for recent hours, day buckets always) and to the hunting index, inside
 // the chunk's transaction: a retried chunk is never counted twice here
 // either.
-func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now time.Time) error {
+//
+// It writes the device's own rows (roll_app_device, roll_device,
+// presence_app_device, the hunting index) at once and returns the writes of
+// the fleet-wide rows (roll_app, roll_app_user, presence_app_user), which
+// the caller runs last, just before its commit: every concurrent chunk
+// upserts those same rows, and PostgreSQL holds their row locks until the
+// commit, so each statement between the first fleet-wide upsert and the
+// commit is time during which every other chunk of the fleet waits
+// (measured: ~10 of 40 uploads waiting on a lock at any moment, and the
+// console at 0.2 cores, when they came first; docs/scale.md).
+func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now time.Time) (fleet func() error, err error) {
 	device := b.Meta.DeviceID
 	hourFloor := hourOf(now.Add(-HourlyRollupKeep))
 	spans := func(hour int64) []int64 {
@@ -189,10 +199,11 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 			}
 		}
 	}
-	for _, t := range []struct {
+	type rollTableOf struct {
 		name string
 		m    map[rollKey]*rollVal
-	}{{"roll_app", app}, {"roll_app_device", dev}, {"roll_device", tot}} {
+	}
+	rollTable := func(t rollTableOf) error {
 		var cols, conflict string
 		switch t.name {
 		case "roll_app":
@@ -220,34 +231,20 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 			" ON CONFLICT ("+conflict+") DO UPDATE SET "+addUpdate(t.name), rows); err != nil {
 			return fmt.Errorf("store: rollup %s: %w", t.name, err)
 		}
+		return nil
 	}
-	rows := make([][]any, 0, len(users))
-	for k, by := range users {
-		n := 0
-		if by {
-			n = 1
+	for _, t := range []rollTableOf{{"roll_app_device", dev}, {"roll_device", tot}} {
+		if err := rollTable(t); err != nil {
+			return nil, err
 		}
-		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, n})
 	}
-	if err := s.upsertRows(ctx, tx, "INSERT INTO roll_app_user (span, bucket, app_id, domain, user_name, bypassed) VALUES ",
-		" ON CONFLICT (span, bucket, app_id, domain, user_name) DO UPDATE SET bypassed = CASE WHEN excluded.bypassed > roll_app_user.bypassed THEN excluded.bypassed ELSE roll_app_user.bypassed END", rows); err != nil {
-		return fmt.Errorf("store: rollup users: %w", err)
-	}
-	rows = rows[:0]
+	var rows [][]any
 	for k, bits := range presDev {
 		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, device, bits})
 	}
 	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) VALUES ",
 		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits", rows); err != nil {
-		return fmt.Errorf("store: presence: %w", err)
-	}
-	rows = rows[:0]
-	for k, v := range presUser {
-		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, v[0], v[1]})
-	}
-	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) VALUES ",
-		" ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits", rows); err != nil {
-		return fmt.Errorf("store: presence: %w", err)
+		return nil, fmt.Errorf("store: presence: %w", err)
 	}
 	rows = rows[:0]
 	for k, v := range huntDay {
@@ -257,7 +254,7 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 		" ON CONFLICT (rdomain, day, device_id) DO UPDATE SET records = hunt_daily.records + excluded.records, "+
 			"first_hour = CASE WHEN excluded.first_hour < hunt_daily.first_hour THEN excluded.first_hour ELSE hunt_daily.first_hour END, "+
 			"last_hour = CASE WHEN excluded.last_hour > hunt_daily.last_hour THEN excluded.last_hour ELSE hunt_daily.last_hour END", rows); err != nil {
-		return fmt.Errorf("store: hunting index: %w", err)
+		return nil, fmt.Errorf("store: hunting index: %w", err)
 	}
 	rows = rows[:0]
 	for k, n := range hunt {
@@ -265,9 +262,128 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 	}
 	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ",
 		" ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records", rows); err != nil {
-		return fmt.Errorf("store: hunting index: %w", err)
+		return nil, fmt.Errorf("store: hunting index: %w", err)
+	}
+	if s.dialect == Postgres {
+		// Appended, folded later (FoldRollups).
+		return func() error { return s.appendPending(ctx, tx, app, users, presUser) }, nil
+	}
+	// SQLite has one writer at a time anyway: the rows are upserted at
+	// once, in one table order for every transaction (with the rows sorted
+	// by upsertRows).
+	fleet = func() error {
+		if err := rollTable(rollTableOf{"roll_app", app}); err != nil {
+			return err
+		}
+		rows := make([][]any, 0, len(users))
+		for k, by := range users {
+			n := 0
+			if by {
+				n = 1
+			}
+			rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, n})
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO roll_app_user (span, bucket, app_id, domain, user_name, bypassed) VALUES ",
+			" ON CONFLICT (span, bucket, app_id, domain, user_name) DO UPDATE SET bypassed = CASE WHEN excluded.bypassed > roll_app_user.bypassed THEN excluded.bypassed ELSE roll_app_user.bypassed END", rows); err != nil {
+			return fmt.Errorf("store: rollup users: %w", err)
+		}
+		rows = rows[:0]
+		for k, v := range presUser {
+			rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, v[0], v[1]})
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) VALUES ",
+			" ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits", rows); err != nil {
+			return fmt.Errorf("store: presence: %w", err)
+		}
+		return nil
+	}
+	return fleet, nil
+}
+
+// appendPending appends a chunk's share of the fleet-wide rollups to the
+// pending tables (PostgreSQL; see migration 0030).
+func (s *Store) appendPending(ctx context.Context, tx *sql.Tx, app map[rollKey]*rollVal, users map[userRollKey]bool, pres map[presUserKey]*[2]int64) error {
+	text := func(n string) column { return column{n, "text[]"} }
+	num := func(n string) column { return column{n, "bigint[]"} }
+	rows := make([][]any, 0, len(app))
+	for k, v := range app {
+		rows = append(rows, append(append([]any{k.span, k.bucket, k.app, k.domain}, v.values()...), v.last))
+	}
+	cols := []column{num("span"), num("bucket"), text("app_id"), text("domain")}
+	for c := range strings.SplitSeq(counterCols, ", ") {
+		cols = append(cols, num(c))
+	}
+	if err := s.batchInsert(ctx, tx, "roll_app_pending", append(cols, num("last_hour")), "", rows); err != nil {
+		return fmt.Errorf("store: rollup roll_app: %w", err)
+	}
+	rows = rows[:0]
+	for k, by := range users {
+		n := int64(0)
+		if by {
+			n = 1
+		}
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, n})
+	}
+	if err := s.batchInsert(ctx, tx, "roll_app_user_pending", []column{num("span"), num("bucket"), text("app_id"), text("domain"),
+		text("user_name"), num("bypassed")}, "", rows); err != nil {
+		return fmt.Errorf("store: rollup users: %w", err)
+	}
+	rows = rows[:0]
+	for k, v := range pres {
+		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, v[0], v[1]})
+	}
+	if err := s.batchInsert(ctx, tx, "presence_app_user_pending", []column{num("span"), num("block"), text("app_id"), text("domain"),
+		text("user_name"), num("bits"), num("bypass_bits")}, "", rows); err != nil {
+		return fmt.Errorf("store: presence: %w", err)
 	}
 	return nil
+}
+
+// FoldRollups moves the pending fleet-wide rollup rows (PostgreSQL) into
+// roll_app, roll_app_user and presence_app_user: each statement deletes
+// the pending rows it sums, so what it adds is exactly what it removed,
+// whatever commits meanwhile; one fold runs at a time (an advisory lock,
+// across replicas). The readers of those tables fold first, so a chunk is
+// in every view once acknowledged; ingest.Run folds every second so the
+// pending tables stay small. A no-op on SQLite.
+func (s *Store) FoldRollups(ctx context.Context) error {
+	if s.dialect != Postgres {
+		return nil
+	}
+	sums := make([]string, 0, 8)
+	for c := range strings.SplitSeq(counterCols, ", ") {
+		sums = append(sums, "SUM("+c+")::bigint")
+	}
+	folds := []struct{ table, keys, values, update string }{
+		{"roll_app", "span, bucket, app_id, domain", strings.Join(sums, ", ") + ", MAX(last_hour)", addUpdate("roll_app")},
+		{"roll_app_user", "span, bucket, app_id, domain, user_name", "MAX(bypassed)",
+			"bypassed = CASE WHEN excluded.bypassed > roll_app_user.bypassed THEN excluded.bypassed ELSE roll_app_user.bypassed END"},
+		{"presence_app_user", "span, block, app_id, domain, user_name", "BIT_OR(bits), BIT_OR(bypass_bits)",
+			"bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits"},
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7236842)"); err != nil {
+			return fmt.Errorf("store: fold rollups: %w", err)
+		}
+		for _, f := range folds {
+			var cols string
+			switch f.table {
+			case "roll_app":
+				cols = f.keys + ", " + counterCols + ", last_hour"
+			case "roll_app_user":
+				cols = f.keys + ", bypassed"
+			default:
+				cols = f.keys + ", bits, bypass_bits"
+			}
+			q := "WITH d AS (DELETE FROM " + f.table + "_pending RETURNING *) " +
+				"INSERT INTO " + f.table + " (" + cols + ") SELECT " + f.keys + ", " + f.values + " FROM d GROUP BY " + f.keys +
+				" ORDER BY " + f.keys + " ON CONFLICT (" + f.keys + ") DO UPDATE SET " + f.update
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("store: fold %s: %w", f.table, err)
+			}
+		}
+		return nil
+	})
 }
 
 // upsertRows writes rows with multi-row statements (prefix, "(?, …), …",
@@ -282,6 +398,15 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix strin
 	// locks them in VALUES order, so rows in map order deadlock two
 	// transactions (40P01). One order for every transaction avoids it.
 	sortRows(rows)
+	if s.dialect == Postgres {
+		// One statement of one text through unnest (batchInsert), when the
+		// prefix is "INSERT INTO table (columns) VALUES " and the values
+		// strings and int64s: PostgreSQL plans a VALUES list of thousands
+		// of parameters, and pgx encodes each, at a cost the arrays avoid.
+		if table, cols, ok := pgColumns(prefix, rows); ok {
+			return s.batchInsert(ctx, tx, table, cols, suffix, rows)
+		}
+	}
 	const maxParams = 8000
 	cols := len(rows[0])
 	per := max(1, maxParams/cols)
@@ -307,9 +432,55 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix strin
 	return nil
 }
 
+// pgColumns reads the table and columns of an upsertRows prefix and types
+// them from the rows' values (string: text[], int64: bigint[]); ok is
+// false for anything else.
+func pgColumns(prefix string, rows [][]any) (table string, cols []column, ok bool) {
+	rest, found := strings.CutPrefix(prefix, "INSERT INTO ")
+	if !found {
+		return "", nil, false
+	}
+	table, rest, found = strings.Cut(rest, " (")
+	if !found {
+		return "", nil, false
+	}
+	list, rest, found := strings.Cut(rest, ")")
+	if !found || strings.TrimSpace(rest) != "VALUES" {
+		return "", nil, false
+	}
+	names := strings.Split(list, ",")
+	if len(names) != len(rows[0]) {
+		return "", nil, false
+	}
+	for i, n := range names {
+		var t string
+		for _, r := range rows {
+			switch r[i].(type) {
+			case string:
+				if t == "bigint[]" {
+					return "", nil, false
+				}
+				t = "text[]"
+			case int64:
+				if t == "text[]" {
+					return "", nil, false
+				}
+				t = "bigint[]"
+			default:
+				return "", nil, false
+			}
+		}
+		cols = append(cols, column{strings.TrimSpace(n), t})
+	}
+	return table, cols, true
+}
+
 // PruneHourlyRollups drops hour buckets older than HourlyRollupKeep (day
 // buckets stay) and hunting index rows of chunks that retention removed.
 func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, error) {
+	if err := s.FoldRollups(ctx); err != nil { // what it drops must not come back
+		return 0, err
+	}
 	cut := hourOf(now.Add(-HourlyRollupKeep))
 	var total int64
 	for _, t := range []string{"roll_app", "roll_app_device", "roll_app_user", "roll_device", "presence_app_device", "presence_app_user"} {
@@ -354,7 +525,11 @@ func (s *Store) BulkLoad(ctx context.Context, batches []*ChunkBatch) error {
 			return fmt.Errorf("store: bulk users: %w", err)
 		}
 		for _, b := range batches {
-			if err := s.applyRollups(ctx, tx, b, s.now()); err != nil {
+			fleet, err := s.applyRollups(ctx, tx, b, s.now())
+			if err == nil {
+				err = fleet()
+			}
+			if err != nil {
 				return err
 			}
 		}

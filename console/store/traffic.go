@@ -143,8 +143,10 @@ func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 		if err := s.applySeen(ctx, tx, m.DeviceID, b); err != nil {
 			return err
 		}
-		// The discovery rollups and the hunting index (rollup.go).
-		if err := s.applyRollups(ctx, tx, b, s.now()); err != nil {
+		// The discovery rollups and the hunting index (rollup.go); the
+		// fleet-wide rows last, below.
+		fleet, err := s.applyRollups(ctx, tx, b, s.now())
+		if err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET last_chunk_at = ? WHERE id = ? AND last_chunk_at < ?"), ms(m.ReceivedAt), m.DeviceID, ms(m.ReceivedAt))
@@ -165,8 +167,11 @@ func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 				"WHERE id = ? AND (info_at <= ? OR info_at > ?)"),
 				ms(m.ReceivedAt), strings.Join(in.LoggedOnUsers, "\n"), in.AgentVersion, in.AgentVersion, in.OSPlatform, in.OSPlatform,
 				in.OSVersion, in.OSVersion, m.DeviceID, ms(m.ReceivedAt), ms(m.ReceivedAt.Add(time.Hour)))
+			if err != nil {
+				return err
+			}
 		}
-		return err
+		return fleet()
 	})
 }
 

@@ -16,6 +16,9 @@ func (s *Store) UIFleetSeries(ctx context.Context, p Period) ([]Bucket, error) {
 // UIFleetCounts counts the distinct users and the machines with traffic
 // in the period.
 func (s *Store) UIFleetCounts(ctx context.Context, p Period) (users, machines int64, err error) {
+	if err = s.FoldRollups(ctx); err != nil {
+		return
+	}
 	if err = s.queryRow(ctx, "SELECT COUNT(DISTINCT user_name) FROM roll_app_user WHERE "+inPeriod, p.args()...).Scan(&users); err != nil {
 		return
 	}

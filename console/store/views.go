@@ -80,6 +80,9 @@ type appKey struct{ app, domain string }
 // every domain no app claims (unknown true), with their machines and
 // users.
 func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]AppStat, error) {
+	if err := s.FoldRollups(ctx); err != nil {
+		return nil, err
+	}
 	appCond := "app_id <> ''"
 	if unknown {
 		appCond = "app_id = '' AND domain <> '' AND domain <> '(other)'"
@@ -175,6 +178,9 @@ type AppDetail struct {
 // app claims, appID is "" and domain names it.
 func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDetail, error) {
 	var d AppDetail
+	if err := s.FoldRollups(ctx); err != nil {
+		return d, err
+	}
 	fleetCond, keyArgs := "app_id = ?", []any{appID}
 	keyCond := "app_id = ? AND domain = ?"
 	keyArgs2 := []any{appID, ""}
