@@ -58,8 +58,9 @@ type options struct {
 	// workloads to measure, comma-separated; empty means all.
 	only, workloads string
 	// ab, when set, runs netward alone in two variants instead: A as
-	// shipped and B with these environment variables (KEY=VAL, spaces
-	// between), each started afresh in every round, in turns (abRun).
+	// shipped and B with these environment variables (KEY=VAL) and config
+	// settings (cfg:SECTION.KEY=JSON), spaces between, each started
+	// afresh in every round, in turns (abRun).
 	ab string
 }
 
@@ -75,7 +76,7 @@ func main() {
 	flag.IntVar(&o.outstand, "q", 500, "dnsperf outstanding queries (-q)")
 	flag.StringVar(&o.only, "servers", "", "servers to run, comma-separated (netward,dnsmasq,unbound; default all)")
 	flag.StringVar(&o.workloads, "workloads", "", "workloads to run, comma-separated (mix,allowed,blocked,cached; default all)")
-	flag.StringVar(&o.ab, "ab", "", "A/B run of netward alone: variant B gets these environment variables (KEY=VAL KEY=VAL)")
+	flag.StringVar(&o.ab, "ab", "", "A/B run of netward alone: variant B gets these environment variables and config settings (KEY=VAL cfg:dns.udpSockets=1)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchdns:", err)
@@ -386,6 +387,26 @@ func startNetward(ctx context.Context, o options, name, list string, env ...stri
 		"control":    map[string]any{"socket": filepath.Join(dir, "netward.sock")},
 		"metrics":    map[string]any{"listen": ""},
 	}
+	// -ab's config settings (cfg:SECTION.KEY=JSON): set over the above.
+	var plain []string
+	for _, e := range env {
+		k, v, _ := strings.Cut(strings.TrimPrefix(e, "cfg:"), "=")
+		sec, key, ok := strings.Cut(k, ".")
+		if !strings.HasPrefix(e, "cfg:") || !ok {
+			plain = append(plain, e)
+			continue
+		}
+		var val any
+		if err := json.Unmarshal([]byte(v), &val); err != nil {
+			return nil, fmt.Errorf("-ab %s: the value is not JSON: %w", e, err)
+		}
+		m, _ := cfg[sec].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			cfg[sec] = m
+		}
+		m[key] = val
+	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	path := filepath.Join(dir, "netward.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -393,7 +414,7 @@ func startNetward(ctx context.Context, o options, name, list string, env ...stri
 	}
 	s := &server{name: "netward", addr: netwardIP, port: 53, log: &bytes.Buffer{}}
 	s.cmd = exec.CommandContext(ctx, o.netward, "run", "--config", path)
-	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.Env = append(os.Environ(), plain...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
