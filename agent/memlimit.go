@@ -9,16 +9,21 @@ import (
 
 // The agent's soft memory limit (issue 21). The runtime's default pacing
 // (GOGC=100) lets the heap grow to twice what is live before collecting.
-// Most of the agent's live heap is the policy (the StevenBlack list: ~20 MB
-// of compiled rules, names and trie) which does not change under load, yet
-// is doubled all the same: under a DNS flood the peak was 2.5–4× the idle
-// RSS (issue 21's profile: 28–30 MB live, heap goal 62–68 MB, 17 MB of
-// binary pages). After every policy load the runtime is told to collect
-// before its memory passes what the agent holds then plus memHeadroom: room
-// for what load adds (telemetry and discovery queues, queries in flight:
-// 8–10 MB measured under dnsperf) and for garbage between collections. It
-// is a soft limit: a live heap past it is never refused, the runtime then
-// collects more often and caps its collector at half the CPU
+// Much of the agent's live heap is the policy (the StevenBlack list: ~20 MB
+// of compiled rules, names and trie), which does not change under load yet
+// is doubled all the same: under a DNS flood the peak RSS was 2.5–4× the
+// idle RSS. After every policy load the runtime is told to collect before
+// its memory passes what the agent holds then plus memHeadroom: room for
+// what load adds and for garbage between collections. What load adds was
+// measured with dnsperf (heap profiles at the peak): up to ~17 MB in the
+// telemetry queue (its two buffers of up to 16,384 records each) when
+// cached answers of 5,000 names overflow the 4,096-name deduplication
+// window, 8–10 MB of discovery window, queries in flight and events. 32 MiB
+// of headroom made the collector run back to back on the cached workload
+// (2.4× the CPU per query); 48 MiB costs no measurable CPU and cut the
+// peak from 145 to 91–100 MiB (docs/dns.md "Performance"). It is a soft
+// limit: a live heap past it is never refused, the runtime then collects
+// more often and caps its collector at half the CPU
 // (runtime/debug.SetMemoryLimit), so a bigger policy or a heavier burst
 // costs CPU, never a failure. With 1,000,000 indicators the limit follows
 // the larger policy.
@@ -27,7 +32,7 @@ import (
 // GOMEMLIMIT=off (no limit at all: the runtime's default).
 
 // memHeadroom is the room above the memory held after a policy load.
-const memHeadroom = 32 << 20
+const memHeadroom = 48 << 20
 
 // memState is the soft limit's state: on is set by LimitMemory (the
 // product's `netward run`); tests leave the process's limit alone.

@@ -179,7 +179,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 				return err
 			}
 			for _, g := range group {
-				readers[g] = max(max(runtime.GOMAXPROCS(0), 2)/len(group), 1)
+				// Two readers or more per socket even in a group: one
+				// alone leaves its socket unread while it answers a
+				// batch (measured: 0.87–0.92× the CPU per query of a
+				// single socket with one reader per socket, 1.0–1.2×
+				// better with two).
+				readers[g] = max(runtime.GOMAXPROCS(0), 2)
 			}
 		} else {
 			// A socket on an unspecified address (0.0.0.0, ::) needs a

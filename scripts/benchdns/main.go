@@ -170,16 +170,6 @@ func run(o options) error {
 				order = append(order[1:], order[0])
 			}
 			for _, s := range order {
-				if w == "cached" {
-					// Warm the cache: one pass over the hot names.
-					f, err := files.file(w)
-					if err == nil {
-						_, err = dnsperf(o, s, f, 0, 2)
-					}
-					if err != nil {
-						return err
-					}
-				}
 				sm, err := measure(o, s, files, w)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", s.name, w, err)
@@ -222,9 +212,19 @@ type sample struct {
 }
 
 // measure runs dnsperf at saturation, then at 80 % of the rate reached,
-// each on a file of its own.
+// each on a file of its own (the cached workload after a warming pass).
 func measure(o options, s *server, files *queries, w string) (sample, error) {
 	var sm sample
+	if w == "cached" {
+		// Warm the cache: one pass over the hot names.
+		f, err := files.file(w)
+		if err == nil {
+			_, err = dnsperf(o, s, f, 0, 2)
+		}
+		if err != nil {
+			return sm, err
+		}
+	}
 	file, err := files.file(w)
 	if err != nil {
 		return sm, err
@@ -763,16 +763,6 @@ func abRun(ctx context.Context, o options, names []string, files *queries) error
 			idle := procStatus(s.pid())["VmRSS"]
 			_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.pid()), []byte("5"), 0)
 			for _, w := range workloads {
-				if w == "cached" {
-					f, err := files.file(w)
-					if err == nil {
-						_, err = dnsperf(o, s, f, 0, 2)
-					}
-					if err != nil {
-						stop(s)
-						return err
-					}
-				}
 				sm, err := measure(o, s, files, w)
 				if err != nil {
 					stop(s)
