@@ -181,9 +181,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 			for _, g := range group {
 				// Two readers or more per socket even in a group: one
 				// alone leaves its socket unread while it answers a
-				// batch (measured: 0.87–0.92× the CPU per query of a
-				// single socket with one reader per socket, 1.0–1.2×
-				// better with two).
+				// batch. Measured against one socket read by two: one
+				// reader per socket cost 0.93–1.15× the CPU per query,
+				// two readers per socket 0.83–1.0× (docs/dns.md).
 				readers[g] = max(runtime.GOMAXPROCS(0), 2)
 			}
 		} else {
