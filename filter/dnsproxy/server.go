@@ -200,6 +200,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if len(servers) == 0 {
 		return fmt.Errorf("dnsproxy: none of the listen addresses %v exists on this host", c.Listen)
 	}
+	served := map[*net.UDPConn]*atomic.Uint64{}
+	for _, uc := range fast {
+		served[uc] = new(atomic.Uint64)
+	}
+	p.mu.Lock()
+	p.udp, p.served = fast, served // before Ready
+	p.mu.Unlock()
 	var bound []string
 	for _, a := range p.Addrs() {
 		bound = append(bound, a.Network()+"/"+a.String())
@@ -231,13 +238,6 @@ func (p *Proxy) Run(ctx context.Context) error {
 		serve(s.ActivateAndServe)
 	}
 	var workers sync.WaitGroup
-	served := map[*net.UDPConn]*atomic.Uint64{}
-	for _, uc := range fast {
-		served[uc] = new(atomic.Uint64)
-	}
-	p.mu.Lock()
-	p.udp, p.served = fast, served
-	p.mu.Unlock()
 	for _, uc := range fast {
 		for range readers[uc] {
 			w := newUDPWorker(p, uc)
