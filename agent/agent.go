@@ -41,6 +41,7 @@ type Agent struct {
 	insp inspectState
 	ans  answersState
 	mach machineState
+	mem  memState
 }
 
 // New validates cfg and returns an agent that has not started anything.

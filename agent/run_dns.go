@@ -79,6 +79,7 @@ func (a *Agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		SyntheticTTL:    time.Duration(dc.SyntheticTTLSeconds) * time.Second,
 		StripECH:        dc.StripECH == nil || *dc.StripECH,
 		Capture:         dc.Capture,
+		UDPSockets:      dc.UDPSockets,
 		Names:           a.dns.names,
 		OnDecision:      a.emitDNS,
 		OnAnswer:        a.answerHook(),

@@ -352,6 +352,7 @@ func (a *Agent) applyIndicators(log *slog.Logger, u indicators.Update) {
 		// garbage is small and a restart's enforcement is not delayed.
 		debug.FreeOSMemory()
 	}
+	a.limitMemory(log)
 }
 
 // bigSet is the set size from which a load returns freed memory at once.

@@ -13,7 +13,10 @@
 # Env: BENCH_ROUNDS (default 3), BENCH_SECONDS (per dnsperf run, default 5),
 # BENCH_BIG (indicators of the footprint run, default 1000000; 0 skips it),
 # BLOCKLIST (default ../shared/data/blocklist-stevenblack.txt),
-# BENCH_NETNS (default nwbench$$). Timing on a shared machine: hold a lock
+# BENCH_NETNS (default nwbench$$), BENCH_TAGS (build tags of netward: "pprof"
+# with NETWARD_PPROF=127.0.0.1:6060 serves net/http/pprof in the namespace);
+# arguments go to scripts/benchdns (-servers netward -workloads allowed: a
+# profiling run). Timing on a shared machine: hold a lock
 # (flock) around it and compare ratios from the same run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +41,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The product build (Makefile `build`), and the harness.
-go build -trimpath -ldflags '-s -w' -o "$WORK/netward" ./cmd/netward
+go build -trimpath -ldflags '-s -w' ${BENCH_TAGS:+-tags "$BENCH_TAGS"} -o "$WORK/netward" ./cmd/netward
 go build -o "$WORK/benchdns" ./scripts/benchdns
 # The agent refuses, as root, a list or config others can write.
 install -m 600 "$BLOCKLIST" "$WORK/list.txt"
@@ -53,4 +56,4 @@ if [ "$RMEM_WAS" -lt 4194304 ]; then
 fi
 
 ip netns exec "$NS" "$WORK/benchdns" -netward "$WORK/netward" -list "$WORK/list.txt" -work "$WORK" \
-	-rounds "${BENCH_ROUNDS:-3}" -secs "${BENCH_SECONDS:-5}" -big "${BENCH_BIG:-1000000}"
+	-rounds "${BENCH_ROUNDS:-3}" -secs "${BENCH_SECONDS:-5}" -big "${BENCH_BIG:-1000000}" "$@"

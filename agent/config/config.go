@@ -69,6 +69,9 @@ type DNS struct {
 	BlockAnswer         string   `json:"blockAnswer"`
 	SyntheticTTLSeconds int      `json:"syntheticTtlSeconds"`
 	StripECH            *bool    `json:"stripEch"`
+	// UDPSockets is dnsproxy.Config.UDPSockets: 0 (default) one
+	// SO_REUSEPORT socket per core on Linux, 1 a single socket.
+	UDPSockets int `json:"udpSockets"`
 }
 
 type SNI struct {
@@ -308,6 +311,9 @@ func (c *Config) Validate() error {
 	case "nxdomain", "nullip", "sink":
 	default:
 		errs = append(errs, fmt.Errorf("key \"dns.blockAnswer\": %q is not one of nxdomain, nullip, sink", c.DNS.BlockAnswer))
+	}
+	if c.DNS.UDPSockets < 0 || c.DNS.UDPSockets > 256 {
+		errs = append(errs, fmt.Errorf("key \"dns.udpSockets\": %d is outside 0..256 (0: one per core)", c.DNS.UDPSockets))
 	}
 	if c.DNS.SyntheticTTLSeconds < 0 || c.DNS.SyntheticTTLSeconds > 86400 {
 		errs = append(errs, fmt.Errorf("key \"dns.syntheticTtlSeconds\": %d is outside 0..86400", c.DNS.SyntheticTTLSeconds))

@@ -53,6 +53,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"syntax error line", "{\n\"mode\": \"block\",\n}", []string{"line 3"}},
 		{"bad version", `{"version": 2}`, []string{"version 1"}},
 		{"bad privacy", `{"telemetry": {"privacy": "all"}}`, []string{"telemetry.privacy"}},
+		{"negative udp sockets", `{"dns": {"udpSockets": -1}}`, []string{"dns.udpSockets", "0..256"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

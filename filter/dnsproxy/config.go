@@ -126,6 +126,12 @@ type Config struct {
 	MaxInFlight int
 	// MaxTCPConns bounds concurrent client TCP connections (default 256).
 	MaxTCPConns int
+	// UDPSockets is how many UDP sockets serve each listen address bound
+	// to one IP (SO_REUSEPORT: the kernel spreads clients over them, each
+	// read by its own batched readers). 0 is the default: one per core
+	// (GOMAXPROCS) on Linux; 1 elsewhere, where only one is ever opened.
+	// An unspecified address (0.0.0.0, ::) always gets one.
+	UDPSockets int
 
 	// Decider is the decision the proxy asks about every name it answers
 	// (the agent's filter.DecisionPoint): the question's, and each CNAME
@@ -220,6 +226,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxTCPConns <= 0 {
 		c.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if c.UDPSockets < 0 {
+		return c, fmt.Errorf("dnsproxy: UDPSockets %d must be 0 (one per core) or more; set dns.udpSockets to 0 or a count", c.UDPSockets)
+	}
+	if c.UDPSockets == 0 {
+		c.UDPSockets = defaultUDPSockets()
+	}
+	if !reusePortBuilt {
+		c.UDPSockets = 1
 	}
 	if c.SyntheticTTL <= 0 {
 		c.SyntheticTTL = DefaultSyntheticTTL

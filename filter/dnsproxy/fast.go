@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -30,8 +31,9 @@ import (
 // udpWorker is one reader of a fast-path socket. Its buffers are its own:
 // each worker reads from one goroutine.
 type udpWorker struct {
-	p    *Proxy
-	conn *net.UDPConn
+	p      *Proxy
+	conn   *net.UDPConn
+	served *atomic.Uint64 // datagrams read from conn (Proxy.served)
 
 	// One recvmmsg reads up to udpBatch datagrams and one sendmmsg sends
 	// the replies the fast path built for them (golang.org/x/net ipv4 and
@@ -95,6 +97,9 @@ func (w *udpWorker) run() {
 			}
 			time.Sleep(time.Millisecond)
 			continue
+		}
+		if w.served != nil {
+			w.served.Add(uint64(n))
 		}
 		replies := 0
 		for i := range n {

@@ -54,6 +54,14 @@ type options struct {
 	rounds, secs        int
 	big                 int
 	clients, outstand   int
+	// only and workloads narrow a run (profiling aids): the servers and
+	// workloads to measure, comma-separated; empty means all.
+	only, workloads string
+	// ab, when set, runs netward alone in two variants instead: A as
+	// shipped and B with these environment variables (KEY=VAL) and config
+	// settings (cfg:SECTION.KEY=JSON), spaces between, each started
+	// afresh in every round, in turns (abRun).
+	ab string
 }
 
 func main() {
@@ -66,6 +74,9 @@ func main() {
 	flag.IntVar(&o.big, "big", 1_000_000, "indicators for the footprint run (0: skip)")
 	flag.IntVar(&o.clients, "c", 10, "dnsperf clients (-c)")
 	flag.IntVar(&o.outstand, "q", 500, "dnsperf outstanding queries (-q)")
+	flag.StringVar(&o.only, "servers", "", "servers to run, comma-separated (netward,dnsmasq,unbound; default all)")
+	flag.StringVar(&o.workloads, "workloads", "", "workloads to run, comma-separated (mix,allowed,blocked,cached; default all)")
+	flag.StringVar(&o.ab, "ab", "", "A/B run of netward alone: variant B gets these environment variables and config settings (KEY=VAL cfg:dns.udpSockets=1)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchdns:", err)
@@ -99,6 +110,9 @@ func run(o options) error {
 	defer stopUp()
 
 	files := &queries{dir: o.work, names: names, r: rand.New(rand.NewPCG(21, 1))}
+	if o.ab != "" {
+		return abRun(ctx, o, names, files)
+	}
 	nw, err := startNetward(ctx, o, "nw", o.list)
 	if err != nil {
 		return err
@@ -114,7 +128,13 @@ func run(o options) error {
 		return err
 	}
 	defer stop(ub)
-	servers := []*server{nw, dm, ub}
+	servers := []*server{nw}
+	if pick(o.only, "dnsmasq") {
+		servers = append(servers, dm)
+	}
+	if pick(o.only, "unbound") {
+		servers = append(servers, ub)
+	}
 	for _, s := range servers {
 		if err := waitBlocking(s, names[0]); err != nil {
 			return err
@@ -132,7 +152,12 @@ func run(o options) error {
 
 	fmt.Printf("bench-dns: %d cores, %d blocked names, %d rounds × %d s per dnsperf run (-c %d -q %d), all on this machine\n",
 		nproc(), len(names), o.rounds, o.secs, o.clients, o.outstand)
-	workloads := []string{"mix", "allowed", "blocked", "cached"}
+	var workloads []string
+	for _, w := range []string{"mix", "allowed", "blocked", "cached"} {
+		if pick(o.workloads, w) {
+			workloads = append(workloads, w)
+		}
+	}
 	// results[workload][server] is one sample per round.
 	results := map[string]map[string][]sample{}
 	for _, w := range workloads {
@@ -145,16 +170,6 @@ func run(o options) error {
 				order = append(order[1:], order[0])
 			}
 			for _, s := range order {
-				if w == "cached" {
-					// Warm the cache: one pass over the hot names.
-					f, err := files.file(w)
-					if err == nil {
-						_, err = dnsperf(o, s, f, 0, 2)
-					}
-					if err != nil {
-						return err
-					}
-				}
 				sm, err := measure(o, s, files, w)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", s.name, w, err)
@@ -181,6 +196,11 @@ func run(o options) error {
 	return nil
 }
 
+// pick reports whether name is in the comma-separated list (empty: all).
+func pick(list, name string) bool {
+	return list == "" || slices.Contains(strings.Split(list, ","), name)
+}
+
 // sample is one measurement of one server on one workload.
 type sample struct {
 	qps              float64
@@ -192,9 +212,19 @@ type sample struct {
 }
 
 // measure runs dnsperf at saturation, then at 80 % of the rate reached,
-// each on a file of its own.
+// each on a file of its own (the cached workload after a warming pass).
 func measure(o options, s *server, files *queries, w string) (sample, error) {
 	var sm sample
+	if w == "cached" {
+		// Warm the cache: one pass over the hot names.
+		f, err := files.file(w)
+		if err == nil {
+			_, err = dnsperf(o, s, f, 0, 2)
+		}
+		if err != nil {
+			return sm, err
+		}
+	}
 	file, err := files.file(w)
 	if err != nil {
 		return sm, err
@@ -342,7 +372,7 @@ func (q *queries) file(w string) (string, error) {
 // (deploy/package/netward.json: capture and SNI inspection on), with its
 // data, control socket and list under the work directory and the bench
 // upstream.
-func startNetward(ctx context.Context, o options, name, list string) (*server, error) {
+func startNetward(ctx context.Context, o options, name, list string, env ...string) (*server, error) {
 	dir := filepath.Join(o.work, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -357,6 +387,26 @@ func startNetward(ctx context.Context, o options, name, list string) (*server, e
 		"control":    map[string]any{"socket": filepath.Join(dir, "netward.sock")},
 		"metrics":    map[string]any{"listen": ""},
 	}
+	// -ab's config settings (cfg:SECTION.KEY=JSON): set over the above.
+	var plain []string
+	for _, e := range env {
+		k, v, _ := strings.Cut(strings.TrimPrefix(e, "cfg:"), "=")
+		sec, key, ok := strings.Cut(k, ".")
+		if !strings.HasPrefix(e, "cfg:") || !ok {
+			plain = append(plain, e)
+			continue
+		}
+		var val any
+		if err := json.Unmarshal([]byte(v), &val); err != nil {
+			return nil, fmt.Errorf("-ab %s: the value is not JSON: %w", e, err)
+		}
+		m, _ := cfg[sec].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			cfg[sec] = m
+		}
+		m[key] = val
+	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	path := filepath.Join(dir, "netward.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -364,6 +414,7 @@ func startNetward(ctx context.Context, o options, name, list string) (*server, e
 	}
 	s := &server{name: "netward", addr: netwardIP, port: 53, log: &bytes.Buffer{}}
 	s.cmd = exec.CommandContext(ctx, o.netward, "run", "--config", path)
+	s.cmd.Env = append(os.Environ(), plain...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
@@ -511,7 +562,7 @@ func report(servers []*server, workloads []string, results map[string]map[string
 			xs := results[w][s.name]
 			// Ratios per round (same round, side by side), then the median.
 			ratio := func(ref string) string {
-				if s.name != "netward" {
+				if s.name != "netward" || len(results[w][ref]) < len(xs) {
 					return ""
 				}
 				var rs []sample
@@ -672,3 +723,78 @@ func nproc() int {
 func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
 
 func mib(kb int) float64 { return float64(kb) / 1024 }
+
+// abRun measures two variants of netward alone (the shipped binary; B with
+// the environment variables of -ab), one after the other in every round —
+// two agents capturing DNS in one namespace would take each other's
+// queries — the order swapped every round. Each start is fresh: RSS idle
+// after loading, then the peak over the round's workloads (VmHWM reset).
+// Ratios B ÷ A are taken per round, then the median.
+func abRun(ctx context.Context, o options, names []string, files *queries) error {
+	variants := []struct {
+		name string
+		env  []string
+	}{{"A", nil}, {"B", strings.Fields(o.ab)}}
+	var workloads []string
+	for _, w := range []string{"mix", "allowed", "blocked", "cached"} {
+		if pick(o.workloads, w) {
+			workloads = append(workloads, w)
+		}
+	}
+	fmt.Printf("bench-dns A/B: %d cores, %d blocked names, %d rounds × %d s per dnsperf run (-c %d -q %d); A as shipped, B with %s\n",
+		nproc(), len(names), o.rounds, o.secs, o.clients, o.outstand, o.ab)
+	res := map[string]map[string][]sample{} // [variant][workload], one per round
+	rss := map[string][][2]int{}            // [variant] idle, peak per round
+	for _, v := range variants {
+		res[v.name] = map[string][]sample{}
+	}
+	for r := range o.rounds {
+		for i := range variants {
+			v := variants[(i+r)%2]
+			s, err := startNetward(ctx, o, "nw"+v.name, o.list, v.env...)
+			if err != nil {
+				return err
+			}
+			if err := waitBlocking(s, names[0]); err != nil {
+				stop(s)
+				return err
+			}
+			time.Sleep(2 * time.Second)
+			idle := procStatus(s.pid())["VmRSS"]
+			_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.pid()), []byte("5"), 0)
+			for _, w := range workloads {
+				sm, err := measure(o, s, files, w)
+				if err != nil {
+					stop(s)
+					return fmt.Errorf("%s %s: %w", v.name, w, err)
+				}
+				res[v.name][w] = append(res[v.name][w], sm)
+				fmt.Fprintf(os.Stderr, "round %d %-8s %s %7.0f q/s  cpu %5.1f µs/q  dnsperf %5.1f µs/q  lost@80%% %d/%d\n",
+					r+1, w, v.name, sm.qps, sm.cpuPerQ, sm.perfPerQ, sm.lost80, sm.sent80)
+			}
+			rss[v.name] = append(rss[v.name], [2]int{idle, procStatus(s.pid())["VmHWM"]})
+			stop(s)
+		}
+	}
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	fmt.Println()
+	fmt.Printf("%-8s %9s %9s %7s %9s %9s %7s\n", "workload", "A q/s", "B q/s", "B÷A", "A µs/q", "B µs/q", "B÷A")
+	for _, w := range workloads {
+		var qa, qb, ca, cb, rq, rc []float64
+		for i := range res["A"][w] {
+			a, b := res["A"][w][i], res["B"][w][i]
+			qa, qb, ca, cb = append(qa, a.qps), append(qb, b.qps), append(ca, a.cpuPerQ), append(cb, b.cpuPerQ)
+			rq, rc = append(rq, b.qps/a.qps), append(rc, b.cpuPerQ/a.cpuPerQ)
+		}
+		fmt.Printf("%-8s %9.0f %9.0f %6.2f× %9.1f %9.1f %6.2f×\n", w, med(qa), med(qb), med(rq), med(ca), med(cb), med(rc))
+	}
+	fmt.Println("RSS (MiB), medians: idle with the list loaded / peak under the load above")
+	for _, v := range variants {
+		var idle, peak []float64
+		for _, x := range rss[v.name] {
+			idle, peak = append(idle, mib(x[0])), append(peak, mib(x[1]))
+		}
+		fmt.Printf("%s %6.1f / %6.1f   (peaks %v)\n", v.name, med(idle), med(slices.Clone(peak)), peak)
+	}
+	return nil
+}

@@ -94,6 +94,11 @@ func runCommand() *command {
 		if err != nil {
 			return failf("%w", err)
 		}
+		if env.Getenv("GOMEMLIMIT") == "" {
+			// The soft memory limit follows the policy's size (agent/memlimit.go);
+			// an operator's GOMEMLIMIT (or GOMEMLIMIT=off) wins.
+			a.LimitMemory()
+		}
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		run := a.Run

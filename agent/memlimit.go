@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"log/slog"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"sync/atomic"
+)
+
+// The agent's soft memory limit (issue 21). The runtime's default pacing
+// (GOGC=100) lets the heap grow to twice what is live before collecting.
+// Much of the agent's live heap is the policy (the StevenBlack list: ~20 MB
+// of compiled rules, names and trie), which does not change under load yet
+// is doubled all the same: under a DNS flood the peak RSS was 2.5–4× the
+// idle RSS. After every policy load the runtime is told to collect before
+// its memory passes what the agent holds then plus memHeadroom: room for
+// what load adds and for garbage between collections. What load adds was
+// measured with dnsperf (heap profiles at the peak): up to ~17 MB in the
+// telemetry queue (its two buffers of up to 16,384 records each) when
+// cached answers of 5,000 names overflow the 4,096-name deduplication
+// window, 8–10 MB of discovery window, queries in flight and events. 32 MiB
+// of headroom made the collector run back to back on the cached workload
+// (2.4× the CPU per query); 48 MiB costs no measurable CPU and cut the
+// peak from 145 to 91–100 MiB (docs/dns.md "Performance"). It is a soft
+// limit: a live heap past it is never refused, the runtime then collects
+// more often and caps its collector at half the CPU
+// (runtime/debug.SetMemoryLimit), so a bigger policy or a heavier burst
+// costs CPU, never a failure. With 1,000,000 indicators the limit follows
+// the larger policy.
+//
+// An operator's GOMEMLIMIT wins (the agent sets nothing), and so does
+// GOMEMLIMIT=off (no limit at all: the runtime's default).
+
+// memHeadroom is the room above the memory held after a policy load.
+const memHeadroom = 48 << 20
+
+// memState is the soft limit's state: on is set by LimitMemory (the
+// product's `netward run`); tests leave the process's limit alone.
+type memState struct {
+	on    bool
+	limit atomic.Int64 // the last set, for logging a change
+}
+
+// LimitMemory makes every policy load set the process's soft memory limit
+// (see memHeadroom). Call it before Run, in a process that runs one agent.
+func (a *Agent) LimitMemory() { a.mem.on = true }
+
+// limitMemory sets the soft limit from the memory the runtime holds now
+// (after a load and its collection).
+func (a *Agent) limitMemory(log *slog.Logger) {
+	if !a.mem.on {
+		return
+	}
+	limit := heldMemory() + memHeadroom
+	debug.SetMemoryLimit(limit)
+	if was := a.mem.limit.Swap(limit); was == 0 || limit > was+was/4 || limit < was-was/4 {
+		log.Info("soft memory limit set from the policy's size", "limitMiB", limit>>20)
+	}
+}
+
+// heldMemory is what the runtime's memory limit counts: every byte it has
+// mapped minus what it gave back to the OS (runtime/debug.SetMemoryLimit).
+func heldMemory() int64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	rtmetrics.Read(s)
+	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
+}
