@@ -169,6 +169,7 @@ func (s *Store) HuntChunks(ctx context.Context, domains []string, from, to time.
 	}
 	return out, nil
 }
+
 // DeviceChunks lists a device's raw chunks received in [from, to+slack)
 // (a chunk is received after its records), oldest first, from offset on.
 func (s *Store) DeviceChunks(ctx context.Context, device string, from, to time.Time, offset, limit int) ([]ChunkMeta, error) {
