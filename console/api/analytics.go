@@ -23,6 +23,7 @@ import (
 // (docs/console.md "Analytics"). Every list answers CSV too (?format=csv),
 // with the columns of its JSON objects.
 func (a *API) analyticsRoutes() {
+	a.handle("GET /api/discovery/summary", reader, a.csv("series", a.fleetSummary))
 	a.handle("GET /api/discovery/apps", reader, a.csv("apps", a.discoveredApps))
 	a.handle("GET /api/discovery/candidates", reader, a.csv("domains", a.candidates))
 	a.handle("GET /api/discovery/apps/{id}", reader, a.csv("", a.discoveredApp))
@@ -167,6 +168,24 @@ func (a *API) discoveredApps(_ http.ResponseWriter, r *http.Request, _ auth.Prin
 		out = out[:limit]
 	}
 	return map[string]any{"period": p, "apps": out}, nil
+}
+
+// fleetSummary is the whole fleet over the period: traffic per bucket
+// and in total, machines with traffic, distinct users and bypassers.
+func (a *API) fleetSummary(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (any, error) {
+	p, err := a.periodParam(r)
+	if err != nil {
+		return nil, err
+	}
+	f, err := a.cfg.Store.Fleet(r.Context(), p)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		Period store.Period `json:"period"`
+		store.FleetSummary
+		Traffic trafficMB `json:"traffic"`
+	}{p, f, traffic(f.Total)}, nil
 }
 
 // sortViews orders by traffic (default), transactions, users, machines,

@@ -220,6 +220,19 @@ func TestAnalyticsStory(t *testing.T) {
 		t.Errorf("candidates = %+v, want intranet.corp.example first on 2 machines", cands.Domains)
 	}
 
+	// The fleet summary (the dashboard's header and charts).
+	var sum struct {
+		store.FleetSummary
+		Traffic trafficMB `json:"traffic"`
+	}
+	f.getJSON(t, "/api/discovery/summary?period=24h", &sum)
+	if sum.Total.Transactions != 12 || sum.Machines != 2 || sum.Users != 3 || sum.BypassUsers != 2 || len(sum.Series) != 1 || sum.Total.Blocks != 2 || sum.Traffic.TotalMB != 12.001 {
+		t.Errorf("summary = %+v, want 12 transactions, 2 machines, 3 users (2 bypassed), 1 bucket, 2 blocks, 12.001 MB", sum)
+	}
+	if w := f.do(f.viewer, "GET", "/api/discovery/summary?period=24h&format=csv", nil); w.Code != 200 || !strings.HasPrefix(w.Body.String(), "at,transactions,") || strings.Count(w.Body.String(), "\n") != 2 {
+		t.Errorf("summary csv = %d %q, want the series: a header and one bucket", w.Code, w.Body)
+	}
+
 	var slack appDetailView
 	f.getJSON(t, "/api/discovery/apps/slack", &slack)
 	if slack.BypassUsers != 2 || slack.Total.Bypasses != 2 || len(slack.Machines) != 2 || len(slack.Domains) != 2 || len(slack.Series) != 1 || len(slack.Users) != 3 {
@@ -588,7 +601,7 @@ func FuzzAnalyticsQuery(f *testing.F) {
 	now := time.Now().UTC()
 	fx.upload(f, "pc-1", "c1", rec2(now, "NetworkProtectionBlocked", "https://www.dropbox.com/", "alice", ""), rec2(now, "ConnectionSuccess", "https://slack.com/", "bob", ""))
 	paths := []string{"/api/discovery/apps", "/api/discovery/candidates", "/api/discovery/apps/slack", "/api/discovery/domains/slack.com",
-		"/api/machines", "/api/machines/pc-1", "/api/machines/pc-1/events", "/api/hunt", "/api/alerts", "/api/discovery/auto-tags"}
+		"/api/machines", "/api/machines/pc-1", "/api/machines/pc-1/events", "/api/hunt", "/api/alerts", "/api/discovery/auto-tags", "/api/discovery/summary"}
 	for i, q := range []string{"period=24h&format=csv", "from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:01Z", "domains=dropbox.com,,%00&cursor=9999999999.1",
 		"cursor=-1.-1&limit=0", "format=csv&list=nope", "minUsers=-1&sort=%ff", "domain=" + strings.Repeat("a.", 200), "from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59Z",
 		"action=,,&domain=..", "period=90d&format=csv&list=series"} {

@@ -145,7 +145,7 @@ func (s *Server) Run(ctx context.Context) error {
 	mux.Handle(ingest.Path, ing)
 	mux.Handle("/api/", a)
 	mux.Handle("/v1/enroll", a)
-	pages, err := ui.New(ui.Config{API: a, Auth: au, Store: st, Log: s.log})
+	pages, err := ui.New(ui.Config{API: a, Auth: au, Log: s.log})
 	if err != nil {
 		return err
 	}

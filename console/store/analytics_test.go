@@ -88,6 +88,21 @@ func TestAnalyticsStore(t *testing.T) {
 		if err != nil || tot["d2"].BytesReceived != 7 {
 			t.Errorf("DeviceTotals = %+v, %v", tot, err)
 		}
+		// The fleet: every device's traffic, machines from the device
+		// rollup, distinct users and bypassers from the presence bitmaps.
+		for _, c := range []struct {
+			p       Period
+			tx      int64
+			buckets int
+		}{{hour, 10, 1}, {day, 15, 2}} {
+			f, err := s.Fleet(ctx, c.p)
+			if err != nil || f.Total.Transactions != c.tx || len(f.Series) != c.buckets || f.Machines != 2 || f.Users != 2 || f.BypassUsers != 1 || f.Total.BytesReceived != 7 {
+				t.Errorf("span %d: Fleet = %+v, %v; want %d transactions in %d buckets, 2 machines, 2 users, 1 bypasser", c.p.Span, f, err, c.tx, c.buckets)
+			}
+		}
+		if f, err := s.Fleet(ctx, PeriodFor(now.Add(-400*24*time.Hour), now.Add(-300*24*time.Hour), now)); err != nil || f.Series == nil || f.Machines != 0 || f.Users != 0 {
+			t.Errorf("empty period: Fleet = %+v, %v; want nothing (and an empty series, not null)", f, err)
+		}
 		// A retried chunk adds nothing.
 		if err := s.IngestChunk(ctx, &ChunkBatch{Meta: ChunkMeta{DeviceID: "d2", ChunkID: "c1", SHA256: "c1", ReceivedAt: now, Path: "p/d2/c1"},
 			Traffic: map[TrafficKey]*Counters{k(h, "slack", "slack.com"): {Transactions: 1}}}); !errors.Is(err, ErrDuplicateChunk) {

@@ -3,23 +3,60 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
 
-// huntCond matches a domain and its subdomains on the reversed-domain
-// index: "com.example" itself, or anything from "com.example." up to
-// "com.example/" ('/' follows '.' in byte order), which is exactly the
-// names ending in ".example.com" — and not "example-foo.com".
-func huntCond(domains []string) (string, []any) {
-	var parts []string
-	var args []any
+// huntNamesMax bounds how many distinct names under one hunted domain are
+// looked up one by one; a domain with more is matched as a range.
+const huntNamesMax = 512
+
+// huntExact is huntCond with each domain expanded to the names the table
+// holds for it and its subdomains, found by one index seek per name. The
+// index is ordered by (name, time): a condition on one name lets the time
+// range narrow the index scan, where a range of names reads every row of
+// every subdomain whatever the period. ok is false when no name matches.
+func (s *Store) huntExact(ctx context.Context, table string, domains []string) (cond string, args []any, ok bool, err error) {
+	var names []any
+	var ranges []string
+	var rangeArgs []any
 	for _, d := range domains {
 		r := ReverseDomain(d)
-		parts = append(parts, "(h.rdomain = ? OR (h.rdomain > ? AND h.rdomain < ?))")
-		args = append(args, r, r+".", r+"/")
+		var one int
+		switch err := s.queryRow(ctx, "SELECT 1 FROM "+table+" WHERE rdomain = ? LIMIT 1", r).Scan(&one); {
+		case err == nil:
+			names = append(names, r)
+		case !errors.Is(err, sql.ErrNoRows):
+			return "", nil, false, err
+		}
+		prev, n := r+".", 0
+		for {
+			var next sql.NullString
+			if err := s.queryRow(ctx, "SELECT MIN(rdomain) FROM "+table+" WHERE rdomain > ? AND rdomain < ?", prev, r+"/").Scan(&next); err != nil {
+				return "", nil, false, err
+			}
+			if !next.Valid {
+				break
+			}
+			if n++; n > huntNamesMax {
+				ranges = append(ranges, "(h.rdomain > ? AND h.rdomain < ?)")
+				rangeArgs = append(rangeArgs, r+".", r+"/")
+				break
+			}
+			names = append(names, next.String)
+			prev = next.String
+		}
 	}
-	return "(" + strings.Join(parts, " OR ") + ")", args
+	if len(names) == 0 && len(ranges) == 0 {
+		return "", nil, false, nil
+	}
+	var parts []string
+	if len(names) > 0 {
+		parts = append(parts, "h.rdomain IN (?"+strings.Repeat(", ?", len(names)-1)+")")
+	}
+	return "(" + strings.Join(append(parts, ranges...), " OR ") + ")", append(names, rangeArgs...), true, nil
 }
 
 // HuntDevice is one device's matches in the hunting index.
@@ -29,12 +66,6 @@ type HuntDevice struct {
 	LastHour  time.Time `json:"lastHour"`
 	Records   int64     `json:"records"`
 }
-
-// HuntLateUpload is how much older than the oldest kept chunk's receipt
-// records are still looked for: an agent offline longer uploads records
-// older than that, which hunting passes over once retention has removed
-// every chunk received before them.
-const HuntLateUpload = 7 * 24 * time.Hour
 
 // HuntChunk is a raw chunk that holds matching records.
 type HuntChunk struct {
@@ -48,49 +79,95 @@ type HuntChunk struct {
 // subdomains) over a period: per day for day periods (hunt_daily), per
 // hour for hour periods.
 func (s *Store) HuntDevices(ctx context.Context, domains []string, p Period) ([]HuntDevice, error) {
-	cond, args := huntCond(domains)
-	args = append(args, p.From.Unix(), p.To.Unix())
-	q := "SELECT h.device_id, MIN(h.hour), MAX(h.hour), SUM(h.records) FROM hunt_index h WHERE " + cond + " AND h.hour >= ? AND h.hour < ?"
+	table, q := "hunt_index", "SELECT h.device_id, MIN(h.hour), MAX(h.hour), SUM(h.records) FROM hunt_index h WHERE %s AND h.hour >= ? AND h.hour < ?"
 	if p.Span == SpanDay {
-		q = "SELECT h.device_id, MIN(h.first_hour), MAX(h.last_hour), SUM(h.records) FROM hunt_daily h WHERE " + cond + " AND h.day >= ? AND h.day < ?"
+		table, q = "hunt_daily", "SELECT h.device_id, MIN(h.first_hour), MAX(h.last_hour), SUM(h.records) FROM hunt_daily h WHERE %s AND h.day >= ? AND h.day < ?"
 	}
+	cond, args, ok, err := s.huntExact(ctx, table, domains)
+	if err != nil || !ok {
+		return nil, err
+	}
+	args = append(args, p.From.Unix(), p.To.Unix())
 	return queryAll(ctx, s, func(sc scanner) (HuntDevice, error) {
 		var d HuntDevice
 		var f, l int64
 		err := sc.Scan(&d.DeviceID, &f, &l, &d.Records)
 		d.FirstHour, d.LastHour = time.Unix(f, 0).UTC(), time.Unix(l, 0).UTC()
 		return d, err
-	}, q+" GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
+	}, fmt.Sprintf(q, cond)+" GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
 }
 
 // HuntStart is where a hunt from `from` starts reading the index: no
-// earlier than HuntLateUpload before the oldest kept chunk's receipt (the
-// hours before hold no kept records), on an hour boundary.
+// earlier than the hour of the oldest record a kept chunk holds (the
+// hours before point at no kept chunk).
 func (s *Store) HuntStart(ctx context.Context, from time.Time) (time.Time, error) {
 	var oldest sql.NullInt64
-	if err := s.queryRow(ctx, "SELECT MIN(received_at) FROM chunks").Scan(&oldest); err != nil {
+	if err := s.queryRow(ctx, "SELECT MIN(first_hour) FROM chunks").Scan(&oldest); err != nil {
 		return from, err
 	}
 	if !oldest.Valid {
 		return s.now().UTC().Truncate(time.Hour).Add(time.Hour), nil // nothing kept: an empty range
 	}
-	if kept := fromMS(oldest.Int64).Add(-HuntLateUpload); kept.After(from) {
+	if kept := time.Unix(oldest.Int64, 0); kept.After(from) {
 		from = kept
 	}
 	return time.Unix(hourOf(from), 0).UTC(), nil
 }
 
+// Hunting reads the index forward in windows of hours, from huntWindow
+// up to huntWindowMax, doubling while they hold fewer chunks than the
+// page needs: the first page reads the first hours with matches, not
+// the whole period.
+const (
+	huntWindow    = 3600
+	huntWindowMax = 7 * 86400
+)
+
 // HuntChunks lists the raw chunks (still kept) that hold records of
 // domains in [from, to), in order of their first matching hour, from
 // offset on.
 func (s *Store) HuntChunks(ctx context.Context, domains []string, from, to time.Time, offset, limit int) ([]HuntChunk, error) {
-	cond, args := huntCond(domains)
-	args = append(args, hourOf(from), to.Unix(), limit, offset)
-	return queryAll(ctx, s, func(sc scanner) (HuntChunk, error) {
-		var c HuntChunk
-		return c, sc.Scan(&c.DeviceID, &c.ChunkID, &c.Path, &c.FirstHour)
-	}, "SELECT h.device_id, h.chunk_id, c.path, MIN(h.hour) FROM hunt_index h JOIN chunks c ON c.device_id = h.device_id AND c.chunk_id = h.chunk_id "+
-		"WHERE "+cond+" AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id, h.chunk_id, c.path ORDER BY MIN(h.hour), h.device_id, h.chunk_id LIMIT ? OFFSET ?", args...)
+	cond, args, ok, err := s.huntExact(ctx, "hunt_index", domains)
+	if err != nil || !ok || limit <= 0 {
+		return nil, err
+	}
+	q := "SELECT h.device_id, h.chunk_id, c.path, MIN(h.hour) FROM hunt_index h JOIN chunks c ON c.device_id = h.device_id AND c.chunk_id = h.chunk_id " +
+		"WHERE " + cond + " AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id, h.chunk_id, c.path ORDER BY MIN(h.hour), h.device_id, h.chunk_id"
+	// A chunk's first matching hour is in the first window that lists it:
+	// windows taken in order, each in order, and each chunk kept where it
+	// is first seen give the order of the whole period.
+	seen := map[[2]string]bool{}
+	var out []HuntChunk
+	end := to.Unix()
+	for lo, w := hourOf(from), int64(huntWindow); lo < end && len(out) < limit; {
+		hi := min(lo+w, end)
+		list, err := queryAll(ctx, s, func(sc scanner) (HuntChunk, error) {
+			var c HuntChunk
+			return c, sc.Scan(&c.DeviceID, &c.ChunkID, &c.Path, &c.FirstHour)
+		}, q, append(append([]any{}, args...), lo, hi)...)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range list {
+			k := [2]string{c.DeviceID, c.ChunkID}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if offset > 0 {
+				offset--
+				continue
+			}
+			if out = append(out, c); len(out) == limit {
+				break
+			}
+		}
+		lo = hi
+		if len(list) < limit {
+			w = min(w*2, huntWindowMax)
+		}
+	}
+	return out, nil
 }
 
 // DeviceChunks lists a device's raw chunks received in [from, to+slack)

@@ -507,7 +507,7 @@ func (s *Store) BulkLoad(ctx context.Context, batches []*ChunkBatch) error {
 		var chunks, traffic, users [][]any
 		for _, b := range batches {
 			m := b.Meta
-			chunks = append(chunks, []any{m.DeviceID, m.ChunkID, m.SHA256, m.CompressedBytes, m.Records, ms(m.ReceivedAt), m.Path})
+			chunks = append(chunks, []any{m.DeviceID, m.ChunkID, m.SHA256, m.CompressedBytes, m.Records, ms(m.ReceivedAt), m.Path, b.firstHour()})
 			for k, c := range b.Traffic {
 				traffic = append(traffic, append([]any{m.DeviceID, k.Hour, k.AppID, k.Domain}, c.values()...))
 			}
@@ -515,7 +515,7 @@ func (s *Store) BulkLoad(ctx context.Context, batches []*ChunkBatch) error {
 				users = append(users, []any{m.DeviceID, k.Hour, k.AppID, k.Domain, k.User})
 			}
 		}
-		if err := s.upsertRows(ctx, tx, "INSERT INTO chunks ("+chunkCols+") VALUES ", "", chunks); err != nil {
+		if err := s.upsertRows(ctx, tx, "INSERT INTO chunks ("+chunkCols+", first_hour) VALUES ", "", chunks); err != nil {
 			return fmt.Errorf("store: bulk chunks: %w", err)
 		}
 		if err := s.upsertRows(ctx, tx, "INSERT INTO traffic_hourly (device_id, hour, app_id, domain, "+counterCols+") VALUES ", "", traffic); err != nil {

@@ -99,6 +99,17 @@ type ChunkBatch struct {
 
 const chunkCols = "device_id, chunk_id, sha256, compressed_bytes, records, received_at, path"
 
+// firstHour is the hour of the batch's oldest aggregated record (where
+// hunting starts reading the index for this chunk), or its receipt's
+// hour when it aggregated none.
+func (b *ChunkBatch) firstHour() int64 {
+	first := hourOf(b.Meta.ReceivedAt)
+	for k := range b.Traffic {
+		first = min(first, k.Hour)
+	}
+	return first
+}
+
 func scanChunk(sc scanner) (ChunkMeta, error) {
 	var c ChunkMeta
 	var at int64
@@ -122,8 +133,8 @@ func (s *Store) Chunk(ctx context.Context, device, chunk string) (ChunkMeta, err
 func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 	m := b.Meta
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, s.q("INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, chunk_id) DO NOTHING"),
-			m.DeviceID, m.ChunkID, m.SHA256, m.CompressedBytes, m.Records, ms(m.ReceivedAt), m.Path)
+		r, err := tx.ExecContext(ctx, s.q("INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, chunk_id) DO NOTHING"),
+			m.DeviceID, m.ChunkID, m.SHA256, m.CompressedBytes, m.Records, ms(m.ReceivedAt), m.Path, b.firstHour())
 		if err != nil {
 			return err
 		}

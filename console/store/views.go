@@ -277,3 +277,43 @@ func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDe
 		" GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain", args...)
 	return d, err
 }
+
+// FleetSummary is the whole fleet over a period: its traffic per bucket
+// and in total, and how many machines and users it counts.
+type FleetSummary struct {
+	Total  Counters `json:"total"`
+	Series []Bucket `json:"series"`
+	// Machines is the devices with traffic in the period.
+	Machines int64 `json:"machines"`
+	// Users is the distinct users seen with any app (or unclaimed
+	// domain); BypassUsers those of them who bypassed a Warn.
+	Users       int64 `json:"users"`
+	BypassUsers int64 `json:"bypassUsers"`
+}
+
+// Fleet sums every device's traffic per bucket of the period and counts
+// the machines and the distinct users: machines from the per-device
+// rollup, users from the presence bitmaps (a row per app × user × block
+// of 32 buckets, not one per bucket).
+func (s *Store) Fleet(ctx context.Context, p Period) (FleetSummary, error) {
+	var f FleetSummary
+	if err := s.FoldRollups(ctx); err != nil { // presence_app_user may have rows pending
+		return f, err
+	}
+	series, err := queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_device WHERE "+inPeriod+" GROUP BY bucket ORDER BY bucket", p.args()...)
+	if err != nil {
+		return f, err
+	}
+	f.Series = append([]Bucket{}, series...)
+	for _, b := range series {
+		f.Total.Add(b.Counters)
+	}
+	if err := s.queryRow(ctx, "SELECT COUNT(DISTINCT device_id) FROM roll_device WHERE "+inPeriod, p.args()...).Scan(&f.Machines); err != nil {
+		return f, err
+	}
+	mask, margs, where, wargs := p.presenceMask()
+	args := append(append(append([]any{}, margs...), wargs...), margs...)
+	err = s.queryRow(ctx, "SELECT COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN (bypass_bits & "+mask+") <> 0 THEN user_name END) FROM presence_app_user WHERE "+
+		where+" AND (bits & "+mask+") <> 0", args...).Scan(&f.Users, &f.BypassUsers)
+	return f, err
+}

@@ -137,20 +137,11 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 	if !u.get(w, r, "/api/alerts?state=new&limit=10000&period="+string(p), &al) {
 		return
 	}
-	pts, err := u.fleetSeries(r, apps.Period)
-	if err != nil {
-		u.fail(w, r, err)
+	var fleet store.FleetSummary
+	if !u.get(w, r, "/api/discovery/summary?period="+string(p), &fleet) {
 		return
 	}
-	users, active, err := u.fleetCounts(r, apps.Period)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	var all store.Counters
-	for _, b := range pts {
-		all.Add(b.Counters)
-	}
+	pts, all, users, active := fleet.Series, fleet.Total, fleet.Users, fleet.Machines
 	stale := 0
 	for _, d := range devs {
 		if d.Stale {

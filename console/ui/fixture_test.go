@@ -78,7 +78,7 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	a := api.New(api.Config{Store: st, Auth: au, Feed: pub, Ingest: ing, Catalog: cat, Fingerprint: "AA:BB", ChunkDir: chunks, Alerts: al, Discovery: disc})
-	pages, err := New(Config{API: a, Auth: au, Store: st, FlashKey: []byte("test")})
+	pages, err := New(Config{API: a, Auth: au, FlashKey: []byte("test")})
 	if err != nil {
 		t.Fatal(err)
 	}

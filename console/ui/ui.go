@@ -4,9 +4,6 @@
 // process with the browser's own session cookie and CSRF token — so the UI
 // can do nothing automation cannot, and a viewer's POST is refused by the
 // same check that refuses it on /api/.
-//
-// The Cloud-Discovery pages that need fleet-wide analytics read them from
-// the store through interim.go until part 2's endpoints (issue 18) land.
 package ui
 
 import (
@@ -22,7 +19,6 @@ import (
 	"time"
 
 	"github.com/netward/netward/console/auth"
-	"github.com/netward/netward/console/store"
 	"github.com/netward/netward/console/web"
 )
 
@@ -35,8 +31,6 @@ type Config struct {
 	API http.Handler
 	// Auth finds the signed-in account of a request.
 	Auth *auth.Service
-	// Store answers the fleet-wide discovery queries of interim.go.
-	Store *store.Store
 	// FlashKey signs flash messages; default a random key per process.
 	FlashKey []byte
 	Log      *slog.Logger

@@ -134,6 +134,28 @@ func run(dir, consoleBin string, rounds int) error {
 		return fmt.Errorf("the fleet has no machines or apps")
 	}
 	dev, app := ms.Machines[0].ID, apps.Apps[0].AppID
+	// Hunting: the domains of the ten busiest apps over 30 days.
+	var top struct {
+		Apps []struct {
+			AppID string `json:"appId"`
+		} `json:"apps"`
+	}
+	if _, body, _, err := get("/api/discovery/apps?period=30d&limit=10"); err != nil || json.Unmarshal(body, &top) != nil {
+		return fmt.Errorf("the busiest apps: %v", err)
+	}
+	var hunt []string
+	for _, a := range top.Apps {
+		var d struct {
+			Domains []struct {
+				Key string `json:"key"`
+			} `json:"domains"`
+		}
+		if _, body, _, err := get("/api/discovery/apps/" + a.AppID + "?period=30d"); err != nil || json.Unmarshal(body, &d) != nil || len(d.Domains) == 0 {
+			return fmt.Errorf("app %s: no domains (%v)", a.AppID, err)
+		}
+		hunt = append(hunt, strings.TrimPrefix(d.Domains[0].Key, "www."))
+	}
+	huntQ := "domains=" + url.QueryEscape(strings.Join(hunt, ",")) + "&period=30d"
 	// Asset weight: what every page loads besides its HTML.
 	var assets int
 	for _, re := range []string{`href="(/ui/assets/console\.[^"]+\.css)"`, `src="(/ui/assets/console\.[^"]+\.js)"`, `href="(/ui/assets/favicon\.[^"]+\.svg)"`} {
@@ -160,6 +182,7 @@ func run(dir, consoleBin string, rounds int) error {
 		{"machine apps 30d", "/ui/machines/" + dev + "/apps?period=30d", "/api/machines/" + dev + "?period=30d"},
 		{"machine events 24h", "/ui/machines/" + dev + "/events?period=24h", "/api/machines/" + dev + "/events?period=24h&limit=200"},
 		{"alerts 30d", "/ui/alerts?period=30d", "/api/alerts?period=30d&limit=10000"},
+		{"hunting 10 domains 30d", "/ui/hunt?" + huntQ, "/api/hunt?" + huntQ + "&limit=200"},
 		{"catalog", "/ui/catalog", "/api/apps?limit=50"},
 		{"indicators", "/ui/catalog/indicators", "/api/indicators"},
 		{"settings: devices", "/ui/settings/devices", "/api/devices"},

@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWithoutRowidMigration: migration 0024 turns the SQLite rollup,
+// presence, hunting and aggregate tables into WITHOUT ROWID tables and
+// every view answers the same from them as before.
+func TestWithoutRowidMigration(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "console.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC()
+	h := HourOf(now)
+	for d := range 3 {
+		dev := fmt.Sprintf("d%d", d)
+		tr := map[TrafficKey]*Counters{}
+		users, byp := map[UserKey]struct{}{}, map[UserKey]struct{}{}
+		for i := range 6 {
+			k := TrafficKey{h - int64(i*30)*3600, []string{"slack", "", "dropbox"}[i%3], fmt.Sprintf("www.s%d.example", i%4)}
+			tr[k] = &Counters{Transactions: int64(d + i + 1), BytesSent: int64(100 * i), Warns: int64(i % 2), Bypasses: int64(i % 2)}
+			users[UserKey{k, fmt.Sprintf("u%d", (d+i)%4)}] = struct{}{}
+			if i%2 == 1 {
+				byp[UserKey{k, fmt.Sprintf("u%d", (d+i)%4)}] = struct{}{}
+			}
+		}
+		if err := s.IngestChunk(ctx, &ChunkBatch{Meta: ChunkMeta{DeviceID: dev, ChunkID: "c", SHA256: "c", ReceivedAt: now, Path: dev + "/c"}, Traffic: tr, Users: users, Bypassers: byp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	views := func() []any {
+		var out []any
+		for _, p := range []Period{PeriodFor(now.Add(-24*time.Hour), now, now), PeriodFor(now.Add(-30*24*time.Hour), now, now)} {
+			apps, err1 := s.DiscoveredApps(ctx, p, false)
+			cands, err2 := s.DiscoveredApps(ctx, p, true)
+			fleet, err3 := s.Fleet(ctx, p)
+			app, err4 := s.App(ctx, p, "slack", "")
+			m, err5 := s.Machine(ctx, p, "d1")
+			hd, err6 := s.HuntDevices(ctx, []string{"s1.example"}, p)
+			for _, err := range []error{err1, err2, err3, err4, err5, err6} {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			out = append(out, apps, cands, fleet, app, m, hd)
+		}
+		hc, err := s.HuntChunks(ctx, []string{"example"}, now.Add(-30*24*time.Hour), now.Add(time.Hour), 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(out, hc)
+	}
+	tables := regexp.MustCompile(`(?m)^CREATE TABLE (\w+)_wr \(`).FindAllStringSubmatch(mustMigration(t, "0024_without_rowid.sqlite.sql"), -1)
+	if len(tables) < 10 {
+		t.Fatalf("0024 rebuilds %d tables", len(tables))
+	}
+	withoutRowid := func(name string) bool {
+		var sql string
+		if err := s.w.QueryRowContext(ctx, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", name).Scan(&sql); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(sql, "WITHOUT ROWID")
+	}
+	after := views()
+	if apps := after[6].([]AppStat); len(apps) != 2 || after[len(after)-1].([]HuntChunk) == nil {
+		t.Fatalf("the fixture answers %+v, want two apps and hunting chunks", after)
+	}
+	// Back to the tables as 0001–0022 made them (rowid tables, same
+	// columns and indexes), then migrate again.
+	for _, m := range tables {
+		name := m[1]
+		if !withoutRowid(name) {
+			t.Fatalf("%s is not WITHOUT ROWID after Open", name)
+		}
+		var def string
+		if err := s.w.QueryRowContext(ctx, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", name).Scan(&def); err != nil {
+			t.Fatal(err)
+		}
+		var idx []string
+		rows, err := s.w.QueryContext(ctx, "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var q string
+			rows.Scan(&q)
+			idx = append(idx, q)
+		}
+		rows.Close()
+		old := strings.Replace(strings.Replace(def, " WITHOUT ROWID", "", 1), "CREATE TABLE \""+name+"\"", "CREATE TABLE "+name+"_old", 1)
+		old = strings.Replace(old, "CREATE TABLE "+name+" ", "CREATE TABLE "+name+"_old ", 1)
+		for _, q := range append([]string{old, "INSERT INTO " + name + "_old SELECT * FROM " + name, "DROP TABLE " + name, "ALTER TABLE " + name + "_old RENAME TO " + name}, idx...) {
+			if _, err := s.w.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		if withoutRowid(name) {
+			t.Fatalf("%s still WITHOUT ROWID", name)
+		}
+	}
+	if before := views(); !reflect.DeepEqual(before, after) {
+		t.Fatalf("views differ between the rowid tables and the migrated ones")
+	}
+	if _, err := s.w.ExecContext(ctx, "DELETE FROM schema_migrations WHERE version = 24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range tables {
+		if !withoutRowid(m[1]) {
+			t.Errorf("%s is not WITHOUT ROWID after the migration", m[1])
+		}
+	}
+	if again := views(); !reflect.DeepEqual(again, after) {
+		t.Errorf("views after migrating the rowid tables:\n%+v\nwant\n%+v", again, after)
+	}
+}
+
+func mustMigration(t *testing.T, name string) string {
+	b, err := migrations.ReadFile("migrations/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
