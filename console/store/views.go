@@ -44,6 +44,21 @@ func (p Period) args() []any { return []any{p.Span, p.From.Unix(), p.To.Unix()} 
 
 const inPeriod = "span = ? AND bucket >= ? AND bucket < ?"
 
+// keyedPeriod is inPeriod for a query that selects one device's or one
+// app's rows through a secondary index. On SQLite the terms are written
+// +span and +bucket, which keeps the planner off the primary key's
+// (span, bucket) range: on the WITHOUT ROWID rollups (migration 0024) that
+// range looks cheaper than an index whose entries each need a key lookup,
+// but it reads every device's rows of the period (one machine over 30
+// days on 1,000 devices: 227 ms through the key range, 32 ms through its
+// index).
+func (s *Store) keyedPeriod() string {
+	if s.dialect == SQLite {
+		return "+span = ? AND +bucket >= ? AND +bucket < ?"
+	}
+	return inPeriod
+}
+
 // presenceMask is the SQL expression (and its arguments) of the bits of
 // a presence row's block that fall in the period, and the condition
 // selecting the period's blocks.
@@ -190,7 +205,7 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 	}
 	args := func(k []any) []any { return append(append([]any{}, k...), p.args()...) }
 	var err error
-	d.Domains, err = queryAll(ctx, s, scanBreakdown, "SELECT domain, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+fleetCond+" AND "+inPeriod+
+	d.Domains, err = queryAll(ctx, s, scanBreakdown, "SELECT domain, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+fleetCond+" AND "+s.keyedPeriod()+
 		" GROUP BY domain ORDER BY SUM(bytes_sent + bytes_received) DESC, domain", args(keyArgs)...)
 	if err != nil {
 		return d, err
@@ -198,11 +213,11 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 	for _, b := range d.Domains {
 		d.Total.Add(b.Counters)
 	}
-	d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_app WHERE "+fleetCond+" AND "+inPeriod+" GROUP BY bucket ORDER BY bucket", args(keyArgs)...)
+	d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_app WHERE "+fleetCond+" AND "+s.keyedPeriod()+" GROUP BY bucket ORDER BY bucket", args(keyArgs)...)
 	if err != nil {
 		return d, err
 	}
-	d.Machines, err = queryAll(ctx, s, scanBreakdown, "SELECT device_id, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE "+keyCond+" AND "+inPeriod+
+	d.Machines, err = queryAll(ctx, s, scanBreakdown, "SELECT device_id, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE "+keyCond+" AND "+s.keyedPeriod()+
 		" GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id", args(keyArgs2)...)
 	if err != nil {
 		return d, err
@@ -213,7 +228,7 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 		err := sc.Scan(&n.Name, &b)
 		n.Bypassed = b != 0
 		return n, err
-	}, "SELECT user_name, MAX(bypassed) FROM roll_app_user WHERE "+keyCond+" AND "+inPeriod+" GROUP BY user_name ORDER BY user_name", args(keyArgs2)...)
+	}, "SELECT user_name, MAX(bypassed) FROM roll_app_user WHERE "+keyCond+" AND "+s.keyedPeriod()+" GROUP BY user_name ORDER BY user_name", args(keyArgs2)...)
 	return d, err
 }
 
@@ -259,7 +274,7 @@ func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDe
 	var d MachineDetail
 	args := append([]any{device}, p.args()...)
 	var err error
-	d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_device WHERE device_id = ? AND "+inPeriod+" GROUP BY bucket ORDER BY bucket", args...)
+	d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_device WHERE device_id = ? AND "+s.keyedPeriod()+" GROUP BY bucket ORDER BY bucket", args...)
 	if err != nil {
 		return d, err
 	}
@@ -273,7 +288,7 @@ func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDe
 		a.LastSeen = time.Unix(last, 0).UTC()
 		a.Machines = 1
 		return a, err
-	}, "SELECT app_id, domain, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE device_id = ? AND "+inPeriod+
+	}, "SELECT app_id, domain, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE device_id = ? AND "+s.keyedPeriod()+
 		" GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain", args...)
 	return d, err
 }

@@ -375,7 +375,25 @@ type appDrawer struct {
 	Domains  web.Table
 	Machines web.Table
 	Users    web.Table
-	Hunt     string // the hunting page for the app's domains
+	// MachinesMore and UsersMore say how many rows a capped table left
+	// to its CSV export (nil when it shows them all).
+	MachinesMore, UsersMore *more
+	Hunt                    string // the hunting page for the app's domains
+}
+
+// more is a capped list: Shown rows of Total.
+type more struct{ Shown, Total int }
+
+// drawerRows caps the drawer's machine and user tables: on a large fleet
+// a popular app has a row per machine, and the page stays within its
+// weight budget (300 KB) by listing the busiest and linking the CSV.
+const drawerRows = 100
+
+func capped(n int) *more {
+	if n <= drawerRows {
+		return nil
+	}
+	return &more{Shown: drawerRows, Total: n}
 }
 
 func (u *UI) appDrawer(w http.ResponseWriter, r *http.Request, id string, p web.Period) (*web.Drawer, bool) {
@@ -401,13 +419,16 @@ func (u *UI) appDrawer(w http.ResponseWriter, r *http.Request, id string, p web.
 	}
 	dr.Machines = web.Table{ID: "drawer-machines", Caption: "Machines using " + name, Columns: []web.Column{{Key: "m", Label: "Machine"}, {Key: "t", Label: "Traffic", Numeric: true},
 		{Key: "b", Label: "Bypasses", Numeric: true}, {Key: "s", Label: "Last seen"}}, Empty: web.Empty{Title: "No machines"}}
-	for _, x := range d.Machines {
+	csv := "/api/discovery/apps/" + url.PathEscape(id) + "?" + url.Values{"period": {string(p)}, "format": {"csv"}}.Encode()
+	dr.Machines.CSV = csv + "&list=machines"
+	dr.MachinesMore, dr.UsersMore = capped(len(d.Machines)), capped(len(d.Users))
+	for _, x := range d.Machines[:min(len(d.Machines), drawerRows)] {
 		dr.Machines.Rows = append(dr.Machines.Rows, web.Row{Cells: []web.Cell{web.LinkCell(x.Key, Base+"/machines/"+url.PathEscape(x.Key)+"?period="+string(p)),
 			web.BytesCell(x.BytesSent + x.BytesReceived), web.CountCell(x.Bypasses), web.TimeCell(x.LastSeen, now)}})
 	}
 	dr.Users = web.Table{ID: "drawer-users", Caption: "Users of " + name, Columns: []web.Column{{Key: "u", Label: "User"}, {Key: "b", Label: "Bypassed a warning"}},
-		Empty: web.Empty{Title: "No users recorded"}}
-	for _, x := range d.Users {
+		Empty: web.Empty{Title: "No users recorded"}, CSV: csv + "&list=users"}
+	for _, x := range d.Users[:min(len(d.Users), drawerRows)] {
 		b := "no"
 		if x.Bypassed {
 			b = "yes"

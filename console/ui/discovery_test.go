@@ -1,10 +1,14 @@
 package ui
 
 import (
+	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netward/netward/console/store"
 )
 
 func TestDiscoveryPages(t *testing.T) {
@@ -75,5 +79,32 @@ func TestHuntPage(t *testing.T) {
 	_, csv := admin.get(Base + "/hunt.csv?domains=dropbox.com&period=24h")
 	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[0], "Time (UTC),Machine,Action") {
 		t.Errorf("hunt CSV (want 5 dropbox events):\n%s", csv)
+	}
+}
+
+// TestAppDrawerCapsLongLists: an app on more machines (users) than the
+// drawer lists shows the busiest, says how many there are, and links
+// the CSV export of every one.
+func TestAppDrawerCapsLongLists(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now().UTC()
+	h := store.HourOf(now)
+	for i := range drawerRows + 5 {
+		dev, user := fmt.Sprintf("pc-%03d", i), fmt.Sprintf("user%03d", i)
+		k := store.TrafficKey{Hour: h, AppID: "dropbox", Domain: "www.dropbox.com"}
+		if err := f.st.IngestChunk(context.Background(), &store.ChunkBatch{Meta: store.ChunkMeta{DeviceID: dev, ChunkID: "c", SHA256: "c", ReceivedAt: now, Path: dev + "/c"},
+			Traffic: map[store.TrafficKey]*store.Counters{k: {Transactions: 1, BytesReceived: int64(1000 + i)}}, Users: map[store.UserKey]struct{}{{TrafficKey: k, User: user}: {}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := f.signin(t, "root", adminPW)
+	body := admin.page(Base + "/apps?period=24h&app=dropbox")
+	for _, want := range []string{"The 100 busiest of 105 machines", "The first 100 of 105 users", "/ui/machines/pc-104", "format=csv&amp;period=24h&amp;list=machines", "format=csv&amp;period=24h&amp;list=users"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("drawer lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "/ui/machines/pc-000?") {
+		t.Error("the drawer lists the least busy machine past its cap")
 	}
 }
