@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/netward/netward/indicators"
 )
@@ -120,9 +121,36 @@ func (u *UI) callType(r *http.Request, method, path, contentType string, in any,
 // returns false.
 func (u *UI) get(w http.ResponseWriter, r *http.Request, path string, out any) bool {
 	_, err := u.call(r, http.MethodGet, path, nil, out)
-	if err == nil {
-		return true
+	return err == nil || u.readFailed(w, r, path, err)
+}
+
+// fetch is one of a page's API reads: the path, and where its answer goes.
+type fetch struct {
+	path string
+	out  any
+}
+
+// getAll is get for several reads at once: a page that needs several
+// answers waits for the slowest, not for their sum. On a failure it
+// renders the error of the first failed read, in the order given.
+func (u *UI) getAll(w http.ResponseWriter, r *http.Request, fs ...fetch) bool {
+	errs := make([]error, len(fs))
+	var wg sync.WaitGroup
+	for i, f := range fs {
+		wg.Go(func() { _, errs[i] = u.call(r, http.MethodGet, f.path, nil, f.out) })
 	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return u.readFailed(w, r, fs[i].path, err)
+		}
+	}
+	return true
+}
+
+// readFailed renders a failed read (sign-in again, or the error page)
+// and returns false.
+func (u *UI) readFailed(w http.ResponseWriter, r *http.Request, path string, err error) bool {
 	status := http.StatusInternalServerError
 	if e, ok := err.(*apiError); ok {
 		status = e.Status

@@ -124,23 +124,18 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request) {
 		Period store.Period `json:"period"`
 		Apps   []discovered `json:"apps"`
 	}
-	if !u.get(w, r, "/api/discovery/apps?limit=100000&period="+string(p), &apps) {
-		return
-	}
-	devs, ok := u.deviceList(w, r)
-	if !ok {
-		return
+	var devices struct {
+		Devices []device `json:"devices"`
 	}
 	var al struct {
 		Alerts []store.Alert `json:"alerts"`
 	}
-	if !u.get(w, r, "/api/alerts?state=new&limit=10000&period="+string(p), &al) {
-		return
-	}
 	var fleet store.FleetSummary
-	if !u.get(w, r, "/api/discovery/summary?period="+string(p), &fleet) {
+	if !u.getAll(w, r, fetch{"/api/discovery/apps?limit=100000&period=" + string(p), &apps}, fetch{"/api/devices", &devices},
+		fetch{"/api/alerts?state=new&limit=10000&period=" + string(p), &al}, fetch{"/api/discovery/summary?period=" + string(p), &fleet}) {
 		return
 	}
+	devs := devices.Devices
 	pts, all, users, active := fleet.Series, fleet.Total, fleet.Users, fleet.Machines
 	stale := 0
 	for _, d := range devs {
@@ -222,12 +217,6 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 	var cats struct {
 		Categories []catalog.CategoryCount `json:"categories"`
 	}
-	if !u.get(w, r, "/api/categories", &cats) {
-		return
-	}
-	for _, c := range cats.Categories {
-		pg.Categories = append(pg.Categories, c.Category)
-	}
 	apiq := url.Values{"period": {string(p)}, "limit": {"100000"}}
 	if pg.Category != "" {
 		apiq.Set("category", pg.Category)
@@ -241,8 +230,18 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 	var out struct {
 		Apps []discovered `json:"apps"`
 	}
-	if !u.get(w, r, "/api/discovery/apps?"+apiq.Encode(), &out) {
+	// The list, its filters and the open drawer's app are read at once.
+	reads := []fetch{{"/api/categories", &cats}, {"/api/discovery/apps?" + apiq.Encode(), &out}}
+	drawerID := q.Get("app")
+	var detail appDetail
+	if drawerID != "" {
+		reads = append(reads, fetch{"/api/discovery/apps/" + url.PathEscape(drawerID) + "?period=" + string(p), &detail})
+	}
+	if !u.getAll(w, r, reads...) {
 		return
+	}
+	for _, c := range cats.Categories {
+		pg.Categories = append(pg.Categories, c.Category)
 	}
 	search := strings.ToLower(strings.TrimSpace(q.Get("q")))
 	rows := out.Apps[:0]
@@ -321,12 +320,8 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg.Apps = t
-	if id := q.Get("app"); id != "" {
-		dr, ok := u.appDrawer(w, r, id, p)
-		if !ok {
-			return
-		}
-		pg.drawer = dr
+	if drawerID != "" {
+		pg.drawer = u.appDrawer(r, drawerID, p, detail)
 	}
 	u.web.Render(w, r, "apps", pg)
 }
@@ -396,11 +391,7 @@ func capped(n int) *more {
 	return &more{Shown: drawerRows, Total: n}
 }
 
-func (u *UI) appDrawer(w http.ResponseWriter, r *http.Request, id string, p web.Period) (*web.Drawer, bool) {
-	var d appDetail
-	if !u.get(w, r, "/api/discovery/apps/"+url.PathEscape(id)+"?period="+string(p), &d) {
-		return nil, false
-	}
+func (u *UI) appDrawer(r *http.Request, id string, p web.Period, d appDetail) *web.Drawer {
 	name := d.App.Name
 	var form *web.TagForm
 	if pr, _ := principal(r); pr.Admin() {
@@ -464,5 +455,5 @@ func (u *UI) appDrawer(w http.ResponseWriter, r *http.Request, id string, p web.
 	if d.App.Category != "" {
 		sub = d.App.Category + " · " + id
 	}
-	return &web.Drawer{Title: name, Subtitle: sub, Close: Base + "/apps?" + close.Encode(), Body: dr}, true
+	return &web.Drawer{Title: name, Subtitle: sub, Close: Base + "/apps?" + close.Encode(), Body: dr}
 }

@@ -5,10 +5,10 @@
 -- stored in the order of their primary key: a view reading a key range
 -- (an app's buckets, a domain's days) reads neighbouring rows instead of
 -- one table lookup per index entry, and the key is stored once, not in
--- the table and again in its index. Measured on a 1,000-device fleet:
--- the hunting summary 10x faster and the database about 40 % smaller
--- (docs/console.md, "Figures"). Each table is copied once: on a large
--- database this migration takes minutes and needs free disk for the
+-- the table and again in its index. Measured on a 1,000-device × 30-day
+-- fleet: the per-device hunting summary 2.1 s -> 0.2 s, the database 22 %
+-- smaller (docs/console.md, "Figures"). Each table is copied once: on that
+-- fleet's 5.8 GB file this took 6.5 minutes; it needs free disk for the
 -- largest table.
 
 CREATE TABLE traffic_hourly_wr (
