@@ -62,7 +62,7 @@ func main() {
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the generation")
 	genOnly := flag.Bool("gen-only", false, "generate and report the size, no console")
 	measureOnly := flag.Bool("measure-only", false, "measure a fleet generated before into -dir (SQLite) or -dsn")
-	flag.StringVar(&p.dsn, "dsn", "", "with -measure-only: the PostgreSQL database generated before")
+	flag.StringVar(&p.dsn, "dsn", "", "a PostgreSQL database of your own (a cluster kept between -gen-only and -measure-only) instead of a private one")
 	flag.StringVar(&p.lock, "lock", "", "hold flock(2) on this file while timing (the shared bench lock)")
 	flag.Parse()
 	if *prof != "" {
@@ -107,7 +107,7 @@ func run(kind, consoleBin, dir string, p params) error {
 		return serveAndMeasure(consoleBin, dir, dsn, g, p)
 	}
 	var pg *pgtest.Cluster
-	if kind == "postgres" {
+	if kind == "postgres" && p.dsn == "" {
 		var err error
 		if pg, err = pgtest.Start(); err != nil {
 			return err
