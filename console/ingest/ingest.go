@@ -718,19 +718,26 @@ func (in *Ingest) Run(ctx context.Context) error {
 	// The fleet-wide rollups' pending rows (PostgreSQL), folded every
 	// second so their tables stay small (store.FoldRollups).
 	fold := time.NewTicker(time.Second)
+	const vacuumEvery = 10 // folds
 	defer fold.Stop()
 	folded := make(chan struct{})
 	defer func() { <-folded }()
 	go func() {
 		defer close(folded)
 		failing := false
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-ctx.Done():
 				return
 			case <-fold.C:
 			}
 			err := in.cfg.Store.FoldRollups(ctx)
+			if err == nil && n%vacuumEvery == 0 {
+				// Every view folds first and so scans the pending
+				// tables: their folded rows' pages are reclaimed here
+				// rather than when autovacuum comes (store.VacuumPending).
+				err = in.cfg.Store.VacuumPending(ctx)
+			}
 			switch {
 			case err != nil && !failing && ctx.Err() == nil:
 				in.log.Error("ingest: folding the fleet-wide rollups failed; retrying every second (the views fold before they read)", "err", err)

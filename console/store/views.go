@@ -102,24 +102,6 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 	if unknown {
 		appCond = "app_id = '' AND domain <> '' AND domain <> '(other)'"
 	}
-	byKey := map[appKey]*AppStat{}
-	var order []appKey
-	// The fleet rollup is per app × domain: a catalog app's domains are
-	// summed under the app.
-	_, err := queryAll(ctx, s, func(sc scanner) (struct{}, error) {
-		var a AppStat
-		var last int64
-		err := sc.Scan(append([]any{&a.AppID, &a.Domain}, append(a.Counters.fields(), &last)...)...)
-		a.LastSeen = time.Unix(last, 0).UTC()
-		k := appKey{a.AppID, a.Domain}
-		byKey[k] = &a
-		order = append(order, k)
-		return struct{}{}, err
-	}, "SELECT app_id, CASE WHEN app_id = '' THEN domain ELSE '' END, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+inPeriod+" AND "+appCond+
-		" GROUP BY app_id, CASE WHEN app_id = '' THEN domain ELSE '' END", p.args()...)
-	if err != nil {
-		return nil, err
-	}
 	type cnt struct {
 		k    appKey
 		a, b int64
@@ -128,36 +110,52 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 		var c cnt
 		return c, sc.Scan(&c.k.app, &c.k.domain, &c.a, &c.b)
 	}
+	var sums []AppStat
+	var machines, users []cnt
 	// Distinct machines and users from the presence bitmaps: one row per
 	// app × device (user) × block of 32 buckets.
 	mask, margs, where, wargs := p.presenceMask()
-	args := append(append([]any{}, wargs...), margs...)
-	machines, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE "+where+" AND (bits & "+mask+") <> 0 AND "+appCond+
-		" GROUP BY app_id, domain", args...)
+	err := together(ctx, func(ctx context.Context) (err error) {
+		// The fleet rollup is per app × domain: a catalog app's domains
+		// are summed under the app.
+		sums, err = queryAll(ctx, s, func(sc scanner) (AppStat, error) {
+			var a AppStat
+			var last int64
+			err := sc.Scan(append([]any{&a.AppID, &a.Domain}, append(a.Counters.fields(), &last)...)...)
+			a.LastSeen = time.Unix(last, 0).UTC()
+			return a, err
+		}, "SELECT app_id, CASE WHEN app_id = '' THEN domain ELSE '' END, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+inPeriod+" AND "+appCond+
+			" GROUP BY app_id, CASE WHEN app_id = '' THEN domain ELSE '' END", p.args()...)
+		return err
+	}, func(ctx context.Context) (err error) {
+		args := append(append([]any{}, wargs...), margs...)
+		machines, err = queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE "+where+" AND (bits & "+mask+") <> 0 AND "+appCond+
+			" GROUP BY app_id, domain", args...)
+		return err
+	}, func(ctx context.Context) (err error) {
+		args := append(append(append([]any{}, margs...), wargs...), margs...)
+		users, err = queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN (bypass_bits & "+mask+") <> 0 THEN user_name END) FROM presence_app_user WHERE "+
+			where+" AND (bits & "+mask+") <> 0 AND "+appCond+" GROUP BY app_id, domain", args...)
+		return err
+	})
 	if err != nil {
 		return nil, err
+	}
+	byKey := make(map[appKey]*AppStat, len(sums))
+	for i := range sums {
+		byKey[appKey{sums[i].AppID, sums[i].Domain}] = &sums[i]
 	}
 	for _, c := range machines {
 		if a := byKey[c.k]; a != nil {
 			a.Machines = c.a
 		}
 	}
-	args = append(append(append([]any{}, margs...), wargs...), margs...)
-	users, err := queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN (bypass_bits & "+mask+") <> 0 THEN user_name END) FROM presence_app_user WHERE "+
-		where+" AND (bits & "+mask+") <> 0 AND "+appCond+" GROUP BY app_id, domain", args...)
-	if err != nil {
-		return nil, err
-	}
 	for _, c := range users {
 		if a := byKey[c.k]; a != nil {
 			a.Users, a.BypassUsers = c.a, c.b
 		}
 	}
-	out := make([]AppStat, 0, len(order))
-	for _, k := range order {
-		out = append(out, *byKey[k])
-	}
-	return out, nil
+	return sums, nil
 }
 
 // Bucket is one point of a time series.
@@ -204,32 +202,34 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 		keyArgs2 = []any{"", domain}
 	}
 	args := func(k []any) []any { return append(append([]any{}, k...), p.args()...) }
-	var err error
-	d.Domains, err = queryAll(ctx, s, scanBreakdown, "SELECT domain, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+fleetCond+" AND "+s.keyedPeriod()+
-		" GROUP BY domain ORDER BY SUM(bytes_sent + bytes_received) DESC, domain", args(keyArgs)...)
+	err := together(ctx, func(ctx context.Context) (err error) {
+		d.Domains, err = queryAll(ctx, s, scanBreakdown, "SELECT domain, "+sumCols("")+", MAX(last_hour) FROM roll_app WHERE "+fleetCond+" AND "+s.keyedPeriod()+
+			" GROUP BY domain ORDER BY SUM(bytes_sent + bytes_received) DESC, domain", args(keyArgs)...)
+		return err
+	}, func(ctx context.Context) (err error) {
+		d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_app WHERE "+fleetCond+" AND "+s.keyedPeriod()+" GROUP BY bucket ORDER BY bucket", args(keyArgs)...)
+		return err
+	}, func(ctx context.Context) (err error) {
+		d.Machines, err = queryAll(ctx, s, scanBreakdown, "SELECT device_id, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE "+keyCond+" AND "+s.keyedPeriod()+
+			" GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id", args(keyArgs2)...)
+		return err
+	}, func(ctx context.Context) (err error) {
+		d.Users, err = queryAll(ctx, s, func(sc scanner) (Named, error) {
+			var n Named
+			var b int
+			err := sc.Scan(&n.Name, &b)
+			n.Bypassed = b != 0
+			return n, err
+		}, "SELECT user_name, MAX(bypassed) FROM roll_app_user WHERE "+keyCond+" AND "+s.keyedPeriod()+" GROUP BY user_name ORDER BY user_name", args(keyArgs2)...)
+		return err
+	})
 	if err != nil {
-		return d, err
+		return AppDetail{}, err
 	}
 	for _, b := range d.Domains {
 		d.Total.Add(b.Counters)
 	}
-	d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_app WHERE "+fleetCond+" AND "+s.keyedPeriod()+" GROUP BY bucket ORDER BY bucket", args(keyArgs)...)
-	if err != nil {
-		return d, err
-	}
-	d.Machines, err = queryAll(ctx, s, scanBreakdown, "SELECT device_id, "+sumCols("")+", MAX(last_hour) FROM roll_app_device WHERE "+keyCond+" AND "+s.keyedPeriod()+
-		" GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id", args(keyArgs2)...)
-	if err != nil {
-		return d, err
-	}
-	d.Users, err = queryAll(ctx, s, func(sc scanner) (Named, error) {
-		var n Named
-		var b int
-		err := sc.Scan(&n.Name, &b)
-		n.Bypassed = b != 0
-		return n, err
-	}, "SELECT user_name, MAX(bypassed) FROM roll_app_user WHERE "+keyCond+" AND "+s.keyedPeriod()+" GROUP BY user_name ORDER BY user_name", args(keyArgs2)...)
-	return d, err
+	return d, nil
 }
 
 func scanBreakdown(sc scanner) (Breakdown, error) {
@@ -315,20 +315,23 @@ func (s *Store) Fleet(ctx context.Context, p Period) (FleetSummary, error) {
 	if err := s.FoldRollups(ctx); err != nil { // presence_app_user may have rows pending
 		return f, err
 	}
-	series, err := queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_device WHERE "+inPeriod+" GROUP BY bucket ORDER BY bucket", p.args()...)
+	mask, margs, where, wargs := p.presenceMask()
+	err := together(ctx, func(ctx context.Context) error {
+		series, err := queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM roll_device WHERE "+inPeriod+" GROUP BY bucket ORDER BY bucket", p.args()...)
+		f.Series = append([]Bucket{}, series...)
+		return err
+	}, func(ctx context.Context) error {
+		return s.queryRow(ctx, "SELECT COUNT(DISTINCT device_id) FROM roll_device WHERE "+inPeriod, p.args()...).Scan(&f.Machines)
+	}, func(ctx context.Context) error {
+		args := append(append(append([]any{}, margs...), wargs...), margs...)
+		return s.queryRow(ctx, "SELECT COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN (bypass_bits & "+mask+") <> 0 THEN user_name END) FROM presence_app_user WHERE "+
+			where+" AND (bits & "+mask+") <> 0", args...).Scan(&f.Users, &f.BypassUsers)
+	})
 	if err != nil {
-		return f, err
+		return FleetSummary{}, err
 	}
-	f.Series = append([]Bucket{}, series...)
-	for _, b := range series {
+	for _, b := range f.Series {
 		f.Total.Add(b.Counters)
 	}
-	if err := s.queryRow(ctx, "SELECT COUNT(DISTINCT device_id) FROM roll_device WHERE "+inPeriod, p.args()...).Scan(&f.Machines); err != nil {
-		return f, err
-	}
-	mask, margs, where, wargs := p.presenceMask()
-	args := append(append(append([]any{}, margs...), wargs...), margs...)
-	err = s.queryRow(ctx, "SELECT COUNT(DISTINCT user_name), COUNT(DISTINCT CASE WHEN (bypass_bits & "+mask+") <> 0 THEN user_name END) FROM presence_app_user WHERE "+
-		where+" AND (bits & "+mask+") <> 0", args...).Scan(&f.Users, &f.BypassUsers)
-	return f, err
+	return f, nil
 }

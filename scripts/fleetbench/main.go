@@ -126,6 +126,20 @@ func run(kind, consoleBin, dir string, p params) error {
 	if err != nil {
 		return err
 	}
+	// A running console folds the pending fleet-wide rows every second,
+	// vacuums their tables and has autovacuum analyse what it wrote: the
+	// fleet is measured in that state, not straight after a bulk load.
+	if err := st.FoldRollups(ctx); err != nil {
+		return err
+	}
+	if err := st.VacuumPending(ctx); err != nil {
+		return err
+	}
+	if kind == "postgres" {
+		if err := analyze(ctx, dsn); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("generated %d devices × %d days (%d records/device-hour, %d keys) in %s; raw chunks: %d files, %.1f MB\n",
 		p.devices, p.days, p.records, p.keys, time.Since(t0).Round(time.Second), g.rawFiles, float64(g.rawBytes)/1e6)
 	size, err := dbSize(ctx, kind, dsn)
@@ -188,6 +202,19 @@ func serveAndMeasure(consoleBin, dir, dsn string, g *generated, p params) error 
 		return fmt.Errorf("the console did not start")
 	}
 	return measure(base, g, p)
+}
+
+// analyze updates PostgreSQL's planner statistics of the whole database.
+func analyze(ctx context.Context, dsn string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("analyze the generated fleet: %w", err)
+	}
+	return nil
 }
 
 func dbSize(ctx context.Context, kind, dsn string) (int64, error) {
