@@ -621,7 +621,8 @@ func (a *API) hunt(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (an
 		return nil, invalid("name the domains to hunt for: ?domains=example.com,example.org (subdomains included)")
 	}
 	ctx := r.Context()
-	devices, err := a.cfg.Store.HuntDevices(ctx, domains, p)
+	h := a.cfg.Store.NewHunt(domains)
+	devices, err := h.Devices(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -632,7 +633,7 @@ func (a *API) hunt(_ http.ResponseWriter, r *http.Request, _ auth.Principal) (an
 		return nil, err
 	}
 	events, next, err := a.eventsPage(ctx, r, 1, func(_, off, n int) ([]store.ChunkMeta, error) {
-		list, err := a.cfg.Store.HuntChunks(ctx, domains, start, p.To, off, n)
+		list, err := h.Chunks(ctx, start, p.To, off, n)
 		out := make([]store.ChunkMeta, len(list))
 		for i, c := range list {
 			out[i] = store.ChunkMeta{DeviceID: c.DeviceID, ChunkID: c.ChunkID, Path: c.Path}

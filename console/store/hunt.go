@@ -75,26 +75,64 @@ type HuntChunk struct {
 	FirstHour int64
 }
 
-// HuntDevices sums the hunting index per device for domains (and their
-// subdomains) over a period: per day for day periods (hunt_daily), per
-// hour for hour periods.
+// Hunt is one hunting request: domains (and their subdomains) looked up
+// in the hunting index. The names the index holds under each domain are
+// found once per table and request (up to huntNamesMax seeks per domain),
+// not again for every page of chunks an events page reads.
+type Hunt struct {
+	s       *Store
+	domains []string
+	conds   map[string]huntCond // by table
+}
+
+type huntCond struct {
+	cond string
+	args []any
+	ok   bool
+}
+
+// NewHunt starts a hunting request for domains.
+func (s *Store) NewHunt(domains []string) *Hunt {
+	return &Hunt{s: s, domains: domains, conds: map[string]huntCond{}}
+}
+
+func (h *Hunt) cond(ctx context.Context, table string) (huntCond, error) {
+	if c, ok := h.conds[table]; ok {
+		return c, nil
+	}
+	cond, args, ok, err := h.s.huntExact(ctx, table, h.domains)
+	if err != nil {
+		return huntCond{}, err
+	}
+	c := huntCond{cond, args, ok}
+	h.conds[table] = c
+	return c, nil
+}
+
+// HuntDevices is NewHunt(domains).Devices(ctx, p).
 func (s *Store) HuntDevices(ctx context.Context, domains []string, p Period) ([]HuntDevice, error) {
+	return s.NewHunt(domains).Devices(ctx, p)
+}
+
+// Devices sums the hunting index per device over a period: per day for
+// day periods (hunt_daily), per hour for hour periods.
+func (h *Hunt) Devices(ctx context.Context, p Period) ([]HuntDevice, error) {
 	table, q := "hunt_index", "SELECT h.device_id, MIN(h.hour), MAX(h.hour), SUM(h.records) FROM hunt_index h WHERE %s AND h.hour >= ? AND h.hour < ?"
 	if p.Span == SpanDay {
 		table, q = "hunt_daily", "SELECT h.device_id, MIN(h.first_hour), MAX(h.last_hour), SUM(h.records) FROM hunt_daily h WHERE %s AND h.day >= ? AND h.day < ?"
 	}
-	cond, args, ok, err := s.huntExact(ctx, table, domains)
-	if err != nil || !ok {
+	c, err := h.cond(ctx, table)
+	if err != nil || !c.ok {
 		return nil, err
 	}
-	args = append(args, p.From.Unix(), p.To.Unix())
-	return queryAll(ctx, s, func(sc scanner) (HuntDevice, error) {
+	args := append(append([]any{}, c.args...), p.From.Unix(), p.To.Unix())
+	return queryAll(ctx, h.s, func(sc scanner) (HuntDevice, error) {
 		var d HuntDevice
 		var f, l int64
 		err := sc.Scan(&d.DeviceID, &f, &l, &d.Records)
 		d.FirstHour, d.LastHour = time.Unix(f, 0).UTC(), time.Unix(l, 0).UTC()
 		return d, err
-	}, fmt.Sprintf(q, cond)+" GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
+	}, fmt.Sprintf(q, c.cond)+" GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
 }
 
 // HuntStart is where a hunt from `from` starts reading the index: no
@@ -123,14 +161,20 @@ const (
 	huntWindowMax = 7 * 86400
 )
 
-// HuntChunks lists the raw chunks (still kept) that hold records of
-// domains in [from, to), in order of their first matching hour, from
-// offset on.
+// HuntChunks is NewHunt(domains).Chunks(ctx, from, to, offset, limit).
 func (s *Store) HuntChunks(ctx context.Context, domains []string, from, to time.Time, offset, limit int) ([]HuntChunk, error) {
-	cond, args, ok, err := s.huntExact(ctx, "hunt_index", domains)
-	if err != nil || !ok || limit <= 0 {
+	return s.NewHunt(domains).Chunks(ctx, from, to, offset, limit)
+}
+
+// Chunks lists the raw chunks (still kept) that hold records of the
+// hunted domains in [from, to), in order of their first matching hour,
+// from offset on.
+func (h *Hunt) Chunks(ctx context.Context, from, to time.Time, offset, limit int) ([]HuntChunk, error) {
+	c, err := h.cond(ctx, "hunt_index")
+	if err != nil || !c.ok || limit <= 0 {
 		return nil, err
 	}
+	s, cond, args := h.s, c.cond, c.args
 	q := "SELECT h.device_id, h.chunk_id, c.path, MIN(h.hour) FROM hunt_index h JOIN chunks c ON c.device_id = h.device_id AND c.chunk_id = h.chunk_id " +
 		"WHERE " + cond + " AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id, h.chunk_id, c.path ORDER BY MIN(h.hour), h.device_id, h.chunk_id"
 	// A chunk's first matching hour is in the first window that lists it:

@@ -57,9 +57,11 @@ func TestHuntWindowsAndNames(t *testing.T) {
 		if err != nil || start.Unix() != all[0].first {
 			t.Fatalf("HuntStart = %v, %v; want the oldest kept record's hour %v", start, err, time.Unix(all[0].first, 0).UTC())
 		}
+		// One request's pages through one Hunt, as the API reads them.
 		var got []want
+		hunt := s.NewHunt([]string{"hunted.example"})
 		for off := 0; ; off += 7 {
-			page, err := s.HuntChunks(ctx, []string{"hunted.example"}, start, to, off, 7)
+			page, err := hunt.Chunks(ctx, start, to, off, 7)
 			if err != nil {
 				t.Fatal(err)
 			}
