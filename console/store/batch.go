@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 )
@@ -25,7 +24,7 @@ type column struct {
 //
 // Rows must not repeat a conflict key: PostgreSQL refuses to update one
 // row twice in a statement (the callers' maps guarantee it).
-func (s *Store) batchInsert(ctx context.Context, tx *sql.Tx, table string, cols []column, tail string, rows [][]any) error {
+func (s *Store) batchInsert(ctx context.Context, tx execer, table string, cols []column, tail string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}

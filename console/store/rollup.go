@@ -126,7 +126,7 @@ func rollupDomain(k TrafficKey) string {
 // commit is time during which every other chunk of the fleet waits
 // (measured: ~10 of 40 uploads waiting on a lock at any moment, and the
 // console at 0.2 cores, when they came first; docs/scale.md).
-func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now time.Time) (fleet func() error, err error) {
+func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now time.Time) (fleet func() error, err error) {
 	device := b.Meta.DeviceID
 	hourFloor := hourOf(now.Add(-HourlyRollupKeep))
 	spans := func(hour int64) []int64 {
@@ -243,7 +243,9 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, device, bits})
 	}
 	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) VALUES ",
-		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits", rows); err != nil {
+		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits "+
+			// Most chunks set bits already set: no new row version then.
+			"WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits", rows); err != nil {
 		return nil, fmt.Errorf("store: presence: %w", err)
 	}
 	rows = rows[:0]
@@ -302,7 +304,7 @@ func (s *Store) applyRollups(ctx context.Context, tx *sql.Tx, b *ChunkBatch, now
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
 // pending tables (PostgreSQL; see migration 0030).
-func (s *Store) appendPending(ctx context.Context, tx *sql.Tx, app map[rollKey]*rollVal, users map[userRollKey]bool, pres map[presUserKey]*[2]int64) error {
+func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*rollVal, users map[userRollKey]bool, pres map[presUserKey]*[2]int64) error {
 	text := func(n string) column { return column{n, "text[]"} }
 	num := func(n string) column { return column{n, "bigint[]"} }
 	rows := make([][]any, 0, len(app))
@@ -389,7 +391,7 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 // upsertRows writes rows with multi-row statements (prefix, "(?, …), …",
 // suffix) of at most maxParams parameters: far fewer round trips than one
 // statement per row. Rows must not repeat a key within one call.
-func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, prefix, suffix string, rows [][]any) error {
+func (s *Store) upsertRows(ctx context.Context, tx execer, prefix, suffix string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}

@@ -130,7 +130,13 @@ func (s *Store) Chunk(ctx context.Context, device, chunk string) (ChunkMeta, err
 // IngestChunk stores the chunk's row and adds its aggregates in one
 // transaction. A chunk id already stored gives ErrDuplicateChunk (same
 // SHA-256: nothing is counted again) or ErrChunkConflict.
+//
+// On PostgreSQL every statement of the chunk goes to the server in one
+// pipelined batch (ingestBatch, ingest_pg.go): one round trip per chunk.
 func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
+	if s.dialect == Postgres {
+		return s.ingestBatch(ctx, b)
+	}
 	m := b.Meta
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, s.q("INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, chunk_id) DO NOTHING"),
@@ -139,54 +145,109 @@ func (s *Store) IngestChunk(ctx context.Context, b *ChunkBatch) error {
 			return err
 		}
 		if n, _ := r.RowsAffected(); n == 0 {
-			var sum string
-			if err := tx.QueryRowContext(ctx, s.q("SELECT sha256 FROM chunks WHERE device_id = ? AND chunk_id = ?"), m.DeviceID, m.ChunkID).Scan(&sum); err != nil {
-				return err
-			}
-			if sum == m.SHA256 {
-				return ErrDuplicateChunk
-			}
-			return ErrChunkConflict
+			return s.storedChunk(ctx, tx, m)
 		}
-		if err := s.applyTraffic(ctx, tx, m.DeviceID, b); err != nil {
-			return err
-		}
-		if err := s.applySeen(ctx, tx, m.DeviceID, b); err != nil {
-			return err
-		}
-		// The discovery rollups and the hunting index (rollup.go); the
-		// fleet-wide rows last, below.
-		fleet, err := s.applyRollups(ctx, tx, b, s.now())
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET last_chunk_at = ? WHERE id = ? AND last_chunk_at < ?"), ms(m.ReceivedAt), m.DeviceID, ms(m.ReceivedAt))
-		if err != nil {
-			return err
-		}
-		// The DeviceInfo of the chunk received last wins (the chunk's newest
-		// record), and info_at is that receipt: record clocks cannot be
-		// trusted to order it (a clock at 9999 froze it, one re-dated from
-		// 1970 beat a real record made a second before). A stored info_at
-		// after this receipt (+1 h) was written from a bad clock by an older
-		// console, and is replaced.
-		if in := b.Info; in != nil {
-			_, err = tx.ExecContext(ctx, s.q("UPDATE devices SET info_at = ?, logged_on_users = ?, "+
-				"agent_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE agent_version END, "+
-				"os_platform = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_platform END, "+
-				"os_version = CASE WHEN checkin_known = 0 AND ? <> '' THEN ? ELSE os_version END "+
-				"WHERE id = ? AND (info_at <= ? OR info_at > ?)"),
-				ms(m.ReceivedAt), strings.Join(in.LoggedOnUsers, "\n"), in.AgentVersion, in.AgentVersion, in.OSPlatform, in.OSPlatform,
-				in.OSVersion, in.OSVersion, m.DeviceID, ms(m.ReceivedAt), ms(m.ReceivedAt.Add(time.Hour)))
-			if err != nil {
-				return err
-			}
-		}
-		return fleet()
+		return s.writeChunk(ctx, tx, b)
 	})
 }
 
-func (s *Store) applyTraffic(ctx context.Context, tx *sql.Tx, device string, b *ChunkBatch) error {
+// storedChunk tells a retry (ErrDuplicateChunk) from another chunk under
+// the same id (ErrChunkConflict), for a chunk whose row is already stored.
+func (s *Store) storedChunk(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, m ChunkMeta) error {
+	var sum string
+	if err := q.QueryRowContext(ctx, s.q("SELECT sha256 FROM chunks WHERE device_id = ? AND chunk_id = ?"), m.DeviceID, m.ChunkID).Scan(&sum); err != nil {
+		return fmt.Errorf("store: read the stored chunk %s/%s: %w", m.DeviceID, m.ChunkID, err)
+	}
+	if sum == m.SHA256 {
+		return ErrDuplicateChunk
+	}
+	return ErrChunkConflict
+}
+
+// execer runs a write: a *sql.Tx, or a PostgreSQL batch that queues it
+// (pgQueue, ingest_pg.go).
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// writeChunk writes everything a chunk adds but its row, in the order the
+// statements must run: the device's own rows, then the fleet-wide ones
+// (applyRollups says why they come last).
+func (s *Store) writeChunk(ctx context.Context, tx execer, b *ChunkBatch) error {
+	m := b.Meta
+	if err := s.applyTraffic(ctx, tx, m.DeviceID, b); err != nil {
+		return err
+	}
+	if err := s.applySeen(ctx, tx, m.DeviceID, b); err != nil {
+		return err
+	}
+	// The discovery rollups and the hunting index (rollup.go); the
+	// fleet-wide rows last, below.
+	fleet, err := s.applyRollups(ctx, tx, b, s.now())
+	if err != nil {
+		return err
+	}
+	if err := s.updateDevice(ctx, tx, b); err != nil {
+		return err
+	}
+	return fleet()
+}
+
+// updateDevice records the chunk's receipt and its DeviceInfo on the
+// device's row, in one statement that changes the row only when a value
+// changes (each UPDATE is a new row version and its WAL, and ingest made
+// two per chunk).
+//
+// The DeviceInfo of the chunk received last wins (the chunk's newest
+// record), and info_at is that receipt: record clocks cannot be trusted to
+// order it (a clock at 9999 froze it, one re-dated from 1970 beat a real
+// record made a second before). A stored info_at after this receipt (+1 h)
+// was written from a bad clock by an older console, and is replaced.
+func (s *Store) updateDevice(ctx context.Context, tx execer, b *ChunkBatch) error {
+	m := b.Meta
+	rcv := ms(m.ReceivedAt)
+	var has int64
+	var users, av, osp, osv string
+	if in := b.Info; in != nil {
+		has, users, av, osp, osv = 1, strings.Join(in.LoggedOnUsers, "\n"), in.AgentVersion, in.OSPlatform, in.OSVersion
+	}
+	// apply: this chunk's DeviceInfo replaces the stored one.
+	apply := "(CAST(? AS BIGINT) = 1 AND (info_at <= ? OR info_at > ?))"
+	applyArgs := []any{has, rcv, ms(m.ReceivedAt.Add(time.Hour))}
+	var args []any
+	arg := func(v ...any) { args = append(args, v...) }
+	q := "UPDATE devices SET last_chunk_at = CASE WHEN last_chunk_at < ? THEN ? ELSE last_chunk_at END, "
+	arg(rcv, rcv)
+	q += "info_at = CASE WHEN " + apply + " THEN ? ELSE info_at END, "
+	arg(applyArgs...)
+	arg(rcv)
+	q += "logged_on_users = CASE WHEN " + apply + " THEN ? ELSE logged_on_users END, "
+	arg(applyArgs...)
+	arg(users)
+	for i, c := range []struct{ col, v string }{{"agent_version", av}, {"os_platform", osp}, {"os_version", osv}} {
+		if i > 0 {
+			q += ", "
+		}
+		q += c.col + " = CASE WHEN " + apply + " AND checkin_known = 0 AND ? <> '' THEN ? ELSE " + c.col + " END"
+		arg(applyArgs...)
+		arg(c.v, c.v)
+	}
+	// Nothing changes: no new row version (the receipt of a chunk is
+	// normally later, so this mostly skips re-sent chunks' DeviceInfo).
+	q += " WHERE id = ? AND (last_chunk_at < ? OR (" + apply + " AND (info_at <> ? OR logged_on_users <> ? OR (checkin_known = 0 AND (" +
+		"(? <> '' AND agent_version <> ?) OR (? <> '' AND os_platform <> ?) OR (? <> '' AND os_version <> ?))))))"
+	arg(m.DeviceID, rcv)
+	arg(applyArgs...)
+	arg(rcv, users, av, av, osp, osp, osv, osv)
+	if _, err := tx.ExecContext(ctx, s.q(q), args...); err != nil {
+		return fmt.Errorf("store: device %s: %w", m.DeviceID, err)
+	}
+	return nil
+}
+
+func (s *Store) applyTraffic(ctx context.Context, tx execer, device string, b *ChunkBatch) error {
 	text := func(n string) column { return column{n, "text[]"} }
 	num := func(n string) column { return column{n, "bigint[]"} }
 	if len(b.Traffic) > 0 {
@@ -232,7 +293,12 @@ func (s *Store) applyTraffic(ctx context.Context, tx *sql.Tx, device string, b *
 const seenUpdate = "first_seen = CASE WHEN excluded.first_seen < %[1]s.first_seen THEN excluded.first_seen ELSE %[1]s.first_seen END, " +
 	"last_seen = CASE WHEN excluded.last_seen > %[1]s.last_seen THEN excluded.last_seen ELSE %[1]s.last_seen END"
 
-func (s *Store) applySeen(ctx context.Context, tx *sql.Tx, device string, b *ChunkBatch) error {
+// seenChanged is true when seenUpdate changes the row: a row left as it
+// is makes no new row version (a device's users and addresses are the
+// same in most of its chunks).
+const seenChanged = "(excluded.first_seen < %[1]s.first_seen OR excluded.last_seen > %[1]s.last_seen)"
+
+func (s *Store) applySeen(ctx context.Context, tx execer, device string, b *ChunkBatch) error {
 	text := func(n string) column { return column{n, "text[]"} }
 	num := func(n string) column { return column{n, "bigint[]"} }
 	if len(b.People) > 0 {
@@ -241,7 +307,7 @@ func (s *Store) applySeen(ctx context.Context, tx *sql.Tx, device string, b *Chu
 			rows = append(rows, []any{device, p.Value, ms(p.FirstSeen), ms(p.LastSeen)})
 		}
 		if err := s.batchInsert(ctx, tx, "device_users", []column{text("device_id"), text("user_name"), num("first_seen"), num("last_seen")},
-			"ON CONFLICT (device_id, user_name) DO UPDATE SET "+fmt.Sprintf(seenUpdate, "device_users"), rows); err != nil {
+			"ON CONFLICT (device_id, user_name) DO UPDATE SET "+fmt.Sprintf(seenUpdate, "device_users")+" WHERE "+fmt.Sprintf(seenChanged, "device_users"), rows); err != nil {
 			return fmt.Errorf("store: device users: %w", err)
 		}
 	}
@@ -254,7 +320,8 @@ func (s *Store) applySeen(ctx context.Context, tx *sql.Tx, device string, b *Chu
 			"ON CONFLICT (device_id, address) DO UPDATE SET "+
 				"interface = CASE WHEN excluded.interface <> '' THEN excluded.interface ELSE device_addresses.interface END, "+
 				"mac = CASE WHEN excluded.mac <> '' THEN excluded.mac ELSE device_addresses.mac END, "+
-				fmt.Sprintf(seenUpdate, "device_addresses"), rows); err != nil {
+				fmt.Sprintf(seenUpdate, "device_addresses")+" WHERE "+fmt.Sprintf(seenChanged, "device_addresses")+
+				" OR (excluded.interface <> '' AND excluded.interface <> device_addresses.interface) OR (excluded.mac <> '' AND excluded.mac <> device_addresses.mac)", rows); err != nil {
 			return fmt.Errorf("store: device addresses: %w", err)
 		}
 	}
