@@ -36,6 +36,14 @@ type Config struct {
 	AdminName, AdminPassword string
 	// PID is the console's process id, for its RSS and CPU (0: not read).
 	PID int
+	// DatabasePID is the root of the database server's process tree (a
+	// PostgreSQL started for the run: its postmaster, or the runuser
+	// above it); its CPU over the uploads, backends included, is reported
+	// (0: not read).
+	DatabasePID int
+	// Measuring, when set, is called as the measured part (the uploads)
+	// starts: e.g. to reset pg_stat_statements.
+	Measuring func(ctx context.Context)
 	// Replicas are further consoles on Console's database (their PIDs in
 	// ReplicaPIDs): enrollment, polls and uploads are spread over all,
 	// device i on console i mod (1+len(Replicas)), as a load balancer
@@ -149,6 +157,13 @@ type Report struct {
 
 	Console  ProcStats   `json:"console"`
 	Replicas []ProcStats `json:"replicas,omitempty"`
+	// Database is the database server's CPU over the uploads (its whole
+	// process tree: PostgreSQL's backends), when Config.DatabasePID is set.
+	Database *ProcStats `json:"database,omitempty"`
+	// CPU per record acknowledged over the uploads, microseconds: the
+	// consoles' (replicas summed) and the database server's (0: not read).
+	ConsoleCPUPerRecordUs  float64 `json:"consoleCpuPerRecordUs"`
+	DatabaseCPUPerRecordUs float64 `json:"databaseCpuPerRecordUs,omitempty"`
 
 	// Check compares the aggregates with what was acknowledged.
 	Check Check `json:"check"`
@@ -209,6 +224,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	consoles := append([]string{cfg.Console}, cfg.Replicas...)
 	sampler := startSampler(append([]int{cfg.PID}, cfg.ReplicaPIDs...)...)
+	sampler.db = cfg.DatabasePID
 
 	// Enrollment.
 	run := strconv.FormatInt(cfg.Now().Unix(), 36)
@@ -314,6 +330,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Rate > 0 {
 		up.bucket = newBucket(cfg.Rate)
 	}
+	if cfg.Measuring != nil {
+		cfg.Measuring(ctx)
+	}
 	sampler.mark()
 	start := time.Now()
 	uctx, stopUploads := context.WithTimeout(ctx, cfg.Duration)
@@ -361,6 +380,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	uwg.Wait()
 	rep.Seconds = up.activeSeconds(start)
+	if db, ok := sampler.dbCPU(); ok {
+		rep.Database = &db
+	}
 	stats := sampler.stop()
 	rep.Console, rep.Replicas = stats[0], stats[1:]
 	stopPolls()
@@ -373,6 +395,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Chunks, rep.Records, rep.UploadBytes = up.chunks.Load(), up.records.Load(), up.bytes.Load()
 	if rep.Seconds > 0 {
 		rep.ChunksPerSec, rep.RecordsPerSec = float64(rep.Chunks)/rep.Seconds, float64(rep.Records)/rep.Seconds
+	}
+	if rep.Records > 0 {
+		var cpu float64
+		for _, c := range stats {
+			cpu += c.CPUSeconds
+		}
+		rep.ConsoleCPUPerRecordUs = cpu / float64(rep.Records) * 1e6
+		if rep.Database != nil {
+			rep.DatabaseCPUPerRecordUs = rep.Database.CPUSeconds / float64(rep.Records) * 1e6
+		}
 	}
 	lat := up.latencies()
 	rep.UploadP50ms, rep.UploadP99ms, rep.UploadMaxms = pct(lat, 50), pct(lat, 99), pct(lat, 100)

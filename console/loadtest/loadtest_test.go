@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if role := os.Getenv("NETWARD_LOADTEST_CPU"); role != "" {
+		os.Exit(cpuHelper(role))
+	}
 	os.Exit(m.Run())
 }
 

@@ -24,6 +24,11 @@ type sampler struct {
 	st    []ProcStats
 	cpu0  []float64
 	t0    time.Time
+	// db is the root of the database server's process tree (0: not read):
+	// its CPU, backends included, over the measured part.
+	db   int
+	db0  float64
+	dbOK bool
 }
 
 // startSampler follows the processes of pids (0: not read).
@@ -67,12 +72,35 @@ func (s *sampler) mark() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.t0 = time.Now()
+	if s.db > 0 {
+		s.db0, s.dbOK = treeCPU(s.db)
+	}
 	for i, pid := range s.pids {
 		if rss, cpu, ok := procSample(pid); pid > 0 && ok {
 			s.cpu0[i] = cpu
 			s.st[i].PeakRSSBytes = rss
 		}
 	}
+}
+
+// dbCPU is the database server's CPU from mark to now (ok false when it
+// was not read).
+func (s *sampler) dbCPU() (st ProcStats, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db <= 0 || !s.dbOK || s.t0.IsZero() {
+		return st, false
+	}
+	cpu, ok := treeCPU(s.db)
+	if !ok {
+		return st, false
+	}
+	st.PID = s.db
+	st.CPUSeconds = cpu - s.db0
+	if el := time.Since(s.t0).Seconds(); el > 0 {
+		st.CPUCores = st.CPUSeconds / el
+	}
+	return st, true
 }
 
 func (s *sampler) stop() []ProcStats {
