@@ -49,6 +49,7 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	replicas := fs.Int("replicas", 1, "console replicas to start on one PostgreSQL (polls, uploads and enrollment spread over them)")
 	feedProfile := fs.String("feed-profile", "", "profile the first console during the first feed change: PREFIX.cpu.pprof and PREFIX.heap.pprof")
 	procs := fs.Int("procs", 0, "child processes holding the long polls (0: one per 10,000 polls; 1: this process)")
+	pgStatements := fs.Bool("pg-statements", false, "print PostgreSQL's busiest statements over the uploads (pg_stat_statements, loaded into the PostgreSQL started here; it costs the server some CPU)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -72,21 +73,28 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg := loadtest.Config{Console: *consoleURL, Fingerprint: *fingerprint, AdminPassword: *password, PID: *pid,
 		Devices: *devices, Polls: *polls, Uploaders: *uploaders, Duration: *duration, Rate: *rate, FullEvery: *fullEvery,
 		SmallRecords: *small, FeedChanges: *changes, Names: names, Log: log, Procs: *procs, Worker: workerCommand(stderr), FeedProfile: *feedProfile}
-	dsn := ""
+	var db startedDB
 	if cfg.Console == "" {
-		stop, err := startConsoles(ctx, &cfg, &dsn, consoleOptions{store: *storeKind, keep: *keep, profile: *profile, binary: *binary,
-			polls: *polls, replicas: *replicas, pprof: *feedProfile != ""}, log)
+		stop, err := startConsoles(ctx, &cfg, &db, consoleOptions{store: *storeKind, keep: *keep, profile: *profile, binary: *binary,
+			polls: *polls, replicas: *replicas, pprof: *feedProfile != "", pgStatements: *pgStatements}, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "netward-console loadtest: %v\n", err)
 			return 1
 		}
 		defer stop()
+	} else if *pgStatements {
+		db.statementsOff = "--pg-statements reads the PostgreSQL this command starts (--store postgres without --console); " +
+			"for a running console, query pg_stat_statements on its database yourself"
 	}
+	dsn := db.dsn
 	rep, err := loadtest.Run(ctx, cfg)
 	if rep != nil {
 		printReport(stdout, rep, cfg)
 		if dsn != "" {
 			printSizes(ctx, stdout, dsn)
+		}
+		if *pgStatements {
+			printStatements(ctx, stdout, db)
 		}
 		if *jsonOut != "" {
 			b, _ := json.MarshalIndent(rep, "", "  ")
@@ -118,13 +126,22 @@ type consoleOptions struct {
 	store, keep, profile, binary string
 	polls, replicas              int
 	pprof                        bool // serve --pprof on the first
+	pgStatements                 bool // load pg_stat_statements
+}
+
+// startedDB is the database startConsoles made: its DSN, and whether
+// pg_stat_statements is on in it (statementsOff says why not).
+type startedDB struct {
+	dsn           string
+	statements    bool
+	statementsOff string
 }
 
 // startConsoles starts a PostgreSQL cluster (for --store postgres) and
 // this binary's `serve` on a fresh data directory — o.replicas of them on
 // the one database, the later ones with the first one's certificate —
 // and fills cfg with their addresses, fingerprint, admin password and pids.
-func startConsoles(ctx context.Context, cfg *loadtest.Config, dsnOut *string, o consoleOptions, log *slog.Logger) (stop func(), err error) {
+func startConsoles(ctx context.Context, cfg *loadtest.Config, db *startedDB, o consoleOptions, log *slog.Logger) (stop func(), err error) {
 	var cleanups []func()
 	stop = func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -151,7 +168,16 @@ func startConsoles(ctx context.Context, cfg *loadtest.Config, dsnOut *string, o 
 	}
 	dsn := "sqlite:" + filepath.Join(dir, "console.db")
 	if o.store == "postgres" {
-		pg, err := pgtest.StartWith(pgtest.Options{Durable: true, Settings: []string{"shared_buffers=256MB", "max_wal_size=4GB"}})
+		settings := []string{"shared_buffers=256MB", "max_wal_size=4GB"}
+		if o.pgStatements {
+			if pgtest.HasLibrary("pg_stat_statements") {
+				settings = append(settings, "shared_preload_libraries=pg_stat_statements")
+			} else {
+				db.statementsOff = "pg_stat_statements is not installed with this PostgreSQL (its contrib library pg_stat_statements.so; " +
+					"Debian ships it in the postgresql-NN package, elsewhere install postgresql-contrib)"
+			}
+		}
+		pg, err := pgtest.StartWith(pgtest.Options{Durable: true, Settings: settings})
 		if err != nil {
 			return stop, fmt.Errorf("PostgreSQL: %w", err)
 		}
@@ -159,10 +185,22 @@ func startConsoles(ctx context.Context, cfg *loadtest.Config, dsnOut *string, o 
 		if dsn, err = pg.NewDatabase("loadtest"); err != nil {
 			return stop, err
 		}
+		// Its CPU, backends included, is reported beside the console's.
+		cfg.DatabasePID = pg.PID()
+		if o.pgStatements && db.statementsOff == "" {
+			if err := enableStatements(ctx, dsn); err != nil {
+				db.statementsOff = err.Error()
+			} else {
+				db.statements = true
+				cfg.Measuring = func(ctx context.Context) { resetStatements(ctx, dsn, log) }
+			}
+		}
 	} else if o.store != "sqlite" {
 		return stop, fmt.Errorf("--store %q: use postgres or sqlite", o.store)
+	} else if o.pgStatements {
+		db.statementsOff = "--pg-statements needs --store postgres"
 	}
-	*dsnOut = dsn
+	db.dsn = dsn
 	exe, err := os.Executable()
 	if o.binary != "" {
 		exe, err = o.binary, nil
@@ -329,6 +367,16 @@ func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 	}
 	for i, c := range append([]loadtest.ProcStats{r.Console}, r.Replicas...) {
 		fmt.Fprintf(w, "console %d: peak RSS %.0f MB, end RSS %.0f MB, CPU %.1f s (%.2f cores)\n", i, mb(c.PeakRSSBytes), mb(c.EndRSSBytes), c.CPUSeconds, c.CPUCores)
+	}
+	if d := r.Database; d != nil {
+		fmt.Fprintf(w, "database (PostgreSQL, all its processes): CPU %.1f s (%.2f cores)\n", d.CPUSeconds, d.CPUCores)
+	}
+	if r.Records > 0 {
+		fmt.Fprintf(w, "CPU per record: console %.1f µs", r.ConsoleCPUPerRecordUs)
+		if r.Database != nil {
+			fmt.Fprintf(w, ", database %.1f µs, together %.1f µs", r.DatabaseCPUPerRecordUs, r.ConsoleCPUPerRecordUs+r.DatabaseCPUPerRecordUs)
+		}
+		fmt.Fprintln(w)
 	}
 	c := r.Check
 	fmt.Fprintf(w, "check: %d devices, transactions sent %d / counted %d, bytes received sent %d / counted %d: ", c.Devices, c.SentTransactions, c.CountedTransactions, c.SentBytesReceived, c.CountedBytesReceived)

@@ -146,6 +146,29 @@ func StartWith(o Options) (*Cluster, error) {
 	}
 }
 
+// PID is the process id at the root of the server's process tree (the
+// postmaster, or the runuser that started it as the postgres user): its
+// backends are below it.
+func (c *Cluster) PID() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
+// HasLibrary reports whether the server's package has the shared library
+// name (a contrib module, e.g. "pg_stat_statements"), which
+// shared_preload_libraries may then name (the server does not start with
+// one it cannot find).
+func HasLibrary(name string) bool {
+	bin, err := binDir()
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(filepath.Dir(bin), "lib", name+".so"))
+	return err == nil
+}
+
 // DSN is the connection string for database name.
 func (c *Cluster) DSN(name string) string {
 	return fmt.Sprintf("host=%s user=postgres dbname=%s sslmode=disable", c.dir, name)
