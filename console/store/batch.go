@@ -28,7 +28,18 @@ func (s *Store) batchInsert(ctx context.Context, tx execer, table string, cols [
 	if len(rows) == 0 {
 		return nil
 	}
-	sortRows(rows) // one lock order for concurrent upserts (see upsertRows)
+	if tail != "" {
+		// An upsert locks the rows it updates: one lock order for
+		// concurrent upserts (see upsertRows). A plain insert (the pending
+		// rollup rows) locks no row another transaction writes, and its
+		// rows are the most of a chunk's: not sorted.
+		sortRows(rows)
+	}
+	return s.insertRows(ctx, tx, table, cols, tail, rows)
+}
+
+// insertRows is batchInsert without the sort (rows in the order given).
+func (s *Store) insertRows(ctx context.Context, tx execer, table string, cols []column, tail string, rows [][]any) error {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.name

@@ -406,7 +406,7 @@ func (s *Store) upsertRows(ctx context.Context, tx execer, prefix, suffix string
 		// strings and int64s: PostgreSQL plans a VALUES list of thousands
 		// of parameters, and pgx encodes each, at a cost the arrays avoid.
 		if table, cols, ok := pgColumns(prefix, rows); ok {
-			return s.batchInsert(ctx, tx, table, cols, suffix, rows)
+			return s.insertRows(ctx, tx, table, cols, suffix, rows) // sorted above
 		}
 	}
 	const maxParams = 8000
