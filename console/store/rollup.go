@@ -303,42 +303,76 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 }
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
-// pending tables (PostgreSQL; see migration 0030).
+// pending tables (PostgreSQL; see migration 0030), most of a chunk's rows:
+// each column straight into its array (unnest), neither boxed into rows nor
+// sorted (a plain insert locks no row another transaction writes).
 func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*rollVal, users map[userRollKey]bool, pres map[presUserKey]*[2]int64) error {
-	text := func(n string) column { return column{n, "text[]"} }
-	num := func(n string) column { return column{n, "bigint[]"} }
-	rows := make([][]any, 0, len(app))
-	for k, v := range app {
-		rows = append(rows, append(append([]any{k.span, k.bucket, k.app, k.domain}, v.values()...), v.last))
-	}
-	cols := []column{num("span"), num("bucket"), text("app_id"), text("domain")}
-	for c := range strings.SplitSeq(counterCols, ", ") {
-		cols = append(cols, num(c))
-	}
-	if err := s.batchInsert(ctx, tx, "roll_app_pending", append(cols, num("last_hour")), "", rows); err != nil {
-		return fmt.Errorf("store: rollup roll_app: %w", err)
-	}
-	rows = rows[:0]
-	for k, by := range users {
-		n := int64(0)
-		if by {
-			n = 1
+	if n := len(app); n > 0 {
+		span, bucket, last := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		appID, domain := make([]string, 0, n), make([]string, 0, n)
+		var counters [8][]int64
+		for i := range counters {
+			counters[i] = make([]int64, 0, n)
 		}
-		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, n})
+		for k, v := range app {
+			span, bucket, appID, domain, last = append(span, k.span), append(bucket, k.bucket), append(appID, k.app), append(domain, k.domain), append(last, v.last)
+			for i, c := range [8]int64{v.Transactions, v.BytesSent, v.BytesReceived, v.Blocks, v.Warns, v.Bypasses, v.Audits, v.Failures} {
+				counters[i] = append(counters[i], c)
+			}
+		}
+		args := []any{span, bucket, appID, domain}
+		for _, c := range counters {
+			args = append(args, c)
+		}
+		if err := insertArrays(ctx, tx, "roll_app_pending", "span, bucket, app_id, domain, "+counterCols+", last_hour",
+			"bigint[], bigint[], text[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[]", append(args, last)); err != nil {
+			return fmt.Errorf("store: rollup roll_app: %w", err)
+		}
 	}
-	if err := s.batchInsert(ctx, tx, "roll_app_user_pending", []column{num("span"), num("bucket"), text("app_id"), text("domain"),
-		text("user_name"), num("bypassed")}, "", rows); err != nil {
-		return fmt.Errorf("store: rollup users: %w", err)
+	if n := len(users); n > 0 {
+		span, bucket, bypassed := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		appID, domain, user := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		for k, by := range users {
+			b := int64(0)
+			if by {
+				b = 1
+			}
+			span, bucket, appID, domain, user, bypassed = append(span, k.span), append(bucket, k.bucket), append(appID, k.app), append(domain, k.domain), append(user, k.user), append(bypassed, b)
+		}
+		if err := insertArrays(ctx, tx, "roll_app_user_pending", "span, bucket, app_id, domain, user_name, bypassed",
+			"bigint[], bigint[], text[], text[], text[], bigint[]", []any{span, bucket, appID, domain, user, bypassed}); err != nil {
+			return fmt.Errorf("store: rollup users: %w", err)
+		}
 	}
-	rows = rows[:0]
-	for k, v := range pres {
-		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, k.user, v[0], v[1]})
-	}
-	if err := s.batchInsert(ctx, tx, "presence_app_user_pending", []column{num("span"), num("block"), text("app_id"), text("domain"),
-		text("user_name"), num("bits"), num("bypass_bits")}, "", rows); err != nil {
-		return fmt.Errorf("store: presence: %w", err)
+	if n := len(pres); n > 0 {
+		span, block, bits, bypass := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		appID, domain, user := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		for k, v := range pres {
+			span, block, appID, domain, user, bits, bypass = append(span, k.span), append(block, k.bucket), append(appID, k.app), append(domain, k.domain), append(user, k.user), append(bits, v[0]), append(bypass, v[1])
+		}
+		if err := insertArrays(ctx, tx, "presence_app_user_pending", "span, block, app_id, domain, user_name, bits, bypass_bits",
+			"bigint[], bigint[], text[], text[], text[], bigint[], bigint[]", []any{span, block, appID, domain, user, bits, bypass}); err != nil {
+			return fmt.Errorf("store: presence: %w", err)
+		}
 	}
 	return nil
+}
+
+// insertArrays inserts one row per array index (PostgreSQL): cols names
+// the columns, types their array types in the same order, args the
+// arrays ([]int64 or []string, all of one length).
+func insertArrays(ctx context.Context, tx execer, table, cols, types string, args []any) error {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + table + " (" + cols + ") SELECT * FROM unnest(")
+	for i, t := range strings.Split(types, ", ") {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d::%s", i+1, t)
+	}
+	b.WriteString(")")
+	_, err := tx.ExecContext(ctx, b.String(), args...)
+	return err
 }
 
 // FoldRollups moves the pending fleet-wide rollup rows (PostgreSQL) into
