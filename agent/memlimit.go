@@ -13,15 +13,17 @@ import (
 // of compiled rules, names and trie), which does not change under load yet
 // is doubled all the same: under a DNS flood the peak RSS was 2.5–4× the
 // idle RSS. After every policy load the runtime is told to collect before
-// its memory passes what the agent holds then plus memHeadroom: room for
-// what load adds and for garbage between collections. What load adds was
-// measured with dnsperf (heap profiles at the peak): up to ~17 MB in the
-// telemetry queue (its two buffers of up to 16,384 records each) when
-// cached answers of 5,000 names overflow the 4,096-name deduplication
-// window, 8–10 MB of discovery window, queries in flight and events. 32 MiB
-// of headroom made the collector run back to back on the cached workload
-// (2.4× the CPU per query); 48 MiB costs no measurable CPU and cut the
-// peak from 145 to 91–100 MiB (docs/dns.md "Performance"). It is a soft
+// its memory passes what the agent holds then plus a headroom: room for
+// what load adds and for garbage between collections (headroom). What load adds was
+// measured with dnsperf (heap profiles at the peak, before the discovery
+// window held 8,192 names): up to ~17 MB in the telemetry queue (its two
+// buffers of up to 16,384 records each) when cached answers of 5,000 names
+// overflowed the 4,096-name deduplication window, 8–10 MB of discovery
+// window, queries in flight and events. 32 MiB of headroom made the
+// collector run back to back on the cached workload (2.4× the CPU per
+// query); 48 MiB cost no measurable CPU and cut the peak from 145 to
+// 91–100 MiB (docs/dns.md "Performance"); a bigger heap gets a quarter of
+// itself (headroom). It is a soft
 // limit: a live heap past it is never refused, the runtime then collects
 // more often and caps its collector at half the CPU
 // (runtime/debug.SetMemoryLimit), so a bigger policy or a heavier burst
@@ -31,8 +33,18 @@ import (
 // An operator's GOMEMLIMIT wins (the agent sets nothing), and so does
 // GOMEMLIMIT=off (no limit at all: the runtime's default).
 
-// memHeadroom is the room above the memory held after a policy load.
+// memHeadroom is the least room above the memory held after a policy load.
 const memHeadroom = 48 << 20
+
+// headroom is the room above the memory held: memHeadroom, or a quarter of
+// the live heap when that is more. A fixed figure is a smaller share of a
+// bigger heap: with 1,000,000 indicators (a live heap of ~150 MB) 48 MiB
+// would leave the collector running as if GOGC were 30, on every burst of
+// garbage, for a heap that holds still; a quarter keeps the collector's
+// share of the CPU alike for every policy size (the pacing of GOGC=25 at
+// worst), and 48 MiB stays the floor the StevenBlack list was measured
+// with (docs/dns.md).
+func headroom(live int64) int64 { return max(memHeadroom, live/4) }
 
 // memState is the soft limit's state: on is set by LimitMemory (the
 // product's `netward run`); tests leave the process's limit alone.
@@ -51,7 +63,7 @@ func (a *Agent) limitMemory(log *slog.Logger) {
 	if !a.mem.on {
 		return
 	}
-	limit := heldMemory() + memHeadroom
+	limit := heldMemory() + headroom(liveHeap())
 	debug.SetMemoryLimit(limit)
 	if was := a.mem.limit.Swap(limit); was == 0 || limit > was+was/4 || limit < was-was/4 {
 		log.Info("soft memory limit set from the policy's size", "limitMiB", limit>>20)
@@ -64,4 +76,15 @@ func heldMemory() int64 {
 	s := []rtmetrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	rtmetrics.Read(s)
 	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
+}
+
+// liveHeap is the heap the last collection found live (after a big load,
+// the forced collection of FreeOSMemory).
+func liveHeap() int64 {
+	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
+		return 0
+	}
+	return int64(s[0].Value.Uint64())
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // The soft limit is set only when LimitMemory was called, to what the
-// runtime holds plus memHeadroom, and follows a later load.
+// runtime holds plus the headroom, and follows a later load.
 func TestLimitMemory(t *testing.T) {
 	was := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(was) })
@@ -24,12 +24,23 @@ func TestLimitMemory(t *testing.T) {
 	}
 
 	a.LimitMemory()
-	before := heldMemory()
-	a.limitMemory(log)
-	after := heldMemory()
-	got := debug.SetMemoryLimit(-1)
-	if got < before+memHeadroom || got > after+memHeadroom {
-		t.Fatalf("limit %d, want held memory (%d..%d) + %d", got, before, after, memHeadroom)
+	// set is a policy load: its collection (FreeOSMemory, as a big load
+	// does) makes the live heap and the memory held current.
+	set := func() (limit, held, room int64) {
+		t.Helper()
+		debug.FreeOSMemory()
+		before, room := heldMemory(), headroom(liveHeap())
+		a.limitMemory(log)
+		after := heldMemory()
+		limit = debug.SetMemoryLimit(-1)
+		if limit < before+room || limit > after+room {
+			t.Fatalf("limit %d, want held memory (%d..%d) + %d", limit, before, after, room)
+		}
+		return limit, before, room
+	}
+	got, _, room := set()
+	if room != memHeadroom {
+		t.Errorf("headroom %d MiB for a small heap, want %d", room>>20, memHeadroom>>20)
 	}
 
 	// A bigger policy: the next load raises the limit with it.
@@ -37,9 +48,29 @@ func TestLimitMemory(t *testing.T) {
 	for i := range big {
 		big[i] = 1
 	}
-	a.limitMemory(log)
-	if raised := debug.SetMemoryLimit(-1); raised < got+48<<20 {
+	if raised, _, _ := set(); raised < got+48<<20 {
 		t.Fatalf("limit %d after 64 MiB more were held, was %d", raised, got)
 	}
+
+	// A live heap of over 400 MiB (1,000,000 indicators and more): the
+	// room grows with it, a quarter of it.
+	huge := make([]byte, 400<<20)
+	for i := range huge {
+		huge[i] = 1
+	}
+	if limit, held, room := set(); room < 116<<20 || limit < held+room {
+		t.Errorf("limit %d MiB with %d MiB held and 464 MiB live: room %d MiB, want a quarter of the live heap", limit>>20, held>>20, room>>20)
+	}
 	runtime.KeepAlive(big)
+	runtime.KeepAlive(huge)
+}
+
+func TestHeadroom(t *testing.T) {
+	for _, c := range []struct{ live, want int64 }{
+		{0, memHeadroom}, {20 << 20, memHeadroom}, {192 << 20, memHeadroom}, {200 << 20, 50 << 20}, {1 << 30, 256 << 20},
+	} {
+		if got := headroom(c.live); got != c.want {
+			t.Errorf("headroom(%d MiB) = %d MiB, want %d", c.live>>20, got>>20, c.want>>20)
+		}
+	}
 }

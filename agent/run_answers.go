@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/agent/control"
+	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/telemetry"
 	"github.com/netward/netward/telemetry/flow"
@@ -30,7 +31,7 @@ import (
 // answersState is the DNS answer recorder's state.
 type answersState struct {
 	on     bool
-	q      chan queuedAnswer
+	q      answerQueue
 	win    answerWindow
 	lookup clientLookup
 	// cache keeps recent attributions by client address and port (a
@@ -73,12 +74,88 @@ type clientLookup interface {
 
 // Bounds of the recorder.
 const (
-	answerQueue      = 8192 // queued answers (≈ 100 bytes each)
-	answerWindowMax  = 4096 // distinct keys per window; past it the window is emitted early
+	// answerQueueMax bounds the queued answers (≈ 170 bytes each); the
+	// queue starts at answerQueueMin and grows as a burst needs it (a
+	// channel of the full size was 1.4 MB held by every agent, idle or
+	// not: issue 21).
+	answerQueueMin = 1024
+	answerQueueMax = 8192
+	// answerWindowMax bounds the distinct keys (names, mostly) of a
+	// window; past it the window is emitted early. 8,192 holds the hot set
+	// of a busy machine: 4,096 let the 5,000 hot names of the cached
+	// benchmark overflow it every 4,096 new names, so nearly every cached
+	// answer became a record (and its share of the telemetry queue and
+	// gzip): 9.1 µs of CPU per cached answer instead of 5.5 (docs/dns.md).
+	// An entry is ~150 bytes (answerEntry), the full window ~2 MB with its
+	// index.
+	answerWindowMax  = 8192
 	answerCacheMax   = 4096
 	answerCacheTTL   = 2 * time.Second
 	answerTickPeriod = time.Second
 )
+
+// answerQueue carries answers from the proxy (onAnswer, on its fast path)
+// to the recorder's worker: a slice under a mutex that grows up to
+// answerQueueMax, taken whole by the worker. Appending to a slice with room
+// allocates nothing, and only the first answer of a batch wakes the worker.
+type answerQueue struct {
+	mu    sync.Mutex
+	buf   []queuedAnswer
+	spare []queuedAnswer // the worker's last batch, emptied, for reuse
+	wake  chan struct{}  // capacity 1: the queue went from empty to not
+}
+
+// put queues qa; false when the queue is full.
+func (q *answerQueue) put(qa queuedAnswer) bool {
+	q.mu.Lock()
+	if len(q.buf) >= answerQueueMax {
+		q.mu.Unlock()
+		return false
+	}
+	if q.buf == nil {
+		q.buf = make([]queuedAnswer, 0, answerQueueMin)
+	}
+	q.buf = append(q.buf, qa)
+	first := len(q.buf) == 1
+	q.mu.Unlock()
+	if first {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// take returns every queued answer; the caller hands the slice back with
+// recycle once done with it.
+func (q *answerQueue) take() []queuedAnswer {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := q.buf
+	q.buf = q.spare
+	q.spare = nil
+	return b
+}
+
+// recycle gives a taken batch back for reuse, emptied. A batch that grew
+// for a burst is let go once the burst is over (less than a quarter of it
+// used), so the queue shrinks back to answerQueueMin.
+func (q *answerQueue) recycle(b []queuedAnswer) {
+	if b == nil {
+		return
+	}
+	n := len(b)
+	clear(b)
+	if cap(b) > answerQueueMin && n < cap(b)/4 {
+		return
+	}
+	q.mu.Lock()
+	if q.spare == nil {
+		q.spare = b[:0]
+	}
+	q.mu.Unlock()
+}
 
 // stubResolvers are the system resolvers that query on an application's
 // behalf: a query from one of them names the stub, not the application
@@ -98,54 +175,87 @@ type answerKey struct {
 	client  netip.Addr // when the process is unknown
 }
 
-// answerWindow is the deduplication window: one record per key, counting
-// repeats, since start.
+// answerEntry is one key of the window: what its record needs, and no more.
+// A telemetry.Record (~450 bytes, allocated per key with a pointer in the
+// index) is built only when the window is emitted.
+type answerEntry struct {
+	key      answerKey
+	at       int64 // the first answer's time, unix nanoseconds
+	count    int64
+	rule     *filter.Rule // the Allow indicator that matched, or nil
+	local    netip.Addr   // the client's address, unless loopback
+	file     string       // the process's executable
+	resolver string
+}
+
+// record is the entry's DnsQueryResponse record; one that stands for one
+// answer carries no RepeatCount.
+func (e *answerEntry) record() telemetry.Record {
+	r := telemetry.Record{Timestamp: time.Unix(0, e.at).UTC(), ActionType: telemetry.DnsQueryResponse, RemoteUrl: e.key.name,
+		Protocol: telemetry.ProtoDNS, Source: telemetry.SourceDNS, InitiatingProcessId: e.key.pid,
+		InitiatingProcessFileName: e.file, InitiatingProcessAccountName: e.key.account, Resolver: e.resolver}
+	if e.rule != nil {
+		r.IndicatorId, r.Application = e.rule.ID, e.rule.Application
+	}
+	if e.local.IsValid() {
+		r.LocalIP = e.local.String()
+	}
+	if e.count > 1 {
+		r.RepeatCount = e.count
+	}
+	return r
+}
+
+// answerWindow is the deduplication window: one entry per key, counting
+// repeats, since start, in first-seen order (records keep their time order).
 type answerWindow struct {
 	mu    sync.Mutex
 	start time.Time
-	m     map[answerKey]*telemetry.Record
-	order []answerKey // first-seen order, so records keep their time order
+	idx   map[answerKey]int32 // index into ents
+	ents  []answerEntry
 }
 
-// take empties the window and returns its records; a record that stands
-// for one answer carries no RepeatCount.
-func (w *answerWindow) take() []telemetry.Record {
+// takeEntries empties the window and returns its entries.
+func (w *answerWindow) takeEntries() []answerEntry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.order) == 0 {
+	ents := w.ents
+	w.ents = nil // grows again as used: an idle window holds nothing
+	clear(w.idx)
+	return ents
+}
+
+// take empties the window and returns its records.
+func (w *answerWindow) take() []telemetry.Record {
+	ents := w.takeEntries()
+	if len(ents) == 0 {
 		return nil
 	}
-	out := make([]telemetry.Record, 0, len(w.order))
-	for _, k := range w.order {
-		r := w.m[k]
-		if r.RepeatCount == 1 {
-			r.RepeatCount = 0
-		}
-		out = append(out, *r)
+	out := make([]telemetry.Record, len(ents))
+	for i := range ents {
+		out[i] = ents[i].record()
 	}
-	clear(w.m)
-	w.order = w.order[:0]
 	return out
 }
 
-// add folds r under k; it reports false when the window is full and k is
-// new (the caller emits the window and adds again).
-func (w *answerWindow) add(k answerKey, r telemetry.Record) bool {
+// add folds e under e.key; it reports false when the window is full and
+// the key is new (the caller emits the window and adds again).
+func (w *answerWindow) add(e answerEntry) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if old, ok := w.m[k]; ok {
-		old.RepeatCount++
+	if i, ok := w.idx[e.key]; ok {
+		w.ents[i].count++
 		return true
 	}
-	if len(w.order) >= answerWindowMax {
+	if len(w.ents) >= answerWindowMax {
 		return false
 	}
-	if len(w.order) == 0 {
-		w.start = r.Timestamp
+	if len(w.ents) == 0 {
+		w.start = time.Unix(0, e.at)
 	}
-	r.RepeatCount = 1
-	w.m[k] = &r
-	w.order = append(w.order, k)
+	e.count = 1
+	w.idx[e.key] = int32(len(w.ents))
+	w.ents = append(w.ents, e)
 	return true
 }
 
@@ -153,7 +263,7 @@ func (w *answerWindow) add(k answerKey, r telemetry.Record) bool {
 func (w *answerWindow) due(now time.Time, d time.Duration) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.order) > 0 && now.Sub(w.start) >= d
+	return len(w.ents) > 0 && now.Sub(w.start) >= d
 }
 
 // initAnswers sets the recorder up when telemetry.dnsAnswers is on (New).
@@ -162,8 +272,8 @@ func (a *Agent) initAnswers() {
 		return
 	}
 	a.ans.on = true
-	a.ans.q = make(chan queuedAnswer, answerQueue)
-	a.ans.win.m = make(map[answerKey]*telemetry.Record)
+	a.ans.q.wake = make(chan struct{}, 1)
+	a.ans.win.idx = make(map[answerKey]int32)
 	a.ans.cache = make(map[netip.AddrPort]cachedProc)
 	a.ans.folded = make(chan struct{})
 }
@@ -180,9 +290,7 @@ func (a *Agent) onAnswer(ans dnsproxy.Answer) {
 		qa.tried = true
 		qa.proc, qa.found = a.lookupClient(ans.Proto, ans.Client, qa.at)
 	}
-	select {
-	case a.ans.q <- qa:
-	default:
+	if !a.ans.q.put(qa) {
 		a.ans.dropped.Add(1)
 	}
 }
@@ -248,79 +356,87 @@ func (a *Agent) startAnswers(ctx context.Context, g *errgroup.Group) {
 			case <-ctx.Done():
 				// The pipeline drains the window at its clean stop, once
 				// the answers still queued are in it.
-				for len(a.ans.q) > 0 { // the only receiver: never blocks
-					a.foldAnswer(<-a.ans.q)
-				}
+				a.foldQueued()
 				close(a.ans.folded)
 				return nil
-			case qa := <-a.ans.q:
-				a.foldAnswer(qa)
+			case <-a.ans.q.wake:
+				a.foldQueued()
 			case <-tick.C:
 				if a.ans.win.due(a.now(), a.dedupWindow()) {
-					a.emitAnswers(a.ans.win.take())
+					a.emitEntries(a.ans.win.takeEntries())
 				}
 			}
 		}
 	})
 }
 
-func (a *Agent) emitAnswers(recs []telemetry.Record) {
-	a.ans.recorded.Add(uint64(len(recs)))
-	for _, r := range recs {
-		a.emit(r)
+// emitEntries emits a window's entries as records, one at a time (no
+// slice of ~450-byte records for a full window).
+func (a *Agent) emitEntries(ents []answerEntry) {
+	a.ans.recorded.Add(uint64(len(ents)))
+	for i := range ents {
+		a.emit(ents[i].record())
 	}
 }
 
-// foldAnswer attributes one answer and folds it into the window.
-func (a *Agent) foldAnswer(qa queuedAnswer) {
-	defer a.ans.received.Add(1) // after folding: status then shows it in the window
-	r := telemetry.Record{Timestamp: qa.at.UTC(), ActionType: telemetry.DnsQueryResponse, RemoteUrl: qa.Name,
-		Protocol: telemetry.ProtoDNS, Source: telemetry.SourceDNS}
-	if qa.Rule != nil {
-		r.IndicatorId, r.Application = qa.Rule.ID, qa.Rule.Application
+// foldQueued folds every queued answer into the window. When the worker
+// fell behind (a batch of more than half the queue's bound) it stops
+// looking processes up for it, so the queue drains and repeats are still
+// counted, by client.
+func (a *Agent) foldQueued() {
+	b := a.ans.q.take()
+	behind := len(b) > answerQueueMax/2
+	for i := range b {
+		a.foldAnswer(&b[i], behind)
 	}
+	a.ans.q.recycle(b)
+}
+
+// foldAnswer attributes one answer and folds it into the window.
+func (a *Agent) foldAnswer(qa *queuedAnswer, behind bool) {
+	defer a.ans.received.Add(1) // after folding: status then shows it in the window
+	e := answerEntry{key: answerKey{name: qa.Name}, at: qa.at.UnixNano(), rule: qa.Rule}
 	client := qa.Client
 	// A loopback client's address says nothing about the machine (the IP
 	// address history would show 127.0.0.1): left empty (CONTRACT §6).
 	if client.IsValid() && !client.Addr().IsLoopback() {
-		r.LocalIP = client.Addr().String()
+		e.local = client.Addr()
 	}
-	k := answerKey{name: qa.Name}
-	if p, ok := a.attribute(qa); ok {
+	if p, ok := a.attribute(qa, behind); ok {
 		if p.PID == os.Getpid() && !a.cfg.Telemetry.OwnTraffic {
 			a.ans.own.Add(1)
 			return
 		}
-		r.InitiatingProcessId, r.InitiatingProcessFileName, r.InitiatingProcessAccountName = p.PID, p.FileName, p.Account
+		e.file = p.FileName
 		if stubResolvers[p.FileName] {
-			r.Resolver = p.FileName
+			e.resolver = p.FileName
 		}
-		k.pid, k.account = p.PID, p.Account
+		e.key.pid, e.key.account = p.PID, p.Account
 	}
-	if r.Resolver == "" {
-		r.Resolver = platformStub(client, a.dns.captured.Load())
+	if e.resolver == "" {
+		e.resolver = platformStub(client, a.dns.captured.Load())
 	}
-	if k.pid == 0 && k.account == "" {
-		k.client = client.Addr()
+	if e.key.pid == 0 && e.key.account == "" {
+		e.key.client = client.Addr()
 	}
 	if a.dedupWindow() <= 0 {
-		a.emitAnswers([]telemetry.Record{r})
+		e.count = 1
+		a.emitEntries([]answerEntry{e})
 		return
 	}
-	if !a.ans.win.add(k, r) {
-		a.emitAnswers(a.ans.win.take())
-		a.ans.win.add(k, r)
+	if !a.ans.win.add(e) {
+		a.emitEntries(a.ans.win.takeEntries())
+		a.ans.win.add(e)
 	}
 }
 
-// attribute finds the process behind a query's client socket. When the
-// worker falls behind (queue half full) it stops looking, so the queue
-// drains and repeats are still counted, by client.
-func (a *Agent) attribute(qa queuedAnswer) (flow.Process, bool) {
+// attribute finds the process behind a query's client socket (none when
+// the worker is behind: see foldQueued).
+func (a *Agent) attribute(qa *queuedAnswer, behind bool) (flow.Process, bool) {
 	if qa.tried {
 		return qa.proc, qa.found
 	}
-	if a.ans.lookup == nil || !qa.Client.IsValid() || len(a.ans.q) > answerQueue/2 {
+	if a.ans.lookup == nil || !qa.Client.IsValid() || behind {
 		return flow.Process{}, false
 	}
 	return a.lookupClient(qa.Proto, qa.Client, a.now())

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/netward/netward/agent/config"
+	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/telemetry"
@@ -207,13 +209,13 @@ func TestOnAnswerCachedAllocs(t *testing.T) {
 	ans := dnsproxy.Answer{Name: "app.example", QType: dns.TypeA, Client: netip.MustParseAddrPort("127.0.0.1:40000"), Proto: "udp", Cached: true}
 	n := testing.AllocsPerRun(1000, func() {
 		a.onAnswer(ans)
-		<-a.ans.q
+		a.ans.q.recycle(a.ans.q.take())
 	})
 	if n != 0 {
 		t.Errorf("onAnswer allocates %v times per cached answer, want 0", n)
 	}
 	// A full queue refuses and counts, never blocks.
-	for range answerQueue + 10 {
+	for range answerQueueMax + 10 {
 		a.onAnswer(ans)
 	}
 	if a.ans.dropped.Load() != 10 {
@@ -271,5 +273,89 @@ func TestAnswersQueuedAtStopJournaled(t *testing.T) {
 	}
 	if d := a.ans.dropped.Load(); got != n-int(d) || d != 0 {
 		t.Fatalf("%d answers journaled of %d handed over (%d dropped by a full queue)", got, n, d)
+	}
+}
+
+// The queue starts small, grows for a burst up to its bound, and lets the
+// burst's buffer go once the burst is over.
+func TestAnswerQueueGrowsAndShrinks(t *testing.T) {
+	q := answerQueue{wake: make(chan struct{}, 1)}
+	for range 10 {
+		q.put(queuedAnswer{})
+	}
+	if c := cap(q.buf); c != answerQueueMin {
+		t.Fatalf("capacity after 10 answers %d, want %d", c, answerQueueMin)
+	}
+	select {
+	case <-q.wake:
+	default:
+		t.Fatal("the first answer did not wake the worker")
+	}
+	q.recycle(q.take())
+	n := 0
+	for q.put(queuedAnswer{}) {
+		n++
+	}
+	if n != answerQueueMax {
+		t.Fatalf("queue took %d answers, want its bound %d", n, answerQueueMax)
+	}
+	big := q.take()
+	if cap(big) < answerQueueMax {
+		t.Fatalf("burst capacity %d", cap(big))
+	}
+	q.recycle(big) // full: kept for the next burst
+	if cap(q.spare) != cap(big) {
+		t.Fatalf("a full batch was not kept for reuse")
+	}
+	// Quiet again: batches of one answer; within two of them the burst's
+	// buffer is let go.
+	for range 3 {
+		q.put(queuedAnswer{})
+		q.recycle(q.take())
+	}
+	if cap(q.buf) > answerQueueMin || cap(q.spare) > answerQueueMin {
+		t.Errorf("capacities after the burst %d and %d, want at most %d", cap(q.buf), cap(q.spare), answerQueueMin)
+	}
+}
+
+// The window holds answerWindowMax keys before it is emitted early, folds
+// repeats into RepeatCount, and builds the same records from its compact
+// entries as from the answers.
+func TestAnswerWindowBoundAndRecords(t *testing.T) {
+	w := answerWindow{idx: make(map[answerKey]int32)}
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	rule := &filter.Rule{ID: "ind-1", Application: "App"}
+	for round := range 2 {
+		for i := range 5000 {
+			e := answerEntry{key: answerKey{name: "h" + strconv.Itoa(i) + ".example", pid: 42, account: "alice"}, at: at.Add(time.Duration(round) * time.Second).UnixNano(),
+				file: "curl", local: netip.MustParseAddr("192.0.2.9"), resolver: "", rule: rule}
+			if !w.add(e) {
+				t.Fatalf("window full at %d keys, round %d: 5,000 hot names must fit", len(w.ents), round)
+			}
+		}
+	}
+	for i := 5000; i < answerWindowMax; i++ {
+		if !w.add(answerEntry{key: answerKey{name: "n" + strconv.Itoa(i)}, at: at.UnixNano()}) {
+			t.Fatalf("window full at %d keys", i)
+		}
+	}
+	if w.add(answerEntry{key: answerKey{name: "one.more"}, at: at.UnixNano()}) {
+		t.Fatalf("window took a key past %d", answerWindowMax)
+	}
+	if !w.due(at.Add(time.Minute), time.Minute) || w.due(at.Add(59*time.Second), time.Minute) {
+		t.Error("due does not follow the first answer's time")
+	}
+	recs := w.take()
+	if len(recs) != answerWindowMax || len(w.ents) != 0 || len(w.idx) != 0 {
+		t.Fatalf("take: %d records, window left %d/%d", len(recs), len(w.ents), len(w.idx))
+	}
+	want := telemetry.Record{Timestamp: at, ActionType: telemetry.DnsQueryResponse, RemoteUrl: "h0.example", LocalIP: "192.0.2.9",
+		Protocol: telemetry.ProtoDNS, InitiatingProcessId: 42, InitiatingProcessFileName: "curl", InitiatingProcessAccountName: "alice",
+		IndicatorId: "ind-1", Application: "App", Source: telemetry.SourceDNS, RepeatCount: 2}
+	if !reflect.DeepEqual(recs[0], want) {
+		t.Errorf("record\n%+v\nwant\n%+v", recs[0], want)
+	}
+	if r := recs[answerWindowMax-1]; r.RepeatCount != 0 || r.LocalIP != "" || r.RemoteUrl != "n8191" {
+		t.Errorf("a single answer's record %+v: no RepeatCount, no LocalIP", r)
 	}
 }

@@ -16,7 +16,9 @@
 # BENCH_NETNS (default nwbench$$), BENCH_TAGS (build tags of netward: "pprof"
 # with NETWARD_PPROF=127.0.0.1:6060 serves net/http/pprof in the namespace);
 # arguments go to scripts/benchdns (-servers netward -workloads allowed: a
-# profiling run). Timing on a shared machine: hold a lock
+# profiling run; -ab "bin:/tmp/netward-main" runs another build as variant B,
+# interleaved with this one, e.g. main's built with
+# `go build -C ../main -trimpath -ldflags '-s -w' -o /tmp/netward-main ./cmd/netward`). Timing on a shared machine: hold a lock
 # (flock) around it and compare ratios from the same run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."

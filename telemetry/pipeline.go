@@ -202,6 +202,10 @@ type Pipeline struct {
 	quarantined    int
 }
 
+// queueMin is the capacity the queue starts with; it grows as producers
+// need, up to Config.QueueRecords, and shrinks back after a burst (commit).
+const queueMin = 1024
+
 // New checks cfg and returns a pipeline that has not touched the disk yet.
 func New(cfg Config) (*Pipeline, error) {
 	if cfg.Dir == "" {
@@ -244,6 +248,9 @@ func (p *Pipeline) Add(r Record) bool {
 		p.mu.Unlock()
 		p.droppedQueue.Add(1)
 		return false
+	}
+	if p.queue == nil {
+		p.queue = make([]Record, 0, queueMin)
 	}
 	p.queue = append(p.queue, r)
 	n := len(p.queue)
@@ -599,7 +606,14 @@ func (p *Pipeline) commit(sync bool) error {
 		p.mu.Unlock()
 		return err
 	}
+	n := len(batch)
 	clear(batch)
+	if cap(batch) > queueMin && n < cap(batch)/4 {
+		// A buffer grown for a burst is let go once the burst is over:
+		// at up to QueueRecords records of ~450 bytes, two of them held
+		// for ever were up to 14 MB of an idle agent (issue 21).
+		batch = nil
+	}
 	p.mu.Lock()
 	p.spare = batch[:0]
 	p.inflight.Store(0)

@@ -450,3 +450,38 @@ func TestAddAllocs(t *testing.T) {
 		t.Errorf("Add allocates %v times per record, want 0", n)
 	}
 }
+
+// The queue starts at queueMin, grows for a burst, and the burst's buffer
+// is let go once batches are small again (an idle agent does not hold it).
+func TestQueueGrowsAndShrinks(t *testing.T) {
+	p, _ := startPipeline(t, Config{Dir: t.TempDir(), QueueRecords: 16384, CommitInterval: time.Second})
+	capacities := func() (int, int) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return cap(p.queue), cap(p.spare)
+	}
+	p.Add(rec(0))
+	if q, _ := capacities(); q != queueMin {
+		t.Fatalf("queue capacity %d after one record, want %d", q, queueMin)
+	}
+	flush(t, p)
+	// A burst larger than queueMin between two commits (the writer may
+	// commit part of it early: at a quarter of QueueRecords).
+	for i := range 3000 {
+		p.Add(rec(i))
+	}
+	p.mu.Lock()
+	grown := cap(p.queue)
+	p.mu.Unlock()
+	if grown <= queueMin {
+		t.Fatalf("queue did not grow for a burst of 3,000: capacity %d", grown)
+	}
+	flush(t, p)
+	for i := range 3 {
+		p.Add(rec(i))
+		flush(t, p)
+	}
+	if q, s := capacities(); q > queueMin || s > queueMin {
+		t.Errorf("capacities after the burst %d and %d, want at most %d", q, s, queueMin)
+	}
+}

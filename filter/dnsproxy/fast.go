@@ -270,7 +270,8 @@ func (p *Proxy) generalUDP(conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
 		return
 	}
 	p.slots <- struct{}{}
-	d := datagram{conn, append([]byte(nil), pkt...), from}
+	d := datagram{conn, p.getBuf(), from}
+	*d.m = append((*d.m)[:0], pkt...)
 	select {
 	case p.idle <- d: // a general-path goroutine was waiting for work
 	default:
@@ -279,11 +280,35 @@ func (p *Proxy) generalUDP(conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
 	}
 }
 
-// datagram is one query for the general path, holding a slot.
+// datagram is one query for the general path, holding a slot and a
+// pooled buffer (getBuf).
 type datagram struct {
 	conn *net.UDPConn
-	m    []byte
+	m    *[]byte
 	from netip.AddrPort
+}
+
+// pktBufSize is the capacity of the general path's pooled buffers: a query
+// copied off the reader's batch, a UDP reply packed (at most 1232 octets
+// and the OPT: finish truncates to it). A larger one grows its buffer,
+// which is then not pooled.
+const pktBufSize = 1536
+
+// getBuf and putBuf pool the general path's packet buffers: a copy of every
+// forwarded query and its packed reply were two allocations per query.
+func (p *Proxy) getBuf() *[]byte {
+	if b, ok := p.pktBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, pktBufSize)
+	return &b
+}
+
+func (p *Proxy) putBuf(b *[]byte) {
+	if cap(*b) == pktBufSize {
+		*b = (*b)[:0]
+		p.pktBufs.Put(b)
+	}
 }
 
 // generalIdle is how long a general-path goroutine waits for another
@@ -299,7 +324,8 @@ func (p *Proxy) generalWorker(d datagram) {
 	t := time.NewTimer(generalIdle)
 	defer t.Stop()
 	for {
-		p.serveDatagram(d.conn, d.m, d.from)
+		p.serveDatagram(d.conn, *d.m, d.from)
+		p.putBuf(d.m)
 		t.Reset(generalIdle)
 		select {
 		case d = <-p.idle:
@@ -331,7 +357,7 @@ func (p *Proxy) serveDatagram(conn *net.UDPConn, m []byte, from netip.AddrPort) 
 		p.writeHeaderReply(conn, m, dns.RcodeFormatError, from)
 		return
 	}
-	handler{p: p, proto: "udp"}.ServeDNS(&udpWriter{conn: conn, to: from}, req)
+	handler{p: p, proto: "udp"}.ServeDNS(&udpWriter{p: p, conn: conn, to: from}, req)
 }
 
 // unpack is req.Unpack(m); tests set Proxy.unpackHook to reach the recover
@@ -352,6 +378,7 @@ func (p *Proxy) writeHeaderReply(conn *net.UDPConn, pkt []byte, rcode int, to ne
 // udpWriter is the dns.ResponseWriter of a general-path datagram of a
 // fast-path socket: the reply leaves from the socket the query came to.
 type udpWriter struct {
+	p    *Proxy
 	conn *net.UDPConn
 	to   netip.AddrPort
 }
@@ -359,7 +386,9 @@ type udpWriter struct {
 func (w *udpWriter) LocalAddr() net.Addr  { return w.conn.LocalAddr() }
 func (w *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.to) }
 func (w *udpWriter) WriteMsg(m *dns.Msg) error {
-	b, err := m.Pack()
+	bp := w.p.getBuf()
+	defer w.p.putBuf(bp)
+	b, err := m.PackBuffer((*bp)[:cap(*bp)])
 	if err != nil {
 		return err
 	}

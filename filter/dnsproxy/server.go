@@ -56,6 +56,8 @@ type Proxy struct {
 	datagrams sync.WaitGroup
 	idle      chan datagram
 	stopping  chan struct{}
+	// pktBufs pools the general path's packet buffers (getBuf).
+	pktBufs sync.Pool
 	// unpackHook, when set (tests), replaces the general path's unpacking.
 	unpackHook func(*dns.Msg, []byte) error
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -105,11 +104,7 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 	per := u.timeout / time.Duration(attempts)
 	start := int(u.preferred.Load()) % n
 
-	req := new(dns.Msg) // its ID is set per attempt, below
-	req.RecursionDesired = true
-	req.CheckingDisabled = cd
-	req.Question = []dns.Question{q}
-	req.SetEdns0(upstreamUDPSize, do)
+	req := upQuery{q: q, do: do, cd: cd} // its ID is set per attempt, below
 
 	var last *dns.Msg
 	var lastAddr string
@@ -120,12 +115,12 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 		}
 		i := (start + k) % n
 		addr := u.addrs[i]
-		req.Id = dns.Id() // a fresh ID per attempt: a late reply to the last one is ignored
+		req.id = newID() // a fresh ID per attempt: a late reply to the last one is ignored
 		dl := deadline
 		if next := time.Now().Add(per); next.Before(dl) {
 			dl = next
 		}
-		m, err := u.attempt(ctx, i, dl, req)
+		m, err := u.attempt(ctx, i, dl, &req)
 		u.stats.upQueries.Add(1)
 		if err != nil {
 			u.stats.upErrors.Add(1)
@@ -149,7 +144,7 @@ func (u *upstreams) exchange(ctx context.Context, q dns.Question, do, cd bool) (
 
 // attempt asks one upstream over UDP, retrying over TCP when the answer is
 // truncated (RFC 7766).
-func (u *upstreams) attempt(ctx context.Context, i int, deadline time.Time, req *dns.Msg) (*dns.Msg, error) {
+func (u *upstreams) attempt(ctx context.Context, i int, deadline time.Time, req *upQuery) (*dns.Msg, error) {
 	m, err := u.udp(ctx, i, deadline, req)
 	if err != nil {
 		return nil, err
@@ -167,11 +162,13 @@ func (u *upstreams) attempt(ctx context.Context, i int, deadline time.Time, req 
 // picked a random source port (RFC 5452 §9.2) and only datagrams from the
 // upstream reach it. Datagrams that do not match the ID and question are
 // ignored and counted, and the wait goes on until the deadline.
-func (u *upstreams) udp(ctx context.Context, i int, deadline time.Time, req *dns.Msg) (*dns.Msg, error) {
+func (u *upstreams) udp(ctx context.Context, i int, deadline time.Time, req *upQuery) (*dns.Msg, error) {
+	// One pooled buffer carries the query out and the answer in (the
+	// query is written before the answer is read into it).
 	bp := u.bufs.Get().(*[]byte)
 	defer u.bufs.Put(bp)
 	buf := *bp
-	wire, err := req.PackBuffer(buf)
+	wire, err := appendUpstreamQuery(buf[:0], req)
 	if err != nil {
 		return nil, err
 	}
@@ -222,11 +219,12 @@ func (u *upstreams) udp(ctx context.Context, i int, deadline time.Time, req *dns
 }
 
 // tcp sends req over a new TCP connection (RFC 1035 §4.2.2 framing).
-func (u *upstreams) tcp(ctx context.Context, addr string, req *dns.Msg) (*dns.Msg, error) {
-	wire, err := req.Pack()
+func (u *upstreams) tcp(ctx context.Context, addr string, req *upQuery) (*dns.Msg, error) {
+	out, err := appendUpstreamQuery(make([]byte, 2, 2+512), req)
 	if err != nil {
 		return nil, err
 	}
+	binary.BigEndian.PutUint16(out, uint16(len(out)-2))
 	c, err := u.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -237,9 +235,6 @@ func (u *upstreams) tcp(ctx context.Context, addr string, req *dns.Msg) (*dns.Ms
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	out := make([]byte, 2+len(wire))
-	binary.BigEndian.PutUint16(out, uint16(len(wire)))
-	copy(out[2:], wire)
 	if _, err := c.Write(out); err != nil {
 		return nil, err
 	}
@@ -261,18 +256,4 @@ func (u *upstreams) tcp(ctx context.Context, addr string, req *dns.Msg) (*dns.Ms
 		return nil, errors.New("TCP answer does not match the question")
 	}
 	return m, nil
-}
-
-// replyMatches checks that m answers req: same ID, a response, and the same
-// single question (name compared case-insensitively, RFC 4343).
-func replyMatches(req, m *dns.Msg) bool {
-	if !m.Response || m.Id != req.Id || m.Opcode != req.Opcode {
-		return false
-	}
-	if len(m.Question) != 1 {
-		// A FORMERR/NOTIMP may legitimately carry no question.
-		return len(m.Question) == 0 && (m.Rcode == dns.RcodeFormatError || m.Rcode == dns.RcodeNotImplemented)
-	}
-	a, b := m.Question[0], req.Question[0]
-	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && strings.EqualFold(a.Name, b.Name)
 }

@@ -58,9 +58,10 @@ type options struct {
 	// workloads to measure, comma-separated; empty means all.
 	only, workloads string
 	// ab, when set, runs netward alone in two variants instead: A as
-	// shipped and B with these environment variables (KEY=VAL) and config
-	// settings (cfg:SECTION.KEY=JSON), spaces between, each started
-	// afresh in every round, in turns (abRun).
+	// shipped and B with these environment variables (KEY=VAL), config
+	// settings (cfg:SECTION.KEY=JSON) and binary (bin:PATH: another build,
+	// main's for a before/after), spaces between, each started afresh in
+	// every round, in turns (abRun).
 	ab string
 }
 
@@ -76,7 +77,7 @@ func main() {
 	flag.IntVar(&o.outstand, "q", 500, "dnsperf outstanding queries (-q)")
 	flag.StringVar(&o.only, "servers", "", "servers to run, comma-separated (netward,dnsmasq,unbound; default all)")
 	flag.StringVar(&o.workloads, "workloads", "", "workloads to run, comma-separated (mix,allowed,blocked,cached; default all)")
-	flag.StringVar(&o.ab, "ab", "", "A/B run of netward alone: variant B gets these environment variables and config settings (KEY=VAL cfg:dns.udpSockets=1)")
+	flag.StringVar(&o.ab, "ab", "", "A/B run of netward alone: variant B gets these environment variables, config settings and binary (KEY=VAL cfg:dns.udpSockets=1 bin:/tmp/netward-main)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchdns:", err)
@@ -189,7 +190,7 @@ func run(o options) error {
 
 	if o.big > 0 {
 		stop(nw)
-		if err := bigRun(ctx, o, names, files); err != nil {
+		if err := bigRun(ctx, o, names, files, ""); err != nil {
 			return err
 		}
 	}
@@ -387,9 +388,15 @@ func startNetward(ctx context.Context, o options, name, list string, env ...stri
 		"control":    map[string]any{"socket": filepath.Join(dir, "netward.sock")},
 		"metrics":    map[string]any{"listen": ""},
 	}
-	// -ab's config settings (cfg:SECTION.KEY=JSON): set over the above.
+	// -ab's config settings (cfg:SECTION.KEY=JSON): set over the above;
+	// bin:PATH runs another netward binary.
 	var plain []string
+	bin := o.netward
 	for _, e := range env {
+		if p, ok := strings.CutPrefix(e, "bin:"); ok {
+			bin = p
+			continue
+		}
 		k, v, _ := strings.Cut(strings.TrimPrefix(e, "cfg:"), "=")
 		sec, key, ok := strings.Cut(k, ".")
 		if !strings.HasPrefix(e, "cfg:") || !ok {
@@ -413,7 +420,7 @@ func startNetward(ctx context.Context, o options, name, list string, env ...stri
 		return nil, err
 	}
 	s := &server{name: "netward", addr: netwardIP, port: 53, log: &bytes.Buffer{}}
-	s.cmd = exec.CommandContext(ctx, o.netward, "run", "--config", path)
+	s.cmd = exec.CommandContext(ctx, bin, "run", "--config", path)
 	s.cmd.Env = append(os.Environ(), plain...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
@@ -598,39 +605,47 @@ func report(servers []*server, workloads []string, results map[string]map[string
 	}
 }
 
-// bigRun starts netward with o.big indicators (the list plus synthetic
-// names) and reports its RSS idle, while loading, and under load.
-func bigRun(ctx context.Context, o options, names []string, files *queries) error {
+// bigName is the i-th synthetic name of the footprint run's list: under
+// the .example TLD reserved for documentation (RFC 2606), spread over 1,000
+// second-level names.
+func bigName(i int) string { return fmt.Sprintf("d%d.s%d.example", i, i%1000) }
+
+// bigRun starts netward (with -ab's env, when given) with o.big indicators
+// (the list plus synthetic names) and reports its RSS idle, while loading,
+// and under load.
+func bigRun(ctx context.Context, o options, names []string, files *queries, label string, env ...string) error {
 	p := filepath.Join(o.work, "big-list.txt")
-	f, err := os.Create(p)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriter(f)
-	for i := range o.big {
-		if i < len(names) {
-			fmt.Fprintln(bw, names[i])
-		} else {
-			fmt.Fprintf(bw, "d%d.example%d.com\n", i, i%1000)
+	if _, err := os.Stat(p); err != nil {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriter(f)
+		for i := range o.big {
+			if i < len(names) {
+				fmt.Fprintln(bw, names[i])
+			} else {
+				fmt.Fprintln(bw, bigName(i))
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
 		}
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	nw, err := startNetward(ctx, o, "nwbig", p)
+	nw, err := startNetward(ctx, o, "nwbig", p, env...)
 	if err != nil {
 		return err
 	}
 	defer stop(nw)
-	if err := waitBlocking(nw, "d999999.example999.com"); err != nil && o.big >= 1_000_000 {
+	last := bigName(o.big - 1) // blocked once the whole list is loaded
+	if o.big <= len(names) {
+		last = names[o.big-1]
+	}
+	if err := waitBlocking(nw, last); err != nil {
 		return err
-	} else if err != nil {
-		if err := waitBlocking(nw, names[0]); err != nil {
-			return err
-		}
 	}
 	time.Sleep(2 * time.Second)
 	st := procStatus(nw.pid())
@@ -644,8 +659,8 @@ func bigRun(ctx context.Context, o options, names []string, files *queries) erro
 			return err
 		}
 	}
-	fmt.Printf("\nnetward with %d indicators: RSS idle %.1f MiB, peak under load %.1f MiB, peak while loading %.1f MiB\n",
-		o.big, mib(st["VmRSS"]), mib(procStatus(nw.pid())["VmHWM"]), mib(st["VmHWM"]))
+	fmt.Printf("\nnetward%s with %d indicators: RSS idle %.1f MiB, peak under load %.1f MiB, peak while loading %.1f MiB\n",
+		label, o.big, mib(st["VmRSS"]), mib(procStatus(nw.pid())["VmHWM"]), mib(st["VmHWM"]))
 	return nil
 }
 
@@ -795,6 +810,13 @@ func abRun(ctx context.Context, o options, names []string, files *queries) error
 			idle, peak = append(idle, mib(x[0])), append(peak, mib(x[1]))
 		}
 		fmt.Printf("%s %6.1f / %6.1f   (peaks %v)\n", v.name, med(idle), med(slices.Clone(peak)), peak)
+	}
+	if o.big > 0 {
+		for _, v := range variants {
+			if err := bigRun(ctx, o, names, files, " "+v.name, v.env...); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
