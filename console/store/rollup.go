@@ -375,6 +375,12 @@ func insertArrays(ctx context.Context, tx execer, table, cols, types string, arg
 	return err
 }
 
+// foldLock is the PostgreSQL advisory lock that serialises folds across
+// replicas. Its own key, not feedLock: a fold need only exclude other
+// folds, and sharing the key made every fold wait for a feed publish (and
+// the reverse).
+const foldLock = 7236843
+
 // FoldRollups moves the pending fleet-wide rollup rows (PostgreSQL) into
 // roll_app, roll_app_user and presence_app_user: each statement deletes
 // the pending rows it sums, so what it adds is exactly what it removed,
@@ -398,7 +404,7 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 			"bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits"},
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7236842)"); err != nil {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", foldLock); err != nil {
 			return fmt.Errorf("store: fold rollups: %w", err)
 		}
 		for _, f := range folds {
