@@ -28,24 +28,6 @@ func cpuHelper(role string) int {
 		c.Stderr = os.Stderr
 		return c
 	}
-	// startReady starts c and waits for its "ready" line.
-	startReady := func(c *exec.Cmd) (io.WriteCloser, error) {
-		in, err := c.StdinPipe()
-		if err != nil {
-			return nil, err
-		}
-		out, err := c.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
-		if err := c.Start(); err != nil {
-			return nil, err
-		}
-		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-			return nil, fmt.Errorf("child said %q: %v", line, err)
-		}
-		return in, nil
-	}
 	switch role {
 	case "burn", "burn-exit":
 		var ru syscall.Rusage
@@ -67,34 +49,31 @@ func cpuHelper(role string) int {
 		return 0
 	case "middle":
 		c := child("burn")
-		in, err := startReady(c)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Println("ready")
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		in.Close()
-		_ = c.Wait()
-		return 0
+		return holdChild(c)
 	case "parent":
 		if err := child("burn-exit").Run(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		c := child("middle")
-		in, err := startReady(c)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Println("ready")
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		in.Close()
-		_ = c.Wait()
-		return 0
+		return holdChild(c)
 	}
 	return 2
+}
+
+// holdChild starts c, says ready once c is, and keeps it until this
+// process's stdin closes.
+func holdChild(c *exec.Cmd) int {
+	in, err := startReady(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	in.Close()
+	_ = c.Wait()
+	return 0
 }
 
 // The database's CPU is its process tree's: a server's own time, its
@@ -143,4 +122,23 @@ func TestTreeCPUCountsChildren(t *testing.T) {
 	if _, ok := treeCPU(1 << 30); ok {
 		t.Error("treeCPU of a pid that does not exist: ok")
 	}
+}
+
+// startReady starts c and waits for its "ready" line.
+func startReady(c *exec.Cmd) (io.WriteCloser, error) {
+	in, err := c.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		return nil, fmt.Errorf("child said %q: %v", line, err)
+	}
+	return in, nil
 }

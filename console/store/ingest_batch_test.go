@@ -103,14 +103,7 @@ func TestIngestBatchIsAtomic(t *testing.T) {
 		if err := s.IngestChunk(ctx, fullBatch("c1", "s1", at)); !errors.Is(err, ErrDuplicateChunk) {
 			t.Errorf("retry = %v, want ErrDuplicateChunk", err)
 		}
-		tr, err := s.DeviceTraffic(ctx, "d1", at.Add(-time.Hour), at.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sum int64
-		for _, x := range tr {
-			sum += x.Transactions
-		}
+		sum := transactionsOf(t, s, "d1", at)
 		if sum != 3 {
 			t.Errorf("transactions counted %d, want 3 (once)", sum)
 		}
@@ -150,14 +143,7 @@ func TestIngestSameChunkAtOnce(t *testing.T) {
 				t.Errorf("round %d: stored %d, duplicates %d; want 1 and 1", round, stored, dup)
 			}
 		}
-		tr, err := s.DeviceTraffic(ctx, "d1", at.Add(-time.Hour), at.Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sum int64
-		for _, x := range tr {
-			sum += x.Transactions
-		}
+		sum := transactionsOf(t, s, "d1", at)
 		if sum != 5*3 {
 			t.Errorf("transactions counted %d, want %d (each chunk once)", sum, 5*3)
 		}
@@ -224,4 +210,18 @@ func TestIngestDeviceUpdate(t *testing.T) {
 			t.Errorf("after a check-in: %+v", d)
 		}
 	})
+}
+
+// transactionsOf sums a device's counted transactions in the hour around at.
+func transactionsOf(t *testing.T, s *Store, device string, at time.Time) int64 {
+	t.Helper()
+	tr, err := s.DeviceTraffic(context.Background(), device, at.Add(-time.Hour), at.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, x := range tr {
+		sum += x.Transactions
+	}
+	return sum
 }
