@@ -35,9 +35,9 @@ func (s *Store) VacuumPending(ctx context.Context) error {
 	return nil
 }
 
-// PendingPages is how many pages the pending tables take on disk
+// pendingPages is how many pages the pending tables take on disk
 // (PostgreSQL; 0 on SQLite): what every view's fold scans.
-func (s *Store) PendingPages(ctx context.Context) (int64, error) {
+func (s *Store) pendingPages(ctx context.Context) (int64, error) {
 	if s.dialect != Postgres {
 		return 0, nil
 	}

@@ -14,8 +14,8 @@ func TestVacuumPendingReclaimsFoldedPages(t *testing.T) {
 			if err := s.VacuumPending(ctx); err != nil {
 				t.Fatalf("VacuumPending on SQLite: %v", err)
 			}
-			if n, err := s.PendingPages(ctx); n != 0 || err != nil {
-				t.Fatalf("PendingPages on SQLite = %d, %v; want 0", n, err)
+			if n, err := s.pendingPages(ctx); n != 0 || err != nil {
+				t.Fatalf("pendingPages on SQLite = %d, %v; want 0", n, err)
 			}
 			return
 		}
@@ -27,7 +27,7 @@ func TestVacuumPendingReclaimsFoldedPages(t *testing.T) {
 		if err := s.FoldRollups(ctx); err != nil {
 			t.Fatal(err)
 		}
-		before, err := s.PendingPages(ctx)
+		before, err := s.pendingPages(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +37,7 @@ func TestVacuumPendingReclaimsFoldedPages(t *testing.T) {
 		if err := s.VacuumPending(ctx); err != nil {
 			t.Fatal(err)
 		}
-		after, err := s.PendingPages(ctx)
+		after, err := s.pendingPages(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
