@@ -29,7 +29,7 @@ import (
 func answersAgent(t *testing.T, extra string) (*Agent, string, *e2e.Clock, func()) {
 	t.Helper()
 	up := dnsUpstream(t)
-	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`","device":{"id":"dev-a","name":"pc"},
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`","device":{"id":"dev-a","name":"pc"},
 		"dns":{"listen":["127.0.0.1:0"],"upstreams":["`+up+`"]},"warn":{"sinkAddress":"`+testSink+`"},
 		"control":{"socket":"`+filepath.Join(t.TempDir(), "ctl.sock")+`"},
 		"telemetry":{`+extra+`}}`), "test")

@@ -11,7 +11,6 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/telemetry"
 )
@@ -40,7 +39,7 @@ func dnsUpstream(t *testing.T) string {
 
 func TestStartDNS(t *testing.T) {
 	up := dnsUpstream(t)
-	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`",
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`",
 		"dns":{"listen":["127.0.0.1:0"],"upstreams":["`+up+`"],"syntheticTtlSeconds":5},
 		"warn":{"sinkAddress":"`+testSink+`"}}`), "test")
 	if err != nil {
@@ -135,7 +134,7 @@ func TestStartDNSListenError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`","dns":{"listen":["`+pc.LocalAddr().String()+`"],"upstreams":["192.0.2.1"]}}`), "test")
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`","dns":{"listen":["`+pc.LocalAddr().String()+`"],"upstreams":["192.0.2.1"]}}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

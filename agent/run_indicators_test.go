@@ -32,7 +32,7 @@ import (
 // proxy on an ephemeral loopback port and no root-only component.
 func indicatorAgent(t *testing.T, dataDir, source string, logs *e2e.SyncBuf) *Agent {
 	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`{"version": 1, "dataDir": %q, "mode": "block",
+	cfg, err := parseConfig(t, []byte(fmt.Sprintf(`{"version": 1, "dataDir": %q, "mode": "block",
 		"indicators": {"source": %q, "longPollSeconds": 30},
 		"dns": {"capture": false, "listen": ["127.0.0.1:0"], "upstreams": ["192.0.2.53:53"]},
 		"sni": {"enabled": false}, "warn": {"sinkAddress": "127.77.3.154"}}`, dataDir, source)), "test")
@@ -290,7 +290,7 @@ func TestDefaultConfigRunsBuiltinDemo(t *testing.T) {
 
 // A public key that is not one is a configuration error, named.
 func TestAgentIndicatorsBadPublicKey(t *testing.T) {
-	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`","indicators":{"source":"https://console.example/v1/indicators","publicKey":"bm90IGEga2V5"}}`), "test")
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`","indicators":{"source":"https://console.example/v1/indicators","publicKey":"bm90IGEga2V5"}}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestAgentFeedStaleReported(t *testing.T) {
 	}))
 	defer srv.Close()
 	dir := t.TempDir()
-	cfg, err := config.Parse(fmt.Appendf(nil, `{"version": 1, "dataDir": %q,
+	cfg, err := parseConfig(t, fmt.Appendf(nil, `{"version": 1, "dataDir": %q,
 		"indicators": {"source": %q, "publicKey": %q, "longPollSeconds": 1, "maxAgeHours": 72},
 		"dns": {"listen": ["127.0.0.1:0"], "upstreams": ["192.0.2.53:53"]}, "warn": {"sinkAddress": "127.77.3.154"}}`,
 		filepath.Join(dir, "data"), srv.URL+"/v1/indicators", pub), "test")

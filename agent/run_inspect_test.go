@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/netward/netward/agent/bypass"
-	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/hostnet"
@@ -29,7 +28,7 @@ func (r inspNoticeRecorder) Notify(_ context.Context, n notify.Notice, _ func())
 // TestEmitInspect checks what one inspector decision becomes: the telemetry
 // record (ActionType, Source, RemoteUrl) and whether the user is told.
 func TestEmitInspect(t *testing.T) {
-	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +131,7 @@ func TestInspectConfig(t *testing.T) {
 		{`{"version":1,"sni":{"enabled":true,"quic":"block"},"dns":{"capture":true}}`, inspect.QUICBlock, true},
 		{`{"version":1,"sni":{"enabled":true,"quic":"allow","failClosed":true}}`, inspect.QUICAllow, false},
 	} {
-		cfg, err := config.Parse([]byte(tc.json), "test")
+		cfg, err := parseConfig(t, []byte(tc.json), "test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +269,7 @@ func TestCheckIPLiterals(t *testing.T) {
 // policyAgent is an agent on a fresh data directory that starts nothing.
 func policyAgent(t *testing.T) *Agent {
 	t.Helper()
-	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+filepath.ToSlash(t.TempDir())+`"}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/agent/bypass"
-	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/telemetry"
 
@@ -56,7 +55,7 @@ type startedAgent struct {
 // startWarnAgent builds an agent on dir and runs only its warn component.
 func startWarnAgent(t *testing.T, dir string, c *e2e.Clock) *startedAgent {
 	t.Helper()
-	cfg, err := config.Parse([]byte(`{"version":1,"dataDir":"`+dir+`","warn":{"sinkAddress":"`+testSink+`"}}`), "test")
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+dir+`","warn":{"sinkAddress":"`+testSink+`"}}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
