@@ -600,6 +600,7 @@ func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *c
 		b.hook = in.cfg.Hook.Chunk(device)
 	}
 	line, lines, firstBad := 0, 0, ""
+	strs := newInterner() // one per chunk: its strings live as long as the batch
 	skip := func(reason string) {
 		b.skipped[reason]++
 		if firstBad == "" {
@@ -634,7 +635,7 @@ func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *c
 		}
 		lines++
 		var rec record
-		if err := decodeRecord(raw, &rec); err != nil {
+		if err := decodeRecord(raw, &rec, strs); err != nil {
 			skip(skipMalformed)
 			continue
 		}
