@@ -6,7 +6,7 @@ import (
 )
 
 // pendingTables are the fleet-wide rollups' pending tables (PostgreSQL,
-// migrations 0032 and, for consoles of an earlier version, 0030), emptied
+// migrations 0033 and, for consoles of an earlier version, 0030), emptied
 // by FoldRollups.
 var pendingTables = []string{"roll_app_hour_pending", "roll_app_user_hour_pending", "roll_app_pending", "roll_app_user_pending", "presence_app_user_pending"}
 

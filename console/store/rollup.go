@@ -334,7 +334,7 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 }
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
-// pending tables (PostgreSQL; migrations 0030 and 0032), most of a chunk's
+// pending tables (PostgreSQL; migrations 0030 and 0033), most of a chunk's
 // rows: each column straight into its array (unnest), neither boxed into
 // rows nor sorted (a plain insert locks no row another transaction
 // writes). A row is in one bucket only, its hour's when hour buckets are
@@ -412,7 +412,7 @@ const foldLock = 7236843
 // in every view once acknowledged; ingest.Run folds every second so the
 // pending tables stay small. A no-op on SQLite.
 //
-// The hour tables (migration 0032) hold one row per bucket a chunk
+// The hour tables (migration 0033) hold one row per bucket a chunk
 // touched, its hour's when hour buckets are kept: the fold adds it to its
 // hour and to its day, and a user row sets the presence bit of its bucket
 // (the same facts applyRollups writes on SQLite). The tables of migration
