@@ -77,6 +77,15 @@ type drawerPage interface {
 }
 
 func (r *Renderer) view(w http.ResponseWriter, req *http.Request, page string, data any) *View {
+	v := r.viewNoFlashes(req, page, data)
+	v.Flashes = r.takeFlashes(w, req)
+	return v
+}
+
+// viewNoFlashes is view without taking the queued messages: for an answer
+// that is not a whole page (the drawer alone), which would otherwise
+// swallow a message meant for the next page.
+func (r *Renderer) viewNoFlashes(req *http.Request, page string, data any) *View {
 	v := &View{
 		Product: r.cfg.Product, Page: page, Data: data, Base: r.cfg.Base,
 		CSRFField: r.cfg.CSRFField, SignOut: r.cfg.SignOut, URL: req.URL,
@@ -112,7 +121,6 @@ func (r *Renderer) view(w http.ResponseWriter, req *http.Request, page string, d
 	if r.cfg.CSRFToken != nil {
 		v.CSRFToken = r.cfg.CSRFToken(req)
 	}
-	v.Flashes = r.takeFlashes(w, req)
 	if d, ok := data.(drawerPage); ok {
 		v.Drawer = d.PageDrawer()
 	}
