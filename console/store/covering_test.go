@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +12,7 @@ import (
 // search per row, and answer the same as the table does.
 func TestAppViewReadsCoveringIndexes(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "console.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := sqliteStore(t)
 	now := time.Now().UTC()
 	h := HourOf(now)
 	for _, dev := range []string{"d1", "d2"} {

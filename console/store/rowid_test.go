@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -16,11 +15,7 @@ import (
 // every view answers the same from them as before.
 func TestWithoutRowidMigration(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "console.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := sqliteStore(t)
 	now := time.Now().UTC()
 	h := HourOf(now)
 	for d := range 3 {
