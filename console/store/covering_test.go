@@ -9,7 +9,7 @@ import (
 
 // TestAppViewReadsCoveringIndexes: on SQLite the app drawer's machines and
 // users are read from their index alone (migration 0032), not one table
-// search per row, and answer the same as the table does.
+// search per row, and the view's sums come out of them.
 func TestAppViewReadsCoveringIndexes(t *testing.T) {
 	ctx := context.Background()
 	s := sqliteStore(t)

@@ -103,7 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		q := url.Values{}
-		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(NORMAL)", "mmap_size(2147418112)"} {
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(NORMAL)"} {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
@@ -275,7 +275,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		} else {
 			body = strings.NewReplacer("{{ID}}", "INTEGER PRIMARY KEY AUTOINCREMENT", "{{BLOB}}", "BLOB", "{{CTEXT}}", "TEXT").Replace(body)
 		}
-		if !announced && len(applied) > 0 {
+		if !announced && len(applied) > 0 && strings.TrimSpace(body) != "" {
 			// An index rebuilt on a large store takes a while (migration
 			// 0032: 14 s on 4.6 GB): say why the console is not up yet.
 			s.log.Info("migrating the database before serving; on a large store this can take minutes", "dialect", s.dialect, "from", base)

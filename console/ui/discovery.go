@@ -233,7 +233,7 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 	drawerID := q.Get("app")
 	var detail appDetail
 	drawerRead := fetch{"/api/discovery/apps/" + url.PathEscape(drawerID) + "?period=" + string(p), &detail}
-	if drawerID != "" && web.DrawerOnly(r) {
+	if drawerID != "" && web.DrawerOnly(r) && !csvWanted(r) {
 		// The script opening the drawer over the list it shows keeps
 		// only the drawer: the list is not read again for it (on 1,000
 		// devices × 30 days, half of the page's work).

@@ -116,7 +116,7 @@ func TestAppDrawerCapsLongLists(t *testing.T) {
 // gets the drawer alone, without the list behind it, for admins and
 // viewers alike; a flash queued for the next page survives it; the address
 // says it varies with the header; a navigation to the same address gets the
-// whole page.
+// whole page. The CSV of the list stays the CSV.
 func TestAppDrawerAlone(t *testing.T) {
 	f := newFixture(t)
 	f.fleet(t, time.Now().Add(-time.Hour))
@@ -150,6 +150,12 @@ func TestAppDrawerAlone(t *testing.T) {
 	if tagged.StatusCode != http.StatusSeeOther {
 		t.Fatalf("tag slack = %d, want a redirect to the page", tagged.StatusCode)
 	}
+	// An app the console does not know: an error the script throws
+	// away (it loads the whole page instead); the flash waits too.
+	if resp, body := drawerOnly(admin, Base+"/apps?period=24h&app=nope-unknown"); resp.StatusCode == 200 || strings.Contains(body, `id="drawer"`) ||
+		!strings.Contains(resp.Header.Get("Vary"), web.DrawerHeader) {
+		t.Errorf("drawer alone of an unknown app: %d, headers %v\n%s", resp.StatusCode, resp.Header, body)
+	}
 	resp, body := drawerOnly(admin, path)
 	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Vary"), web.DrawerHeader) || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("drawer alone: %d, headers %v", resp.StatusCode, resp.Header)
@@ -167,6 +173,9 @@ func TestAppDrawerAlone(t *testing.T) {
 	full := admin.page(path)
 	if !strings.Contains(full, `id="apps-table"`) || !strings.Contains(full, `id="drawer"`) || !strings.Contains(full, "slack: Monitored") {
 		t.Errorf("the whole page after the drawer alone lacks the list, the drawer or the queued flash:\n%s", full)
+	}
+	if resp, body := drawerOnly(admin, Base+"/apps.csv?period=24h&app=dropbox"); !strings.HasPrefix(body, "App,Category") {
+		t.Errorf("the apps CSV asked with the drawer header: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 	// A viewer's drawer alone has no tag buttons.
 	if _, body := drawerOnly(viewer, path); !strings.Contains(body, `id="drawer"`) || strings.Contains(body, "tag-form") {

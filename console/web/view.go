@@ -78,13 +78,15 @@ type drawerPage interface {
 
 func (r *Renderer) view(w http.ResponseWriter, req *http.Request, page string, data any) *View {
 	v := r.viewNoFlashes(req, page, data)
-	v.Flashes = r.takeFlashes(w, req)
+	if !DrawerOnly(req) {
+		// An answer to the script's drawer request (the drawer, or an
+		// error page it throws away before loading the whole page) is
+		// not a page the user reads: the messages wait for the next.
+		v.Flashes = r.takeFlashes(w, req)
+	}
 	return v
 }
 
-// viewNoFlashes is view without taking the queued messages: for an answer
-// that is not a whole page (the drawer alone), which would otherwise
-// swallow a message meant for the next page.
 func (r *Renderer) viewNoFlashes(req *http.Request, page string, data any) *View {
 	v := &View{
 		Product: r.cfg.Product, Page: page, Data: data, Base: r.cfg.Base,

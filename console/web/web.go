@@ -228,7 +228,7 @@ func (r *Renderer) RenderStatus(w http.ResponseWriter, req *http.Request, status
 	}
 	r.SetHeaders(w, req)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if v.Drawer != nil {
+	if v.Drawer != nil && !DrawerOnly(req) {
 		// The same address answers the script with the drawer alone.
 		w.Header().Add("Vary", DrawerHeader)
 	}
@@ -351,7 +351,7 @@ func (r *Renderer) RenderDrawer(w http.ResponseWriter, req *http.Request, page s
 	buf := r.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer r.bufs.Put(buf)
-	v := r.viewNoFlashes(req, page, data)
+	v := r.view(w, req, page, data)
 	t, ok := r.pages[page]
 	if !ok || v.Drawer == nil {
 		r.cfg.Logger.Error("render drawer", "page", page, "path", req.URL.Path, "err", "the page has no drawer")
@@ -367,6 +367,5 @@ func (r *Renderer) RenderDrawer(w http.ResponseWriter, req *http.Request, page s
 	buf.WriteString("\n</body></html>\n")
 	r.SetHeaders(w, req)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Add("Vary", DrawerHeader)
 	_, _ = w.Write(buf.Bytes())
 }
