@@ -324,7 +324,7 @@ func TestAnswerQueueGrowsAndShrinks(t *testing.T) {
 func TestAnswerWindowBoundAndRecords(t *testing.T) {
 	w := answerWindow{idx: make(map[answerKey]int32)}
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
-	rule := &filter.Rule{ID: "ind-1", Application: "App"}
+	rule := &filter.Rule{ID: "ind-1", Meta: &filter.RuleMeta{Application: "App"}}
 	for round := range 2 {
 		for i := range 5000 {
 			e := answerEntry{key: answerKey{name: "h" + strconv.Itoa(i) + ".example", pid: 42, account: "alice"}, at: at.Add(time.Duration(round) * time.Second).UnixNano(),

@@ -192,7 +192,7 @@ func (a *Agent) emitDNS(e dnsproxy.Event) {
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
 		r.IndicatorId = rule.ID
-		r.Application = rule.Application
+		r.Application = rule.Application()
 	}
 	a.emit(r)
 	a.notifyUser(e.Decision, e.Name, "")

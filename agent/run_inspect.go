@@ -154,7 +154,7 @@ func (a *Agent) emitInspect(e inspect.Event) {
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
 		r.IndicatorId = rule.ID
-		r.Application = rule.Application
+		r.Application = rule.Application()
 	}
 	a.emit(r)
 }

@@ -242,7 +242,7 @@ func (a *Agent) createBypass(name, user, how string) (bypass.Entry, error) {
 		ActionType:                   telemetry.NetworkProtectionUserBypassEvent,
 		RemoteUrl:                    n,
 		IndicatorId:                  m.Rule.ID,
-		Application:                  m.Rule.Application,
+		Application:                  m.Rule.Application(),
 		InitiatingProcessAccountName: user,
 		Source:                       src,
 	})
@@ -314,7 +314,7 @@ func (a *Agent) notifyUser(d filter.Decision, name, user string) {
 	}
 	nt := notify.Notice{Name: name, User: user, Blocked: d.Verdict == filter.VerdictBlock}
 	if r := d.Match.Rule; r != nil {
-		nt.App, nt.Reason = r.Application, r.Title
+		nt.App, nt.Reason = r.Application(), r.Title()
 	}
 	n.Notify(nt)
 }

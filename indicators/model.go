@@ -168,6 +168,9 @@ func (s *Set) warnf(p Position, format string, args ...any) {
 // none expires), the instant at which the set must be compiled again.
 func (s *Set) Rules(now time.Time) (rules []filter.Rule, next time.Time) {
 	rules = make([]filter.Rule, 0, len(s.Indicators))
+	// One RuleMeta per distinct title/application/duration: an app's
+	// indicators share theirs, and a list entry, which sets none, has none.
+	metas := map[filter.RuleMeta]*filter.RuleMeta{}
 	for i := range s.Indicators {
 		in := &s.Indicators[i]
 		if !in.Expires.IsZero() {
@@ -178,10 +181,15 @@ func (s *Set) Rules(now time.Time) (rules []filter.Rule, next time.Time) {
 				next = in.Expires
 			}
 		}
-		rules = append(rules, filter.Rule{
-			Value: in.Value, Type: in.Type, Action: in.Action, ID: in.ID, Title: in.Title,
-			Application: in.Application, ApplicationID: in.ApplicationID, BypassDuration: in.BypassDuration,
-		})
+		var meta *filter.RuleMeta
+		if m := (filter.RuleMeta{Title: in.Title, Application: in.Application, ApplicationID: in.ApplicationID,
+			BypassDuration: in.BypassDuration}); m != (filter.RuleMeta{}) {
+			if meta = metas[m]; meta == nil {
+				meta = filter.NewRuleMeta(m)
+				metas[m] = meta
+			}
+		}
+		rules = append(rules, filter.Rule{Value: in.Value, Type: in.Type, Action: in.Action, ID: in.ID, Meta: meta})
 	}
 	return rules, next
 }
