@@ -195,7 +195,7 @@ func (e *answerEntry) record() telemetry.Record {
 		Protocol: telemetry.ProtoDNS, Source: telemetry.SourceDNS, InitiatingProcessId: e.key.pid,
 		InitiatingProcessFileName: e.file, InitiatingProcessAccountName: e.key.account, Resolver: e.resolver}
 	if e.rule != nil {
-		r.IndicatorId, r.Application = e.rule.ID, e.rule.Application()
+		r.IndicatorId, r.Application = e.rule.IndicatorID(), e.rule.Application()
 	}
 	if e.local.IsValid() {
 		r.LocalIP = e.local.String()

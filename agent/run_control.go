@@ -280,7 +280,7 @@ func (a *Agent) check(query, user string) (control.CheckResult, error) {
 		Action: d.Verdict.String(), Would: d.Would.String()}
 	if r := d.Match.Rule; r != nil {
 		res.Indicator = &control.Indicator{Value: r.Value, Type: r.Type.String(), Action: r.Action.String(),
-			ID: r.ID, Title: r.Title(), Application: r.Application(), ApplicationID: r.ApplicationID()}
+			ID: r.IndicatorID(), Title: r.Title(), Application: r.Application(), ApplicationID: r.ApplicationID()}
 	}
 	res.Bypass.Possible = e.Bypassable
 	if d.Would == filter.VerdictBypassed {

@@ -191,7 +191,7 @@ func (a *Agent) emitDNS(e dnsproxy.Event) {
 		r.LocalPort = int(e.Client.Port())
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
-		r.IndicatorId = rule.ID
+		r.IndicatorId = rule.IndicatorID()
 		r.Application = rule.Application()
 	}
 	a.emit(r)

@@ -98,8 +98,8 @@ func TestEmitInspect(t *testing.T) {
 					r.Protocol != tc.ev.Protocol.String() || r.RemoteIP != "203.0.113.5" || r.RemotePort != 443 || r.LocalPort != 40000 {
 					t.Errorf("record = %+v, want %s source %s url %q", r, tc.wantAction, tc.ev.Source, tc.wantURL)
 				}
-				if rule := tc.ev.Decision.Match.Rule; rule != nil && (r.IndicatorId != rule.ID || r.Application != rule.Application()) {
-					t.Errorf("indicator %q app %q, want %q %q", r.IndicatorId, r.Application, rule.ID, rule.Application())
+				if rule := tc.ev.Decision.Match.Rule; rule != nil && (r.IndicatorId != rule.IndicatorID() || r.Application != rule.Application()) {
+					t.Errorf("indicator %q app %q, want %q %q", r.IndicatorId, r.Application, rule.IndicatorID(), rule.Application())
 				}
 			default:
 				if tc.wantAction != "" {

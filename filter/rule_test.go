@@ -38,3 +38,35 @@ func TestRuleMeta(t *testing.T) {
 		})
 	}
 }
+
+func TestRuleIndicatorID(t *testing.T) {
+	list := &RuleMeta{IDSource: "list.txt"}
+	tests := []struct {
+		name string
+		r    Rule
+		want string
+	}{
+		{"explicit", Rule{ID: "ind-7"}, "ind-7"},
+		{"none", Rule{}, ""},
+		{"derived from the line", Rule{Line: 123, Meta: list}, "list.txt:123"},
+		{"explicit wins over the line", Rule{ID: "x", Line: 4, Meta: list}, "x"},
+		{"meta without a source", Rule{Line: 4, Meta: &RuleMeta{Title: "t"}}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.r.IndicatorID(); got != tc.want {
+				t.Errorf("IndicatorID() = %q, want %q", got, tc.want)
+			}
+			if got := string(tc.r.AppendID([]byte("id="))); got != "id="+tc.want {
+				t.Errorf("AppendID(%q) = %q, want %q", "id=", got, "id="+tc.want)
+			}
+		})
+	}
+	// The blocked answer's Extended DNS Error text appends it on the fast
+	// path, which does not allocate.
+	r := Rule{Line: 83808, Meta: list}
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { buf = r.AppendID(buf[:0]) }); n != 0 {
+		t.Errorf("AppendID allocates %v times, want 0", n)
+	}
+}

@@ -304,8 +304,9 @@ func TestParseCatalog(t *testing.T) {
 	wantProblems(t, s, "t:1:3: error: tag \"Forbidden\"", "t:2:1: error: want \"app,tag\"")
 }
 
-// A list entry carries no RuleMeta (a policy holds one Rule per entry); an
-// application's indicators share one (issue 21).
+// A list's entries share one RuleMeta and derive their ids from it (a
+// policy holds one Rule per entry); an application's indicators share one
+// (issue 21).
 func TestRulesMeta(t *testing.T) {
 	hosts, err := ParseHosts("list.txt", strings.NewReader("0.0.0.0 a.example b.example\nc.example\n"), Options{})
 	if err != nil {
@@ -315,9 +316,15 @@ func TestRulesMeta(t *testing.T) {
 	if len(rules) != 3 {
 		t.Fatalf("hosts rules = %+v, want 3", rules)
 	}
-	for _, r := range rules {
-		if r.Meta != nil {
-			t.Errorf("hosts rule %q has Meta %+v, want nil", r.Value, r.Meta)
+	for i, want := range []string{"list.txt:1", "list.txt:1", "list.txt:2"} {
+		r := &rules[i]
+		// The id is derived from the line (no string per rule), the same
+		// text the parser gave the indicator.
+		if r.ID != "" || r.IndicatorID() != want || string(r.AppendID([]byte("x"))) != "x"+want || hosts.Indicators[i].ID != want {
+			t.Errorf("hosts rule %q: ID %q, IndicatorID %q, indicator %q; want derived %q", r.Value, r.ID, r.IndicatorID(), hosts.Indicators[i].ID, want)
+		}
+		if r.Meta != rules[0].Meta || r.Title() != "" || r.Application() != "" {
+			t.Errorf("hosts rule %q: Meta %+v, want the list's one shared Meta, no title or application", r.Value, r.Meta)
 		}
 	}
 	cat, err := ParseCatalog("c", []byte(`[{"app":"A","domains":["a.example","b.example"]},{"app":"B","domains":["c.example"]}]`),

@@ -109,7 +109,7 @@ func NewEntry(m filter.Match, name, user, how string, now time.Time, d time.Dura
 		expires = created.Add(time.Second)
 	}
 	e := Entry{User: user, Name: name, Created: created, Expires: expires, Who: user, How: how,
-		IndicatorID: m.Rule.ID}
+		IndicatorID: m.Rule.IndicatorID()}
 	if e.Who == "" {
 		e.Who = "device"
 	}
