@@ -195,7 +195,7 @@ func (e *answerEntry) record() telemetry.Record {
 		Protocol: telemetry.ProtoDNS, Source: telemetry.SourceDNS, InitiatingProcessId: e.key.pid,
 		InitiatingProcessFileName: e.file, InitiatingProcessAccountName: e.key.account, Resolver: e.resolver}
 	if e.rule != nil {
-		r.IndicatorId, r.Application = e.rule.ID, e.rule.Application
+		r.IndicatorId, r.Application = e.rule.IndicatorID(), e.rule.Application()
 	}
 	if e.local.IsValid() {
 		r.LocalIP = e.local.String()
@@ -371,13 +371,26 @@ func (a *Agent) startAnswers(ctx context.Context, g *errgroup.Group) {
 }
 
 // emitEntries emits a window's entries as records, one at a time (no
-// slice of ~450-byte records for a full window).
+// slice of ~450-byte records for a full window), handing them to the
+// telemetry writer emitPortion at a time: a full window queued whole was
+// 8,192 records (~4 MB, and twice that in the queue's grown buffer) on top
+// of the heap under a flood of new names (issue 21). It runs on the
+// answers worker, never on a DNS reply's path: the answer queue holds
+// what arrives meanwhile.
 func (a *Agent) emitEntries(ents []answerEntry) {
 	a.ans.recorded.Add(uint64(len(ents)))
+	pipe := a.tel.pipe.Load()
 	for i := range ents {
+		if pipe != nil && i > 0 && i%emitPortion == 0 {
+			pipe.WaitRoom(a.ans.stopping, emitPortion)
+		}
 		a.emit(ents[i].record())
 	}
 }
+
+// emitPortion is how many of a window's records emitEntries hands the
+// telemetry writer before waiting for it to take them.
+const emitPortion = 1024
 
 // foldQueued folds every queued answer into the window. When the worker
 // fell behind (a batch of more than half the queue's bound) it stops

@@ -324,7 +324,7 @@ func TestAnswerQueueGrowsAndShrinks(t *testing.T) {
 func TestAnswerWindowBoundAndRecords(t *testing.T) {
 	w := answerWindow{idx: make(map[answerKey]int32)}
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
-	rule := &filter.Rule{ID: "ind-1", Application: "App"}
+	rule := &filter.Rule{ID: "ind-1", Meta: &filter.RuleMeta{Application: "App"}}
 	for round := range 2 {
 		for i := range 5000 {
 			e := answerEntry{key: answerKey{name: "h" + strconv.Itoa(i) + ".example", pid: 42, account: "alice"}, at: at.Add(time.Duration(round) * time.Second).UnixNano(),
@@ -357,5 +357,33 @@ func TestAnswerWindowBoundAndRecords(t *testing.T) {
 	}
 	if r := recs[answerWindowMax-1]; r.RepeatCount != 0 || r.LocalIP != "" || r.RemoteUrl != "n8191" {
 		t.Errorf("a single answer's record %+v: no RepeatCount, no LocalIP", r)
+	}
+}
+
+// A window's records reach the telemetry writer a portion at a time
+// (emitEntries waits for room between portions, issue 21): every one of a
+// window several portions long is journaled, in order, none refused.
+func TestEmitEntriesInPortions(t *testing.T) {
+	a, _, clk, stop := answersAgent(t, `"ownTraffic":true`)
+	n := 3*emitPortion + 5
+	ents := make([]answerEntry, n)
+	for i := range ents {
+		ents[i] = answerEntry{key: answerKey{name: "p" + strconv.Itoa(i) + ".example"}, at: clk.Now().UnixNano(), count: 1}
+	}
+	a.emitEntries(ents)
+	stop()
+	var got []string
+	for _, r := range journal(t, a.cfg.DataDir) {
+		if r.ActionType == telemetry.DnsQueryResponse {
+			got = append(got, r.RemoteUrl)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("journaled %d of %d records", len(got), n)
+	}
+	for i, name := range got {
+		if want := "p" + strconv.Itoa(i) + ".example"; name != want {
+			t.Fatalf("record %d is %s, want %s (in the window's order)", i, name, want)
+		}
 	}
 }

@@ -142,22 +142,22 @@ func bypassWire(e bypass.Entry) control.Bypass {
 func bypassTitle(p *filter.Policy, e bypass.Entry) string {
 	same := func(m filter.Match) bool {
 		r := m.Rule
-		return r != nil && (e.Application != "" && r.Application == e.Application ||
+		return r != nil && (e.Application != "" && r.Application() == e.Application ||
 			e.Application == "" && r.Value == e.Indicator)
 	}
 	if n, err := filter.CanonicalName(e.Name); err == nil {
 		if m := p.MatchName(n); same(m) {
-			return m.Rule.Title
+			return m.Rule.Title()
 		}
 	}
 	if e.Indicator != "" && e.IndicatorType == filter.TypeDomain.String() {
 		if m := p.MatchName(e.Indicator); same(m) {
-			return m.Rule.Title
+			return m.Rule.Title()
 		}
 	}
 	if addr, err := netip.ParseAddr(e.Name); err == nil {
 		if m := p.MatchAddr(addr.Unmap()); same(m) {
-			return m.Rule.Title
+			return m.Rule.Title()
 		}
 	}
 	return ""
@@ -280,7 +280,7 @@ func (a *Agent) check(query, user string) (control.CheckResult, error) {
 		Action: d.Verdict.String(), Would: d.Would.String()}
 	if r := d.Match.Rule; r != nil {
 		res.Indicator = &control.Indicator{Value: r.Value, Type: r.Type.String(), Action: r.Action.String(),
-			ID: r.ID, Title: r.Title, Application: r.Application, ApplicationID: r.ApplicationID}
+			ID: r.IndicatorID(), Title: r.Title(), Application: r.Application(), ApplicationID: r.ApplicationID()}
 	}
 	res.Bypass.Possible = e.Bypassable
 	if d.Would == filter.VerdictBypassed {

@@ -191,8 +191,8 @@ func (a *Agent) emitDNS(e dnsproxy.Event) {
 		r.LocalPort = int(e.Client.Port())
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
-		r.IndicatorId = rule.ID
-		r.Application = rule.Application
+		r.IndicatorId = rule.IndicatorID()
+		r.Application = rule.Application()
 	}
 	a.emit(r)
 	a.notifyUser(e.Decision, e.Name, "")

@@ -83,7 +83,7 @@ func TestStartDNS(t *testing.T) {
 	if n, ok := a.tel.names.Lookup(netip.MustParseAddr("192.0.2.1")); !ok || n != "app.example" {
 		t.Errorf("telemetry names.Lookup = %q, %v; want app.example (the map must be shared)", n, ok)
 	}
-	p, err := filter.Compile([]filter.Rule{{Value: "example", Type: filter.TypeDomain, Action: filter.Block, ID: "42", Application: "Ex"}})
+	p, err := filter.Compile([]filter.Rule{{Value: "example", Type: filter.TypeDomain, Action: filter.Block, ID: "42", Meta: &filter.RuleMeta{Application: "Ex"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

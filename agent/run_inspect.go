@@ -153,8 +153,8 @@ func (a *Agent) emitInspect(e inspect.Event) {
 		r.RemoteUrl = "http://" + e.Name + e.Path
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
-		r.IndicatorId = rule.ID
-		r.Application = rule.Application
+		r.IndicatorId = rule.IndicatorID()
+		r.Application = rule.Application()
 	}
 	a.emit(r)
 }

@@ -46,7 +46,7 @@ func TestEmitInspect(t *testing.T) {
 	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	warnRule := &filter.Rule{Value: "warned.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "2", Application: "Demo"}
+	warnRule := &filter.Rule{Value: "warned.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "2", Meta: &filter.RuleMeta{Application: "Demo"}}
 	blockRule := &filter.Rule{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Block, ID: "3"}
 	urlRule := &filter.Rule{Value: "http://www.example.com/forbidden/", Type: filter.TypeURL, Action: filter.Block, ID: "4"}
 	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
@@ -98,8 +98,8 @@ func TestEmitInspect(t *testing.T) {
 					r.Protocol != tc.ev.Protocol.String() || r.RemoteIP != "203.0.113.5" || r.RemotePort != 443 || r.LocalPort != 40000 {
 					t.Errorf("record = %+v, want %s source %s url %q", r, tc.wantAction, tc.ev.Source, tc.wantURL)
 				}
-				if rule := tc.ev.Decision.Match.Rule; rule != nil && (r.IndicatorId != rule.ID || r.Application != rule.Application) {
-					t.Errorf("indicator %q app %q, want %q %q", r.IndicatorId, r.Application, rule.ID, rule.Application)
+				if rule := tc.ev.Decision.Match.Rule; rule != nil && (r.IndicatorId != rule.IndicatorID() || r.Application != rule.Application()) {
+					t.Errorf("indicator %q app %q, want %q %q", r.IndicatorId, r.Application, rule.IndicatorID(), rule.Application())
 				}
 			default:
 				if tc.wantAction != "" {
@@ -200,7 +200,7 @@ func TestAgentIPVerdicts(t *testing.T) {
 	a.dp.SetPolicy(compileRules(t,
 		filter.Rule{Value: "198.51.100.0/24", Type: filter.TypeIP, Action: filter.Block, ID: "1"},
 		filter.Rule{Value: "198.51.100.7", Type: filter.TypeIP, Action: filter.Allowed, ID: "2"},
-		filter.Rule{Value: "203.0.113.0/24", Type: filter.TypeIP, Action: filter.Warn, ID: "3", Title: "Monitored range"}))
+		filter.Rule{Value: "203.0.113.0/24", Type: filter.TypeIP, Action: filter.Warn, ID: "3", Meta: &filter.RuleMeta{Title: "Monitored range"}}))
 	v := next("policy")
 	if str(v.Block) != "198.51.100.0-198.51.100.6 198.51.100.8-198.51.100.255" || str(v.Warn) != "203.0.113.0-203.0.113.255" {
 		t.Fatalf("after the policy: block %s, warn %s", str(v.Block), str(v.Warn))

@@ -214,7 +214,7 @@ func (a *Agent) createBypass(name, user, how string) (bypass.Entry, error) {
 	}
 	switch {
 	case m.Action == filter.Block:
-		return bypass.Entry{}, fmt.Errorf("%s (indicator %s): %w", n, m.Rule.ID, bypass.ErrBlock)
+		return bypass.Entry{}, fmt.Errorf("%s (indicator %s): %w", n, m.Rule.IndicatorID(), bypass.ErrBlock)
 	case m.Action == filter.Warn && st.Settings.ConvertWarnToBlock:
 		return bypass.Entry{}, fmt.Errorf("%s: %w (the organisation turns warnings into blocks: convertWarnToBlock)", n, bypass.ErrBlock)
 	case m.Action != filter.Warn:
@@ -241,8 +241,8 @@ func (a *Agent) createBypass(name, user, how string) (bypass.Entry, error) {
 	a.emit(telemetry.Record{
 		ActionType:                   telemetry.NetworkProtectionUserBypassEvent,
 		RemoteUrl:                    n,
-		IndicatorId:                  m.Rule.ID,
-		Application:                  m.Rule.Application,
+		IndicatorId:                  m.Rule.IndicatorID(),
+		Application:                  m.Rule.Application(),
 		InitiatingProcessAccountName: user,
 		Source:                       src,
 	})
@@ -314,7 +314,7 @@ func (a *Agent) notifyUser(d filter.Decision, name, user string) {
 	}
 	nt := notify.Notice{Name: name, User: user, Blocked: d.Verdict == filter.VerdictBlock}
 	if r := d.Match.Rule; r != nil {
-		nt.App, nt.Reason = r.Application, r.Title
+		nt.App, nt.Reason = r.Application(), r.Title()
 	}
 	n.Notify(nt)
 }

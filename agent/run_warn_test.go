@@ -34,9 +34,9 @@ func warnPolicy(t *testing.T, blockWarned bool) *filter.Policy {
 		act = filter.Block
 	}
 	p, err := filter.Compile([]filter.Rule{
-		{Value: "warned.test", Type: filter.TypeDomain, Action: act, ID: "1", Title: "Monitored app: Demo", Application: "Demo"},
-		{Value: "demo-cdn.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "2", Application: "Demo"},
-		{Value: "short.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "3", BypassDuration: 2 * time.Second},
+		{Value: "warned.test", Type: filter.TypeDomain, Action: act, ID: "1", Meta: &filter.RuleMeta{Title: "Monitored app: Demo", Application: "Demo"}},
+		{Value: "demo-cdn.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "2", Meta: &filter.RuleMeta{Application: "Demo"}},
+		{Value: "short.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "3", Meta: &filter.RuleMeta{BypassDuration: 2 * time.Second}},
 		{Value: "feed.test", Type: filter.TypeDomain, Action: act, ID: "4"},
 		{Value: "blocked.test", Type: filter.TypeDomain, Action: filter.Block, ID: "5"},
 	})

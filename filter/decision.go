@@ -98,8 +98,8 @@ const DefaultBypassDuration = 24 * time.Hour
 // (CONTRACT §2).
 func (s *Settings) BypassDurationFor(r *Rule) time.Duration {
 	switch {
-	case r != nil && r.BypassDuration > 0:
-		return r.BypassDuration
+	case r != nil && r.BypassDuration() > 0:
+		return r.BypassDuration()
 	case s.BypassDuration > 0:
 		return s.BypassDuration
 	}

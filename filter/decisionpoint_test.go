@@ -29,7 +29,7 @@ func decisionPolicy(t testing.TB) *Policy {
 	t.Helper()
 	p, err := Compile([]Rule{
 		{Value: "blocked.test", Type: TypeDomain, Action: Block, ID: "1"},
-		{Value: "warned.test", Type: TypeDomain, Action: Warn, ID: "2", Application: "Demo"},
+		{Value: "warned.test", Type: TypeDomain, Action: Warn, ID: "2", Meta: &RuleMeta{Application: "Demo"}},
 		{Value: "audited.test", Type: TypeDomain, Action: Audit, ID: "3"},
 		{Value: "198.51.100.0/24", Type: TypeIP, Action: Warn, ID: "4"},
 		{Value: "http://warned.test/dl/", Type: TypeURL, Action: Block, ID: "5"},
@@ -137,7 +137,7 @@ func TestDecisionPointModeOverride(t *testing.T) {
 }
 
 func TestBypassDurationFor(t *testing.T) {
-	own := &Rule{BypassDuration: 2 * time.Second}
+	own := &Rule{Meta: &RuleMeta{BypassDuration: 2 * time.Second}}
 	for _, tc := range []struct {
 		name string
 		s    Settings

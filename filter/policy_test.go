@@ -273,7 +273,7 @@ func slicesIndex(s []int, v int) int {
 
 func TestRulesAndLen(t *testing.T) {
 	in := []Rule{
-		{Value: "WWW.Example.COM.", Type: TypeDomain, Action: Block, ID: "a", Title: "t"},
+		{Value: "WWW.Example.COM.", Type: TypeDomain, Action: Block, ID: "a", Meta: &RuleMeta{Title: "t"}},
 		{Value: "::ffff:192.0.2.1", Type: TypeIP, Action: Warn, ID: "b"},
 		{Value: "https://Example.com", Type: TypeURL, Action: Audit, ID: "c"},
 	}
@@ -291,7 +291,7 @@ func TestRulesAndLen(t *testing.T) {
 	if in[0].Value != "WWW.Example.COM." {
 		t.Errorf("Compile modified its input: %q", in[0].Value)
 	}
-	if m := p.MatchName("www.example.com"); m.Rule != &p.Rules()[0] || m.Rule.Title != "t" {
+	if m := p.MatchName("www.example.com"); m.Rule != &p.Rules()[0] || m.Rule.Title() != "t" {
 		t.Errorf("Match.Rule does not point into Rules(): %+v", m)
 	}
 	empty := mustCompile(t, nil)

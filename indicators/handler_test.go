@@ -187,7 +187,7 @@ func TestLoadDir(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if m := p.MatchName("dropbox.com"); m.Rule == nil || m.Rule.Application != "dropbox" {
+	if m := p.MatchName("dropbox.com"); m.Rule == nil || m.Rule.Application() != "dropbox" {
 		t.Errorf("application lost in the round trip: %+v", m.Rule)
 	}
 }

@@ -8,6 +8,7 @@ package indicators
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -168,6 +169,11 @@ func (s *Set) warnf(p Position, format string, args ...any) {
 // none expires), the instant at which the set must be compiled again.
 func (s *Set) Rules(now time.Time) (rules []filter.Rule, next time.Time) {
 	rules = make([]filter.Rule, 0, len(s.Indicators))
+	// One RuleMeta per distinct title/application/duration/id source: an
+	// app's indicators share theirs, and so do a list's entries, whose ids
+	// the rules derive from the file's name and their line.
+	metas := map[filter.RuleMeta]*filter.RuleMeta{}
+	base := baseName(s.Name)
 	for i := range s.Indicators {
 		in := &s.Indicators[i]
 		if !in.Expires.IsZero() {
@@ -178,12 +184,33 @@ func (s *Set) Rules(now time.Time) (rules []filter.Rule, next time.Time) {
 				next = in.Expires
 			}
 		}
-		rules = append(rules, filter.Rule{
-			Value: in.Value, Type: in.Type, Action: in.Action, ID: in.ID, Title: in.Title,
-			Application: in.Application, ApplicationID: in.ApplicationID, BypassDuration: in.BypassDuration,
-		})
+		m := filter.RuleMeta{Title: in.Title, Application: in.Application, ApplicationID: in.ApplicationID,
+			BypassDuration: in.BypassDuration}
+		r := filter.Rule{Value: in.Value, Type: in.Type, Action: in.Action, ID: in.ID}
+		if lineID(in.ID, base, in.line) {
+			// The id the parser made for a line without one: derived
+			// again when read (filter.Rule.IndicatorID), the same text.
+			m.IDSource, r.ID, r.Line = base, "", uint32(in.line)
+		}
+		if m != (filter.RuleMeta{}) {
+			if r.Meta = metas[m]; r.Meta == nil {
+				r.Meta = filter.NewRuleMeta(m)
+				metas[m] = r.Meta
+			}
+		}
+		rules = append(rules, r)
 	}
 	return rules, next
+}
+
+// lineID reports whether id is base + ":" + line, the id a hosts file or
+// list line (or a CSV row without one) is given.
+func lineID(id, base string, line int32) bool {
+	if line <= 0 || len(id) <= len(base)+1 || id[:len(base)] != base || id[len(base)] != ':' {
+		return false
+	}
+	var b [12]byte
+	return string(strconv.AppendInt(b[:0], int64(line), 10)) == id[len(base)+1:]
 }
 
 // Compile builds the policy in force at now and returns the instant at which

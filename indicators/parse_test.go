@@ -280,7 +280,7 @@ func TestParseCatalog(t *testing.T) {
 				}
 			}
 			m := p.MatchName("dropbox.com")
-			if m.Rule == nil || m.Rule.Application != "dropbox" || m.Rule.Title != "Monitored app: dropbox" {
+			if m.Rule == nil || m.Rule.Application() != "dropbox" || m.Rule.Title() != "Monitored app: dropbox" {
 				t.Errorf("dropbox rule = %+v", m.Rule)
 			}
 			if tags == "tags.json" {
@@ -288,7 +288,7 @@ func TestParseCatalog(t *testing.T) {
 					"tags.json wetransfer: warning: app \"wetransfer\" is tagged Unsanctioned but is not in the catalog",
 					"catalog.json [5].domains[1]: warning: \"google.com/drive\" has a path and is not propagated",
 				)
-				if m := p.MatchName("drive.google.com"); m.Action != filter.Warn || m.Rule.ApplicationID != "10489" {
+				if m := p.MatchName("drive.google.com"); m.Action != filter.Warn || m.Rule.ApplicationID() != "10489" {
 					t.Errorf("drive.google.com = %+v", m)
 				}
 				if m := p.MatchName("google.com"); m.Action != 0 {
@@ -302,6 +302,51 @@ func TestParseCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantProblems(t, s, "t:1:3: error: tag \"Forbidden\"", "t:2:1: error: want \"app,tag\"")
+}
+
+// A list's entries share one RuleMeta and derive their ids from it (a
+// policy holds one Rule per entry); an application's indicators share one
+// (issue 21).
+func TestRulesMeta(t *testing.T) {
+	hosts, err := ParseHosts("list.txt", strings.NewReader("0.0.0.0 a.example b.example\nc.example\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, _ := hosts.Rules(testNow)
+	if len(rules) != 3 {
+		t.Fatalf("hosts rules = %+v, want 3", rules)
+	}
+	for i, want := range []string{"list.txt:1", "list.txt:1", "list.txt:2"} {
+		r := &rules[i]
+		// The id is derived from the line (no string per rule), the same
+		// text the parser gave the indicator.
+		if r.ID != "" || r.IndicatorID() != want || string(r.AppendID([]byte("x"))) != "x"+want || hosts.Indicators[i].ID != want {
+			t.Errorf("hosts rule %q: ID %q, IndicatorID %q, indicator %q; want derived %q", r.Value, r.ID, r.IndicatorID(), hosts.Indicators[i].ID, want)
+		}
+		if r.Meta != rules[0].Meta || r.Title() != "" || r.Application() != "" {
+			t.Errorf("hosts rule %q: Meta %+v, want the list's one shared Meta, no title or application", r.Value, r.Meta)
+		}
+	}
+	cat, err := ParseCatalog("c", []byte(`[{"app":"A","domains":["a.example","b.example"]},{"app":"B","domains":["c.example"]}]`),
+		"t", []byte("A,Monitored\nB,Monitored\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, _ = cat.Rules(testNow)
+	byValue := map[string]*filter.Rule{}
+	for i := range rules {
+		byValue[rules[i].Value] = &rules[i]
+	}
+	a, a2, b := byValue["a.example"], byValue["b.example"], byValue["c.example"]
+	if a == nil || a2 == nil || b == nil {
+		t.Fatalf("catalog rules = %+v, want a.example, b.example, c.example", rules)
+	}
+	if a.Meta == nil || a.Meta != a2.Meta || a.Application() != "A" {
+		t.Errorf("app A's rules: Meta %p %p, application %q; want one shared Meta of A", a.Meta, a2.Meta, a.Application())
+	}
+	if b.Meta == a.Meta || b.Application() != "B" {
+		t.Errorf("app B's rule shares A's Meta or has application %q", b.Application())
+	}
 }
 
 func TestDetectFormat(t *testing.T) {

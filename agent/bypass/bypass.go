@@ -79,8 +79,8 @@ func (e Entry) Target() string {
 // TargetOf is the Target of a bypass of the indicator r: its application
 // when it has one, else its value (CONTRACT §2).
 func TargetOf(r *filter.Rule) string {
-	if r.Application != "" {
-		return "app:" + r.Application
+	if r.Application() != "" {
+		return "app:" + r.Application()
 	}
 	return r.Type.String() + ":" + r.Value
 }
@@ -109,12 +109,12 @@ func NewEntry(m filter.Match, name, user, how string, now time.Time, d time.Dura
 		expires = created.Add(time.Second)
 	}
 	e := Entry{User: user, Name: name, Created: created, Expires: expires, Who: user, How: how,
-		IndicatorID: m.Rule.ID}
+		IndicatorID: m.Rule.IndicatorID()}
 	if e.Who == "" {
 		e.Who = "device"
 	}
-	if m.Rule.Application != "" {
-		e.Application = m.Rule.Application
+	if m.Rule.Application() != "" {
+		e.Application = m.Rule.Application()
 	} else {
 		e.Indicator, e.IndicatorType = m.Rule.Value, m.Rule.Type.String()
 	}
@@ -214,8 +214,8 @@ func (s *Store) Active(m filter.Match, user string, now time.Time) (time.Time, b
 		return time.Time{}, false
 	}
 	var t *target
-	if m.Rule.Application != "" {
-		t = sn.apps[m.Rule.Application]
+	if m.Rule.Application() != "" {
+		t = sn.apps[m.Rule.Application()]
 	} else {
 		t = sn.inds[indKey{m.Rule.Type, m.Rule.Value}]
 	}

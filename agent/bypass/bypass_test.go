@@ -24,8 +24,8 @@ func open(t *testing.T, path string, now time.Time) *Store {
 }
 
 var (
-	dropbox  = &filter.Rule{Value: "dropbox.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "7", Application: "Dropbox"}
-	dropbox2 = &filter.Rule{Value: "dropboxusercontent.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "8", Application: "Dropbox"}
+	dropbox  = &filter.Rule{Value: "dropbox.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "7", Meta: &filter.RuleMeta{Application: "Dropbox"}}
+	dropbox2 = &filter.Rule{Value: "dropboxusercontent.com", Type: filter.TypeDomain, Action: filter.Warn, ID: "8", Meta: &filter.RuleMeta{Application: "Dropbox"}}
 	plain    = &filter.Rule{Value: "warned.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "9"}
 	plainURL = &filter.Rule{Value: "warned.test", Type: filter.TypeURL, Action: filter.Warn, ID: "10"}
 )
@@ -62,7 +62,7 @@ func TestKeySemantics(t *testing.T) {
 		{"device-wide bypass covers every user", warn(plain), "bob", true},
 		{"device-wide bypass, any user", warn(plain), "", true},
 		{"same value but another indicator type", warn(plainURL), "", false},
-		{"block never bypassed", filter.Match{Action: filter.Block, Rule: &filter.Rule{Value: "dropbox.com", Action: filter.Block, Application: "Dropbox"}}, "alice", false},
+		{"block never bypassed", filter.Match{Action: filter.Block, Rule: &filter.Rule{Value: "dropbox.com", Action: filter.Block, Meta: &filter.RuleMeta{Application: "Dropbox"}}}, "alice", false},
 		{"indicator became Block", filter.Match{Action: filter.Block, Rule: &filter.Rule{Value: "warned.test", Action: filter.Block}}, "", false},
 		{"indicator disappeared", filter.Match{}, "", false},
 		{"audit never bypassed", filter.Match{Action: filter.Audit, Rule: plain}, "", false},

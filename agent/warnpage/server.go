@@ -258,7 +258,7 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) pageFor(w http.ResponseWriter, r *http.Request, name string, d filter.Decision, uri string) {
 	pd := pageData{Site: name, Path: uri, Continue: continuePath}
 	if rule := d.Match.Rule; rule != nil {
-		pd.App, pd.Title, pd.ID = rule.Application, rule.Title, rule.ID
+		pd.App, pd.Title, pd.ID = rule.Application(), rule.Title(), rule.IndicatorID()
 	}
 	links := s.cfg.Links()
 	switch d.Verdict {

@@ -36,9 +36,9 @@ type policy struct {
 
 func newPolicy(t testing.TB) *policy {
 	p, err := filter.Compile([]filter.Rule{
-		{Value: "warned.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "7", Title: "Monitored app: Demo", Application: "Demo"},
-		{Value: "other.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "8", Title: "Other"},
-		{Value: "blocked.test", Type: filter.TypeDomain, Action: filter.Block, ID: "9", Title: "Unsanctioned"},
+		{Value: "warned.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "7", Meta: &filter.RuleMeta{Title: "Monitored app: Demo", Application: "Demo"}},
+		{Value: "other.test", Type: filter.TypeDomain, Action: filter.Warn, ID: "8", Meta: &filter.RuleMeta{Title: "Other"}},
+		{Value: "blocked.test", Type: filter.TypeDomain, Action: filter.Block, ID: "9", Meta: &filter.RuleMeta{Title: "Unsanctioned"}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -232,7 +232,7 @@ func (m *Matcher) Match(host string) (App, bool) {
 	if r == nil {
 		return App{}, false
 	}
-	i, err := strconv.Atoi(r.ID)
+	i, err := strconv.Atoi(r.IndicatorID())
 	if err != nil || i < 0 || i >= len(m.apps) {
 		return App{}, false
 	}

@@ -86,3 +86,14 @@ func eachStore(t *testing.T, f func(t *testing.T, s *Store)) {
 		f(t, s)
 	})
 }
+
+// sqliteStore opens a fresh SQLite store, closed when the test ends.
+func sqliteStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{DSN: "sqlite:" + filepath.Join(t.TempDir(), "console.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}

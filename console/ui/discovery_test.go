@@ -3,12 +3,15 @@ package ui
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netward/netward/console/store"
+	"github.com/netward/netward/console/web"
 )
 
 func TestDiscoveryPages(t *testing.T) {
@@ -106,5 +109,80 @@ func TestAppDrawerCapsLongLists(t *testing.T) {
 	}
 	if strings.Contains(body, "/ui/machines/pc-000?") {
 		t.Error("the drawer lists the least busy machine past its cap")
+	}
+}
+
+// TestAppDrawerAlone: the script's request for a drawer (web.DrawerHeader)
+// gets the drawer alone, without the list behind it, for admins and
+// viewers alike; a flash queued for the next page survives it; the address
+// says it varies with the header; a navigation to the same address gets the
+// whole page. The CSV of the list stays the CSV.
+func TestAppDrawerAlone(t *testing.T) {
+	f := newFixture(t)
+	f.fleet(t, time.Now().Add(-time.Hour))
+	admin := f.signin(t, "root", adminPW)
+	viewer := f.signin(t, "val", viewerPW)
+	drawerOnly := func(c *client, path string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(web.DrawerHeader, "1")
+		resp, err := c.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	path := Base + "/apps?period=24h&app=dropbox"
+	// Tagging queues a flash for the page it goes back to; read the
+	// drawer alone first, as the script would, and the flash must wait.
+	noFollow := *admin.c
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	tagged, err := noFollow.PostForm(f.srv.URL+Base+"/apps/tag", url.Values{"app": {"slack"}, "tag": {"monitored"}, "back": {path}, "csrf_token": {admin.csrf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged.Body.Close()
+	if tagged.StatusCode != http.StatusSeeOther {
+		t.Fatalf("tag slack = %d, want a redirect to the page", tagged.StatusCode)
+	}
+	// An app the console does not know: an error the script throws
+	// away (it loads the whole page instead); the flash waits too.
+	if resp, body := drawerOnly(admin, Base+"/apps?period=24h&app=nope-unknown"); resp.StatusCode == 200 || strings.Contains(body, `id="drawer"`) ||
+		!strings.Contains(resp.Header.Get("Vary"), web.DrawerHeader) {
+		t.Errorf("drawer alone of an unknown app: %d, headers %v\n%s", resp.StatusCode, resp.Header, body)
+	}
+	resp, body := drawerOnly(admin, path)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Vary"), web.DrawerHeader) || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("drawer alone: %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	for _, want := range []string{`id="drawer"`, `class="drawer-scrim"`, "www.dropbox.com", "/ui/machines/dev-a", "alice", "1 distinct users bypassed", "tag-form", `name="csrf_token"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("drawer alone lacks %q:\n%s", want, body)
+		}
+	}
+	for _, absent := range []string{`id="apps-table"`, "slack", `class="topbar"`} {
+		if strings.Contains(body, absent) {
+			t.Errorf("drawer alone carries the page behind it (%q):\n%s", absent, body)
+		}
+	}
+	full := admin.page(path)
+	if !strings.Contains(full, `id="apps-table"`) || !strings.Contains(full, `id="drawer"`) || !strings.Contains(full, "slack: Monitored") {
+		t.Errorf("the whole page after the drawer alone lacks the list, the drawer or the queued flash:\n%s", full)
+	}
+	if resp, body := drawerOnly(admin, Base+"/apps.csv?period=24h&app=dropbox"); !strings.HasPrefix(body, "App,Category") {
+		t.Errorf("the apps CSV asked with the drawer header: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	// A viewer's drawer alone has no tag buttons.
+	if _, body := drawerOnly(viewer, path); !strings.Contains(body, `id="drawer"`) || strings.Contains(body, "tag-form") {
+		t.Errorf("viewer's drawer alone:\n%s", body)
+	}
+	// Signed out, the drawer is not shown.
+	if resp, body := drawerOnly(f.client(t), path); strings.Contains(body, `id="drawer"`) || resp.StatusCode == 200 && !strings.Contains(body, "signin") {
+		t.Errorf("signed-out drawer alone = %d:\n%s", resp.StatusCode, body)
 	}
 }

@@ -25,6 +25,11 @@ func (r *Renderer) SetHeaders(w http.ResponseWriter, req *http.Request) {
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
 	h.Set("Cache-Control", "no-store")
+	if req != nil && DrawerOnly(req) {
+		// The drawer alone, or an error, where the address without
+		// the header answers the whole page.
+		h.Add("Vary", DrawerHeader)
+	}
 	if req != nil && req.TLS != nil {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}

@@ -77,6 +77,17 @@ type drawerPage interface {
 }
 
 func (r *Renderer) view(w http.ResponseWriter, req *http.Request, page string, data any) *View {
+	v := r.viewNoFlashes(req, page, data)
+	if !DrawerOnly(req) {
+		// An answer to the script's drawer request (the drawer, or an
+		// error page it throws away before loading the whole page) is
+		// not a page the user reads: the messages wait for the next.
+		v.Flashes = r.takeFlashes(w, req)
+	}
+	return v
+}
+
+func (r *Renderer) viewNoFlashes(req *http.Request, page string, data any) *View {
 	v := &View{
 		Product: r.cfg.Product, Page: page, Data: data, Base: r.cfg.Base,
 		CSRFField: r.cfg.CSRFField, SignOut: r.cfg.SignOut, URL: req.URL,
@@ -112,7 +123,6 @@ func (r *Renderer) view(w http.ResponseWriter, req *http.Request, page string, d
 	if r.cfg.CSRFToken != nil {
 		v.CSRFToken = r.cfg.CSRFToken(req)
 	}
-	v.Flashes = r.takeFlashes(w, req)
 	if d, ok := data.(drawerPage); ok {
 		v.Drawer = d.PageDrawer()
 	}

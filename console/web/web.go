@@ -228,6 +228,10 @@ func (r *Renderer) RenderStatus(w http.ResponseWriter, req *http.Request, status
 	}
 	r.SetHeaders(w, req)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if v.Drawer != nil && !DrawerOnly(req) {
+		// The same address answers the script with the drawer alone.
+		w.Header().Add("Vary", DrawerHeader)
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -327,4 +331,41 @@ func toFloat(n any) float64 {
 		return float64(v)
 	}
 	return 0
+}
+
+// DrawerHeader marks the console script's request for a drawer it opens in
+// place (console.js openDrawer): it keeps only #drawer of the answer, so the
+// page behind the drawer need not be built for it.
+const DrawerHeader = "X-Netward-Drawer"
+
+// DrawerOnly says whether req is the script's request for a drawer alone.
+// A page that opens a drawer builds only the drawer then and answers with
+// RenderDrawer; a navigation (a link followed, a reload, no script) gets
+// the whole page.
+func DrawerOnly(req *http.Request) bool { return req.Header.Get(DrawerHeader) == "1" }
+
+// RenderDrawer answers with the page's drawer alone (its scrim and panel in
+// a minimal document), for a request DrawerOnly says wants it. The queued
+// flash messages stay for the next whole page.
+func (r *Renderer) RenderDrawer(w http.ResponseWriter, req *http.Request, page string, data any) {
+	buf := r.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer r.bufs.Put(buf)
+	v := r.view(w, req, page, data)
+	t, ok := r.pages[page]
+	if !ok || v.Drawer == nil {
+		r.cfg.Logger.Error("render drawer", "page", page, "path", req.URL.Path, "err", "the page has no drawer")
+		r.Error(w, req, http.StatusInternalServerError, "This drawer could not be shown. The error is in the console's log.")
+		return
+	}
+	buf.WriteString("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Details</title></head><body>\n")
+	if err := t.ExecuteTemplate(buf, "drawer-panel", v); err != nil {
+		r.cfg.Logger.Error("render drawer", "page", page, "path", req.URL.Path, "err", err)
+		r.Error(w, req, http.StatusInternalServerError, "This drawer could not be shown. The error is in the console's log.")
+		return
+	}
+	buf.WriteString("\n</body></html>\n")
+	r.SetHeaders(w, req)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
 }

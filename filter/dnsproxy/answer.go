@@ -126,7 +126,7 @@ func appendEDEText(b []byte, d filter.Decision, name string) []byte {
 	b = append(b, name...)
 	if r := d.Match.Rule; r != nil {
 		b = append(b, " by indicator "...)
-		b = append(b, r.ID...)
+		b = r.AppendID(b)
 	}
 	return b
 }

@@ -87,6 +87,9 @@ type handler struct {
 	// (slotReader), given back when the handler ends. (generalUDP's
 	// goroutine gives its slot back itself.)
 	slotted bool
+	// worker: it runs on a general-path goroutine (generalWorker), which
+	// is counted as fetching while it waits for an upstream.
+	worker bool
 }
 
 func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
@@ -132,7 +135,7 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		p.stats.rejected.Add(1)
 		resp = rcodeReply(req, dns.RcodeBadVers)
 	} else {
-		resp, ede = p.answer(req, addrPort(w.RemoteAddr()), h.proto)
+		resp, ede = p.answer(req, addrPort(w.RemoteAddr()), h.proto, h.worker)
 	}
 	p.finish(req, resp, ede, h.proto == "udp")
 	_ = w.WriteMsg(resp)
@@ -162,7 +165,7 @@ func (p *Proxy) finish(req, resp *dns.Msg, ede *dns.EDNS0_EDE, udp bool) {
 }
 
 // answer produces the reply for one accepted query, without the OPT record.
-func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string) (*dns.Msg, *dns.EDNS0_EDE) {
+func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string, worker bool) (*dns.Msg, *dns.EDNS0_EDE) {
 	q := req.Question[0]
 	switch {
 	case q.Qclass != dns.ClassINET:
@@ -197,7 +200,7 @@ func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string) (*dns.
 		p.stats.cacheHits.Add(1)
 	} else {
 		p.stats.cacheMisses.Add(1)
-		v, err, shared := p.flight.Do(id, func() (any, error) { return p.resolve(key, id, q, now) })
+		v, err, shared := p.fetch(key, id, q, now, worker)
 		if err != nil {
 			p.stats.verdict(d.Verdict)
 			// An audit's Event still; but a SERVFAIL is no answer, so a
@@ -217,6 +220,20 @@ func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string) (*dns.
 	}
 	p.relayed(d, name, nil, nil, ev)
 	return p.relay(req, e, now, owned), nil
+}
+
+// fetch resolves a cache miss, coalesced with identical ones in flight.
+// A general-path goroutine (worker) counts as fetching while it waits (for
+// its own upstream query or another's it shares), and, as it leaves the
+// CPU, starts another for the datagrams queued behind it if there is room
+// (spawn).
+func (p *Proxy) fetch(key cacheKey, id string, q dns.Question, now time.Time, worker bool) (v any, err error, shared bool) {
+	if worker {
+		p.fetching.Add(1)
+		defer p.fetching.Add(-1)
+		p.spawn()
+	}
+	return p.flight.Do(id, func() (any, error) { return p.resolve(key, id, q, now) })
 }
 
 // answerChain is the end of answer for an answer with CNAME targets: each is

@@ -51,11 +51,19 @@ type Proxy struct {
 	slots   chan struct{}
 	started atomic.Bool
 	// datagrams counts the general-path goroutines of the fast-path
-	// sockets (generalWorker), which Run waits for; idle hands a datagram to
-	// one waiting for work, and stopping (closed by Run) ends them.
-	datagrams sync.WaitGroup
-	idle      chan datagram
-	stopping  chan struct{}
+	// sockets (generalWorker), which Run waits for; work queues datagrams
+	// for them (one place per slot: a send never blocks), and stopping
+	// (closed by Run) ends them. workers counts them, idleWorkers those
+	// waiting for work, fetching the goroutines (of any path) waiting for
+	// an upstream answer; generalUDP starts another goroutine only when
+	// fewer than runnable are neither fetching nor idle (see there).
+	datagrams   sync.WaitGroup
+	work        chan datagram
+	stopping    chan struct{}
+	workers     atomic.Int64
+	idleWorkers atomic.Int64
+	fetching    atomic.Int64
+	runnable    int64
 	// pktBufs pools the general path's packet buffers (getBuf).
 	pktBufs sync.Pool
 	// unpackHook, when set (tests), replaces the general path's unpacking.
@@ -76,7 +84,8 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{}),
-		slots: make(chan struct{}, 2*c.MaxInFlight), idle: make(chan datagram), stopping: make(chan struct{})}, nil
+		slots: make(chan struct{}, 2*c.MaxInFlight), work: make(chan datagram, 2*c.MaxInFlight), stopping: make(chan struct{}),
+		runnable: int64(max(2*runtime.GOMAXPROCS(0), 4))}, nil
 }
 
 // Ready is closed once Run has bound every listen address.
@@ -275,7 +284,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 // reader decorate makes. Every UDP datagram the reader hands over holds a
 // slot, given back by whichever of the server's functions ends its life.
 func (p *Proxy) udpServer(pc net.PacketConn, decorate func(dns.Reader) dns.Reader) *dns.Server {
-	return &dns.Server{PacketConn: pc, Handler: handler{p, "udp", true}, UDPSize: 65535,
+	return &dns.Server{PacketConn: pc, Handler: handler{p: p, proto: "udp", slotted: true}, UDPSize: 65535,
 		MsgAcceptFunc: p.acceptUDP, MsgInvalidFunc: p.invalidUDP, DecorateReader: decorate, DecorateWriter: rejectWriter}
 }
 

@@ -94,7 +94,8 @@
   }
 
   function openDrawer(href, push) {
-    return fetch(href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } })
+    // X-Netward-Drawer: the console builds the drawer alone (web.DrawerOnly).
+    return fetch(href, { credentials: 'same-origin', headers: { 'Accept': 'text/html', 'X-Netward-Drawer': '1' } })
       .then(function (res) { if (!res.ok) throw new Error(res.status); return res.text(); })
       .then(function (html) {
         if (!showDrawer(html)) throw new Error('no drawer');
