@@ -20,7 +20,7 @@ func TestVacuumPendingReclaimsFoldedPages(t *testing.T) {
 			return
 		}
 		const rows = 100_000
-		if _, err := s.exec(ctx, "INSERT INTO roll_app_pending (span, bucket, app_id, domain, "+counterCols+", last_hour) "+
+		if _, err := s.exec(ctx, "INSERT INTO roll_app_hour_pending (span, bucket, app_id, domain, "+counterCols+", last_hour) "+
 			"SELECT 3600, 0, 'app' || (g % 50), 'd.example', 1, 2, 3, 0, 0, 0, 0, 0, 0 FROM generate_series(1, ?) g", rows); err != nil {
 			t.Fatal(err)
 		}
@@ -44,9 +44,11 @@ func TestVacuumPendingReclaimsFoldedPages(t *testing.T) {
 		if after > before/50 {
 			t.Fatalf("pending pages %d → %d after VacuumPending; want them reclaimed", before, after)
 		}
-		var tx int64
-		if err := s.queryRow(ctx, "SELECT SUM(transactions) FROM roll_app WHERE span = 3600 AND bucket = 0").Scan(&tx); err != nil || tx != rows {
-			t.Fatalf("folded transactions = %d, %v; want %d", tx, err, rows)
+		for _, span := range []int{SpanHour, SpanDay} {
+			var tx int64
+			if err := s.queryRow(ctx, "SELECT SUM(transactions) FROM roll_app WHERE span = ? AND bucket = 0", span).Scan(&tx); err != nil || tx != rows {
+				t.Fatalf("folded transactions of span %d = %d, %v; want %d", span, tx, err, rows)
+			}
 		}
 	})
 }

@@ -151,10 +151,29 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 		v.Add(*c)
 		v.last = max(v.last, hour)
 	}
+	// pendingSpan is the one bucket a fleet-wide row is appended under on
+	// PostgreSQL: its hour when hour buckets are kept, its day otherwise;
+	// the fold adds an hour row to its day as well (FoldRollups), so a
+	// chunk appends half the pending rows it would with both spans.
+	pendingSpan := func(hour int64) int64 {
+		if hour >= hourFloor {
+			return SpanHour
+		}
+		return SpanDay
+	}
+	pg := s.dialect == Postgres
+	pendApp := map[rollKey]*rollVal{}
+	pendUsers := map[userRollKey]bool{}
 	for k, c := range b.Traffic {
+		if pg {
+			span := pendingSpan(k.Hour)
+			add(pendApp, rollKey{span, bucketOf(k.Hour, span), k.AppID, k.Domain}, c, k.Hour)
+		}
 		for _, span := range spans(k.Hour) {
 			bk := bucketOf(k.Hour, span)
-			add(app, rollKey{span, bk, k.AppID, k.Domain}, c, k.Hour)
+			if !pg {
+				add(app, rollKey{span, bk, k.AppID, k.Domain}, c, k.Hour)
+			}
 			add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
 			add(tot, rollKey{span: span, bucket: bk}, c, k.Hour)
 			pk, bit := presenceOf(span, bk)
@@ -176,6 +195,18 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	users := map[userRollKey]bool{}
 	for _, set := range []map[UserKey]struct{}{b.Users, b.Bypassers} {
 		for uk := range set {
+			if pg {
+				// The fold derives the users' presence bits from these
+				// rows too (a user row of a bucket is its presence bit).
+				span := pendingSpan(uk.Hour)
+				k := userRollKey{rollKey{span, bucketOf(uk.Hour, span), uk.AppID, rollupDomain(uk.TrafficKey)}, uk.User}
+				if _, bypassed := b.Bypassers[uk]; bypassed {
+					pendUsers[k] = true
+				} else if !pendUsers[k] {
+					pendUsers[k] = false
+				}
+				continue
+			}
 			for _, span := range spans(uk.Hour) {
 				bk := bucketOf(uk.Hour, span)
 				k := userRollKey{rollKey{span, bk, uk.AppID, rollupDomain(uk.TrafficKey)}, uk.User}
@@ -268,7 +299,7 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	}
 	if s.dialect == Postgres {
 		// Appended, folded later (FoldRollups).
-		return func() error { return s.appendPending(ctx, tx, app, users, presUser) }, nil
+		return func() error { return s.appendPending(ctx, tx, pendApp, pendUsers) }, nil
 	}
 	// SQLite has one writer at a time anyway: the rows are upserted at
 	// once, in one table order for every transaction (with the rows sorted
@@ -303,10 +334,13 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 }
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
-// pending tables (PostgreSQL; see migration 0030), most of a chunk's rows:
-// each column straight into its array (unnest), neither boxed into rows nor
-// sorted (a plain insert locks no row another transaction writes).
-func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*rollVal, users map[userRollKey]bool, pres map[presUserKey]*[2]int64) error {
+// pending tables (PostgreSQL; migrations 0030 and 0033), most of a chunk's
+// rows: each column straight into its array (unnest), neither boxed into
+// rows nor sorted (a plain insert locks no row another transaction
+// writes). A row is in one bucket only, its hour's when hour buckets are
+// kept (pendingSpan in applyRollups): FoldRollups adds it to its day and
+// derives the users' presence bits from the user rows.
+func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*rollVal, users map[userRollKey]bool) error {
 	if n := len(app); n > 0 {
 		span, bucket, last := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 		appID, domain := make([]string, 0, n), make([]string, 0, n)
@@ -324,7 +358,7 @@ func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*r
 		for _, c := range counters {
 			args = append(args, c)
 		}
-		if err := insertArrays(ctx, tx, "roll_app_pending", "span, bucket, app_id, domain, "+counterCols+", last_hour",
+		if err := insertArrays(ctx, tx, "roll_app_hour_pending", "span, bucket, app_id, domain, "+counterCols+", last_hour",
 			"bigint[], bigint[], text[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[]", append(args, last)); err != nil {
 			return fmt.Errorf("store: rollup roll_app: %w", err)
 		}
@@ -339,20 +373,9 @@ func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*r
 			}
 			span, bucket, appID, domain, user, bypassed = append(span, k.span), append(bucket, k.bucket), append(appID, k.app), append(domain, k.domain), append(user, k.user), append(bypassed, b)
 		}
-		if err := insertArrays(ctx, tx, "roll_app_user_pending", "span, bucket, app_id, domain, user_name, bypassed",
+		if err := insertArrays(ctx, tx, "roll_app_user_hour_pending", "span, bucket, app_id, domain, user_name, bypassed",
 			"bigint[], bigint[], text[], text[], text[], bigint[]", []any{span, bucket, appID, domain, user, bypassed}); err != nil {
 			return fmt.Errorf("store: rollup users: %w", err)
-		}
-	}
-	if n := len(pres); n > 0 {
-		span, block, bits, bypass := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
-		appID, domain, user := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		for k, v := range pres {
-			span, block, appID, domain, user, bits, bypass = append(span, k.span), append(block, k.bucket), append(appID, k.app), append(domain, k.domain), append(user, k.user), append(bits, v[0]), append(bypass, v[1])
-		}
-		if err := insertArrays(ctx, tx, "presence_app_user_pending", "span, block, app_id, domain, user_name, bits, bypass_bits",
-			"bigint[], bigint[], text[], text[], text[], bigint[], bigint[]", []any{span, block, appID, domain, user, bits, bypass}); err != nil {
-			return fmt.Errorf("store: presence: %w", err)
 		}
 	}
 	return nil
@@ -388,6 +411,13 @@ const foldLock = 7236843
 // across replicas). The readers of those tables fold first, so a chunk is
 // in every view once acknowledged; ingest.Run folds every second so the
 // pending tables stay small. A no-op on SQLite.
+//
+// The hour tables (migration 0033) hold one row per bucket a chunk
+// touched, its hour's when hour buckets are kept: the fold adds it to its
+// hour and to its day, and a user row sets the presence bit of its bucket
+// (the same facts applyRollups writes on SQLite). The tables of migration
+// 0030 (both spans, presence apart) are still folded for rows a console of
+// an earlier version appends while replicas are upgraded.
 func (s *Store) FoldRollups(ctx context.Context) error {
 	if s.dialect != Postgres {
 		return nil
@@ -396,32 +426,50 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 	for c := range strings.SplitSeq(counterCols, ", ") {
 		sums = append(sums, "SUM("+c+")::bigint")
 	}
-	folds := []struct{ table, keys, values, update string }{
-		{"roll_app", "span, bucket, app_id, domain", strings.Join(sums, ", ") + ", MAX(last_hour)", addUpdate("roll_app")},
-		{"roll_app_user", "span, bucket, app_id, domain, user_name", "MAX(bypassed)",
-			"bypassed = CASE WHEN excluded.bypassed > roll_app_user.bypassed THEN excluded.bypassed ELSE roll_app_user.bypassed END"},
-		{"presence_app_user", "span, block, app_id, domain, user_name", "BIT_OR(bits), BIT_OR(bypass_bits)",
-			"bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits"},
+	const appKeys, userKeys = "span, bucket, app_id, domain", "span, bucket, app_id, domain, user_name"
+	appValues := strings.Join(sums, ", ") + ", MAX(last_hour)"
+	// No new row version when the stored row already says it (most
+	// folds: the user was seen in that bucket before, its bit set).
+	userUpdate := "bypassed = excluded.bypassed WHERE excluded.bypassed > roll_app_user.bypassed"
+	presUpdate := "bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits " +
+		"WHERE presence_app_user.bits | excluded.bits <> presence_app_user.bits OR presence_app_user.bypass_bits | excluded.bypass_bits <> presence_app_user.bypass_bits"
+	// day is an hour row's day bucket (bucketOf).
+	day := fmt.Sprintf("%d, bucket - ((bucket %% %[1]d) + %[1]d) %% %[1]d", SpanDay)
+	// The presence row (block) and bit of a bucket (presenceOf).
+	block := fmt.Sprintf("bucket / span / %d", presenceBits)
+	bit := fmt.Sprintf("(1::bigint << (bucket / span %% %d)::int)", presenceBits)
+	stmts := []struct{ table, q string }{
+		{"roll_app", "WITH d AS (DELETE FROM roll_app_hour_pending RETURNING *), " +
+			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) + ") " +
+			"INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) SELECT " + appKeys + ", " + appValues + " FROM e GROUP BY " + appKeys +
+			" ORDER BY " + appKeys + " ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
+		{"roll_app_user", "WITH d AS (DELETE FROM roll_app_user_hour_pending RETURNING *), " +
+			"e AS (SELECT " + userKeys + ", bypassed FROM d UNION ALL SELECT " + day + ", app_id, domain, user_name, bypassed FROM d WHERE span = " + fmt.Sprint(SpanHour) + "), " +
+			"g AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM e GROUP BY " + userKeys + "), " +
+			"u AS (INSERT INTO roll_app_user (" + userKeys + ", bypassed) SELECT " + userKeys + ", bypassed FROM g ORDER BY " + userKeys +
+			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate + ") " +
+			"INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
+			"SELECT span, " + block + ", app_id, domain, user_name, BIT_OR(" + bit + "), BIT_OR(CASE WHEN bypassed > 0 THEN " + bit + " ELSE 0 END) FROM g " +
+			"GROUP BY span, " + block + ", app_id, domain, user_name ORDER BY span, " + block + ", app_id, domain, user_name " +
+			"ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
+		// Migration 0030's tables.
+		{"roll_app", "WITH d AS (DELETE FROM roll_app_pending RETURNING *) INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) " +
+			"SELECT " + appKeys + ", " + appValues + " FROM d GROUP BY " + appKeys + " ORDER BY " + appKeys +
+			" ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
+		{"roll_app_user", "WITH d AS (DELETE FROM roll_app_user_pending RETURNING *) INSERT INTO roll_app_user (" + userKeys + ", bypassed) " +
+			"SELECT " + userKeys + ", MAX(bypassed) FROM d GROUP BY " + userKeys + " ORDER BY " + userKeys +
+			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate},
+		{"presence_app_user", "WITH d AS (DELETE FROM presence_app_user_pending RETURNING *) INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
+			"SELECT span, block, app_id, domain, user_name, BIT_OR(bits), BIT_OR(bypass_bits) FROM d GROUP BY span, block, app_id, domain, user_name ORDER BY span, block, app_id, domain, user_name" +
+			" ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", foldLock); err != nil {
 			return fmt.Errorf("store: fold rollups: %w", err)
 		}
-		for _, f := range folds {
-			var cols string
-			switch f.table {
-			case "roll_app":
-				cols = f.keys + ", " + counterCols + ", last_hour"
-			case "roll_app_user":
-				cols = f.keys + ", bypassed"
-			default:
-				cols = f.keys + ", bits, bypass_bits"
-			}
-			q := "WITH d AS (DELETE FROM " + f.table + "_pending RETURNING *) " +
-				"INSERT INTO " + f.table + " (" + cols + ") SELECT " + f.keys + ", " + f.values + " FROM d GROUP BY " + f.keys +
-				" ORDER BY " + f.keys + " ON CONFLICT (" + f.keys + ") DO UPDATE SET " + f.update
-			if _, err := tx.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("store: fold %s: %w", f.table, err)
+		for _, st := range stmts {
+			if _, err := tx.ExecContext(ctx, st.q); err != nil {
+				return fmt.Errorf("store: fold %s: %w", st.table, err)
 			}
 		}
 		return nil

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,7 +89,10 @@ func TestFleetRollupsExactlyOnceUnderConcurrency(t *testing.T) {
 		if err != nil || len(cands) != 1 || cands[0].Transactions != devices*chunks {
 			t.Errorf("candidates %+v, %v; want unknown.example with %d transactions", cands, err, devices*chunks)
 		}
-		for _, tbl := range []string{"roll_app_pending", "roll_app_user_pending", "presence_app_user_pending"} {
+		for _, tbl := range pendingTables {
+			if s.dialect != Postgres { // SQLite upserts at once
+				break
+			}
 			var n int64
 			if err := s.queryRow(ctx, "SELECT COUNT(*) FROM "+tbl).Scan(&n); err != nil || n != 0 {
 				t.Errorf("%s: %d rows pending after a view read (%v)", tbl, n, err)
@@ -117,5 +122,108 @@ func TestPgColumns(t *testing.T) {
 		if _, _, ok := pgColumns(c.prefix, c.rows); ok {
 			t.Errorf("pgColumns(%q, %v) accepted", c.prefix, c.rows)
 		}
+	}
+}
+
+// rollupRows is every row of the fleet-wide rollups, one string each, in
+// key order.
+func rollupRows(t *testing.T, s *Store) []string {
+	t.Helper()
+	ctx := context.Background()
+	var out []string
+	for _, q := range []string{
+		"SELECT 'roll_app', span, bucket, app_id || '|' || domain, " + counterCols + ", last_hour FROM roll_app ORDER BY 2, 3, 4",
+		"SELECT 'roll_app_user', span, bucket, app_id || '|' || domain || '|' || user_name, bypassed, 0, 0, 0, 0, 0, 0, 0, 0 FROM roll_app_user ORDER BY 2, 3, 4",
+		"SELECT 'presence_app_user', span, block, app_id || '|' || domain || '|' || user_name, bits, bypass_bits, 0, 0, 0, 0, 0, 0, 0 FROM presence_app_user ORDER BY 2, 3, 4",
+	} {
+		rows, err := s.r.QueryContext(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var table, key string
+			var span, bucket int64
+			var v [9]int64
+			if err := rows.Scan(&table, &span, &bucket, &key, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprint(table, span, bucket, key, v))
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// PostgreSQL appends one pending row per bucket (the hour's while hours
+// are kept) and its fold adds it to the day and sets the users' presence
+// bits from the user rows; SQLite upserts every bucket at once. The same
+// chunks — recent hours, hours past HourlyRollupKeep, bypassers, two days
+// — give the same rows on both, and rows appended in the tables of
+// migration 0030 (a console of an earlier version) are folded too.
+func TestFleetRollupsSameOnBothStores(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 30, 0, 0, time.UTC)
+	hours := []time.Time{now, now.Add(-time.Hour), now.Add(-13 * time.Hour), now.Add(-100 * time.Hour), now.Add(-101 * time.Hour), now.Add(-40 * 24 * time.Hour)}
+	got := map[string][]string{}
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		s.now = func() time.Time { return now }
+		enrolled(t, s)
+		for i, at := range hours {
+			b := fullBatch(fmt.Sprint("c", i), fmt.Sprint("s", i), at)
+			if i%2 == 1 { // bob bypasses in some hours only
+				tk := TrafficKey{HourOf(at), "dropbox", "dropbox.com"}
+				b.Bypassers[UserKey{tk, "bob"}] = struct{}{}
+			}
+			if err := s.IngestChunk(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			if i == 2 { // a fold between chunks: rows added to folded ones
+				if err := s.FoldRollups(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if s.dialect == Postgres {
+			// What a console of an earlier version appends for one chunk
+			// of the first hour: both buckets, presence apart.
+			h, d := HourOf(now), bucketOf(HourOf(now), SpanDay)
+			blockH, bitH := presenceOf(SpanHour, h)
+			blockD, bitD := presenceOf(SpanDay, d)
+			for _, q := range []string{
+				fmt.Sprintf("INSERT INTO roll_app_pending (span, bucket, app_id, domain, %s, last_hour) VALUES (3600, %d, 'dropbox', 'dropbox.com', 2, 10, 20, 0, 1, 1, 0, 0, %d), (86400, %d, 'dropbox', 'dropbox.com', 2, 10, 20, 0, 1, 1, 0, 0, %d)", counterCols, h, h, d, h),
+				fmt.Sprintf("INSERT INTO roll_app_user_pending (span, bucket, app_id, domain, user_name, bypassed) VALUES (3600, %d, 'dropbox', '', 'carol', 1), (86400, %d, 'dropbox', '', 'carol', 1)", h, d),
+				fmt.Sprintf("INSERT INTO presence_app_user_pending (span, block, app_id, domain, user_name, bits, bypass_bits) VALUES (3600, %d, 'dropbox', '', 'carol', %d, %d), (86400, %d, 'dropbox', '', 'carol', %d, %d)", blockH, bitH, bitH, blockD, bitD, bitD),
+			} {
+				if _, err := s.exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+		} else {
+			// The same chunk on SQLite.
+			tk := TrafficKey{HourOf(now), "dropbox", "dropbox.com"}
+			b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "old", SHA256: "old", ReceivedAt: now, Path: "x/old"},
+				Traffic: map[TrafficKey]*Counters{tk: {Transactions: 2, BytesSent: 10, BytesReceived: 20, Warns: 1, Bypasses: 1}},
+				Users:   map[UserKey]struct{}{{tk, "carol"}: {}}, Bypassers: map[UserKey]struct{}{{tk, "carol"}: {}}}
+			if err := s.IngestChunk(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.FoldRollups(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rows := rollupRows(t, s)
+		if len(rows) == 0 {
+			t.Fatal("no rollup rows")
+		}
+		got[s.dialect] = rows
+	})
+	lite, pgRows := got[SQLite], got[Postgres]
+	if lite == nil || pgRows == nil {
+		t.Skip("needs both stores")
+	}
+	if !slices.Equal(lite, pgRows) {
+		t.Errorf("fleet-wide rollups differ:\nsqlite:\n%s\npostgres:\n%s", strings.Join(lite, "\n"), strings.Join(pgRows, "\n"))
 	}
 }
