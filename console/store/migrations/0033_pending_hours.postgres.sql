@@ -7,7 +7,7 @@
 -- FoldRollups adds each hour row to its day and sets the presence bits
 -- from the user rows. The tables of 0030 stay, folded as before, for rows
 -- a console of an earlier version appends while replicas are upgraded.
-CREATE TABLE roll_app_hour_pending (
+CREATE TABLE IF NOT EXISTS roll_app_hour_pending (
   span BIGINT NOT NULL,
   bucket BIGINT NOT NULL,
   app_id TEXT NOT NULL,
@@ -23,7 +23,7 @@ CREATE TABLE roll_app_hour_pending (
   last_hour BIGINT NOT NULL
 );
 
-CREATE TABLE roll_app_user_hour_pending (
+CREATE TABLE IF NOT EXISTS roll_app_user_hour_pending (
   span BIGINT NOT NULL,
   bucket BIGINT NOT NULL,
   app_id TEXT NOT NULL,
