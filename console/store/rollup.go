@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -463,10 +464,17 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 			"SELECT span, block, app_id, domain, user_name, BIT_OR(bits), BIT_OR(bypass_bits) FROM d GROUP BY span, block, app_id, domain, user_name ORDER BY span, block, app_id, domain, user_name" +
 			" ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	asked := s.folds.asked()
+	var seq uint64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		seq = 0
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", foldLock); err != nil {
 			return fmt.Errorf("store: fold rollups: %w", err)
 		}
+		if s.folds.coveredSince(asked) {
+			return nil
+		}
+		seq = s.folds.begin()
 		for _, st := range stmts {
 			if _, err := tx.ExecContext(ctx, st.q); err != nil {
 				return fmt.Errorf("store: fold %s: %w", st.table, err)
@@ -474,6 +482,39 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err == nil && seq != 0 {
+		s.folds.committed(seq)
+	}
+	return err
+}
+
+// foldCounter numbers the folds of one process. A fold begins once it
+// holds the fold lock, so its DELETE … RETURNING statements (each sees
+// what was committed before it started: READ COMMITTED) take every chunk
+// acknowledged before then. A caller that asked before a fold began, and
+// finds it committed once it holds the lock itself, has nothing of its own
+// left to fold. Other replicas' folds are not counted: their callers fold.
+type foldCounter struct {
+	began, done atomic.Uint64
+}
+
+// asked is the count to give coveredSince: read before waiting for the lock.
+func (c *foldCounter) asked() uint64 { return c.began.Load() }
+
+// coveredSince says whether a fold that began after asked has committed.
+func (c *foldCounter) coveredSince(asked uint64) bool { return c.done.Load() > asked }
+
+// begin numbers a fold that holds the lock.
+func (c *foldCounter) begin() uint64 { return c.began.Add(1) }
+
+// committed records that fold seq committed.
+func (c *foldCounter) committed(seq uint64) {
+	for {
+		d := c.done.Load()
+		if d >= seq || c.done.CompareAndSwap(d, seq) {
+			return
+		}
+	}
 }
 
 // upsertRows writes rows with multi-row statements (prefix, "(?, …), …",

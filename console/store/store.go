@@ -68,6 +68,12 @@ type Store struct {
 	dsn  string // for WatchFeed's own connection
 	log  *slog.Logger
 	now  func() time.Time
+	// folds lets a fold that waited for the fold lock skip when a fold of
+	// this process began after it was asked for and committed meanwhile
+	// (FoldRollups): a page's views ask at once, and under full ingest
+	// each would otherwise fold the seconds of backlog the one before it
+	// left.
+	folds foldCounter
 }
 
 // Open connects and migrates. Close the Store when done.
