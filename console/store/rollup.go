@@ -439,30 +439,37 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 	// The presence row (block) and bit of a bucket (presenceOf).
 	block := fmt.Sprintf("bucket / span / %d", presenceBits)
 	bit := fmt.Sprintf("(1::bigint << (bucket / span %% %d)::int)", presenceBits)
+	// One statement per target table, the tables in one order (roll_app,
+	// roll_app_user, presence_app_user) and each statement's rows in key
+	// order: a fold of an earlier version (migration 0030's tables only,
+	// another advisory key) running beside this one during an upgrade
+	// locks rows in the same order, so the two cannot deadlock. Each
+	// statement also takes migration 0030's tables' rows, which such a
+	// console appends.
 	stmts := []struct{ table, q string }{
-		{"roll_app", "WITH d AS (DELETE FROM roll_app_hour_pending RETURNING *), " +
-			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) + ") " +
+		{"roll_app", "WITH d AS (DELETE FROM roll_app_hour_pending RETURNING *), o AS (DELETE FROM roll_app_pending RETURNING *), " +
+			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) +
+			" UNION ALL SELECT " + appKeys + ", " + counterCols + ", last_hour FROM o) " +
 			"INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) SELECT " + appKeys + ", " + appValues + " FROM e GROUP BY " + appKeys +
 			" ORDER BY " + appKeys + " ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
-		{"roll_app_user", "WITH d AS (DELETE FROM roll_app_user_hour_pending RETURNING *), " +
+		// The presence bits come from this version's user rows (g); 0030's
+		// user rows came with presence rows of their own (op). The main
+		// query reads u first (its count), so roll_app_user's rows are
+		// locked before presence_app_user's: an unread data-modifying WITH
+		// would run after the main query.
+		{"roll_app_user", "WITH d AS (DELETE FROM roll_app_user_hour_pending RETURNING *), o AS (DELETE FROM roll_app_user_pending RETURNING *), " +
+			"op AS (DELETE FROM presence_app_user_pending RETURNING *), " +
 			"e AS (SELECT " + userKeys + ", bypassed FROM d UNION ALL SELECT " + day + ", app_id, domain, user_name, bypassed FROM d WHERE span = " + fmt.Sprint(SpanHour) + "), " +
 			"g AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM e GROUP BY " + userKeys + "), " +
-			"u AS (INSERT INTO roll_app_user (" + userKeys + ", bypassed) SELECT " + userKeys + ", bypassed FROM g ORDER BY " + userKeys +
-			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate + ") " +
+			"ga AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM (SELECT " + userKeys + ", bypassed FROM g UNION ALL SELECT " + userKeys + ", bypassed FROM o) x GROUP BY " + userKeys + "), " +
+			"u AS (INSERT INTO roll_app_user (" + userKeys + ", bypassed) SELECT " + userKeys + ", bypassed FROM ga ORDER BY " + userKeys +
+			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate + " RETURNING 1), " +
+			"p AS (SELECT span, " + block + " AS block, app_id, domain, user_name, " + bit + " AS bits, CASE WHEN bypassed > 0 THEN " + bit + " ELSE 0 END AS bypass_bits FROM g " +
+			"UNION ALL SELECT span, block, app_id, domain, user_name, bits, bypass_bits FROM op) " +
 			"INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
-			"SELECT span, " + block + ", app_id, domain, user_name, BIT_OR(" + bit + "), BIT_OR(CASE WHEN bypassed > 0 THEN " + bit + " ELSE 0 END) FROM g " +
-			"GROUP BY span, " + block + ", app_id, domain, user_name ORDER BY span, " + block + ", app_id, domain, user_name " +
+			"SELECT span, block, app_id, domain, user_name, BIT_OR(bits), BIT_OR(bypass_bits) FROM p WHERE (SELECT COUNT(*) FROM u) >= 0 " +
+			"GROUP BY span, block, app_id, domain, user_name ORDER BY span, block, app_id, domain, user_name " +
 			"ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
-		// Migration 0030's tables.
-		{"roll_app", "WITH d AS (DELETE FROM roll_app_pending RETURNING *) INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) " +
-			"SELECT " + appKeys + ", " + appValues + " FROM d GROUP BY " + appKeys + " ORDER BY " + appKeys +
-			" ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
-		{"roll_app_user", "WITH d AS (DELETE FROM roll_app_user_pending RETURNING *) INSERT INTO roll_app_user (" + userKeys + ", bypassed) " +
-			"SELECT " + userKeys + ", MAX(bypassed) FROM d GROUP BY " + userKeys + " ORDER BY " + userKeys +
-			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate},
-		{"presence_app_user", "WITH d AS (DELETE FROM presence_app_user_pending RETURNING *) INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
-			"SELECT span, block, app_id, domain, user_name, BIT_OR(bits), BIT_OR(bypass_bits) FROM d GROUP BY span, block, app_id, domain, user_name ORDER BY span, block, app_id, domain, user_name" +
-			" ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
 	}
 	asked := s.folds.asked()
 	var seq uint64
