@@ -241,7 +241,7 @@ func (u *UI) appsPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		pg.drawer = u.appDrawer(r, drawerID, p, detail)
-		u.web.RenderDrawer(w, r, "apps", pg)
+		u.web.Render(w, r, "apps", pg) // the drawer alone (web.DrawerOnly)
 		return
 	}
 	// The list, its filters and the open drawer's app are read at once.

@@ -26,6 +26,8 @@ type View struct {
 	URL    *url.URL
 	Drawer *Drawer
 	Data   any
+	// drawerOnly: the script asked for the drawer alone (DrawerOnly).
+	drawerOnly bool
 }
 
 // NavLink is a navigation item as rendered, with the period kept.
@@ -126,6 +128,7 @@ func (r *Renderer) viewNoFlashes(req *http.Request, page string, data any) *View
 	if d, ok := data.(drawerPage); ok {
 		v.Drawer = d.PageDrawer()
 	}
+	v.drawerOnly = DrawerOnly(req)
 	return v
 }
 

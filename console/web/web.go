@@ -241,7 +241,11 @@ func (r *Renderer) execute(buf *bytes.Buffer, page string, v *View) error {
 	if !ok {
 		return fmt.Errorf("web: render %q: %w", page, ErrNoPage)
 	}
-	if err := t.ExecuteTemplate(buf, "layout", v); err != nil {
+	layout := "layout"
+	if v.Drawer != nil && v.drawerOnly {
+		layout = "drawer-document"
+	}
+	if err := t.ExecuteTemplate(buf, layout, v); err != nil {
 		return fmt.Errorf("web: render %q: %w", page, err)
 	}
 	return nil
@@ -339,33 +343,8 @@ func toFloat(n any) float64 {
 const DrawerHeader = "X-Netward-Drawer"
 
 // DrawerOnly says whether req is the script's request for a drawer alone.
-// A page that opens a drawer builds only the drawer then and answers with
-// RenderDrawer; a navigation (a link followed, a reload, no script) gets
-// the whole page.
+// Render answers such a request for a page with a drawer with the drawer
+// alone (its scrim and panel in a minimal document), so a page whose data is
+// costly may build only the drawer then; a navigation (a link followed, a
+// reload, no script) gets the whole page.
 func DrawerOnly(req *http.Request) bool { return req.Header.Get(DrawerHeader) == "1" }
-
-// RenderDrawer answers with the page's drawer alone (its scrim and panel in
-// a minimal document), for a request DrawerOnly says wants it. The queued
-// flash messages stay for the next whole page.
-func (r *Renderer) RenderDrawer(w http.ResponseWriter, req *http.Request, page string, data any) {
-	buf := r.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer r.bufs.Put(buf)
-	v := r.view(w, req, page, data)
-	t, ok := r.pages[page]
-	if !ok || v.Drawer == nil {
-		r.cfg.Logger.Error("render drawer", "page", page, "path", req.URL.Path, "err", "the page has no drawer")
-		r.Error(w, req, http.StatusInternalServerError, "This drawer could not be shown. The error is in the console's log.")
-		return
-	}
-	buf.WriteString("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Details</title></head><body>\n")
-	if err := t.ExecuteTemplate(buf, "drawer-panel", v); err != nil {
-		r.cfg.Logger.Error("render drawer", "page", page, "path", req.URL.Path, "err", err)
-		r.Error(w, req, http.StatusInternalServerError, "This drawer could not be shown. The error is in the console's log.")
-		return
-	}
-	buf.WriteString("\n</body></html>\n")
-	r.SetHeaders(w, req)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write(buf.Bytes())
-}
