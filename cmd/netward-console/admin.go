@@ -63,7 +63,7 @@ func adminMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stderr, adminUsage)
 		return 2
 	}
-	st, err := openStore(ctx, *cfgPath)
+	st, err := openStore(ctx, *cfgPath, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "netward-console: %v\n", err)
 		return 1

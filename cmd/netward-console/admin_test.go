@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -88,5 +89,45 @@ func TestFeedRotateKeyVerb(t *testing.T) {
 	}
 	if code, _ := run("frobnicate"); code != 2 {
 		t.Errorf("unknown verb = %d", code)
+	}
+}
+
+// The offline verbs open the store with a logger on stderr: a new store's
+// migrations are quiet, an upgrade says what it migrates and how long each
+// step took (it can take minutes on a large store), and stdout stays the
+// command's answer.
+func TestOfflineVerbsLogMigrations(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "console.json")
+	os.WriteFile(cfg, []byte(`{"dataDir":"`+filepath.Join(dir, "data")+`"}`), 0o600)
+	var out, errb bytes.Buffer
+	if code := adminMain(context.Background(), []string{"add", "alice", "--config", cfg}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("add = %d %s", code, errb.String())
+	}
+	if strings.Contains(errb.String(), "migrat") {
+		t.Errorf("a new store's migrations logged at info:\n%s", errb.String())
+	}
+	// Undo the record of a re-runnable migration (0032 drops and recreates
+	// two indexes): the next command upgrades through it.
+	db, err := sql.Open("sqlite", filepath.Join(dir, "data", "console.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("DELETE FROM schema_migrations WHERE version = 32"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	out.Reset()
+	errb.Reset()
+	if code := adminMain(context.Background(), []string{"list", "--json", "--config", cfg}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("list = %d %s", code, errb.String())
+	}
+	logs := errb.String()
+	if !strings.Contains(logs, "migrating the database before serving") || !strings.Contains(logs, "migration=0032_covering_app_indexes.sqlite.sql") || !strings.Contains(logs, "took=") {
+		t.Errorf("an upgrade by an offline verb logged:\n%s", logs)
+	}
+	var list []struct{ Name string }
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil || len(list) != 1 || list[0].Name != "alice" {
+		t.Errorf("stdout of list --json during an upgrade = %q (%v)", out.String(), err)
 	}
 }

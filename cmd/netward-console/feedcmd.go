@@ -34,7 +34,7 @@ func feedMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, feedUsage)
 		return 2
 	}
-	st, err := openStore(ctx, *cfgPath)
+	st, err := openStore(ctx, *cfgPath, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "netward-console: %v\n", err)
 		return 1
@@ -71,11 +71,13 @@ func feedMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // openStore opens (and migrates) the store a config file names; the
 // offline verbs (admin, feed) work on it directly, also while the console
-// runs.
-func openStore(ctx context.Context, cfgPath string) (*store.Store, error) {
+// runs. The store logs to stderr at the config's level, so an upgrade's
+// migrations (minutes on a large store) say what they do instead of
+// leaving the command silent; stdout stays the command's answer (--json).
+func openStore(ctx context.Context, cfgPath string, stderr io.Writer) (*store.Store, error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, store.Config{DSN: cfg.Store.DSN})
+	return store.Open(ctx, store.Config{DSN: cfg.Store.DSN, Log: newLogger(stderr, cfg.Log.Level)})
 }

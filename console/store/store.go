@@ -305,7 +305,14 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("store: migration %s: %w", base, err)
 		}
-		s.log.Info("database migrated", "dialect", s.dialect, "migration", base, "took", time.Since(began).Round(time.Millisecond))
+		// A new store runs every migration in well under a second: one line
+		// each is noise there (and on the offline verbs' stderr); an upgrade
+		// says what each step took.
+		level := slog.LevelDebug
+		if announced {
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "database migrated", "dialect", s.dialect, "migration", base, "took", time.Since(began).Round(time.Millisecond))
 	}
 	for v := range applied {
 		if v > latest {
