@@ -203,6 +203,24 @@ type chunk struct {
 	tags   map[string]tagInfo
 	found  map[candKey]*store.Alert
 	order  []candKey
+	// dev is read at the chunk's first not-blocked candidate; devErr says
+	// it could not be (the chunk's not-blocked alerts are then skipped).
+	dev    *store.Device
+	devErr error
+}
+
+// device reads the chunk's device once.
+func (c *chunk) deviceRow(ctx context.Context) (*store.Device, error) {
+	if c.dev == nil && c.devErr == nil {
+		d, err := c.a.cfg.Store.Device(ctx, c.device)
+		if err != nil {
+			c.devErr = err
+			c.a.log.Error("alerts: device not read; not-blocked alerts of the chunk skipped", "device", c.device, "err", err)
+		} else {
+			c.dev = &d
+		}
+	}
+	return c.dev, c.devErr
 }
 
 func (c *chunk) Record(r *telemetry.Record, n int64, appID, domain string) {
@@ -223,6 +241,13 @@ func (c *chunk) Record(r *telemetry.Record, n int64, appID, domain string) {
 		// feed where the app is Monitored). Only once the tag was published and the agent had time to take
 		// it; whether the device checked in since is known at Stored.
 		if ti.publishedAt.IsZero() || !r.Timestamp.After(ti.publishedAt.Add(c.a.cfg.Grace)) {
+			return
+		}
+		// Nor while the device could not reach the console: a record made
+		// offline and uploaded when it came back is no sign of a stale
+		// endpoint; from its return it has the grace to take the feed.
+		dev, err := c.deviceRow(context.Background())
+		if err != nil || !r.Timestamp.After(dev.OnlineSince.Add(c.a.cfg.Grace)) {
 			return
 		}
 		kind = store.AlertUnsanctionedNotBlocked
@@ -249,18 +274,10 @@ func (c *chunk) Stored(ctx context.Context, _ store.ChunkMeta) {
 	if len(c.order) == 0 {
 		return
 	}
-	var dev *store.Device
 	for _, k := range c.order {
 		al := c.found[k]
 		if al.Kind == store.AlertUnsanctionedNotBlocked {
-			if dev == nil {
-				d, err := c.a.cfg.Store.Device(ctx, c.device)
-				if err != nil {
-					c.a.log.Error("alerts: device not read; not-blocked alerts of the chunk skipped", "device", c.device, "err", err)
-					return
-				}
-				dev = &d
-			}
+			dev := c.dev // read at the candidate's first record (Record)
 			ti := c.tags[al.AppID]
 			// The device must have checked in after the tag was published:
 			// an agent that was offline could not know of it.

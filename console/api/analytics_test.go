@@ -162,7 +162,7 @@ func TestAnalyticsStory(t *testing.T) {
 	if err := f.st.SaveCheckins(ctx, []store.Checkin{
 		{DeviceID: "pc-1", At: now, Known: true, AgentVersion: "1.2.3", OSPlatform: "linux", OSVer: "6.1", Sequence: seq},
 		{DeviceID: "pc-2", At: now, Known: true, AgentVersion: "1.2.0", OSPlatform: "linux", OSVer: "6.1", Sequence: old},
-	}); err != nil {
+	}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	t0 := now.Add(time.Second)
@@ -619,4 +619,53 @@ func FuzzAnalyticsQuery(f *testing.F) {
 			t.Fatalf("GET %s = %d %s", r.URL, w.Code, w.Body)
 		}
 	})
+}
+
+// A device that could not reach the console when an app was tagged
+// Unsanctioned uploads, when it comes back, what it did meanwhile: no "not
+// blocked" alert for those records (it could not know); the same device
+// reaching the app after its return, still on the old sequence, raises it.
+func TestNotBlockedAlertSkipsOfflineRecords(t *testing.T) {
+	f := newAnalyticsFixture(t)
+	ctx := context.Background()
+	old := f.pub.Status().Sequence
+	before := time.Now().UTC()
+	if err := f.st.SaveCheckins(ctx, []store.Checkin{{DeviceID: "pc-2", At: before.Add(-3 * time.Hour), Known: true, Sequence: old}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if w := f.do(f.admin, "PUT", "/api/apps/dropbox/tag", map[string]string{"tag": "Unsanctioned"}); w.Code != 200 {
+		t.Fatalf("tag dropbox = %d %s", w.Code, w.Body)
+	}
+	// Back after hours of silence (the tag was published meanwhile), still
+	// holding the old sequence; ahead of now by less than the hour ingest
+	// accepts records from the future.
+	back := time.Now().UTC().Add(30 * time.Minute)
+	if err := f.st.SaveCheckins(ctx, []store.Checkin{{DeviceID: "pc-2", At: back, Known: true, Sequence: old}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	notBlocked := func() []store.Alert {
+		var al struct{ Alerts []store.Alert }
+		// The period reaches past the device's return.
+		f.getJSON(t, "/api/alerts?from="+before.Add(-time.Hour).Format(time.RFC3339)+"&to="+before.Add(3*time.Hour).Format(time.RFC3339), &al)
+		var out []store.Alert
+		for _, a := range al.Alerts {
+			if a.Kind == store.AlertUnsanctionedNotBlocked {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	f.upload(t, "pc-2", "offline",
+		rec2(back.Add(-20*time.Minute), "ConnectionSuccess", "https://www.dropbox.com/upload", "bob", ""),
+		rec2(back.Add(-time.Minute), "DnsQueryResponse", "www.dropbox.com", "bob", ""))
+	if got := notBlocked(); len(got) != 0 {
+		t.Errorf("records made offline raised %+v", got)
+	}
+	f.upload(t, "pc-2", "online",
+		rec2(back.Add(-time.Minute), "ConnectionSuccess", "https://www.dropbox.com/upload", "bob", ""),
+		rec2(back.Add(time.Minute), "ConnectionSuccess", "https://www.dropbox.com/upload", "bob", ""))
+	got := notBlocked()
+	if len(got) != 1 || got[0].DeviceID != "pc-2" || got[0].Occurrences != 1 || !got[0].FirstAt.Equal(back.Add(time.Minute).Truncate(time.Millisecond)) || !strings.Contains(got[0].Detail, "stale") {
+		t.Errorf("after the device's return: %+v, want one alert for the record made online", got)
+	}
 }

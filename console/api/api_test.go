@@ -320,7 +320,7 @@ func TestDeviceStates(t *testing.T) {
 	if _, _, err := f.st.Enroll(ctx, "kh", store.Device{ID: "unknown", Name: "unknown", TokenHash: "tu"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.st.SaveCheckins(ctx, cs); err != nil {
+	if err := f.st.SaveCheckins(ctx, cs, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	w := f.do(f.viewer, "GET", "/api/devices", nil)

@@ -510,7 +510,10 @@ func (b *checkinBuffer) take() []store.Checkin {
 
 func (p *Publisher) flushCheckins(ctx context.Context) {
 	cs := p.checkins.take()
-	if err := p.cfg.Store.SaveCheckins(ctx, cs); err != nil {
+	// An agent long-polls for at most MaxWait and asks again at once: a
+	// silence of two whole waits and a write interval is a device that
+	// could not reach the console (Device.OnlineSince).
+	if err := p.cfg.Store.SaveCheckins(ctx, cs, 2*p.cfg.MaxWait+p.cfg.CheckinInterval); err != nil {
 		if ctx.Err() == nil {
 			p.log.Error("feed: check-ins not saved", "devices", len(cs), "err", err)
 		}

@@ -96,21 +96,24 @@ type Device struct {
 	LastChunkAt   time.Time `json:"lastChunkAt,omitzero"`
 	InfoAt        time.Time `json:"infoAt,omitzero"`
 	LoggedOnUsers []string  `json:"loggedOnUsers,omitempty"`
+	// OnlineSince is when the device's current run of check-ins began
+	// (SaveCheckins); zero when it began before the console recorded it.
+	OnlineSince time.Time `json:"onlineSince,omitzero"`
 }
 
 // Revoked reports whether an admin revoked the device.
 func (d Device) Revoked() bool { return !d.RevokedAt.IsZero() }
 
-const deviceCols = "id, name, token_hash, enrollment_key_id, enrolled_at, revoked_at, revoked_by, last_seen_at, last_address, checkin_known, agent_version, os_platform, os_version, sequence_held, last_chunk_at, info_at, logged_on_users"
+const deviceCols = "id, name, token_hash, enrollment_key_id, enrolled_at, revoked_at, revoked_by, last_seen_at, last_address, checkin_known, agent_version, os_platform, os_version, sequence_held, last_chunk_at, info_at, logged_on_users, online_since"
 
 func scanDevice(sc scanner) (Device, error) {
 	var d Device
-	var en, rv, ls, lc, ia int64
+	var en, rv, ls, lc, ia, on int64
 	var known int
 	var users string
 	err := sc.Scan(&d.ID, &d.Name, &d.TokenHash, &d.EnrollmentKeyID, &en, &rv, &d.RevokedBy, &ls, &d.LastAddress, &known,
-		&d.AgentVersion, &d.OSPlatform, &d.OSVersion, &d.SequenceHeld, &lc, &ia, &users)
-	d.EnrolledAt, d.RevokedAt, d.LastSeenAt, d.LastChunkAt, d.InfoAt = fromMS(en), fromMS(rv), fromMS(ls), fromMS(lc), fromMS(ia)
+		&d.AgentVersion, &d.OSPlatform, &d.OSVersion, &d.SequenceHeld, &lc, &ia, &users, &on)
+	d.EnrolledAt, d.RevokedAt, d.LastSeenAt, d.LastChunkAt, d.InfoAt, d.OnlineSince = fromMS(en), fromMS(rv), fromMS(ls), fromMS(lc), fromMS(ia), fromMS(on)
 	d.CheckinKnown = known != 0
 	if users != "" {
 		d.LoggedOnUsers = strings.Split(users, "\n")
@@ -258,27 +261,33 @@ type Checkin struct {
 
 // SaveCheckins records a batch of check-ins in one transaction (the feed
 // buffers them, so a fleet's long polls cost one write per interval, not
-// one per request).
-func (s *Store) SaveCheckins(ctx context.Context, cs []Checkin) error {
+// one per request). A check-in more than offlineAfter after the device's
+// previous one starts a new run of check-ins (Device.OnlineSince): the
+// device could not reach the console in between.
+func (s *Store) SaveCheckins(ctx context.Context, cs []Checkin, offlineAfter time.Duration) error {
 	if len(cs) == 0 {
 		return nil
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		plain, err := tx.PrepareContext(ctx, s.q("UPDATE devices SET last_seen_at = ?, last_address = ? WHERE id = ? AND last_seen_at <= ?"))
+		// Every SET expression reads the row as it was (SQL's UPDATE), so
+		// the CASE compares the previous last_seen_at.
+		const since = "online_since = CASE WHEN last_seen_at < ? THEN ? ELSE online_since END, "
+		plain, err := tx.PrepareContext(ctx, s.q("UPDATE devices SET "+since+"last_seen_at = ?, last_address = ? WHERE id = ? AND last_seen_at <= ?"))
 		if err != nil {
 			return err
 		}
 		defer plain.Close()
-		full, err := tx.PrepareContext(ctx, s.q("UPDATE devices SET last_seen_at = ?, last_address = ?, checkin_known = 1, agent_version = ?, os_platform = ?, os_version = ?, sequence_held = ? WHERE id = ? AND last_seen_at <= ?"))
+		full, err := tx.PrepareContext(ctx, s.q("UPDATE devices SET "+since+"last_seen_at = ?, last_address = ?, checkin_known = 1, agent_version = ?, os_platform = ?, os_version = ?, sequence_held = ? WHERE id = ? AND last_seen_at <= ?"))
 		if err != nil {
 			return err
 		}
 		defer full.Close()
 		for _, c := range cs {
+			at, gapFrom := ms(c.At), ms(c.At.Add(-offlineAfter))
 			if c.Known {
-				_, err = full.ExecContext(ctx, ms(c.At), c.Address, c.AgentVersion, c.OSPlatform, c.OSVer, c.Sequence, c.DeviceID, ms(c.At))
+				_, err = full.ExecContext(ctx, gapFrom, at, at, c.Address, c.AgentVersion, c.OSPlatform, c.OSVer, c.Sequence, c.DeviceID, at)
 			} else {
-				_, err = plain.ExecContext(ctx, ms(c.At), c.Address, c.DeviceID, ms(c.At))
+				_, err = plain.ExecContext(ctx, gapFrom, at, at, c.Address, c.DeviceID, at)
 			}
 			if err != nil {
 				return err

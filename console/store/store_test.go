@@ -121,16 +121,32 @@ func TestEnrollAndRevoke(t *testing.T) {
 				t.Errorf("key uses = %d, want 2", kk.Uses)
 			}
 		}
-		if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: now, Address: "192.0.2.1", Known: true, AgentVersion: "1.2", OSPlatform: "linux", OSVer: "Debian 12", Sequence: 7}}); err != nil {
+		if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: now, Address: "192.0.2.1", Known: true, AgentVersion: "1.2", OSPlatform: "linux", OSVer: "Debian 12", Sequence: 7}}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		// An older check-in arriving late does not move the device back.
-		if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: now.Add(-time.Minute), Known: true, AgentVersion: "0.9", Sequence: 3}}); err != nil {
+		if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: now.Add(-time.Minute), Known: true, AgentVersion: "0.9", Sequence: 3}}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		d, _ = s.Device(ctx, "d1")
 		if !d.CheckinKnown || d.AgentVersion != "1.2" || d.SequenceHeld != 7 || d.OSVersion != "Debian 12" || d.LastAddress != "192.0.2.1" {
 			t.Errorf("after check-ins: %+v", d)
+		}
+		// The first check-in starts a run; one within offlineAfter of the
+		// previous continues it; one after a longer silence starts another.
+		for _, step := range []struct {
+			at, since time.Time
+		}{
+			{now.Add(50 * time.Minute), now},
+			{now.Add(50*time.Minute + 2*time.Hour), now.Add(50*time.Minute + 2*time.Hour)},
+			{now.Add(3 * time.Hour), now.Add(50*time.Minute + 2*time.Hour)},
+		} {
+			if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: step.at}}, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if d, _ = s.Device(ctx, "d1"); d.OnlineSince.UnixMilli() != step.since.UnixMilli() || d.SequenceHeld != 7 {
+				t.Errorf("check-in at +%v: online since +%v (sequence %d), want +%v", step.at.Sub(now), d.OnlineSince.Sub(now), d.SequenceHeld, step.since.Sub(now))
+			}
 		}
 		if err := s.RevokeDevice(ctx, "d1", "alice"); err != nil {
 			t.Fatal(err)
@@ -280,7 +296,7 @@ func TestPublishFeedAboveDevices(t *testing.T) {
 		}
 		now := time.Now()
 		if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: now, Known: true, Sequence: 5}, {DeviceID: "d2", At: now, Known: true, Sequence: 3},
-			{DeviceID: "wild", At: now, Known: true, Sequence: 1 << 62}}); err != nil {
+			{DeviceID: "wild", At: now, Known: true, Sequence: 1 << 62}}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		d, made, err := s.PublishFeed(ctx, build("v1"))
@@ -294,7 +310,7 @@ func TestPublishFeedAboveDevices(t *testing.T) {
 		if err := s.RevokeDevice(ctx, "d1", "admin"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: now.Add(time.Second), Known: true, Sequence: 50}}); err != nil {
+		if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: now.Add(time.Second), Known: true, Sequence: 50}}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		if d, made, _ := s.PublishFeed(ctx, build("v1")); made || d.Sequence != 6 {
