@@ -48,6 +48,7 @@ type admxElement struct {
 	XMLName   xml.Name
 	ID        string `xml:"id,attr"`
 	ValueName string `xml:"valueName,attr"`
+	MinValue  string `xml:"minValue,attr"`
 	MaxValue  string `xml:"maxValue,attr"`
 	Items     []struct {
 		DisplayName string `xml:"displayName,attr"`
@@ -173,12 +174,19 @@ func TestADMX(t *testing.T) {
 			}
 		case el.XMLName.Local == "multiText":
 			values = []RegValue{msz("192.0.2.53:53", "[2001:db8::53]:53")}
+			if p.Key == "sni.proxyPorts" {
+				values = []RegValue{msz("3128", "8080")}
+			}
 		case el.XMLName.Local == "decimal":
+			min, err := strconv.ParseUint(el.MinValue, 10, 64)
+			if err != nil {
+				t.Errorf("policy %s: minValue %q: %v", ap.Name, el.MinValue, err)
+			}
 			max, err := strconv.ParseUint(el.MaxValue, 10, 64)
 			if err != nil {
 				t.Errorf("policy %s: maxValue %q: %v", ap.Name, el.MaxValue, err)
 			}
-			values = []RegValue{dw(0), dw(max)}
+			values = []RegValue{dw(min), dw(max)}
 		case el.XMLName.Local == "enum":
 			for _, it := range el.Items {
 				values = append(values, sz(it.String))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -108,9 +109,25 @@ func integer(max uint64, set func(c *Config, n int64)) func(*Config, RegValue) e
 	}
 }
 
+// unexportedKeys are the config keys without a policy (see GroupPolicies).
+var unexportedKeys = []string{"version", "dataDir", "control.socket", "dns.udpSockets"}
+
+func duration(set func(c *Config, d Duration)) func(*Config, RegValue) error {
+	return func(c *Config, v RegValue) error {
+		d, err := time.ParseDuration(v.Str)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like \"1h\" or \"90s\"", v.Str)
+		}
+		set(c, Duration(d))
+		return nil
+	}
+}
+
 // GroupPolicies is every setting Group Policy can override, in ADMX order. Keys
-// left out on purpose: version (fixed), dataDir and control.socket (moving
-// them needs a matching service unit/ACL, so they stay with the file).
+// left out on purpose (unexportedKeys): version (fixed), dataDir and
+// control.socket (moving them needs a matching service unit/ACL, so they stay
+// with the file), dns.udpSockets (SO_REUSEPORT sockets are Linux's; Windows
+// always opens one).
 var GroupPolicies = []GroupPolicy{
 	{"mode", RegString, str(func(c *Config, s string) { c.Mode = s })},
 	{"device.id", RegString, str(func(c *Config, s string) { c.Device.ID = s })},
@@ -120,7 +137,11 @@ var GroupPolicies = []GroupPolicy{
 	{"indicators.publicKey", RegString, str(func(c *Config, s string) { c.Indicators.PublicKey = s })},
 	{"indicators.caFile", RegString, str(func(c *Config, s string) { c.Indicators.CAFile = s })},
 	{"indicators.longPollSeconds", RegDWord, integer(3600, func(c *Config, n int64) { c.Indicators.LongPollSeconds = int(n) })},
+	{"indicators.maxAgeHours", RegDWord, integer(8784, func(c *Config, n int64) { c.Indicators.MaxAgeHours = int(n) })},
+	{"indicators.maxDropPercent", RegDWord, integer(100, func(c *Config, n int64) { p := int(n); c.Indicators.MaxDropPercent = &p })},
+	{"indicators.allowDefaultRoute", RegDWord, boolean(func(c *Config, b bool) { c.Indicators.AllowDefaultRoute = b })},
 	{"dns.capture", RegDWord, boolean(func(c *Config, b bool) { c.DNS.Capture = b })},
+	{"dns.listen", RegStrings, func(c *Config, v RegValue) error { c.DNS.Listen = slices.Clone(v.Strings); return nil }},
 	{"dns.upstreams", RegStrings, func(c *Config, v RegValue) error { c.DNS.Upstreams = slices.Clone(v.Strings); return nil }},
 	{"dns.blockAnswer", RegString, str(func(c *Config, s string) { c.DNS.BlockAnswer = s })},
 	{"dns.syntheticTtlSeconds", RegDWord, integer(86400, func(c *Config, n int64) { c.DNS.SyntheticTTLSeconds = int(n) })},
@@ -128,21 +149,31 @@ var GroupPolicies = []GroupPolicy{
 	{"sni.enabled", RegDWord, boolean(func(c *Config, b bool) { c.SNI.Enabled = b })},
 	{"sni.quic", RegString, str(func(c *Config, s string) { c.SNI.QUIC = s })},
 	{"sni.failClosed", RegDWord, boolean(func(c *Config, b bool) { c.SNI.FailClosed = b })},
+	{"sni.proxyPorts", RegStrings, func(c *Config, v RegValue) error {
+		// A GPO list box holds text: one port a line.
+		ports := make([]int, 0, len(v.Strings))
+		for _, line := range v.Strings {
+			n, err := strconv.Atoi(strings.TrimSpace(line))
+			if err != nil {
+				return fmt.Errorf("%q is not a port number (one port a line, like 3128)", line)
+			}
+			ports = append(ports, n)
+		}
+		c.SNI.ProxyPorts = ports
+		return nil
+	}},
 	{"warn.sinkAddress", RegString, str(func(c *Config, s string) { c.Warn.SinkAddress = s })},
 	{"warn.localCA", RegDWord, boolean(func(c *Config, b bool) { c.Warn.LocalCA = b })},
 	{"telemetry.endpoint", RegString, str(func(c *Config, s string) { c.Telemetry.Endpoint = s })},
 	{"telemetry.chunkBytes", RegDWord, integer(math.MaxInt32, func(c *Config, n int64) { c.Telemetry.ChunkBytes = n })},
 	{"telemetry.chunkRecords", RegDWord, integer(math.MaxInt32, func(c *Config, n int64) { c.Telemetry.ChunkRecords = int(n) })},
-	{"telemetry.chunkInterval", RegString, func(c *Config, v RegValue) error {
-		d, err := time.ParseDuration(v.Str)
-		if err != nil {
-			return fmt.Errorf("%q is not a duration like \"1h\" or \"90s\"", v.Str)
-		}
-		c.Telemetry.ChunkInterval = Duration(d)
-		return nil
-	}},
+	{"telemetry.chunkInterval", RegString, duration(func(c *Config, d Duration) { c.Telemetry.ChunkInterval = d })},
 	{"telemetry.spoolBytes", RegDWord, integer(math.MaxUint32, func(c *Config, n int64) { c.Telemetry.SpoolBytes = n })},
 	{"telemetry.privacy", RegString, str(func(c *Config, s string) { c.Telemetry.Privacy = s })},
+	{"telemetry.dnsAnswers", RegDWord, boolean(func(c *Config, b bool) { c.Telemetry.DNSAnswers = &b })},
+	{"telemetry.dedupWindow", RegString, duration(func(c *Config, d Duration) { c.Telemetry.DedupWindow = &d })},
+	{"telemetry.machineInterval", RegString, duration(func(c *Config, d Duration) { c.Telemetry.MachineInterval = d })},
+	{"telemetry.ownTraffic", RegDWord, boolean(func(c *Config, b bool) { c.Telemetry.OwnTraffic = b })},
 	{"metrics.listen", RegString, str(func(c *Config, s string) { c.Metrics.Listen = s })},
 }
 

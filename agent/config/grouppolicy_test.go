@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -154,12 +155,63 @@ func TestPoliciesLocation(t *testing.T) {
 			v = sz("allow")
 		case "telemetry.privacy":
 			v = sz("noProcess")
-		case "telemetry.chunkInterval":
+		case "telemetry.chunkInterval", "telemetry.dedupWindow", "telemetry.machineInterval":
 			v = sz("30m")
+		case "sni.proxyPorts":
+			v = msz("3128", " 8080")
 		}
 		reg := fakeRegistry{p.Subkey(): {p.ValueName(): v}}
 		if applied, err := ApplyGroupPolicy(baseConfig(t), reg); err != nil || !slices.Equal(applied, []string{p.Key}) {
 			t.Errorf("policy %s: applied %q, err %v", p.Key, applied, err)
 		}
+	}
+}
+
+// Every config key has a policy, or is one of the keys left out on purpose:
+// a key added to the config file is not forgotten in Group Policy.
+func TestPoliciesCoverEveryKey(t *testing.T) {
+	var keys []string
+	var walk func(prefix string, tp reflect.Type)
+	walk = func(prefix string, tp reflect.Type) {
+		for f := range tp.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[Duration]() {
+				walk(prefix+name+".", f.Type)
+				continue
+			}
+			keys = append(keys, prefix+name)
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+	if len(keys) < 30 {
+		t.Fatalf("found %d config keys: %v", len(keys), keys)
+	}
+	for _, k := range keys {
+		has := slices.ContainsFunc(GroupPolicies, func(p GroupPolicy) bool { return p.Key == k })
+		if has == slices.Contains(unexportedKeys, k) {
+			t.Errorf("config key %s: has a policy %v, listed as left out %v", k, has, !has)
+		}
+	}
+}
+
+// A list of proxy ports from a policy: one port a line, and a clear error
+// for a line that is not one (validation then checks the range).
+func TestPolicyProxyPorts(t *testing.T) {
+	cfg := baseConfig(t)
+	if _, err := ApplyGroupPolicy(cfg, fakeRegistry{"sni": {"proxyPorts": msz("3128", "8080 ")}}); err != nil || !slices.Equal(cfg.SNI.ProxyPorts, []int{3128, 8080}) {
+		t.Errorf("proxyPorts = %v, %v", cfg.SNI.ProxyPorts, err)
+	}
+	for _, bad := range []RegValue{msz("3128", "squid"), msz("70000")} {
+		if _, err := ApplyGroupPolicy(baseConfig(t), fakeRegistry{"sni": {"proxyPorts": bad}}); err == nil || !strings.Contains(err.Error(), "proxyPorts") {
+			t.Errorf("proxyPorts %v: err %v", bad.Strings, err)
+		}
+	}
+	cfg = baseConfig(t)
+	if _, err := ApplyGroupPolicy(cfg, fakeRegistry{"telemetry": {"dedupWindow": sz("0s"), "dnsAnswers": dw(0)}, "indicators": {"maxDropPercent": dw(0)}}); err != nil ||
+		cfg.Telemetry.DedupWindow == nil || *cfg.Telemetry.DedupWindow != 0 || cfg.Telemetry.DNSAnswers == nil || *cfg.Telemetry.DNSAnswers || *cfg.Indicators.MaxDropPercent != 0 {
+		t.Errorf("zero values from policy: dedup %v answers %v drop %v, %v", cfg.Telemetry.DedupWindow, cfg.Telemetry.DNSAnswers, cfg.Indicators.MaxDropPercent, err)
 	}
 }
