@@ -153,7 +153,7 @@ func TestDeviceFirstRollupMigration(t *testing.T) {
 		p := PeriodFor(now.Add(-24*time.Hour), now, now)
 		for _, c := range []struct {
 			name, query, index string
-			args           []any
+			args               []any
 		}{
 			{"machine's apps", "SELECT app_id, domain, " + sumCols("") + ", MAX(last_hour) FROM roll_app_device WHERE device_id = ? AND " + inPeriod + " GROUP BY app_id, domain", "roll_app_device_pkey", append([]any{"d1"}, p.args()...)},
 			{"app's machines", s.appMachinesQuery(), "roll_app_device_app", append([]any{"slack", ""}, p.args()...)},
