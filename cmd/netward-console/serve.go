@@ -31,6 +31,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log.Level)
+	paceGC(ctx, log)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {

@@ -46,26 +46,8 @@ func (s *Store) insertRows(ctx context.Context, tx execer, table string, cols []
 	}
 	head := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") "
 	if s.dialect == Postgres {
-		args := make([]any, len(cols))
-		ph := make([]string, len(cols))
-		for i, c := range cols {
-			ph[i] = fmt.Sprintf("$%d::%s", i+1, c.pgType)
-			switch c.pgType {
-			case "text[]":
-				v := make([]string, len(rows))
-				for j, r := range rows {
-					v[j] = r[i].(string)
-				}
-				args[i] = v
-			default:
-				v := make([]int64, len(rows))
-				for j, r := range rows {
-					v[j] = r[i].(int64)
-				}
-				args[i] = v
-			}
-		}
-		_, err := tx.ExecContext(ctx, head+"SELECT * FROM unnest("+strings.Join(ph, ", ")+") "+tail, args...)
+		sel, args := pgUnnest(cols, rows)
+		_, err := tx.ExecContext(ctx, head+sel+" "+tail, args...)
 		return err
 	}
 	per := min(500, 32766/len(cols))
@@ -91,4 +73,29 @@ func (s *Store) insertRows(ctx context.Context, tx execer, table string, cols []
 		rows = rows[n:]
 	}
 	return nil
+}
+
+// pgUnnest is the SELECT of rows as one array per column (PostgreSQL's
+// "SELECT * FROM unnest($1::text[], …)") and its arguments.
+func pgUnnest(cols []column, rows [][]any) (sel string, args []any) {
+	args = make([]any, len(cols))
+	ph := make([]string, len(cols))
+	for i, c := range cols {
+		ph[i] = fmt.Sprintf("$%d::%s", i+1, c.pgType)
+		switch c.pgType {
+		case "text[]":
+			v := make([]string, len(rows))
+			for j, r := range rows {
+				v[j] = r[i].(string)
+			}
+			args[i] = v
+		default:
+			v := make([]int64, len(rows))
+			for j, r := range rows {
+				v[j] = r[i].(int64)
+			}
+			args[i] = v
+		}
+	}
+	return "SELECT * FROM unnest(" + strings.Join(ph, ", ") + ")", args
 }

@@ -177,8 +177,10 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 			}
 			add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
 			add(tot, rollKey{span: span, bucket: bk}, c, k.Hour)
-			pk, bit := presenceOf(span, bk)
-			presDev[presKey{rollKey{span, pk, k.AppID, rollupDomain(k)}, ""}] |= bit
+			if !pg { // PostgreSQL sets them with the rows (appDevicePresence)
+				pk, bit := presenceOf(span, bk)
+				presDev[presKey{rollKey{span, pk, k.AppID, rollupDomain(k)}, ""}] |= bit
+			}
 		}
 		if k.Domain != "" {
 			rd := ReverseDomain(k.Domain)
@@ -265,13 +267,28 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 		}
 		return nil
 	}
-	for _, t := range []rollTableOf{{"roll_app_device", dev}, {"roll_device", tot}} {
-		if err := rollTable(t); err != nil {
+	var rows [][]any
+	if pg {
+		// The device's presence bits come with its roll_app_device rows
+		// (appDevicePresence): no probe of a presence row per app and span.
+		for k, v := range dev {
+			rows = append(rows, append(append([]any{k.span, k.bucket, k.app, k.domain, device}, v.values()...), v.last))
+		}
+		if err := s.appDevicePresence(ctx, tx, rows); err != nil {
 			return nil, err
 		}
+		if err := rollTable(rollTableOf{"roll_device", tot}); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, t := range []rollTableOf{{"roll_app_device", dev}, {"roll_device", tot}} {
+			if err := rollTable(t); err != nil {
+				return nil, err
+			}
+		}
 	}
-	var rows [][]any
-	for k, bits := range presDev {
+	rows = rows[:0]
+	for k, bits := range presDev { // empty on PostgreSQL
 		rows = append(rows, []any{k.span, k.bucket, k.app, k.domain, device, bits})
 	}
 	if err := s.upsertRows(ctx, tx, "INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) VALUES ",
@@ -332,6 +349,45 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 		return nil
 	}
 	return fleet, nil
+}
+
+// appDevicePresence upserts a chunk's roll_app_device rows (PostgreSQL)
+// and, in the same statement, sets the presence_app_device bit of each
+// row it inserted: a device's presence bit of an app and bucket is set
+// exactly when its roll_app_device row of that bucket exists (applyRollups
+// writes both from the same keys, and nothing deletes a roll_app_device
+// row whose presence block stays but pruning and retention, which take
+// the buckets no chunk writes any more), so a row that was only updated
+// has its bit already. A chunk upserted both, and nearly every presence
+// probe found its bit set (docs/scale.md "Fifth round").
+//
+// xmax = 0 tells an inserted row from an updated one: ON CONFLICT DO
+// UPDATE locks the existing row first, which leaves the updating
+// transaction's id in the new version's xmax. TestAppDevicePresence
+// compares the bits with SQLite's, which writes them directly.
+func (s *Store) appDevicePresence(ctx context.Context, tx execer, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	sortRows(rows) // one lock order (upsertRows)
+	const prefix = "INSERT INTO roll_app_device (span, bucket, app_id, domain, device_id, " + counterCols + ", last_hour) VALUES "
+	_, cols, ok := pgColumns(prefix, rows)
+	if !ok {
+		return fmt.Errorf("store: rollup roll_app_device: rows are not text and int64")
+	}
+	sel, args := pgUnnest(cols, rows)
+	q := "WITH r AS (" + strings.TrimSuffix(prefix, "VALUES ") + sel +
+		" ON CONFLICT (span, bucket, app_id, domain, device_id) DO UPDATE SET " + addUpdate("roll_app_device") +
+		" RETURNING span, bucket, app_id, domain, device_id, xmax = 0 AS inserted)" +
+		" INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits)" +
+		" SELECT span, bucket / span / 32, app_id, domain, device_id, bit_or(CAST(1 AS BIGINT) << CAST(bucket / span % 32 AS INTEGER))" +
+		" FROM r WHERE inserted GROUP BY span, bucket / span / 32, app_id, domain, device_id ORDER BY 1, 2, 3, 4, 5" +
+		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits" +
+		" WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits"
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("store: rollup roll_app_device: %w", err)
+	}
+	return nil
 }
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
