@@ -82,7 +82,7 @@ func pgPlan(t *testing.T, s *Store, query string, args ...any) string {
 	return strings.Join(plan, "\n")
 }
 
-// TestDeviceFirstRollupMigration: migration 0034 keys roll_app_device by
+// TestDeviceFirstRollupMigration: migration 0035 keys roll_app_device by
 // device first on PostgreSQL, drops the device index the key replaces and
 // adds a BRIN index on bucket. A store made before it (the key and index
 // of 0002) upgrades with its rows, every view answers the same before and
@@ -101,7 +101,7 @@ func TestDeviceFirstRollupMigration(t *testing.T) {
 			"ALTER TABLE roll_app_device DROP CONSTRAINT roll_app_device_pkey",
 			"ALTER TABLE roll_app_device ADD PRIMARY KEY (span, bucket, app_id, domain, device_id)",
 			"CREATE INDEX roll_app_device_device ON roll_app_device(device_id, span, bucket)",
-			"DELETE FROM schema_migrations WHERE version = 34",
+			"DELETE FROM schema_migrations WHERE version = 35",
 		} {
 			if _, err := s.w.ExecContext(ctx, q); err != nil {
 				t.Fatalf("%s: %v", q, err)
@@ -120,7 +120,7 @@ func TestDeviceFirstRollupMigration(t *testing.T) {
 			t.Fatalf("%d roll_app_device rows after the migration, %d before", n, rows)
 		}
 		if after := storeViews(t, s, now); !reflect.DeepEqual(before, after) {
-			t.Fatalf("views after migration 0034:\n%+v\nwant\n%+v", after, before)
+			t.Fatalf("views after migration 0035:\n%+v\nwant\n%+v", after, before)
 		}
 		var key string
 		if err := s.r.QueryRowContext(ctx, "SELECT pg_get_indexdef('roll_app_device_pkey'::regclass)").Scan(&key); err != nil || !strings.Contains(key, "(device_id, span, bucket, app_id, domain)") {
