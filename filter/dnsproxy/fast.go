@@ -378,7 +378,12 @@ func (p *Proxy) generalWorker() {
 // server has none): a panic costs the query a SERVFAIL, is counted and
 // logged, and the process goes on (issue 14).
 func (p *Proxy) serveDatagram(conn *net.UDPConn, m []byte, from netip.AddrPort) {
-	defer p.release()
+	handedOff := false // the slot goes with the query (asyncQuery)
+	defer func() {
+		if !handedOff {
+			p.release()
+		}
+	}()
 	defer func() {
 		if v := recover(); v != nil {
 			p.stats.panics.Add(1)
@@ -393,7 +398,7 @@ func (p *Proxy) serveDatagram(conn *net.UDPConn, m []byte, from netip.AddrPort) 
 		p.writeHeaderReply(conn, m, dns.RcodeFormatError, from)
 		return
 	}
-	handler{p: p, proto: "udp", worker: true}.ServeDNS(&udpWriter{p: p, conn: conn, to: from}, req)
+	handedOff = handler{p: p, proto: "udp", worker: true}.serve(&udpWriter{p: p, conn: conn, to: from}, req)
 }
 
 // unpack is req.Unpack(m); tests set Proxy.unpackHook to reach the recover
