@@ -25,12 +25,11 @@ const upstreamUDPSize = 1232
 
 // upstreamReadSize is the buffer an upstream UDP answer is read into: above
 // the size advertised (an upstream must not exceed it, RFC 6891 §6.2.5) with
-// room to spare. One is held per query in flight; 64 KiB buffers were most of
-// the agent's heap under load (issue 21), and 4 KiB ones still 5 MB of the
-// live heap under the forwarded flood (~360 queries waiting on the upstream,
-// and the pool's spares): 2 KiB is 816 octets above what any compliant
-// answer takes. A datagram that fills it may have been cut and is treated as
-// truncated (retried over TCP).
+// room to spare. Each upstream socket's reader holds upBatch of them (one
+// per query in flight, before the event-driven path: 64 KiB buffers were
+// most of the agent's heap under load, issue 21): 2 KiB is 816 octets above
+// what any compliant answer takes. A datagram that fills it may have been
+// cut and is treated as truncated (retried over TCP).
 const upstreamReadSize = 2048
 
 // errAllFailed is returned when no upstream produced an answer in time.
@@ -59,6 +58,9 @@ const (
 	socketLife = 30 * time.Second
 	// upBatch datagrams are read at once by a socket's reader.
 	upBatch = 8
+	// upReadBuffer is each upstream socket's receive buffer (kernel
+	// memory, charged to the socket, not the process's RSS).
+	upReadBuffer = 2 << 20
 )
 
 // upstreams sends queries to the resolvers with failover.
@@ -319,6 +321,11 @@ func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
 		_ = nc.Close()
 		return nil, fmt.Errorf("dnsproxy: upstream socket is a %T, not UDP", nc)
 	}
+	// Hundreds of answers may arrive at once for the queries in flight
+	// on a socket (dnsperf keeps 500 outstanding); with the default buffer
+	// the kernel dropped some under the flood (each then waits out its
+	// attempt's timeout): the same room the listening sockets get.
+	setReadBuffer(uc, upReadBuffer)
 	s = &upSock{u: u, i: i, conn: uc, born: now, pending: map[uint16]*upAttempt{},
 		peer: addrPort(uc.RemoteAddr()), retired: u.draining}
 	if a, ok := uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
@@ -336,14 +343,23 @@ func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
 // send sends f's query to upstream i on a shared socket, with the deadline
 // dl; an error means it was not sent (and there is no outcome to wait for).
 func (u *upstreams) send(f *upFetch, i int, now, dl time.Time) error {
-	s, err := u.sock(i, now)
-	if err != nil {
-		return err
+	var a *upAttempt
+	for try := 0; ; try++ {
+		s, err := u.sock(i, now)
+		if err != nil {
+			return err
+		}
+		a = &upAttempt{f: f, s: s, dl: dl}
+		err = s.add(a)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, net.ErrClosed) || try == 2 {
+			return err
+		}
+		// Retired and closed between sock and add: take the new one.
 	}
-	a := &upAttempt{f: f, s: s, dl: dl}
-	if err := s.add(a); err != nil {
-		return err
-	}
+	s := a.s
 	// The timer is set after the attempt is visible, so an answer may come
 	// first: take stops whatever timer is set by then, and a timer that
 	// fires after its attempt was taken does nothing.
