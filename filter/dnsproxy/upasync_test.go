@@ -267,8 +267,11 @@ func TestUpstreamTimeoutNextUpstream(t *testing.T) {
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("after the silent upstream: %v", r)
 	}
-	if el := time.Since(start); el < 250*time.Millisecond || el > 600*time.Millisecond {
-		t.Errorf("answered after %v; want after the first upstream's 300 ms share, within the 600 ms timeout", el)
+	// Not before the first upstream's 300 ms share ran out; the upper
+	// bound is loose (a shared CI machine), the rcode above says it came
+	// within the timeout (else SERVFAIL).
+	if el := time.Since(start); el < 250*time.Millisecond || el > 3*time.Second {
+		t.Errorf("answered after %v; want after the first upstream's 300 ms share", el)
 	}
 	if st := p.Stats(); st.UpstreamErrors != 1 || st.UpstreamQueries != 2 {
 		t.Errorf("upstream errors %d, queries %d; want 1 and 2", st.UpstreamErrors, st.UpstreamQueries)

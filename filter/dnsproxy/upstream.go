@@ -322,9 +322,10 @@ func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
 		return nil, fmt.Errorf("dnsproxy: upstream socket is a %T, not UDP", nc)
 	}
 	// Hundreds of answers may arrive at once for the queries in flight
-	// on a socket (dnsperf keeps 500 outstanding); with the default buffer
-	// the kernel dropped some under the flood (each then waits out its
-	// attempt's timeout): the same room the listening sockets get.
+	// on a socket (dnsperf keeps 500 outstanding); a dropped answer waits
+	// out its attempt's timeout. Room for them, as the listening sockets
+	// get. (Losses seen under the flood were the benchmark's upstream's
+	// drops, docs/dns.md; this buffer is the margin, not their fix.)
 	setReadBuffer(uc, upReadBuffer)
 	s = &upSock{u: u, i: i, conn: uc, born: now, pending: map[uint16]*upAttempt{},
 		peer: addrPort(uc.RemoteAddr()), retired: u.draining}
