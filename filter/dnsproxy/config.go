@@ -17,7 +17,9 @@
 // general path and the wire fast path share (special names, CNAME targets,
 // what is counted and reported); resolve.go is the cache-or-upstream step
 // and the relayed reply; fast.go and wire.go answer cached and refused
-// queries from bytes on sockets bound to one address; upstream.go, cache.go, answer.go
+// queries from bytes on sockets bound to one address; upstream.go (the
+// event-driven forwarded path: shared upstream sockets, pending attempts,
+// failover), cache.go, answer.go
 // (synthesized answers), names.go (the IP→name map) serve them.
 //
 // The decision is taken after the cache, on every query, so a new policy or a

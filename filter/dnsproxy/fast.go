@@ -21,8 +21,11 @@ import (
 // a goroutine or a dns.Msg, in the common form of wire.go. Every other
 // datagram (cache misses, malformed or unusual queries) takes the general
 // path (generalUDP): the header check, FORMERR and NOTIMP, then unpacking
-// and the handler in a goroutine of its own, under a recover. The fast path
-// decides through the same chain steps as the general path (chain.go).
+// and the handler on a general-path goroutine, under a recover; a cache
+// miss there is handed to the event-driven forwarded path (upstream.go) and
+// the goroutine moves on: the reply is sent by the upstream socket's reader
+// when the answer comes (asyncQuery). The fast path decides through the
+// same chain steps as the general path (chain.go).
 //
 // A socket bound to an unspecified address (0.0.0.0, ::) is served by
 // miekg's own reader: a reply there must leave from the address the query
@@ -281,14 +284,14 @@ func (p *Proxy) generalUDP(conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
 
 // spawn starts a general-path goroutine if datagrams are queued beyond
 // those waiting for work and fewer than runnable goroutines are on the CPU
-// (or about to be). One waiting for an upstream does not count (fetch
-// calls spawn as it starts to wait), so a slow upstream gets as many
-// goroutines as queries wait for it, as before; but under a flood answered
-// by a fast upstream the CPU is the limit, and a goroutine per datagram in
-// flight (~540 under dnsperf -q 500, 480 of them parked between queries)
-// only added stacks, buffers held by each and scheduling to the heap the
-// collector doubles (issue 21). A queued datagram is otherwise taken by one
-// of those running when it is done.
+// (or about to be). A cache miss does not keep its goroutine waiting for
+// the upstream (asyncQuery); one that waits anyway (fetch: not on this
+// path since the event-driven forwarded path, kept for safety) does not
+// count, and calls spawn as it starts to wait. A goroutine per datagram in
+// flight (~540 under dnsperf -q 500) only added stacks, buffers held by
+// each and scheduling to the heap the collector doubles (issue 21). A
+// queued datagram is otherwise taken by one of those running when it is
+// done.
 func (p *Proxy) spawn() {
 	if int64(len(p.work)) <= p.idleWorkers.Load() {
 		return // the goroutines waiting for work take them
@@ -378,7 +381,12 @@ func (p *Proxy) generalWorker() {
 // server has none): a panic costs the query a SERVFAIL, is counted and
 // logged, and the process goes on (issue 14).
 func (p *Proxy) serveDatagram(conn *net.UDPConn, m []byte, from netip.AddrPort) {
-	defer p.release()
+	handedOff := false // the slot goes with the query (asyncQuery)
+	defer func() {
+		if !handedOff {
+			p.release()
+		}
+	}()
 	defer func() {
 		if v := recover(); v != nil {
 			p.stats.panics.Add(1)
@@ -393,7 +401,7 @@ func (p *Proxy) serveDatagram(conn *net.UDPConn, m []byte, from netip.AddrPort) 
 		p.writeHeaderReply(conn, m, dns.RcodeFormatError, from)
 		return
 	}
-	handler{p: p, proto: "udp", worker: true}.ServeDNS(&udpWriter{p: p, conn: conn, to: from}, req)
+	handedOff = handler{p: p, proto: "udp", worker: true}.serve(&udpWriter{p: p, conn: conn, to: from}, req)
 }
 
 // unpack is req.Unpack(m); tests set Proxy.unpackHook to reach the recover

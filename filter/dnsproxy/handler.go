@@ -93,6 +93,15 @@ type handler struct {
 }
 
 func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	h.serve(w, req)
+}
+
+// serve runs the request chain on req and writes the reply to w. For a
+// general-path datagram of a fast-path socket (w a *udpWriter), a cache
+// miss does not wait for the upstream: an asyncQuery takes the query over
+// — its in-flight count, and the reply, written when the upstream answers
+// (asyncQuery.fetched) — and serve reports true.
+func (h handler) serve(w dns.ResponseWriter, req *dns.Msg) (handedOff bool) {
 	p := h.p
 	defer func() {
 		// A bug while answering one query costs that query a SERVFAIL,
@@ -101,9 +110,11 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		if v := recover(); v != nil {
 			p.stats.panics.Add(1)
 			p.cfg.Panics.Recovered("dns", v)
-			m := new(dns.Msg)
-			m.SetRcode(req, dns.RcodeServerFailure)
-			_ = w.WriteMsg(m)
+			if !handedOff {
+				m := new(dns.Msg)
+				m.SetRcode(req, dns.RcodeServerFailure)
+				_ = w.WriteMsg(m)
+			}
 		}
 	}()
 	if h.slotted {
@@ -117,7 +128,7 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		// without error. RFC 1035 §4.1.1: a malformed query gets FORMERR.
 		p.stats.rejected.Add(1)
 		_ = w.WriteMsg(rcodeReply(req, dns.RcodeFormatError))
-		return
+		return false
 	}
 	if p.stats.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
 		p.stats.inFlight.Add(-1)
@@ -125,9 +136,13 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeRefused)
 		_ = w.WriteMsg(m)
-		return
+		return false
 	}
-	defer p.stats.inFlight.Add(-1)
+	defer func() {
+		if !handedOff {
+			p.stats.inFlight.Add(-1)
+		}
+	}()
 	var resp *dns.Msg
 	var ede *dns.EDNS0_EDE
 	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
@@ -135,11 +150,57 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		p.stats.rejected.Add(1)
 		resp = rcodeReply(req, dns.RcodeBadVers)
 	} else {
-		resp, ede = p.answer(req, addrPort(w.RemoteAddr()), h.proto, h.worker)
+		var m *miss
+		resp, ede, m = p.answerHead(req, addrPort(w.RemoteAddr()), h.proto)
+		if uw, ok := w.(*udpWriter); ok && m != nil {
+			aq := &asyncQuery{p: p, w: *uw, req: req, start: start, miss: *m}
+			handedOff = true
+			p.fetchAsync(m.key, m.id, m.q, m.now, aq)
+			return true
+		}
+		if m != nil {
+			v, err, shared := p.fetch(m.key, m.id, m.q, m.now, h.worker)
+			resp, ede = p.answerTail(req, m, v, err, shared)
+		}
 	}
 	p.finish(req, resp, ede, h.proto == "udp")
 	_ = w.WriteMsg(resp)
 	p.stats.observe(p.cfg.Now().Sub(start))
+	return false
+}
+
+// asyncQuery is a general-path UDP query of a fast-path socket waiting for
+// its upstream answer without a goroutine (serve hands it over): it holds
+// its slot and its in-flight count until fetched answers the client.
+type asyncQuery struct {
+	p     *Proxy
+	w     udpWriter
+	req   *dns.Msg
+	start time.Time
+	miss  miss
+}
+
+// fetched finishes the query on the goroutine that received its upstream
+// answer (or its failure): the rest of the request chain, the reply
+// written, the slot and the in-flight count given back. A panic costs the
+// query a SERVFAIL.
+func (a *asyncQuery) fetched(e *cached, err error, shared bool) {
+	p := a.p
+	defer p.release()
+	defer p.stats.inFlight.Add(-1)
+	defer func() {
+		if v := recover(); v != nil {
+			p.stats.panics.Add(1)
+			p.cfg.Panics.Recovered("dns", v)
+			m := new(dns.Msg)
+			m.SetRcode(a.req, dns.RcodeServerFailure)
+			_ = a.w.WriteMsg(m)
+		}
+	}()
+	resp, ede := p.answerTail(a.req, &a.miss, e, err, shared)
+	p.finish(a.req, resp, ede, true)
+	_ = a.w.WriteMsg(resp)
+	p.stats.observe(p.cfg.Now().Sub(a.start))
 }
 
 // finish adds the client-facing OPT record (only if the client sent one:
@@ -164,27 +225,53 @@ func (p *Proxy) finish(req, resp *dns.Msg, ede *dns.EDNS0_EDE, udp bool) {
 	}
 }
 
-// answer produces the reply for one accepted query, without the OPT record.
+// answer produces the reply for one accepted query, without the OPT record,
+// waiting for the upstream on a cache miss.
 func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string, worker bool) (*dns.Msg, *dns.EDNS0_EDE) {
+	resp, ede, m := p.answerHead(req, client, proto)
+	if m == nil {
+		return resp, ede
+	}
+	v, err, shared := p.fetch(m.key, m.id, m.q, m.now, worker)
+	return p.answerTail(req, m, v, err, shared)
+}
+
+// miss is what the rest of the request chain needs of a query after its
+// cache miss, while the upstream is asked.
+type miss struct {
+	d    filter.Decision
+	name string
+	ev   evCtx
+	key  cacheKey
+	id   string
+	q    dns.Question
+	now  time.Time
+}
+
+// answerHead is the request chain up to the cache: the reply (without the
+// OPT record), or, on a cache miss, no reply and what answerTail needs once
+// the upstream has answered.
+func (p *Proxy) answerHead(req *dns.Msg, client netip.AddrPort, proto string) (*dns.Msg, *dns.EDNS0_EDE, *miss) {
 	q := req.Question[0]
 	switch {
 	case q.Qclass != dns.ClassINET:
 		// CHAOS (version.bind), HESIOD, ANY: the proxy serves the Internet class only.
 		p.stats.rejected.Add(1)
-		return rcodeReply(req, dns.RcodeRefused), nil
+		return rcodeReply(req, dns.RcodeRefused), nil, nil
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR || q.Qtype == dns.TypeOPT || q.Qtype == dns.TypeTSIG:
 		p.stats.rejected.Add(1)
-		return rcodeReply(req, dns.RcodeRefused), nil
+		return rcodeReply(req, dns.RcodeRefused), nil, nil
 	}
 	name := canonical(q.Name)
 	if p.special(name) {
 		p.stats.special.Add(1)
-		return negative(req, dns.RcodeNameError, uint32(p.cfg.SyntheticTTL.Seconds())), nil
+		return negative(req, dns.RcodeNameError, uint32(p.cfg.SyntheticTTL.Seconds())), nil, nil
 	}
 	ev := evCtx{qname: name, qtype: q.Qtype, client: client, proto: proto}
 	d := p.cfg.Decider.DecideName(name)
 	if d.Verdict.Blocks() {
-		return p.refuse(req, d, name, ev)
+		resp, ede := p.refuse(req, d, name, ev)
+		return resp, ede, nil
 	}
 
 	do, cd := false, req.CheckingDisabled
@@ -194,27 +281,35 @@ func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string, worker
 	key := cacheKey{name: dns.CanonicalName(q.Name), qtype: q.Qtype, do: do, cd: cd}
 	id := key.id()
 	now := p.cfg.Now()
-	e := p.cache.get(id, now)
-	owned := false
-	if e != nil {
+	if e := p.cache.get(id, now); e != nil {
 		p.stats.cacheHits.Add(1)
-	} else {
-		p.stats.cacheMisses.Add(1)
-		v, err, shared := p.fetch(key, id, q, now, worker)
-		if err != nil {
-			p.stats.verdict(d.Verdict)
-			// An audit's Event still; but a SERVFAIL is no answer, so a
-			// plain allow is not handed to OnAnswer (discovery records).
-			if !plainAllow(d) {
-				p.report(d, name, ev)
-			}
-			return rcodeReply(req, dns.RcodeServerFailure), nil
-		}
-		e = v.(*cached)
-		// Records are ours alone if no other query waited on this fetch
-		// and the cache did not take them.
-		owned = !shared && !e.shared
+		resp, ede := p.answerFrom(req, e, d, name, ev, now, false)
+		return resp, ede, nil
 	}
+	p.stats.cacheMisses.Add(1)
+	return nil, nil, &miss{d: d, name: name, ev: ev, key: key, id: id, q: q, now: now}
+}
+
+// answerTail is the request chain after a cache miss: e is the upstream's
+// answer (or err), shared whether other queries waited for the same one.
+func (p *Proxy) answerTail(req *dns.Msg, m *miss, e *cached, err error, shared bool) (*dns.Msg, *dns.EDNS0_EDE) {
+	if err != nil {
+		p.stats.verdict(m.d.Verdict)
+		// An audit's Event still; but a SERVFAIL is no answer, so a
+		// plain allow is not handed to OnAnswer (discovery records).
+		if !plainAllow(m.d) {
+			p.report(m.d, m.name, m.ev)
+		}
+		return rcodeReply(req, dns.RcodeServerFailure), nil
+	}
+	// Records are ours alone if no other query waited on this fetch and
+	// the cache did not take them.
+	return p.answerFrom(req, e, m.d, m.name, m.ev, m.now, !shared && !e.shared)
+}
+
+// answerFrom is the reply from the answer e (cached, or just fetched and
+// owned): through the decisions on its CNAME targets, else relayed.
+func (p *Proxy) answerFrom(req *dns.Msg, e *cached, d filter.Decision, name string, ev evCtx, now time.Time, owned bool) (*dns.Msg, *dns.EDNS0_EDE) {
 	if len(e.chain) > 0 {
 		return p.answerChain(req, e, d, name, ev, now, owned)
 	}
@@ -222,18 +317,21 @@ func (p *Proxy) answer(req *dns.Msg, client netip.AddrPort, proto string, worker
 	return p.relay(req, e, now, owned), nil
 }
 
-// fetch resolves a cache miss, coalesced with identical ones in flight.
-// A general-path goroutine (worker) counts as fetching while it waits (for
-// its own upstream query or another's it shares), and, as it leaves the
-// CPU, starts another for the datagrams queued behind it if there is room
-// (spawn).
-func (p *Proxy) fetch(key cacheKey, id string, q dns.Question, now time.Time, worker bool) (v any, err error, shared bool) {
+// fetch resolves a cache miss, coalesced with identical ones in flight,
+// waiting for the outcome (TCP, and the servers of unspecified addresses).
+// A general-path goroutine (worker) counts as fetching while it waits, and
+// as it leaves the CPU starts another for the datagrams queued behind it if
+// there is room (spawn).
+func (p *Proxy) fetch(key cacheKey, id string, q dns.Question, now time.Time, worker bool) (e *cached, err error, shared bool) {
 	if worker {
 		p.fetching.Add(1)
 		defer p.fetching.Add(-1)
 		p.spawn()
 	}
-	return p.flight.Do(id, func() (any, error) { return p.resolve(key, id, q, now) })
+	w := &waitFetch{ch: make(chan struct{})}
+	p.fetchAsync(key, id, q, now, w)
+	<-w.ch
+	return w.e, w.err, w.shared
 }
 
 // answerChain is the end of answer for an answer with CNAME targets: each is

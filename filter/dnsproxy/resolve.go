@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
@@ -14,16 +15,104 @@ const (
 	downFor   = time.Second
 )
 
-// resolve asks the upstreams and caches what they say. While every upstream
-// is known to be failing, it fails at once.
-func (p *Proxy) resolve(key cacheKey, id string, q dns.Question, now time.Time) (*cached, error) {
+// fetchCall is one upstream exchange for a cache miss and the queries
+// waiting for it: identical misses in flight are coalesced into one
+// (Proxy.calls, keyed by the cache key's id).
+type fetchCall struct {
+	p   *Proxy
+	key cacheKey
+	id  string
+	q   dns.Question
+	now time.Time
+	ups *upstreams
+	// waiters, under Proxy.callsMu until the call completes.
+	waiters []fetchWaiter
+}
+
+// fetchWaiter is a query waiting for a fetchCall: fetched gets the cached
+// answer or the error, and whether other queries shared it. It must not
+// panic (it recovers its own).
+type fetchWaiter interface {
+	fetched(e *cached, err error, shared bool)
+}
+
+// fetchAsync resolves a cache miss, coalesced with identical ones in
+// flight, and hands the outcome to w — on this goroutine if every upstream
+// is known to be failing (SERVFAIL at once), else on the goroutine that
+// receives the upstream's answer (or its timeout): no goroutine waits.
+func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Time, w fetchWaiter) {
+	p.callsMu.Lock()
+	if c, ok := p.calls[id]; ok {
+		c.waiters = append(c.waiters, w)
+		p.callsMu.Unlock()
+		return
+	}
+	c := &fetchCall{p: p, key: key, id: id, q: q, now: now, waiters: []fetchWaiter{w}}
+	p.calls[id] = c
+	p.callsMu.Unlock()
 	if until := p.downUntil.Load(); until != 0 && now.UnixNano() < until {
 		p.stats.srvFail.Add(1)
-		return nil, errAllFailed
+		c.complete(nil, errAllFailed)
+		return
 	}
-	ups := p.ups.Load()
-	uq := dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}
-	m, _, err := ups.exchange(p.baseCtx, uq, key.do, key.cd)
+	c.ups = p.ups.Load()
+	c.ups.exchange(dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}, key.do, key.cd, c)
+}
+
+// errPanic is the outcome of a fetch whose answer could not be taken in.
+var errPanic = errors.New("dnsproxy: panic while taking in an upstream answer")
+
+// exchanged takes in the upstream's outcome and answers every waiter. A
+// panic here costs the waiters a SERVFAIL, never the process (it runs on an
+// upstream socket's reader).
+func (c *fetchCall) exchanged(m *dns.Msg, addr string, err error) {
+	p := c.p
+	var e *cached
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				p.stats.panics.Add(1)
+				p.cfg.Panics.Recovered("dns", v)
+				e, err = nil, errPanic
+			}
+		}()
+		e, err = p.resolved(c, m, err)
+	}()
+	c.complete(e, err)
+}
+
+// complete ends the call: it is no longer joined, and each waiter gets e or
+// err.
+func (c *fetchCall) complete(e *cached, err error) {
+	p := c.p
+	p.callsMu.Lock()
+	delete(p.calls, c.id)
+	ws := c.waiters
+	c.waiters = nil
+	p.callsMu.Unlock()
+	shared := len(ws) > 1
+	for _, w := range ws {
+		w.fetched(e, err, shared)
+	}
+}
+
+// waitFetch is a waiter that blocks its caller (fetch).
+type waitFetch struct {
+	ch     chan struct{}
+	e      *cached
+	err    error
+	shared bool
+}
+
+func (w *waitFetch) fetched(e *cached, err error, shared bool) {
+	w.e, w.err, w.shared = e, err, shared
+	close(w.ch)
+}
+
+// resolved takes in what the upstreams said for c: counted and logged if
+// they all failed, else cached and its addresses mapped to the name.
+func (p *Proxy) resolved(c *fetchCall, m *dns.Msg, err error) (*cached, error) {
+	key, id, q, now, ups := c.key, c.id, c.q, c.now, c.ups
 	if err != nil {
 		p.stats.srvFail.Add(1)
 		if p.baseCtx.Err() == nil {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/netutil"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/netward/netward/internal/bindhint"
 )
@@ -37,8 +36,10 @@ type Proxy struct {
 	served  map[*net.UDPConn]*atomic.Uint64
 	baseCtx context.Context
 
-	// flight coalesces identical cache misses into one upstream query.
-	flight singleflight.Group
+	// calls coalesces identical cache misses into one upstream query
+	// (fetchAsync).
+	callsMu sync.Mutex
+	calls   map[string]*fetchCall
 
 	resolverEvery time.Duration // tests shorten resolverCheck
 	noFastPath    bool          // tests serve every address as an unspecified one is
@@ -83,7 +84,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{}),
+	return &Proxy{cfg: c, cache: newCache(c.CacheSize), ready: make(chan struct{}), calls: map[string]*fetchCall{},
 		slots: make(chan struct{}, 2*c.MaxInFlight), work: make(chan datagram, 2*c.MaxInFlight), stopping: make(chan struct{}),
 		runnable: int64(max(2*runtime.GOMAXPROCS(0), 4))}, nil
 }
@@ -418,8 +419,7 @@ func (p *Proxy) watchResolvers(ctx context.Context) {
 		}
 		old := p.ups.Swap(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
 		c.Log.Info("dns: the host's resolvers changed", "upstreams", ups)
-		// Pooled sockets of the old set are closed; a query still using one
-		// closes it itself when done.
-		old.close()
+		// The old set's sockets close as the queries waiting on them end.
+		old.drain()
 	}
 }

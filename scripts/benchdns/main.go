@@ -304,6 +304,13 @@ func upstream() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	// The room dnsperf gets (bench-dns.sh raises rmem_max to it): with the
+	// default 208 KiB this upstream dropped queries (/proc/net/udp: 12,249
+	// in three rounds at ~45,000 q/s), which a server then waits a retry
+	// for; a lost query is the server's to count, not the harness's.
+	if uc, ok := pc.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(4 << 20)
+	}
 	a := net.IPv4(192, 0, 2, 1).To4()
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
