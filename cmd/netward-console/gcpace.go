@@ -6,6 +6,8 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,29 +33,38 @@ const (
 )
 
 // gcPercentFor is the GOGC that lets a heap with live bytes live grow to
-// gcGoal: between the runtime's default (100) and gcMaxPercent.
-func gcPercentFor(live uint64) int {
-	if live == 0 {
-		return gcMaxPercent
+// goal: between the runtime's default (100) and gcMaxPercent. The runtime's
+// goal is live + (live + scan) × GOGC/100, where scan is the goroutine
+// stacks and globals it also scans (runtime/mgcpacer.go): held polls'
+// stacks count, so they are not multiplied past the goal (review).
+func gcPercentFor(live, scan, goal uint64) int {
+	if live >= goal {
+		return 100
 	}
-	p := int(gcGoal*100/live) - 100
+	p := int((goal - live) * 100 / max(1, live+scan))
 	return min(gcMaxPercent, max(100, p/50*50)) // steps of 50: rare changes
 }
 
 // paceGC repaces the collector every gcRepace from the live heap of the
-// last collection until ctx ends, unless the operator's GOGC says
-// otherwise (it wins, GOGC=off included).
+// last collection until ctx ends, unless the operator's GOGC or GOMEMLIMIT
+// says otherwise (they win, GOGC=off included). Under a cgroup memory
+// limit (a container) the goal is at most half of it.
 func paceGC(ctx context.Context, log *slog.Logger) {
-	if os.Getenv("GOGC") != "" { // the runtime reads an empty GOGC as 100
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" { // the runtime reads an empty GOGC as 100
 		return
 	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	goal := uint64(gcGoal)
+	if lim := cgroupMemoryMax(); lim > 0 {
+		goal = min(goal, lim/2)
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
 	pace := func(was int) int {
 		metrics.Read(sample)
-		p := gcPercentFor(sample[0].Value.Uint64())
+		live := sample[0].Value.Uint64()
+		p := gcPercentFor(live, sample[1].Value.Uint64()+sample[2].Value.Uint64(), goal)
 		if p != was {
 			debug.SetGCPercent(p)
-			log.Debug("garbage collector paced", "gogc", p, "liveMiB", sample[0].Value.Uint64()>>20)
+			log.Debug("garbage collector paced", "gogc", p, "liveMiB", live>>20)
 		}
 		return p
 	}
@@ -70,4 +81,19 @@ func paceGC(ctx context.Context, log *slog.Logger) {
 			}
 		}
 	}()
+}
+
+// cgroupMemoryMax is the cgroup v2 memory limit of this process's cgroup
+// (a container's), 0 when there is none or it cannot be read (no cgroup v2,
+// another OS).
+func cgroupMemoryMax() uint64 {
+	b, err := os.ReadFile("/sys/fs/cgroup/memory.max")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil { // "max": no limit
+		return 0
+	}
+	return n
 }

@@ -243,11 +243,12 @@ func (c *chunk) Record(r *telemetry.Record, n int64, appID, domain string) {
 		if ti.publishedAt.IsZero() || !r.Timestamp.After(ti.publishedAt.Add(c.a.cfg.Grace)) {
 			return
 		}
-		// Nor while the device could not reach the console: a record made
-		// offline and uploaded when it came back is no sign of a stale
-		// endpoint; from its return it has the grace to take the feed.
+		// Nor unless the device had checked in since the publication, the
+		// grace before the record: one made while it could not reach the
+		// console (uploaded when it came back) is no sign of a stale
+		// endpoint; one made online before a later gap is.
 		dev, err := c.deviceRow(context.Background())
-		if err != nil || !r.Timestamp.After(dev.OnlineSince.Add(c.a.cfg.Grace)) {
+		if err != nil || !dev.CheckedInBetween(ti.publishedAt, r.Timestamp.Add(-c.a.cfg.Grace)) {
 			return
 		}
 		kind = store.AlertUnsanctionedNotBlocked

@@ -669,3 +669,42 @@ func TestNotBlockedAlertSkipsOfflineRecords(t *testing.T) {
 		t.Errorf("after the device's return: %+v, want one alert for the record made online", got)
 	}
 }
+
+// A stale device online (checking in on the old sequence) when it reaches
+// the app, whose chunk is uploaded after a later silence (lid closed, a
+// roam): the record was made online and raises the alert (review finding:
+// reading only the current run of check-ins left it out).
+func TestNotBlockedAlertKeepsRecordsMadeOnlineBeforeAGap(t *testing.T) {
+	f := newAnalyticsFixture(t)
+	ctx := context.Background()
+	old := f.pub.Status().Sequence
+	base := time.Now().UTC()
+	const offlineAfter = 601 * time.Second
+	checkin := func(at time.Time) {
+		t.Helper()
+		if err := f.st.SaveCheckins(ctx, []store.Checkin{{DeviceID: "pc-2", At: at, Known: true, Sequence: old}}, offlineAfter); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkin(base.Add(-time.Minute))
+	if w := f.do(f.admin, "PUT", "/api/apps/dropbox/tag", map[string]string{"tag": "Unsanctioned"}); w.Code != 200 {
+		t.Fatalf("tag dropbox = %d %s", w.Code, w.Body)
+	}
+	for m := 1; m <= 5; m++ {
+		checkin(base.Add(time.Duration(m) * time.Minute))
+	}
+	checkin(base.Add(16 * time.Minute)) // back after 11 silent minutes
+	f.upload(t, "pc-2", "made-online", rec2(base.Add(4*time.Minute), "ConnectionSuccess", "https://www.dropbox.com/upload", "bob", ""))
+	var al struct{ Alerts []store.Alert }
+	f.getJSON(t, "/api/alerts?from="+base.Add(-time.Hour).Format(time.RFC3339)+"&to="+base.Add(time.Hour).Format(time.RFC3339), &al)
+	n := 0
+	for _, a := range al.Alerts {
+		if a.Kind == store.AlertUnsanctionedNotBlocked && a.DeviceID == "pc-2" {
+			n++
+		}
+	}
+	if n != 1 {
+		d, _ := f.st.Device(ctx, "pc-2")
+		t.Errorf("a record made online at +4m (check-ins +1..+5m, back at +16m) raised %d not-blocked alerts, want 1 (device %+v)", n, d)
+	}
+}

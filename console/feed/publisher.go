@@ -481,6 +481,17 @@ func (p *Publisher) isSuperseded(w *waiter) bool {
 	return w.superseded
 }
 
+// offlineAfter is the silence after which a device's next check-in starts a
+// new run (Device.OnlineSince): an agent long-polls for at most MaxWait and
+// asks again at once, and retries a failed request within its longest
+// back-off (indicators.DefaultMaxBackoff)
+// (a stale endpoint that refuses the feed still checks in that often), so
+// two of the longer of the two and a write interval is a device that could
+// not reach the console.
+func (p *Publisher) offlineAfter() time.Duration {
+	return 2*max(p.cfg.MaxWait, indicators.DefaultMaxBackoff) + p.cfg.CheckinInterval
+}
+
 // checkinBuffer keeps the newest check-in per device until the next write.
 type checkinBuffer struct {
 	mu      sync.Mutex
@@ -510,10 +521,7 @@ func (b *checkinBuffer) take() []store.Checkin {
 
 func (p *Publisher) flushCheckins(ctx context.Context) {
 	cs := p.checkins.take()
-	// An agent long-polls for at most MaxWait and asks again at once: a
-	// silence of two whole waits and a write interval is a device that
-	// could not reach the console (Device.OnlineSince).
-	if err := p.cfg.Store.SaveCheckins(ctx, cs, 2*p.cfg.MaxWait+p.cfg.CheckinInterval); err != nil {
+	if err := p.cfg.Store.SaveCheckins(ctx, cs, p.offlineAfter()); err != nil {
 		if ctx.Err() == nil {
 			p.log.Error("feed: check-ins not saved", "devices", len(cs), "err", err)
 		}

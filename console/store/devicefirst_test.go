@@ -84,7 +84,7 @@ func pgPlan(t *testing.T, s *Store, query string, args ...any) string {
 
 // TestDeviceFirstRollupMigration: migration 0035 keys roll_app_device by
 // device first on PostgreSQL, drops the device index the key replaces and
-// adds a BRIN index on bucket. A store made before it (the key and index
+// adds a B-tree on bucket. A store made before it (the key and index
 // of 0002) upgrades with its rows, every view answers the same before and
 // after, and the machine and app views and the pruning read an index.
 func TestDeviceFirstRollupMigration(t *testing.T) {

@@ -99,21 +99,36 @@ type Device struct {
 	// OnlineSince is when the device's current run of check-ins began
 	// (SaveCheckins); zero when it began before the console recorded it.
 	OnlineSince time.Time `json:"onlineSince,omitzero"`
+	// PrevOnlineSince and PrevLastSeen bound the run before it (zero if
+	// none was recorded).
+	PrevOnlineSince time.Time `json:"prevOnlineSince,omitzero"`
+	PrevLastSeen    time.Time `json:"prevLastSeen,omitzero"`
+}
+
+// CheckedInBetween reports whether the device checked in between from and
+// to, as far as its last two runs of check-ins tell: within a run it checks
+// in at least every offline threshold, so a run that began by to and lasted
+// until from or later holds one. An untracked start (zero OnlineSince)
+// counts as online since ever.
+func (d Device) CheckedInBetween(from, to time.Time) bool {
+	in := func(since, last time.Time) bool { return !since.After(to) && !last.Before(from) && !last.IsZero() }
+	return in(d.OnlineSince, d.LastSeenAt) || in(d.PrevOnlineSince, d.PrevLastSeen)
 }
 
 // Revoked reports whether an admin revoked the device.
 func (d Device) Revoked() bool { return !d.RevokedAt.IsZero() }
 
-const deviceCols = "id, name, token_hash, enrollment_key_id, enrolled_at, revoked_at, revoked_by, last_seen_at, last_address, checkin_known, agent_version, os_platform, os_version, sequence_held, last_chunk_at, info_at, logged_on_users, online_since"
+const deviceCols = "id, name, token_hash, enrollment_key_id, enrolled_at, revoked_at, revoked_by, last_seen_at, last_address, checkin_known, agent_version, os_platform, os_version, sequence_held, last_chunk_at, info_at, logged_on_users, online_since, prev_online_since, prev_last_seen"
 
 func scanDevice(sc scanner) (Device, error) {
 	var d Device
-	var en, rv, ls, lc, ia, on int64
+	var en, rv, ls, lc, ia, on, pon, pls int64
 	var known int
 	var users string
 	err := sc.Scan(&d.ID, &d.Name, &d.TokenHash, &d.EnrollmentKeyID, &en, &rv, &d.RevokedBy, &ls, &d.LastAddress, &known,
-		&d.AgentVersion, &d.OSPlatform, &d.OSVersion, &d.SequenceHeld, &lc, &ia, &users, &on)
+		&d.AgentVersion, &d.OSPlatform, &d.OSVersion, &d.SequenceHeld, &lc, &ia, &users, &on, &pon, &pls)
 	d.EnrolledAt, d.RevokedAt, d.LastSeenAt, d.LastChunkAt, d.InfoAt, d.OnlineSince = fromMS(en), fromMS(rv), fromMS(ls), fromMS(lc), fromMS(ia), fromMS(on)
+	d.PrevOnlineSince, d.PrevLastSeen = fromMS(pon), fromMS(pls)
 	d.CheckinKnown = known != 0
 	if users != "" {
 		d.LoggedOnUsers = strings.Split(users, "\n")
@@ -270,8 +285,11 @@ func (s *Store) SaveCheckins(ctx context.Context, cs []Checkin, offlineAfter tim
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		// Every SET expression reads the row as it was (SQL's UPDATE), so
-		// the CASE compares the previous last_seen_at.
-		const since = "online_since = CASE WHEN last_seen_at < ? THEN ? ELSE online_since END, "
+		// each CASE compares the previous last_seen_at; a new run keeps the
+		// one it ends as the previous run.
+		const since = "prev_online_since = CASE WHEN last_seen_at < ? THEN online_since ELSE prev_online_since END, " +
+			"prev_last_seen = CASE WHEN last_seen_at < ? THEN last_seen_at ELSE prev_last_seen END, " +
+			"online_since = CASE WHEN last_seen_at < ? THEN ? ELSE online_since END, "
 		plain, err := tx.PrepareContext(ctx, s.q("UPDATE devices SET "+since+"last_seen_at = ?, last_address = ? WHERE id = ? AND last_seen_at <= ?"))
 		if err != nil {
 			return err
@@ -285,9 +303,9 @@ func (s *Store) SaveCheckins(ctx context.Context, cs []Checkin, offlineAfter tim
 		for _, c := range cs {
 			at, gapFrom := ms(c.At), ms(c.At.Add(-offlineAfter))
 			if c.Known {
-				_, err = full.ExecContext(ctx, gapFrom, at, at, c.Address, c.AgentVersion, c.OSPlatform, c.OSVer, c.Sequence, c.DeviceID, at)
+				_, err = full.ExecContext(ctx, gapFrom, gapFrom, gapFrom, at, at, c.Address, c.AgentVersion, c.OSPlatform, c.OSVer, c.Sequence, c.DeviceID, at)
 			} else {
-				_, err = plain.ExecContext(ctx, gapFrom, at, at, c.Address, c.DeviceID, at)
+				_, err = plain.ExecContext(ctx, gapFrom, gapFrom, gapFrom, at, at, c.Address, c.DeviceID, at)
 			}
 			if err != nil {
 				return err

@@ -134,19 +134,36 @@ func TestEnrollAndRevoke(t *testing.T) {
 		}
 		// The first check-in starts a run; one within offlineAfter of the
 		// previous continues it; one after a longer silence starts another.
+		// The run it ends becomes the previous run (never: -1).
+		at := func(d time.Duration) time.Time {
+			if d < 0 {
+				return time.Time{}
+			}
+			return now.Add(d)
+		}
 		for _, step := range []struct {
-			at, since time.Time
+			at, since, prevSince, prevLast time.Duration
 		}{
-			{now.Add(50 * time.Minute), now},
-			{now.Add(50*time.Minute + 2*time.Hour), now.Add(50*time.Minute + 2*time.Hour)},
-			{now.Add(3 * time.Hour), now.Add(50*time.Minute + 2*time.Hour)},
+			{50 * time.Minute, 0, -1, -1},
+			{170 * time.Minute, 170 * time.Minute, 0, 50 * time.Minute},
+			{3 * time.Hour, 170 * time.Minute, 0, 50 * time.Minute},
+			{5 * time.Hour, 5 * time.Hour, 170 * time.Minute, 3 * time.Hour},
 		} {
-			if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: step.at}}, time.Hour); err != nil {
+			if err := s.SaveCheckins(ctx, []Checkin{{DeviceID: "d1", At: at(step.at)}}, time.Hour); err != nil {
 				t.Fatal(err)
 			}
-			if d, _ = s.Device(ctx, "d1"); d.OnlineSince.UnixMilli() != step.since.UnixMilli() || d.SequenceHeld != 7 {
-				t.Errorf("check-in at +%v: online since +%v (sequence %d), want +%v", step.at.Sub(now), d.OnlineSince.Sub(now), d.SequenceHeld, step.since.Sub(now))
+			d, _ = s.Device(ctx, "d1")
+			same := func(a, b time.Time) bool { return a.IsZero() == b.IsZero() && a.UnixMilli() == b.UnixMilli() }
+			if !same(d.OnlineSince, at(step.since)) || !same(d.PrevOnlineSince, at(step.prevSince)) || !same(d.PrevLastSeen, at(step.prevLast)) || d.SequenceHeld != 7 {
+				t.Errorf("check-in at +%v: online since +%v, previous run +%v..+%v (sequence %d), want +%v, +%v..+%v", step.at,
+					d.OnlineSince.Sub(now), d.PrevOnlineSince.Sub(now), d.PrevLastSeen.Sub(now), d.SequenceHeld, step.since, step.prevSince, step.prevLast)
 			}
+			if !d.CheckedInBetween(at(step.at-time.Minute), at(step.at)) || d.CheckedInBetween(at(step.at+time.Minute), at(step.at+2*time.Minute)) {
+				t.Errorf("check-in at +%v: CheckedInBetween wrong around it (%+v)", step.at, d)
+			}
+		}
+		if !d.CheckedInBetween(at(2*time.Hour+55*time.Minute), at(4*time.Hour)) || d.CheckedInBetween(at(3*time.Hour+time.Minute), at(4*time.Hour)) {
+			t.Errorf("CheckedInBetween misreads the previous run and the gap: %+v", d)
 		}
 		if err := s.RevokeDevice(ctx, "d1", "alice"); err != nil {
 			t.Fatal(err)
