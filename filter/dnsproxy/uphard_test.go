@@ -229,10 +229,10 @@ func TestForgedICMPDoesNotSwitchFilteringOff(t *testing.T) {
 	if s.usable() {
 		t.Error("the socket that got the ICMP error is not retired")
 	}
-	// A flood of them, at every socket (the attempts moved to fresh ones
-	// too, which a spoofer cannot have found before its first error).
+	// A flood of them at every socket the spoofer could have found (those
+	// open before its first error; the fresh ones the attempts moved to
+	// have new random ports).
 	for range 3 {
-		socks, _ := pending()
 		for _, s := range socks {
 			s.unreachable(syscall.ECONNREFUSED)
 		}
