@@ -118,8 +118,11 @@ func (p *Proxy) resolved(c *fetchCall, m *dns.Msg, err error) (*cached, error) {
 		if p.baseCtx.Err() == nil {
 			// Three queries in a row failing on every upstream mark them
 			// down for a second: one name whose servers never answer must
-			// not take the resolver down for every other name.
-			if p.consecFails.Add(1) >= downAfter {
+			// not take the resolver down for every other name. What a
+			// forged packet can cause (a first ICMP error on a socket, a
+			// panic) does not count: a packet must not switch the
+			// filtering off.
+			if !errors.Is(err, errNotCounted) && !errors.Is(err, errPanic) && p.consecFails.Add(1) >= downAfter {
 				p.downUntil.Store(p.cfg.Now().Add(downFor).UnixNano())
 			}
 			if last := p.lastLog.Load(); now.UnixNano()-last > int64(10*time.Second) && p.lastLog.CompareAndSwap(last, now.UnixNano()) {

@@ -26,6 +26,10 @@ type Proxy struct {
 	stats counters
 	cache *cache
 	ups   atomic.Pointer[upstreams]
+	// drained are the upstream sets replaced by watchResolvers whose
+	// queries may still be under way; Run closes them with the current one.
+	upsMu   sync.Mutex
+	drained []*upstreams
 
 	ready chan struct{}
 	mu    sync.Mutex
@@ -137,8 +141,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return errors.New("dnsproxy: every configured upstream is the proxy itself; set dns.upstreams to real resolvers")
 		}
 	}
-	p.ups.Store(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
-	defer func() { p.ups.Load().close() }()
+	p.ups.Store(p.newUpstreams(ups))
+	defer p.closeUpstreams()
 	p.baseCtx = ctx
 
 	var servers []*dns.Server
@@ -262,6 +266,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	// The upstream sets close first: queries waiting on an upstream (TCP
+	// clients', the general path's) fail at once instead of holding the
+	// servers' shutdown for the upstream timeout. (Closed again on return,
+	// after watchResolvers has ended.)
+	p.closeUpstreams()
 	// Closing the fast path's sockets ends their workers; their
 	// general-path goroutines end within the upstream timeout (a reply
 	// written to a closed socket is dropped).
@@ -417,9 +426,46 @@ func (p *Proxy) watchResolvers(ctx context.Context) {
 		if err != nil || slices.Equal(ups, p.ups.Load().addrs) {
 			continue
 		}
-		old := p.ups.Swap(newUpstreams(ups, c.Timeout, c.UpstreamControl, &p.stats))
+		p.swapUpstreams(p.newUpstreams(ups))
 		c.Log.Info("dns: the host's resolvers changed", "upstreams", ups)
-		// The old set's sockets close as the queries waiting on them end.
-		old.drain()
+	}
+}
+
+// newUpstreams is the upstream set for addrs with the proxy's settings.
+func (p *Proxy) newUpstreams(addrs []string) *upstreams {
+	u := newUpstreams(addrs, p.cfg.Timeout, p.cfg.UpstreamControl, &p.stats)
+	u.panics = p.cfg.Panics
+	return u
+}
+
+// swapUpstreams makes u the current set. The old one drains (its sockets
+// close as the queries waiting on them end) and is kept until it is over,
+// so that Run's end closes it too; the sets that are over are let go.
+func (p *Proxy) swapUpstreams(u *upstreams) {
+	p.upsMu.Lock()
+	defer p.upsMu.Unlock()
+	old := p.ups.Swap(u)
+	old.drain()
+	now := time.Now()
+	kept := p.drained[:0]
+	for _, d := range p.drained {
+		if d.done(now) {
+			d.close() // nothing left but its context
+		} else {
+			kept = append(kept, d)
+		}
+	}
+	clear(p.drained[len(kept):])
+	p.drained = append(kept, old)
+}
+
+// closeUpstreams closes the current upstream set and every drained one:
+// queries still waiting on them fail at once.
+func (p *Proxy) closeUpstreams() {
+	p.upsMu.Lock()
+	sets := append([]*upstreams{p.ups.Load()}, p.drained...)
+	p.upsMu.Unlock()
+	for _, u := range sets {
+		u.close()
 	}
 }

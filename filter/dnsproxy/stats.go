@@ -39,7 +39,10 @@ type Stats struct {
 	// BadReplies counts upstream datagrams ignored because they did not
 	// match the question and ID (spoofing attempts, late replies).
 	BadReplies uint64
-	TCPRetries uint64
+	// LateReplies counts upstream answers that came after their attempt
+	// had ended (timed out, or failed by an ICMP error).
+	LateReplies uint64
+	TCPRetries  uint64
 
 	InFlight int64
 	// Refused counts queries refused because MaxInFlight was reached.
@@ -66,6 +69,7 @@ type counters struct {
 	cacheHits, cacheMisses       atomic.Uint64
 	upQueries, upErrors, srvFail atomic.Uint64
 	badReplies, tcpRetries       atomic.Uint64
+	lateReplies                  atomic.Uint64
 	inFlight                     atomic.Int64
 	refused, rejected, panics    atomic.Uint64
 	latency                      [len(LatencyBounds) + 1]atomic.Uint64
@@ -98,6 +102,7 @@ func (c *counters) snapshot() Stats {
 		UpstreamErrors:  c.upErrors.Load(),
 		ServFail:        c.srvFail.Load(),
 		BadReplies:      c.badReplies.Load(),
+		LateReplies:     c.lateReplies.Load(),
 		TCPRetries:      c.tcpRetries.Load(),
 		InFlight:        c.inFlight.Load(),
 		Refused:         c.refused.Load(),

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,6 +17,8 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/netward/netward/internal/guard"
 )
 
 // upstreamUDPSize is the EDNS0 buffer size the proxy advertises, upstream
@@ -38,6 +41,26 @@ var errAllFailed = errors.New("every upstream failed")
 // errTimeout is an attempt that got no answer before its deadline.
 var errTimeout = errors.New("no answer in time")
 
+// errNoAttempt is a query whose time ran out (or whose proxy stopped)
+// before any upstream could be asked.
+var errNoAttempt = errors.New("no upstream could be asked before the query's timeout (raise dns.timeout if this repeats)")
+
+// errStopping is a query the proxy could not forward because it is
+// stopping.
+var errStopping = errors.New("the DNS proxy is stopping")
+
+// errUnconfirmed marks an attempt's ICMP unreachable error that is not
+// trusted yet (upSock.unreachable): no socket of the upstream opened after
+// its first such error since it last answered has had one. One forged ICMP
+// message must not switch the filtering off; a real closed port refuses
+// again on the fresh socket the next attempt opens, which confirms it.
+var errUnconfirmed = errors.New("ICMP error not yet confirmed on a fresh socket")
+
+// errNotCounted marks a failed exchange whose every attempt failed with an
+// unconfirmed ICMP error: it does not count toward marking the upstreams
+// down (Proxy.resolved).
+var errNotCounted = errors.New("not counted against the upstreams")
+
 // The forwarded path is event-driven (issue 21): a query waiting for its
 // upstream holds no goroutine. Each upstream has a few shared UDP sockets
 // (upSocks), connected to it, so the kernel picked a random source port for
@@ -51,11 +74,15 @@ var errTimeout = errors.New("no answer in time")
 // outstanding queries). Deadlines are runtime timers, which take a
 // goroutine only when they fire. A socket is retired after socketUses
 // queries or socketLife, so the port a spoofer must hit keeps changing; it
-// is closed once its last query is answered or timed out.
+// is closed once its last query is answered or timed out. upSocks sockets
+// per upstream spread the queries in flight over as many random ports (RFC
+// 5452 §9.2: a spoofer must hit the port as well as the ID; 8 is 8× the
+// search space of one) and bound what one forged ICMP error (which retires
+// the socket it hits) can fail to the attempts on one of them.
 const (
-	upSocks    = 2
-	socketUses = 4096
-	socketLife = 30 * time.Second
+	upSocks    = 8
+	socketUses = 1024
+	socketLife = 10 * time.Second
 	// upBatch datagrams are read at once by a socket's reader.
 	upBatch = 8
 	// upReadBuffer is each upstream socket's receive buffer (kernel
@@ -76,11 +103,22 @@ type upstreams struct {
 	readers   sync.WaitGroup
 	next      atomic.Uint32 // round robin over an upstream's sockets
 
-	mu       sync.Mutex
-	socks    [][]*upSock // per upstream, upSocks each (nil until first used)
-	all      map[*upSock]struct{}
-	draining bool // every socket is retired (replaced upstream set, or closing)
-	closed   atomic.Bool
+	// refusedAt is, per upstream, when (unix nanoseconds) a socket of it
+	// first got an ICMP unreachable error since it last answered; 0: none
+	// (see upSock.unreachable).
+	refusedAt []atomic.Int64
+	// panics records a panic recovered on the upstream path (nil: only
+	// counted).
+	panics *guard.Panics
+	// unpackHook, when set (tests), replaces the unpacking of answers.
+	unpackHook func(*dns.Msg, []byte) error
+
+	mu        sync.Mutex
+	socks     [][]*upSock // per upstream, upSocks each (nil until first used)
+	all       map[*upSock]struct{}
+	draining  bool      // every socket is retired (replaced upstream set, or closing)
+	drainedAt time.Time // when drain was called
+	closed    atomic.Bool
 }
 
 func newUpstreams(addrs []string, timeout time.Duration, control func(string, string, syscall.RawConn) error, st *counters) *upstreams {
@@ -91,7 +129,33 @@ func newUpstreams(addrs []string, timeout time.Duration, control func(string, st
 	for range addrs {
 		u.socks = append(u.socks, make([]*upSock, upSocks))
 	}
+	u.refusedAt = make([]atomic.Int64, len(addrs))
 	return u
+}
+
+// panicked counts and logs (at most once per interval, guard.Panics) a
+// panic recovered on the upstream path: the query it concerned is answered
+// SERVFAIL, the agent goes on.
+func (u *upstreams) panicked(v any) {
+	u.stats.panics.Add(1)
+	u.panics.Recovered("dns", v)
+}
+
+// unpack is m.Unpack(b), or the test's hook.
+func (u *upstreams) unpack(m *dns.Msg, b []byte) error {
+	if u.unpackHook != nil {
+		return u.unpackHook(m, b)
+	}
+	return m.Unpack(b)
+}
+
+// done reports whether a drained set is over: drained longer ago than the
+// timeout (every query begun on it has reached its deadline, so it sends
+// nothing more) and with no socket left.
+func (u *upstreams) done(now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.draining && now.Sub(u.drainedAt) > u.timeout && len(u.all) == 0
 }
 
 // drain retires every socket: queries waiting on them are still answered
@@ -100,6 +164,7 @@ func newUpstreams(addrs []string, timeout time.Duration, control func(string, st
 func (u *upstreams) drain() {
 	u.mu.Lock()
 	u.draining = true
+	u.drainedAt = time.Now()
 	socks := make([]*upSock, 0, len(u.all))
 	for s := range u.all {
 		socks = append(socks, s)
@@ -147,7 +212,7 @@ type exchanged interface {
 func (u *upstreams) exchange(q dns.Question, do, cd bool, done exchanged) {
 	n := len(u.addrs)
 	if n == 0 {
-		done.exchanged(nil, "", errAllFailed)
+		done.exchanged(nil, "", fmt.Errorf("%w: none is configured or found in the host's resolver files", errAllFailed))
 		return
 	}
 	attempts := max(n, 2)
@@ -192,6 +257,27 @@ type upFetch struct {
 	last     *dns.Msg
 	lastAddr string
 	errs     []error
+	// finished is set by the one call of done (finish): after a recovered
+	// panic the fetch is answered SERVFAIL, and whatever of it was still
+	// under way must not answer it again.
+	finished atomic.Bool
+}
+
+// finish hands the fetch's outcome over, once.
+func (f *upFetch) finish(m *dns.Msg, addr string, err error) {
+	if f.finished.CompareAndSwap(false, true) {
+		f.done.exchanged(m, addr, err)
+	}
+}
+
+// recoverPanic, deferred by the goroutines that carry an attempt's outcome
+// (a timer's, the TCP retry's, a socket's end), turns a panic into SERVFAIL
+// for the fetch instead of the end of the process.
+func (f *upFetch) recoverPanic() {
+	if v := recover(); v != nil {
+		f.u.panicked(v)
+		f.finish(nil, "", errPanic)
+	}
 }
 
 // next begins the next attempt, or hands the outcome over when none is
@@ -219,10 +305,25 @@ func (f *upFetch) next() {
 		f.errs = append(f.errs, fmt.Errorf("%s: %w", u.addrs[i], err))
 	}
 	if f.last != nil {
-		f.done.exchanged(f.last, f.lastAddr, nil)
+		f.finish(f.last, f.lastAddr, nil)
 		return
 	}
-	f.done.exchanged(nil, "", fmt.Errorf("%w: %w", errAllFailed, errors.Join(f.errs...)))
+	err := errors.Join(f.errs...)
+	if err == nil {
+		err = errNoAttempt
+		if u.closed.Load() {
+			err = errStopping
+		}
+	}
+	soft := len(f.errs) > 0
+	for _, e := range f.errs {
+		soft = soft && errors.Is(e, errUnconfirmed)
+	}
+	if soft {
+		f.finish(nil, "", fmt.Errorf("%w (%w): %w", errAllFailed, errNotCounted, err))
+		return
+	}
+	f.finish(nil, "", fmt.Errorf("%w: %w", errAllFailed, err))
 }
 
 // result is the outcome of the attempt on upstream i.
@@ -244,7 +345,7 @@ func (f *upFetch) result(i int, m *dns.Msg, err error) {
 		return
 	}
 	u.preferred.Store(uint32(i))
-	f.done.exchanged(m, addr, nil)
+	f.finish(m, addr, nil)
 }
 
 // upAttempt is one query waiting on a shared socket.
@@ -252,6 +353,7 @@ type upAttempt struct {
 	f     *upFetch
 	s     *upSock
 	id    uint16
+	seq   int // s.sent when it was added
 	dl    time.Time
 	state atomic.Bool // taken: by its answer, its timer or its socket's end
 	timer atomic.Pointer[time.Timer]
@@ -270,9 +372,12 @@ func (a *upAttempt) take() bool {
 	return true
 }
 
-// expire is the attempt's deadline.
+// expire is the attempt's deadline. An answer arriving later is counted
+// as late, not as a forgery.
 func (a *upAttempt) expire() {
+	defer a.f.recoverPanic()
 	if a.take() {
+		a.s.late(a.id)
 		a.f.result(a.s.i, nil, errTimeout)
 	}
 }
@@ -288,9 +393,13 @@ type upSock struct {
 
 	mu      sync.Mutex
 	pending map[uint16]*upAttempt
+	// lateIDs are the IDs of attempts that timed out or failed: an answer
+	// with one is late, not forged (stats.lateReplies). At most socketUses.
+	lateIDs map[uint16]struct{}
 	sent    int
 	retired bool
 	closed  bool
+	refused bool // got an ICMP unreachable error
 }
 
 // sock returns a socket of upstream i to send on, opening one where none
@@ -299,6 +408,17 @@ func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
 	j := int(u.next.Add(1)) % upSocks
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.draining {
+		// A drained set sends only the failover attempts of queries begun
+		// on it: on a socket of upstream i still open (retired, it closes
+		// with its last attempt), else on a new one the next attempts share
+		// (not one socket and reader per attempt).
+		for _, s := range u.socks[i] {
+			if s != nil && s.usable() {
+				return s, nil
+			}
+		}
+	}
 	s := u.socks[i][j]
 	if s != nil {
 		s.mu.Lock()
@@ -327,7 +447,7 @@ func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
 	// get. (Losses seen under the flood were the benchmark's upstream's
 	// drops, docs/dns.md; this buffer is the margin, not their fix.)
 	setReadBuffer(uc, upReadBuffer)
-	s = &upSock{u: u, i: i, conn: uc, born: now, pending: map[uint16]*upAttempt{},
+	s = &upSock{u: u, i: i, conn: uc, born: now, pending: map[uint16]*upAttempt{}, lateIDs: map[uint16]struct{}{},
 		peer: addrPort(uc.RemoteAddr()), retired: u.draining}
 	if a, ok := uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
 		s.batch = ipv6.NewPacketConn(uc)
@@ -394,6 +514,8 @@ func (s *upSock) add(a *upAttempt) error {
 			a.id = id
 			s.pending[id] = a
 			s.sent++
+			a.seq = s.sent
+			delete(s.lateIDs, id)
 			return nil
 		}
 	}
@@ -414,6 +536,21 @@ func (s *upSock) remove(a *upAttempt) {
 	if last {
 		_ = s.conn.Close()
 	}
+}
+
+// usable reports whether a drained set may still send on s: open, and not
+// refused by ICMP.
+func (s *upSock) usable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && !s.refused
+}
+
+// late remembers the ID of an attempt that ended without its answer.
+func (s *upSock) late(id uint16) {
+	s.mu.Lock()
+	s.lateIDs[id] = struct{}{}
+	s.mu.Unlock()
 }
 
 // retire stops new queries on s; it closes once none waits on it.
@@ -462,9 +599,7 @@ func (s *upSock) read() {
 				return
 			}
 			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-				// ICMP unreachable from the upstream (the socket is
-				// connected): every query waiting on it moves on at once.
-				s.fail(err)
+				s.unreachable(err)
 				continue
 			}
 			time.Sleep(time.Millisecond) // never spin
@@ -476,26 +611,71 @@ func (s *upSock) read() {
 	}
 }
 
-// fail hands err to every attempt waiting on s.
-func (s *upSock) fail(err error) {
+// unreachable takes an ICMP unreachable error reported on s (the socket
+// is connected, so the kernel reports what came back for the upstream's
+// address; Linux does, Windows not: Go turns SIO_UDP_CONNRESET off there).
+// Anyone on the path can forge one, so it is not trusted far: s is retired
+// (no new query goes to a port that may be closed, or that a spoofer has
+// found), the attempts sent on it before the error move on at once (to the
+// next attempt, on a fresh socket, where a real answer still wins), and
+// the error counts against the upstream (Proxy.resolved) only when the
+// socket was opened after the upstream's first such error since it last
+// answered: a spoofer must then have found a fresh random port as well.
+func (s *upSock) unreachable(err error) {
+	u := s.u
+	s.mu.Lock()
+	s.refused = true
+	upTo := s.sent
+	s.mu.Unlock()
+	s.retire()
+	at := u.refusedAt[s.i].Load()
+	if at == 0 {
+		u.refusedAt[s.i].CompareAndSwap(0, time.Now().UnixNano())
+	}
+	if at == 0 || s.born.UnixNano() <= at {
+		err = fmt.Errorf("%w (%w)", err, errUnconfirmed)
+	}
+	s.failSent(upTo, err)
+}
+
+// fail hands err to every attempt waiting on s (it closed).
+func (s *upSock) fail(err error) { s.failSent(-1, err) }
+
+// failSent hands err to the attempts waiting on s that were added before
+// the upTo-th query on it (every one if upTo < 0).
+func (s *upSock) failSent(upTo int, err error) {
 	s.mu.Lock()
 	as := make([]*upAttempt, 0, len(s.pending))
 	for _, a := range s.pending {
-		as = append(as, a)
+		if upTo < 0 || a.seq <= upTo {
+			as = append(as, a)
+		}
 	}
 	s.mu.Unlock()
 	for _, a := range as {
-		if a.take() {
-			a.f.result(s.i, nil, err)
-		}
+		s.failOne(a, err)
+	}
+}
+
+// failOne hands err to a if nothing else took it; a panic in what follows
+// costs a's fetch a SERVFAIL, not the socket's reader.
+func (s *upSock) failOne(a *upAttempt, err error) {
+	defer a.f.recoverPanic()
+	if a.take() {
+		s.late(a.id)
+		a.f.result(s.i, nil, err)
 	}
 }
 
 // deliver takes one datagram read from s: dropped and counted unless it
 // comes from the upstream's address with the ID of a waiting attempt and
-// that attempt's question; else it is the attempt's answer. A datagram that
-// fills the buffer may have been cut and is treated as truncated (retried
-// over TCP), as is one with TC set.
+// that attempt's question; else it is the attempt's answer. An answer for
+// an attempt that already ended (timed out) is counted as late. A datagram
+// that fills the buffer may have been cut and is treated as truncated
+// (retried over TCP), as is one with TC set — once its header and question
+// match. A panic (unpacking a hostile datagram, or carrying the answer on)
+// answers that attempt's query SERVFAIL, counted and logged at most once
+// per interval; the reader goes on with the next datagram.
 func (s *upSock) deliver(pkt []byte, flags int, from netip.AddrPort) {
 	u := s.u
 	if len(pkt) < 12 || from.Addr().Unmap() != s.peer.Addr().Unmap() || from.Port() != s.peer.Port() {
@@ -505,24 +685,50 @@ func (s *upSock) deliver(pkt []byte, flags int, from netip.AddrPort) {
 	id := binary.BigEndian.Uint16(pkt)
 	s.mu.Lock()
 	a := s.pending[id]
+	late := false
+	if a == nil {
+		_, late = s.lateIDs[id]
+	}
 	s.mu.Unlock()
 	if a == nil {
-		u.stats.badReplies.Add(1)
+		if late {
+			u.stats.lateReplies.Add(1)
+		} else {
+			u.stats.badReplies.Add(1)
+		}
 		return
 	}
+	taken := false
+	defer func() {
+		if v := recover(); v != nil {
+			u.panicked(v)
+			if taken || a.take() {
+				a.f.finish(nil, "", errPanic)
+			}
+		}
+	}()
 	var m *dns.Msg
 	if len(pkt) == upstreamReadSize || (msgTrunc != 0 && flags&msgTrunc != 0) {
+		if !questionMatches(pkt, id, a.f.req.q) {
+			u.stats.badReplies.Add(1)
+			return
+		}
 		m = &dns.Msg{MsgHdr: dns.MsgHdr{Truncated: true}}
 	} else {
 		m = new(dns.Msg)
 		req := upQuery{id: id, q: a.f.req.q}
-		if err := m.Unpack(pkt); err != nil || !replyMatches(&req, m) {
+		if err := u.unpack(m, pkt); err != nil || !replyMatches(&req, m) {
 			u.stats.badReplies.Add(1)
 			return
 		}
 	}
 	if !a.take() {
-		return // timed out meanwhile
+		u.stats.lateReplies.Add(1) // timed out meanwhile
+		return
+	}
+	taken = true
+	if u.refusedAt[s.i].Load() != 0 {
+		u.refusedAt[s.i].Store(0) // it answers: ICMP errors start over
 	}
 	if !m.Truncated {
 		a.f.result(s.i, m, nil)
@@ -532,6 +738,7 @@ func (s *upSock) deliver(pkt []byte, flags int, from netip.AddrPort) {
 	// own: rare, and it must not hold up the socket's other answers.
 	u.stats.tcpRetries.Add(1)
 	go func() {
+		defer a.f.recoverPanic()
 		ctx, cancel := context.WithDeadline(u.ctx, a.dl)
 		defer cancel()
 		req := a.f.req
@@ -539,6 +746,22 @@ func (s *upSock) deliver(pkt []byte, flags int, from netip.AddrPort) {
 		m, err := u.tcp(ctx, u.addrs[s.i], &req)
 		a.f.result(s.i, m, err)
 	}()
+}
+
+// questionMatches checks the header and question of a datagram that may
+// have been cut (it filled the buffer), before it sends its attempt to TCP:
+// a response to a standard query with ID id and the question q.
+func questionMatches(pkt []byte, id uint16, q dns.Question) bool {
+	if len(pkt) < 12 || binary.BigEndian.Uint16(pkt) != id || pkt[2]&0x80 == 0 || (pkt[2]>>3)&0xF != dns.OpcodeQuery ||
+		binary.BigEndian.Uint16(pkt[4:]) != 1 {
+		return false
+	}
+	name, off, err := dns.UnpackDomainName(pkt, 12)
+	if err != nil || off+4 > len(pkt) {
+		return false
+	}
+	return binary.BigEndian.Uint16(pkt[off:]) == q.Qtype && binary.BigEndian.Uint16(pkt[off+2:]) == q.Qclass &&
+		strings.EqualFold(name, q.Name)
 }
 
 // tcp sends req over a new TCP connection (RFC 1035 §4.2.2 framing).
@@ -570,7 +793,7 @@ func (u *upstreams) tcp(ctx context.Context, addr string, req *upQuery) (*dns.Ms
 		return nil, err
 	}
 	m := new(dns.Msg)
-	if err := m.Unpack(buf); err != nil {
+	if err := u.unpack(m, buf); err != nil {
 		u.stats.badReplies.Add(1)
 		return nil, fmt.Errorf("malformed TCP answer: %w", err)
 	}
