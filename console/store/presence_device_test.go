@@ -14,30 +14,9 @@ import (
 // presence_app_device, one string each, in key order.
 func deviceRollupRows(t *testing.T, s *Store) []string {
 	t.Helper()
-	ctx := context.Background()
-	var out []string
-	for _, q := range []string{
-		"SELECT 'roll_app_device', span, bucket, app_id || '|' || domain || '|' || device_id, " + counterCols + ", last_hour FROM roll_app_device ORDER BY 2, 3, 4",
-		"SELECT 'presence_app_device', span, block, app_id || '|' || domain || '|' || device_id, bits, 0, 0, 0, 0, 0, 0, 0, 0 FROM presence_app_device ORDER BY 2, 3, 4",
-	} {
-		rows, err := s.r.QueryContext(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var table, key string
-			var span, bucket int64
-			var v [9]int64
-			if err := rows.Scan(&table, &span, &bucket, &key, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, fmt.Sprint(table, span, bucket, key, v))
-		}
-		if err := rows.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
+	return tableRows(t, s,
+		"SELECT 'roll_app_device', span, bucket, app_id || '|' || domain || '|' || device_id, "+counterCols+", last_hour FROM roll_app_device ORDER BY 2, 3, 4",
+		"SELECT 'presence_app_device', span, block, app_id || '|' || domain || '|' || device_id, bits, 0, 0, 0, 0, 0, 0, 0, 0 FROM presence_app_device ORDER BY 2, 3, 4")
 }
 
 // PostgreSQL sets a device's presence bits with the roll_app_device rows

@@ -129,13 +129,19 @@ func TestPgColumns(t *testing.T) {
 // key order.
 func rollupRows(t *testing.T, s *Store) []string {
 	t.Helper()
+	return tableRows(t, s,
+		"SELECT 'roll_app', span, bucket, app_id || '|' || domain, "+counterCols+", last_hour FROM roll_app ORDER BY 2, 3, 4",
+		"SELECT 'roll_app_user', span, bucket, app_id || '|' || domain || '|' || user_name, bypassed, 0, 0, 0, 0, 0, 0, 0, 0 FROM roll_app_user ORDER BY 2, 3, 4",
+		"SELECT 'presence_app_user', span, block, app_id || '|' || domain || '|' || user_name, bits, bypass_bits, 0, 0, 0, 0, 0, 0, 0 FROM presence_app_user ORDER BY 2, 3, 4")
+}
+
+// tableRows reads queries of the shape (table, span, bucket, key, nine
+// numbers) as comparable lines.
+func tableRows(t *testing.T, s *Store, queries ...string) []string {
+	t.Helper()
 	ctx := context.Background()
 	var out []string
-	for _, q := range []string{
-		"SELECT 'roll_app', span, bucket, app_id || '|' || domain, " + counterCols + ", last_hour FROM roll_app ORDER BY 2, 3, 4",
-		"SELECT 'roll_app_user', span, bucket, app_id || '|' || domain || '|' || user_name, bypassed, 0, 0, 0, 0, 0, 0, 0, 0 FROM roll_app_user ORDER BY 2, 3, 4",
-		"SELECT 'presence_app_user', span, block, app_id || '|' || domain || '|' || user_name, bits, bypass_bits, 0, 0, 0, 0, 0, 0, 0 FROM presence_app_user ORDER BY 2, 3, 4",
-	} {
+	for _, q := range queries {
 		rows, err := s.r.QueryContext(ctx, q)
 		if err != nil {
 			t.Fatal(err)

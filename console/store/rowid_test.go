@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
@@ -17,44 +16,13 @@ func TestWithoutRowidMigration(t *testing.T) {
 	ctx := context.Background()
 	s := sqliteStore(t)
 	now := time.Now().UTC()
-	h := HourOf(now)
-	for d := range 3 {
-		dev := fmt.Sprintf("d%d", d)
-		tr := map[TrafficKey]*Counters{}
-		users, byp := map[UserKey]struct{}{}, map[UserKey]struct{}{}
-		for i := range 6 {
-			k := TrafficKey{h - int64(i*30)*3600, []string{"slack", "", "dropbox"}[i%3], fmt.Sprintf("www.s%d.example", i%4)}
-			tr[k] = &Counters{Transactions: int64(d + i + 1), BytesSent: int64(100 * i), Warns: int64(i % 2), Bypasses: int64(i % 2)}
-			users[UserKey{k, fmt.Sprintf("u%d", (d+i)%4)}] = struct{}{}
-			if i%2 == 1 {
-				byp[UserKey{k, fmt.Sprintf("u%d", (d+i)%4)}] = struct{}{}
-			}
-		}
-		if err := s.IngestChunk(ctx, &ChunkBatch{Meta: ChunkMeta{DeviceID: dev, ChunkID: "c", SHA256: "c", ReceivedAt: now, Path: dev + "/c"}, Traffic: tr, Users: users, Bypassers: byp}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ingestViewsFixture(t, s, now, "c")
 	views := func() []any {
-		var out []any
-		for _, p := range []Period{PeriodFor(now.Add(-24*time.Hour), now, now), PeriodFor(now.Add(-30*24*time.Hour), now, now)} {
-			apps, err1 := s.DiscoveredApps(ctx, p, false)
-			cands, err2 := s.DiscoveredApps(ctx, p, true)
-			fleet, err3 := s.Fleet(ctx, p)
-			app, err4 := s.App(ctx, p, "slack", "")
-			m, err5 := s.Machine(ctx, p, "d1")
-			hd, err6 := s.HuntDevices(ctx, []string{"s1.example"}, p)
-			for _, err := range []error{err1, err2, err3, err4, err5, err6} {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			out = append(out, apps, cands, fleet, app, m, hd)
-		}
 		hc, err := s.HuntChunks(ctx, []string{"example"}, now.Add(-30*24*time.Hour), now.Add(time.Hour), 0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return append(out, hc)
+		return append(storeViews(t, s, now), hc)
 	}
 	tables := regexp.MustCompile(`(?m)^CREATE TABLE (\w+)_wr \(`).FindAllStringSubmatch(mustMigration(t, "0024_without_rowid.sqlite.sql"), -1)
 	if len(tables) < 10 {
@@ -68,7 +36,7 @@ func TestWithoutRowidMigration(t *testing.T) {
 		return strings.Contains(sql, "WITHOUT ROWID")
 	}
 	after := views()
-	if apps := after[6].([]AppStat); len(apps) != 2 || after[len(after)-1].([]HuntChunk) == nil {
+	if apps := after[7].([]AppStat); len(apps) != 2 || after[len(after)-1].([]HuntChunk) == nil {
 		t.Fatalf("the fixture answers %+v, want two apps and hunting chunks", after)
 	}
 	// Back to the tables as 0001–0022 made them (rowid tables, same
