@@ -509,24 +509,71 @@ func waitBlocking(s *server, blocked string) error {
 }
 
 // latencies measures sequential round trips per answer kind: the median
-// and p99 of each server, and of the upstream asked directly.
-type latency struct{ med, p99 time.Duration }
+// and p99 of each server, and of the upstream asked directly. The cached
+// kind is asked once before it is measured (warming: the names are then in
+// every server's cache whatever ran before), and measured more than a
+// second later, so that a cached answer shows as one: its TTL is below the
+// upstream's 3600 s (latency.hits counts them; the upstream's own are 0).
+type latency struct {
+	med, p99 time.Duration
+	hits, n  int
+	// switches is the server's context switches (every thread's, both
+	// kinds) per query: how many times a thread of it went to sleep or was
+	// woken for one sequential query.
+	switches float64
+}
 
-func latencies(servers []*server, names []string) map[string]map[string]latency {
-	out := map[string]map[string]latency{}
-	kinds := map[string]func(i int) string{
+// latencyKinds are the names each kind of sequential query asks.
+func latencyKinds(names []string) map[string]func(i int) string {
+	return map[string]func(i int) string{
 		"forwarded": func(i int) string { return fmt.Sprintf("lat%d.fwd.bench.test.", i) },
 		"cached":    func(i int) string { return fmt.Sprintf("h%d.hot.bench.test.", i%5000) },
 		"blocked":   func(i int) string { return dns.Fqdn(names[(i*7919)%len(names)]) },
 	}
+}
+
+func latencies(servers []*server, names []string) map[string]map[string]latency {
+	out := map[string]map[string]latency{}
 	targets := append([]*server{{name: "upstream", addr: "127.0.0.1", port: 25400}}, servers...)
-	for kind, name := range kinds {
+	kinds := latencyKinds(names)
+	for _, s := range targets {
+		probe(net.JoinHostPort(s.addr, strconv.Itoa(s.port)), kinds["cached"], 3000)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	for _, kind := range []string{"forwarded", "cached", "blocked"} {
 		out[kind] = map[string]latency{}
 		for _, s := range targets {
-			out[kind][s.name] = probe(net.JoinHostPort(s.addr, strconv.Itoa(s.port)), name, 3000)
+			cs := -1
+			if s.cmd != nil {
+				cs = ctxSwitches(s.pid())
+			}
+			l := probe(net.JoinHostPort(s.addr, strconv.Itoa(s.port)), kinds[kind], 3000)
+			if cs >= 0 && l.n > 0 {
+				l.switches = float64(ctxSwitches(s.pid())-cs) / float64(l.n)
+			}
+			out[kind][s.name] = l
 		}
 	}
 	return out
+}
+
+// ctxSwitches sums the context switches of every thread of pid.
+func ctxSwitches(pid int) int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	n := 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				c, _ := strconv.Atoi(strings.TrimSpace(v))
+				n += c
+			}
+		}
+	}
+	return n
 }
 
 func probe(addr string, name func(int) string, n int) latency {
@@ -537,6 +584,7 @@ func probe(addr string, name func(int) string, n int) latency {
 	defer c.Close()
 	buf := make([]byte, 1500)
 	var d []time.Duration
+	hits := 0
 	for i := range n {
 		m := new(dns.Msg)
 		m.SetQuestion(name(i), dns.TypeA)
@@ -546,16 +594,21 @@ func probe(addr string, name func(int) string, n int) latency {
 			continue
 		}
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Read(buf); err != nil {
+		k, err := c.Read(buf)
+		if err != nil {
 			continue
 		}
 		d = append(d, time.Since(start))
+		var r dns.Msg
+		if r.Unpack(buf[:k]) == nil && len(r.Answer) > 0 && r.Answer[0].Header().Ttl < 3600 && r.Answer[0].Header().Ttl > 0 {
+			hits++
+		}
 	}
 	if len(d) == 0 {
 		return latency{}
 	}
 	slices.Sort(d)
-	return latency{d[len(d)/2], d[len(d)*99/100]}
+	return latency{med: d[len(d)/2], p99: d[len(d)*99/100], hits: hits, n: len(d)}
 }
 
 func report(servers []*server, workloads []string, results map[string]map[string][]sample,
@@ -599,7 +652,11 @@ func report(servers []*server, workloads []string, results map[string]map[string
 	for _, kind := range []string{"forwarded", "cached", "blocked"} {
 		for _, s := range servers {
 			l := lat[kind][s.name]
-			fmt.Printf("%-9s %-8s %8s / %8s   added %+d µs\n", kind, s.name, us(l.med), us(l.p99), (l.med - up.med).Microseconds())
+			hits := ""
+			if kind == "cached" {
+				hits = fmt.Sprintf("   (%d/%d answered from the cache)", l.hits, l.n)
+			}
+			fmt.Printf("%-9s %-8s %8s / %8s   added %+d µs   %.1f context switches/query%s\n", kind, s.name, us(l.med), us(l.p99), (l.med - up.med).Microseconds(), l.switches, hits)
 		}
 	}
 	fmt.Println()
@@ -765,8 +822,9 @@ func abRun(ctx context.Context, o options, names []string, files *queries) error
 	}
 	fmt.Printf("bench-dns A/B: %d cores, %d blocked names, %d rounds × %d s per dnsperf run (-c %d -q %d); A as shipped, B with %s\n",
 		nproc(), len(names), o.rounds, o.secs, o.clients, o.outstand, o.ab)
-	res := map[string]map[string][]sample{} // [variant][workload], one per round
-	rss := map[string][][2]int{}            // [variant] idle, peak per round
+	res := map[string]map[string][]sample{}  // [variant][workload], one per round
+	rss := map[string][][2]int{}             // [variant] idle, peak per round
+	lat := map[string]map[string][]latency{} // [variant][kind]: added median, p99, per round
 	for _, v := range variants {
 		res[v.name] = map[string][]sample{}
 	}
@@ -795,6 +853,18 @@ func abRun(ctx context.Context, o options, names []string, files *queries) error
 					r+1, w, v.name, sm.qps, sm.cpuPerQ, sm.perfPerQ, sm.lost80, sm.sent80)
 			}
 			rss[v.name] = append(rss[v.name], [2]int{idle, procStatus(s.pid())["VmHWM"]})
+			l := latencies([]*server{s}, names)
+			for kind, byServer := range l {
+				if lat[v.name] == nil {
+					lat[v.name] = map[string][]latency{}
+				}
+				nw, up := byServer["netward"], l["forwarded"]["upstream"]
+				lat[v.name][kind] = append(lat[v.name][kind], latency{med: nw.med - up.med, p99: nw.p99, hits: nw.hits, n: nw.n, switches: nw.switches})
+			}
+			fmt.Fprintf(os.Stderr, "round %d latency %s: added forwarded %+d µs, cached %+d µs (%d/%d from the cache), blocked %+d µs; upstream direct %v\n",
+				r+1, v.name, (l["forwarded"]["netward"].med - l["forwarded"]["upstream"].med).Microseconds(),
+				(l["cached"]["netward"].med - l["forwarded"]["upstream"].med).Microseconds(), l["cached"]["netward"].hits, l["cached"]["netward"].n,
+				(l["blocked"]["netward"].med - l["forwarded"]["upstream"].med).Microseconds(), us(l["forwarded"]["upstream"].med))
 			stop(s)
 		}
 	}
@@ -809,6 +879,22 @@ func abRun(ctx context.Context, o options, names []string, files *queries) error
 			rq, rc = append(rq, b.qps/a.qps), append(rc, b.cpuPerQ/a.cpuPerQ)
 		}
 		fmt.Printf("%-8s %9.0f %9.0f %6.2f× %9.1f %9.1f %6.2f×\n", w, med(qa), med(qb), med(rq), med(ca), med(cb), med(rc))
+	}
+	fmt.Println("Latency, sequential queries (3,000 per kind, per round): median added over the upstream asked directly in the same round / p99, medians over the rounds; B−A per round")
+	for _, kind := range []string{"forwarded", "cached", "blocked"} {
+		var aa, ba, ap, bp, diff, as, bs []float64
+		for i := range lat["A"][kind] {
+			a, b := lat["A"][kind][i], lat["B"][kind][i]
+			as, bs = append(as, a.switches), append(bs, b.switches)
+			aa, ba = append(aa, float64(a.med.Microseconds())), append(ba, float64(b.med.Microseconds()))
+			ap, bp = append(ap, float64(a.p99.Microseconds())), append(bp, float64(b.p99.Microseconds()))
+			diff = append(diff, float64((b.med - a.med).Microseconds()))
+		}
+		if len(aa) == 0 {
+			continue
+		}
+		fmt.Printf("%-9s A %+4.0f µs / p99 %4.0f / %.1f cs/q   B %+4.0f µs / p99 %4.0f / %.1f cs/q   B−A %+4.0f µs (rounds %v)\n", kind,
+			med(slices.Clone(aa)), med(ap), med(as), med(slices.Clone(ba)), med(bp), med(bs), med(slices.Clone(diff)), diff)
 	}
 	fmt.Println("RSS (MiB), medians: idle with the list loaded / peak under the load above")
 	for _, v := range variants {
