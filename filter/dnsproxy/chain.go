@@ -110,6 +110,10 @@ func (p *Proxy) answered(d filter.Decision, name string, c evCtx) {
 	if p.cfg.OnAnswer == nil || name != c.qname {
 		return
 	}
-	p.cfg.OnAnswer(Answer{Name: name, QType: c.qtype, Rule: d.Match.Rule, Proto: c.proto, Cached: c.cached,
-		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port())})
+	p.cfg.OnAnswer(answerOf(d, name, c))
+}
+
+func answerOf(d filter.Decision, name string, c evCtx) Answer {
+	return Answer{Name: name, QType: c.qtype, Rule: d.Match.Rule, Proto: c.proto, Cached: c.cached,
+		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port())}
 }

@@ -159,11 +159,12 @@ type Config struct {
 	// the query path and must not block.
 	OnDecision func(Event)
 	// OnAnswer, if set, is called for every plainly allowed answer,
-	// cached ones included, before the reply is sent (the client's socket
-	// still exists). For a Cached answer it runs on the fast path and must
-	// not block or allocate (queue the Answer and return); otherwise the
-	// answer came from an upstream and a few microseconds more are
-	// acceptable.
+	// cached ones included. An answer that came from an upstream is handed
+	// over before the reply is sent (the client's socket still exists: a
+	// few microseconds more to look it up are acceptable). A Cached one is
+	// handed over on the fast path, on UDP just after the reply has left
+	// (a sequential client's next query waits for nothing it does), and
+	// must not block or allocate: queue the Answer and return.
 	OnAnswer func(Answer)
 
 	// Panics records a panic recovered while answering one query (that

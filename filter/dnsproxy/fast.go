@@ -50,6 +50,39 @@ type udpWorker struct {
 	failures   int
 	lastWarn   time.Time
 	batchError time.Time
+
+	// answers are the cached answers' OnAnswer calls, made once the
+	// batch's replies have left (fastAnswer).
+	answers []Answer
+
+	// group is shared by the readers of one socket; helper says this one
+	// reads only while the socket is busy (see run).
+	group  *readerGroup
+	helper bool
+}
+
+// readerGroup ties the readers of one socket. Only one of them (the
+// first) waits on the socket when it is quiet: readers parked on one
+// socket take turns on its read lock, and every datagram read handed the
+// lock to the next one — a goroutine woken, and a thread for it, on every
+// query of an idle agent, before its answer left (issue 21: sequential
+// queries). A reader that reads a busy batch (busyBatch datagrams or
+// more: others are likely queued behind them) wakes a helper through more,
+// which reads beside it until it reads a batch that is not busy, then waits
+// on more again; so a loaded socket is still read while a batch is being
+// answered (two readers per socket: docs/dns.md). stop is closed when the
+// first reader ends (the socket closed).
+type readerGroup struct {
+	more chan struct{}
+	stop chan struct{}
+}
+
+// busyBatch is the batch size from which a reader wakes a helper.
+const busyBatch = udpBatch / 2
+
+// newReaderGroup starts nothing; Run starts its readers.
+func newReaderGroup() *readerGroup {
+	return &readerGroup{more: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn share (their
@@ -71,7 +104,7 @@ const (
 )
 
 func newUDPWorker(p *Proxy, conn *net.UDPConn) *udpWorker {
-	w := &udpWorker{p: p, conn: conn, name: make([]byte, 0, 256),
+	w := &udpWorker{p: p, conn: conn, name: make([]byte, 0, 256), answers: make([]Answer, 0, udpBatch),
 		in: make([]ipv4.Message, udpBatch), out: make([]ipv4.Message, udpBatch)}
 	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
 		w.batch = ipv6.NewPacketConn(conn)
@@ -87,49 +120,106 @@ func newUDPWorker(p *Proxy, conn *net.UDPConn) *udpWorker {
 	return w
 }
 
-// run serves datagrams until the socket is closed. Other read errors are
-// logged (rate-limited) and reading goes on, never spinning.
+// run serves datagrams until the socket is closed: the first reader of a
+// group (or a reader without one) always, a helper while the socket is
+// busy (readerGroup).
 func (w *udpWorker) run() {
-	for {
-		n, err := w.batch.ReadBatch(w.in, 0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+	g := w.group
+	if !w.helper {
+		if g != nil {
+			defer close(g.stop)
+		}
+		for {
+			if _, ok := w.step(); !ok {
 				return
 			}
-			w.failures++
-			if time.Since(w.lastWarn) >= 10*time.Second {
-				w.p.cfg.Log.Error("dns: cannot read the UDP socket", "addr", w.conn.LocalAddr().String(), "err", err, "failures", w.failures)
-				w.lastWarn = time.Now()
+		}
+	}
+	for {
+		select {
+		case <-g.more:
+		case <-g.stop:
+			return
+		}
+		for {
+			busy, ok := w.step()
+			if !ok {
+				return
 			}
-			time.Sleep(time.Millisecond)
+			if !busy {
+				break
+			}
+		}
+	}
+}
+
+// step reads one batch and answers it; busy reports a batch of busyBatch
+// datagrams or more, ok false that the socket is closed. Other read errors
+// are logged (rate-limited) and reading goes on, never spinning.
+func (w *udpWorker) step() (busy, ok bool) {
+	n, err := w.batch.ReadBatch(w.in, 0)
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return false, false
+		}
+		w.failures++
+		if time.Since(w.lastWarn) >= 10*time.Second {
+			w.p.cfg.Log.Error("dns: cannot read the UDP socket", "addr", w.conn.LocalAddr().String(), "err", err, "failures", w.failures)
+			w.lastWarn = time.Now()
+		}
+		time.Sleep(time.Millisecond)
+		return false, true
+	}
+	if w.served != nil {
+		w.served.Add(uint64(n))
+	}
+	busy = n >= busyBatch
+	if busy && w.group != nil {
+		select {
+		case w.group.more <- struct{}{}:
+		default: // a helper is woken already
+		}
+	}
+	replies := 0
+	for i := range n {
+		m := &w.in[i]
+		from := addrPort(m.Addr)
+		pkt := w.inBuf[i][:m.N]
+		if msgTrunc != 0 && m.Flags&msgTrunc != 0 {
+			w.p.stats.rejected.Add(1)
+			w.p.writeHeaderReply(w.conn, pkt, dns.RcodeFormatError, from)
 			continue
 		}
-		if w.served != nil {
-			w.served.Add(uint64(n))
-		}
-		replies := 0
-		for i := range n {
-			m := &w.in[i]
-			from := addrPort(m.Addr)
-			pkt := w.inBuf[i][:m.N]
-			if msgTrunc != 0 && m.Flags&msgTrunc != 0 {
-				w.p.stats.rejected.Add(1)
-				w.p.writeHeaderReply(w.conn, pkt, dns.RcodeFormatError, from)
-				continue
+		if out, done := w.fast(pkt, from, w.outBuf[replies][:0]); done {
+			if out != nil {
+				w.outBuf[replies] = out
+				w.out[replies].Buffers[0] = out
+				w.out[replies].Addr = m.Addr
+				replies++
 			}
-			if out, done := w.fast(pkt, from, w.outBuf[replies][:0]); done {
-				if out != nil {
-					w.outBuf[replies] = out
-					w.out[replies].Buffers[0] = out
-					w.out[replies].Addr = m.Addr
-					replies++
-				}
-				continue
-			}
-			w.p.generalUDP(w.conn, pkt, from)
+			continue
 		}
-		w.send(w.out[:replies])
+		w.p.generalUDP(w.conn, pkt, from)
 	}
+	w.send(w.out[:replies])
+	for i := range w.answers {
+		w.answered(&w.answers[i])
+	}
+	clear(w.answers)
+	w.answers = w.answers[:0]
+	return busy, true
+}
+
+// answered hands a to OnAnswer; a panic there is recovered and counted
+// (the reply has left already), and the reader goes on.
+func (w *udpWorker) answered(a *Answer) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.p.stats.panics.Add(1)
+			w.p.cfg.Panics.Recovered("dns", v)
+		}
+	}()
+	w.p.cfg.OnAnswer(*a)
 }
 
 // send writes the fast path's replies, as many per sendmmsg as the kernel
@@ -169,12 +259,22 @@ func (w *udpWorker) fast(pkt []byte, from netip.AddrPort, out []byte) (reply []b
 		return nil, false
 	}
 	now := p.cfg.Now()
-	out, ok = p.fastReply(&w.q, &w.name, now, from, out)
+	out, ok, m := p.fastDecide(&w.q, &w.name, now, from, out, &w.answers)
+	if m != nil {
+		return nil, p.fastMiss(w.conn, pkt, &w.q, m, from)
+	}
 	if !ok {
 		return nil, false
 	}
 	p.stats.observe(p.cfg.Now().Sub(now))
 	return out, true
+}
+
+// fastReply is fastDecide for a caller that leaves a cache miss to the
+// general path (tests).
+func (p *Proxy) fastReply(q *wireQuery, name *[]byte, now time.Time, from netip.AddrPort, out []byte) ([]byte, bool) {
+	out, ok, _ := p.fastDecide(q, name, now, from, out, nil)
+	return out, ok
 }
 
 // fastReply is the fast path's answer to q: refused by the policy (built
@@ -183,7 +283,7 @@ func (w *udpWorker) fast(pkt []byte, from netip.AddrPort, out []byte) (reply []b
 // (parseQuery). The question name is decided once, after the cache lookup
 // (which needs no allocation): a blocked name is never in the cache, so only
 // misses and refusals convert the name to a string.
-func (p *Proxy) fastReply(q *wireQuery, name *[]byte, now time.Time, from netip.AddrPort, out []byte) ([]byte, bool) {
+func (p *Proxy) fastDecide(q *wireQuery, name *[]byte, now time.Time, from netip.AddrPort, out []byte, later *[]Answer) ([]byte, bool, *miss) {
 	hostLen := len(*name) - 1
 	var e *cached
 	if p.cache != nil && p.cache.max > 0 {
@@ -197,16 +297,63 @@ func (p *Proxy) fastReply(q *wireQuery, name *[]byte, now time.Time, from netip.
 		host = string((*name)[:hostLen])
 	}
 	if p.special(host) {
-		return nil, false
+		return nil, false, nil
 	}
 	d := p.cfg.Decider.DecideName(host)
 	if d.Verdict.Blocks() {
-		return p.fastRefusal(q, d, host, from, out)
+		out, ok := p.fastRefusal(q, d, host, from, out)
+		return out, ok, nil
 	}
 	if e == nil {
-		return nil, false
+		// A miss: what the rest of the request chain needs once the
+		// upstream has answered (the general path's answerHead).
+		key := cacheKey{name: host + ".", qtype: q.qtype, do: q.do, cd: q.flags&flagCD != 0}
+		return nil, false, &miss{d: d, name: host, ev: evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp"},
+			key: key, id: key.id(), q: dns.Question{Name: presentationName(q.qname), Qtype: q.qtype, Qclass: dns.ClassINET}, now: now}
 	}
-	return p.fastAnswer(q, e, d, host, now, from, out)
+	out, ok := p.fastAnswer(q, e, d, host, now, from, out, later)
+	return out, ok, nil
+}
+
+// presentationName is the presentation form (with the trailing dot) of a
+// wire name parseQuery accepted: uncompressed labels of letters, digits,
+// '-' and '_', the client's case kept (the upstream is asked as the
+// general path asks it: in the client's spelling).
+func presentationName(wire []byte) string {
+	b := make([]byte, 0, len(wire))
+	for off := 0; off < len(wire); {
+		l := int(wire[off])
+		if l == 0 {
+			break
+		}
+		b = append(b, wire[off+1:off+1+l]...)
+		b = append(b, '.')
+		off += 1 + l
+	}
+	return string(b)
+}
+
+// fastMiss sends the upstream query of a cache miss (m, from the common
+// form query q in pkt) straight from the socket's reader, as the general
+// path's goroutine would (handler.serve, fetchAsync): no handoff to
+// another goroutine, which costs a wakeup of one (and of a thread for it)
+// on every forwarded query of an idle agent (issue 21: sequential
+// forwarded queries). The query is kept (a pooled copy) for the reply,
+// built when the upstream answers, on the goroutine that receives it
+// (asyncQuery.fetched). Beyond MaxInFlight it reports false: the general
+// path answers REFUSED.
+func (p *Proxy) fastMiss(conn *net.UDPConn, pkt []byte, q *wireQuery, m *miss, from netip.AddrPort) bool {
+	if p.stats.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
+		p.stats.inFlight.Add(-1)
+		return false
+	}
+	p.stats.queries.Add(1)
+	p.stats.cacheMisses.Add(1)
+	raw := p.getBuf()
+	*raw = append((*raw)[:0], pkt...)
+	aq := &asyncQuery{p: p, w: udpWriter{p: p, conn: conn, to: from}, raw: raw, start: m.now, miss: *m}
+	p.fetchAsync(m.key, m.id, m.q, m.now, aq)
+	return true
 }
 
 // fastRefusal builds the refusal of q (d refuses host, the question name)
@@ -230,7 +377,15 @@ func (p *Proxy) fastRefusal(q *wireQuery, d filter.Decision, host string, from n
 // target), or returns false for the general path to answer: a refusing
 // target, a chain longer than maxFastChain, a reply too large for the
 // client. It changes no counter and reports nothing unless it answers.
-func (p *Proxy) fastAnswer(q *wireQuery, e *cached, d filter.Decision, host string, now time.Time, from netip.AddrPort, out []byte) ([]byte, bool) {
+//
+// With later set, a plain allow's Answer is appended there instead of
+// handed to OnAnswer: the reader hands them over once the batch's replies
+// have left (udpWorker.step). OnAnswer queues and wakes the recorder's
+// worker (a goroutine, and a thread for it in an idle agent), which took
+// its share of every cached answer's time before the reply left (issue 21:
+// sequential cached queries); a cached answer is attributed by that worker
+// anyway, after the fact.
+func (p *Proxy) fastAnswer(q *wireQuery, e *cached, d filter.Decision, host string, now time.Time, from netip.AddrPort, out []byte, later *[]Answer) ([]byte, bool) {
 	if e.wire == nil || e.wire.replyLen(q) > q.maxReply() || len(e.chain) > maxFastChain {
 		return nil, false
 	}
@@ -245,7 +400,14 @@ func (p *Proxy) fastAnswer(q *wireQuery, e *cached, d filter.Decision, host stri
 
 	p.stats.queries.Add(1)
 	p.stats.cacheHits.Add(1)
-	p.relayed(d, host, e.chain, targets, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp", cached: true})
+	ev := evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp", cached: true}
+	if later != nil && p.cfg.OnAnswer != nil && plainAllow(d) {
+		p.reportTargets(e.chain, targets, ev)
+		p.stats.verdict(d.Verdict)
+		*later = append(*later, answerOf(d, host, ev))
+		return out, true
+	}
+	p.relayed(d, host, e.chain, targets, ev)
 	return out, true
 }
 

@@ -178,25 +178,48 @@ type asyncQuery struct {
 	req   *dns.Msg
 	start time.Time
 	miss  miss
+	// raw, when set, is the query as received (a pooled copy): a miss sent
+	// upstream by the fast path (fastMiss), which unpacked nothing and took
+	// no slot. req is unpacked from it when the answer is there.
+	raw *[]byte
 }
 
 // fetched finishes the query on the goroutine that received its upstream
 // answer (or its failure): the rest of the request chain, the reply
-// written, the slot and the in-flight count given back. A panic costs the
-// query a SERVFAIL.
+// written, the slot (if it holds one) and the in-flight count given back.
+// A panic costs the query a SERVFAIL.
 func (a *asyncQuery) fetched(e *cached, err error, shared bool) {
 	p := a.p
-	defer p.release()
+	if a.raw != nil {
+		defer p.putBuf(a.raw)
+	} else {
+		defer p.release()
+	}
 	defer p.stats.inFlight.Add(-1)
 	defer func() {
 		if v := recover(); v != nil {
 			p.stats.panics.Add(1)
 			p.cfg.Panics.Recovered("dns", v)
+			if a.req == nil {
+				p.writeHeaderReply(a.w.conn, *a.raw, dns.RcodeServerFailure, a.w.to)
+				return
+			}
 			m := new(dns.Msg)
 			m.SetRcode(a.req, dns.RcodeServerFailure)
 			_ = a.w.WriteMsg(m)
 		}
 	}()
+	if a.req == nil {
+		req := new(dns.Msg)
+		if err := p.unpack(req, *a.raw); err != nil || len(req.Question) != 1 {
+			// parseQuery accepted it, so miekg/dns should too; if it does
+			// not, the query still gets an answer (RFC 1035 §4.1.1).
+			p.stats.rejected.Add(1)
+			p.writeHeaderReply(a.w.conn, *a.raw, dns.RcodeFormatError, a.w.to)
+			return
+		}
+		a.req = req
+	}
 	resp, ede := p.answerTail(a.req, &a.miss, e, err, shared)
 	p.finish(a.req, resp, ede, true)
 	_ = a.w.WriteMsg(resp)

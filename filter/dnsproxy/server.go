@@ -255,9 +255,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	var workers sync.WaitGroup
 	for _, uc := range fast {
-		for range readers[uc] {
+		g := newReaderGroup()
+		for i := range readers[uc] {
 			w := newUDPWorker(p, uc)
 			w.served = served[uc]
+			w.group, w.helper = g, i > 0
 			workers.Go(w.run)
 		}
 	}

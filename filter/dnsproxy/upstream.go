@@ -71,8 +71,9 @@ var errNotCounted = errors.New("not counted against the upstreams")
 // answer on (upFetch.result) — on that goroutine: the reply to the client
 // is built and sent by the sockets' readers, a bounded set, not by a parked
 // goroutine per query (~540 of them, 5 MB of stacks, under dnsperf's 500
-// outstanding queries). Deadlines are runtime timers, which take a
-// goroutine only when they fire. A socket is retired after socketUses
+// outstanding queries). Deadlines are kept by one runtime timer per socket
+// (upSock.sweep), armed for the earliest and taking a goroutine only when
+// it fires. A socket is retired after socketUses
 // queries or socketLife, so the port a spoofer must hit keeps changing; it
 // is closed once its last query is answered or timed out. upSocks sockets
 // per upstream spread the queries in flight over as many random ports (RFC
@@ -355,18 +356,14 @@ type upAttempt struct {
 	id    uint16
 	seq   int // s.sent when it was added
 	dl    time.Time
-	state atomic.Bool // taken: by its answer, its timer or its socket's end
-	timer atomic.Pointer[time.Timer]
+	state atomic.Bool // taken: by its answer, its deadline or its socket's end
 }
 
 // take claims the attempt's outcome; only the first caller gets true. The
-// taker removes it from its socket and stops its timer.
+// taker removes it from its socket.
 func (a *upAttempt) take() bool {
 	if !a.state.CompareAndSwap(false, true) {
 		return false
-	}
-	if t := a.timer.Load(); t != nil {
-		t.Stop()
 	}
 	a.s.remove(a)
 	return true
@@ -400,6 +397,55 @@ type upSock struct {
 	retired bool
 	closed  bool
 	refused bool // got an ICMP unreachable error
+	// timer runs sweep at timerAt (zero: not armed), the earliest deadline
+	// of the attempts waiting when it was armed. One timer per socket, not
+	// one per attempt: setting a runtime timer wakes a thread of an idle
+	// process (the runtime's netpoller or an idle P) — on every forwarded
+	// query, before its query left (issue 21: sequential forwarded
+	// queries) — and allocated. An attempt whose deadline is later than the
+	// armed one (every attempt but the first, deadlines growing with time)
+	// leaves the timer alone; sweep expires what is due and arms it again
+	// for what waits.
+	timer   *time.Timer
+	timerAt time.Time
+}
+
+// armLocked makes sure sweep runs by dl (s.mu held).
+func (s *upSock) armLocked(dl time.Time) {
+	if !s.timerAt.IsZero() && !dl.Before(s.timerAt) {
+		return
+	}
+	s.timerAt = dl
+	d := time.Until(dl)
+	if s.timer == nil {
+		s.timer = time.AfterFunc(d, s.sweep)
+		return
+	}
+	s.timer.Reset(d)
+}
+
+// sweep expires the attempts whose deadline has come and arms the timer
+// for the earliest of the others.
+func (s *upSock) sweep() {
+	now := time.Now()
+	var due []*upAttempt
+	s.mu.Lock()
+	s.timerAt = time.Time{}
+	var next time.Time
+	for _, a := range s.pending {
+		if !a.dl.After(now) {
+			due = append(due, a)
+		} else if next.IsZero() || a.dl.Before(next) {
+			next = a.dl
+		}
+	}
+	if !next.IsZero() && !s.closed {
+		s.armLocked(next)
+	}
+	s.mu.Unlock()
+	for _, a := range due {
+		a.expire()
+	}
 }
 
 // sock returns a socket of upstream i to send on, opening one where none
@@ -481,13 +527,6 @@ func (u *upstreams) send(f *upFetch, i int, now, dl time.Time) error {
 		// Retired and closed between sock and add: take the new one.
 	}
 	s := a.s
-	// The timer is set after the attempt is visible, so an answer may come
-	// first: take stops whatever timer is set by then, and a timer that
-	// fires after its attempt was taken does nothing.
-	a.timer.Store(time.AfterFunc(dl.Sub(now), a.expire))
-	if a.state.Load() {
-		a.timer.Load().Stop()
-	}
 	req := f.req
 	req.id = a.id
 	var b [512]byte
@@ -516,6 +555,7 @@ func (s *upSock) add(a *upAttempt) error {
 			s.sent++
 			a.seq = s.sent
 			delete(s.lateIDs, id)
+			s.armLocked(a.dl)
 			return nil
 		}
 	}
@@ -591,6 +631,12 @@ func (s *upSock) read() {
 		}
 		u.mu.Unlock()
 		s.fail(net.ErrClosed)
+		s.mu.Lock()
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.timerAt = time.Time{}
+		s.mu.Unlock()
 	}()
 	for {
 		n, err := s.batch.ReadBatch(ms, 0)
