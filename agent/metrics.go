@@ -116,6 +116,7 @@ var (
 	descDNSServFail  = prometheus.NewDesc("netward_dns_servfail_total", "Queries answered SERVFAIL because every upstream failed.", nil, nil)
 	descDNSBadReply  = prometheus.NewDesc("netward_dns_upstream_bad_replies_total", "Upstream datagrams ignored because they did not match the question and ID.", nil, nil)
 	descDNSTCPRetry  = prometheus.NewDesc("netward_dns_upstream_tcp_retries_total", "Truncated upstream answers retried over TCP.", nil, nil)
+	descDNSLate      = prometheus.NewDesc("netward_dns_upstream_late_replies_total", "Upstream answers that came after their attempt had ended (timed out, or failed by an ICMP error).", nil, nil)
 	descDNSInFlight  = prometheus.NewDesc("netward_dns_in_flight_queries", "DNS queries being answered now.", nil, nil)
 	descDNSCache     = prometheus.NewDesc("netward_dns_cache_lookups_total", "DNS cache lookups by result.", []string{"result"}, nil)
 	descDNSRatio     = prometheus.NewDesc("netward_dns_cache_hit_ratio", "DNS cache hits / lookups since start (0 before the first lookup).", nil, nil)
@@ -131,7 +132,7 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descInd, descHTTP, descSet, descAge, descStale, descSeq, descFresh, descSwap, descByp, descUp,
 		descTelSpoolChunks, descTelSpoolBytes, descTelUploaded, descTelLastUpload, descTelDropped, descTelQuarantine, descFlowRecords, descFlowUnnamed, descDNSAnswers,
 		descPanics, descInsp, descKernel, descDNSQueries, descDNSByAction, descDNSUpQueries, descDNSUpErr, descDNSServFail, descDNSBadReply,
-		descDNSTCPRetry, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
+		descDNSTCPRetry, descDNSLate, descDNSInFlight, descDNSCache, descDNSRatio, descDNSEntries, descDNSLatency} {
 		ch <- d
 	}
 }
@@ -244,6 +245,7 @@ func collectDNS(ch chan<- prometheus.Metric, d dnsproxy.Stats) {
 	counter(descDNSServFail, d.ServFail)
 	counter(descDNSBadReply, d.BadReplies)
 	counter(descDNSTCPRetry, d.TCPRetries)
+	counter(descDNSLate, d.LateReplies)
 	gauge(descDNSInFlight, float64(d.InFlight))
 	counter(descDNSCache, d.CacheHits, "hit")
 	counter(descDNSCache, d.CacheMisses, "miss")

@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/internal/e2e"
 )
 
@@ -196,5 +198,36 @@ func TestMetricsScrape(t *testing.T) {
 	// leaks into (or comes from) the global default registry.
 	if _, ok := m["go_goroutines"]; !ok {
 		t.Error("go_goroutines missing: the Go collector is not registered")
+	}
+}
+
+// dnsStatsCollector exports one snapshot of the DNS proxy's counters, as
+// the agent's collector does.
+type dnsStatsCollector struct{ s dnsproxy.Stats }
+
+func (c dnsStatsCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+func (c dnsStatsCollector) Collect(ch chan<- prometheus.Metric) { collectDNS(ch, c.s) }
+
+// The upstream answers that came after their attempt ended are exported
+// beside the bad ones, each as its own counter.
+func TestMetricsDNSLateReplies(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(dnsStatsCollector{dnsproxy.Stats{LateReplies: 7, BadReplies: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if ms := mf.GetMetric(); len(ms) == 1 && ms[0].GetCounter() != nil {
+			got[mf.GetName()] = ms[0].GetCounter().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{"netward_dns_upstream_late_replies_total": 7, "netward_dns_upstream_bad_replies_total": 3} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (exported: %v), want %v", name, v, ok, want)
+		}
 	}
 }

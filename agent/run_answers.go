@@ -102,7 +102,9 @@ type answerQueue struct {
 	mu    sync.Mutex
 	buf   []queuedAnswer
 	spare []queuedAnswer // the worker's last batch, emptied, for reuse
-	wake  chan struct{}  // capacity 1: the queue went from empty to not
+	wake  chan struct{}  // capacity 1: see put
+	// untried says buf holds an answer the worker must attribute.
+	untried bool
 }
 
 // put queues qa; false when the queue is full.
@@ -116,9 +118,17 @@ func (q *answerQueue) put(qa queuedAnswer) bool {
 		q.buf = make([]queuedAnswer, 0, answerQueueMin)
 	}
 	q.buf = append(q.buf, qa)
-	first := len(q.buf) == 1
+	// Only an answer still to be attributed (cached: the worker looks its
+	// client up, while the socket is likely still open) wakes the worker,
+	// when it is the first queued. One attributed already (from an
+	// upstream: onAnswer looked it up) waits for the worker's tick, or a
+	// quarter-full queue: waking a goroutine — and a thread for it, in an
+	// idle agent — took its share of every forwarded query's time before
+	// its reply left (issue 21).
+	wake := (!qa.tried && !q.untried) || len(q.buf) == answerQueueMax/4
+	q.untried = q.untried || !qa.tried
 	q.mu.Unlock()
-	if first {
+	if wake {
 		select {
 		case q.wake <- struct{}{}:
 		default:
@@ -135,6 +145,7 @@ func (q *answerQueue) take() []queuedAnswer {
 	b := q.buf
 	q.buf = q.spare
 	q.spare = nil
+	q.untried = false
 	return b
 }
 
@@ -362,6 +373,7 @@ func (a *Agent) startAnswers(ctx context.Context, g *errgroup.Group) {
 			case <-a.ans.q.wake:
 				a.foldQueued()
 			case <-tick.C:
+				a.foldQueued() // the attributed answers that woke nobody
 				if a.ans.win.due(a.now(), a.dedupWindow()) {
 					a.emitEntries(a.ans.win.takeEntries())
 				}
