@@ -293,13 +293,19 @@ func (a *Agent) initAnswers() {
 // that came from an upstream (not Cached) is attributed here, before the
 // reply leaves, while the client's socket certainly exists; the query
 // already waited for the upstream, so the lookup's microseconds do not
-// matter. A cached answer is attributed by the worker, if the client's
-// socket is still open by then.
+// matter. A cached answer is attributed here only if its client was
+// looked up lately (lookupCached: no syscall, no allocation), else by the
+// worker, if the client's socket is still open by then (and only such an
+// answer wakes the worker: answerQueue.put).
 func (a *Agent) onAnswer(ans dnsproxy.Answer) {
 	qa := queuedAnswer{Answer: ans, at: a.now()}
-	if !ans.Cached && a.ans.lookup != nil && ans.Client.IsValid() {
-		qa.tried = true
-		qa.proc, qa.found = a.lookupClient(ans.Proto, ans.Client, qa.at)
+	if a.ans.lookup != nil && ans.Client.IsValid() {
+		if !ans.Cached {
+			qa.tried = true
+			qa.proc, qa.found = a.lookupClient(ans.Proto, ans.Client, qa.at)
+		} else {
+			qa.proc, qa.found, qa.tried = a.lookupCached(ans.Client, qa.at)
+		}
 	}
 	if !a.ans.q.put(qa) {
 		a.ans.dropped.Add(1)
@@ -469,11 +475,8 @@ func (a *Agent) attribute(qa *queuedAnswer, behind bool) (flow.Process, bool) {
 
 // lookupClient is the lookup through the cache.
 func (a *Agent) lookupClient(proto string, client netip.AddrPort, now time.Time) (flow.Process, bool) {
-	a.ans.cacheMu.Lock()
-	c, hit := a.ans.cache[client]
-	a.ans.cacheMu.Unlock()
-	if hit && now.Sub(c.at) < answerCacheTTL {
-		return c.p, c.ok
+	if p, ok, hit := a.lookupCached(client, now); hit {
+		return p, ok
 	}
 	p, ok := a.ans.lookup.LookupLocal(protoNumber(proto), client)
 	a.ans.cacheMu.Lock()
@@ -483,6 +486,18 @@ func (a *Agent) lookupClient(proto string, client netip.AddrPort, now time.Time)
 	a.ans.cache[client] = cachedProc{p: p, ok: ok, at: now}
 	a.ans.cacheMu.Unlock()
 	return p, ok
+}
+
+// lookupCached is lookupClient's answer from its cache alone; hit is false
+// when it has none (or an expired one).
+func (a *Agent) lookupCached(client netip.AddrPort, now time.Time) (p flow.Process, ok, hit bool) {
+	a.ans.cacheMu.Lock()
+	c, hit := a.ans.cache[client]
+	a.ans.cacheMu.Unlock()
+	if !hit || now.Sub(c.at) >= answerCacheTTL {
+		return flow.Process{}, false, false
+	}
+	return c.p, c.ok, true
 }
 
 func protoNumber(proto string) uint8 {

@@ -21,6 +21,7 @@ import (
 	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/internal/e2e"
 	"github.com/netward/netward/telemetry"
+	"github.com/netward/netward/telemetry/flow"
 )
 
 // answersAgent runs an agent whose DNS proxy answers from a local upstream,
@@ -320,6 +321,82 @@ func TestAnswerQueueGrowsAndShrinks(t *testing.T) {
 		t.Errorf("capacities after the burst %d and %d, want at most %d", cap(q.buf), cap(q.spare), answerQueueMin)
 	}
 }
+
+// Only an answer the worker must attribute wakes it (the first since it
+// last took the queue); attributed ones wait for its tick, or for a
+// quarter-full queue. A cached answer whose client was looked up lately is
+// attributed by onAnswer from the lookup cache and wakes nobody.
+func TestAnswerQueueWakesForUntriedOnly(t *testing.T) {
+	woke := func(q *answerQueue) bool {
+		select {
+		case <-q.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	q := answerQueue{wake: make(chan struct{}, 1)}
+	for range 10 {
+		q.put(queuedAnswer{tried: true})
+	}
+	if woke(&q) {
+		t.Fatal("attributed answers woke the worker")
+	}
+	q.put(queuedAnswer{})
+	if !woke(&q) {
+		t.Fatal("an answer to attribute did not wake the worker")
+	}
+	q.put(queuedAnswer{})
+	if woke(&q) {
+		t.Fatal("a second one woke it again before it took the queue")
+	}
+	q.recycle(q.take())
+	for range answerQueueMax/4 - 1 {
+		q.put(queuedAnswer{tried: true})
+	}
+	if woke(&q) {
+		t.Fatal("woken below a quarter of the bound")
+	}
+	q.put(queuedAnswer{tried: true})
+	if !woke(&q) {
+		t.Fatal("a quarter-full queue did not wake the worker")
+	}
+
+	cfg, err := config.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ans.lookup = stubLookup{}
+	client := netip.MustParseAddrPort("127.0.0.1:40001")
+	ans := dnsproxy.Answer{Name: "app.example", QType: dns.TypeA, Client: client, Proto: "udp", Cached: true}
+	a.onAnswer(ans)
+	if !woke(&a.ans.q) {
+		t.Fatal("a cached answer of a client never looked up did not wake the worker")
+	}
+	a.ans.q.recycle(a.ans.q.take())
+	if p, ok := a.lookupClient("udp", client, a.now()); !ok || p.PID != 4242 {
+		t.Fatalf("lookup = %v, %v", p, ok)
+	}
+	a.onAnswer(ans)
+	if woke(&a.ans.q) {
+		t.Error("a cached answer of a client looked up lately woke the worker")
+	}
+	if b := a.ans.q.take(); len(b) != 1 || !b[0].tried || !b[0].found || b[0].proc.PID != 4242 {
+		t.Errorf("queued %+v; want it attributed to pid 4242 from the lookup cache", b)
+	}
+}
+
+// stubLookup attributes every client to pid 4242.
+type stubLookup struct{}
+
+func (stubLookup) LookupLocal(uint8, netip.AddrPort) (flow.Process, bool) {
+	return flow.Process{PID: 4242, FileName: "app"}, true
+}
+func (stubLookup) Close() error { return nil }
 
 // The window holds answerWindowMax keys before it is emitted early, folds
 // repeats into RepeatCount, and builds the same records from its compact
