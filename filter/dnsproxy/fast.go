@@ -70,15 +70,19 @@ type udpWorker struct {
 // more: others are likely queued behind them) wakes a helper through more,
 // which reads beside it until it reads a batch that is not busy, then waits
 // on more again; so a loaded socket is still read while a batch is being
-// answered (two readers per socket: docs/dns.md). stop is closed when the
-// first reader ends (the socket closed).
+// answered (two readers per socket: docs/dns.md). Busy is two datagrams:
+// with 8 (half a batch) the helper went to sleep and was woken again so
+// often under dnsperf's load that blocked and cached answers cost 1.1–1.3×
+// the CPU (A/B, docs/dns.md seventh part); a sequential client's batches
+// are single datagrams. stop is closed when the first reader ends (the
+// socket closed).
 type readerGroup struct {
 	more chan struct{}
 	stop chan struct{}
 }
 
 // busyBatch is the batch size from which a reader wakes a helper.
-const busyBatch = udpBatch / 2
+const busyBatch = 2
 
 // newReaderGroup starts nothing; Run starts its readers.
 func newReaderGroup() *readerGroup {
