@@ -399,10 +399,10 @@ type upSock struct {
 	refused bool // got an ICMP unreachable error
 	// timer runs sweep at timerAt (zero: not armed), the earliest deadline
 	// of the attempts waiting when it was armed. One timer per socket, not
-	// one per attempt: setting a runtime timer wakes a thread of an idle
-	// process (the runtime's netpoller or an idle P) — on every forwarded
-	// query, before its query left (issue 21: sequential forwarded
-	// queries) — and allocated. An attempt whose deadline is later than the
+	// one per attempt: setting a runtime timer earlier than its P's others
+	// wakes a thread of an idle process (the runtime's netpoller, or one
+	// for an idle P) — on every forwarded query, before its query left
+	// (issue 21: sequential forwarded queries) — and allocated. An attempt whose deadline is later than the
 	// armed one (every attempt but the first, deadlines growing with time)
 	// leaves the timer alone; sweep expires what is due and arms it again
 	// for what waits.
