@@ -72,9 +72,9 @@ type udpWorker struct {
 // on more again; so a loaded socket is still read while a batch is being
 // answered (two readers per socket: docs/dns.md). Busy is two datagrams:
 // with 8 (half a batch) the helper went to sleep and was woken again so
-// often under dnsperf's load that blocked and cached answers cost 1.1–1.3×
-// the CPU (A/B, docs/dns.md seventh part); a sequential client's batches
-// are single datagrams. stop is closed when the first reader ends (the
+// often under dnsperf's load that blocked and cached answers cost 1.2× the
+// CPU of main's (A/B, docs/dns.md seventh part); a sequential client's
+// batches are single datagrams. stop is closed when the first reader ends (the
 // socket closed).
 type readerGroup struct {
 	more chan struct{}
