@@ -141,3 +141,38 @@ func TestRev41RunStopsWithFastMissesInFlight(t *testing.T) {
 		t.Errorf("%d goroutines after Run, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// Off Linux x/net's ReadBatch reads one datagram per call (ipv4/batch.go:
+// the default case, n = 1), and reusePortBuilt is false (one socket per
+// address): a backlog of a hundred queries is read as a hundred batches of
+// one, none of them busy (busyBatch = 8), so the helper readers are never
+// woken and one goroutine serves the whole listen address — on Windows the
+// host's whole DNS under NRPT capture, cache misses' upstream writes
+// (fastMiss) included. On main every reader read the socket.
+func TestRev41HelperWokenWhenReadsReturnOneDatagram(t *testing.T) {
+	p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Decider: newDecider(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	g := newReaderGroup()
+	first := newUDPWorker(p, pc)
+	first.group = g
+	backlog := make([]int, 100)
+	for i := range backlog {
+		backlog[i] = 1 // what ReadBatch returns off Linux, whatever is queued
+	}
+	first.batch = &fakeBatch{reads: backlog}
+	for range backlog {
+		first.step()
+	}
+	select {
+	case <-g.more:
+	default:
+		t.Fatal("a backlog read one datagram at a time (non-Linux ReadBatch) never woke a helper: one reader serves the socket")
+	}
+}
