@@ -176,3 +176,43 @@ func TestRev41HelperWokenWhenReadsReturnOneDatagram(t *testing.T) {
 		t.Fatal("a backlog read one datagram at a time (non-Linux ReadBatch) never woke a helper: one reader serves the socket")
 	}
 }
+
+// Under a burst on shared sockets (one timer each), no query fails before
+// its deadline: each of its attempts waited its share of the timeout
+// (a lower bound: timers never fire early, so this is not timing-flaky).
+func TestRev41NoAttemptFailsEarlyUnderBurst(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var st counters
+	const timeout = 300 * time.Millisecond
+	u := newUpstreams([]string{silent.LocalAddr().String()}, timeout, nil, &st)
+	defer u.close()
+	const n = 300
+	type res struct {
+		d   time.Duration
+		err error
+	}
+	out := make(chan res, n)
+	for i := range n {
+		go func() {
+			start := time.Now()
+			_, _, err := u.exchangeWait(aQuestion(fmt.Sprintf("b%d.example", i)), false, false)
+			out <- res{time.Since(start), err}
+		}()
+	}
+	for range n {
+		r := <-out
+		if r.err == nil {
+			t.Fatal("a silent upstream answered")
+		}
+		if r.d < timeout {
+			t.Errorf("failed after %v, before its %v timeout: %v", r.d, timeout, r.err)
+		}
+	}
+	if got := st.upErrors.Load(); got != 2*n {
+		t.Errorf("failed attempts %d, want %d", got, 2*n)
+	}
+}
