@@ -462,7 +462,12 @@ func (s *upSock) sweep() {
 // (readerGroup).
 func (u *upstreams) sock(i int, now time.Time, g *readerGroup) (*upSock, error) {
 	j := int(u.next.Add(1)) % upSocks
-	u.mu.Lock()
+	if !u.mu.TryLock() {
+		// Held, perhaps across another query's dial: a socket reader
+		// hands its socket over before it waits.
+		g.wake()
+		u.mu.Lock()
+	}
 	defer u.mu.Unlock()
 	if u.draining {
 		// A drained set sends only the failover attempts of queries begun
