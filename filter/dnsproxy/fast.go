@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -76,17 +77,45 @@ type udpWorker struct {
 // CPU of main's (A/B, docs/dns.md seventh part); a sequential client's
 // batches are single datagrams. stop is closed when the first reader ends (the
 // socket closed).
+//
+// A reader about to wait on anything but its socket — a general-path slot
+// (generalUDP), an upstream socket's dial or a write that would block
+// (fastMiss) — wakes a helper first (wake), or nobody would read the
+// socket meanwhile and its cached and blocked answers would stop. It
+// wakes none when it does not wait: a sequential client's queries still
+// wake no other goroutine.
+//
+// Where ReadBatch reads one datagram per call (x/net: every system but
+// Linux), no batch is ever busy: every reader of such a group reads the
+// socket (every), as each did before the groups.
 type readerGroup struct {
-	more chan struct{}
-	stop chan struct{}
+	more  chan struct{}
+	stop  chan struct{}
+	every bool
 }
 
 // busyBatch is the batch size from which a reader wakes a helper.
 const busyBatch = 2
 
+// readsBatches reports whether x/net's ReadBatch takes several datagrams
+// per call (recvmmsg) here; elsewhere it reads one (ipv4/batch.go).
+const readsBatches = runtime.GOOS == "linux"
+
 // newReaderGroup starts nothing; Run starts its readers.
 func newReaderGroup() *readerGroup {
-	return &readerGroup{more: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &readerGroup{more: make(chan struct{}, 1), stop: make(chan struct{}), every: !readsBatches}
+}
+
+// wake wakes a helper unless one is woken already; a nil group (a socket
+// with one reader, or no socket reader at all) has none.
+func (g *readerGroup) wake() {
+	if g == nil {
+		return
+	}
+	select {
+	case g.more <- struct{}{}:
+	default: // a helper is woken already
+	}
 }
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn share (their
@@ -129,8 +158,8 @@ func newUDPWorker(p *Proxy, conn *net.UDPConn) *udpWorker {
 // busy (readerGroup).
 func (w *udpWorker) run() {
 	g := w.group
-	if !w.helper {
-		if g != nil {
+	if !w.helper || g.every {
+		if g != nil && !w.helper {
 			defer close(g.stop)
 		}
 		for {
@@ -178,11 +207,8 @@ func (w *udpWorker) step() (busy, ok bool) {
 		w.served.Add(uint64(n))
 	}
 	busy = n >= busyBatch
-	if busy && w.group != nil {
-		select {
-		case w.group.more <- struct{}{}:
-		default: // a helper is woken already
-		}
+	if busy {
+		w.group.wake()
 	}
 	replies := 0
 	for i := range n {
@@ -203,7 +229,7 @@ func (w *udpWorker) step() (busy, ok bool) {
 			}
 			continue
 		}
-		w.p.generalUDP(w.conn, pkt, from)
+		w.p.generalUDP(w.conn, pkt, from, w.group)
 	}
 	w.send(w.out[:replies])
 	for i := range w.answers {
@@ -265,7 +291,7 @@ func (w *udpWorker) fast(pkt []byte, from netip.AddrPort, out []byte) (reply []b
 	now := p.cfg.Now()
 	out, ok, m := p.fastDecide(&w.q, &w.name, now, from, out, &w.answers)
 	if m != nil {
-		return nil, p.fastMiss(w.conn, pkt, &w.q, m, from)
+		return nil, p.fastMiss(w.conn, pkt, &w.q, m, from, w.group)
 	}
 	if !ok {
 		return nil, false
@@ -345,8 +371,9 @@ func presentationName(wire []byte) string {
 // forwarded queries). The query is kept (a pooled copy) for the reply,
 // built when the upstream answers, on the goroutine that receives it
 // (asyncQuery.fetched). Beyond MaxInFlight it reports false: the general
-// path answers REFUSED.
-func (p *Proxy) fastMiss(conn *net.UDPConn, pkt []byte, q *wireQuery, m *miss, from netip.AddrPort) bool {
+// path answers REFUSED. The reader's group g is woken before the query
+// waits for an upstream socket's dial or write (readerGroup).
+func (p *Proxy) fastMiss(conn *net.UDPConn, pkt []byte, q *wireQuery, m *miss, from netip.AddrPort, g *readerGroup) bool {
 	if p.stats.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
 		p.stats.inFlight.Add(-1)
 		return false
@@ -356,7 +383,7 @@ func (p *Proxy) fastMiss(conn *net.UDPConn, pkt []byte, q *wireQuery, m *miss, f
 	raw := p.getBuf()
 	*raw = append((*raw)[:0], pkt...)
 	aq := &asyncQuery{p: p, w: udpWriter{p: p, conn: conn, to: from}, raw: raw, start: m.now, miss: *m}
-	p.fetchAsync(m.key, m.id, m.q, m.now, aq)
+	p.fetchAsync(m.key, m.id, m.q, m.now, aq, g)
 	return true
 }
 
@@ -420,8 +447,9 @@ func (p *Proxy) fastAnswer(q *wireQuery, e *cached, d filter.Decision, host stri
 // be used for amplification), FORMERR or NOTIMP from the header check
 // (acceptQuery), else the handler in a goroutine of its own, holding a slot
 // (taken here: past 2 × MaxInFlight the worker waits and the kernel's
-// socket buffer absorbs the burst or drops).
-func (p *Proxy) generalUDP(conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
+// socket buffer absorbs the burst or drops). A reader that must wait for
+// its slot wakes a helper of its group g first (readerGroup).
+func (p *Proxy) generalUDP(conn *net.UDPConn, pkt []byte, from netip.AddrPort, g *readerGroup) {
 	if len(pkt) < 12 {
 		p.stats.rejected.Add(1)
 		return
@@ -441,7 +469,12 @@ func (p *Proxy) generalUDP(conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
 		p.writeHeaderReply(conn, pkt, dns.RcodeNotImplemented, from)
 		return
 	}
-	p.slots <- struct{}{}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		g.wake()
+		p.slots <- struct{}{}
+	}
 	d := datagram{conn, p.getBuf(), from}
 	*d.m = append((*d.m)[:0], pkt...)
 	p.work <- d // never blocks: the queue has a place per slot

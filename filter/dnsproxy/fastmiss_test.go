@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,13 +262,26 @@ func TestReaderGroupWakesHelperWhenBusy(t *testing.T) {
 }
 
 // A cached answer on the fast path is handed to OnAnswer after its reply
-// has left; a panic in OnAnswer there costs nothing but the count (the
-// reply is out), and the reader goes on.
+// has left: OnAnswer for it waits for the client to have the reply (a
+// channel the client's reader closes), which never comes if OnAnswer runs
+// before the send (the reader sends only once OnAnswer returns). A panic
+// in OnAnswer there costs nothing but the count (the reply is out), and
+// the reader goes on.
 func TestFastPathOnAnswerAfterReply(t *testing.T) {
 	up := newTestUpstream(t, testRecords...)
 	var mu sync.Mutex
 	var got []Answer
+	replied := make(chan struct{})
+	var order atomic.Int32 // 1: OnAnswer saw the reply received; -1: it did not
 	p, addr := startProxy(t, Config{Upstreams: []string{up.addr}, Decider: newDecider(t), OnAnswer: func(a Answer) {
+		if a.Cached && a.Name == "allowed.example" {
+			select {
+			case <-replied:
+				order.Store(1)
+			case <-time.After(3 * time.Second):
+				order.Store(-1)
+			}
+		}
 		mu.Lock()
 		got = append(got, a)
 		n := len(got)
@@ -276,10 +290,31 @@ func TestFastPathOnAnswerAfterReply(t *testing.T) {
 			panic("recorder")
 		}
 	}})
-	for range 2 {
-		if r := query(t, addr, "udp", "allowed.example", dns.TypeA, false); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
-			t.Fatalf("%v", r)
-		}
+	if r := query(t, addr, "udp", "allowed.example", dns.TypeA, false); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("%v", r)
+	}
+	// The cached answer, read by a reader of our own that closes replied.
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion("allowed.example.", dns.TypeA)
+	b, _ := m.Pack()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1500)
+	k, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no reply to the cached query: %v", err)
+	}
+	close(replied)
+	var r dns.Msg
+	if err := r.Unpack(buf[:k]); err != nil || r.Id != m.Id || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("cached reply %v (%v)", &r, err)
 	}
 	for range 3 {
 		if r := query(t, addr, "udp", "panic.example", dns.TypeA, false); r.Rcode != dns.RcodeNameError {
@@ -295,6 +330,9 @@ func TestFastPathOnAnswerAfterReply(t *testing.T) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if order.Load() != 1 {
+		t.Error("OnAnswer of a cached answer ran before the client had its reply")
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -40,7 +40,14 @@ type fetchWaiter interface {
 // flight, and hands the outcome to w — on this goroutine if every upstream
 // is known to be failing (SERVFAIL at once), else on the goroutine that
 // receives the upstream's answer (or its timeout): no goroutine waits.
-func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Time, w fetchWaiter) {
+// g is the group of the fast-path socket reader calling, if one is: woken
+// before the upstream query waits to be sent (readerGroup).
+//
+// A panic while the call is begun (the upstream query sent) is recovered
+// here, counted, and ends the call: its waiters get SERVFAIL, and the next
+// identical query starts a new call instead of joining one that would
+// never complete.
+func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Time, w fetchWaiter, g *readerGroup) {
 	p.callsMu.Lock()
 	if c, ok := p.calls[id]; ok {
 		c.waiters = append(c.waiters, w)
@@ -50,13 +57,20 @@ func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Tim
 	c := &fetchCall{p: p, key: key, id: id, q: q, now: now, waiters: []fetchWaiter{w}}
 	p.calls[id] = c
 	p.callsMu.Unlock()
+	defer func() {
+		if v := recover(); v != nil {
+			p.stats.panics.Add(1)
+			p.cfg.Panics.Recovered("dns", v)
+			c.complete(nil, errPanic)
+		}
+	}()
 	if until := p.downUntil.Load(); until != 0 && now.UnixNano() < until {
 		p.stats.srvFail.Add(1)
 		c.complete(nil, errAllFailed)
 		return
 	}
 	c.ups = p.ups.Load()
-	c.ups.exchange(dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}, key.do, key.cd, c)
+	c.ups.exchangeFrom(dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}, key.do, key.cd, c, g)
 }
 
 // errPanic is the outcome of a fetch whose answer could not be taken in.
@@ -82,11 +96,15 @@ func (c *fetchCall) exchanged(m *dns.Msg, addr string, err error) {
 }
 
 // complete ends the call: it is no longer joined, and each waiter gets e or
-// err.
+// err. A second call (the exchange's outcome after a recovered panic
+// ended the call, fetchAsync) finds no waiter and leaves a newer call for
+// the same name in place.
 func (c *fetchCall) complete(e *cached, err error) {
 	p := c.p
 	p.callsMu.Lock()
-	delete(p.calls, c.id)
+	if p.calls[c.id] == c {
+		delete(p.calls, c.id)
+	}
 	ws := c.waiters
 	c.waiters = nil
 	p.callsMu.Unlock()

@@ -199,7 +199,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 				// alone leaves its socket unread while it answers a
 				// batch. Measured against one socket read by two: one
 				// reader per socket cost 0.93–1.15× the CPU per query,
-				// two readers per socket 0.83–1.0× (docs/dns.md).
+				// two readers per socket 0.83–1.0× (docs/dns.md). The
+				// others read beside the first while the socket is busy
+				// or the first waits (readerGroup), and always where
+				// reads take one datagram each (off Linux).
 				readers[g] = max(runtime.GOMAXPROCS(0), 2)
 			}
 		} else {

@@ -197,7 +197,7 @@ func (d *deliverRecorder) exchanged(m *dns.Msg, addr string, err error) {
 // q waiting on it, its timer far off.
 func pendingSock(t testing.TB, u *upstreams, q dns.Question, rec exchanged) (*upSock, *upAttempt) {
 	t.Helper()
-	s, err := u.sock(0, time.Now())
+	s, err := u.sock(0, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -211,6 +211,13 @@ type exchanged interface {
 // move on to the next; if every upstream says so, the last such answer is
 // handed over.
 func (u *upstreams) exchange(q dns.Question, do, cd bool, done exchanged) {
+	u.exchangeFrom(q, do, cd, done, nil)
+}
+
+// exchangeFrom is exchange called by a fast-path socket's reader of group
+// g: g is woken before the first attempt waits for a dial or a write
+// (readerGroup), so the socket is read meanwhile.
+func (u *upstreams) exchangeFrom(q dns.Question, do, cd bool, done exchanged, g *readerGroup) {
 	n := len(u.addrs)
 	if n == 0 {
 		done.exchanged(nil, "", fmt.Errorf("%w: none is configured or found in the host's resolver files", errAllFailed))
@@ -220,7 +227,7 @@ func (u *upstreams) exchange(q dns.Question, do, cd bool, done exchanged) {
 	f := &upFetch{u: u, req: upQuery{q: q, do: do, cd: cd}, done: done,
 		deadline: time.Now().Add(u.timeout), attempts: attempts,
 		per: u.timeout / time.Duration(attempts), start: int(u.preferred.Load()) % n}
-	f.next()
+	f.next(g)
 }
 
 // exchangeWait is exchange for a caller that waits (tests).
@@ -283,7 +290,9 @@ func (f *upFetch) recoverPanic() {
 
 // next begins the next attempt, or hands the outcome over when none is
 // left. An attempt that fails before its query is sent moves on at once.
-func (f *upFetch) next() {
+// g, when set, is the group of the socket reader making the first
+// attempt (exchangeFrom).
+func (f *upFetch) next(g *readerGroup) {
 	u := f.u
 	n := len(u.addrs)
 	for f.k < f.attempts {
@@ -297,7 +306,7 @@ func (f *upFetch) next() {
 		if next := now.Add(f.per); next.Before(dl) {
 			dl = next
 		}
-		err := u.send(f, i, now, dl)
+		err := u.send(f, i, now, dl, g)
 		if err == nil {
 			return // the attempt's outcome calls result
 		}
@@ -335,14 +344,14 @@ func (f *upFetch) result(i int, m *dns.Msg, err error) {
 	if err != nil {
 		u.stats.upErrors.Add(1)
 		f.errs = append(f.errs, fmt.Errorf("%s: %w", addr, err))
-		f.next()
+		f.next(nil)
 		return
 	}
 	if (m.Rcode == dns.RcodeServerFailure || m.Rcode == dns.RcodeRefused) && f.k < f.attempts && len(u.addrs) > 1 {
 		u.stats.upErrors.Add(1)
 		f.last, f.lastAddr = m, addr
 		f.errs = append(f.errs, fmt.Errorf("%s: answered %s", addr, dns.RcodeToString[m.Rcode]))
-		f.next()
+		f.next(nil)
 		return
 	}
 	u.preferred.Store(uint32(i))
@@ -449,10 +458,16 @@ func (s *upSock) sweep() {
 }
 
 // sock returns a socket of upstream i to send on, opening one where none
-// is or the one there is retired.
-func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
+// is or the one there is retired. A new socket's dial wakes g first
+// (readerGroup).
+func (u *upstreams) sock(i int, now time.Time, g *readerGroup) (*upSock, error) {
 	j := int(u.next.Add(1)) % upSocks
-	u.mu.Lock()
+	if !u.mu.TryLock() {
+		// Held, perhaps across another query's dial: a socket reader
+		// hands its socket over before it waits.
+		g.wake()
+		u.mu.Lock()
+	}
 	defer u.mu.Unlock()
 	if u.draining {
 		// A drained set sends only the failover attempts of queries begun
@@ -478,7 +493,11 @@ func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
 	if u.closed.Load() {
 		return nil, net.ErrClosed
 	}
-	nc, err := u.dialer.DialContext(u.ctx, "udp", u.addrs[i]) // UDP connect does not block
+	// UDP connect does not wait for the network, but the dial is a few
+	// system calls (and Config.UpstreamControl's): rare, and a socket
+	// reader hands its socket over first.
+	g.wake()
+	nc, err := u.dialer.DialContext(u.ctx, "udp", u.addrs[i])
 	if err != nil {
 		return nil, err
 	}
@@ -509,10 +528,11 @@ func (u *upstreams) sock(i int, now time.Time) (*upSock, error) {
 
 // send sends f's query to upstream i on a shared socket, with the deadline
 // dl; an error means it was not sent (and there is no outcome to wait for).
-func (u *upstreams) send(f *upFetch, i int, now, dl time.Time) error {
+// g is woken before it waits for a dial or for room to write (readerGroup).
+func (u *upstreams) send(f *upFetch, i int, now, dl time.Time, g *readerGroup) error {
 	var a *upAttempt
 	for try := 0; ; try++ {
-		s, err := u.sock(i, now)
+		s, err := u.sock(i, now, g)
 		if err != nil {
 			return err
 		}
@@ -532,7 +552,7 @@ func (u *upstreams) send(f *upFetch, i int, now, dl time.Time) error {
 	var b [512]byte
 	wire, err := appendUpstreamQuery(b[:0], &req)
 	if err == nil {
-		_, err = s.conn.Write(wire)
+		err = writeWaking(s.conn, wire, g)
 	}
 	if err != nil && a.take() {
 		return err
