@@ -9,7 +9,7 @@ import (
 )
 
 // enrollN enrolls devices d000… on s.
-func enrollN(t *testing.T, s *Store, n int) []string {
+func enrollN(t testing.TB, s *Store, n int) []string {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := s.CreateEnrollKey(ctx, EnrollKey{Name: "k", Hash: "kh", CreatedAt: time.Now()}); err != nil {
@@ -107,4 +107,35 @@ func TestSaveCheckinsReplicasNoDeadlock(t *testing.T) {
 			t.Errorf("after the rounds: %+v, %v", d, err)
 		}
 	})
+}
+
+// BenchmarkSaveCheckins writes the check-ins of 2,000 devices (a feed
+// change's re-polls), what one flush writes after a change
+// (docs/scale.md "Sixth round").
+func BenchmarkSaveCheckins(b *testing.B) {
+	if pg == nil {
+		b.Skip(pgErr)
+	}
+	dsn, err := pg.NewDatabase("store")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(context.Background(), Config{DSN: dsn})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ids := enrollN(b, s, 2000)
+	ctx := context.Background()
+	now := time.Now()
+	cs := make([]Checkin, len(ids))
+	b.ResetTimer()
+	for i := range b.N {
+		for j, id := range ids {
+			cs[j] = Checkin{DeviceID: id, At: now.Add(time.Duration(i) * time.Second), Address: "192.0.2.1", Known: true, AgentVersion: "1.0", Sequence: int64(i)}
+		}
+		if err := s.SaveCheckins(ctx, cs, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
