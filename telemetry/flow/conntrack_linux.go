@@ -360,7 +360,7 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 // The table is read as the kernel sends it, one datagram at a time
 // (dumpFlows), never whole: the conntrack table is the whole host's, and
 // its local services alone can fill it (a resolver forwarding from a new
-// port per query). Read whole (conntrack.Conn.Dump), a table of ~53,000
+// port per query). Read whole (conntrack.Conn.Dump), a table of ~51,000
 // flows was ~60 MB live at once — the messages and a 496-byte Flow each —
 // every five minutes: the agent's peak RSS in the DNS benchmark (issue 21).
 func (c *Conntrack) dump(conn *netlink.Conn, emit func(telemetry.Record)) {
