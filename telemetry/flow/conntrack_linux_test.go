@@ -263,7 +263,7 @@ func (h *heapProbe) Lookup(uint8, netip.AddrPort, netip.AddrPort) (Process, bool
 
 // A dump reads the kernel's table a datagram at a time and reports each
 // flow as it is read, never holding the table: read whole it was ~60 MB
-// live for ~53,000 flows (issue 21). Halfway through a dump of 20,000
+// live for ~51,000 flows (issue 21). Halfway through a dump of 20,000
 // flows the heap holds the states of the flows seen so far, not the rest
 // of the table; a second dump forgets the flows gone from it.
 func TestDumpReadsTheTableAsItComes(t *testing.T) {
