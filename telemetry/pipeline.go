@@ -42,7 +42,8 @@ type Config struct {
 	SpoolBytes    int64         // default 256 MiB of compressed chunks
 
 	// QueueRecords bounds the in-memory queue between producers and the
-	// writer (default 16384, about 5 MiB of records). Add refuses and counts records past it.
+	// writer (default 8192, ≈3.5 MiB of records; the writer holds the batch
+	// it took besides). Add refuses and counts records past it.
 	QueueRecords int
 	// CommitInterval is the group-commit period: the journal is fsynced at
 	// least this often while records arrive (default 200ms, at most 1s).
@@ -88,7 +89,7 @@ func (c *Config) setDefaults() {
 		c.SpoolBytes = 256 << 20
 	}
 	if c.QueueRecords <= 0 {
-		c.QueueRecords = 16384
+		c.QueueRecords = defaultQueueRecords
 	}
 	if c.CommitInterval <= 0 || c.CommitInterval > time.Second {
 		c.CommitInterval = 200 * time.Millisecond
@@ -205,6 +206,19 @@ type Pipeline struct {
 	quarantined    int
 }
 
+// defaultQueueRecords is Config.QueueRecords' default. The queue fills only
+// when producers outrun the writer, and then a larger queue drops the same
+// records a little later: what it bounds is memory. Under a flood of
+// blocked DNS names (dnsperf, ~160,000 events a second on two shared
+// cores) the queue grew to its bound of 16,384 records: with the batch the
+// writer took, ~450 bytes a record, 11 MB of the agent's live heap, its
+// largest item, which the collector's pacing then doubles (issue 21,
+// docs/dns.md "Seventh part"). Bursts that the writer can absorb are
+// smaller: it is woken at a quarter of the queue, and the DNS answers
+// window, the one producer of large bursts, hands its records over 1,024
+// at a time (WaitRoom).
+const defaultQueueRecords = 8192
+
 // queueMin is the capacity the queue starts with; it grows as producers
 // need, up to Config.QueueRecords, and shrinks back after a burst (commit).
 const queueMin = 1024
@@ -252,8 +266,12 @@ func (p *Pipeline) Add(r Record) bool {
 		p.droppedQueue.Add(1)
 		return false
 	}
-	if p.queue == nil {
-		p.queue = make([]Record, 0, queueMin)
+	if len(p.queue) == cap(p.queue) {
+		// Grown by doubling up to the bound, never past it (append's
+		// growth would: the bound is there for the memory).
+		q := make([]Record, len(p.queue), min(max(2*cap(p.queue), queueMin), p.cfg.QueueRecords))
+		copy(q, p.queue)
+		p.queue = q
 	}
 	p.queue = append(p.queue, r)
 	n := len(p.queue)

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -60,6 +62,22 @@ type Conntrack struct {
 	cfg   Config
 	mu    sync.Mutex
 	flows map[uint32]*flowState
+	// dumpGen numbers the table dumps; a tracked flow a dump saw carries
+	// its number (flowState.dumped), so the flows it did not see are
+	// forgotten without a set of every flow in the table.
+	dumpGen uint32
+	// dumpBuf is the dump's read buffer (one datagram of the kernel's
+	// answer), kept between dumps; used by the Run goroutine only.
+	dumpBuf []byte
+	// leftOut is what started returns for a flow left out by its
+	// conntrack mark or as loopback (Config.OwnMark, SkipLoopback). Such
+	// flows are not kept in the table: what leaves them out is in every
+	// event and dump of the flow, so there is nothing to remember, and a
+	// host's local services open them by the hundred thousand — a resolver
+	// forwarding from a new port per query (dnsmasq, unbound) filled the
+	// table's 65,536 places with them: 9 MB, the largest item of the
+	// agent's heap in the DNS benchmark (issue 21, docs/dns.md).
+	leftOut flowState
 
 	events, overruns, dumps, records, dropped, unnamed, own atomic.Uint64
 }
@@ -67,8 +85,9 @@ type Conntrack struct {
 type flowState struct {
 	proc           Process
 	name           string
-	skip           bool   // the agent's own or loopback: not reported
+	skip           bool   // the agent's own (by process): not reported
 	sent, received uint64 // already reported
+	dumped         uint32 // the last dump that saw it (Conntrack.dumpGen)
 }
 
 // New returns a source; Run starts it.
@@ -169,7 +188,7 @@ func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record)) error 
 	if err := c.EnableAccounting(); err != nil {
 		c.cfg.Log.Warn("conntrack accounting not enabled; byte counts may be zero", "err", err)
 	}
-	dumpConn, err := c.dial()
+	dumpConn, err := c.dialDump()
 	if err != nil {
 		return err
 	}
@@ -213,7 +232,7 @@ func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record)) error 
 	}
 }
 
-func (c *Conntrack) listen(ctx context.Context, events <-chan conntrack.Event, errs <-chan error, tick <-chan time.Time, dumpConn *conntrack.Conn, emit func(telemetry.Record)) error {
+func (c *Conntrack) listen(ctx context.Context, events <-chan conntrack.Event, errs <-chan error, tick <-chan time.Time, dumpConn *netlink.Conn, emit func(telemetry.Record)) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -245,18 +264,15 @@ func (c *Conntrack) started(f *conntrack.Flow) *flowState {
 	if st, ok := c.flows[f.ID]; ok {
 		return st
 	}
+	local, remote := endpoints(f)
+	if c.skipped(f, local, remote) {
+		return &c.leftOut // counted in Own when it ends (report)
+	}
 	if len(c.flows) >= c.cfg.MaxFlows {
 		c.dropped.Add(1)
 		return nil
 	}
 	st := &flowState{}
-	local, remote := endpoints(f)
-	if c.skipped(f, local, remote) {
-		st.skip = true
-		c.own.Add(1)
-		c.flows[f.ID] = st
-		return st
-	}
 	if c.cfg.Procs != nil {
 		st.proc, _ = c.cfg.Procs.Lookup(f.TupleOrig.Proto.Protocol, local, remote)
 		if c.cfg.OwnPID != 0 && st.proc.PID == c.cfg.OwnPID {
@@ -281,6 +297,15 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 			return
 		}
 		st = &flowState{}
+	}
+	if st == &c.leftOut {
+		if final {
+			c.own.Add(1)
+		}
+		return
+	}
+	if !final {
+		st.dumped = c.dumpGen // dump marks what it saw
 	}
 	// The original direction is the initiator's: for a connection this host
 	// opened, orig bytes are sent and reply bytes are received.
@@ -331,25 +356,133 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 // dump reports byte deltas of every live flow and forgets flows that are no
 // longer in the table (their DESTROY event was lost: they are reported with
 // what the last dump saw).
-func (c *Conntrack) dump(conn *conntrack.Conn, emit func(telemetry.Record)) {
-	flows, err := conn.Dump(nil)
+//
+// The table is read as the kernel sends it, one datagram at a time
+// (dumpFlows), never whole: the conntrack table is the whole host's, and
+// its local services alone can fill it (a resolver forwarding from a new
+// port per query). Read whole (conntrack.Conn.Dump), a table of ~51,000
+// flows was ~60 MB live at once — the messages and a 496-byte Flow each —
+// every five minutes: the agent's peak RSS in the DNS benchmark (issue 21).
+func (c *Conntrack) dump(conn *netlink.Conn, emit func(telemetry.Record)) {
+	c.dumpGen++
+	if c.dumpBuf == nil {
+		c.dumpBuf = make([]byte, dumpReadSize)
+	}
+	err := dumpFlows(conn, c.dumpBuf, func(f *conntrack.Flow) { c.report(f, false, emit) })
 	if err != nil {
+		// What was read is reported; the flows are forgotten only after a
+		// whole dump.
 		c.cfg.Log.Warn("conntrack dump failed", "err", err)
 		return
 	}
 	c.dumps.Add(1)
-	live := make(map[uint32]bool, len(flows))
-	for i := range flows {
-		live[flows[i].ID] = true
-		c.report(&flows[i], false, emit)
-	}
 	c.mu.Lock()
-	for id := range c.flows {
-		if !live[id] {
+	for id, st := range c.flows {
+		if st.dumped != c.dumpGen {
 			delete(c.flows, id)
 		}
 	}
 	c.mu.Unlock()
+}
+
+// dumpReadSize is the dump's read buffer: a dump datagram is at most 32 KiB
+// (the kernel's netlink_dump caps its buffers there).
+const dumpReadSize = 32 << 10
+
+// ipctnlMsgCtGet is IPCTNL_MSG_CT_GET (linux/netfilter/nfnetlink_conntrack.h).
+const ipctnlMsgCtGet = 1
+
+// dialDump opens the netlink socket the table dumps are read from.
+func (c *Conntrack) dialDump() (*netlink.Conn, error) {
+	cfg := &netlink.Config{}
+	if c.cfg.Netns != "" {
+		ns, err := os.Open(c.cfg.Netns)
+		if err != nil {
+			return nil, err
+		}
+		defer ns.Close()
+		cfg.NetNS = int(ns.Fd())
+	}
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open conntrack netlink socket: %w (needs CAP_NET_ADMIN)", err)
+	}
+	return conn, nil
+}
+
+// dumpFlows asks the kernel for its conntrack table (IPv4 and IPv6) and
+// calls fn with each flow as its datagram is read; fn must not keep the
+// flow. Only one datagram (buf) is held at a time.
+func dumpFlows(conn *netlink.Conn, buf []byte, fn func(*conntrack.Flow)) error {
+	req, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink,
+		MessageType: netfilter.MessageType(ipctnlMsgCtGet),
+		Family:      netfilter.ProtoUnspec,
+		Flags:       netlink.Request | netlink.Dump,
+	}, nil)
+	if err != nil {
+		return err
+	}
+	sent, err := conn.Send(req)
+	if err != nil {
+		return fmt.Errorf("ask for the conntrack table: %w", err)
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for {
+		var n int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			// MSG_TRUNC: n is the datagram's length even past buf.
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK && rerr != unix.EINTR
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return fmt.Errorf("read the conntrack table: %w", err)
+		}
+		if n > len(buf) {
+			return fmt.Errorf("read the conntrack table: a %d-byte datagram is more than the %d-byte buffer", n, len(buf))
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return fmt.Errorf("read the conntrack table: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != sent.Header.Sequence {
+				continue // an answer to an earlier, abandoned dump
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+						return fmt.Errorf("read the conntrack table: %w", unix.Errno(-errno))
+					}
+				}
+				return nil // an acknowledgement
+			}
+			// A dump's flows carry the request's message type (GET); the
+			// library decodes a flow from a NEW message, which is the same
+			// attributes: the type is set to NEW (the low byte, 0), the
+			// subsystem (the high byte) kept.
+			var ev conntrack.Event
+			err := ev.Unmarshal(netlink.Message{
+				Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type &^ 0xff),
+					Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid},
+				Data: m.Data,
+			})
+			if err != nil || ev.Flow == nil {
+				continue // not a flow (an expectation): nothing to report
+			}
+			fn(ev.Flow)
+		}
+	}
 }
 
 // skipped reports a flow left out before attribution: the agent's own by

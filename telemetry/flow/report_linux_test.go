@@ -107,3 +107,39 @@ func TestReportNamesAndLeavesOutOwnTraffic(t *testing.T) {
 		t.Errorf("stats %+v, want 1 unnamed of 3", st)
 	}
 }
+
+// Flows left out by their mark or as loopback are not kept: a flood of
+// them (a local resolver forwarding from a new port per query) leaves the
+// table empty and every place to the flows it reports, and each is counted
+// once, when it ends (issue 21: 65,536 kept states were 9 MB of the agent's
+// heap).
+func TestLeftOutFlowsAreNotKept(t *testing.T) {
+	c := New(Config{Procs: &fakeProcs{}, OwnMark: 0x6e770010, SkipLoopback: true, MaxFlows: 100})
+	var got []telemetry.Record
+	emit := func(r telemetry.Record) { got = append(got, r) }
+	const n = 1000
+	flows := make([]*conntrack.Flow, 0, 2*n)
+	for i := range n {
+		lo := flowOf(uint32(2*i+1), 10, 20)
+		lo.TupleOrig.IP.SourceAddress, lo.TupleOrig.IP.DestinationAddress = netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1")
+		own := flowOf(uint32(2*i+2), 10, 20)
+		own.Mark = 0x6e770010
+		flows = append(flows, lo, own)
+	}
+	for _, f := range flows {
+		c.started(f) // NEW
+	}
+	if st := c.Stats(); st.Flows != 0 || st.FlowsLimit != 0 {
+		t.Fatalf("after %d left-out flows: %d tracked, %d refused; want none", len(flows), st.Flows, st.FlowsLimit)
+	}
+	other := flowOf(5000, 0, 0)
+	c.started(other)
+	for _, f := range flows {
+		c.report(f, false, emit) // a dump
+		c.report(f, true, emit)  // DESTROY
+	}
+	c.report(flowOf(5000, 100, 200), true, emit)
+	if st := c.Stats(); len(got) != 1 || got[0].BytesSent != 100 || st.Own != 2*n || st.Flows != 0 {
+		t.Fatalf("records %+v, stats %+v; want the other process's flow alone, %d left out", got, st, 2*n)
+	}
+}
