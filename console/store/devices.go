@@ -337,8 +337,9 @@ const checkinSince = "prev_online_since = CASE WHEN d.last_seen_at < c.gap THEN 
 // the sampled backends showed the chunks' device UPDATE waiting on a row
 // lock (docs/scale.md "Fifth round", "Sixth round").
 //
-// The rows are locked first in id order (SELECT … ORDER BY id FOR
-// UPDATE): two replicas writing the check-ins of the same devices take the
+// The rows are locked first in id order (SELECT … ORDER BY id FOR NO
+// KEY UPDATE, the lock an UPDATE of non-key columns takes itself, so it
+// would not block a foreign key to devices if one is added): two replicas writing the check-ins of the same devices take the
 // locks in one order, so they cannot deadlock (each wrote in its buffer's
 // map order before: TestSaveCheckinsReplicasNoDeadlock). A device listed
 // twice is written in its order of the list: one statement per repetition.
@@ -359,7 +360,7 @@ func (s *Store) saveCheckinsPG(ctx context.Context, cs []Checkin, offlineAfter t
 	}
 	slices.Sort(ids)
 	q := &pgQueue{}
-	q.queue("SELECT id FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids)
+	q.queue("SELECT id FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE", ids)
 	for _, l := range layers {
 		n := len(l)
 		id, addr, av, osp, osv := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
