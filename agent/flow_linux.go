@@ -21,6 +21,12 @@ import (
 func (a *Agent) startFlowSource(ctx context.Context, g *errgroup.Group) error {
 	log := a.log.With("component", "conntrack")
 	cfg := flow.Config{Names: a.tel.names, ConnNames: a.tel.conns, Log: log, Now: a.now}
+	if pipe := a.tel.pipe.Load(); pipe != nil {
+		// A dump reports up to every flow of the host's table at once:
+		// paced between its datagrams like the DNS answers window, so the
+		// writer takes them a portion at a time instead of refusing most.
+		cfg.Pace = func() { pipe.WaitRoom(ctx.Done(), emitPortion) }
+	}
 	var mark *flow.OwnMarkTable
 	if !a.cfg.Telemetry.OwnTraffic {
 		cfg.OwnPID, cfg.SkipLoopback = os.Getpid(), true
@@ -46,7 +52,7 @@ func (a *Agent) startFlowSource(ctx context.Context, g *errgroup.Group) error {
 		if mark != nil {
 			defer mark.Close()
 		}
-		if err := src.Run(ctx, a.emit); err != nil {
+		if err := src.Run(ctx, a.emitFlow); err != nil {
 			a.tel.flows.Store(nil)
 			log.Warn("flow accounting stopped; no per-connection byte counts will be recorded", "err", err)
 		}

@@ -59,7 +59,8 @@ func (a *Agent) telemetryStatus() control.TelemetryStatus {
 	if f := a.tel.flows.Load(); f != nil {
 		fs := f.Stats()
 		s.Flows = &control.FlowStats{Events: fs.Events, Overruns: fs.Overruns, Dumps: fs.Dumps, Records: fs.Records,
-			Flows: fs.Flows, FlowsDropped: fs.FlowsLimit, Unnamed: fs.Unnamed, Own: fs.Own}
+			Flows: fs.Flows, FlowsDropped: fs.FlowsLimit, Unnamed: fs.Unnamed, Own: fs.Own,
+			Refused: fs.Refused, Undecoded: fs.Undecoded}
 		if fs.Records > 0 {
 			s.Flows.UnnamedShare = float64(fs.Unnamed) / float64(fs.Records)
 		}

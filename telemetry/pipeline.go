@@ -179,6 +179,10 @@ type Pipeline struct {
 	newJournal bool
 	bw         *bufio.Writer // writes the current journal file
 	pendingGap map[string]int64
+	// failing counts the commits failed in a row; failLogged is when that
+	// was last logged (commitDone).
+	failing    int
+	failLogged time.Time
 	// carry holds drained records (Config.Drain) that did not fit the
 	// chunk they were drained for; written first into the next.
 	carry []Record
@@ -581,23 +585,46 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 			p.journaled.Store(0) // what is left is read again at the next start
 			return err
 		case <-p.wake:
+			if p.failing > 0 {
+				// The disk failed the last commit: retry at the tick, not
+				// at every wake (WaitRoom wakes the writer again as soon
+				// as a failed commit takes the queue, which spun).
+				continue
+			}
 			// Producers filled a quarter of the queue (or Flush asked):
 			// journal the batch now to keep memory bounded; fsync only if
 			// someone waits for durability — the ticker fsyncs the rest.
-			err := p.commit(false)
-			if err != nil {
-				p.setError(err)
-				p.cfg.Log.Error("telemetry journal write failed; records are kept in memory and retried", "err", err)
-			}
+			p.commitDone(p.commit(false))
 			continue
 		case <-t.C:
 		}
-		if err := p.commit(true); err != nil {
-			p.setError(err)
-			p.cfg.Log.Error("telemetry journal write failed; records are kept in memory and retried", "err", err)
-		}
+		p.commitDone(p.commit(true))
 	}
 }
+
+// commitDone records a commit's outcome, logging a failing disk once when
+// it starts failing, then at most once per errLogInterval with the count of
+// failed retries, and once when it works again — not at every retry.
+func (p *Pipeline) commitDone(err error) {
+	now := time.Now()
+	if err == nil {
+		if p.failing > 0 {
+			p.cfg.Log.Info("telemetry journal writes work again", "failedCommits", p.failing)
+			p.failing = 0
+		}
+		return
+	}
+	p.setError(err)
+	p.failing++
+	if p.failing == 1 || now.Sub(p.failLogged) >= errLogInterval {
+		p.failLogged = now
+		p.cfg.Log.Error("telemetry journal write failed; records are kept in memory (up to the queue bound, the rest counted in a gap record) and retried at each commit interval; free disk space or fix the data directory",
+			"err", err, "failedCommits", p.failing)
+	}
+}
+
+// errLogInterval bounds how often a failing disk is logged.
+const errLogInterval = time.Minute
 
 // commit moves the queue into the journals, makes them durable (one group
 // fsync), compresses the complete chunks into the spool, and wakes Flush
@@ -671,13 +698,7 @@ func (p *Pipeline) commit(sync bool) error {
 		}
 	}
 	if err != nil {
-		// Put the unwritten records back at the head so nothing accepted is
-		// lost on a transient disk error; the queue bound still applies.
-		p.mu.Lock()
-		p.queue = append(batch[written:], p.queue...)
-		p.inflight.Store(0)
-		p.waiters = append(waiters, p.waiters...)
-		p.mu.Unlock()
+		p.putBack(batch, written, waiters)
 		return err
 	}
 	n := len(batch)
@@ -696,6 +717,48 @@ func (p *Pipeline) commit(sync bool) error {
 		close(w)
 	}
 	return nil
+}
+
+// putBack returns the records a failed commit did not write to the head of
+// the queue, so a transient disk error loses nothing accepted — within the
+// bound: producers refilled the queue while the writer held the batch, and
+// putting both back whole let the queue grow by up to a bound at each
+// failed retry (2, 3, 4... times the bound during an ENOSPC, when memory
+// matters most). The oldest records are kept first (the failed batch, then
+// the queue's); the newest that do not fit are counted as refused, so the
+// next written commit's gap record (GapQueueFull) says how many were lost.
+func (p *Pipeline) putBack(batch []Record, written int, waiters []chan struct{}) {
+	// The unwritten records move to the start of the batch's buffer, which
+	// Add never grew past the bound; the written ones are let go.
+	n := copy(batch, batch[written:])
+	clear(batch[n:])
+	rest := batch[:n]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	queued := p.queue
+	keep := min(len(rest)+len(queued), p.cfg.QueueRecords)
+	if len(rest) > keep { // only if the bound was lowered; not in practice
+		p.refused += int64(len(rest) - keep)
+		p.droppedQueue.Add(int64(len(rest) - keep))
+		clear(rest[keep:])
+		rest = rest[:keep]
+	}
+	fit := keep - len(rest) // of the records queued meanwhile
+	q := rest
+	if cap(q) < keep {
+		q = make([]Record, len(rest), keep)
+		copy(q, rest)
+	}
+	q = append(q, queued[:fit]...)
+	if lost := int64(len(queued) - fit); lost > 0 {
+		p.refused += lost
+		p.droppedQueue.Add(lost)
+	}
+	clear(queued)
+	p.spare = queued[:0]
+	p.queue = q
+	p.inflight.Store(0)
+	p.waiters = append(waiters, p.waiters...)
 }
 
 // writeBatch journals batch and returns how many records it wrote.

@@ -286,6 +286,11 @@ type FlowStats struct {
 	Unnamed      uint64  `json:"unnamed"`
 	UnnamedShare float64 `json:"unnamedShare"`
 	Own          uint64  `json:"own"`
+	// Refused counts records the telemetry queue refused (a dump's are
+	// reported again with the next dump); Undecoded dump messages that did
+	// not decode.
+	Refused   uint64 `json:"refused,omitempty"`
+	Undecoded uint64 `json:"undecoded,omitempty"`
 }
 
 // BypassStatus counts active bypasses by application or indicator.

@@ -53,8 +53,15 @@ type Config struct {
 	// SkipLoopback leaves out flows between two loopback addresses (a
 	// host's local services, the DNS proxy itself): not network traffic.
 	SkipLoopback bool
-	Log          *slog.Logger
-	Now          func() time.Time
+	// Pace, when set, is called by a table dump between the kernel's
+	// datagrams (~100 flows each), for the records' consumer to take what
+	// was emitted so far: a dump of a big table reports tens of thousands
+	// of flows at once, which overflowed the telemetry queue (28,000 to
+	// 37,000 of 50,000 refused with its bound at 8,192). The agent waits
+	// for room in the pipeline (telemetry.Pipeline.WaitRoom).
+	Pace func()
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 // Conntrack is the Linux flow source.
@@ -64,8 +71,10 @@ type Conntrack struct {
 	flows map[uint32]*flowState
 	// dumpGen numbers the table dumps; a tracked flow a dump saw carries
 	// its number (flowState.dumped), so the flows it did not see are
-	// forgotten without a set of every flow in the table.
-	dumpGen uint32
+	// forgotten without a set of every flow in the table. wholeGen is the
+	// number of the last dump read whole: a flow is forgotten only when
+	// two whole dumps in a row did not see it (dump).
+	dumpGen, wholeGen uint32
 	// dumpBuf is the dump's read buffer (one datagram of the kernel's
 	// answer), kept between dumps; used by the Run goroutine only.
 	dumpBuf []byte
@@ -79,7 +88,7 @@ type Conntrack struct {
 	// agent's heap in the DNS benchmark (issue 21, docs/dns.md).
 	leftOut flowState
 
-	events, overruns, dumps, records, dropped, unnamed, own atomic.Uint64
+	events, overruns, dumps, records, dropped, unnamed, own, refused, undecoded atomic.Uint64
 }
 
 type flowState struct {
@@ -87,7 +96,7 @@ type flowState struct {
 	name           string
 	skip           bool   // the agent's own (by process): not reported
 	sent, received uint64 // already reported
-	dumped         uint32 // the last dump that saw it (Conntrack.dumpGen)
+	dumped         uint32 // the last dump that saw it, or the dump current when it started (Conntrack.dumpGen)
 }
 
 // New returns a source; Run starts it.
@@ -116,7 +125,8 @@ func (c *Conntrack) Stats() Stats {
 	n := len(c.flows)
 	c.mu.Unlock()
 	return Stats{Events: c.events.Load(), Overruns: c.overruns.Load(), Dumps: c.dumps.Load(),
-		Records: c.records.Load(), Flows: n, FlowsLimit: c.dropped.Load(), Unnamed: c.unnamed.Load(), Own: c.own.Load()}
+		Records: c.records.Load(), Flows: n, FlowsLimit: c.dropped.Load(), Unnamed: c.unnamed.Load(), Own: c.own.Load(),
+		Refused: c.refused.Load(), Undecoded: c.undecoded.Load()}
 }
 
 // EnableAccounting turns on per-flow byte counters and start timestamps
@@ -184,7 +194,7 @@ func (c *Conntrack) dial() (*conntrack.Conn, error) {
 // until ctx ends. An event overrun (ENOBUFS: the kernel dropped events
 // because we were slow) is counted, the socket reopened, and the table dumped
 // so flows that ended meanwhile are still reported from the dump.
-func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record)) error {
+func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record) bool) error {
 	if err := c.EnableAccounting(); err != nil {
 		c.cfg.Log.Warn("conntrack accounting not enabled; byte counts may be zero", "err", err)
 	}
@@ -232,7 +242,7 @@ func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record)) error 
 	}
 }
 
-func (c *Conntrack) listen(ctx context.Context, events <-chan conntrack.Event, errs <-chan error, tick <-chan time.Time, dumpConn *netlink.Conn, emit func(telemetry.Record)) error {
+func (c *Conntrack) listen(ctx context.Context, events <-chan conntrack.Event, errs <-chan error, tick <-chan time.Time, dumpConn *netlink.Conn, emit func(telemetry.Record) bool) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -272,7 +282,10 @@ func (c *Conntrack) started(f *conntrack.Flow) *flowState {
 		c.dropped.Add(1)
 		return nil
 	}
-	st := &flowState{}
+	// Counted as seen by the current dump: a flow that began after the last
+	// whole dump is forgotten only after two whole dumps missed it, like
+	// every other (dump).
+	st := &flowState{dumped: c.dumpGen}
 	if c.cfg.Procs != nil {
 		st.proc, _ = c.cfg.Procs.Lookup(f.TupleOrig.Proto.Protocol, local, remote)
 		if c.cfg.OwnPID != 0 && st.proc.PID == c.cfg.OwnPID {
@@ -287,14 +300,18 @@ func (c *Conntrack) started(f *conntrack.Flow) *flowState {
 	return st
 }
 
-// report emits the bytes a flow moved since its last report; final removes it.
-func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Record)) {
+// report emits the bytes a flow moved since its last report; final removes
+// it. emit reports whether the record was taken: if not (the telemetry
+// queue was full), the flow's reported counters stay where they were, so
+// the next dump or its DESTROY reports those bytes again instead of losing
+// them. It returns false when a record was refused.
+func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Record) bool) bool {
 	st := c.started(f)
 	if st == nil {
 		if !final {
 			// Untracked (table full): report once, at DESTROY, with its
 			// totals, so dumps cannot count the same bytes again.
-			return
+			return true
 		}
 		st = &flowState{}
 	}
@@ -302,7 +319,7 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 		if final {
 			c.own.Add(1)
 		}
-		return
+		return true
 	}
 	if !final {
 		st.dumped = c.dumpGen // dump marks what it saw
@@ -311,14 +328,14 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 	// opened, orig bytes are sent and reply bytes are received.
 	sent, recv := f.CountersOrig.Bytes, f.CountersReply.Bytes
 	dSent, dRecv := sub(sent, st.sent), sub(recv, st.received)
-	st.sent, st.received = max(sent, st.sent), max(recv, st.received)
 	if final {
 		c.mu.Lock()
 		delete(c.flows, f.ID)
 		c.mu.Unlock()
 	}
 	if st.skip || (!final && dSent == 0 && dRecv == 0) {
-		return
+		st.sent, st.received = max(sent, st.sent), max(recv, st.received)
+		return true
 	}
 	local, remote := endpoints(f)
 	name := st.name
@@ -349,8 +366,15 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 	if !f.Timestamp.Start.IsZero() && final {
 		r.Timestamp = f.Timestamp.Start.UTC()
 	}
+	if !emit(r) {
+		// A DESTROY's record refused is lost (counted in the pipeline's
+		// gap record); a dump's is reported again with the next dump.
+		c.refused.Add(1)
+		return false
+	}
 	c.records.Add(1)
-	emit(r)
+	st.sent, st.received = max(sent, st.sent), max(recv, st.received)
+	return true
 }
 
 // dump reports byte deltas of every live flow and forgets flows that are no
@@ -363,26 +387,61 @@ func (c *Conntrack) report(f *conntrack.Flow, final bool, emit func(telemetry.Re
 // port per query). Read whole (conntrack.Conn.Dump), a table of ~51,000
 // flows was ~60 MB live at once — the messages and a 496-byte Flow each —
 // every five minutes: the agent's peak RSS in the DNS benchmark (issue 21).
-func (c *Conntrack) dump(conn *netlink.Conn, emit func(telemetry.Record)) {
+//
+// A dump is paced (Config.Pace) between datagrams until a record is refused:
+// then the consumer is stuck (a failing disk) or outrun anyway, and waiting
+// at each of hundreds of datagrams would stall the event loop into an
+// overrun; the refused flows keep their counters for the next dump.
+//
+// A flow is forgotten only when two whole dumps in a row did not see it: a
+// netlink dump can miss entries of a table that changes while it is read,
+// and a live flow forgotten once would be reported as new, whole bytes and
+// all, by the next dump (counted twice).
+func (c *Conntrack) dump(conn *netlink.Conn, emit func(telemetry.Record) bool) {
 	c.dumpGen++
 	if c.dumpBuf == nil {
 		c.dumpBuf = make([]byte, dumpReadSize)
 	}
-	err := dumpFlows(conn, c.dumpBuf, func(f *conntrack.Flow) { c.report(f, false, emit) })
+	pace := c.cfg.Pace
+	undecoded, err := dumpFlows(conn, c.dumpBuf, func(f *conntrack.Flow) {
+		if !c.report(f, false, emit) {
+			pace = nil
+		}
+	}, func() {
+		if pace != nil {
+			pace()
+		}
+	})
+	if undecoded > 0 {
+		// Once per dump (every DumpInterval, or after an overrun): not per
+		// message.
+		c.undecoded.Add(uint64(undecoded))
+		c.cfg.Log.Warn("conntrack dump: messages that did not decode were skipped; their flows are reported at DESTROY", "messages", undecoded)
+	}
 	if err != nil {
-		// What was read is reported; the flows are forgotten only after a
-		// whole dump.
+		// What was read is reported; the flows are forgotten only after
+		// whole dumps.
 		c.cfg.Log.Warn("conntrack dump failed", "err", err)
 		return
 	}
 	c.dumps.Add(1)
+	c.forgetUnseen()
+}
+
+// forgetUnseen ends a whole dump: it forgets the flows that neither it nor
+// the previous whole dump saw.
+func (c *Conntrack) forgetUnseen() {
+	prev := c.wholeGen
+	c.wholeGen = c.dumpGen
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for id, st := range c.flows {
-		if st.dumped != c.dumpGen {
+		// Seen by neither this dump nor any since the previous whole one
+		// (a flow started since carries the dump current then).
+		if st.dumped != c.dumpGen && st.dumped < prev {
 			delete(c.flows, id)
 		}
 	}
-	c.mu.Unlock()
 }
 
 // dumpReadSize is the dump's read buffer: a dump datagram is at most 32 KiB
@@ -411,9 +470,10 @@ func (c *Conntrack) dialDump() (*netlink.Conn, error) {
 }
 
 // dumpFlows asks the kernel for its conntrack table (IPv4 and IPv6) and
-// calls fn with each flow as its datagram is read; fn must not keep the
-// flow. Only one datagram (buf) is held at a time.
-func dumpFlows(conn *netlink.Conn, buf []byte, fn func(*conntrack.Flow)) error {
+// calls fn with each flow as its datagram is read, and between after each
+// datagram; fn must not keep the flow. Only one datagram (buf) is held at a
+// time. It returns the count of messages that did not decode.
+func dumpFlows(conn *netlink.Conn, buf []byte, fn func(*conntrack.Flow), between func()) (int, error) {
 	req, err := netfilter.MarshalNetlink(netfilter.Header{
 		SubsystemID: netfilter.NFSubsysCTNetlink,
 		MessageType: netfilter.MessageType(ipctnlMsgCtGet),
@@ -421,16 +481,17 @@ func dumpFlows(conn *netlink.Conn, buf []byte, fn func(*conntrack.Flow)) error {
 		Flags:       netlink.Request | netlink.Dump,
 	}, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sent, err := conn.Send(req)
 	if err != nil {
-		return fmt.Errorf("ask for the conntrack table: %w", err)
+		return 0, fmt.Errorf("ask for the conntrack table: %w", err)
 	}
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return err
+		return 0, err
 	}
+	undecoded := 0
 	for {
 		var n int
 		var rerr error
@@ -443,46 +504,66 @@ func dumpFlows(conn *netlink.Conn, buf []byte, fn func(*conntrack.Flow)) error {
 			err = rerr
 		}
 		if err != nil {
-			return fmt.Errorf("read the conntrack table: %w", err)
+			return undecoded, fmt.Errorf("read the conntrack table: %w", err)
 		}
 		if n > len(buf) {
-			return fmt.Errorf("read the conntrack table: a %d-byte datagram is more than the %d-byte buffer", n, len(buf))
+			return undecoded, fmt.Errorf("read the conntrack table: a %d-byte datagram is more than the %d-byte buffer", n, len(buf))
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return fmt.Errorf("read the conntrack table: %w", err)
+		done, bad, err := parseDump(buf[:n], sent.Header.Sequence, fn)
+		undecoded += bad
+		if done || err != nil {
+			return undecoded, err
 		}
-		for _, m := range msgs {
-			if m.Header.Seq != sent.Header.Sequence {
-				continue // an answer to an earlier, abandoned dump
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-						return fmt.Errorf("read the conntrack table: %w", unix.Errno(-errno))
-					}
-				}
-				return nil // an acknowledgement
-			}
-			// A dump's flows carry the request's message type (GET); the
-			// library decodes a flow from a NEW message, which is the same
-			// attributes: the type is set to NEW (the low byte, 0), the
-			// subsystem (the high byte) kept.
-			var ev conntrack.Event
-			err := ev.Unmarshal(netlink.Message{
-				Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type &^ 0xff),
-					Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid},
-				Data: m.Data,
-			})
-			if err != nil || ev.Flow == nil {
-				continue // not a flow (an expectation): nothing to report
-			}
-			fn(ev.Flow)
-		}
+		between()
 	}
+}
+
+// parseDump reads one datagram of a dump answer (seq is the request's
+// sequence number), calling fn with each flow. done reports the dump's end:
+// NLMSG_DONE, or NLMSG_ERROR. The kernel ends a dump that failed part way
+// (an allocation failure, a table changing under it) with an NLMSG_DONE
+// whose payload is the negative errno (netlink_dump_done): that is an
+// error, not the end of the table — an incomplete dump must not make the
+// flows it missed look gone. undecoded counts flow messages that did not
+// decode (skipped, each reported at its DESTROY).
+func parseDump(b []byte, seq uint32, fn func(*conntrack.Flow)) (done bool, undecoded int, err error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return true, 0, fmt.Errorf("read the conntrack table: %w", err)
+	}
+	for _, m := range msgs {
+		if m.Header.Seq != seq {
+			continue // an answer to an earlier, abandoned dump
+		}
+		switch m.Header.Type {
+		case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+			if len(m.Data) >= 4 {
+				if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno < 0 {
+					return true, undecoded, fmt.Errorf("read the conntrack table: the kernel ended the dump with %w", unix.Errno(-errno))
+				}
+			}
+			return true, undecoded, nil // the end, or an acknowledgement
+		}
+		if netfilter.SubsystemID(m.Header.Type>>8) != netfilter.NFSubsysCTNetlink {
+			continue // an expectation (NFNL_SUBSYS_CTNETLINK_EXP): not a flow
+		}
+		// A dump's flows carry the request's message type (GET); the
+		// library decodes a flow from a NEW message, which is the same
+		// attributes: the type is set to NEW (the low byte, 0), the
+		// subsystem (the high byte) kept.
+		var ev conntrack.Event
+		err := ev.Unmarshal(netlink.Message{
+			Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type &^ 0xff),
+				Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid},
+			Data: m.Data,
+		})
+		if err != nil || ev.Flow == nil {
+			undecoded++
+			continue
+		}
+		fn(ev.Flow)
+	}
+	return false, undecoded, nil
 }
 
 // skipped reports a flow left out before attribution: the agent's own by

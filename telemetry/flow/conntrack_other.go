@@ -23,6 +23,7 @@ type Config struct {
 	OwnMark      uint32
 	OwnPID       int
 	SkipLoopback bool
+	Pace         func()
 	Log          *slog.Logger
 	Now          func() time.Time
 }
@@ -35,7 +36,7 @@ func New(Config) *Conntrack { return &Conntrack{} }
 // ErrUnsupported is returned by Run on systems without conntrack.
 var ErrUnsupported = errors.New("flow accounting (conntrack) is available on Linux only")
 
-func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record)) error {
+func (c *Conntrack) Run(ctx context.Context, emit func(telemetry.Record) bool) error {
 	return ErrUnsupported
 }
 

@@ -35,6 +35,8 @@ type Stats struct {
 	FlowsLimit uint64 // not tracked because the table was full
 	Unnamed    uint64 // records without a RemoteUrl
 	Own        uint64 // flows left out: the agent's own, or loopback
+	Refused    uint64 // records the consumer refused (full queue); a dump's are reported again with the next
+	Undecoded  uint64 // dump messages that did not decode (skipped)
 }
 
 // ConnNameLookup names one connection (protocol number, local and remote

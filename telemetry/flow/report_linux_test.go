@@ -34,7 +34,7 @@ func TestReportDeltas(t *testing.T) {
 	procs := &fakeProcs{}
 	c := New(Config{Procs: procs, Names: names{netip.MustParseAddr("203.0.113.5"): "files.example"}, MaxFlows: 2})
 	var got []telemetry.Record
-	emit := func(r telemetry.Record) { got = append(got, r) }
+	emit := func(r telemetry.Record) bool { got = append(got, r); return true }
 	c.started(flowOf(1, 0, 0))
 	c.report(flowOf(1, 100, 1000), false, emit)
 	c.report(flowOf(1, 100, 1000), false, emit) // nothing new: no record
@@ -76,7 +76,7 @@ func TestReportNamesAndLeavesOutOwnTraffic(t *testing.T) {
 	procs := &fakeProcs{}
 	c := New(Config{Procs: procs, OwnPID: 7, OwnMark: 0x6e770010, SkipLoopback: true})
 	var got []telemetry.Record
-	emit := func(r telemetry.Record) { got = append(got, r) }
+	emit := func(r telemetry.Record) bool { got = append(got, r); return true }
 	own := flowOf(1, 10, 20)
 	own.Mark = 0x6e770010
 	c.report(own, true, emit)
@@ -116,7 +116,7 @@ func TestReportNamesAndLeavesOutOwnTraffic(t *testing.T) {
 func TestLeftOutFlowsAreNotKept(t *testing.T) {
 	c := New(Config{Procs: &fakeProcs{}, OwnMark: 0x6e770010, SkipLoopback: true, MaxFlows: 100})
 	var got []telemetry.Record
-	emit := func(r telemetry.Record) { got = append(got, r) }
+	emit := func(r telemetry.Record) bool { got = append(got, r); return true }
 	const n = 1000
 	flows := make([]*conntrack.Flow, 0, 2*n)
 	for i := range n {
