@@ -22,8 +22,11 @@ import (
 // window, queries in flight and events. 32 MiB of headroom made the
 // collector run back to back on the cached workload (2.4× the CPU per
 // query); 48 MiB cost no measurable CPU and cut the peak from 145 to
-// 91–100 MiB (docs/dns.md "Performance"); a bigger heap gets a quarter of
-// itself (headroom). It is a soft
+// 91–100 MiB (docs/dns.md "Performance"). Once the conntrack dump no longer
+// read the whole table at once and the telemetry queue was bounded at 8,192
+// records (docs/dns.md "Eighth part"), 26 MiB held the collector's share in
+// a full run too and brought the peak from 82.7 to 66.5 MiB (the ninth
+// part); a bigger heap gets a quarter of itself (headroom). It is a soft
 // limit: a live heap past it is never refused, the runtime then collects
 // more often and caps its collector at half the CPU
 // (runtime/debug.SetMemoryLimit), so a bigger policy or a heavier burst
@@ -34,15 +37,15 @@ import (
 // GOMEMLIMIT=off (no limit at all: the runtime's default).
 
 // memHeadroom is the least room above the memory held after a policy load.
-const memHeadroom = 48 << 20
+const memHeadroom = 26 << 20
 
 // headroom is the room above the memory held: memHeadroom, or a quarter of
 // the live heap when that is more. A fixed figure is a smaller share of a
-// bigger heap: with 1,000,000 indicators (a live heap of ~150 MB) 48 MiB
+// bigger heap: with 1,000,000 indicators (a live heap of ~150 MB) 26 MiB
 // would leave the collector running as if GOGC were 30, on every burst of
 // garbage, for a heap that holds still; a quarter keeps the collector's
 // share of the CPU alike for every policy size (the pacing of GOGC=25 at
-// worst), and 48 MiB stays the floor the StevenBlack list was measured
+// worst), and 26 MiB stays the floor the StevenBlack list was measured
 // with (docs/dns.md).
 func headroom(live int64) int64 { return max(memHeadroom, live/4) }
 

@@ -74,7 +74,7 @@ func TestLimitMemory(t *testing.T) {
 
 func TestHeadroom(t *testing.T) {
 	for _, c := range []struct{ live, want int64 }{
-		{0, memHeadroom}, {20 << 20, memHeadroom}, {192 << 20, memHeadroom}, {200 << 20, 50 << 20}, {1 << 30, 256 << 20},
+		{0, memHeadroom}, {20 << 20, memHeadroom}, {memHeadroom * 4, memHeadroom}, {200 << 20, 50 << 20}, {1 << 30, 256 << 20},
 	} {
 		if got := headroom(c.live); got != c.want {
 			t.Errorf("headroom(%d MiB) = %d MiB, want %d", c.live>>20, got>>20, c.want>>20)
