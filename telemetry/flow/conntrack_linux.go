@@ -174,18 +174,25 @@ func (c *Conntrack) inNetns(f func() error) error {
 }
 
 func (c *Conntrack) dial() (*conntrack.Conn, error) {
+	return dialNetns(c.cfg.Netns, conntrack.Dial)
+}
+
+// dialNetns opens a netlink socket with dial, in the network namespace at
+// path netns when one is set (the file stays open until the socket is).
+func dialNetns[T any](netns string, dial func(*netlink.Config) (T, error)) (T, error) {
+	var zero T
 	cfg := &netlink.Config{}
-	if c.cfg.Netns != "" {
-		ns, err := os.Open(c.cfg.Netns)
+	if netns != "" {
+		ns, err := os.Open(netns)
 		if err != nil {
-			return nil, err
+			return zero, fmt.Errorf("open network namespace: %w", err)
 		}
 		defer ns.Close()
 		cfg.NetNS = int(ns.Fd())
 	}
-	conn, err := conntrack.Dial(cfg)
+	conn, err := dial(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open conntrack netlink socket: %w (needs CAP_NET_ADMIN)", err)
+		return zero, fmt.Errorf("open conntrack netlink socket: %w (needs CAP_NET_ADMIN)", err)
 	}
 	return conn, nil
 }
@@ -453,20 +460,9 @@ const ipctnlMsgCtGet = 1
 
 // dialDump opens the netlink socket the table dumps are read from.
 func (c *Conntrack) dialDump() (*netlink.Conn, error) {
-	cfg := &netlink.Config{}
-	if c.cfg.Netns != "" {
-		ns, err := os.Open(c.cfg.Netns)
-		if err != nil {
-			return nil, err
-		}
-		defer ns.Close()
-		cfg.NetNS = int(ns.Fd())
-	}
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open conntrack netlink socket: %w (needs CAP_NET_ADMIN)", err)
-	}
-	return conn, nil
+	return dialNetns(c.cfg.Netns, func(cfg *netlink.Config) (*netlink.Conn, error) {
+		return netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	})
 }
 
 // dumpFlows asks the kernel for its conntrack table (IPv4 and IPv6) and
