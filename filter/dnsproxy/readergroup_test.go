@@ -70,10 +70,23 @@ func TestFirstReaderWaitingForSlotDoesNotStallSocket(t *testing.T) {
 	// A blocked name, from the same client socket (so to the same
 	// listening socket of the SO_REUSEPORT group): answered from the wire
 	// by whichever reader reads it.
+	r, err := askBlocked(t, c)
+	if err != nil {
+		t.Fatalf("a blocked name was not answered while one reader waits for a general-path slot (the socket stalled): %v", err)
+	}
+	if r.Id != 0xbad || (r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0) {
+		t.Errorf("reply %v; want the refusal of bad.example", r)
+	}
+}
+
+// askBlocked sends bad.example (id 0xbad) on c and reads one reply, waiting
+// at most 3 s: the error is the read's (a stalled socket) or the unpack's.
+func askBlocked(t *testing.T, c net.Conn) (*dns.Msg, error) {
+	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion("bad.example.", dns.TypeA)
 	m.Id = 0xbad
-	b, _ = m.Pack()
+	b, _ := m.Pack()
 	if _, err := c.Write(b); err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +94,13 @@ func TestFirstReaderWaitingForSlotDoesNotStallSocket(t *testing.T) {
 	buf := make([]byte, 1500)
 	k, err := c.Read(buf)
 	if err != nil {
-		t.Fatalf("a blocked name was not answered while one reader waits for a general-path slot (the socket stalled): %v", err)
+		return nil, err
 	}
-	var r dns.Msg
-	if err := r.Unpack(buf[:k]); err != nil || r.Id != 0xbad || (r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0) {
-		t.Errorf("reply %v (%v); want the refusal of bad.example", &r, err)
+	r := new(dns.Msg)
+	if err := r.Unpack(buf[:k]); err != nil {
+		return nil, fmt.Errorf("unpack the reply: %w", err)
 	}
+	return r, nil
 }
 
 // Run returns with fast-path misses still waiting for a silent upstream,
@@ -253,30 +267,22 @@ func TestFirstReaderDialingDoesNotStallSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-dialing
-	m := new(dns.Msg)
-	m.SetQuestion("bad.example.", dns.TypeA)
-	m.Id = 0xbad
-	b, _ = m.Pack()
-	if _, err := c.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	buf := make([]byte, 1500)
-	k, err := c.Read(buf)
+	r, err := askBlocked(t, c)
 	if err != nil {
 		t.Fatalf("a blocked name was not answered while one reader dials an upstream socket (the socket stalled): %v", err)
 	}
-	var r dns.Msg
-	if err := r.Unpack(buf[:k]); err != nil || r.Id != 0xbad {
-		t.Fatalf("first reply %v (%v); want the refusal of bad.example before the held miss", &r, err)
+	if r.Id != 0xbad {
+		t.Fatalf("first reply %v; want the refusal of bad.example before the held miss", r)
 	}
 	free()
-	k, err = c.Read(buf)
+	buf := make([]byte, 1500)
+	k, err := c.Read(buf)
 	if err != nil {
 		t.Fatalf("the held miss was not answered once its dial went on: %v", err)
 	}
-	if err := r.Unpack(buf[:k]); err != nil || r.Id != 0xa11 || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
-		t.Errorf("reply %v (%v); want the answer for allowed.example", &r, err)
+	var held dns.Msg
+	if err := held.Unpack(buf[:k]); err != nil || held.Id != 0xa11 || held.Rcode != dns.RcodeSuccess || len(held.Answer) != 1 {
+		t.Errorf("reply %v (%v); want the answer for allowed.example", &held, err)
 	}
 }
 
