@@ -236,19 +236,6 @@ func (w *answerWindow) takeEntries() []answerEntry {
 	return ents
 }
 
-// take empties the window and returns its records.
-func (w *answerWindow) take() []telemetry.Record {
-	ents := w.takeEntries()
-	if len(ents) == 0 {
-		return nil
-	}
-	out := make([]telemetry.Record, len(ents))
-	for i := range ents {
-		out[i] = ents[i].record()
-	}
-	return out
-}
-
 // add folds e under e.key; it reports false when the window is full and
 // the key is new (the caller emits the window and adds again).
 func (w *answerWindow) add(e answerEntry) bool {
@@ -312,12 +299,14 @@ func (a *Agent) onAnswer(ans dnsproxy.Answer) {
 	}
 }
 
-// answerDrain is telemetry.Config.Drain: the window's records, for the
-// chunk being closed (or the journal, at stop).
+// answerDrain is telemetry.Config.Drain: the window's records, one at a
+// time, for the chunk being closed (or the journal, at stop); a record is
+// built from its entry as it is handed over (no slice of records for the
+// whole window: 3–4 MB at every chunk close under load, issue 21).
 // The pipeline journals them itself; the events ring and the decision
 // counters see them like every emitted record, so neither depends on
 // whether a window ended by time or at a chunk close.
-func (a *Agent) answerDrain() []telemetry.Record {
+func (a *Agent) answerDrain(add func(telemetry.Record)) {
 	if a.ans.stopping != nil {
 		select {
 		case <-a.ans.stopping:
@@ -330,12 +319,13 @@ func (a *Agent) answerDrain() []telemetry.Record {
 		default:
 		}
 	}
-	recs := a.ans.win.take()
-	a.ans.recorded.Add(uint64(len(recs)))
-	for i := range recs {
-		a.emitExcept(&recs[i], a.tel.sink)
+	ents := a.ans.win.takeEntries()
+	a.ans.recorded.Add(uint64(len(ents)))
+	for i := range ents {
+		r := ents[i].record()
+		a.emitExcept(&r, a.tel.sink)
+		add(r)
 	}
-	return recs
 }
 
 // dedupWindow is telemetry.dedupWindow (0: no deduplication).

@@ -247,7 +247,8 @@ func TestDrainedAnswersReachLocalSinks(t *testing.T) {
 		t.Fatalf("%d records in the ring before the window ended", n)
 	}
 	queued := a.tel.pipe.Load().Status().QueuedRecords
-	recs := a.answerDrain()
+	var recs []telemetry.Record
+	a.answerDrain(func(r telemetry.Record) { recs = append(recs, r) })
 	if len(recs) != 1 {
 		t.Fatalf("drained %d records, want 1", len(recs))
 	}
@@ -425,7 +426,11 @@ func TestAnswerWindowBoundAndRecords(t *testing.T) {
 	if !w.due(at.Add(time.Minute), time.Minute) || w.due(at.Add(59*time.Second), time.Minute) {
 		t.Error("due does not follow the first answer's time")
 	}
-	recs := w.take()
+	ents := w.takeEntries()
+	recs := make([]telemetry.Record, len(ents))
+	for i := range ents {
+		recs[i] = ents[i].record()
+	}
 	if len(recs) != answerWindowMax || len(w.ents) != 0 || len(w.idx) != 0 {
 		t.Fatalf("take: %d records, window left %d/%d", len(recs), len(w.ents), len(w.idx))
 	}

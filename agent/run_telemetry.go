@@ -151,7 +151,7 @@ func (a *Agent) requeueTelemetry() (int, error) {
 
 // answerDrainFunc is the pipeline's Drain: the DNS answer window, when
 // answers are recorded.
-func (a *Agent) answerDrainFunc() func() []telemetry.Record {
+func (a *Agent) answerDrainFunc() func(add func(telemetry.Record)) {
 	if !a.ans.on {
 		return nil
 	}

@@ -65,7 +65,7 @@ func TestQueueBoundHoldsWhenACommitFails(t *testing.T) {
 			t.Errorf("after failed commit %d the queue holds %d records; want the bound %d (the oldest kept)", try, n, bound)
 		}
 		p.mu.Lock()
-		oldest := p.queue[0]
+		oldest := p.queue[0].Record()
 		p.mu.Unlock()
 		if oldest.ActionType != first.ActionType || !oldest.Timestamp.Equal(first.Timestamp) {
 			t.Errorf("after failed commit %d the queue starts with %+v; want the oldest record, %+v", try, oldest, first)

@@ -14,12 +14,14 @@ type heldBack struct {
 }
 
 func (h *heldBack) hold(r Record) { h.mu.Lock(); h.recs = append(h.recs, r); h.mu.Unlock() }
-func (h *heldBack) drain() []Record {
+func (h *heldBack) drain(add func(Record)) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	r := h.recs
 	h.recs = nil
-	return r
+	h.mu.Unlock()
+	for _, rec := range r {
+		add(rec)
+	}
 }
 
 func answer(name string) Record {
@@ -94,15 +96,18 @@ type scripted struct {
 	calls [][]Record
 }
 
-func (s *scripted) drain() []Record {
+func (s *scripted) drain(add func(Record)) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(s.calls) == 0 {
-		return nil
+		s.mu.Unlock()
+		return
 	}
 	r := s.calls[0]
 	s.calls = s.calls[1:]
-	return r
+	s.mu.Unlock()
+	for _, rec := range r {
+		add(rec)
+	}
 }
 
 // The last commit of a clean stop can close a chunk by age, and that close

@@ -42,8 +42,8 @@ type Config struct {
 	SpoolBytes    int64         // default 256 MiB of compressed chunks
 
 	// QueueRecords bounds the in-memory queue between producers and the
-	// writer (default 8192, ≈3.5 MiB of records; the writer holds the batch
-	// it took besides). Add refuses and counts records past it.
+	// writer (default 8192, ≈1.9 MB of packed records; the writer holds the
+	// batch it took besides). Add refuses and counts records past it.
 	QueueRecords int
 	// CommitInterval is the group-commit period: the journal is fsynced at
 	// least this often while records arrive (default 200ms, at most 1s).
@@ -58,13 +58,15 @@ type Config struct {
 	// RetryBase and RetryMax bound the exponential backoff (defaults 1s, 5m).
 	RetryBase, RetryMax time.Duration
 
-	// Drain, if set, returns the records a producer holds back (the DNS
-	// answers of the agent's deduplication window), emptying its window. The
-	// writer calls it before every chunk close and at a clean stop, so a
-	// chunk carries every transaction of its time and a stop loses none:
-	// the records go into the closing chunk while it has room, the rest
-	// into the next.
-	Drain func() []Record
+	// Drain, if set, hands add the records a producer holds back (the DNS
+	// answers of the agent's deduplication window), one at a time,
+	// emptying its window. The writer calls it before every chunk close and
+	// at a clean stop, so a chunk carries every transaction of its time and
+	// a stop loses none: the records go into the closing chunk while it has
+	// room, the rest into the next. One at a time, not as a slice: a full
+	// window as a slice of records was 3–4 MB of the agent's heap at every
+	// chunk close under load (issue 21).
+	Drain func(add func(Record))
 
 	Log *slog.Logger
 	Now func() time.Time
@@ -151,8 +153,8 @@ type Pipeline struct {
 
 	// Producer side: a bounded queue swapped out whole by the writer.
 	mu      sync.Mutex
-	queue   []Record
-	spare   []Record
+	queue   []Packed
+	spare   []Packed
 	refused int64 // since the last commit, for the gap record
 	waiters []chan struct{}
 	// room, made by a WaitRoom that waits, is closed when a commit takes
@@ -185,7 +187,7 @@ type Pipeline struct {
 	failLogged time.Time
 	// carry holds drained records (Config.Drain) that did not fit the
 	// chunk they were drained for; written first into the next.
-	carry []Record
+	carry []Packed
 	line  []byte
 	ps    *pseudonymizer
 	gz    *gzip.Writer
@@ -217,7 +219,8 @@ type Pipeline struct {
 // cores) the queue grew to its bound of 16,384 records: with the batch the
 // writer took, ~450 bytes a record, 11 MB of the agent's live heap, its
 // largest item, which the collector's pacing then doubles (issue 21,
-// docs/dns.md "Seventh part"). Bursts that the writer can absorb are
+// docs/dns.md "Seventh part"; records are queued packed now, 232 bytes
+// each: "Tenth part"). Bursts that the writer can absorb are
 // smaller: it is woken at a quarter of the queue, and the DNS answers
 // window, the one producer of large bursts, hands its records over 1,024
 // at a time (WaitRoom).
@@ -273,11 +276,11 @@ func (p *Pipeline) Add(r Record) bool {
 	if len(p.queue) == cap(p.queue) {
 		// Grown by doubling up to the bound, never past it (append's
 		// growth would: the bound is there for the memory).
-		q := make([]Record, len(p.queue), min(max(2*cap(p.queue), queueMin), p.cfg.QueueRecords))
+		q := make([]Packed, len(p.queue), min(max(2*cap(p.queue), queueMin), p.cfg.QueueRecords))
 		copy(q, p.queue)
 		p.queue = q
 	}
-	p.queue = append(p.queue, r)
+	p.queue = append(p.queue, Pack(&r))
 	n := len(p.queue)
 	p.mu.Unlock()
 	if n == p.cfg.QueueRecords/4 { // commit early under load, before the queue fills
@@ -574,7 +577,7 @@ func (p *Pipeline) writeLoop(ctx context.Context) error {
 			// Clean stop: everything accepted so far reaches the disk. The
 			// open journal stays and becomes a chunk at the next start.
 			if p.cfg.Drain != nil {
-				p.carry = append(p.carry, p.cfg.Drain()...)
+				p.cfg.Drain(func(r Record) { p.carry = append(p.carry, Pack(&r)) })
 				p.carried.Store(int64(len(p.carry)))
 			}
 			err := p.commit(true)
@@ -642,7 +645,7 @@ const errLogInterval = time.Minute
 // takeQueue takes the queue for the writer (commit), with the count of
 // records refused since the last take and the Flush callers waiting, and
 // wakes the producers waiting for room (WaitRoom).
-func (p *Pipeline) takeQueue() (batch []Record, refused int64, waiters []chan struct{}) {
+func (p *Pipeline) takeQueue() (batch []Packed, refused int64, waiters []chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	batch = p.queue
@@ -706,7 +709,8 @@ func (p *Pipeline) commit(sync bool) error {
 	if cap(batch) > queueMin && n < cap(batch)/4 {
 		// A buffer grown for a burst is let go once the burst is over:
 		// at up to QueueRecords records of ~450 bytes, two of them held
-		// for ever were up to 14 MB of an idle agent (issue 21).
+		// for ever were up to 14 MB of an idle agent (issue 21; ~3.8 MB
+		// packed).
 		batch = nil
 	}
 	p.mu.Lock()
@@ -727,7 +731,7 @@ func (p *Pipeline) commit(sync bool) error {
 // matters most). The oldest records are kept first (the failed batch, then
 // the queue's); the newest that do not fit are counted as refused, so the
 // next written commit's gap record (GapQueueFull) says how many were lost.
-func (p *Pipeline) putBack(batch []Record, written int, waiters []chan struct{}) {
+func (p *Pipeline) putBack(batch []Packed, written int, waiters []chan struct{}) {
 	// The unwritten records move to the start of the batch's buffer, which
 	// Add never grew past the bound; the written ones are let go.
 	n := copy(batch, batch[written:])
@@ -746,7 +750,7 @@ func (p *Pipeline) putBack(batch []Record, written int, waiters []chan struct{})
 	fit := keep - len(rest) // of the records queued meanwhile
 	q := rest
 	if cap(q) < keep {
-		q = make([]Record, len(rest), keep)
+		q = make([]Packed, len(rest), keep)
 		copy(q, rest)
 	}
 	q = append(q, queued[:fit]...)
@@ -762,9 +766,9 @@ func (p *Pipeline) putBack(batch []Record, written int, waiters []chan struct{})
 }
 
 // writeBatch journals batch and returns how many records it wrote.
-func (p *Pipeline) writeBatch(batch []Record) (int, error) {
+func (p *Pipeline) writeBatch(batch []Packed) (int, error) {
 	for i := range batch {
-		if err := p.writeRecord(batch[i]); err != nil {
+		if err := p.writeRecord(batch[i].Record()); err != nil {
 			return i, err
 		}
 		p.inflight.Add(-1) // journaled now (counted there)
@@ -842,36 +846,35 @@ func (p *Pipeline) drainInto() error {
 	if p.cfg.Drain == nil {
 		return nil
 	}
-	recs := p.cfg.Drain()
-	defer func() { p.carried.Store(int64(len(p.carry))) }()
-	for i, r := range recs {
-		if p.open.records >= int64(p.cfg.ChunkRecords) {
-			p.carry = append(p.carry, r)
-			continue
+	var err error
+	p.cfg.Drain(func(r Record) {
+		if err != nil || p.open.records >= int64(p.cfg.ChunkRecords) {
+			// Drained from the producer: after a write error the rest
+			// waits in carry too, never lost.
+			p.carry = append(p.carry, Pack(&r))
+			return
 		}
 		// encode stamps and pseudonymizes in place: a copy, so a record
 		// kept in carry is encoded once, from the original, later.
 		enc := r
 		line := p.encode(&enc)
 		if p.open.bytes+int64(len(line)) > p.cfg.ChunkBytes {
-			p.carry = append(p.carry, r)
-			continue
+			p.carry = append(p.carry, Pack(&r))
+			return
 		}
-		if err := p.appendLine(line); err != nil {
-			// Drained from the producer: the rest waits in carry, never lost.
-			p.carry = append(p.carry, recs[i:]...)
-			return err
+		if err = p.appendLine(line); err != nil {
+			p.carry = append(p.carry, Pack(&r))
 		}
-	}
-	return nil
+	})
+	p.carried.Store(int64(len(p.carry)))
+	return err
 }
 
 // writeCarry writes the drained records that did not fit the chunk they
 // were drained for.
 func (p *Pipeline) writeCarry() error {
 	for len(p.carry) > 0 {
-		r := p.carry[0]
-		if err := p.writeRecord(r); err != nil {
+		if err := p.writeRecord(p.carry[0].Record()); err != nil {
 			return err
 		}
 		p.carry = p.carry[1:]

@@ -445,7 +445,7 @@ func TestAddAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rec(1)
-	p.queue = make([]Record, 0, 1<<20)
+	p.queue = make([]Packed, 0, 1<<20)
 	if n := testing.AllocsPerRun(1000, func() { p.Add(r) }); n != 0 {
 		t.Errorf("Add allocates %v times per record, want 0", n)
 	}
