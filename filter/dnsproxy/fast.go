@@ -139,11 +139,8 @@ const (
 func newUDPWorker(p *Proxy, conn *net.UDPConn) *udpWorker {
 	w := &udpWorker{p: p, conn: conn, name: make([]byte, 0, 256), answers: make([]Answer, 0, udpBatch),
 		in: make([]ipv4.Message, udpBatch), out: make([]ipv4.Message, udpBatch)}
-	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
-		w.batch = ipv6.NewPacketConn(conn)
-	} else {
-		w.batch = ipv4.NewPacketConn(conn)
-	}
+	a, ok := conn.LocalAddr().(*net.UDPAddr)
+	w.batch = newBatchConn(conn, ok && a.IP.To4() == nil)
 	for i := range udpBatch {
 		w.inBuf = append(w.inBuf, make([]byte, udpReadSize))
 		w.outBuf = append(w.outBuf, make([]byte, 0, upstreamUDPSize+optLen))
@@ -668,4 +665,12 @@ func headerReply(pkt []byte, rcode int) ([]byte, bool) {
 // bits: see headerReply.
 func rejectBits(bits uint16, rcode int) uint16 {
 	return flagQR | flagRA | bits&(0xF<<11|flagRD|flagCD) | uint16(rcode&0xF)
+}
+
+// newNetBatchConn is x/net's batch reader and writer for conn.
+func newNetBatchConn(conn *net.UDPConn, v6 bool) batchConn {
+	if v6 {
+		return ipv6.NewPacketConn(conn)
+	}
+	return ipv4.NewPacketConn(conn)
 }

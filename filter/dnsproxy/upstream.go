@@ -16,7 +16,6 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/netward/netward/internal/guard"
 )
@@ -514,11 +513,8 @@ func (u *upstreams) sock(i int, now time.Time, g *readerGroup) (*upSock, error) 
 	setReadBuffer(uc, upReadBuffer)
 	s = &upSock{u: u, i: i, conn: uc, born: now, pending: map[uint16]*upAttempt{}, lateIDs: map[uint16]struct{}{},
 		peer: addrPort(uc.RemoteAddr()), retired: u.draining}
-	if a, ok := uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
-		s.batch = ipv6.NewPacketConn(uc)
-	} else {
-		s.batch = ipv4.NewPacketConn(uc)
-	}
+	la, ok := uc.LocalAddr().(*net.UDPAddr)
+	s.batch = newBatchConn(uc, ok && la.IP.To4() == nil)
 	u.socks[i][j] = s
 	u.all[s] = struct{}{}
 	u.readers.Add(1)

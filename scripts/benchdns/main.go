@@ -592,17 +592,63 @@ func latencies(servers []*server, names []string) map[string]map[string]latency 
 		out[kind] = map[string]latency{}
 		for _, s := range targets {
 			cs := -1
+			var before map[string][2]int
 			if s.cmd != nil {
 				cs = ctxSwitches(s.pid())
+				before = threadSwitches(s.pid())
 			}
 			l := probe(net.JoinHostPort(s.addr, strconv.Itoa(s.port)), kinds[kind], 3000)
 			if cs >= 0 && l.n > 0 {
 				l.switches = float64(ctxSwitches(s.pid())-cs) / float64(l.n)
+				if os.Getenv("BENCH_THREADS") != "" {
+					printThreads(s.name+" "+kind, before, threadSwitches(s.pid()), l.n)
+				}
 			}
 			out[kind][s.name] = l
 		}
 	}
 	return out
+}
+
+// threadSwitches reads each thread's voluntary and involuntary context
+// switches (BENCH_THREADS: which thread of a server switches per query).
+func threadSwitches(pid int) map[string][2]int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	out := map[string][2]int{}
+	for _, t := range tasks {
+		b, err := os.ReadFile(t + "/status")
+		if err != nil {
+			continue
+		}
+		var c [2]int
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				switch k {
+				case "voluntary_ctxt_switches":
+					c[0] = n
+				case "nonvoluntary_ctxt_switches":
+					c[1] = n
+				}
+			}
+		}
+		out[filepath.Base(t)] = c
+	}
+	return out
+}
+
+// printThreads prints, per thread, its switches per query between two
+// readings and where it sleeps now (wchan).
+func printThreads(what string, a, b map[string][2]int, n int) {
+	for tid, cb := range b {
+		ca := a[tid]
+		v, nv := float64(cb[0]-ca[0])/float64(n), float64(cb[1]-ca[1])/float64(n)
+		if v+nv < 0.01 {
+			continue
+		}
+		w, _ := os.ReadFile("/proc/" + tid + "/wchan")
+		fmt.Fprintf(os.Stderr, "threads %s: tid %s voluntary %.2f involuntary %.2f wchan %s\n", what, tid, v, nv, w)
+	}
 }
 
 // ctxSwitches sums the context switches of every thread of pid.
