@@ -174,3 +174,38 @@ func FuzzPackedRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestPackedKeepsEveryField sets each field of Record in turn, by
+// reflection, on a transaction's record: a field added to Record later
+// that Pack neither keeps inline nor sends to the whole-record path would
+// be dropped from every queued record, and fails here.
+func TestPackedKeepsEveryField(t *testing.T) {
+	base := Record{Timestamp: time.Date(2026, 12, 6, 16, 0, 0, 0, time.UTC), DeviceId: "d", DeviceName: "n",
+		ActionType: DnsQueryResponse, RemoteUrl: "example.com", Protocol: ProtoDNS, Source: SourceDNS}
+	rt := reflect.TypeOf(base)
+	for i := range rt.NumField() {
+		r := base
+		f := reflect.ValueOf(&r).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("zz-" + rt.Field(i).Name)
+		case reflect.Int, reflect.Int64, reflect.Int32:
+			f.SetInt(7)
+		case reflect.Uint64, reflect.Uint32:
+			f.SetUint(7)
+		case reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		case reflect.Struct:
+			if f.Type() != reflect.TypeOf(time.Time{}) {
+				t.Fatalf("field %s: add its kind to this test", rt.Field(i).Name)
+			}
+			f.Set(reflect.ValueOf(time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)))
+		default:
+			t.Fatalf("field %s of kind %s: add its kind to this test", rt.Field(i).Name, f.Kind())
+		}
+		p := Pack(&r)
+		if back := p.Record(); !reflect.DeepEqual(back, r) {
+			t.Errorf("field %s lost in Pack: got %+v, want %+v", rt.Field(i).Name, back, r)
+		}
+	}
+}

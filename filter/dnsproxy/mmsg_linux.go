@@ -84,7 +84,10 @@ func (b *rawBatch) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	var errno syscall.Errno
 	err := b.rc.Read(func(fd uintptr) bool {
 		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(ms)), uintptr(flags), 0, 0)
-		if e == unix.EAGAIN || e == unix.EINTR {
+		for e == unix.EINTR { // a signal before any datagram moved: ask again, the edge may not come back
+			r, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(ms)), uintptr(flags), 0, 0)
+		}
+		if e == unix.EAGAIN {
 			return false // wait on the netpoller, as x/net does
 		}
 		n, errno = int(r), e
@@ -141,7 +144,10 @@ func (b *rawBatch) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
 	var errno syscall.Errno
 	err := b.rc.Write(func(fd uintptr) bool {
 		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(ms)), uintptr(flags), 0, 0)
-		if e == unix.EAGAIN || e == unix.EINTR {
+		for e == unix.EINTR { // a signal before any datagram moved: ask again, the edge may not come back
+			r, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(ms)), uintptr(flags), 0, 0)
+		}
+		if e == unix.EAGAIN {
 			return false
 		}
 		n, errno = int(r), e
