@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -50,7 +51,20 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	feedProfile := fs.String("feed-profile", "", "profile the first console during the first feed change: PREFIX.cpu.pprof and PREFIX.heap.pprof")
 	procs := fs.Int("procs", 0, "child processes holding the long polls (0: one per 10,000 polls; 1: this process)")
 	pgStatements := fs.Bool("pg-statements", false, "print PostgreSQL's busiest statements over the uploads (pg_stat_statements, loaded into the PostgreSQL started here; it costs the server some CPU)")
+	var pgSettings []string
+	fs.Func("pg-setting", "a server setting NAME=VALUE for the PostgreSQL started here (repeatable; e.g. wal_compression=lz4): A/B runs of its tuning", func(v string) error {
+		name, _, ok := strings.Cut(v, "=")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return fmt.Errorf("%q: give NAME=VALUE, as in postgresql.conf", v)
+		}
+		pgSettings = append(pgSettings, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(pgSettings) > 0 && (*consoleURL != "" || *storeKind != "postgres") {
+		fmt.Fprintln(stderr, "netward-console loadtest: --pg-setting sets the PostgreSQL this command starts (--store postgres without --console)")
 		return 2
 	}
 	log := newLogger(stderr, "info")
@@ -76,7 +90,7 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var db startedDB
 	if cfg.Console == "" {
 		stop, err := startConsoles(ctx, &cfg, &db, consoleOptions{store: *storeKind, keep: *keep, profile: *profile, binary: *binary,
-			polls: *polls, replicas: *replicas, pprof: *feedProfile != "", pgStatements: *pgStatements}, log)
+			polls: *polls, replicas: *replicas, pprof: *feedProfile != "", pgStatements: *pgStatements, pgSettings: pgSettings}, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "netward-console loadtest: %v\n", err)
 			return 1
@@ -87,9 +101,34 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			"for a running console, query pg_stat_statements on its database yourself"
 	}
 	dsn := db.dsn
+	// The write-ahead log's counters around the uploads, of the
+	// PostgreSQL started here (a running console's server has other work).
+	var walBefore, walAfter walStats
+	walOn := *storeKind == "postgres" && *consoleURL == ""
+	if walOn {
+		prev := cfg.Measuring
+		cfg.Measuring = func(ctx context.Context) {
+			if prev != nil {
+				prev(ctx)
+			}
+			var werr error
+			if walBefore, werr = readWAL(ctx, dsn); werr != nil {
+				log.Warn("PostgreSQL's WAL counters not read; the report leaves them out", "err", werr)
+				walBefore = walStats{}
+			}
+		}
+	}
 	rep, err := loadtest.Run(ctx, cfg)
+	if walOn && !walBefore.at.IsZero() {
+		var werr error
+		if walAfter, werr = readWAL(ctx, dsn); werr != nil {
+			log.Warn("PostgreSQL's WAL counters not read; the report leaves them out", "err", werr)
+			walAfter = walStats{}
+		}
+	}
 	if rep != nil {
 		printReport(stdout, rep, cfg)
+		printWAL(stdout, walBefore, walAfter, rep.Records)
 		if dsn != "" {
 			printSizes(ctx, stdout, dsn)
 		}
@@ -127,6 +166,7 @@ type consoleOptions struct {
 	polls, replicas              int
 	pprof                        bool // serve --pprof on the first
 	pgStatements                 bool // load pg_stat_statements
+	pgSettings                   []string
 }
 
 // startedDB is the database startConsoles made: its DSN, and whether
@@ -168,7 +208,7 @@ func startConsoles(ctx context.Context, cfg *loadtest.Config, db *startedDB, o c
 	}
 	dsn := "sqlite:" + filepath.Join(dir, "console.db")
 	if o.store == "postgres" {
-		settings := []string{"shared_buffers=256MB", "max_wal_size=4GB"}
+		settings := append([]string{"shared_buffers=256MB", "max_wal_size=4GB"}, o.pgSettings...)
 		if o.pgStatements {
 			if pgtest.HasLibrary("pg_stat_statements") {
 				settings = append(settings, "shared_preload_libraries=pg_stat_statements")
@@ -358,6 +398,14 @@ func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 		cfg.Uploaders, r.Seconds, r.Chunks, r.ChunksPerSec, r.Records, r.RecordsPerSec, mb(r.UploadBytes))
 	fmt.Fprintf(w, "upload latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms; 503 busy %d, errors %d, unacknowledged chunks %d\n",
 		r.UploadP50ms, r.UploadP99ms, r.UploadMaxms, r.Busy, r.Errors, r.Unacknowledged)
+	fmt.Fprintf(w, "upload p99 by chunk: small %.1f ms, full %.1f ms\n", r.SmallP99ms, r.FullP99ms)
+	if len(r.Windows) > 1 {
+		fmt.Fprintf(w, "upload p99 per %d s window (s after the start: p99 ms):", loadtest.WindowSeconds)
+		for _, x := range slowestWindows(r.Windows, 5) {
+			fmt.Fprintf(w, " %.0f: %.0f (max %.0f, %d uploads);", x.Start, x.P99ms, x.Maxms, x.Uploads)
+		}
+		fmt.Fprintf(w, " the slowest %d of %d; --json has them all\n", min(5, len(r.Windows)), len(r.Windows))
+	}
 	for _, e := range r.FirstErrors {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}
@@ -385,6 +433,13 @@ func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 	} else {
 		fmt.Fprintf(w, "MISMATCH on %d devices (%s)\n", c.DevicesWithDifferences, c.FirstDifference)
 	}
+}
+
+// slowestWindows returns the n windows with the highest p99, slowest first.
+func slowestWindows(ws []loadtest.Window, n int) []loadtest.Window {
+	s := slices.Clone(ws)
+	slices.SortStableFunc(s, func(a, b loadtest.Window) int { return cmp.Compare(b.P99ms, a.P99ms) })
+	return s[:min(n, len(s))]
 }
 
 // printSizes prints the database's size and its aggregate rows, for the

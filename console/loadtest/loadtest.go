@@ -134,15 +134,23 @@ type Report struct {
 	HeldPolls      int     `json:"heldPolls"`
 	PollsHeldAfter float64 `json:"pollsHeldSeconds"` // until all polls were held
 
-	Seconds        float64  `json:"seconds"`
-	Chunks         int64    `json:"chunks"`
-	Records        int64    `json:"records"`
-	ChunksPerSec   float64  `json:"chunksPerSecond"`
-	RecordsPerSec  float64  `json:"recordsPerSecond"`
-	UploadBytes    int64    `json:"uploadBytes"`
-	UploadP50ms    float64  `json:"uploadP50ms"`
-	UploadP99ms    float64  `json:"uploadP99ms"`
-	UploadMaxms    float64  `json:"uploadMaxms"`
+	Seconds       float64 `json:"seconds"`
+	Chunks        int64   `json:"chunks"`
+	Records       int64   `json:"records"`
+	ChunksPerSec  float64 `json:"chunksPerSecond"`
+	RecordsPerSec float64 `json:"recordsPerSecond"`
+	UploadBytes   int64   `json:"uploadBytes"`
+	UploadP50ms   float64 `json:"uploadP50ms"`
+	UploadP99ms   float64 `json:"uploadP99ms"`
+	UploadMaxms   float64 `json:"uploadMaxms"`
+	// The same by kind of chunk: the small hourly ones and the full
+	// 4,000-record ones (a tail made of one kind says where to look).
+	SmallP99ms float64 `json:"smallP99ms"`
+	FullP99ms  float64 `json:"fullP99ms"`
+	// Windows are the uploads acknowledged in each 10 s of the run, so a
+	// tail that comes in bursts (a checkpoint, a fold, a feed change) shows
+	// when it came.
+	Windows        []Window `json:"windows,omitempty"`
 	Busy           int64    `json:"busy503"`
 	Errors         int64    `json:"errors"`
 	FirstErrors    []string `json:"firstErrors,omitempty"`
@@ -168,6 +176,19 @@ type Report struct {
 	// Check compares the aggregates with what was acknowledged.
 	Check Check `json:"check"`
 }
+
+// Window is the uploads acknowledged in WindowSeconds from Start seconds
+// after the uploads began.
+type Window struct {
+	Start   float64 `json:"start"`
+	Uploads int     `json:"uploads"`
+	P50ms   float64 `json:"p50ms"`
+	P99ms   float64 `json:"p99ms"`
+	Maxms   float64 `json:"maxms"`
+}
+
+// WindowSeconds is the length of a Report's Windows.
+const WindowSeconds = 10
 
 // FeedChange is one tag change's delivery to the held polls.
 type FeedChange struct {
@@ -326,7 +347,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Uploads, with feed changes spread over the run.
 	upTr := newTransport(src, cfg.Fingerprint, cfg.Uploaders+16, &upCount)
 	defer upTr.CloseIdleConnections()
-	up := &uploads{cfg: &cfg, hc: &http.Client{Transport: upTr, Timeout: 5 * time.Minute}}
+	up := &uploads{cfg: &cfg, hc: &http.Client{Transport: upTr, Timeout: 5 * time.Minute}, start: time.Now()}
 	if cfg.Rate > 0 {
 		up.bucket = newBucket(cfg.Rate)
 	}
@@ -335,6 +356,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	sampler.mark()
 	start := time.Now()
+	up.start = start
 	uctx, stopUploads := context.WithTimeout(ctx, cfg.Duration)
 	defer stopUploads()
 	var uwg sync.WaitGroup
@@ -413,8 +435,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.DatabaseCPUPerRecordUs = rep.Database.CPUSeconds / float64(rep.Records) * 1e6
 		}
 	}
-	lat := up.latencies()
-	rep.UploadP50ms, rep.UploadP99ms, rep.UploadMaxms = pct(lat, 50), pct(lat, 99), pct(lat, 100)
+	samples := up.samples()
+	rep.UploadP50ms, rep.UploadP99ms, rep.UploadMaxms, rep.SmallP99ms, rep.FullP99ms, rep.Windows = summarize(samples)
 	rep.Busy, rep.Errors, rep.Unacknowledged = up.busy.Load(), up.errs.Load(), up.unacked.Load()
 	rep.FirstErrors = up.firstErrors()
 
@@ -619,8 +641,9 @@ type uploads struct {
 	bucket *bucket
 
 	chunks, records, bytes, busy, errs, unacked atomic.Int64
+	start                                       time.Time // of the uploads, for the samples' times
 	mu                                          sync.Mutex
-	lat                                         []float64
+	lat                                         []sample
 	errList                                     []string
 	lastDone                                    atomic.Int64
 }
@@ -633,12 +656,45 @@ func (u *uploads) activeSeconds(start time.Time) float64 {
 	return end.Sub(start).Seconds()
 }
 
-func (u *uploads) latencies() []float64 {
+// sample is one acknowledged upload: its latency, when it was
+// acknowledged (seconds after the uploads began) and its kind.
+type sample struct {
+	ms, at float64
+	full   bool
+}
+
+func (u *uploads) samples() []sample {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	out := slices.Clone(u.lat)
-	slices.Sort(out)
-	return out
+	return slices.Clone(u.lat)
+}
+
+// summarize returns the percentiles of all uploads, the p99 of each kind
+// and the per-window figures.
+func summarize(s []sample) (p50, p99, pmax, smallP99, fullP99 float64, windows []Window) {
+	var all, small, full []float64
+	byWindow := map[int][]float64{}
+	last := -1
+	for _, x := range s {
+		all = append(all, x.ms)
+		if x.full {
+			full = append(full, x.ms)
+		} else {
+			small = append(small, x.ms)
+		}
+		w := max(int(x.at/WindowSeconds), 0)
+		byWindow[w] = append(byWindow[w], x.ms)
+		last = max(last, w)
+	}
+	for _, l := range [][]float64{all, small, full} {
+		slices.Sort(l)
+	}
+	for w := 0; w <= last; w++ {
+		l := byWindow[w]
+		slices.Sort(l)
+		windows = append(windows, Window{Start: float64(w * WindowSeconds), Uploads: len(l), P50ms: pct(l, 50), P99ms: pct(l, 99), Maxms: pct(l, 100)})
+	}
+	return pct(all, 50), pct(all, 99), pct(all, 100), pct(small, 99), pct(full, 99), windows
 }
 
 func (u *uploads) firstErrors() []string {
@@ -668,8 +724,8 @@ func (u *uploads) device(run, ctx context.Context, d *device, i int) {
 	case <-time.After(rand.N(time.Second)):
 	}
 	for run.Err() == nil {
-		c := d.small
-		if r.IntN(u.cfg.FullEvery) == 0 {
+		c, full := d.small, r.IntN(u.cfg.FullEvery) == 0
+		if full {
 			c = d.full
 		}
 		if u.bucket != nil && !u.bucket.take(run, c.sent.Records) {
@@ -679,7 +735,7 @@ func (u *uploads) device(run, ctx context.Context, d *device, i int) {
 		id := fmt.Sprintf("c%06d", d.n)
 		// A chunk started is finished even past the run's end (bounded).
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		ok := u.put(cctx, d, id, c)
+		ok := u.put(cctx, d, id, c, full)
 		cancel()
 		if !ok {
 			u.unacked.Add(1)
@@ -687,7 +743,7 @@ func (u *uploads) device(run, ctx context.Context, d *device, i int) {
 	}
 }
 
-func (u *uploads) put(ctx context.Context, d *device, id string, c chunk) bool {
+func (u *uploads) put(ctx context.Context, d *device, id string, c chunk, full bool) bool {
 	for ctx.Err() == nil {
 		req, _ := http.NewRequestWithContext(ctx, "PUT", d.base+"/v1/telemetry/"+d.id+"/"+id, bytesReader(c.gz))
 		req.Header.Set("Authorization", "Bearer "+d.token)
@@ -713,7 +769,7 @@ func (u *uploads) put(ctx context.Context, d *device, id string, c chunk) bool {
 			u.bytes.Add(int64(len(c.gz)))
 			u.lastDone.Store(time.Now().UnixNano())
 			u.mu.Lock()
-			u.lat = append(u.lat, float64(el.Microseconds())/1000)
+			u.lat = append(u.lat, sample{ms: float64(el.Microseconds()) / 1000, at: time.Since(u.start).Seconds(), full: full})
 			u.mu.Unlock()
 			return true
 		case resp.StatusCode == http.StatusServiceUnavailable:

@@ -124,6 +124,13 @@ func TestFleetShort(t *testing.T) {
 			if rep.Chunks == 0 || rep.Errors != 0 || rep.Unacknowledged != 0 {
 				t.Errorf("uploads: %d chunks, %d errors (%v), %d unacknowledged", rep.Chunks, rep.Errors, rep.FirstErrors, rep.Unacknowledged)
 			}
+			var windowed int64
+			for _, w := range rep.Windows {
+				windowed += int64(w.Uploads)
+			}
+			if windowed != rep.Chunks || rep.SmallP99ms <= 0 || rep.FullP99ms <= 0 {
+				t.Errorf("%d uploads in the windows of %d chunks; p99 small %v ms, full %v ms", windowed, rep.Chunks, rep.SmallP99ms, rep.FullP99ms)
+			}
 			if rep.HeldPolls != 25 || len(rep.Feed) != 2 {
 				t.Fatalf("held %d polls, %d feed changes measured", rep.HeldPolls, len(rep.Feed))
 			}
@@ -257,5 +264,30 @@ func TestMakeChunkCounts(t *testing.T) {
 	}
 	if c.sent.Records != 500 || c.sent.Transactions != 499 || len(c.gz) == 0 {
 		t.Errorf("chunk: %+v", c.sent)
+	}
+}
+
+// summarize splits the uploads by kind and by window: a slow full chunk
+// shows in the full p99 and in the window it was acknowledged in, not in
+// the small chunks' p99 or another window.
+func TestSummarizeWindows(t *testing.T) {
+	var s []sample
+	for i := range 100 {
+		s = append(s, sample{ms: 10, at: float64(i) / 10})    // window 0
+		s = append(s, sample{ms: 20, at: 20 + float64(i)/10}) // window 2
+	}
+	s = append(s, sample{ms: 900, at: 25, full: true}, sample{ms: 30, at: 5, full: true})
+	p50, p99, pmax, small, full, ws := summarize(s)
+	if p50 != 10 && p50 != 20 || pmax != 900 || p99 != 20 {
+		t.Errorf("p50 %v, p99 %v, max %v: want 10 or 20, 20, 900", p50, p99, pmax)
+	}
+	if small != 20 || full != 900 {
+		t.Errorf("p99 small %v, full %v: want 20, 900", small, full)
+	}
+	if len(ws) != 3 || ws[0].Uploads != 101 || ws[1].Uploads != 0 || ws[2].Uploads != 101 || ws[2].Maxms != 900 || ws[0].Maxms != 30 || ws[2].Start != 20 {
+		t.Errorf("windows %+v", ws)
+	}
+	if _, _, _, _, _, ws := summarize(nil); ws != nil {
+		t.Errorf("no uploads: windows %+v", ws)
 	}
 }
