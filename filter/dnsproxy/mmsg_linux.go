@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
@@ -30,13 +32,29 @@ type rawBatch struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrAny
+	zone  zoneName
 }
 
-// mmsghdr is struct mmsghdr (x/sys/unix has none).
+// zoneName is the last IPv6 zone (interface index and name) a scoped
+// address of this socket had. Each lookup is a netlink dump of every
+// interface (30 allocations and a few system calls): not for every
+// datagram of a link-local client. As net's and x/net's own caches, it is
+// trusted for zoneTTL (an interface renamed or replaced meanwhile).
+type zoneName struct {
+	index int
+	name  string
+	at    time.Time
+}
+
+const zoneTTL = time.Minute
+
+// mmsghdr is struct mmsghdr (x/sys/unix has none). Go pads it as C does,
+// to the msghdr's alignment: 64 bytes on 64-bit Linux, 32 on 32-bit (a
+// fixed 4-byte pad made it 36 there, and the kernel read every message
+// after the first from the wrong place; mmsg_linux_test.go checks it).
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // newBatchConn returns the socket's batch reader and writer: rawBatch,
@@ -103,7 +121,7 @@ func (b *rawBatch) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		ms[i].N = int(b.hdrs[i].len)
 		ms[i].NN = 0
 		ms[i].Flags = int(b.hdrs[i].hdr.Flags)
-		ms[i].Addr = sockaddrUDP(&b.names[i])
+		ms[i].Addr = b.addr(&b.names[i])
 	}
 	return n, nil
 }
@@ -167,7 +185,7 @@ var errNotUDPAddr = errors.New("dnsproxy: batch address is not a UDP address")
 // sockaddr encodes a into sa for this socket's family and returns its length.
 func (b *rawBatch) sockaddr(sa *unix.RawSockaddrAny, a net.Addr) (uint32, error) {
 	ua, ok := a.(*net.UDPAddr)
-	if !ok {
+	if !ok || ua == nil {
 		return 0, fmt.Errorf("%w: %T", errNotUDPAddr, a)
 	}
 	*sa = unix.RawSockaddrAny{}
@@ -191,9 +209,7 @@ func (b *rawBatch) sockaddr(sa *unix.RawSockaddrAny, a net.Addr) (uint32, error)
 	putPort(&s.Port, ua.Port)
 	copy(s.Addr[:], ip16)
 	if ua.Zone != "" {
-		if ifi, err := net.InterfaceByName(ua.Zone); err == nil {
-			s.Scope_id = uint32(ifi.Index)
-		}
+		s.Scope_id = uint32(b.zoneIndex(ua.Zone))
 	}
 	return unix.SizeofSockaddrInet6, nil
 }
@@ -204,8 +220,9 @@ func putPort(p *uint16, port int) {
 	b[0], b[1] = byte(port>>8), byte(port)
 }
 
-// sockaddrUDP decodes a received source address; nil if of no IP family.
-func sockaddrUDP(sa *unix.RawSockaddrAny) *net.UDPAddr {
+// addr decodes a received source address: a *net.UDPAddr, or nil (no
+// address, not a nil *net.UDPAddr) if of no IP family.
+func (b *rawBatch) addr(sa *unix.RawSockaddrAny) net.Addr {
 	switch sa.Addr.Family {
 	case unix.AF_INET:
 		s := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
@@ -217,11 +234,43 @@ func sockaddrUDP(sa *unix.RawSockaddrAny) *net.UDPAddr {
 		a := &net.UDPAddr{IP: make(net.IP, net.IPv6len), Port: int(p[0])<<8 | int(p[1])}
 		copy(a.IP, s.Addr[:])
 		if s.Scope_id != 0 {
-			if ifi, err := net.InterfaceByIndex(int(s.Scope_id)); err == nil {
-				a.Zone = ifi.Name
-			}
+			a.Zone = b.zoneOf(int(s.Scope_id))
 		}
 		return a
 	}
 	return nil
+}
+
+// zoneOf is the name of interface index, or the index in decimal if no
+// interface has it (as net and x/net name it).
+func (b *rawBatch) zoneOf(index int) string {
+	z := &b.zone
+	if z.index == index && z.name != "" && time.Since(z.at) < zoneTTL {
+		return z.name
+	}
+	name := strconv.Itoa(index)
+	if ifi, err := net.InterfaceByIndex(index); err == nil {
+		name = ifi.Name
+	}
+	*z = zoneName{index: index, name: name, at: time.Now()}
+	return name
+}
+
+// zoneIndex is the index of the interface named zone, or zone read as a
+// decimal index (net's and x/net's numeric zones); 0 if neither.
+func (b *rawBatch) zoneIndex(zone string) int {
+	z := &b.zone
+	if z.name == zone && z.index != 0 && time.Since(z.at) < zoneTTL {
+		return z.index
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		*z = zoneName{index: ifi.Index, name: zone, at: time.Now()}
+		return ifi.Index
+	}
+	// Not cached: the cache keeps the names reads give (zoneOf), and a
+	// read caches an unnamed index under its number already.
+	if n, err := strconv.Atoi(zone); err == nil && n > 0 {
+		return n
+	}
+	return 0
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -136,3 +138,70 @@ func TestRawBatchBadAddress(t *testing.T) {
 		t.Errorf("ReadBatch = %d, %v", n, err)
 	}
 }
+
+// A scoped (link-local) IPv6 address keeps its zone both ways as net and
+// x/net keep it: by name, or by number when no interface has that index or
+// name (a numeric zone is how Go spells an index it cannot name); and the
+// index→name lookup, a netlink dump of every interface, is not made again
+// for every datagram of a link-local client (x/net caches it too).
+func TestRawBatchZones(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no lo: %v", err)
+	}
+	b := &rawBatch{v6: true}
+	var sa unix.RawSockaddrAny
+	s6 := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
+	for _, zone := range []string{"lo", strconv.Itoa(lo.Index)} {
+		if _, err := b.sockaddr(&sa, &net.UDPAddr{IP: net.ParseIP("fe80::1"), Port: 53, Zone: zone}); err != nil {
+			t.Fatal(err)
+		}
+		if int(s6.Scope_id) != lo.Index {
+			t.Errorf("zone %q: scope %d, want %d", zone, s6.Scope_id, lo.Index)
+		}
+	}
+	s6.Scope_id = 1 << 30 // no such interface
+	if a, ok := b.addr(&sa).(*net.UDPAddr); !ok || a.Zone != strconv.Itoa(1<<30) {
+		t.Errorf("unknown index read as %v, want zone %d", a, 1<<30)
+	}
+	s6.Scope_id = uint32(lo.Index)
+	if a, ok := b.addr(&sa).(*net.UDPAddr); !ok || a.Zone != "lo" {
+		t.Errorf("lo's index read as %v, want zone lo", a)
+	}
+	// The address and its IP: nothing more per datagram.
+	if n := testing.AllocsPerRun(100, func() { _ = b.addr(&sa) }); n > 2 {
+		t.Errorf("reading a scoped address allocates %.0f times, want at most 2 (no interface lookup per datagram)", n)
+	}
+}
+
+// A source address of no IP family reads as no address (a nil net.Addr,
+// as x/net gives), not as a nil *net.UDPAddr inside a non-nil interface; and
+// a nil *net.UDPAddr given to WriteBatch is refused, not dereferenced.
+func TestRawBatchNoAddress(t *testing.T) {
+	_, b := listenBatch(t, "udp4", "127.0.0.1")
+	var sa unix.RawSockaddrAny
+	sa.Addr.Family = unix.AF_UNIX
+	if a := b.addr(&sa); a != nil {
+		t.Errorf("address of family AF_UNIX = %#v, want nil", a)
+	}
+	out := []ipv4.Message{{Buffers: [][]byte{[]byte("x")}, Addr: (*net.UDPAddr)(nil)}}
+	if n, err := b.WriteBatch(out, 0); n != 0 || !errors.Is(err, errNotUDPAddr) {
+		t.Errorf("WriteBatch(nil *UDPAddr) = %d, %v; want errNotUDPAddr", n, err)
+	}
+}
+
+// kernelMmsghdr is the size of the kernel's struct mmsghdr on this
+// architecture: msg_len right after the msghdr, the whole padded to the
+// msghdr's alignment (32 bytes on 386 and arm, 64 on amd64 and arm64).
+const kernelMmsghdr = (unsafe.Sizeof(unix.Msghdr{}) + 4 + unsafe.Alignof(unix.Msghdr{}) - 1) &^ (unsafe.Alignof(unix.Msghdr{}) - 1)
+
+// A wrong stride fails to compile (a negative array length), on any
+// GOARCH the tests are built for: GOARCH=arm go vet ./filter/dnsproxy runs
+// it on a 64-bit machine. With another stride the kernel reads every
+// message after the first from the wrong place (on 32-bit Linux, a fixed
+// 4-byte pad made it 36 bytes, not 32).
+var (
+	_ [kernelMmsghdr - unsafe.Sizeof(mmsghdr{})]byte
+	_ [unsafe.Sizeof(mmsghdr{}) - kernelMmsghdr]byte
+	_ [unsafe.Offsetof(mmsghdr{}.len) - unsafe.Sizeof(unix.Msghdr{})]byte
+)
