@@ -26,6 +26,10 @@ import (
 // 2.0–2.6 switches per cached or blocked query, dnsmasq 1.0; docs/dns.md
 // tenth part). A raw call does not wake it; nor can it be retaken from,
 // which a call that never blocks does not need.
+//
+// Its headers are reused from call to call: one goroutine at a time uses a
+// rawBatch (each reader has its own), unlike x/net's PacketConn. Every
+// message has one buffer (Buffers[0]).
 type rawBatch struct {
 	rc    syscall.RawConn
 	v6    bool
