@@ -37,7 +37,7 @@ import (
 // GOMEMLIMIT=off (no limit at all: the runtime's default).
 
 // memHeadroom is the least room above the memory held after a policy load.
-const memHeadroom = 26 << 20
+const memHeadroom = 20 << 20
 
 // headroom is the room above the memory held: memHeadroom, or a quarter of
 // the live heap when that is more. A fixed figure is a smaller share of a
