@@ -224,16 +224,42 @@ type answerWindow struct {
 	start time.Time
 	idx   map[answerKey]int32 // index into ents
 	ents  []answerEntry
+	// spare is the last window's entries, emptied (recycleEntries): the
+	// next window starts in it instead of growing a slice from nothing.
+	// Under a flood of new names a full window is emitted every 8,192 of
+	// them, and growing its entries again was a fifth of every byte the
+	// agent allocated on the forwarded workloads — collections the soft
+	// limit's headroom had to pay for (docs/dns.md "Eleventh part: peak
+	// memory margin").
+	spare []answerEntry
 }
 
-// takeEntries empties the window and returns its entries.
+// takeEntries empties the window and returns its entries; the caller hands
+// them back with recycleEntries once emitted.
 func (w *answerWindow) takeEntries() []answerEntry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ents := w.ents
-	w.ents = nil // grows again as used: an idle window holds nothing
+	w.ents = nil // starts in the spare, if any (add)
 	clear(w.idx)
 	return ents
+}
+
+// recycleEntries gives emitted entries back for the next window, emptied
+// (no names kept alive). Entries of which less than a quarter was used are
+// let go, as the answer queue's batches are: a window that grew for a
+// burst is not held by an idle agent past the next quiet window.
+func (w *answerWindow) recycleEntries(ents []answerEntry) {
+	n := len(ents)
+	if n == 0 || n < cap(ents)/4 {
+		return
+	}
+	clear(ents)
+	w.mu.Lock()
+	if w.spare == nil || cap(w.spare) < cap(ents) {
+		w.spare = ents[:0]
+	}
+	w.mu.Unlock()
 }
 
 // add folds e under e.key; it reports false when the window is full and
@@ -250,6 +276,9 @@ func (w *answerWindow) add(e answerEntry) bool {
 	}
 	if len(w.ents) == 0 {
 		w.start = time.Unix(0, e.at)
+		if w.ents == nil && w.spare != nil {
+			w.ents, w.spare = w.spare, nil
+		}
 	}
 	e.count = 1
 	w.idx[e.key] = int32(len(w.ents))
@@ -326,6 +355,7 @@ func (a *Agent) answerDrain(add func(telemetry.Record)) {
 		a.emitExcept(&r, a.tel.sink)
 		add(r)
 	}
+	a.ans.win.recycleEntries(ents)
 }
 
 // dedupWindow is telemetry.dedupWindow (0: no deduplication).
@@ -371,7 +401,7 @@ func (a *Agent) startAnswers(ctx context.Context, g *errgroup.Group) {
 			case <-tick.C:
 				a.foldQueued() // the attributed answers that woke nobody
 				if a.ans.win.due(a.now(), a.dedupWindow()) {
-					a.emitEntries(a.ans.win.takeEntries())
+					a.emitWindow()
 				}
 			}
 		}
@@ -394,6 +424,14 @@ func (a *Agent) emitEntries(ents []answerEntry) {
 		}
 		a.emit(ents[i].record())
 	}
+}
+
+// emitWindow emits the window's entries and keeps their slice for the next
+// window.
+func (a *Agent) emitWindow() {
+	ents := a.ans.win.takeEntries()
+	a.emitEntries(ents)
+	a.ans.win.recycleEntries(ents)
 }
 
 // emitPortion is how many of a window's records emitEntries hands the
@@ -446,7 +484,7 @@ func (a *Agent) foldAnswer(qa *queuedAnswer, behind bool) {
 		return
 	}
 	if !a.ans.win.add(e) {
-		a.emitEntries(a.ans.win.takeEntries())
+		a.emitWindow()
 		a.ans.win.add(e)
 	}
 }

@@ -205,3 +205,40 @@ var (
 	_ [unsafe.Sizeof(mmsghdr{}) - kernelMmsghdr]byte
 	_ [unsafe.Offsetof(mmsghdr{}.len) - unsafe.Sizeof(unix.Msghdr{})]byte
 )
+
+// A batch costs no allocation but each datagram's source address (one
+// each, octets included): the system calls' state is the batch's, not a
+// closure's (issue 21: three allocations per batch before, and two per
+// IPv4 source).
+func TestRawBatchAllocations(t *testing.T) {
+	sc, sb := listenBatch(t, "udp4", "127.0.0.1")
+	rc, rb := listenBatch(t, "udp4", "127.0.0.1")
+	out := make([]ipv4.Message, 4)
+	for i := range out {
+		out[i].Buffers = [][]byte{[]byte("query")}
+		out[i].Addr = rc.LocalAddr()
+	}
+	in := messages(16, 64)
+	if err := rc.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip := func() {
+		if n, err := sb.WriteBatch(out, 0); err != nil || n != len(out) {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+		for got := 0; got < len(out); {
+			n, err := rb.ReadBatch(in[got:], 0)
+			if err != nil {
+				t.Fatalf("ReadBatch: %v", err)
+			}
+			got += n
+		}
+	}
+	roundTrip()
+	if a, ok := in[0].Addr.(*net.UDPAddr); !ok || a.Port != sc.LocalAddr().(*net.UDPAddr).Port || !a.IP.Equal(net.IPv4(127, 0, 0, 1)) || len(a.IP) != net.IPv4len {
+		t.Fatalf("source %#v, want 127.0.0.1 as 4 octets and the sender's port", in[0].Addr)
+	}
+	if n := testing.AllocsPerRun(20, roundTrip); n > float64(len(out)) {
+		t.Errorf("%.1f allocations to send and read %d datagrams, want at most %d (their sources)", n, len(out), len(out))
+	}
+}
