@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -170,32 +172,48 @@ func (b *rawBatch) sockaddr(sa *unix.RawSockaddrAny, a net.Addr) (uint32, error)
 	if !ok {
 		return 0, fmt.Errorf("%w: %T", errNotUDPAddr, a)
 	}
+	l, ok := putSockaddr(sa, ua.AddrPort(), b.v6)
+	if !ok {
+		fam := "IPv4"
+		if b.v6 {
+			fam = "IPv6"
+		}
+		return 0, fmt.Errorf("%w: %v on an %s socket", errNotUDPAddr, ua, fam)
+	}
+	return l, nil
+}
+
+// putSockaddr encodes ap into sa for a socket of the family v6 says (an
+// IPv4 address is mapped on an IPv6 socket) and returns its length; false
+// if the socket cannot send to it.
+func putSockaddr(sa *unix.RawSockaddrAny, ap netip.AddrPort, v6 bool) (uint32, bool) {
 	*sa = unix.RawSockaddrAny{}
-	if !b.v6 {
-		ip4 := ua.IP.To4()
-		if ip4 == nil {
-			return 0, fmt.Errorf("%w: %v on an IPv4 socket", errNotUDPAddr, ua)
+	a := ap.Addr()
+	if !v6 {
+		if a = a.Unmap(); !a.Is4() {
+			return 0, false
 		}
 		s := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
 		s.Family = unix.AF_INET
-		putPort(&s.Port, ua.Port)
-		copy(s.Addr[:], ip4)
-		return unix.SizeofSockaddrInet4, nil
+		putPort(&s.Port, int(ap.Port()))
+		s.Addr = a.As4()
+		return unix.SizeofSockaddrInet4, true
 	}
-	ip16 := ua.IP.To16()
-	if ip16 == nil {
-		return 0, fmt.Errorf("%w: %v", errNotUDPAddr, ua)
+	if !a.IsValid() {
+		return 0, false
 	}
 	s := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
 	s.Family = unix.AF_INET6
-	putPort(&s.Port, ua.Port)
-	copy(s.Addr[:], ip16)
-	if ua.Zone != "" {
-		if ifi, err := net.InterfaceByName(ua.Zone); err == nil {
+	putPort(&s.Port, int(ap.Port()))
+	s.Addr = a.As16()
+	if z := a.Zone(); z != "" {
+		if ifi, err := net.InterfaceByName(z); err == nil {
 			s.Scope_id = uint32(ifi.Index)
+		} else if n, err := strconv.Atoi(z); err == nil && n > 0 {
+			s.Scope_id = uint32(n)
 		}
 	}
-	return unix.SizeofSockaddrInet6, nil
+	return unix.SizeofSockaddrInet6, true
 }
 
 // putPort stores port in network byte order.
