@@ -611,7 +611,7 @@ func (p *Proxy) unpack(req *dns.Msg, m []byte) error {
 
 func (p *Proxy) writeHeaderReply(conn *net.UDPConn, pkt []byte, rcode int, to netip.AddrPort) {
 	if reply, ok := headerReply(pkt, rcode); ok {
-		_, _ = conn.WriteToUDPAddrPort(reply, to)
+		_ = writeToUDP(conn, reply, to)
 	}
 }
 
@@ -635,11 +635,16 @@ func (w *udpWriter) WriteMsg(m *dns.Msg) error {
 	_, err = w.Write(b)
 	return err
 }
-func (w *udpWriter) Write(b []byte) (int, error) { return w.conn.WriteToUDPAddrPort(b, w.to) }
-func (w *udpWriter) Close() error                { return nil }
-func (w *udpWriter) TsigStatus() error           { return nil }
-func (w *udpWriter) TsigTimersOnly(bool)         {}
-func (w *udpWriter) Hijack()                     {}
+func (w *udpWriter) Write(b []byte) (int, error) {
+	if err := writeToUDP(w.conn, b, w.to); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+func (w *udpWriter) Close() error        { return nil }
+func (w *udpWriter) TsigStatus() error   { return nil }
+func (w *udpWriter) TsigTimersOnly(bool) {}
+func (w *udpWriter) Hijack()             {}
 
 // headerReply is a reply with rcode to the query pkt carrying only a
 // header: what failed or was refused is not repeated. Its flags are QR, the

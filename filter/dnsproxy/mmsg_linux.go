@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"syscall"
@@ -210,30 +211,45 @@ func (b *rawBatch) sockaddr(sa *unix.RawSockaddrAny, a net.Addr) (uint32, error)
 	if !ok || ua == nil {
 		return 0, fmt.Errorf("%w: %T", errNotUDPAddr, a)
 	}
+	l, ok := putSockaddr(sa, ua.AddrPort(), b.v6, b.zoneIndex)
+	if !ok {
+		fam := "IPv4"
+		if b.v6 {
+			fam = "IPv6"
+		}
+		return 0, fmt.Errorf("%w: %v on an %s socket", errNotUDPAddr, ua, fam)
+	}
+	return l, nil
+}
+
+// putSockaddr encodes ap into sa for a socket of the family v6 says (an
+// IPv4 address is mapped on an IPv6 socket) and returns its length; false
+// if the socket cannot send to it. zoneIndex gives a scoped address's
+// interface index (a batch's cached one, or lookupZoneIndex).
+func putSockaddr(sa *unix.RawSockaddrAny, ap netip.AddrPort, v6 bool, zoneIndex func(string) int) (uint32, bool) {
 	*sa = unix.RawSockaddrAny{}
-	if !b.v6 {
-		ip4 := ua.IP.To4()
-		if ip4 == nil {
-			return 0, fmt.Errorf("%w: %v on an IPv4 socket", errNotUDPAddr, ua)
+	a := ap.Addr()
+	if !v6 {
+		if a = a.Unmap(); !a.Is4() {
+			return 0, false
 		}
 		s := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
 		s.Family = unix.AF_INET
-		putPort(&s.Port, ua.Port)
-		copy(s.Addr[:], ip4)
-		return unix.SizeofSockaddrInet4, nil
+		putPort(&s.Port, int(ap.Port()))
+		s.Addr = a.As4()
+		return unix.SizeofSockaddrInet4, true
 	}
-	ip16 := ua.IP.To16()
-	if ip16 == nil {
-		return 0, fmt.Errorf("%w: %v", errNotUDPAddr, ua)
+	if !a.IsValid() {
+		return 0, false
 	}
 	s := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
 	s.Family = unix.AF_INET6
-	putPort(&s.Port, ua.Port)
-	copy(s.Addr[:], ip16)
-	if ua.Zone != "" {
-		s.Scope_id = uint32(b.zoneIndex(ua.Zone))
+	putPort(&s.Port, int(ap.Port()))
+	s.Addr = a.As16()
+	if z := a.Zone(); z != "" {
+		s.Scope_id = uint32(zoneIndex(z))
 	}
-	return unix.SizeofSockaddrInet6, nil
+	return unix.SizeofSockaddrInet6, true
 }
 
 // putPort stores port in network byte order.
@@ -302,6 +318,22 @@ func (b *rawBatch) zoneIndex(zone string) int {
 	}
 	// Not cached: the cache keeps the names reads give (zoneOf), and a
 	// read caches an unnamed index under its number already.
+	return numericZone(zone)
+}
+
+// lookupZoneIndex is zoneIndex without a cache, for the single sends
+// (handoff_linux.go): an upstream at a scoped address is rare and its
+// address fixed.
+func lookupZoneIndex(zone string) int {
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return ifi.Index
+	}
+	return numericZone(zone)
+}
+
+// numericZone reads zone as a decimal interface index (net's and x/net's
+// numeric zones); 0 if it is not one.
+func numericZone(zone string) int {
 	if n, err := strconv.Atoi(zone); err == nil && n > 0 {
 		return n
 	}
