@@ -635,6 +635,23 @@ func (w *udpWriter) WriteMsg(m *dns.Msg) error {
 	_, err = w.Write(b)
 	return err
 }
+
+// writeMsgTo is WriteMsg, or, when out is set, the packed reply handed to
+// out to leave with the rest of its batch (replyBatch.add).
+func (w *udpWriter) writeMsgTo(m *dns.Msg, out *replyBatch) error {
+	if out == nil {
+		return w.WriteMsg(m)
+	}
+	bp := w.p.getBuf()
+	b, err := m.PackBuffer((*bp)[:cap(*bp)])
+	if err != nil {
+		w.p.putBuf(bp)
+		return err
+	}
+	out.add(w.p, w.conn, bp, b, w.to)
+	return nil
+}
+
 func (w *udpWriter) Write(b []byte) (int, error) {
 	if err := writeToUDP(w.conn, b, w.to); err != nil {
 		return 0, err

@@ -188,7 +188,11 @@ type asyncQuery struct {
 // answer (or its failure): the rest of the request chain, the reply
 // written, the slot (if it holds one) and the in-flight count given back.
 // A panic costs the query a SERVFAIL.
-func (a *asyncQuery) fetched(e *cached, err error, shared bool) {
+//
+// out, when set, takes the reply to send at the end of the upstream read
+// batch it came in (replyBatch); the rare replies of a failure or a panic
+// leave at once.
+func (a *asyncQuery) fetched(e *cached, err error, shared bool, out *replyBatch) {
 	p := a.p
 	if a.raw != nil {
 		defer p.putBuf(a.raw)
@@ -222,7 +226,7 @@ func (a *asyncQuery) fetched(e *cached, err error, shared bool) {
 	}
 	resp, ede := p.answerTail(a.req, &a.miss, e, err, shared)
 	p.finish(a.req, resp, ede, true)
-	_ = a.w.WriteMsg(resp)
+	_ = a.w.writeMsgTo(resp, out)
 	p.stats.observe(p.cfg.Now().Sub(a.start))
 }
 

@@ -33,7 +33,7 @@ type fetchCall struct {
 // answer or the error, and whether other queries shared it. It must not
 // panic (it recovers its own).
 type fetchWaiter interface {
-	fetched(e *cached, err error, shared bool)
+	fetched(e *cached, err error, shared bool, out *replyBatch)
 }
 
 // fetchAsync resolves a cache miss, coalesced with identical ones in
@@ -61,12 +61,12 @@ func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Tim
 		if v := recover(); v != nil {
 			p.stats.panics.Add(1)
 			p.cfg.Panics.Recovered("dns", v)
-			c.complete(nil, errPanic)
+			c.complete(nil, errPanic, nil)
 		}
 	}()
 	if until := p.downUntil.Load(); until != 0 && now.UnixNano() < until {
 		p.stats.srvFail.Add(1)
-		c.complete(nil, errAllFailed)
+		c.complete(nil, errAllFailed, nil)
 		return
 	}
 	c.ups = p.ups.Load()
@@ -79,7 +79,7 @@ var errPanic = errors.New("dnsproxy: panic while taking in an upstream answer")
 // exchanged takes in the upstream's outcome and answers every waiter. A
 // panic here costs the waiters a SERVFAIL, never the process (it runs on an
 // upstream socket's reader).
-func (c *fetchCall) exchanged(m *dns.Msg, addr string, err error) {
+func (c *fetchCall) exchanged(m *dns.Msg, addr string, err error, out *replyBatch) {
 	p := c.p
 	var e *cached
 	func() {
@@ -92,14 +92,14 @@ func (c *fetchCall) exchanged(m *dns.Msg, addr string, err error) {
 		}()
 		e, err = p.resolved(c, m, err)
 	}()
-	c.complete(e, err)
+	c.complete(e, err, out)
 }
 
 // complete ends the call: it is no longer joined, and each waiter gets e or
 // err. A second call (the exchange's outcome after a recovered panic
 // ended the call, fetchAsync) finds no waiter and leaves a newer call for
 // the same name in place.
-func (c *fetchCall) complete(e *cached, err error) {
+func (c *fetchCall) complete(e *cached, err error, out *replyBatch) {
 	p := c.p
 	p.callsMu.Lock()
 	if p.calls[c.id] == c {
@@ -110,7 +110,7 @@ func (c *fetchCall) complete(e *cached, err error) {
 	p.callsMu.Unlock()
 	shared := len(ws) > 1
 	for _, w := range ws {
-		w.fetched(e, err, shared)
+		w.fetched(e, err, shared, out)
 	}
 }
 
@@ -122,7 +122,7 @@ type waitFetch struct {
 	shared bool
 }
 
-func (w *waitFetch) fetched(e *cached, err error, shared bool) {
+func (w *waitFetch) fetched(e *cached, err error, shared bool, _ *replyBatch) {
 	w.e, w.err, w.shared = e, err, shared
 	close(w.ch)
 }

@@ -186,7 +186,7 @@ type deliverRecorder struct {
 	done int
 }
 
-func (d *deliverRecorder) exchanged(m *dns.Msg, addr string, err error) {
+func (d *deliverRecorder) exchanged(m *dns.Msg, addr string, err error, _ *replyBatch) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.m, d.err = m, err
@@ -229,17 +229,17 @@ func TestDeliverChecksSourceIDQuestion(t *testing.T) {
 		return b
 	}
 	other := netip.AddrPortFrom(s.peer.Addr(), s.peer.Port()+1)
-	s.deliver(pack(a.id, "allowed.example."), 0, other)          // wrong source
-	s.deliver(pack(a.id+1, "allowed.example."), 0, s.peer)       // wrong ID
-	s.deliver(pack(a.id, "other.example."), 0, s.peer)           // wrong question
-	s.deliver([]byte{byte(a.id >> 8), byte(a.id), 1}, 0, s.peer) // short
+	s.deliver(pack(a.id, "allowed.example."), 0, other, nil)          // wrong source
+	s.deliver(pack(a.id+1, "allowed.example."), 0, s.peer, nil)       // wrong ID
+	s.deliver(pack(a.id, "other.example."), 0, s.peer, nil)           // wrong question
+	s.deliver([]byte{byte(a.id >> 8), byte(a.id), 1}, 0, s.peer, nil) // short
 	if got := st.badReplies.Load(); got != 4 {
 		t.Errorf("badReplies = %d, want 4", got)
 	}
 	if rec.done != 0 || a.state.Load() {
 		t.Fatalf("a spoofed answer was taken: %v", rec.m)
 	}
-	s.deliver(pack(a.id, "ALLOWED.example."), 0, s.peer) // the genuine one (case differs: RFC 4343)
+	s.deliver(pack(a.id, "ALLOWED.example."), 0, s.peer, nil) // the genuine one (case differs: RFC 4343)
 	if rec.done != 1 || rec.err != nil || rec.m == nil || rec.m.Id != a.id {
 		t.Fatalf("genuine answer: done %d, err %v", rec.done, rec.err)
 	}
@@ -343,7 +343,7 @@ func FuzzUpstreamDeliver(f *testing.F) {
 			// (TestOversizedUDPAnswerRetriesTCP): not this entry point's.
 			pkt = pkt[:upstreamReadSize-1]
 		}
-		s.deliver(pkt, 0, from)
+		s.deliver(pkt, 0, from, nil)
 		taken := a.state.Load()
 		if wrongSource && taken {
 			t.Fatal("an answer from another source was taken")

@@ -36,7 +36,7 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{ch: make(chan struct{})} }
 
-func (r *recorder) exchanged(m *dns.Msg, addr string, err error) {
+func (r *recorder) exchanged(m *dns.Msg, addr string, err error, _ *replyBatch) {
 	r.mu.Lock()
 	r.n++
 	n := r.n
@@ -132,7 +132,7 @@ func TestUpstreamTCPRetryPanicRecovered(t *testing.T) {
 // panicking is an exchanged whose outcome handling panics.
 type panicking struct{ calls atomic.Int32 }
 
-func (p *panicking) exchanged(*dns.Msg, string, error) {
+func (p *panicking) exchanged(*dns.Msg, string, error, *replyBatch) {
 	p.calls.Add(1)
 	panic("outcome handler")
 }
@@ -319,7 +319,7 @@ func TestLateAnswerCountedLate(t *testing.T) {
 	m.SetQuestion("allowed.example.", dns.TypeA)
 	m.Response, m.Id = true, a.id
 	b, _ := m.Pack()
-	s.deliver(b, 0, s.peer)
+	s.deliver(b, 0, s.peer, nil)
 	if st.lateReplies.Load() != 1 || st.badReplies.Load() != 0 {
 		t.Fatalf("late %d bad %d, want 1, 0", st.lateReplies.Load(), st.badReplies.Load())
 	}
@@ -340,7 +340,7 @@ func TestFullBufferDatagramQuestionChecked(t *testing.T) {
 	m.Response, m.Id = true, a.id
 	b, _ := m.Pack()
 	b = append(b, make([]byte, upstreamReadSize-len(b))...)
-	s.deliver(b, 0, s.peer)
+	s.deliver(b, 0, s.peer, nil)
 	if st.badReplies.Load() != 1 || st.tcpRetries.Load() != 0 || a.state.Load() {
 		t.Fatalf("bad %d tcpRetries %d taken %v; want 1, 0, false", st.badReplies.Load(), st.tcpRetries.Load(), a.state.Load())
 	}
