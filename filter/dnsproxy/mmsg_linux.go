@@ -85,23 +85,18 @@ func newBatchConn(conn *net.UDPConn, v6 bool) batchConn {
 }
 
 // recv is ReadBatch's system call (see rawBatch.recvFn).
-func (b *rawBatch) recv(fd uintptr) bool {
-	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), uintptr(b.flags), 0, 0)
-	for e == unix.EINTR { // a signal before any datagram moved: ask again, the edge may not come back
-		r, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), uintptr(b.flags), 0, 0)
-	}
-	if e == unix.EAGAIN {
-		return false // wait on the netpoller, as x/net does
-	}
-	b.n, b.errno = int(r), e
-	return true
-}
+func (b *rawBatch) recv(fd uintptr) bool { return b.mmsg(unix.SYS_RECVMMSG, fd) }
 
 // send is WriteBatch's system call.
-func (b *rawBatch) send(fd uintptr) bool {
-	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), uintptr(b.flags), 0, 0)
+func (b *rawBatch) send(fd uintptr) bool { return b.mmsg(unix.SYS_SENDMMSG, fd) }
+
+// mmsg makes recvmmsg or sendmmsg (trap) on the batch's headers, with the
+// count and flags in the batch and its results stored there; false (wait
+// on the netpoller, as x/net does) when the socket is empty or full.
+func (b *rawBatch) mmsg(trap, fd uintptr) bool {
+	r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), uintptr(b.flags), 0, 0)
 	for e == unix.EINTR { // a signal before any datagram moved: ask again, the edge may not come back
-		r, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), uintptr(b.flags), 0, 0)
+		r, _, e = unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), uintptr(b.flags), 0, 0)
 	}
 	if e == unix.EAGAIN {
 		return false
