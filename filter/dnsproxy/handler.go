@@ -155,7 +155,7 @@ func (h handler) serve(w dns.ResponseWriter, req *dns.Msg) (handedOff bool) {
 		if uw, ok := w.(*udpWriter); ok && m != nil {
 			aq := &asyncQuery{p: p, w: *uw, req: req, start: start, miss: *m}
 			handedOff = true
-			p.fetchAsync(m.key, m.id, m.q, m.now, aq, nil)
+			p.fetchAsync(m.key, m.id, m.q, m.now, aq, nil, nil)
 			return true
 		}
 		if m != nil {
@@ -356,7 +356,7 @@ func (p *Proxy) fetch(key cacheKey, id string, q dns.Question, now time.Time, wo
 		p.spawn()
 	}
 	w := &waitFetch{ch: make(chan struct{})}
-	p.fetchAsync(key, id, q, now, w, nil)
+	p.fetchAsync(key, id, q, now, w, nil, nil)
 	<-w.ch
 	return w.e, w.err, w.shared
 }

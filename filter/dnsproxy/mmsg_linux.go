@@ -48,6 +48,10 @@ type rawBatch struct {
 	count, flags   int
 	n              int
 	errno          syscall.Errno
+	// wake, when set, is woken (once, then unset) if the call must wait
+	// for room or data: a socket reader's group, before the reader waits
+	// on another socket than its own (queryBatch.flush, readerGroup).
+	wake *readerGroup
 }
 
 // zoneName is the last IPv6 zone (interface index and name) a scoped
@@ -79,6 +83,12 @@ func newBatchConn(conn *net.UDPConn, v6 bool) batchConn {
 	if err != nil {
 		return newNetBatchConn(conn, v6)
 	}
+	return newRawBatch(rc, v6)
+}
+
+// newRawBatch is the batch of the socket rc is of; its rc may be set to
+// another socket's of the same family between calls (queryBatch).
+func newRawBatch(rc syscall.RawConn, v6 bool) *rawBatch {
 	b := &rawBatch{rc: rc, v6: v6}
 	b.recvFn, b.sendFn = b.recv, b.send
 	return b
@@ -99,6 +109,10 @@ func (b *rawBatch) mmsg(trap, fd uintptr) bool {
 		r, _, e = unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), uintptr(b.flags), 0, 0)
 	}
 	if e == unix.EAGAIN {
+		if b.wake != nil {
+			b.wake.wake()
+			b.wake = nil
+		}
 		return false
 	}
 	b.n, b.errno = int(r), e

@@ -41,13 +41,15 @@ type fetchWaiter interface {
 // is known to be failing (SERVFAIL at once), else on the goroutine that
 // receives the upstream's answer (or its timeout): no goroutine waits.
 // g is the group of the fast-path socket reader calling, if one is: woken
-// before the upstream query waits to be sent (readerGroup).
+// before the upstream query waits to be sent (readerGroup); qb, when set,
+// is its batch, where the upstream query waits for the end of the reader's
+// read batch (queryBatch).
 //
 // A panic while the call is begun (the upstream query sent) is recovered
 // here, counted, and ends the call: its waiters get SERVFAIL, and the next
 // identical query starts a new call instead of joining one that would
 // never complete.
-func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Time, w fetchWaiter, g *readerGroup) {
+func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Time, w fetchWaiter, g *readerGroup, qb *queryBatch) {
 	p.callsMu.Lock()
 	if c, ok := p.calls[id]; ok {
 		c.waiters = append(c.waiters, w)
@@ -70,7 +72,7 @@ func (p *Proxy) fetchAsync(key cacheKey, id string, q dns.Question, now time.Tim
 		return
 	}
 	c.ups = p.ups.Load()
-	c.ups.exchangeFrom(dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}, key.do, key.cd, c, g)
+	c.ups.exchangeFrom(dns.Question{Name: q.Name, Qtype: q.Qtype, Qclass: q.Qclass}, key.do, key.cd, c, g, qb)
 }
 
 // errPanic is the outcome of a fetch whose answer could not be taken in.

@@ -368,7 +368,7 @@ func TestNoAttemptError(t *testing.T) {
 	defer u.close()
 	rec := newRecorder()
 	f := &upFetch{u: u, done: rec, deadline: time.Now().Add(-time.Second), attempts: 2}
-	f.next(nil)
+	f.next(nil, nil)
 	_, err := rec.wait(t, time.Second)
 	if !errors.Is(err, errNoAttempt) || strings.Contains(err.Error(), "%!") {
 		t.Fatalf("err = %v", err)

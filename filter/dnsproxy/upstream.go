@@ -212,13 +212,15 @@ type exchanged interface {
 // move on to the next; if every upstream says so, the last such answer is
 // handed over.
 func (u *upstreams) exchange(q dns.Question, do, cd bool, done exchanged) {
-	u.exchangeFrom(q, do, cd, done, nil)
+	u.exchangeFrom(q, do, cd, done, nil, nil)
 }
 
 // exchangeFrom is exchange called by a fast-path socket's reader of group
 // g: g is woken before the first attempt waits for a dial or a write
-// (readerGroup), so the socket is read meanwhile.
-func (u *upstreams) exchangeFrom(q dns.Question, do, cd bool, done exchanged, g *readerGroup) {
+// (readerGroup), so the socket is read meanwhile. qb, when set, takes the
+// first attempt's query to leave with the rest of the reader's batch
+// (queryBatch); nil: it is sent at once.
+func (u *upstreams) exchangeFrom(q dns.Question, do, cd bool, done exchanged, g *readerGroup, qb *queryBatch) {
 	n := len(u.addrs)
 	if n == 0 {
 		done.exchanged(nil, "", fmt.Errorf("%w: none is configured or found in the host's resolver files", errAllFailed), nil)
@@ -228,7 +230,7 @@ func (u *upstreams) exchangeFrom(q dns.Question, do, cd bool, done exchanged, g 
 	f := &upFetch{u: u, req: upQuery{q: q, do: do, cd: cd}, done: done,
 		deadline: time.Now().Add(u.timeout), attempts: attempts,
 		per: u.timeout / time.Duration(attempts), start: int(u.preferred.Load()) % n}
-	f.next(g)
+	f.next(g, qb)
 }
 
 // exchangeWait is exchange for a caller that waits (tests).
@@ -292,8 +294,8 @@ func (f *upFetch) recoverPanic() {
 // next begins the next attempt, or hands the outcome over when none is
 // left. An attempt that fails before its query is sent moves on at once.
 // g, when set, is the group of the socket reader making the first
-// attempt (exchangeFrom).
-func (f *upFetch) next(g *readerGroup) {
+// attempt, qb its batch (exchangeFrom).
+func (f *upFetch) next(g *readerGroup, qb *queryBatch) {
 	u := f.u
 	n := len(u.addrs)
 	for f.k < f.attempts {
@@ -307,7 +309,7 @@ func (f *upFetch) next(g *readerGroup) {
 		if next := now.Add(f.per); next.Before(dl) {
 			dl = next
 		}
-		err := u.send(f, i, now, dl, g)
+		err := u.send(f, i, now, dl, g, qb)
 		if err == nil {
 			return // the attempt's outcome calls result
 		}
@@ -345,14 +347,14 @@ func (f *upFetch) result(i int, m *dns.Msg, err error, out *replyBatch) {
 	if err != nil {
 		u.stats.upErrors.Add(1)
 		f.errs = append(f.errs, fmt.Errorf("%s: %w", addr, err))
-		f.next(nil)
+		f.next(nil, nil)
 		return
 	}
 	if (m.Rcode == dns.RcodeServerFailure || m.Rcode == dns.RcodeRefused) && f.k < f.attempts && len(u.addrs) > 1 {
 		u.stats.upErrors.Add(1)
 		f.last, f.lastAddr = m, addr
 		f.errs = append(f.errs, fmt.Errorf("%s: answered %s", addr, dns.RcodeToString[m.Rcode]))
-		f.next(nil)
+		f.next(nil, nil)
 		return
 	}
 	u.preferred.Store(uint32(i))
@@ -394,6 +396,7 @@ type upSock struct {
 	u     *upstreams
 	i     int
 	conn  *net.UDPConn
+	rc    syscall.RawConn // conn's, for the batched queries (queryBatch); nil: none
 	batch batchConn
 	peer  netip.AddrPort
 	born  time.Time
@@ -483,10 +486,7 @@ func (u *upstreams) sock(i int, now time.Time, g *readerGroup) (*upSock, error) 
 	}
 	s := u.socks[i][j]
 	if s != nil {
-		s.mu.Lock()
-		fresh := !s.retired && s.sent < socketUses && now.Sub(s.born) < socketLife
-		s.mu.Unlock()
-		if fresh {
+		if s.fresh(now) {
 			return s, nil
 		}
 		s.retire() // closes once its last attempt is done
@@ -517,6 +517,9 @@ func (u *upstreams) sock(i int, now time.Time, g *readerGroup) (*upSock, error) 
 		peer: addrPort(uc.RemoteAddr()), retired: u.draining}
 	la, ok := uc.LocalAddr().(*net.UDPAddr)
 	s.batch = newBatchConn(uc, ok && la.IP.To4() == nil)
+	if rc, err := uc.SyscallConn(); err == nil {
+		s.rc = rc
+	}
 	u.socks[i][j] = s
 	u.all[s] = struct{}{}
 	u.readers.Add(1)
@@ -524,18 +527,36 @@ func (u *upstreams) sock(i int, now time.Time, g *readerGroup) (*upSock, error) 
 	return s, nil
 }
 
+// fresh reports whether new queries may go on s: not retired, and neither
+// its uses nor its life are over.
+func (s *upSock) fresh(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.retired && s.sent < socketUses && now.Sub(s.born) < socketLife
+}
+
 // send sends f's query to upstream i on a shared socket, with the deadline
 // dl; an error means it was not sent (and there is no outcome to wait for).
 // g is woken before it waits for a dial or for room to write (readerGroup).
-func (u *upstreams) send(f *upFetch, i int, now, dl time.Time, g *readerGroup) error {
+// With qb set the query is queued there instead, on the socket of upstream
+// i the batch already sends on if it is still fresh: it leaves with the
+// batch's others (one sendmmsg per socket, queryBatch.flush), and a
+// failure to send it is handed to the attempt then (upAttempt.unsent).
+func (u *upstreams) send(f *upFetch, i int, now, dl time.Time, g *readerGroup, qb *queryBatch) error {
 	var a *upAttempt
 	for try := 0; ; try++ {
-		s, err := u.sock(i, now, g)
-		if err != nil {
-			return err
+		var s *upSock
+		if try == 0 {
+			s = qb.sock(u, i, now)
+		}
+		if s == nil {
+			var err error
+			if s, err = u.sock(i, now, g); err != nil {
+				return err
+			}
 		}
 		a = &upAttempt{f: f, s: s, dl: dl}
-		err = s.add(a)
+		err := s.add(a)
 		if err == nil {
 			break
 		}
@@ -547,15 +568,38 @@ func (u *upstreams) send(f *upFetch, i int, now, dl time.Time, g *readerGroup) e
 	s := a.s
 	req := f.req
 	req.id = a.id
-	var b [512]byte
-	wire, err := appendUpstreamQuery(b[:0], &req)
-	if err == nil {
-		err = writeWaking(s.conn, wire, g)
+	var err error
+	if qb != nil {
+		err = qb.add(a, &req)
+	} else {
+		var b [512]byte
+		var wire []byte
+		wire, err = appendUpstreamQuery(b[:0], &req)
+		if err == nil {
+			err = writeWaking(s.conn, wire, g)
+		}
 	}
 	if err != nil && a.take() {
 		return err
 	}
-	return nil // sent, or its outcome was already taken (and handed on)
+	return nil // sent (or queued), or its outcome was already taken (and handed on)
+}
+
+// unsent is the outcome of an attempt whose query, queued in a batch
+// (queryBatch), could not be sent: as send's error is for a query sent at
+// once, it is counted and the fetch moves on to its next attempt, sent at
+// once (g: see send). The others of the batch are not held up by it.
+func (a *upAttempt) unsent(err error, g *readerGroup) {
+	f := a.f
+	defer f.recoverPanic()
+	if !a.take() {
+		return // its socket's end or its deadline took it meanwhile
+	}
+	u := f.u
+	u.stats.upQueries.Add(1)
+	u.stats.upErrors.Add(1)
+	f.errs = append(f.errs, fmt.Errorf("%s: %w", u.addrs[a.s.i], err))
+	f.next(g, nil)
 }
 
 // add registers a on s with a random ID not in use there (RFC 5452 §4.3).
