@@ -160,7 +160,7 @@ func TestQueryBatchOrderAndSharedSocket(t *testing.T) {
 func TestQueryBatchPartialSendFailsOver(t *testing.T) {
 	up1, up2 := newRawUpstream(t, true), newRawUpstream(t, true)
 	var st counters
-	u := newUpstreams([]string{up1.addr(), up2.addr()}, 3*time.Second, nil, &st)
+	u := newUpstreams([]string{up1.addr(), up2.addr()}, 10*time.Second, nil, &st)
 	defer u.close()
 	qb := newQueryBatch()
 	names := []string{"a.example.", "b.example.", "c.example.", "d.example.", "e.example."}
@@ -170,6 +170,9 @@ func TestQueryBatchPartialSendFailsOver(t *testing.T) {
 		recs = append(recs, rec)
 		u.exchangeFrom(aQuestion(name), false, false, rec, nil, qb)
 	}
+	// Each attempt waits 5 s (10 s over two upstreams), longer than the
+	// checks below: a refused query reaches upstream 2 in time only if
+	// its failure is handed over at the flush, not at its deadline.
 	// Every query went to upstream 1 (preferred); the third is spoiled
 	// so that the kernel refuses it (EMSGSIZE), and so is the last.
 	huge := make([]byte, 70000)
@@ -206,8 +209,8 @@ func TestQueryBatchPartialSendFailsOver(t *testing.T) {
 func TestQueryBatchFailedSocketIsolated(t *testing.T) {
 	up1, up2 := newRawUpstream(t, true), newRawUpstream(t, true)
 	var st counters
-	u1 := newUpstreams([]string{up1.addr()}, 3*time.Second, nil, &st)
-	u2 := newUpstreams([]string{up2.addr()}, 3*time.Second, nil, &st)
+	u1 := newUpstreams([]string{up1.addr()}, 10*time.Second, nil, &st)
+	u2 := newUpstreams([]string{up2.addr()}, 10*time.Second, nil, &st)
 	defer u1.close()
 	defer u2.close()
 	qb := newQueryBatch()
@@ -263,11 +266,14 @@ func TestQueryBatchFailedSocketIsolated(t *testing.T) {
 
 // Cache misses a client sends back to back (read by the proxy's socket
 // readers in batches of several, whose upstream queries leave together)
-// are all forwarded and all answered, each with its own answer.
+// are all forwarded and all answered, each with its own answer, by the
+// first attempt: the per-attempt timeout (4 s) is longer than the test
+// waits, so a query left in a batch that is never flushed fails it (its
+// second attempt, sent at once, would otherwise answer it in time).
 func TestForwardedClientBurstAllAnswered(t *testing.T) {
 	const n = 48
 	up := newRawUpstream(t, true)
-	_, addr := startProxy(t, Config{Upstreams: []string{up.addr()}, Decider: newDecider(t)})
+	p, addr := startProxy(t, Config{Upstreams: []string{up.addr()}, Decider: newDecider(t), Timeout: 8 * time.Second})
 	c, err := net.Dial("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -284,8 +290,8 @@ func TestForwardedClientBurstAllAnswered(t *testing.T) {
 	}
 	seen := map[uint16]bool{}
 	buf := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	for len(seen) < n {
-		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		k, err := c.Read(buf)
 		if err != nil {
 			t.Fatalf("%d of %d answered: %v", len(seen), n, err)
@@ -299,5 +305,8 @@ func TestForwardedClientBurstAllAnswered(t *testing.T) {
 			t.Fatalf("unexpected answer %v", r)
 		}
 		seen[r.Id] = true
+	}
+	if st := p.Stats(); st.UpstreamErrors != 0 || st.UpstreamQueries != n {
+		t.Errorf("upstream queries %d, errors %d; want %d, 0 (each answered at its first attempt)", st.UpstreamQueries, st.UpstreamErrors, n)
 	}
 }
