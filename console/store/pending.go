@@ -6,9 +6,9 @@ import (
 )
 
 // pendingTables are the fleet-wide rollups' pending tables (PostgreSQL,
-// migrations 0033 and, for consoles of an earlier version, 0030), emptied
-// by FoldRollups.
-var pendingTables = []string{"roll_app_hour_pending", "roll_app_user_hour_pending", "roll_app_pending", "roll_app_user_pending", "presence_app_user_pending"}
+// migration 0036 and, for consoles of an earlier version, 0033 and 0030),
+// emptied by FoldRollups.
+var pendingTables = []string{"roll_app_chunk_pending", "roll_app_user_chunk_pending", "roll_app_hour_pending", "roll_app_user_hour_pending", "roll_app_pending", "roll_app_user_pending", "presence_app_user_pending"}
 
 // VacuumPending reclaims the pages of the pending tables' folded rows
 // (PostgreSQL; a no-op on SQLite). FoldRollups deletes what it folds, and
