@@ -147,6 +147,14 @@ func TestIngestSameChunkAtOnce(t *testing.T) {
 		if sum != 5*3 {
 			t.Errorf("transactions counted %d, want %d (each chunk once)", sum, 5*3)
 		}
+		// The hunting index has no unique key on PostgreSQL (migration
+		// 0037): the chunk's own row is what keeps its rows single.
+		if n := countRows(t, s, "hunt_index"); n != 5*2 {
+			t.Errorf("hunt_index has %d rows, want %d (two domains of each of 5 chunks)", n, 5*2)
+		}
+		if n := countRows(t, s, "(SELECT rdomain, hour, device_id, chunk_id FROM hunt_index GROUP BY rdomain, hour, device_id, chunk_id HAVING COUNT(*) > 1) AS twice"); n != 0 {
+			t.Errorf("%d hunt_index keys written twice", n)
+		}
 	})
 }
 

@@ -311,8 +311,15 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	for k, n := range hunt {
 		rows = append(rows, []any{k.rdomain, k.hour, device, b.Meta.ChunkID, n})
 	}
-	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ",
-		" ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records", rows); err != nil {
+	// One row per domain and hour of this chunk, new: the chunk's own row
+	// refuses a second ingest in the same transaction, so PostgreSQL's
+	// table has no unique key to check (migration 0037). SQLite's table is
+	// its key.
+	huntConflict := ""
+	if !pg {
+		huntConflict = " ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records"
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ", huntConflict, rows); err != nil {
 		return nil, fmt.Errorf("store: hunting index: %w", err)
 	}
 	if s.dialect == Postgres {
