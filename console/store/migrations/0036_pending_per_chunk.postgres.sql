@@ -1,5 +1,4 @@
--- One pending row per chunk, not one per key (PostgreSQL; docs/scale.md
--- "Ninth round").
+-- One pending row per chunk, not one per key (PostgreSQL).
 --
 -- A chunk appended its share of the fleet-wide rollups as one row per app
 -- × domain × bucket and one per user (migration 0033), and the fold
@@ -12,7 +11,9 @@
 -- small fraction of the rows they replace.
 --
 -- The tables of 0033 and 0030 stay, folded as before, for rows a console
--- of an earlier version appends while replicas are upgraded.
+-- of an earlier version appends while replicas are upgraded (whose views
+-- fold only those: docs/scale.md "Upgrading across migrations 0036 and
+-- 0037").
 CREATE TABLE IF NOT EXISTS roll_app_chunk_pending (
   span BIGINT[] NOT NULL,
   bucket BIGINT[] NOT NULL,

@@ -1,4 +1,5 @@
--- The hunting index, insert-only (PostgreSQL; docs/scale.md "Ninth round").
+-- The hunting index, insert-only (PostgreSQL; its row writes: docs/scale.md
+-- "Eighth round").
 --
 -- Its primary key (rdomain, hour, device_id, chunk_id) made every chunk's
 -- rows an upsert into a wide unique B-tree: ~150 index entries of ~100
@@ -14,8 +15,10 @@
 -- deduplication).
 --
 -- The index is built under a lock on the table inside this migration's
--- transaction; a replica of the earlier version waits meanwhile
--- (docs/scale.md "Upgrading"). SQLite keeps its primary key (a WITHOUT
--- ROWID table is its key).
+-- transaction. Not a rolling upgrade: a replica of the earlier version
+-- upserts these rows ON CONFLICT on the key dropped here, which PostgreSQL
+-- refuses from then on (42P10), so each of its uploads fails until it is
+-- replaced (docs/scale.md "Upgrading across migrations 0036 and 0037").
+-- SQLite keeps its primary key (a WITHOUT ROWID table is its key).
 ALTER TABLE hunt_index DROP CONSTRAINT hunt_index_pkey;
 CREATE INDEX hunt_index_domain ON hunt_index (rdomain, hour);
