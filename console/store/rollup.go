@@ -405,7 +405,7 @@ func (s *Store) appDevicePresence(ctx context.Context, tx execer, rows [][]any) 
 // hour's when hour buckets are kept (pendingSpan in applyRollups):
 // FoldRollups unnests the arrays, adds each row to its day and derives the
 // users' presence bits from the user rows. One row per key (migration
-// 0033) was half of a chunk's row writes (docs/scale.md "Eighth round").
+// 0033) was half of a chunk's row writes (docs/scale.md "Ninth round").
 func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*rollVal, users map[userRollKey]bool) error {
 	if n := len(app); n > 0 {
 		span, bucket, last := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)

@@ -1,4 +1,5 @@
--- One pending row per chunk, not one per key (PostgreSQL).
+-- One pending row per chunk, not one per key (PostgreSQL; docs/scale.md
+-- "Ninth round").
 --
 -- A chunk appended its share of the fleet-wide rollups as one row per app
 -- × domain × bucket and one per user (migration 0033), and the fold

@@ -1,5 +1,5 @@
--- The hunting index, insert-only (PostgreSQL; its row writes: docs/scale.md
--- "Eighth round").
+-- The hunting index, insert-only (PostgreSQL; docs/scale.md "Ninth round"
+-- and "Upgrading across migrations 0036 and 0037").
 --
 -- Its primary key (rdomain, hour, device_id, chunk_id) made every chunk's
 -- rows an upsert into a wide unique B-tree: ~150 index entries of ~100
