@@ -22,7 +22,7 @@ func TestFoldSkipsWhenCovered(t *testing.T) {
 		pending := func() int {
 			t.Helper()
 			var n int
-			if err := s.w.QueryRowContext(ctx, "SELECT COUNT(*) FROM roll_app_hour_pending").Scan(&n); err != nil {
+			if err := s.w.QueryRowContext(ctx, "SELECT COUNT(*) FROM roll_app_chunk_pending").Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			return n

@@ -42,7 +42,7 @@ func fullBatch(id, sum string, at time.Time) *ChunkBatch {
 // ingestTables are the tables one chunk writes to (PostgreSQL).
 var ingestTables = []string{"chunks", "traffic_hourly", "traffic_hourly_users", "actions_hourly", "device_users", "device_addresses",
 	"roll_app_device", "roll_device", "presence_app_device", "hunt_daily", "hunt_index",
-	"roll_app_hour_pending", "roll_app_user_hour_pending"}
+	"roll_app_chunk_pending", "roll_app_user_chunk_pending"}
 
 func countRows(t *testing.T, s *Store, table string) int64 {
 	t.Helper()
@@ -66,15 +66,15 @@ func TestIngestBatchIsAtomic(t *testing.T) {
 		s.now = func() time.Time { return time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) }
 		enrolled(t, s)
 		at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-		// roll_app_user_hour_pending is written by the batch's last
+		// roll_app_user_chunk_pending is written by the batch's last
 		// statement: make it fail there.
-		if _, err := s.exec(ctx, "ALTER TABLE roll_app_user_hour_pending ADD CONSTRAINT test_refuse CHECK (bypassed < 0)"); err != nil {
+		if _, err := s.exec(ctx, "ALTER TABLE roll_app_user_chunk_pending ADD CONSTRAINT test_refuse CHECK (cardinality(bypassed) < 0)"); err != nil {
 			t.Fatal(err)
 		}
 		err := s.IngestChunk(ctx, fullBatch("c1", "s1", at))
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "23514" || pe.TableName != "roll_app_user_hour_pending" {
-			t.Fatalf("IngestChunk with the last statement refused = %v, want the check violation on roll_app_user_hour_pending", err)
+		if !errors.As(err, &pe) || pe.Code != "23514" || pe.TableName != "roll_app_user_chunk_pending" {
+			t.Fatalf("IngestChunk with the last statement refused = %v, want the check violation on roll_app_user_chunk_pending", err)
 		}
 		for _, table := range ingestTables {
 			if n := countRows(t, s, table); n != 0 {
@@ -89,7 +89,7 @@ func TestIngestBatchIsAtomic(t *testing.T) {
 			t.Errorf("device updated by a failed chunk: %+v", d)
 		}
 
-		if _, err := s.exec(ctx, "ALTER TABLE roll_app_user_hour_pending DROP CONSTRAINT test_refuse"); err != nil {
+		if _, err := s.exec(ctx, "ALTER TABLE roll_app_user_chunk_pending DROP CONSTRAINT test_refuse"); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.IngestChunk(ctx, fullBatch("c1", "s1", at)); err != nil {
@@ -146,6 +146,14 @@ func TestIngestSameChunkAtOnce(t *testing.T) {
 		sum := transactionsOf(t, s, "d1", at)
 		if sum != 5*3 {
 			t.Errorf("transactions counted %d, want %d (each chunk once)", sum, 5*3)
+		}
+		// The hunting index has no unique key on PostgreSQL (migration
+		// 0037): the chunk's own row is what keeps its rows single.
+		if n := countRows(t, s, "hunt_index"); n != 5*2 {
+			t.Errorf("hunt_index has %d rows, want %d (two domains of each of 5 chunks)", n, 5*2)
+		}
+		if n := countRows(t, s, "(SELECT rdomain, hour, device_id, chunk_id FROM hunt_index GROUP BY rdomain, hour, device_id, chunk_id HAVING COUNT(*) > 1) AS twice"); n != 0 {
+			t.Errorf("%d hunt_index keys written twice", n)
 		}
 	})
 }

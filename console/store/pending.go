@@ -6,9 +6,9 @@ import (
 )
 
 // pendingTables are the fleet-wide rollups' pending tables (PostgreSQL,
-// migrations 0033 and, for consoles of an earlier version, 0030), emptied
-// by FoldRollups.
-var pendingTables = []string{"roll_app_hour_pending", "roll_app_user_hour_pending", "roll_app_pending", "roll_app_user_pending", "presence_app_user_pending"}
+// migration 0036 and, for consoles of an earlier version, 0033 and 0030),
+// emptied by FoldRollups.
+var pendingTables = []string{"roll_app_chunk_pending", "roll_app_user_chunk_pending", "roll_app_hour_pending", "roll_app_user_hour_pending", "roll_app_pending", "roll_app_user_pending", "presence_app_user_pending"}
 
 // VacuumPending reclaims the pages of the pending tables' folded rows
 // (PostgreSQL; a no-op on SQLite). FoldRollups deletes what it folds, and
@@ -37,13 +37,16 @@ func (s *Store) VacuumPending(ctx context.Context) error {
 }
 
 // pendingPages is how many pages the pending tables take on disk
-// (PostgreSQL; 0 on SQLite): what every view's fold scans.
+// (PostgreSQL; 0 on SQLite): what every view's fold scans. Their TOAST
+// pages count: a chunk's pending row of arrays (migration 0036) is mostly
+// stored out of line, its heap tuple a few pointers.
 func (s *Store) pendingPages(ctx context.Context) (int64, error) {
 	if s.dialect != Postgres {
 		return 0, nil
 	}
 	var n int64
-	err := s.r.QueryRowContext(ctx, "SELECT (COALESCE(SUM(pg_relation_size(c.oid)), 0) / current_setting('block_size')::bigint)::bigint FROM pg_class c WHERE c.relname = ANY($1)", pendingTables).Scan(&n)
+	err := s.r.QueryRowContext(ctx, "SELECT (COALESCE(SUM(pg_relation_size(c.oid) + COALESCE(pg_relation_size(NULLIF(c.reltoastrelid, 0)), 0)), 0) / current_setting('block_size')::bigint)::bigint "+
+		"FROM pg_class c WHERE c.relname = ANY($1)", pendingTables).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: size of the pending rollups: %w", err)
 	}

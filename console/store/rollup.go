@@ -311,8 +311,15 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	for k, n := range hunt {
 		rows = append(rows, []any{k.rdomain, k.hour, device, b.Meta.ChunkID, n})
 	}
-	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ",
-		" ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records", rows); err != nil {
+	// One row per domain and hour of this chunk, new: the chunk's own row
+	// refuses a second ingest in the same transaction, so PostgreSQL's
+	// table has no unique key to check (migration 0037). SQLite's table is
+	// its key.
+	huntConflict := ""
+	if !pg {
+		huntConflict = " ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records"
+	}
+	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ", huntConflict, rows); err != nil {
 		return nil, fmt.Errorf("store: hunting index: %w", err)
 	}
 	if s.dialect == Postgres {
@@ -391,12 +398,14 @@ func (s *Store) appDevicePresence(ctx context.Context, tx execer, rows [][]any) 
 }
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
-// pending tables (PostgreSQL; migrations 0030 and 0033), most of a chunk's
-// rows: each column straight into its array (unnest), neither boxed into
-// rows nor sorted (a plain insert locks no row another transaction
-// writes). A row is in one bucket only, its hour's when hour buckets are
-// kept (pendingSpan in applyRollups): FoldRollups adds it to its day and
-// derives the users' presence bits from the user rows.
+// pending tables (PostgreSQL; migration 0036): one row per table for the
+// whole chunk, each column an array (element i of every array is one
+// pending row), neither boxed into rows nor sorted (a plain insert locks
+// no row another transaction writes). A row is in one bucket only, its
+// hour's when hour buckets are kept (pendingSpan in applyRollups):
+// FoldRollups unnests the arrays, adds each row to its day and derives the
+// users' presence bits from the user rows. One row per key (migration
+// 0033) was half of a chunk's row writes (docs/scale.md "Ninth round").
 func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*rollVal, users map[userRollKey]bool) error {
 	if n := len(app); n > 0 {
 		span, bucket, last := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
@@ -415,7 +424,7 @@ func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*r
 		for _, c := range counters {
 			args = append(args, c)
 		}
-		if err := insertArrays(ctx, tx, "roll_app_hour_pending", "span, bucket, app_id, domain, "+counterCols+", last_hour",
+		if err := insertArrayRow(ctx, tx, "roll_app_chunk_pending", "span, bucket, app_id, domain, "+counterCols+", last_hour",
 			"bigint[], bigint[], text[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], bigint[]", append(args, last)); err != nil {
 			return fmt.Errorf("store: rollup roll_app: %w", err)
 		}
@@ -430,7 +439,7 @@ func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*r
 			}
 			span, bucket, appID, domain, user, bypassed = append(span, k.span), append(bucket, k.bucket), append(appID, k.app), append(domain, k.domain), append(user, k.user), append(bypassed, b)
 		}
-		if err := insertArrays(ctx, tx, "roll_app_user_hour_pending", "span, bucket, app_id, domain, user_name, bypassed",
+		if err := insertArrayRow(ctx, tx, "roll_app_user_chunk_pending", "span, bucket, app_id, domain, user_name, bypassed",
 			"bigint[], bigint[], text[], text[], text[], bigint[]", []any{span, bucket, appID, domain, user, bypassed}); err != nil {
 			return fmt.Errorf("store: rollup users: %w", err)
 		}
@@ -438,12 +447,12 @@ func (s *Store) appendPending(ctx context.Context, tx execer, app map[rollKey]*r
 	return nil
 }
 
-// insertArrays inserts one row per array index (PostgreSQL): cols names
-// the columns, types their array types in the same order, args the
-// arrays ([]int64 or []string, all of one length).
-func insertArrays(ctx context.Context, tx execer, table, cols, types string, args []any) error {
+// insertArrayRow inserts one row whose columns are arrays (PostgreSQL):
+// cols names the columns, types their array types in the same order, args
+// the arrays ([]int64 or []string, all of one length).
+func insertArrayRow(ctx context.Context, tx execer, table, cols, types string, args []any) error {
 	var b strings.Builder
-	b.WriteString("INSERT INTO " + table + " (" + cols + ") SELECT * FROM unnest(")
+	b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES (")
 	for i, t := range strings.Split(types, ", ") {
 		if i > 0 {
 			b.WriteString(", ")
@@ -469,12 +478,14 @@ const foldLock = 7236843
 // in every view once acknowledged; ingest.Run folds every second so the
 // pending tables stay small. A no-op on SQLite.
 //
-// The hour tables (migration 0033) hold one row per bucket a chunk
-// touched, its hour's when hour buckets are kept: the fold adds it to its
-// hour and to its day, and a user row sets the presence bit of its bucket
-// (the same facts applyRollups writes on SQLite). The tables of migration
-// 0030 (both spans, presence apart) are still folded for rows a console of
-// an earlier version appends while replicas are upgraded.
+// The chunk tables (migration 0036) hold one row of arrays per chunk,
+// element i of each array one row per bucket the chunk touched, its
+// hour's when hour buckets are kept: the fold adds it to its hour and to
+// its day, and a user row sets the presence bit of its bucket (the same
+// facts applyRollups writes on SQLite). The tables of migrations 0033 (the
+// same rows, one table row each) and 0030 (both spans, presence apart) are
+// still folded for rows a console of an earlier version appends while
+// replicas are upgraded.
 func (s *Store) FoldRollups(ctx context.Context) error {
 	if s.dialect != Postgres {
 		return nil
@@ -503,7 +514,9 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 	// statement also takes migration 0030's tables' rows, which such a
 	// console appends.
 	stmts := []struct{ table, q string }{
-		{"roll_app", "WITH d AS (DELETE FROM roll_app_hour_pending RETURNING *), o AS (DELETE FROM roll_app_pending RETURNING *), " +
+		{"roll_app", "WITH c AS (DELETE FROM roll_app_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_hour_pending RETURNING *), " +
+			"d AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", appKeys+", "+counterCols+", last_hour") + "), " +
+			"o AS (DELETE FROM roll_app_pending RETURNING *), " +
 			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) +
 			" UNION ALL SELECT " + appKeys + ", " + counterCols + ", last_hour FROM o) " +
 			"INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) SELECT " + appKeys + ", " + appValues + " FROM e GROUP BY " + appKeys +
@@ -513,7 +526,9 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 		// query reads u first (its count), so roll_app_user's rows are
 		// locked before presence_app_user's: an unread data-modifying WITH
 		// would run after the main query.
-		{"roll_app_user", "WITH d AS (DELETE FROM roll_app_user_hour_pending RETURNING *), o AS (DELETE FROM roll_app_user_pending RETURNING *), " +
+		{"roll_app_user", "WITH c AS (DELETE FROM roll_app_user_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_user_hour_pending RETURNING *), " +
+			"d AS (SELECT " + userKeys + ", bypassed FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", userKeys+", bypassed") + "), " +
+			"o AS (DELETE FROM roll_app_user_pending RETURNING *), " +
 			"op AS (DELETE FROM presence_app_user_pending RETURNING *), " +
 			"e AS (SELECT " + userKeys + ", bypassed FROM d UNION ALL SELECT " + day + ", app_id, domain, user_name, bypassed FROM d WHERE span = " + fmt.Sprint(SpanHour) + "), " +
 			"g AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM e GROUP BY " + userKeys + "), " +
@@ -549,6 +564,16 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 		s.folds.committed(seq)
 	}
 	return err
+}
+
+// unnestAll is "unnest(t.a, t.b, …) AS r(a, b, …)": the rows of a pending
+// row of arrays (migration 0036), element i of each array one row.
+func unnestAll(t, cols string) string {
+	var args []string
+	for c := range strings.SplitSeq(cols, ", ") {
+		args = append(args, t+"."+c)
+	}
+	return "unnest(" + strings.Join(args, ", ") + ") AS r(" + cols + ")"
 }
 
 // foldCounter numbers the folds of one process. A fold begins once it

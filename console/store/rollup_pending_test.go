@@ -162,12 +162,13 @@ func tableRows(t *testing.T, s *Store, queries ...string) []string {
 	return out
 }
 
-// PostgreSQL appends one pending row per bucket (the hour's while hours
-// are kept) and its fold adds it to the day and sets the users' presence
-// bits from the user rows; SQLite upserts every bucket at once. The same
-// chunks — recent hours, hours past HourlyRollupKeep, bypassers, two days
-// — give the same rows on both, and rows appended in the tables of
-// migration 0030 (a console of an earlier version) are folded too.
+// PostgreSQL appends a chunk's pending rows as one row of arrays, one
+// element per bucket (the hour's while hours are kept), and its fold adds
+// each to its day and sets the users' presence bits from the user rows;
+// SQLite upserts every bucket at once. The same chunks — recent hours,
+// hours past HourlyRollupKeep, bypassers, two days — give the same rows on
+// both, and rows appended in the tables of migrations 0030 and 0033
+// (consoles of earlier versions) are folded too.
 func TestFleetRollupsSameOnBothStores(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 30, 0, 0, time.UTC)
 	hours := []time.Time{now, now.Add(-time.Hour), now.Add(-13 * time.Hour), now.Add(-100 * time.Hour), now.Add(-101 * time.Hour), now.Add(-40 * 24 * time.Hour)}
@@ -201,13 +202,25 @@ func TestFleetRollupsSameOnBothStores(t *testing.T) {
 				fmt.Sprintf("INSERT INTO roll_app_pending (span, bucket, app_id, domain, %s, last_hour) VALUES (3600, %d, 'dropbox', 'dropbox.com', 2, 10, 20, 0, 1, 1, 0, 0, %d), (86400, %d, 'dropbox', 'dropbox.com', 2, 10, 20, 0, 1, 1, 0, 0, %d)", counterCols, h, h, d, h),
 				fmt.Sprintf("INSERT INTO roll_app_user_pending (span, bucket, app_id, domain, user_name, bypassed) VALUES (3600, %d, 'dropbox', '', 'carol', 1), (86400, %d, 'dropbox', '', 'carol', 1)", h, d),
 				fmt.Sprintf("INSERT INTO presence_app_user_pending (span, block, app_id, domain, user_name, bits, bypass_bits) VALUES (3600, %d, 'dropbox', '', 'carol', %d, %d), (86400, %d, 'dropbox', '', 'carol', %d, %d)", blockH, bitH, bitH, blockD, bitD, bitD),
+				// And what a console of migration 0033's version appends for
+				// one chunk of the hour before: its hour bucket only, a row
+				// per key.
+				fmt.Sprintf("INSERT INTO roll_app_hour_pending (span, bucket, app_id, domain, %s, last_hour) VALUES (3600, %d, 'box', 'box.com', 3, 30, 40, 1, 0, 0, 0, 1, %d)", counterCols, h-3600, h-3600),
+				fmt.Sprintf("INSERT INTO roll_app_user_hour_pending (span, bucket, app_id, domain, user_name, bypassed) VALUES (3600, %d, 'box', '', 'dave', 0)", h-3600),
 			} {
 				if _, err := s.exec(ctx, q); err != nil {
 					t.Fatal(err)
 				}
 			}
 		} else {
-			// The same chunk on SQLite.
+			// The same chunks on SQLite.
+			tk33 := TrafficKey{HourOf(now) - 3600, "box", "box.com"}
+			b33 := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "old33", SHA256: "old33", ReceivedAt: now, Path: "x/old33"},
+				Traffic: map[TrafficKey]*Counters{tk33: {Transactions: 3, BytesSent: 30, BytesReceived: 40, Blocks: 1, Failures: 1}},
+				Users:   map[UserKey]struct{}{{tk33, "dave"}: {}}}
+			if err := s.IngestChunk(ctx, b33); err != nil {
+				t.Fatal(err)
+			}
 			tk := TrafficKey{HourOf(now), "dropbox", "dropbox.com"}
 			b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "old", SHA256: "old", ReceivedAt: now, Path: "x/old"},
 				Traffic: map[TrafficKey]*Counters{tk: {Transactions: 2, BytesSent: 10, BytesReceived: 20, Warns: 1, Bypasses: 1}},

@@ -1,0 +1,24 @@
+-- The hunting index, insert-only (PostgreSQL; docs/scale.md "Ninth round"
+-- and "Upgrading across migrations 0036 and 0037").
+--
+-- Its primary key (rdomain, hour, device_id, chunk_id) made every chunk's
+-- rows an upsert into a wide unique B-tree: ~150 index entries of ~100
+-- bytes per 1,000 telemetry records, the largest share of the WAL of a
+-- chunk's statements. Its rows are unique by construction: a chunk writes
+-- one row per domain and hour (applyRollups sums them), and the chunk's
+-- own row in chunks, written in the same transaction, refuses a second
+-- ingest of the chunk. So the rows are inserted, not upserted, and the
+-- index is what the hunts read by — a domain (or the range of its
+-- subdomains, rdomain in byte order) and an hour range; the device and
+-- chunk come from the row. Duplicate (rdomain, hour) keys, one per device
+-- that saw the domain in that hour, share one index tuple (B-tree
+-- deduplication).
+--
+-- The index is built under a lock on the table inside this migration's
+-- transaction. Not a rolling upgrade: a replica of the earlier version
+-- upserts these rows ON CONFLICT on the key dropped here, which PostgreSQL
+-- refuses from then on (42P10), so each of its uploads fails until it is
+-- replaced (docs/scale.md "Upgrading across migrations 0036 and 0037").
+-- SQLite keeps its primary key (a WITHOUT ROWID table is its key).
+ALTER TABLE hunt_index DROP CONSTRAINT hunt_index_pkey;
+CREATE INDEX hunt_index_domain ON hunt_index (rdomain, hour);
