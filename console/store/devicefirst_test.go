@@ -96,17 +96,11 @@ func TestDeviceFirstRollupMigration(t *testing.T) {
 		now := time.Now().UTC()
 		s.now = func() time.Time { return now }
 		// Back to roll_app_device as 0002 made it, then ingest.
-		for _, q := range []string{
+		rewindMigration(t, s, 35,
 			"DROP INDEX roll_app_device_bucket",
 			"ALTER TABLE roll_app_device DROP CONSTRAINT roll_app_device_pkey",
 			"ALTER TABLE roll_app_device ADD PRIMARY KEY (span, bucket, app_id, domain, device_id)",
-			"CREATE INDEX roll_app_device_device ON roll_app_device(device_id, span, bucket)",
-			"DELETE FROM schema_migrations WHERE version = 35",
-		} {
-			if _, err := s.w.ExecContext(ctx, q); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
+			"CREATE INDEX roll_app_device_device ON roll_app_device(device_id, span, bucket)")
 		ingestViewsFixture(t, s, now, "c1")
 		before := storeViews(t, s, now)
 		if fl := before[2].(FleetSummary); fl.Machines != 3 || len(before[4].(MachineDetail).Apps) == 0 || len(before[3].(AppDetail).Machines) == 0 {
@@ -175,4 +169,17 @@ func countRowsWhere(t *testing.T, s *Store, table, cond string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// rewindMigration puts s back to before migration version: it runs undo
+// (the statements that restore the earlier schema) and forgets the
+// version, so the next s.migrate applies it again to the rows ingested
+// meanwhile.
+func rewindMigration(t *testing.T, s *Store, version int, undo ...string) {
+	t.Helper()
+	for _, q := range append(undo, fmt.Sprintf("DELETE FROM schema_migrations WHERE version = %d", version)) {
+		if _, err := s.w.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 }
