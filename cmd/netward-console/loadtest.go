@@ -118,6 +118,10 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 		}
 	}
+	if walOn {
+		// Sampled per window: checkpoints, WAL, vacuums, wait events.
+		cfg.DatabaseDSN = dsn
+	}
 	rep, err := loadtest.Run(ctx, cfg)
 	if walOn && !walBefore.at.IsZero() {
 		var werr error
@@ -399,13 +403,7 @@ func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 	fmt.Fprintf(w, "upload latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms; 503 busy %d, errors %d, unacknowledged chunks %d\n",
 		r.UploadP50ms, r.UploadP99ms, r.UploadMaxms, r.Busy, r.Errors, r.Unacknowledged)
 	fmt.Fprintf(w, "upload p99 by chunk: small %.1f ms, full %.1f ms\n", r.SmallP99ms, r.FullP99ms)
-	if len(r.Windows) > 1 {
-		fmt.Fprintf(w, "upload p99 per %d s window (s after the start: p99 ms):", loadtest.WindowSeconds)
-		for _, x := range slowestWindows(r.Windows, 5) {
-			fmt.Fprintf(w, " %.0f: %.0f (max %.0f, %d uploads);", x.Start, x.P99ms, x.Maxms, x.Uploads)
-		}
-		fmt.Fprintf(w, " the slowest %d of %d; --json has them all\n", min(5, len(r.Windows)), len(r.Windows))
-	}
+	printWindows(w, r)
 	for _, e := range r.FirstErrors {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}
@@ -433,6 +431,105 @@ func printReport(w io.Writer, r *loadtest.Report, cfg loadtest.Config) {
 	} else {
 		fmt.Fprintf(w, "MISMATCH on %d devices (%s)\n", c.DevicesWithDifferences, c.FirstDifference)
 	}
+}
+
+// printWindows prints the slowest windows, each with what the host and
+// PostgreSQL did in it, and how the p99 differs between the windows with
+// a checkpoint or a vacuum and the others.
+func printWindows(w io.Writer, r *loadtest.Report) {
+	if len(r.Windows) <= 1 {
+		return
+	}
+	fmt.Fprintf(w, "upload p99 per %d s window, the slowest %d of %d (--json has them all; s after the start: p99 ms):\n",
+		loadtest.WindowSeconds, min(5, len(r.Windows)), len(r.Windows))
+	for _, x := range slowestWindows(r.Windows, 5) {
+		fmt.Fprintf(w, "  %.0f: %.0f ms (max %.0f ms, %d uploads", x.Start, x.P99ms, x.Maxms, x.Uploads)
+		if n := windowNotes(x); n != "" {
+			fmt.Fprintf(w, "; %s", n)
+		}
+		fmt.Fprintln(w, ")")
+	}
+	if len(r.Contrasts) > 0 {
+		fmt.Fprint(w, "upload p99 in windows")
+		for i, c := range r.Contrasts {
+			if i > 0 {
+				fmt.Fprint(w, ";")
+			}
+			fmt.Fprintf(w, " with a %s running %s vs without %s", c.What, windowsP99(c.Windows, c.Uploads, c.P99ms), windowsP99(c.OtherWindows, c.OtherUploads, c.OtherP99ms))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// windowsP99 is "640 ms (14 windows)", or "- (0 windows)" with no uploads.
+func windowsP99(windows, uploads int, p99 float64) string {
+	if uploads == 0 {
+		return fmt.Sprintf("- (%d windows)", windows)
+	}
+	return fmt.Sprintf("%.0f ms (%d windows)", p99, windows)
+}
+
+// windowNotes says compactly what was sampled in a window: PostgreSQL's
+// checkpoint, WAL, vacuums and active backends by wait class (mean per
+// sample), then the host's CPU.
+func windowNotes(x loadtest.Window) string {
+	var n []string
+	if p := x.PG; p != nil {
+		if p.Samples == 0 {
+			n = append(n, fmt.Sprintf("pg not sampled: %d samples failed", p.SampleErrors))
+		} else {
+			if p.CheckpointsStarted > 0 || p.CheckpointsDone > 0 || p.CheckpointSamples > 0 {
+				c := "ckpt"
+				if p.CheckpointsStarted > 0 {
+					c += fmt.Sprintf(" %d started", p.CheckpointsStarted)
+				}
+				if p.CheckpointsDone > 0 {
+					c += fmt.Sprintf(" %d done", p.CheckpointsDone)
+				}
+				if p.CheckpointsStarted == 0 && p.CheckpointsDone == 0 {
+					c += " running"
+				}
+				c += fmt.Sprintf(" in %d/%d samples", p.CheckpointSamples, p.Samples)
+				if p.CheckpointBuffers > 0 {
+					c += ", " + kilo(float64(p.CheckpointBuffers)) + " buf written"
+				}
+				n = append(n, c)
+			}
+			n = append(n, fmt.Sprintf("fpi %s, wal %.0f MB", kilo(float64(p.WALFPI)), float64(p.WALBytes)/1e6))
+			if len(p.VacuumTables) > 0 {
+				n = append(n, "vac "+strings.Join(p.VacuumTables, "+"))
+			}
+			if len(p.AnalyzeTables) > 0 {
+				n = append(n, "analyze "+strings.Join(p.AnalyzeTables, "+"))
+			}
+			s := float64(p.Samples)
+			n = append(n, fmt.Sprintf("active cpu %.1f/io %.1f/lock %.1f/lwlock %.1f/other %.1f",
+				float64(p.Waits.CPU)/s, float64(p.Waits.IO)/s, float64(p.Waits.Lock)/s, float64(p.Waits.LWLock)/s, float64(p.Waits.Other)/s))
+			if p.SampleErrors > 0 {
+				n = append(n, fmt.Sprintf("%d pg samples failed", p.SampleErrors))
+			}
+			if p.MaxSampleMs >= 100 {
+				n = append(n, fmt.Sprintf("slowest pg sample %.0f ms", p.MaxSampleMs))
+			}
+		}
+	}
+	if h := x.Host; h != nil {
+		n = append(n, fmt.Sprintf("cpu %.0f %%, iowait %.0f %%, steal %.0f %%, load %.1f", h.BusyPct, h.IOWaitPct, h.StealPct, h.Load1))
+	}
+	return strings.Join(n, ", ")
+}
+
+// kilo writes a count compactly: 950, 12k, 3.4M.
+func kilo(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 // slowestWindows returns the n windows with the highest p99, slowest first.

@@ -44,6 +44,13 @@ type Config struct {
 	// Measuring, when set, is called as the measured part (the uploads)
 	// starts: e.g. to reset pg_stat_statements.
 	Measuring func(ctx context.Context)
+	// DatabaseDSN is the database of a PostgreSQL started for the run
+	// (nothing else on it): sampled every ProbeInterval (1 s) over the
+	// uploads, on one connection, for each window's checkpoints, WAL,
+	// vacuums and backends' wait events ("": not sampled). The host's CPU
+	// and load are sampled with it in any case (Linux).
+	DatabaseDSN   string
+	ProbeInterval time.Duration
 	// Replicas are further consoles on Console's database (their PIDs in
 	// ReplicaPIDs): enrollment, polls and uploads are spread over all,
 	// device i on console i mod (1+len(Replicas)), as a load balancer
@@ -125,6 +132,9 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = time.Second
+	}
 }
 
 // Report is what a run measured.
@@ -149,12 +159,16 @@ type Report struct {
 	FullP99ms  float64 `json:"fullP99ms"`
 	// Windows are the uploads acknowledged in each 10 s of the run, so a
 	// tail that comes in bursts (a checkpoint, a fold, a feed change) shows
-	// when it came.
-	Windows        []Window `json:"windows,omitempty"`
-	Busy           int64    `json:"busy503"`
-	Errors         int64    `json:"errors"`
-	FirstErrors    []string `json:"firstErrors,omitempty"`
-	Unacknowledged int64    `json:"unacknowledgedChunks"`
+	// when it came, with what the host and PostgreSQL did meanwhile.
+	Windows []Window `json:"windows,omitempty"`
+	// Contrasts are the p99 of the uploads in windows with a checkpoint
+	// running against the others, and with a vacuum against the others
+	// (PostgreSQL sampled only).
+	Contrasts      []Contrast `json:"contrasts,omitempty"`
+	Busy           int64      `json:"busy503"`
+	Errors         int64      `json:"errors"`
+	FirstErrors    []string   `json:"firstErrors,omitempty"`
+	Unacknowledged int64      `json:"unacknowledgedChunks"`
 
 	Feed []FeedChange `json:"feed,omitempty"`
 
@@ -185,6 +199,9 @@ type Window struct {
 	P50ms   float64 `json:"p50ms"`
 	P99ms   float64 `json:"p99ms"`
 	Maxms   float64 `json:"maxms"`
+	// Host and PG are what was sampled in the window (nil: nothing).
+	Host *HostWindow `json:"host,omitempty"`
+	PG   *PGWindow   `json:"pg,omitempty"`
 }
 
 // WindowSeconds is the length of a Report's Windows.
@@ -357,6 +374,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	sampler.mark()
 	start := time.Now()
 	up.start = start
+	var pgp *pgProbe
+	if cfg.DatabaseDSN != "" {
+		if pgp, err = newPGProbe(ctx, cfg.DatabaseDSN); err != nil {
+			cfg.Log.Warn("PostgreSQL not sampled per window", "err", err)
+		}
+	}
+	prb := newProbe(start, WindowSeconds*time.Second, cfg.ProbeInterval, pgp, func(err error) {
+		cfg.Log.Warn("PostgreSQL sample failed; the windows count failed samples", "err", err)
+	})
+	prb.run(ctx)
+	defer prb.stop()
 	uctx, stopUploads := context.WithTimeout(ctx, cfg.Duration)
 	defer stopUploads()
 	var uwg sync.WaitGroup
@@ -401,6 +429,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	uwg.Wait()
+	prb.stop()
 	rep.Seconds = up.activeSeconds(start)
 	// The console folds the fleet-wide rollups' pending rows in the
 	// background, every 1 to 5 s (PostgreSQL): what is still pending when
@@ -437,6 +466,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	samples := up.samples()
 	rep.UploadP50ms, rep.UploadP99ms, rep.UploadMaxms, rep.SmallP99ms, rep.FullP99ms, rep.Windows = summarize(samples)
+	prb.join(rep.Windows)
+	rep.Contrasts = contrasts(samples, rep.Windows, WindowSeconds)
 	rep.Busy, rep.Errors, rep.Unacknowledged = up.busy.Load(), up.errs.Load(), up.unacked.Load()
 	rep.FirstErrors = up.firstErrors()
 

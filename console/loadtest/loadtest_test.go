@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -113,7 +114,7 @@ func TestFleetShort(t *testing.T) {
 			}
 			rep, err := Run(context.Background(), Config{Console: url, Fingerprint: fp, AdminPassword: pw, PID: os.Getpid(),
 				Devices: 30, Polls: 25, Uploaders: 6, Duration: 3 * time.Second, FullEvery: 3, FullRecords: 800, SmallRecords: 40,
-				FeedChanges: 2, FeedTimeout: 20 * time.Second, Names: names})
+				FeedChanges: 2, FeedTimeout: 20 * time.Second, Names: names, DatabaseDSN: dsn})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,6 +131,35 @@ func TestFleetShort(t *testing.T) {
 			}
 			if windowed != rep.Chunks || rep.SmallP99ms <= 0 || rep.FullP99ms <= 0 {
 				t.Errorf("%d uploads in the windows of %d chunks; p99 small %v ms, full %v ms", windowed, rep.Chunks, rep.SmallP99ms, rep.FullP99ms)
+			}
+			// Every window was sampled: the host (Linux), and the
+			// PostgreSQL (which took the uploads' WAL); the contrasts
+			// cover every upload.
+			var wal int64
+			for _, w := range rep.Windows {
+				if runtime.GOOS == "linux" && (w.Host == nil || w.Host.Samples == 0 || w.Host.BusyPct <= 0) {
+					t.Errorf("window %v: host %+v", w.Start, w.Host)
+				}
+				if kind == "postgres" {
+					if w.PG == nil || w.PG.Samples == 0 {
+						t.Fatalf("window %v: PostgreSQL not sampled: %+v", w.Start, w.PG)
+					}
+					wal += w.PG.WALBytes
+				} else if w.PG != nil {
+					t.Errorf("window %v: SQLite run with PostgreSQL samples %+v", w.Start, w.PG)
+				}
+			}
+			if kind == "postgres" {
+				if wal == 0 || len(rep.Contrasts) != 2 {
+					t.Errorf("%d WAL bytes in the windows; contrasts %+v", wal, rep.Contrasts)
+				}
+				for _, c := range rep.Contrasts {
+					if int64(c.Uploads+c.OtherUploads) != rep.Chunks || c.Windows+c.OtherWindows != len(rep.Windows) {
+						t.Errorf("contrast %+v: not every upload and window (%d, %d)", c, rep.Chunks, len(rep.Windows))
+					}
+				}
+			} else if rep.Contrasts != nil {
+				t.Errorf("SQLite run with contrasts %+v", rep.Contrasts)
 			}
 			if rep.HeldPolls != 25 || len(rep.Feed) != 2 {
 				t.Fatalf("held %d polls, %d feed changes measured", rep.HeldPolls, len(rep.Feed))
