@@ -196,6 +196,8 @@ type Report struct {
 type Window struct {
 	Start   float64 `json:"start"`
 	Uploads int     `json:"uploads"`
+	// Records are the records of the uploads acknowledged in the window.
+	Records int64   `json:"records"`
 	P50ms   float64 `json:"p50ms"`
 	P99ms   float64 `json:"p99ms"`
 	Maxms   float64 `json:"maxms"`
@@ -383,6 +385,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	prb := newProbe(start, WindowSeconds*time.Second, cfg.ProbeInterval, pgp, func(err error) {
 		cfg.Log.Warn("PostgreSQL sample failed; the windows count failed samples", "err", err)
 	})
+	prb.consoles, prb.db = sampler.pids, sampler.db
 	prb.run(ctx)
 	defer prb.stop()
 	uctx, stopUploads := context.WithTimeout(ctx, cfg.Duration)
@@ -690,8 +693,9 @@ func (u *uploads) activeSeconds(start time.Time) float64 {
 // sample is one acknowledged upload: its latency, when it was
 // acknowledged (seconds after the uploads began) and its kind.
 type sample struct {
-	ms, at float64
-	full   bool
+	ms, at  float64
+	full    bool
+	records int64
 }
 
 func (u *uploads) samples() []sample {
@@ -705,6 +709,7 @@ func (u *uploads) samples() []sample {
 func summarize(s []sample) (p50, p99, pmax, smallP99, fullP99 float64, windows []Window) {
 	var all, small, full []float64
 	byWindow := map[int][]float64{}
+	records := map[int]int64{}
 	last := -1
 	for _, x := range s {
 		all = append(all, x.ms)
@@ -715,6 +720,7 @@ func summarize(s []sample) (p50, p99, pmax, smallP99, fullP99 float64, windows [
 		}
 		w := max(int(x.at/WindowSeconds), 0)
 		byWindow[w] = append(byWindow[w], x.ms)
+		records[w] += x.records
 		last = max(last, w)
 	}
 	for _, l := range [][]float64{all, small, full} {
@@ -723,7 +729,7 @@ func summarize(s []sample) (p50, p99, pmax, smallP99, fullP99 float64, windows [
 	for w := 0; w <= last; w++ {
 		l := byWindow[w]
 		slices.Sort(l)
-		windows = append(windows, Window{Start: float64(w * WindowSeconds), Uploads: len(l), P50ms: pct(l, 50), P99ms: pct(l, 99), Maxms: pct(l, 100)})
+		windows = append(windows, Window{Start: float64(w * WindowSeconds), Uploads: len(l), Records: records[w], P50ms: pct(l, 50), P99ms: pct(l, 99), Maxms: pct(l, 100)})
 	}
 	return pct(all, 50), pct(all, 99), pct(all, 100), pct(small, 99), pct(full, 99), windows
 }
@@ -800,7 +806,7 @@ func (u *uploads) put(ctx context.Context, d *device, id string, c chunk, full b
 			u.bytes.Add(int64(len(c.gz)))
 			u.lastDone.Store(time.Now().UnixNano())
 			u.mu.Lock()
-			u.lat = append(u.lat, sample{ms: float64(el.Microseconds()) / 1000, at: time.Since(u.start).Seconds(), full: full})
+			u.lat = append(u.lat, sample{ms: float64(el.Microseconds()) / 1000, at: time.Since(u.start).Seconds(), full: full, records: c.sent.Records})
 			u.mu.Unlock()
 			return true
 		case resp.StatusCode == http.StatusServiceUnavailable:

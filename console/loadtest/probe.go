@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -15,6 +16,14 @@ type HostWindow struct {
 	StealPct  float64 `json:"stealPct"`  // taken by the hypervisor for other guests
 	Load1     float64 `json:"load1"`     // highest 1-minute load average read
 	Samples   int     `json:"samples"`
+	// ConsoleCores, DatabaseCores and SimulatorCores are the CPU the
+	// consoles, the database server's process tree (when the run started
+	// it) and this simulator used in the window, in cores (CPU seconds per
+	// second between the window's readings): which of them took the
+	// machine when a window was slow.
+	ConsoleCores   float64 `json:"consoleCores"`
+	DatabaseCores  float64 `json:"databaseCores,omitempty"`
+	SimulatorCores float64 `json:"simulatorCores"`
 }
 
 // PGWindow is the PostgreSQL started for the run during a window: the
@@ -80,11 +89,17 @@ type probe struct {
 	pg               *pgProbe
 	onError          func(error)
 
-	mu       sync.Mutex
-	host     map[int]*hostAcc
-	pgw      map[int]*PGWindow
-	prevCPU  cpuTimes
-	haveCPU  bool
+	mu      sync.Mutex
+	host    map[int]*hostAcc
+	pgw     map[int]*PGWindow
+	prevCPU cpuTimes
+	haveCPU bool
+	// consoles (PIDs) and db (the database server's root PID, 0: none)
+	// are read with the host; prevProc is the last reading.
+	consoles []int
+	db       int
+	prevProc procCPU
+	haveProc bool
 	prevPG   pgSample
 	havePG   bool
 	failedPG bool
@@ -96,6 +111,18 @@ type hostAcc struct {
 	cpu     cpuTimes
 	load    float64
 	samples int
+	// procs: the CPU seconds of the consoles, the database and this
+	// process over elapsed seconds between readings.
+	console, db, sim, elapsed float64
+	dbRead                    bool
+}
+
+// procCPU is one reading of the processes' CPU seconds.
+type procCPU struct {
+	at               time.Time
+	console, db, sim float64
+	consoleOK, dbOK  bool
+	simOK            bool
 }
 
 func newProbe(start time.Time, window, interval time.Duration, pg *pgProbe, onError func(error)) *probe {
@@ -146,6 +173,7 @@ func (p *probe) sample(ctx context.Context) {
 		load, _ := hostLoad()
 		p.addHost(time.Now(), c, load)
 	}
+	p.addProcs(p.readProcs())
 	if p.pg != nil {
 		// A sample that does not come back within a few intervals is
 		// given up: the next one tries again.
@@ -170,6 +198,51 @@ func (p *probe) addHost(at time.Time, c cpuTimes, load float64) {
 	}
 	h.load = max(h.load, load)
 	p.prevCPU, p.haveCPU = c, true
+}
+
+// readProcs reads the CPU seconds of the consoles, the database's process
+// tree and this process (Linux; elsewhere nothing is read).
+func (p *probe) readProcs() procCPU {
+	r := procCPU{at: time.Now(), consoleOK: len(p.consoles) > 0}
+	for _, pid := range p.consoles {
+		_, cpu, ok := procSample(pid)
+		r.console += cpu
+		r.consoleOK = r.consoleOK && ok
+	}
+	if p.db > 0 {
+		r.db, r.dbOK = treeCPU(p.db)
+	}
+	_, r.sim, r.simOK = procSample(os.Getpid())
+	return r
+}
+
+// addProcs adds the processes' CPU since the last reading to the window
+// of this one; a process not read in either reading adds nothing (its
+// share of the window then reads 0).
+func (p *probe) addProcs(r procCPU) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.haveProc {
+		prev := p.prevProc
+		i := p.index(r.at)
+		h := p.host[i]
+		if h == nil {
+			h = &hostAcc{}
+			p.host[i] = h
+		}
+		h.elapsed += r.at.Sub(prev.at).Seconds()
+		if r.consoleOK && prev.consoleOK {
+			h.console += max(r.console-prev.console, 0)
+		}
+		if r.dbOK && prev.dbOK {
+			h.db += max(r.db-prev.db, 0)
+			h.dbRead = true
+		}
+		if r.simOK && prev.simOK {
+			h.sim += max(r.sim-prev.sim, 0)
+		}
+	}
+	p.prevProc, p.haveProc = r, true
 }
 
 func (p *probe) addPG(at time.Time, s pgSample, err error) {
@@ -231,11 +304,17 @@ func (p *probe) join(ws []Window) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range ws {
-		if h := p.host[i]; h != nil && h.samples > 0 {
+		if h := p.host[i]; h != nil && (h.samples > 0 || h.elapsed > 0) {
 			d := h.cpu
 			hw := &HostWindow{Load1: h.load, Samples: h.samples}
 			if t := float64(d.total()); t > 0 {
 				hw.BusyPct, hw.IOWaitPct, hw.StealPct = 100*float64(d.busy())/t, 100*float64(d.iowait)/t, 100*float64(d.steal)/t
+			}
+			if h.elapsed > 0 {
+				hw.ConsoleCores, hw.SimulatorCores = h.console/h.elapsed, h.sim/h.elapsed
+				if h.dbRead {
+					hw.DatabaseCores = h.db / h.elapsed
+				}
 			}
 			ws[i].Host = hw
 		}

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -97,3 +98,50 @@ type testError string
 func (e testError) Error() string { return string(e) }
 
 const errTest = testError("sample failed")
+
+// The processes' CPU between two readings goes to the window of the later
+// one, in cores over the time between them; a process missing from a
+// reading adds nothing, and the database stays 0 when it was never read.
+func TestProbeProcessCores(t *testing.T) {
+	p := newProbe(testStart, 10*time.Second, time.Second, nil, nil)
+	at := func(s float64) time.Time { return testStart.Add(time.Duration(s * float64(time.Second))) }
+	r := func(s, console, db, sim float64, dbOK bool) procCPU {
+		return procCPU{at: at(s), console: console, db: db, sim: sim, consoleOK: true, dbOK: dbOK, simOK: true}
+	}
+	p.addProcs(r(0, 100, 500, 10, true))
+	p.addProcs(r(5, 103.5, 505, 11, true))    // window 0: 5 s
+	p.addProcs(r(10.5, 107, 510.5, 12, true)) // window 1: 5.5 s
+	p.addProcs(r(20.5, 107, 0, 13, false))    // window 2: the database not read
+	p.addProcs(r(21, 108, 530, 13.5, true))   // window 2: nor before
+	ws := make([]Window, 3)
+	p.join(ws)
+	near := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	if h := ws[0].Host; h == nil || !near(h.ConsoleCores, 0.7) || !near(h.DatabaseCores, 1) || !near(h.SimulatorCores, 0.2) {
+		t.Errorf("window 0: %+v", h)
+	}
+	if h := ws[1].Host; h == nil || !near(h.ConsoleCores, 3.5/5.5) || !near(h.DatabaseCores, 1) || !near(h.SimulatorCores, 1/5.5) {
+		t.Errorf("window 1: %+v", h)
+	}
+	if h := ws[2].Host; h == nil || !near(h.ConsoleCores, 1/10.5) || h.DatabaseCores != 0 || !near(h.SimulatorCores, 1.5/10.5) {
+		t.Errorf("window 2: %+v", h)
+	}
+}
+
+// readProcs reads this process's own CPU (Linux), and the consoles'.
+func TestReadProcsSelf(t *testing.T) {
+	if _, _, ok := procSample(1); !ok {
+		t.Skip("no /proc here")
+	}
+	p := newProbe(testStart, 10*time.Second, time.Second, nil, nil)
+	p.consoles = []int{os.Getpid()}
+	// Spin until this process has used a clock tick of CPU (10 ms).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if _, cpu, _ := procSample(os.Getpid()); cpu > 0 {
+			break
+		}
+	}
+	r := p.readProcs()
+	if !r.simOK || !r.consoleOK || r.sim <= 0 || r.console != r.sim || r.dbOK {
+		t.Errorf("readProcs: %+v", r)
+	}
+}
