@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // The journal holds records until their chunk is compressed into the spool.
@@ -25,7 +27,23 @@ import (
 // older agent's) is one chunk.
 
 // journalRotate is the size from which the next chunk starts a new file.
-const journalRotate = 1 << 20
+//
+// 8 MiB, not 1: a chunk of 4,000 blocked DNS answers is ~1.1 MB, so at
+// 1 MiB every chunk made a journal file and its index, and deleted both once
+// spooled — under a flood of blocked names (~20 chunks a second) that was
+// 40 files created and 40 deleted a second, besides the spool's one per
+// chunk. On ext4 without a journal (the machine of issue 21: "mounted
+// filesystem without journal") the inode allocator skips every inode freed
+// in the last minutes (ext4 recently_deleted(), checked only when there is
+// no journal), one inode-table lookup each, so each create cost ~1 ms of
+// CPU and grew with the rate of deletes: openat was 7 % of the agent's CPU
+// (perf: ext4_create → find_inode_bit → recently_deleted). At 8 MiB a file
+// holds ~7 such chunks, so the journal creates and deletes a file pair per
+// ~7 chunks. What it costs: recovery reads one file whole (≤ 8 MiB + a
+// chunk, once at start), and a file's spooled chunks stay on disk until
+// its last one is spooled (≤ 8 MiB + ChunkBytes). Durability is unchanged:
+// rotation only decides which file the next chunk's lines go to.
+const journalRotate = 8 << 20
 
 // seqBlock is how many sequence numbers one write of the seq file reserves:
 // a chunk id is never reused, and small chunks do not cost one fsync'd file
@@ -87,7 +105,7 @@ func (p *Pipeline) startChunk() error {
 	if err != nil {
 		return err
 	}
-	if p.cur == nil || p.cur.size >= journalRotate {
+	if p.cur == nil || p.cur.size >= p.rotateAt {
 		if err := p.rotate(formatChunkID(p.instance, seq)); err != nil {
 			return err
 		}
@@ -322,6 +340,20 @@ func (p *Pipeline) spoolFull(budget time.Duration) error {
 	return nil
 }
 
+// spoolLevel is the compression level of spooled chunks, with
+// github.com/klauspost/compress/gzip, whose output is a standard gzip member
+// (the console and `netward telemetry` read it with compress/gzip;
+// TestSpoolChunkStdlibGzip). Under a flood of blocked DNS names the agent
+// closes ~20 chunks a second, and compressing them with the standard
+// library at BestSpeed was 13.5 % of the agent's CPU (issue 21). On a chunk
+// of 4,000 blocked answers (BenchmarkSpoolGzip, docs/dns.md "Fifteenth
+// part") klauspost's BestSpeed runs at ~800 MB/s against the standard
+// library's ~475 for an output 1.7 % larger (ratio 0.069 against 0.068);
+// its levels 2 and 3 compress 6–10 % better but run at ~670 MB/s. The CPU
+// is what issue 21 measures, and the spool's bound is in compressed bytes
+// either way.
+const spoolLevel = gzip.BestSpeed
+
 // compress gzips chunk c of journal file src into a temp file in the spool.
 func (p *Pipeline) compress(c doneChunk, src *os.File) (*chunkEntry, string, error) {
 	e := &chunkEntry{id: formatChunkID(p.instance, c.seq), seq: c.seq, records: c.records}
@@ -331,7 +363,11 @@ func (p *Pipeline) compress(c doneChunk, src *os.File) (*chunkEntry, string, err
 		return nil, "", fmt.Errorf("telemetry: create spool file: %w", err)
 	}
 	p.gz.Reset(dst)
-	_, err = io.Copy(p.gz, io.NewSectionReader(src, c.off, c.n))
+	// The journal is read back rather than the chunk kept in memory: a
+	// chunk is up to ChunkBytes (4 MiB) and the agent's heap is what
+	// issue 21 bounds; the lines were just written, so this is a copy
+	// from the page cache (under 2 % of the compression's own cost).
+	_, err = io.CopyBuffer(p.gz, io.NewSectionReader(src, c.off, c.n), p.rbuf)
 	if err == nil {
 		err = p.gz.Close()
 	}

@@ -1,0 +1,116 @@
+package telemetry
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// The spool is written with klauspost/compress (spoolLevel) but read by the
+// console, the collector and `netward telemetry` with the standard library:
+// a full chunk of blocked DNS answers — several deflate blocks — must decode
+// with compress/gzip (CRC and length checked at EOF) to the journaled lines,
+// byte for byte.
+func TestSpoolChunkStdlibGzip(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir, DeviceID: "dev-1"})
+	t0 := time.Date(2026, 12, 6, 22, 0, 0, 0, time.UTC)
+	var want []byte
+	for i := range 4000 { // the contract's chunk: closes at 4,000 records
+		r := Record{Timestamp: t0.Add(time.Duration(i) * time.Microsecond), DeviceId: "dev-1", ActionType: NetworkProtectionBlocked,
+			RemoteUrl: "ads" + strconv.Itoa(i*7919%4001) + ".tracker.example", LocalIP: "127.0.0.1", LocalPort: 20000 + i,
+			Protocol: ProtoDNS, Source: SourceDNS, IndicatorId: strconv.Itoa(i % 97)}
+		want = append(AppendJSON(want, &r), '\n')
+		for !p.Add(r) {
+			flush(t, p)
+		}
+	}
+	flush(t, p)
+	stop()
+	des, err := os.ReadDir(filepath.Join(dir, "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(des) != 1 {
+		t.Fatalf("spool holds %d files, want 1 chunk", len(des))
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "spool", des[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bytes.NewReader(b)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		t.Fatalf("spooled chunk is not gzip to compress/gzip: %v", err)
+	}
+	zr.Multistream(false)
+	got, err := io.ReadAll(zr) // verifies the trailer's CRC-32 and size
+	if err != nil {
+		t.Fatalf("compress/gzip reading the spooled chunk: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("spooled chunk decodes to %d bytes that differ from the %d journaled", len(got), len(want))
+	}
+	if br.Len() != 0 { // one member, nothing after it
+		t.Fatalf("%d bytes after the gzip member", br.Len())
+	}
+}
+
+// Chunks spread over several journal files (rotation) are all spooled, in
+// order, across a stop with an open chunk and a restart, and the journal
+// files go once their chunks are spooled.
+func TestJournalRotation(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, ChunkRecords: 4, Now: newClock().Now}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := int64(len(AppendJSON(nil, ptr(rec(0))))) + 1
+	p.rotateAt = 6 * line // a new file every second chunk
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	files := map[string]bool{}
+	for i := range 30 {
+		p.Add(rec(i))
+		if i%3 == 0 {
+			flush(t, p)
+			ms, _ := filepath.Glob(filepath.Join(dir, "journal", "*.ndjson"))
+			for _, m := range ms {
+				files[m] = true
+			}
+		}
+	}
+	flush(t, p)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 3 {
+		t.Errorf("saw %d journal files, want rotation into several", len(files))
+	}
+	_, stop := startPipeline(t, Config{Dir: dir, ChunkRecords: 4, Now: newClock().Now})
+	stop()
+	n := 0
+	for _, c := range readSpool(t, dir) {
+		for _, r := range c.records {
+			if r.IndicatorId != strconv.Itoa(n) {
+				t.Fatalf("record %d: IndicatorId %s (out of order or lost)", n, r.IndicatorId)
+			}
+			n++
+		}
+	}
+	if n != 30 {
+		t.Errorf("spooled %d records, want 30", n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "journal", "*")); len(left) != 0 {
+		t.Errorf("journal files left: %v", left)
+	}
+}
