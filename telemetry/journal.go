@@ -402,14 +402,27 @@ func (p *Pipeline) addToSpool(e *chunkEntry) {
 // spool: the complete ones its index lists (not yet spooled) and the lines
 // after them as one last chunk. A kill -9 can leave a torn last line
 // (written but not fsynced, so never acknowledged): it is left out.
+//
+// Only the bytes of chunks still to spool are read: a journal file holds up
+// to journalRotate bytes of chunks already spooled, and reading it whole
+// at every start would put up to 8 MiB on the idle agent's heap (issue 21:
+// with whole reads, the A/B's idle RSS was 3 MiB above main's).
 func (p *Pipeline) recoverJournal(id string, seq uint64) error {
-	b, err := os.ReadFile(p.jpath(id))
+	f, err := os.Open(p.jpath(id))
 	if err != nil {
 		return fmt.Errorf("telemetry: read journal: %w", err)
 	}
-	end := int64(bytes.LastIndexByte(b, '\n') + 1)
-	if end != int64(len(b)) {
-		p.cfg.Log.Warn("telemetry journal ends in a torn line; dropping it", "journal", p.jpath(id), "bytes", int64(len(b))-end)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("telemetry: read journal: %w", err)
+	}
+	end, err := lastLineEnd(f, fi.Size())
+	if err != nil {
+		return fmt.Errorf("telemetry: read journal: %w", err)
+	}
+	if end != fi.Size() {
+		p.cfg.Log.Warn("telemetry journal ends in a torn line; dropping it", "journal", p.jpath(id), "bytes", fi.Size()-end)
 	}
 	j := &jfile{id: id, size: end}
 	type span struct {
@@ -465,6 +478,14 @@ func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 			}
 		}
 	}
+	// Where each chunk stops, what the index covers, and from where the
+	// file must be read: the first chunk still to spool, or the lines
+	// the index does not place.
+	type todo struct {
+		seq       uint64
+		off, stop int64
+	}
+	var chunks []todo
 	covered := int64(0)
 	for _, s := range order {
 		sp := spans[s]
@@ -479,22 +500,52 @@ func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 		if sp.spooled || stop <= sp.off {
 			continue
 		}
-		lines := int64(bytes.Count(b[sp.off:stop], []byte{'\n'}))
-		p.full = append(p.full, doneChunk{seq: s, j: j, off: sp.off, n: stop - sp.off, records: lines})
+		chunks = append(chunks, todo{s, sp.off, stop})
+	}
+	from := covered
+	for _, c := range chunks {
+		from = min(from, c.off)
+	}
+	b := make([]byte, end-from)
+	if _, err := f.ReadAt(b, from); err != nil && !(errors.Is(err, io.EOF) && len(b) == 0) {
+		return fmt.Errorf("telemetry: read journal: %w", err)
+	}
+	for _, c := range chunks {
+		lines := int64(bytes.Count(b[c.off-from:c.stop-from], []byte{'\n'}))
+		p.full = append(p.full, doneChunk{seq: c.seq, j: j, off: c.off, n: c.stop - c.off, records: lines})
 		j.live++
 		p.journaled.Add(lines)
 	}
 	if covered < end {
 		// Lines the index does not place (its last entries were lost): a
 		// chunk of their own, numbered once every journal is read.
-		lines := int64(bytes.Count(b[covered:end], []byte{'\n'}))
+		lines := int64(bytes.Count(b[covered-from:], []byte{'\n'}))
 		p.orphans = append(p.orphans, doneChunk{j: j, off: covered, n: end - covered, records: lines})
 		j.live++
 		p.journaled.Add(lines)
 	}
 	if j.live == 0 {
+		f.Close() // Windows removes no open file
 		_ = os.Remove(p.jpath(id))
 		_ = os.Remove(p.ipath(id))
 	}
 	return nil
+}
+
+// lastLineEnd returns the offset just after the last newline of f (size
+// bytes), reading backwards from the end: a torn line is at most maxLine.
+func lastLineEnd(f *os.File, size int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	for stop := size; stop > 0; {
+		start := max(stop-int64(len(buf)), 0)
+		b := buf[:stop-start]
+		if _, err := f.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		stop = start
+	}
+	return 0, nil
 }
