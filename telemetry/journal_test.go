@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -112,5 +114,53 @@ func TestJournalRotation(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "journal", "*")); len(left) != 0 {
 		t.Errorf("journal files left: %v", left)
+	}
+}
+
+// Recovery reads only the bytes still to spool (recoverJournal): with the
+// first chunks of a file spooled, the next complete one, lines the index
+// does not place and a torn tail, each record comes back once, in order.
+func TestRecoverJournalReadsTail(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	flush(t, p)
+	stop()
+	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(seq uint64) string { return formatChunkID(strings.TrimSpace(string(inst)), seq) }
+	var data []byte
+	var ends []int
+	for i := range 14 {
+		r := rec(i)
+		data = append(AppendJSON(data, &r), '\n')
+		ends = append(ends, len(data))
+	}
+	data = append(data, `{"Timestamp":"2026-11-22T10:00:00Z","Dev`...) // torn
+	// Chunks 3 (lines 0-3) and 4 (4-7) spooled, 5 (8-10) complete, lines
+	// 11-13 not in the index (its last entries lost).
+	index := fmt.Sprintf("open 3 0\nchunk 3 %d 4\nopen 4 %d\nchunk 4 %d 4\nspooled 3\nspooled 4\nopen 5 %d\nchunk 5 %d 3\n",
+		ends[3], ends[3], ends[7], ends[7], ends[10])
+	if err := os.WriteFile(filepath.Join(dir, "journal", id(3)+".ndjson"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "journal", id(3)+".idx"), []byte(index), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stop2 := startPipeline(t, Config{Dir: dir})
+	stop2()
+	chunks := readSpool(t, dir)
+	var got []string
+	for _, c := range chunks {
+		for _, r := range c.records {
+			got = append(got, r.IndicatorId)
+		}
+	}
+	if want := "8 9 10 11 12 13"; strings.Join(got, " ") != want || len(chunks) != 2 {
+		t.Errorf("recovered %d chunks with records %v, want 2 with %s", len(chunks), got, want)
+	}
+	if len(chunks) == 2 && !strings.HasPrefix(chunks[0].name, id(5)+".3.") {
+		t.Errorf("first recovered chunk %s, want chunk 5 with 3 records", chunks[0].name)
 	}
 }
