@@ -80,15 +80,36 @@ func TestJournalRotation(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	files := map[string]bool{}
+	// A file starts no chunk once it holds rotateAt bytes, so none grows
+	// past rotateAt and one more chunk (4 lines; rec's lines differ by a few
+	// bytes); without rotation the open chunk keeps the first file for ever.
+	bound := p.rotateAt + 4*line + 16
+	var biggest int64
+	multi := false // some file held several chunks: rotation, not one file per chunk
 	for i := range 30 {
 		p.Add(rec(i))
-		if i%3 == 0 {
+		// Flushed with 2 records of a chunk open: a file is never left
+		// empty (and dropped), so only rotation starts a new one.
+		if i%4 == 1 {
 			flush(t, p)
 			ms, _ := filepath.Glob(filepath.Join(dir, "journal", "*.ndjson"))
 			for _, m := range ms {
 				files[m] = true
+				if fi, err := os.Stat(m); err == nil {
+					biggest = max(biggest, fi.Size())
+				}
+				ix, _ := os.ReadFile(strings.TrimSuffix(m, ".ndjson") + ".idx")
+				if strings.Count(string(ix), "open ") >= 2 {
+					multi = true
+				}
 			}
 		}
+	}
+	if biggest > bound {
+		t.Errorf("a journal file reached %d bytes, want ≤ %d (rotateAt %d + a chunk)", biggest, bound, p.rotateAt)
+	}
+	if !multi {
+		t.Errorf("no journal file held more than one chunk")
 	}
 	flush(t, p)
 	cancel()
@@ -162,5 +183,12 @@ func TestRecoverJournalReadsTail(t *testing.T) {
 	}
 	if len(chunks) == 2 && !strings.HasPrefix(chunks[0].name, id(5)+".3.") {
 		t.Errorf("first recovered chunk %s, want chunk 5 with 3 records", chunks[0].name)
+	}
+	// The lines the index lost are a chunk of 3 records: the count in its
+	// name is what a full spool reports lost if it evicts it.
+	if len(chunks) == 2 {
+		if _, _, n, ok := parseChunkName(chunks[1].name); !ok || n != 3 {
+			t.Errorf("second recovered chunk %s, want 3 records in its name", chunks[1].name)
+		}
 	}
 }
