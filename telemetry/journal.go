@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -406,10 +407,13 @@ func (p *Pipeline) addToSpool(e *chunkEntry) {
 // after them as one last chunk. A kill -9 can leave a torn last line
 // (written but not fsynced, so never acknowledged): it is left out.
 //
-// Only the bytes of chunks still to spool are read: a journal file holds up
-// to journalRotate bytes of chunks already spooled, and reading it whole
-// at every start would put up to 8 MiB on the idle agent's heap (issue 21:
-// with whole reads, the A/B's idle RSS was 3 MiB above main's).
+// Only the bytes of chunks still to spool are read, and only to count their
+// lines, through p.rbuf: a journal file holds up to journalRotate bytes of
+// chunks already spooled and, after a clean stop, the open chunk (up to
+// ChunkBytes); a buffer of either allocated at every start stays in the
+// idle agent's RSS until the runtime returns it (issue 21: with whole
+// reads, the A/B's idle RSS was 3 MiB above main's;
+// TestRecoverJournalHeapBound).
 func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 	f, err := os.Open(p.jpath(id))
 	if err != nil {
@@ -420,7 +424,7 @@ func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: read journal: %w", err)
 	}
-	end, err := lastLineEnd(f, fi.Size())
+	end, err := lastLineEnd(f, fi.Size(), p.rbuf[:64<<10])
 	if err != nil {
 		return fmt.Errorf("telemetry: read journal: %w", err)
 	}
@@ -481,14 +485,6 @@ func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 			}
 		}
 	}
-	// Where each chunk stops, what the index covers, and from where the
-	// file must be read: the first chunk still to spool, or the lines
-	// the index does not place.
-	type todo struct {
-		seq       uint64
-		off, stop int64
-	}
-	var chunks []todo
 	covered := int64(0)
 	for _, s := range order {
 		sp := spans[s]
@@ -503,26 +499,21 @@ func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 		if sp.spooled || stop <= sp.off {
 			continue
 		}
-		chunks = append(chunks, todo{s, sp.off, stop})
-	}
-	from := covered
-	for _, c := range chunks {
-		from = min(from, c.off)
-	}
-	b := make([]byte, end-from)
-	if _, err := f.ReadAt(b, from); err != nil && !(errors.Is(err, io.EOF) && len(b) == 0) {
-		return fmt.Errorf("telemetry: read journal: %w", err)
-	}
-	for _, c := range chunks {
-		lines := int64(bytes.Count(b[c.off-from:c.stop-from], []byte{'\n'}))
-		p.full = append(p.full, doneChunk{seq: c.seq, j: j, off: c.off, n: c.stop - c.off, records: lines})
+		lines, err := countLines(f, sp.off, stop, p.rbuf)
+		if err != nil {
+			return fmt.Errorf("telemetry: read journal: %w", err)
+		}
+		p.full = append(p.full, doneChunk{seq: s, j: j, off: sp.off, n: stop - sp.off, records: lines})
 		j.live++
 		p.journaled.Add(lines)
 	}
 	if covered < end {
 		// Lines the index does not place (its last entries were lost): a
 		// chunk of their own, numbered once every journal is read.
-		lines := int64(bytes.Count(b[covered-from:], []byte{'\n'}))
+		lines, err := countLines(f, covered, end, p.rbuf)
+		if err != nil {
+			return fmt.Errorf("telemetry: read journal: %w", err)
+		}
 		p.orphans = append(p.orphans, doneChunk{j: j, off: covered, n: end - covered, records: lines})
 		j.live++
 		p.journaled.Add(lines)
@@ -536,19 +527,37 @@ func (p *Pipeline) recoverJournal(id string, seq uint64) error {
 }
 
 // lastLineEnd returns the offset just after the last newline of f (size
-// bytes), reading backwards from the end: a torn line is at most maxLine.
-func lastLineEnd(f *os.File, size int64) (int64, error) {
-	buf := make([]byte, 64<<10)
+// bytes), reading backwards from the end through buf: a line torn by a
+// kill -9 is at most maxLine, one read; a tail a power loss left as zeros
+// can be longer (TestRecoverJournalLongTornTail).
+func lastLineEnd(f io.ReaderAt, size int64, buf []byte) (int64, error) {
 	for stop := size; stop > 0; {
 		start := max(stop-int64(len(buf)), 0)
-		b := buf[:stop-start]
-		if _, err := f.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
-			return 0, err
+		n, err := f.ReadAt(buf[:stop-start], start)
+		if n < int(stop-start) {
+			// Fewer bytes than Stat said: the file shrank under us.
+			return 0, fmt.Errorf("short read at %d: %w", start, cmp.Or(err, io.ErrUnexpectedEOF))
 		}
+		b := buf[:n]
 		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
 			return start + int64(i) + 1, nil
 		}
 		stop = start
 	}
 	return 0, nil
+}
+
+// countLines counts the lines of f in [off, stop) through buf: the chunk's
+// record count, without holding the chunk (up to ChunkBytes) in the heap.
+func countLines(f io.ReaderAt, off, stop int64, buf []byte) (int64, error) {
+	var lines int64
+	for off < stop {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), stop-off)], off)
+		lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		off += int64(n)
+		if off < stop && err != nil {
+			return 0, fmt.Errorf("short read at %d: %w", off, cmp.Or(err, io.ErrUnexpectedEOF))
+		}
+	}
+	return lines, nil
 }
