@@ -274,3 +274,47 @@ func TestRecoverJournalLongTornTail(t *testing.T) {
 		t.Fatalf("recovered %d chunks, want 1 with 5 records: %+v", len(chunks), chunks)
 	}
 }
+
+// A journal without an index (an older agent's, one chunk per file) comes
+// back as one chunk under the file's id, its torn line left out; an empty
+// one (created, never written) goes without a chunk.
+func TestRecoverJournalWithoutIndex(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	flush(t, p)
+	stop()
+	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(seq uint64) string { return formatChunkID(strings.TrimSpace(string(inst)), seq) }
+	var data []byte
+	for i := range 7 {
+		data = append(AppendJSON(data, ptr(rec(i))), '\n')
+	}
+	data = append(data, `{"Timestamp":"2026-11-22T10:00:00Z","Dev`...)
+	if err := os.WriteFile(filepath.Join(dir, "journal", id(5)+".ndjson"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "journal", id(6)+".ndjson"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stop2 := startPipeline(t, Config{Dir: dir})
+	stop2()
+	chunks := readSpool(t, dir)
+	var got []string
+	for _, c := range chunks {
+		for _, r := range c.records {
+			got = append(got, r.IndicatorId)
+		}
+	}
+	if want := "0 1 2 3 4 5 6"; strings.Join(got, " ") != want || len(chunks) != 1 {
+		t.Fatalf("recovered %d chunks with records %v, want 1 with %s", len(chunks), got, want)
+	}
+	if !strings.HasPrefix(chunks[0].name, id(5)+".7.") {
+		t.Errorf("recovered chunk %s, want chunk 5 with 7 records", chunks[0].name)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "journal", "*")); len(left) != 0 {
+		t.Errorf("journal files left: %v", left)
+	}
+}
