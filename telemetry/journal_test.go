@@ -318,3 +318,39 @@ func TestRecoverJournalWithoutIndex(t *testing.T) {
 		t.Errorf("journal files left: %v", left)
 	}
 }
+
+// A file whose chunks are all spooled (a crash between the spool's rename
+// and the file's removal) gives nothing back and goes: its lines are in the
+// spool already, or were uploaded.
+func TestRecoverJournalAllSpooled(t *testing.T) {
+	dir := t.TempDir()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	flush(t, p)
+	stop()
+	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := formatChunkID(strings.TrimSpace(string(inst)), 3)
+	var data []byte
+	var ends []int
+	for i := range 8 {
+		data = append(AppendJSON(data, ptr(rec(i))), '\n')
+		ends = append(ends, len(data))
+	}
+	index := fmt.Sprintf("open 3 0\nchunk 3 %d 4\nopen 4 %d\nchunk 4 %d 4\nspooled 3\nspooled 4\n", ends[3], ends[3], ends[7])
+	if err := os.WriteFile(filepath.Join(dir, "journal", id+".ndjson"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "journal", id+".idx"), []byte(index), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stop2 := startPipeline(t, Config{Dir: dir})
+	stop2()
+	if chunks := readSpool(t, dir); len(chunks) != 0 {
+		t.Errorf("recovered %d chunks from a journal all spooled, want none: %+v", len(chunks), chunks)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "journal", "*")); len(left) != 0 {
+		t.Errorf("journal files left: %v", left)
+	}
+}
