@@ -302,6 +302,14 @@ func (p *Pipeline) spoolFull(budget time.Duration) error {
 		}
 		entries = append(entries, e)
 	}
+	if src != nil {
+		// Closed before the journal files whose chunks are all spooled are
+		// removed below: Windows removes no open file (os.Open does not
+		// share delete), and a journal file left behind is spooled again
+		// at the next start.
+		src.Close()
+		src = nil
+	}
 	done := p.full[:len(entries)]
 	if err := syncFiles(p.spool.dir, tmps); err != nil {
 		return fail(fmt.Errorf("telemetry: sync spool: %w (is the disk full?)", err))
