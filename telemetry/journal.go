@@ -374,6 +374,10 @@ func (p *Pipeline) compress(c doneChunk, src *os.File) (*chunkEntry, string, err
 		return nil, "", fmt.Errorf("telemetry: create spool file: %w", err)
 	}
 	p.gz.Reset(dst)
+	// klauspost's writer puts uint32(ModTime.Unix()) in the header even for
+	// the zero time (a made-up 2042-07-14, where compress/gzip writes 0, "no
+	// time stamp"); Reset clears the header, so at every chunk.
+	p.gz.ModTime = time.Unix(0, 0)
 	// The journal is read back rather than the chunk kept in memory: a
 	// chunk is up to ChunkBytes (4 MiB) and the agent's heap is what
 	// issue 21 bounds; the lines were just written, so this is a copy

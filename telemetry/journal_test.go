@@ -52,6 +52,11 @@ func TestSpoolChunkStdlibGzip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("spooled chunk is not gzip to compress/gzip: %v", err)
 	}
+	// RFC 1952: MTIME 0 is "no time stamp"; the chunk store keeps the raw
+	// gzip, so a made-up one would reach whoever gunzips a chunk with -N.
+	if !zr.ModTime.IsZero() || zr.Name != "" || zr.Comment != "" || zr.Extra != nil {
+		t.Errorf("gzip header holds ModTime %v, Name %q, Comment %q, Extra %q; want none", zr.ModTime, zr.Name, zr.Comment, zr.Extra)
+	}
 	zr.Multistream(false)
 	got, err := io.ReadAll(zr) // verifies the trailer's CRC-32 and size
 	if err != nil {
