@@ -6,10 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	kgzip "github.com/klauspost/compress/gzip"
 )
 
 // BenchmarkPipeline measures records/s through Add → journal (group commit,
@@ -85,22 +89,67 @@ func BenchmarkEncode(b *testing.B) {
 	})
 }
 
-// BenchmarkGzip4MiB is the CPU cost of closing a full 4 MiB chunk.
-func BenchmarkGzip4MiB(b *testing.B) {
+// blockedChunk is a chunk as the agent closes it under a flood of blocked
+// DNS names (issue 21): ChunkRecords NetworkProtectionBlocked records, names
+// from the blocklist of the DNS benchmark when it is there (BLOCKLIST, as
+// scripts/bench-dns.sh), else made up.
+func blockedChunk(tb testing.TB) []byte {
+	var names []string
+	path := os.Getenv("BLOCKLIST")
+	if path == "" {
+		path = "/work/shared/data/blocklist-stevenblack.txt"
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "0.0.0.0" && strings.Contains(f[1], ".") {
+				names = append(names, f[1])
+			}
+		}
+	}
+	if len(names) < 4000 {
+		tb.Logf("no blocklist at %s: made-up names", path)
+		names = names[:0]
+		for i := range 4000 {
+			names = append(names, "ads"+strconv.Itoa(i*7919%100003)+".tracker"+strconv.Itoa(i%97)+".example")
+		}
+	}
 	var chunk []byte
-	r := sampleRecord
-	for i := 0; len(chunk) < 4<<20; i++ {
-		r.LocalPort = i & 0xffff
-		r.IndicatorId = strconv.Itoa(i % 50)
+	t0 := time.Date(2026, 12, 6, 22, 0, 0, 0, time.UTC)
+	for i := range 4000 {
+		n := (i * 7919) % len(names)
+		r := Record{Timestamp: t0.Add(time.Duration(i) * 12500 * time.Nanosecond), DeviceId: "bench-device-01", DeviceName: "bench",
+			ActionType: NetworkProtectionBlocked, RemoteUrl: names[n], LocalIP: "127.0.0.1", LocalPort: 20000 + i*31%40000,
+			Protocol: ProtoDNS, Source: SourceDNS, IndicatorId: strconv.Itoa(n)}
 		chunk = append(AppendJSON(chunk, &r), '\n')
 	}
-	chunk = chunk[:4<<20]
-	for _, lv := range []struct {
-		name  string
-		level int
-	}{{"BestSpeed-used", gzip.BestSpeed}, {"Default-baseline", gzip.DefaultCompression}} {
-		b.Run(lv.name, func(b *testing.B) {
-			zw, _ := gzip.NewWriterLevel(io.Discard, lv.level)
+	return chunk
+}
+
+// BenchmarkSpoolGzip is the CPU cost of compressing a chunk into the spool:
+// the standard library at the level used before (issue 21) against
+// klauspost/compress at each fast level, on a chunk of blocked DNS answers.
+// The output must stay a standard gzip member (TestSpoolChunkStdlibGzip).
+func BenchmarkSpoolGzip(b *testing.B) {
+	chunk := blockedChunk(b)
+	type writer interface {
+		io.WriteCloser
+		Reset(io.Writer)
+	}
+	for _, c := range []struct {
+		name string
+		new  func() writer
+	}{
+		{"stdlib-BestSpeed", func() writer { w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed); return w }},
+		{"stdlib-Default", func() writer { w, _ := gzip.NewWriterLevel(io.Discard, gzip.DefaultCompression); return w }},
+		{"klauspost-BestSpeed", func() writer { w, _ := kgzip.NewWriterLevel(io.Discard, kgzip.BestSpeed); return w }},
+		{"klauspost-2", func() writer { w, _ := kgzip.NewWriterLevel(io.Discard, 2); return w }},
+		{"klauspost-3", func() writer { w, _ := kgzip.NewWriterLevel(io.Discard, 3); return w }},
+		{"klauspost-Default", func() writer { w, _ := kgzip.NewWriterLevel(io.Discard, kgzip.DefaultCompression); return w }},
+		{"klauspost-Stateless", func() writer { w, _ := kgzip.NewWriterLevel(io.Discard, kgzip.StatelessCompression); return w }},
+		{"klauspost-HuffmanOnly", func() writer { w, _ := kgzip.NewWriterLevel(io.Discard, kgzip.HuffmanOnly); return w }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			zw := c.new()
 			var out bytes.Buffer
 			b.SetBytes(int64(len(chunk)))
 			b.ReportAllocs()
@@ -113,4 +162,48 @@ func BenchmarkGzip4MiB(b *testing.B) {
 			b.ReportMetric(float64(out.Len())/float64(len(chunk)), "ratio")
 		})
 	}
+}
+
+// BenchmarkGzip4MiB is the CPU cost of closing a full 4 MiB chunk (the
+// ChunkBytes bound), at the level used and the standard library's.
+func BenchmarkGzip4MiB(b *testing.B) {
+	var chunk []byte
+	r := sampleRecord
+	for i := 0; len(chunk) < 4<<20; i++ {
+		r.LocalPort = i & 0xffff
+		r.IndicatorId = strconv.Itoa(i % 50)
+		chunk = append(AppendJSON(chunk, &r), '\n')
+	}
+	chunk = chunk[:4<<20]
+	type writer interface {
+		io.WriteCloser
+		Reset(io.Writer)
+	}
+	for _, c := range []struct {
+		name string
+		zw   writer
+	}{
+		{"klauspost-spoolLevel-used", must(kgzip.NewWriterLevel(io.Discard, spoolLevel))},
+		{"stdlib-BestSpeed-before", must(gzip.NewWriterLevel(io.Discard, gzip.BestSpeed))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var out bytes.Buffer
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			for b.Loop() {
+				out.Reset()
+				c.zw.Reset(&out)
+				c.zw.Write(chunk)
+				c.zw.Close()
+			}
+			b.ReportMetric(float64(out.Len())/float64(len(chunk)), "ratio")
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // Config configures a Pipeline. Zero values take the defaults of CONTRACT §6.
@@ -191,6 +192,13 @@ type Pipeline struct {
 	line  []byte
 	ps    *pseudonymizer
 	gz    *gzip.Writer
+	// rbuf carries a chunk from its journal into gz (compress): one buffer
+	// for the pipeline's life, not io.Copy's 32 KiB at every chunk, and
+	// large enough that a 1 MiB chunk is a few reads.
+	rbuf []byte
+	// rotateAt is the journal size from which the next chunk starts a new
+	// file (journalRotate; tests lower it to cover rotation).
+	rotateAt int64
 
 	// Status counters.
 	droppedQueue  atomic.Int64
@@ -257,7 +265,9 @@ func New(cfg Config) (*Pipeline, error) {
 		pendingGap: make(map[string]int64),
 		ps:         newPseudonymizer(cfg.Salt),
 	}
-	p.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	p.gz, _ = gzip.NewWriterLevel(io.Discard, spoolLevel)
+	p.rbuf = make([]byte, 256<<10)
+	p.rotateAt = journalRotate
 	p.bw = bufio.NewWriterSize(io.Discard, 64<<10)
 	return p, nil
 }
