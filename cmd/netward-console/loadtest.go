@@ -50,6 +50,7 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	replicas := fs.Int("replicas", 1, "console replicas to start on one PostgreSQL (polls, uploads and enrollment spread over them)")
 	feedProfile := fs.String("feed-profile", "", "profile the first console during the first feed change: PREFIX.cpu.pprof and PREFIX.heap.pprof")
 	procs := fs.Int("procs", 0, "child processes holding the long polls (0: one per 10,000 polls; 1: this process)")
+	storeConns := fs.Int("store-conns", 0, "store.maxConns of the consoles started here: their PostgreSQL connections at most (0: the console's default, 16)")
 	pgStatements := fs.Bool("pg-statements", false, "print PostgreSQL's busiest statements over the uploads (pg_stat_statements, loaded into the PostgreSQL started here; it costs the server some CPU)")
 	var pgSettings []string
 	fs.Func("pg-setting", "a server setting NAME=VALUE for the PostgreSQL started here (repeatable; e.g. wal_compression=lz4): A/B runs of its tuning", func(v string) error {
@@ -90,7 +91,7 @@ func loadtestMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var db startedDB
 	if cfg.Console == "" {
 		stop, err := startConsoles(ctx, &cfg, &db, consoleOptions{store: *storeKind, keep: *keep, profile: *profile, binary: *binary,
-			polls: *polls, replicas: *replicas, pprof: *feedProfile != "", pgStatements: *pgStatements, pgSettings: pgSettings}, log)
+			polls: *polls, replicas: *replicas, pprof: *feedProfile != "", pgStatements: *pgStatements, pgSettings: pgSettings, storeConns: *storeConns}, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "netward-console loadtest: %v\n", err)
 			return 1
@@ -171,6 +172,17 @@ type consoleOptions struct {
 	pprof                        bool // serve --pprof on the first
 	pgStatements                 bool // load pg_stat_statements
 	pgSettings                   []string
+	storeConns                   int // store.maxConns (0: the default)
+}
+
+// storeConf is a started console's "store" key; maxConns only when asked
+// for, so a --console-binary from before the key still reads it.
+func storeConf(dsn string, conns int) map[string]any {
+	c := map[string]any{"dsn": dsn}
+	if conns > 0 {
+		c["maxConns"] = conns
+	}
+	return c
 }
 
 // startedDB is the database startConsoles made: its DSN, and whether
@@ -255,7 +267,7 @@ func startConsoles(ctx context.Context, cfg *loadtest.Config, db *startedDB, o c
 	for r := range o.replicas {
 		name := "data"
 		conf := map[string]any{
-			"version": 1, "listen": "127.0.0.1:0", "store": map[string]string{"dsn": dsn},
+			"version": 1, "listen": "127.0.0.1:0", "store": storeConf(dsn, o.storeConns),
 			"feed":   map[string]any{"maxHeldPolls": o.polls + 1000},
 			"ingest": map[string]any{"retryAfterSeconds": 5},
 			"log":    map[string]string{"level": "warn"},

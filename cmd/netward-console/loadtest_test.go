@@ -63,3 +63,15 @@ func TestKilo(t *testing.T) {
 		}
 	}
 }
+
+// --store-conns reaches the started consoles' config as store.maxConns,
+// and is left out when not given (an older --console-binary would refuse
+// the key).
+func TestStoreConf(t *testing.T) {
+	if c := storeConf("postgres://x", 0); len(c) != 1 || c["dsn"] != "postgres://x" {
+		t.Errorf("storeConf without conns = %v", c)
+	}
+	if c := storeConf("postgres://x", 4); c["maxConns"] != 4 || c["dsn"] != "postgres://x" {
+		t.Errorf("storeConf with 4 = %v", c)
+	}
+}

@@ -35,6 +35,8 @@ type StoreConfig struct {
 	// DSN: "postgres://user@host/db" for PostgreSQL, "sqlite:PATH" for
 	// SQLite; empty: SQLite at <dataDir>/console.db.
 	DSN string `json:"dsn"`
+	// MaxConns bounds the console's connections to PostgreSQL (0: 16).
+	MaxConns int `json:"maxConns"`
 }
 
 // TLSConfig: a certificate pair, or (both empty) a self-signed certificate
@@ -215,6 +217,7 @@ func (c *Config) Validate() error {
 	rng("feed.maxPollsPerDevice", int64(c.Feed.MaxPollsPerDevice), 1, 16)
 	rng("feed.maxHeldPolls", int64(c.Feed.MaxHeldPolls), 1, 1000000)
 	rng("ingest.retentionDays", int64(c.Ingest.RetentionDays), 1, 36500)
+	rng("store.maxConns", int64(c.Store.MaxConns), 0, 1000) // 0: the store's default
 	rng("ingest.maxChunkBytes", c.Ingest.MaxChunkBytes, 1<<10, 1<<30)
 	rng("ingest.maxDecompressedBytes", c.Ingest.MaxDecompressedBytes, 1<<10, 4<<30)
 	rng("ingest.memoryBudgetBytes", c.Ingest.MemoryBudgetBytes, 1<<20, 64<<30)

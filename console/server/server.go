@@ -61,7 +61,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	st, err := store.Open(ctx, store.Config{DSN: cfg.Store.DSN, Log: s.log})
+	st, err := store.Open(ctx, store.Config{DSN: cfg.Store.DSN, MaxConns: cfg.Store.MaxConns, Log: s.log})
 	if err != nil {
 		return err
 	}

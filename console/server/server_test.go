@@ -28,6 +28,8 @@ func TestParseConfig(t *testing.T) {
 		{"bad listen", `{"listen":"8443"}`, `key "listen"`},
 		{"half a TLS pair", `{"tls":{"certFile":"c.pem"}}`, `key "tls.certFile"`},
 		{"out of range", `{"ingest":{"retentionDays":-3}}`, `key "ingest.retentionDays": -3 is outside`},
+		{"too many connections", `{"store":{"maxConns":5000}}`, `key "store.maxConns": 5000 is outside 0..1000`},
+		{"negative connections", `{"store":{"maxConns":-1}}`, `key "store.maxConns": -1 is outside`},
 		{"bad level", `{"log":{"level":"loud"}}`, `key "log.level"`},
 		{"trailing data", `{} {}`, "trailing data"},
 		{"version", `{"version":2}`, `key "version"`},
@@ -43,6 +45,13 @@ func TestParseConfig(t *testing.T) {
 	c, err := ParseConfig([]byte(`{"dataDir":"/srv/nc","store":{"dsn":"postgres://nc@db/nc"}}`), "f.json")
 	if err != nil || c.Store.DSN != "postgres://nc@db/nc" {
 		t.Errorf("postgres config = %+v, %v", c, err)
+	}
+	if c.Store.MaxConns != 0 {
+		t.Errorf("maxConns unset = %d, want 0 (the store's default)", c.Store.MaxConns)
+	}
+	c, err = ParseConfig([]byte(`{"store":{"dsn":"postgres://nc@db/nc","maxConns":4}}`), "f.json")
+	if err != nil || c.Store.MaxConns != 4 {
+		t.Errorf("maxConns 4: %+v, %v", c, err)
 	}
 }
 

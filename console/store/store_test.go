@@ -519,3 +519,28 @@ func TestRefusesNewerSchema(t *testing.T) {
 		}
 	})
 }
+
+// Config.MaxConns bounds the PostgreSQL pool (16 by default); SQLite keeps
+// its one writer.
+func TestMaxConns(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect == SQLite {
+			if got := s.w.Stats().MaxOpenConnections; got != 1 {
+				t.Errorf("SQLite writer connections = %d, want 1", got)
+			}
+			return
+		}
+		if got := s.w.Stats().MaxOpenConnections; got != DefaultMaxConns {
+			t.Errorf("default connections = %d, want %d", got, DefaultMaxConns)
+		}
+		dsn, _ := dsns.Load(s)
+		s4, err := Open(context.Background(), Config{DSN: dsn.(string), MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s4.Close()
+		if got := s4.w.Stats().MaxOpenConnections; got != 4 {
+			t.Errorf("MaxConns 4: connections = %d", got)
+		}
+	})
+}
