@@ -109,14 +109,7 @@ func TestKill9BurstSmallChunks(t *testing.T) {
 // line is ignored.
 func TestRecoverJournalIndex(t *testing.T) {
 	dir := t.TempDir()
-	p, stop := startPipeline(t, Config{Dir: dir})
-	flush(t, p)
-	stop() // creates the instance and the directories
-	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := func(seq uint64) string { return formatChunkID(strings.TrimSpace(string(inst)), seq) }
+	id := preparedChunkIDs(t, dir)
 	var data []byte
 	var ends []int
 	for i := range 12 {
@@ -147,4 +140,19 @@ func TestRecoverJournalIndex(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, "journal", "*")); len(left) != 0 {
 		t.Errorf("journal files left after recovery: %v", left)
 	}
+}
+
+// preparedChunkIDs starts and stops a pipeline on dir (which creates its
+// instance and directories) and returns the chunk id of a sequence number
+// there: tests then write journals by hand, as a crash leaves them.
+func preparedChunkIDs(t *testing.T, dir string) func(seq uint64) string {
+	t.Helper()
+	p, stop := startPipeline(t, Config{Dir: dir})
+	flush(t, p)
+	stop()
+	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(seq uint64) string { return formatChunkID(strings.TrimSpace(string(inst)), seq) }
 }

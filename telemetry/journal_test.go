@@ -149,14 +149,7 @@ func TestJournalRotation(t *testing.T) {
 // does not place and a torn tail, each record comes back once, in order.
 func TestRecoverJournalReadsTail(t *testing.T) {
 	dir := t.TempDir()
-	p, stop := startPipeline(t, Config{Dir: dir})
-	flush(t, p)
-	stop()
-	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := func(seq uint64) string { return formatChunkID(strings.TrimSpace(string(inst)), seq) }
+	id := preparedChunkIDs(t, dir)
 	var data []byte
 	var ends []int
 	for i := range 14 {
@@ -255,26 +248,7 @@ func TestRecoverJournalHeapBound(t *testing.T) {
 // a file as zeros) is dropped, and the complete lines before it — fsynced,
 // acknowledged — are all recovered.
 func TestRecoverJournalLongTornTail(t *testing.T) {
-	dir := t.TempDir()
-	p, stop := startPipeline(t, Config{Dir: dir})
-	for i := range 5 {
-		p.Add(rec(i))
-	}
-	flush(t, p)
-	stop()
-	des, _ := filepath.Glob(filepath.Join(dir, "journal", "*.ndjson"))
-	if len(des) != 1 {
-		t.Fatalf("journal files = %d, want 1", len(des))
-	}
-	f, err := os.OpenFile(des[0], os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Write(make([]byte, 200<<10))
-	f.Close()
-	_, stop2 := startPipeline(t, Config{Dir: dir})
-	stop2()
-	chunks := readSpool(t, dir)
+	chunks := recoverAfterTail(t, make([]byte, 200<<10))
 	if len(chunks) != 1 || len(chunks[0].records) != 5 {
 		t.Fatalf("recovered %d chunks, want 1 with 5 records: %+v", len(chunks), chunks)
 	}
@@ -285,14 +259,7 @@ func TestRecoverJournalLongTornTail(t *testing.T) {
 // one (created, never written) goes without a chunk.
 func TestRecoverJournalWithoutIndex(t *testing.T) {
 	dir := t.TempDir()
-	p, stop := startPipeline(t, Config{Dir: dir})
-	flush(t, p)
-	stop()
-	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := func(seq uint64) string { return formatChunkID(strings.TrimSpace(string(inst)), seq) }
+	id := preparedChunkIDs(t, dir)
 	var data []byte
 	for i := range 7 {
 		data = append(AppendJSON(data, ptr(rec(i))), '\n')
@@ -329,14 +296,7 @@ func TestRecoverJournalWithoutIndex(t *testing.T) {
 // spool already, or were uploaded.
 func TestRecoverJournalAllSpooled(t *testing.T) {
 	dir := t.TempDir()
-	p, stop := startPipeline(t, Config{Dir: dir})
-	flush(t, p)
-	stop()
-	inst, err := os.ReadFile(filepath.Join(dir, "instance"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := formatChunkID(strings.TrimSpace(string(inst)), 3)
+	id := preparedChunkIDs(t, dir)(3)
 	var data []byte
 	var ends []int
 	for i := range 8 {

@@ -216,6 +216,17 @@ func TestCleanStopAndRecovery(t *testing.T) {
 // A torn last line (kill -9 between write and fsync) is cut off; every
 // complete line survives.
 func TestRecoverTornJournal(t *testing.T) {
+	chunks := recoverAfterTail(t, []byte(`{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","Acti`))
+	if len(chunks) != 1 || len(chunks[0].records) != 5 {
+		t.Fatalf("recovered %d chunks, want 1 with 5 records: %+v", len(chunks), chunks)
+	}
+}
+
+// recoverAfterTail journals five records, stops, appends tail to the one
+// journal file (what a kill -9 or a power loss can leave after the last
+// complete line), starts and stops again, and returns the spool.
+func recoverAfterTail(t *testing.T, tail []byte) []spooled {
+	t.Helper()
 	dir := t.TempDir()
 	p, stop := startPipeline(t, Config{Dir: dir})
 	for i := range 5 {
@@ -231,14 +242,13 @@ func TestRecoverTornJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(`{"Timestamp":"2026-11-22T10:00:00Z","DeviceId":"dev-1","Acti`)
+	if _, err := f.Write(tail); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	_, stop2 := startPipeline(t, Config{Dir: dir})
 	stop2()
-	chunks := readSpool(t, dir)
-	if len(chunks) != 1 || len(chunks[0].records) != 5 {
-		t.Fatalf("recovered %d chunks, want 1 with 5 records: %+v", len(chunks), chunks)
-	}
+	return readSpool(t, dir)
 }
 
 func TestSpoolFullDropsOldestWithGapRecord(t *testing.T) {
