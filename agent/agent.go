@@ -25,6 +25,8 @@ type Agent struct {
 	log   *slog.Logger
 	now   func() time.Time
 	sinks []recordSink
+	// packed are the sinks that take records packed (see packedSink).
+	packed []packedSink
 	// dp is the decision in force (policy, settings, bypasses) that every
 	// interceptor and the control API ask, and that publishes its changes.
 	dp *filter.DecisionPoint

@@ -5,44 +5,68 @@ import (
 	"github.com/netward/netward/telemetry"
 )
 
-// recordSink receives every record the agent's interceptors produce: the
-// telemetry chunker and the `netward events` ring buffer register one each.
-// A sink must not block; it is called on interceptor hot paths.
+// recordSink receives every record the agent's interceptors produce (the
+// decision counter registers one; tests do). A sink must not block; it is
+// called on interceptor hot paths.
 type recordSink func(telemetry.Record)
 
-// addSink registers s. Components call it during start, before any record is
-// emitted, so the slice needs no lock.
+// packedSink receives every record packed (telemetry.Pack): the sinks that
+// keep records in bulk — the telemetry chunker and the `netward events`
+// ring — share one Pack per record instead of each copying the ~480-byte
+// Record and packing it again (issue 21: every blocked answer is a
+// record). It reports whether it took the record; it must not keep pk.
+type packedSink func(pk *telemetry.Packed) bool
+
+// addSink and addPackedSink register a sink. Components call them during
+// start, before any record is emitted, so the slices need no lock.
 func (a *Agent) addSink(s recordSink) { a.sinks = append(a.sinks, s) }
+func (a *Agent) addPackedSink(s packedSink) int {
+	a.packed = append(a.packed, s)
+	return len(a.packed) - 1
+}
 
 // emit stamps r with the device identity and time and hands it to every sink.
-func (a *Agent) emit(r telemetry.Record) { a.emitExcept(&r, -1) }
+func (a *Agent) emit(r telemetry.Record) {
+	a.stamp(&r)
+	pk := a.pack(&r)
+	a.emitExcept(&r, &pk, -1)
+}
 
 // emitFlow is a flow source's emit: the record goes to the telemetry
 // pipeline first and, if it refused it (a full queue), to no sink at all and
 // false is returned, so the source keeps the bytes for its next report
 // instead of losing them — and no other sink sees them twice.
 func (a *Agent) emitFlow(r telemetry.Record) bool {
-	p := a.tel.pipe.Load()
-	if p == nil {
-		a.emitExcept(&r, -1)
-		return true
-	}
 	a.stamp(&r)
-	if !p.Add(r) {
-		return false
+	pk := a.pack(&r)
+	skip := -1
+	if a.tel.pipe.Load() != nil {
+		if skip = a.tel.sink; !a.packed[skip](&pk) {
+			return false
+		}
 	}
-	a.emitExcept(&r, a.tel.sink)
+	a.emitExcept(&r, &pk, skip)
 	return true
 }
 
-// emitExcept stamps *r and hands it to every sink but the one at index
-// skip (a record its sink took another way).
-func (a *Agent) emitExcept(r *telemetry.Record, skip int) {
-	a.stamp(r)
-	for i, s := range a.sinks {
+// pack is r packed for the packed sinks, or nothing when there are none.
+func (a *Agent) pack(r *telemetry.Record) telemetry.Packed {
+	if len(a.packed) == 0 {
+		return telemetry.Packed{}
+	}
+	return telemetry.Pack(r)
+}
+
+// emitExcept hands the stamped *r (pk: it packed) to every sink but the
+// packed sink at index skip (a record its sink took another way).
+func (a *Agent) emitExcept(r *telemetry.Record, pk *telemetry.Packed, skip int) {
+	for i, s := range a.packed {
 		if i != skip {
-			s(*r)
+			s(pk)
 		}
+	}
+	for _, s := range a.sinks {
+		s(*r)
 	}
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/netward/netward/agent/config"
@@ -27,8 +28,9 @@ func TestEmitFlowAllOrNothing(t *testing.T) {
 	}
 	var other []telemetry.Record
 	a.addSink(func(r telemetry.Record) { other = append(other, r) })
-	a.tel.sink = len(a.sinks)
-	a.addSink(func(r telemetry.Record) { p.Add(r) })
+	var ring []telemetry.Record
+	a.addPackedSink(func(pk *telemetry.Packed) bool { ring = append(ring, pk.Record()); return true })
+	a.tel.sink = a.addPackedSink(p.AddPacked)
 	a.tel.pipe.Store(p)
 	var taken int
 	for range 3 {
@@ -36,8 +38,11 @@ func TestEmitFlowAllOrNothing(t *testing.T) {
 			taken++
 		}
 	}
-	if taken != 2 || len(other) != 2 {
-		t.Fatalf("%d of 3 taken into a queue of 2, %d seen by the other sink; want 2 and 2", taken, len(other))
+	if taken != 2 || len(other) != 2 || len(ring) != 2 {
+		t.Fatalf("%d of 3 taken into a queue of 2, %d and %d seen by the other sinks; want 2, 2 and 2", taken, len(other), len(ring))
+	}
+	if !reflect.DeepEqual(ring[1], other[1]) {
+		t.Errorf("the packed sink saw %+v, the record sink %+v", ring[1], other[1])
 	}
 	if other[0].DeviceId != "dev-f" || other[0].Timestamp.IsZero() {
 		t.Errorf("record not stamped: %+v", other[0])

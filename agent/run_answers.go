@@ -352,7 +352,9 @@ func (a *Agent) answerDrain(add func(telemetry.Record)) {
 	a.ans.recorded.Add(uint64(len(ents)))
 	for i := range ents {
 		r := ents[i].record()
-		a.emitExcept(&r, a.tel.sink)
+		a.stamp(&r)
+		pk := a.pack(&r)
+		a.emitExcept(&r, &pk, a.tel.sink)
 		add(r)
 	}
 	a.ans.win.recycleEntries(ents)

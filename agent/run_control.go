@@ -47,7 +47,7 @@ type controlState struct {
 func (a *Agent) initControlSinks() {
 	a.ctl.sinksOnce.Do(func() {
 		a.ctl.ring = control.NewRing(control.DefaultRingSize)
-		a.addSink(a.ctl.ring.Add)
+		a.addPackedSink(a.ctl.ring.AddPacked)
 		if a.cfg.Metrics.Listen != "" {
 			a.ctl.metrics = newMetrics(a)
 			a.addSink(a.ctl.metrics.sink)

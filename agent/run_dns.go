@@ -181,13 +181,18 @@ func (a *Agent) emitDNS(e dnsproxy.Event) {
 		return
 	}
 	r := telemetry.Record{
+		Timestamp:  e.At.UTC(), // zero stays zero: emit stamps it then
 		ActionType: action,
 		RemoteUrl:  e.Name,
 		Protocol:   telemetry.ProtoDNS,
 		Source:     telemetry.SourceDNS,
 	}
 	if e.Client.IsValid() {
-		r.LocalIP = e.Client.Addr().String()
+		// A loopback client's address says nothing about the machine:
+		// left empty (CONTRACT §6), as on the answers' records.
+		if !e.Client.Addr().IsLoopback() {
+			r.LocalIP = e.Client.Addr().String()
+		}
 		r.LocalPort = int(e.Client.Port())
 	}
 	if rule := e.Decision.Match.Rule; rule != nil {
@@ -195,5 +200,5 @@ func (a *Agent) emitDNS(e dnsproxy.Event) {
 		r.Application = rule.Application()
 	}
 	a.emit(r)
-	a.notifyUser(e.Decision, e.Name, "")
+	a.notifyUserAt(e.Decision, e.Name, "", e.At)
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/netward/netward/filter"
+	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/telemetry"
 )
 
@@ -95,7 +96,7 @@ func TestStartDNS(t *testing.T) {
 	select {
 	case rec := <-recs:
 		if rec.ActionType != telemetry.NetworkProtectionBlocked || rec.Source != telemetry.SourceDNS || rec.Protocol != telemetry.ProtoDNS ||
-			rec.RemoteUrl != "app.example" || rec.IndicatorId != "42" || rec.Application != "Ex" || rec.LocalIP != "127.0.0.1" {
+			rec.RemoteUrl != "app.example" || rec.IndicatorId != "42" || rec.Application != "Ex" || rec.LocalIP != "" || rec.LocalPort == 0 || rec.Timestamp.IsZero() {
 			t.Errorf("record = %+v", rec)
 		}
 	case <-time.After(5 * time.Second):
@@ -157,5 +158,45 @@ func TestCaptureTargets(t *testing.T) {
 	})
 	if t4.String() != "127.0.0.153:53" || t6.String() != "[::1]:53" {
 		t.Errorf("captureTargets = %v, %v", t4, t6)
+	}
+}
+
+// TestEmitDNSRecord: a DNS decision's record is dated by the proxy's own
+// clock read (Event.At) when it carries one, else by the agent's clock; a
+// loopback client's address is left out (CONTRACT §6), another's kept.
+func TestEmitDNSRecord(t *testing.T) {
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Device.ID = "dev-d"
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentNow := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	a.now = func() time.Time { return agentNow }
+	var recs []telemetry.Record
+	a.addSink(func(r telemetry.Record) { recs = append(recs, r) })
+	p, err := filter.Compile([]filter.Rule{{Value: "bad.example", Type: filter.TypeDomain, Action: filter.Block, ID: "7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.dp.SetPolicy(p)
+	d := a.dp.DecideName("bad.example")
+	at := time.Date(2026, 12, 7, 1, 2, 3, 4, time.FixedZone("x", 3600))
+	a.emitDNS(dnsproxy.Event{Name: "bad.example", QName: "bad.example", Decision: d, Proto: "udp",
+		Client: netip.MustParseAddrPort("127.0.0.1:40000"), At: at})
+	a.emitDNS(dnsproxy.Event{Name: "bad.example", QName: "bad.example", Decision: d, Proto: "udp",
+		Client: netip.MustParseAddrPort("[2001:db8::9]:53000")})
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2", len(recs))
+	}
+	if r := recs[0]; !r.Timestamp.Equal(at) || r.Timestamp.Location() != time.UTC || r.LocalIP != "" || r.LocalPort != 40000 ||
+		r.IndicatorId != "7" || r.DeviceId != "dev-d" {
+		t.Errorf("fast-path record %+v: want dated %v in UTC, no LocalIP, port 40000, indicator 7", r, at)
+	}
+	if r := recs[1]; !r.Timestamp.Equal(agentNow) || r.LocalIP != "2001:db8::9" || r.LocalPort != 53000 {
+		t.Errorf("general-path record %+v: want dated by the agent's clock, LocalIP 2001:db8::9", r)
 	}
 }

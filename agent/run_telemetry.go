@@ -35,7 +35,7 @@ type telemetryState struct {
 	// noFlows keeps the conntrack source off (tests: it would watch and
 	// change the root namespace).
 	noFlows bool
-	// sink is the pipeline's index in Agent.sinks: records the pipeline
+	// sink is the pipeline's index in Agent.packed: records the pipeline
 	// drains itself (Config.Drain) go to the other sinks only.
 	sink int
 }
@@ -124,8 +124,7 @@ func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	// Add never blocks: a full queue is counted and reported in a gap record.
-	a.tel.sink = len(a.sinks)
-	a.addSink(func(r telemetry.Record) { p.Add(r) })
+	a.tel.sink = a.addPackedSink(p.AddPacked)
 	a.tel.pipe.Store(p)
 	if a.ans.on {
 		a.ans.stopping = ctx.Done() // before the pipeline can drain

@@ -308,11 +308,17 @@ func (a *Agent) bypassStats() map[string]int {
 // (non-browser apps, TLS without the local CA). Rate-limited per name and
 // user; never blocks. Decisions that do not refuse are ignored.
 func (a *Agent) notifyUser(d filter.Decision, name, user string) {
+	a.notifyUserAt(d, name, user, time.Time{})
+}
+
+// notifyUserAt is notifyUser for a decision made at a known time (zero:
+// the notifier reads its clock).
+func (a *Agent) notifyUserAt(d filter.Decision, name, user string, at time.Time) {
 	n := a.warn.notifier.Load()
 	if n == nil || !d.Verdict.Blocks() {
 		return
 	}
-	nt := notify.Notice{Name: name, User: user, Blocked: d.Verdict == filter.VerdictBlock}
+	nt := notify.Notice{Name: name, User: user, Blocked: d.Verdict == filter.VerdictBlock, At: at}
 	if r := d.Match.Rule; r != nil {
 		nt.App, nt.Reason = r.Application(), r.Title()
 	}

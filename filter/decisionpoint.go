@@ -12,7 +12,8 @@ import (
 // requests and addresses, the pages about the site they show. Because they
 // all ask the same DecisionPoint, DNS, SNI, QUIC and HTTP can never disagree
 // about a name. Implementations are safe for concurrent use and called on
-// hot paths.
+// hot paths, and keep no name they are given: the DNS proxy's fast path
+// passes a view of its read buffer.
 type Decider interface {
 	DecideName(name string) Decision
 	DecideAddr(addr netip.Addr) Decision

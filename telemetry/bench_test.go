@@ -81,6 +81,18 @@ func BenchmarkEncode(b *testing.B) {
 			buf = AppendJSON(buf[:0], &sampleRecord)
 		}
 	})
+	// A blocked DNS answer as the agent writes it under the blocked flood
+	// (issue 21): a list's derived id, a device id as enrolment makes it.
+	blocked := Record{Timestamp: time.Date(2026, 12, 7, 1, 0, 0, 123456789, time.UTC), DeviceId: "3f2a9c4e-5b1d-4e8f-9a7c-2d6b1e0f4a93",
+		DeviceName: "laptop-7", ActionType: NetworkProtectionBlocked, RemoteUrl: "pagead2.googlesyndication-tracker.example.com",
+		LocalIP: "127.0.0.1", LocalPort: 40123, Protocol: ProtoDNS, Source: SourceDNS, IndicatorId: "blocklist-stevenblack.txt:41234"}
+	b.Run("AppendJSON-blocked", func(b *testing.B) {
+		buf := make([]byte, 0, 1024)
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = AppendJSON(buf[:0], &blocked)
+		}
+	})
 	b.Run("encoding-json-baseline", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

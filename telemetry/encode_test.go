@@ -80,3 +80,26 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestPlain8 checks the eight-byte test against the byte loop's rule for
+// every byte value at every position, beside plain neighbours.
+func TestPlain8(t *testing.T) {
+	needs := func(c byte) bool { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80 }
+	for _, fill := range []byte{'a', '!', '~', 0x21, 0x5d, 0x7f} {
+		for pos := 0; pos < 8; pos++ {
+			for c := 0; c < 256; c++ {
+				var x uint64
+				for i := 0; i < 8; i++ {
+					b := fill
+					if i == pos {
+						b = byte(c)
+					}
+					x |= uint64(b) << (8 * i)
+				}
+				if got, want := plain8(x), !needs(byte(c)); got != want {
+					t.Fatalf("plain8 with %#x at byte %d among %q = %v, want %v", c, pos, fill, got, want)
+				}
+			}
+		}
+	}
+}

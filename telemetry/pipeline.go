@@ -276,6 +276,13 @@ func New(cfg Config) (*Pipeline, error) {
 // and counts the record for a gap record, when the queue is full. A record
 // that Add accepted is durable within CommitInterval (see Flush).
 func (p *Pipeline) Add(r Record) bool {
+	pk := Pack(&r)
+	return p.AddPacked(&pk)
+}
+
+// AddPacked is Add for a record already packed (it copies *pk): a caller
+// that packs a record once for several consumers (the agent's sinks).
+func (p *Pipeline) AddPacked(pk *Packed) bool {
 	p.mu.Lock()
 	if len(p.queue) >= p.cfg.QueueRecords {
 		p.refused++
@@ -290,7 +297,7 @@ func (p *Pipeline) Add(r Record) bool {
 		copy(q, p.queue)
 		p.queue = q
 	}
-	p.queue = append(p.queue, Pack(&r))
+	p.queue = append(p.queue, *pk)
 	n := len(p.queue)
 	p.mu.Unlock()
 	if n == p.cfg.QueueRecords/4 { // commit early under load, before the queue fills

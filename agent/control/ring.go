@@ -54,20 +54,31 @@ func NewRing(size int) *Ring {
 	return &Ring{size: size, subs: map[*Subscription]struct{}{}, subBuf: DefaultFollowerBuf}
 }
 
-// Add records r. It is one of the agent's record sinks.
+// Add records rec.
 func (r *Ring) Add(rec telemetry.Record) {
+	pk := telemetry.Pack(&rec)
+	r.AddPacked(&pk)
+}
+
+// AddPacked records a packed record (it copies *pk); it always takes it.
+// It is one of the agent's packed record sinks.
+func (r *Ring) AddPacked(pk *telemetry.Packed) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.buf) < r.size {
-		r.buf = append(r.buf, telemetry.Pack(&rec))
+		r.buf = append(r.buf, *pk)
 		r.next = len(r.buf)
 	} else {
-		r.buf[r.next] = telemetry.Pack(&rec)
+		r.buf[r.next] = *pk
 		r.next++
 	}
 	if r.next == r.size {
 		r.next, r.full = 0, true
 	}
+	if len(r.subs) == 0 {
+		return true
+	}
+	rec := pk.Record()
 	for s := range r.subs {
 		select {
 		case s.c <- rec:
@@ -80,6 +91,7 @@ func (r *Ring) Add(rec telemetry.Record) {
 			close(s.Done)
 		}
 	}
+	return true
 }
 
 // since returns the stored records with Timestamp >= t, oldest first.

@@ -178,3 +178,31 @@ func TestNoSessionNotRetriedPerName(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestNoticeAtIsTheClock: a notice that says when it happened (the DNS
+// fast path's clock read) is rate-limited by that time, not by the
+// notifier's clock, which is then not read.
+func TestNoticeAtIsTheClock(t *testing.T) {
+	reads := 0
+	n := New(Config{Backend: &recorder{}, Interval: time.Minute, Now: func() time.Time {
+		reads++
+		return time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	}})
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	steps := []struct {
+		at   time.Time
+		want bool
+	}{{at, true}, {at.Add(30 * time.Second), false}, {at.Add(61 * time.Second), true}}
+	for i, s := range steps {
+		if got := n.Notify(Notice{Name: "a.test", At: s.at}); got != s.want {
+			t.Errorf("step %d: Notify at %v = %v, want %v", i, s.at, got, s.want)
+		}
+	}
+	if reads != 0 {
+		t.Errorf("the notifier read its clock %d times for notices that carried their time", reads)
+	}
+	// Without At the clock is read: 2030 is past the last notice's interval.
+	if !n.Notify(Notice{Name: "a.test"}) || reads != 1 {
+		t.Errorf("a notice without At: clock read %d times, want 1 (and queued)", reads)
+	}
+}

@@ -3,6 +3,7 @@ package dnsproxy
 import (
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -68,7 +69,8 @@ type evCtx struct {
 	qtype  uint16
 	client netip.AddrPort
 	proto  string
-	cached bool // answered on the wire fast path
+	cached bool      // answered on the wire fast path
+	at     time.Time // Event.At: the fast path's clock read, or zero
 }
 
 // addrPort is a client's address and port (zero if it has none).
@@ -97,7 +99,7 @@ func (p *Proxy) report(d filter.Decision, name string, c evCtx) {
 		return
 	}
 	ev := Event{Name: name, QName: c.qname, QType: dns.TypeToString[c.qtype], Decision: d, Proto: c.proto,
-		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port())}
+		Client: netip.AddrPortFrom(c.client.Addr().Unmap(), c.client.Port()), At: c.at}
 	p.cfg.OnDecision(ev)
 }
 

@@ -77,6 +77,10 @@ type Event struct {
 	// Client is the address the query came from; Proto is "udp" or "tcp".
 	Client netip.AddrPort
 	Proto  string
+	// At is when the query was decided, as Config.Now read it on the wire
+	// fast path: that one clock read per query serves the receiver's
+	// record too. Zero on the general path (the receiver reads its clock).
+	At time.Time
 }
 
 // Answer is one allowed answer the proxy gave, handed to Config.OnAnswer
@@ -137,7 +141,8 @@ type Config struct {
 
 	// Decider is the decision the proxy asks about every name it answers
 	// (the agent's filter.DecisionPoint): the question's, and each CNAME
-	// target's. It is called on the hot path, after the cache.
+	// target's. It is called on the hot path, before the cache, with a
+	// name that may share memory with the request: it must keep no name.
 	Decider     filter.Decider
 	BlockAnswer BlockAnswer
 	// Sink is the IPv4 address of the block/warn page server: the A answer

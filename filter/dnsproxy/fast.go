@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -309,8 +311,20 @@ func (w *udpWorker) fast(pkt []byte, from netip.AddrPort, out []byte, qb *queryB
 	if !ok {
 		return nil, false
 	}
-	p.stats.observe(p.cfg.Now().Sub(now))
+	p.stats.observe(since(now, p.cfg.Now))
 	return out, true
+}
+
+// since is the time elapsed from t, read from clock. A t with a monotonic
+// reading (a real clock's) is subtracted from the monotonic clock alone:
+// time.Since reads one clock where time.Now reads two, and under a flood
+// of blocked answers each read was ~0.1 µs of the ~11 µs a query costs
+// (issue 21). A test's clock (no monotonic reading) is asked instead.
+func since(t time.Time, clock func() time.Time) time.Duration {
+	if t != t.Round(0) { // Round(0) strips only the monotonic reading
+		return time.Since(t)
+	}
+	return clock().Sub(t)
 }
 
 // fastReply is fastDecide for a caller that leaves a cache miss to the
@@ -328,6 +342,19 @@ func (p *Proxy) fastReply(q *wireQuery, name *[]byte, now time.Time, from netip.
 // misses and refusals convert the name to a string.
 func (p *Proxy) fastDecide(q *wireQuery, name *[]byte, now time.Time, from netip.AddrPort, out []byte, later *[]Answer) ([]byte, bool, *miss) {
 	hostLen := len(*name) - 1
+	// Decided first, on a view of the name's bytes (the Decider keeps no
+	// name): a refused name costs no cache lookup, which it would always
+	// miss (issue 21: ~2 % of the agent under a flood of blocked names).
+	// The view is not used once the name's buffer is appended to below.
+	view := unsafe.String(unsafe.SliceData(*name), hostLen)
+	if p.special(view) {
+		return nil, false, nil
+	}
+	d := p.cfg.Decider.DecideName(view)
+	if d.Verdict.Blocks() {
+		out, ok := p.fastRefusal(q, d, strings.Clone(view), now, from, out) // the event keeps it
+		return out, ok, nil
+	}
 	var e *cached
 	if p.cache != nil && p.cache.max > 0 {
 		*name = appendID(*name, q.qtype, q.do, q.flags&flagCD != 0)
@@ -338,14 +365,6 @@ func (p *Proxy) fastDecide(q *wireQuery, name *[]byte, now time.Time, from netip
 		host = e.key.name[:len(e.key.name)-1]
 	} else {
 		host = string((*name)[:hostLen])
-	}
-	if p.special(host) {
-		return nil, false, nil
-	}
-	d := p.cfg.Decider.DecideName(host)
-	if d.Verdict.Blocks() {
-		out, ok := p.fastRefusal(q, d, host, from, out)
-		return out, ok, nil
 	}
 	if e == nil {
 		// A miss: what the rest of the request chain needs once the
@@ -407,14 +426,14 @@ func (p *Proxy) fastMiss(conn *net.UDPConn, pkt []byte, q *wireQuery, m *miss, f
 // DNS Error for an EDNS0 client), packed the same way — uncompressed, as a
 // UDP reply that fits. A reply larger than the client's buffer, or a shape
 // it does not build, is left to the general path (which truncates).
-func (p *Proxy) fastRefusal(q *wireQuery, d filter.Decision, host string, from netip.AddrPort, out []byte) ([]byte, bool) {
+func (p *Proxy) fastRefusal(q *wireQuery, d filter.Decision, host string, now time.Time, from netip.AddrPort, out []byte) ([]byte, bool) {
 	ip, rcode := p.refusalShape(q.qtype, d.Verdict)
 	out = appendRefusal(out, q, ip, rcode, uint32(p.cfg.SyntheticTTL.Seconds()), d, host)
 	if len(out) > q.maxReply() {
 		return nil, false
 	}
 	p.stats.queries.Add(1)
-	p.refused(d, host, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp"})
+	p.refused(d, host, evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp", at: now})
 	return out, true
 }
 
@@ -446,7 +465,7 @@ func (p *Proxy) fastAnswer(q *wireQuery, e *cached, d filter.Decision, host stri
 
 	p.stats.queries.Add(1)
 	p.stats.cacheHits.Add(1)
-	ev := evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp", cached: true}
+	ev := evCtx{qname: host, qtype: q.qtype, client: from, proto: "udp", cached: true, at: now}
 	if later != nil && p.cfg.OnAnswer != nil && plainAllow(d) {
 		p.reportTargets(e.chain, targets, ev)
 		p.stats.verdict(d.Verdict)

@@ -268,7 +268,8 @@ func TestFastRefusalMatchesGeneral(t *testing.T) {
 					if !ok {
 						t.Fatalf("%s: parseQuery refused", what)
 					}
-					got, ok := p.fastReply(&q, &qn, time.Now(), wireClient, nil)
+					at := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+					got, ok := p.fastReply(&q, &qn, at, wireClient, nil)
 					if !ok {
 						t.Errorf("%s: fast path declined a refusal", what)
 						continue
@@ -279,6 +280,10 @@ func TestFastRefusalMatchesGeneral(t *testing.T) {
 					if len(evs) != 2 || evs[0].Name != evs[1].Name || evs[0].Decision.Verdict != evs[1].Decision.Verdict ||
 						evs[0].QType != evs[1].QType || evs[1].Client != wireClient {
 						t.Errorf("%s: events general/fast = %+v", what, evs)
+					} else if !evs[0].At.IsZero() || !evs[1].At.Equal(at) {
+						// The fast path's clock read dates its event (the
+						// agent's record and notice read no clock again).
+						t.Errorf("%s: event times general %v, fast %v; want zero and %v", what, evs[0].At, evs[1].At, at)
 					}
 				}
 			}
@@ -536,5 +541,19 @@ func TestRejectHeaderBits(t *testing.T) {
 					binary.BigEndian.Uint16(reply), got, want)
 			}
 		}
+	}
+}
+
+// TestSince: a real clock's reading is measured on the monotonic clock
+// alone (the clock passed is not asked); a test clock's is measured by
+// asking it.
+func TestSince(t *testing.T) {
+	far := func() time.Time { return time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC) }
+	if d := since(time.Now(), far); d < 0 || d > time.Minute {
+		t.Errorf("since(time.Now(), a clock in 2099) = %v; want the monotonic elapsed time", d)
+	}
+	fake := time.Date(2098, 12, 31, 23, 59, 0, 0, time.UTC)
+	if d := since(fake, far); d != time.Minute {
+		t.Errorf("since(a test clock's time) = %v; want the clock's 1m0s", d)
 	}
 }
