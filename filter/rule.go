@@ -60,7 +60,10 @@ func (r *Rule) IndicatorID() string {
 	if r.ID != "" || r.Meta == nil || r.Meta.IDSource == "" {
 		return r.ID
 	}
-	return string(r.AppendID(nil))
+	// Built on the stack and copied once: every blocked answer's record
+	// asks (issue 21), and AppendID(nil) grew a slice two or three times.
+	var buf [64]byte
+	return string(r.AppendID(buf[:0]))
 }
 
 // AppendID appends IndicatorID to b, without allocating when b has room.

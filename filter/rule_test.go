@@ -69,4 +69,9 @@ func TestRuleIndicatorID(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { buf = r.AppendID(buf[:0]) }); n != 0 {
 		t.Errorf("AppendID allocates %v times, want 0", n)
 	}
+	// IndicatorID (every blocked answer's record): the string only.
+	var id string
+	if n := testing.AllocsPerRun(100, func() { id = r.IndicatorID() }); n != 1 || id != "list.txt:83808" {
+		t.Errorf("IndicatorID allocates %v times for %q, want once", n, id)
+	}
 }
