@@ -31,6 +31,7 @@ import (
 // answersState is the DNS answer recorder's state.
 type answersState struct {
 	on     bool
+	pid    int // this process's, read once: os.Getpid is a system call
 	q      answerQueue
 	win    answerWindow
 	lookup clientLookup
@@ -299,6 +300,7 @@ func (a *Agent) initAnswers() {
 		return
 	}
 	a.ans.on = true
+	a.ans.pid = os.Getpid()
 	a.ans.q.wake = make(chan struct{}, 1)
 	a.ans.win.idx = make(map[answerKey]int32)
 	a.ans.cache = make(map[netip.AddrPort]cachedProc)
@@ -464,7 +466,7 @@ func (a *Agent) foldAnswer(qa *queuedAnswer, behind bool) {
 		e.local = client.Addr()
 	}
 	if p, ok := a.attribute(qa, behind); ok {
-		if p.PID == os.Getpid() && !a.cfg.Telemetry.OwnTraffic {
+		if p.PID == a.ans.pid && !a.cfg.Telemetry.OwnTraffic {
 			a.ans.own.Add(1)
 			return
 		}
