@@ -129,6 +129,20 @@ func TestAllowedAnswersDeduplicated(t *testing.T) {
 	if first.LocalIP != "" || first.DeviceId != "dev-a" || first.Protocol != telemetry.ProtoDNS || first.Source != telemetry.SourceDNS {
 		t.Errorf("record %+v: want no loopback LocalIP, the device id, Dns/dns", first)
 	}
+	// The drained records reach the other sinks (the `netward events`
+	// ring) stamped as the pipeline's are.
+	var shown int
+	for _, r := range a.ctl.ring.Since(time.Time{}) {
+		if r.ActionType == telemetry.DnsQueryResponse {
+			shown++
+			if r.DeviceId != "dev-a" || r.Timestamp.IsZero() {
+				t.Errorf("events ring record %+v: want stamped with the device id", r)
+			}
+		}
+	}
+	if shown == 0 {
+		t.Error("no answer record in the events ring")
+	}
 	me, _ := user.LookupId(strconv.Itoa(os.Getuid()))
 	if first.InitiatingProcessId != os.Getpid() || me != nil && first.InitiatingProcessAccountName != me.Username {
 		t.Errorf("attribution pid %d account %q, want %d %v", first.InitiatingProcessId, first.InitiatingProcessAccountName, os.Getpid(), me)

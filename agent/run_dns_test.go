@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
 	"github.com/netward/netward/telemetry"
@@ -199,4 +200,58 @@ func TestEmitDNSRecord(t *testing.T) {
 	if r := recs[1]; !r.Timestamp.Equal(agentNow) || r.LocalIP != "2001:db8::9" || r.LocalPort != 53000 {
 		t.Errorf("general-path record %+v: want dated by the agent's clock, LocalIP 2001:db8::9", r)
 	}
+}
+
+// TestEmitDNSNoticeAt: the desktop notice of a DNS refusal is dated, and
+// rate-limited, by the proxy's clock read (Event.At), not by a second read
+// of the agent's clock: three refusals of one name 30 s apart by At, while
+// the agent's clock stands still, are two notices (one a minute).
+func TestEmitDNSNoticeAt(t *testing.T) {
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	still := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	notices := make(chan notify.Notice, 8)
+	n := notify.New(notify.Config{Backend: noticeRecorder(notices), Interval: time.Minute,
+		Now: func() time.Time { return still }})
+	a.warn.notifier.Store(n)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.Run(ctx)
+	p, err := filter.Compile([]filter.Rule{{Value: "bad.example", Type: filter.TypeDomain, Action: filter.Block, ID: "7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.dp.SetPolicy(p)
+	d := a.dp.DecideName("bad.example")
+	at := time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC)
+	for i := range 3 {
+		a.emitDNS(dnsproxy.Event{Name: "bad.example", QName: "bad.example", Decision: d, Proto: "udp",
+			Client: netip.MustParseAddrPort("127.0.0.1:40000"), At: at.Add(time.Duration(i) * 31 * time.Second)})
+	}
+	var got []time.Time
+	for len(got) < 2 {
+		select {
+		case nt := <-notices:
+			got = append(got, nt.At)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("notices dated %v; want two (at %v and a minute later)", got, at)
+		}
+	}
+	if !got[0].Equal(at) || !got[1].Equal(at.Add(62*time.Second)) {
+		t.Errorf("notices dated %v; want %v and %v", got, at, at.Add(62*time.Second))
+	}
+}
+
+// noticeRecorder is a notify.Backend that hands every notice to its channel.
+type noticeRecorder chan notify.Notice
+
+func (r noticeRecorder) Notify(_ context.Context, n notify.Notice, _ func()) error {
+	r <- n
+	return nil
 }

@@ -103,3 +103,23 @@ func TestPlain8(t *testing.T) {
 		}
 	}
 }
+
+// TestPlain8Pairs: two bytes of any values at any two positions (a borrow
+// out of one subtraction could hide or invent the other), the rest plain.
+func TestPlain8Pairs(t *testing.T) {
+	needs := func(c byte) bool { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80 }
+	for i := 0; i < 8; i++ {
+		for j := i + 1; j < 8; j++ {
+			for c := 0; c < 256; c++ {
+				for d := 0; d < 256; d++ {
+					x := uint64(0x6161616161616161) // "aaaaaaaa"
+					x &^= 0xff<<(8*i) | 0xff<<(8*j)
+					x |= uint64(c)<<(8*i) | uint64(d)<<(8*j)
+					if got, want := plain8(x), !needs(byte(c)) && !needs(byte(d)); got != want {
+						t.Fatalf("plain8(%#016x) = %v, want %v", x, got, want)
+					}
+				}
+			}
+		}
+	}
+}

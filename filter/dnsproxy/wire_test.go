@@ -329,6 +329,11 @@ func TestFastPathEvents(t *testing.T) {
 	if len(evs) != 2 || evs[1].Name != "audited.example" || evs[1].Client != wireClient || evs[1].Decision.Verdict != filter.VerdictAudit {
 		t.Fatalf("events = %+v", evs)
 	}
+	// The fast path's clock read dates its event (the agent's record):
+	// the general path's is left to the receiver's clock.
+	if !evs[0].At.IsZero() || !evs[1].At.Equal(w.now) {
+		t.Errorf("event times general %v, fast %v; want zero and %v", evs[0].At, evs[1].At, w.now)
+	}
 }
 
 // TestFastPathTooBig: an answer larger than the client's buffer is left to
