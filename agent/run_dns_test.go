@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/netward/netward/agent/config"
 	"github.com/netward/netward/agent/notify"
 	"github.com/netward/netward/filter"
 	"github.com/netward/netward/filter/dnsproxy"
@@ -166,15 +167,7 @@ func TestCaptureTargets(t *testing.T) {
 // clock read (Event.At) when it carries one, else by the agent's clock; a
 // loopback client's address is left out (CONTRACT §6), another's kept.
 func TestEmitDNSRecord(t *testing.T) {
-	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Device.ID = "dev-d"
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := bareAgent(t, func(c *config.Config) { c.Device.ID = "dev-d" })
 	agentNow := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	a.now = func() time.Time { return agentNow }
 	var recs []telemetry.Record
@@ -207,17 +200,10 @@ func TestEmitDNSRecord(t *testing.T) {
 // of the agent's clock: three refusals of one name 30 s apart by At, while
 // the agent's clock stands still, are two notices (one a minute).
 func TestEmitDNSNoticeAt(t *testing.T) {
-	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := bareAgent(t, nil)
 	still := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	notices := make(chan notify.Notice, 8)
-	n := notify.New(notify.Config{Backend: noticeRecorder(notices), Interval: time.Minute,
+	n := notify.New(notify.Config{Backend: inspNoticeRecorder(notices), Interval: time.Minute,
 		Now: func() time.Time { return still }})
 	a.warn.notifier.Store(n)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -246,12 +232,4 @@ func TestEmitDNSNoticeAt(t *testing.T) {
 	if !got[0].Equal(at) || !got[1].Equal(at.Add(62*time.Second)) {
 		t.Errorf("notices dated %v; want %v and %v", got, at, at.Add(62*time.Second))
 	}
-}
-
-// noticeRecorder is a notify.Backend that hands every notice to its channel.
-type noticeRecorder chan notify.Notice
-
-func (r noticeRecorder) Notify(_ context.Context, n notify.Notice, _ func()) error {
-	r <- n
-	return nil
 }

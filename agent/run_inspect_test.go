@@ -18,6 +18,8 @@ import (
 	"github.com/netward/netward/telemetry"
 )
 
+// inspNoticeRecorder is a notify.Backend that hands every notice to its
+// channel.
 type inspNoticeRecorder chan notify.Notice
 
 func (r inspNoticeRecorder) Notify(_ context.Context, n notify.Notice, _ func()) error {
@@ -28,14 +30,7 @@ func (r inspNoticeRecorder) Notify(_ context.Context, n notify.Notice, _ func())
 // TestEmitInspect checks what one inspector decision becomes: the telemetry
 // record (ActionType, Source, RemoteUrl) and whether the user is told.
 func TestEmitInspect(t *testing.T) {
-	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := bareAgent(t, nil)
 	recs := make(chan telemetry.Record, 16)
 	a.addSink(func(r telemetry.Record) { recs <- r })
 	notices := make(inspNoticeRecorder, 16)

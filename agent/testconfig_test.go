@@ -36,3 +36,21 @@ func parseConfig(t *testing.T, data []byte, name string) (*config.Config, error)
 	}
 	return cfg, nil
 }
+
+// bareAgent is an agent on the default configuration with its own data
+// directory, changed by edit (nil: none) before New; nothing is started.
+func bareAgent(t *testing.T, edit func(*config.Config)) *Agent {
+	t.Helper()
+	cfg, err := parseConfig(t, []byte(`{"version":1,"dataDir":"`+t.TempDir()+`"}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
