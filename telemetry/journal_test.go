@@ -171,13 +171,8 @@ func TestRecoverJournalReadsTail(t *testing.T) {
 	_, stop2 := startPipeline(t, Config{Dir: dir})
 	stop2()
 	chunks := readSpool(t, dir)
-	var got []string
-	for _, c := range chunks {
-		for _, r := range c.records {
-			got = append(got, r.IndicatorId)
-		}
-	}
-	if want := "8 9 10 11 12 13"; strings.Join(got, " ") != want || len(chunks) != 2 {
+	got := spooledIDs(chunks)
+	if want := "8 9 10 11 12 13"; got != want || len(chunks) != 2 {
 		t.Errorf("recovered %d chunks with records %v, want 2 with %s", len(chunks), got, want)
 	}
 	if len(chunks) == 2 && !strings.HasPrefix(chunks[0].name, id(5)+".3.") {
@@ -274,13 +269,8 @@ func TestRecoverJournalWithoutIndex(t *testing.T) {
 	_, stop2 := startPipeline(t, Config{Dir: dir})
 	stop2()
 	chunks := readSpool(t, dir)
-	var got []string
-	for _, c := range chunks {
-		for _, r := range c.records {
-			got = append(got, r.IndicatorId)
-		}
-	}
-	if want := "0 1 2 3 4 5 6"; strings.Join(got, " ") != want || len(chunks) != 1 {
+	got := spooledIDs(chunks)
+	if want := "0 1 2 3 4 5 6"; got != want || len(chunks) != 1 {
 		t.Fatalf("recovered %d chunks with records %v, want 1 with %s", len(chunks), got, want)
 	}
 	if !strings.HasPrefix(chunks[0].name, id(5)+".7.") {

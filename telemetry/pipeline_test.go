@@ -65,6 +65,18 @@ type spooled struct {
 	records []Record
 }
 
+// spooledIDs is the indicator ids of the chunks' records, in order,
+// space-separated (the recovery tests number their records by it).
+func spooledIDs(chunks []spooled) string {
+	var ids []string
+	for _, c := range chunks {
+		for _, r := range c.records {
+			ids = append(ids, r.IndicatorId)
+		}
+	}
+	return strings.Join(ids, " ")
+}
+
 // readSpool returns the spooled chunks in upload order with their records.
 func readSpool(t *testing.T, dir string) []spooled {
 	t.Helper()
