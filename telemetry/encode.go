@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/netward/netward/internal/jsonbytes"
 )
 
 // AppendJSON appends r as one JSON object (no newline) to dst. It produces the
@@ -103,17 +105,6 @@ func optInt(dst []byte, key string, v int64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// plain8 reports whether none of the eight bytes in x needs more than a
-// copy in a JSON string: none below 0x20, none '"' or '\\', none at or above
-// 0x80 (the start of a UTF-8 sequence, checked byte by byte). Each term is
-// the "has a zero byte" test, (v − 0x01…) & ^v & 0x80…, which flags no byte
-// unless one matches (a borrow can only spill past a byte that did).
-func plain8(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q, b := x^(ones*'"'), x^(ones*'\\')
-	return ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b|x)&highs == 0
-}
-
 // appendString appends s as a JSON string (RFC 8259 §7). Invalid UTF-8 is
 // replaced by U+FFFD, as encoding/json does, so every line stays valid JSON.
 func appendString(dst []byte, s string) []byte {
@@ -124,7 +115,7 @@ func appendString(dst []byte, s string) []byte {
 		// Eight bytes at a time while none needs a look (most names and
 		// ids are plain ASCII; the byte loop was ~2 % of the agent under a
 		// flood of blocked answers, issue 21).
-		for i+8 <= len(s) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+		for i+8 <= len(s) && jsonbytes.Plain8(binary.LittleEndian.Uint64(b[i:])) {
 			i += 8
 		}
 		if i == len(s) {

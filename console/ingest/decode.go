@@ -1,11 +1,14 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/netward/netward/internal/jsonbytes"
 )
 
 // decodeRecord reads one NDJSON line into r. Agents write flat records of
@@ -96,7 +99,17 @@ func plainString(b []byte, i int) (s []byte, end int, ok bool) {
 	}
 	ascii, escaped := true, false
 	j := i + 1
-	for ; j < len(b); j++ {
+	for j < len(b) {
+		// Eight bytes at a time while none is a quote, a backslash, a
+		// control character or the start of a UTF-8 sequence: most of a
+		// line's strings are plain ASCII ids and names, and the byte loop
+		// was 8 % of the console's CPU at fleet rate (issue 22).
+		for j+8 <= len(b) && jsonbytes.Plain8(binary.LittleEndian.Uint64(b[j:])) {
+			j += 8
+		}
+		if j >= len(b) {
+			break
+		}
 		c := b[j]
 		if c == '"' {
 			break
@@ -110,6 +123,7 @@ func plainString(b []byte, i int) (s []byte, end int, ok bool) {
 		case c >= 0x80:
 			ascii = false
 		}
+		j++
 	}
 	if j >= len(b) {
 		return nil, 0, false

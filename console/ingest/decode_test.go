@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -118,5 +119,49 @@ func TestInternerBounds(t *testing.T) {
 				t.Errorf("interner holds %d values, want at most %d", len(c.in.m), internMaxEntries)
 			}
 		})
+	}
+}
+
+// TestPlainStringEveryPosition puts each byte that needs a look (a quote,
+// a backslash escape, control characters, UTF-8, invalid UTF-8) at every
+// position of strings of 0–24 bytes, so that it falls in and around every
+// eight-byte step of plainString, and holds the line's decoding to
+// json.Unmarshal and plainString's end to the closing quote's index.
+func TestPlainStringEveryPosition(t *testing.T) {
+	specials := []string{`"`, `\\`, `\"`, `\n`, `\u0041`, "\n", "\x1f", "\x7f", "é", "\xff", "\xe2\x82", "/"}
+	for n := 0; n <= 24; n++ {
+		for pos := 0; pos <= n; pos++ {
+			for _, sp := range specials {
+				s := strings.Repeat("a", pos) + sp + strings.Repeat("b", n-pos)
+				for _, tail := range []string{`","DeviceId":"d1"}`, ``} {
+					line := []byte(`{"RemoteUrl":"` + s + tail)
+					var fast, ref record
+					errFast := decodeRecord(line, &fast, newInterner())
+					errRef := json.Unmarshal(line, &ref)
+					if (errFast == nil) != (errRef == nil) {
+						t.Fatalf("%q: decodeRecord err %v, json.Unmarshal err %v", line, errFast, errRef)
+					}
+					if errRef == nil && !reflect.DeepEqual(fast, ref) {
+						t.Fatalf("%q:\nfast %+v\nref  %+v", line, fast, ref)
+					}
+					// The closing quote: the first '"' not escaped.
+					q := `"` + s + tail
+					want := -1
+					for k := 1; k < len(q); k++ {
+						if q[k] == '\\' {
+							k++
+							continue
+						}
+						if q[k] == '"' {
+							want = k + 1
+							break
+						}
+					}
+					if _, end, ok := plainString([]byte(q), 0); ok && end != want {
+						t.Fatalf("plainString(%q) ends at %d, want %d", q, end, want)
+					}
+				}
+			}
+		}
 	}
 }

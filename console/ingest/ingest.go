@@ -10,7 +10,6 @@ package ingest
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -32,6 +31,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/netward/netward/console/auth"
 	"github.com/netward/netward/console/catalog"
 	"github.com/netward/netward/console/store"
@@ -589,6 +589,9 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request, ch *charge) (
 // the chunk is taken — the raw file keeps every line. Only a chunk with no
 // countable record at all, or one past the size limits, is refused.
 func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *charge) (*batch, error) {
+	// klauspost's reader: the same checks (header, CRC-32, size) as the
+	// standard library's, at about twice its speed on agents' chunks;
+	// decompression was ~9 % of the console's CPU at fleet rate (issue 22).
 	zr, err := gzip.NewReader(body)
 	if err != nil {
 		return nil, fail(http.StatusBadRequest, "body is not gzip: %v", err)
