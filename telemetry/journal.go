@@ -353,8 +353,9 @@ func (p *Pipeline) spoolFull(budget time.Duration) error {
 
 // spoolLevel is the compression level of spooled chunks, with
 // github.com/klauspost/compress/gzip, whose output is a standard gzip member
-// (the console and `netward telemetry` read it with compress/gzip;
-// TestSpoolChunkStdlibGzip). Under a flood of blocked DNS names the agent
+// (the console's Kafka publisher and raw-chunk reader and `netward
+// telemetry` read it with compress/gzip, its ingest with klauspost's reader
+// held to compress/gzip's rules; TestSpoolChunkStdlibGzip). Under a flood of blocked DNS names the agent
 // closes ~20 chunks a second, and compressing them with the standard
 // library at BestSpeed was 13.5 % of the agent's CPU (issue 21). On a chunk
 // of 4,000 blocked answers (BenchmarkSpoolGzip, docs/dns.md "Fifteenth
