@@ -133,33 +133,42 @@ func plainString(b []byte, i int) (s []byte, end int, ok bool) {
 		return nil, 0, false
 	}
 	if escaped {
-		out := make([]byte, 0, len(s))
-		for k := 0; k < len(s); k++ {
-			if s[k] != '\\' {
-				out = append(out, s[k])
-				continue
-			}
-			k++
-			switch s[k] {
-			case '"', '\\', '/':
-				out = append(out, s[k])
-			case 'b':
-				out = append(out, '\b')
-			case 'f':
-				out = append(out, '\f')
-			case 'n':
-				out = append(out, '\n')
-			case 'r':
-				out = append(out, '\r')
-			case 't':
-				out = append(out, '\t')
-			default:
-				return nil, 0, false
-			}
+		if s, ok = unescapeShort(s); !ok {
+			return nil, 0, false
 		}
-		s = out
 	}
 	return s, j + 1, true
+}
+
+// unescapeShort resolves the one-letter escapes of s, the content of a JSON
+// string whose closing quote plainString found (so no backslash is last);
+// false for any other escape (\u), which json.Unmarshal then reads.
+func unescapeShort(s []byte) ([]byte, bool) {
+	out := make([]byte, 0, len(s))
+	for k := 0; k < len(s); k++ {
+		if s[k] != '\\' {
+			out = append(out, s[k])
+			continue
+		}
+		k++
+		switch s[k] {
+		case '"', '\\', '/':
+			out = append(out, s[k])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		default:
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // plainInt reads a JSON integer without fraction or exponent that fits

@@ -35,16 +35,23 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		var fast, ref record
-		errFast := decodeRecord(line, &fast, newInterner())
-		errRef := json.Unmarshal(line, &ref)
-		if (errFast == nil) != (errRef == nil) {
-			t.Fatalf("%q: decodeRecord err %v, json.Unmarshal err %v", line, errFast, errRef)
-		}
-		if errRef == nil && !reflect.DeepEqual(fast, ref) {
-			t.Fatalf("%q:\nfast %+v\nref  %+v", line, fast, ref)
-		}
+		decodesLikeUnmarshal(t, line)
 	})
+}
+
+// decodesLikeUnmarshal fails t unless decodeRecord and json.Unmarshal both
+// accept line with the same record or both refuse it.
+func decodesLikeUnmarshal(t *testing.T, line []byte) {
+	t.Helper()
+	var fast, ref record
+	errFast := decodeRecord(line, &fast, newInterner())
+	errRef := json.Unmarshal(line, &ref)
+	if (errFast == nil) != (errRef == nil) {
+		t.Fatalf("%q: decodeRecord err %v, json.Unmarshal err %v", line, errFast, errRef)
+	}
+	if errRef == nil && !reflect.DeepEqual(fast, ref) {
+		t.Fatalf("%q:\nfast %+v\nref  %+v", line, fast, ref)
+	}
 }
 
 // TestDecodeRecordFastPath: the agent's ordinary records, unknown fields
@@ -134,16 +141,7 @@ func TestPlainStringEveryPosition(t *testing.T) {
 			for _, sp := range specials {
 				s := strings.Repeat("a", pos) + sp + strings.Repeat("b", n-pos)
 				for _, tail := range []string{`","DeviceId":"d1"}`, ``} {
-					line := []byte(`{"RemoteUrl":"` + s + tail)
-					var fast, ref record
-					errFast := decodeRecord(line, &fast, newInterner())
-					errRef := json.Unmarshal(line, &ref)
-					if (errFast == nil) != (errRef == nil) {
-						t.Fatalf("%q: decodeRecord err %v, json.Unmarshal err %v", line, errFast, errRef)
-					}
-					if errRef == nil && !reflect.DeepEqual(fast, ref) {
-						t.Fatalf("%q:\nfast %+v\nref  %+v", line, fast, ref)
-					}
+					decodesLikeUnmarshal(t, []byte(`{"RemoteUrl":"`+s+tail))
 					// The closing quote: the first '"' not escaped.
 					q := `"` + s + tail
 					want := -1

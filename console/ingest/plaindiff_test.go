@@ -7,7 +7,8 @@ import (
 )
 
 // plainStringBytewise is plainString's scan as it was before the
-// eight-byte skip (79bb920^), the reference for FuzzPlainStringBytewise.
+// eight-byte skip (79bb920^), the reference for FuzzPlainStringBytewise;
+// the escapes it found are resolved by the same unescapeShort.
 func plainStringBytewise(b []byte, i int) (s []byte, end int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
 		return nil, 0, false
@@ -37,31 +38,9 @@ func plainStringBytewise(b []byte, i int) (s []byte, end int, ok bool) {
 		return nil, 0, false
 	}
 	if escaped {
-		out := make([]byte, 0, len(s))
-		for k := 0; k < len(s); k++ {
-			if s[k] != '\\' {
-				out = append(out, s[k])
-				continue
-			}
-			k++
-			switch s[k] {
-			case '"', '\\', '/':
-				out = append(out, s[k])
-			case 'b':
-				out = append(out, '\b')
-			case 'f':
-				out = append(out, '\f')
-			case 'n':
-				out = append(out, '\n')
-			case 'r':
-				out = append(out, '\r')
-			case 't':
-				out = append(out, '\t')
-			default:
-				return nil, 0, false
-			}
+		if s, ok = unescapeShort(s); !ok {
+			return nil, 0, false
 		}
-		s = out
 	}
 	return s, j + 1, true
 }
