@@ -768,6 +768,14 @@ func (in *Ingest) Run(ctx context.Context) error {
 		} else if n > 0 {
 			in.log.Info("ingest: raw chunks past retention removed", "chunks", n)
 		}
+		// The hunting index's rows of past hours into the per-day summary
+		// (PostgreSQL: store.FoldHuntDays); before compaction, which drops
+		// both tables' rows of the days past retention.
+		if f, err := in.cfg.Store.FoldHuntDays(ctx, in.now()); err != nil && ctx.Err() == nil {
+			in.log.Error("ingest: folding the hunting index into days failed; it is tried again in an hour (hunts read the rows not folded yet meanwhile)", "err", err)
+		} else if f.To > f.From {
+			in.log.Info("ingest: hunting index folded into days", "from", time.Unix(f.From, 0).UTC(), "to", time.Unix(f.To, 0).UTC(), "dayRows", f.Rows, "waited", f.Waited)
+		}
 		if st, err := in.Compact(ctx); err != nil && ctx.Err() == nil {
 			in.log.Error("ingest: compaction of old aggregates failed; it is tried again in an hour", "err", err)
 		} else if st.Days > 0 || st.DailyRowsDeleted > 0 {

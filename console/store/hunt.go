@@ -115,24 +115,44 @@ func (s *Store) HuntDevices(ctx context.Context, domains []string, p Period) ([]
 }
 
 // Devices sums the hunting index per device over a period: per day for
-// day periods (hunt_daily), per hour for hour periods.
+// day periods (hunt_daily, and on PostgreSQL the index rows of the last
+// hours not folded into it yet: huntfold.go), per hour for hour periods.
 func (h *Hunt) Devices(ctx context.Context, p Period) ([]HuntDevice, error) {
-	table, q := "hunt_index", "SELECT h.device_id, MIN(h.hour), MAX(h.hour), SUM(h.records) FROM hunt_index h WHERE %s AND h.hour >= ? AND h.hour < ?"
+	type part struct{ table, q string }
+	parts := []part{{"hunt_index", "SELECT h.device_id, MIN(h.hour) AS f, MAX(h.hour) AS l, SUM(h.records) AS n FROM hunt_index h WHERE %s AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id"}}
 	if p.Span == SpanDay {
-		table, q = "hunt_daily", "SELECT h.device_id, MIN(h.first_hour), MAX(h.last_hour), SUM(h.records) FROM hunt_daily h WHERE %s AND h.day >= ? AND h.day < ?"
+		parts = []part{{"hunt_daily", "SELECT h.device_id, MIN(h.first_hour) AS f, MAX(h.last_hour) AS l, SUM(h.records) AS n FROM hunt_daily h WHERE %s AND h.day >= ? AND h.day < ? GROUP BY h.device_id"}}
+		if h.s.dialect == Postgres {
+			parts = append(parts, part{"hunt_index", "SELECT h.device_id, MIN(h.hour) AS f, MAX(h.hour) AS l, SUM(h.records) AS n FROM hunt_index h " +
+				"WHERE %s AND NOT h.direct AND h.hour >= (SELECT f FROM hunt_watermark) AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id"})
+		}
 	}
-	c, err := h.cond(ctx, table)
-	if err != nil || !c.ok {
-		return nil, err
+	var qs []string
+	var args []any
+	for _, pt := range parts {
+		c, err := h.cond(ctx, pt.table)
+		if err != nil {
+			return nil, err
+		}
+		if c.ok {
+			qs = append(qs, fmt.Sprintf(pt.q, c.cond))
+			args = append(append(args, c.args...), p.From.Unix(), p.To.Unix())
+		}
 	}
-	args := append(append([]any{}, c.args...), p.From.Unix(), p.To.Unix())
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	// Each part sums its rows per device on its own index ranges; the few
+	// device rows of both are then added up, in one statement (one
+	// snapshot: a fold commits before it or after it, not between).
+	q := "SELECT u.device_id, MIN(u.f), MAX(u.l), SUM(u.n) FROM (" + strings.Join(qs, " UNION ALL ") + ") u GROUP BY u.device_id ORDER BY SUM(u.n) DESC, u.device_id"
 	return queryAll(ctx, h.s, func(sc scanner) (HuntDevice, error) {
 		var d HuntDevice
 		var f, l int64
 		err := sc.Scan(&d.DeviceID, &f, &l, &d.Records)
 		d.FirstHour, d.LastHour = time.Unix(f, 0).UTC(), time.Unix(l, 0).UTC()
 		return d, err
-	}, fmt.Sprintf(q, c.cond)+" GROUP BY h.device_id ORDER BY SUM(h.records) DESC, h.device_id", args...)
+	}, q, args...)
 }
 
 // HuntStart is where a hunt from `from` starts reading the index: no

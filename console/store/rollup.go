@@ -185,6 +185,9 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 		if k.Domain != "" {
 			rd := ReverseDomain(k.Domain)
 			hunt[huntKey{rd, k.Hour}] += c.Transactions
+			if pg { // the day rows come from the index rows (appendHunt)
+				continue
+			}
 			dk := huntKey{rd, bucketOf(k.Hour, SpanDay)}
 			v := huntDay[dk]
 			if v == nil {
@@ -297,30 +300,27 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 			"WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits", rows); err != nil {
 		return nil, fmt.Errorf("store: presence: %w", err)
 	}
-	rows = rows[:0]
-	for k, v := range huntDay {
-		rows = append(rows, []any{k.rdomain, k.hour, device, v.records, v.first, v.last})
-	}
-	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) VALUES ",
-		" ON CONFLICT (rdomain, day, device_id) DO UPDATE SET records = hunt_daily.records + excluded.records, "+
-			"first_hour = CASE WHEN excluded.first_hour < hunt_daily.first_hour THEN excluded.first_hour ELSE hunt_daily.first_hour END, "+
-			"last_hour = CASE WHEN excluded.last_hour > hunt_daily.last_hour THEN excluded.last_hour ELSE hunt_daily.last_hour END", rows); err != nil {
-		return nil, fmt.Errorf("store: hunting index: %w", err)
-	}
-	rows = rows[:0]
-	for k, n := range hunt {
-		rows = append(rows, []any{k.rdomain, k.hour, device, b.Meta.ChunkID, n})
-	}
-	// One row per domain and hour of this chunk, new: the chunk's own row
-	// refuses a second ingest in the same transaction, so PostgreSQL's
-	// table has no unique key to check (migration 0037). SQLite's table is
-	// its key.
-	huntConflict := ""
-	if !pg {
-		huntConflict = " ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records"
-	}
-	if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ", huntConflict, rows); err != nil {
-		return nil, fmt.Errorf("store: hunting index: %w", err)
+	if pg {
+		if err := s.appendHunt(ctx, tx, device, b.Meta.ChunkID, hunt); err != nil {
+			return nil, err
+		}
+	} else {
+		rows = rows[:0]
+		for k, v := range huntDay {
+			rows = append(rows, []any{k.rdomain, k.hour, device, v.records, v.first, v.last})
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) VALUES ",
+			" ON CONFLICT (rdomain, day, device_id) DO UPDATE SET "+huntDailyAdd, rows); err != nil {
+			return nil, fmt.Errorf("store: hunting index: %w", err)
+		}
+		rows = rows[:0]
+		for k, n := range hunt {
+			rows = append(rows, []any{k.rdomain, k.hour, device, b.Meta.ChunkID, n})
+		}
+		if err := s.upsertRows(ctx, tx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records) VALUES ",
+			" ON CONFLICT (rdomain, hour, device_id, chunk_id) DO UPDATE SET records = hunt_index.records + excluded.records", rows); err != nil {
+			return nil, fmt.Errorf("store: hunting index: %w", err)
+		}
 	}
 	if s.dialect == Postgres {
 		// Appended, folded later (FoldRollups).

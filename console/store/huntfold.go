@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// The hunting summary per day on PostgreSQL (migration 0038): a chunk
+// writes its index rows (domain × hour) only, and FoldHuntDays adds them to
+// hunt_daily (domain × day × device) behind a watermark, in one statement
+// for many chunks, instead of an upsert in every chunk's transaction
+// (docs/scale.md "Twelfth round").
+//
+// hunt_watermark holds w and f (hours, f <= w). An index row is in
+// hunt_daily exactly when it is direct or its hour is before f:
+//   - ingest marks a row direct when its hour is before w (a late chunk)
+//     and then adds it to hunt_daily in the same statement;
+//   - FoldHuntDays moves w forward, waits until every transaction that
+//     could still have read the old w has ended, then adds the rows that
+//     are not direct with an hour in [f, w) and sets f to that w, in one
+//     transaction;
+//   - a day-period hunt reads hunt_daily plus the index rows that are
+//     neither, in one statement (one snapshot).
+//
+// SQLite keeps the upsert in every chunk (one writer at a time; its
+// hunt_index has no direct column).
+
+// huntFoldLag is how far behind the clock's hour the watermark is kept: a
+// chunk's records are from the hour or two before its upload (an agent
+// closes a chunk after an hour), so only chunks of devices that were
+// offline add to hunt_daily themselves.
+const huntFoldLag = 2 * time.Hour
+
+// huntFoldWait bounds how long one FoldHuntDays waits for the
+// transactions that may have read the old watermark; past it, the fold is
+// left to the next call (nothing is lost: the rows wait with it).
+const huntFoldWait = time.Minute
+
+// huntDailyAdd is the ON CONFLICT update that adds a row to hunt_daily.
+const huntDailyAdd = "records = hunt_daily.records + excluded.records, " +
+	"first_hour = CASE WHEN excluded.first_hour < hunt_daily.first_hour THEN excluded.first_hour ELSE hunt_daily.first_hour END, " +
+	"last_hour = CASE WHEN excluded.last_hour > hunt_daily.last_hour THEN excluded.last_hour ELSE hunt_daily.last_hour END"
+
+// huntDaySQL is the day (Unix seconds, UTC) of an hour column, as
+// bucketOf(hour, SpanDay) computes it.
+func huntDaySQL(col string) string { return col + " - ((" + col + " % 86400) + 86400) % 86400" }
+
+// appendHunt writes a chunk's hunting index rows (PostgreSQL) in one
+// statement: every row with its direct mark, and the rows before the
+// watermark (a late chunk's; normally none) added to hunt_daily too. The
+// device and chunk are one value each, not an array of copies.
+func (s *Store) appendHunt(ctx context.Context, tx execer, device, chunk string, hunt map[huntKey]int64) error {
+	if len(hunt) == 0 {
+		return nil
+	}
+	rdomain, hour, records := make([]string, 0, len(hunt)), make([]int64, 0, len(hunt)), make([]int64, 0, len(hunt))
+	for k, n := range hunt {
+		rdomain, hour, records = append(rdomain, k.rdomain), append(hour, k.hour), append(records, n)
+	}
+	// The watermark is read by this statement, after the chunk's first
+	// statement gave its transaction an id: FoldHuntDays waits for every
+	// transaction with an id when w moved, so a transaction that read the
+	// old w has ended before the rows it marked are folded. A missing
+	// watermark row makes direct NULL, which the column refuses: the chunk
+	// fails loudly rather than leaving its rows out of both tables.
+	// hunt_daily's rows are locked in one order (rdomain in byte order,
+	// then day), as the fold locks them.
+	q := `WITH r AS (SELECT rdomain COLLATE "C" AS rdomain, hour, records FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(rdomain, hour, records)), ` +
+		"wm AS (SELECT (SELECT w FROM hunt_watermark) AS w), " +
+		"i AS (INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) SELECT r.rdomain, r.hour, $4::text, $5::text, r.records, r.hour < wm.w FROM r, wm) " +
+		"INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) " +
+		"SELECT r.rdomain, " + huntDaySQL("r.hour") + ", $4::text, SUM(r.records), MIN(r.hour), MAX(r.hour) FROM r, wm WHERE r.hour < wm.w " +
+		"GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (rdomain, day, device_id) DO UPDATE SET " + huntDailyAdd
+	if _, err := tx.ExecContext(ctx, q, rdomain, hour, records, device, chunk); err != nil {
+		return fmt.Errorf("store: hunting index: %w", err)
+	}
+	return nil
+}
+
+// HuntFold is what one FoldHuntDays did.
+type HuntFold struct {
+	// From and To are the hours folded, [From, To); equal when nothing was.
+	From, To int64
+	// Rows is how many hunt_daily rows the fold added to or made.
+	Rows int64
+	// Waited is how long it waited for the transactions that may have
+	// read the old watermark.
+	Waited time.Duration
+}
+
+// FoldHuntDays moves the hunting watermark to huntFoldLag before now's
+// hour and adds the index rows behind it to hunt_daily (PostgreSQL; a
+// no-op on SQLite). Safe to call from every replica at once: the
+// watermark row orders them, and a fold finds the hours another one did
+// already folded.
+func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, error) {
+	if s.dialect != Postgres {
+		return HuntFold{}, nil
+	}
+	// 1. Move w. Transactions that read the old w and have not ended may
+	// still mark rows of hours in [old w, new w) as not direct.
+	var w int64
+	if err := s.w.QueryRowContext(ctx, "UPDATE hunt_watermark SET w = GREATEST(w, $1) RETURNING w", hourOf(now.Add(-huntFoldLag))).Scan(&w); err != nil {
+		return HuntFold{}, fmt.Errorf("store: fold hunting days: move the watermark: %w", err)
+	}
+	// 2. Wait for them: every transaction in progress now (a snapshot
+	// taken after w committed) has ended once the oldest transaction still
+	// running is at or past this snapshot's xmax. A transaction that had
+	// no id yet has written nothing, so it reads the new w (appendHunt).
+	start := time.Now()
+	var xmax int64
+	if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmax(txid_current_snapshot())").Scan(&xmax); err != nil {
+		return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
+	}
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var done bool
+		if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1", xmax).Scan(&done); err != nil {
+			return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
+		}
+		if done {
+			break
+		}
+		if time.Since(start) > huntFoldWait {
+			return HuntFold{Waited: time.Since(start)}, fmt.Errorf("store: fold hunting days: transactions begun before the watermark moved still run after %s; the fold is tried again on the next pass", huntFoldWait)
+		}
+		select {
+		case <-ctx.Done():
+			return HuntFold{}, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	fold := HuntFold{Waited: time.Since(start)}
+	// 3. Fold [f, w) and move f, in one transaction; the row lock orders
+	// replicas folding at once. Only up to this call's w: a w another
+	// replica moved further since may still have its own wait to do.
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var f, cur int64
+		if err := tx.QueryRowContext(ctx, "SELECT f, w FROM hunt_watermark FOR UPDATE").Scan(&f, &cur); err != nil {
+			return err
+		}
+		to := min(w, cur)
+		fold.From, fold.To = f, max(f, to)
+		if to <= f {
+			return nil
+		}
+		r, err := tx.ExecContext(ctx, "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) "+
+			"SELECT rdomain, "+huntDaySQL("hour")+", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index "+
+			"WHERE NOT direct AND hour >= $1 AND hour < $2 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "+
+			"ON CONFLICT (rdomain, day, device_id) DO UPDATE SET "+huntDailyAdd, f, to)
+		if err != nil {
+			return err
+		}
+		if fold.Rows, err = r.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "UPDATE hunt_watermark SET f = $1", to)
+		return err
+	})
+	if err != nil {
+		return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
+	}
+	return fold, nil
+}
