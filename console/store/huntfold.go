@@ -147,8 +147,8 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 		}
 		r, err := tx.ExecContext(ctx, "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) "+
 			"SELECT rdomain, "+huntDaySQL("hour")+", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index "+
-			"WHERE NOT direct AND hour >= $1 AND hour < $2 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "+
-			"ON CONFLICT (rdomain, day, device_id) DO UPDATE SET "+huntDailyAdd, f, to)
+			"WHERE NOT direct AND hour >= $1 AND hour < $2 AND hour / 3600 >= $3 AND hour / 3600 < $4 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "+
+			"ON CONFLICT (rdomain, day, device_id) DO UPDATE SET "+huntDailyAdd, f, to, f/3600, (to+3599)/3600)
 		if err != nil {
 			return err
 		}

@@ -345,7 +345,7 @@ func TestHuntWatermarkMigration(t *testing.T) {
 		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
 		s.now = func() time.Time { return now }
 		h := HourOf(now)
-		rewindMigration(t, s, 38, "DROP TABLE hunt_watermark", "DROP INDEX hunt_index_hour", "ALTER TABLE hunt_index DROP COLUMN direct")
+		rewindMigration(t, s, 38, "DROP TABLE hunt_watermark", "DROP INDEX hunt_index_fold", "ALTER TABLE hunt_index DROP COLUMN direct")
 		want := huntWant{}
 		// An earlier version's chunk: both tables, no direct column.
 		old := func(dev, chunk string, hour, n int64) {
