@@ -105,18 +105,22 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	if err := s.w.QueryRowContext(ctx, "UPDATE hunt_watermark SET w = GREATEST(w, $1) RETURNING w", hourOf(now.Add(-huntFoldLag))).Scan(&w); err != nil {
 		return HuntFold{}, fmt.Errorf("store: fold hunting days: move the watermark: %w", err)
 	}
-	// 2. Wait for them: every transaction in progress now (a snapshot
-	// taken after w committed) has ended once the oldest transaction still
-	// running is at or past this snapshot's xmax. A transaction that had
-	// no id yet has written nothing, so it reads the new w (appendHunt).
+	// 2. Wait for them. A chunk that read the old w took its id (its first
+	// statement) before w committed, so before the id this statement's own
+	// transaction takes after it: all of them have ended once no id up to
+	// that one is running, i.e. a later snapshot's xmin is past it. (Not
+	// "xmin >= xmax of a snapshot taken after the move": a snapshot's xmax
+	// is the newest ended id + 1, which can be at or below the id of a
+	// chunk begun while the move was committing.) A transaction that had no
+	// id yet has written nothing, so it reads the new w (appendHunt).
 	start := time.Now()
-	var xmax int64
-	if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmax(txid_current_snapshot())").Scan(&xmax); err != nil {
+	var after int64
+	if err := s.w.QueryRowContext(ctx, "SELECT txid_current()").Scan(&after); err != nil {
 		return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
 	}
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		var done bool
-		if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1", xmax).Scan(&done); err != nil {
+		if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1", after).Scan(&done); err != nil {
 			return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
 		}
 		if done {
