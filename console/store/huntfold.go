@@ -47,6 +47,16 @@ const huntDailyAdd = "records = hunt_daily.records + excluded.records, " +
 // bucketOf(hour, SpanDay) computes it.
 func huntDaySQL(col string) string { return col + " - ((" + col + " % 86400) + 86400) % 86400" }
 
+// huntFoldSQL adds the index rows not direct of the hours [$1, $2) to
+// hunt_daily, locking its rows in the order appendHunt does. The range is
+// named on hour / 3600 too, for the BRIN index on it (migration 0038;
+// hours are whole).
+var huntFoldSQL = "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) " +
+	"SELECT rdomain, " + huntDaySQL("hour") + ", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index " +
+	"WHERE NOT direct AND hour / 3600 >= $1::bigint / 3600 AND hour / 3600 < ($2::bigint + 3599) / 3600 AND hour >= $1 AND hour < $2 " +
+	"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 " +
+	"ON CONFLICT (rdomain, day, device_id) DO UPDATE SET " + huntDailyAdd
+
 // appendHunt writes a chunk's hunting index rows (PostgreSQL) in one
 // statement: every row with its direct mark, and the rows before the
 // watermark (a late chunk's; normally none) added to hunt_daily too. The
@@ -149,10 +159,7 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 		if to <= f {
 			return nil
 		}
-		r, err := tx.ExecContext(ctx, "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) "+
-			"SELECT rdomain, "+huntDaySQL("hour")+", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index "+
-			"WHERE NOT direct AND hour >= $1 AND hour < $2 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "+
-			"ON CONFLICT (rdomain, day, device_id) DO UPDATE SET "+huntDailyAdd, f, to)
+		r, err := tx.ExecContext(ctx, huntFoldSQL, f, to)
 		if err != nil {
 			return err
 		}

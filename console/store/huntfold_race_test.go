@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,7 +84,8 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 		}
 		select {
 		case err := <-done:
-			t.Errorf("the fold ended (%v) while a chunk that read the old watermark was still open", err); done <- err
+			t.Errorf("the fold ended (%v) while a chunk that read the old watermark was still open", err)
+			done <- err
 		case <-time.After(700 * time.Millisecond):
 		}
 		if err := tx.Commit(); err != nil {
@@ -101,5 +104,49 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 		}
 		foldedExactly(t, s, "after the fold")
 		checkHunt(t, s, now, want, "after the fold")
+	})
+}
+
+// TestHuntFoldPlans: the fold's hour range reads the BRIN index, and the
+// BRIN index is not taken by the hunts of a domain over hours (hour
+// periods, and the rows of a day-period hunt not folded yet), which read
+// hunt_index_domain: a BRIN index on every row's hour made the planner
+// read every domain's rows of the hours for an hour-period hunt
+// (TestHuntIndexInsertOnlyMigration's plans). PostgreSQL.
+func TestHuntFoldPlans(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect != Postgres {
+			return
+		}
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+		h := HourOf(now)
+		first := HourOf(now.Add(-400 * time.Hour))
+		// 120 devices × 300 hours × 4 names in time order; the last 3
+		// hours not folded yet.
+		if _, err := s.w.ExecContext(ctx, "INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) "+
+			"SELECT CASE i % 4 WHEN 0 THEN 'com.example.www' WHEN 1 THEN 'com.example.mail' WHEN 2 THEN 'net.other' ELSE 'org.n' || (i % 97) END, "+
+			"$1::bigint + (i / 480) * 3600, 'g' || (i / 4 % 120), 'h' || (i / 480), 1, i / 480 < 297 FROM generate_series(0, 143999) AS i", first); err != nil {
+			t.Fatal(err)
+		}
+		setWatermark(t, s, first+297*3600, first+297*3600)
+		if _, err := s.w.ExecContext(ctx, "ANALYZE hunt_index"); err != nil {
+			t.Fatal(err)
+		}
+		rng := "(h.rdomain > ? AND h.rdomain < ?)"
+		hours := "SELECT h.device_id, MIN(h.hour), MAX(h.hour), SUM(h.records) FROM hunt_index h WHERE %s AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id"
+		for _, c := range []struct {
+			name, query, index string
+			args               []any
+		}{
+			{"fold", huntFoldSQL, "hunt_index_hour", []any{first + 297*3600, first + 300*3600}},
+			{"devices by range, a day", fmt.Sprintf(hours, rng), "hunt_index_domain", []any{"com.example.", "com.example/", h - 86400, h}},
+			{"devices by range, an hour", fmt.Sprintf(hours, rng), "hunt_index_domain", []any{"com.example.", "com.example/", h - 3600, h}},
+			{"unfolded rows by range, a month", fmt.Sprintf(huntUnfoldedSQL, rng), "hunt_index_domain", []any{"com.example.", "com.example/", h - 30*86400, h}},
+		} {
+			if plan := pgPlan(t, s, c.query, c.args...); !strings.Contains(plan, c.index) {
+				t.Errorf("%s: plan\n%s\nwant it to read %s", c.name, plan, c.index)
+			}
+		}
 	})
 }
