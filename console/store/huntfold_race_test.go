@@ -150,3 +150,96 @@ func TestHuntFoldPlans(t *testing.T) {
 		}
 	})
 }
+
+// TestHuntFoldOnlyToItsOwnWatermark: a fold folds up to the watermark it
+// moved and waited for, not to one another replica moved further while it
+// waited: a chunk that read the fold's watermark, still open, may have
+// marked rows of the hours between the two as not direct (PostgreSQL).
+func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect != Postgres {
+			return
+		}
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+		s.now = func() time.Time { return now }
+		h := HourOf(now)
+		setWatermark(t, s, h-8*3600, h-8*3600)
+		want := huntWant{}
+		huntPut(t, s, want, "d0", "early", "www.hunted.example", 3, h-7*3600)
+		// A transaction that keeps the fold waiting.
+		old, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer old.Rollback()
+		if _, err := old.ExecContext(ctx, "SELECT txid_current()"); err != nil {
+			t.Fatal(err)
+		}
+		fold := s.twin(t)
+		done := make(chan error, 1)
+		foldNow := now.Add(-4 * time.Hour) // w to h-6h
+		go func() { _, err := fold.FoldHuntDays(ctx, foldNow); done <- err }()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var n int
+			if err := s.w.QueryRowContext(ctx, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT txid_snapshot_xmin%'").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the fold did not wait")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if w, _ := watermark(t, s); w != h-6*3600 {
+			t.Fatalf("w = %d while the fold waits, want %d", w, h-6*3600)
+		}
+		// A chunk reads w = h-6h: its row of h-5h is not direct.
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
+			"d1", "mid", "mid", ms(now), "d1/mid", h-5*3600); err != nil {
+			t.Fatal(err)
+		}
+		b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "mid", SHA256: "mid", ReceivedAt: now, Path: "d1/mid"},
+			Traffic: map[TrafficKey]*Counters{{h - 5*3600, "", "www.hunted.example"}: {Transactions: 29}}}
+		want.add("d1", h-5*3600, 29)
+		if err := s.writeChunk(ctx, tx, b); err != nil {
+			t.Fatal(err)
+		}
+		// Another replica moves w past that hour (it would wait for the
+		// chunk before folding it).
+		if _, err := s.w.ExecContext(ctx, "UPDATE hunt_watermark SET w = $1", h-2*3600); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the fold did not end")
+		}
+		if _, f := watermark(t, s); f != h-6*3600 {
+			t.Errorf("f = %d after the fold, want its own w %d", f, h-6*3600)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		foldedExactly(t, s, "after the first fold")
+		checkHunt(t, s, now, want, "after the first fold")
+		if _, err := s.FoldHuntDays(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		foldedExactly(t, s, "after the second fold")
+		checkHunt(t, s, now, want, "after the second fold")
+	})
+}
