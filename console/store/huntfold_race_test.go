@@ -243,3 +243,36 @@ func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
 		checkHunt(t, s, now, want, "after the second fold")
 	})
 }
+
+// TestHuntFoldClockBehind: a replica whose clock is behind the one that
+// folded last moves nothing back and fails nothing (PostgreSQL).
+func TestHuntFoldClockBehind(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect != Postgres {
+			return
+		}
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+		s.now = func() time.Time { return now }
+		h := HourOf(now)
+		setWatermark(t, s, h-8*3600, h-8*3600)
+		want := huntWant{}
+		huntPut(t, s, want, "d0", "c0", "www.hunted.example", 5, h-6*3600, h-3*3600)
+		if _, err := s.FoldHuntDays(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.twin(t).FoldHuntDays(ctx, now.Add(-3*time.Hour))
+		if err != nil {
+			t.Fatalf("a fold with the clock 3 hours behind: %v", err)
+		}
+		if f.To != f.From {
+			t.Errorf("a fold with the clock behind folded [%d, %d)", f.From, f.To)
+		}
+		if w, f := watermark(t, s); w != h-2*3600 || f != h-2*3600 {
+			t.Errorf("w=%d f=%d after a fold with the clock behind, want both %d", w, f, h-2*3600)
+		}
+		huntPut(t, s, want, "d0", "c1", "www.hunted.example", 7, h-4*3600)
+		foldedExactly(t, s, "after both folds")
+		checkHunt(t, s, now, want, "after both folds")
+	})
+}
