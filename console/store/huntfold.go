@@ -47,6 +47,15 @@ const huntDailyAdd = "records = hunt_daily.records + excluded.records, " +
 // bucketOf(hour, SpanDay) computes it.
 func huntDaySQL(col string) string { return col + " - ((" + col + " % 86400) + 86400) % 86400" }
 
+// huntFoldWaitSQL is true once no transaction of this database with an
+// id up to $1 (a txid) is running. age() counts from one point within a
+// statement, so an older id has a greater age.
+const huntFoldWaitSQL = "SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1::bigint OR (" +
+	"NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL " +
+	"AND age(a.backend_xid) >= age(($1::bigint % 4294967296)::text::xid)) AND " +
+	"NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.database = current_database() " +
+	"AND age(p.transaction) >= age(($1::bigint % 4294967296)::text::xid)))"
+
 // huntFoldSQL adds the index rows not direct of the hours [$1, $2) to
 // hunt_daily, locking its rows in the order appendHunt does. The range is
 // named on hour / 3600 too, for the BRIN index on it (migration 0038;
@@ -123,6 +132,13 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	// is the newest ended id + 1, which can be at or below the id of a
 	// chunk begun while the move was committing.) A transaction that had no
 	// id yet has written nothing, so it reads the new w (appendHunt).
+	// Only this database's transactions can write hunt_index: past the
+	// cluster-wide xmin, the ones of this database with an id up to that
+	// one (sessions, prepared) are looked for by name, so a long write
+	// transaction or a forgotten prepared one in another database of the
+	// cluster does not hold the fold back for ever. (pg_stat_activity
+	// shows backend_xid of the sessions of the console's own role, which
+	// writes the chunks.)
 	start := time.Now()
 	var after int64
 	if err := s.w.QueryRowContext(ctx, "SELECT txid_current()").Scan(&after); err != nil {
@@ -130,7 +146,7 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	}
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		var done bool
-		if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1", after).Scan(&done); err != nil {
+		if err := s.w.QueryRowContext(ctx, huntFoldWaitSQL, after).Scan(&done); err != nil {
 			return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
 		}
 		if done {

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -274,5 +276,56 @@ func TestHuntFoldClockBehind(t *testing.T) {
 		huntPut(t, s, want, "d0", "c1", "www.hunted.example", 7, h-4*3600)
 		foldedExactly(t, s, "after both folds")
 		checkHunt(t, s, now, want, "after both folds")
+	})
+}
+
+// TestHuntFoldNotHeldByOtherDatabases: a write transaction left open in
+// another database of the cluster cannot have read this one's watermark;
+// the fold does not wait for it (it waited for its whole minute, then
+// failed, every hour). PostgreSQL.
+func TestHuntFoldNotHeldByOtherDatabases(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect != Postgres {
+			return
+		}
+		ctx := context.Background()
+		dsn, ok := dsns.Load(s)
+		if !ok {
+			t.Fatal("no DSN")
+		}
+		db, err := sql.Open("pgx", regexp.MustCompile(`dbname=[^ ]+`).ReplaceAllString(dsn.(string), "dbname=postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		other, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Rollback()
+		var name string
+		var xid int64
+		if err := other.QueryRowContext(ctx, "SELECT current_database(), txid_current()").Scan(&name, &xid); err != nil {
+			t.Fatal(err)
+		}
+		var mine string
+		if err := s.w.QueryRowContext(ctx, "SELECT current_database()").Scan(&mine); err != nil || mine == name {
+			t.Fatalf("the other transaction's database %q, the store's %q (%v)", name, mine, err)
+		}
+		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+		h := HourOf(now)
+		setWatermark(t, s, h-5*3600, h-5*3600)
+		want := huntWant{}
+		huntPut(t, s, want, "d0", "c0", "www.hunted.example", 4, h-4*3600)
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := s.FoldHuntDays(tctx, now); err != nil {
+			t.Fatalf("fold with a write transaction open in database %s: %v", name, err)
+		}
+		if _, f := watermark(t, s); f != h-2*3600 {
+			t.Errorf("f = %d, want %d", f, h-2*3600)
+		}
+		foldedExactly(t, s, "after the fold")
+		checkHunt(t, s, now, want, "after the fold")
 	})
 }
