@@ -63,10 +63,11 @@ func (s *Store) CompactTraffic(ctx context.Context, cut, dropBefore time.Time) (
 		// aggregates of the same traffic: they go by the same retention, or
 		// the app pages would show what device traffic no longer does.
 		// Presence rows go once their whole 32-bucket block is before d.
-		for _, q := range []struct {
+		type drop struct {
 			table, cond string
 			arg         int64
-		}{
+		}
+		drops := []drop{
 			{"roll_app", "bucket < ?", d}, {"roll_app_device", "bucket < ?", d},
 			{"roll_app_user", "bucket < ?", d}, {"roll_device", "bucket < ?", d},
 			{"presence_app_device", "span = 86400 AND block < ?", d / SpanDay / presenceBits},
@@ -74,7 +75,11 @@ func (s *Store) CompactTraffic(ctx context.Context, cut, dropBefore time.Time) (
 			{"presence_app_device", "span = 3600 AND block < ?", d / SpanHour / presenceBits},
 			{"presence_app_user", "span = 3600 AND block < ?", d / SpanHour / presenceBits},
 			{"hunt_daily", "day < ?", d}, {"hunt_index", "hour < ?", d},
-		} {
+		}
+		if s.dialect == Postgres { // the fold's days (migration 0038)
+			drops = append(drops, drop{"hunt_daily_folded", "day < ?", d})
+		}
+		for _, q := range drops {
 			r, err := s.exec(ctx, "DELETE FROM "+q.table+" WHERE "+q.cond, q.arg)
 			if err != nil {
 				return st, fmt.Errorf("store: drop %s past aggregate retention: %w", q.table, err)

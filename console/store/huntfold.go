@@ -8,30 +8,38 @@ import (
 )
 
 // The hunting summary per day on PostgreSQL (migration 0038): a chunk
-// writes its index rows (domain × hour) only, and FoldHuntDays adds them to
-// hunt_daily (domain × day × device) behind a watermark, in one statement
-// for many chunks, instead of an upsert in every chunk's transaction
-// (docs/scale.md "Twelfth round").
+// writes its index rows (domain × hour) only, and FoldHuntDays sums a
+// whole day of them per domain, day and device behind a watermark, in one
+// statement for the fleet, instead of an upsert in every chunk's
+// transaction (docs/scale.md "Twelfth round").
 //
-// hunt_watermark holds w and f (hours, f <= w). An index row is in
-// hunt_daily exactly when it is direct or its hour is before f:
+// hunt_watermark holds w and f (hours, f <= w). An index row is summed in
+// hunt_daily exactly when it is direct, in hunt_daily_folded exactly when
+// it is not and its hour is before f:
 //   - ingest marks a row direct when its hour is before w (a late chunk)
 //     and then adds it to hunt_daily in the same statement;
 //   - FoldHuntDays moves w forward, waits until every transaction that
-//     could still have read the old w has ended, then adds the rows that
-//     are not direct with an hour in [f, w) and sets f to that w, in one
-//     transaction;
-//   - a day-period hunt reads hunt_daily plus the index rows that are
-//     neither, in one statement (one snapshot).
+//     could still have read the old w has ended, then inserts the sums of
+//     the rows that are not direct with an hour in [f, w) into
+//     hunt_daily_folded and sets f to that w, in one transaction;
+//   - a day-period hunt reads both tables plus the index rows in neither,
+//     in one statement (one snapshot).
 //
 // SQLite keeps the upsert in every chunk (one writer at a time; its
 // hunt_index has no direct column).
 
-// huntFoldLag is how far behind the clock's hour the watermark is kept: a
-// chunk's records are from the hour or two before its upload (an agent
-// closes a chunk after an hour), so only chunks of devices that were
-// offline add to hunt_daily themselves.
+// The watermark is the start of the UTC day huntFoldLag ago: a day is
+// folded once it has ended and the chunks of its last hours have come in
+// (an agent closes a chunk after an hour), so only chunks of devices that
+// were offline add to hunt_daily themselves. Folding a whole day at once
+// is what saves work: a device's name seen in k hours of a day is one
+// hunt_daily row written once, where every hourly chunk upserted it (k
+// row versions); a day-period hunt reads at most the last ~26 hours from
+// the index instead.
 const huntFoldLag = 2 * time.Hour
+
+// huntWatermarkAt is the watermark for the clock at now.
+func huntWatermarkAt(now time.Time) int64 { return bucketOf(hourOf(now.Add(-huntFoldLag)), SpanDay) }
 
 // huntFoldWait bounds how long one FoldHuntDays waits for the
 // transactions that may have read the old watermark; past it, the fold is
@@ -46,25 +54,6 @@ const huntDailyAdd = "records = hunt_daily.records + excluded.records, " +
 // huntDaySQL is the day (Unix seconds, UTC) of an hour column, as
 // bucketOf(hour, SpanDay) computes it.
 func huntDaySQL(col string) string { return col + " - ((" + col + " % 86400) + 86400) % 86400" }
-
-// huntFoldWaitSQL is true once no transaction of this database with an
-// id up to $1 (a txid) is running. age() counts from one point within a
-// statement, so an older id has a greater age.
-const huntFoldWaitSQL = "SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1::bigint OR (" +
-	"NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL " +
-	"AND age(a.backend_xid) >= age(($1::bigint % 4294967296)::text::xid)) AND " +
-	"NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.database = current_database() " +
-	"AND age(p.transaction) >= age(($1::bigint % 4294967296)::text::xid)))"
-
-// huntFoldSQL adds the index rows not direct of the hours [$1, $2) to
-// hunt_daily, locking its rows in the order appendHunt does. The range is
-// named on hour / 3600 too, for the BRIN index on it (migration 0038;
-// hours are whole).
-var huntFoldSQL = "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) " +
-	"SELECT rdomain, " + huntDaySQL("hour") + ", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index " +
-	"WHERE NOT direct AND hour / 3600 >= $1::bigint / 3600 AND hour / 3600 < ($2::bigint + 3599) / 3600 AND hour >= $1 AND hour < $2 " +
-	"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 " +
-	"ON CONFLICT (rdomain, day, device_id) DO UPDATE SET " + huntDailyAdd
 
 // appendHunt writes a chunk's hunting index rows (PostgreSQL) in one
 // statement: every row with its direct mark, and the rows before the
@@ -102,16 +91,16 @@ func (s *Store) appendHunt(ctx context.Context, tx execer, device, chunk string,
 type HuntFold struct {
 	// From and To are the hours folded, [From, To); equal when nothing was.
 	From, To int64
-	// Rows is how many hunt_daily rows the fold added to or made.
+	// Rows is how many hunt_daily_folded rows the fold made.
 	Rows int64
 	// Waited is how long it waited for the transactions that may have
 	// read the old watermark.
 	Waited time.Duration
 }
 
-// FoldHuntDays moves the hunting watermark to huntFoldLag before now's
-// hour and adds the index rows behind it to hunt_daily (PostgreSQL; a
-// no-op on SQLite). Safe to call from every replica at once: the
+// FoldHuntDays moves the hunting watermark to the start of the UTC day
+// huntFoldLag before now (huntWatermarkAt) and sums the index rows behind
+// it into hunt_daily_folded (PostgreSQL; a no-op on SQLite). Safe to call from every replica at once: the
 // watermark row orders them, and a fold finds the hours another one did
 // already folded.
 func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, error) {
@@ -121,24 +110,23 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	// 1. Move w. Transactions that read the old w and have not ended may
 	// still mark rows of hours in [old w, new w) as not direct.
 	var w int64
-	if err := s.w.QueryRowContext(ctx, "UPDATE hunt_watermark SET w = GREATEST(w, $1) RETURNING w", hourOf(now.Add(-huntFoldLag))).Scan(&w); err != nil {
+	if err := s.w.QueryRowContext(ctx, "UPDATE hunt_watermark SET w = GREATEST(w, $1) RETURNING w", huntWatermarkAt(now)).Scan(&w); err != nil {
 		return HuntFold{}, fmt.Errorf("store: fold hunting days: move the watermark: %w", err)
 	}
 	// 2. Wait for them. A chunk that read the old w took its id (its first
 	// statement) before w committed, so before the id this statement's own
 	// transaction takes after it: all of them have ended once no id up to
-	// that one is running, i.e. a later snapshot's xmin is past it. (Not
-	// "xmin >= xmax of a snapshot taken after the move": a snapshot's xmax
-	// is the newest ended id + 1, which can be at or below the id of a
-	// chunk begun while the move was committing.) A transaction that had no
-	// id yet has written nothing, so it reads the new w (appendHunt).
-	// Only this database's transactions can write hunt_index: past the
-	// cluster-wide xmin, the ones of this database with an id up to that
-	// one (sessions, prepared) are looked for by name, so a long write
-	// transaction or a forgotten prepared one in another database of the
-	// cluster does not hold the fold back for ever. (pg_stat_activity
-	// shows backend_xid of the sessions of the console's own role, which
-	// writes the chunks.)
+	// that one is running. (Not "xmin >= xmax of a snapshot taken after the
+	// move": a snapshot's xmax is the newest ended id + 1, which can be at
+	// or below the id of a chunk begun while the move was committing.) A
+	// transaction that had no id yet has written nothing, so it reads the
+	// new w (appendHunt). Only this database's transactions can write
+	// hunt_index: past the cluster-wide xmin, the ones of this database
+	// with an id up to that one (sessions, prepared) are looked for by
+	// name, so a long write transaction or a forgotten prepared one in
+	// another database of the cluster does not hold the fold back for
+	// ever. (pg_stat_activity shows backend_xid of the sessions of the
+	// console's own role, which writes the chunks.)
 	start := time.Now()
 	var after int64
 	if err := s.w.QueryRowContext(ctx, "SELECT txid_current()").Scan(&after); err != nil {
@@ -175,7 +163,7 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 		if to <= f {
 			return nil
 		}
-		r, err := tx.ExecContext(ctx, huntFoldSQL, f, to)
+		r, err := tx.ExecContext(ctx, huntFoldSQL, huntFoldArgs(f, to)...)
 		if err != nil {
 			return err
 		}
@@ -190,3 +178,23 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	}
 	return fold, nil
 }
+
+// huntFoldWaitSQL is true once no transaction of this database with an
+// id up to $1 (a txid) is running. age() counts from one point within a
+// statement, so an older id has a greater age.
+const huntFoldWaitSQL = "SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1::bigint OR (" +
+	"NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL " +
+	"AND age(a.backend_xid) >= age(($1::bigint % 4294967296)::text::xid)) AND " +
+	"NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.database = current_database() " +
+	"AND age(p.transaction) >= age(($1::bigint % 4294967296)::text::xid)))"
+
+// huntFoldSQL sums the index rows not direct of the hours [$1, $2) into
+// hunt_daily_folded, a row per domain, day and device: plain inserts, in
+// the table's index order. The hour numbers $3 and $4 let the planner
+// read only those hours' pages through the BRIN index on hour / 3600
+// (migration 0038).
+var huntFoldSQL = "INSERT INTO hunt_daily_folded (rdomain, day, device_id, records, first_hour, last_hour) " +
+	"SELECT rdomain, " + huntDaySQL("hour") + ", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index " +
+	"WHERE NOT direct AND hour >= $1 AND hour < $2 AND hour / 3600 >= $3 AND hour / 3600 < $4 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+
+func huntFoldArgs(from, to int64) []any { return []any{from, to, from / 3600, (to + 3599) / 3600} }

@@ -25,10 +25,10 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 			return
 		}
 		ctx := context.Background()
-		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+		now := time.Now().UTC().Truncate(24 * time.Hour).Add(-11*time.Hour - 30*time.Minute)
 		s.now = func() time.Time { return now }
-		h := HourOf(now)
-		setWatermark(t, s, h-5*3600, h-5*3600)
+		W := huntWatermarkAt(now)
+		setWatermark(t, s, W-86400, W-86400)
 		want := huntWant{}
 		hold, err := s.w.BeginTx(ctx, nil)
 		if err != nil {
@@ -65,7 +65,7 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 		}
 		defer tx.Rollback()
 		if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-			"d1", "during", "during", ms(now), "d1/during", h-3*3600); err != nil {
+			"d1", "during", "during", ms(now), "d1/during", W-3*3600); err != nil {
 			t.Fatal(err)
 		}
 		var chunkXID int64
@@ -76,8 +76,8 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 			t.Fatalf("the chunk's transaction id %d is not after the fold's %d", chunkXID, foldXID)
 		}
 		b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "during", SHA256: "during", ReceivedAt: now, Path: "d1/during"},
-			Traffic: map[TrafficKey]*Counters{{h - 3*3600, "", "www.hunted.example"}: {Transactions: 23}}}
-		want.add("d1", h-3*3600, 23)
+			Traffic: map[TrafficKey]*Counters{{W - 3*3600, "", "www.hunted.example"}: {Transactions: 23}}}
+		want.add("d1", W-3*3600, 23)
 		if err := s.writeChunk(ctx, tx, b); err != nil {
 			t.Fatal(err)
 		}
@@ -101,8 +101,8 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the fold did not end after the chunk committed")
 		}
-		if _, f := watermark(t, s); f != h-2*3600 {
-			t.Errorf("f = %d after the fold, want %d", f, h-2*3600)
+		if _, f := watermark(t, s); f != W {
+			t.Errorf("f = %d after the fold, want %d", f, W)
 		}
 		foldedExactly(t, s, "after the fold")
 		checkHunt(t, s, now, want, "after the fold")
@@ -141,7 +141,7 @@ func TestHuntFoldPlans(t *testing.T) {
 			name, query, index string
 			args               []any
 		}{
-			{"fold", huntFoldSQL, "hunt_index_hour", []any{first + 297*3600, first + 300*3600}},
+			{"fold", huntFoldSQL, "hunt_index_fold", huntFoldArgs(first+297*3600, first+300*3600)},
 			{"devices by range, a day", fmt.Sprintf(hours, rng), "hunt_index_domain", []any{"com.example.", "com.example/", h - 86400, h}},
 			{"devices by range, an hour", fmt.Sprintf(hours, rng), "hunt_index_domain", []any{"com.example.", "com.example/", h - 3600, h}},
 			{"unfolded rows by range, a month", fmt.Sprintf(huntUnfoldedSQL, rng), "hunt_index_domain", []any{"com.example.", "com.example/", h - 30*86400, h}},
@@ -163,12 +163,12 @@ func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
 			return
 		}
 		ctx := context.Background()
-		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+		now := time.Now().UTC().Truncate(24 * time.Hour).Add(-11*time.Hour - 30*time.Minute)
 		s.now = func() time.Time { return now }
-		h := HourOf(now)
-		setWatermark(t, s, h-8*3600, h-8*3600)
+		W := huntWatermarkAt(now)
+		setWatermark(t, s, W-2*86400, W-2*86400)
 		want := huntWant{}
-		huntPut(t, s, want, "d0", "early", "www.hunted.example", 3, h-7*3600)
+		huntPut(t, s, want, "d0", "early", "www.hunted.example", 3, W-2*86400+3600)
 		// A transaction that keeps the fold waiting.
 		old, err := s.w.BeginTx(ctx, nil)
 		if err != nil {
@@ -180,7 +180,7 @@ func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
 		}
 		fold := s.twin(t)
 		done := make(chan error, 1)
-		foldNow := now.Add(-4 * time.Hour) // w to h-6h
+		foldNow := now.Add(-24 * time.Hour) // w to W - 1 day
 		go func() { _, err := fold.FoldHuntDays(ctx, foldNow); done <- err }()
 		for deadline := time.Now().Add(10 * time.Second); ; {
 			var n int
@@ -195,28 +195,28 @@ func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		if w, _ := watermark(t, s); w != h-6*3600 {
-			t.Fatalf("w = %d while the fold waits, want %d", w, h-6*3600)
+		if w, _ := watermark(t, s); w != W-86400 {
+			t.Fatalf("w = %d while the fold waits, want %d", w, W-86400)
 		}
-		// A chunk reads w = h-6h: its row of h-5h is not direct.
+		// A chunk reads w = W - 1 day: its row of that day is not direct.
 		tx, err := s.w.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tx.Rollback()
 		if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-			"d1", "mid", "mid", ms(now), "d1/mid", h-5*3600); err != nil {
+			"d1", "mid", "mid", ms(now), "d1/mid", W-86400+3*3600); err != nil {
 			t.Fatal(err)
 		}
 		b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "mid", SHA256: "mid", ReceivedAt: now, Path: "d1/mid"},
-			Traffic: map[TrafficKey]*Counters{{h - 5*3600, "", "www.hunted.example"}: {Transactions: 29}}}
-		want.add("d1", h-5*3600, 29)
+			Traffic: map[TrafficKey]*Counters{{W - 86400 + 3*3600, "", "www.hunted.example"}: {Transactions: 29}}}
+		want.add("d1", W-86400+3*3600, 29)
 		if err := s.writeChunk(ctx, tx, b); err != nil {
 			t.Fatal(err)
 		}
 		// Another replica moves w past that hour (it would wait for the
 		// chunk before folding it).
-		if _, err := s.w.ExecContext(ctx, "UPDATE hunt_watermark SET w = $1", h-2*3600); err != nil {
+		if _, err := s.w.ExecContext(ctx, "UPDATE hunt_watermark SET w = $1", W); err != nil {
 			t.Fatal(err)
 		}
 		if err := old.Commit(); err != nil {
@@ -230,8 +230,8 @@ func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the fold did not end")
 		}
-		if _, f := watermark(t, s); f != h-6*3600 {
-			t.Errorf("f = %d after the fold, want its own w %d", f, h-6*3600)
+		if _, f := watermark(t, s); f != W-86400 {
+			t.Errorf("f = %d after the fold, want its own w %d", f, W-86400)
 		}
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
@@ -254,26 +254,26 @@ func TestHuntFoldClockBehind(t *testing.T) {
 			return
 		}
 		ctx := context.Background()
-		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
+		now := time.Now().UTC().Truncate(24 * time.Hour).Add(-11*time.Hour - 30*time.Minute)
 		s.now = func() time.Time { return now }
-		h := HourOf(now)
-		setWatermark(t, s, h-8*3600, h-8*3600)
+		W := huntWatermarkAt(now)
+		setWatermark(t, s, W-2*86400, W-2*86400)
 		want := huntWant{}
-		huntPut(t, s, want, "d0", "c0", "www.hunted.example", 5, h-6*3600, h-3*3600)
+		huntPut(t, s, want, "d0", "c0", "www.hunted.example", 5, W-2*86400+5*3600, W-86400+3*3600)
 		if _, err := s.FoldHuntDays(ctx, now); err != nil {
 			t.Fatal(err)
 		}
-		f, err := s.twin(t).FoldHuntDays(ctx, now.Add(-3*time.Hour))
+		f, err := s.twin(t).FoldHuntDays(ctx, now.Add(-30*time.Hour))
 		if err != nil {
-			t.Fatalf("a fold with the clock 3 hours behind: %v", err)
+			t.Fatalf("a fold with the clock 30 hours behind: %v", err)
 		}
 		if f.To != f.From {
 			t.Errorf("a fold with the clock behind folded [%d, %d)", f.From, f.To)
 		}
-		if w, f := watermark(t, s); w != h-2*3600 || f != h-2*3600 {
-			t.Errorf("w=%d f=%d after a fold with the clock behind, want both %d", w, f, h-2*3600)
+		if w, f := watermark(t, s); w != W || f != W {
+			t.Errorf("w=%d f=%d after a fold with the clock behind, want both %d", w, f, W)
 		}
-		huntPut(t, s, want, "d0", "c1", "www.hunted.example", 7, h-4*3600)
+		huntPut(t, s, want, "d0", "c1", "www.hunted.example", 7, W-86400+4*3600)
 		foldedExactly(t, s, "after both folds")
 		checkHunt(t, s, now, want, "after both folds")
 	})
@@ -312,18 +312,19 @@ func TestHuntFoldNotHeldByOtherDatabases(t *testing.T) {
 		if err := s.w.QueryRowContext(ctx, "SELECT current_database()").Scan(&mine); err != nil || mine == name {
 			t.Fatalf("the other transaction's database %q, the store's %q (%v)", name, mine, err)
 		}
-		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
-		h := HourOf(now)
-		setWatermark(t, s, h-5*3600, h-5*3600)
+		now := time.Now().UTC().Truncate(24 * time.Hour).Add(-11*time.Hour - 30*time.Minute)
+		s.now = func() time.Time { return now }
+		W := huntWatermarkAt(now)
+		setWatermark(t, s, W-86400, W-86400)
 		want := huntWant{}
-		huntPut(t, s, want, "d0", "c0", "www.hunted.example", 4, h-4*3600)
+		huntPut(t, s, want, "d0", "c0", "www.hunted.example", 4, W-20*3600)
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if _, err := s.FoldHuntDays(tctx, now); err != nil {
 			t.Fatalf("fold with a write transaction open in database %s: %v", name, err)
 		}
-		if _, f := watermark(t, s); f != h-2*3600 {
-			t.Errorf("f = %d, want %d", f, h-2*3600)
+		if _, f := watermark(t, s); f != W {
+			t.Errorf("f = %d, want %d", f, W)
 		}
 		foldedExactly(t, s, "after the fold")
 		checkHunt(t, s, now, want, "after the fold")

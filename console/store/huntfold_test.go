@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,49 +77,48 @@ func watermark(t *testing.T, s *Store) (w, f int64) {
 	return w, f
 }
 
-// foldedExactly requires hunt_daily to hold exactly the index rows a fold
-// has covered (direct, or before f), summed per domain, day and device.
+// foldedExactly requires the two per-day tables to hold exactly the index
+// rows summed into them, per domain, day and device: hunt_daily the direct
+// ones, hunt_daily_folded the others before f (one row per key).
 func foldedExactly(t *testing.T, s *Store, when string) {
 	t.Helper()
-	q := "SELECT COUNT(*) FROM (SELECT rdomain, day, device_id, records, first_hour, last_hour FROM hunt_daily " +
-		"EXCEPT SELECT rdomain, " + huntDaySQL("hour") + ", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index " +
-		"WHERE direct OR hour < (SELECT f FROM hunt_watermark) GROUP BY 1, 2, 3) x"
-	var n int64
-	if err := s.w.QueryRowContext(context.Background(), q).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	var m int64
-	if err := s.w.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM (SELECT rdomain, "+huntDaySQL("hour")+", device_id FROM hunt_index WHERE direct OR hour < (SELECT f FROM hunt_watermark) GROUP BY 1, 2, 3) x").Scan(&m); err != nil {
-		t.Fatal(err)
-	}
-	if days := countRows(t, s, "hunt_daily"); n != 0 || days != m {
-		t.Fatalf("%s: %d hunt_daily rows differ from the index rows folded into them; %d rows, want %d", when, n, days, m)
+	for _, c := range []struct{ table, rows string }{{"hunt_daily", "direct"}, {"hunt_daily_folded", "NOT direct AND hour < (SELECT f FROM hunt_watermark)"}} {
+		sums := "SELECT rdomain, " + huntDaySQL("hour") + ", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index WHERE " + c.rows + " GROUP BY 1, 2, 3"
+		table := "SELECT rdomain, day, device_id, records, first_hour, last_hour FROM " + c.table
+		for _, q := range []string{"(" + table + " EXCEPT ALL " + sums + ") x", "(" + sums + " EXCEPT ALL " + table + ") x"} {
+			if n := countRows(t, s, q); n != 0 {
+				t.Fatalf("%s: %d rows of %s are not the sums of the index rows %s (or the other way)", when, n, c.table, c.rows)
+			}
+		}
 	}
 }
 
 // TestHuntFoldDays: on PostgreSQL a chunk adds its hunting index rows to
-// the per-day summary only when they are behind the watermark; the fold
-// moves the rest later. A day-period hunt answers the same before and
-// after every fold, late chunks and chunks of the current hours alike;
-// folds are idempotent and two replicas folding at once count nothing
-// twice. On SQLite every chunk adds its day rows itself, and the same
-// hunts hold.
+// the per-day summary only when they are behind the watermark (the start
+// of a day); the fold moves the rest once their day is over. A day-period
+// hunt answers the same before and after every fold, late chunks and
+// chunks of the current hours alike; folds are idempotent and two
+// replicas folding at once count nothing twice. On SQLite every chunk adds
+// its day rows itself, and the same hunts hold.
 func TestHuntFoldDays(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
+		const day = 86400
 		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
 		s.now = func() time.Time { return now }
 		h := HourOf(now)
+		d0 := bucketOf(h, SpanDay) // today
 		pg := s.dialect == Postgres
 		if pg {
-			setWatermark(t, s, h-5*3600, h-5*3600)
+			setWatermark(t, s, d0-day, d0-day)
 		}
 		want := huntWant{}
-		// Across the watermark: hours 9 and 6 before now's are behind it
-		// (direct), 4, 1 and 0 are not; a chunk spanning both sides.
-		huntPut(t, s, want, "d1", "c1", "www.hunted.example", 3, h-9*3600, h-6*3600)
-		huntPut(t, s, want, "d1", "c2", "api.hunted.example", 5, h-4*3600, h)
-		huntPut(t, s, want, "d2", "c3", "hunted.example", 7, h-6*3600, h-3600)
+		// Across the watermark (yesterday's start): the day before
+		// yesterday is behind it (direct); yesterday, from its first
+		// hour, and today are not.
+		huntPut(t, s, want, "d1", "c1", "www.hunted.example", 3, d0-2*day+5*3600, d0-day+3*3600)
+		huntPut(t, s, want, "d1", "c2", "api.hunted.example", 5, d0-3600, h)
+		huntPut(t, s, want, "d2", "c3", "hunted.example", 7, d0-2*day+7*3600, d0-day)
 		huntPut(t, s, want, "d3", "c4", "other.example", 11, h) // does not match
 		delete(want, "d3")
 		checkHunt(t, s, now, want, "before any fold")
@@ -129,38 +129,41 @@ func TestHuntFoldDays(t *testing.T) {
 			checkHunt(t, s, now, want, "after FoldHuntDays on SQLite")
 			return
 		}
-		if n := countRowsWhere(t, s, "hunt_index", "direct"); n != 3 {
-			t.Errorf("%d hunt_index rows direct, want 3 (the hours behind the watermark)", n)
+		if n := countRowsWhere(t, s, "hunt_index", "direct"); n != 2 {
+			t.Errorf("%d hunt_index rows direct, want 2 (the hours behind the watermark)", n)
 		}
 		foldedExactly(t, s, "before any fold")
-
-		f, err := s.FoldHuntDays(ctx, now)
+		// Before the lag has passed since midnight: yesterday stays.
+		if f, err := s.FoldHuntDays(ctx, time.Unix(d0+3600, 0)); err != nil || f.From != f.To {
+			t.Errorf("fold at 01:00 = %+v, %v; want nothing folded before 02:00", f, err)
+		}
+		f, err := s.FoldHuntDays(ctx, time.Unix(d0+2*3600, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.From != h-5*3600 || f.To != h-2*3600 || f.Rows == 0 {
-			t.Errorf("fold = %+v; want [%d, %d) with rows", f, h-5*3600, h-2*3600)
+		if f.From != d0-day || f.To != d0 || f.Rows == 0 {
+			t.Errorf("fold = %+v; want [%d, %d) with rows", f, d0-day, d0)
 		}
-		if w, fw := watermark(t, s); w != h-2*3600 || fw != w {
-			t.Errorf("watermark after the fold w=%d f=%d, want both %d", w, fw, h-2*3600)
+		if w, fw := watermark(t, s); w != d0 || fw != w {
+			t.Errorf("watermark after the fold w=%d f=%d, want both %d", w, fw, d0)
 		}
 		checkHunt(t, s, now, want, "after the first fold")
 		foldedExactly(t, s, "after the first fold")
-		if again, err := s.FoldHuntDays(ctx, now); err != nil || again.From != again.To || again.Rows != 0 {
+		if again, err := s.FoldHuntDays(ctx, time.Unix(d0+5*3600, 0)); err != nil || again.From != again.To || again.Rows != 0 {
 			t.Errorf("the same fold again = %+v, %v; want nothing folded", again, err)
 		}
 		checkHunt(t, s, now, want, "after the same fold again")
 		// A row at the watermark's hour itself: not direct, not folded.
-		huntPut(t, s, want, "d5", "c7", "hunted.example", 23, h-2*3600)
+		huntPut(t, s, want, "d5", "c7", "hunted.example", 23, d0)
 		checkHunt(t, s, now, want, "with a row at the watermark's hour")
 
 		// A late chunk (behind the new watermark) and one of the current
-		// hour, then two replicas folding three hours later at once.
-		huntPut(t, s, want, "d2", "c5", "www.hunted.example", 13, h-30*3600, h-3*3600)
+		// hour, then two replicas folding the next day at once.
+		huntPut(t, s, want, "d2", "c5", "www.hunted.example", 13, d0-10*day+3600, d0-3600)
 		huntPut(t, s, want, "d4", "c6", "hunted.example", 17, h)
 		checkHunt(t, s, now, want, "after a late chunk")
 		foldedExactly(t, s, "after a late chunk")
-		later := now.Add(3 * time.Hour)
+		later := time.Unix(d0+day+3*3600, 0)
 		other := s.twin(t)
 		var wg sync.WaitGroup
 		folds := make([]HuntFold, 2)
@@ -175,23 +178,32 @@ func TestHuntFoldDays(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if w, fw := watermark(t, s); w != h+3600 || fw != w {
-			t.Errorf("watermark after two replicas folded w=%d f=%d, want both %d", w, fw, h+3600)
+		if w, fw := watermark(t, s); w != d0+day || fw != w {
+			t.Errorf("watermark after two replicas folded w=%d f=%d, want both %d", w, fw, d0+day)
 		}
-		if folds[0].To-folds[0].From+folds[1].To-folds[1].From != 3*3600 {
-			t.Errorf("two replicas' folds %+v: want the three hours folded once between them", folds)
+		if folds[0].To-folds[0].From+folds[1].To-folds[1].From != day {
+			t.Errorf("two replicas' folds %+v: want the day folded once between them", folds)
 		}
 		checkHunt(t, s, later, want, "after two replicas folded")
 		foldedExactly(t, s, "after two replicas folded")
 		if n := countRowsWhere(t, s, "hunt_index", "NOT direct AND hour >= (SELECT f FROM hunt_watermark)"); n != 0 {
-			t.Errorf("%d index rows left unfolded behind the clock", n)
+			t.Errorf("%d index rows of past days left unfolded", n)
+		}
+		// Aggregate retention takes the folded days with the rest.
+		if _, err := s.CompactTraffic(ctx, later, later.Add(24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"hunt_daily_folded", "hunt_daily", "hunt_index"} {
+			if n := countRows(t, s, table); n != 0 {
+				t.Errorf("%s keeps %d rows past aggregate retention", table, n)
+			}
 		}
 	})
 }
 
 // TestHuntFoldWaitsForOpenChunks: a chunk whose transaction read the
 // watermark before the fold moved it, and has not committed, marks its
-// rows of the hours the fold is about to take as not direct; the fold must
+// rows of the day the fold is about to take as not direct; the fold must
 // wait for it, or those rows would be in neither table (PostgreSQL).
 func TestHuntFoldWaitsForOpenChunks(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *Store) {
@@ -201,8 +213,8 @@ func TestHuntFoldWaitsForOpenChunks(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
 		s.now = func() time.Time { return now }
-		h := HourOf(now)
-		setWatermark(t, s, h-5*3600, h-5*3600)
+		d0 := bucketOf(HourOf(now), SpanDay)
+		setWatermark(t, s, d0-86400, d0-86400)
 		want := huntWant{}
 		// The chunk as ingest writes it — its row first, then its
 		// aggregates — in a transaction left open.
@@ -212,17 +224,17 @@ func TestHuntFoldWaitsForOpenChunks(t *testing.T) {
 		}
 		defer tx.Rollback()
 		b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "open", SHA256: "open", ReceivedAt: now, Path: "d1/open"},
-			Traffic: map[TrafficKey]*Counters{{h - 3*3600, "", "www.hunted.example"}: {Transactions: 19}}}
-		want.add("d1", h-3*3600, 19)
+			Traffic: map[TrafficKey]*Counters{{d0 - 3*3600, "", "www.hunted.example"}: {Transactions: 19}}}
+		want.add("d1", d0-3*3600, 19)
 		if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-			"d1", "open", "open", ms(now), "d1/open", h-3*3600); err != nil {
+			"d1", "open", "open", ms(now), "d1/open", d0-3*3600); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.writeChunk(ctx, tx, b); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
-		go func() { _, err := s.FoldHuntDays(ctx, now); done <- err }()
+		go func() { _, err := s.FoldHuntDays(ctx, time.Unix(d0+3*3600, 0)); done <- err }()
 		select {
 		case err := <-done:
 			t.Fatalf("the fold ended (%v) while a chunk that read the old watermark was still open", err)
@@ -239,8 +251,8 @@ func TestHuntFoldWaitsForOpenChunks(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the fold did not end after the open chunk committed")
 		}
-		if w, f := watermark(t, s); f != h-2*3600 || w != f {
-			t.Errorf("watermark w=%d f=%d after the fold, want both %d", w, f, h-2*3600)
+		if w, f := watermark(t, s); f != d0 || w != f {
+			t.Errorf("watermark w=%d f=%d after the fold, want both %d", w, f, d0)
 		}
 		foldedExactly(t, s, "after the fold")
 		checkHunt(t, s, now, want, "after the fold")
@@ -248,7 +260,7 @@ func TestHuntFoldWaitsForOpenChunks(t *testing.T) {
 }
 
 // TestHuntFoldUnderIngest: chunks of many devices ingested on two replicas
-// while both fold with a clock that moves an hour a step; each chunk has
+// while both fold with a clock that moves six hours a step; each chunk has
 // hours on both sides of the moving watermark. At the end every index row
 // is in hunt_daily exactly once and the hunt answers what was sent
 // (PostgreSQL).
@@ -258,18 +270,19 @@ func TestHuntFoldUnderIngest(t *testing.T) {
 			return
 		}
 		ctx := context.Background()
-		base := time.Now().UTC().Truncate(time.Hour).Add(-20 * time.Hour)
+		base := time.Now().UTC().Truncate(24 * time.Hour).Add(-3 * 24 * time.Hour)
 		var mu sync.Mutex
 		clock := base
 		now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 		s.now = now
 		other := s.twin(t)
 		other.now = now
-		setWatermark(t, s, HourOf(base)-2*3600, HourOf(base)-2*3600)
+		setWatermark(t, s, huntWatermarkAt(base), huntWatermarkAt(base))
 		want := huntWant{}
 		var wmu sync.Mutex
 		stop := make(chan struct{})
 		var folders sync.WaitGroup
+		var folded sync.Map
 		for _, st := range []*Store{s, other} {
 			folders.Add(1)
 			go func() {
@@ -280,9 +293,13 @@ func TestHuntFoldUnderIngest(t *testing.T) {
 						return
 					default:
 					}
-					if _, err := st.FoldHuntDays(ctx, now()); err != nil {
+					f, err := st.FoldHuntDays(ctx, now())
+					if err != nil {
 						t.Error(err)
 						return
+					}
+					if f.To > f.From {
+						folded.Store(f.From, f.To)
 					}
 				}
 			}()
@@ -296,11 +313,11 @@ func TestHuntFoldUnderIngest(t *testing.T) {
 				for i := range 40 {
 					if g == 0 && i%5 == 4 {
 						mu.Lock()
-						clock = clock.Add(time.Hour)
+						clock = clock.Add(6 * time.Hour)
 						mu.Unlock()
 					}
 					h := HourOf(now())
-					hours := []int64{h - 3*3600, h - 2*3600, h - 3600, h}
+					hours := []int64{h - 5*3600, h - 3*3600, h - 3600, h}
 					local := huntWant{}
 					huntPut(t, st, local, fmt.Sprintf("d%d", g), fmt.Sprintf("c%d-%d", g, i), "www.hunted.example", int64(1+i%7), hours...)
 					wmu.Lock()
@@ -315,7 +332,12 @@ func TestHuntFoldUnderIngest(t *testing.T) {
 		ingest.Wait()
 		close(stop)
 		folders.Wait()
-		end := now().Add(5 * time.Hour)
+		n := 0
+		folded.Range(func(_, _ any) bool { n++; return true })
+		if n == 0 {
+			t.Error("no fold moved a day while the chunks came in")
+		}
+		end := now().Add(3 * 24 * time.Hour)
 		if _, err := s.FoldHuntDays(ctx, end); err != nil {
 			t.Fatal(err)
 		}
@@ -324,11 +346,8 @@ func TestHuntFoldUnderIngest(t *testing.T) {
 		}
 		foldedExactly(t, s, "after ingest and folds")
 		checkHunt(t, s, end, want, "after ingest and folds")
-		var direct int64
-		if err := s.w.QueryRowContext(ctx, "SELECT COUNT(*) FROM hunt_index WHERE direct").Scan(&direct); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%d index rows, %d direct (written behind the watermark)", countRows(t, s, "hunt_index"), direct)
+		t.Logf("%d index rows, %d direct (written behind the watermark); %d folds moved a day during ingest",
+			countRows(t, s, "hunt_index"), countRowsWhere(t, s, "hunt_index", "direct"), n)
 	})
 }
 
@@ -345,7 +364,7 @@ func TestHuntWatermarkMigration(t *testing.T) {
 		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
 		s.now = func() time.Time { return now }
 		h := HourOf(now)
-		rewindMigration(t, s, 38, "DROP TABLE hunt_watermark", "DROP INDEX hunt_index_hour", "ALTER TABLE hunt_index DROP COLUMN direct")
+		rewindMigration(t, s, 38, "DROP TABLE hunt_watermark", "DROP TABLE hunt_daily_folded", "DROP INDEX hunt_index_fold", "ALTER TABLE hunt_index DROP COLUMN direct")
 		want := huntWant{}
 		// An earlier version's chunk: both tables, no direct column.
 		old := func(dev, chunk string, hour, n int64) {
@@ -369,8 +388,8 @@ func TestHuntWatermarkMigration(t *testing.T) {
 		if n := countRowsWhere(t, s, "hunt_index", "NOT direct"); n != 0 {
 			t.Errorf("%d rows written before the migration are not direct", n)
 		}
-		if w, f := watermark(t, s); w != f || w > h || w < h-3*3600 {
-			t.Errorf("watermark after the migration w=%d f=%d, want both two hours before the clock's hour %d", w, f, h)
+		if w, f := watermark(t, s); w != f || (w != huntWatermarkAt(now) && w != huntWatermarkAt(now.Add(time.Hour))) {
+			t.Errorf("watermark after the migration w=%d f=%d, want both at the start of the day two hours ago (%d)", w, f, huntWatermarkAt(now))
 		}
 		checkHunt(t, s, now, want, "after the migration")
 		// An earlier replica keeps writing during the upgrade; a new one
@@ -378,11 +397,14 @@ func TestHuntWatermarkMigration(t *testing.T) {
 		old("d2", "o3", h, 5)
 		huntPut(t, s, want, "d2", "n1", "www.hunted.example", 7, h, h-3600)
 		checkHunt(t, s, now, want, "with both versions writing")
-		if _, err := s.FoldHuntDays(ctx, now.Add(4*time.Hour)); err != nil {
+		if _, err := s.FoldHuntDays(ctx, now.Add(2*24*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		foldedExactly(t, s, "after the fold")
-		checkHunt(t, s, now.Add(4*time.Hour), want, "after the fold")
+		if n := countRowsWhere(t, s, "hunt_index", "NOT direct AND hour >= (SELECT f FROM hunt_watermark)"); n != 0 {
+			t.Errorf("%d index rows left unfolded", n)
+		}
+		checkHunt(t, s, now.Add(2*24*time.Hour), want, "after the fold")
 	})
 }
 
@@ -407,71 +429,159 @@ func huntBenchStore(b *testing.B) *Store {
 
 // BenchmarkHuntMonth: a month's hunt of a name every device asks every
 // hour (the admin's first hunt, and the costliest), 1,000 devices × 720
-// hours, with the last hours waiting for the fold as they do between two
-// passes ("unfolded") and with every hour folded into days (what every
-// chunk's own upsert gave before migration 0038). Profiling aid: compare
-// the two in one run (docs/scale.md "Twelfth round").
+// hours: "before" as every chunk's upsert left it (all of it in
+// hunt_daily), "unfolded" with the last 26 hours waiting for the fold (the
+// most they do, at 01:59 UTC), "folded" after the fold moved them into
+// hunt_daily_folded. Profiling aid: compare them in one run
+// (docs/scale.md "Twelfth round").
 func BenchmarkHuntMonth(b *testing.B) {
 	s := huntBenchStore(b)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	s.now = func() time.Time { return now }
 	h := HourOf(now)
-	w := h - 3*3600 // as after a pass an hour ago: up to four hours wait
-	for _, q := range []string{
-		fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %d", w, w),
-		fmt.Sprintf("INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) "+
-			"SELECT 'com.popular', %[1]d - hr * 3600, 'd' || lpad(CAST(d AS TEXT), 4, '0'), 'c' || hr, 5, %[1]d - hr * 3600 < %[2]d "+
-			"FROM generate_series(0, 999) AS d, generate_series(0, 719) AS hr", h, w),
-		"INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) SELECT rdomain, " + huntDaySQL("hour") +
-			", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index WHERE direct GROUP BY 1, 2, 3",
-		"ANALYZE hunt_index", "ANALYZE hunt_daily",
-	} {
-		if _, err := s.w.ExecContext(ctx, q); err != nil {
-			b.Fatal(err)
+	w := h - 26*3600
+	sqls := func(b *testing.B, qs ...string) {
+		for _, q := range qs {
+			if _, err := s.w.ExecContext(ctx, q); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
+	daily := "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) SELECT rdomain, " + huntDaySQL("hour") +
+		", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index WHERE direct GROUP BY 1, 2, 3"
+	sqls(b, fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %d", h+86400, h+86400),
+		fmt.Sprintf("INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) "+
+			"SELECT 'com.popular', %d - hr * 3600, 'd' || lpad(CAST(d AS TEXT), 4, '0'), 'c' || hr, 5, true "+
+			"FROM generate_series(0, 999) AS d, generate_series(0, 719) AS hr", h),
+		daily, "ANALYZE hunt_index", "ANALYZE hunt_daily")
 	month := PeriodFor(now.Add(-30*24*time.Hour), now, now)
 	hunt := func(b *testing.B) {
 		for b.Loop() {
 			d, err := s.HuntDevices(ctx, []string{"popular.com"}, month)
-			if err != nil || len(d) != 1000 {
-				b.Fatalf("hunt = %d devices, %v", len(d), err)
+			if err != nil || len(d) != 1000 || d[0].Records != 5*720 {
+				b.Fatalf("hunt = %d devices (%+v…), %v", len(d), d[:min(1, len(d))], err)
 			}
 		}
 	}
+	b.Run("before", hunt)
+	sqls(b, fmt.Sprintf("UPDATE hunt_index SET direct = false WHERE hour >= %d", w), "DELETE FROM hunt_daily", daily,
+		fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %d", w, w), "ANALYZE hunt_index", "ANALYZE hunt_daily")
 	b.Run("unfolded", hunt)
-	if _, err := s.FoldHuntDays(ctx, now.Add(5*time.Hour)); err != nil {
+	if _, err := s.FoldHuntDays(ctx, now.Add(48*time.Hour)); err != nil {
 		b.Fatal(err)
 	}
+	sqls(b, "ANALYZE hunt_daily_folded")
 	b.Run("folded", hunt)
 }
 
-// BenchmarkHuntFold: the fold of one hour of index rows, 1,000 devices ×
-// 200 names, per index row (ns/row): what the per-chunk upsert it replaces
-// cost per row is in docs/scale.md "Twelfth round".
-func BenchmarkHuntFold(b *testing.B) {
-	s := huntBenchStore(b)
-	ctx := context.Background()
-	h := HourOf(time.Now()) - 100*3600
-	if _, err := s.w.ExecContext(ctx, "UPDATE hunt_watermark SET w = $1, f = $1", h); err != nil {
+// BenchmarkHuntDayWork: the work that makes hunt_daily for one day of
+// 100 devices sending a chunk an hour (24 chunks each, 100 names a chunk),
+// per index row (ns/row), as ingest did it before migration 0038 — an
+// upsert in every chunk's transaction ("perchunk": the same statement,
+// sent pipelined 24 chunks to a round trip, so the commits and round
+// trips of a real chunk are not counted) — and as the fold does it, once
+// for the day ("fold"; the index rows are written in both designs and not
+// counted). "every-hour": a device sees each of its 100 names in every
+// hour (24 row versions a day per name before, one now); "once-a-day":
+// every name of a device in one hour only (one row either way).
+func BenchmarkHuntDayWork(b *testing.B) {
+	const devices, names = 100, 100
+	const rows = devices * 24 * names
+	for _, pattern := range []struct {
+		name string
+		sql  string // the name of the i-th name of hour hr
+	}{{"every-hour", "'com.name' || n"}, {"once-a-day", "'com.name' || (hr * 100 + n)"}} {
+		nameOf := func(hr, n int) string {
+			if pattern.name == "every-hour" {
+				return fmt.Sprintf("com.name%d", n)
+			}
+			return fmt.Sprintf("com.name%d", hr*100+n)
+		}
+		b.Run(pattern.name+"/perchunk", func(b *testing.B) {
+			s := huntBenchStore(b)
+			ctx := context.Background()
+			day0 := bucketOf(HourOf(time.Now()), SpanDay) - 400*86400
+			i := 0
+			for b.Loop() {
+				d := day0 + int64(i)*86400
+				i++
+				for dev := range devices {
+					q := &pgQueue{}
+					for hr := range 24 {
+						var rd, dv []string
+						var day, rec, first, last []int64
+						for n := range names {
+							h := d + int64(hr)*3600
+							rd, dv = append(rd, nameOf(hr, n)), append(dv, fmt.Sprintf("d%d", dev))
+							day, rec, first, last = append(day, d), append(rec, 3), append(first, h), append(last, h)
+						}
+						q.queue("INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) "+
+							"ON CONFLICT (rdomain, day, device_id) DO UPDATE SET "+huntDailyAdd, rd, day, dv, rec, first, last)
+					}
+					if err := s.sendBatch(ctx, &q.batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
+		b.Run(pattern.name+"/fold", func(b *testing.B) {
+			s := huntBenchStore(b)
+			ctx := context.Background()
+			day0 := bucketOf(HourOf(time.Now()), SpanDay) - 400*86400
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				d := day0 + int64(i)*86400
+				i++
+				for _, q := range []string{
+					fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %d", d, d),
+					fmt.Sprintf("INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) "+
+						"SELECT %s, %d + hr * 3600, 'd' || dev, 'c' || hr, 3, false FROM generate_series(0, %d) AS dev, generate_series(0, 23) AS hr, generate_series(0, %d) AS n",
+						pattern.sql, d, devices-1, names-1),
+					"ANALYZE hunt_index",
+				} {
+					if _, err := s.w.ExecContext(ctx, q); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if i == 3 {
+					// Its scans (a benchmark's log keeps ten lines).
+					var scans []string
+					for _, l := range strings.Split(explain(b, s, huntFoldSQL, huntFoldArgs(d, d+86400)...), "\n") {
+						if strings.Contains(l, "Scan") || strings.Contains(l, "Cond") {
+							scans = append(scans, strings.TrimSpace(l))
+						}
+					}
+					b.Logf("the fold's scans: %s", strings.Join(scans, " | "))
+				}
+				b.StartTimer()
+				f, err := s.FoldHuntDays(ctx, time.Unix(d+86400, 0).Add(huntFoldLag))
+				if err != nil || f.To != d+86400 {
+					b.Fatalf("fold = %+v, %v; want up to %d", f, err, d+86400)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
+	}
+}
+
+// explain is PostgreSQL's plan for q.
+func explain(b *testing.B, s *Store, q string, args ...any) string {
+	b.Helper()
+	r, err := s.w.QueryContext(context.Background(), "EXPLAIN "+q, args...)
+	if err != nil {
 		b.Fatal(err)
 	}
-	const rows = 1000 * 200
-	i := 0
-	for b.Loop() {
-		b.StopTimer()
-		hour := h + int64(i)*3600
-		i++
-		if _, err := s.w.ExecContext(ctx, fmt.Sprintf("INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) "+
-			"SELECT 'com.name' || n, %d, 'd' || d, 'c', 3, false FROM generate_series(0, 999) AS d, generate_series(0, 199) AS n", hour)); err != nil {
+	defer r.Close()
+	var plan []string
+	for r.Next() {
+		var line string
+		if err := r.Scan(&line); err != nil {
 			b.Fatal(err)
 		}
-		b.StartTimer()
-		f, err := s.FoldHuntDays(ctx, time.Unix(hour+3600, 0).Add(huntFoldLag))
-		if err != nil || f.To != hour+3600 {
-			b.Fatalf("fold = %+v, %v; want up to %d", f, err, hour+3600)
-		}
+		plan = append(plan, line)
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+	return strings.Join(plan, "\n")
 }
