@@ -114,6 +114,12 @@ func (s *Store) HuntDevices(ctx context.Context, domains []string, p Period) ([]
 	return s.NewHunt(domains).Devices(ctx, p)
 }
 
+// huntUnfoldedSQL sums per device the index rows not summed in a day
+// table yet (PostgreSQL: not direct, at or after f); %s is the domain
+// condition.
+const huntUnfoldedSQL = "SELECT h.device_id, MIN(h.hour) AS f, MAX(h.hour) AS l, SUM(h.records) AS n FROM hunt_index h " +
+	"WHERE %s AND NOT h.direct AND h.hour >= (SELECT f FROM hunt_watermark) AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id"
+
 // Devices sums the hunting index per device over a period: per day for
 // day periods (hunt_daily, and on PostgreSQL the folded days and the index
 // rows of the last hours not folded yet: huntfold.go), per hour for hour
@@ -124,8 +130,7 @@ func (h *Hunt) Devices(ctx context.Context, p Period) ([]HuntDevice, error) {
 	if p.Span == SpanDay {
 		parts = []part{{"hunt_daily", "SELECT h.device_id, MIN(h.first_hour) AS f, MAX(h.last_hour) AS l, SUM(h.records) AS n FROM hunt_daily h WHERE %s AND h.day >= ? AND h.day < ? GROUP BY h.device_id"}}
 		if h.s.dialect == Postgres {
-			parts = append(parts, part{"hunt_daily_folded", "SELECT h.device_id, MIN(h.first_hour) AS f, MAX(h.last_hour) AS l, SUM(h.records) AS n FROM hunt_daily_folded h WHERE %s AND h.day >= ? AND h.day < ? GROUP BY h.device_id"}, part{"hunt_index", "SELECT h.device_id, MIN(h.hour) AS f, MAX(h.hour) AS l, SUM(h.records) AS n FROM hunt_index h " +
-				"WHERE %s AND NOT h.direct AND h.hour >= (SELECT f FROM hunt_watermark) AND h.hour >= ? AND h.hour < ? GROUP BY h.device_id"})
+			parts = append(parts, part{"hunt_daily_folded", "SELECT h.device_id, MIN(h.first_hour) AS f, MAX(h.last_hour) AS l, SUM(h.records) AS n FROM hunt_daily_folded h WHERE %s AND h.day >= ? AND h.day < ? GROUP BY h.device_id"}, part{"hunt_index", huntUnfoldedSQL})
 		}
 	}
 	var qs []string

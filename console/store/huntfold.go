@@ -113,18 +113,28 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	if err := s.w.QueryRowContext(ctx, "UPDATE hunt_watermark SET w = GREATEST(w, $1) RETURNING w", huntWatermarkAt(now)).Scan(&w); err != nil {
 		return HuntFold{}, fmt.Errorf("store: fold hunting days: move the watermark: %w", err)
 	}
-	// 2. Wait for them: every transaction in progress now (a snapshot
-	// taken after w committed) has ended once the oldest transaction still
-	// running is at or past this snapshot's xmax. A transaction that had
-	// no id yet has written nothing, so it reads the new w (appendHunt).
+	// 2. Wait for them. A chunk that read the old w took its id (its first
+	// statement) before w committed, so before the id this statement's own
+	// transaction takes after it: all of them have ended once no id up to
+	// that one is running. (Not "xmin >= xmax of a snapshot taken after the
+	// move": a snapshot's xmax is the newest ended id + 1, which can be at
+	// or below the id of a chunk begun while the move was committing.) A
+	// transaction that had no id yet has written nothing, so it reads the
+	// new w (appendHunt). Only this database's transactions can write
+	// hunt_index: past the cluster-wide xmin, the ones of this database
+	// with an id up to that one (sessions, prepared) are looked for by
+	// name, so a long write transaction or a forgotten prepared one in
+	// another database of the cluster does not hold the fold back for
+	// ever. (pg_stat_activity shows backend_xid of the sessions of the
+	// console's own role, which writes the chunks.)
 	start := time.Now()
-	var xmax int64
-	if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmax(txid_current_snapshot())").Scan(&xmax); err != nil {
+	var after int64
+	if err := s.w.QueryRowContext(ctx, "SELECT txid_current()").Scan(&after); err != nil {
 		return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
 	}
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		var done bool
-		if err := s.w.QueryRowContext(ctx, "SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1", xmax).Scan(&done); err != nil {
+		if err := s.w.QueryRowContext(ctx, huntFoldWaitSQL, after).Scan(&done); err != nil {
 			return HuntFold{}, fmt.Errorf("store: fold hunting days: %w", err)
 		}
 		if done {
@@ -168,6 +178,15 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	}
 	return fold, nil
 }
+
+// huntFoldWaitSQL is true once no transaction of this database with an
+// id up to $1 (a txid) is running. age() counts from one point within a
+// statement, so an older id has a greater age.
+const huntFoldWaitSQL = "SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1::bigint OR (" +
+	"NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL " +
+	"AND age(a.backend_xid) >= age(($1::bigint % 4294967296)::text::xid)) AND " +
+	"NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.database = current_database() " +
+	"AND age(p.transaction) >= age(($1::bigint % 4294967296)::text::xid)))"
 
 // huntFoldSQL sums the index rows not direct of the hours [$1, $2) into
 // hunt_daily_folded, a row per domain, day and device: plain inserts, in

@@ -26,8 +26,11 @@
 -- Rows written before this migration, and rows a console of an earlier
 -- version writes during a rolling upgrade (it upserts hunt_daily itself
 -- and names no `direct`), take the default, true: counted once. An
--- earlier version's day-period hunts leave out the last hours of chunks
--- upgraded replicas took until the fold moves them.
+-- earlier version's day-period hunts read hunt_daily only, so they leave
+-- out every chunk an upgraded replica took (folded into hunt_daily_folded
+-- or not yet) for as long as the earlier version runs; going back to it
+-- after this migration leaves those chunks out of day hunts for good
+-- (hour-period hunts, which read hunt_index, still find them).
 --
 -- ADD COLUMN with a constant default rewrites nothing (PostgreSQL 11+).
 -- The BRIN index finds the fold's hours in an insert-only table written in
