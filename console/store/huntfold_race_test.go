@@ -59,27 +59,13 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 		}
 		// A chunk begins now: its id is after the fold's, and it reads the
 		// old watermark (the move has not committed).
-		tx, err := s.w.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-			"d1", "during", "during", ms(now), "d1/during", W-3*3600); err != nil {
-			t.Fatal(err)
-		}
+		tx := openChunk(t, s, want, "d1", "during", W-3*3600, 23, now)
 		var chunkXID int64
 		if err := tx.QueryRowContext(ctx, "SELECT txid_current() % 4294967296").Scan(&chunkXID); err != nil {
 			t.Fatal(err)
 		}
 		if chunkXID <= foldXID {
 			t.Fatalf("the chunk's transaction id %d is not after the fold's %d", chunkXID, foldXID)
-		}
-		b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "during", SHA256: "during", ReceivedAt: now, Path: "d1/during"},
-			Traffic: map[TrafficKey]*Counters{{W - 3*3600, "", "www.hunted.example"}: {Transactions: 23}}}
-		want.add("d1", W-3*3600, 23)
-		if err := s.writeChunk(ctx, tx, b); err != nil {
-			t.Fatal(err)
 		}
 		if err := hold.Commit(); err != nil {
 			t.Fatal(err)
@@ -93,14 +79,7 @@ func TestHuntFoldWaitsForChunksBegunDuringTheMove(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("the fold did not end after the chunk committed")
-		}
+		foldEnds(t, done, "the chunk committed")
 		if _, f := watermark(t, s); f != W {
 			t.Errorf("f = %d after the fold, want %d", f, W)
 		}
@@ -199,21 +178,7 @@ func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
 			t.Fatalf("w = %d while the fold waits, want %d", w, W-86400)
 		}
 		// A chunk reads w = W - 1 day: its row of that day is not direct.
-		tx, err := s.w.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-			"d1", "mid", "mid", ms(now), "d1/mid", W-86400+3*3600); err != nil {
-			t.Fatal(err)
-		}
-		b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "mid", SHA256: "mid", ReceivedAt: now, Path: "d1/mid"},
-			Traffic: map[TrafficKey]*Counters{{W - 86400 + 3*3600, "", "www.hunted.example"}: {Transactions: 29}}}
-		want.add("d1", W-86400+3*3600, 29)
-		if err := s.writeChunk(ctx, tx, b); err != nil {
-			t.Fatal(err)
-		}
+		tx := openChunk(t, s, want, "d1", "mid", W-86400+3*3600, 29, now)
 		// Another replica moves w past that hour (it would wait for the
 		// chunk before folding it).
 		if _, err := s.w.ExecContext(ctx, "UPDATE hunt_watermark SET w = $1", W); err != nil {
@@ -222,14 +187,7 @@ func TestHuntFoldOnlyToItsOwnWatermark(t *testing.T) {
 		if err := old.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("the fold did not end")
-		}
+		foldEnds(t, done, "the transaction that held it back committed")
 		if _, f := watermark(t, s); f != W-86400 {
 			t.Errorf("f = %d after the fold, want its own w %d", f, W-86400)
 		}

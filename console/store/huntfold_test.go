@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"maps"
 	"strings"
@@ -75,6 +76,45 @@ func watermark(t *testing.T, s *Store) (w, f int64) {
 		t.Fatal(err)
 	}
 	return w, f
+}
+
+// openChunk begins a chunk's transaction as ingest writes it — its row in
+// chunks first, then its aggregates (n transactions to www.hunted.example
+// in hour) — adds it to want and leaves it open (rolled back at the end of
+// the test unless committed).
+func openChunk(t *testing.T, s *Store, want huntWant, dev, chunk string, hour, n int64, now time.Time) *sql.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+	if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
+		dev, chunk, chunk, ms(now), dev+"/"+chunk, hour); err != nil {
+		t.Fatal(err)
+	}
+	b := &ChunkBatch{Meta: ChunkMeta{DeviceID: dev, ChunkID: chunk, SHA256: chunk, ReceivedAt: now, Path: dev + "/" + chunk},
+		Traffic: map[TrafficKey]*Counters{{hour, "", "www.hunted.example"}: {Transactions: n}}}
+	if err := s.writeChunk(ctx, tx, b); err != nil {
+		t.Fatal(err)
+	}
+	want.add(dev, hour, n)
+	return tx
+}
+
+// foldEnds requires the fold reporting on done to end without an error
+// within 30 s.
+func foldEnds(t *testing.T, done <-chan error, after string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the fold did not end after %s", after)
+	}
 }
 
 // foldedExactly requires the two per-day tables to hold exactly the index
@@ -216,23 +256,8 @@ func TestHuntFoldWaitsForOpenChunks(t *testing.T) {
 		d0 := bucketOf(HourOf(now), SpanDay)
 		setWatermark(t, s, d0-86400, d0-86400)
 		want := huntWant{}
-		// The chunk as ingest writes it — its row first, then its
-		// aggregates — in a transaction left open.
-		tx, err := s.w.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		b := &ChunkBatch{Meta: ChunkMeta{DeviceID: "d1", ChunkID: "open", SHA256: "open", ReceivedAt: now, Path: "d1/open"},
-			Traffic: map[TrafficKey]*Counters{{d0 - 3*3600, "", "www.hunted.example"}: {Transactions: 19}}}
-		want.add("d1", d0-3*3600, 19)
-		if _, err := tx.ExecContext(ctx, "INSERT INTO chunks (device_id, chunk_id, sha256, compressed_bytes, records, received_at, path, first_hour) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-			"d1", "open", "open", ms(now), "d1/open", d0-3*3600); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.writeChunk(ctx, tx, b); err != nil {
-			t.Fatal(err)
-		}
+		// The chunk as ingest writes it, in a transaction left open.
+		tx := openChunk(t, s, want, "d1", "open", d0-3*3600, 19, now)
 		done := make(chan error, 1)
 		go func() { _, err := s.FoldHuntDays(ctx, time.Unix(d0+3*3600, 0)); done <- err }()
 		select {
@@ -243,14 +268,7 @@ func TestHuntFoldWaitsForOpenChunks(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("the fold did not end after the open chunk committed")
-		}
+		foldEnds(t, done, "the open chunk committed")
 		if w, f := watermark(t, s); f != d0 || w != f {
 			t.Errorf("watermark w=%d f=%d after the fold, want both %d", w, f, d0)
 		}
