@@ -164,9 +164,11 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	}
 	pg := s.dialect == Postgres
 	pendApp := map[rollKey]*rollVal{}
+	devHour := map[rollKey]*rollVal{} // PostgreSQL's roll_app_device rows, by hour
 	pendUsers := map[userRollKey]bool{}
 	for k, c := range b.Traffic {
 		if pg {
+			add(devHour, rollKey{SpanHour, k.Hour, k.AppID, rollupDomain(k)}, c, k.Hour)
 			span := pendingSpan(k.Hour)
 			add(pendApp, rollKey{span, bucketOf(k.Hour, span), k.AppID, k.Domain}, c, k.Hour)
 		}
@@ -175,7 +177,9 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 			if !pg {
 				add(app, rollKey{span, bk, k.AppID, k.Domain}, c, k.Hour)
 			}
-			add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
+			if !pg { // PostgreSQL: per hour (devHour), spans in SQL
+				add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
+			}
 			add(tot, rollKey{span: span, bucket: bk}, c, k.Hour)
 			if !pg { // PostgreSQL sets them with the rows (appDevicePresence)
 				pk, bit := presenceOf(span, bk)
@@ -274,10 +278,7 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	if pg {
 		// The device's presence bits come with its roll_app_device rows
 		// (appDevicePresence): no probe of a presence row per app and span.
-		for k, v := range dev {
-			rows = append(rows, append(append([]any{k.span, k.bucket, k.app, k.domain, device}, v.values()...), v.last))
-		}
-		if err := s.appDevicePresence(ctx, tx, rows); err != nil {
+		if err := s.appDevicePresence(ctx, tx, device, hourFloor, devHour); err != nil {
 			return nil, err
 		}
 		if err := rollTable(rollTableOf{"roll_device", tot}); err != nil {
@@ -358,44 +359,97 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	return fleet, nil
 }
 
-// appDevicePresence upserts a chunk's roll_app_device rows (PostgreSQL)
-// and, in the same statement, sets the presence_app_device bit of each
-// row it inserted: a device's presence bit of an app and bucket is set
-// exactly when its roll_app_device row of that bucket exists (applyRollups
-// writes both from the same keys, and nothing deletes a roll_app_device
-// row whose presence block stays but pruning and retention, which take
-// the buckets no chunk writes any more), so a row that was only updated
-// has its bit already. A chunk upserted both, and nearly every presence
-// probe found its bit set (docs/scale.md "Fifth round").
+// appDevicePresence writes a chunk's roll_app_device rows (PostgreSQL),
+// given per hour (devHour: span SpanHour, bucket the hour), in one
+// statement, and sets the presence_app_device bit of each row it
+// inserted: a device's presence bit of an app and bucket is set exactly
+// when a row of that bucket exists (nothing deletes a row whose presence
+// block stays but pruning and retention, which take the buckets no chunk
+// writes any more), so a row that was only updated has its bit already. A
+// chunk upserted both, and nearly every presence probe found its bit set
+// (docs/scale.md "Fifth round").
+//
+// Where a row goes is decided by the statement, with the hunting
+// watermark w it reads (migration 0039, docs/scale.md "Thirteenth
+// round"): a row of an hour at or after w, and within the hours kept
+// (hourFloor), goes into roll_app_device_hour only, its day left to the
+// fold (FoldHuntDays); any other row (a late chunk's) is written directly
+// into roll_app_device, in its hour's bucket when within the hours kept
+// and in its day's. The chunk's first statement gave its transaction an
+// id before this one reads w, so the fold's wait covers it (as
+// appendHunt). A missing watermark row writes every row directly, as
+// before migration 0039: counted once whatever the fold does (which fails
+// without the row).
 //
 // xmax = 0 tells an inserted row from an updated one: ON CONFLICT DO
 // UPDATE locks the existing row first, which leaves the updating
 // transaction's id in the new version's xmax. TestAppDevicePresence
 // compares the bits with SQLite's, which writes them directly.
-func (s *Store) appDevicePresence(ctx context.Context, tx execer, rows [][]any) error {
-	if len(rows) == 0 {
+//
+// Lock order: roll_app_device_hour's rows (this device's only), then
+// roll_app_device's in (span, bucket, app, domain) order in byte order
+// (as the fold's, which adds the device first, and as upsertRows sorted
+// them before), then presence_app_device's (the aggregate reads every
+// row inserted above before it yields one).
+func (s *Store) appDevicePresence(ctx context.Context, tx execer, device string, hourFloor int64, devHour map[rollKey]*rollVal) error {
+	if len(devHour) == 0 {
 		return nil
 	}
-	sortRows(rows) // one lock order (upsertRows)
-	const prefix = "INSERT INTO roll_app_device (span, bucket, app_id, domain, device_id, " + counterCols + ", last_hour) VALUES "
-	_, cols, ok := pgColumns(prefix, rows)
-	if !ok {
-		return fmt.Errorf("store: rollup roll_app_device: rows are not text and int64")
+	n := len(devHour)
+	hour, app, domain := make([]int64, 0, n), make([]string, 0, n), make([]string, 0, n)
+	var counters [8][]int64
+	for i := range counters {
+		counters[i] = make([]int64, 0, n)
 	}
-	sel, args := pgUnnest(cols, rows)
-	q := "WITH r AS (" + strings.TrimSuffix(prefix, "VALUES ") + sel +
-		" ON CONFLICT (span, bucket, app_id, domain, device_id) DO UPDATE SET " + addUpdate("roll_app_device") +
-		" RETURNING span, bucket, app_id, domain, device_id, xmax = 0 AS inserted)" +
-		" INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits)" +
-		" SELECT span, bucket / span / 32, app_id, domain, device_id, bit_or(CAST(1 AS BIGINT) << CAST(bucket / span % 32 AS INTEGER))" +
-		" FROM r WHERE inserted GROUP BY span, bucket / span / 32, app_id, domain, device_id ORDER BY 1, 2, 3, 4, 5" +
-		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits" +
-		" WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits"
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+	for k, v := range devHour {
+		hour, app, domain = append(hour, k.bucket), append(app, k.app), append(domain, k.domain)
+		for i, c := range v.values() {
+			counters[i] = append(counters[i], c.(int64))
+		}
+	}
+	args := []any{hour, app, domain}
+	for _, c := range counters {
+		args = append(args, c)
+	}
+	args = append(args, device, hourFloor)
+	if _, err := tx.ExecContext(ctx, appDeviceSQL, args...); err != nil {
 		return fmt.Errorf("store: rollup roll_app_device: %w", err)
 	}
 	return nil
 }
+
+// appDeviceSQL is appDevicePresence's statement: $1–$11 the rows (hour,
+// app, domain, the counters), $12 the device, $13 the first hour kept.
+var appDeviceSQL = func() string {
+	cols := strings.Split(counterCols, ", ")
+	var sums []string
+	for _, c := range cols {
+		sums = append(sums, "CAST(SUM("+c+") AS BIGINT)")
+	}
+	ph := "$1::bigint[], $2::text[], $3::text[]"
+	for i := range cols {
+		ph += fmt.Sprintf(", $%d::bigint[]", i+4)
+	}
+	const byteOrder = `app_id COLLATE "C", domain COLLATE "C"`
+	return "WITH r AS (SELECT u.*, COALESCE(u.hour < (SELECT w FROM hunt_watermark), true) OR u.hour < $13 AS direct " +
+		"FROM unnest(" + ph + ") AS u(hour, app_id, domain, " + counterCols + ")), " +
+		"h AS (INSERT INTO roll_app_device_hour (device_id, bucket, app_id, domain, " + counterCols + ", last_hour) " +
+		"SELECT $12::text, hour, app_id, domain, " + counterCols + ", hour FROM r WHERE NOT direct ORDER BY hour, " + byteOrder +
+		" ON CONFLICT (device_id, bucket, app_id, domain) DO UPDATE SET " + addUpdate("roll_app_device_hour") +
+		" RETURNING CAST(" + fmt.Sprint(SpanHour) + " AS BIGINT) AS span, bucket, app_id, domain, xmax = 0 AS inserted), " +
+		"d AS (INSERT INTO roll_app_device (span, bucket, app_id, domain, device_id, " + counterCols + ", last_hour) " +
+		"SELECT span, bucket, app_id, domain, $12::text, " + strings.Join(sums, ", ") + ", MAX(last_hour) FROM (" +
+		"SELECT CAST(" + fmt.Sprint(SpanHour) + " AS BIGINT) AS span, hour AS bucket, app_id, domain, " + counterCols + ", hour AS last_hour FROM r WHERE direct AND hour >= $13 " +
+		"UNION ALL SELECT CAST(" + fmt.Sprint(SpanDay) + " AS BIGINT), " + huntDaySQL("hour") + ", app_id, domain, " + counterCols + ", hour FROM r WHERE direct) x " +
+		"GROUP BY span, bucket, app_id, domain ORDER BY span, bucket, " + byteOrder +
+		" ON CONFLICT (span, bucket, app_id, domain, device_id) DO UPDATE SET " + addUpdate("roll_app_device") +
+		" RETURNING span, bucket, app_id, domain, xmax = 0 AS inserted) " +
+		"INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) " +
+		"SELECT span, bucket / span / 32, app_id, domain, $12::text, bit_or(CAST(1 AS BIGINT) << CAST(bucket / span % 32 AS INTEGER)) " +
+		"FROM (SELECT * FROM h UNION ALL SELECT * FROM d) x WHERE inserted GROUP BY span, bucket / span / 32, app_id, domain ORDER BY 1, 2, 3, 4" +
+		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits" +
+		" WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits"
+}()
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
 // pending tables (PostgreSQL; migration 0036): one row per table for the
@@ -695,7 +749,8 @@ func pgColumns(prefix string, rows [][]any) (table string, cols []column, ok boo
 }
 
 // PruneHourlyRollups drops hour buckets older than HourlyRollupKeep (day
-// buckets stay) and hunting index rows of chunks that retention removed.
+// buckets stay; on PostgreSQL an hour row of roll_app_device_hour only
+// once folded into its day).
 func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, error) {
 	if err := s.FoldRollups(ctx); err != nil { // what it drops must not come back
 		return 0, err
@@ -710,6 +765,17 @@ func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, e
 		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < ?", SpanHour, v)
 		if err != nil {
 			return total, fmt.Errorf("store: prune %s: %w", t, err)
+		}
+		n, _ := r.RowsAffected()
+		total += n
+	}
+	if s.dialect == Postgres {
+		// The hour rows of the devices' apps (migration 0039) go at the
+		// same cut, but never before the fold has added them to their
+		// day (g): a fold that keeps failing must not lose them.
+		r, err := s.exec(ctx, "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, (SELECT g FROM hunt_watermark))", cut)
+		if err != nil {
+			return total, fmt.Errorf("store: prune roll_app_device_hour: %w", err)
 		}
 		n, _ := r.RowsAffected()
 		total += n

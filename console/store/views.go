@@ -132,8 +132,18 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 		return err
 	}, func(ctx context.Context) (err error) {
 		args := append(append([]any{}, wargs...), margs...)
-		machines, err = queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE "+where+" AND (bits & "+mask+") <> 0 AND "+appCond+
-			" GROUP BY app_id, domain", args...)
+		q := "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE " + where + " AND (bits & " + mask + ") <> 0 AND " + appCond +
+			" GROUP BY app_id, domain"
+		if s.dialect == Postgres && p.Span == SpanDay {
+			// The days not folded yet have no day bits: their devices
+			// are those with hour rows (migration 0039), read in the
+			// same statement (one snapshot: a fold commits before it or
+			// after it).
+			q = "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM (SELECT app_id, domain, device_id FROM presence_app_device WHERE " + where + " AND (bits & " + mask + ") <> 0 AND " + appCond +
+				" UNION ALL SELECT app_id, domain, device_id FROM roll_app_device_hour WHERE bucket >= (SELECT g FROM hunt_watermark) AND bucket >= ? AND bucket < ? AND " + appCond + ") x GROUP BY app_id, domain"
+			args = append(args, p.From.Unix(), p.To.Unix())
+		}
+		machines, err = queryAll(ctx, s, scanCnt, q, args...)
 		return err
 	}, func(ctx context.Context) (err error) {
 		args := append(append(append([]any{}, margs...), wargs...), margs...)
@@ -212,7 +222,13 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 		d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM "+s.keyed("roll_app", "roll_app_app")+" WHERE "+fleetCond+" AND "+inPeriod+" GROUP BY bucket ORDER BY bucket", args(keyArgs)...)
 		return err
 	}, func(ctx context.Context) (err error) {
-		d.Machines, err = queryAll(ctx, s, scanBreakdown, s.appMachinesQuery(), args(keyArgs2)...)
+		q, a := s.appMachinesQuery(), args(keyArgs2)
+		if s.dialect == Postgres {
+			var src string
+			src, a = appDeviceRows(p, "app_id = ? AND domain = ?", keyArgs2)
+			q = "SELECT device_id, " + sumCols("") + ", MAX(last_hour) FROM " + src + " GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id"
+		}
+		d.Machines, err = queryAll(ctx, s, scanBreakdown, q, a...)
 		return err
 	}, func(ctx context.Context) (err error) {
 		d.Users, err = queryAll(ctx, s, func(sc scanner) (Named, error) {
@@ -240,6 +256,26 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 func (s *Store) appMachinesQuery() string {
 	return "SELECT device_id, " + sumCols("") + ", MAX(last_hour) FROM " + s.keyed("roll_app_device", "roll_app_device_app") + " WHERE app_id = ? AND domain = ? AND " + inPeriod +
 		" GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id"
+}
+
+// appDeviceRows is the rows of roll_app_device of a period that match
+// cond (arguments condArgs) on PostgreSQL, as a FROM item: since
+// migration 0039 a device's app rows of the hours not folded yet are in
+// roll_app_device_hour (appDevicePresence). An hour period adds that
+// table's rows to roll_app_device's hour rows (the late chunks'); a day
+// period adds its rows at or after g (not in a day row yet) to
+// roll_app_device's day rows. One statement reads both: one snapshot, so
+// a fold commits before it or after it, never between the two.
+func appDeviceRows(p Period, cond string, condArgs []any) (string, []any) {
+	unfolded := ""
+	if p.Span == SpanDay {
+		unfolded = " AND bucket >= (SELECT g FROM hunt_watermark)"
+	}
+	cols := "app_id, domain, device_id, " + counterCols + ", last_hour"
+	src := "(SELECT " + cols + " FROM roll_app_device WHERE " + cond + " AND " + inPeriod +
+		" UNION ALL SELECT " + cols + " FROM roll_app_device_hour WHERE " + cond + " AND bucket >= ? AND bucket < ?" + unfolded + ") r"
+	args := append(append(append(append([]any{}, condArgs...), p.args()...), condArgs...), p.From.Unix(), p.To.Unix())
+	return src, args
 }
 
 func (s *Store) appUsersQuery() string {
@@ -296,6 +332,13 @@ func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDe
 	for _, b := range d.Series {
 		d.Total.Add(b.Counters)
 	}
+	q := "SELECT app_id, domain, " + sumCols("") + ", MAX(last_hour) FROM " + s.keyed("roll_app_device", "roll_app_device_device") + " WHERE device_id = ? AND " + inPeriod +
+		" GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain"
+	if s.dialect == Postgres {
+		var src string
+		src, args = appDeviceRows(p, "device_id = ?", []any{device})
+		q = "SELECT app_id, domain, " + sumCols("") + ", MAX(last_hour) FROM " + src + " GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain"
+	}
 	d.Apps, err = queryAll(ctx, s, func(sc scanner) (AppStat, error) {
 		var a AppStat
 		var last int64
@@ -303,8 +346,7 @@ func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDe
 		a.LastSeen = time.Unix(last, 0).UTC()
 		a.Machines = 1
 		return a, err
-	}, "SELECT app_id, domain, "+sumCols("")+", MAX(last_hour) FROM "+s.keyed("roll_app_device", "roll_app_device_device")+" WHERE device_id = ? AND "+inPeriod+
-		" GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain", args...)
+	}, q, args...)
 	return d, err
 }
 
