@@ -121,9 +121,12 @@ func foldEnds(t *testing.T, done <-chan error, after string) {
 
 // foldedExactly requires the two per-day tables to hold exactly the index
 // rows summed into them, per domain, day and device: hunt_daily the direct
-// ones, hunt_daily_folded the others before f (one row per key).
+// ones, hunt_daily_folded the others before f (one row per key); and the
+// devices' app rollups, which the same fold folds, to be the traffic's
+// sums (appRowsExactly).
 func foldedExactly(t *testing.T, s *Store, when string) {
 	t.Helper()
+	appRowsExactly(t, s, when)
 	for _, c := range []struct{ table, rows string }{{"hunt_daily", "direct"}, {"hunt_daily_folded", "NOT direct AND hour < (SELECT f FROM hunt_watermark)"}} {
 		sums := "SELECT rdomain, " + huntDaySQL("hour") + ", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index WHERE " + c.rows + " GROUP BY 1, 2, 3"
 		table := "SELECT rdomain, day, device_id, records, first_hour, last_hour FROM " + c.table
