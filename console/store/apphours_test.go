@@ -84,7 +84,9 @@ func appHoursViews(t *testing.T, s *Store, now time.Time) []string {
 	for _, p := range []Period{
 		PeriodFor(now.Add(-6*time.Hour), now, now),                     // hours of today
 		PeriodFor(now.Add(-40*time.Hour), now.Add(-10*time.Hour), now), // hours across midnight
-		PeriodFor(d0.Add(-24*time.Hour), d0, now),                      // yesterday, per day
+		PeriodFor(d0.Add(-24*time.Hour), d0, now),                      // yesterday, per hour
+		{From: d0.Add(-24 * time.Hour), To: d0, Span: SpanDay},         // yesterday, per day
+		{From: d0, To: d0.Add(24 * time.Hour), Span: SpanDay},          // today, per day
 		PeriodFor(now.Add(-30*24*time.Hour), now, now),                 // the month
 		PeriodFor(d0.Add(-3*24*time.Hour), d0.Add(-24*time.Hour), now), // two days before yesterday
 	} {
@@ -219,9 +221,10 @@ func TestAppDeviceHoursSameViews(t *testing.T) {
 }
 
 // TestAppDeviceHoursPruneKeepsUnfolded: the hourly prune drops
-// roll_app_device_hour's rows older than the hours kept only once the fold
-// has added them to their day (g): with the fold failing for days, the
-// rows stay and the month's views still count them (PostgreSQL).
+// roll_app_device_hour's rows, and the hour presence bits, older than the
+// hours kept only once the fold has added them to their day (g): with the
+// fold failing for days, they stay and the month's views still count
+// them (PostgreSQL).
 func TestAppDeviceHoursPruneKeepsUnfolded(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *Store) {
 		if s.dialect != Postgres {
@@ -241,7 +244,11 @@ func TestAppDeviceHoursPruneKeepsUnfolded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		later := now.Add(2 * 24 * time.Hour) // d0-4 days + 1 hour is past the hours kept then
+		appsBefore, err := s.DiscoveredApps(ctx, month, false)
+		if err != nil || len(appsBefore) == 0 || appsBefore[0].Machines != 1 {
+			t.Fatalf("the month's apps = %+v, %v; want apps with their machine", appsBefore, err)
+		}
+		later := now.Add(4 * 24 * time.Hour) // d0-4 days + 1 hour, and its 32-hour presence block, are past the hours kept then
 		s.now = func() time.Time { return later }
 		if _, err := s.PruneHourlyRollups(ctx, later); err != nil {
 			t.Fatal(err)
@@ -251,6 +258,9 @@ func TestAppDeviceHoursPruneKeepsUnfolded(t *testing.T) {
 		}
 		if after, err := s.Machine(ctx, month, "d0"); err != nil || !reflect.DeepEqual(after, before) {
 			t.Fatalf("the month's machine view after the prune = %+v, %v; want %+v", after, err, before)
+		}
+		if after, err := s.DiscoveredApps(ctx, month, false); err != nil || !reflect.DeepEqual(after, appsBefore) {
+			t.Fatalf("the month's apps after the prune = %+v, %v; want %+v", after, err, appsBefore)
 		}
 		if _, err := s.FoldHuntDays(ctx, later); err != nil {
 			t.Fatal(err)

@@ -758,11 +758,18 @@ func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, e
 	cut := hourOf(now.Add(-HourlyRollupKeep))
 	var total int64
 	for _, t := range []string{"roll_app", "roll_app_device", "roll_app_user", "roll_device", "presence_app_device", "presence_app_user"} {
-		col, v := "bucket", cut
+		col, v := "bucket", "?"
+		arg := cut
 		if strings.HasPrefix(t, "presence") {
-			col, v = "block", cut/SpanHour/presenceBits
+			col, arg = "block", cut/SpanHour/presenceBits
 		}
-		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < ?", SpanHour, v)
+		if t == "presence_app_device" && s.dialect == Postgres {
+			// Not the hour bits of hours not folded yet: the app list
+			// counts a day's machines from them until the fold sets the
+			// day's (DiscoveredApps), however long the fold fails.
+			v = fmt.Sprintf("LEAST(?, (SELECT g FROM hunt_watermark) / %d / %d)", SpanHour, presenceBits)
+		}
+		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < "+v, SpanHour, arg)
 		if err != nil {
 			return total, fmt.Errorf("store: prune %s: %w", t, err)
 		}

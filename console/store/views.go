@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -135,13 +136,18 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 		q := "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE " + where + " AND (bits & " + mask + ") <> 0 AND " + appCond +
 			" GROUP BY app_id, domain"
 		if s.dialect == Postgres && p.Span == SpanDay {
-			// The days not folded yet have no day bits: their devices
-			// are those with hour rows (migration 0039), read in the
-			// same statement (one snapshot: a fold commits before it or
-			// after it).
+			// The days not folded yet have no day bits (migration 0039):
+			// their devices are those with an hour bit of an hour at or
+			// after g in the period (an hour row sets its bit, and the
+			// prune keeps the bits of hours not folded), read in the same
+			// statement (one snapshot: a fold commits before it or after
+			// it). A row per device, app and 32 hours, not one per hour.
+			from, to := p.From.Unix()/SpanHour, p.To.Unix()/SpanHour // hours [from, to)
+			lo := "LEAST(32, GREATEST(0, m.lo - block * 32))"
+			hi := fmt.Sprintf("LEAST(32, GREATEST(0, %d - block * 32))", to)
 			q = "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM (SELECT app_id, domain, device_id FROM presence_app_device WHERE " + where + " AND (bits & " + mask + ") <> 0 AND " + appCond +
-				" UNION ALL SELECT app_id, domain, device_id FROM roll_app_device_hour WHERE bucket >= (SELECT g FROM hunt_watermark) AND bucket >= ? AND bucket < ? AND " + appCond + ") x GROUP BY app_id, domain"
-			args = append(args, p.From.Unix(), p.To.Unix())
+				fmt.Sprintf(" UNION ALL SELECT app_id, domain, device_id FROM presence_app_device, (SELECT GREATEST(g / %d, %d) AS lo FROM hunt_watermark) m WHERE span = %d AND block >= m.lo / 32 AND block <= %d AND ", SpanHour, from, SpanHour, (to-1)/presenceBits) +
+				"(bits & ((CAST(1 AS BIGINT) << CAST(GREATEST(" + hi + ", " + lo + ") AS INTEGER)) - (CAST(1 AS BIGINT) << CAST(" + lo + " AS INTEGER)))) <> 0 AND " + appCond + ") x GROUP BY app_id, domain"
 		}
 		machines, err = queryAll(ctx, s, scanCnt, q, args...)
 		return err
