@@ -28,6 +28,14 @@ import (
 //
 // SQLite keeps the upsert in every chunk (one writer at a time; its
 // hunt_index has no direct column).
+//
+// The same fold, under the same w and wait, makes the day rows of the
+// devices' app rollup (migration 0039, docs/scale.md "Thirteenth round"):
+// a chunk writes its app rows of hours at or after w into
+// roll_app_device_hour only (appDevicePresence), and the fold adds the
+// day sums of those of [g, w) to roll_app_device and sets g = w, in the
+// transaction that moves f. g is a mark of its own because a console of
+// the previous version moves f without folding that table.
 
 // The watermark is the start of the UTC day huntFoldLag ago: a day is
 // folded once it has ended and the chunks of its last hours have come in
