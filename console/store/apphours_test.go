@@ -324,3 +324,46 @@ func TestAppDeviceHoursMigration(t *testing.T) {
 		}
 	})
 }
+
+// TestAppDeviceHoursPlans: on a roll_app_device_hour of some size (200
+// devices × 300 hours, written in time order as ingest writes it), a
+// machine's rows are read through the primary key, an app's through the
+// app index, and the fold's hours and the prune through the bucket index
+// (PostgreSQL).
+func TestAppDeviceHoursPlans(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect != Postgres {
+			return
+		}
+		ctx := context.Background()
+		now := time.Now().UTC()
+		h := HourOf(now)
+		first := h - 300*3600
+		for _, q := range []string{
+			fmt.Sprintf("INSERT INTO roll_app_device_hour (device_id, bucket, app_id, domain, %s, last_hour) "+
+				"SELECT 'g' || (i %% 200), %d + (i / 200) * 3600, 'zoom' || (i %% 7), '', 1, 1, 1, 0, 0, 0, 0, 0, %[2]d + (i / 200) * 3600 FROM generate_series(0, 59999) AS i", counterCols, first),
+			fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d, g = %[1]d", bucketOf(h-26*3600, SpanDay)),
+			"ANALYZE roll_app_device_hour",
+		} {
+			if _, err := s.w.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		month := PeriodFor(now.Add(-30*24*time.Hour), now, now)
+		machine, margs := appDeviceRows(month, "device_id = ?", []any{"g7"})
+		app, aargs := appDeviceRows(month, "app_id = ? AND domain = ?", []any{"zoom3", ""})
+		for _, c := range []struct {
+			name, query, index string
+			args               []any
+		}{
+			{"machine's apps", "SELECT app_id, domain, COUNT(*) FROM " + machine + " GROUP BY app_id, domain", "roll_app_device_hour_pkey", margs},
+			{"app's machines", "SELECT device_id, COUNT(*) FROM " + app + " GROUP BY device_id", "roll_app_device_hour_app", aargs},
+			{"fold", appDeviceFoldSQL, "roll_app_device_hour_bucket", []any{first + 200*3600, first + 224*3600}},
+			{"prune", "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, (SELECT g FROM hunt_watermark))", "roll_app_device_hour_bucket", []any{first + 3600}},
+		} {
+			if plan := pgPlan(t, s, c.query, c.args...); !strings.Contains(plan, c.index) {
+				t.Errorf("%s: plan\n%s\nwant it to read %s", c.name, plan, c.index)
+			}
+		}
+	})
+}

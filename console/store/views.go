@@ -275,7 +275,12 @@ func (s *Store) appMachinesQuery() string {
 func appDeviceRows(p Period, cond string, condArgs []any) (string, []any) {
 	unfolded := ""
 	if p.Span == SpanDay {
-		unfolded = " AND bucket >= (SELECT g FROM hunt_watermark)"
+		// "+ 0": not a bound of an index range. As one, the planner
+		// guesses it narrow (an unknown value) and reads every app's rows
+		// of the hours since g through the bucket index for one app's
+		// machines, where the app index reads that app's rows only
+		// (TestAppDeviceHoursPlans).
+		unfolded = " AND bucket + 0 >= (SELECT g FROM hunt_watermark)"
 	}
 	cols := "app_id, domain, device_id, " + counterCols + ", last_hour"
 	src := "(SELECT " + cols + " FROM roll_app_device WHERE " + cond + " AND " + inPeriod +
