@@ -139,7 +139,11 @@ func BenchmarkAppDeviceViews(b *testing.B) {
 			}
 		}
 	}
-	vals := "1, 100, 200, 0, 0, 0, 0, 0"
+	var named []string
+	for i, c := range strings.Split(counterCols, ", ") {
+		named = append(named, fmt.Sprintf("CAST(%d AS BIGINT) AS %s", []int{1, 100, 200, 0, 0, 0, 0, 0}[i], c))
+	}
+	vals := strings.Join(named, ", ")
 	hours := fmt.Sprintf("SELECT 'd' || lpad(CAST(d AS TEXT), 4, '0') AS device_id, %d + hr * 3600 AS bucket, 'app' || a AS app_id, '' AS domain, %s, %[1]d + hr * 3600 AS last_hour "+
 		"FROM generate_series(0, 499) AS d, generate_series(0, 25) AS hr, generate_series(0, 19) AS a", g, vals)
 	dayOfG := bucketOf(g, SpanDay)
