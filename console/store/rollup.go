@@ -544,58 +544,7 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 	if s.dialect != Postgres {
 		return nil
 	}
-	sums := make([]string, 0, 8)
-	for c := range strings.SplitSeq(counterCols, ", ") {
-		sums = append(sums, "SUM("+c+")::bigint")
-	}
-	const appKeys, userKeys = "span, bucket, app_id, domain", "span, bucket, app_id, domain, user_name"
-	appValues := strings.Join(sums, ", ") + ", MAX(last_hour)"
-	// No new row version when the stored row already says it (most
-	// folds: the user was seen in that bucket before, its bit set).
-	userUpdate := "bypassed = excluded.bypassed WHERE excluded.bypassed > roll_app_user.bypassed"
-	presUpdate := "bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits " +
-		"WHERE presence_app_user.bits | excluded.bits <> presence_app_user.bits OR presence_app_user.bypass_bits | excluded.bypass_bits <> presence_app_user.bypass_bits"
-	// day is an hour row's day bucket (bucketOf).
-	day := fmt.Sprintf("%d, bucket - ((bucket %% %[1]d) + %[1]d) %% %[1]d", SpanDay)
-	// The presence row (block) and bit of a bucket (presenceOf).
-	block := fmt.Sprintf("bucket / span / %d", presenceBits)
-	bit := fmt.Sprintf("(1::bigint << (bucket / span %% %d)::int)", presenceBits)
-	// One statement per target table, the tables in one order (roll_app,
-	// roll_app_user, presence_app_user) and each statement's rows in key
-	// order: a fold of an earlier version (migration 0030's tables only,
-	// another advisory key) running beside this one during an upgrade
-	// locks rows in the same order, so the two cannot deadlock. Each
-	// statement also takes migration 0030's tables' rows, which such a
-	// console appends.
-	stmts := []struct{ table, q string }{
-		{"roll_app", "WITH c AS (DELETE FROM roll_app_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_hour_pending RETURNING *), " +
-			"d AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", appKeys+", "+counterCols+", last_hour") + "), " +
-			"o AS (DELETE FROM roll_app_pending RETURNING *), " +
-			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) +
-			" UNION ALL SELECT " + appKeys + ", " + counterCols + ", last_hour FROM o) " +
-			"INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) SELECT " + appKeys + ", " + appValues + " FROM e GROUP BY " + appKeys +
-			" ORDER BY " + appKeys + " ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
-		// The presence bits come from this version's user rows (g); 0030's
-		// user rows came with presence rows of their own (op). The main
-		// query reads u first (its count), so roll_app_user's rows are
-		// locked before presence_app_user's: an unread data-modifying WITH
-		// would run after the main query.
-		{"roll_app_user", "WITH c AS (DELETE FROM roll_app_user_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_user_hour_pending RETURNING *), " +
-			"d AS (SELECT " + userKeys + ", bypassed FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", userKeys+", bypassed") + "), " +
-			"o AS (DELETE FROM roll_app_user_pending RETURNING *), " +
-			"op AS (DELETE FROM presence_app_user_pending RETURNING *), " +
-			"e AS (SELECT " + userKeys + ", bypassed FROM d UNION ALL SELECT " + day + ", app_id, domain, user_name, bypassed FROM d WHERE span = " + fmt.Sprint(SpanHour) + "), " +
-			"g AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM e GROUP BY " + userKeys + "), " +
-			"ga AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM (SELECT " + userKeys + ", bypassed FROM g UNION ALL SELECT " + userKeys + ", bypassed FROM o) x GROUP BY " + userKeys + "), " +
-			"u AS (INSERT INTO roll_app_user (" + userKeys + ", bypassed) SELECT " + userKeys + ", bypassed FROM ga ORDER BY " + userKeys +
-			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate + " RETURNING 1), " +
-			"p AS (SELECT span, " + block + " AS block, app_id, domain, user_name, " + bit + " AS bits, CASE WHEN bypassed > 0 THEN " + bit + " ELSE 0 END AS bypass_bits FROM g " +
-			"UNION ALL SELECT span, block, app_id, domain, user_name, bits, bypass_bits FROM op) " +
-			"INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
-			"SELECT span, block, app_id, domain, user_name, BIT_OR(bits), BIT_OR(bypass_bits) FROM p WHERE (SELECT COUNT(*) FROM u) >= 0 " +
-			"GROUP BY span, block, app_id, domain, user_name ORDER BY span, block, app_id, domain, user_name " +
-			"ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
-	}
+	stmts := foldStatements()
 	asked := s.folds.asked()
 	var seq uint64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -618,6 +567,89 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 		s.folds.committed(seq)
 	}
 	return err
+}
+
+// foldStatement is one statement of a fold: the table it adds to, its text.
+type foldStatement struct{ table, q string }
+
+// foldStatements are FoldRollups' statements, in their order.
+//
+// Each sums the unnested rows by key before it adds the hour rows to
+// their days: the rows of many chunks share their keys (a device's apps,
+// domains and users recur chunk after chunk), so the day rows are made
+// from the sums, not from every unnested row, which doubled the rows the
+// big GROUP BY took (its hash spilled to disk: 21 batches and 36 MB of
+// temporary files for the roll_app rows of one fold at fleet rate;
+// docs/scale.md "Thirteenth round (b)").
+//
+// The presence_app_user upsert leaves out the rows whose stored row has
+// every bit already (most of a fold's): ON CONFLICT DO UPDATE locks the
+// row it finds before its WHERE is checked, a WAL record and a dirty page
+// per row that changes nothing. Only folds set those bits, one at a time
+// (foldLock; a fold of an earlier version during an upgrade only sets
+// bits too), so a row found with its bits stays so; pruning and retention
+// delete rows of buckets no view reads any more, so a row left out while
+// one of them removes it is one it would remove anyway.
+func foldStatements() []foldStatement {
+	var sums, resums []string
+	for c := range strings.SplitSeq(counterCols, ", ") {
+		sums = append(sums, "SUM("+c+") AS "+c)
+		resums = append(resums, "SUM("+c+")::bigint")
+	}
+	const appKeys, userKeys = "span, bucket, app_id, domain", "span, bucket, app_id, domain, user_name"
+	// No new row version when the stored row already says it (most
+	// folds: the user was seen in that bucket before, its bit set).
+	userUpdate := "bypassed = excluded.bypassed WHERE excluded.bypassed > roll_app_user.bypassed"
+	presUpdate := "bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits " +
+		"WHERE presence_app_user.bits | excluded.bits <> presence_app_user.bits OR presence_app_user.bypass_bits | excluded.bypass_bits <> presence_app_user.bypass_bits"
+	// day is an hour row's day bucket (bucketOf).
+	day := fmt.Sprintf("%d, bucket - ((bucket %% %[1]d) + %[1]d) %% %[1]d", SpanDay)
+	// The presence row (block) and bit of a bucket (presenceOf).
+	block := fmt.Sprintf("bucket / span / %d", presenceBits)
+	bit := fmt.Sprintf("(1::bigint << (bucket / span %% %d)::int)", presenceBits)
+	// One statement per target table, the tables in one order (roll_app,
+	// roll_app_user, presence_app_user) and each statement's rows in key
+	// order: a fold of an earlier version (migration 0030's tables only,
+	// another advisory key) running beside this one during an upgrade
+	// locks rows in the same order, so the two cannot deadlock. Each
+	// statement also takes migration 0030's tables' rows, which such a
+	// console appends.
+	return []foldStatement{
+		// d's sums are numeric (SUM of bigint), summed again exactly.
+		{"roll_app", "WITH c AS (DELETE FROM roll_app_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_hour_pending RETURNING *), " +
+			"d AS (SELECT " + appKeys + ", " + strings.Join(sums, ", ") + ", MAX(last_hour) AS last_hour FROM (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", appKeys+", "+counterCols+", last_hour") + ") x " +
+			"GROUP BY " + appKeys + "), " +
+			"o AS (DELETE FROM roll_app_pending RETURNING *), " +
+			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) +
+			" UNION ALL SELECT " + appKeys + ", " + counterCols + ", last_hour FROM o) " +
+			"INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) SELECT " + appKeys + ", " + strings.Join(resums, ", ") + ", MAX(last_hour) FROM e GROUP BY " + appKeys +
+			" ORDER BY " + appKeys + " ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
+		// The presence bits come from this version's user rows (g); 0030's
+		// user rows came with presence rows of their own (op). The main
+		// query reads u first (its count), so roll_app_user's rows are
+		// locked before presence_app_user's: an unread data-modifying WITH
+		// would run after the main query.
+		{"roll_app_user", "WITH c AS (DELETE FROM roll_app_user_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_user_hour_pending RETURNING *), " +
+			"d AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM (SELECT " + userKeys + ", bypassed FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", userKeys+", bypassed") + ") x " +
+			"GROUP BY " + userKeys + "), " +
+			"o AS (DELETE FROM roll_app_user_pending RETURNING *), " +
+			"op AS (DELETE FROM presence_app_user_pending RETURNING *), " +
+			"e AS (SELECT " + userKeys + ", bypassed FROM d UNION ALL SELECT " + day + ", app_id, domain, user_name, bypassed FROM d WHERE span = " + fmt.Sprint(SpanHour) + "), " +
+			"g AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM e GROUP BY " + userKeys + "), " +
+			"ga AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM (SELECT " + userKeys + ", bypassed FROM g UNION ALL SELECT " + userKeys + ", bypassed FROM o) x GROUP BY " + userKeys + "), " +
+			"u AS (INSERT INTO roll_app_user (" + userKeys + ", bypassed) SELECT " + userKeys + ", bypassed FROM ga " +
+			"ORDER BY " + userKeys +
+			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate + " RETURNING 1), " +
+			"p AS (SELECT span, " + block + " AS block, app_id, domain, user_name, " + bit + " AS bits, CASE WHEN bypassed > 0 THEN " + bit + " ELSE 0 END AS bypass_bits FROM g " +
+			"UNION ALL SELECT span, block, app_id, domain, user_name, bits, bypass_bits FROM op), " +
+			"pb AS (SELECT span, block, app_id, domain, user_name, BIT_OR(bits) AS bits, BIT_OR(bypass_bits) AS bypass_bits FROM p GROUP BY span, block, app_id, domain, user_name) " +
+			"INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
+			"SELECT span, block, app_id, domain, user_name, bits, bypass_bits FROM pb WHERE (SELECT COUNT(*) FROM u) >= 0 " +
+			"AND NOT EXISTS (SELECT 1 FROM presence_app_user s WHERE (s.span, s.block, s.app_id, s.domain, s.user_name) = (pb.span, pb.block, pb.app_id, pb.domain, pb.user_name) " +
+			"AND s.bits | pb.bits = s.bits AND s.bypass_bits | pb.bypass_bits = s.bypass_bits) " +
+			"ORDER BY span, block, app_id, domain, user_name " +
+			"ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
+	}
 }
 
 // unnestAll is "unnest(t.a, t.b, …) AS r(a, b, …)": the rows of a pending
