@@ -139,6 +139,25 @@ func FuzzGunzipLikeStdlib(f *testing.F) {
 		} else {
 			got, ourErr = io.ReadAll(g)
 		}
+		// The same through a pooled reader (parse's): one left in the middle
+		// of another chunk's second member must read body as a new one does.
+		reused := &gunzip{}
+		other := append(gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`)), gz(rec("DnsQueryResponse", `,"RemoteUrl":"b.example"`))...)
+		if err := reused.reset(bytes.NewReader(other)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(reused, make([]byte, 150)); err != nil {
+			t.Fatal(err)
+		}
+		reused.release()
+		var got2 []byte
+		err2 := reused.reset(io.MultiReader(bytes.NewReader(body)))
+		if err2 == nil {
+			got2, err2 = io.ReadAll(reused)
+		}
+		if (err2 == nil) != (ourErr == nil) || !bytes.Equal(got2, got) {
+			t.Fatalf("%q: a reused reader reads %q (%v), a new one %q (%v)", body, got2, err2, got, ourErr)
+		}
 		switch {
 		case ourErr == nil && stdErr != nil:
 			t.Fatalf("ingest reader takes %q, standard library: %v", body, stdErr)
