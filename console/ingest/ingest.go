@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -714,10 +715,16 @@ func readLine(br *bufio.Reader) (line []byte, long bool, err error) {
 // the directory.
 func writeFile(path string, data io.Reader) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
+	// The device's directory of the day exists but for its first chunk:
+	// made only when the file cannot be created (MkdirAll's stat was a
+	// system call of every upload).
 	f, err := os.CreateTemp(dir, ".chunk-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		f, err = os.CreateTemp(dir, ".chunk-*")
+	}
 	if err != nil {
 		return err
 	}

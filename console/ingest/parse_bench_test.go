@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +100,39 @@ func BenchmarkParseFleetChunk(b *testing.B) {
 		ch.release()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+}
+
+// TestWriteFile: a raw chunk is written into a day's device directory that
+// does not exist yet, that exists, and that retention removed in between;
+// each file holds its bytes and no temporary file is left.
+func TestWriteFile(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "2026-12-07", "dev1")
+	for i, step := range []string{"new directory", "existing directory", "directory removed"} {
+		if step == "directory removed" {
+			if err := os.RemoveAll(filepath.Join(root, "2026-12-07")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(dir, fmt.Sprintf("c%d.ndjson.gz", i))
+		want := []byte(step)
+		if err := writeFile(path, bytes.NewReader(want)); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: file holds %q, %v", step, got, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".chunk-") {
+			t.Errorf("temporary file %s left", e.Name())
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "blocker"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(filepath.Join(root, "blocker", "dev1", "c.ndjson.gz"), bytes.NewReader(nil)); err == nil {
+		t.Error("a directory that cannot be made: no error")
+	}
 }
