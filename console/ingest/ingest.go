@@ -138,10 +138,9 @@ type Ingest struct {
 	mu    sync.Mutex
 	locks map[string]*deviceLock
 
-	// lineReaders and gunzips keep parse's per-upload readers (a
-	// MaxLine buffer; the gzip reader's window and tables, ~110 KB an
-	// upload together) for the next upload instead of the collector.
-	lineReaders, gunzips sync.Pool
+	// lineReaders keeps parse's line buffers (MaxLine, 64 KiB by
+	// default) for the next upload instead of the collector.
+	lineReaders sync.Pool
 
 	stats Stats
 }
@@ -601,15 +600,10 @@ func (in *Ingest) parse(body io.Reader, device string, received time.Time, ch *c
 	// fleet rate (issue 22), and it decompresses an agent's 4,000-record
 	// chunk 1.43× as fast as compress/gzip (docs/scale.md "The console's
 	// parse"). newGunzip holds it to what compress/gzip accepts.
-	zr, _ := in.gunzips.Get().(*gunzip)
-	if zr == nil {
-		zr = &gunzip{}
-	}
-	defer func() {
-		zr.release()
-		in.gunzips.Put(zr)
-	}()
-	if err := zr.reset(body); err != nil {
+	// Not pooled: klauspost's Reset keeps the previous stream's window
+	// (see gunzip.Read).
+	zr, err := newGunzip(body)
+	if err != nil {
 		return nil, fail(http.StatusBadRequest, "body is not gzip: %v", err)
 	}
 	lr := &io.LimitedReader{R: zr, N: in.cfg.MaxDecompressed + 1}
@@ -916,40 +910,13 @@ type gunzip struct {
 }
 
 func newGunzip(r io.Reader) (*gunzip, error) {
-	g := &gunzip{}
-	if err := g.reset(r); err != nil {
+	src := bufio.NewReader(r)
+	zr, err := gzip.NewReader(src)
+	if err != nil {
 		return nil, err
 	}
-	return g, nil
-}
-
-// reset makes g read r from its start, reusing g's buffers (the zero
-// gunzip makes its own); an error is gzip.NewReader's for r.
-func (g *gunzip) reset(r io.Reader) error {
-	if g.src == nil {
-		g.src = bufio.NewReader(r)
-	} else {
-		g.src.Reset(r)
-	}
-	if g.zr == nil {
-		zr, err := gzip.NewReader(g.src)
-		if err != nil {
-			return err
-		}
-		g.zr = zr
-	} else if err := g.zr.Reset(g.src); err != nil {
-		return err
-	}
-	g.zr.Multistream(false)
-	return nil
-}
-
-// release drops g's reference to its source, so that a pooled gunzip
-// keeps no upload's body.
-func (g *gunzip) release() {
-	if g.src != nil {
-		g.src.Reset(nil)
-	}
+	zr.Multistream(false)
+	return &gunzip{src: src, zr: zr}, nil
 }
 
 func (g *gunzip) Read(p []byte) (int, error) {
@@ -961,13 +928,19 @@ func (g *gunzip) Read(p []byte) (int, error) {
 		if _, err := g.src.Peek(1); err != nil {
 			return n, err // io.EOF: no further member
 		}
-		if err := g.zr.Reset(g.src); err != nil {
+		// A new reader for each member: klauspost's Reset keeps the
+		// previous member's window, and a back-reference into it was read
+		// where compress/gzip (and a new reader) refuse it as corrupt
+		// (FuzzGunzipLikeStdlib, with a member in front of its input).
+		zr, err := gzip.NewReader(g.src)
+		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return n, err
 		}
-		g.zr.Multistream(false)
+		zr.Multistream(false)
+		g.zr = zr
 		if n > 0 {
 			return n, nil
 		}
