@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -112,13 +113,9 @@ func (int8ArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-// growBytes makes room for n more bytes at once (one copy instead of the
-// doublings of append).
-func growBytes(buf []byte, n int) []byte {
-	if cap(buf)-len(buf) >= n {
-		return buf
-	}
-	out := make([]byte, len(buf), len(buf)+n)
-	copy(out, buf)
-	return out
-}
+// growBytes makes room for n more bytes at once. slices.Grow keeps
+// append's amortized growth: pgx appends every parameter of a statement to
+// one buffer, and growing it to the exact size (the first build) copied
+// the statement's earlier parameters again for each array (2.3 % of the
+// console's CPU in the loadtest's profile).
+func growBytes(buf []byte, n int) []byte { return slices.Grow(buf, n) }
