@@ -124,7 +124,18 @@ func FuzzGunzipLikeStdlib(f *testing.F) {
 	for _, b := range gzipOddities() {
 		f.Add(b)
 	}
+	first := gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// body alone, and after a whole member: a member's back-references
+		// may not reach into the one before it.
+		gunzipsLikeStdlib(t, body)
+		gunzipsLikeStdlib(t, append(append([]byte{}, first...), body...))
+	})
+}
+
+func gunzipsLikeStdlib(t *testing.T, body []byte) {
+	t.Helper()
+	{
 		var want []byte
 		var stdErr error
 		if zr, err := stdgzip.NewReader(bytes.NewReader(body)); err != nil {
@@ -147,5 +158,29 @@ func FuzzGunzipLikeStdlib(f *testing.F) {
 		case stdErr == nil && ourErr != nil && ourErr != kgzip.ErrHeader:
 			t.Fatalf("standard library takes %q, ingest reader: %v", body, ourErr)
 		}
-	})
+	}
+}
+
+// TestGzipMemberReadsAsAlone: a member after another reads as it reads
+// alone, bytes and error (here a corrupt one FuzzGunzipLikeStdlib found: a
+// reader Reset between members, klauspost's, read 24 more bytes of it
+// than a new reader before failing, so its state is not a new reader's).
+func TestGzipMemberReadsAsAlone(t *testing.T) {
+	corrupt := []byte("\x1f\x8b\b\x00000000<\xc8\xb1\x0e\xc2 \x10\x06\xe0\xdd\xc7\xf8\xe7\xb6\x81&:\xdcftqqPYc\x10B %\x1c%X1\xc6w7:\xb8&00000000000000000000000000000000000000000000000070.10\xff000000000000")
+	line := rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`)
+	read := func(body []byte) ([]byte, error) {
+		g, err := newGunzip(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(g)
+	}
+	alone, errAlone := read(corrupt)
+	after, errAfter := read(append(gz(line), corrupt...))
+	if errAlone == nil || errAfter == nil {
+		t.Fatalf("a corrupt member taken: alone %v, after another %v", errAlone, errAfter)
+	}
+	if want := append([]byte(line+"\n"), alone...); !bytes.Equal(after, want) {
+		t.Errorf("after another member it reads %d bytes (%v), alone %d (%v)", len(after)-len(line)-1, errAfter, len(alone), errAlone)
+	}
 }
