@@ -795,13 +795,14 @@ func (in *Ingest) Run(ctx context.Context) error {
 		} else if n > 0 {
 			in.log.Info("ingest: raw chunks past retention removed", "chunks", n)
 		}
-		// The hunting index's rows of past hours into the per-day summary
+		// The hunting index's rows of past hours into the per-day summary,
+		// and the devices' app rows of those hours into their days
 		// (PostgreSQL: store.FoldHuntDays); before compaction, which drops
-		// both tables' rows of the days past retention.
+		// the rows of the days past retention.
 		if f, err := in.cfg.Store.FoldHuntDays(ctx, in.now()); err != nil && ctx.Err() == nil {
-			in.log.Error("ingest: folding the hunting index into days failed; it is tried again in an hour (hunts read the rows not folded yet meanwhile)", "err", err)
+			in.log.Error("ingest: folding the hunting index and the devices' app hours into days failed; it is tried again in an hour (hunts and views read the hours not folded yet meanwhile)", "err", err)
 		} else if f.To > f.From {
-			in.log.Info("ingest: hunting index folded into days", "from", time.Unix(f.From, 0).UTC(), "to", time.Unix(f.To, 0).UTC(), "dayRows", f.Rows, "waited", f.Waited)
+			in.log.Info("ingest: hunting index and devices' app hours folded into days", "from", time.Unix(f.From, 0).UTC(), "to", time.Unix(f.To, 0).UTC(), "dayRows", f.Rows, "appDayRows", f.AppRows, "waited", f.Waited)
 		}
 		if st, err := in.Compact(ctx); err != nil && ctx.Err() == nil {
 			in.log.Error("ingest: compaction of old aggregates failed; it is tried again in an hour", "err", err)
