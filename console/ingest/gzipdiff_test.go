@@ -4,6 +4,7 @@ import (
 	"bytes"
 	stdgzip "compress/gzip"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"io"
 	"strconv"
@@ -211,5 +212,20 @@ func TestGzipManyMembersCheap(t *testing.T) {
 	// per member was some ten of them.
 	if perBody > members/2 {
 		t.Errorf("%.0f allocations for %d empty members: more than one per two members", perBody, members)
+	}
+}
+
+// TestGzipSecondMemberReservedFlag: a further member with a reserved flag
+// bit is refused as the first is (compress/gzip, which reads further
+// members, would take it).
+func TestGzipSecondMemberReservedFlag(t *testing.T) {
+	good := gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`))
+	bad := append([]byte{0x1f, 0x8b, 8, 32, 0, 0, 0, 0, 0, 255}, good[10:]...)
+	g, err := newGunzip(bytes.NewReader(append(append([]byte{}, good...), bad...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(g); !errors.Is(err, kgzip.ErrHeader) {
+		t.Errorf("second member with flag 32: %v, want %v", err, kgzip.ErrHeader)
 	}
 }
