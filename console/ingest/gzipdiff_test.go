@@ -4,6 +4,7 @@ import (
 	"bytes"
 	stdgzip "compress/gzip"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"io"
 	"strconv"
@@ -182,5 +183,49 @@ func TestGzipMemberReadsAsAlone(t *testing.T) {
 	}
 	if want := append([]byte(line+"\n"), alone...); !bytes.Equal(after, want) {
 		t.Errorf("after another member it reads %d bytes (%v), alone %d (%v)", len(after)-len(line)-1, errAfter, len(alone), errAlone)
+	}
+}
+
+// TestGzipManyMembersCheap: a body of many empty members (20-odd bytes
+// each, so an 8 MiB chunk holds ~350,000) costs about what one member
+// does per member: a new klauspost reader for each allocated ~37 KB per
+// member (its window and tables), 13 GB and a minute of CPU for one such
+// upload, where a reader reset for each allocates almost nothing.
+func TestGzipManyMembersCheap(t *testing.T) {
+	const members = 2000
+	var empty bytes.Buffer
+	zw := stdgzip.NewWriter(&empty)
+	zw.Close()
+	body := append(gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`)), bytes.Repeat(empty.Bytes(), members)...)
+	var got []byte
+	var err error
+	perBody := testing.AllocsPerRun(3, func() {
+		var g *gunzip
+		if g, err = newGunzip(bytes.NewReader(body)); err == nil {
+			got, err = io.ReadAll(g)
+		}
+	})
+	if err != nil || string(got) != rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`)+"\n" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	// Allocations, not bytes, are what AllocsPerRun counts; a new reader
+	// per member was some ten of them.
+	if perBody > members/2 {
+		t.Errorf("%.0f allocations for %d empty members: more than one per two members", perBody, members)
+	}
+}
+
+// TestGzipSecondMemberReservedFlag: a further member with a reserved flag
+// bit is refused as the first is (compress/gzip, which reads further
+// members, would take it).
+func TestGzipSecondMemberReservedFlag(t *testing.T) {
+	good := gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`))
+	bad := append([]byte{0x1f, 0x8b, 8, 32, 0, 0, 0, 0, 0, 255}, good[10:]...)
+	g, err := newGunzip(bytes.NewReader(append(append([]byte{}, good...), bad...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(g); !errors.Is(err, kgzip.ErrHeader) {
+		t.Errorf("second member with flag 32: %v, want %v", err, kgzip.ErrHeader)
 	}
 }
