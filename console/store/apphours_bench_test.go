@@ -82,7 +82,7 @@ func BenchmarkAppDeviceDayWork(b *testing.B) {
 			b.Run(name+map[bool]string{false: "/before", true: "/after"}[after], func(b *testing.B) {
 				s := huntBenchStore(b)
 				day0 := bucketOf(HourOf(time.Now()), SpanDay) - 400*86400
-				if _, err := s.w.Exec(fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d, g = %[1]d", day0)); err != nil {
+				if _, err := s.w.Exec(fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", day0)); err != nil {
 					b.Fatal(err)
 				}
 				i := 0
@@ -102,7 +102,7 @@ func BenchmarkAppDeviceDayWork(b *testing.B) {
 				b.StopTimer()
 				d := day0 + int64(i)*86400
 				i++
-				if _, err := s.w.Exec(fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d, g = %[1]d", d)); err != nil {
+				if _, err := s.w.Exec(fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", d)); err != nil {
 					b.Fatal(err)
 				}
 				day(b, s, d, true)
@@ -147,7 +147,7 @@ func BenchmarkAppDeviceViews(b *testing.B) {
 	hours := fmt.Sprintf("SELECT 'd' || lpad(CAST(d AS TEXT), 4, '0') AS device_id, %d + hr * 3600 AS bucket, 'app' || a AS app_id, '' AS domain, %s, %[1]d + hr * 3600 AS last_hour "+
 		"FROM generate_series(0, 499) AS d, generate_series(0, 25) AS hr, generate_series(0, 19) AS a", g, vals)
 	dayOfG := bucketOf(g, SpanDay)
-	exec(b, fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d, g = %[1]d", dayOfG+86400*3),
+	exec(b, fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", dayOfG+86400*3),
 		// 30 days of day rows before g's day.
 		fmt.Sprintf("INSERT INTO roll_app_device (span, bucket, app_id, domain, device_id, %s, last_hour) "+
 			"SELECT 86400, %d - dd * 86400, 'app' || a, '', 'd' || lpad(CAST(d AS TEXT), 4, '0'), 24, 2400, 4800, 0, 0, 0, 0, 0, %[2]d - dd * 86400 + 82800 "+
@@ -177,7 +177,7 @@ func BenchmarkAppDeviceViews(b *testing.B) {
 	b.Run("before", views)
 	exec(b, fmt.Sprintf("DELETE FROM roll_app_device WHERE bucket >= %d", dayOfG),
 		"INSERT INTO roll_app_device_hour (device_id, bucket, app_id, domain, "+counterCols+", last_hour) "+hours,
-		fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d, g = %[1]d", dayOfG),
+		fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", dayOfG),
 		"ANALYZE roll_app_device", "ANALYZE roll_app_device_hour")
 	b.Run("after", views)
 }

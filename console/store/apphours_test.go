@@ -26,7 +26,7 @@ func appRowsExactly(t *testing.T, s *Store, when string) {
 		{"days",
 			"SELECT device_id, " + huntDaySQL("hour") + ", app_id, " + rd + ", " + sums + " FROM traffic_hourly GROUP BY 1, 2, 3, 4",
 			"SELECT device_id, day, app_id, domain, " + sums + " FROM (SELECT device_id, bucket AS day, app_id, domain, " + counterCols + " FROM roll_app_device WHERE span = 86400 " +
-				"UNION ALL SELECT device_id, " + huntDaySQL("bucket") + ", app_id, domain, " + counterCols + " FROM roll_app_device_hour WHERE bucket >= (SELECT g FROM hunt_watermark)) x GROUP BY 1, 2, 3, 4"},
+				"UNION ALL SELECT device_id, " + huntDaySQL("bucket") + ", app_id, domain, " + counterCols + " FROM roll_app_device_hour WHERE bucket >= (SELECT g FROM app_hours_watermark)) x GROUP BY 1, 2, 3, 4"},
 		{"hours",
 			fmt.Sprintf("SELECT device_id, hour, app_id, %s, %s FROM traffic_hourly WHERE hour >= %d GROUP BY 1, 2, 3, 4", rd, sums, hourOf(s.now().Add(-HourlyRollupKeep))),
 			"SELECT device_id, bucket, app_id, domain, " + sums + " FROM (SELECT device_id, bucket, app_id, domain, " + counterCols + " FROM roll_app_device WHERE span = 3600 " +
@@ -296,7 +296,7 @@ func TestAppDeviceHoursMigration(t *testing.T) {
 		setWatermark(t, s, h+86400, h+86400)
 		ingestViewsFixture(t, s, now, "c1")
 		before := storeViews(t, s, now)
-		rewindMigration(t, s, 39, "DROP TABLE roll_app_device_hour", "ALTER TABLE hunt_watermark DROP COLUMN g")
+		rewindMigration(t, s, 39, "DROP TABLE roll_app_device_hour", "DROP TABLE app_hours_watermark")
 		setWatermark0038 := func(w int64) {
 			if _, err := s.w.ExecContext(ctx, "UPDATE hunt_watermark SET w = $1, f = $1", w); err != nil {
 				t.Fatal(err)
@@ -307,7 +307,7 @@ func TestAppDeviceHoursMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 		var w, g int64
-		if err := s.w.QueryRowContext(ctx, "SELECT w, g FROM hunt_watermark").Scan(&w, &g); err != nil || g != w {
+		if err := s.w.QueryRowContext(ctx, "SELECT w, g FROM hunt_watermark, app_hours_watermark").Scan(&w, &g); err != nil || g != w {
 			t.Fatalf("after the migration w=%d g=%d (%v); want g = w", w, g, err)
 		}
 		if after := storeViews(t, s, now); !reflect.DeepEqual(before, after) {
@@ -342,7 +342,7 @@ func TestAppDeviceHoursPlans(t *testing.T) {
 		for _, q := range []string{
 			fmt.Sprintf("INSERT INTO roll_app_device_hour (device_id, bucket, app_id, domain, %s, last_hour) "+
 				"SELECT 'g' || (i %% 200), %d + (i / 200) * 3600, 'zoom' || (i %% 7), '', 1, 1, 1, 0, 0, 0, 0, 0, %[2]d + (i / 200) * 3600 FROM generate_series(0, 59999) AS i", counterCols, first),
-			fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d, g = %[1]d", bucketOf(h-26*3600, SpanDay)),
+			fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", bucketOf(h-26*3600, SpanDay)),
 			"ANALYZE roll_app_device_hour",
 		} {
 			if _, err := s.w.ExecContext(ctx, q); err != nil {
@@ -359,11 +359,48 @@ func TestAppDeviceHoursPlans(t *testing.T) {
 			{"machine's apps", "SELECT app_id, domain, COUNT(*) FROM " + machine + " GROUP BY app_id, domain", "roll_app_device_hour_pkey", margs},
 			{"app's machines", "SELECT device_id, COUNT(*) FROM " + app + " GROUP BY device_id", "roll_app_device_hour_app", aargs},
 			{"fold", appDeviceFoldSQL, "roll_app_device_hour_bucket", []any{first + 200*3600, first + 224*3600}},
-			{"prune", "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, (SELECT g FROM hunt_watermark))", "roll_app_device_hour_bucket", []any{first + 3600}},
+			{"prune", "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, (SELECT g FROM app_hours_watermark))", "roll_app_device_hour_bucket", []any{first + 3600}},
 		} {
 			if plan := pgPlan(t, s, c.query, c.args...); !strings.Contains(plan, c.index) {
 				t.Errorf("%s: plan\n%s\nwant it to read %s", c.name, plan, c.index)
 			}
+		}
+	})
+}
+
+// TestAppDeviceHoursMigrationBesideFold: migration 0039 must not wait for
+// a running fold's lock on the hunting watermark's row (held for the
+// fold's whole transaction, minutes at fleet scale): had it altered
+// hunt_watermark, its ACCESS EXCLUSIVE lock would wait for that row lock
+// and every chunk's read of w would queue behind it, stalling ingest for
+// the rest of the fold (the review of the thirteenth round).
+func TestAppDeviceHoursMigrationBesideFold(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect != Postgres {
+			return
+		}
+		ctx := context.Background()
+		rewindMigration(t, s, 39, "DROP TABLE roll_app_device_hour", "DROP TABLE app_hours_watermark")
+		fold, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fold.Rollback()
+		var w int64
+		if err := fold.QueryRowContext(ctx, "SELECT w FROM hunt_watermark FOR UPDATE").Scan(&w); err != nil {
+			t.Fatal(err)
+		}
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := s.migrate(mctx); err != nil {
+			t.Fatalf("migration 0039 beside a fold holding the watermark row: %v (it must not wait for the fold)", err)
+		}
+		// A chunk's read of w goes on meanwhile.
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		var w2, g int64
+		if err := s.w.QueryRowContext(rctx, "SELECT w, g FROM hunt_watermark, app_hours_watermark").Scan(&w2, &g); err != nil || w2 != w || g != w {
+			t.Fatalf("after the migration beside a fold: w=%d g=%d (%v); want both %d", w2, g, err, w)
 		}
 	})
 }

@@ -170,7 +170,10 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	// previous version, during an upgrade, moves f without folding them.
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var f, g, cur int64
-		if err := tx.QueryRowContext(ctx, "SELECT f, g, w FROM hunt_watermark FOR UPDATE").Scan(&f, &g, &cur); err != nil {
+		if err := tx.QueryRowContext(ctx, "SELECT f, w FROM hunt_watermark FOR UPDATE").Scan(&f, &cur); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT g FROM app_hours_watermark FOR UPDATE").Scan(&g); err != nil {
 			return err
 		}
 		to := min(w, cur)
@@ -193,7 +196,10 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 		if to <= f && to <= g {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, "UPDATE hunt_watermark SET f = GREATEST(f, $1), g = GREATEST(g, $1)", to)
+		if _, err := tx.ExecContext(ctx, "UPDATE hunt_watermark SET f = GREATEST(f, $1)", to); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "UPDATE app_hours_watermark SET g = GREATEST(g, $1)", to)
 		return err
 	})
 	if err != nil {

@@ -146,7 +146,7 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 			lo := "LEAST(32, GREATEST(0, m.lo - block * 32))"
 			hi := fmt.Sprintf("LEAST(32, GREATEST(0, %d - block * 32))", to)
 			q = "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM (SELECT app_id, domain, device_id FROM presence_app_device WHERE " + where + " AND (bits & " + mask + ") <> 0 AND " + appCond +
-				fmt.Sprintf(" UNION ALL SELECT app_id, domain, device_id FROM presence_app_device, (SELECT GREATEST(g / %d, %d) AS lo FROM hunt_watermark) m WHERE span = %d AND block >= m.lo / 32 AND block <= %d AND ", SpanHour, from, SpanHour, (to-1)/presenceBits) +
+				fmt.Sprintf(" UNION ALL SELECT app_id, domain, device_id FROM presence_app_device, (SELECT GREATEST(g / %d, %d) AS lo FROM app_hours_watermark) m WHERE span = %d AND block >= m.lo / 32 AND block <= %d AND ", SpanHour, from, SpanHour, (to-1)/presenceBits) +
 				"(bits & ((CAST(1 AS BIGINT) << CAST(GREATEST(" + hi + ", " + lo + ") AS INTEGER)) - (CAST(1 AS BIGINT) << CAST(" + lo + " AS INTEGER)))) <> 0 AND " + appCond + ") x GROUP BY app_id, domain"
 		}
 		machines, err = queryAll(ctx, s, scanCnt, q, args...)
@@ -280,7 +280,7 @@ func appDeviceRows(p Period, cond string, condArgs []any) (string, []any) {
 		// of the hours since g through the bucket index for one app's
 		// machines, where the app index reads that app's rows only
 		// (TestAppDeviceHoursPlans).
-		unfolded = " AND bucket + 0 >= (SELECT g FROM hunt_watermark)"
+		unfolded = " AND bucket + 0 >= (SELECT g FROM app_hours_watermark)"
 	}
 	cols := "app_id, domain, device_id, " + counterCols + ", last_hour"
 	src := "(SELECT " + cols + " FROM roll_app_device WHERE " + cond + " AND " + inPeriod +

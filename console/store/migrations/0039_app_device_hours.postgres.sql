@@ -19,7 +19,7 @@
 -- plus roll_app_device_hour's rows at or after g (at most the last ~26
 -- hours), an hour-period view both tables' hour rows, in one statement.
 --
--- g is its own column, not the hunting fold's f: a console of the
+-- g is its own mark, not the hunting fold's f: a console of the
 -- previous version (0038) still folds the hunting index during a rolling
 -- upgrade and sets f past days whose roll_app_device_hour rows it does not
 -- fold; g is moved by this version's fold only. Consoles of an earlier
@@ -53,9 +53,16 @@ CREATE TABLE roll_app_device_hour (
 ) WITH (fillfactor = 70);
 CREATE INDEX roll_app_device_hour_app ON roll_app_device_hour (app_id, domain, bucket);
 CREATE INDEX roll_app_device_hour_bucket ON roll_app_device_hour (bucket);
--- Nothing is in the new table yet: every day before the watermark is
--- whole in roll_app_device.
-ALTER TABLE hunt_watermark ADD COLUMN g BIGINT;
-UPDATE hunt_watermark SET g = w;
-ALTER TABLE hunt_watermark ALTER COLUMN g SET NOT NULL;
-ALTER TABLE hunt_watermark ADD CHECK (g <= w);
+-- g, the mark up to which the new table's days are in roll_app_device,
+-- has a table of its own rather than a column of hunt_watermark: ALTER
+-- TABLE hunt_watermark would wait for a running fold's row lock on the
+-- watermark (held for the fold's whole transaction, minutes at fleet
+-- scale), and every chunk's read of w would queue behind that ALTER —
+-- ingest stalled for the length of the fold. A plain read of w waits for
+-- nothing. Nothing is in the new table yet: every day before the
+-- watermark is whole in roll_app_device, so g starts at w.
+CREATE TABLE app_hours_watermark (
+  one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+  g BIGINT NOT NULL
+);
+INSERT INTO app_hours_watermark (g) SELECT w FROM hunt_watermark;
