@@ -39,6 +39,33 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+// FuzzDecodeRecords: the lines of a chunk decoded as parse does, into one
+// record with one interner (whose previous values and escape buffer carry
+// over from line to line), each give json.Unmarshal's record or both
+// refuse it.
+func FuzzDecodeRecords(f *testing.F) {
+	f.Add([]byte(strings.Join(decodeSeeds, "\n")))
+	f.Add([]byte(`{"DeviceId":"d1","InitiatingProcessAccountName":"CORP\\alice","RemotePort":443}` + "\n" +
+		`{"DeviceId":"d1","InitiatingProcessAccountName":"CORP\\bob","LocalIP":"192.0.2.1"}` + "\n" +
+		`{"DeviceId":"d12","InitiatingProcessAccountName":"CORP\\alice","RemoteUrl":null}` + "\n" +
+		`{"DeviceId":"d1","Deviceid":"d3"}` + "\n" + `{"DeviceId":"d1"}`))
+	f.Fuzz(func(t *testing.T, lines []byte) {
+		var fast record
+		strs := newInterner()
+		for _, line := range bytes.Split(lines, []byte("\n")) {
+			var ref record
+			errFast := decodeRecord(line, &fast, strs)
+			errRef := json.Unmarshal(line, &ref)
+			if (errFast == nil) != (errRef == nil) {
+				t.Fatalf("%q: decodeRecord err %v, json.Unmarshal err %v", line, errFast, errRef)
+			}
+			if errRef == nil && !reflect.DeepEqual(fast, ref) {
+				t.Fatalf("%q:\nfast %+v\nref  %+v", line, fast, ref)
+			}
+		}
+	})
+}
+
 // decodesLikeUnmarshal fails t unless decodeRecord and json.Unmarshal both
 // accept line with the same record or both refuse it.
 func decodesLikeUnmarshal(t *testing.T, line []byte) {
@@ -155,7 +182,7 @@ func TestPlainStringEveryPosition(t *testing.T) {
 							break
 						}
 					}
-					if _, end, ok := plainString([]byte(q), 0); ok && end != want {
+					if _, end, ok := plainString([]byte(q), 0, nil); ok && end != want {
 						t.Fatalf("plainString(%q) ends at %d, want %d", q, end, want)
 					}
 				}

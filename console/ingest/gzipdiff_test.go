@@ -4,6 +4,7 @@ import (
 	"bytes"
 	stdgzip "compress/gzip"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"io"
 	"strconv"
@@ -124,7 +125,18 @@ func FuzzGunzipLikeStdlib(f *testing.F) {
 	for _, b := range gzipOddities() {
 		f.Add(b)
 	}
+	first := gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// body alone, and after a whole member: a member's back-references
+		// may not reach into the one before it.
+		gunzipsLikeStdlib(t, body)
+		gunzipsLikeStdlib(t, append(append([]byte{}, first...), body...))
+	})
+}
+
+func gunzipsLikeStdlib(t *testing.T, body []byte) {
+	t.Helper()
+	{
 		var want []byte
 		var stdErr error
 		if zr, err := stdgzip.NewReader(bytes.NewReader(body)); err != nil {
@@ -147,5 +159,73 @@ func FuzzGunzipLikeStdlib(f *testing.F) {
 		case stdErr == nil && ourErr != nil && ourErr != kgzip.ErrHeader:
 			t.Fatalf("standard library takes %q, ingest reader: %v", body, ourErr)
 		}
+	}
+}
+
+// TestGzipMemberReadsAsAlone: a member after another reads as it reads
+// alone, bytes and error (here a corrupt one FuzzGunzipLikeStdlib found: a
+// reader Reset between members, klauspost's, read 24 more bytes of it
+// than a new reader before failing, so its state is not a new reader's).
+func TestGzipMemberReadsAsAlone(t *testing.T) {
+	corrupt := []byte("\x1f\x8b\b\x00000000<\xc8\xb1\x0e\xc2 \x10\x06\xe0\xdd\xc7\xf8\xe7\xb6\x81&:\xdcftqqPYc\x10B %\x1c%X1\xc6w7:\xb8&00000000000000000000000000000000000000000000000070.10\xff000000000000")
+	line := rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`)
+	read := func(body []byte) ([]byte, error) {
+		g, err := newGunzip(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(g)
+	}
+	alone, errAlone := read(corrupt)
+	after, errAfter := read(append(gz(line), corrupt...))
+	if errAlone == nil || errAfter == nil {
+		t.Fatalf("a corrupt member taken: alone %v, after another %v", errAlone, errAfter)
+	}
+	if want := append([]byte(line+"\n"), alone...); !bytes.Equal(after, want) {
+		t.Errorf("after another member it reads %d bytes (%v), alone %d (%v)", len(after)-len(line)-1, errAfter, len(alone), errAlone)
+	}
+}
+
+// TestGzipManyMembersCheap: a body of many empty members (20-odd bytes
+// each, so an 8 MiB chunk holds ~350,000) costs about what one member
+// does per member: a new klauspost reader for each allocated ~37 KB per
+// member (its window and tables), 13 GB and a minute of CPU for one such
+// upload, where a reader reset for each allocates almost nothing.
+func TestGzipManyMembersCheap(t *testing.T) {
+	const members = 2000
+	var empty bytes.Buffer
+	zw := stdgzip.NewWriter(&empty)
+	zw.Close()
+	body := append(gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`)), bytes.Repeat(empty.Bytes(), members)...)
+	var got []byte
+	var err error
+	perBody := testing.AllocsPerRun(3, func() {
+		var g *gunzip
+		if g, err = newGunzip(bytes.NewReader(body)); err == nil {
+			got, err = io.ReadAll(g)
+		}
 	})
+	if err != nil || string(got) != rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`)+"\n" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	// Allocations, not bytes, are what AllocsPerRun counts; a new reader
+	// per member was some ten of them.
+	if perBody > members/2 {
+		t.Errorf("%.0f allocations for %d empty members: more than one per two members", perBody, members)
+	}
+}
+
+// TestGzipSecondMemberReservedFlag: a further member with a reserved flag
+// bit is refused as the first is (compress/gzip, which reads further
+// members, would take it).
+func TestGzipSecondMemberReservedFlag(t *testing.T) {
+	good := gz(rec("ConnectionSuccess", `,"RemoteUrl":"a.example"`))
+	bad := append([]byte{0x1f, 0x8b, 8, 32, 0, 0, 0, 0, 0, 255}, good[10:]...)
+	g, err := newGunzip(bytes.NewReader(append(append([]byte{}, good...), bad...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(g); !errors.Is(err, kgzip.ErrHeader) {
+		t.Errorf("second member with flag 32: %v, want %v", err, kgzip.ErrHeader)
+	}
 }

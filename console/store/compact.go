@@ -78,6 +78,7 @@ func (s *Store) CompactTraffic(ctx context.Context, cut, dropBefore time.Time) (
 		}
 		if s.dialect == Postgres { // the fold's days (migration 0038)
 			drops = append(drops, drop{"hunt_daily_folded", "day < ?", d})
+			drops = append(drops, drop{"roll_app_device_hour", "bucket < ?", d}) // migration 0039
 		}
 		for _, q := range drops {
 			r, err := s.exec(ctx, "DELETE FROM "+q.table+" WHERE "+q.cond, q.arg)

@@ -95,6 +95,9 @@ func TestDeviceFirstRollupMigration(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now().UTC()
 		s.now = func() time.Time { return now }
+		// Every chunk behind the watermark: written into roll_app_device
+		// directly, in both spans, as before migration 0039.
+		setWatermark(t, s, HourOf(now)+100*86400, HourOf(now)+100*86400)
 		// Back to roll_app_device as 0002 made it, then ingest.
 		rewindMigration(t, s, 35,
 			"DROP INDEX roll_app_device_bucket",

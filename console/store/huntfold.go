@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -27,6 +28,14 @@ import (
 //
 // SQLite keeps the upsert in every chunk (one writer at a time; its
 // hunt_index has no direct column).
+//
+// The same fold, under the same w and wait, makes the day rows of the
+// devices' app rollup (migration 0039, docs/scale.md "Thirteenth round"):
+// a chunk writes its app rows of hours at or after w into
+// roll_app_device_hour only (appDevicePresence), and the fold adds the
+// day sums of those of [g, w) to roll_app_device and sets g = w, in the
+// transaction that moves f. g is a mark of its own because a console of
+// the previous version moves f without folding that table.
 
 // The watermark is the start of the UTC day huntFoldLag ago: a day is
 // folded once it has ended and the chunks of its last hours have come in
@@ -93,6 +102,9 @@ type HuntFold struct {
 	From, To int64
 	// Rows is how many hunt_daily_folded rows the fold made.
 	Rows int64
+	// AppRows is how many roll_app_device day rows the fold wrote (new
+	// or added to) from roll_app_device_hour.
+	AppRows int64
 	// Waited is how long it waited for the transactions that may have
 	// read the old watermark.
 	Waited time.Duration
@@ -153,24 +165,41 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 	// 3. Fold [f, w) and move f, in one transaction; the row lock orders
 	// replicas folding at once. Only up to this call's w: a w another
 	// replica moved further since may still have its own wait to do.
+	// The app rows of the devices (roll_app_device_hour, migration 0039)
+	// are folded from their own mark g up to the same w: a console of the
+	// previous version, during an upgrade, moves f without folding them.
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var f, cur int64
+		var f, g, cur int64
 		if err := tx.QueryRowContext(ctx, "SELECT f, w FROM hunt_watermark FOR UPDATE").Scan(&f, &cur); err != nil {
 			return err
 		}
+		if err := tx.QueryRowContext(ctx, "SELECT g FROM app_hours_watermark FOR UPDATE").Scan(&g); err != nil {
+			return err
+		}
 		to := min(w, cur)
-		fold.From, fold.To = f, max(f, to)
-		if to <= f {
+		fold.From = min(f, g)
+		fold.To = max(fold.From, to)
+		if to > f {
+			r, err := tx.ExecContext(ctx, huntFoldSQL, huntFoldArgs(f, to)...)
+			if err != nil {
+				return err
+			}
+			if fold.Rows, err = r.RowsAffected(); err != nil {
+				return err
+			}
+		}
+		if to > g {
+			if err := tx.QueryRowContext(ctx, appDeviceFoldSQL, g, to).Scan(&fold.AppRows); err != nil {
+				return fmt.Errorf("app rows of the devices: %w", err)
+			}
+		}
+		if to <= f && to <= g {
 			return nil
 		}
-		r, err := tx.ExecContext(ctx, huntFoldSQL, huntFoldArgs(f, to)...)
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE hunt_watermark SET f = GREATEST(f, $1)", to); err != nil {
 			return err
 		}
-		if fold.Rows, err = r.RowsAffected(); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, "UPDATE hunt_watermark SET f = $1", to)
+		_, err := tx.ExecContext(ctx, "UPDATE app_hours_watermark SET g = GREATEST(g, $1)", to)
 		return err
 	})
 	if err != nil {
@@ -198,3 +227,33 @@ var huntFoldSQL = "INSERT INTO hunt_daily_folded (rdomain, day, device_id, recor
 	"WHERE NOT direct AND hour >= $1 AND hour < $2 AND hour / 3600 >= $3 AND hour / 3600 < $4 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 
 func huntFoldArgs(from, to int64) []any { return []any{from, to, from / 3600, (to + 3599) / 3600} }
+
+// appDeviceFoldSQL adds the day sums of the roll_app_device_hour rows of
+// the hours [$1, $2) to roll_app_device (span 86400) and sets those days'
+// presence_app_device bits, and returns how many day rows it wrote. The
+// day rows are locked in the order a chunk locks its own (appDeviceSQL:
+// device, then span, bucket, app and domain in byte order), the presence
+// rows in (span, block, app, domain, device) order, after every day row
+// (the presence rows' source reads the count of d first), so a late
+// chunk adding to the same rows waits for the fold or the fold for it,
+// never both. A row the fold adds to already holds the direct rows of
+// that day (a late chunk's, or an earlier version's): the sums add up.
+var appDeviceFoldSQL = func() string {
+	var sums []string
+	for _, c := range strings.Split(counterCols, ", ") {
+		sums = append(sums, "CAST(SUM("+c+") AS BIGINT) AS "+c)
+	}
+	day := huntDaySQL("bucket")
+	return "WITH s AS (SELECT device_id, " + day + " AS day, app_id, domain, " + strings.Join(sums, ", ") + ", MAX(last_hour) AS last_hour " +
+		"FROM roll_app_device_hour WHERE bucket >= $1 AND bucket < $2 GROUP BY device_id, " + day + ", app_id, domain), " +
+		"d AS (INSERT INTO roll_app_device (span, bucket, app_id, domain, device_id, " + counterCols + ", last_hour) " +
+		"SELECT " + fmt.Sprint(SpanDay) + ", day, app_id, domain, device_id, " + counterCols + ", last_hour FROM s " +
+		`ORDER BY device_id COLLATE "C", day, app_id COLLATE "C", domain COLLATE "C" ` +
+		"ON CONFLICT (span, bucket, app_id, domain, device_id) DO UPDATE SET " + addUpdate("roll_app_device") + " RETURNING 1), " +
+		"p AS (INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) " +
+		"SELECT " + fmt.Sprint(SpanDay) + ", day / 86400 / 32, app_id, domain, device_id, bit_or(CAST(1 AS BIGINT) << CAST(day / 86400 % 32 AS INTEGER)) " +
+		"FROM s WHERE (SELECT COUNT(*) FROM d) >= 0 GROUP BY day / 86400 / 32, app_id, domain, device_id ORDER BY 2, 3, 4, 5 " +
+		"ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits " +
+		"WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits RETURNING 1) " +
+		"SELECT (SELECT COUNT(*) FROM d) + 0 * (SELECT COUNT(*) FROM p)"
+}()

@@ -62,10 +62,15 @@ func checkHunt(t *testing.T, s *Store, now time.Time, want huntWant, when string
 	}
 }
 
-// setWatermark puts w and f of the hunting fold at hour (PostgreSQL).
+// setWatermark puts w of the hunting fold at w, and both its folded
+// marks (f of the hunting index, g of the devices' app rows) at f
+// (PostgreSQL).
 func setWatermark(t *testing.T, s *Store, w, f int64) {
 	t.Helper()
 	if _, err := s.w.ExecContext(context.Background(), "UPDATE hunt_watermark SET w = $1, f = $2", w, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(context.Background(), "UPDATE app_hours_watermark SET g = $1", f); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,9 +124,12 @@ func foldEnds(t *testing.T, done <-chan error, after string) {
 
 // foldedExactly requires the two per-day tables to hold exactly the index
 // rows summed into them, per domain, day and device: hunt_daily the direct
-// ones, hunt_daily_folded the others before f (one row per key).
+// ones, hunt_daily_folded the others before f (one row per key); and the
+// devices' app rollups, which the same fold folds, to be the traffic's
+// sums (appRowsExactly).
 func foldedExactly(t *testing.T, s *Store, when string) {
 	t.Helper()
+	appRowsExactly(t, s, when)
 	for _, c := range []struct{ table, rows string }{{"hunt_daily", "direct"}, {"hunt_daily_folded", "NOT direct AND hour < (SELECT f FROM hunt_watermark)"}} {
 		sums := "SELECT rdomain, " + huntDaySQL("hour") + ", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index WHERE " + c.rows + " GROUP BY 1, 2, 3"
 		table := "SELECT rdomain, day, device_id, records, first_hour, last_hour FROM " + c.table
@@ -382,6 +390,7 @@ func TestHuntWatermarkMigration(t *testing.T) {
 		now := time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
 		s.now = func() time.Time { return now }
 		h := HourOf(now)
+		rewindMigration(t, s, 39, "DROP TABLE roll_app_device_hour", "DROP TABLE app_hours_watermark")
 		rewindMigration(t, s, 38, "DROP TABLE hunt_watermark", "DROP TABLE hunt_daily_folded", "DROP INDEX hunt_index_fold", "ALTER TABLE hunt_index DROP COLUMN direct")
 		want := huntWant{}
 		// An earlier version's chunk: both tables, no direct column.
@@ -468,7 +477,7 @@ func BenchmarkHuntMonth(b *testing.B) {
 	}
 	daily := "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) SELECT rdomain, " + huntDaySQL("hour") +
 		", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index WHERE direct GROUP BY 1, 2, 3"
-	sqls(b, fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %d", h+86400, h+86400),
+	sqls(b, fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", h+86400),
 		fmt.Sprintf("INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) "+
 			"SELECT 'com.popular', %d - hr * 3600, 'd' || lpad(CAST(d AS TEXT), 4, '0'), 'c' || hr, 5, true "+
 			"FROM generate_series(0, 999) AS d, generate_series(0, 719) AS hr", h),
@@ -484,7 +493,7 @@ func BenchmarkHuntMonth(b *testing.B) {
 	}
 	b.Run("before", hunt)
 	sqls(b, fmt.Sprintf("UPDATE hunt_index SET direct = false WHERE hour >= %d", w), "DELETE FROM hunt_daily", daily,
-		fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %d", w, w), "ANALYZE hunt_index", "ANALYZE hunt_daily")
+		fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", w), "ANALYZE hunt_index", "ANALYZE hunt_daily")
 	b.Run("unfolded", hunt)
 	if _, err := s.FoldHuntDays(ctx, now.Add(48*time.Hour)); err != nil {
 		b.Fatal(err)
@@ -554,7 +563,7 @@ func BenchmarkHuntDayWork(b *testing.B) {
 				d := day0 + int64(i)*86400
 				i++
 				for _, q := range []string{
-					fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %d", d, d),
+					fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", d),
 					fmt.Sprintf("INSERT INTO hunt_index (rdomain, hour, device_id, chunk_id, records, direct) "+
 						"SELECT %s, %d + hr * 3600, 'd' || dev, 'c' || hr, 3, false FROM generate_series(0, %d) AS dev, generate_series(0, 23) AS hr, generate_series(0, %d) AS n",
 						pattern.sql, d, devices-1, names-1),

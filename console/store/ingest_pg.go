@@ -59,6 +59,7 @@ func (s *Store) sendBatch(ctx context.Context, b *pgx.Batch) error {
 		if !ok {
 			return fmt.Errorf("store: PostgreSQL connection is a %T, not pgx's", dc)
 		}
+		useFastArrays(c.Conn().TypeMap()) // the batch's arrays (pgarrays.go)
 		return c.Conn().SendBatch(ctx, b).Close()
 	})
 }

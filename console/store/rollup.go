@@ -164,9 +164,11 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	}
 	pg := s.dialect == Postgres
 	pendApp := map[rollKey]*rollVal{}
+	devHour := map[rollKey]*rollVal{} // PostgreSQL's roll_app_device rows, by hour
 	pendUsers := map[userRollKey]bool{}
 	for k, c := range b.Traffic {
 		if pg {
+			add(devHour, rollKey{SpanHour, k.Hour, k.AppID, rollupDomain(k)}, c, k.Hour)
 			span := pendingSpan(k.Hour)
 			add(pendApp, rollKey{span, bucketOf(k.Hour, span), k.AppID, k.Domain}, c, k.Hour)
 		}
@@ -175,7 +177,9 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 			if !pg {
 				add(app, rollKey{span, bk, k.AppID, k.Domain}, c, k.Hour)
 			}
-			add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
+			if !pg { // PostgreSQL: per hour (devHour), spans in SQL
+				add(dev, rollKey{span, bk, k.AppID, rollupDomain(k)}, c, k.Hour)
+			}
 			add(tot, rollKey{span: span, bucket: bk}, c, k.Hour)
 			if !pg { // PostgreSQL sets them with the rows (appDevicePresence)
 				pk, bit := presenceOf(span, bk)
@@ -274,10 +278,7 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	if pg {
 		// The device's presence bits come with its roll_app_device rows
 		// (appDevicePresence): no probe of a presence row per app and span.
-		for k, v := range dev {
-			rows = append(rows, append(append([]any{k.span, k.bucket, k.app, k.domain, device}, v.values()...), v.last))
-		}
-		if err := s.appDevicePresence(ctx, tx, rows); err != nil {
+		if err := s.appDevicePresence(ctx, tx, device, hourFloor, devHour); err != nil {
 			return nil, err
 		}
 		if err := rollTable(rollTableOf{"roll_device", tot}); err != nil {
@@ -358,44 +359,97 @@ func (s *Store) applyRollups(ctx context.Context, tx execer, b *ChunkBatch, now 
 	return fleet, nil
 }
 
-// appDevicePresence upserts a chunk's roll_app_device rows (PostgreSQL)
-// and, in the same statement, sets the presence_app_device bit of each
-// row it inserted: a device's presence bit of an app and bucket is set
-// exactly when its roll_app_device row of that bucket exists (applyRollups
-// writes both from the same keys, and nothing deletes a roll_app_device
-// row whose presence block stays but pruning and retention, which take
-// the buckets no chunk writes any more), so a row that was only updated
-// has its bit already. A chunk upserted both, and nearly every presence
-// probe found its bit set (docs/scale.md "Fifth round").
+// appDevicePresence writes a chunk's roll_app_device rows (PostgreSQL),
+// given per hour (devHour: span SpanHour, bucket the hour), in one
+// statement, and sets the presence_app_device bit of each row it
+// inserted: a device's presence bit of an app and bucket is set exactly
+// when a row of that bucket exists (nothing deletes a row whose presence
+// block stays but pruning and retention, which take the buckets no chunk
+// writes any more), so a row that was only updated has its bit already. A
+// chunk upserted both, and nearly every presence probe found its bit set
+// (docs/scale.md "Fifth round").
+//
+// Where a row goes is decided by the statement, with the hunting
+// watermark w it reads (migration 0039, docs/scale.md "Thirteenth
+// round"): a row of an hour at or after w, and within the hours kept
+// (hourFloor), goes into roll_app_device_hour only, its day left to the
+// fold (FoldHuntDays); any other row (a late chunk's) is written directly
+// into roll_app_device, in its hour's bucket when within the hours kept
+// and in its day's. The chunk's first statement gave its transaction an
+// id before this one reads w, so the fold's wait covers it (as
+// appendHunt). A missing watermark row writes every row directly, as
+// before migration 0039: counted once whatever the fold does (which fails
+// without the row).
 //
 // xmax = 0 tells an inserted row from an updated one: ON CONFLICT DO
 // UPDATE locks the existing row first, which leaves the updating
 // transaction's id in the new version's xmax. TestAppDevicePresence
 // compares the bits with SQLite's, which writes them directly.
-func (s *Store) appDevicePresence(ctx context.Context, tx execer, rows [][]any) error {
-	if len(rows) == 0 {
+//
+// Lock order: roll_app_device_hour's rows (this device's only), then
+// roll_app_device's in (span, bucket, app, domain) order in byte order
+// (as the fold's, which adds the device first, and as upsertRows sorted
+// them before), then presence_app_device's (the aggregate reads every
+// row inserted above before it yields one).
+func (s *Store) appDevicePresence(ctx context.Context, tx execer, device string, hourFloor int64, devHour map[rollKey]*rollVal) error {
+	if len(devHour) == 0 {
 		return nil
 	}
-	sortRows(rows) // one lock order (upsertRows)
-	const prefix = "INSERT INTO roll_app_device (span, bucket, app_id, domain, device_id, " + counterCols + ", last_hour) VALUES "
-	_, cols, ok := pgColumns(prefix, rows)
-	if !ok {
-		return fmt.Errorf("store: rollup roll_app_device: rows are not text and int64")
+	n := len(devHour)
+	hour, app, domain := make([]int64, 0, n), make([]string, 0, n), make([]string, 0, n)
+	var counters [8][]int64
+	for i := range counters {
+		counters[i] = make([]int64, 0, n)
 	}
-	sel, args := pgUnnest(cols, rows)
-	q := "WITH r AS (" + strings.TrimSuffix(prefix, "VALUES ") + sel +
-		" ON CONFLICT (span, bucket, app_id, domain, device_id) DO UPDATE SET " + addUpdate("roll_app_device") +
-		" RETURNING span, bucket, app_id, domain, device_id, xmax = 0 AS inserted)" +
-		" INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits)" +
-		" SELECT span, bucket / span / 32, app_id, domain, device_id, bit_or(CAST(1 AS BIGINT) << CAST(bucket / span % 32 AS INTEGER))" +
-		" FROM r WHERE inserted GROUP BY span, bucket / span / 32, app_id, domain, device_id ORDER BY 1, 2, 3, 4, 5" +
-		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits" +
-		" WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits"
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+	for k, v := range devHour {
+		hour, app, domain = append(hour, k.bucket), append(app, k.app), append(domain, k.domain)
+		for i, c := range v.values() {
+			counters[i] = append(counters[i], c.(int64))
+		}
+	}
+	args := []any{hour, app, domain}
+	for _, c := range counters {
+		args = append(args, c)
+	}
+	args = append(args, device, hourFloor)
+	if _, err := tx.ExecContext(ctx, appDeviceSQL, args...); err != nil {
 		return fmt.Errorf("store: rollup roll_app_device: %w", err)
 	}
 	return nil
 }
+
+// appDeviceSQL is appDevicePresence's statement: $1–$11 the rows (hour,
+// app, domain, the counters), $12 the device, $13 the first hour kept.
+var appDeviceSQL = func() string {
+	cols := strings.Split(counterCols, ", ")
+	var sums []string
+	for _, c := range cols {
+		sums = append(sums, "CAST(SUM("+c+") AS BIGINT)")
+	}
+	ph := "$1::bigint[], $2::text[], $3::text[]"
+	for i := range cols {
+		ph += fmt.Sprintf(", $%d::bigint[]", i+4)
+	}
+	const byteOrder = `app_id COLLATE "C", domain COLLATE "C"`
+	return "WITH r AS (SELECT u.*, COALESCE(u.hour < (SELECT w FROM hunt_watermark), true) OR u.hour < $13 AS direct " +
+		"FROM unnest(" + ph + ") AS u(hour, app_id, domain, " + counterCols + ")), " +
+		"h AS (INSERT INTO roll_app_device_hour (device_id, bucket, app_id, domain, " + counterCols + ", last_hour) " +
+		"SELECT $12::text, hour, app_id, domain, " + counterCols + ", hour FROM r WHERE NOT direct ORDER BY hour, " + byteOrder +
+		" ON CONFLICT (device_id, bucket, app_id, domain) DO UPDATE SET " + addUpdate("roll_app_device_hour") +
+		" RETURNING CAST(" + fmt.Sprint(SpanHour) + " AS BIGINT) AS span, bucket, app_id, domain, xmax = 0 AS inserted), " +
+		"d AS (INSERT INTO roll_app_device (span, bucket, app_id, domain, device_id, " + counterCols + ", last_hour) " +
+		"SELECT span, bucket, app_id, domain, $12::text, " + strings.Join(sums, ", ") + ", MAX(last_hour) FROM (" +
+		"SELECT CAST(" + fmt.Sprint(SpanHour) + " AS BIGINT) AS span, hour AS bucket, app_id, domain, " + counterCols + ", hour AS last_hour FROM r WHERE direct AND hour >= $13 " +
+		"UNION ALL SELECT CAST(" + fmt.Sprint(SpanDay) + " AS BIGINT), " + huntDaySQL("hour") + ", app_id, domain, " + counterCols + ", hour FROM r WHERE direct) x " +
+		"GROUP BY span, bucket, app_id, domain ORDER BY span, bucket, " + byteOrder +
+		" ON CONFLICT (span, bucket, app_id, domain, device_id) DO UPDATE SET " + addUpdate("roll_app_device") +
+		" RETURNING span, bucket, app_id, domain, xmax = 0 AS inserted) " +
+		"INSERT INTO presence_app_device (span, block, app_id, domain, device_id, bits) " +
+		"SELECT span, bucket / span / 32, app_id, domain, $12::text, bit_or(CAST(1 AS BIGINT) << CAST(bucket / span % 32 AS INTEGER)) " +
+		"FROM (SELECT * FROM h UNION ALL SELECT * FROM d) x WHERE inserted GROUP BY span, bucket / span / 32, app_id, domain ORDER BY 1, 2, 3, 4" +
+		" ON CONFLICT (span, block, app_id, domain, device_id) DO UPDATE SET bits = presence_app_device.bits | excluded.bits" +
+		" WHERE presence_app_device.bits | excluded.bits <> presence_app_device.bits"
+}()
 
 // appendPending appends a chunk's share of the fleet-wide rollups to the
 // pending tables (PostgreSQL; migration 0036): one row per table for the
@@ -490,58 +544,7 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 	if s.dialect != Postgres {
 		return nil
 	}
-	sums := make([]string, 0, 8)
-	for c := range strings.SplitSeq(counterCols, ", ") {
-		sums = append(sums, "SUM("+c+")::bigint")
-	}
-	const appKeys, userKeys = "span, bucket, app_id, domain", "span, bucket, app_id, domain, user_name"
-	appValues := strings.Join(sums, ", ") + ", MAX(last_hour)"
-	// No new row version when the stored row already says it (most
-	// folds: the user was seen in that bucket before, its bit set).
-	userUpdate := "bypassed = excluded.bypassed WHERE excluded.bypassed > roll_app_user.bypassed"
-	presUpdate := "bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits " +
-		"WHERE presence_app_user.bits | excluded.bits <> presence_app_user.bits OR presence_app_user.bypass_bits | excluded.bypass_bits <> presence_app_user.bypass_bits"
-	// day is an hour row's day bucket (bucketOf).
-	day := fmt.Sprintf("%d, bucket - ((bucket %% %[1]d) + %[1]d) %% %[1]d", SpanDay)
-	// The presence row (block) and bit of a bucket (presenceOf).
-	block := fmt.Sprintf("bucket / span / %d", presenceBits)
-	bit := fmt.Sprintf("(1::bigint << (bucket / span %% %d)::int)", presenceBits)
-	// One statement per target table, the tables in one order (roll_app,
-	// roll_app_user, presence_app_user) and each statement's rows in key
-	// order: a fold of an earlier version (migration 0030's tables only,
-	// another advisory key) running beside this one during an upgrade
-	// locks rows in the same order, so the two cannot deadlock. Each
-	// statement also takes migration 0030's tables' rows, which such a
-	// console appends.
-	stmts := []struct{ table, q string }{
-		{"roll_app", "WITH c AS (DELETE FROM roll_app_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_hour_pending RETURNING *), " +
-			"d AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", appKeys+", "+counterCols+", last_hour") + "), " +
-			"o AS (DELETE FROM roll_app_pending RETURNING *), " +
-			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) +
-			" UNION ALL SELECT " + appKeys + ", " + counterCols + ", last_hour FROM o) " +
-			"INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) SELECT " + appKeys + ", " + appValues + " FROM e GROUP BY " + appKeys +
-			" ORDER BY " + appKeys + " ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
-		// The presence bits come from this version's user rows (g); 0030's
-		// user rows came with presence rows of their own (op). The main
-		// query reads u first (its count), so roll_app_user's rows are
-		// locked before presence_app_user's: an unread data-modifying WITH
-		// would run after the main query.
-		{"roll_app_user", "WITH c AS (DELETE FROM roll_app_user_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_user_hour_pending RETURNING *), " +
-			"d AS (SELECT " + userKeys + ", bypassed FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", userKeys+", bypassed") + "), " +
-			"o AS (DELETE FROM roll_app_user_pending RETURNING *), " +
-			"op AS (DELETE FROM presence_app_user_pending RETURNING *), " +
-			"e AS (SELECT " + userKeys + ", bypassed FROM d UNION ALL SELECT " + day + ", app_id, domain, user_name, bypassed FROM d WHERE span = " + fmt.Sprint(SpanHour) + "), " +
-			"g AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM e GROUP BY " + userKeys + "), " +
-			"ga AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM (SELECT " + userKeys + ", bypassed FROM g UNION ALL SELECT " + userKeys + ", bypassed FROM o) x GROUP BY " + userKeys + "), " +
-			"u AS (INSERT INTO roll_app_user (" + userKeys + ", bypassed) SELECT " + userKeys + ", bypassed FROM ga ORDER BY " + userKeys +
-			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate + " RETURNING 1), " +
-			"p AS (SELECT span, " + block + " AS block, app_id, domain, user_name, " + bit + " AS bits, CASE WHEN bypassed > 0 THEN " + bit + " ELSE 0 END AS bypass_bits FROM g " +
-			"UNION ALL SELECT span, block, app_id, domain, user_name, bits, bypass_bits FROM op) " +
-			"INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
-			"SELECT span, block, app_id, domain, user_name, BIT_OR(bits), BIT_OR(bypass_bits) FROM p WHERE (SELECT COUNT(*) FROM u) >= 0 " +
-			"GROUP BY span, block, app_id, domain, user_name ORDER BY span, block, app_id, domain, user_name " +
-			"ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
-	}
+	stmts := foldStatements()
 	asked := s.folds.asked()
 	var seq uint64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -564,6 +567,89 @@ func (s *Store) FoldRollups(ctx context.Context) error {
 		s.folds.committed(seq)
 	}
 	return err
+}
+
+// foldStatement is one statement of a fold: the table it adds to, its text.
+type foldStatement struct{ table, q string }
+
+// foldStatements are FoldRollups' statements, in their order.
+//
+// Each sums the unnested rows by key before it adds the hour rows to
+// their days: the rows of many chunks share their keys (a device's apps,
+// domains and users recur chunk after chunk), so the day rows are made
+// from the sums, not from every unnested row, which doubled the rows the
+// big GROUP BY took (its hash spilled to disk: 21 batches and 36 MB of
+// temporary files for the roll_app rows of one fold at fleet rate;
+// docs/scale.md "Thirteenth round (b)").
+//
+// The presence_app_user upsert leaves out the rows whose stored row has
+// every bit already (most of a fold's): ON CONFLICT DO UPDATE locks the
+// row it finds before its WHERE is checked, a WAL record and a dirty page
+// per row that changes nothing. Only folds set those bits, one at a time
+// (foldLock; a fold of an earlier version during an upgrade only sets
+// bits too), so a row found with its bits stays so; pruning and retention
+// delete rows of buckets no view reads any more, so a row left out while
+// one of them removes it is one it would remove anyway.
+func foldStatements() []foldStatement {
+	var sums, resums []string
+	for c := range strings.SplitSeq(counterCols, ", ") {
+		sums = append(sums, "SUM("+c+") AS "+c)
+		resums = append(resums, "SUM("+c+")::bigint")
+	}
+	const appKeys, userKeys = "span, bucket, app_id, domain", "span, bucket, app_id, domain, user_name"
+	// No new row version when the stored row already says it (most
+	// folds: the user was seen in that bucket before, its bit set).
+	userUpdate := "bypassed = excluded.bypassed WHERE excluded.bypassed > roll_app_user.bypassed"
+	presUpdate := "bits = presence_app_user.bits | excluded.bits, bypass_bits = presence_app_user.bypass_bits | excluded.bypass_bits " +
+		"WHERE presence_app_user.bits | excluded.bits <> presence_app_user.bits OR presence_app_user.bypass_bits | excluded.bypass_bits <> presence_app_user.bypass_bits"
+	// day is an hour row's day bucket (bucketOf).
+	day := fmt.Sprintf("%d, bucket - ((bucket %% %[1]d) + %[1]d) %% %[1]d", SpanDay)
+	// The presence row (block) and bit of a bucket (presenceOf).
+	block := fmt.Sprintf("bucket / span / %d", presenceBits)
+	bit := fmt.Sprintf("(1::bigint << (bucket / span %% %d)::int)", presenceBits)
+	// One statement per target table, the tables in one order (roll_app,
+	// roll_app_user, presence_app_user) and each statement's rows in key
+	// order: a fold of an earlier version (migration 0030's tables only,
+	// another advisory key) running beside this one during an upgrade
+	// locks rows in the same order, so the two cannot deadlock. Each
+	// statement also takes migration 0030's tables' rows, which such a
+	// console appends.
+	return []foldStatement{
+		// d's sums are numeric (SUM of bigint), summed again exactly.
+		{"roll_app", "WITH c AS (DELETE FROM roll_app_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_hour_pending RETURNING *), " +
+			"d AS (SELECT " + appKeys + ", " + strings.Join(sums, ", ") + ", MAX(last_hour) AS last_hour FROM (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", appKeys+", "+counterCols+", last_hour") + ") x " +
+			"GROUP BY " + appKeys + "), " +
+			"o AS (DELETE FROM roll_app_pending RETURNING *), " +
+			"e AS (SELECT " + appKeys + ", " + counterCols + ", last_hour FROM d UNION ALL SELECT " + day + ", app_id, domain, " + counterCols + ", last_hour FROM d WHERE span = " + fmt.Sprint(SpanHour) +
+			" UNION ALL SELECT " + appKeys + ", " + counterCols + ", last_hour FROM o) " +
+			"INSERT INTO roll_app (" + appKeys + ", " + counterCols + ", last_hour) SELECT " + appKeys + ", " + strings.Join(resums, ", ") + ", MAX(last_hour) FROM e GROUP BY " + appKeys +
+			" ORDER BY " + appKeys + " ON CONFLICT (" + appKeys + ") DO UPDATE SET " + addUpdate("roll_app")},
+		// The presence bits come from this version's user rows (g); 0030's
+		// user rows came with presence rows of their own (op). The main
+		// query reads u first (its count), so roll_app_user's rows are
+		// locked before presence_app_user's: an unread data-modifying WITH
+		// would run after the main query.
+		{"roll_app_user", "WITH c AS (DELETE FROM roll_app_user_chunk_pending RETURNING *), h AS (DELETE FROM roll_app_user_hour_pending RETURNING *), " +
+			"d AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM (SELECT " + userKeys + ", bypassed FROM h UNION ALL SELECT r.* FROM c, " + unnestAll("c", userKeys+", bypassed") + ") x " +
+			"GROUP BY " + userKeys + "), " +
+			"o AS (DELETE FROM roll_app_user_pending RETURNING *), " +
+			"op AS (DELETE FROM presence_app_user_pending RETURNING *), " +
+			"e AS (SELECT " + userKeys + ", bypassed FROM d UNION ALL SELECT " + day + ", app_id, domain, user_name, bypassed FROM d WHERE span = " + fmt.Sprint(SpanHour) + "), " +
+			"g AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM e GROUP BY " + userKeys + "), " +
+			"ga AS (SELECT " + userKeys + ", MAX(bypassed) AS bypassed FROM (SELECT " + userKeys + ", bypassed FROM g UNION ALL SELECT " + userKeys + ", bypassed FROM o) x GROUP BY " + userKeys + "), " +
+			"u AS (INSERT INTO roll_app_user (" + userKeys + ", bypassed) SELECT " + userKeys + ", bypassed FROM ga " +
+			"ORDER BY " + userKeys +
+			" ON CONFLICT (" + userKeys + ") DO UPDATE SET " + userUpdate + " RETURNING 1), " +
+			"p AS (SELECT span, " + block + " AS block, app_id, domain, user_name, " + bit + " AS bits, CASE WHEN bypassed > 0 THEN " + bit + " ELSE 0 END AS bypass_bits FROM g " +
+			"UNION ALL SELECT span, block, app_id, domain, user_name, bits, bypass_bits FROM op), " +
+			"pb AS (SELECT span, block, app_id, domain, user_name, BIT_OR(bits) AS bits, BIT_OR(bypass_bits) AS bypass_bits FROM p GROUP BY span, block, app_id, domain, user_name) " +
+			"INSERT INTO presence_app_user (span, block, app_id, domain, user_name, bits, bypass_bits) " +
+			"SELECT span, block, app_id, domain, user_name, bits, bypass_bits FROM pb WHERE (SELECT COUNT(*) FROM u) >= 0 " +
+			"AND NOT EXISTS (SELECT 1 FROM presence_app_user s WHERE (s.span, s.block, s.app_id, s.domain, s.user_name) = (pb.span, pb.block, pb.app_id, pb.domain, pb.user_name) " +
+			"AND s.bits | pb.bits = s.bits AND s.bypass_bits | pb.bypass_bits = s.bypass_bits) " +
+			"ORDER BY span, block, app_id, domain, user_name " +
+			"ON CONFLICT (span, block, app_id, domain, user_name) DO UPDATE SET " + presUpdate},
+	}
 }
 
 // unnestAll is "unnest(t.a, t.b, …) AS r(a, b, …)": the rows of a pending
@@ -695,7 +781,8 @@ func pgColumns(prefix string, rows [][]any) (table string, cols []column, ok boo
 }
 
 // PruneHourlyRollups drops hour buckets older than HourlyRollupKeep (day
-// buckets stay) and hunting index rows of chunks that retention removed.
+// buckets stay; on PostgreSQL an hour row of roll_app_device_hour only
+// once folded into its day).
 func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, error) {
 	if err := s.FoldRollups(ctx); err != nil { // what it drops must not come back
 		return 0, err
@@ -703,13 +790,31 @@ func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, e
 	cut := hourOf(now.Add(-HourlyRollupKeep))
 	var total int64
 	for _, t := range []string{"roll_app", "roll_app_device", "roll_app_user", "roll_device", "presence_app_device", "presence_app_user"} {
-		col, v := "bucket", cut
+		col, v := "bucket", "?"
+		arg := cut
 		if strings.HasPrefix(t, "presence") {
-			col, v = "block", cut/SpanHour/presenceBits
+			col, arg = "block", cut/SpanHour/presenceBits
 		}
-		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < ?", SpanHour, v)
+		if t == "presence_app_device" && s.dialect == Postgres {
+			// Not the hour bits of hours not folded yet: the app list
+			// counts a day's machines from them until the fold sets the
+			// day's (DiscoveredApps), however long the fold fails.
+			v = fmt.Sprintf("LEAST(?, (SELECT g FROM app_hours_watermark) / %d / %d)", SpanHour, presenceBits)
+		}
+		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < "+v, SpanHour, arg)
 		if err != nil {
 			return total, fmt.Errorf("store: prune %s: %w", t, err)
+		}
+		n, _ := r.RowsAffected()
+		total += n
+	}
+	if s.dialect == Postgres {
+		// The hour rows of the devices' apps (migration 0039) go at the
+		// same cut, but never before the fold has added them to their
+		// day (g): a fold that keeps failing must not lose them.
+		r, err := s.exec(ctx, "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, (SELECT g FROM app_hours_watermark))", cut)
+		if err != nil {
+			return total, fmt.Errorf("store: prune roll_app_device_hour: %w", err)
 		}
 		n, _ := r.RowsAffected()
 		total += n

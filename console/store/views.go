@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -132,8 +133,23 @@ func (s *Store) DiscoveredApps(ctx context.Context, p Period, unknown bool) ([]A
 		return err
 	}, func(ctx context.Context) (err error) {
 		args := append(append([]any{}, wargs...), margs...)
-		machines, err = queryAll(ctx, s, scanCnt, "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE "+where+" AND (bits & "+mask+") <> 0 AND "+appCond+
-			" GROUP BY app_id, domain", args...)
+		q := "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM presence_app_device WHERE " + where + " AND (bits & " + mask + ") <> 0 AND " + appCond +
+			" GROUP BY app_id, domain"
+		if s.dialect == Postgres && p.Span == SpanDay {
+			// The days not folded yet have no day bits (migration 0039):
+			// their devices are those with an hour bit of an hour at or
+			// after g in the period (an hour row sets its bit, and the
+			// prune keeps the bits of hours not folded), read in the same
+			// statement (one snapshot: a fold commits before it or after
+			// it). A row per device, app and 32 hours, not one per hour.
+			from, to := p.From.Unix()/SpanHour, p.To.Unix()/SpanHour // hours [from, to)
+			lo := "LEAST(32, GREATEST(0, m.lo - block * 32))"
+			hi := fmt.Sprintf("LEAST(32, GREATEST(0, %d - block * 32))", to)
+			q = "SELECT app_id, domain, COUNT(DISTINCT device_id), 0 FROM (SELECT app_id, domain, device_id FROM presence_app_device WHERE " + where + " AND (bits & " + mask + ") <> 0 AND " + appCond +
+				fmt.Sprintf(" UNION ALL SELECT app_id, domain, device_id FROM presence_app_device, (SELECT GREATEST(g / %d, %d) AS lo FROM app_hours_watermark) m WHERE span = %d AND block >= m.lo / 32 AND block <= %d AND ", SpanHour, from, SpanHour, (to-1)/presenceBits) +
+				"(bits & ((CAST(1 AS BIGINT) << CAST(GREATEST(" + hi + ", " + lo + ") AS INTEGER)) - (CAST(1 AS BIGINT) << CAST(" + lo + " AS INTEGER)))) <> 0 AND " + appCond + ") x GROUP BY app_id, domain"
+		}
+		machines, err = queryAll(ctx, s, scanCnt, q, args...)
 		return err
 	}, func(ctx context.Context) (err error) {
 		args := append(append(append([]any{}, margs...), wargs...), margs...)
@@ -212,7 +228,13 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 		d.Series, err = queryAll(ctx, s, scanBucket, "SELECT bucket, "+sumCols("")+" FROM "+s.keyed("roll_app", "roll_app_app")+" WHERE "+fleetCond+" AND "+inPeriod+" GROUP BY bucket ORDER BY bucket", args(keyArgs)...)
 		return err
 	}, func(ctx context.Context) (err error) {
-		d.Machines, err = queryAll(ctx, s, scanBreakdown, s.appMachinesQuery(), args(keyArgs2)...)
+		q, a := s.appMachinesQuery(), args(keyArgs2)
+		if s.dialect == Postgres {
+			var src string
+			src, a = appDeviceRows(p, "app_id = ? AND domain = ?", keyArgs2)
+			q = "SELECT device_id, " + sumCols("") + ", MAX(last_hour) FROM " + src + " GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id"
+		}
+		d.Machines, err = queryAll(ctx, s, scanBreakdown, q, a...)
 		return err
 	}, func(ctx context.Context) (err error) {
 		d.Users, err = queryAll(ctx, s, func(sc scanner) (Named, error) {
@@ -240,6 +262,31 @@ func (s *Store) App(ctx context.Context, p Period, appID, domain string) (AppDet
 func (s *Store) appMachinesQuery() string {
 	return "SELECT device_id, " + sumCols("") + ", MAX(last_hour) FROM " + s.keyed("roll_app_device", "roll_app_device_app") + " WHERE app_id = ? AND domain = ? AND " + inPeriod +
 		" GROUP BY device_id ORDER BY SUM(bytes_sent + bytes_received) DESC, device_id"
+}
+
+// appDeviceRows is the rows of roll_app_device of a period that match
+// cond (arguments condArgs) on PostgreSQL, as a FROM item: since
+// migration 0039 a device's app rows of the hours not folded yet are in
+// roll_app_device_hour (appDevicePresence). An hour period adds that
+// table's rows to roll_app_device's hour rows (the late chunks'); a day
+// period adds its rows at or after g (not in a day row yet) to
+// roll_app_device's day rows. One statement reads both: one snapshot, so
+// a fold commits before it or after it, never between the two.
+func appDeviceRows(p Period, cond string, condArgs []any) (string, []any) {
+	unfolded := ""
+	if p.Span == SpanDay {
+		// "+ 0": not a bound of an index range. As one, the planner
+		// guesses it narrow (an unknown value) and reads every app's rows
+		// of the hours since g through the bucket index for one app's
+		// machines, where the app index reads that app's rows only
+		// (TestAppDeviceHoursPlans).
+		unfolded = " AND bucket + 0 >= (SELECT g FROM app_hours_watermark)"
+	}
+	cols := "app_id, domain, device_id, " + counterCols + ", last_hour"
+	src := "(SELECT " + cols + " FROM roll_app_device WHERE " + cond + " AND " + inPeriod +
+		" UNION ALL SELECT " + cols + " FROM roll_app_device_hour WHERE " + cond + " AND bucket >= ? AND bucket < ?" + unfolded + ") r"
+	args := append(append(append(append([]any{}, condArgs...), p.args()...), condArgs...), p.From.Unix(), p.To.Unix())
+	return src, args
 }
 
 func (s *Store) appUsersQuery() string {
@@ -296,6 +343,13 @@ func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDe
 	for _, b := range d.Series {
 		d.Total.Add(b.Counters)
 	}
+	q := "SELECT app_id, domain, " + sumCols("") + ", MAX(last_hour) FROM " + s.keyed("roll_app_device", "roll_app_device_device") + " WHERE device_id = ? AND " + inPeriod +
+		" GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain"
+	if s.dialect == Postgres {
+		var src string
+		src, args = appDeviceRows(p, "device_id = ?", []any{device})
+		q = "SELECT app_id, domain, " + sumCols("") + ", MAX(last_hour) FROM " + src + " GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain"
+	}
 	d.Apps, err = queryAll(ctx, s, func(sc scanner) (AppStat, error) {
 		var a AppStat
 		var last int64
@@ -303,8 +357,7 @@ func (s *Store) Machine(ctx context.Context, p Period, device string) (MachineDe
 		a.LastSeen = time.Unix(last, 0).UTC()
 		a.Machines = 1
 		return a, err
-	}, "SELECT app_id, domain, "+sumCols("")+", MAX(last_hour) FROM "+s.keyed("roll_app_device", "roll_app_device_device")+" WHERE device_id = ? AND "+inPeriod+
-		" GROUP BY app_id, domain ORDER BY SUM(bytes_sent + bytes_received) DESC, app_id, domain", args...)
+	}, q, args...)
 	return d, err
 }
 
