@@ -132,13 +132,7 @@ func BenchmarkAppDeviceViews(b *testing.B) {
 	s.now = func() time.Time { return now }
 	h := HourOf(now)
 	g := h - 25*3600
-	exec := func(b *testing.B, qs ...string) {
-		for _, q := range qs {
-			if _, err := s.w.ExecContext(ctx, q); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	exec := func(b *testing.B, qs ...string) { execAll(b, s, qs...) }
 	var named []string
 	for i, c := range strings.Split(counterCols, ", ") {
 		named = append(named, fmt.Sprintf("CAST(%d AS BIGINT) AS %s", []int{1, 100, 200, 0, 0, 0, 0, 0}[i], c))

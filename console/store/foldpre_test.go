@@ -45,13 +45,7 @@ func TestFoldSumsBeforeTheDays(t *testing.T) {
 		}
 		got[s.dialect] = rollupRows(t, s)
 	})
-	lite, pgRows := got[SQLite], got[Postgres]
-	if lite == nil || pgRows == nil {
-		t.Skip("needs both stores")
-	}
-	if !slices.Equal(lite, pgRows) {
-		t.Errorf("fleet-wide rollups differ:\nsqlite:\n%s\npostgres:\n%s", strings.Join(lite, "\n"), strings.Join(pgRows, "\n"))
-	}
+	pgRows := sameRollupsOnBothStores(t, got)
 	// The day rows are the sums of the seven chunks (1+…+7 transactions),
 	// whatever the hours' rows say; bob bypassed in one chunk.
 	day := bucketOf(HourOf(now), SpanDay)
@@ -82,13 +76,7 @@ func TestFoldLeavesSetPresenceUnlocked(t *testing.T) {
 		enrolled(t, s)
 		ingestFold := func(id string, at time.Time, bobBypasses bool) {
 			t.Helper()
-			b := fullBatch(id, id, at)
-			if bobBypasses {
-				b.Bypassers[UserKey{TrafficKey{HourOf(at), "dropbox", "dropbox.com"}, "bob"}] = struct{}{}
-			}
-			if err := s.IngestChunk(ctx, b); err != nil {
-				t.Fatal(err)
-			}
+			ingestDropbox(t, s, id, at, bobBypasses)
 			if err := s.FoldRollups(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -193,4 +181,32 @@ func TestPendingArraysLZ4(t *testing.T) {
 			t.Fatalf("folded transactions = %d, %v; want 2000", n, err)
 		}
 	})
+}
+
+// ingestDropbox ingests fullBatch's chunk id at at, with bob bypassing a
+// Warn of dropbox in that hour when bobBypasses (the fold tests' chunks).
+func ingestDropbox(t *testing.T, s *Store, id string, at time.Time, bobBypasses bool) {
+	t.Helper()
+	b := fullBatch(id, id, at)
+	if bobBypasses {
+		b.Bypassers[UserKey{TrafficKey{HourOf(at), "dropbox", "dropbox.com"}, "bob"}] = struct{}{}
+	}
+	if err := s.IngestChunk(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameRollupsOnBothStores requires the fleet-wide rollup rows (rollupRows)
+// each store gave to be the same, and returns PostgreSQL's; it skips the
+// test where either store did not run.
+func sameRollupsOnBothStores(t *testing.T, got map[string][]string) []string {
+	t.Helper()
+	lite, pgRows := got[SQLite], got[Postgres]
+	if lite == nil || pgRows == nil {
+		t.Skip("needs both stores")
+	}
+	if !slices.Equal(lite, pgRows) {
+		t.Errorf("fleet-wide rollups differ:\nsqlite:\n%s\npostgres:\n%s", strings.Join(lite, "\n"), strings.Join(pgRows, "\n"))
+	}
+	return pgRows
 }

@@ -25,13 +25,7 @@ func TestFoldPresenceSkipKeepsNewBits(t *testing.T) {
 		enrolled(t, s)
 		ingest := func(id string, at time.Time, bobBypasses bool) {
 			t.Helper()
-			b := fullBatch(id, id, at)
-			if bobBypasses {
-				b.Bypassers[UserKey{TrafficKey{HourOf(at), "dropbox", "dropbox.com"}, "bob"}] = struct{}{}
-			}
-			if err := s.IngestChunk(ctx, b); err != nil {
-				t.Fatal(err)
-			}
+			ingestDropbox(t, s, id, at, bobBypasses)
 		}
 		fold := func() {
 			t.Helper()
@@ -48,13 +42,7 @@ func TestFoldPresenceSkipKeepsNewBits(t *testing.T) {
 		fold()
 		got[s.dialect] = rollupRows(t, s)
 	})
-	lite, pgRows := got[SQLite], got[Postgres]
-	if lite == nil || pgRows == nil {
-		t.Skip("needs both stores")
-	}
-	if !slices.Equal(lite, pgRows) {
-		t.Errorf("fleet-wide rollups differ:\nsqlite:\n%s\npostgres:\n%s", strings.Join(lite, "\n"), strings.Join(pgRows, "\n"))
-	}
+	pgRows := sameRollupsOnBothStores(t, got)
 	h := HourOf(now)
 	hBlock, bit := presenceOf(SpanHour, h)
 	_, bit10 := presenceOf(SpanHour, h-2*3600)

@@ -454,6 +454,17 @@ func huntBenchStore(b *testing.B) *Store {
 	return s
 }
 
+// execAll runs statements on the store's writer, failing tb at the first
+// error (the benchmarks' setup).
+func execAll(tb testing.TB, s *Store, qs ...string) {
+	tb.Helper()
+	for _, q := range qs {
+		if _, err := s.w.ExecContext(context.Background(), q); err != nil {
+			tb.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // BenchmarkHuntMonth: a month's hunt of a name every device asks every
 // hour (the admin's first hunt, and the costliest), 1,000 devices × 720
 // hours: "before" as every chunk's upsert left it (all of it in
@@ -468,13 +479,7 @@ func BenchmarkHuntMonth(b *testing.B) {
 	s.now = func() time.Time { return now }
 	h := HourOf(now)
 	w := h - 26*3600
-	sqls := func(b *testing.B, qs ...string) {
-		for _, q := range qs {
-			if _, err := s.w.ExecContext(ctx, q); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	sqls := func(b *testing.B, qs ...string) { execAll(b, s, qs...) }
 	daily := "INSERT INTO hunt_daily (rdomain, day, device_id, records, first_hour, last_hour) SELECT rdomain, " + huntDaySQL("hour") +
 		", device_id, SUM(records), MIN(hour), MAX(hour) FROM hunt_index WHERE direct GROUP BY 1, 2, 3"
 	sqls(b, fmt.Sprintf("UPDATE hunt_watermark SET w = %d, f = %[1]d; UPDATE app_hours_watermark SET g = %[1]d", h+86400),
