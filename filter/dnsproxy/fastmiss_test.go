@@ -316,6 +316,23 @@ func TestFastPathOnAnswerAfterReply(t *testing.T) {
 	if err := r.Unpack(buf[:k]); err != nil || r.Id != m.Id || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("cached reply %v (%v)", &r, err)
 	}
+	// The cached answer's OnAnswer runs on the reader that answered it,
+	// which was waiting for replied; the next queries may be read by
+	// another reader of the socket, so wait for it to be recorded before
+	// sending them (OnAnswer promises no order across readers).
+	waitFor := func(want int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			n := len(got)
+			mu.Unlock()
+			if n >= want || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(2)
 	for range 3 {
 		if r := query(t, addr, "udp", "panic.example", dns.TypeA, false); r.Rcode != dns.RcodeNameError {
 			t.Fatalf("%v", r)
