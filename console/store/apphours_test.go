@@ -278,6 +278,46 @@ func TestAppDeviceHoursPruneKeepsUnfolded(t *testing.T) {
 	})
 }
 
+// TestAppDeviceHoursPruneWithoutMark: with app_hours_watermark's row gone
+// (a hand-edited or half-restored store), the prune keeps every hour row
+// and hour bit (PostgreSQL's LEAST skips a NULL: the cut alone would drop
+// the hours never folded), and the fold fails saying how to restore it.
+func TestAppDeviceHoursPruneWithoutMark(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		if s.dialect != Postgres {
+			return
+		}
+		ctx := context.Background()
+		d0 := bucketOf(HourOf(time.Now().UTC().Add(-40*24*time.Hour)), SpanDay)
+		now := time.Unix(d0-2*86400+12*3600, 0).UTC()
+		s.now = func() time.Time { return now }
+		setWatermark(t, s, d0-5*86400, d0-5*86400)
+		appHoursChunk(t, s, "d0", "c1", 3, d0-4*86400+3600, d0-3*86400)
+		hours := countRowsWhere(t, s, "roll_app_device_hour", "true")
+		bits := countRowsWhere(t, s, "presence_app_device", fmt.Sprintf("span = %d", SpanHour))
+		if hours == 0 || bits == 0 {
+			t.Fatalf("the chunk wrote %d hour rows, %d hour presence rows; want some", hours, bits)
+		}
+		if _, err := s.w.ExecContext(ctx, "DELETE FROM app_hours_watermark"); err != nil {
+			t.Fatal(err)
+		}
+		later := now.Add(4 * 24 * time.Hour)
+		s.now = func() time.Time { return later }
+		if _, err := s.PruneHourlyRollups(ctx, later); err != nil {
+			t.Fatal(err)
+		}
+		if n := countRowsWhere(t, s, "roll_app_device_hour", "true"); n != hours {
+			t.Errorf("the prune without a mark left %d of %d hour rows", n, hours)
+		}
+		if n := countRowsWhere(t, s, "presence_app_device", fmt.Sprintf("span = %d", SpanHour)); n != bits {
+			t.Errorf("the prune without a mark left %d of %d hour presence rows", n, bits)
+		}
+		if _, err := s.FoldHuntDays(ctx, later); err == nil || !strings.Contains(err.Error(), "INSERT INTO app_hours_watermark") {
+			t.Errorf("the fold without a mark: %v; want an error saying how to restore it", err)
+		}
+	})
+}
+
 // TestAppDeviceHoursMigration: migration 0039 on a store whose
 // roll_app_device holds both spans (as every chunk wrote them): the views
 // answer the same after it, g starts at w, and the chunks after it write
@@ -359,7 +399,7 @@ func TestAppDeviceHoursPlans(t *testing.T) {
 			{"machine's apps", "SELECT app_id, domain, COUNT(*) FROM " + machine + " GROUP BY app_id, domain", "roll_app_device_hour_pkey", margs},
 			{"app's machines", "SELECT device_id, COUNT(*) FROM " + app + " GROUP BY device_id", "roll_app_device_hour_app", aargs},
 			{"fold", appDeviceFoldSQL, "roll_app_device_hour_bucket", []any{first + 200*3600, first + 224*3600}},
-			{"prune", "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, (SELECT g FROM app_hours_watermark))", "roll_app_device_hour_bucket", []any{first + 3600}},
+			{"prune", "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, COALESCE((SELECT g FROM app_hours_watermark), 0))", "roll_app_device_hour_bucket", []any{first + 3600}},
 		} {
 			if plan := pgPlan(t, s, c.query, c.args...); !strings.Contains(plan, c.index) {
 				t.Errorf("%s: plan\n%s\nwant it to read %s", c.name, plan, c.index)

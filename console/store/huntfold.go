@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -174,6 +175,9 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 			return err
 		}
 		if err := tx.QueryRowContext(ctx, "SELECT g FROM app_hours_watermark FOR UPDATE").Scan(&g); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("app_hours_watermark has no row (migration 0039 makes it; restore it with INSERT INTO app_hours_watermark (g) SELECT f FROM hunt_watermark): %w", err)
+			}
 			return err
 		}
 		to := min(w, cur)

@@ -799,7 +799,9 @@ func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, e
 			// Not the hour bits of hours not folded yet: the app list
 			// counts a day's machines from them until the fold sets the
 			// day's (DiscoveredApps), however long the fold fails.
-			v = fmt.Sprintf("LEAST(?, (SELECT g FROM app_hours_watermark) / %d / %d)", SpanHour, presenceBits)
+			// COALESCE: PostgreSQL's LEAST skips a NULL, so a missing
+			// mark would otherwise prune up to the cut.
+			v = fmt.Sprintf("LEAST(?, COALESCE((SELECT g FROM app_hours_watermark), 0) / %d / %d)", SpanHour, presenceBits)
 		}
 		r, err := s.exec(ctx, "DELETE FROM "+t+" WHERE span = ? AND "+col+" < "+v, SpanHour, arg)
 		if err != nil {
@@ -811,8 +813,9 @@ func (s *Store) PruneHourlyRollups(ctx context.Context, now time.Time) (int64, e
 	if s.dialect == Postgres {
 		// The hour rows of the devices' apps (migration 0039) go at the
 		// same cut, but never before the fold has added them to their
-		// day (g): a fold that keeps failing must not lose them.
-		r, err := s.exec(ctx, "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, (SELECT g FROM app_hours_watermark))", cut)
+		// day (g): a fold that keeps failing must not lose them, nor a
+		// missing mark (LEAST skips a NULL; COALESCE keeps them all).
+		r, err := s.exec(ctx, "DELETE FROM roll_app_device_hour WHERE bucket < LEAST(?, COALESCE((SELECT g FROM app_hours_watermark), 0))", cut)
 		if err != nil {
 			return total, fmt.Errorf("store: prune roll_app_device_hour: %w", err)
 		}
