@@ -125,10 +125,19 @@ func TestUploadThroughFaults(t *testing.T) {
 			var mu sync.Mutex
 			var delays []time.Duration
 			refusedUntilRetry := 3
+			// Only "slow" needs the client to give up (its handler answers
+			// after that): elsewhere a short timeout is a fault of its own
+			// on a loaded machine (the collector syncs each chunk and its
+			// rollup to disk), retried after a backoff instead of the
+			// Retry-After checked below (failed "503 retry-after" that way).
+			timeout := 30 * time.Second
+			if mode == "slow" {
+				timeout = 100 * time.Millisecond
+			}
 			cfg := Config{
 				Dir: t.TempDir(), DeviceID: "dev-1", Endpoint: "http://" + addr, Token: "secret",
 				ChunkRecords: 50, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
-				Client: &http.Client{Timeout: 100 * time.Millisecond},
+				Client: &http.Client{Timeout: timeout},
 			}
 			cfg.sleep = func(ctx context.Context, d time.Duration) error {
 				mu.Lock()
