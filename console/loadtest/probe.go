@@ -166,6 +166,9 @@ func (p *probe) stop() {
 	}
 }
 
+// minSampleWait is the least a PostgreSQL sample is waited for.
+const minSampleWait = 2 * time.Second
+
 func (p *probe) index(at time.Time) int { return max(int(at.Sub(p.start)/p.window), 0) }
 
 func (p *probe) sample(ctx context.Context) {
@@ -176,8 +179,12 @@ func (p *probe) sample(ctx context.Context) {
 	p.addProcs(p.readProcs())
 	if p.pg != nil {
 		// A sample that does not come back within a few intervals is
-		// given up: the next one tries again.
-		sctx, cancel := context.WithTimeout(ctx, 5*p.interval)
+		// given up: the next one tries again. Never sooner than
+		// minSampleWait: on a loaded host a reading slower than a short
+		// interval is still a reading, and giving it up costs the
+		// connection (pgx closes it), so the next one waits for a new
+		// backend too.
+		sctx, cancel := context.WithTimeout(ctx, max(5*p.interval, minSampleWait))
 		s, err := p.pg.sample(sctx)
 		cancel()
 		p.addPG(time.Now(), s, err)

@@ -89,6 +89,13 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.log.Error("app matcher not rebuilt; the previous one stays", "err", err)
 	}
+	// The version of the custom apps the first build reads, read before
+	// it: an app another replica makes meanwhile then differs from it and
+	// is watched for.
+	appsVersion, err := st.CustomAppsVersion(ctx)
+	if err != nil {
+		s.log.Warn("custom apps not watched for changes from other replicas until the database answers", "err", err)
+	}
 	rebuild(ctx)
 	pub, err := feed.New(feed.Config{Store: st, Auth: au, Catalog: builtin, Key: key, Log: s.log,
 		MaxWait: time.Duration(cfg.Feed.MaxWaitSeconds) * time.Second, RefreshInterval: time.Duration(cfg.Feed.RefreshSeconds) * time.Second,
@@ -197,7 +204,7 @@ func (s *Server) Run(ctx context.Context) error {
 	runs := []func(context.Context) error{pub.Run, ing.Run, al.Run, disc.Run, func(ctx context.Context) error { return cleanSessions(ctx, st) }}
 	if st.Dialect() == store.Postgres {
 		// Replicas: custom apps made through another one.
-		runs = append(runs, func(ctx context.Context) error { return watchCustomApps(ctx, st, customAppsPoll, rebuild, s.log) })
+		runs = append(runs, func(ctx context.Context) error { return watchCustomApps(ctx, st, appsVersion, customAppsPoll, rebuild) })
 	}
 	for _, run := range runs {
 		wg.Add(1)
@@ -256,12 +263,12 @@ const customAppsPoll = 10 * time.Second
 // when the custom apps change in the store: on replicas sharing one
 // PostgreSQL an app created through replica A must name the traffic that
 // replica B ingests too (and B's analytics), and apps send no
-// notification, so it looks every period.
-func watchCustomApps(ctx context.Context, st *store.Store, every time.Duration, rebuild func(context.Context), log *slog.Logger) error {
-	last, err := st.CustomAppsVersion(ctx)
-	if err != nil && ctx.Err() == nil {
-		log.Warn("custom apps not watched for changes from other replicas until the database answers", "err", err)
-	}
+// notification, so it looks every period. since is the version (from
+// CustomAppsVersion, "" if unread) read before the matcher in use was
+// built: a change made after that read, even before the watch starts, is
+// rebuilt for.
+func watchCustomApps(ctx context.Context, st *store.Store, since string, every time.Duration, rebuild func(context.Context)) error {
+	last := since
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
