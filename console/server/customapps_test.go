@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -76,6 +78,25 @@ func TestWatchCustomAppsChangeBeforeWatch(t *testing.T) {
 		return v
 	})
 	e2e.WaitFor(t, "a rebuild for the app created before the watch started", 10*time.Second, func() bool { return rebuilds.Load() == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if n := rebuilds.Load(); n != 1 {
+		t.Fatalf("%d rebuilds for one change", n)
+	}
+}
+
+// The server reads the apps' version before its first build (firstBuild):
+// an app another replica creates while that build runs (after it read the
+// catalog) is then rebuilt for by the watch. With the version read after
+// the build the app would be missed until the next change.
+func TestFirstBuildReadsVersionBefore(t *testing.T) {
+	_, _, rebuilds := watchApps(t, func(ctx context.Context, st *store.Store) string {
+		return firstBuild(ctx, st, func(ctx context.Context) {
+			if _, err := st.CreateCustomApp(ctx, store.CustomApp{Name: "intranet", Domains: []string{"intra.example"}, CreatedBy: "other replica"}); err != nil {
+				t.Fatal(err)
+			}
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	})
+	e2e.WaitFor(t, "a rebuild for the app created during the first build", 10*time.Second, func() bool { return rebuilds.Load() == 1 })
 	time.Sleep(100 * time.Millisecond)
 	if n := rebuilds.Load(); n != 1 {
 		t.Fatalf("%d rebuilds for one change", n)

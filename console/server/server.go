@@ -89,14 +89,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.log.Error("app matcher not rebuilt; the previous one stays", "err", err)
 	}
-	// The version of the custom apps the first build reads, read before
-	// it: an app another replica makes meanwhile then differs from it and
-	// is watched for.
-	appsVersion, err := st.CustomAppsVersion(ctx)
-	if err != nil {
-		s.log.Warn("custom apps not watched for changes from other replicas until the database answers", "err", err)
-	}
-	rebuild(ctx)
+	appsVersion := firstBuild(ctx, st, rebuild, s.log)
 	pub, err := feed.New(feed.Config{Store: st, Auth: au, Catalog: builtin, Key: key, Log: s.log,
 		MaxWait: time.Duration(cfg.Feed.MaxWaitSeconds) * time.Second, RefreshInterval: time.Duration(cfg.Feed.RefreshSeconds) * time.Second,
 		CheckinInterval: time.Duration(cfg.Feed.CheckinSeconds) * time.Second, FreshnessInterval: time.Duration(cfg.Feed.FreshnessMinutes) * time.Minute,
@@ -253,6 +246,19 @@ func (s *Server) sinks(ctx context.Context, icfg *ingest.Config) error {
 		icfg.Sink = p
 	}
 	return nil
+}
+
+// firstBuild builds the app matcher for the first time and returns the
+// version of the custom apps read before it (watchCustomApps' since): an
+// app another replica makes meanwhile then differs from it and is watched
+// for. "" if the read failed (the watch's first reading then rebuilds).
+func firstBuild(ctx context.Context, st *store.Store, rebuild func(context.Context), log *slog.Logger) string {
+	v, err := st.CustomAppsVersion(ctx)
+	if err != nil {
+		log.Warn("custom apps not watched for changes from other replicas until the database answers", "err", err)
+	}
+	rebuild(ctx)
+	return v
 }
 
 // customAppsPoll is how often a replica looks for custom apps created or
