@@ -254,7 +254,7 @@ func (s *Server) sinks(ctx context.Context, icfg *ingest.Config) error {
 // for. "" if the read failed (the watch's first reading then rebuilds).
 func firstBuild(ctx context.Context, st *store.Store, rebuild func(context.Context), log *slog.Logger) string {
 	v, err := st.CustomAppsVersion(ctx)
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		log.Warn("custom apps not watched for changes from other replicas until the database answers", "err", err)
 	}
 	rebuild(ctx)

@@ -176,7 +176,7 @@ func (s *Store) FoldHuntDays(ctx context.Context, now time.Time) (HuntFold, erro
 		}
 		if err := tx.QueryRowContext(ctx, "SELECT g FROM app_hours_watermark FOR UPDATE").Scan(&g); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("app_hours_watermark has no row (migration 0039 makes it; restore it with INSERT INTO app_hours_watermark (g) SELECT f FROM hunt_watermark): %w", err)
+				return fmt.Errorf("app_hours_watermark has no row (migration 0039 makes it; g equals hunt_watermark's f unless consoles of an older version ran beside this one, so restore it with INSERT INTO app_hours_watermark (g) SELECT f FROM hunt_watermark; docs/scale.md \"Thirteenth round\"): %w", err)
 			}
 			return err
 		}
