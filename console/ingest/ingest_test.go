@@ -32,9 +32,14 @@ type fixture struct {
 	token string
 }
 
+// newFixture serves an Ingest on cfg.Store (a fresh SQLite store if nil)
+// with device dev1 enrolled.
 func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
-	st := consoletest.Store(t)
+	st := cfg.Store
+	if st == nil {
+		st = consoletest.Store(t)
+	}
 	a := consoletest.Auth(st, auth.Config{})
 	cat, _ := catalog.Parse("app\tdropbox\tCloud storage\tdropbox.com\n")
 	m, _ := cat.NewMatcher()

@@ -6,16 +6,12 @@ import (
 	"database/sql"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/netward/netward/console/auth"
-	"github.com/netward/netward/console/catalog"
-	"github.com/netward/netward/console/consoletest"
 	"github.com/netward/netward/console/store"
 	"github.com/netward/netward/internal/pgtest"
 )
@@ -48,19 +44,8 @@ func (s *syncBuffer) String() string {
 // since what each fold leaves behind is the store's business (its own
 // tests check the sums).
 func TestRunFoldsOnPostgres(t *testing.T) {
-	pg, err := pgtest.Start()
-	if err != nil {
-		if pgtest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(pg.Stop)
-	dsn, err := pg.NewDatabase("ingestrun")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
+	dsn := pgtest.Database(t, "ingestrun", pgtest.Options{})
 	st, err := store.Open(ctx, store.Config{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
@@ -79,24 +64,13 @@ func TestRunFoldsOnPostgres(t *testing.T) {
 		}
 		return n
 	}
-
-	a := consoletest.Auth(st, auth.Config{})
-	cat, _ := catalog.Parse("app\tdropbox\tCloud storage\tdropbox.com\n")
-	m, _ := cat.NewMatcher()
 	start := time.Now().UTC()
 	var now atomic.Int64
 	now.Store(start.Unix())
 	var logs syncBuffer
-	in, err := New(Config{Store: st, Auth: a, Dir: t.TempDir(), Matcher: func() Matcher { return m },
-		Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: func() time.Time { return time.Unix(now.Load(), 0).UTC() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := consoletest.Enroll(t, a, "dev1")
-	mux := http.NewServeMux()
-	mux.Handle(Path, in)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	f := newFixture(t, Config{Store: st, Log: slog.New(slog.NewTextHandler(&logs, nil)),
+		Now: func() time.Time { return time.Unix(now.Load(), 0).UTC() }})
+	in := f.in
 
 	// An hour ago: after the hunting watermark (a day start at least two
 	// hours back), so its rows wait in the hour tables for the fold.
@@ -105,17 +79,8 @@ func TestRunFoldsOnPostgres(t *testing.T) {
 		`{"Timestamp":"`+at+`","DeviceId":"dev1","DeviceName":"laptop","ActionType":"ConnectionSuccess","RemoteUrl":"unknown.example","BytesSent":1,"BytesReceived":2}`)
 	put := func(chunk string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPut, srv.URL+"/v1/telemetry/dev1/"+chunk, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Encoding", "gzip")
-		req.Header.Set("Content-Type", "application/x-ndjson")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("PUT %s = %d, want 201", chunk, resp.StatusCode)
+		if got := f.put(t, "dev1", chunk, body).StatusCode; got != http.StatusCreated {
+			t.Fatalf("PUT %s = %d, want 201", chunk, got)
 		}
 	}
 	put("c1")

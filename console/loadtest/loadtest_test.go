@@ -263,19 +263,7 @@ func TestShareCoversAll(t *testing.T) {
 // required).
 func postgres(t *testing.T, name string) string {
 	t.Helper()
-	pg, err := pgtest.Start()
-	if err != nil {
-		if pgtest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(pg.Stop)
-	dsn, err := pg.NewDatabase(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
+	return pgtest.Database(t, name, pgtest.Options{})
 }
 
 func existing(p string) string {

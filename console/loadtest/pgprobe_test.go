@@ -16,18 +16,7 @@ import (
 // after it, a backend waiting on a lock, and a VACUUM while it runs —
 // and none of them in the window before.
 func TestPGProbeSeesCheckpointLockVacuum(t *testing.T) {
-	pg, err := pgtest.StartWith(pgtest.Options{Durable: true})
-	if err != nil {
-		if pgtest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(pg.Stop)
-	dsn, err := pg.NewDatabase("probe")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := pgtest.Database(t, "probe", pgtest.Options{Durable: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	db, err := sql.Open("pgx", dsn)

@@ -81,18 +81,7 @@ func replica(t *testing.T, cfg *Config) (url, password string) {
 // database's notification, since B's refresh tick is set to an hour — and
 // both replicas serve the same signed bytes for the sequence.
 func TestReplicasShareFeedThroughPostgres(t *testing.T) {
-	pg, err := pgtest.Start()
-	if err != nil {
-		if pgtest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(pg.Stop)
-	dsn, err := pg.NewDatabase("replicas")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := pgtest.Database(t, "replicas", pgtest.Options{})
 	conf := func(name string) *Config {
 		c, err := ParseConfig([]byte(fmt.Sprintf(`{"listen":"127.0.0.1:0","dataDir":%q,"store":{"dsn":%q},"feed":{"refreshSeconds":3600}}`,
 			filepath.Join(t.TempDir(), name), dsn)), name)

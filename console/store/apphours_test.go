@@ -220,6 +220,19 @@ func TestAppDeviceHoursSameViews(t *testing.T) {
 	}
 }
 
+// unfoldedAppHours sets s's clock two days before day d0 (40 days back)
+// and its marks five days before it, and ingests device d0's chunk of
+// the hours from d0-4 days + 1 hour to d0-3 days: hour rows not folded.
+func unfoldedAppHours(t *testing.T, s *Store) (d0 int64, now time.Time) {
+	t.Helper()
+	d0 = bucketOf(HourOf(time.Now().UTC().Add(-40*24*time.Hour)), SpanDay)
+	now = time.Unix(d0-2*86400+12*3600, 0).UTC()
+	s.now = func() time.Time { return now }
+	setWatermark(t, s, d0-5*86400, d0-5*86400)
+	appHoursChunk(t, s, "d0", "c1", 3, d0-4*86400+3600, d0-3*86400)
+	return d0, now
+}
+
 // TestAppDeviceHoursPruneKeepsUnfolded: the hourly prune drops
 // roll_app_device_hour's rows, and the hour presence bits, older than the
 // hours kept only once the fold has added them to their day (g): with the
@@ -231,11 +244,7 @@ func TestAppDeviceHoursPruneKeepsUnfolded(t *testing.T) {
 			return
 		}
 		ctx := context.Background()
-		d0 := bucketOf(HourOf(time.Now().UTC().Add(-40*24*time.Hour)), SpanDay)
-		now := time.Unix(d0-2*86400+12*3600, 0).UTC()
-		s.now = func() time.Time { return now }
-		setWatermark(t, s, d0-5*86400, d0-5*86400)
-		appHoursChunk(t, s, "d0", "c1", 3, d0-4*86400+3600, d0-3*86400)
+		d0, now := unfoldedAppHours(t, s)
 		if n := countRowsWhere(t, s, "roll_app_device_hour", fmt.Sprintf("bucket = %d", d0-4*86400+3600)); n == 0 {
 			t.Fatal("the chunk wrote no hour row of the hours not folded")
 		}
@@ -288,11 +297,7 @@ func TestAppDeviceHoursPruneWithoutMark(t *testing.T) {
 			return
 		}
 		ctx := context.Background()
-		d0 := bucketOf(HourOf(time.Now().UTC().Add(-40*24*time.Hour)), SpanDay)
-		now := time.Unix(d0-2*86400+12*3600, 0).UTC()
-		s.now = func() time.Time { return now }
-		setWatermark(t, s, d0-5*86400, d0-5*86400)
-		appHoursChunk(t, s, "d0", "c1", 3, d0-4*86400+3600, d0-3*86400)
+		_, now := unfoldedAppHours(t, s)
 		hours := countRowsWhere(t, s, "roll_app_device_hour", "true")
 		bits := countRowsWhere(t, s, "presence_app_device", fmt.Sprintf("span = %d", SpanHour))
 		if hours == 0 || bits == 0 {

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -200,6 +201,27 @@ func (c *Cluster) Stop() {
 		}
 	}
 	os.RemoveAll(c.dir)
+}
+
+// Database starts a private cluster with o for one test, stopped when the
+// test ends, and returns the DSN of a fresh database named after prefix on
+// it. Where PostgreSQL cannot start the test is skipped, or failed when
+// Required.
+func Database(t testing.TB, prefix string, o Options) string {
+	t.Helper()
+	c, err := StartWith(o)
+	if err != nil {
+		if Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(c.Stop)
+	dsn, err := c.NewDatabase(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }
 
 // Required reports whether a missing PostgreSQL must fail the run
